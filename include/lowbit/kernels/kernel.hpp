@@ -1,0 +1,44 @@
+#pragma once
+// The contract between gemm() and the kernel families.
+//
+// gemm(x, packed, y) computes y = x * W_hat^T for one of the schemes below. The work is split
+// in two phases so that activations are prepared once per call and shared by all threads:
+//
+//   family_workspace ws = prepare(packed, x);           // once per call: smoothing already
+//                                                      // applied; quantize/convert/pad x
+//   run(packed, ws, y, n_begin, n_end);                 // per thread, a range of output
+//                                                      // columns; writes y[:, n_begin:n_end]
+//
+// A family (the integer-activation kernels, the float-decoding kernels) owns its packed
+// layout, its workspace and one implementation per ISA tier (scalar reference first).
+// gemm() adds the epilogue terms it owns (bias, the LoRC term) after run().
+#include <cstdint>
+#include <string_view>
+
+namespace lowbit {
+
+// Weight x activation schemes the kernels run.
+enum class gemm_scheme : std::uint8_t {
+  w8a8_int8,     // int8 weights (per channel or group) x int8 per-token activations, int32 acc
+  w8a8_fp8,      // E4M3 weights x E4M3 per-token activations
+  w4a8_int4,     // int4 group-wise x int8 per-token, per-group fp32 scaling
+  w4a8_int4_m2,  // int4 with M2 scales: group shifts folded into the weights, one int32 acc
+  w4a8_fp4,      // E2M1 (M1/M2 scales) x E4M3 per-token (ZeroQuant-FP W4A8-FP)
+  w4a16_int4,    // int4 (symmetric or asymmetric) x fp32 (or bf16/fp16) activations
+  w4a16_fp4,     // E2M1 x fp32 (or bf16/fp16) activations
+};
+
+constexpr std::string_view to_string(gemm_scheme s) noexcept {
+  switch (s) {
+    case gemm_scheme::w8a8_int8: return "w8a8_int8";
+    case gemm_scheme::w8a8_fp8: return "w8a8_fp8";
+    case gemm_scheme::w4a8_int4: return "w4a8_int4";
+    case gemm_scheme::w4a8_int4_m2: return "w4a8_int4_m2";
+    case gemm_scheme::w4a8_fp4: return "w4a8_fp4";
+    case gemm_scheme::w4a16_int4: return "w4a16_int4";
+    case gemm_scheme::w4a16_fp4: return "w4a16_fp4";
+  }
+  return "unknown";
+}
+
+}  // namespace lowbit
