@@ -9,8 +9,13 @@
 // (LOWBIT_ISA forces a tier); detail::convert_n_tier lets tests call a tier directly.
 #include <cstddef>
 #include <cstdint>
+#include <string>
 
 #include "lowbit/dispatch/cpu_features.hpp"
+#include "lowbit/error.hpp"
+#include "lowbit/formats/detail/convert_avx2.hpp"
+#include "lowbit/formats/detail/convert_avx512.hpp"
+#include "lowbit/formats/detail/convert_neon.hpp"
 #include "lowbit/formats/traits.hpp"
 
 namespace lowbit {
@@ -32,17 +37,46 @@ void to_float_n_scalar(const T* in, float* out, std::size_t n) noexcept {
   for (std::size_t i = 0; i < n; ++i) out[i] = in[i].to_float();
 }
 
-// Tier-explicit entry points (tests compare every tier with scalar through these).
+// Running a tier the CPU lacks would crash on an illegal instruction: refuse it instead.
+inline void check_tier_runs_here(isa_tier tier, const char* what) {
+  if (!tier_supported(tier, host_cpu_features()))
+    throw error(std::string(what) + ": ISA tier '" + std::string(to_string(tier)) +
+                "' is not supported by this CPU");
+}
+
+// Tier-explicit entry points (tests compare every tier with scalar through these). A tier
+// that this build has no code for (NEON on x86, AVX on ARM) is never supported at run time,
+// so the check above rejects it before the switch.
 template <class T>
 void convert_n_tier(isa_tier tier, const float* in, T* out, std::size_t n, saturation s) {
-  (void)tier;
-  convert_n_scalar(in, out, n, s);
+  static_assert(sizeof(T) == 1, "convert_n stores one code per byte");
+  check_tier_runs_here(tier, "convert_n");
+  switch (tier) {
+#if LOWBIT_HAVE_X86_SIMD
+    case isa_tier::avx512: return avx512::convert_n(in, out, n, s);
+    case isa_tier::avx2: return avx2::convert_n(in, out, n, s);
+#endif
+#if LOWBIT_HAVE_NEON
+    case isa_tier::neon: return neon::convert_n(in, out, n, s);
+#endif
+    default: return convert_n_scalar(in, out, n, s);
+  }
 }
 
 template <class T>
 void to_float_n_tier(isa_tier tier, const T* in, float* out, std::size_t n) {
-  (void)tier;
-  to_float_n_scalar(in, out, n);
+  static_assert(sizeof(T) == 1, "to_float_n reads one code per byte");
+  check_tier_runs_here(tier, "to_float_n");
+  switch (tier) {
+#if LOWBIT_HAVE_X86_SIMD
+    case isa_tier::avx512: return avx512::to_float_n(in, out, n);
+    case isa_tier::avx2: return avx2::to_float_n(in, out, n);
+#endif
+#if LOWBIT_HAVE_NEON
+    case isa_tier::neon: return neon::to_float_n(in, out, n);
+#endif
+    default: return to_float_n_scalar(in, out, n);
+  }
 }
 
 }  // namespace detail
