@@ -1,0 +1,164 @@
+#pragma once
+// Writing safetensors files tensor by tensor, atomically.
+//
+// Streaming: add() appends each tensor's bytes to the temporary file at once, so a whole
+// model never has to sit in memory. The JSON header, which lists every tensor, is only
+// known at finish(); the writer therefore leaves `header_reserve` bytes in front of the
+// data and fills them with the header padded with spaces (the format allows trailing
+// whitespace, and keeps the data 8-byte aligned). A header that outgrows the room is
+// handled by copying the data once into a second temporary file behind a full-size header.
+//
+// Atomic: nothing appears under the final name before finish() has written, fsynced and
+// renamed the file; an exception, or destruction without finish(), removes the temporary.
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "lowbit/error.hpp"
+#include "lowbit/io/detail/atomic_file.hpp"
+#include "lowbit/io/dtype.hpp"
+#include "lowbit/io/safetensors.hpp"
+
+namespace lowbit {
+
+struct SafetensorsWriterOptions {
+  // Bytes kept before the data for the JSON header (rounded up to 8). Roughly 100 bytes
+  // per tensor plus the metadata; a larger header still works, at the cost of one copy.
+  std::size_t header_reserve = 64 * 1024;
+  // Called after each tensor's data is written (name, data bytes so far). A progress hook;
+  // an exception thrown from it aborts the write like any other error.
+  std::function<void(const std::string& tensor, std::uint64_t data_bytes)> on_tensor_written;
+};
+
+class SafetensorsWriter {
+ public:
+  explicit SafetensorsWriter(const std::string& path, SafetensorsWriterOptions options = {})
+      : options_(std::move(options)), file_(std::make_unique<detail::atomic_output_file>(path)) {
+    reserve_ = (options_.header_reserve + 7) / 8 * 8;
+    if (reserve_ < 8) reserve_ = 8;
+  }
+
+  const std::string& path() const noexcept { return file_->final_path(); }
+
+  // Appends one tensor; `nbytes` must equal the shape's element count times the dtype size.
+  void add(const std::string& name, tensor_dtype dtype, const std::vector<std::int64_t>& shape, const void* data,
+           std::size_t nbytes) {
+    check_open();
+    if (name == "__metadata__") fail_tensor(name, "the name __metadata__ is reserved");
+    if (!names_.insert(name).second) fail_tensor(name, "a tensor with this name was already written");
+    std::uint64_t numel = 1;
+    for (const auto d : shape) {
+      if (d < 0 || !detail::checked_mul(numel, static_cast<std::uint64_t>(d), numel))
+        fail_tensor(name, "invalid shape");
+    }
+    std::uint64_t expected = 0;
+    if (!detail::checked_mul(numel, dtype_size(dtype), expected) || expected != nbytes)
+      fail_tensor(name, "shape needs " + std::to_string(expected) + " bytes of " + std::string(dtype_name(dtype)) +
+                            " but " + std::to_string(nbytes) + " were given");
+    if (nbytes > 0) file_->write_at(data, nbytes, 8 + reserve_ + data_bytes_);
+    entries_.push_back({name, dtype, shape, data_bytes_, data_bytes_ + nbytes});
+    data_bytes_ += nbytes;
+    if (options_.on_tensor_written) options_.on_tensor_written(name, data_bytes_);
+  }
+  template <class T>
+  void add(const std::string& name, tensor_dtype dtype, const std::vector<std::int64_t>& shape,
+           const std::vector<T>& values) {
+    add(name, dtype, shape, values.data(), values.size() * sizeof(T));
+  }
+  // Copies a tensor from a file being read (same dtype, shape and bytes).
+  void add(const TensorView& t) { add(t.name, t.dtype, t.shape, t.data, t.nbytes); }
+
+  void set_metadata(const std::string& key, const std::string& value) {
+    check_open();
+    metadata_[key] = value;
+  }
+
+  std::uint64_t data_bytes() const noexcept { return data_bytes_; }
+
+  // Writes the header, then fsync + rename + directory fsync. The file is complete and
+  // visible under its name only after this returns.
+  void finish() {
+    check_open();
+    std::string header = header_json();
+    const std::size_t padded = (header.size() + 7) / 8 * 8;
+    if (padded <= reserve_) {
+      header.resize(reserve_, ' ');
+      write_prefix(*file_, header);
+    } else {
+      // The header outgrew its room: copy the data behind a header of the right size.
+      auto moved = std::make_unique<detail::atomic_output_file>(file_->final_path());
+      header.resize(padded, ' ');
+      write_prefix(*moved, header);
+      std::vector<char> buf(std::size_t{4} << 20);
+      for (std::uint64_t done = 0; done < data_bytes_;) {
+        const auto n = static_cast<std::size_t>(std::min<std::uint64_t>(buf.size(), data_bytes_ - done));
+        file_->read_at(buf.data(), n, 8 + reserve_ + done);
+        moved->write_at(buf.data(), n, 8 + padded + done);
+        done += n;
+      }
+      file_->abandon();
+      file_ = std::move(moved);
+    }
+    file_->commit();
+    finished_ = true;
+  }
+  bool finished() const noexcept { return finished_; }
+
+ private:
+  struct entry {
+    std::string name;
+    tensor_dtype dtype;
+    std::vector<std::int64_t> shape;
+    std::uint64_t begin, end;
+  };
+
+  [[noreturn]] void fail_tensor(const std::string& name, const std::string& problem) const {
+    detail::fail(file_->final_path() + ": tensor '" + name + "': " + problem);
+  }
+  void check_open() const {
+    if (finished_) detail::fail(file_->final_path() + ": the writer has already finished");
+  }
+
+  std::string header_json() const {
+    nlohmann::ordered_json h = nlohmann::ordered_json::object();
+    if (!metadata_.empty()) {
+      auto& m = h["__metadata__"];
+      m = nlohmann::ordered_json::object();
+      for (const auto& [k, v] : metadata_) m[k] = v;
+    }
+    for (const auto& e : entries_) {
+      nlohmann::ordered_json t;
+      t["dtype"] = std::string(dtype_name(e.dtype));
+      t["shape"] = e.shape;
+      t["data_offsets"] = {e.begin, e.end};
+      h[e.name] = std::move(t);
+    }
+    return h.dump();
+  }
+
+  static void write_prefix(detail::atomic_output_file& f, const std::string& header) {
+    unsigned char len[8];
+    std::uint64_t n = header.size();
+    for (int i = 0; i < 8; ++i, n >>= 8) len[i] = static_cast<unsigned char>(n & 0xFF);
+    f.write_at(len, 8, 0);
+    f.write_at(header.data(), header.size(), 8);
+  }
+
+  SafetensorsWriterOptions options_;
+  std::unique_ptr<detail::atomic_output_file> file_;
+  std::size_t reserve_ = 0;
+  std::uint64_t data_bytes_ = 0;
+  std::vector<entry> entries_;
+  std::set<std::string> names_;
+  std::map<std::string, std::string> metadata_;
+  bool finished_ = false;
+};
+
+}  // namespace lowbit
