@@ -1,0 +1,105 @@
+# shellcheck shell=bash
+# Shared shell logic for scripts/demo.sh and scripts/test.sh. Source it; do not run it.
+#
+#   lowbit_root                  the repository root (this file's parent's parent)
+#   lowbit_log / lowbit_die      messages on stderr, the latter exits non-zero
+#   lowbit_ensure_packages P...  installs the Debian packages P that are missing (as root), or
+#                                prints the one apt-get line needed and exits non-zero
+#   lowbit_jobs                  parallel build jobs: LOWBIT_JOBS, else nproc
+#   lowbit_stage_begin / _end    named stages with wall-clock timings, and a summary table
+
+# The packages every build needs (compiler, CMake, and the libraries CMakeLists.txt finds).
+# shellcheck disable=SC2034  # the package lists are used by the scripts that source this
+LOWBIT_BASE_PACKAGES=(cmake g++ libeigen3-dev catch2 libcli11-dev libfmt-dev libbenchmark-dev
+                      nlohmann-json3-dev)
+# The extra packages scripts/test.sh needs: the aarch64 cross compiler and qemu-user to run
+# its output, and clang with its runtime libraries for libFuzzer.
+# shellcheck disable=SC2034
+LOWBIT_ARM_PACKAGES=(g++-aarch64-linux-gnu qemu-user-static)
+# shellcheck disable=SC2034
+LOWBIT_FUZZ_PACKAGES=(clang libclang-rt-14-dev)
+
+lowbit_root() {
+  (cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+}
+
+lowbit_log() {
+  printf '[lowbit] %s\n' "$*" >&2
+}
+
+lowbit_die() {
+  printf '[lowbit] ERROR: %s\n' "$*" >&2
+  exit 1
+}
+
+# Prints the packages among "$@" that dpkg does not report as installed.
+lowbit_missing_packages() {
+  local pkg status
+  for pkg in "$@"; do
+    status=$(dpkg-query -W -f='${db:Status-Status}' "$pkg" 2>/dev/null || true)
+    if [[ "$status" != "installed" ]]; then
+      printf '%s\n' "$pkg"
+    fi
+  done
+}
+
+lowbit_ensure_packages() {
+  command -v dpkg-query >/dev/null 2>&1 ||
+    lowbit_die "dpkg-query not found: these scripts expect Debian (bookworm) or a derivative"
+  local missing
+  mapfile -t missing < <(lowbit_missing_packages "$@")
+  if ((${#missing[@]} == 0)); then
+    return 0
+  fi
+  if [[ "$(id -u)" != 0 ]]; then
+    lowbit_log "missing Debian packages: ${missing[*]}"
+    lowbit_log "install them (as root) with:"
+    printf 'apt-get install -y %s\n' "${missing[*]}"
+    exit 1
+  fi
+  lowbit_log "installing missing Debian packages: ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update || lowbit_die "apt-get update failed"
+  apt-get install -y --no-install-recommends "${missing[@]}" ||
+    lowbit_die "apt-get install ${missing[*]} failed"
+}
+
+lowbit_jobs() {
+  if [[ -n "${LOWBIT_JOBS:-}" ]]; then
+    printf '%s\n' "$LOWBIT_JOBS"
+  else
+    nproc 2>/dev/null || printf '2\n'
+  fi
+}
+
+# Stage timing. lowbit_stage_begin NAME prints a banner and starts a clock; lowbit_stage_end
+# records the elapsed seconds; lowbit_print_stage_times prints them all.
+LOWBIT_STAGE_NAMES=()
+LOWBIT_STAGE_SECONDS=()
+LOWBIT_CURRENT_STAGE=""
+LOWBIT_CURRENT_STAGE_START=0
+
+lowbit_stage_begin() {
+  LOWBIT_CURRENT_STAGE="$1"
+  LOWBIT_CURRENT_STAGE_START=$SECONDS
+  printf '\n==== [%s] %s ====\n' "$(date +%H:%M:%S)" "$1"
+}
+
+lowbit_stage_end() {
+  local elapsed=$((SECONDS - LOWBIT_CURRENT_STAGE_START))
+  LOWBIT_STAGE_NAMES+=("$LOWBIT_CURRENT_STAGE")
+  LOWBIT_STAGE_SECONDS+=("$elapsed")
+  printf '==== %s: done in %dm%02ds ====\n' "$LOWBIT_CURRENT_STAGE" $((elapsed / 60)) $((elapsed % 60))
+  LOWBIT_CURRENT_STAGE=""
+}
+
+lowbit_print_stage_times() {
+  local i s total=0
+  printf '\nStage timings (wall clock):\n'
+  for i in "${!LOWBIT_STAGE_NAMES[@]}"; do
+    s=${LOWBIT_STAGE_SECONDS[$i]}
+    total=$((total + s))
+    printf '  %-28s %4dm%02ds\n' "${LOWBIT_STAGE_NAMES[$i]}" $((s / 60)) $((s % 60))
+  done
+  printf '  %-28s %4dm%02ds\n' "total" $((total / 60)) $((total % 60))
+}

@@ -1,0 +1,184 @@
+#!/usr/bin/env bash
+# Build and test lowbit the way CI does (.ci/run calls this on a fresh clone).
+#
+#   scripts/test.sh
+#
+# Stages, in order (LOWBIT_TEST_STAGES=native,asan,arm,fuzz selects some; default all):
+#   native  Release, -Wall -Wextra -Werror, tests + CLI + benchmarks, every test through CTest
+#           (including the find_package / add_subdirectory consumer projects)
+#   asan    the tests again under AddressSanitizer + UndefinedBehaviorSanitizer (-O1 -g)
+#   arm     the tests cross-built for aarch64 and run under qemu-user, so NEON code really runs
+#   fuzz    each fuzz/fuzz_*.cpp built with clang's libFuzzer and run for a bounded time
+#
+# Other knobs: LOWBIT_TEST_BUILD_ROOT (default build-test; one sub-directory per stage),
+# LOWBIT_JOBS (default nproc), LOWBIT_FUZZ_SECONDS (default 60 per target),
+# LOWBIT_CTEST_TIMEOUT (seconds per test, default 1200).
+#
+# Any failure stops the script with a message naming the stage. The output ends with the
+# stage timings and CTest's closing summary lines.
+set -euo pipefail
+
+# shellcheck source=scripts/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+root=$(lowbit_root)
+cd "$root"
+
+all_stages=(native asan arm fuzz)
+IFS=',' read -r -a stages <<<"${LOWBIT_TEST_STAGES:-native,asan,arm,fuzz}"
+for s in "${stages[@]}"; do
+  [[ " ${all_stages[*]} " == *" $s "* ]] ||
+    lowbit_die "LOWBIT_TEST_STAGES: unknown stage '$s' (known: ${all_stages[*]})"
+done
+wants() { [[ ",${LOWBIT_TEST_STAGES:-native,asan,arm,fuzz}," == *",$1,"* ]]; }
+
+packages=("${LOWBIT_BASE_PACKAGES[@]}")
+if wants arm; then packages+=("${LOWBIT_ARM_PACKAGES[@]}"); fi
+if wants fuzz; then packages+=("${LOWBIT_FUZZ_PACKAGES[@]}"); fi
+lowbit_ensure_packages "${packages[@]}"
+
+build_root=${LOWBIT_TEST_BUILD_ROOT:-build-test}
+jobs=$(lowbit_jobs)
+ctest_timeout=${LOWBIT_CTEST_TIMEOUT:-1200}
+fuzz_seconds=${LOWBIT_FUZZ_SECONDS:-60}
+mkdir -p "$build_root"
+build_root=$(cd "$build_root" && pwd)
+
+lowbit_log "stages: ${stages[*]}; build root: $build_root; jobs: $jobs"
+lowbit_log "host: $(uname -m), $(nproc) CPUs, $(g++ --version | head -n1)"
+
+# Closing summary lines of every CTest run, printed again at the very end.
+ctest_logs=()
+
+# Runs "$@"; on failure stops the script naming the current stage and what failed.
+step() {
+  local what=$1
+  shift
+  if ! "$@"; then
+    lowbit_die "stage '$LOWBIT_CURRENT_STAGE' failed: $what (see the messages above)"
+  fi
+}
+
+# Prints CTest's closing lines from a log: the pass/fail count, total time, failed tests.
+ctest_summary() {
+  sed -n -e '/tests passed, .* tests failed out of/,$p' "$1"
+}
+
+# run_ctest STAGE DIR [extra ctest args]: runs CTest, keeps its output in DIR/ctest.log.
+run_ctest() {
+  local stage=$1 dir=$2
+  shift 2
+  local log="$dir/ctest.log"
+  ctest_logs+=("$stage:$log")
+  if ! (cd "$dir" && ctest --output-on-failure -j "$jobs" --timeout "$ctest_timeout" "$@") 2>&1 |
+    tee "$log"; then
+    lowbit_print_stage_times
+    printf '\n' >&2
+    lowbit_log "stage '$stage' failed: some tests failed (output above). CTest summary:"
+    ctest_summary "$log"
+    exit 1
+  fi
+}
+
+if wants native; then
+  lowbit_stage_begin "native: configure + build"
+  dir="$build_root/native"
+  step "cmake configure" cmake -S . -B "$dir" -DCMAKE_BUILD_TYPE=Release -DLOWBIT_WERROR=ON \
+    -DLOWBIT_BUILD_TESTS=ON -DLOWBIT_BUILD_EXAMPLES=ON -DLOWBIT_BUILD_BENCHMARKS=ON
+  step "build with -Werror" cmake --build "$dir" -j "$jobs"
+  lowbit_stage_end
+  lowbit_stage_begin "native: ctest"
+  run_ctest native "$dir"
+  lowbit_stage_end
+fi
+
+if wants asan; then
+  lowbit_stage_begin "asan+ubsan: configure + build"
+  dir="$build_root/asan"
+  # No build type: these flags are the whole optimisation/debug set. Warnings are not
+  # errors here: GCC's sanitizer instrumentation produces its own false positives (pages of
+  # -Wmaybe-uninitialized from libstdc++'s <regex> inside Catch2, hence that flag), and the
+  # native stage already holds the code to -Werror.
+  sanitize="-fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer"
+  step "cmake configure" cmake -S . -B "$dir" -DCMAKE_BUILD_TYPE= \
+    "-DCMAKE_CXX_FLAGS=-O1 -g $sanitize -Wno-maybe-uninitialized" \
+    "-DCMAKE_EXE_LINKER_FLAGS=$sanitize" \
+    -DLOWBIT_BUILD_TESTS=ON -DLOWBIT_BUILD_EXAMPLES=OFF -DLOWBIT_BUILD_BENCHMARKS=OFF \
+    -DLOWBIT_TEST_CONSUMERS=OFF
+  step "build" cmake --build "$dir" -j "$jobs"
+  lowbit_stage_end
+  lowbit_stage_begin "asan+ubsan: ctest"
+  ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:strict_string_checks=1:check_initialization_order=1} \
+    UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1} \
+    run_ctest asan "$dir"
+  lowbit_stage_end
+fi
+
+if wants arm; then
+  lowbit_stage_begin "aarch64: configure + cross-build"
+  dir="$build_root/aarch64"
+  step "cmake configure (aarch64 toolchain)" cmake -S . -B "$dir" \
+    -DCMAKE_TOOLCHAIN_FILE="$root/cmake/toolchains/aarch64-linux-gnu.cmake" \
+    "-DCMAKE_CROSSCOMPILING_EMULATOR=qemu-aarch64-static;-L;/usr/aarch64-linux-gnu" \
+    -DCMAKE_BUILD_TYPE=Release -DLOWBIT_WERROR=ON \
+    -DLOWBIT_BUILD_TESTS=ON -DLOWBIT_BUILD_EXAMPLES=OFF -DLOWBIT_BUILD_BENCHMARKS=OFF
+  step "cross-build" cmake --build "$dir" -j "$jobs"
+  if command -v file >/dev/null 2>&1; then
+    file "$dir/tests/lowbit_tests" | grep -q 'ARM aarch64' ||
+      lowbit_die "stage 'aarch64': $dir/tests/lowbit_tests is not an aarch64 executable"
+  fi
+  lowbit_stage_end
+  lowbit_stage_begin "aarch64: ctest under qemu"
+  run_ctest aarch64 "$dir"
+  lowbit_stage_end
+fi
+
+if wants fuzz; then
+  lowbit_stage_begin "fuzz: libFuzzer (${fuzz_seconds}s per target)"
+  shopt -s nullglob
+  fuzz_sources=(fuzz/fuzz_*.cpp)
+  shopt -u nullglob
+  if ((${#fuzz_sources[@]} == 0)); then
+    printf 'No fuzz targets (fuzz/fuzz_*.cpp) in this tree; skipping the fuzz stage.\n'
+  else
+    dir="$build_root/fuzz"
+    mkdir -p "$dir"
+    for src in "${fuzz_sources[@]}"; do
+      name=$(basename "$src" .cpp)
+      printf -- '--- %s: build\n' "$name"
+      step "clang++ libFuzzer build of $src" clang++ -std=c++17 -g -O1 \
+        -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
+        -Iinclude -I/usr/include/eigen3 "$src" -o "$dir/$name"
+      # New inputs go to a scratch corpus (listed first), never into the checked-in seeds;
+      # crash reproducers go to a temporary directory that is kept when something is found.
+      work=$(mktemp -d "${TMPDIR:-/tmp}/lowbit-$name.XXXXXX")
+      mkdir -p "$work/corpus" "$work/crashes"
+      corpora=("$work/corpus")
+      if [[ -d "fuzz/corpus/$name" ]]; then corpora+=("fuzz/corpus/$name"); fi
+      printf -- '--- %s: run for %ss (seeds: %s)\n' "$name" "$fuzz_seconds" \
+        "$([[ -d fuzz/corpus/$name ]] && echo "fuzz/corpus/$name" || echo none)"
+      if ! "$dir/$name" -max_total_time="$fuzz_seconds" -print_final_stats=1 \
+        -artifact_prefix="$work/crashes/" "${corpora[@]}" 2>"$work/fuzz.log"; then
+        tail -n 60 "$work/fuzz.log"
+        lowbit_print_stage_times
+        lowbit_die "stage 'fuzz': $name found a crash; reproducer(s) in $work/crashes/:" \
+          "$(ls "$work/crashes")." \
+          "Rerun with: $dir/$name $work/crashes/<file>"
+      fi
+      grep -E '^(#[0-9]+.*DONE|Done [0-9]+ runs|stat::number_of_executed_units)' "$work/fuzz.log" || true
+      rm -rf "$work"
+    done
+  fi
+  lowbit_stage_end
+fi
+
+lowbit_print_stage_times
+printf '\nCTest summaries:\n'
+for entry in "${ctest_logs[@]}"; do
+  printf '  %-8s %s\n' "${entry%%:*}" "$(grep -E 'tests passed, .* tests failed out of' "${entry#*:}" | tail -n1)"
+done
+# Last of all, CTest's own closing lines (the native run's when it ran: it has every test).
+if ((${#ctest_logs[@]} > 0)); then
+  final="${ctest_logs[0]#*:}"
+  printf '\n'
+  ctest_summary "$final"
+fi
