@@ -1,0 +1,67 @@
+#pragma once
+// LinearLayer: one linear map y = x * W^T of the model ([tokens, in] -> [tokens, out]).
+// The model only ever calls forward(), so a layer can be plain fp32, fake-quantized
+// (dequantized weights, activations quantized and dequantized per token), or a packed
+// quantized kernel, without the forward pass knowing which. Which one is built for each
+// weight is decided in exactly one place: the LinearFactory handed to LlamaModel
+// (model/quantized_layers.hpp has the factory for quantization schemes and recipes).
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <utility>
+
+#include "lowbit/config.hpp"
+
+namespace lowbit::model {
+
+class LinearLayer {
+ public:
+  virtual ~LinearLayer() = default;
+  // y = x * W^T; x is [tokens, in_features()], y is [tokens, out_features()] (preallocated).
+  virtual void forward(ConstRowMatrixRef x, RowMatrixRef y) const = 0;
+  virtual std::int64_t in_features() const = 0;
+  virtual std::int64_t out_features() const = 0;
+  // Bits of weight storage (codes + scales + any side data), for bits/weight reports.
+  virtual double storage_bits() const = 0;
+  // A short description of what runs ("fp32", "fake-quant int4 g128 / int8 act", ...).
+  virtual std::string describe() const = 0;
+};
+
+// Plain fp32 y = x * W^T through Eigen.
+class Fp32Linear final : public LinearLayer {
+ public:
+  explicit Fp32Linear(RowMatrixXf weight) : weight_(std::move(weight)) {}
+  void forward(ConstRowMatrixRef x, RowMatrixRef y) const override {
+    check_shapes(x, y);
+    y.noalias() = x * weight_.transpose();
+  }
+  std::int64_t in_features() const override { return weight_.cols(); }
+  std::int64_t out_features() const override { return weight_.rows(); }
+  double storage_bits() const override { return 32.0 * static_cast<double>(weight_.size()); }
+  std::string describe() const override { return "fp32"; }
+  const RowMatrixXf& weight() const { return weight_; }
+
+ private:
+  void check_shapes(ConstRowMatrixRef x, RowMatrixRef y) const {
+    if (x.cols() != weight_.cols() || y.cols() != weight_.rows() || y.rows() != x.rows())
+      detail::fail("Fp32Linear: shape mismatch: x [" + std::to_string(x.rows()) + ", " +
+                   std::to_string(x.cols()) + "], W [" + std::to_string(weight_.rows()) +
+                   ", " + std::to_string(weight_.cols()) + "], y [" + std::to_string(y.rows()) +
+                   ", " + std::to_string(y.cols()) + "]");
+  }
+  RowMatrixXf weight_;
+};
+
+// Builds the layer for the weight called `name` (Meta naming without ".weight", for
+// example "layers.0.attention.wq" or "output" for the classifier).
+using LinearFactory =
+    std::function<std::unique_ptr<LinearLayer>(const std::string& name, const RowMatrixXf& weight)>;
+
+inline LinearFactory fp32_linear_factory() {
+  return [](const std::string&, const RowMatrixXf& w) -> std::unique_ptr<LinearLayer> {
+    return std::make_unique<Fp32Linear>(w);
+  };
+}
+
+}  // namespace lowbit::model
