@@ -11,6 +11,7 @@
 // directly; the compact fields below are the form that storage_bytes() counts and
 // checkpoints keep, and they reproduce `scales` bit for bit.
 #include <cstdint>
+#include <string>
 #include <vector>
 
 #include "lowbit/quant/scheme.hpp"
@@ -48,6 +49,39 @@ struct QuantizedMatrix {
   std::vector<std::int8_t> shifts;
   std::vector<std::uint8_t> scale_codes;
   float tensor_scale = 1.0f;
+
+  // The tensor's name, used in error messages (and by checkpoints). Not part of the math.
+  std::string name = "weight";
+
+  // Bits this matrix takes in its compact stored form: codes (4-bit rows padded to a byte,
+  // 6-bit codes counted as 6 bits each) plus every scale, zero point, shift, scale code and
+  // the tensor scale. Per-tensor schemes count their one scale (and zero) once.
+  std::int64_t storage_bits() const noexcept;
+  // ceil(storage_bits() / 8).
+  std::int64_t storage_bytes() const noexcept { return (storage_bits() + 7) / 8; }
+  // storage_bits() / (rows * cols); 0 for an empty matrix.
+  double bits_per_weight() const noexcept {
+    return rows * cols == 0 ? 0.0 : static_cast<double>(storage_bits()) / static_cast<double>(rows * cols);
+  }
 };
+
+inline std::int64_t QuantizedMatrix::storage_bits() const noexcept {
+  const int eb = element_bits(spec.format);
+  const std::int64_t code_bits = eb == 6 ? rows * cols * 6 : rows * row_stride * 8;
+  const std::int64_t real_bits = spec.scale_storage == scale_dtype::f32 ? 32 : 16;
+  const std::int64_t groups = spec.gran == granularity::per_tensor ? 1 : rows * groups_per_row;
+  std::int64_t meta = 0;
+  switch (spec.constraint) {
+    case scale_constraint::none: meta = groups * real_bits; break;
+    case scale_constraint::pow2_m1: meta = groups * 8; break;  // the exponent, int8
+    case scale_constraint::pow2_m2:
+      meta = (spec.gran == granularity::per_tensor ? 1 : rows) * real_bits + groups * 8;
+      break;
+    case scale_constraint::mx: meta = groups * 8; break;           // E8M0
+    case scale_constraint::nvfp4: meta = groups * 8 + 32; break;   // E4M3 + fp32 tensor scale
+  }
+  if (!spec.symmetric) meta += groups * 8;  // one uint8 zero point per group
+  return code_bits + meta;
+}
 
 }  // namespace lowbit

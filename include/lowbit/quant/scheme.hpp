@@ -75,4 +75,109 @@ struct QuantSpec {
 // Activation formats for dynamic (per-token) quantization.
 enum class act_format : std::uint8_t { int8, float8_e4m3fn, float8_e5m2 };
 
+// ---- facts about element formats ------------------------------------------------------
+
+constexpr bool is_integer_format(element_format f) noexcept {
+  return f == element_format::int8 || f == element_format::int4;
+}
+// Bits one code occupies in storage (6-bit codes count as 6 even though a byte holds each).
+constexpr int element_bits(element_format f) noexcept {
+  switch (f) {
+    case element_format::int8:
+    case element_format::float8_e4m3fn:
+    case element_format::float8_e5m2: return 8;
+    case element_format::float6_e3m2fn:
+    case element_format::float6_e2m3fn: return 6;
+    case element_format::int4:
+    case element_format::float4_e2m1fn: return 4;
+  }
+  return 8;
+}
+constexpr bool is_nibble_format(element_format f) noexcept { return element_bits(f) == 4; }
+
+// OCP MX v1.0 emax_elem: the exponent of the element format's largest normal power of two.
+constexpr int mx_emax_elem(element_format f) noexcept {
+  switch (f) {
+    case element_format::float8_e4m3fn: return 8;
+    case element_format::float8_e5m2: return 15;
+    case element_format::float6_e3m2fn: return 4;
+    case element_format::float6_e2m3fn: return 2;
+    case element_format::float4_e2m1fn: return 2;
+    default: return 0;
+  }
+}
+
+// ---- building specs --------------------------------------------------------------------
+
+// Group-wise scheme with real (or constrained) scales, e.g. int4 g128 symmetric RTN.
+inline QuantSpec group_spec(element_format f, int group_size,
+                            scale_constraint c = scale_constraint::none, bool symmetric = true) {
+  QuantSpec s;
+  s.format = f;
+  s.gran = granularity::per_group;
+  s.group_size = group_size;
+  s.constraint = c;
+  s.symmetric = symmetric;
+  return s;
+}
+inline QuantSpec channel_spec(element_format f, bool symmetric = true) {
+  QuantSpec s;
+  s.format = f;
+  s.gran = granularity::per_channel;
+  s.symmetric = symmetric;
+  return s;
+}
+inline QuantSpec tensor_spec(element_format f, bool symmetric = true) {
+  QuantSpec s;
+  s.format = f;
+  s.gran = granularity::per_tensor;
+  s.symmetric = symmetric;
+  return s;
+}
+// OCP MX (MXFP8 / MXFP6 / MXFP4): E8M0 scale per 32 elements.
+inline QuantSpec mx_spec(element_format f, mx_scale_rounding r = mx_scale_rounding::floor) {
+  QuantSpec s = group_spec(f, 32, scale_constraint::mx);
+  s.mx_rounding = r;
+  return s;
+}
+// NVFP4: E2M1 elements, E4M3 scale per 16, one fp32 tensor scale.
+inline QuantSpec nvfp4_spec() { return group_spec(element_format::float4_e2m1fn, 16, scale_constraint::nvfp4); }
+
+// The spec as quantize() uses it: MX forces per-group 32 and NVFP4 per-group 16 (whatever
+// granularity/group_size say), and every combination that has no meaning is rejected with a
+// message naming `name`. Called by every quantizer entry point.
+inline QuantSpec normalized_spec(QuantSpec s, std::string_view name = "weight") {
+  const std::string who = "quantize '" + std::string(name) + "': ";
+  const bool is_int = is_integer_format(s.format);
+  if (s.constraint == scale_constraint::mx) {
+    if (is_int) detail::fail(who + "the mx constraint needs a float element format (MXFP8/MXFP6/MXFP4)");
+    s.gran = granularity::per_group;
+    s.group_size = 32;
+  } else if (s.constraint == scale_constraint::nvfp4) {
+    if (s.format != element_format::float4_e2m1fn)
+      detail::fail(who + "the nvfp4 constraint needs element format float4_e2m1fn");
+    s.gran = granularity::per_group;
+    s.group_size = 16;
+  }
+  if (s.gran == granularity::per_group && s.group_size < 1)
+    detail::fail(who + "group size must be >= 1, got " + std::to_string(s.group_size));
+  if (!s.symmetric) {
+    if (!is_int) detail::fail(who + "asymmetric (zero point) quantization needs an integer format");
+    if (s.constraint != scale_constraint::none)
+      detail::fail(who + "asymmetric quantization supports only scale constraint none");
+  }
+  if (s.int_rule != int_scale_rule::amax_over_qmax) {
+    if (!is_int || !s.symmetric)
+      detail::fail(who + "the integer scale rule applies only to symmetric integer formats");
+    if (s.int_rule == int_scale_rule::q4_0 && s.constraint != scale_constraint::none)
+      detail::fail(who + "the q4_0 scale rule needs scale constraint none (its scales are signed)");
+  }
+  if (s.scale_storage != scale_dtype::f32 && s.constraint != scale_constraint::none &&
+      s.constraint != scale_constraint::pow2_m2)
+    detail::fail(who + "f16/bf16 scale storage applies only to real scales (constraint none or the pow2_m2 row scale)");
+  if (s.clip.enabled && (!(s.clip.min_ratio > 0.0f) || !(s.clip.min_ratio <= 1.0f) || s.clip.steps < 1))
+    detail::fail(who + "clip search needs 0 < min_ratio <= 1 and steps >= 1");
+  return s;
+}
+
 }  // namespace lowbit
