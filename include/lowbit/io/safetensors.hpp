@@ -132,10 +132,10 @@ class SafetensorsFile {
     file_size_ = size;
     if (size < 8) fail_at("", "file of " + std::to_string(size) + " bytes is too short for the 8-byte header length");
     const std::uint64_t n = detail::read_le64(bytes);
-    if (n > size - 8)
-      fail_at("", "header length " + std::to_string(n) + " exceeds the file size " + std::to_string(size));
     if (n > detail::safetensors_max_header_bytes)
       fail_at("", "header length " + std::to_string(n) + " exceeds the 100 MiB limit");
+    if (n > size - 8)
+      fail_at("", "header length " + std::to_string(n) + " exceeds the file size " + std::to_string(size));
     if (n < 2) fail_at("", "header of " + std::to_string(n) + " bytes cannot hold a JSON object");
     header_size_ = static_cast<std::size_t>(n);
     const char* json_begin = reinterpret_cast<const char*>(bytes + 8);

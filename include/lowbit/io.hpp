@@ -1,0 +1,9 @@
+#pragma once
+// Checkpoint I/O: safetensors reading (memory-mapped, validated) and atomic streaming
+// writing, sharded checkpoints, and the lowbit quantized-checkpoint format.
+// Needs nlohmann_json (CMake: nlohmann_json::nlohmann_json).
+#include "lowbit/io/checkpoint.hpp"
+#include "lowbit/io/dtype.hpp"
+#include "lowbit/io/safetensors.hpp"
+#include "lowbit/io/safetensors_writer.hpp"
+#include "lowbit/io/sharded.hpp"

@@ -1,0 +1,238 @@
+#pragma once
+// lowbit quantized checkpoints: safetensors files in which each quantized weight is a set of
+// plain tensors (<base>.qweight codes, <base>.scales / .zeros / .row_scales / .shifts /
+// .scale_codes / .tensor_scale) and its scheme is a JSON string in __metadata__ under
+// "lowbit.layer.<base>". Tensors that were not quantized are stored unchanged under their
+// own names. The full format is docs/checkpoint-format.md.
+//
+// Only the compact scale form is stored (what QuantizedMatrix::storage_bits() counts); the
+// loader rebuilds QuantizedMatrix::scales from it, and the writer checks that this rebuild
+// reproduces the in-memory scales bit for bit before it writes anything.
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "lowbit/error.hpp"
+#include "lowbit/formats/float8.hpp"
+#include "lowbit/io/detail/scheme_json.hpp"
+#include "lowbit/io/safetensors.hpp"
+#include "lowbit/io/safetensors_writer.hpp"
+#include "lowbit/quant/quantized_matrix.hpp"
+
+namespace lowbit {
+
+constexpr int checkpoint_format_version = 1;
+constexpr const char* checkpoint_format_key = "lowbit.format_version";
+constexpr const char* checkpoint_layer_prefix = "lowbit.layer.";
+
+// "a.b.weight" -> "a.b": the prefix of a quantized layer's tensors.
+inline std::string checkpoint_base_name(const std::string& weight_name) {
+  const std::string suffix = ".weight";
+  if (weight_name.size() > suffix.size() &&
+      weight_name.compare(weight_name.size() - suffix.size(), suffix.size(), suffix) == 0)
+    return weight_name.substr(0, weight_name.size() - suffix.size());
+  return weight_name;
+}
+
+namespace detail {
+
+// The safetensors dtype of a layer's codes.
+inline tensor_dtype code_dtype(const QuantSpec& s) noexcept {
+  switch (s.format) {
+    case element_format::int8: return s.symmetric ? tensor_dtype::i8 : tensor_dtype::u8;
+    case element_format::float8_e4m3fn: return tensor_dtype::f8_e4m3;
+    case element_format::float8_e5m2: return tensor_dtype::f8_e5m2;
+    default: return tensor_dtype::u8;  // nibble-packed 4-bit codes, 6-bit codes in bytes
+  }
+}
+inline tensor_dtype storage_dtype(scale_dtype d) noexcept {
+  return d == scale_dtype::f16 ? tensor_dtype::f16 : d == scale_dtype::bf16 ? tensor_dtype::bf16 : tensor_dtype::f32;
+}
+
+// Real scales in their storage precision; exact because they were rounded to it already.
+inline std::vector<std::uint8_t> encode_real_scales(const std::vector<float>& v, scale_dtype d) {
+  std::vector<std::uint8_t> out(v.size() * dtype_size(storage_dtype(d)));
+  for (std::size_t i = 0; i < v.size(); ++i) {
+    if (d == scale_dtype::f32) {
+      std::memcpy(&out[4 * i], &v[i], 4);
+    } else {
+      const std::uint16_t h = d == scale_dtype::f16 ? float_to_half(v[i]) : float_to_bf16(v[i]);
+      std::memcpy(&out[2 * i], &h, 2);
+    }
+  }
+  return out;
+}
+
+// QuantizedMatrix::scales from the compact fields (the formulas of quantized_matrix.hpp).
+inline std::vector<float> rebuild_scales(const QuantizedMatrix& q, const std::vector<float>& real_scales) {
+  const std::size_t n = static_cast<std::size_t>(q.rows * q.groups_per_row);
+  std::vector<float> s(n);
+  for (std::size_t i = 0; i < n; ++i) {
+    const std::size_t row = i / static_cast<std::size_t>(q.groups_per_row);
+    switch (q.spec.constraint) {
+      case scale_constraint::none: s[i] = real_scales[i]; break;
+      case scale_constraint::pow2_m1: s[i] = std::ldexp(1.0f, q.shifts[i]); break;
+      case scale_constraint::pow2_m2: s[i] = std::ldexp(q.row_scales[row], q.shifts[i]); break;
+      case scale_constraint::mx: s[i] = std::ldexp(1.0f, int(q.scale_codes[i]) - 127); break;
+      case scale_constraint::nvfp4:
+        s[i] = float8_e4m3fn::from_bits(q.scale_codes[i]).to_float() / q.tensor_scale;
+        break;
+    }
+  }
+  return s;
+}
+
+inline bool same_bits(const std::vector<float>& a, const std::vector<float>& b) noexcept {
+  return a.size() == b.size() && (a.empty() || std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0);
+}
+
+inline std::int64_t expected_row_stride(const QuantSpec& s, std::int64_t cols) noexcept {
+  return is_nibble_format(s.format) ? (cols + 1) / 2 : cols;
+}
+
+}  // namespace detail
+
+// Marks a writer's file as a lowbit checkpoint (format version in __metadata__).
+inline void begin_checkpoint(SafetensorsWriter& w) {
+  w.set_metadata(checkpoint_format_key, std::to_string(checkpoint_format_version));
+  w.set_metadata("format", "lowbit");  // what `safetensors` metadata readers show first
+}
+
+// Appends one quantized weight as <base>.* tensors plus its scheme in the metadata.
+// `extra` (a JSON object) is merged into the layer's metadata entry (e.g. the activation
+// format, the recipe, the error measured while quantizing).
+inline void write_quantized_matrix(SafetensorsWriter& w, const std::string& weight_name, const QuantizedMatrix& q,
+                                   const nlohmann::json& extra = nlohmann::json::object()) {
+  const std::string base = checkpoint_base_name(weight_name);
+  const auto bad = [&](const std::string& what) { detail::fail("checkpoint layer '" + weight_name + "': " + what); };
+  const std::size_t n = static_cast<std::size_t>(q.rows * q.groups_per_row);
+  if (q.rows <= 0 || q.cols <= 0 || q.group_size <= 0 || q.groups_per_row != (q.cols + q.group_size - 1) / q.group_size)
+    bad("inconsistent shape fields");
+  if (q.row_stride != detail::expected_row_stride(q.spec, q.cols) ||
+      q.codes.size() != static_cast<std::size_t>(q.rows * q.row_stride) || q.scales.size() != n)
+    bad("codes or scales have the wrong size");
+  const scale_constraint c = q.spec.constraint;
+  if ((!q.spec.symmetric && q.zeros.size() != n) ||
+      ((c == scale_constraint::pow2_m1 || c == scale_constraint::pow2_m2) && q.shifts.size() != n) ||
+      (c == scale_constraint::pow2_m2 && q.row_scales.size() != static_cast<std::size_t>(q.rows)) ||
+      ((c == scale_constraint::mx || c == scale_constraint::nvfp4) && q.scale_codes.size() != n))
+    bad("constraint data has the wrong size");
+  if (!detail::same_bits(detail::rebuild_scales(q, q.scales), q.scales))
+    bad("the compact scale fields do not reproduce the scales (QuantizedMatrix contract broken)");
+
+  const std::vector<std::int64_t> grid{q.rows, q.groups_per_row};
+  w.add(base + ".qweight", detail::code_dtype(q.spec), {q.rows, q.row_stride}, q.codes);
+  if (c == scale_constraint::none)
+    w.add(base + ".scales", detail::storage_dtype(q.spec.scale_storage), grid,
+          detail::encode_real_scales(q.scales, q.spec.scale_storage));
+  if (!q.spec.symmetric) w.add(base + ".zeros", tensor_dtype::u8, grid, q.zeros);
+  if (c == scale_constraint::pow2_m2)
+    w.add(base + ".row_scales", detail::storage_dtype(q.spec.scale_storage), {q.rows},
+          detail::encode_real_scales(q.row_scales, q.spec.scale_storage));
+  if (c == scale_constraint::pow2_m1 || c == scale_constraint::pow2_m2) w.add(base + ".shifts", tensor_dtype::i8, grid, q.shifts);
+  if (c == scale_constraint::mx) w.add(base + ".scale_codes", tensor_dtype::u8, grid, q.scale_codes);
+  if (c == scale_constraint::nvfp4) {
+    w.add(base + ".scale_codes", tensor_dtype::f8_e4m3, grid, q.scale_codes);
+    w.add(base + ".tensor_scale", tensor_dtype::f32, {1}, &q.tensor_scale, sizeof(float));
+  }
+
+  nlohmann::json layer = extra.is_object() ? extra : nlohmann::json::object();
+  layer["weight"] = weight_name;
+  layer["spec"] = detail::spec_to_json(q.spec);
+  layer["shape"] = {q.rows, q.cols};
+  layer["group_size"] = q.group_size;
+  layer["groups_per_row"] = q.groups_per_row;
+  layer["row_stride"] = q.row_stride;
+  layer["bits_per_weight"] = q.bits_per_weight();
+  w.set_metadata(checkpoint_layer_prefix + base, layer.dump());
+}
+
+// Whether a file carries the lowbit checkpoint metadata; throws for a newer format version.
+inline bool is_lowbit_checkpoint(const SafetensorsFile& f) {
+  const auto it = f.metadata().find(checkpoint_format_key);
+  if (it == f.metadata().end()) return false;
+  if (it->second != std::to_string(checkpoint_format_version))
+    detail::fail(f.source() + ": lowbit checkpoint format version '" + it->second + "' is not supported (this build reads version " +
+                 std::to_string(checkpoint_format_version) + ")");
+  return true;
+}
+
+// The base names of the quantized layers, in metadata order.
+inline std::vector<std::string> checkpoint_layers(const SafetensorsFile& f) {
+  std::vector<std::string> out;
+  const std::string prefix = checkpoint_layer_prefix;
+  for (const auto& [k, v] : f.metadata())
+    if (k.compare(0, prefix.size(), prefix) == 0) out.push_back(k.substr(prefix.size()));
+  return out;
+}
+
+// The layer's metadata entry, parsed.
+inline nlohmann::json checkpoint_layer_info(const SafetensorsFile& f, const std::string& base) {
+  const auto it = f.metadata().find(checkpoint_layer_prefix + base);
+  if (it == f.metadata().end()) detail::fail(f.source() + ": no quantized layer '" + base + "'");
+  nlohmann::json j = nlohmann::json::parse(it->second, nullptr, /*allow_exceptions=*/false);
+  if (!j.is_object()) detail::fail(f.source() + ": layer '" + base + "': scheme metadata is not a JSON object");
+  return j;
+}
+
+// Rebuilds the QuantizedMatrix of layer `base` (see checkpoint_layers()), checking every
+// tensor's dtype and shape against the recorded scheme.
+inline QuantizedMatrix load_quantized_matrix(const SafetensorsFile& f, const std::string& base) {
+  const nlohmann::json info = checkpoint_layer_info(f, base);
+  const auto bad = [&](const std::string& what) { detail::fail(f.source() + ": layer '" + base + "': " + what); };
+  QuantizedMatrix q;
+  q.spec = detail::spec_from_json(detail::json_field(info, "spec", base), base);
+  q.name = detail::json_string(info, "weight", base);
+  const auto& shape = detail::json_field(info, "shape", base);
+  if (!shape.is_array() || shape.size() != 2 || !shape[0].is_number_integer() || !shape[1].is_number_integer())
+    bad("shape is not a pair of integers");
+  q.rows = shape[0].get<std::int64_t>();
+  q.cols = shape[1].get<std::int64_t>();
+  if (q.rows <= 0 || q.cols <= 0 || q.rows > (1ll << 31) || q.cols > (1ll << 31)) bad("shape out of range");
+  q.spec = normalized_spec(q.spec, base);  // rejects combinations that have no meaning
+  q.group_size = q.spec.gran == granularity::per_group ? q.spec.group_size : q.cols;
+  if (detail::json_int(info, "group_size", base) != q.group_size) bad("group_size does not match the scheme");
+  q.groups_per_row = (q.cols + q.group_size - 1) / q.group_size;
+  q.row_stride = detail::expected_row_stride(q.spec, q.cols);
+  if (detail::json_int(info, "groups_per_row", base) != q.groups_per_row ||
+      detail::json_int(info, "row_stride", base) != q.row_stride)
+    bad("groups_per_row / row_stride do not match shape and group size");
+  const std::vector<std::int64_t> grid{q.rows, q.groups_per_row};
+
+  const auto tensor = [&](const char* suffix, tensor_dtype dtype, const std::vector<std::int64_t>& shp) -> const TensorView& {
+    const TensorView* t = f.find(base + suffix);
+    if (t == nullptr) bad(std::string("missing tensor ") + base + suffix);
+    if (t->dtype != dtype || t->shape != shp)
+      bad(std::string("tensor ") + base + suffix + " has dtype " + std::string(dtype_name(t->dtype)) +
+          " or shape that does not match the scheme (expected " + std::string(dtype_name(dtype)) + ")");
+    return *t;
+  };
+  const auto bytes = [](const TensorView& t, auto& out) {
+    out.resize(t.nbytes / sizeof(out[0]));
+    if (t.nbytes) std::memcpy(out.data(), t.data, t.nbytes);
+  };
+  const auto real = [&](const char* suffix, const std::vector<std::int64_t>& shp) {
+    const TensorView& t = tensor(suffix, detail::storage_dtype(q.spec.scale_storage), shp);
+    return t.to_float_vector();
+  };
+
+  bytes(tensor(".qweight", detail::code_dtype(q.spec), {q.rows, q.row_stride}), q.codes);
+  const scale_constraint c = q.spec.constraint;
+  std::vector<float> real_scales;
+  if (c == scale_constraint::none) real_scales = real(".scales", grid);
+  if (!q.spec.symmetric) bytes(tensor(".zeros", tensor_dtype::u8, grid), q.zeros);
+  if (c == scale_constraint::pow2_m2) q.row_scales = real(".row_scales", {q.rows});
+  if (c == scale_constraint::pow2_m1 || c == scale_constraint::pow2_m2) bytes(tensor(".shifts", tensor_dtype::i8, grid), q.shifts);
+  if (c == scale_constraint::mx) bytes(tensor(".scale_codes", tensor_dtype::u8, grid), q.scale_codes);
+  if (c == scale_constraint::nvfp4) {
+    bytes(tensor(".scale_codes", tensor_dtype::f8_e4m3, grid), q.scale_codes);
+    std::memcpy(&q.tensor_scale, tensor(".tensor_scale", tensor_dtype::f32, {1}).data, sizeof(float));
+  }
+  q.scales = detail::rebuild_scales(q, real_scales);
+  return q;
+}
+
+}  // namespace lowbit

@@ -1,0 +1,130 @@
+#pragma once
+// QuantSpec <-> JSON, the way checkpoints record each layer's scheme. The spellings are
+// part of the checkpoint format (docs/checkpoint-format.md) and must not change silently.
+#include <cstddef>
+#include <nlohmann/json.hpp>
+#include <string>
+
+#include "lowbit/error.hpp"
+#include "lowbit/quant/scheme.hpp"
+
+namespace lowbit::detail {
+
+template <class Enum, std::size_t N>
+struct enum_names {
+  Enum values[N];
+  const char* names[N];
+
+  const char* name(Enum e) const {
+    for (std::size_t i = 0; i < N; ++i)
+      if (values[i] == e) return names[i];
+    return "?";
+  }
+  Enum parse(const std::string& s, const std::string& what, const std::string& layer) const {
+    for (std::size_t i = 0; i < N; ++i)
+      if (s == names[i]) return values[i];
+    fail("layer '" + layer + "': unknown " + what + " '" + s + "'");
+  }
+};
+
+inline const auto& element_format_names() {
+  static const enum_names<element_format, 7> n{
+      {element_format::int8, element_format::int4, element_format::float8_e4m3fn, element_format::float8_e5m2,
+       element_format::float6_e3m2fn, element_format::float6_e2m3fn, element_format::float4_e2m1fn},
+      {"int8", "int4", "float8_e4m3fn", "float8_e5m2", "float6_e3m2fn", "float6_e2m3fn", "float4_e2m1fn"}};
+  return n;
+}
+inline const auto& granularity_names() {
+  static const enum_names<granularity, 3> n{
+      {granularity::per_tensor, granularity::per_channel, granularity::per_group},
+      {"per_tensor", "per_channel", "per_group"}};
+  return n;
+}
+inline const auto& constraint_names() {
+  static const enum_names<scale_constraint, 5> n{
+      {scale_constraint::none, scale_constraint::pow2_m1, scale_constraint::pow2_m2, scale_constraint::mx,
+       scale_constraint::nvfp4},
+      {"none", "pow2_m1", "pow2_m2", "mx", "nvfp4"}};
+  return n;
+}
+inline const auto& scale_dtype_names() {
+  static const enum_names<scale_dtype, 3> n{{scale_dtype::f32, scale_dtype::f16, scale_dtype::bf16},
+                                            {"f32", "f16", "bf16"}};
+  return n;
+}
+inline const auto& int_rule_names() {
+  static const enum_names<int_scale_rule, 3> n{
+      {int_scale_rule::amax_over_qmax, int_scale_rule::amax_over_qmax_half, int_scale_rule::q4_0},
+      {"amax_over_qmax", "amax_over_qmax_half", "q4_0"}};
+  return n;
+}
+inline const auto& mx_rounding_names() {
+  static const enum_names<mx_scale_rounding, 2> n{{mx_scale_rounding::floor, mx_scale_rounding::round_up_175},
+                                                  {"floor", "round_up_175"}};
+  return n;
+}
+inline const auto& act_format_names() {
+  static const enum_names<act_format, 3> n{{act_format::int8, act_format::float8_e4m3fn, act_format::float8_e5m2},
+                                           {"int8", "float8_e4m3fn", "float8_e5m2"}};
+  return n;
+}
+
+inline nlohmann::json spec_to_json(const QuantSpec& s) {
+  return {{"format", element_format_names().name(s.format)},
+          {"granularity", granularity_names().name(s.gran)},
+          {"group_size", s.group_size},
+          {"symmetric", s.symmetric},
+          {"constraint", constraint_names().name(s.constraint)},
+          {"scale_storage", scale_dtype_names().name(s.scale_storage)},
+          {"int_rule", int_rule_names().name(s.int_rule)},
+          {"mx_rounding", mx_rounding_names().name(s.mx_rounding)},
+          {"clip", {{"enabled", s.clip.enabled}, {"min_ratio", s.clip.min_ratio}, {"steps", s.clip.steps}}}};
+}
+
+// Typed field access that turns a missing or mistyped field into a lowbit::error.
+inline const nlohmann::json& json_field(const nlohmann::json& j, const char* key, const std::string& layer) {
+  if (!j.is_object()) fail("layer '" + layer + "': scheme is not a JSON object");
+  const auto it = j.find(key);
+  if (it == j.end()) fail("layer '" + layer + "': scheme has no field '" + key + "'");
+  return *it;
+}
+inline std::string json_string(const nlohmann::json& j, const char* key, const std::string& layer) {
+  const auto& v = json_field(j, key, layer);
+  if (!v.is_string()) fail("layer '" + layer + "': field '" + key + "' is not a string");
+  return v.get<std::string>();
+}
+inline std::int64_t json_int(const nlohmann::json& j, const char* key, const std::string& layer) {
+  const auto& v = json_field(j, key, layer);
+  if (!v.is_number_integer()) fail("layer '" + layer + "': field '" + key + "' is not an integer");
+  return v.get<std::int64_t>();
+}
+inline bool json_bool(const nlohmann::json& j, const char* key, const std::string& layer) {
+  const auto& v = json_field(j, key, layer);
+  if (!v.is_boolean()) fail("layer '" + layer + "': field '" + key + "' is not a boolean");
+  return v.get<bool>();
+}
+
+inline QuantSpec spec_from_json(const nlohmann::json& j, const std::string& layer) {
+  QuantSpec s;
+  s.format = element_format_names().parse(json_string(j, "format", layer), "element format", layer);
+  s.gran = granularity_names().parse(json_string(j, "granularity", layer), "granularity", layer);
+  const auto g = json_int(j, "group_size", layer);
+  if (g < 0 || g > (1ll << 31) - 1) fail("layer '" + layer + "': group_size out of range");
+  s.group_size = static_cast<int>(g);
+  s.symmetric = json_bool(j, "symmetric", layer);
+  s.constraint = constraint_names().parse(json_string(j, "constraint", layer), "scale constraint", layer);
+  s.scale_storage = scale_dtype_names().parse(json_string(j, "scale_storage", layer), "scale storage", layer);
+  s.int_rule = int_rule_names().parse(json_string(j, "int_rule", layer), "integer scale rule", layer);
+  s.mx_rounding = mx_rounding_names().parse(json_string(j, "mx_rounding", layer), "mx rounding", layer);
+  const auto& clip = json_field(j, "clip", layer);
+  s.clip.enabled = json_bool(clip, "enabled", layer);
+  const auto& ratio = json_field(clip, "min_ratio", layer);
+  if (!ratio.is_number()) fail("layer '" + layer + "': clip.min_ratio is not a number");
+  s.clip.min_ratio = ratio.get<float>();
+  const auto steps = json_int(clip, "steps", layer);
+  if (steps < 0 || steps > 1000000) fail("layer '" + layer + "': clip.steps out of range");
+  s.clip.steps = static_cast<int>(steps);
+  return s;
+}
+
+}  // namespace lowbit::detail
