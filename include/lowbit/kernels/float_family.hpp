@@ -1,0 +1,91 @@
+#pragma once
+// The float-decoding kernel family: w8a8_fp8, w4a8_fp4, w4a16_int4, w4a16_fp4.
+//
+// CPUs have no FP8/FP4 arithmetic. Every code of these formats is exactly an fp32 (and fp16)
+// number, so the kernels decode weights in registers (a 16-entry permute for the nibble
+// formats, a bit move into fp16 for E4M3), apply zero point and scale, and run fp32 FMAs;
+// A8 activations are quantized per token to E4M3 and decoded back to their exact values in
+// prepare_float(), with the token scale applied in the store. See float_layout.hpp for the
+// packed layout and the stated tolerance; float_reference.hpp is the oracle.
+//
+//   choose_float_scheme(spec, act)   which scheme a weight spec and activation format make
+//   pack_float(q, scheme, tier)      once per weight matrix
+//   prepare_float(packed, x)         once per call (shared read-only by all threads)
+//   run_float(packed, ws, y, n0, n1) per thread, a range of output columns (no bias);
+//                                    ranges that start on multiples of float_block_cols
+//                                    (32) waste no work
+#include <string>
+
+#include "lowbit/kernels/float_layout.hpp"
+#include "lowbit/kernels/arm/neon_float.hpp"
+#include "lowbit/kernels/x86/avx2_float.hpp"
+#include "lowbit/kernels/x86/avx512_float.hpp"
+
+namespace lowbit::detail {
+
+// The scalar tier: the same layout and loop as the SIMD tiers, plain C++.
+inline void float_accumulate_scalar(const float* x, std::int64_t x_stride, std::int64_t tokens,
+                                    const float* tile, std::int64_t kc, float* acc, bool first) {
+  for (std::int64_t t = 0; t < tokens; ++t) {
+    float* a = acc + t * float_block_cols;
+    if (first) std::fill(a, a + float_block_cols, 0.0f);
+    const float* xr = x + t * x_stride;
+    for (std::int64_t kk = 0; kk < kc; ++kk) {
+      const float xv = xr[kk];
+      const float* wr = tile + kk * float_block_cols;
+      for (int j = 0; j < float_block_cols; ++j) a[j] += xv * wr[j];
+    }
+  }
+}
+
+inline void run_float_scalar(const float_packed& w, const float_workspace& ws, RowMatrixRef y,
+                             std::int64_t n_begin, std::int64_t n_end) {
+  run_float_buffered(w, ws, y, n_begin, n_end, decode_float_rows_scalar, float_accumulate_scalar);
+}
+
+inline void run_float(const float_packed& w, const float_workspace& ws, RowMatrixRef y,
+                      std::int64_t n_begin, std::int64_t n_end) {
+  if (w.layout != float_layout_colblock32)
+    fail("gemm: packed weights: layout is not the float family's colblock32");
+  if (ws.layout != w.layout || ws.scheme != w.scheme || ws.cols != w.cols ||
+      ws.group_size != w.group_size)
+    fail("gemm: workspace was prepared for other packed weights");
+  if (y.rows() != ws.tokens || y.cols() != w.rows)
+    fail("gemm: y is " + std::to_string(y.rows()) + "x" + std::to_string(y.cols()) +
+         ", expected " + std::to_string(ws.tokens) + "x" + std::to_string(w.rows));
+  if (n_begin < 0 || n_begin > n_end || n_end > w.rows)
+    fail("gemm: column range [" + std::to_string(n_begin) + ", " + std::to_string(n_end) +
+         ") is outside the " + std::to_string(w.rows) + " outputs");
+  if (!tier_supported(w.tier, host_cpu_features()))
+    fail("gemm: packed weights were made for ISA tier " + std::string(to_string(w.tier)) +
+         ", which this CPU does not support");
+  if (n_begin == n_end || ws.tokens == 0) return;
+  switch (w.tier) {
+    case isa_tier::scalar: run_float_scalar(w, ws, y, n_begin, n_end); return;
+#if LOWBIT_HAVE_X86_SIMD
+    case isa_tier::avx2: run_float_avx2(w, ws, y, n_begin, n_end); return;
+    case isa_tier::avx512: run_float_avx512(w, ws, y, n_begin, n_end); return;
+#endif
+#if LOWBIT_HAVE_NEON
+    case isa_tier::neon: run_float_neon(w, ws, y, n_begin, n_end); return;
+#endif
+    default: break;
+  }
+  fail("gemm: no float kernel for ISA tier " + std::string(to_string(w.tier)) + " in this build");
+}
+
+// e.g. "w4a8_fp4_g128_avx512", "w8a8_fp8_pc_avx2" (pc: one group spans K).
+inline std::string float_kernel_name(const float_packed& w) {
+  std::string name(to_string(w.scheme));
+  if (w.code == float_code::uint4_with_zero) name += "_asym";
+  name += w.groups == 1 ? std::string("_pc") : "_g" + std::to_string(w.group_size);
+  name += "_";
+  name += to_string(w.tier);
+  return name;
+}
+
+inline std::size_t float_packed_bytes(const float_packed& w) {
+  return w.codes.size() + (w.scales.size() + w.zeros.size()) * sizeof(float);
+}
+
+}  // namespace lowbit::detail

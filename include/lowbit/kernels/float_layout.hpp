@@ -1,0 +1,365 @@
+#pragma once
+// The packed layout and the per-call workspace of the float-decoding kernel family
+// (w8a8_fp8, w4a8_fp4, w4a16_int4, w4a16_fp4), and the two phases that build them:
+// pack_float() once per weight matrix, prepare_float() once per gemm call.
+//
+// Layout "colblock32" (every tier reads the same bytes; the tier that packed it is recorded
+// so that a PackedWeights built for one CPU is not silently run by another):
+//   - output rows (N) are cut into blocks of 32 columns of y; the last block is zero-padded;
+//   - inside a block, K runs outermost: one "k-row" holds the 32 codes of one input channel,
+//       8-bit codes: 32 bytes, byte j = column j;
+//       4-bit codes: 16 bytes, low nibble of byte j = column j, high nibble = column j + 16,
+//     so a 16-lane decode of the low nibbles gives columns 0..15 and of the high ones 16..31,
+//     and odd K needs no padding (nibbles pair across columns, not along K);
+//   - scales (and zero points, as floats) per (block, group) as 32 contiguous fp32 values.
+// Keeping K whole (no K padding, ragged last group as is) means the workspace is just the
+// activation rows in order.
+//
+// Accuracy (every tier, tested against kernels/float_reference.hpp): weights are decoded to
+// exactly the fp32 w_hat that dequantize() gives (or the exact code value with the scale
+// applied per group), products and sums are fp32. Documented tolerance:
+//   |y - y_ref| <= 2e-5 * s_a(t) * sum_k |xq(t, k)| * |w_hat(n, k)|   (K up to 4096 tested),
+// with |w_hat| read as (|value| + zero) * scale for zero-point int4 (the few-token path
+// subtracts zero * sum_group(x) once per group instead of per element).
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "lowbit/config.hpp"
+#include "lowbit/dispatch/cpu_features.hpp"
+#include "lowbit/error.hpp"
+#include "lowbit/formats/float4.hpp"
+#include "lowbit/formats/float8.hpp"
+#include "lowbit/formats/nibbles.hpp"
+#include "lowbit/kernels/float_reference.hpp"
+#include "lowbit/kernels/kernel.hpp"
+#include "lowbit/quant/quantized_matrix.hpp"
+
+namespace lowbit::detail {
+
+constexpr int float_block_cols = 32;   // output columns per packed block
+constexpr std::uint32_t float_layout_colblock32 = 0x46433332u;  // "FC32": the layout id
+
+// How a packed code decodes (before zero point and scale).
+enum class float_code : std::uint8_t { e4m3, e2m1, int4_signed, uint4_with_zero };
+
+struct float_packed {
+  gemm_scheme scheme = gemm_scheme::w4a16_int4;
+  isa_tier tier = isa_tier::scalar;
+  std::uint32_t layout = 0;      // float_layout_colblock32
+  float_code code = float_code::e2m1;
+  std::int64_t rows = 0;         // N
+  std::int64_t cols = 0;         // K
+  std::int64_t group_size = 0;   // along K; the last group may be shorter
+  std::int64_t groups = 0;       // ceil(K / group_size)
+  std::int64_t blocks = 0;       // ceil(N / 32); padded N = 32 * blocks
+  std::int64_t krow_bytes = 0;   // 16 (4-bit) or 32 (8-bit)
+  std::vector<std::uint8_t> codes;  // [block][k][krow_bytes]
+  std::vector<float> scales;        // [block][group][32], 0 in padded columns
+  std::vector<float> zeros;         // [block][group][32], uint4_with_zero only
+
+  const std::uint8_t* block_codes(std::int64_t b) const noexcept {
+    return codes.data() + b * cols * krow_bytes;
+  }
+  const float* block_scales(std::int64_t b) const noexcept {
+    return scales.data() + b * groups * float_block_cols;
+  }
+  const float* block_zeros(std::int64_t b) const noexcept {
+    return zeros.empty() ? nullptr : zeros.data() + b * groups * float_block_cols;
+  }
+};
+
+struct float_workspace {
+  gemm_scheme scheme = gemm_scheme::w4a16_int4;
+  std::uint32_t layout = 0;
+  std::int64_t tokens = 0, cols = 0, group_size = 0, groups = 0;
+  std::vector<float> x;              // [tokens][K]: exact E4M3 values (A8) or x itself (A16)
+  std::vector<float> token_scales;   // [tokens]: s_a (A8), 1 (A16)
+  std::vector<std::uint8_t> codes;   // [tokens][K]: the E4M3 codes (A8 only)
+  std::vector<float> group_sums;     // [tokens][groups]: sum of x over each group (zero points)
+};
+
+// 16-entry decode tables of the 4-bit codes, indexed by nibble.
+struct nibble_tables {
+  float e2m1[16], int4_signed[16], uint4[16];
+};
+inline const nibble_tables& nibble_decode_tables() noexcept {
+  static const nibble_tables t = [] {
+    nibble_tables r{};
+    for (int i = 0; i < 16; ++i) {
+      r.e2m1[i] = float4_e2m1fn::from_bits(static_cast<std::uint8_t>(i)).to_float();
+      r.int4_signed[i] = static_cast<float>(i >= 8 ? i - 16 : i);
+      r.uint4[i] = static_cast<float>(i);
+    }
+    return r;
+  }();
+  return t;
+}
+inline const float* nibble_table(float_code c) noexcept {
+  const nibble_tables& t = nibble_decode_tables();
+  return c == float_code::e2m1 ? t.e2m1 : c == float_code::int4_signed ? t.int4_signed : t.uint4;
+}
+
+inline gemm_scheme choose_float_scheme(const QuantSpec& weights, std::optional<act_format> activations) {
+  if (activations) {
+    if (*activations != act_format::float8_e4m3fn)
+      fail("float kernels: activation format must be float8_e4m3fn (int8 activations belong to "
+           "the integer kernels, e5m2 is not supported)");
+    if (weights.format == element_format::float8_e4m3fn) return gemm_scheme::w8a8_fp8;
+    if (weights.format == element_format::float4_e2m1fn) return gemm_scheme::w4a8_fp4;
+    fail("float kernels: E4M3 activations need float8_e4m3fn or float4_e2m1fn weights");
+  }
+  if (weights.format == element_format::int4) return gemm_scheme::w4a16_int4;
+  if (weights.format == element_format::float4_e2m1fn) return gemm_scheme::w4a16_fp4;
+  fail("float kernels: fp32 activations need int4 or float4_e2m1fn weights");
+}
+
+inline void check_float_matrix(const QuantizedMatrix& q, gemm_scheme scheme) {
+  const auto fmt = q.spec.format;
+  const bool ok_format =
+      (scheme == gemm_scheme::w8a8_fp8 && fmt == element_format::float8_e4m3fn) ||
+      ((scheme == gemm_scheme::w4a8_fp4 || scheme == gemm_scheme::w4a16_fp4) &&
+       fmt == element_format::float4_e2m1fn) ||
+      (scheme == gemm_scheme::w4a16_int4 && fmt == element_format::int4);
+  if (!ok_format)
+    fail("pack: weights: format does not match scheme " + std::string(to_string(scheme)));
+  if (q.rows < 1 || q.cols < 1) fail("pack: weights: empty matrix");
+  if (q.group_size < 1 || q.groups_per_row != (q.cols + q.group_size - 1) / q.group_size)
+    fail("pack: weights: group_size/groups_per_row inconsistent with cols");
+  const std::int64_t stride = fmt == element_format::float8_e4m3fn ? q.cols : (q.cols + 1) / 2;
+  if (q.row_stride != stride || static_cast<std::int64_t>(q.codes.size()) != q.rows * stride)
+    fail("pack: weights: codes size does not match rows x row_stride");
+  const std::size_t n_scales = static_cast<std::size_t>(q.rows * q.groups_per_row);
+  if (q.scales.size() != n_scales) fail("pack: weights: scales size is not rows x groups_per_row");
+  const bool asym = fmt == element_format::int4 && !q.spec.symmetric;
+  if (asym && q.zeros.size() != n_scales)
+    fail("pack: weights: asymmetric int4 needs one zero point per (row, group)");
+  if (!asym && fmt != element_format::int4 && !q.spec.symmetric)
+    fail("pack: weights: float formats are symmetric");
+  for (std::size_t i = 0; i < n_scales; ++i)
+    if (!std::isfinite(q.scales[i]))
+      fail("pack: weights: non-finite scale at row " + std::to_string(i / q.groups_per_row) +
+           ", group " + std::to_string(i % q.groups_per_row));
+}
+
+inline float_packed pack_float(const QuantizedMatrix& q, gemm_scheme scheme, isa_tier tier) {
+  check_float_matrix(q, scheme);
+  if (!tier_supported(tier, host_cpu_features()))
+    fail("pack: ISA tier " + std::string(to_string(tier)) + " is not supported by this CPU");
+  float_packed w;
+  w.scheme = scheme;
+  w.tier = tier;
+  w.layout = float_layout_colblock32;
+  w.rows = q.rows;
+  w.cols = q.cols;
+  w.group_size = q.group_size;
+  w.groups = q.groups_per_row;
+  w.blocks = (q.rows + float_block_cols - 1) / float_block_cols;
+  const bool eight_bit = q.spec.format == element_format::float8_e4m3fn;
+  w.code = eight_bit ? float_code::e4m3
+           : q.spec.format == element_format::float4_e2m1fn ? float_code::e2m1
+           : q.spec.symmetric ? float_code::int4_signed : float_code::uint4_with_zero;
+  w.krow_bytes = eight_bit ? 32 : 16;
+  w.codes.assign(static_cast<std::size_t>(w.blocks * w.cols * w.krow_bytes), 0);
+  const std::size_t per_block_scales = static_cast<std::size_t>(w.groups * float_block_cols);
+  w.scales.assign(static_cast<std::size_t>(w.blocks) * per_block_scales, 0.0f);
+  if (w.code == float_code::uint4_with_zero)
+    w.zeros.assign(w.scales.size(), 0.0f);
+
+  for (std::int64_t r = 0; r < q.rows; ++r) {
+    const std::int64_t b = r / float_block_cols, j = r % float_block_cols;
+    const std::uint8_t* src = q.codes.data() + r * q.row_stride;
+    std::uint8_t* dst = w.codes.data() + b * w.cols * w.krow_bytes;
+    for (std::int64_t k = 0; k < q.cols; ++k) {
+      std::uint8_t* krow = dst + k * w.krow_bytes;
+      if (eight_bit) {
+        // The SIMD decoders do not reproduce NaN; a quantizer never emits it.
+        if ((src[k] & 0x7F) == 0x7F)
+          fail("pack: weights: E4M3 NaN code at row " + std::to_string(r) + ", column " +
+               std::to_string(k));
+        krow[j] = src[k];
+      } else {
+        const std::uint8_t nib = get_nibble(src, static_cast<std::size_t>(k));
+        if (j < 16) krow[j] = static_cast<std::uint8_t>((krow[j] & 0xF0) | nib);
+        else krow[j - 16] = static_cast<std::uint8_t>((krow[j - 16] & 0x0F) | (nib << 4));
+      }
+    }
+    for (std::int64_t g = 0; g < q.groups_per_row; ++g) {
+      const std::size_t at = static_cast<std::size_t>((b * w.groups + g) * float_block_cols + j);
+      const std::size_t from = static_cast<std::size_t>(r * q.groups_per_row + g);
+      w.scales[at] = q.scales[from];
+      if (!w.zeros.empty()) w.zeros[at] = static_cast<float>(q.zeros[from]);
+    }
+  }
+  return w;
+}
+
+// E4M3 code of v (|v| <= 448 up to one rounding, finite), round to nearest even with finite
+// saturation: the same result as convert<float8_e4m3fn>(v, saturation::finite), computed
+// with integer and exact fp32 steps instead of the generic encoder (prepare is on the hot
+// path). Tested against convert<> over every boundary and many random values.
+inline std::uint8_t e4m3_code_fast(float v) noexcept {
+  std::uint32_t u;
+  std::memcpy(&u, &v, 4);
+  const std::uint8_t sign = static_cast<std::uint8_t>((u >> 24) & 0x80);
+  std::uint32_t a = u & 0x7fffffffu;
+  if (a >= 0x3C800000u) {  // >= 2^-6, the smallest normal: keep 3 mantissa bits, RNE
+    a = (a + 0x7FFFFu + ((a >> 20) & 1u)) & 0xFFF00000u;
+    if (a > 0x43E00000u) a = 0x43E00000u;  // 448
+    return static_cast<std::uint8_t>(sign | ((a >> 20) - 960u));
+  }
+  // Subnormal: count units of 2^-9. |v| * 512 < 8 and adding 2^23 rounds it to an integer
+  // (ties to even) in the default rounding mode; 8 is the smallest normal's code.
+  float m;
+  std::memcpy(&m, &a, 4);
+  volatile float big = 8388608.0f;  // keeps the compiler from folding (x + c) - c
+  const float r = (m * 512.0f + big) - big;
+  return static_cast<std::uint8_t>(sign | static_cast<std::uint8_t>(r));
+}
+
+// Per-token activation preparation; bit-exact with quantize_token_e4m3_reference.
+inline float_workspace prepare_float(const float_packed& w, ConstRowMatrixRef x) {
+  if (w.layout != float_layout_colblock32) fail("gemm: packed weights: unknown float layout");
+  if (x.cols() != w.cols)
+    fail("gemm: x has " + std::to_string(x.cols()) + " columns, the weights have K = " +
+         std::to_string(w.cols));
+  float_workspace ws;
+  ws.scheme = w.scheme;
+  ws.layout = w.layout;
+  ws.tokens = x.rows();
+  ws.cols = w.cols;
+  ws.group_size = w.group_size;
+  ws.groups = w.groups;
+  const std::int64_t k_in = w.cols;
+  const std::size_t total = static_cast<std::size_t>(ws.tokens * k_in);
+  ws.x.resize(total);
+  ws.token_scales.assign(static_cast<std::size_t>(ws.tokens), 1.0f);
+  const auto& e4m3_table = float8_e4m3fn::decode_table;
+  if (scheme_quantizes_activations(w.scheme)) {
+    ws.codes.resize(total);
+    for (std::int64_t t = 0; t < ws.tokens; ++t) {
+      const float* row = x.data() + t * x.outerStride();
+      float amax = 0.0f;
+      bool finite = true;
+      for (std::int64_t k = 0; k < k_in; ++k) {
+        const float a = std::fabs(row[k]);
+        finite &= a <= 3.4028235e38f;  // false for Inf and NaN
+        amax = a > amax ? a : amax;
+      }
+      if (!finite) {  // find the culprit for the message
+        for (std::int64_t k = 0; k < k_in; ++k)
+          if (!std::isfinite(row[k]))
+            fail("activations: non-finite value at token " + std::to_string(t) + ", column " +
+                 std::to_string(k));
+      }
+      const float inv = amax == 0.0f ? 0.0f : e4m3_max_value / amax;
+      ws.token_scales[static_cast<std::size_t>(t)] = amax == 0.0f ? 0.0f : amax / e4m3_max_value;
+      std::uint8_t* codes = ws.codes.data() + t * k_in;
+      float* xv = ws.x.data() + t * k_in;
+      for (std::int64_t k = 0; k < k_in; ++k) {
+        codes[k] = e4m3_code_fast(row[k] * inv);
+        xv[k] = e4m3_table[codes[k]];
+      }
+    }
+  } else {
+    for (std::int64_t t = 0; t < ws.tokens; ++t)
+      std::memcpy(ws.x.data() + t * k_in, x.data() + t * x.outerStride(),
+                  static_cast<std::size_t>(k_in) * sizeof(float));
+  }
+  if (w.code == float_code::uint4_with_zero) {
+    ws.group_sums.assign(static_cast<std::size_t>(ws.tokens * ws.groups), 0.0f);
+    for (std::int64_t t = 0; t < ws.tokens; ++t)
+      for (std::int64_t g = 0; g < ws.groups; ++g) {
+        const std::int64_t k0 = g * ws.group_size, k1 = std::min(k_in, k0 + ws.group_size);
+        float s = 0.0f;
+        for (std::int64_t k = k0; k < k1; ++k) s += ws.x[static_cast<std::size_t>(t * k_in + k)];
+        ws.group_sums[static_cast<std::size_t>(t * ws.groups + g)] = s;
+      }
+  }
+  return ws;
+}
+
+// Decodes k-rows [k0, k0 + kc) of block b into dst[kk * 32 + j] = w_hat exactly as
+// dequantize() defines it: (value - zero) * scale in fp32. The scalar, AVX2 and NEON tiers
+// share it (its cost is spread over all the tokens of a call).
+inline void decode_float_rows_scalar(const float_packed& w, std::int64_t b, std::int64_t k0,
+                                     std::int64_t kc, float* dst) noexcept {
+  const std::uint8_t* codes = w.block_codes(b);
+  const float* scales = w.block_scales(b);
+  const float* zeros = w.block_zeros(b);
+  const float* table = w.code == float_code::e4m3 ? float8_e4m3fn::decode_table.data()
+                                                  : nibble_table(w.code);
+  for (std::int64_t kk = 0; kk < kc; ++kk) {
+    const std::int64_t k = k0 + kk;
+    const float* s = scales + (k / w.group_size) * float_block_cols;
+    const float* z = zeros ? zeros + (k / w.group_size) * float_block_cols : nullptr;
+    const std::uint8_t* krow = codes + k * w.krow_bytes;
+    float* out = dst + kk * float_block_cols;
+    if (w.code == float_code::e4m3) {
+      for (int j = 0; j < 32; ++j) out[j] = table[krow[j]] * s[j];
+    } else {
+      for (int j = 0; j < 16; ++j) {
+        out[j] = table[krow[j] & 0xF];
+        out[j + 16] = table[krow[j] >> 4];
+      }
+      if (z)
+        for (int j = 0; j < 32; ++j) out[j] = (out[j] - z[j]) * s[j];
+      else
+        for (int j = 0; j < 32; ++j) out[j] *= s[j];
+    }
+  }
+}
+
+// Writes the block's accumulators acc[t * 32 + j] (times the token scale) to the columns of
+// y that lie in [n_begin, n_end).
+inline void store_float_block(const float_workspace& ws, const float* acc, std::int64_t n0,
+                              std::int64_t n_begin, std::int64_t n_end, RowMatrixRef y) noexcept {
+  const std::int64_t j0 = std::max<std::int64_t>(n_begin - n0, 0);
+  const std::int64_t j1 = std::min<std::int64_t>(n_end - n0, float_block_cols);
+  for (std::int64_t t = 0; t < ws.tokens; ++t) {
+    const float s = ws.token_scales[static_cast<std::size_t>(t)];
+    float* yrow = y.data() + t * y.outerStride() + n0;
+    for (std::int64_t j = j0; j < j1; ++j) yrow[j] = acc[t * float_block_cols + j] * s;
+  }
+}
+
+// Grows a per-thread scratch buffer (run_float is called from several threads at once).
+inline float* float_scratch(std::vector<float>& v, std::size_t n) {
+  if (v.size() < n) v.resize(n);
+  return v.data();
+}
+
+}  // namespace lowbit::detail
+
+namespace lowbit::detail {
+
+// The loop every buffered tier shares: for each 32-column block that meets
+// [n_begin, n_end), decode K in chunks of `float_chunk_k` rows into an fp32 tile once and let
+// the tier's `accumulate` add x[:, chunk] * tile into the block's [tokens x 32] accumulators
+// (overwriting them on the first chunk). The tile is reused by every token of the call.
+constexpr std::int64_t float_chunk_k = 128;  // 128 x 32 fp32 = 16 KiB: stays in L1
+
+template <class Decode, class Accumulate>
+void run_float_buffered(const float_packed& w, const float_workspace& ws, RowMatrixRef y,
+                        std::int64_t n_begin, std::int64_t n_end, Decode decode,
+                        Accumulate accumulate) {
+  thread_local std::vector<float> acc_buf, tile_buf;
+  const std::int64_t tokens = ws.tokens, k_in = w.cols;
+  float* acc = float_scratch(acc_buf, static_cast<std::size_t>(tokens * float_block_cols));
+  float* tile = float_scratch(tile_buf, static_cast<std::size_t>(float_chunk_k * float_block_cols));
+  const std::int64_t b_end = (n_end + float_block_cols - 1) / float_block_cols;
+  for (std::int64_t b = n_begin / float_block_cols; b < b_end; ++b) {
+    for (std::int64_t k0 = 0; k0 < k_in; k0 += float_chunk_k) {
+      const std::int64_t kc = std::min(float_chunk_k, k_in - k0);
+      decode(w, b, k0, kc, tile);
+      accumulate(ws.x.data() + k0, k_in, tokens, tile, kc, acc, k0 == 0);
+    }
+    store_float_block(ws, acc, b * float_block_cols, n_begin, n_end, y);
+  }
+}
+
+}  // namespace lowbit::detail

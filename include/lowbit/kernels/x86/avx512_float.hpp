@@ -1,0 +1,275 @@
+#pragma once
+// AVX-512 tier of the float-decoding family (include through kernels/float_family.hpp).
+//
+// Two paths over the same packed layout:
+//  - few tokens (<= 4): weights are streamed once and decoded in registers (nibbles: one
+//    zero-extension, a shift and two 16-entry VPERMPS; E4M3: a bit move into fp16 and
+//    VCVTPH2PS); raw code values are accumulated per group in fp32 and the group scale (and
+//    zero point, through the per-group sums of x) is applied once per group. This is the
+//    memory-bound decode path, so its job is to keep up with DRAM.
+//  - more tokens: a 128 x 32 tile of w_hat is decoded once per block and chunk and reused by
+//    every token; a 12-token x 32-column register block of fp32 FMAs runs over it.
+#include "lowbit/detail/target.hpp"
+#include "lowbit/kernels/float_layout.hpp"
+
+#if LOWBIT_HAVE_X86_SIMD
+#include <immintrin.h>
+
+// GCC 12 warns (-Wmaybe-uninitialized) inside its own AVX-512 intrinsics, whose results
+// start from an undefined vector (GCC bug 105593); the warning is about GCC's code, not ours.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+
+namespace lowbit::detail {
+
+// 16 bytes of nibbles -> raw code values of columns 0..15 (low) and 16..31 (high).
+LOWBIT_TARGET_AVX512 inline void avx512_decode_nibbles(const std::uint8_t* p, __m512 lut,
+                                                       __m512& lo, __m512& hi) {
+  const __m512i v = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+  lo = _mm512_permutexvar_ps(v, lut);  // VPERMPS reads only the low 4 bits of each index
+  hi = _mm512_permutexvar_ps(_mm512_srli_epi32(v, 4), lut);
+}
+
+// 32 E4M3 codes -> their values times 2^-8, exactly: S.EEEE.MMM moved to fp16 bit positions
+// S.0EEEE.MMM0000000 is the same number scaled by 2^(7 - 15), subnormals included.
+LOWBIT_TARGET_AVX512 inline void avx512_decode_e4m3_scaled(const std::uint8_t* p, __m512& lo,
+                                                           __m512& hi) {
+  const __m512i c = _mm512_cvtepu8_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+  const __m512i h =
+      _mm512_or_si512(_mm512_slli_epi16(_mm512_and_si512(c, _mm512_set1_epi16(0x7F)), 7),
+                      _mm512_slli_epi16(_mm512_and_si512(c, _mm512_set1_epi16(0x80)), 8));
+  lo = _mm512_cvtph_ps(_mm512_castsi512_si256(h));
+  hi = _mm512_cvtph_ps(_mm512_extracti64x4_epi64(h, 1));
+}
+
+template <float_code C>
+LOWBIT_TARGET_AVX512 inline void avx512_decode_raw(const std::uint8_t* p, __m512 lut, __m512& lo,
+                                                   __m512& hi) {
+  if constexpr (C == float_code::e4m3) {
+    (void)lut;
+    avx512_decode_e4m3_scaled(p, lo, hi);
+  } else {
+    avx512_decode_nibbles(p, lut, lo, hi);
+  }
+}
+
+// Buffered path: dst[kk * 32 + j] = w_hat of k-row k0 + kk, the same fp32 value as
+// dequantize() ((value - zero) * scale; E4M3: (value * 2^-8) * 2^8 * scale).
+template <float_code C>
+LOWBIT_TARGET_AVX512 void avx512_decode_rows_t(const float_packed& w, std::int64_t b,
+                                               std::int64_t k0, std::int64_t kc, float* dst) {
+  const std::uint8_t* codes = w.block_codes(b);
+  const float* scales = w.block_scales(b);
+  const float* zeros = w.block_zeros(b);
+  const __m512 lut = C == float_code::e4m3 ? _mm512_setzero_ps() : _mm512_loadu_ps(nibble_table(C));
+  const __m512 two8 = _mm512_set1_ps(256.0f);
+  std::int64_t k = k0;
+  const std::int64_t k_end = k0 + kc;
+  while (k < k_end) {
+    const std::int64_t g = k / w.group_size;
+    const std::int64_t g_end = std::min(k_end, (g + 1) * w.group_size);
+    const __m512 s0 = _mm512_loadu_ps(scales + g * float_block_cols);
+    const __m512 s1 = _mm512_loadu_ps(scales + g * float_block_cols + 16);
+    __m512 z0 = _mm512_setzero_ps(), z1 = _mm512_setzero_ps();
+    if constexpr (C == float_code::uint4_with_zero) {
+      z0 = _mm512_loadu_ps(zeros + g * float_block_cols);
+      z1 = _mm512_loadu_ps(zeros + g * float_block_cols + 16);
+    } else {
+      (void)zeros;
+    }
+    for (; k < g_end; ++k) {
+      __m512 lo, hi;
+      avx512_decode_raw<C>(codes + k * w.krow_bytes, lut, lo, hi);
+      if constexpr (C == float_code::e4m3) {
+        lo = _mm512_mul_ps(lo, two8);
+        hi = _mm512_mul_ps(hi, two8);
+      }
+      if constexpr (C == float_code::uint4_with_zero) {
+        lo = _mm512_sub_ps(lo, z0);
+        hi = _mm512_sub_ps(hi, z1);
+      }
+      float* out = dst + (k - k0) * float_block_cols;
+      _mm512_storeu_ps(out, _mm512_mul_ps(lo, s0));
+      _mm512_storeu_ps(out + 16, _mm512_mul_ps(hi, s1));
+    }
+  }
+}
+
+inline void avx512_decode_rows(const float_packed& w, std::int64_t b, std::int64_t k0,
+                               std::int64_t kc, float* dst) {
+  switch (w.code) {
+    case float_code::e4m3: return avx512_decode_rows_t<float_code::e4m3>(w, b, k0, kc, dst);
+    case float_code::e2m1: return avx512_decode_rows_t<float_code::e2m1>(w, b, k0, kc, dst);
+    case float_code::int4_signed: return avx512_decode_rows_t<float_code::int4_signed>(w, b, k0, kc, dst);
+    case float_code::uint4_with_zero:
+      return avx512_decode_rows_t<float_code::uint4_with_zero>(w, b, k0, kc, dst);
+  }
+}
+
+// TB tokens x 32 columns of fp32 accumulators in registers (2 x TB zmm), over kc k-rows.
+template <int TB>
+LOWBIT_TARGET_AVX512 void avx512_accumulate_tile(const float* x, std::int64_t xs,
+                                                 const float* tile, std::int64_t kc, float* acc,
+                                                 bool first) {
+  __m512 c0[TB], c1[TB];
+#pragma GCC unroll 16
+  for (int t = 0; t < TB; ++t) {
+    c0[t] = first ? _mm512_setzero_ps() : _mm512_loadu_ps(acc + t * float_block_cols);
+    c1[t] = first ? _mm512_setzero_ps() : _mm512_loadu_ps(acc + t * float_block_cols + 16);
+  }
+  for (std::int64_t kk = 0; kk < kc; ++kk) {
+    const __m512 w0 = _mm512_loadu_ps(tile + kk * float_block_cols);
+    const __m512 w1 = _mm512_loadu_ps(tile + kk * float_block_cols + 16);
+#pragma GCC unroll 16
+    for (int t = 0; t < TB; ++t) {
+      const __m512 xb = _mm512_set1_ps(x[t * xs + kk]);
+      c0[t] = _mm512_fmadd_ps(xb, w0, c0[t]);
+      c1[t] = _mm512_fmadd_ps(xb, w1, c1[t]);
+    }
+  }
+#pragma GCC unroll 16
+  for (int t = 0; t < TB; ++t) {
+    _mm512_storeu_ps(acc + t * float_block_cols, c0[t]);
+    _mm512_storeu_ps(acc + t * float_block_cols + 16, c1[t]);
+  }
+}
+
+inline void avx512_accumulate(const float* x, std::int64_t xs, std::int64_t tokens,
+                              const float* tile, std::int64_t kc, float* acc, bool first) {
+  constexpr int tb = 12;
+  std::int64_t t = 0;
+  for (; t + tb <= tokens; t += tb)
+    avx512_accumulate_tile<tb>(x + t * xs, xs, tile, kc, acc + t * float_block_cols, first);
+  const float* xr = x + t * xs;
+  float* ar = acc + t * float_block_cols;
+  switch (tokens - t) {
+    case 0: break;
+    case 1: avx512_accumulate_tile<1>(xr, xs, tile, kc, ar, first); break;
+    case 2: avx512_accumulate_tile<2>(xr, xs, tile, kc, ar, first); break;
+    case 3: avx512_accumulate_tile<3>(xr, xs, tile, kc, ar, first); break;
+    case 4: avx512_accumulate_tile<4>(xr, xs, tile, kc, ar, first); break;
+    case 5: avx512_accumulate_tile<5>(xr, xs, tile, kc, ar, first); break;
+    case 6: avx512_accumulate_tile<6>(xr, xs, tile, kc, ar, first); break;
+    case 7: avx512_accumulate_tile<7>(xr, xs, tile, kc, ar, first); break;
+    case 8: avx512_accumulate_tile<8>(xr, xs, tile, kc, ar, first); break;
+    case 9: avx512_accumulate_tile<9>(xr, xs, tile, kc, ar, first); break;
+    case 10: avx512_accumulate_tile<10>(xr, xs, tile, kc, ar, first); break;
+    default: avx512_accumulate_tile<11>(xr, xs, tile, kc, ar, first); break;
+  }
+}
+
+// Few-token path for one block: per group, fp32 sums of x * raw code value (two sets of
+// accumulators on alternate k-rows hide the FMA latency), then acc += scale * sum
+// (- scale * zero * sum_group(x) for zero points).
+template <int T, float_code C>
+LOWBIT_TARGET_AVX512 void avx512_direct_block(const float_packed& w, const float_workspace& ws,
+                                              std::int64_t b, float* out) {
+  const std::uint8_t* codes = w.block_codes(b);
+  const float* scales = w.block_scales(b);
+  const float* zeros = w.block_zeros(b);
+  const std::int64_t k_in = w.cols, kb = w.krow_bytes;
+  const float* x = ws.x.data();
+  const __m512 lut = C == float_code::e4m3 ? _mm512_setzero_ps() : _mm512_loadu_ps(nibble_table(C));
+  __m512 a0[T], a1[T];
+#pragma GCC unroll 4
+  for (int t = 0; t < T; ++t) a0[t] = a1[t] = _mm512_setzero_ps();
+  for (std::int64_t g = 0; g < w.groups; ++g) {
+    const std::int64_t k1 = std::min(k_in, (g + 1) * w.group_size);
+    std::int64_t k = g * w.group_size;
+    __m512 p0[T], p1[T], q0[T], q1[T];
+#pragma GCC unroll 4
+    for (int t = 0; t < T; ++t) p0[t] = p1[t] = q0[t] = q1[t] = _mm512_setzero_ps();
+    for (; k + 1 < k1; k += 2) {
+      __m512 wa0, wa1, wb0, wb1;
+      avx512_decode_raw<C>(codes + k * kb, lut, wa0, wa1);
+      avx512_decode_raw<C>(codes + (k + 1) * kb, lut, wb0, wb1);
+#pragma GCC unroll 4
+      for (int t = 0; t < T; ++t) {
+        const __m512 xa = _mm512_set1_ps(x[t * k_in + k]);
+        const __m512 xb = _mm512_set1_ps(x[t * k_in + k + 1]);
+        p0[t] = _mm512_fmadd_ps(xa, wa0, p0[t]);
+        p1[t] = _mm512_fmadd_ps(xa, wa1, p1[t]);
+        q0[t] = _mm512_fmadd_ps(xb, wb0, q0[t]);
+        q1[t] = _mm512_fmadd_ps(xb, wb1, q1[t]);
+      }
+    }
+    if (k < k1) {
+      __m512 wa0, wa1;
+      avx512_decode_raw<C>(codes + k * kb, lut, wa0, wa1);
+#pragma GCC unroll 4
+      for (int t = 0; t < T; ++t) {
+        const __m512 xa = _mm512_set1_ps(x[t * k_in + k]);
+        p0[t] = _mm512_fmadd_ps(xa, wa0, p0[t]);
+        p1[t] = _mm512_fmadd_ps(xa, wa1, p1[t]);
+      }
+    }
+    __m512 s0 = _mm512_loadu_ps(scales + g * float_block_cols);
+    __m512 s1 = _mm512_loadu_ps(scales + g * float_block_cols + 16);
+    if constexpr (C == float_code::e4m3) {
+      s0 = _mm512_mul_ps(s0, _mm512_set1_ps(256.0f));
+      s1 = _mm512_mul_ps(s1, _mm512_set1_ps(256.0f));
+    }
+#pragma GCC unroll 4
+    for (int t = 0; t < T; ++t) {
+      a0[t] = _mm512_fmadd_ps(_mm512_add_ps(p0[t], q0[t]), s0, a0[t]);
+      a1[t] = _mm512_fmadd_ps(_mm512_add_ps(p1[t], q1[t]), s1, a1[t]);
+    }
+    if constexpr (C == float_code::uint4_with_zero) {
+      const __m512 sz0 = _mm512_mul_ps(s0, _mm512_loadu_ps(zeros + g * float_block_cols));
+      const __m512 sz1 = _mm512_mul_ps(s1, _mm512_loadu_ps(zeros + g * float_block_cols + 16));
+#pragma GCC unroll 4
+      for (int t = 0; t < T; ++t) {
+        const __m512 gs = _mm512_set1_ps(ws.group_sums[static_cast<std::size_t>(t * w.groups + g)]);
+        a0[t] = _mm512_fnmadd_ps(sz0, gs, a0[t]);
+        a1[t] = _mm512_fnmadd_ps(sz1, gs, a1[t]);
+      }
+    } else {
+      (void)zeros;
+    }
+  }
+#pragma GCC unroll 4
+  for (int t = 0; t < T; ++t) {
+    _mm512_storeu_ps(out + t * float_block_cols, a0[t]);
+    _mm512_storeu_ps(out + t * float_block_cols + 16, a1[t]);
+  }
+}
+
+template <int T>
+inline void avx512_direct_block_any(const float_packed& w, const float_workspace& ws,
+                                    std::int64_t b, float* out) {
+  switch (w.code) {
+    case float_code::e4m3: return avx512_direct_block<T, float_code::e4m3>(w, ws, b, out);
+    case float_code::e2m1: return avx512_direct_block<T, float_code::e2m1>(w, ws, b, out);
+    case float_code::int4_signed: return avx512_direct_block<T, float_code::int4_signed>(w, ws, b, out);
+    case float_code::uint4_with_zero:
+      return avx512_direct_block<T, float_code::uint4_with_zero>(w, ws, b, out);
+  }
+}
+
+constexpr std::int64_t avx512_direct_max_tokens = 4;
+
+inline void run_float_avx512(const float_packed& w, const float_workspace& ws, RowMatrixRef y,
+                             std::int64_t n_begin, std::int64_t n_end) {
+  if (ws.tokens > avx512_direct_max_tokens) {
+    run_float_buffered(w, ws, y, n_begin, n_end, avx512_decode_rows, avx512_accumulate);
+    return;
+  }
+  thread_local std::vector<float> acc_buf;
+  float* acc = float_scratch(acc_buf, static_cast<std::size_t>(ws.tokens * float_block_cols));
+  const std::int64_t b_end = (n_end + float_block_cols - 1) / float_block_cols;
+  for (std::int64_t b = n_begin / float_block_cols; b < b_end; ++b) {
+    switch (ws.tokens) {
+      case 1: avx512_direct_block_any<1>(w, ws, b, acc); break;
+      case 2: avx512_direct_block_any<2>(w, ws, b, acc); break;
+      case 3: avx512_direct_block_any<3>(w, ws, b, acc); break;
+      default: avx512_direct_block_any<4>(w, ws, b, acc); break;
+    }
+    store_float_block(ws, acc, b * float_block_cols, n_begin, n_end, y);
+  }
+}
+
+}  // namespace lowbit::detail
+
+#pragma GCC diagnostic pop
+
+#endif  // LOWBIT_HAVE_X86_SIMD

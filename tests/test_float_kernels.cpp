@@ -1,0 +1,320 @@
+// The float-decoding kernel family (w8a8_fp8, w4a8_fp4, w4a16_int4, w4a16_fp4): every ISA
+// tier this CPU runs against the scalar oracle (kernels/float_reference.hpp) over the
+// edge-case menu, the E4M3 activation rule bit for bit, end to end against dequantize + an
+// fp32 product, and the checked errors.
+#include <catch2/catch.hpp>
+
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "lowbit/kernels/float_family.hpp"
+
+using namespace lowbit;
+using namespace lowbit::detail;
+
+namespace {
+
+struct scheme_case {
+  gemm_scheme scheme;
+  element_format format;
+  bool symmetric;
+};
+
+const scheme_case all_cases[] = {
+    {gemm_scheme::w8a8_fp8, element_format::float8_e4m3fn, true},
+    {gemm_scheme::w4a8_fp4, element_format::float4_e2m1fn, true},
+    {gemm_scheme::w4a16_int4, element_format::int4, true},
+    {gemm_scheme::w4a16_int4, element_format::int4, false},
+    {gemm_scheme::w4a16_fp4, element_format::float4_e2m1fn, true},
+};
+
+// A QuantizedMatrix built by hand with random codes and scales (the layout its header
+// documents), so these tests do not depend on the quantizers.
+QuantizedMatrix random_matrix(const scheme_case& sc, std::int64_t rows, std::int64_t cols,
+                              std::int64_t group, std::uint32_t seed) {
+  std::mt19937 rng(seed);
+  QuantizedMatrix q;
+  q.spec.format = sc.format;
+  q.spec.symmetric = sc.symmetric;
+  q.spec.gran = group >= cols ? granularity::per_channel : granularity::per_group;
+  q.spec.group_size = static_cast<int>(group);
+  q.rows = rows;
+  q.cols = cols;
+  q.group_size = std::min(group, cols);
+  q.groups_per_row = (cols + q.group_size - 1) / q.group_size;
+  const bool eight = sc.format == element_format::float8_e4m3fn;
+  q.row_stride = eight ? cols : (cols + 1) / 2;
+  q.codes.assign(static_cast<std::size_t>(rows * q.row_stride), 0);
+  std::uniform_int_distribution<int> byte(0, 255), nib(0, 15);
+  for (std::int64_t r = 0; r < rows; ++r)
+    for (std::int64_t c = 0; c < cols; ++c) {
+      std::uint8_t* row = q.codes.data() + r * q.row_stride;
+      if (eight) {
+        int v = byte(rng);
+        if ((v & 0x7F) == 0x7F) v ^= 1;  // no NaN codes
+        row[c] = static_cast<std::uint8_t>(v);
+      } else {
+        int v = nib(rng);
+        if (sc.format == element_format::int4 && sc.symmetric && v == 8) v = 7;  // -7..7
+        set_nibble(row, static_cast<std::size_t>(c), static_cast<std::uint8_t>(v));
+      }
+    }
+  std::uniform_real_distribution<float> scale(0.01f, 0.2f);
+  q.scales.resize(static_cast<std::size_t>(rows * q.groups_per_row));
+  for (float& s : q.scales) s = scale(rng);
+  if (!sc.symmetric) {
+    q.zeros.resize(q.scales.size());
+    for (auto& z : q.zeros) z = static_cast<std::uint8_t>(nib(rng));
+  }
+  return q;
+}
+
+RowMatrixXf random_activations(std::int64_t tokens, std::int64_t cols, std::uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> d(0.0f, 1.0f);
+  RowMatrixXf x(tokens, cols);
+  for (std::int64_t t = 0; t < tokens; ++t)
+    for (std::int64_t c = 0; c < cols; ++c) x(t, c) = d(rng) * (c % 17 == 3 ? 20.0f : 1.0f);
+  if (tokens > 2) x.row(1).setZero();  // amax == 0: scale 0, y row 0
+  return x;
+}
+
+// The stated tolerance: 2e-5 * s_a * sum_k |xq * w_hat| per output (float_layout.hpp).
+constexpr float float_tolerance = 2e-5f;
+RowMatrixXf tolerance(const QuantizedMatrix& q, gemm_scheme scheme, const RowMatrixXf& x) {
+  RowMatrixXf w_abs(q.rows, q.cols);
+  for (std::int64_t r = 0; r < q.rows; ++r)
+    for (std::int64_t c = 0; c < q.cols; ++c) {
+      // Zero points: the few-token path computes s * (sum x*v - z * sum x), so its rounding
+      // is relative to (|v| + z) * s rather than |v - z| * s.
+      const std::size_t gi = static_cast<std::size_t>(r * q.groups_per_row + c / q.group_size);
+      w_abs(r, c) = q.zeros.empty() ? std::fabs(weight_value_reference(q, r, c))
+                                    : (std::fabs(weight_code_value_reference(q, r, c)) + q.zeros[gi]) * q.scales[gi];
+    }
+  RowMatrixXf xa = x.cwiseAbs();
+  if (scheme_quantizes_activations(scheme)) {
+    std::vector<std::uint8_t> codes(static_cast<std::size_t>(x.cols()));
+    for (std::int64_t t = 0; t < x.rows(); ++t) {
+      const RowMatrixXf row = x.row(t);
+      float s = 0.0f;
+      quantize_token_e4m3_reference(row.data(), x.cols(), t, codes.data(), &s);
+      for (std::int64_t c = 0; c < x.cols(); ++c)
+        xa(t, c) = std::fabs(float8_e4m3fn::from_bits(codes[static_cast<std::size_t>(c)]).to_float()) * s;
+    }
+  }
+  RowMatrixXf tol = (xa * w_abs.transpose()) * float_tolerance;
+  tol.array() += 1e-30f;
+  return tol;
+}
+
+// max over outputs of |a - b| / tol (<= 1 passes).
+double worst_ratio(const RowMatrixXf& a, const RowMatrixXf& b, const RowMatrixXf& tol) {
+  double worst = 0.0;
+  for (Eigen::Index i = 0; i < a.rows(); ++i)
+    for (Eigen::Index j = 0; j < a.cols(); ++j) {
+      const double d = std::fabs(static_cast<double>(a(i, j)) - b(i, j));
+      if (!(d <= tol(i, j))) worst = std::max(worst, std::isnan(d) ? 1e30 : d / tol(i, j));
+    }
+  return worst;
+}
+
+std::int64_t group_for(std::int64_t k, int variant) {
+  if (variant == 1) return k;  // per channel
+  return k >= 1024 ? 128 : k >= 64 ? 32 : 16;
+}
+
+}  // namespace
+
+TEST_CASE("float kernels: e4m3_code_fast equals convert<float8_e4m3fn>", "[float_kernels]") {
+  auto check = [](float v) {
+    const std::uint8_t want = convert<float8_e4m3fn>(v, saturation::finite).bits();
+    const std::uint8_t got = e4m3_code_fast(v);
+    if (got != want) FAIL("v = " << v << " fast " << int(got) << " convert " << int(want));
+  };
+  // Every code's value, the midpoints between neighbours and one ulp either side.
+  for (int c = 0; c < 0x7F; ++c) {
+    const float a = float8_e4m3fn::from_bits(static_cast<std::uint8_t>(c)).to_float();
+    const float b = c + 1 < 0x7F ? float8_e4m3fn::from_bits(static_cast<std::uint8_t>(c + 1)).to_float() : 464.0f;
+    for (float v : {a, 0.5f * (a + b)})
+      for (float u : {v, std::nextafter(v, 0.0f), std::nextafter(v, 1e9f)}) {
+        check(u);
+        check(-u);
+      }
+  }
+  for (float v : {448.0f, 449.0f, 463.99f, 464.0f, 465.0f, 480.0f, 1e-30f, 0.0f, -0.0f}) check(v);
+  std::mt19937 rng(7);
+  std::uniform_real_distribution<float> e(-14.0f, 9.0f);
+  std::uniform_real_distribution<float> m(1.0f, 2.0f);
+  for (int i = 0; i < 200000; ++i) check((i & 1 ? -1.0f : 1.0f) * m(rng) * std::exp2(std::floor(e(rng))));
+}
+
+TEST_CASE("float kernels: prepare quantizes activations with the reference rule", "[float_kernels]") {
+  const scheme_case sc = all_cases[1];
+  for (std::int64_t k : {1, 7, 300}) {
+    const QuantizedMatrix q = random_matrix(sc, 5, k, 16, 3);
+    const float_packed w = pack_float(q, sc.scheme, isa_tier::scalar);
+    RowMatrixXf big = random_activations(4, k + 3, 11);
+    big(2, 0) = 1e-7f;  // tiny values round to (signed) zero / subnormals
+    big(3, 0) = -1e30f;
+    const ConstRowMatrixRef x = big.leftCols(k);  // strided input
+    const float_workspace ws = prepare_float(w, x);
+    std::vector<std::uint8_t> codes(static_cast<std::size_t>(k));
+    for (std::int64_t t = 0; t < 4; ++t) {
+      const RowMatrixXf row = x.row(t);
+      float s = -1.0f;
+      quantize_token_e4m3_reference(row.data(), k, t, codes.data(), &s);
+      REQUIRE(s == ws.token_scales[static_cast<std::size_t>(t)]);
+      for (std::int64_t c = 0; c < k; ++c) {
+        REQUIRE(int(codes[static_cast<std::size_t>(c)]) == int(ws.codes[static_cast<std::size_t>(t * k + c)]));
+        REQUIRE(float8_e4m3fn::from_bits(codes[static_cast<std::size_t>(c)]).to_float() ==
+                ws.x[static_cast<std::size_t>(t * k + c)]);
+      }
+    }
+  }
+}
+
+TEST_CASE("float kernels: every tier matches the reference over the edge-case menu", "[float_kernels]") {
+  const std::int64_t n_out = 45;  // one full 32-column block and a ragged one
+  std::uint32_t seed = 1;
+  for (const scheme_case& sc : all_cases)
+    for (std::int64_t k : {1, 2, 31, 32, 33, 172, 4096})
+      for (int variant : {0, 1}) {
+        if (variant == 1 && k != 172 && k != 33) continue;
+        const QuantizedMatrix q = random_matrix(sc, n_out, k, group_for(k, variant), seed++);
+        std::vector<std::int64_t> token_counts = {1, 2, 3, 7, 16, 33};
+        if (k == 4096) token_counts = {1, 3, 16, 33};
+        for (std::int64_t tokens : token_counts) {
+          const RowMatrixXf x = random_activations(tokens, k, seed++);
+          const RowMatrixXf ref = float_reference_gemm(q, sc.scheme, x);
+          const RowMatrixXf tol = tolerance(q, sc.scheme, x);
+          for (isa_tier tier : supported_isa_tiers()) {
+            INFO("scheme " << to_string(sc.scheme) << (sc.symmetric ? "" : " asym") << " tier "
+                           << to_string(tier) << " K " << k << " group " << q.group_size
+                           << " tokens " << tokens);
+            const float_packed w = pack_float(q, sc.scheme, tier);
+            const float_workspace ws = prepare_float(w, x);
+            // Strided output with a sentinel frame, filled in three column ranges that do
+            // not start on block boundaries.
+            RowMatrixXf big = RowMatrixXf::Constant(tokens + 2, n_out + 7, 12345.0f);
+            RowMatrixRef y = big.block(1, 3, tokens, n_out);
+            run_float(w, ws, y, 0, 5);
+            run_float(w, ws, y, 5, 37);
+            run_float(w, ws, y, 37, n_out);
+            CHECK(worst_ratio(RowMatrixXf(y), ref, tol) <= 1.0);
+            CHECK((big.leftCols(3).array() == 12345.0f).all());
+            CHECK((big.rightCols(4).array() == 12345.0f).all());
+            CHECK((big.row(0).array() == 12345.0f).all());
+            CHECK((big.row(tokens + 1).array() == 12345.0f).all());
+          }
+        }
+      }
+}
+
+TEST_CASE("float kernels: end to end against dequantize + fp32 product", "[float_kernels]") {
+  for (const scheme_case& sc : all_cases) {
+    const std::int64_t n_out = 70, k = 333, tokens = 9;
+    const QuantizedMatrix q = random_matrix(sc, n_out, k, 64, 99);
+    const RowMatrixXf x = random_activations(tokens, k, 98);
+    RowMatrixXf w_hat(n_out, k);
+    for (std::int64_t r = 0; r < n_out; ++r)
+      for (std::int64_t c = 0; c < k; ++c) w_hat(r, c) = weight_value_reference(q, r, c);
+    RowMatrixXf x_hat = x;  // what the kernel multiplies: x, or its E4M3 round trip
+    if (scheme_quantizes_activations(sc.scheme)) {
+      std::vector<std::uint8_t> codes(static_cast<std::size_t>(k));
+      for (std::int64_t t = 0; t < tokens; ++t) {
+        const RowMatrixXf row = x.row(t);
+        float s = 0.0f;
+        quantize_token_e4m3_reference(row.data(), k, t, codes.data(), &s);
+        for (std::int64_t c = 0; c < k; ++c)
+          x_hat(t, c) = float8_e4m3fn::from_bits(codes[static_cast<std::size_t>(c)]).to_float() * s;
+      }
+    }
+    const RowMatrixXf expect = x_hat * w_hat.transpose();
+    const RowMatrixXf tol = tolerance(q, sc.scheme, x);
+    for (isa_tier tier : supported_isa_tiers()) {
+      INFO("scheme " << to_string(sc.scheme) << " tier " << to_string(tier));
+      const float_packed w = pack_float(q, sc.scheme, tier);
+      RowMatrixXf y(tokens, n_out);
+      run_float(w, prepare_float(w, x), y, 0, n_out);
+      CHECK(worst_ratio(y, expect, tol) <= 1.0);
+      CHECK(float_packed_bytes(w) > 0);
+      CHECK(float_kernel_name(w).find(std::string(to_string(tier))) != std::string::npos);
+    }
+  }
+}
+
+TEST_CASE("float kernels: scheme choice and names", "[float_kernels]") {
+  QuantSpec s;
+  s.format = element_format::float4_e2m1fn;
+  CHECK(choose_float_scheme(s, act_format::float8_e4m3fn) == gemm_scheme::w4a8_fp4);
+  CHECK(choose_float_scheme(s, std::nullopt) == gemm_scheme::w4a16_fp4);
+  s.format = element_format::int4;
+  CHECK(choose_float_scheme(s, std::nullopt) == gemm_scheme::w4a16_int4);
+  CHECK_THROWS_AS(choose_float_scheme(s, act_format::float8_e4m3fn), lowbit::error);
+  CHECK_THROWS_AS(choose_float_scheme(s, act_format::int8), lowbit::error);
+  s.format = element_format::float8_e4m3fn;
+  CHECK(choose_float_scheme(s, act_format::float8_e4m3fn) == gemm_scheme::w8a8_fp8);
+  CHECK_THROWS_AS(choose_float_scheme(s, std::nullopt), lowbit::error);
+  s.format = element_format::float8_e5m2;
+  CHECK_THROWS_AS(choose_float_scheme(s, act_format::float8_e4m3fn), lowbit::error);
+
+  const QuantizedMatrix q = random_matrix(all_cases[1], 8, 256, 128, 5);
+  CHECK(float_kernel_name(pack_float(q, gemm_scheme::w4a8_fp4, isa_tier::scalar)) == "w4a8_fp4_g128_scalar");
+}
+
+TEST_CASE("float kernels: checked errors", "[float_kernels]") {
+  const QuantizedMatrix q = random_matrix(all_cases[1], 40, 64, 32, 21);
+  const float_packed w = pack_float(q, gemm_scheme::w4a8_fp4, isa_tier::scalar);
+  const RowMatrixXf x = random_activations(3, 64, 22);
+  const float_workspace ws = prepare_float(w, x);
+  RowMatrixXf y(3, 40);
+
+  // Wrong layout id, a workspace of other weights, a tier the CPU lacks, bad shapes.
+  float_packed bad = w;
+  bad.layout = 0x1234;
+  CHECK_THROWS_AS(run_float(bad, ws, y, 0, 40), lowbit::error);
+  CHECK_THROWS_AS(prepare_float(bad, x), lowbit::error);
+  const QuantizedMatrix q2 = random_matrix(all_cases[1], 40, 64, 16, 23);
+  const float_packed w2 = pack_float(q2, gemm_scheme::w4a8_fp4, isa_tier::scalar);
+  CHECK_THROWS_AS(run_float(w2, ws, y, 0, 40), lowbit::error);
+  const float_packed w16 = pack_float(q, gemm_scheme::w4a16_fp4, isa_tier::scalar);
+  CHECK_THROWS_AS(run_float(w16, ws, y, 0, 40), lowbit::error);
+  for (isa_tier t : {isa_tier::avx2, isa_tier::avx512, isa_tier::neon}) {
+    if (detail::tier_supported(t, host_cpu_features())) continue;
+    CHECK_THROWS_AS(pack_float(q, gemm_scheme::w4a8_fp4, t), lowbit::error);
+    float_packed forged = w;
+    forged.tier = t;
+    CHECK_THROWS_AS(run_float(forged, ws, y, 0, 40), lowbit::error);
+  }
+  RowMatrixXf y_bad(3, 39);
+  CHECK_THROWS_AS(run_float(w, ws, y_bad, 0, 39), lowbit::error);
+  CHECK_THROWS_AS(run_float(w, ws, y, 10, 41), lowbit::error);
+  CHECK_THROWS_AS(run_float(w, ws, y, 10, 9), lowbit::error);
+  CHECK_THROWS_AS(prepare_float(w, RowMatrixXf(3, 63)), lowbit::error);
+
+  // Non-finite activations of an A8 scheme name the token and column.
+  RowMatrixXf x_nan = x;
+  x_nan(2, 17) = std::numeric_limits<float>::quiet_NaN();
+  CHECK_THROWS_WITH(prepare_float(w, x_nan), Catch::Contains("token 2, column 17"));
+  x_nan(2, 17) = std::numeric_limits<float>::infinity();
+  CHECK_THROWS_AS(prepare_float(w, x_nan), lowbit::error);
+
+  // Malformed matrices.
+  QuantizedMatrix m = q;
+  m.scales.pop_back();
+  CHECK_THROWS_AS(pack_float(m, gemm_scheme::w4a8_fp4, isa_tier::scalar), lowbit::error);
+  m = q;
+  m.scales[5] = std::numeric_limits<float>::infinity();
+  CHECK_THROWS_AS(pack_float(m, gemm_scheme::w4a8_fp4, isa_tier::scalar), lowbit::error);
+  CHECK_THROWS_AS(pack_float(q, gemm_scheme::w8a8_fp8, isa_tier::scalar), lowbit::error);
+  QuantizedMatrix e = random_matrix(all_cases[0], 4, 8, 8, 1);
+  e.codes[3] = 0xFF;
+  CHECK_THROWS_AS(pack_float(e, gemm_scheme::w8a8_fp8, isa_tier::scalar), lowbit::error);
+  m = random_matrix(all_cases[3], 4, 8, 8, 1);
+  m.zeros.clear();
+  CHECK_THROWS_AS(pack_float(m, gemm_scheme::w4a16_int4, isa_tier::scalar), lowbit::error);
+}
