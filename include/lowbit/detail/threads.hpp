@@ -1,0 +1,195 @@
+#pragma once
+// Threads for the kernels: a small persistent pool that the calling thread joins.
+//
+// - Workers start lazily, the first time a call asks for more than one thread, and then stay
+//   (parked on a condition variable), so a hot loop never pays for thread creation.
+// - A call with one thread, or one task, runs inline and touches no lock: a single-token
+//   decode step costs nothing here.
+// - The count comes from, in order: the call's own request, set_num_threads(), the
+//   LOWBIT_NUM_THREADS environment variable (read once), std::thread::hardware_concurrency().
+// - A caller that owns its threads passes an `executor` instead and lowbit uses it as is.
+// - A parallel_for issued from inside a task (or while another caller holds the pool) runs
+//   inline rather than deadlocking.
+#include <algorithm>
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <cstdlib>
+#include <exception>
+#include <functional>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "lowbit/error.hpp"
+
+namespace lowbit {
+
+// A caller-supplied way to run `tasks` independent tasks: it must call body(i) exactly once
+// for every i in [0, tasks) (in any order, on any threads) and return when all are done.
+using executor = std::function<void(std::int64_t tasks, const std::function<void(std::int64_t)>& body)>;
+
+namespace detail {
+
+inline int parse_thread_count(const char* text) {
+  if (text == nullptr || *text == '\0') return 0;
+  char* end = nullptr;
+  const long v = std::strtol(text, &end, 10);
+  if (*end != '\0' || v < 1 || v > 4096)
+    throw error("LOWBIT_NUM_THREADS=" + std::string(text) + ": expected an integer in [1, 4096]");
+  return static_cast<int>(v);
+}
+
+inline int env_or_hardware_threads() {
+  static const int n = [] {
+    const int env = parse_thread_count(std::getenv("LOWBIT_NUM_THREADS"));
+    if (env > 0) return env;
+    const unsigned hw = std::thread::hardware_concurrency();
+    return hw == 0 ? 1 : static_cast<int>(hw);
+  }();
+  return n;
+}
+
+inline std::atomic<int>& thread_count_override() {
+  static std::atomic<int> n{0};
+  return n;
+}
+
+class thread_pool {
+ public:
+  static thread_pool& instance() {
+    static thread_pool pool;
+    return pool;
+  }
+
+  thread_pool() = default;
+  thread_pool(const thread_pool&) = delete;
+  thread_pool& operator=(const thread_pool&) = delete;
+  ~thread_pool() {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      stop_ = true;
+    }
+    cv_work_.notify_all();
+    for (std::thread& t : workers_) t.join();
+  }
+
+  // Runs body(i) for i in [0, tasks) on up to `threads` threads (the caller included).
+  void parallel_for(std::int64_t tasks, int threads, const std::function<void(std::int64_t)>& body) {
+    if (tasks <= 0) return;
+    const int helpers = static_cast<int>(std::min<std::int64_t>(threads, tasks)) - 1;
+    std::unique_lock<std::mutex> caller(call_mu_, std::try_to_lock);
+    if (helpers <= 0 || !caller.owns_lock()) {
+      for (std::int64_t i = 0; i < tasks; ++i) body(i);
+      return;
+    }
+    ensure_workers(helpers);
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      body_ = &body;
+      tasks_ = tasks;
+      next_.store(0, std::memory_order_relaxed);
+      participants_ = helpers;
+      pending_ = helpers;
+      error_ = nullptr;
+      ++generation_;
+    }
+    cv_work_.notify_all();
+    drain();
+    std::unique_lock<std::mutex> lock(mu_);
+    cv_done_.wait(lock, [&] { return pending_ == 0; });
+    body_ = nullptr;
+    if (error_) std::rethrow_exception(std::exchange(error_, nullptr));
+  }
+
+  int worker_count() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return static_cast<int>(workers_.size());
+  }
+
+ private:
+  void ensure_workers(int n) {
+    std::lock_guard<std::mutex> lock(mu_);
+    while (static_cast<int>(workers_.size()) < n) {
+      const int index = static_cast<int>(workers_.size());
+      workers_.emplace_back([this, index] { worker_loop(index); });
+    }
+  }
+
+  // Takes tasks until none are left; the first exception wins, the rest still run.
+  void drain() {
+    for (;;) {
+      const std::int64_t i = next_.fetch_add(1, std::memory_order_relaxed);
+      if (i >= tasks_) return;
+      try {
+        (*body_)(i);
+      } catch (...) {
+        std::lock_guard<std::mutex> lock(mu_);
+        if (!error_) error_ = std::current_exception();
+      }
+    }
+  }
+
+  void worker_loop(int index) {
+    std::uint64_t seen = 0;
+    for (;;) {
+      {
+        std::unique_lock<std::mutex> lock(mu_);
+        cv_work_.wait(lock, [&] { return stop_ || (generation_ != seen && index < participants_); });
+        if (stop_) return;
+        seen = generation_;
+      }
+      drain();
+      std::lock_guard<std::mutex> lock(mu_);
+      if (--pending_ == 0) cv_done_.notify_one();
+    }
+  }
+
+  mutable std::mutex mu_;
+  std::mutex call_mu_;  // one parallel_for at a time; others (and nested ones) run inline
+  std::condition_variable cv_work_, cv_done_;
+  std::vector<std::thread> workers_;
+  const std::function<void(std::int64_t)>* body_ = nullptr;
+  std::int64_t tasks_ = 0;
+  std::atomic<std::int64_t> next_{0};
+  int participants_ = 0;
+  int pending_ = 0;
+  std::uint64_t generation_ = 0;
+  bool stop_ = false;
+  std::exception_ptr error_;
+};
+
+}  // namespace detail
+
+// The thread count lowbit uses when a call does not say: set_num_threads() if called with
+// n >= 1, else LOWBIT_NUM_THREADS, else the hardware thread count.
+inline int default_num_threads() {
+  const int o = detail::thread_count_override().load(std::memory_order_relaxed);
+  return o > 0 ? o : detail::env_or_hardware_threads();
+}
+
+// Sets the process-wide default thread count (0 restores LOWBIT_NUM_THREADS / hardware).
+inline void set_num_threads(int n) {
+  if (n < 0) throw error("set_num_threads: thread count must be >= 0, got " + std::to_string(n));
+  detail::thread_count_override().store(n, std::memory_order_relaxed);
+}
+
+// Runs body(i) for i in [0, tasks): on `exec` when given, else on the pool with `threads`
+// threads (0 = default_num_threads()).
+inline void parallel_for(std::int64_t tasks, int threads, const executor& exec,
+                         const std::function<void(std::int64_t)>& body) {
+  if (tasks <= 0) return;
+  if (exec) {
+    exec(tasks, body);
+    return;
+  }
+  const int n = threads > 0 ? threads : default_num_threads();
+  if (n <= 1 || tasks == 1) {
+    for (std::int64_t i = 0; i < tasks; ++i) body(i);
+    return;
+  }
+  detail::thread_pool::instance().parallel_for(tasks, n, body);
+}
+
+}  // namespace lowbit

@@ -1,0 +1,67 @@
+#pragma once
+// Which kernel runs: the scheme (from the weights' format and constraint plus the activation
+// choice) and the ISA tier (selected_isa_tier() unless the caller forces one it can run).
+#include <cstdint>
+#include <optional>
+#include <string>
+
+#include "lowbit/dispatch/cpu_features.hpp"
+#include "lowbit/error.hpp"
+#include "lowbit/kernels/kernel.hpp"
+#include "lowbit/pack/int_packing.hpp"
+#include "lowbit/quant/quantized_matrix.hpp"
+
+namespace lowbit {
+
+// How gemm() treats the activations of a packed weight matrix (fixed at pack time, because
+// the packed layout depends on it).
+enum class activation_quant : std::uint8_t {
+  automatic,      // integer weights -> int8 per token; float weights -> E4M3 per token (8-bit
+                  // float) or fp32 (int4 with zero points)
+  int8,           // dynamic per-token int8 (w8a8_int8, w4a8_int4, w4a8_int4_m2)
+  float8_e4m3fn,  // dynamic per-token E4M3 (w8a8_fp8, w4a8_fp4)
+  none,           // fp32 activations, weight-only quantization (w4a16_*)
+};
+
+constexpr bool is_int_activation_scheme(gemm_scheme s) noexcept {
+  return s == gemm_scheme::w8a8_int8 || s == gemm_scheme::w4a8_int4 || s == gemm_scheme::w4a8_int4_m2;
+}
+
+namespace detail {
+
+inline std::string describe_weights(const QuantizedMatrix& q) {
+  switch (q.spec.format) {
+    case element_format::int8: return q.spec.symmetric ? "symmetric int8" : "asymmetric int8";
+    case element_format::int4: return q.spec.symmetric ? "symmetric int4" : "asymmetric int4";
+    case element_format::float8_e4m3fn: return "float8_e4m3fn";
+    case element_format::float8_e5m2: return "float8_e5m2";
+    case element_format::float6_e3m2fn: return "float6_e3m2fn";
+    case element_format::float6_e2m3fn: return "float6_e2m3fn";
+    case element_format::float4_e2m1fn: return "float4_e2m1fn";
+  }
+  return "unknown";
+}
+
+// The integer-activation scheme for `q`, or nullopt when its weights are not symmetric
+// int8/int4. M2 weights run the M2 kernel when all of K provably fits int32 (see
+// pack/int_packing.hpp), otherwise the per-group kernel, which is exact for them too.
+inline std::optional<gemm_scheme> choose_int_scheme(const QuantizedMatrix& q) noexcept {
+  if (!q.spec.symmetric) return std::nullopt;
+  if (q.spec.format == element_format::int8) return gemm_scheme::w8a8_int8;
+  if (q.spec.format != element_format::int4) return std::nullopt;
+  if (q.spec.constraint == scale_constraint::pow2_m2 && q.row_scales.size() == static_cast<std::size_t>(q.rows) &&
+      q.shifts.size() == static_cast<std::size_t>(q.rows * q.groups_per_row) && m2_fits_int32(q))
+    return gemm_scheme::w4a8_int4_m2;
+  return gemm_scheme::w4a8_int4;
+}
+
+// The tier to pack for: the caller's, if this CPU runs it, else selected_isa_tier().
+inline isa_tier resolve_tier(std::optional<isa_tier> forced) {
+  if (!forced) return selected_isa_tier();
+  if (!tier_supported(*forced, host_cpu_features()))
+    fail("pack: this CPU cannot run the " + std::string(to_string(*forced)) + " tier");
+  return *forced;
+}
+
+}  // namespace detail
+}  // namespace lowbit

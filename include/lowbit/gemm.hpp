@@ -1,0 +1,189 @@
+#pragma once
+// The hot entry point: pack quantized weights once, then y = x * W_hat^T (+ terms) per call.
+//
+//   lowbit::PackedWeights w = lowbit::pack(q);            // layout of the kernel for this CPU
+//   lowbit::gemm(x, w, y);                                 // x [tokens, K] fp32 -> y [tokens, N]
+//   lowbit::selected_kernel(w);                            // "w4a8_int4_g128_avx512vnni"
+//
+// gemm() runs: the optional smoothing prologue (x / s per input channel), the family's
+// prepare (per-token activation quantization, once), the kernel over ranges of output
+// columns on the thread pool, then, for the same columns, bias and the LoRC term
+// (x * V_hat^T) * U_hat^T (computed from the same, smoothed, fp32 x).
+#include <algorithm>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+
+#include "lowbit/config.hpp"
+#include "lowbit/detail/threads.hpp"
+#include "lowbit/dispatch/cpu_features.hpp"
+#include "lowbit/dispatch/select.hpp"
+#include "lowbit/kernels/int_family.hpp"
+#include "lowbit/kernels/kernel.hpp"
+#include "lowbit/pack/int_packing.hpp"
+#include "lowbit/quant/quantized_matrix.hpp"
+
+namespace lowbit {
+
+struct PackOptions {
+  activation_quant activations = activation_quant::automatic;
+  std::optional<gemm_scheme> scheme;  // force a scheme (an error if it cannot run the weights)
+  std::optional<isa_tier> tier;       // force a tier this CPU runs (default: selected_isa_tier())
+};
+
+struct GemmOptions {
+  const Eigen::VectorXf* bias = nullptr;       // [N], added to y
+  const RowMatrixXf* lorc_u = nullptr;         // U_hat [N x r]
+  const RowMatrixXf* lorc_v = nullptr;         // V_hat [r x K]; both or neither
+  const Eigen::VectorXf* smoothing = nullptr;  // s [K]: x is used as x / s (per input channel)
+  int num_threads = 0;                         // 0: default_num_threads()
+  executor exec;                               // the caller's threads, instead of the pool
+};
+
+class PackedWeights;
+PackedWeights pack(const QuantizedMatrix& q, const PackOptions& options);
+
+class PackedWeights {
+ public:
+  PackedWeights() = default;
+  gemm_scheme scheme() const noexcept { return int_.scheme; }
+  isa_tier tier() const noexcept { return int_.tier; }
+  std::int64_t rows() const noexcept { return int_.n; }  // N (outputs)
+  std::int64_t cols() const noexcept { return int_.k; }  // K (inputs)
+  bool empty() const noexcept { return int_.n == 0; }
+  // Bytes of the packed weights, scales included (what one gemm call streams).
+  std::size_t bytes() const noexcept { return detail::int_packed_bytes(int_); }
+  std::string_view kernel_name() const noexcept { return name_; }
+
+  // Internals for the kernels and tests.
+  const detail::int_packed& int_weights() const noexcept { return int_; }
+  detail::int_packed& int_weights_mutable() noexcept { return int_; }
+
+ private:
+  friend PackedWeights pack(const QuantizedMatrix& q, const PackOptions& options);
+  detail::int_packed int_;
+  std::string name_;
+};
+
+inline PackedWeights pack(const QuantizedMatrix& q, const PackOptions& options = {}) {
+  const isa_tier tier = detail::resolve_tier(options.tier);
+  gemm_scheme scheme;
+  if (options.scheme) {
+    scheme = *options.scheme;
+  } else if (options.activations == activation_quant::automatic || options.activations == activation_quant::int8) {
+    const std::optional<gemm_scheme> s = detail::choose_int_scheme(q);
+    if (!s) {
+      if (options.activations == activation_quant::int8)
+        detail::fail("pack: int8 activations need symmetric int8 or int4 weights, got " + detail::describe_weights(q));
+      detail::fail("pack: no kernel is available for " + detail::describe_weights(q) +
+                   " weights yet (the float-decoding family is not built in)");
+    }
+    scheme = *s;
+  } else {
+    detail::fail("pack: " + detail::describe_weights(q) +
+                 " weights with float8 or fp32 activations need the float-decoding kernels, which are not available");
+  }
+  if (!is_int_activation_scheme(scheme))
+    detail::fail("pack: scheme " + std::string(to_string(scheme)) + " is not available in this build");
+  PackedWeights w;
+  w.int_ = detail::pack_int(q, scheme, tier);
+  w.name_ = detail::int_kernel_name(w.int_);
+  return w;
+}
+
+inline std::string_view selected_kernel(const PackedWeights& w) noexcept { return w.kernel_name(); }
+
+namespace detail {
+
+inline void check_gemm_shapes(std::int64_t m, std::int64_t k, const PackedWeights& w, const RowMatrixRef& y,
+                              const GemmOptions& o) {
+  if (w.empty()) fail("gemm: the packed weights are empty (default-constructed)");
+  if (k != w.cols())
+    fail("gemm: x has " + std::to_string(k) + " columns but the weights have K = " + std::to_string(w.cols()));
+  if (y.rows() != m || y.cols() != w.rows())
+    fail("gemm: y is " + std::to_string(y.rows()) + " x " + std::to_string(y.cols()) + ", expected " +
+         std::to_string(m) + " x " + std::to_string(w.rows()));
+  if (o.bias && o.bias->size() != w.rows())
+    fail("gemm: bias has " + std::to_string(o.bias->size()) + " values, expected N = " + std::to_string(w.rows()));
+  if (o.smoothing && o.smoothing->size() != k)
+    fail("gemm: smoothing vector has " + std::to_string(o.smoothing->size()) + " values, expected K = " +
+         std::to_string(k));
+  if ((o.lorc_u == nullptr) != (o.lorc_v == nullptr)) fail("gemm: LoRC needs both lorc_u and lorc_v");
+  if (o.lorc_u) {
+    if (o.lorc_u->rows() != w.rows() || o.lorc_v->cols() != k || o.lorc_u->cols() != o.lorc_v->rows())
+      fail("gemm: LoRC factors are U " + std::to_string(o.lorc_u->rows()) + " x " + std::to_string(o.lorc_u->cols()) +
+           " and V " + std::to_string(o.lorc_v->rows()) + " x " + std::to_string(o.lorc_v->cols()) +
+           ", expected U N x r and V r x K");
+  }
+}
+
+// Runs the kernel and the epilogue terms over column chunks on the pool.
+template <class RunColumns>
+void gemm_columns(const PackedWeights& w, std::int64_t m, RowMatrixRef y, const GemmOptions& o,
+                  const RowMatrixXf* lorc_t, RunColumns&& run_columns) {
+  const std::int64_t nt = w.int_weights().nt;
+  const std::int64_t tiles = (w.rows() + nt - 1) / nt;
+  const int threads = o.num_threads > 0 ? o.num_threads : default_num_threads();
+  // Few chunks per thread: enough to balance, few enough that each streams whole tiles.
+  const std::int64_t chunks = (threads <= 1 && !o.exec) ? 1 : std::min<std::int64_t>(tiles, 4 * std::max(threads, 1));
+  const std::int64_t per = (tiles + chunks - 1) / chunks;
+  const std::int64_t tasks = (tiles + per - 1) / per;
+  parallel_for(tasks, threads, o.exec, [&](std::int64_t i) {
+    const std::int64_t n0 = i * per * nt, n1 = std::min(w.rows(), (i + 1) * per * nt);
+    run_columns(n0, n1);
+    auto block = y.block(0, n0, m, n1 - n0);
+    if (o.bias) block.rowwise() += o.bias->segment(n0, n1 - n0).transpose();
+    if (lorc_t) block.noalias() += *lorc_t * o.lorc_u->middleRows(n0, n1 - n0).transpose();
+  });
+}
+
+}  // namespace detail
+
+// y = x * W_hat^T (+ bias, + LoRC); x [tokens, K] fp32, y [tokens, N] (any outer stride).
+inline void gemm(ConstRowMatrixRef x, const PackedWeights& w, RowMatrixRef y, const GemmOptions& o = {}) {
+  detail::check_gemm_shapes(x.rows(), x.cols(), w, y, o);
+  if (x.rows() == 0) return;
+  RowMatrixXf smoothed;
+  if (o.smoothing) {
+    for (std::int64_t j = 0; j < x.cols(); ++j)
+      if (!((*o.smoothing)[j] > 0.0f) || !std::isfinite((*o.smoothing)[j]))
+        detail::fail("gemm: smoothing factor " + std::to_string(j) + " must be finite and > 0");
+    smoothed = x.array().rowwise() / o.smoothing->transpose().array();
+  }
+  const ConstRowMatrixRef xs = o.smoothing ? ConstRowMatrixRef(smoothed) : x;
+  const detail::int_workspace ws = detail::prepare_int(w.int_weights(), xs, w.tier());
+  RowMatrixXf lorc_t;
+  if (o.lorc_v) lorc_t.noalias() = xs * o.lorc_v->transpose();
+  detail::gemm_columns(w, x.rows(), y, o, o.lorc_v ? &lorc_t : nullptr, [&](std::int64_t n0, std::int64_t n1) {
+    detail::run_int(w.int_weights(), ws, y, n0, n1, w.tier());
+  });
+}
+
+// The same with activations quantized elsewhere (per-token int8: codes in [-127, 127] and one
+// scale per token). LoRC uses the dequantized activations codes * scale; smoothing must
+// already be applied.
+inline void gemm(const RowMatrixXi8& x_codes, const Eigen::VectorXf& x_scales, const PackedWeights& w,
+                 RowMatrixRef y, const GemmOptions& o = {}) {
+  detail::check_gemm_shapes(x_codes.rows(), x_codes.cols(), w, y, o);
+  if (!is_int_activation_scheme(w.scheme()))
+    detail::fail("gemm: int8 activations given, but the weights were packed for " + std::string(to_string(w.scheme())));
+  if (x_scales.size() != x_codes.rows())
+    detail::fail("gemm: " + std::to_string(x_scales.size()) + " activation scales for " +
+                 std::to_string(x_codes.rows()) + " tokens");
+  if (o.smoothing) detail::fail("gemm: apply smoothing before quantizing the activations");
+  if (x_codes.rows() == 0) return;
+  const detail::int_workspace ws =
+      detail::prepare_int_quantized(w.int_weights(), x_codes.data(), x_codes.rows(), x_codes.cols(), x_scales.data());
+  RowMatrixXf lorc_t;
+  if (o.lorc_v) {
+    const RowMatrixXf xd = (x_codes.cast<float>().array().colwise() * x_scales.array()).matrix();
+    lorc_t.noalias() = xd * o.lorc_v->transpose();
+  }
+  detail::gemm_columns(w, x_codes.rows(), y, o, o.lorc_v ? &lorc_t : nullptr, [&](std::int64_t n0, std::int64_t n1) {
+    detail::run_int(w.int_weights(), ws, y, n0, n1, w.tier());
+  });
+}
+
+}  // namespace lowbit

@@ -1,0 +1,256 @@
+#pragma once
+// The integer-activation kernel family: w8a8_int8, w4a8_int4, w4a8_int4_m2.
+//
+//   int_packed    p  = pack_int(q, scheme, tier);         (pack/int_packing.hpp)
+//   int_workspace ws = prepare_int(p, x);                 once per call
+//   run_int(p, ws, y, n_begin, n_end);                    per thread, tile-aligned ranges
+//
+// prepare_int quantizes each token row of x exactly as quantize_activations(int8) does:
+//   amax = max |x|, scale = amax / 127, inv = 127 / amax (0 when amax == 0),
+//   code = clamp(round_half_even(x * inv), -127, 127)   (fp32 multiply)
+// Result, per token t and column n (the order every tier follows, so outputs are bit-exact
+// across tiers, given the exact int32 group sums acc_g = sum_{k in g} w[n,k] * a[t,k]):
+//   per-group / per-channel:  y = fma(acc_G-1, s_w[n,G-1], ... fma(acc_0, s_w[n,0], 0)) * s_a[t]
+//   M2:                       y = (float(sum_g acc_g << (shift[n,g] - min shift[n])) *
+//                                  (row_scale[n] * 2^min shift[n])) * s_a[t]
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <string>
+
+#include "lowbit/config.hpp"
+#include "lowbit/dispatch/cpu_features.hpp"
+#include "lowbit/kernels/arm/neon_int.hpp"
+#include "lowbit/kernels/int_workspace.hpp"
+#include "lowbit/kernels/x86/avx2_int.hpp"
+#include "lowbit/kernels/x86/avx512_int.hpp"
+#include "lowbit/pack/int_packing.hpp"
+
+namespace lowbit::detail {
+
+// ---- activation quantization (scalar reference; the SIMD versions must match it exactly) --
+
+inline float scalar_absmax(const float* x, std::int64_t n, bool& has_nan) noexcept {
+  float m = 0.0f;
+  has_nan = false;
+  for (std::int64_t i = 0; i < n; ++i) {
+    if (x[i] != x[i]) has_nan = true;
+    m = std::max(m, std::fabs(x[i]));
+  }
+  return m;
+}
+
+inline std::int32_t scalar_quantize_codes(const float* x, std::int64_t n, float inv, std::int8_t* out) noexcept {
+  std::int32_t sum = 0;
+  for (std::int64_t i = 0; i < n; ++i) {
+    const float v = std::min(std::max(x[i] * inv, -127.0f), 127.0f);
+    const int q = static_cast<int>(std::nearbyint(v));
+    out[i] = static_cast<std::int8_t>(q);
+    sum += q;
+  }
+  return sum;
+}
+
+inline float int8_activation_scale(float amax) noexcept { return amax / 127.0f; }
+inline float int8_activation_inverse(float amax) noexcept { return amax == 0.0f ? 0.0f : 127.0f / amax; }
+
+inline void allocate_int_workspace(const int_packed& p, std::int64_t m, int_workspace& ws) {
+  ws.m = m;
+  ws.a_stride = round_up(p.k_padded + 8, 64);  // +8: room for the last step's second broadcast
+  ws.a.resize(static_cast<std::size_t>(m * ws.a_stride));
+  ws.a_scale.assign(static_cast<std::size_t>(m), 0.0f);
+  ws.comp.resize(static_cast<std::size_t>(m * p.groups));
+}
+
+// Bias corrections from codes already in the workspace.
+inline void compute_int_corrections(const int_packed& p, int_workspace& ws, std::int64_t t) {
+  const std::int8_t* a = ws.a.data() + t * ws.a_stride;
+  std::int64_t off = 0;
+  for (std::int64_t g = 0; g < p.groups; ++g) {
+    std::int32_t s = 0;
+    for (std::int64_t i = 0; i < p.group_len(g); ++i) s += a[off + i];
+    ws.comp[static_cast<std::size_t>(t * p.groups + g)] = s * p.weight_bias;
+    off += p.padded_len(g);
+  }
+}
+
+// Quantizes x (m x K fp32) per token into the padded group layout of `p`, on tier `tier`.
+inline int_workspace prepare_int(const int_packed& p, ConstRowMatrixRef x, isa_tier tier) {
+  if (x.cols() != p.k)
+    fail("gemm: activations have " + std::to_string(x.cols()) + " columns but the weights have K = " +
+         std::to_string(p.k));
+  int_workspace ws;
+  allocate_int_workspace(p, x.rows(), ws);
+  for (std::int64_t t = 0; t < x.rows(); ++t) {
+    const float* row = x.data() + t * x.outerStride();
+    bool nan = false;
+    float amax = 0.0f;
+#if LOWBIT_HAVE_X86_SIMD
+    if (tier == isa_tier::avx512) amax = avx512_absmax(row, p.k, nan);
+    else
+#endif
+      amax = scalar_absmax(row, p.k, nan);
+    if (nan || !std::isfinite(amax))
+      fail("gemm: activation row " + std::to_string(t) + " holds a NaN or an infinity");
+    ws.a_scale[static_cast<std::size_t>(t)] = int8_activation_scale(amax);
+    const float inv = int8_activation_inverse(amax);
+    std::int8_t* dst = ws.a.data() + t * ws.a_stride;
+    std::int64_t off = 0;
+    for (std::int64_t g = 0; g < p.groups; ++g) {
+      const std::int64_t len = p.group_len(g);
+      std::int32_t sum;
+#if LOWBIT_HAVE_X86_SIMD
+      if (tier == isa_tier::avx512) sum = avx512_quantize_codes(row + g * p.group_size, len, inv, dst + off);
+      else
+#endif
+        sum = scalar_quantize_codes(row + g * p.group_size, len, inv, dst + off);
+      ws.comp[static_cast<std::size_t>(t * p.groups + g)] = sum * p.weight_bias;
+      off += p.padded_len(g);
+    }
+  }
+  return ws;
+}
+
+// Uses activations quantized elsewhere: codes (m x K, row-major, int8 in [-127, 127]) and one
+// scale per token.
+inline int_workspace prepare_int_quantized(const int_packed& p, const std::int8_t* codes, std::int64_t m,
+                                           std::int64_t k, const float* scales) {
+  if (k != p.k)
+    fail("gemm: quantized activations have " + std::to_string(k) + " columns but the weights have K = " +
+         std::to_string(p.k));
+  int_workspace ws;
+  allocate_int_workspace(p, m, ws);
+  for (std::int64_t t = 0; t < m; ++t) {
+    ws.a_scale[static_cast<std::size_t>(t)] = scales[t];
+    std::int8_t* dst = ws.a.data() + t * ws.a_stride;
+    std::int64_t off = 0;
+    for (std::int64_t g = 0; g < p.groups; ++g) {
+      const std::int8_t* src = codes + t * k + g * p.group_size;
+      for (std::int64_t i = 0; i < p.group_len(g); ++i)
+        if (src[i] == -128)
+          fail("gemm: quantized activation (" + std::to_string(t) + ", " + std::to_string(g * p.group_size + i) +
+               ") is -128; int8 activation codes must lie in [-127, 127]");
+      std::memcpy(dst + off, src, static_cast<std::size_t>(p.group_len(g)));
+      off += p.padded_len(g);
+    }
+    compute_int_corrections(p, ws, t);
+  }
+  return ws;
+}
+
+// ---- scalar tier: the packed layout read one byte at a time -------------------------------
+
+inline void scalar_int_run(const int_packed& p, const int_workspace& ws, float* y, std::int64_t ldy,
+                           std::int64_t tile_begin, std::int64_t tile_end) {
+  const std::int64_t lane_bytes = p.nt * 4;
+  for (std::int64_t tile = tile_begin; tile < tile_end; ++tile) {
+    const std::uint8_t* base = p.tile(tile);
+    const int ncols = static_cast<int>(std::min<std::int64_t>(p.nt, p.n - tile * p.nt));
+    for (std::int64_t t = 0; t < ws.m; ++t) {
+      const std::int8_t* a = ws.a.data() + t * ws.a_stride;
+      for (int c = 0; c < ncols; ++c) {
+        const std::uint8_t* w = base;
+        const std::int64_t lane = (c / 16) * 64 + (c % 16) * 4;
+        float totf = 0.0f;
+        std::int32_t toti = 0;
+        std::int64_t koff = 0;
+        for (std::int64_t g = 0; g < p.groups; ++g) {
+          std::int32_t acc = 0;
+          for (std::int64_t s = 0; s < p.padded_len(g); s += p.kstep, w += lane_bytes) {
+            for (int j = 0; j < 4; ++j) {
+              const std::uint8_t b = w[lane + j];
+              if (p.is_int4()) {
+                acc += (b & 0xF) * a[koff + s + j] + (b >> 4) * a[koff + s + 4 + j];
+              } else {
+                acc += b * a[koff + s + j];
+              }
+            }
+          }
+          acc -= ws.comp[static_cast<std::size_t>(t * p.groups + g)];
+          float scale;
+          std::memcpy(&scale, w + c * 4, 4);
+          if (p.is_m2()) {
+            std::int32_t sh;
+            std::memcpy(&sh, w + c * 4, 4);
+            toti += static_cast<std::int32_t>(static_cast<std::uint32_t>(acc) << sh);  // wraps like vpsllvd
+          } else {
+            totf = std::fma(static_cast<float>(acc), scale, totf);
+          }
+          w += lane_bytes;
+          koff += p.padded_len(g);
+        }
+        float out = totf;
+        if (p.is_m2()) {
+          float rowf;
+          std::memcpy(&rowf, w + c * 4, 4);
+          out = static_cast<float>(toti) * rowf;
+        }
+        y[t * ldy + tile * p.nt + c] = out * ws.a_scale[static_cast<std::size_t>(t)];
+      }
+    }
+  }
+}
+
+// ---- dispatch --------------------------------------------------------------------------------
+
+inline bool int_tier_has_dot(isa_tier t) noexcept {
+  const cpu_features& f = host_cpu_features();
+  switch (t) {
+    case isa_tier::avx512: return f.avx512vnni;
+    case isa_tier::avx2: return f.avxvnni;
+    case isa_tier::neon: return f.dotprod;
+    default: return false;
+  }
+}
+
+// Runs the kernel of tier `tier` over the output columns [n_begin, n_end), which must be
+// tile-aligned (n_end may be N). Weights packed for another layout are rejected.
+inline void run_int(const int_packed& p, const int_workspace& ws, RowMatrixRef y, std::int64_t n_begin,
+                    std::int64_t n_end, isa_tier tier) {
+  if (p.tier != tier || p.nt != int_tile_columns(tier))
+    fail("gemm: weights packed for the " + std::string(to_string(p.tier)) + " layout (" + std::to_string(p.nt) +
+         "-column tiles) cannot run on the " + std::string(to_string(tier)) + " kernel; pack them again");
+  if (y.rows() != ws.m || y.cols() != p.n)
+    fail("gemm: output is " + std::to_string(y.rows()) + " x " + std::to_string(y.cols()) + ", expected " +
+         std::to_string(ws.m) + " x " + std::to_string(p.n));
+  if (n_begin < 0 || n_begin > n_end || n_end > p.n || n_begin % p.nt != 0 || (n_end % p.nt != 0 && n_end != p.n))
+    fail("gemm: column range [" + std::to_string(n_begin) + ", " + std::to_string(n_end) + ") is not tile-aligned");
+  if (ws.m == 0 || n_begin == n_end) return;
+  const std::int64_t tb = n_begin / p.nt, te = (n_end + p.nt - 1) / p.nt;
+  float* out = y.data();
+  const std::int64_t ldy = y.outerStride();
+  switch (tier) {
+#if LOWBIT_HAVE_X86_SIMD
+    case isa_tier::avx512: avx512_int_run(p, ws, out, ldy, tb, te, int_tier_has_dot(tier)); return;
+    case isa_tier::avx2: avx2_int_run(p, ws, out, ldy, tb, te, int_tier_has_dot(tier)); return;
+#endif
+#if LOWBIT_HAVE_NEON
+    case isa_tier::neon:
+      if (int_tier_has_dot(tier)) {
+        neon_int_run(p, ws, out, ldy, tb, te);
+        return;
+      }
+      break;
+#endif
+    default: break;
+  }
+  scalar_int_run(p, ws, out, ldy, tb, te);
+}
+
+inline std::string int_kernel_name(const int_packed& p) {
+  std::string name(to_string(p.scheme));
+  name += p.per_channel ? "_pc" : "_g" + std::to_string(p.group_size);
+  const bool dot = int_tier_has_dot(p.tier);
+  switch (p.tier) {
+    case isa_tier::scalar: name += "_scalar"; break;
+    case isa_tier::avx2: name += dot ? "_avx2vnni" : "_avx2"; break;
+    case isa_tier::avx512: name += dot ? "_avx512vnni" : "_avx512bw"; break;
+    case isa_tier::neon: name += dot ? "_neondot" : "_neon"; break;
+  }
+  return name;
+}
+
+inline std::size_t int_packed_bytes(const int_packed& p) noexcept { return p.data.size(); }
+
+}  // namespace lowbit::detail

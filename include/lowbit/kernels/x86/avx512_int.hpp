@@ -1,0 +1,223 @@
+#pragma once
+// AVX-512 tier of the integer-activation family: VPDPBUSD (AVX512-VNNI), or VPMADDUBSW +
+// VPMADDWD on AVX-512 CPUs without VNNI. Tile: 32 output columns (two zmm) x MR tokens.
+//
+// Inner step (int4): one 64-byte load gives 16 columns x 8 inputs; AND / SHIFT+AND split it
+// into two zmm of biased weights (0..15), each fed to VPDPBUSD against the token's 4 int8
+// activations broadcast from memory. Group epilogue: subtract the bias correction, then
+// either fp32 (cvt + FMA with the group scale) or, for M2, int32 (shift left by the group's
+// shift and add), so M2 keeps all of K in one int32 accumulator.
+#include "lowbit/detail/target.hpp"
+
+#if LOWBIT_HAVE_X86_SIMD
+#include <immintrin.h>
+
+#include <cstdint>
+#include <cstring>
+
+#include "lowbit/kernels/int_workspace.hpp"
+#include "lowbit/pack/int_packing.hpp"
+
+// GCC 12 reports the intrinsics' internal _mm512_undefined_*() operands as uninitialized once
+// they are inlined here (a known false positive); silence it for this header only.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
+
+namespace lowbit::detail {
+
+LOWBIT_TARGET_AVX512_VNNI inline __m512i avx512_bcast32(const std::int8_t* p) {
+  std::int32_t v;
+  std::memcpy(&v, p, 4);
+  return _mm512_set1_epi32(v);
+}
+
+// acc += sum over 4 bytes of (unsigned w) * (signed a). Without VNNI: the int4 weights are
+// small (<= 15) so VPMADDUBSW cannot saturate; int8 weights are first turned back into
+// signed values and multiplied with the sign trick (|w| * sign(a, w) <= 127 * 127 per byte,
+// pairs <= 32,258), which gives the unbiased product (Unbiased = true).
+template <bool Vnni, bool Int8>
+LOWBIT_TARGET_AVX512_VNNI inline __m512i avx512_dot(__m512i acc, __m512i w, __m512i a) {
+  if constexpr (Vnni) {
+    return _mm512_dpbusd_epi32(acc, w, a);
+  } else if constexpr (!Int8) {
+    const __m512i p16 = _mm512_maddubs_epi16(w, a);
+    return _mm512_add_epi32(acc, _mm512_madd_epi16(p16, _mm512_set1_epi16(1)));
+  } else {
+    const __m512i ws = _mm512_xor_si512(w, _mm512_set1_epi8(static_cast<char>(0x80)));
+    const __m512i wabs = _mm512_abs_epi8(ws);
+    const __mmask64 neg = _mm512_movepi8_mask(ws);
+    const __m512i asgn = _mm512_mask_sub_epi8(a, neg, _mm512_setzero_si512(), a);
+    const __m512i p16 = _mm512_maddubs_epi16(wabs, asgn);
+    return _mm512_add_epi32(acc, _mm512_madd_epi16(p16, _mm512_set1_epi16(1)));
+  }
+}
+
+template <int MR, bool Int4, bool M2, bool Vnni>
+LOWBIT_TARGET_AVX512_VNNI void avx512_int_tile(const int_packed& p, const int_workspace& ws,
+                                               const std::uint8_t* w, std::int64_t t0, float* y,
+                                               std::int64_t ldy, int ncols) {
+  constexpr int NV = 2;
+  constexpr bool unbiased = !Vnni && !Int4;  // the sign-trick path needs no correction
+  const std::int8_t* arow[MR];
+  for (int i = 0; i < MR; ++i) arow[i] = ws.a.data() + (t0 + i) * ws.a_stride;
+  __m512 totf[MR][NV];
+  __m512i toti[MR][NV];
+  for (int i = 0; i < MR; ++i)
+    for (int v = 0; v < NV; ++v) {
+      totf[i][v] = _mm512_setzero_ps();
+      toti[i][v] = _mm512_setzero_si512();
+    }
+  const __m512i low4 = _mm512_set1_epi8(0x0F);
+  std::int64_t koff = 0;
+  for (std::int64_t g = 0; g < p.groups; ++g) {
+    const std::int64_t plen = p.padded_len(g);
+    __m512i acc[MR][NV];
+    for (int i = 0; i < MR; ++i)
+      for (int v = 0; v < NV; ++v) acc[i][v] = _mm512_setzero_si512();
+    if constexpr (Int4) {
+      for (std::int64_t s = 0; s < plen; s += 8, w += NV * 64) {
+        __m512i lo[NV], hi[NV];
+        for (int v = 0; v < NV; ++v) {
+          const __m512i raw = _mm512_load_si512(reinterpret_cast<const void*>(w + v * 64));
+          lo[v] = _mm512_and_si512(raw, low4);
+          hi[v] = _mm512_and_si512(_mm512_srli_epi16(raw, 4), low4);
+        }
+        for (int i = 0; i < MR; ++i) {
+          const __m512i alo = avx512_bcast32(arow[i] + koff + s);
+          const __m512i ahi = avx512_bcast32(arow[i] + koff + s + 4);
+          for (int v = 0; v < NV; ++v) {
+            acc[i][v] = avx512_dot<Vnni, false>(acc[i][v], lo[v], alo);
+            acc[i][v] = avx512_dot<Vnni, false>(acc[i][v], hi[v], ahi);
+          }
+        }
+      }
+    } else {
+      for (std::int64_t s = 0; s < plen; s += 4, w += NV * 64) {
+        __m512i wv[NV];
+        for (int v = 0; v < NV; ++v) wv[v] = _mm512_load_si512(reinterpret_cast<const void*>(w + v * 64));
+        for (int i = 0; i < MR; ++i) {
+          const __m512i a4 = avx512_bcast32(arow[i] + koff + s);
+          for (int v = 0; v < NV; ++v) acc[i][v] = avx512_dot<Vnni, true>(acc[i][v], wv[v], a4);
+        }
+      }
+    }
+    if constexpr (!unbiased) {
+      for (int i = 0; i < MR; ++i) {
+        const __m512i c = _mm512_set1_epi32(ws.comp[static_cast<std::size_t>((t0 + i) * p.groups + g)]);
+        for (int v = 0; v < NV; ++v) acc[i][v] = _mm512_sub_epi32(acc[i][v], c);
+      }
+    }
+    if constexpr (M2) {
+      __m512i sh[NV];
+      for (int v = 0; v < NV; ++v) sh[v] = _mm512_load_si512(reinterpret_cast<const void*>(w + v * 64));
+      for (int i = 0; i < MR; ++i)
+        for (int v = 0; v < NV; ++v) toti[i][v] = _mm512_add_epi32(toti[i][v], _mm512_sllv_epi32(acc[i][v], sh[v]));
+    } else {
+      __m512 sc[NV];
+      for (int v = 0; v < NV; ++v) sc[v] = _mm512_load_ps(reinterpret_cast<const float*>(w + v * 64));
+      for (int i = 0; i < MR; ++i)
+        for (int v = 0; v < NV; ++v) totf[i][v] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc[i][v]), sc[v], totf[i][v]);
+    }
+    w += NV * 64;
+    koff += plen;
+  }
+  __m512 rowf[NV];
+  if constexpr (M2)
+    for (int v = 0; v < NV; ++v) rowf[v] = _mm512_load_ps(reinterpret_cast<const float*>(w + v * 64));
+  for (int i = 0; i < MR; ++i) {
+    const __m512 sa = _mm512_set1_ps(ws.a_scale[static_cast<std::size_t>(t0 + i)]);
+    float* yrow = y + (t0 + i) * ldy;
+    for (int v = 0; v < NV; ++v) {
+      __m512 out = totf[i][v];
+      if constexpr (M2) out = _mm512_mul_ps(_mm512_cvtepi32_ps(toti[i][v]), rowf[v]);
+      out = _mm512_mul_ps(out, sa);
+      const int left = ncols - v * 16;
+      if (left <= 0) break;
+      const __mmask16 mask = left >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << left) - 1u);
+      _mm512_mask_storeu_ps(yrow + v * 16, mask, out);
+    }
+  }
+}
+
+// Token-block height: per-group schemes keep MR x 2 group accumulators and MR x 2 totals in
+// 32 zmm registers; per-channel int8 needs no separate totals.
+template <bool Int4, bool M2, bool Vnni>
+LOWBIT_TARGET_AVX512_VNNI void avx512_int_tiles(const int_packed& p, const int_workspace& ws, float* y,
+                                                std::int64_t ldy, std::int64_t tile_begin, std::int64_t tile_end) {
+  constexpr int MR = 4;
+  for (std::int64_t t = tile_begin; t < tile_end; ++t) {
+    const std::uint8_t* w = p.tile(t);
+    float* yt = y + t * p.nt;
+    const int ncols = static_cast<int>(std::min<std::int64_t>(p.nt, p.n - t * p.nt));
+    std::int64_t t0 = 0;
+    for (; t0 + MR <= ws.m; t0 += MR) avx512_int_tile<MR, Int4, M2, Vnni>(p, ws, w, t0, yt, ldy, ncols);
+    switch (ws.m - t0) {
+      case 3: avx512_int_tile<3, Int4, M2, Vnni>(p, ws, w, t0, yt, ldy, ncols); break;
+      case 2: avx512_int_tile<2, Int4, M2, Vnni>(p, ws, w, t0, yt, ldy, ncols); break;
+      case 1: avx512_int_tile<1, Int4, M2, Vnni>(p, ws, w, t0, yt, ldy, ncols); break;
+      default: break;
+    }
+  }
+}
+
+template <bool Vnni>
+inline void avx512_int_run_impl(const int_packed& p, const int_workspace& ws, float* y, std::int64_t ldy,
+                                std::int64_t tile_begin, std::int64_t tile_end) {
+  if (p.scheme == gemm_scheme::w8a8_int8)
+    avx512_int_tiles<false, false, Vnni>(p, ws, y, ldy, tile_begin, tile_end);
+  else if (p.scheme == gemm_scheme::w4a8_int4)
+    avx512_int_tiles<true, false, Vnni>(p, ws, y, ldy, tile_begin, tile_end);
+  else
+    avx512_int_tiles<true, true, Vnni>(p, ws, y, ldy, tile_begin, tile_end);
+}
+
+inline void avx512_int_run(const int_packed& p, const int_workspace& ws, float* y, std::int64_t ldy,
+                           std::int64_t tile_begin, std::int64_t tile_end, bool vnni) {
+  if (vnni)
+    avx512_int_run_impl<true>(p, ws, y, ldy, tile_begin, tile_end);
+  else
+    avx512_int_run_impl<false>(p, ws, y, ldy, tile_begin, tile_end);
+}
+
+// max |x| over n floats, and whether any is NaN (bit-exact with the scalar loop: max is exact).
+LOWBIT_TARGET_AVX512 inline float avx512_absmax(const float* x, std::int64_t n, bool& has_nan) {
+  __m512 m = _mm512_setzero_ps();
+  __mmask16 nan = 0;
+  std::int64_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    const __m512 v = _mm512_loadu_ps(x + i);
+    nan |= _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
+    m = _mm512_max_ps(m, _mm512_abs_ps(v));
+  }
+  if (i < n) {
+    const __mmask16 k = static_cast<__mmask16>((1u << (n - i)) - 1u);
+    const __m512 v = _mm512_maskz_loadu_ps(k, x + i);
+    nan |= _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
+    m = _mm512_max_ps(m, _mm512_abs_ps(v));
+  }
+  has_nan = nan != 0;
+  return _mm512_reduce_max_ps(m);
+}
+
+// codes = clamp(round_half_even(x * inv), -127, 127); returns their sum. Clamping before the
+// rounding gives the same codes (the bounds are integers); VCVTPS2DQ rounds half to even.
+LOWBIT_TARGET_AVX512 inline std::int32_t avx512_quantize_codes(const float* x, std::int64_t n, float inv,
+                                                               std::int8_t* out) {
+  const __m512 vinv = _mm512_set1_ps(inv), hi = _mm512_set1_ps(127.0f), lo = _mm512_set1_ps(-127.0f);
+  __m512i sum = _mm512_setzero_si512();
+  for (std::int64_t i = 0; i < n; i += 16) {
+    const __mmask16 k = n - i >= 16 ? __mmask16(0xFFFF) : static_cast<__mmask16>((1u << (n - i)) - 1u);
+    const __m512 v = _mm512_mul_ps(_mm512_maskz_loadu_ps(k, x + i), vinv);
+    const __m512i q = _mm512_cvtps_epi32(_mm512_min_ps(_mm512_max_ps(v, lo), hi));
+    sum = _mm512_add_epi32(sum, q);
+    _mm512_mask_cvtepi32_storeu_epi8(out + i, k, q);
+  }
+  return _mm512_reduce_add_epi32(sum);
+}
+
+}  // namespace lowbit::detail
+
+#pragma GCC diagnostic pop
+
+#endif  // LOWBIT_HAVE_X86_SIMD

@@ -1,0 +1,242 @@
+#pragma once
+// Packing for the integer-activation kernels (w8a8_int8, w4a8_int4, w4a8_int4_m2).
+//
+// The dot instruction of every x86 tier (VPDPBUSD, or VPMADDUBSW without VNNI) multiplies
+// UNSIGNED bytes by SIGNED bytes. lowbit makes the weight the unsigned operand, stored with a
+// bias (int8: w + 128 in 0..255, int4: w + 8 in 0..15), and the activation the signed one,
+// because the activation is the operand broadcast from memory ({1to16}) and only the signed
+// operand of VPDPBUSD may come from memory. The bias is removed exactly in int32 once per
+// group: acc = sum (w + B) * a - B * sum a, where sum a (per token and group) is computed when
+// the activations are quantized (prepare), so the weights need no column sums at all.
+//
+// Tile layout (one per ISA tier; `nt` columns per tile, 16-column sub-blocks of 64 bytes):
+//   for each tile of nt output columns:
+//     for each group g (its length padded up to a multiple of kstep with zero weights):
+//       for each k step:  nt columns x 4 bytes, column c at (c / 16) * 64 + (c % 16) * 4:
+//            int8: byte j = w[c, k0 + j] + 128                              (kstep 4)
+//            int4: byte j = (w[c, k0 + j] + 8) | (w[c, k0 + 4 + j] + 8) << 4 (kstep 8)
+//       nt x 4 bytes of group parameters: fp32 scale s_w[n, g], or for M2 the int32 left shift
+//            shift[n, g] - min_g shift[n, g] (>= 0)
+//     M2 only: nt fp32 row factors row_scale[n] * 2^(min_g shift[n, g])
+// Every 16-column sub-block is one zmm (16 int32 lanes x 4 bytes), two ymm or four NEON q
+// registers, so one byte order serves every tier; the tile width differs per tier and is
+// recorded, so packed weights made for another tier are rejected.
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <string>
+
+#include "lowbit/detail/aligned_buffer.hpp"
+#include "lowbit/dispatch/cpu_features.hpp"
+#include "lowbit/error.hpp"
+#include "lowbit/formats/nibbles.hpp"
+#include "lowbit/kernels/kernel.hpp"
+#include "lowbit/quant/quantized_matrix.hpp"
+
+namespace lowbit::detail {
+
+// Exact int32 limits (see docs/performance.md, "Overflow"):
+//  - w8a8_int8: |sum over one group of w * a| <= len * 127 * 127, so a group may hold up to
+//    133,144 inputs (2^31 - 1 = 2,147,483,647 >= 133,144 * 16,129).
+//  - w4a8_int4_m2: the whole row accumulates sum_k w * a * 2^s(k), |w| <= 8, |a| <= 127, so
+//    K * 1016 * 2^spread <= 2^31 - 1, spread = the largest (max_g shift - min_g shift) of any
+//    row. lowbit claims K <= 16,384 at spread 7 (16,384 * 1016 * 128 = 2,130,706,432) and,
+//    generally, K * 2^spread <= 2,113,665.
+constexpr std::int64_t int8_group_k_limit = 133144;
+constexpr std::int64_t m2_k_times_pow2_spread_limit = 2113665;
+
+inline int int_tile_columns(isa_tier t) noexcept { return t == isa_tier::avx512 ? 32 : 16; }
+
+struct int_packed {
+  gemm_scheme scheme = gemm_scheme::w8a8_int8;
+  isa_tier tier = isa_tier::scalar;
+  int nt = 16;           // output columns per tile
+  int kstep = 4;         // inputs per 4-byte lane: 4 (int8) or 8 (int4)
+  int weight_bias = 128; // added to each stored weight: 128 (int8) or 8 (int4)
+  bool per_channel = true;
+  std::int64_t n = 0, k = 0;             // output columns (rows of W), inputs
+  std::int64_t groups = 1, group_size = 0;  // along K; the last group may be shorter
+  std::int64_t group_padded = 0;         // group_size rounded up to kstep
+  std::int64_t last_group_padded = 0;
+  std::int64_t k_padded = 0;             // sum of padded group lengths
+  std::int64_t n_tiles = 0, tile_bytes = 0;
+  int shift_spread = 0;                  // M2: largest per-row shift range
+  aligned_buffer<std::uint8_t> data;
+
+  int_packed() = default;
+  int_packed(int_packed&&) noexcept = default;
+  int_packed& operator=(int_packed&&) noexcept = default;
+  int_packed(const int_packed& o) { *this = o; }
+  int_packed& operator=(const int_packed& o) {
+    if (this != &o) {
+      scheme = o.scheme; tier = o.tier; nt = o.nt; kstep = o.kstep; weight_bias = o.weight_bias;
+      per_channel = o.per_channel; n = o.n; k = o.k; groups = o.groups; group_size = o.group_size;
+      group_padded = o.group_padded; last_group_padded = o.last_group_padded;
+      k_padded = o.k_padded; n_tiles = o.n_tiles; tile_bytes = o.tile_bytes;
+      shift_spread = o.shift_spread; data = o.data.clone();
+    }
+    return *this;
+  }
+
+  std::int64_t padded_len(std::int64_t g) const noexcept {
+    return g + 1 == groups ? last_group_padded : group_padded;
+  }
+  std::int64_t group_len(std::int64_t g) const noexcept {
+    return g + 1 == groups ? k - g * group_size : group_size;
+  }
+  bool is_m2() const noexcept { return scheme == gemm_scheme::w4a8_int4_m2; }
+  bool is_int4() const noexcept { return kstep == 8; }
+  const std::uint8_t* tile(std::int64_t t) const noexcept { return data.data() + t * tile_bytes; }
+};
+
+inline std::int64_t round_up(std::int64_t v, std::int64_t m) noexcept { return (v + m - 1) / m * m; }
+
+// The signed weight code of QuantizedMatrix element (r, c) for the integer formats.
+inline int int_weight_code(const QuantizedMatrix& q, std::int64_t r, std::int64_t c) noexcept {
+  const std::uint8_t* row = q.codes.data() + r * q.row_stride;
+  if (q.spec.format == element_format::int8) return static_cast<std::int8_t>(row[c]);
+  const int nib = get_nibble(row, static_cast<std::size_t>(c));
+  return (nib & 8) ? nib - 16 : nib;
+}
+
+// The smallest shift of row r (M2), which becomes part of the row factor.
+inline int m2_row_min_shift(const QuantizedMatrix& q, std::int64_t r) noexcept {
+  int lo = 0;
+  for (std::int64_t g = 0; g < q.groups_per_row; ++g)
+    lo = std::min<int>(lo, q.shifts[static_cast<std::size_t>(r * q.groups_per_row + g)]);
+  return lo;
+}
+
+inline int m2_shift_spread(const QuantizedMatrix& q) noexcept {
+  int spread = 0;
+  for (std::int64_t r = 0; r < q.rows; ++r) {
+    int lo = 0, hi = -128;
+    for (std::int64_t g = 0; g < q.groups_per_row; ++g) {
+      const int s = q.shifts[static_cast<std::size_t>(r * q.groups_per_row + g)];
+      lo = std::min(lo, s);
+      hi = std::max(hi, s);
+    }
+    spread = std::max(spread, hi - lo);
+  }
+  return spread;
+}
+
+// Checks that `q` is a well-formed symmetric integer matrix the scheme can run.
+inline void validate_int_weights(const QuantizedMatrix& q, gemm_scheme scheme) {
+  const std::string what = "pack(" + std::string(to_string(scheme)) + "): ";
+  const bool int8 = q.spec.format == element_format::int8;
+  const bool int4 = q.spec.format == element_format::int4;
+  if (scheme == gemm_scheme::w8a8_int8 ? !int8 : !int4)
+    fail(what + "weights have the wrong element format for this scheme");
+  if (!q.spec.symmetric)
+    fail(what + "integer-activation kernels need symmetric weights (no zero points); "
+                "use a w4a16 scheme for asymmetric weights");
+  if (q.rows < 1 || q.cols < 1) fail(what + "weight matrix is empty");
+  if (q.group_size < 1 || q.groups_per_row != (q.cols + q.group_size - 1) / q.group_size)
+    fail(what + "group_size / groups_per_row do not match cols");
+  const std::int64_t min_stride = int8 ? q.cols : (q.cols + 1) / 2;
+  if (q.row_stride < min_stride || static_cast<std::int64_t>(q.codes.size()) < q.rows * q.row_stride)
+    fail(what + "codes buffer is smaller than rows * row_stride");
+  if (static_cast<std::int64_t>(q.scales.size()) != q.rows * q.groups_per_row)
+    fail(what + "scales must hold rows * groups_per_row values");
+  for (std::int64_t i = 0; i < q.rows * q.groups_per_row; ++i)
+    if (!std::isfinite(q.scales[static_cast<std::size_t>(i)]))
+      fail(what + "scale of row " + std::to_string(i / q.groups_per_row) + ", group " +
+           std::to_string(i % q.groups_per_row) + " is not finite");
+  if (int8 && q.group_size > int8_group_k_limit)
+    fail(what + "int32 accumulation of one group is exact only up to " +
+         std::to_string(int8_group_k_limit) + " inputs; got a group of " + std::to_string(q.group_size) +
+         " (use per-group scales)");
+  if (scheme == gemm_scheme::w4a8_int4_m2) {
+    if (q.spec.constraint != scale_constraint::pow2_m2)
+      fail(what + "the M2 kernel needs pow2_m2 scales");
+    if (static_cast<std::int64_t>(q.row_scales.size()) != q.rows ||
+        static_cast<std::int64_t>(q.shifts.size()) != q.rows * q.groups_per_row)
+      fail(what + "pow2_m2 weights need one row scale per row and one shift per group");
+    for (std::int64_t i = 0; i < q.rows * q.groups_per_row; ++i)
+      if (q.shifts[static_cast<std::size_t>(i)] > 0 || q.shifts[static_cast<std::size_t>(i)] < -126)
+        fail(what + "M2 shift of row " + std::to_string(i / q.groups_per_row) + " is outside [-126, 0]");
+  }
+}
+
+// True when the whole of K accumulates exactly in int32 with the M2 shifts of `q`.
+inline bool m2_fits_int32(const QuantizedMatrix& q) noexcept {
+  const int spread = m2_shift_spread(q);
+  if (spread > 20) return false;
+  return q.cols <= (m2_k_times_pow2_spread_limit >> spread);
+}
+
+inline int_packed pack_int(const QuantizedMatrix& q, gemm_scheme scheme, isa_tier tier) {
+  validate_int_weights(q, scheme);
+  int_packed p;
+  p.scheme = scheme;
+  p.tier = tier;
+  p.nt = int_tile_columns(tier);
+  const bool int4 = scheme != gemm_scheme::w8a8_int8;
+  p.kstep = int4 ? 8 : 4;
+  p.weight_bias = int4 ? 8 : 128;
+  p.n = q.rows;
+  p.k = q.cols;
+  p.groups = q.groups_per_row;
+  p.group_size = q.group_size;
+  p.per_channel = p.groups == 1;
+  p.group_padded = round_up(std::min(q.group_size, q.cols), p.kstep);
+  p.last_group_padded = round_up(q.cols - (p.groups - 1) * q.group_size, p.kstep);
+  p.k_padded = (p.groups - 1) * p.group_padded + p.last_group_padded;
+  if (scheme == gemm_scheme::w4a8_int4_m2) {
+    p.shift_spread = m2_shift_spread(q);
+    if (!m2_fits_int32(q))
+      fail("pack(w4a8_int4_m2): K = " + std::to_string(q.cols) + " with a shift spread of " +
+           std::to_string(p.shift_spread) + " can overflow int32 (K * 2^spread must be <= " +
+           std::to_string(m2_k_times_pow2_spread_limit) + "); use w4a8_int4");
+  }
+  const std::int64_t lane_bytes = static_cast<std::int64_t>(p.nt) * 4;
+  p.tile_bytes = (p.k_padded / p.kstep) * lane_bytes + p.groups * lane_bytes + (p.is_m2() ? lane_bytes : 0);
+  p.n_tiles = (p.n + p.nt - 1) / p.nt;
+  p.data.resize(static_cast<std::size_t>(p.n_tiles * p.tile_bytes));
+
+  const int bias = p.weight_bias;
+  for (std::int64_t t = 0; t < p.n_tiles; ++t) {
+    std::uint8_t* out = p.data.data() + t * p.tile_bytes;
+    for (std::int64_t g = 0; g < p.groups; ++g) {
+      const std::int64_t k0 = g * p.group_size, len = p.group_len(g);
+      const std::int64_t steps = p.padded_len(g) / p.kstep;
+      for (std::int64_t s = 0; s < steps; ++s, out += lane_bytes) {
+        for (int c = 0; c < p.nt; ++c) {
+          const std::int64_t n = t * p.nt + c;
+          std::uint8_t* lane = out + (c / 16) * 64 + (c % 16) * 4;
+          auto biased = [&](std::int64_t kk) {  // kk: offset inside the group
+            if (n >= p.n || kk >= len) return bias;
+            return int_weight_code(q, n, k0 + kk) + bias;
+          };
+          for (int j = 0; j < 4; ++j) {
+            lane[j] = int4 ? static_cast<std::uint8_t>(biased(s * 8 + j) | (biased(s * 8 + 4 + j) << 4))
+                           : static_cast<std::uint8_t>(biased(s * 4 + j));
+          }
+        }
+      }
+      for (int c = 0; c < p.nt; ++c, out += 4) {
+        const std::int64_t n = t * p.nt + c;
+        if (n >= p.n) continue;  // zero
+        if (p.is_m2()) {
+          const std::int32_t sh = q.shifts[static_cast<std::size_t>(n * p.groups + g)] - m2_row_min_shift(q, n);
+          std::memcpy(out, &sh, 4);
+        } else {
+          std::memcpy(out, &q.scales[static_cast<std::size_t>(n * p.groups + g)], 4);
+        }
+      }
+    }
+    if (p.is_m2()) {
+      for (int c = 0; c < p.nt; ++c, out += 4) {
+        const std::int64_t n = t * p.nt + c;
+        if (n >= p.n) continue;
+        const float f = std::ldexp(q.row_scales[static_cast<std::size_t>(n)], m2_row_min_shift(q, n));
+        std::memcpy(out, &f, 4);
+      }
+    }
+  }
+  return p;
+}
+
+}  // namespace lowbit::detail

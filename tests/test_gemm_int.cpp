@@ -1,0 +1,258 @@
+// The integer-activation kernels (w8a8_int8, w4a8_int4, w4a8_int4_m2): every tier against the
+// oracle of kernels/reference.hpp, bit for bit, over the edge-case menu; then end to end
+// against dequantize + an fp32 product.
+#include <catch2/catch.hpp>
+
+#include <limits>
+#include <string>
+#include <vector>
+
+#include "lowbit/gemm.hpp"
+#include "lowbit/kernels/reference.hpp"
+#include "test_gemm_support.hpp"
+
+using namespace lowbit;
+using lowbit::test::int_matrix_recipe;
+
+namespace {
+
+struct scheme_case {
+  const char* name;
+  element_format format;
+  std::int64_t group;
+  bool m2;
+  gemm_scheme scheme;
+};
+
+const scheme_case kCases[] = {
+    {"w8a8 per-channel", element_format::int8, 0, false, gemm_scheme::w8a8_int8},
+    {"w8a8 g32", element_format::int8, 32, false, gemm_scheme::w8a8_int8},
+    {"w4a8 per-channel", element_format::int4, 0, false, gemm_scheme::w4a8_int4},
+    {"w4a8 g32", element_format::int4, 32, false, gemm_scheme::w4a8_int4},
+    {"w4a8 m2 g32", element_format::int4, 32, true, gemm_scheme::w4a8_int4_m2},
+};
+
+std::string describe(const scheme_case& c, isa_tier t, std::int64_t m, std::int64_t n, std::int64_t k) {
+  return std::string(c.name) + " tier=" + std::string(to_string(t)) + " m=" + std::to_string(m) +
+         " n=" + std::to_string(n) + " k=" + std::to_string(k);
+}
+
+// Count of elements that differ in bits (exact comparison that prints one offender).
+std::int64_t mismatches(const RowMatrixXf& want, const RowMatrixRef& got) {
+  std::int64_t bad = 0;
+  for (std::int64_t i = 0; i < want.rows(); ++i)
+    for (std::int64_t j = 0; j < want.cols(); ++j)
+      if (!(want(i, j) == got(i, j))) {
+        if (bad == 0) UNSCOPED_INFO("first mismatch at (" << i << ", " << j << "): " << want(i, j) << " vs " << got(i, j));
+        ++bad;
+      }
+  return bad;
+}
+
+}  // namespace
+
+TEST_CASE("integer kernels match the reference bit for bit on every tier", "[gemm]") {
+  const std::int64_t tokens[] = {1, 2, 3, 7, 16, 33};
+  const std::int64_t ks[] = {1, 2, 31, 32, 33, 172, 4096};
+  std::uint32_t seed = 10;
+  for (const scheme_case& sc : kCases) {
+    for (std::int64_t k : ks) {
+      int_matrix_recipe r;
+      r.rows = 37;  // not a multiple of any tile width
+      r.cols = k;
+      r.format = sc.format;
+      r.group = sc.group;
+      r.m2 = sc.m2;
+      r.code_lo = sc.format == element_format::int8 ? -127 : -8;
+      r.code_hi = sc.format == element_format::int8 ? 127 : 7;
+      r.seed = ++seed;
+      const QuantizedMatrix q = lowbit::test::make_int_matrix(r);
+      for (std::int64_t m : tokens) {
+        if (k == 4096 && m > 3) continue;  // keep the run short
+        const RowMatrixXf x = lowbit::test::random_activations(m, k, ++seed);
+        const auto qa = detail::reference_quantize_int8(x);
+        const RowMatrixXf want = detail::reference_gemm_int(q, qa, sc.scheme);
+        for (isa_tier tier : supported_isa_tiers()) {
+          PackOptions po;
+          po.tier = tier;
+          const PackedWeights w = pack(q, po);
+          REQUIRE(w.scheme() == sc.scheme);
+          RowMatrixXf y(m, r.rows);
+          gemm(x, w, y);
+          INFO(describe(sc, tier, m, r.rows, k));
+          CHECK(mismatches(want, y) == 0);
+        }
+      }
+    }
+  }
+}
+
+TEST_CASE("bias, LoRC and strided outputs", "[gemm]") {
+  const std::int64_t m = 7, n = 45, k = 172, rank = 4;
+  for (const scheme_case& sc : kCases) {
+    int_matrix_recipe r;
+    r.rows = n;
+    r.cols = k;
+    r.format = sc.format;
+    r.group = sc.group;
+    r.m2 = sc.m2;
+    const QuantizedMatrix q = lowbit::test::make_int_matrix(r);
+    const RowMatrixXf x = lowbit::test::random_activations(m, k, 99);
+    const RowMatrixXf plain = detail::reference_gemm_int(q, detail::reference_quantize_int8(x), sc.scheme);
+    const Eigen::VectorXf bias = Eigen::VectorXf::LinSpaced(n, -1.0f, 2.0f);
+    const RowMatrixXf u = RowMatrixXf::Random(n, rank) * 0.1f, v = RowMatrixXf::Random(rank, k) * 0.1f;
+    const RowMatrixXf lorc = (x * v.transpose()) * u.transpose();
+    for (isa_tier tier : supported_isa_tiers()) {
+      PackOptions po;
+      po.tier = tier;
+      const PackedWeights w = pack(q, po);
+      for (int use_bias = 0; use_bias < 2; ++use_bias)
+        for (int use_lorc = 0; use_lorc < 2; ++use_lorc) {
+          INFO(std::string(sc.name) << " tier=" << to_string(tier) << " bias=" << use_bias << " lorc=" << use_lorc);
+          RowMatrixXf big = RowMatrixXf::Constant(m, n + 5, -7.0f);  // y is a strided block of it
+          RowMatrixRef y = big.middleCols(2, n);
+          GemmOptions o;
+          if (use_bias) o.bias = &bias;
+          if (use_lorc) {
+            o.lorc_u = &u;
+            o.lorc_v = &v;
+          }
+          gemm(x, w, y, o);
+          RowMatrixXf want = plain;
+          if (use_bias) want.rowwise() += bias.transpose();
+          if (!use_lorc) {
+            CHECK(mismatches(want, y) == 0);  // bias is one fp32 add, in the same order
+          } else {
+            want += lorc;
+            CHECK(((want - RowMatrixXf(y)).cwiseAbs().maxCoeff()) <= 1e-5f * (1.0f + want.cwiseAbs().maxCoeff()));
+          }
+          CHECK((big.leftCols(2).array() == -7.0f).all());
+          CHECK((big.rightCols(3).array() == -7.0f).all());
+        }
+    }
+  }
+}
+
+TEST_CASE("end to end: gemm agrees with dequantize then an fp32 product", "[gemm]") {
+  // |y - x W_hat^T| <= sum_k |w_hat| * |x - x_hat| <= 0.5 * s_a * sum_k |w_hat| (activation
+  // rounding) plus fp32 rounding of the two products (bounded by 1e-5 * sum |x| |w_hat|).
+  const std::int64_t m = 5, n = 70, k = 300;
+  for (const scheme_case& sc : kCases) {
+    int_matrix_recipe r;
+    r.rows = n;
+    r.cols = k;
+    r.format = sc.format;
+    r.group = sc.group;
+    r.m2 = sc.m2;
+    const QuantizedMatrix q = lowbit::test::make_int_matrix(r);
+    const RowMatrixXf what = lowbit::test::dequantize_int(q);
+    const RowMatrixXf x = lowbit::test::random_activations(m, k, 5);
+    const RowMatrixXf exact = x * what.transpose();
+    const PackedWeights w = pack(q);
+    RowMatrixXf y(m, n);
+    gemm(x, w, y);
+    const RowMatrixXf abs_prod = x.cwiseAbs() * what.cwiseAbs().transpose();
+    for (std::int64_t t = 0; t < m; ++t) {
+      const float s_a = x.row(t).cwiseAbs().maxCoeff() / 127.0f;
+      for (std::int64_t j = 0; j < n; ++j) {
+        const float bound = 0.5f * s_a * what.row(j).cwiseAbs().sum() * 1.0001f + 1e-5f * abs_prod(t, j);
+        INFO(sc.name << " t=" << t << " n=" << j);
+        CHECK(std::fabs(y(t, j) - exact(t, j)) <= bound);
+      }
+    }
+  }
+}
+
+TEST_CASE("pre-quantized activations give the same result as on-the-fly quantization", "[gemm]") {
+  int_matrix_recipe r;
+  r.rows = 40;
+  r.cols = 100;
+  const QuantizedMatrix q = lowbit::test::make_int_matrix(r);
+  const RowMatrixXf x = lowbit::test::random_activations(3, 100, 8);
+  const auto qa = detail::reference_quantize_int8(x);
+  RowMatrixXi8 codes(3, 100);
+  for (std::int64_t i = 0; i < codes.size(); ++i) codes.data()[i] = qa.codes[static_cast<std::size_t>(i)];
+  const Eigen::VectorXf scales = Eigen::Map<const Eigen::VectorXf>(qa.scales.data(), 3);
+  const PackedWeights w = pack(q);
+  RowMatrixXf y1(3, 40), y2(3, 40);
+  gemm(x, w, y1);
+  gemm(codes, scales, w, y2);
+  CHECK(mismatches(y1, y2) == 0);
+  codes(1, 7) = -128;
+  CHECK_THROWS_AS(gemm(codes, scales, w, y2), lowbit::error);
+}
+
+TEST_CASE("SIMD activation quantization matches the scalar rule, ties included", "[gemm]") {
+  int_matrix_recipe r;
+  r.rows = 16;
+  r.cols = 301;
+  r.group = 64;
+  const QuantizedMatrix q = lowbit::test::make_int_matrix(r);
+  RowMatrixXf x = lowbit::test::random_activations(4, 301, 3);
+  for (std::int64_t c = 0; c < 301; ++c) x(2, c) = static_cast<float>(c % 255) - 127.0f + 0.5f;  // exact ties
+  x(2, 0) = 127.0f;  // amax = 127: inv = 1
+  x.row(3).setZero();  // amax = 0
+  const auto ref = detail::reference_quantize_int8(x);
+  for (isa_tier tier : supported_isa_tiers()) {
+    PackOptions po;
+    po.tier = tier;
+    const PackedWeights w = pack(q, po);
+    const detail::int_workspace ws = detail::prepare_int(w.int_weights(), x, tier);
+    for (std::int64_t t = 0; t < 4; ++t) {
+      CHECK(ws.a_scale[static_cast<std::size_t>(t)] == ref.scales[static_cast<std::size_t>(t)]);
+      for (std::int64_t c = 0; c < 301; ++c) {
+        const std::int64_t g = c / 64;
+        const std::int8_t got = ws.a[static_cast<std::size_t>(t * ws.a_stride + g * w.int_weights().group_padded + c % 64)];
+        if (got != ref.codes[static_cast<std::size_t>(t * 301 + c)]) {
+          FAIL("tier " << to_string(tier) << " token " << t << " column " << c);
+        }
+      }
+    }
+  }
+}
+
+TEST_CASE("bad input raises lowbit::error", "[gemm]") {
+  int_matrix_recipe r;
+  r.rows = 20;
+  r.cols = 50;
+  const QuantizedMatrix q = lowbit::test::make_int_matrix(r);
+  const PackedWeights w = pack(q);
+  RowMatrixXf x = lowbit::test::random_activations(2, 50, 1);
+  RowMatrixXf y(2, 20);
+  RowMatrixXf wrong_y(2, 21);
+  CHECK_THROWS_AS(gemm(x, w, wrong_y), lowbit::error);
+  RowMatrixXf wrong_x(2, 49);
+  CHECK_THROWS_AS(gemm(wrong_x, w, y), lowbit::error);
+  x(1, 3) = std::numeric_limits<float>::quiet_NaN();
+  CHECK_THROWS_WITH(gemm(x, w, y), Catch::Contains("row 1"));
+  x(1, 3) = 0.0f;
+  const Eigen::VectorXf short_bias(19);
+  GemmOptions o;
+  o.bias = &short_bias;
+  CHECK_THROWS_AS(gemm(x, w, y, o), lowbit::error);
+  QuantizedMatrix asym = q;
+  asym.spec.symmetric = false;
+  PackOptions po;
+  po.activations = activation_quant::int8;
+  CHECK_THROWS_WITH(pack(asym, po), Catch::Contains("symmetric"));
+  PackOptions force8;
+  force8.scheme = gemm_scheme::w8a8_int8;
+  CHECK_THROWS_WITH(pack(q, force8), Catch::Contains("element format"));
+  CHECK_THROWS_AS(gemm(x, PackedWeights{}, y), lowbit::error);
+}
+
+TEST_CASE("selected_kernel names scheme, grouping and ISA", "[gemm]") {
+  int_matrix_recipe r;
+  r.rows = 20;
+  r.cols = 256;
+  r.group = 128;
+  const QuantizedMatrix q = lowbit::test::make_int_matrix(r);
+  PackOptions po;
+  po.tier = isa_tier::scalar;
+  CHECK(selected_kernel(pack(q, po)) == "w4a8_int4_g128_scalar");
+  const std::string best(selected_kernel(pack(q)));
+  CHECK(best.rfind("w4a8_int4_g128_", 0) == 0);
+  r.format = element_format::int8;
+  r.group = 0;
+  CHECK(selected_kernel(pack(lowbit::test::make_int_matrix(r), po)) == "w8a8_int8_pc_scalar");
+}

@@ -1,0 +1,95 @@
+#pragma once
+// Shared helpers for the GEMM tests: integer QuantizedMatrix values built by hand (every code
+// reachable, ragged groups, M2 shifts), their exact dequantization and a random x.
+#include <cmath>
+#include <cstdint>
+#include <random>
+
+#include "lowbit/config.hpp"
+#include "lowbit/formats/nibbles.hpp"
+#include "lowbit/quant/quantized_matrix.hpp"
+
+namespace lowbit::test {
+
+struct int_matrix_recipe {
+  std::int64_t rows = 37, cols = 172;
+  element_format format = element_format::int4;
+  std::int64_t group = 32;  // 0: per channel
+  bool m2 = false;
+  int max_spread = 3;       // M2 shifts drawn from [-max_spread, 0]
+  int code_lo = -7, code_hi = 7;
+  std::uint32_t seed = 1;
+};
+
+inline QuantizedMatrix make_int_matrix(const int_matrix_recipe& r) {
+  QuantizedMatrix q;
+  q.spec.format = r.format;
+  q.spec.symmetric = true;
+  q.spec.gran = r.group ? granularity::per_group : granularity::per_channel;
+  q.spec.group_size = r.group ? static_cast<int>(r.group) : 128;
+  q.spec.constraint = r.m2 ? scale_constraint::pow2_m2 : scale_constraint::none;
+  q.rows = r.rows;
+  q.cols = r.cols;
+  q.group_size = r.group ? r.group : r.cols;
+  q.groups_per_row = (r.cols + q.group_size - 1) / q.group_size;
+  const bool int4 = r.format == element_format::int4;
+  q.row_stride = int4 ? (r.cols + 1) / 2 : r.cols;
+  q.codes.assign(static_cast<std::size_t>(q.rows * q.row_stride), 0);
+  std::mt19937 rng(r.seed);
+  std::uniform_int_distribution<int> code(r.code_lo, r.code_hi);
+  for (std::int64_t i = 0; i < q.rows; ++i)
+    for (std::int64_t c = 0; c < q.cols; ++c) {
+      const int v = code(rng);
+      if (int4)
+        set_nibble(q.codes.data() + i * q.row_stride, static_cast<std::size_t>(c), static_cast<std::uint8_t>(v & 0xF));
+      else
+        q.codes[static_cast<std::size_t>(i * q.row_stride + c)] = static_cast<std::uint8_t>(static_cast<std::int8_t>(v));
+    }
+  std::uniform_real_distribution<float> scale(0.002f, 0.05f);
+  std::uniform_int_distribution<int> shift(-r.max_spread, 0);
+  q.scales.resize(static_cast<std::size_t>(q.rows * q.groups_per_row));
+  if (r.m2) {
+    q.row_scales.resize(static_cast<std::size_t>(q.rows));
+    q.shifts.resize(q.scales.size());
+    for (std::int64_t i = 0; i < q.rows; ++i) {
+      q.row_scales[static_cast<std::size_t>(i)] = scale(rng);
+      for (std::int64_t g = 0; g < q.groups_per_row; ++g) {
+        const std::size_t at = static_cast<std::size_t>(i * q.groups_per_row + g);
+        q.shifts[at] = static_cast<std::int8_t>(g == 0 ? 0 : shift(rng));
+        q.scales[at] = std::ldexp(q.row_scales[static_cast<std::size_t>(i)], q.shifts[at]);
+      }
+    }
+  } else {
+    for (float& s : q.scales) s = scale(rng);
+  }
+  return q;
+}
+
+// w_hat = code * scale (symmetric integer formats).
+inline RowMatrixXf dequantize_int(const QuantizedMatrix& q) {
+  RowMatrixXf w(q.rows, q.cols);
+  for (std::int64_t i = 0; i < q.rows; ++i)
+    for (std::int64_t c = 0; c < q.cols; ++c) {
+      const std::uint8_t* row = q.codes.data() + i * q.row_stride;
+      int v;
+      if (q.spec.format == element_format::int8) {
+        v = static_cast<std::int8_t>(row[c]);
+      } else {
+        const int nib = get_nibble(row, static_cast<std::size_t>(c));
+        v = (nib & 8) ? nib - 16 : nib;
+      }
+      w(i, c) = static_cast<float>(v) * q.scales[static_cast<std::size_t>(i * q.groups_per_row + c / q.group_size)];
+    }
+  return w;
+}
+
+inline RowMatrixXf random_activations(std::int64_t m, std::int64_t k, std::uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> nd(0.0f, 1.0f);
+  RowMatrixXf x(m, k);
+  for (std::int64_t i = 0; i < m; ++i)
+    for (std::int64_t c = 0; c < k; ++c) x(i, c) = nd(rng) * (c % 17 == 3 ? 8.0f : 1.0f);  // outlier channels
+  return x;
+}
+
+}  // namespace lowbit::test

@@ -1,0 +1,140 @@
+// Packing of the integer-activation family: layout checks, the int32 overflow limits at the
+// largest K lowbit claims, and the M2 fallback.
+#include <catch2/catch.hpp>
+
+#include <string>
+
+#include "lowbit/gemm.hpp"
+#include "lowbit/kernels/reference.hpp"
+#include "test_gemm_support.hpp"
+
+using namespace lowbit;
+using lowbit::test::int_matrix_recipe;
+
+TEST_CASE("packed weights made for another tier's layout are rejected", "[pack]") {
+  int_matrix_recipe r;
+  r.rows = 40;
+  r.cols = 64;
+  const QuantizedMatrix q = lowbit::test::make_int_matrix(r);
+  const RowMatrixXf x = lowbit::test::random_activations(2, 64, 4);
+  RowMatrixXf y(2, 40);
+  const std::vector<isa_tier> tiers = supported_isa_tiers();
+  for (isa_tier a : tiers)
+    for (isa_tier b : tiers) {
+      if (a == b) continue;
+      PackOptions po;
+      po.tier = a;
+      const PackedWeights w = pack(q, po);
+      const detail::int_workspace ws = detail::prepare_int(w.int_weights(), x, isa_tier::scalar);
+      INFO("packed for " << to_string(a) << ", run on " << to_string(b));
+      CHECK_THROWS_WITH(detail::run_int(w.int_weights(), ws, y, 0, 40, b), Catch::Contains("pack them again"));
+    }
+  // A packed record whose tier field no longer matches its tile width is caught by gemm().
+  PackedWeights w = pack(q);
+  if (w.tier() == isa_tier::avx512) {
+    w.int_weights_mutable().tier = isa_tier::scalar;
+    CHECK_THROWS_WITH(gemm(x, w, y), Catch::Contains("layout"));
+  }
+  // Unaligned column ranges are rejected rather than computed wrongly.
+  const PackedWeights ws_pack = pack(q);
+  const detail::int_workspace ws = detail::prepare_int(ws_pack.int_weights(), x, ws_pack.tier());
+  CHECK_THROWS_AS(detail::run_int(ws_pack.int_weights(), ws, y, 3, 40, ws_pack.tier()), lowbit::error);
+}
+
+TEST_CASE("packing pads K per group and N to the tile", "[pack]") {
+  int_matrix_recipe r;
+  r.rows = 33;
+  r.cols = 70;  // groups 32, 32, 6
+  r.group = 32;
+  const QuantizedMatrix q = lowbit::test::make_int_matrix(r);
+  for (isa_tier tier : supported_isa_tiers()) {
+    PackOptions po;
+    po.tier = tier;
+    const PackedWeights w = pack(q, po);
+    const detail::int_packed& p = w.int_weights();
+    CHECK(p.groups == 3);
+    CHECK(p.group_padded == 32);
+    CHECK(p.last_group_padded == 8);
+    CHECK(p.k_padded == 72);
+    CHECK(p.n_tiles == (33 + p.nt - 1) / p.nt);
+    CHECK(w.bytes() == static_cast<std::size_t>(p.n_tiles * p.tile_bytes));
+    const PackedWeights copy = w;  // deep copy
+    CHECK(copy.int_weights().data.data() != p.data.data());
+    CHECK(std::equal(p.data.data(), p.data.data() + p.data.size(), copy.int_weights().data.data()));
+  }
+}
+
+TEST_CASE("w4a8_int4_m2 is exact at the largest K it claims", "[pack][overflow]") {
+  // K = 16384, shift spread 7: K * 1016 * 2^7 = 2,130,706,432 < 2^31. Worst-case signs: every
+  // weight -8, every activation +127, all but one group at the largest shift.
+  const std::int64_t k = 16384, n = 3;
+  int_matrix_recipe r;
+  r.rows = n;
+  r.cols = k;
+  r.group = 128;
+  r.m2 = true;
+  r.code_lo = r.code_hi = -8;
+  QuantizedMatrix q = lowbit::test::make_int_matrix(r);
+  for (std::int64_t i = 0; i < n; ++i)
+    for (std::int64_t g = 0; g < q.groups_per_row; ++g) {
+      const std::size_t at = static_cast<std::size_t>(i * q.groups_per_row + g);
+      q.shifts[at] = static_cast<std::int8_t>(g == 5 ? -7 : 0);
+      q.scales[at] = std::ldexp(q.row_scales[static_cast<std::size_t>(i)], q.shifts[at]);
+    }
+  CHECK(detail::m2_shift_spread(q) == 7);
+  const RowMatrixXf x = RowMatrixXf::Constant(1, k, 0.25f);  // all codes 127
+  const auto qa = detail::reference_quantize_int8(x);
+  const std::int64_t sum = detail::reference_m2_row_sum(q, qa, 0, 0);
+  CHECK(sum == -1016LL * (128LL + 127LL * 128LL * 128LL));  // -2,114,190,336
+  CHECK(sum < -(std::int64_t{1} << 30));
+  const RowMatrixXf want = detail::reference_gemm_int(q, qa, gemm_scheme::w4a8_int4_m2);
+  for (isa_tier tier : supported_isa_tiers()) {
+    PackOptions po;
+    po.tier = tier;
+    const PackedWeights w = pack(q, po);
+    REQUIRE(w.scheme() == gemm_scheme::w4a8_int4_m2);
+    RowMatrixXf y(1, n);
+    gemm(x, w, y);
+    INFO("tier " << to_string(tier));
+    CHECK((y.array() == want.array()).all());
+  }
+  // One more group at spread 7 would pass the limit: auto falls back to the per-group kernel,
+  // forcing M2 is an error.
+  int_matrix_recipe r2 = r;
+  r2.cols = k + 256;
+  r2.max_spread = 7;
+  QuantizedMatrix big = lowbit::test::make_int_matrix(r2);
+  big.shifts[1] = -7;
+  big.scales[1] = std::ldexp(big.row_scales[0], -7);
+  CHECK(pack(big).scheme() == gemm_scheme::w4a8_int4);
+  PackOptions force;
+  force.scheme = gemm_scheme::w4a8_int4_m2;
+  CHECK_THROWS_WITH(pack(big, force), Catch::Contains("overflow"));
+}
+
+TEST_CASE("w8a8_int8 per channel is exact at its largest K", "[pack][overflow]") {
+  // One group of 133,144 inputs: 133,144 * 127 * 127 = 2,147,479,576 <= 2^31 - 1.
+  const std::int64_t k = detail::int8_group_k_limit;
+  int_matrix_recipe r;
+  r.rows = 2;
+  r.cols = k;
+  r.format = element_format::int8;
+  r.group = 0;
+  r.code_lo = r.code_hi = 127;
+  const QuantizedMatrix q = lowbit::test::make_int_matrix(r);
+  const RowMatrixXf x = RowMatrixXf::Constant(1, k, 3.0f);
+  const auto qa = detail::reference_quantize_int8(x);
+  CHECK(detail::reference_group_sum(q, qa, 0, 0, 0) == 2147479576LL);
+  const RowMatrixXf want = detail::reference_gemm_int(q, qa, gemm_scheme::w8a8_int8);
+  for (isa_tier tier : supported_isa_tiers()) {
+    PackOptions po;
+    po.tier = tier;
+    RowMatrixXf y(1, 2);
+    gemm(x, pack(q, po), y);
+    INFO("tier " << to_string(tier));
+    CHECK((y.array() == want.array()).all());
+  }
+  int_matrix_recipe r2 = r;
+  r2.cols = k + 1;
+  CHECK_THROWS_WITH(pack(lowbit::test::make_int_matrix(r2)), Catch::Contains("133144"));
+}

@@ -1,0 +1,95 @@
+// The persistent pool behind gemm(): every task exactly once, exceptions carried to the
+// caller, nested calls inline, caller executors honoured, and results independent of the
+// thread count.
+#include <catch2/catch.hpp>
+
+#include <atomic>
+#include <stdexcept>
+#include <thread>
+#include <vector>
+
+#include "lowbit/detail/threads.hpp"
+#include "lowbit/gemm.hpp"
+#include "test_gemm_support.hpp"
+
+using namespace lowbit;
+
+TEST_CASE("parallel_for runs every task exactly once", "[threads]") {
+  for (int threads : {1, 2, 3, 8}) {
+    for (std::int64_t tasks : {0, 1, 2, 7, 100}) {
+      std::vector<std::atomic<int>> hits(static_cast<std::size_t>(tasks));
+      for (int rep = 0; rep < 3; ++rep)
+        parallel_for(tasks, threads, executor{}, [&](std::int64_t i) { hits[static_cast<std::size_t>(i)]++; });
+      for (auto& h : hits) CHECK(h.load() == 3);
+    }
+  }
+}
+
+TEST_CASE("a task's exception reaches the caller and the pool stays usable", "[threads]") {
+  CHECK_THROWS_WITH(parallel_for(16, 4, executor{},
+                                 [](std::int64_t i) {
+                                   if (i == 11) throw lowbit::error("task 11 failed");
+                                 }),
+                    "task 11 failed");
+  std::atomic<int> n{0};
+  parallel_for(16, 4, executor{}, [&](std::int64_t) { n++; });
+  CHECK(n.load() == 16);
+}
+
+TEST_CASE("nested parallel_for runs inline instead of deadlocking", "[threads]") {
+  std::atomic<int> n{0};
+  parallel_for(4, 4, executor{}, [&](std::int64_t) {
+    parallel_for(5, 4, executor{}, [&](std::int64_t) { n++; });
+  });
+  CHECK(n.load() == 20);
+}
+
+TEST_CASE("one thread runs on the calling thread and starts no worker", "[threads]") {
+  const std::thread::id me = std::this_thread::get_id();
+  bool same = true;
+  parallel_for(10, 1, executor{}, [&](std::int64_t) { same = same && std::this_thread::get_id() == me; });
+  CHECK(same);
+}
+
+TEST_CASE("set_num_threads and LOWBIT_NUM_THREADS parsing", "[threads]") {
+  set_num_threads(3);
+  CHECK(default_num_threads() == 3);
+  set_num_threads(0);
+  CHECK(default_num_threads() >= 1);
+  CHECK_THROWS_AS(set_num_threads(-1), lowbit::error);
+  CHECK(detail::parse_thread_count("4") == 4);
+  CHECK(detail::parse_thread_count(nullptr) == 0);
+  CHECK_THROWS_AS(detail::parse_thread_count("four"), lowbit::error);
+  CHECK_THROWS_AS(detail::parse_thread_count("0"), lowbit::error);
+}
+
+TEST_CASE("gemm gives identical results on 1, 2, 3 threads and on a caller executor", "[threads][gemm]") {
+  lowbit::test::int_matrix_recipe r;
+  r.rows = 300;
+  r.cols = 256;
+  r.group = 64;
+  const QuantizedMatrix q = lowbit::test::make_int_matrix(r);
+  const RowMatrixXf x = lowbit::test::random_activations(9, 256, 2);
+  const PackedWeights w = pack(q);
+  RowMatrixXf y1(9, 300);
+  GemmOptions o;
+  o.num_threads = 1;
+  gemm(x, w, y1, o);
+  for (int threads : {2, 3}) {
+    RowMatrixXf y(9, 300);
+    o.num_threads = threads;
+    gemm(x, w, y, o);
+    CHECK((y.array() == y1.array()).all());
+  }
+  std::atomic<std::int64_t> seen{0};
+  GemmOptions with_exec;
+  with_exec.exec = [&](std::int64_t tasks, const std::function<void(std::int64_t)>& body) {
+    std::vector<std::thread> ts;
+    for (std::int64_t i = 0; i < tasks; ++i) ts.emplace_back([&, i] { body(i); seen++; });
+    for (auto& t : ts) t.join();
+  };
+  RowMatrixXf y(9, 300);
+  gemm(x, w, y, with_exec);
+  CHECK(seen.load() > 1);
+  CHECK((y.array() == y1.array()).all());
+}
