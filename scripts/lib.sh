@@ -99,7 +99,12 @@ lowbit_print_stage_times() {
   for i in "${!LOWBIT_STAGE_NAMES[@]}"; do
     s=${LOWBIT_STAGE_SECONDS[$i]}
     total=$((total + s))
-    printf '  %-28s %4dm%02ds\n' "${LOWBIT_STAGE_NAMES[$i]}" $((s / 60)) $((s % 60))
+    printf '  %-36s %4dm%02ds\n' "${LOWBIT_STAGE_NAMES[$i]}" $((s / 60)) $((s % 60))
   done
-  printf '  %-28s %4dm%02ds\n' "total" $((total / 60)) $((total % 60))
+  if [[ -n "$LOWBIT_CURRENT_STAGE" ]]; then
+    s=$((SECONDS - LOWBIT_CURRENT_STAGE_START))
+    total=$((total + s))
+    printf '  %-36s %4dm%02ds  (stopped here)\n' "$LOWBIT_CURRENT_STAGE" $((s / 60)) $((s % 60))
+  fi
+  printf '  %-36s %4dm%02ds\n' "total" $((total / 60)) $((total % 60))
 }

@@ -54,6 +54,7 @@ step() {
   local what=$1
   shift
   if ! "$@"; then
+    lowbit_print_stage_times
     lowbit_die "stage '$LOWBIT_CURRENT_STAGE' failed: $what (see the messages above)"
   fi
 }
@@ -69,7 +70,9 @@ run_ctest() {
   shift 2
   local log="$dir/ctest.log"
   ctest_logs+=("$stage:$log")
-  if ! (cd "$dir" && ctest --output-on-failure -j "$jobs" --timeout "$ctest_timeout" "$@") 2>&1 |
+  # --no-tests=error: a stage that finds no tests has a broken glob, not a clean bill.
+  if ! (cd "$dir" && ctest --output-on-failure --no-tests=error -j "$jobs" \
+    --timeout "$ctest_timeout" "$@") 2>&1 |
     tee "$log"; then
     lowbit_print_stage_times
     printf '\n' >&2
