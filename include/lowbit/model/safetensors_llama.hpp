@@ -1,5 +1,6 @@
 #pragma once
-// Loader for Llama weights stored as F32 safetensors with Meta (llama / llama2.c) names:
+// Loader for Llama weights stored as safetensors (F32, F16 or BF16; read through
+// io/safetensors.hpp, converted to fp32) with Meta (llama / llama2.c) names:
 //
 //   tok_embeddings.weight [vocab, dim]     norm.weight [dim]     output.weight [vocab, dim]
 //   layers.N.attention_norm.weight [dim]   layers.N.ffn_norm.weight [dim]
@@ -15,20 +16,20 @@
 #include <vector>
 
 #include "lowbit/model/config_hints.hpp"
-#include "lowbit/model/detail/f32_safetensors.hpp"
+#include "lowbit/io/safetensors.hpp"
 #include "lowbit/model/llama.hpp"
 
 namespace lowbit::model {
 
-inline LlamaWeights load_llama_safetensors(const detail::F32Safetensors& st,
+inline LlamaWeights load_llama_safetensors(const SafetensorsFile& st,
                                            const LlamaConfigHints& hints) {
   const std::string& src = st.source();
   auto fail = [&](const std::string& what) { lowbit::detail::fail(src + ": " + what); };
   auto shape_of = [&](const std::string& name) -> const std::vector<std::int64_t>& {
-    if (!st.contains(name))
+    if (st.find(name) == nullptr)
       fail("missing tensor " + name + " (expected Meta-Llama names such as " +
            "tok_embeddings.weight, layers.0.attention.wq.weight)");
-    return st.info(name).shape;
+    return st.at(name).shape;
   };
   auto dim2 = [&](const std::string& name) {
     const auto& s = shape_of(name);
@@ -44,11 +45,11 @@ inline LlamaWeights load_llama_safetensors(const detail::F32Safetensors& st,
   const auto emb = dim2("tok_embeddings.weight");
   c.vocab_size = as_int(emb[0], "vocab_size");
   c.dim = as_int(emb[1], "dim");
-  while (st.contains("layers." + std::to_string(c.n_layers) + ".attention.wq.weight")) ++c.n_layers;
+  while (st.find("layers." + std::to_string(c.n_layers) + ".attention.wq.weight") != nullptr) ++c.n_layers;
   if (c.n_layers == 0) fail("no layers.0.attention.wq.weight: not a Meta-Llama checkpoint");
   c.hidden_dim = as_int(dim2("layers.0.feed_forward.w1.weight")[0], "hidden_dim");
   const int kv_dim = as_int(dim2("layers.0.attention.wk.weight")[0], "kv_dim");
-  c.tied_classifier = !st.contains("output.weight");
+  c.tied_classifier = st.find("output.weight") == nullptr;
 
   if (hints.n_heads) {
     c.n_heads = *hints.n_heads;
@@ -78,14 +79,13 @@ inline LlamaWeights load_llama_safetensors(const detail::F32Safetensors& st,
     if (s[0] != rows || s[1] != cols)
       fail("tensor " + name + " has shape [" + std::to_string(s[0]) + ", " + std::to_string(s[1]) +
            "], expected [" + std::to_string(rows) + ", " + std::to_string(cols) + "]");
-    const std::vector<float> v = st.values(name);
-    return RowMatrixXf(Eigen::Map<const RowMatrixXf>(v.data(), rows, cols));
+    return st.at(name).to_matrix();
   };
   auto read_vec = [&](const std::string& name) {
     const auto& s = shape_of(name);
     if (s.size() != 1 || s[0] != c.dim)
       fail("tensor " + name + " must have shape [" + std::to_string(c.dim) + "]");
-    const std::vector<float> v = st.values(name);
+    const std::vector<float> v = st.at(name).to_float_vector();
     return Eigen::VectorXf(Eigen::Map<const Eigen::VectorXf>(v.data(), c.dim));
   };
   const std::int64_t D = c.dim, H = c.hidden_dim, KV = c.kv_dim(), V = c.vocab_size;
@@ -110,7 +110,7 @@ inline LlamaWeights load_llama_safetensors(const detail::F32Safetensors& st,
 }
 
 inline LlamaWeights load_llama_safetensors(const std::string& path, const LlamaConfigHints& hints) {
-  return load_llama_safetensors(detail::F32Safetensors(detail::read_file_bytes(path), path), hints);
+  return load_llama_safetensors(open_safetensors(path), hints);
 }
 
 }  // namespace lowbit::model

@@ -1,0 +1,84 @@
+#pragma once
+// The one place that decides what each linear layer of a model runs as.
+//
+// EvalScheme describes a quantization scheme for evaluation: a weight QuantSpec (or fp32
+// weights), an optional dynamic per-token activation format (A8 schemes), and whether the
+// classifier is quantized too (it is kept fp32 by default, as deployments usually do).
+// scheme_linear_factory() turns it into the LinearFactory that LlamaModel calls for every
+// weight. Layers built here are "fake-quantized": the weights are quantized once and kept
+// dequantized (exactly the values the packed kernels multiply by), and for A8 schemes every
+// input row is quantized and dequantized per token before the fp32 product. The result
+// equals the quantized kernels' output up to fp32 summation order.
+#include <memory>
+#include <optional>
+#include <string>
+#include <utility>
+
+#include "lowbit/model/linear_layer.hpp"
+#include "lowbit/quant/activation.hpp"
+#include "lowbit/quant/quantizer.hpp"
+#include "lowbit/quant/scheme.hpp"
+
+namespace lowbit::model {
+
+struct EvalScheme {
+  std::string name = "fp32";            // what reports call it (a recipe name or "custom")
+  std::optional<QuantSpec> weights;     // empty: fp32 weights
+  std::optional<act_format> activations;  // empty: fp32 activations (weight-only, "A16")
+  bool quantize_classifier = false;
+
+  bool is_fp32() const { return !weights && !activations; }
+};
+
+// Weights dequantized once; activations optionally quantized per token on every call.
+class FakeQuantLinear final : public LinearLayer {
+ public:
+  FakeQuantLinear(const RowMatrixXf& weight, const std::optional<QuantSpec>& spec,
+                  std::optional<act_format> act, const std::string& name)
+      : act_(act), name_(name) {
+    if (spec) {
+      const QuantizedMatrix q = quantize(weight, *spec, name);
+      storage_bits_ = static_cast<double>(q.storage_bits());
+      weight_ = dequantize(q);
+      what_ = "fake-quant weights";
+    } else {
+      weight_ = weight;
+      storage_bits_ = 32.0 * static_cast<double>(weight.size());
+      what_ = "fp32 weights";
+    }
+    if (act_) what_ += " + per-token activations";
+  }
+  void forward(ConstRowMatrixRef x, RowMatrixRef y) const override {
+    if (x.cols() != weight_.cols() || y.cols() != weight_.rows() || y.rows() != x.rows())
+      lowbit::detail::fail("FakeQuantLinear: input has " + std::to_string(x.cols()) +
+                           " columns, weight expects " + std::to_string(weight_.cols()));
+    if (act_) {
+      y.noalias() = dequantize(quantize_activations(x, *act_, 0, name_)) * weight_.transpose();
+    } else {
+      y.noalias() = x * weight_.transpose();
+    }
+  }
+  std::int64_t in_features() const override { return weight_.cols(); }
+  std::int64_t out_features() const override { return weight_.rows(); }
+  double storage_bits() const override { return storage_bits_; }
+  std::string describe() const override { return what_; }
+
+ private:
+  std::optional<act_format> act_;
+  std::string name_;
+  RowMatrixXf weight_;
+  double storage_bits_ = 0.0;
+  std::string what_;
+};
+
+inline bool is_classifier_name(const std::string& name) { return name == "output"; }
+
+inline LinearFactory scheme_linear_factory(const EvalScheme& scheme) {
+  return [scheme](const std::string& name, const RowMatrixXf& w) -> std::unique_ptr<LinearLayer> {
+    if (scheme.is_fp32() || (is_classifier_name(name) && !scheme.quantize_classifier))
+      return std::make_unique<Fp32Linear>(w);
+    return std::make_unique<FakeQuantLinear>(w, scheme.weights, scheme.activations, name);
+  };
+}
+
+}  // namespace lowbit::model
