@@ -1,0 +1,154 @@
+// `lowbit formats`: every small float format's full value table (all codes, derived from the
+// bit description) and its measured bulk conversion throughput, scalar against the tier this
+// CPU selects (LOWBIT_ISA can force one).
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <memory>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "lowbit/error.hpp"
+#include "lowbit/formats.hpp"
+#include "registry.hpp"
+
+namespace {
+
+struct formats_options {
+  std::string only;  // one format's name, or empty for all
+  bool throughput = true;
+  double seconds = 0.02;  // per measurement
+};
+
+std::string value_text(float v) {
+  if (std::isnan(v)) return "nan";
+  if (std::isinf(v)) return v > 0 ? "inf" : "-inf";
+  return fmt::format("{}", v);  // shortest text that reads back as exactly this value
+}
+
+template <class T>
+void print_header() {
+  using tr = lowbit::format_traits<T>;
+  std::string specials = tr::has_inf ? "Inf and NaN" : tr::has_nan ? "NaN, no Inf" : "no Inf, no NaN";
+  fmt::print("{}  ({} bits: {}{} exponent, {} mantissa, bias {}; max {}, min subnormal {}; {})\n", tr::name,
+             tr::bits, tr::is_signed ? "sign, " : "", tr::exponent_bits, tr::mantissa_bits, tr::bias,
+             value_text(tr::max_finite()), value_text(tr::min_subnormal()), specials);
+}
+
+// Signed formats: the non-negative half, 8 codes a row (the other half is the negatives).
+template <class T>
+void print_signed_table() {
+  const unsigned half = lowbit::format_traits<T>::code_count / 2;
+  fmt::print("  codes 0x{:02X}-0x{:02X} are the negatives of 0x00-0x{:02X}\n", half,
+             2 * half - 1, half - 1);
+  std::vector<std::string> cells(half);
+  std::size_t width = 0;
+  for (unsigned c = 0; c < half; ++c) {
+    cells[c] = value_text(T::from_bits(static_cast<std::uint8_t>(c)).to_float());
+    width = std::max(width, cells[c].size());
+  }
+  for (unsigned row = 0; row < half; row += 8) {
+    std::string line = fmt::format("  0x{:02X}:", row);
+    for (unsigned c = row; c < row + 8 && c < half; ++c) line += fmt::format(" {:>{}}", cells[c], width);
+    fmt::print("{}\n", line);
+  }
+}
+
+// E8M0: every code is a power of two, 16 exponents a row.
+void print_e8m0_table() {
+  fmt::print("  code c = 2^(c-127); 0xFF = NaN; no zero, no sign\n");
+  for (unsigned row = 0; row < 256; row += 16) {
+    std::string line = fmt::format("  0x{:02X}:", row);
+    for (unsigned c = row; c < row + 16; ++c) {
+      const auto t = lowbit::float8_e8m0fnu::from_bits(static_cast<std::uint8_t>(c));
+      line += t.is_nan() ? std::string("    nan") : fmt::format(" {:>6}", fmt::format("2^{}", t.exponent()));
+    }
+    fmt::print("{}\n", line);
+  }
+}
+
+// Elements per second of `step` (which converts `n` elements), repeated for about `seconds`.
+template <class F>
+double elements_per_second(F&& step, std::size_t n, double seconds) {
+  using clock = std::chrono::steady_clock;
+  step();  // warm up
+  std::size_t reps = 0;
+  const auto start = clock::now();
+  double elapsed = 0;
+  do {
+    for (int i = 0; i < 16; ++i) step();
+    reps += 16;
+    elapsed = std::chrono::duration<double>(clock::now() - start).count();
+  } while (elapsed < seconds);
+  return static_cast<double>(reps * n) / elapsed;
+}
+
+template <class T>
+void print_throughput(double seconds) {
+  constexpr std::size_t n = 4096;
+  std::mt19937 rng(1);
+  std::normal_distribution<float> normal(0.0f, lowbit::format_traits<T>::max_finite() / 4);
+  std::vector<float> x(n), y(n);
+  for (auto& v : x) v = std::is_same_v<T, lowbit::float8_e8m0fnu> ? std::fabs(normal(rng)) * 0x1p-100f : normal(rng);
+  std::vector<T> q(n);
+  const lowbit::isa_tier best = lowbit::selected_isa_tier();
+  auto measure = [&](lowbit::isa_tier tier) {
+    const double enc = elements_per_second(
+        [&] { lowbit::detail::convert_n_tier(tier, x.data(), q.data(), n, lowbit::saturation::finite); }, n,
+        seconds);
+    const double dec =
+        elements_per_second([&] { lowbit::detail::to_float_n_tier(tier, q.data(), y.data(), n); }, n, seconds);
+    return std::pair<double, double>{enc, dec};
+  };
+  const auto scalar = measure(lowbit::isa_tier::scalar);
+  if (best == lowbit::isa_tier::scalar) {
+    fmt::print("  throughput: convert_n {:.0f} M/s, to_float_n {:.0f} M/s (scalar)\n", scalar.first / 1e6,
+               scalar.second / 1e6);
+    return;
+  }
+  const auto simd = measure(best);
+  fmt::print("  throughput: convert_n scalar {:.0f} M/s, {} {:.0f} M/s ({:.1f}x); "
+             "to_float_n scalar {:.0f} M/s, {} {:.0f} M/s ({:.1f}x)\n",
+             scalar.first / 1e6, lowbit::to_string(best), simd.first / 1e6, simd.first / scalar.first,
+             scalar.second / 1e6, lowbit::to_string(best), simd.second / 1e6, simd.second / scalar.second);
+}
+
+int run_formats(const formats_options& opt) {
+  bool known = opt.only.empty();
+  lowbit::for_each_format(lowbit::all_float_formats{}, [&](auto t) {
+    if (lowbit::format_traits<decltype(t)>::name == opt.only) known = true;
+  });
+  if (!known)
+    throw lowbit::error("formats: unknown format '" + opt.only +
+                        "' (expected float8_e4m3fn, float8_e5m2, float6_e3m2fn, float6_e2m3fn, "
+                        "float4_e2m1fn or float8_e8m0fnu)");
+  if (opt.throughput)
+    fmt::print("ISA tier: {} (conversion throughput over {} elements in L1, ~{} ms a measurement)\n\n",
+               lowbit::to_string(lowbit::selected_isa_tier()), 4096, opt.seconds * 1000);
+  lowbit::for_each_format(lowbit::all_float_formats{}, [&](auto t) {
+    using T = decltype(t);
+    if (!opt.only.empty() && lowbit::format_traits<T>::name != opt.only) return;
+    print_header<T>();
+    if constexpr (std::is_same_v<T, lowbit::float8_e8m0fnu>)
+      print_e8m0_table();
+    else
+      print_signed_table<T>();
+    if (opt.throughput) print_throughput<T>(opt.seconds);
+    fmt::print("\n");
+  });
+  return 0;
+}
+
+lowbit_cli::registration formats_registration{
+    "formats", "Print every number format's value table and its conversion throughput", 90,
+    [](CLI::App& sub) -> lowbit_cli::run_fn {
+      auto opt = std::make_shared<formats_options>();
+      sub.add_option("--format", opt->only, "Only this format (e.g. float4_e2m1fn)");
+      sub.add_flag("!--no-throughput", opt->throughput, "Skip the throughput measurement");
+      return [opt]() { return run_formats(*opt); };
+    }};
+
+}  // namespace
