@@ -1,0 +1,148 @@
+#pragma once
+// ActivationStats: streaming calibration statistics of the inputs of one linear layer.
+//
+// Per input channel j it keeps absmax, min, max and mean |x|, and the GPTQ Hessian
+// H = 2 X^T X / n. Batches stream through add(); no batch is held after the call (except an
+// optional bounded sample of rows, which activation-aware objectives such as SmoothQuant's
+// W8A8 alpha search need, because quantizing activations is not a function of X^T X).
+//
+// What is stored is chosen so that merge() is exact:
+//  - X^T X is accumulated unnormalized, in fp32, as a sum of per-batch products. Merging
+//    adds the sums, so add(A); add(B) and merge(stats(A), stats(B)) perform the same fp32
+//    additions and agree bit for bit. (One add() of the concatenation [A; B] differs only
+//    by the order of fp32 sums inside the product.)
+//  - sums of |x| are kept in double; min/max/absmax are order-independent.
+#include <Eigen/Core>
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <string>
+
+#include "lowbit/config.hpp"
+#include "lowbit/error.hpp"
+
+namespace lowbit {
+
+struct CalibrationOptions {
+  bool track_hessian = true;          // X^T X costs channels^2 floats; off for stats only
+  std::int64_t max_sample_rows = 0;   // keep up to this many rows of X (first come) for
+                                      // objectives that quantize activations
+};
+
+class ActivationStats {
+ public:
+  ActivationStats() = default;
+  explicit ActivationStats(std::int64_t channels, CalibrationOptions options = {},
+                           std::string name = "activations")
+      : name_(std::move(name)), options_(options), channels_(channels) {
+    if (channels <= 0) detail::fail(name_ + ": calibration needs at least one channel");
+    absmax_ = Eigen::VectorXf::Zero(channels);
+    min_ = Eigen::VectorXf::Constant(channels, std::numeric_limits<float>::infinity());
+    max_ = Eigen::VectorXf::Constant(channels, -std::numeric_limits<float>::infinity());
+    sum_abs_ = Eigen::VectorXd::Zero(channels);
+    if (options_.track_hessian) xtx_ = Eigen::MatrixXf::Zero(channels, channels);
+  }
+
+  // Streams one batch x [tokens, channels].
+  void add(ConstRowMatrixRef x) {
+    if (channels_ == 0) detail::fail(name_ + ": ActivationStats used before construction");
+    if (x.cols() != channels_)
+      detail::fail(name_ + ": calibration batch has " + std::to_string(x.cols()) +
+                   " channels, expected " + std::to_string(channels_));
+    if (x.rows() == 0) return;
+    if (!x.allFinite()) detail::fail(name_ + ": calibration batch contains NaN or Inf");
+    for (Eigen::Index r = 0; r < x.rows(); ++r) {
+      const auto row = x.row(r);
+      absmax_ = absmax_.cwiseMax(row.cwiseAbs().transpose());
+      min_ = min_.cwiseMin(row.transpose());
+      max_ = max_.cwiseMax(row.transpose());
+      sum_abs_ += row.cwiseAbs().transpose().cast<double>();
+    }
+    // The batch product is formed on its own and then added, so the running sum is exactly a
+    // sum of per-batch products whatever blocking the product uses inside (merge relies on it).
+    if (options_.track_hessian) {
+      Eigen::MatrixXf batch_xtx(channels_, channels_);
+      batch_xtx.noalias() = x.transpose() * x;
+      xtx_ += batch_xtx;
+    }
+    if (sample_.rows() < options_.max_sample_rows) {
+      const Eigen::Index take =
+          std::min<Eigen::Index>(x.rows(), options_.max_sample_rows - sample_.rows());
+      const Eigen::Index old = sample_.rows();
+      sample_.conservativeResize(old + take, channels_);
+      sample_.bottomRows(take) = x.topRows(take);
+    }
+    count_ += x.rows();
+  }
+
+  // Merges stats of other batches (another worker): the result equals one stream over both.
+  void merge(const ActivationStats& other) {
+    if (other.channels_ != channels_)
+      detail::fail(name_ + ": cannot merge calibration stats with " +
+                   std::to_string(other.channels_) + " channels into " +
+                   std::to_string(channels_));
+    if (other.options_.track_hessian != options_.track_hessian)
+      detail::fail(name_ + ": cannot merge stats with and without a Hessian");
+    absmax_ = absmax_.cwiseMax(other.absmax_);
+    min_ = min_.cwiseMin(other.min_);
+    max_ = max_.cwiseMax(other.max_);
+    sum_abs_ += other.sum_abs_;
+    if (options_.track_hessian) xtx_ += other.xtx_;
+    if (sample_.rows() < options_.max_sample_rows && other.sample_.rows() > 0) {
+      const Eigen::Index take = std::min<Eigen::Index>(
+          other.sample_.rows(), options_.max_sample_rows - sample_.rows());
+      const Eigen::Index old = sample_.rows();
+      sample_.conservativeResize(old + take, channels_);
+      sample_.bottomRows(take) = other.sample_.topRows(take);
+    }
+    count_ += other.count_;
+  }
+
+  const std::string& name() const noexcept { return name_; }
+  std::int64_t channels() const noexcept { return channels_; }
+  std::int64_t count() const noexcept { return count_; }  // tokens seen
+  bool has_hessian() const noexcept { return options_.track_hessian; }
+
+  const Eigen::VectorXf& absmax() const noexcept { return absmax_; }
+  const Eigen::VectorXf& min() const noexcept { return min_; }
+  const Eigen::VectorXf& max() const noexcept { return max_; }
+  Eigen::VectorXf mean_abs() const {
+    require_data("mean |x|");
+    return (sum_abs_ / static_cast<double>(count_)).cast<float>();
+  }
+  // The GPTQ Hessian H = 2 X^T X / n (fp32).
+  Eigen::MatrixXf hessian() const {
+    require_data("the Hessian");
+    if (!options_.track_hessian) detail::fail(name_ + ": Hessian tracking was turned off");
+    return xtx_ * (2.0f / static_cast<float>(count_));
+  }
+  // The unnormalized sum X^T X.
+  const Eigen::MatrixXf& xtx() const noexcept { return xtx_; }
+  // The kept rows of X (at most max_sample_rows).
+  const RowMatrixXf& sample() const noexcept { return sample_; }
+
+ private:
+  void require_data(const char* what) const {
+    if (count_ == 0) detail::fail(name_ + ": no calibration data seen, cannot compute " + what);
+  }
+
+  std::string name_ = "activations";
+  CalibrationOptions options_{};
+  std::int64_t channels_ = 0;
+  std::int64_t count_ = 0;
+  Eigen::VectorXf absmax_, min_, max_;
+  Eigen::VectorXd sum_abs_;
+  Eigen::MatrixXf xtx_;
+  RowMatrixXf sample_;
+};
+
+// Convenience: stats of one matrix in one pass.
+inline ActivationStats collect_stats(ConstRowMatrixRef x, CalibrationOptions options = {},
+                                     std::string name = "activations") {
+  ActivationStats s(x.cols(), options, std::move(name));
+  s.add(x);
+  return s;
+}
+
+}  // namespace lowbit

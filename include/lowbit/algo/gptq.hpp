@@ -1,0 +1,202 @@
+#pragma once
+// GPTQ (arXiv 2210.17323): quantize a weight one input column at a time and push each
+// column's rounding error onto the columns not yet quantized, weighted by the inverse
+// Hessian of the layer's calibration loss ||(W - W_hat) X^T||^2, H = 2 X^T X / n.
+//
+//   dead columns (H_ii = 0): H_ii = 1, W[:, i] = 0 (the input never fires);
+//   damping lambda = damp * mean(diag H); if the Cholesky fails, lambda *= 10 (up to
+//     max_damp_escalations times), then round-to-nearest for this matrix, with a warning;
+//   U = upper Cholesky factor of H^-1 (H^-1 = U^T U);
+//   for each lazy block of columns [i1, i2):
+//     for i in block:  q = Q(w_i);  err_i = (w_i - q) / U_ii;  W[:, i+1:i2] -= err_i U[i, i+1:i2]
+//     W[:, i2:] -= Err[:, block] * U[block, i2:]          (one Eigen matrix product)
+//   optional act-order: columns in order of descending H_ii;
+//   group scales fitted before the loop from W (static) or when the loop first enters a group
+//     from the current, error-updated W (dynamic). With act-order a group is fitted when the
+//     first of its columns comes up, from the current values of all its columns.
+//
+// Element codes and scales come from the quantizer's building blocks (fit_matrix_scales,
+// fit_group_scales, quantize_column), so every format and scale constraint works, and the
+// result is an ordinary QuantizedMatrix.
+//
+// U without forming H^-1: with P the reversal permutation, chol(P H P) = L gives
+// H = (P L P)(P L P)^T with P L P upper, hence H^-1 = U^T U with U = (P L P)^-1 = P L^-1 P.
+// One Cholesky and one triangular inverse (computed in column panels, skipping the zero
+// triangle) instead of Cholesky, inverse and a second Cholesky.
+#include <Eigen/Cholesky>
+#include <Eigen/Core>
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <numeric>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "lowbit/config.hpp"
+#include "lowbit/quant/quantizer.hpp"
+
+namespace lowbit {
+
+struct GptqOptions {
+  float damp_percent = 0.01f;     // lambda = damp_percent * mean(diag H)
+  int max_damp_escalations = 3;   // lambda *= 10 at most this many times before falling back
+  std::int64_t block_size = 128;  // lazy-update block
+  bool act_order = false;         // process columns by descending H_ii
+  bool static_groups = false;     // fit every group's scale before the loop
+};
+
+struct GptqResult {
+  QuantizedMatrix matrix;
+  float damping = 0.0f;           // the lambda that worked (0 after a fallback)
+  int damp_escalations = 0;       // how many times lambda was raised
+  bool fell_back_to_rtn = false;  // the Cholesky failed at every damping: round-to-nearest
+  std::int64_t dead_columns = 0;  // columns with H_ii == 0 (quantized as zeros)
+  std::string warning;            // empty unless something needs the caller's attention
+};
+
+namespace detail {
+
+// Upper U with H^-1 = U^T U, or an empty matrix when H (damped) is not positive definite.
+inline Eigen::MatrixXf inverse_hessian_cholesky_upper(const Eigen::MatrixXf& h, std::int64_t panel) {
+  const Eigen::Index n = h.rows();
+  Eigen::LLT<Eigen::MatrixXf> llt(h.reverse());
+  if (llt.info() != Eigen::Success) return {};
+  const Eigen::MatrixXf& l = llt.matrixLLT();  // lower triangle holds L
+  for (Eigen::Index i = 0; i < n; ++i)
+    if (!(l(i, i) > 0.0f) || !std::isfinite(l(i, i))) return {};
+  Eigen::MatrixXf linv = Eigen::MatrixXf::Zero(n, n);
+  for (Eigen::Index a = 0; a < n; a += panel) {
+    const Eigen::Index w = std::min<Eigen::Index>(panel, n - a);
+    auto blk = linv.block(a, a, n - a, w);
+    blk.topRows(w).setIdentity();
+    l.bottomRightCorner(n - a, n - a).triangularView<Eigen::Lower>().solveInPlace(blk);
+  }
+  if (!linv.allFinite()) return {};
+  return linv.reverse();
+}
+
+}  // namespace detail
+
+inline GptqResult gptq(ConstRowMatrixRef w, const Eigen::MatrixXf& hessian, const QuantSpec& spec,
+                       const GptqOptions& options = {}, std::string_view name = "weight") {
+  const std::string tname(name);
+  const Eigen::Index m = w.rows(), n = w.cols();
+  if (m == 0 || n == 0) detail::fail("gptq '" + tname + "': empty weight");
+  if (hessian.rows() != n || hessian.cols() != n)
+    detail::fail("gptq '" + tname + "': Hessian is " + std::to_string(hessian.rows()) + "x" +
+                 std::to_string(hessian.cols()) + " but the weight has " + std::to_string(n) +
+                 " input columns");
+  if (!hessian.allFinite()) detail::fail("gptq '" + tname + "': Hessian contains NaN or Inf");
+  if (options.block_size <= 0) detail::fail("gptq '" + tname + "': block_size must be positive");
+  if (!(options.damp_percent >= 0.0f)) detail::fail("gptq '" + tname + "': damp_percent < 0");
+  for (Eigen::Index r = 0; r < m; ++r)
+    for (Eigen::Index c = 0; c < n; ++c)
+      if (!std::isfinite(w(r, c)))
+        detail::fail("gptq '" + tname + "': non-finite weight at row " + std::to_string(r) +
+                     ", column " + std::to_string(c));
+
+  GptqResult result;
+  Eigen::MatrixXf h = hessian;
+  RowMatrixXf w0 = w;  // original order, dead columns zeroed
+  for (Eigen::Index i = 0; i < n; ++i) {
+    if (h(i, i) == 0.0f) {
+      h(i, i) = 1.0f;
+      w0.col(i).setZero();
+      ++result.dead_columns;
+    }
+  }
+
+  // Column order.
+  std::vector<Eigen::Index> perm(static_cast<std::size_t>(n));
+  std::iota(perm.begin(), perm.end(), Eigen::Index{0});
+  if (options.act_order)
+    std::stable_sort(perm.begin(), perm.end(),
+                     [&](Eigen::Index a, Eigen::Index b) { return h(a, a) > h(b, b); });
+  std::vector<Eigen::Index> position(perm.size());
+  for (std::size_t p = 0; p < perm.size(); ++p) position[static_cast<std::size_t>(perm[p])] = Eigen::Index(p);
+  Eigen::MatrixXf hp(n, n);
+  for (Eigen::Index j = 0; j < n; ++j)
+    for (Eigen::Index i = 0; i < n; ++i) hp(i, j) = h(perm[std::size_t(i)], perm[std::size_t(j)]);
+
+  // Damping with escalation.
+  const float mean_diag = hp.diagonal().mean();
+  float lambda = options.damp_percent * mean_diag;
+  Eigen::MatrixXf u;
+  for (int attempt = 0; attempt <= options.max_damp_escalations; ++attempt) {
+    Eigen::MatrixXf damped = hp;
+    damped.diagonal().array() += lambda;
+    u = detail::inverse_hessian_cholesky_upper(damped, options.block_size);
+    if (u.size() != 0) {
+      result.damping = lambda;
+      result.damp_escalations = attempt;
+      break;
+    }
+    if (attempt < options.max_damp_escalations) lambda *= 10.0f;
+  }
+  if (u.size() == 0) {
+    result.fell_back_to_rtn = true;
+    result.damp_escalations = options.max_damp_escalations;
+    result.warning = "gptq '" + tname + "': Hessian not positive definite even with damping " +
+                     std::to_string(lambda) + "; used round-to-nearest for this matrix";
+    result.matrix = quantize(w, spec, name);
+    return result;
+  }
+  if (result.damp_escalations > 0)
+    result.warning = "gptq '" + tname + "': damping raised " +
+                     std::to_string(result.damp_escalations) + " time(s) to " +
+                     std::to_string(lambda);
+
+  QuantizedMatrix q = make_quantized_matrix(m, n, spec, name);
+  fit_matrix_scales(q, w0);
+  const bool grouped = q.spec.gran == granularity::per_group;
+  const bool dynamic_groups = grouped && !options.static_groups;
+  if (!dynamic_groups) fit_group_scales(q, w0, 0, q.groups_per_row);
+  std::vector<char> group_fitted(static_cast<std::size_t>(q.groups_per_row), 0);
+
+  // Working copy, column-major and permuted, so that each column is contiguous.
+  Eigen::MatrixXf work(m, n);
+  for (Eigen::Index p = 0; p < n; ++p) work.col(p) = w0.col(perm[std::size_t(p)]);
+  RowMatrixXf scratch = dynamic_groups ? w0 : RowMatrixXf();  // current values, original order
+  const Eigen::Index bs = static_cast<Eigen::Index>(options.block_size);
+  Eigen::MatrixXf err(m, std::min<Eigen::Index>(bs, n));
+  Eigen::VectorXf dq(m);
+
+  for (Eigen::Index i1 = 0; i1 < n; i1 += bs) {
+    const Eigen::Index i2 = std::min<Eigen::Index>(i1 + bs, n), count = i2 - i1;
+    for (Eigen::Index i = i1; i < i2; ++i) {
+      const Eigen::Index col = perm[std::size_t(i)];
+      if (dynamic_groups) {
+        const std::int64_t g = col / q.group_size;
+        if (!group_fitted[std::size_t(g)]) {
+          // The group's columns as they are now: in or before this block, `work` is current;
+          // beyond it, the block's pending lazy update has to be added in.
+          const std::int64_t c_end = std::min<std::int64_t>((g + 1) * q.group_size, n);
+          for (std::int64_t c = g * q.group_size; c < c_end; ++c) {
+            const Eigen::Index p = position[std::size_t(c)];
+            if (p < i2 || i == i1) {
+              scratch.col(c) = work.col(p);
+            } else {
+              scratch.col(c) = work.col(p) - err.leftCols(i - i1) * u.block(i1, p, i - i1, 1);
+            }
+          }
+          fit_group_scales(q, scratch, g, 1);
+          group_fitted[std::size_t(g)] = 1;
+        }
+      }
+      quantize_column(q, col, work.col(i).data(), dq.data());
+      const float d = u(i, i);
+      err.col(i - i1) = (work.col(i) - dq) / d;
+      const Eigen::Index rest = i2 - i - 1;
+      if (rest > 0)
+        work.middleCols(i + 1, rest).noalias() -=
+            err.col(i - i1) * u.row(i).segment(i + 1, rest);
+    }
+    if (i2 < n)
+      work.rightCols(n - i2).noalias() -= err.leftCols(count) * u.block(i1, i2, count, n - i2);
+  }
+  result.matrix = std::move(q);
+  return result;
+}
+
+}  // namespace lowbit

@@ -1,0 +1,190 @@
+#pragma once
+// LoRC (ZeroQuant-V2, arXiv 2303.08302): a low-rank compensation of the quantization error.
+//     E = W - W_hat = U S V^T,   U_hat = U_r S_r^1/2 [out, r],   V_hat = S_r^1/2 V_r^T [r, in]
+// so W ~ W_hat + U_hat V_hat and at run time  Y = X W_hat^T + (X V_hat^T) U_hat^T.
+//
+// The SVD is Eigen's exact BDCSVD for small matrices and a randomized range finder with
+// power iterations (Halko, Martinsson, Tropp 2011) for large ones: for rank r it costs a few
+// passes of E times a thin matrix instead of a full decomposition.
+//
+// The factors are stored in fp32, fp16 or int8 (per-row symmetric, one fp32 scale per row
+// of U_hat and of V_hat). `u` and `v` always hold the effective fp32 values (what the forward
+// pass uses, exactly representable in the storage format); for int8 the codes and scales
+// that reproduce them are kept too, as the compact form a checkpoint stores.
+#include <Eigen/Core>
+#include <Eigen/QR>
+#include <Eigen/SVD>
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "lowbit/config.hpp"
+#include "lowbit/quant/quantizer.hpp"
+
+namespace lowbit {
+
+enum class lorc_storage : std::uint8_t { f32, f16, int8 };
+
+enum class svd_method : std::uint8_t {
+  automatic,   // exact when min(out, in) <= LorcOptions::exact_max_dim, randomized otherwise
+  exact,       // Eigen::BDCSVD of the whole error
+  randomized,  // range finder + power iterations
+};
+
+struct LorcOptions {
+  lorc_storage storage = lorc_storage::f16;
+  svd_method method = svd_method::automatic;
+  std::int64_t exact_max_dim = 512;
+  int oversampling = 16;       // extra columns of the random sketch
+  int power_iterations = 8;    // passes of (E E^T): quantization error has a flat spectrum,
+                               // which needs more of them than the textbook 2
+  std::uint64_t seed = 0x10c5;
+};
+
+struct LowRank {
+  RowMatrixXf u;  // [out, r] effective values
+  RowMatrixXf v;  // [r, in] effective values
+  lorc_storage storage = lorc_storage::f32;
+  // int8 storage only: codes and per-row scales, u = u_codes * u_scales (per row), same for v.
+  RowMatrixXi8 u_codes, v_codes;
+  std::vector<float> u_scales, v_scales;
+
+  int rank() const noexcept { return static_cast<int>(u.cols()); }
+  // u * v, the compensation added to W_hat.
+  RowMatrixXf product() const { return u * v; }
+  // Storage the factors add, in bits (scales counted at 32 bits).
+  std::int64_t storage_bits() const noexcept {
+    const std::int64_t n = u.size() + v.size();
+    switch (storage) {
+      case lorc_storage::f32: return 32 * n;
+      case lorc_storage::f16: return 16 * n;
+      case lorc_storage::int8: return 8 * n + 32 * (u.rows() + v.rows());
+    }
+    return 0;
+  }
+  // The same per weight element of the [out, in] matrix it compensates.
+  double bits_per_weight() const noexcept {
+    const double elems = double(u.rows()) * double(v.cols());
+    return elems > 0 ? double(storage_bits()) / elems : 0.0;
+  }
+};
+
+namespace detail {
+
+struct truncated_svd {
+  Eigen::MatrixXf u;          // [m, r]
+  Eigen::VectorXf sigma;      // [r]
+  Eigen::MatrixXf v;          // [n, r]
+};
+
+inline truncated_svd exact_svd(const Eigen::MatrixXf& e, int rank) {
+  Eigen::BDCSVD<Eigen::MatrixXf> svd(e, Eigen::ComputeThinU | Eigen::ComputeThinV);
+  return {svd.matrixU().leftCols(rank), svd.singularValues().head(rank),
+          svd.matrixV().leftCols(rank)};
+}
+
+// Randomized SVD: Y = (E E^T)^q E Omega, Q = orth(Y), B = Q^T E, SVD(B).
+inline truncated_svd randomized_svd(const Eigen::MatrixXf& e, int rank, int oversampling,
+                                    int power_iterations, std::uint64_t seed) {
+  const Eigen::Index m = e.rows(), n = e.cols();
+  const Eigen::Index k = std::min<Eigen::Index>(rank + oversampling, std::min(m, n));
+  std::mt19937_64 rng(seed);
+  std::normal_distribution<float> gauss(0.0f, 1.0f);
+  Eigen::MatrixXf omega(n, k);
+  for (Eigen::Index i = 0; i < omega.size(); ++i) omega.data()[i] = gauss(rng);
+  auto orthonormal = [](const Eigen::MatrixXf& y) {
+    Eigen::HouseholderQR<Eigen::MatrixXf> qr(y);
+    return Eigen::MatrixXf(qr.householderQ() * Eigen::MatrixXf::Identity(y.rows(), y.cols()));
+  };
+  Eigen::MatrixXf q = orthonormal(e * omega);
+  for (int it = 0; it < power_iterations; ++it) {
+    // Re-orthonormalizing between the two products keeps the small singular directions
+    // from drowning in rounding (fp32).
+    Eigen::MatrixXf z = orthonormal(e.transpose() * q);
+    q = orthonormal(e * z);
+  }
+  const Eigen::MatrixXf b = q.transpose() * e;  // [k, n]
+  Eigen::JacobiSVD<Eigen::MatrixXf> svd(b, Eigen::ComputeThinU | Eigen::ComputeThinV);
+  return {q * svd.matrixU().leftCols(rank), svd.singularValues().head(rank),
+          svd.matrixV().leftCols(rank)};
+}
+
+// Per-row symmetric int8 of a factor: code = round(x / s), s = amax / 127.
+inline void quantize_rows_int8(RowMatrixXf& f, RowMatrixXi8& codes, std::vector<float>& scales) {
+  codes.resize(f.rows(), f.cols());
+  scales.assign(static_cast<std::size_t>(f.rows()), 0.0f);
+  for (Eigen::Index r = 0; r < f.rows(); ++r) {
+    const float amax = f.row(r).cwiseAbs().maxCoeff();
+    const float s = amax > 0.0f ? amax / 127.0f : 1.0f;
+    scales[static_cast<std::size_t>(r)] = s;
+    for (Eigen::Index c = 0; c < f.cols(); ++c) {
+      const float q = std::clamp(std::nearbyint(f(r, c) / s), -127.0f, 127.0f);
+      codes(r, c) = static_cast<std::int8_t>(q);
+      f(r, c) = q * s;
+    }
+  }
+}
+
+inline void round_to_half(RowMatrixXf& f) {
+  f = f.cast<Eigen::half>().cast<float>();
+}
+
+}  // namespace detail
+
+// LoRC of the error between w and its quantized approximation w_hat ([out, in] both).
+inline LowRank lorc_from_error(const Eigen::MatrixXf& error, int rank, const LorcOptions& options = {}) {
+  const Eigen::Index m = error.rows(), n = error.cols();
+  if (m == 0 || n == 0) detail::fail("lorc: empty error matrix");
+  if (rank <= 0) detail::fail("lorc: rank must be positive, got " + std::to_string(rank));
+  if (!error.allFinite()) detail::fail("lorc: the quantization error contains NaN or Inf");
+  const int r = static_cast<int>(std::min<Eigen::Index>(rank, std::min(m, n)));
+  bool exact = options.method == svd_method::exact;
+  if (options.method == svd_method::automatic)
+    exact = std::min(m, n) <= options.exact_max_dim ||
+            r + options.oversampling >= std::min(m, n) / 2;
+  const detail::truncated_svd svd =
+      exact ? detail::exact_svd(error, r)
+            : detail::randomized_svd(error, r, options.oversampling, options.power_iterations,
+                                     options.seed);
+  const Eigen::VectorXf root = svd.sigma.cwiseSqrt();
+  LowRank lr;
+  lr.storage = options.storage;
+  lr.u = svd.u * root.asDiagonal();
+  lr.v = root.asDiagonal() * svd.v.transpose();
+  switch (options.storage) {
+    case lorc_storage::f32: break;
+    case lorc_storage::f16:
+      detail::round_to_half(lr.u);
+      detail::round_to_half(lr.v);
+      break;
+    case lorc_storage::int8:
+      detail::quantize_rows_int8(lr.u, lr.u_codes, lr.u_scales);
+      detail::quantize_rows_int8(lr.v, lr.v_codes, lr.v_scales);
+      break;
+  }
+  return lr;
+}
+
+inline LowRank lorc(ConstRowMatrixRef w, ConstRowMatrixRef w_hat, int rank,
+                    const LorcOptions& options = {}) {
+  if (w.rows() != w_hat.rows() || w.cols() != w_hat.cols())
+    detail::fail("lorc: weight is " + std::to_string(w.rows()) + "x" + std::to_string(w.cols()) +
+                 " but its quantized form is " + std::to_string(w_hat.rows()) + "x" +
+                 std::to_string(w_hat.cols()));
+  return lorc_from_error(Eigen::MatrixXf(w - w_hat), rank, options);
+}
+
+// LoRC of a weight and its QuantizedMatrix.
+inline LowRank lorc(ConstRowMatrixRef w, const QuantizedMatrix& q, int rank,
+                    const LorcOptions& options = {}) {
+  if (w.rows() != q.rows || w.cols() != q.cols)
+    detail::fail("lorc: weight is " + std::to_string(w.rows()) + "x" + std::to_string(w.cols()) +
+                 " but quantized matrix '" + q.name + "' is " + std::to_string(q.rows) + "x" +
+                 std::to_string(q.cols));
+  return lorc_from_error(Eigen::MatrixXf(w - dequantize(q)), rank, options);
+}
+
+}  // namespace lowbit
