@@ -4,7 +4,8 @@
 #   scripts/demo.sh [extra arguments for `lowbit demo`]
 #
 # Installs missing Debian packages when run as root (otherwise prints the apt-get line and
-# stops), configures and builds into build/ (LOWBIT_BUILD_DIR overrides), then runs
+# stops), configures and builds into build/ (LOWBIT_BUILD_DIR overrides; LOWBIT_CMAKE_ARGS adds
+# configure arguments), then runs
 # `build/examples/lowbit demo`. Only the program is built, so this takes a minute or two,
 # not the full test suite; scripts/test.sh builds and runs everything else.
 set -euo pipefail
@@ -17,10 +18,13 @@ cd "$root"
 lowbit_ensure_packages "${LOWBIT_BASE_PACKAGES[@]}"
 
 build_dir=${LOWBIT_BUILD_DIR:-build}
+# Extra configure arguments for local use, split on spaces (e.g. "-DCMAKE_CXX_COMPILER=clang++").
+read -r -a extra_cmake_args <<<"${LOWBIT_CMAKE_ARGS:-}"
 jobs=$(lowbit_jobs)
 
 lowbit_log "configuring Release build in $build_dir/"
-cmake -S . -B "$build_dir" -DCMAKE_BUILD_TYPE=Release ||
+cmake -S . -B "$build_dir" -DCMAKE_BUILD_TYPE=Release \
+  ${extra_cmake_args[@]+"${extra_cmake_args[@]}"} ||
   lowbit_die "cmake configure failed (see the messages above)"
 lowbit_log "building the lowbit program with $jobs jobs"
 cmake --build "$build_dir" --target lowbit_cli -j "$jobs" ||

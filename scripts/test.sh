@@ -12,7 +12,8 @@
 #
 # Other knobs: LOWBIT_TEST_BUILD_ROOT (default build-test; one sub-directory per stage),
 # LOWBIT_JOBS (default nproc), LOWBIT_FUZZ_SECONDS (default 60 per target),
-# LOWBIT_CTEST_TIMEOUT (seconds per test, default 1200).
+# LOWBIT_CTEST_TIMEOUT (seconds per test, default 1200), LOWBIT_CMAKE_ARGS (extra arguments
+# for every configure, split on spaces, e.g. "-DLOWBIT_TEST_GLOB=test_formats*" locally).
 #
 # Any failure stops the script with a message naming the stage. The output ends with the
 # stage timings and CTest's closing summary lines.
@@ -40,6 +41,7 @@ build_root=${LOWBIT_TEST_BUILD_ROOT:-build-test}
 jobs=$(lowbit_jobs)
 ctest_timeout=${LOWBIT_CTEST_TIMEOUT:-1200}
 fuzz_seconds=${LOWBIT_FUZZ_SECONDS:-60}
+read -r -a extra_cmake_args <<<"${LOWBIT_CMAKE_ARGS:-}"
 mkdir -p "$build_root"
 build_root=$(cd "$build_root" && pwd)
 
@@ -86,7 +88,8 @@ if wants native; then
   lowbit_stage_begin "native: configure + build"
   dir="$build_root/native"
   step "cmake configure" cmake -S . -B "$dir" -DCMAKE_BUILD_TYPE=Release -DLOWBIT_WERROR=ON \
-    -DLOWBIT_BUILD_TESTS=ON -DLOWBIT_BUILD_EXAMPLES=ON -DLOWBIT_BUILD_BENCHMARKS=ON
+    -DLOWBIT_BUILD_TESTS=ON -DLOWBIT_BUILD_EXAMPLES=ON -DLOWBIT_BUILD_BENCHMARKS=ON \
+    ${extra_cmake_args[@]+"${extra_cmake_args[@]}"}
   step "build with -Werror" cmake --build "$dir" -j "$jobs"
   lowbit_stage_end
   lowbit_stage_begin "native: ctest"
@@ -106,7 +109,7 @@ if wants asan; then
     "-DCMAKE_CXX_FLAGS=-O1 -g $sanitize -Wno-maybe-uninitialized" \
     "-DCMAKE_EXE_LINKER_FLAGS=$sanitize" \
     -DLOWBIT_BUILD_TESTS=ON -DLOWBIT_BUILD_EXAMPLES=OFF -DLOWBIT_BUILD_BENCHMARKS=OFF \
-    -DLOWBIT_TEST_CONSUMERS=OFF
+    -DLOWBIT_TEST_CONSUMERS=OFF ${extra_cmake_args[@]+"${extra_cmake_args[@]}"}
   step "build" cmake --build "$dir" -j "$jobs"
   lowbit_stage_end
   lowbit_stage_begin "asan+ubsan: ctest"
@@ -123,7 +126,8 @@ if wants arm; then
     -DCMAKE_TOOLCHAIN_FILE="$root/cmake/toolchains/aarch64-linux-gnu.cmake" \
     "-DCMAKE_CROSSCOMPILING_EMULATOR=qemu-aarch64-static;-L;/usr/aarch64-linux-gnu" \
     -DCMAKE_BUILD_TYPE=Release -DLOWBIT_WERROR=ON \
-    -DLOWBIT_BUILD_TESTS=ON -DLOWBIT_BUILD_EXAMPLES=OFF -DLOWBIT_BUILD_BENCHMARKS=OFF
+    -DLOWBIT_BUILD_TESTS=ON -DLOWBIT_BUILD_EXAMPLES=OFF -DLOWBIT_BUILD_BENCHMARKS=OFF \
+    ${extra_cmake_args[@]+"${extra_cmake_args[@]}"}
   step "cross-build" cmake --build "$dir" -j "$jobs"
   if command -v file >/dev/null 2>&1; then
     file "$dir/tests/lowbit_tests" | grep -q 'ARM aarch64' ||
