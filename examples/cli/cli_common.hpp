@@ -1,0 +1,202 @@
+#pragma once
+// Helpers shared by the quantize / inspect / compare subcommands: the scheme flags, which
+// tensors get quantized, a progress bar on stderr, byte/number formatting and JSON output.
+#include <fmt/format.h>
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <cmath>
+
+#include <chrono>
+#include <cstdio>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <regex>
+#include <string>
+#include <vector>
+
+#include "lowbit/error.hpp"
+#include "lowbit/io/detail/atomic_file.hpp"
+#include "lowbit/io/safetensors.hpp"
+#include "lowbit/quant/scheme.hpp"
+#include "lowbit/quant/spec_text.hpp"
+
+namespace lowbit_cli {
+
+// ---- scheme flags ---------------------------------------------------------------------
+
+// The explicit scheme flags (same meaning as in `lowbit eval`).
+struct scheme_flags {
+  std::string recipe;
+  std::string weights;           // element format; empty = int4
+  int group = 128;               // > 0 group size; 0 per channel; -1 per tensor
+  std::string scale = "fp32";    // fp32 | m1 | m2 | mx | nvfp4
+  bool asymmetric = false;
+  std::string activations;       // per-token activation format, recorded in the checkpoint
+  std::string smooth;            // auto | ALPHA (needs calibration)
+  int lorc = 0;                  // LoRC rank
+  bool gptq = false;             // needs calibration
+  std::string calib;             // calibration tokens file
+
+  void add_to(CLI::App& sub) {
+    sub.add_option("--recipe", recipe, "Named recipe (w8a8-fp8, w8a8-int8, w4a16-int4, w4a16-sqplus, ...)");
+    sub.add_option("--weights", weights, "Weight format: int8, int4, fp8/e4m3, e5m2, fp6/e3m2, e2m3, fp4/e2m1");
+    sub.add_option("--group", group, "Group size along K (0 = per channel, -1 = per tensor)")->capture_default_str();
+    sub.add_option("--scale", scale, "Scale rule: fp32, m1, m2, mx, nvfp4")->capture_default_str();
+    sub.add_flag("--asymmetric", asymmetric, "Integer weights with zero points");
+    sub.add_option("--activations", activations, "Per-token activation format recorded for inference: int8, fp8/e4m3, e5m2");
+    sub.add_option("--smooth", smooth, "SmoothQuant+ smoothing: auto (alpha search) or a fixed alpha (needs --calib)");
+    sub.add_option("--lorc", lorc, "LoRC low-rank error compensation of this rank (0 = off)");
+    sub.add_flag("--gptq", gptq, "GPTQ weight rounding (needs --calib)");
+    sub.add_option("--calib", calib, "Calibration tokens (uint16 ids) for --gptq / --smooth");
+  }
+};
+
+struct resolved_scheme {
+  lowbit::QuantSpec spec;
+  std::optional<lowbit::act_format> activations;
+  int lorc_rank = 0;
+  std::string label;  // what tables and metadata call it
+};
+
+inline resolved_scheme resolve(const scheme_flags& f) {
+  if (!f.recipe.empty() && (!f.weights.empty() || !f.activations.empty()))
+    lowbit::detail::fail("--recipe and --weights/--activations are alternatives; give one");
+  if (!f.recipe.empty())
+    lowbit::detail::fail("--recipe " + f.recipe +
+                         ": named recipes are not available in this build yet (algo/recipes.hpp); use "
+                         "--weights/--group/--scale/--activations");
+  if (f.gptq || !f.smooth.empty() || !f.calib.empty())
+    lowbit::detail::fail(
+        "--gptq, --smooth and --calib need activations recorded through the model's forward pass, which "
+        "`lowbit quantize` does not run yet; quantize with round-to-nearest (optionally --lorc R) instead");
+  if (f.lorc < 0) lowbit::detail::fail("--lorc: rank must be >= 0, got " + std::to_string(f.lorc));
+  resolved_scheme r;
+  lowbit::QuantSpec& q = r.spec;
+  q.format = lowbit::parse_element_format(f.weights.empty() ? "int4" : f.weights);
+  if (f.group > 0) {
+    q.gran = lowbit::granularity::per_group;
+    q.group_size = f.group;
+  } else if (f.group == 0 || f.group == -1) {
+    q.gran = f.group == 0 ? lowbit::granularity::per_channel : lowbit::granularity::per_tensor;
+  } else {
+    lowbit::detail::fail("--group: expected a group size > 0, 0 (per channel) or -1 (per tensor), got " +
+                         std::to_string(f.group));
+  }
+  if (f.scale == "fp32") q.constraint = lowbit::scale_constraint::none;
+  else if (f.scale == "m1") q.constraint = lowbit::scale_constraint::pow2_m1;
+  else if (f.scale == "m2") q.constraint = lowbit::scale_constraint::pow2_m2;
+  else if (f.scale == "mx") q.constraint = lowbit::scale_constraint::mx;
+  else if (f.scale == "nvfp4") q.constraint = lowbit::scale_constraint::nvfp4;
+  else lowbit::detail::fail("--scale: expected fp32, m1, m2, mx or nvfp4, got '" + f.scale + "'");
+  q.symmetric = !f.asymmetric;
+  q = lowbit::normalized_spec(q, "--weights");
+  if (!f.activations.empty()) r.activations = lowbit::parse_act_format(f.activations);
+  r.lorc_rank = f.lorc;
+  r.label = lowbit::to_string(q);
+  if (r.activations) r.label += " a:" + std::string(lowbit::to_string(*r.activations));
+  if (r.lorc_rank > 0) r.label += " lorc" + std::to_string(r.lorc_rank);
+  return r;
+}
+
+// ---- which tensors are quantized --------------------------------------------------------
+
+// Default rule: rank-2 tensors named *.weight whose name does not mark an embedding, a norm
+// or the classifier (contains "embed", "norm", "lm_head", or is "output.weight"), stored in a
+// float dtype. --include keeps only names matching the regex; --exclude drops matches.
+struct tensor_filter {
+  std::string include, exclude;
+
+  void add_to(CLI::App& sub) {
+    sub.add_option("--include", include, "Quantize only eligible tensors whose name matches this regex");
+    sub.add_option("--exclude", exclude, "Do not quantize tensors whose name matches this regex");
+  }
+  bool selects(const lowbit::TensorView& t) const {
+    const std::string& n = t.name;
+    const auto has = [&](const char* s) { return n.find(s) != std::string::npos; };
+    const bool floaty = t.dtype == lowbit::tensor_dtype::f32 || t.dtype == lowbit::tensor_dtype::f16 ||
+                        t.dtype == lowbit::tensor_dtype::bf16 || t.dtype == lowbit::tensor_dtype::f64;
+    if (t.rank() != 2 || !floaty || t.shape[0] == 0 || t.shape[1] == 0) return false;
+    if (n.size() < 7 || n.compare(n.size() - 7, 7, ".weight") != 0) return false;
+    if (has("embed") || has("norm") || has("lm_head") || n == "output.weight") return false;
+    if (!include.empty() && !std::regex_search(n, regex(include, "--include"))) return false;
+    if (!exclude.empty() && std::regex_search(n, regex(exclude, "--exclude"))) return false;
+    return true;
+  }
+
+ private:
+  static std::regex regex(const std::string& text, const char* flag) {
+    try {
+      return std::regex(text);
+    } catch (const std::regex_error& e) {
+      lowbit::detail::fail(std::string(flag) + ": invalid regex '" + text + "': " + e.what());
+    }
+  }
+};
+
+// ---- output ------------------------------------------------------------------------------
+
+inline std::string human_bytes(double b) {
+  const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+  int u = 0;
+  while (b >= 1024.0 && u < 4) {
+    b /= 1024.0;
+    ++u;
+  }
+  return u == 0 ? fmt::format("{:.0f} {}", b, units[u]) : fmt::format("{:.2f} {}", b, units[u]);
+}
+
+inline std::string shape_text(const std::vector<std::int64_t>& s) {
+  std::string out = "[";
+  for (std::size_t i = 0; i < s.size(); ++i) out += (i ? "," : "") + std::to_string(s[i]);
+  return out + "]";
+}
+
+// SQNR in dB as JSON: a number, or null when infinite (an exact result).
+inline nlohmann::json db_json(double v) { return std::isfinite(v) ? nlohmann::json(v) : nlohmann::json(nullptr); }
+inline std::string db_text(double v) { return std::isfinite(v) ? fmt::format("{:.2f}", v) : "exact"; }
+
+// Writes a JSON report atomically ("-" = stdout).
+inline void write_json(const std::string& path, const nlohmann::json& j) {
+  const std::string text = j.dump(2) + "\n";
+  if (path == "-") {
+    std::fputs(text.c_str(), stdout);
+    return;
+  }
+  lowbit::detail::atomic_output_file f(path);
+  f.write_at(text.data(), text.size(), 0);
+  f.commit();
+}
+
+// A one-line progress bar on stderr, drawn only when stderr is a terminal and not --quiet.
+class progress_bar {
+ public:
+  progress_bar(std::uint64_t total, bool quiet) : total_(total), enabled_(!quiet && ::isatty(2) == 1) {}
+  ~progress_bar() { finish(); }
+  void update(std::uint64_t done, const std::string& what) {
+    if (!enabled_) return;
+    const auto now = std::chrono::steady_clock::now();
+    if (done < total_ && now - last_ < std::chrono::milliseconds(100)) return;  // keep the terminal calm
+    last_ = now;
+    const int width = 30;
+    const double frac = total_ == 0 ? 1.0 : static_cast<double>(done) / static_cast<double>(total_);
+    const int filled = static_cast<int>(frac * width);
+    std::string label = what.size() > 40 ? "..." + what.substr(what.size() - 37) : what;
+    std::fprintf(stderr, "\r[%s%s] %3d%% %-40s", std::string(filled, '#').c_str(),
+                 std::string(width - filled, '.').c_str(), static_cast<int>(frac * 100), label.c_str());
+    std::fflush(stderr);
+    drawn_ = true;
+  }
+  void finish() {
+    if (drawn_) std::fprintf(stderr, "\r%*s\r", 80, "");
+    drawn_ = false;
+  }
+
+ private:
+  std::uint64_t total_;
+  bool enabled_;
+  bool drawn_ = false;
+  std::chrono::steady_clock::time_point last_{};
+};
+
+}  // namespace lowbit_cli
