@@ -16,6 +16,10 @@
 
 #include "lowbit/kernels/float_family.hpp"
 
+#if LOWBIT_HAVE_X86_SIMD
+#include <immintrin.h>
+#endif
+
 namespace {
 
 using namespace lowbit;
@@ -117,7 +121,55 @@ void bench_dram_read(benchmark::State& st) {
                                            benchmark::Counter::kIsIterationInvariantRate);
 }
 
+#if LOWBIT_HAVE_X86_SIMD
+// GCC 12 warns inside its own AVX-512 intrinsics (GCC bug 105593).
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+// Register-only FMA loops (16 independent accumulators): the fp32 and fp16 arithmetic peaks
+// of one core, so kernel GOPS can be read as a fraction of what the core can do right now
+// (the machine is shared). 2 flops per lane per FMA.
+LOWBIT_TARGET_AVX512 double fma_f32_loop(std::int64_t iters) {
+  __m512 a[16];
+  for (int i = 0; i < 16; ++i) a[i] = _mm512_set1_ps(1.0f + i * 1e-3f);
+  const __m512 m = _mm512_set1_ps(0.999999f), c = _mm512_set1_ps(1e-7f);
+  for (std::int64_t n = 0; n < iters; ++n)
+#pragma GCC unroll 16
+    for (int i = 0; i < 16; ++i) a[i] = _mm512_fmadd_ps(a[i], m, c);
+  __m512 s = a[0];
+  for (int i = 1; i < 16; ++i) s = _mm512_add_ps(s, a[i]);
+  return _mm512_reduce_add_ps(s);
+}
+LOWBIT_TARGET_AVX512_FP16 double fma_f16_loop(std::int64_t iters) {
+  __m512h a[16];
+  for (int i = 0; i < 16; ++i) a[i] = _mm512_set1_ph(static_cast<_Float16>(1.0f + i * 1e-3f));
+  const __m512h m = _mm512_set1_ph(static_cast<_Float16>(0.999f)), c = _mm512_set1_ph(static_cast<_Float16>(1e-3f));
+  for (std::int64_t n = 0; n < iters; ++n)
+#pragma GCC unroll 16
+    for (int i = 0; i < 16; ++i) a[i] = _mm512_fmadd_ph(a[i], m, c);
+  __m512h s = a[0];
+  for (int i = 1; i < 16; ++i) s = _mm512_add_ph(s, a[i]);
+  return static_cast<double>(_mm512_reduce_add_ph(s));
+}
+void bench_fma_peak(benchmark::State& st, bool half) {
+  if (half ? !host_cpu_features().avx512fp16 : !host_cpu_features().avx512f) {
+    st.SkipWithError("CPU lacks the instruction");
+    return;
+  }
+  volatile std::int64_t iters_v = 1 << 20;  // read every time: the call cannot be hoisted
+  const std::int64_t iters = iters_v;
+  for (auto _ : st) benchmark::DoNotOptimize(half ? fma_f16_loop(iters_v) : fma_f32_loop(iters_v));
+  const double flops = 2.0 * 16 * (half ? 32 : 16) * static_cast<double>(iters);
+  st.counters["GOPS"] = benchmark::Counter(flops / 1e9, benchmark::Counter::kIsIterationInvariantRate);
+}
+#pragma GCC diagnostic pop
+#endif
+
 int register_all() {
+#if LOWBIT_HAVE_X86_SIMD
+  benchmark::RegisterBenchmark("float_family/fma_f32_peak", bench_fma_peak, false);
+  benchmark::RegisterBenchmark("float_family/fma_f16_peak", bench_fma_peak, true);
+#endif
   const std::int64_t n = 4096, k = 4096;
   for (std::int64_t tokens : {1, 8, 128}) {
     const std::string shape = "/" + std::to_string(tokens) + "/" + std::to_string(n) + "/" + std::to_string(k);

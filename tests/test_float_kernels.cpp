@@ -85,6 +85,7 @@ RowMatrixXf random_activations(std::int64_t tokens, std::int64_t cols, std::uint
 
 // The stated tolerance: 2e-5 * s_a * sum_k |xq * w_hat| per output (float_layout.hpp).
 constexpr float float_tolerance = 2e-5f;
+constexpr float fp16_path_tolerance = 1.0f / 64;  // AVX512-FP16 w4a8_fp4 (x86/avx512fp16_float.hpp)
 RowMatrixXf tolerance(const QuantizedMatrix& q, gemm_scheme scheme, const RowMatrixXf& x) {
   RowMatrixXf w_abs(q.rows, q.cols);
   for (std::int64_t r = 0; r < q.rows; ++r)
@@ -204,7 +205,13 @@ TEST_CASE("float kernels: every tier matches the reference over the edge-case me
             run_float(w, ws, y, 0, 5);
             run_float(w, ws, y, 5, 37);
             run_float(w, ws, y, 37, n_out);
-            CHECK(worst_ratio(RowMatrixXf(y), ref, tol) <= 1.0);
+            if (float_uses_fp16_path(w, tokens)) {
+              // fp16 runs: the bound of avx512fp16_float.hpp, and a typical-error check.
+              CHECK(worst_ratio(RowMatrixXf(y), ref, tol * (fp16_path_tolerance / float_tolerance)) <= 1.0);
+              CHECK((RowMatrixXf(y) - ref).norm() <= 2e-3 * ref.norm());
+            } else {
+              CHECK(worst_ratio(RowMatrixXf(y), ref, tol) <= 1.0);
+            }
             CHECK((big.leftCols(3).array() == 12345.0f).all());
             CHECK((big.rightCols(4).array() == 12345.0f).all());
             CHECK((big.row(0).array() == 12345.0f).all());
@@ -240,7 +247,8 @@ TEST_CASE("float kernels: end to end against dequantize + fp32 product", "[float
       const float_packed w = pack_float(q, sc.scheme, tier);
       RowMatrixXf y(tokens, n_out);
       run_float(w, prepare_float(w, x), y, 0, n_out);
-      CHECK(worst_ratio(y, expect, tol) <= 1.0);
+      const float factor = float_uses_fp16_path(w, tokens) ? fp16_path_tolerance / float_tolerance : 1.0f;
+      CHECK(worst_ratio(y, expect, tol * factor) <= 1.0);
       CHECK(float_packed_bytes(w) > 0);
       CHECK(float_kernel_name(w).find(std::string(to_string(tier))) != std::string::npos);
     }

@@ -74,13 +74,14 @@ inline void run_float(const float_packed& w, const float_workspace& ws, RowMatri
   fail("gemm: no float kernel for ISA tier " + std::string(to_string(w.tier)) + " in this build");
 }
 
-// e.g. "w4a8_fp4_g128_avx512", "w8a8_fp8_pc_avx2" (pc: one group spans K).
+// e.g. "w4a8_fp4_g128_avx512fp16", "w8a8_fp8_pc_avx2" (pc: one group spans K).
 inline std::string float_kernel_name(const float_packed& w) {
   std::string name(to_string(w.scheme));
   if (w.code == float_code::uint4_with_zero) name += "_asym";
   name += w.groups == 1 ? std::string("_pc") : "_g" + std::to_string(w.group_size);
   name += "_";
   name += to_string(w.tier);
+  if (float_uses_fp16_path(w, 5)) name += "fp16";  // the many-token path
   return name;
 }
 

@@ -81,6 +81,7 @@ struct float_workspace {
   std::vector<float> token_scales;   // [tokens]: s_a (A8), 1 (A16)
   std::vector<std::uint8_t> codes;   // [tokens][K]: the E4M3 codes (A8 only)
   std::vector<float> group_sums;     // [tokens][groups]: sum of x over each group (zero points)
+  std::vector<std::uint16_t> x_half; // [tokens][K]: fp16 bits of x / 2 (AVX512-FP16 w4a8_fp4)
 };
 
 // 16-entry decode tables of the 4-bit codes, indexed by nibble.
@@ -102,6 +103,36 @@ inline const nibble_tables& nibble_decode_tables() noexcept {
 inline const float* nibble_table(float_code c) noexcept {
   const nibble_tables& t = nibble_decode_tables();
   return c == float_code::e2m1 ? t.e2m1 : c == float_code::int4_signed ? t.int4_signed : t.uint4;
+}
+
+// fp16 bits of (E2M1 value of nibble i) and of (E4M3 value of code c) / 2: all exact.
+inline std::uint16_t fp16_bits_of_exact(float v) noexcept {
+  std::uint32_t u;
+  std::memcpy(&u, &v, 4);
+  const std::uint16_t sign = static_cast<std::uint16_t>((u >> 16) & 0x8000);
+  if ((u & 0x7fffffffu) == 0) return sign;
+  const int e = static_cast<int>((u >> 23) & 0xFF) - 127 + 15;  // callers keep it normal
+  return static_cast<std::uint16_t>(sign | (e << 10) | ((u & 0x7FFFFFu) >> 13));
+}
+struct fp16_tables {
+  std::uint16_t e2m1[32];       // 16 entries, repeated: VPERMW reads 5 index bits
+  std::uint16_t e4m3_half[256];
+};
+inline const fp16_tables& fp16_decode_tables() noexcept {
+  static const fp16_tables t = [] {
+    fp16_tables r{};
+    for (int i = 0; i < 32; ++i) r.e2m1[i] = fp16_bits_of_exact(nibble_decode_tables().e2m1[i & 15]);
+    for (int c = 0; c < 256; ++c)
+      r.e4m3_half[c] = (c & 0x7F) == 0x7F ? 0 : fp16_bits_of_exact(0.5f * float8_e4m3fn::decode_table[c]);
+    return r;
+  }();
+  return t;
+}
+
+// Whether run_float takes the AVX512-FP16 path (x86/avx512fp16_float.hpp) for this call.
+inline bool float_uses_fp16_path(const float_packed& w, std::int64_t tokens) {
+  return w.tier == isa_tier::avx512 && w.scheme == gemm_scheme::w4a8_fp4 && tokens > 4 &&
+         host_cpu_features().avx512fp16;
 }
 
 inline gemm_scheme choose_float_scheme(const QuantSpec& weights, std::optional<act_format> activations) {
@@ -264,6 +295,11 @@ inline float_workspace prepare_float(const float_packed& w, ConstRowMatrixRef x)
         codes[k] = e4m3_code_fast(row[k] * inv);
         xv[k] = e4m3_table[codes[k]];
       }
+    }
+    if (float_uses_fp16_path(w, ws.tokens)) {
+      const std::uint16_t* half = fp16_decode_tables().e4m3_half;
+      ws.x_half.resize(total);
+      for (std::size_t i = 0; i < total; ++i) ws.x_half[i] = half[ws.codes[i]];
     }
   } else {
     for (std::int64_t t = 0; t < ws.tokens; ++t)

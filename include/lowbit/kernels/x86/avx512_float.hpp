@@ -11,6 +11,7 @@
 //    every token; a 12-token x 32-column register block of fp32 FMAs runs over it.
 #include "lowbit/detail/target.hpp"
 #include "lowbit/kernels/float_layout.hpp"
+#include "lowbit/kernels/x86/avx512fp16_float.hpp"
 
 #if LOWBIT_HAVE_X86_SIMD
 #include <immintrin.h>
@@ -158,6 +159,10 @@ inline void avx512_accumulate(const float* x, std::int64_t xs, std::int64_t toke
   }
 }
 
+// How far ahead the few-token path prefetches, in k-rows (2 KiB of 4-bit codes). Reading
+// up to a few KiB past the block's end is harmless: prefetches do not fault.
+constexpr std::int64_t avx512_prefetch_rows = 128;
+
 // Few-token path for one block: per group, fp32 sums of x * raw code value (two sets of
 // accumulators on alternate k-rows hide the FMA latency), then acc += scale * sum
 // (- scale * zero * sum_group(x) for zero points).
@@ -180,6 +185,8 @@ LOWBIT_TARGET_AVX512 void avx512_direct_block(const float_packed& w, const float
 #pragma GCC unroll 4
     for (int t = 0; t < T; ++t) p0[t] = p1[t] = q0[t] = q1[t] = _mm512_setzero_ps();
     for (; k + 1 < k1; k += 2) {
+      // Weights are read once: fetch ahead so that DRAM latency overlaps the arithmetic.
+      _mm_prefetch(reinterpret_cast<const char*>(codes + (k + avx512_prefetch_rows) * kb), _MM_HINT_T0);
       __m512 wa0, wa1, wb0, wb1;
       avx512_decode_raw<C>(codes + k * kb, lut, wa0, wa1);
       avx512_decode_raw<C>(codes + (k + 1) * kb, lut, wb0, wb1);
@@ -250,6 +257,10 @@ constexpr std::int64_t avx512_direct_max_tokens = 4;
 
 inline void run_float_avx512(const float_packed& w, const float_workspace& ws, RowMatrixRef y,
                              std::int64_t n_begin, std::int64_t n_end) {
+  if (float_uses_fp16_path(w, ws.tokens)) {
+    run_float_avx512fp16(w, ws, y, n_begin, n_end);
+    return;
+  }
   if (ws.tokens > avx512_direct_max_tokens) {
     run_float_buffered(w, ws, y, n_begin, n_end, avx512_decode_rows, avx512_accumulate);
     return;
