@@ -9,6 +9,7 @@
 
 #include "lowbit/config.hpp"
 #include "lowbit/quant/quantized_matrix.hpp"
+#include "lowbit/quant/group_kernels.hpp"
 #include "lowbit/quant/scale_rules.hpp"
 
 namespace lowbit {
@@ -24,22 +25,36 @@ inline const float* element_ptr(const ConstRowMatrixRef& w, std::int64_t r, std:
        ", column " + std::to_string(col));
 }
 
-// Range of x[0..n) (element (row, col0 + i)); throws on NaN/Inf.
+// Range of x[0..n) (element (row, col0 + i)); throws on NaN/Inf naming the element.
+// amax comes from abs_max_bits (vectorized), lo/hi from plain loops the compiler vectorizes.
 inline group_range scan_range(const float* x, std::int64_t n, const std::string& name, std::int64_t row,
                               std::int64_t col0) {
   group_range g;
+  const std::uint32_t mb = abs_max_bits(x, n);
+  if (mb >= 0x7f800000u)
+    for (std::int64_t i = 0; i < n; ++i)
+      if (!std::isfinite(x[i])) fail_nonfinite(name, x[i], row, col0 + i);
+  g.amax = scale_from_bits(mb);
+  float lo = 0.0f, hi = 0.0f;
   for (std::int64_t i = 0; i < n; ++i) {
-    const float v = x[i];
-    if (!std::isfinite(v)) fail_nonfinite(name, v, row, col0 + i);
-    const float a = std::fabs(v);
-    if (a > g.amax) {
-      g.amax = a;
-      g.extreme = v;
-    }
-    g.lo = std::min(g.lo, v);
-    g.hi = std::max(g.hi, v);
+    lo = x[i] < lo ? x[i] : lo;
+    hi = x[i] > hi ? x[i] : hi;
   }
+  g.lo = lo;
+  g.hi = hi;
+  for (std::int64_t i = 0; i < n; ++i)
+    if (std::fabs(x[i]) == g.amax) {
+      g.extreme = x[i];
+      break;
+    }
   return g;
+}
+
+// Only the amax of x[0..n) (throws on NaN/Inf like scan_range).
+inline float scan_amax(const float* x, std::int64_t n, const std::string& name, std::int64_t row, std::int64_t col0) {
+  const std::uint32_t mb = abs_max_bits(x, n);
+  if (mb >= 0x7f800000u) scan_range(x, n, name, row, col0);
+  return scale_from_bits(mb);
 }
 
 inline group_range merge_ranges(const group_range& a, const group_range& b) noexcept {

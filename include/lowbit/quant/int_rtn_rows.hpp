@@ -67,6 +67,7 @@ void int_rtn_rows_scalar(QuantizedMatrix& q, const ConstRowMatrixRef& w, std::in
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
 #endif
 
 // One group of n elements starting at an even column; codes go to out (bytes for int8,

@@ -1,8 +1,9 @@
 #pragma once
 // The fused row quantizer behind quantize(): per row, scan each group, fit its scale, encode
 // its codes and pack them, in one pass over the row while it is in cache. The common integer
-// round-to-nearest cases go to SIMD row kernels (int_rtn_rows.hpp) that produce the same
-// bytes; everything else runs the generic scalar loop below, which is also their reference.
+// round-to-nearest cases go to SIMD row kernels (int_rtn_rows.hpp); everything else runs the
+// generic loop below (vectorized through group_kernels.hpp and convert_n). Both produce the
+// bytes of the scalar column path (quantize_column), which the tests check for every spec.
 #include <cstdint>
 #include <vector>
 
@@ -11,17 +12,30 @@
 #include "lowbit/quant/clipping.hpp"
 #include "lowbit/quant/element_codec.hpp"
 #include "lowbit/quant/group_io.hpp"
+#include "lowbit/quant/group_kernels.hpp"
 #include "lowbit/quant/int_rtn_rows.hpp"
 
 namespace lowbit::detail {
 
-// Generic scalar path: rows [r0, r1) of w into q (matrix-level scales already fitted).
+template <element_format F>
+struct float_element_type {};
+template <> struct float_element_type<element_format::float8_e4m3fn> { using type = float8_e4m3fn; };
+template <> struct float_element_type<element_format::float8_e5m2> { using type = float8_e5m2; };
+template <> struct float_element_type<element_format::float6_e3m2fn> { using type = float6_e3m2fn; };
+template <> struct float_element_type<element_format::float6_e2m3fn> { using type = float6_e2m3fn; };
+template <> struct float_element_type<element_format::float4_e2m1fn> { using type = float4_e2m1fn; };
+
+// Generic path: rows [r0, r1) of w into q (matrix-level scales already fitted). Per group:
+// amax (and NaN/Inf check) from abs_max_bits, the full range only where the rule needs it,
+// then codes through scale_round_clamp (integers) or convert_n (floats).
 template <element_format F>
 void quantize_rows_generic(QuantizedMatrix& q, const ConstRowMatrixRef& w, std::int64_t r0, std::int64_t r1) {
   const scale_context c = context_of(q);
   const bool per_tensor = q.spec.gran == granularity::per_tensor;
   const bool nibbles = is_nibble_format(q.spec.format);
+  const bool full_range = !q.spec.symmetric || q.spec.int_rule == int_scale_rule::q4_0;
   std::vector<std::uint8_t> unpacked(nibbles ? static_cast<std::size_t>(q.cols) : 0);
+  std::vector<float> scaled(is_integer_format(F) ? 0 : static_cast<std::size_t>(std::min(q.group_size, q.cols)));
   for (std::int64_t r = r0; r < r1; ++r) {
     std::uint8_t* out = nibbles ? unpacked.data() : q.codes.data() + r * q.row_stride;
     const float row_scale = row_scale_of(q, r);
@@ -32,13 +46,30 @@ void quantize_rows_generic(QuantizedMatrix& q, const ConstRowMatrixRef& w, std::
       if (per_tensor) {
         p = load_params(q, c, r, 0);  // fit_matrix_scales checked every value
       } else {
-        const group_range gr = scan_range(x, n, q.name, r, c_begin);
-        value_span span{x, n};
-        p = q.spec.clip.enabled ? search_clip<F>(c, gr, row_scale, &span, 1) : fit_group(c, gr, row_scale);
+        const std::uint32_t mb = abs_max_bits(x, n);
+        group_range gr;
+        if (mb >= 0x7f800000u || full_range) {
+          gr = scan_range(x, n, q.name, r, c_begin);  // throws on NaN/Inf, naming the element
+        } else {
+          gr.amax = scale_from_bits(mb);
+        }
+        if (q.spec.clip.enabled) {
+          value_span span{x, n};
+          p = search_clip<F>(c, gr, row_scale, &span, 1);
+        } else {
+          p = fit_group(c, gr, row_scale);
+        }
         store_params(q, r, g, p);
       }
-      const code_bounds b = make_code_bounds(q.spec, p.zero);
-      for (std::int64_t i = 0; i < n; ++i) out[c_begin + i] = element_codec<F>::encode(x[i] * p.inv, b);
+      if constexpr (is_integer_format(F)) {
+        const code_bounds b = make_code_bounds(q.spec, p.zero);
+        scale_round_clamp(x, n, p.inv, b.lo, b.hi, b.zero, out + c_begin);
+      } else {
+        using T = typename float_element_type<F>::type;
+        static_assert(sizeof(T) == 1);
+        for (std::int64_t i = 0; i < n; ++i) scaled[std::size_t(i)] = x[i] * p.inv;
+        convert_n(scaled.data(), reinterpret_cast<T*>(out + c_begin), static_cast<std::size_t>(n), saturation::finite);
+      }
     }
     if (nibbles) pack_nibbles(unpacked.data(), static_cast<std::size_t>(q.cols), q.codes.data() + r * q.row_stride);
   }

@@ -104,7 +104,8 @@ inline void fit_matrix_scales(QuantizedMatrix& q, ConstRowMatrixRef w) {
       float max_s = 0.0f;
       for (std::int64_t g = 0; g < q.groups_per_row; ++g) {
         const std::int64_t c_begin = g * q.group_size, n = std::min(q.group_size, q.cols - c_begin);
-        const detail::group_range gr = detail::scan_range(detail::element_ptr(w, r, c_begin), n, q.name, r, c_begin);
+        detail::group_range gr;  // M2 is symmetric with an amax rule: the amax is enough
+        gr.amax = detail::scan_amax(detail::element_ptr(w, r, c_begin), n, q.name, r, c_begin);
         max_s = std::max(max_s, detail::raw_symmetric_scale(c0, gr));
       }
       q.row_scales[std::size_t(r)] = detail::m2_row_scale(c0, max_s);
@@ -112,7 +113,7 @@ inline void fit_matrix_scales(QuantizedMatrix& q, ConstRowMatrixRef w) {
   } else if (q.spec.constraint == scale_constraint::nvfp4) {
     float amax = 0.0f;
     for (std::int64_t r = 0; r < q.rows; ++r)
-      amax = std::max(amax, detail::scan_range(detail::element_ptr(w, r, 0), q.cols, q.name, r, 0).amax);
+      amax = std::max(amax, detail::scan_amax(detail::element_ptr(w, r, 0), q.cols, q.name, r, 0));
     q.tensor_scale = detail::nvfp4_tensor_scale(amax);
   }
 }
