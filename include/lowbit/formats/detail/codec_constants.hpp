@@ -10,10 +10,11 @@
 //     i.e. round the float's exponent+mantissa bits to M mantissa bits, ties to even (a carry
 //     out of the mantissa bumps the exponent, as it should), then rebias the exponent.
 //   subnormal in the target (a < normal_threshold): count units of 2^(emin - M):
-//       sig = mantissa | 2^23, s = clamp(subnormal_shift_base - (a >> 23), 1, 25)
-//       code = (sig + (2^(s-1) - 1) + ((sig >> s) & 1)) >> s
-//     s = 25 already gives 0 for every sig < 2^24, so tiny (and float-subnormal) inputs need no
-//     special case; rounding up to 2^M lands on the smallest normal code, which is right.
+//       code = int(round_to_nearest_even(|x| * 2^(M - emin)))
+//     The product is exact (a power-of-two scaling into [0, 2^M)), and the rounding uses an
+//     explicit ties-to-even instruction (roundscale / roundps / frintn), never the MXCSR/FPCR
+//     mode. Under FTZ/DAZ only inputs far below half the smallest subnormal are affected, and
+//     they round to 0 either way. Rounding up to 2^M lands on the smallest normal code, right.
 //   code > max_finite_code (Inf included)  -> overflow_code(sat)
 //   result = sign | code;  NaN input (a > 0x7f800000) -> nan_result (sign | nan_code, or +0)
 //
@@ -37,7 +38,7 @@ struct exmy_codec_constants {
   static constexpr std::int32_t round_half_minus_1 = (std::int32_t{1} << (drop_bits - 1)) - 1;
   static constexpr std::int32_t rebias = (127 - Desc::bias) << M;
   static constexpr std::int32_t normal_threshold = (127 + emin) << 23;
-  static constexpr std::int32_t subnormal_shift_base = 23 - M + emin + 127;
+  static constexpr float subnormal_units = exp2i(M - emin);  // |x| * this = count of 2^(emin-M)
   static constexpr int sign_shift = 31 - (E + M);  // float sign bit -> code sign bit
   static constexpr std::int32_t sign_mask = Desc::sign_mask;
   static constexpr std::int32_t code_mask = Desc::code_mask;

@@ -3,6 +3,8 @@
 // per step, following the integer recipe of codec_constants.hpp. AVX2 has no masked byte
 // stores, so a tail is copied into a zero-padded block on the stack, converted by the same
 // vector code, and copied back: the tail is still checked against the scalar reference.
+// Decoding uses the formats' own decode tables (vpermps for FP4, a gather for FP6/FP8)
+// and the arithmetic of codec_constants.hpp for E8M0.
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
@@ -35,12 +37,9 @@ LOWBIT_TARGET_AVX2 inline __m256i encode_exmy(__m256 x, __m256i overflow_code, _
   const __m256i odd = _mm256_and_si256(_mm256_srli_epi32(a, K::drop_bits), one);
   __m256i normal = _mm256_add_epi32(a, _mm256_add_epi32(set1(K::round_half_minus_1), odd));
   normal = _mm256_sub_epi32(_mm256_srli_epi32(normal, K::drop_bits), set1(K::rebias));
-  const __m256i sig = _mm256_or_si256(_mm256_and_si256(a, set1(0x7fffff)), set1(0x800000));
-  __m256i s = _mm256_sub_epi32(set1(K::subnormal_shift_base), _mm256_srli_epi32(a, 23));
-  s = _mm256_min_epi32(_mm256_max_epi32(s, one), set1(25));
-  const __m256i half_m1 = _mm256_sub_epi32(_mm256_sllv_epi32(one, _mm256_sub_epi32(s, one)), one);
-  const __m256i sodd = _mm256_and_si256(_mm256_srlv_epi32(sig, s), one);
-  const __m256i sub = _mm256_srlv_epi32(_mm256_add_epi32(sig, _mm256_add_epi32(half_m1, sodd)), s);
+  // Subnormal in the target: |x| scaled to units of the smallest subnormal, rounded to even.
+  const __m256 units = _mm256_mul_ps(_mm256_castsi256_ps(a), _mm256_set1_ps(K::subnormal_units));
+  const __m256i sub = _mm256_cvttps_epi32(_mm256_round_ps(units, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
   const __m256i is_sub = _mm256_cmpgt_epi32(set1(K::normal_threshold), a);
   __m256i code = _mm256_blendv_epi8(normal, sub, is_sub);
   const __m256i over = _mm256_cmpgt_epi32(code, set1(K::max_finite_code));
@@ -115,21 +114,12 @@ LOWBIT_TARGET_AVX2 void convert_n(const float* in, T* out, std::size_t n, satura
 
 // ---- code -> float ----------------------------------------------------------------------
 
-template <class Desc>
-LOWBIT_TARGET_AVX2 inline __m256 decode_exmy(__m256i c) {
-  using K = exmy_codec_constants<Desc>;
-  c = _mm256_and_si256(c, set1(K::code_mask));
-  const __m256i sign = _mm256_slli_epi32(_mm256_and_si256(c, set1(K::sign_mask)), K::code_sign_to_float_sign);
-  const __m256i mag = _mm256_andnot_si256(set1(K::sign_mask), c);
-  __m256i bits = _mm256_add_epi32(_mm256_slli_epi32(mag, K::drop_bits), set1(K::exponent_rebias_bits));
-  const __m256 sub = _mm256_mul_ps(_mm256_cvtepi32_ps(mag), _mm256_set1_ps(K::subnormal_scale));
-  bits = _mm256_blendv_epi8(bits, _mm256_castps_si256(sub), _mm256_cmpgt_epi32(set1(K::subnormal_limit), mag));
-  if constexpr (K::has_special) {
-    bits = _mm256_blendv_epi8(bits, set1(0x7fc00000), _mm256_cmpgt_epi32(mag, set1(K::first_special_mag - 1)));
-    if constexpr (K::ieee)
-      bits = _mm256_blendv_epi8(bits, set1(0x7f800000), _mm256_cmpeq_epi32(mag, set1(K::inf_mag)));
-  }
-  return _mm256_castsi256_ps(_mm256_or_si256(bits, sign));
+// FP8 and FP6: a gather from the format's own decode table. Measured faster here than the
+// arithmetic decode (which needs two blends for subnormals and specials on AVX2), and equal
+// to the scalar path by construction.
+template <class T>
+LOWBIT_TARGET_AVX2 inline __m256 decode_gather(__m256i c) {
+  return _mm256_i32gather_ps(T::decode_table.data(), _mm256_and_si256(c, set1(T::desc::code_mask)), 4);
 }
 
 LOWBIT_TARGET_AVX2 inline __m256 decode_e8m0(__m256i c) {
@@ -140,12 +130,26 @@ LOWBIT_TARGET_AVX2 inline __m256 decode_e8m0(__m256i c) {
   return _mm256_castsi256_ps(bits);
 }
 
+// FP4 has 8 magnitudes: one vpermps into the format's own decode table, then OR the sign in.
+template <class T>
+LOWBIT_TARGET_AVX2 inline __m256 decode_fp4_table(__m256i c) {
+  using K = exmy_codec_constants<typename T::desc>;
+  static_assert(K::sign_mask == 8 && !K::has_special);
+  const __m256 table = _mm256_loadu_ps(T::decode_table.data());
+  const __m256i sign = _mm256_slli_epi32(_mm256_and_si256(c, set1(K::sign_mask)), K::code_sign_to_float_sign);
+  const __m256 mag_value = _mm256_permutevar8x32_ps(table, _mm256_and_si256(c, set1(K::sign_mask - 1)));
+  return _mm256_castsi256_ps(_mm256_or_si256(_mm256_castps_si256(mag_value), sign));
+}
+
 template <class T>
 LOWBIT_TARGET_AVX2 inline __m256 decode(__m256i c) {
-  if constexpr (is_e8m0_v<T>)
+  if constexpr (is_e8m0_v<T>) {
     return decode_e8m0(c);
-  else
-    return decode_exmy<typename T::desc>(c);
+  } else if constexpr (T::desc::sign_mask == 8) {
+    return decode_fp4_table<T>(c);
+  } else {
+    return decode_gather<T>(c);
+  }
 }
 
 // 16 codes -> 16 floats.

@@ -34,15 +34,9 @@ LOWBIT_TARGET_AVX512 inline __m512i encode_exmy(__m512 x, __m512i overflow_code,
   const __m512i odd = _mm512_and_si512(_mm512_srli_epi32(a, K::drop_bits), _mm512_set1_epi32(1));
   __m512i normal = _mm512_add_epi32(a, _mm512_add_epi32(_mm512_set1_epi32(K::round_half_minus_1), odd));
   normal = _mm512_sub_epi32(_mm512_srli_epi32(normal, K::drop_bits), _mm512_set1_epi32(K::rebias));
-  // Subnormal in the target: significand >> s, ties to even, s clamped to [1, 25].
-  const __m512i sig = _mm512_or_si512(_mm512_and_si512(a, _mm512_set1_epi32(0x7fffff)),
-                                      _mm512_set1_epi32(0x800000));
-  __m512i s = _mm512_sub_epi32(_mm512_set1_epi32(K::subnormal_shift_base), _mm512_srli_epi32(a, 23));
-  s = _mm512_min_epi32(_mm512_max_epi32(s, _mm512_set1_epi32(1)), _mm512_set1_epi32(25));
-  const __m512i one = _mm512_set1_epi32(1);
-  const __m512i half_m1 = _mm512_sub_epi32(_mm512_sllv_epi32(one, _mm512_sub_epi32(s, one)), one);
-  const __m512i sodd = _mm512_and_si512(_mm512_srlv_epi32(sig, s), one);
-  const __m512i sub = _mm512_srlv_epi32(_mm512_add_epi32(sig, _mm512_add_epi32(half_m1, sodd)), s);
+  // Subnormal in the target: |x| scaled to units of the smallest subnormal, rounded to even.
+  const __m512 units = _mm512_mul_ps(_mm512_castsi512_ps(a), _mm512_set1_ps(K::subnormal_units));
+  const __m512i sub = _mm512_cvttps_epi32(_mm512_roundscale_ps(units, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
   const __mmask16 is_sub = _mm512_cmplt_epi32_mask(a, _mm512_set1_epi32(K::normal_threshold));
   __m512i code = _mm512_mask_blend_epi32(is_sub, normal, sub);
   const __mmask16 over = _mm512_cmpgt_epi32_mask(code, _mm512_set1_epi32(K::max_finite_code));
@@ -110,7 +104,7 @@ LOWBIT_TARGET_AVX512 void convert_n(const float* in, T* out, std::size_t n, satu
 template <class Desc>
 LOWBIT_TARGET_AVX512 inline __m512 decode_exmy(__m512i c) {
   using K = exmy_codec_constants<Desc>;
-  c = _mm512_and_si512(c, _mm512_set1_epi32(K::code_mask));
+  if constexpr (K::code_mask != 0xFF) c = _mm512_and_si512(c, _mm512_set1_epi32(K::code_mask));
   const __m512i sign = _mm512_slli_epi32(_mm512_and_si512(c, _mm512_set1_epi32(K::sign_mask)),
                                          K::code_sign_to_float_sign);
   const __m512i mag = _mm512_andnot_si512(_mm512_set1_epi32(K::sign_mask), c);
@@ -138,12 +132,31 @@ LOWBIT_TARGET_AVX512 inline __m512 decode_e8m0(__m512i c) {
   return _mm512_castsi512_ps(bits);
 }
 
+// Formats with at most 32 magnitudes (FP4, FP6): look the magnitude up in the format's own
+// decode table held in two registers (one vpermi2ps), then OR the sign in. Same numbers as
+// the scalar path by construction, and a third of the instructions of the arithmetic.
+template <class T>
+LOWBIT_TARGET_AVX512 inline __m512 decode_small_table(__m512i c) {
+  using K = exmy_codec_constants<typename T::desc>;
+  static_assert(K::sign_mask <= 32 && !K::has_special);
+  const __m512 lo = _mm512_loadu_ps(T::decode_table.data());
+  const __m512 hi = K::sign_mask > 16 ? _mm512_loadu_ps(T::decode_table.data() + 16) : lo;
+  const __m512i mag = _mm512_and_si512(c, _mm512_set1_epi32(K::sign_mask - 1));
+  const __m512i sign = _mm512_slli_epi32(_mm512_and_si512(c, _mm512_set1_epi32(K::sign_mask)),
+                                         K::code_sign_to_float_sign);
+  const __m512 mag_value = _mm512_permutex2var_ps(lo, mag, hi);
+  return _mm512_castsi512_ps(_mm512_or_si512(_mm512_castps_si512(mag_value), sign));
+}
+
 template <class T>
 LOWBIT_TARGET_AVX512 inline __m512 decode(__m512i c) {
-  if constexpr (is_e8m0_v<T>)
+  if constexpr (is_e8m0_v<T>) {
     return decode_e8m0(c);
-  else
+  } else if constexpr (T::desc::sign_mask <= 32) {
+    return decode_small_table<T>(c);
+  } else {
     return decode_exmy<typename T::desc>(c);
+  }
 }
 
 template <class T>

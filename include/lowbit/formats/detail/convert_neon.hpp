@@ -1,7 +1,7 @@
 #pragma once
 // NEON (AArch64 Advanced SIMD) bulk conversion between float and the small formats: 4 lanes
 // per vector, 16 elements per step, following the integer recipe of codec_constants.hpp.
-// Variable right shifts are vshlq by a negative count. A tail goes through a zero-padded
+// A tail goes through a zero-padded
 // block on the stack, so the same vector code (and its test) covers it.
 #include <cstddef>
 #include <cstdint>
@@ -19,8 +19,6 @@ inline uint32x4_t set1(std::int32_t v) { return vdupq_n_u32(static_cast<std::uin
 inline uint32x4_t select(uint32x4_t mask, uint32x4_t if_set, uint32x4_t if_clear) {
   return vbslq_u32(mask, if_set, if_clear);
 }
-// v >> s per lane (s in [0, 31]).
-inline uint32x4_t shr_var(uint32x4_t v, int32x4_t s) { return vshlq_u32(v, vnegq_s32(s)); }
 
 // ---- float -> code ----------------------------------------------------------------------
 
@@ -34,12 +32,9 @@ inline uint32x4_t encode_exmy(float32x4_t x, uint32x4_t overflow_code, uint32x4_
   const uint32x4_t odd = vandq_u32(vshrq_n_u32(a, K::drop_bits), one);
   uint32x4_t normal = vaddq_u32(a, vaddq_u32(set1(K::round_half_minus_1), odd));
   normal = vsubq_u32(vshrq_n_u32(normal, K::drop_bits), set1(K::rebias));
-  const uint32x4_t sig = vorrq_u32(vandq_u32(a, set1(0x7fffff)), set1(0x800000));
-  int32x4_t s = vsubq_s32(vdupq_n_s32(K::subnormal_shift_base), vreinterpretq_s32_u32(vshrq_n_u32(a, 23)));
-  s = vminq_s32(vmaxq_s32(s, vdupq_n_s32(1)), vdupq_n_s32(25));
-  const uint32x4_t half_m1 = vsubq_u32(vshlq_u32(one, vsubq_s32(s, vdupq_n_s32(1))), one);
-  const uint32x4_t sodd = vandq_u32(shr_var(sig, s), one);
-  const uint32x4_t sub = shr_var(vaddq_u32(sig, vaddq_u32(half_m1, sodd)), s);
+  // Subnormal in the target: |x| scaled to units of the smallest subnormal, rounded to even.
+  const float32x4_t units = vmulq_f32(vreinterpretq_f32_u32(a), vdupq_n_f32(K::subnormal_units));
+  const uint32x4_t sub = vcvtq_u32_f32(vrndnq_f32(units));
   uint32x4_t code = select(vcltq_u32(a, set1(K::normal_threshold)), sub, normal);
   code = select(vcgtq_u32(code, set1(K::max_finite_code)), overflow_code, code);
   code = vorrq_u32(code, sign);
