@@ -9,6 +9,8 @@
 #include <memory>
 #include <random>
 #include <string>
+#include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "lowbit/error.hpp"
@@ -32,10 +34,14 @@ std::string value_text(float v) {
 template <class T>
 void print_header() {
   using tr = lowbit::format_traits<T>;
-  std::string specials = tr::has_inf ? "Inf and NaN" : tr::has_nan ? "NaN, no Inf" : "no Inf, no NaN";
-  fmt::print("{}  ({} bits: {}{} exponent, {} mantissa, bias {}; max {}, min subnormal {}; {})\n", tr::name,
-             tr::bits, tr::is_signed ? "sign, " : "", tr::exponent_bits, tr::mantissa_bits, tr::bias,
-             value_text(tr::max_finite()), value_text(tr::min_subnormal()), specials);
+  if constexpr (std::is_same_v<T, lowbit::float8_e8m0fnu>) {
+    fmt::print("{}  (8 bits: unsigned exponent, bias 127; 2^-127 .. 2^127, NaN; no zero, no Inf)\n", tr::name);
+  } else {
+    const char* specials = tr::has_inf ? "Inf and NaN" : tr::has_nan ? "NaN, no Inf" : "no Inf, no NaN";
+    fmt::print("{}  ({} bits: sign, {} exponent, {} mantissa, bias {}; max {}, min subnormal {}; {})\n",
+               tr::name, tr::bits, tr::exponent_bits, tr::mantissa_bits, tr::bias, value_text(tr::max_finite()),
+               value_text(tr::min_subnormal()), specials);
+  }
 }
 
 // Signed formats: the non-negative half, 8 codes a row (the other half is the negatives).
@@ -59,7 +65,7 @@ void print_signed_table() {
 
 // E8M0: every code is a power of two, 16 exponents a row.
 void print_e8m0_table() {
-  fmt::print("  code c = 2^(c-127); 0xFF = NaN; no zero, no sign\n");
+  fmt::print("  code c = 2^(c-127); 0xFF = NaN\n");
   for (unsigned row = 0; row < 256; row += 16) {
     std::string line = fmt::format("  0x{:02X}:", row);
     for (unsigned c = row; c < row + 16; ++c) {
@@ -70,20 +76,22 @@ void print_e8m0_table() {
   }
 }
 
-// Elements per second of `step` (which converts `n` elements), repeated for about `seconds`.
+// Elements per second of `step` (which converts `n` elements): the fastest of many short
+// batches within about `seconds`, so a busy machine's preemptions do not show up as slowness.
 template <class F>
 double elements_per_second(F&& step, std::size_t n, double seconds) {
   using clock = std::chrono::steady_clock;
+  constexpr int batch = 8;
   step();  // warm up
-  std::size_t reps = 0;
+  double best = 0;  // seconds per batch
   const auto start = clock::now();
-  double elapsed = 0;
   do {
-    for (int i = 0; i < 16; ++i) step();
-    reps += 16;
-    elapsed = std::chrono::duration<double>(clock::now() - start).count();
-  } while (elapsed < seconds);
-  return static_cast<double>(reps * n) / elapsed;
+    const auto t0 = clock::now();
+    for (int i = 0; i < batch; ++i) step();
+    const double dt = std::chrono::duration<double>(clock::now() - t0).count();
+    if (best == 0 || dt < best) best = dt;
+  } while (std::chrono::duration<double>(clock::now() - start).count() < seconds);
+  return static_cast<double>(batch * n) / best;
 }
 
 template <class T>
