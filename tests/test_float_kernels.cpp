@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "lowbit/kernels/float_family.hpp"
+#include "lowbit/quant/activation.hpp"
 
 using namespace lowbit;
 using namespace lowbit::detail;
@@ -172,9 +173,24 @@ TEST_CASE("float kernels: prepare quantizes activations with the reference rule"
       for (std::int64_t c = 0; c < k; ++c) {
         REQUIRE(int(codes[static_cast<std::size_t>(c)]) == int(ws.codes[static_cast<std::size_t>(t * k + c)]));
         REQUIRE(float8_e4m3fn::from_bits(codes[static_cast<std::size_t>(c)]).to_float() ==
-                ws.x[static_cast<std::size_t>(t * k + c)]);
+                ws.x[static_cast<std::size_t>(t * ws.x_stride + c)]);
       }
     }
+  }
+}
+
+TEST_CASE("float kernels: prepare agrees with lowbit::quantize_activations bit for bit", "[float_kernels]") {
+  const scheme_case sc = all_cases[0];
+  for (std::int64_t k : {1, 33, 4096}) {
+    const QuantizedMatrix q = random_matrix(sc, 3, k, k, 8);
+    const float_packed w = pack_float(q, sc.scheme, isa_tier::scalar);
+    RowMatrixXf x = random_activations(6, k, 12);
+    x(0, 0) = 3e-6f;
+    const float_workspace ws = prepare_float(w, x);
+    const QuantizedActivations a = quantize_activations(x, act_format::float8_e4m3fn);
+    REQUIRE(a.groups_per_row == 1);
+    for (std::int64_t t = 0; t < 6; ++t) REQUIRE(a.scales[static_cast<std::size_t>(t)] == ws.token_scales[static_cast<std::size_t>(t)]);
+    REQUIRE(a.codes == ws.codes);
   }
 }
 

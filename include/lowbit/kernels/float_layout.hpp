@@ -77,11 +77,15 @@ struct float_workspace {
   gemm_scheme scheme = gemm_scheme::w4a16_int4;
   std::uint32_t layout = 0;
   std::int64_t tokens = 0, cols = 0, group_size = 0, groups = 0;
-  std::vector<float> x;              // [tokens][K]: exact E4M3 values (A8) or x itself (A16)
+  // Row stride of x and x_half, in elements: K rounded up to 16, plus 16, so that the rows
+  // a register block reads together do not all fall into one L1 set (a stride that is a
+  // multiple of 4 KiB would make 12-16 rows fight over 12 ways).
+  std::int64_t x_stride = 0;
+  std::vector<float> x;              // [tokens][x_stride]: exact E4M3 values (A8) or x (A16)
   std::vector<float> token_scales;   // [tokens]: s_a (A8), 1 (A16)
   std::vector<std::uint8_t> codes;   // [tokens][K]: the E4M3 codes (A8 only)
   std::vector<float> group_sums;     // [tokens][groups]: sum of x over each group (zero points)
-  std::vector<std::uint16_t> x_half; // [tokens][K]: fp16 bits of x / 2 (AVX512-FP16 w4a8_fp4)
+  std::vector<std::uint16_t> x_half; // [tokens][x_stride]: fp16 bits of x / 2 (AVX512-FP16 w4a8_fp4)
 };
 
 // 16-entry decode tables of the 4-bit codes, indexed by nibble.
@@ -266,8 +270,10 @@ inline float_workspace prepare_float(const float_packed& w, ConstRowMatrixRef x)
   ws.group_size = w.group_size;
   ws.groups = w.groups;
   const std::int64_t k_in = w.cols;
+  ws.x_stride = (k_in + 15) / 16 * 16 + 16;
+  const std::int64_t xs = ws.x_stride;
   const std::size_t total = static_cast<std::size_t>(ws.tokens * k_in);
-  ws.x.resize(total);
+  ws.x.assign(static_cast<std::size_t>(ws.tokens * xs), 0.0f);
   ws.token_scales.assign(static_cast<std::size_t>(ws.tokens), 1.0f);
   const auto& e4m3_table = float8_e4m3fn::decode_table;
   if (scheme_quantizes_activations(w.scheme)) {
@@ -290,7 +296,7 @@ inline float_workspace prepare_float(const float_packed& w, ConstRowMatrixRef x)
       const float inv = amax == 0.0f ? 0.0f : e4m3_max_value / amax;
       ws.token_scales[static_cast<std::size_t>(t)] = amax == 0.0f ? 0.0f : amax / e4m3_max_value;
       std::uint8_t* codes = ws.codes.data() + t * k_in;
-      float* xv = ws.x.data() + t * k_in;
+      float* xv = ws.x.data() + t * xs;
       for (std::int64_t k = 0; k < k_in; ++k) {
         codes[k] = e4m3_code_fast(row[k] * inv);
         xv[k] = e4m3_table[codes[k]];
@@ -298,12 +304,14 @@ inline float_workspace prepare_float(const float_packed& w, ConstRowMatrixRef x)
     }
     if (float_uses_fp16_path(w, ws.tokens)) {
       const std::uint16_t* half = fp16_decode_tables().e4m3_half;
-      ws.x_half.resize(total);
-      for (std::size_t i = 0; i < total; ++i) ws.x_half[i] = half[ws.codes[i]];
+      ws.x_half.assign(ws.x.size(), 0);
+      for (std::int64_t t = 0; t < ws.tokens; ++t)
+        for (std::int64_t k = 0; k < k_in; ++k)
+          ws.x_half[static_cast<std::size_t>(t * xs + k)] = half[ws.codes[static_cast<std::size_t>(t * k_in + k)]];
     }
   } else {
     for (std::int64_t t = 0; t < ws.tokens; ++t)
-      std::memcpy(ws.x.data() + t * k_in, x.data() + t * x.outerStride(),
+      std::memcpy(ws.x.data() + t * xs, x.data() + t * x.outerStride(),
                   static_cast<std::size_t>(k_in) * sizeof(float));
   }
   if (w.code == float_code::uint4_with_zero) {
@@ -312,7 +320,7 @@ inline float_workspace prepare_float(const float_packed& w, ConstRowMatrixRef x)
       for (std::int64_t g = 0; g < ws.groups; ++g) {
         const std::int64_t k0 = g * ws.group_size, k1 = std::min(k_in, k0 + ws.group_size);
         float s = 0.0f;
-        for (std::int64_t k = k0; k < k1; ++k) s += ws.x[static_cast<std::size_t>(t * k_in + k)];
+        for (std::int64_t k = k0; k < k1; ++k) s += ws.x[static_cast<std::size_t>(t * xs + k)];
         ws.group_sums[static_cast<std::size_t>(t * ws.groups + g)] = s;
       }
   }
@@ -392,7 +400,7 @@ void run_float_buffered(const float_packed& w, const float_workspace& ws, RowMat
     for (std::int64_t k0 = 0; k0 < k_in; k0 += float_chunk_k) {
       const std::int64_t kc = std::min(float_chunk_k, k_in - k0);
       decode(w, b, k0, kc, tile);
-      accumulate(ws.x.data() + k0, k_in, tokens, tile, kc, acc, k0 == 0);
+      accumulate(ws.x.data() + k0, ws.x_stride, tokens, tile, kc, acc, k0 == 0);
     }
     store_float_block(ws, acc, b * float_block_cols, n_begin, n_end, y);
   }

@@ -174,6 +174,7 @@ LOWBIT_TARGET_AVX512 void avx512_direct_block(const float_packed& w, const float
   const float* zeros = w.block_zeros(b);
   const std::int64_t k_in = w.cols, kb = w.krow_bytes;
   const float* x = ws.x.data();
+  const std::int64_t xs = ws.x_stride;
   const __m512 lut = C == float_code::e4m3 ? _mm512_setzero_ps() : _mm512_loadu_ps(nibble_table(C));
   __m512 a0[T], a1[T];
 #pragma GCC unroll 4
@@ -192,8 +193,8 @@ LOWBIT_TARGET_AVX512 void avx512_direct_block(const float_packed& w, const float
       avx512_decode_raw<C>(codes + (k + 1) * kb, lut, wb0, wb1);
 #pragma GCC unroll 4
       for (int t = 0; t < T; ++t) {
-        const __m512 xa = _mm512_set1_ps(x[t * k_in + k]);
-        const __m512 xb = _mm512_set1_ps(x[t * k_in + k + 1]);
+        const __m512 xa = _mm512_set1_ps(x[t * xs + k]);
+        const __m512 xb = _mm512_set1_ps(x[t * xs + k + 1]);
         p0[t] = _mm512_fmadd_ps(xa, wa0, p0[t]);
         p1[t] = _mm512_fmadd_ps(xa, wa1, p1[t]);
         q0[t] = _mm512_fmadd_ps(xb, wb0, q0[t]);
@@ -205,7 +206,7 @@ LOWBIT_TARGET_AVX512 void avx512_direct_block(const float_packed& w, const float
       avx512_decode_raw<C>(codes + k * kb, lut, wa0, wa1);
 #pragma GCC unroll 4
       for (int t = 0; t < T; ++t) {
-        const __m512 xa = _mm512_set1_ps(x[t * k_in + k]);
+        const __m512 xa = _mm512_set1_ps(x[t * xs + k]);
         p0[t] = _mm512_fmadd_ps(xa, wa0, p0[t]);
         p1[t] = _mm512_fmadd_ps(xa, wa1, p1[t]);
       }

@@ -112,7 +112,7 @@ inline void run_float_avx512fp16(const float_packed& w, const float_workspace& w
     for (std::int64_t k0 = 0; k0 < k_in; k0 += float_chunk_k) {
       const std::int64_t kc = std::min(float_chunk_k, k_in - k0);
       fp16_decode_rows(w, b, k0, kc, tile_buf.data());
-      fp16_accumulate(ws.x_half.data(), k_in, tokens, tile_buf.data(), k0, kc, w, w.block_scales(b),
+      fp16_accumulate(ws.x_half.data(), ws.x_stride, tokens, tile_buf.data(), k0, kc, w, w.block_scales(b),
                       acc, k0 == 0);
     }
     store_float_block(ws, acc, b * float_block_cols, n_begin, n_end, y);
