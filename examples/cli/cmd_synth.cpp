@@ -1,0 +1,102 @@
+// `lowbit synth PATH --size-gb N`: writes a synthetic Llama-shaped safetensors checkpoint of
+// about N GB (F32 or BF16, heavy-tailed weights, deterministic), one tensor at a time, for
+// the streaming benchmark (scripts/bench_streaming.sh) and the CLI tests. Hidden from --help.
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "cli_common.hpp"
+#include "lowbit/io/safetensors_writer.hpp"
+#include "registry.hpp"
+
+namespace {
+
+struct synth_options {
+  std::string path, dtype = "f32";
+  double size_gb = 0.01;
+  int dim = 0, hidden = 0;
+  std::uint64_t seed = 1;
+};
+
+// splitmix64: a tiny, fast, well-mixed deterministic generator.
+struct splitmix {
+  std::uint64_t s;
+  std::uint64_t next() {
+    std::uint64_t z = (s += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+  }
+  float uniform() { return static_cast<float>((next() >> 40) + 1) * (1.0f / 16777217.0f); }  // (0, 1)
+};
+
+int run_synth(const synth_options& o) {
+  if (o.size_gb <= 0) lowbit::detail::fail("--size-gb must be > 0");
+  const bool bf16 = o.dtype == "bf16";
+  if (!bf16 && o.dtype != "f32") lowbit::detail::fail("--dtype: expected f32 or bf16, got '" + o.dtype + "'");
+  const double elem = bf16 ? 2.0 : 4.0;
+  // Llama-like proportions; dim grows with the size so that tensors stay tens of MB.
+  int dim = o.dim > 0 ? o.dim : (o.size_gb >= 1 ? 2048 : o.size_gb >= 0.05 ? 512 : 64);
+  int hidden = o.hidden > 0 ? o.hidden : (dim * 11 / 4 + 31) / 32 * 32;
+  const double layer_bytes = elem * (4.0 * dim * dim + 3.0 * dim * hidden + 2.0 * dim);
+  const int vocab = 512;
+  const int layers = std::max(1, static_cast<int>(std::lround((o.size_gb * 1e9 - elem * 2.0 * vocab * dim) / layer_bytes)));
+  lowbit::SafetensorsWriter out(o.path);
+  out.set_metadata("source", "lowbit synth (synthetic, heavy-tailed)");
+  splitmix rng{o.seed};
+  std::vector<float> f;
+  std::vector<std::uint16_t> h;
+  const auto add = [&](const std::string& name, std::int64_t rows, std::int64_t cols, bool norm) {
+    const std::size_t n = static_cast<std::size_t>(rows * cols);
+    f.resize(n);
+    // Laplace-distributed weights (heavier tails than Gaussian) and a few outlier input channels.
+    for (std::size_t i = 0; i < n; ++i) {
+      const float u = rng.uniform() - 0.5f;
+      f[i] = norm ? 1.0f + 0.1f * u : -0.02f * std::copysign(std::log(std::max(1e-7f, 1.0f - 2.0f * std::fabs(u))), u);
+      if (!norm && (i % static_cast<std::size_t>(cols)) % 97 == 13) f[i] *= 8.0f;
+    }
+    const std::vector<std::int64_t> shape = rows == 1 ? std::vector<std::int64_t>{cols} : std::vector<std::int64_t>{rows, cols};
+    if (bf16) {
+      h.resize(n);
+      for (std::size_t i = 0; i < n; ++i) h[i] = lowbit::detail::float_to_bf16(f[i]);
+      out.add(name, lowbit::tensor_dtype::bf16, shape, h);
+    } else {
+      out.add(name, lowbit::tensor_dtype::f32, shape, f);
+    }
+  };
+  add("tok_embeddings.weight", vocab, dim, false);
+  for (int l = 0; l < layers; ++l) {
+    const std::string p = "layers." + std::to_string(l) + ".";
+    add(p + "attention_norm.weight", 1, dim, true);
+    add(p + "ffn_norm.weight", 1, dim, true);
+    for (const char* w : {"wq", "wk", "wv", "wo"}) add(p + "attention." + w + ".weight", dim, dim, false);
+    add(p + "feed_forward.w1.weight", hidden, dim, false);
+    add(p + "feed_forward.w2.weight", dim, hidden, false);
+    add(p + "feed_forward.w3.weight", hidden, dim, false);
+  }
+  add("norm.weight", 1, dim, true);
+  add("output.weight", vocab, dim, false);
+  out.finish();
+  fmt::print("{}: {} layers, dim {}, hidden {}, {} ({})\n", o.path, layers, dim, hidden,
+             lowbit_cli::human_bytes(double(out.data_bytes())), bf16 ? "BF16" : "F32");
+  return 0;
+}
+
+lowbit_cli::registration reg{"synth", "", 90, [](CLI::App& sub) -> lowbit_cli::run_fn {
+                               auto o = std::make_shared<synth_options>();
+                               sub.group("");  // hidden: a benchmark and test helper
+                               sub.add_option("PATH", o->path, "Output .safetensors")->required();
+                               sub.add_option("--size-gb", o->size_gb, "Approximate size in GB (1e9 bytes)");
+                               sub.add_option("--dtype", o->dtype, "f32 or bf16");
+                               sub.add_option("--dim", o->dim, "Model width (default from the size)");
+                               sub.add_option("--hidden", o->hidden, "FFN width (default 11/4 dim)");
+                               sub.add_option("--seed", o->seed, "Random seed");
+                               return [o] { return run_synth(*o); };
+                             }};
+
+}  // namespace
