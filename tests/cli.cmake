@@ -1,0 +1,40 @@
+# End-to-end CTest entries for `lowbit quantize / inspect / compare` on a tiny generated
+# checkpoint, and on stories260K when ../shared/data/stories260k exists. Each checks the exit
+# code and a line of the output; the error case checks that nothing is left under the name.
+if(TARGET lowbit_cli)
+  set(_cli_dir ${CMAKE_CURRENT_BINARY_DIR}/cli_e2e)
+  file(MAKE_DIRECTORY ${_cli_dir})
+  set(_lowbit $<TARGET_FILE:lowbit_cli>)
+  add_test(NAME cli_synth COMMAND ${_lowbit} synth ${_cli_dir}/tiny.safetensors --size-gb 0.001 --dtype bf16)
+  set_tests_properties(cli_synth PROPERTIES FIXTURES_SETUP cli_tiny PASS_REGULAR_EXPRESSION "BF16")
+  add_test(NAME cli_quantize_tiny COMMAND ${_lowbit} quantize ${_cli_dir}/tiny.safetensors
+           -o ${_cli_dir}/tiny.int4.safetensors --weights int4 --group 32 --lorc 2 --quiet)
+  set_tests_properties(cli_quantize_tiny PROPERTIES FIXTURES_REQUIRED cli_tiny FIXTURES_SETUP cli_tiny_q
+                       PASS_REGULAR_EXPRESSION "scheme int4:g32 lorc2: [0-9]+ of [0-9]+ tensors quantized")
+  add_test(NAME cli_inspect_tiny COMMAND ${_lowbit} inspect ${_cli_dir}/tiny.int4.safetensors)
+  set_tests_properties(cli_inspect_tiny PROPERTIES FIXTURES_REQUIRED cli_tiny_q
+                       PASS_REGULAR_EXPRESSION "layers.0.attention.wq.qweight +U8 .*int4:g32")
+  add_test(NAME cli_compare_tiny COMMAND ${_lowbit} compare ${_cli_dir}/tiny.safetensors --recipes int8:channel,mxfp4
+           --probe-tokens 4 --json)
+  set_tests_properties(cli_compare_tiny PROPERTIES FIXTURES_REQUIRED cli_tiny
+                       PASS_REGULAR_EXPRESSION "\"scheme\": \"mxfp4\"")
+  # A bad scheme: one line on stderr, non-zero exit, and no output file.
+  add_test(NAME cli_quantize_error COMMAND ${CMAKE_COMMAND} -E env ${_lowbit} quantize ${_cli_dir}/tiny.safetensors
+           -o ${_cli_dir}/bad.safetensors --weights int4 --scale nvfp4)
+  set_tests_properties(cli_quantize_error PROPERTIES FIXTURES_REQUIRED cli_tiny WILL_FAIL TRUE)
+  add_test(NAME cli_quantize_error_nothing_written COMMAND ${CMAKE_COMMAND} -E cat ${_cli_dir}/bad.safetensors)
+  set_tests_properties(cli_quantize_error_nothing_written PROPERTIES DEPENDS cli_quantize_error WILL_FAIL TRUE)
+
+  set(_stories ${PROJECT_SOURCE_DIR}/../shared/data/stories260k/stories260K.safetensors)
+  if(EXISTS ${_stories})
+    add_test(NAME cli_quantize_stories260k COMMAND ${_lowbit} quantize ${_stories}
+             -o ${_cli_dir}/stories.nvfp4.safetensors --weights fp4 --scale nvfp4 --activations fp8 --quiet)
+    set_tests_properties(cli_quantize_stories260k PROPERTIES FIXTURES_SETUP cli_stories
+                         PASS_REGULAR_EXPRESSION "35 of 47 tensors quantized")
+    add_test(NAME cli_inspect_stories260k COMMAND ${_lowbit} inspect ${_cli_dir}/stories.nvfp4.safetensors --json)
+    set_tests_properties(cli_inspect_stories260k PROPERTIES FIXTURES_REQUIRED cli_stories
+                         PASS_REGULAR_EXPRESSION "layers.4.feed_forward.w2.tensor_scale")
+    add_test(NAME cli_compare_stories260k COMMAND ${_lowbit} compare ${_stories} --recipes int4:g32,nvfp4 --quiet)
+    set_tests_properties(cli_compare_stories260k PROPERTIES PASS_REGULAR_EXPRESSION "nvfp4 +4\\.5")
+  endif()
+endif()
