@@ -20,6 +20,7 @@
 #include "lowbit/detail/threads.hpp"
 #include "lowbit/dispatch/cpu_features.hpp"
 #include "lowbit/dispatch/select.hpp"
+#include "lowbit/kernels/float_family.hpp"
 #include "lowbit/kernels/int_family.hpp"
 #include "lowbit/kernels/kernel.hpp"
 #include "lowbit/pack/int_packing.hpp"
@@ -48,48 +49,71 @@ PackedWeights pack(const QuantizedMatrix& q, const PackOptions& options);
 class PackedWeights {
  public:
   PackedWeights() = default;
-  gemm_scheme scheme() const noexcept { return int_.scheme; }
-  isa_tier tier() const noexcept { return int_.tier; }
-  std::int64_t rows() const noexcept { return int_.n; }  // N (outputs)
-  std::int64_t cols() const noexcept { return int_.k; }  // K (inputs)
-  bool empty() const noexcept { return int_.n == 0; }
+  gemm_scheme scheme() const noexcept { return is_float_ ? float_.scheme : int_.scheme; }
+  isa_tier tier() const noexcept { return is_float_ ? float_.tier : int_.tier; }
+  std::int64_t rows() const noexcept { return is_float_ ? float_.rows : int_.n; }  // N (outputs)
+  std::int64_t cols() const noexcept { return is_float_ ? float_.cols : int_.k; }  // K (inputs)
+  bool empty() const noexcept { return rows() == 0; }
   // Bytes of the packed weights, scales included (what one gemm call streams).
-  std::size_t bytes() const noexcept { return detail::int_packed_bytes(int_); }
+  std::size_t bytes() const noexcept {
+    return is_float_ ? detail::float_packed_bytes(float_) : detail::int_packed_bytes(int_);
+  }
   std::string_view kernel_name() const noexcept { return name_; }
 
-  // Internals for the kernels and tests.
+  // Internals for the kernels and tests: which family, and its packed form.
+  bool is_float_family() const noexcept { return is_float_; }
   const detail::int_packed& int_weights() const noexcept { return int_; }
   detail::int_packed& int_weights_mutable() noexcept { return int_; }
+  const detail::float_packed& float_weights() const noexcept { return float_; }
+  // Output columns that one task's range must be a multiple of.
+  std::int64_t column_granule() const noexcept { return is_float_ ? detail::float_block_cols : int_.nt; }
 
  private:
   friend PackedWeights pack(const QuantizedMatrix& q, const PackOptions& options);
+  bool is_float_ = false;
   detail::int_packed int_;
+  detail::float_packed float_;
   std::string name_;
 };
 
+namespace detail {
+
+// The scheme pack() builds for `q` under `options` (see activation_quant).
+inline gemm_scheme choose_scheme(const QuantizedMatrix& q, const PackOptions& options) {
+  if (options.scheme) return *options.scheme;
+  const element_format f = q.spec.format;
+  switch (options.activations) {
+    case activation_quant::int8: {
+      const std::optional<gemm_scheme> s = choose_int_scheme(q);
+      if (!s) fail("pack: int8 activations need symmetric int8 or int4 weights, got " + describe_weights(q));
+      return *s;
+    }
+    case activation_quant::float8_e4m3fn: return choose_float_scheme(q.spec, act_format::float8_e4m3fn);
+    case activation_quant::none: return choose_float_scheme(q.spec, std::nullopt);
+    case activation_quant::automatic: break;
+  }
+  if (const std::optional<gemm_scheme> s = choose_int_scheme(q)) return *s;
+  if (f == element_format::float8_e4m3fn || f == element_format::float4_e2m1fn)
+    return choose_float_scheme(q.spec, act_format::float8_e4m3fn);
+  if (f == element_format::int4) return choose_float_scheme(q.spec, std::nullopt);  // asymmetric int4
+  fail("pack: no kernel runs " + describe_weights(q) +
+       " weights (kernels exist for int8, int4, float8_e4m3fn and float4_e2m1fn)");
+}
+
+}  // namespace detail
+
 inline PackedWeights pack(const QuantizedMatrix& q, const PackOptions& options = {}) {
   const isa_tier tier = detail::resolve_tier(options.tier);
-  gemm_scheme scheme;
-  if (options.scheme) {
-    scheme = *options.scheme;
-  } else if (options.activations == activation_quant::automatic || options.activations == activation_quant::int8) {
-    const std::optional<gemm_scheme> s = detail::choose_int_scheme(q);
-    if (!s) {
-      if (options.activations == activation_quant::int8)
-        detail::fail("pack: int8 activations need symmetric int8 or int4 weights, got " + detail::describe_weights(q));
-      detail::fail("pack: no kernel is available for " + detail::describe_weights(q) +
-                   " weights yet (the float-decoding family is not built in)");
-    }
-    scheme = *s;
-  } else {
-    detail::fail("pack: " + detail::describe_weights(q) +
-                 " weights with float8 or fp32 activations need the float-decoding kernels, which are not available");
-  }
-  if (!is_int_activation_scheme(scheme))
-    detail::fail("pack: scheme " + std::string(to_string(scheme)) + " is not available in this build");
+  const gemm_scheme scheme = detail::choose_scheme(q, options);
   PackedWeights w;
-  w.int_ = detail::pack_int(q, scheme, tier);
-  w.name_ = detail::int_kernel_name(w.int_);
+  if (is_int_activation_scheme(scheme)) {
+    w.int_ = detail::pack_int(q, scheme, tier);
+    w.name_ = detail::int_kernel_name(w.int_);
+  } else {
+    w.is_float_ = true;
+    w.float_ = detail::pack_float(q, scheme, tier);
+    w.name_ = detail::float_kernel_name(w.float_);
+  }
   return w;
 }
 
@@ -123,7 +147,7 @@ inline void check_gemm_shapes(std::int64_t m, std::int64_t k, const PackedWeight
 template <class RunColumns>
 void gemm_columns(const PackedWeights& w, std::int64_t m, RowMatrixRef y, const GemmOptions& o,
                   const RowMatrixXf* lorc_t, RunColumns&& run_columns) {
-  const std::int64_t nt = w.int_weights().nt;
+  const std::int64_t nt = w.column_granule();
   const std::int64_t tiles = (w.rows() + nt - 1) / nt;
   const int threads = o.num_threads > 0 ? o.num_threads : default_num_threads();
   // Few chunks per thread: enough to balance, few enough that each streams whole tiles.
@@ -153,9 +177,16 @@ inline void gemm(ConstRowMatrixRef x, const PackedWeights& w, RowMatrixRef y, co
     smoothed = x.array().rowwise() / o.smoothing->transpose().array();
   }
   const ConstRowMatrixRef xs = o.smoothing ? ConstRowMatrixRef(smoothed) : x;
-  const detail::int_workspace ws = detail::prepare_int(w.int_weights(), xs, w.tier());
   RowMatrixXf lorc_t;
   if (o.lorc_v) lorc_t.noalias() = xs * o.lorc_v->transpose();
+  if (w.is_float_family()) {
+    const detail::float_workspace fws = detail::prepare_float(w.float_weights(), xs);
+    detail::gemm_columns(w, x.rows(), y, o, o.lorc_v ? &lorc_t : nullptr, [&](std::int64_t n0, std::int64_t n1) {
+      detail::run_float(w.float_weights(), fws, y, n0, n1);
+    });
+    return;
+  }
+  const detail::int_workspace ws = detail::prepare_int(w.int_weights(), xs, w.tier());
   detail::gemm_columns(w, x.rows(), y, o, o.lorc_v ? &lorc_t : nullptr, [&](std::int64_t n0, std::int64_t n1) {
     detail::run_int(w.int_weights(), ws, y, n0, n1, w.tier());
   });

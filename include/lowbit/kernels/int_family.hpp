@@ -80,6 +80,7 @@ inline int_workspace prepare_int(const int_packed& p, ConstRowMatrixRef x, isa_t
   if (x.cols() != p.k)
     fail("gemm: activations have " + std::to_string(x.cols()) + " columns but the weights have K = " +
          std::to_string(p.k));
+  (void)tier;  // only the x86 builds have a SIMD quantizer
   int_workspace ws;
   allocate_int_workspace(p, x.rows(), ws);
   for (std::int64_t t = 0; t < x.rows(); ++t) {

@@ -1,6 +1,8 @@
 #pragma once
 // AVX-512 tier of the integer-activation family: VPDPBUSD (AVX512-VNNI), or VPMADDUBSW +
-// VPMADDWD on AVX-512 CPUs without VNNI. Tile: 32 output columns (two zmm) x MR tokens.
+// VPMADDWD on AVX-512 CPUs without VNNI. Tile: 32 output columns (two zmm); register block:
+// 8 tokens x 32 columns (16 int32 accumulators); loop order per tile: group (chunk of <= 512
+// inputs) outer, token blocks inner, so the chunk's weights are read from L1 by every block.
 //
 // Inner step (int4): one 64-byte load gives 16 columns x 8 inputs; AND / SHIFT+AND split it
 // into two zmm of biased weights (0..15), each fed to VPDPBUSD against the token's 4 int8
@@ -53,110 +55,159 @@ LOWBIT_TARGET_AVX512_VNNI inline __m512i avx512_dot(__m512i acc, __m512i w, __m5
   }
 }
 
+// Scratch of one run() call: per (token, column of the tile) the int32 partial sum of the
+// current group and the running total (fp32, or int32 for M2).
+struct avx512_int_scratch {
+  aligned_buffer<std::int32_t> acc;
+  aligned_buffer<std::int32_t> total;  // fp32 bits or int32
+};
+
+// One chunk of k steps of one tile for MR tokens: acc (from scratch, or zero at a group's
+// start) += the chunk's dot products; at a group's end, the bias correction and the group's
+// contribution to the total. Weights of a chunk (<= 16 KiB) stay in L1 while every token
+// block of the call passes over them.
 template <int MR, bool Int4, bool M2, bool Vnni>
-LOWBIT_TARGET_AVX512_VNNI void avx512_int_tile(const int_packed& p, const int_workspace& ws,
-                                               const std::uint8_t* w, std::int64_t t0, float* y,
-                                               std::int64_t ldy, int ncols) {
+LOWBIT_TARGET_AVX512_VNNI void avx512_int_chunk(const int_packed& p, const int_workspace& ws, const std::uint8_t* w,
+                                                std::int64_t steps, std::int64_t koff, std::int64_t t0, std::int64_t g,
+                                                bool group_start, const std::uint8_t* group_end_params,
+                                                avx512_int_scratch& scr) {
   constexpr int NV = 2;
-  constexpr bool unbiased = !Vnni && !Int4;  // the sign-trick path needs no correction
+  constexpr int NT = 32;
+  constexpr bool unbiased = !Vnni && !Int4;
   const std::int8_t* arow[MR];
-  for (int i = 0; i < MR; ++i) arow[i] = ws.a.data() + (t0 + i) * ws.a_stride;
-  __m512 totf[MR][NV];
-  __m512i toti[MR][NV];
+  for (int i = 0; i < MR; ++i) arow[i] = ws.a.data() + (t0 + i) * ws.a_stride + koff;
+  std::int32_t* accp = scr.acc.data() + t0 * NT;
+  __m512i acc[MR][NV];
   for (int i = 0; i < MR; ++i)
-    for (int v = 0; v < NV; ++v) {
-      totf[i][v] = _mm512_setzero_ps();
-      toti[i][v] = _mm512_setzero_si512();
-    }
-  const __m512i low4 = _mm512_set1_epi8(0x0F);
-  std::int64_t koff = 0;
-  for (std::int64_t g = 0; g < p.groups; ++g) {
-    const std::int64_t plen = p.padded_len(g);
-    __m512i acc[MR][NV];
-    for (int i = 0; i < MR; ++i)
-      for (int v = 0; v < NV; ++v) acc[i][v] = _mm512_setzero_si512();
-    if constexpr (Int4) {
-      for (std::int64_t s = 0; s < plen; s += 8, w += NV * 64) {
-        __m512i lo[NV], hi[NV];
-        for (int v = 0; v < NV; ++v) {
-          const __m512i raw = _mm512_load_si512(reinterpret_cast<const void*>(w + v * 64));
-          lo[v] = _mm512_and_si512(raw, low4);
-          hi[v] = _mm512_and_si512(_mm512_srli_epi16(raw, 4), low4);
-        }
-        for (int i = 0; i < MR; ++i) {
-          const __m512i alo = avx512_bcast32(arow[i] + koff + s);
-          const __m512i ahi = avx512_bcast32(arow[i] + koff + s + 4);
-          for (int v = 0; v < NV; ++v) {
-            acc[i][v] = avx512_dot<Vnni, false>(acc[i][v], lo[v], alo);
-            acc[i][v] = avx512_dot<Vnni, false>(acc[i][v], hi[v], ahi);
-          }
-        }
+    for (int v = 0; v < NV; ++v)
+      acc[i][v] = group_start ? _mm512_setzero_si512() : _mm512_load_si512(accp + i * NT + v * 16);
+  if constexpr (Int4) {
+    const __m512i low4 = _mm512_set1_epi8(0x0F);
+    for (std::int64_t s = 0; s < steps; ++s, w += NV * 64) {
+      if constexpr (MR <= 2) {  // few tokens: the weights stream from L3/DRAM, fetch ahead
+        _mm_prefetch(reinterpret_cast<const char*>(w + 1536), _MM_HINT_T0);
+        _mm_prefetch(reinterpret_cast<const char*>(w + 1536 + 64), _MM_HINT_T0);
       }
-    } else {
-      for (std::int64_t s = 0; s < plen; s += 4, w += NV * 64) {
-        __m512i wv[NV];
-        for (int v = 0; v < NV; ++v) wv[v] = _mm512_load_si512(reinterpret_cast<const void*>(w + v * 64));
-        for (int i = 0; i < MR; ++i) {
-          const __m512i a4 = avx512_bcast32(arow[i] + koff + s);
-          for (int v = 0; v < NV; ++v) acc[i][v] = avx512_dot<Vnni, true>(acc[i][v], wv[v], a4);
-        }
+      __m512i lo[NV], hi[NV];
+      for (int v = 0; v < NV; ++v) {
+        const __m512i raw = _mm512_load_si512(reinterpret_cast<const void*>(w + v * 64));
+        lo[v] = _mm512_and_si512(raw, low4);
+        hi[v] = _mm512_and_si512(_mm512_srli_epi16(raw, 4), low4);
       }
-    }
-    if constexpr (!unbiased) {
       for (int i = 0; i < MR; ++i) {
-        const __m512i c = _mm512_set1_epi32(ws.comp[static_cast<std::size_t>((t0 + i) * p.groups + g)]);
-        for (int v = 0; v < NV; ++v) acc[i][v] = _mm512_sub_epi32(acc[i][v], c);
+        const __m512i alo = avx512_bcast32(arow[i] + s * 8);
+        const __m512i ahi = avx512_bcast32(arow[i] + s * 8 + 4);
+        for (int v = 0; v < NV; ++v) {
+          acc[i][v] = avx512_dot<Vnni, false>(acc[i][v], lo[v], alo);
+          acc[i][v] = avx512_dot<Vnni, false>(acc[i][v], hi[v], ahi);
+        }
       }
     }
-    if constexpr (M2) {
-      __m512i sh[NV];
-      for (int v = 0; v < NV; ++v) sh[v] = _mm512_load_si512(reinterpret_cast<const void*>(w + v * 64));
-      for (int i = 0; i < MR; ++i)
-        for (int v = 0; v < NV; ++v) toti[i][v] = _mm512_add_epi32(toti[i][v], _mm512_sllv_epi32(acc[i][v], sh[v]));
-    } else {
-      __m512 sc[NV];
-      for (int v = 0; v < NV; ++v) sc[v] = _mm512_load_ps(reinterpret_cast<const float*>(w + v * 64));
-      for (int i = 0; i < MR; ++i)
-        for (int v = 0; v < NV; ++v) totf[i][v] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc[i][v]), sc[v], totf[i][v]);
+  } else {
+    for (std::int64_t s = 0; s < steps; ++s, w += NV * 64) {
+      if constexpr (MR <= 2) {
+        _mm_prefetch(reinterpret_cast<const char*>(w + 1536), _MM_HINT_T0);
+        _mm_prefetch(reinterpret_cast<const char*>(w + 1536 + 64), _MM_HINT_T0);
+      }
+      __m512i wv[NV];
+      for (int v = 0; v < NV; ++v) wv[v] = _mm512_load_si512(reinterpret_cast<const void*>(w + v * 64));
+      for (int i = 0; i < MR; ++i) {
+        const __m512i a4 = avx512_bcast32(arow[i] + s * 4);
+        for (int v = 0; v < NV; ++v) acc[i][v] = avx512_dot<Vnni, true>(acc[i][v], wv[v], a4);
+      }
     }
-    w += NV * 64;
-    koff += plen;
   }
-  __m512 rowf[NV];
-  if constexpr (M2)
-    for (int v = 0; v < NV; ++v) rowf[v] = _mm512_load_ps(reinterpret_cast<const float*>(w + v * 64));
+  if (group_end_params == nullptr) {
+    for (int i = 0; i < MR; ++i)
+      for (int v = 0; v < NV; ++v) _mm512_store_si512(accp + i * NT + v * 16, acc[i][v]);
+    return;
+  }
+  std::int32_t* totp = scr.total.data() + t0 * NT;
   for (int i = 0; i < MR; ++i) {
-    const __m512 sa = _mm512_set1_ps(ws.a_scale[static_cast<std::size_t>(t0 + i)]);
-    float* yrow = y + (t0 + i) * ldy;
+    if constexpr (!unbiased) {
+      const __m512i c = _mm512_set1_epi32(ws.comp[static_cast<std::size_t>((t0 + i) * p.groups + g)]);
+      for (int v = 0; v < NV; ++v) acc[i][v] = _mm512_sub_epi32(acc[i][v], c);
+    }
     for (int v = 0; v < NV; ++v) {
-      __m512 out = totf[i][v];
-      if constexpr (M2) out = _mm512_mul_ps(_mm512_cvtepi32_ps(toti[i][v]), rowf[v]);
-      out = _mm512_mul_ps(out, sa);
-      const int left = ncols - v * 16;
-      if (left <= 0) break;
-      const __mmask16 mask = left >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << left) - 1u);
-      _mm512_mask_storeu_ps(yrow + v * 16, mask, out);
+      std::int32_t* tp = totp + i * NT + v * 16;
+      const void* param = group_end_params + v * 64;
+      if constexpr (M2) {
+        const __m512i t = _mm512_add_epi32(_mm512_load_si512(tp), _mm512_sllv_epi32(acc[i][v], _mm512_load_si512(param)));
+        _mm512_store_si512(tp, t);
+      } else {
+        const __m512 t = _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc[i][v]), _mm512_load_ps(static_cast<const float*>(param)),
+                                         _mm512_load_ps(reinterpret_cast<const float*>(tp)));
+        _mm512_store_ps(reinterpret_cast<float*>(tp), t);
+      }
     }
   }
 }
 
-// Token-block height: per-group schemes keep MR x 2 group accumulators and MR x 2 totals in
-// 32 zmm registers; per-channel int8 needs no separate totals.
+template <bool Int4, bool M2, bool Vnni>
+LOWBIT_TARGET_AVX512_VNNI void avx512_int_chunk_rows(const int_packed& p, const int_workspace& ws, const std::uint8_t* w,
+                                                     std::int64_t steps, std::int64_t koff, std::int64_t g,
+                                                     bool group_start, const std::uint8_t* params,
+                                                     avx512_int_scratch& scr) {
+  constexpr int MR = 8;
+  std::int64_t t0 = 0;
+  for (; t0 + MR <= ws.m; t0 += MR)
+    avx512_int_chunk<MR, Int4, M2, Vnni>(p, ws, w, steps, koff, t0, g, group_start, params, scr);
+  switch (ws.m - t0) {
+    case 7: avx512_int_chunk<7, Int4, M2, Vnni>(p, ws, w, steps, koff, t0, g, group_start, params, scr); break;
+    case 6: avx512_int_chunk<6, Int4, M2, Vnni>(p, ws, w, steps, koff, t0, g, group_start, params, scr); break;
+    case 5: avx512_int_chunk<5, Int4, M2, Vnni>(p, ws, w, steps, koff, t0, g, group_start, params, scr); break;
+    case 4: avx512_int_chunk<4, Int4, M2, Vnni>(p, ws, w, steps, koff, t0, g, group_start, params, scr); break;
+    case 3: avx512_int_chunk<3, Int4, M2, Vnni>(p, ws, w, steps, koff, t0, g, group_start, params, scr); break;
+    case 2: avx512_int_chunk<2, Int4, M2, Vnni>(p, ws, w, steps, koff, t0, g, group_start, params, scr); break;
+    case 1: avx512_int_chunk<1, Int4, M2, Vnni>(p, ws, w, steps, koff, t0, g, group_start, params, scr); break;
+    default: break;
+  }
+}
+
+// Tile loop: group by group (a long group in chunks of 512 inputs), every token block per
+// chunk, then the store: y = total * s_a, or float(total) * row factor * s_a for M2.
 template <bool Int4, bool M2, bool Vnni>
 LOWBIT_TARGET_AVX512_VNNI void avx512_int_tiles(const int_packed& p, const int_workspace& ws, float* y,
                                                 std::int64_t ldy, std::int64_t tile_begin, std::int64_t tile_end) {
-  constexpr int MR = 4;
+  constexpr std::int64_t chunk_k = 512;
+  constexpr std::int64_t NT = 32;
+  const std::int64_t lane_bytes = NT * 4;
+  avx512_int_scratch scr;
+  scr.acc.resize(static_cast<std::size_t>(ws.m * NT));
+  scr.total.resize(static_cast<std::size_t>(ws.m * NT));
   for (std::int64_t t = tile_begin; t < tile_end; ++t) {
+    std::memset(static_cast<void*>(scr.total.data()), 0, static_cast<std::size_t>(ws.m * NT) * 4);
     const std::uint8_t* w = p.tile(t);
-    float* yt = y + t * p.nt;
-    const int ncols = static_cast<int>(std::min<std::int64_t>(p.nt, p.n - t * p.nt));
-    std::int64_t t0 = 0;
-    for (; t0 + MR <= ws.m; t0 += MR) avx512_int_tile<MR, Int4, M2, Vnni>(p, ws, w, t0, yt, ldy, ncols);
-    switch (ws.m - t0) {
-      case 3: avx512_int_tile<3, Int4, M2, Vnni>(p, ws, w, t0, yt, ldy, ncols); break;
-      case 2: avx512_int_tile<2, Int4, M2, Vnni>(p, ws, w, t0, yt, ldy, ncols); break;
-      case 1: avx512_int_tile<1, Int4, M2, Vnni>(p, ws, w, t0, yt, ldy, ncols); break;
-      default: break;
+    std::int64_t koff = 0;
+    for (std::int64_t g = 0; g < p.groups; ++g) {
+      const std::int64_t plen = p.padded_len(g);
+      const std::uint8_t* params = w + (plen / p.kstep) * lane_bytes;
+      for (std::int64_t c0 = 0; c0 < plen; c0 += chunk_k) {
+        const std::int64_t clen = std::min(chunk_k, plen - c0);
+        avx512_int_chunk_rows<Int4, M2, Vnni>(p, ws, w + (c0 / p.kstep) * lane_bytes, clen / p.kstep, koff + c0, g,
+                                              c0 == 0, c0 + clen == plen ? params : nullptr, scr);
+      }
+      w = params + lane_bytes;
+      koff += plen;
+    }
+    const int ncols = static_cast<int>(std::min<std::int64_t>(NT, p.n - t * NT));
+    for (std::int64_t i = 0; i < ws.m; ++i) {
+      const __m512 sa = _mm512_set1_ps(ws.a_scale[static_cast<std::size_t>(i)]);
+      float* yrow = y + i * ldy + t * NT;
+      for (int v = 0; v < 2; ++v) {
+        const int left = ncols - v * 16;
+        if (left <= 0) break;
+        const std::int32_t* tp = scr.total.data() + i * NT + v * 16;
+        __m512 out;
+        if constexpr (M2)
+          out = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_load_si512(tp)),
+                              _mm512_load_ps(reinterpret_cast<const float*>(w + v * 64)));
+        else
+          out = _mm512_load_ps(reinterpret_cast<const float*>(tp));
+        out = _mm512_mul_ps(out, sa);
+        const __mmask16 mask = left >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << left) - 1u);
+        _mm512_mask_storeu_ps(yrow + v * 16, mask, out);
+      }
     }
   }
 }

@@ -1,0 +1,204 @@
+// GEMM benchmarks: gemm/<scheme>/<tokens>/<N>/<K> (weights hot in cache), gemm_cold/<scheme>/1/
+// 4096/4096 (weights rotated over >= 512 MiB of packed copies, so they stream from DRAM as in
+// decoding), and .../threads:2/real_time variants at 128 tokens (timed by the wall clock).
+// Single-threaded unless the name says; those are timed by CPU time, robust on a shared machine.
+// Counters: GOPS = 2 * tokens * N * K per second / 1e9; weight_GBps = packed bytes (scales
+// included) per second / 1e9. f32_eigen is Eigen's fp32 product on the same shapes.
+#include <benchmark/benchmark.h>
+
+#include <cstdint>
+#include <memory>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "lowbit/formats/nibbles.hpp"
+#include "lowbit/gemm.hpp"
+
+namespace {
+
+using namespace lowbit;
+
+struct scheme_info {
+  const char* name;
+  element_format format;
+  bool symmetric;
+  scale_constraint constraint;
+  int group;  // 0: per channel
+  activation_quant act;
+};
+
+const scheme_info kSchemes[] = {
+    {"w8a8_int8", element_format::int8, true, scale_constraint::none, 0, activation_quant::int8},
+    {"w4a8_int4", element_format::int4, true, scale_constraint::none, 128, activation_quant::int8},
+    {"w4a8_int4_m2", element_format::int4, true, scale_constraint::pow2_m2, 128, activation_quant::int8},
+    {"w8a8_fp8", element_format::float8_e4m3fn, true, scale_constraint::none, 0, activation_quant::float8_e4m3fn},
+    {"w4a8_fp4", element_format::float4_e2m1fn, true, scale_constraint::pow2_m2, 128, activation_quant::float8_e4m3fn},
+    {"w4a16_int4", element_format::int4, true, scale_constraint::none, 128, activation_quant::none},
+    {"w4a16_fp4", element_format::float4_e2m1fn, true, scale_constraint::none, 128, activation_quant::none},
+};
+
+// A random quantized matrix with LLM-like statistics (codes uniform over the normal range,
+// M2 shifts mostly 0 or -1); the kernels' speed does not depend on the values.
+QuantizedMatrix random_weights(const scheme_info& s, std::int64_t n, std::int64_t k) {
+  QuantizedMatrix q;
+  q.spec.format = s.format;
+  q.spec.symmetric = s.symmetric;
+  q.spec.gran = s.group ? granularity::per_group : granularity::per_channel;
+  q.spec.group_size = s.group ? s.group : 128;
+  q.spec.constraint = s.constraint;
+  q.rows = n;
+  q.cols = k;
+  q.group_size = s.group ? s.group : k;
+  q.groups_per_row = (k + q.group_size - 1) / q.group_size;
+  const bool four = s.format == element_format::int4 || s.format == element_format::float4_e2m1fn;
+  q.row_stride = four ? (k + 1) / 2 : k;
+  q.codes.resize(static_cast<std::size_t>(n * q.row_stride));
+  std::mt19937 rng(7);
+  auto nibble = [&] { return static_cast<unsigned>(static_cast<int>(rng() % 15) - 7) & 0xFu; };
+  for (auto& b : q.codes) {
+    if (s.format == element_format::int4) {
+      b = static_cast<std::uint8_t>(nibble() | nibble() << 4);  // -7..7 in each nibble
+      continue;
+    }
+    b = static_cast<std::uint8_t>(rng());
+    if (s.format == element_format::int8 && b == 0x80) b = 0;
+    if (s.format == element_format::float8_e4m3fn && (b & 0x7F) == 0x7F) b = 0x7E;  // no NaN
+  }
+  q.scales.assign(static_cast<std::size_t>(n * q.groups_per_row), 0.01f);
+  if (s.constraint == scale_constraint::pow2_m2) {
+    q.row_scales.assign(static_cast<std::size_t>(n), 0.01f);
+    q.shifts.resize(q.scales.size());
+    for (std::size_t i = 0; i < q.shifts.size(); ++i) {
+      q.shifts[i] = static_cast<std::int8_t>(-static_cast<int>(rng() % 2));
+      q.scales[i] = std::ldexp(0.01f, q.shifts[i]);
+    }
+  }
+  if (!s.symmetric) q.zeros.assign(q.scales.size(), 8);
+  return q;
+}
+
+RowMatrixXf random_x(std::int64_t m, std::int64_t k) {
+  std::mt19937 rng(3);
+  std::normal_distribution<float> nd;
+  RowMatrixXf x(m, k);
+  for (std::int64_t i = 0; i < x.size(); ++i) x.data()[i] = nd(rng);
+  return x;
+}
+
+void set_counters(benchmark::State& st, std::int64_t m, std::int64_t n, std::int64_t k, double bytes) {
+  st.counters["GOPS"] = benchmark::Counter(2.0 * m * n * k / 1e9, benchmark::Counter::kIsIterationInvariantRate);
+  st.counters["weight_GBps"] = benchmark::Counter(bytes / 1e9, benchmark::Counter::kIsIterationInvariantRate);
+}
+
+void bench_lowbit(benchmark::State& st, scheme_info s, std::int64_t m, std::int64_t n, std::int64_t k, int threads) {
+  PackOptions po;
+  po.activations = s.act;
+  const PackedWeights w = pack(random_weights(s, n, k), po);
+  st.SetLabel(std::string(selected_kernel(w)));
+  const RowMatrixXf x = random_x(m, k);
+  RowMatrixXf y(m, n);
+  GemmOptions o;
+  o.num_threads = threads;
+  for (auto _ : st) {
+    gemm(x, w, y, o);
+    benchmark::DoNotOptimize(y.data());
+    benchmark::ClobberMemory();
+  }
+  set_counters(st, m, n, k, static_cast<double>(w.bytes()));
+}
+
+void bench_eigen(benchmark::State& st, std::int64_t m, std::int64_t n, std::int64_t k) {
+  const RowMatrixXf w = random_x(n, k);
+  const RowMatrixXf x = random_x(m, k);
+  RowMatrixXf y(m, n);
+  for (auto _ : st) {
+    y.noalias() = x * w.transpose();
+    benchmark::DoNotOptimize(y.data());
+    benchmark::ClobberMemory();
+  }
+  set_counters(st, m, n, k, static_cast<double>(w.size()) * sizeof(float));
+}
+
+constexpr std::size_t kColdBytes = std::size_t{1} << 30;  // >= 512 MiB, and well past the 260 MiB L3
+
+void bench_lowbit_cold(benchmark::State& st, scheme_info s) {
+  const std::int64_t n = 4096, k = 4096;
+  PackOptions po;
+  po.activations = s.act;
+  std::vector<PackedWeights> copies;
+  copies.push_back(pack(random_weights(s, n, k), po));
+  const std::size_t count = (kColdBytes + copies[0].bytes() - 1) / copies[0].bytes();
+  while (copies.size() < count) copies.push_back(copies[0]);
+  st.SetLabel(std::string(selected_kernel(copies[0])) + " x" + std::to_string(count));
+  const RowMatrixXf x = random_x(1, k);
+  RowMatrixXf y(1, n);
+  GemmOptions o;
+  o.num_threads = 1;
+  std::size_t i = 0;
+  for (auto _ : st) {
+    gemm(x, copies[i], y, o);
+    i = (i + 1) % count;
+    benchmark::DoNotOptimize(y.data());
+    benchmark::ClobberMemory();
+  }
+  set_counters(st, 1, n, k, static_cast<double>(copies[0].bytes()));
+}
+
+void bench_eigen_cold(benchmark::State& st) {
+  const std::int64_t n = 4096, k = 4096;
+  const std::size_t count = kColdBytes / (n * k * sizeof(float));
+  std::vector<RowMatrixXf> copies(count, random_x(n, k));
+  const RowMatrixXf x = random_x(1, k);
+  RowMatrixXf y(1, n);
+  std::size_t i = 0;
+  for (auto _ : st) {
+    y.noalias() = x * copies[i].transpose();
+    i = (i + 1) % count;
+    benchmark::DoNotOptimize(y.data());
+    benchmark::ClobberMemory();
+  }
+  set_counters(st, 1, n, k, static_cast<double>(n * k * sizeof(float)));
+}
+
+bool scheme_available(const scheme_info& s) {
+  try {
+    PackOptions po;
+    po.activations = s.act;
+    (void)pack(random_weights(s, 32, 64), po);
+    return true;
+  } catch (const lowbit::error&) {
+    return false;
+  }
+}
+
+const int kRegistered = [] {
+  const std::int64_t tokens[] = {1, 8, 32, 128, 512};
+  const std::int64_t ns[] = {4096, 11008};
+  const std::int64_t k = 4096;
+  for (std::int64_t n : ns)
+    for (std::int64_t m : tokens) {
+      const std::string shape = "/" + std::to_string(m) + "/" + std::to_string(n) + "/" + std::to_string(k);
+      benchmark::RegisterBenchmark(("gemm/f32_eigen" + shape).c_str(), bench_eigen, m, n, k)
+          ->Unit(benchmark::kMicrosecond);
+      for (const scheme_info& s : kSchemes) {
+        if (!scheme_available(s)) continue;
+        benchmark::RegisterBenchmark((std::string("gemm/") + s.name + shape).c_str(), bench_lowbit, s, m, n, k, 1)
+            ->Unit(benchmark::kMicrosecond);
+        if (m == 128)
+          benchmark::RegisterBenchmark((std::string("gemm/") + s.name + shape + "/threads:2").c_str(), bench_lowbit, s,
+                                       m, n, k, 2)
+              ->Unit(benchmark::kMicrosecond)
+              ->UseRealTime();  // wall time: CPU time would count only the calling thread
+      }
+    }
+  benchmark::RegisterBenchmark("gemm_cold/f32_eigen/1/4096/4096", bench_eigen_cold)
+      ->Unit(benchmark::kMicrosecond);
+  for (const scheme_info& s : kSchemes)
+    if (scheme_available(s))
+      benchmark::RegisterBenchmark((std::string("gemm_cold/") + s.name + "/1/4096/4096").c_str(), bench_lowbit_cold, s)
+          ->Unit(benchmark::kMicrosecond);
+  return 0;
+}();
+
+}  // namespace
