@@ -73,38 +73,77 @@ lowbit_jobs() {
 }
 
 # Stage timing. lowbit_stage_begin NAME prints a banner and starts a clock; lowbit_stage_end
-# records the elapsed seconds; lowbit_print_stage_times prints them all.
+# records the elapsed wall seconds and the CPU seconds of the commands it ran;
+# lowbit_print_stage_times prints them all. CPU time says what a stage costs on an idle
+# machine: on a busy shared one, wall time mostly measures the neighbours.
 LOWBIT_STAGE_NAMES=()
 LOWBIT_STAGE_SECONDS=()
+LOWBIT_STAGE_CPU_SECONDS=()
 LOWBIT_CURRENT_STAGE=""
 LOWBIT_CURRENT_STAGE_START=0
+LOWBIT_CURRENT_STAGE_CPU_START=0
+
+# Sets LOWBIT_CHILDREN_CPU_MS to the CPU milliseconds (user + system) used so far by this
+# shell's finished child processes. `times` is a builtin that must run in this shell (a
+# subshell from a pipe or $(...) would report only its own, empty, children), hence a file
+# and a global rather than an output.
+LOWBIT_CHILDREN_CPU_MS=0
+lowbit_read_children_cpu() {
+  local file="${TMPDIR:-/tmp}/lowbit-times.$$" user sys
+  times >"$file"
+  { read -r _ _ && read -r user sys; } <"$file"
+  rm -f "$file"
+  LOWBIT_CHILDREN_CPU_MS=$(($(lowbit_duration_ms "$user") + $(lowbit_duration_ms "$sys")))
+}
+
+# "1m2.345s" -> 62345
+lowbit_duration_ms() {
+  local t=${1%s} minutes seconds whole frac
+  minutes=${t%%m*}
+  seconds=${t#*m}
+  whole=${seconds%%.*}
+  frac=${seconds#*.}
+  frac=${frac}000
+  frac=${frac:0:3}
+  printf '%d\n' $((10#$minutes * 60000 + 10#$whole * 1000 + 10#$frac))
+}
 
 lowbit_stage_begin() {
   LOWBIT_CURRENT_STAGE="$1"
   LOWBIT_CURRENT_STAGE_START=$SECONDS
+  lowbit_read_children_cpu
+  LOWBIT_CURRENT_STAGE_CPU_START=$LOWBIT_CHILDREN_CPU_MS
   printf '\n==== [%s] %s ====\n' "$(date +%H:%M:%S)" "$1"
 }
 
 lowbit_stage_end() {
   local elapsed=$((SECONDS - LOWBIT_CURRENT_STAGE_START))
+  lowbit_read_children_cpu
+  local cpu=$(((LOWBIT_CHILDREN_CPU_MS - LOWBIT_CURRENT_STAGE_CPU_START) / 1000))
   LOWBIT_STAGE_NAMES+=("$LOWBIT_CURRENT_STAGE")
   LOWBIT_STAGE_SECONDS+=("$elapsed")
-  printf '==== %s: done in %dm%02ds ====\n' "$LOWBIT_CURRENT_STAGE" $((elapsed / 60)) $((elapsed % 60))
+  LOWBIT_STAGE_CPU_SECONDS+=("$cpu")
+  printf '==== %s: done in %dm%02ds (CPU %dm%02ds) ====\n' "$LOWBIT_CURRENT_STAGE" \
+    $((elapsed / 60)) $((elapsed % 60)) $((cpu / 60)) $((cpu % 60))
   LOWBIT_CURRENT_STAGE=""
 }
 
 lowbit_print_stage_times() {
-  local i s total=0
-  printf '\nStage timings (wall clock):\n'
+  local i s c total=0 total_cpu=0
+  printf '\nStage timings (wall clock; CPU = user+system of all processes):\n'
   for i in "${!LOWBIT_STAGE_NAMES[@]}"; do
     s=${LOWBIT_STAGE_SECONDS[$i]}
+    c=${LOWBIT_STAGE_CPU_SECONDS[$i]}
     total=$((total + s))
-    printf '  %-36s %4dm%02ds\n' "${LOWBIT_STAGE_NAMES[$i]}" $((s / 60)) $((s % 60))
+    total_cpu=$((total_cpu + c))
+    printf '  %-36s %4dm%02ds   CPU %4dm%02ds\n' "${LOWBIT_STAGE_NAMES[$i]}" \
+      $((s / 60)) $((s % 60)) $((c / 60)) $((c % 60))
   done
   if [[ -n "$LOWBIT_CURRENT_STAGE" ]]; then
     s=$((SECONDS - LOWBIT_CURRENT_STAGE_START))
     total=$((total + s))
-    printf '  %-36s %4dm%02ds  (stopped here)\n' "$LOWBIT_CURRENT_STAGE" $((s / 60)) $((s % 60))
+    printf '  %-36s %4dm%02ds   (stopped here)\n' "$LOWBIT_CURRENT_STAGE" $((s / 60)) $((s % 60))
   fi
-  printf '  %-36s %4dm%02ds\n' "total" $((total / 60)) $((total % 60))
+  printf '  %-36s %4dm%02ds   CPU %4dm%02ds\n' "total" $((total / 60)) $((total % 60)) \
+    $((total_cpu / 60)) $((total_cpu % 60))
 }
