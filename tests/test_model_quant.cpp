@@ -142,3 +142,43 @@ TEST_CASE("perplexity: 4-bit weights cost perplexity on stories260K, first 20 do
   CHECK(std::abs(qa8 - fp32) < 0.02 * fp32);  // 8-bit activations alone are nearly lossless
   CHECK(qa8 != fp32);
 }
+
+TEST_CASE("scheme factory: packed kernels agree with fake quantization", "[model]") {
+  const RowMatrixXf w = random_matrix(40, 72, 5);  // K = 72: ragged with group 32
+  const RowMatrixXf x = random_matrix(7, 72, 6);
+  struct Case {
+    lowbit::QuantSpec spec;
+    std::optional<lowbit::act_format> act;
+    float tolerance;  // relative to max |y|
+  };
+  lowbit::QuantSpec int8_pc;
+  int8_pc.format = lowbit::element_format::int8;
+  int8_pc.gran = lowbit::granularity::per_channel;
+  const Case cases[] = {{int4_group(32), std::nullopt, 1e-5f},
+                        {int8_pc, lowbit::act_format::int8, 1e-5f},
+                        {int4_group(32), lowbit::act_format::int8, 1e-5f}};
+  for (const Case& c : cases) {
+    EvalScheme s;
+    s.weights = c.spec;
+    s.activations = c.act;
+    s.backend = linear_backend::packed;
+    const auto packed = scheme_linear_factory(s)("layers.0.attention.wq", w);
+    s.backend = linear_backend::fake_quant;
+    const auto fake = scheme_linear_factory(s)("layers.0.attention.wq", w);
+    INFO(packed->describe());
+    CHECK(packed->describe().rfind("packed kernel", 0) == 0);
+    CHECK(fake->describe().rfind("fake-quant", 0) == 0);
+    CHECK(packed->storage_bits() == fake->storage_bits());
+    RowMatrixXf y_packed(7, 40), y_fake(7, 40);
+    packed->forward(x, y_packed);
+    fake->forward(x, y_fake);
+    CHECK((y_packed - y_fake).cwiseAbs().maxCoeff() <= c.tolerance * y_fake.cwiseAbs().maxCoeff());
+  }
+  // Explicitly packed with no kernel for the format is an error; automatic falls back.
+  EvalScheme fp6;
+  fp6.weights = lowbit::channel_spec(lowbit::element_format::float6_e3m2fn);
+  fp6.backend = linear_backend::packed;
+  CHECK_THROWS_AS(scheme_linear_factory(fp6)("w", w), lowbit::error);
+  fp6.backend = linear_backend::automatic;
+  CHECK(scheme_linear_factory(fp6)("w", w)->describe().rfind("fake-quant", 0) == 0);
+}

@@ -12,6 +12,7 @@
 #include <chrono>
 #include <cmath>
 #include <nlohmann/json.hpp>
+#include <map>
 #include <optional>
 #include <string>
 #include <thread>
@@ -27,7 +28,7 @@ using namespace lowbit::model;
 
 struct eval_options {
   std::string model, tokens, text, tokenizer, recipe;
-  std::string weights, scale = "fp32", activations;
+  std::string weights, scale = "fp32", activations, backend = "auto";
   int group = 128;
   bool asymmetric = false, quantize_classifier = false, json = false;
   long max_docs = -1;
@@ -78,6 +79,10 @@ EvalScheme scheme_from_flags(const eval_options& o) {
     s.weights = lowbit::normalized_spec(q, "--weights");
   }
   if (!o.activations.empty()) s.activations = parse_act_format(o.activations);
+  if (o.backend == "auto") s.backend = linear_backend::automatic;
+  else if (o.backend == "packed") s.backend = linear_backend::packed;
+  else if (o.backend == "fake") s.backend = linear_backend::fake_quant;
+  else lowbit::detail::fail("--backend: unknown backend '" + o.backend + "' (auto, packed, fake)");
   s.quantize_classifier = o.quantize_classifier;
   return s;
 }
@@ -112,6 +117,15 @@ double linear_bits_per_weight(const LlamaModel& m, bool include_classifier) {
     weights += static_cast<double>(layer->in_features() * layer->out_features());
   }
   return bits / weights;
+}
+
+// "35 x packed kernel w4a16_... , 1 x fp32": what the linear layers run as, counted.
+std::string describe_layers(const LlamaModel& m) {
+  std::map<std::string, int> kinds;
+  for (const auto& [name, layer] : m.linear_layers()) ++kinds[layer->describe()];
+  std::string out;
+  for (const auto& [what, count] : kinds) out += fmt::format("{}{} x {}", out.empty() ? "" : ", ", count, what);
+  return out;
 }
 
 int run_eval(const eval_options& o) {
@@ -161,6 +175,7 @@ int run_eval(const eval_options& o) {
                         {"tokens_per_second", r.tokens_per_second()},
                         {"prepare_seconds", prepare_s},
                         {"bits_per_weight", bpw},
+                        {"layers", describe_layers(model)},
                         {"threads", o.threads}};
     fmt::print("{}\n", j.dump(2));
     return 0;
@@ -169,6 +184,7 @@ int run_eval(const eval_options& o) {
              c.dim, c.hidden_dim, c.n_layers, c.n_heads, c.n_kv_heads, c.vocab_size,
              c.tied_classifier ? "tied" : "separate");
   fmt::print("scheme      {}\n", describe_scheme(scheme));
+  fmt::print("layers      {}\n", describe_layers(model));
   fmt::print("bits/weight {:.3f} (linear layers in the blocks{})\n", bpw,
              scheme.quantize_classifier ? " and the classifier" : "");
   if (!o.text.empty())
@@ -196,6 +212,7 @@ lowbit_cli::registration reg{
       sub.add_option("--scale", o->scale, "Scale rule: fp32, m1, m2, mx, nvfp4")->capture_default_str();
       sub.add_flag("--asymmetric", o->asymmetric, "Integer weights with zero points");
       sub.add_option("--activations", o->activations, "Per-token activation format: int8, fp8/e4m3, e5m2");
+      sub.add_option("--backend", o->backend, "auto (kernels where they exist), packed (kernels only), fake (quantize-dequantize in fp32)")->capture_default_str();
       sub.add_flag("--quantize-classifier", o->quantize_classifier, "Quantize the classifier too (default fp32)");
       sub.add_option("--max-docs", o->max_docs, "Evaluate only the first N documents");
       sub.add_option("--threads", o->threads, "Worker threads (default: hardware threads)");

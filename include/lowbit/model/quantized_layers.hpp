@@ -5,27 +5,35 @@
 // weights), an optional dynamic per-token activation format (A8 schemes), and whether the
 // classifier is quantized too (it is kept fp32 by default, as deployments usually do).
 // scheme_linear_factory() turns it into the LinearFactory that LlamaModel calls for every
-// weight. Layers built here are "fake-quantized": the weights are quantized once and kept
-// dequantized (exactly the values the packed kernels multiply by), and for A8 schemes every
-// input row is quantized and dequantized per token before the fp32 product. The result
-// equals the quantized kernels' output up to fp32 summation order.
+// weight, choosing the backend of each layer:
+//  - packed: the weights are packed for lowbit's quantized kernels and run through gemm()
+//    (model/packed_linear.hpp), activations quantized per token inside the kernel;
+//  - fake_quant: the weights are quantized once and kept dequantized (exactly the values the
+//    kernels multiply by), and for A8 schemes every input row is quantized and dequantized
+//    per token before an fp32 product. Same numbers as the kernels up to summation order;
+//    it runs every format, including those no kernel covers (FP6, E5M2, int8 + E4M3 ...);
+//  - automatic (default): packed where a kernel runs the scheme, fake_quant elsewhere.
 #include <memory>
 #include <optional>
 #include <string>
 #include <utility>
 
 #include "lowbit/model/linear_layer.hpp"
+#include "lowbit/model/packed_linear.hpp"
 #include "lowbit/quant/activation.hpp"
 #include "lowbit/quant/quantizer.hpp"
 #include "lowbit/quant/scheme.hpp"
 
 namespace lowbit::model {
 
+enum class linear_backend { automatic, packed, fake_quant };
+
 struct EvalScheme {
   std::string name = "fp32";            // what reports call it (a recipe name or "custom")
   std::optional<QuantSpec> weights;     // empty: fp32 weights
   std::optional<act_format> activations;  // empty: fp32 activations (weight-only, "A16")
   bool quantize_classifier = false;
+  linear_backend backend = linear_backend::automatic;
 
   bool is_fp32() const { return !weights && !activations; }
 };
@@ -77,6 +85,19 @@ inline LinearFactory scheme_linear_factory(const EvalScheme& scheme) {
   return [scheme](const std::string& name, const RowMatrixXf& w) -> std::unique_ptr<LinearLayer> {
     if (scheme.is_fp32() || (is_classifier_name(name) && !scheme.quantize_classifier))
       return std::make_unique<Fp32Linear>(w);
+    if (!scheme.weights && scheme.backend == linear_backend::packed)
+      lowbit::detail::fail(name + ": the packed backend needs quantized weights (no kernel runs fp32 weights)");
+    if (scheme.weights && scheme.backend != linear_backend::fake_quant) {
+      const QuantizedMatrix q = quantize(w, *scheme.weights, name);
+      const bool kernel_exists = kernel_activation_mode(scheme.activations).has_value();
+      if (scheme.backend == linear_backend::packed || kernel_exists) {
+        try {
+          return std::make_unique<PackedLinear>(q, scheme.activations);
+        } catch (const lowbit::error&) {
+          if (scheme.backend == linear_backend::packed) throw;  // asked for kernels explicitly
+        }
+      }
+    }
     return std::make_unique<FakeQuantLinear>(w, scheme.weights, scheme.activations, name);
   };
 }

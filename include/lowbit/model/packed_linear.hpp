@@ -1,0 +1,53 @@
+#pragma once
+// PackedLinear: a linear layer that runs through lowbit's packed quantized kernels
+// (gemm.hpp): the weights are quantized, packed once for this CPU, and every call quantizes
+// the activations per token inside gemm() as the kernel's scheme says (int8 or E4M3), or
+// keeps them fp32 for weight-only schemes.
+#include <optional>
+#include <string>
+
+#include "lowbit/gemm.hpp"
+#include "lowbit/model/linear_layer.hpp"
+#include "lowbit/quant/quantizer.hpp"
+
+namespace lowbit::model {
+
+// The kernels' activation mode for an evaluation's activation format; empty when no kernel
+// quantizes activations that way (E5M2).
+inline std::optional<activation_quant> kernel_activation_mode(std::optional<act_format> act) {
+  if (!act) return activation_quant::none;
+  switch (*act) {
+    case act_format::int8: return activation_quant::int8;
+    case act_format::float8_e4m3fn: return activation_quant::float8_e4m3fn;
+    case act_format::float8_e5m2: return std::nullopt;
+  }
+  return std::nullopt;
+}
+
+class PackedLinear final : public LinearLayer {
+ public:
+  // Throws lowbit::error when no kernel runs this weight format with these activations.
+  PackedLinear(const QuantizedMatrix& q, std::optional<act_format> act) {
+    const std::optional<activation_quant> mode = kernel_activation_mode(act);
+    if (!mode) lowbit::detail::fail("PackedLinear '" + q.name + "': no kernel takes E5M2 activations");
+    PackOptions po;
+    po.activations = *mode;
+    packed_ = pack(q, po);
+    storage_bits_ = static_cast<double>(q.storage_bits());
+  }
+  void forward(ConstRowMatrixRef x, RowMatrixRef y) const override {
+    GemmOptions o;
+    o.num_threads = 1;  // the evaluation already runs one document per thread
+    gemm(x, packed_, y, o);
+  }
+  std::int64_t in_features() const override { return packed_.cols(); }
+  std::int64_t out_features() const override { return packed_.rows(); }
+  double storage_bits() const override { return storage_bits_; }
+  std::string describe() const override { return "packed kernel " + std::string(packed_.kernel_name()); }
+
+ private:
+  PackedWeights packed_;
+  double storage_bits_ = 0.0;
+};
+
+}  // namespace lowbit::model
