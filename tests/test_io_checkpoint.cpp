@@ -6,6 +6,7 @@
 #include <random>
 
 #include "lowbit/io/checkpoint.hpp"
+#include "lowbit/io/lorc_checkpoint.hpp"
 #include "lowbit/quant/quantizer.hpp"
 #include "lowbit/quant/spec_text.hpp"
 #include "test_io_support.hpp"
@@ -139,5 +140,30 @@ TEST_CASE("checkpoint: broken contracts and corrupt files are errors", "[io]") {
     out.finish();
     CHECK_THROWS_WITH(lowbit::load_quantized_matrix(lowbit::open_safetensors(dir.file("d.safetensors")), "x"),
                       Catch::Contains("'x'") && Catch::Contains("int3"));
+  }
+}
+
+TEST_CASE("checkpoint: LoRC factors round-trip in f32, f16 and int8 storage", "[io]") {
+  scratch_dir dir;
+  const lowbit::RowMatrixXf w = heavy_tailed(12, 40, 5);
+  const auto q = lowbit::quantize(w, lowbit::parse_quant_spec("int4:g16"), "m.weight");
+  for (auto storage : {lowbit::lorc_storage::f32, lowbit::lorc_storage::f16, lowbit::lorc_storage::int8}) {
+    lowbit::LorcOptions opt;
+    opt.storage = storage;
+    const lowbit::LowRank lr = lowbit::lorc(w, q, 3, opt);
+    const std::string path = dir.file("l" + std::to_string(int(storage)) + ".safetensors");
+    {
+      lowbit::SafetensorsWriter out(path);
+      lowbit::begin_checkpoint(out);
+      lowbit::write_quantized_matrix(out, "m.weight", q, {{"lorc", lowbit::lorc_metadata(lr)}});
+      lowbit::write_lorc(out, "m.weight", lr);
+      out.finish();
+    }
+    const auto f = lowbit::open_safetensors(path);
+    const lowbit::LowRank r = lowbit::load_lorc(f, "m");
+    CHECK(r.storage == lr.storage);
+    CHECK(same_bits(r.u, lr.u));
+    CHECK(same_bits(r.v, lr.v));
+    CHECK(r.storage_bits() == lr.storage_bits());
   }
 }
