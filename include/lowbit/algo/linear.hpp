@@ -1,0 +1,184 @@
+#pragma once
+// QuantizedLinear: one nn.Linear quantized by a recipe, composed of
+//     smoothing (SmoothQuant / SmoothQuant+)  ->  GPTQ or round-to-nearest  ->  LoRC
+// and callable as y = layer(x):
+//     y = Qa(x / s) * W_hat^T + ((x / s) * V_hat^T) * U_hat^T + bias
+// where Qa is the recipe's dynamic activation quantization (identity for weight-only), s the
+// smoothing factors (absent = 1) and U_hat, V_hat the LoRC factors (absent = 0). The LoRC
+// term reads the fp32 (smoothed) activations, as the GEMM epilogue does.
+//
+// The struct is plain public data (the quantized matrix, optional bias, smoothing vector and
+// LoRC factors with their storage format, the activation format) so the checkpoint layer can
+// save and load it. The forward pass has one switch: `kernel`, when set (attach_kernels() in
+// algo/linear_gemm.hpp packs the weights for lowbit::gemm), runs the fast kernels; otherwise
+// the reference path dequantizes and uses an Eigen product. algo never includes kernels.
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "lowbit/algo/calibration.hpp"
+#include "lowbit/algo/fake_quant.hpp"
+#include "lowbit/algo/gptq.hpp"
+#include "lowbit/algo/lorc.hpp"
+#include "lowbit/algo/smoothquant.hpp"
+#include "lowbit/config.hpp"
+#include "lowbit/quant/activation.hpp"
+#include "lowbit/quant/quantizer.hpp"
+
+namespace lowbit {
+
+enum class weight_method : std::uint8_t { round_to_nearest, gptq };
+enum class smoothing_mode : std::uint8_t {
+  none,
+  fixed,   // SmoothQuant with recipe.alpha
+  search,  // SmoothQuant+: alpha searched on [0, 1] per layer
+};
+
+struct LinearRecipe {
+  std::string name = "custom";
+  QuantSpec weight;
+  std::optional<ActivationQuant> activations;  // empty: weight-only (A16)
+  smoothing_mode smoothing = smoothing_mode::none;
+  float alpha = 0.5f;                          // for smoothing_mode::fixed
+  float alpha_step = 0.05f;                    // for smoothing_mode::search
+  weight_method method = weight_method::round_to_nearest;
+  GptqOptions gptq{};
+  int lorc_rank = 0;                           // 0: no LoRC
+  LorcOptions lorc{};
+  // Whether the recipe needs calibration data (smoothing or GPTQ).
+  bool needs_calibration() const noexcept {
+    return smoothing != smoothing_mode::none || method == weight_method::gptq;
+  }
+};
+
+struct QuantizedLinear {
+  QuantizedMatrix weight;                     // of W diag(s) when smoothed
+  std::optional<Eigen::VectorXf> bias;        // [out]
+  std::optional<Eigen::VectorXf> smoothing;   // s [in]: the layer reads x / s
+  std::optional<LowRank> lorc;                // U_hat [out, r], V_hat [r, in]
+  std::optional<ActivationQuant> activations; // dynamic activation quantization
+  std::string recipe;                         // the recipe's name
+  float smoothing_alpha = 0.0f;               // chosen alpha (when smoothed)
+  std::string warning;                        // e.g. GPTQ fell back to round-to-nearest
+
+  // The fast path, set by attach_kernels() (algo/linear_gemm.hpp); empty: reference path.
+  std::function<void(ConstRowMatrixRef x, RowMatrixRef y)> kernel;
+
+  std::int64_t in_features() const noexcept { return weight.cols; }
+  std::int64_t out_features() const noexcept { return weight.rows; }
+
+  // Bits of every stored part: weight (codes + scales), LoRC factors, smoothing vector and
+  // bias at 32 bits each.
+  std::int64_t storage_bits() const {
+    std::int64_t b = weight.storage_bits();
+    if (lorc) b += lorc->storage_bits();
+    if (smoothing) b += 32 * smoothing->size();
+    if (bias) b += 32 * bias->size();
+    return b;
+  }
+
+  // The reference forward pass (fake quantization + Eigen products).
+  RowMatrixXf reference_forward(ConstRowMatrixRef x) const {
+    check_input(x);
+    RowMatrixXf xs = smoothing ? smoothed_activations(x, *smoothing) : RowMatrixXf(x);
+    RowMatrixXf xq = activations
+                         ? dequantize(quantize_activations(xs, activations->format,
+                                                           activations->group, weight.name))
+                         : xs;
+    RowMatrixXf y = xq * dequantize(weight).transpose();
+    if (lorc) y.noalias() += (xs * lorc->v.transpose()) * lorc->u.transpose();
+    if (bias) y.rowwise() += bias->transpose();
+    return y;
+  }
+
+  RowMatrixXf operator()(ConstRowMatrixRef x) const {
+    if (!kernel) return reference_forward(x);
+    check_input(x);
+    RowMatrixXf y(x.rows(), out_features());
+    kernel(x, y);
+    return y;
+  }
+
+ private:
+  void check_input(ConstRowMatrixRef x) const {
+    if (x.cols() != in_features())
+      detail::fail("linear '" + weight.name + "': input has " + std::to_string(x.cols()) +
+                   " features, the layer expects " + std::to_string(in_features()));
+  }
+};
+
+// Quantizes w ([out, in]) with an optional bias by `recipe`. Smoothing and GPTQ need
+// calibration stats of this layer's input (W8A8 smoothing also needs kept sample rows).
+inline QuantizedLinear quantize_linear(ConstRowMatrixRef w, const Eigen::VectorXf* bias,
+                                       const LinearRecipe& recipe,
+                                       const ActivationStats* calibration = nullptr,
+                                       std::string_view name = "weight") {
+  const std::string tname(name);
+  if (w.rows() == 0 || w.cols() == 0) detail::fail("quantize_linear '" + tname + "': empty weight");
+  if (bias && bias->size() != w.rows())
+    detail::fail("quantize_linear '" + tname + "': bias has " + std::to_string(bias->size()) +
+                 " values, the weight has " + std::to_string(w.rows()) + " outputs");
+  if (recipe.needs_calibration() && calibration == nullptr)
+    detail::fail("quantize_linear '" + tname + "': recipe '" + recipe.name +
+                 "' needs calibration data (smoothing or GPTQ)");
+  if (calibration && calibration->channels() != w.cols())
+    detail::fail("quantize_linear '" + tname + "': calibration has " +
+                 std::to_string(calibration->channels()) + " channels, the weight has " +
+                 std::to_string(w.cols()) + " inputs");
+
+  QuantizedLinear layer;
+  layer.recipe = recipe.name;
+  layer.activations = recipe.activations;
+  if (bias) layer.bias = *bias;
+
+  // 1. Smoothing.
+  RowMatrixXf ws;
+  if (recipe.smoothing != smoothing_mode::none) {
+    SmoothOptions so;
+    if (recipe.smoothing == smoothing_mode::fixed) so.alpha = recipe.alpha;
+    so.alpha_step = recipe.alpha_step;
+    if (recipe.smoothing == smoothing_mode::search) {
+      so.weight_quantizer = weight_fake_quantizer(recipe.weight, tname);
+      if (recipe.activations) {
+        const ActivationQuant aq = *recipe.activations;
+        so.activation_quantizer = [aq, tname](ConstRowMatrixRef x) {
+          return dequantize(quantize_activations(x, aq.format, aq.group, tname));
+        };
+      }
+    }
+    const SmoothingResult sr = smooth(*calibration, w, so);
+    layer.smoothing = sr.scales;
+    layer.smoothing_alpha = sr.alpha;
+    ws = smoothed_weight(w, sr.scales);
+  } else {
+    ws = w;
+  }
+
+  // 2. Weights: GPTQ (on the Hessian of the smoothed inputs X / s) or round-to-nearest.
+  if (recipe.method == weight_method::gptq) {
+    Eigen::MatrixXf h = calibration->hessian();
+    if (layer.smoothing) {
+      const Eigen::VectorXf inv = layer.smoothing->cwiseInverse();
+      h = inv.asDiagonal() * h * inv.asDiagonal();
+    }
+    GptqResult g = gptq(ws, h, recipe.weight, recipe.gptq, tname);
+    layer.weight = std::move(g.matrix);
+    layer.warning = std::move(g.warning);
+  } else {
+    layer.weight = quantize(ws, recipe.weight, tname);
+  }
+
+  // 3. LoRC of what is left.
+  if (recipe.lorc_rank > 0) layer.lorc = lorc(ws, layer.weight, recipe.lorc_rank, recipe.lorc);
+  return layer;
+}
+
+inline QuantizedLinear quantize_linear(ConstRowMatrixRef w, const LinearRecipe& recipe,
+                                       const ActivationStats* calibration = nullptr,
+                                       std::string_view name = "weight") {
+  return quantize_linear(w, nullptr, recipe, calibration, name);
+}
+
+}  // namespace lowbit

@@ -1,0 +1,61 @@
+#pragma once
+// Runs a QuantizedLinear through lowbit::gemm: packs its weight once for this CPU and sets
+// the layer's `kernel`, so layer(x) uses the SIMD kernels (smoothing prologue, per-token
+// activation quantization, bias and LoRC epilogue included). Kept out of linear.hpp so the
+// algorithms do not depend on the kernels; the umbrella lowbit/algo.hpp includes it.
+#include <memory>
+#include <optional>
+
+#include "lowbit/algo/linear.hpp"
+#include "lowbit/gemm.hpp"
+
+namespace lowbit {
+
+// Returns true when a kernel runs this layer's scheme (and sets layer.kernel); false leaves
+// the layer on the reference path (e.g. MX/NVFP4 weights, E5M2 or group-wise activations).
+inline bool attach_kernels(QuantizedLinear& layer) {
+  PackOptions po;
+  if (!layer.activations) {
+    po.activations = activation_quant::none;
+  } else if (layer.activations->group != 0) {
+    return false;
+  } else if (layer.activations->format == act_format::int8) {
+    po.activations = activation_quant::int8;
+  } else if (layer.activations->format == act_format::float8_e4m3fn) {
+    po.activations = activation_quant::float8_e4m3fn;
+  } else {
+    return false;
+  }
+  // The parts the epilogue reads live with the packed weights, so the kernel stays valid
+  // when the layer is copied or moved.
+  struct bound {
+    PackedWeights packed;
+    std::optional<Eigen::VectorXf> bias, smoothing;
+    std::optional<RowMatrixXf> u, v;
+  };
+  auto b = std::make_shared<bound>();
+  try {
+    b->packed = pack(layer.weight, po);
+  } catch (const error&) {
+    return false;  // no kernel for these weights and activations
+  }
+  b->bias = layer.bias;
+  b->smoothing = layer.smoothing;
+  if (layer.lorc) {
+    b->u = layer.lorc->u;
+    b->v = layer.lorc->v;
+  }
+  layer.kernel = [b](ConstRowMatrixRef x, RowMatrixRef y) {
+    GemmOptions o;
+    if (b->bias) o.bias = &*b->bias;
+    if (b->smoothing) o.smoothing = &*b->smoothing;
+    if (b->u) {
+      o.lorc_u = &*b->u;
+      o.lorc_v = &*b->v;
+    }
+    gemm(x, b->packed, y, o);
+  };
+  return true;
+}
+
+}  // namespace lowbit

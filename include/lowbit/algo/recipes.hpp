@@ -1,0 +1,85 @@
+#pragma once
+// Named recipes: the papers' schemes one word away.
+//
+//   w8a8-fp8      FP8 E4M3 per-channel weights, dynamic per-token E4M3 activations,
+//                 round-to-nearest ("Give Me BF16 or Give Me Death": lossless)
+//   w8a8-int8     SmoothQuant alpha = 0.8, GPTQ int8 per-channel, int8 per-token activations
+//   w4a16-int4    GPTQ, symmetric int4, group 128, fp activations
+//   w4a16-sqplus  SmoothQuant+ (alpha searched per layer), then round-to-nearest asymmetric
+//                 int4, group 128 (the paper's W4A16 setting)
+//   w4a8-int      GPTQ symmetric int4 group 128, int8 per-token activations
+//   w4a8-fp       ZeroQuant-FP: GPTQ FP4 E2M1 group 128 with M2 scales, E4M3 per-token
+//                 activations, LoRC rank 8 (fp16 factors)
+//   mxfp4         OCP MXFP4 weights (E2M1, E8M0 scale per 32), round-to-nearest, fp activations
+//   nvfp4         NVFP4 weights (E2M1, E4M3 scale per 16, fp32 tensor scale), round-to-nearest,
+//                 fp activations
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "lowbit/algo/linear.hpp"
+
+namespace lowbit {
+
+inline const std::vector<std::string>& recipe_names() {
+  static const std::vector<std::string> names = {"w8a8-fp8",  "w8a8-int8", "w4a16-int4",
+                                                 "w4a16-sqplus", "w4a8-int", "w4a8-fp",
+                                                 "mxfp4",     "nvfp4"};
+  return names;
+}
+
+inline LinearRecipe recipe_from_name(std::string_view name) {
+  LinearRecipe r;
+  r.name = std::string(name);
+  QuantSpec& s = r.weight;
+  auto group = [&](element_format f, int g, bool sym, scale_constraint c) {
+    s.format = f;
+    s.gran = granularity::per_group;
+    s.group_size = g;
+    s.symmetric = sym;
+    s.constraint = c;
+  };
+  auto channel = [&](element_format f) {
+    s.format = f;
+    s.gran = granularity::per_channel;
+    s.symmetric = true;
+    s.constraint = scale_constraint::none;
+  };
+  if (name == "w8a8-fp8") {
+    channel(element_format::float8_e4m3fn);
+    r.activations = ActivationQuant{act_format::float8_e4m3fn, 0};
+  } else if (name == "w8a8-int8") {
+    channel(element_format::int8);
+    r.activations = ActivationQuant{act_format::int8, 0};
+    r.smoothing = smoothing_mode::fixed;
+    r.alpha = 0.8f;
+    r.method = weight_method::gptq;
+  } else if (name == "w4a16-int4") {
+    group(element_format::int4, 128, true, scale_constraint::none);
+    r.method = weight_method::gptq;
+  } else if (name == "w4a16-sqplus") {
+    group(element_format::int4, 128, false, scale_constraint::none);
+    r.smoothing = smoothing_mode::search;
+  } else if (name == "w4a8-int") {
+    group(element_format::int4, 128, true, scale_constraint::none);
+    r.activations = ActivationQuant{act_format::int8, 0};
+    r.method = weight_method::gptq;
+  } else if (name == "w4a8-fp") {
+    group(element_format::float4_e2m1fn, 128, true, scale_constraint::pow2_m2);
+    r.activations = ActivationQuant{act_format::float8_e4m3fn, 0};
+    r.method = weight_method::gptq;
+    r.lorc_rank = 8;
+    r.lorc.storage = lorc_storage::f16;
+  } else if (name == "mxfp4") {
+    group(element_format::float4_e2m1fn, 32, true, scale_constraint::mx);
+  } else if (name == "nvfp4") {
+    group(element_format::float4_e2m1fn, 16, true, scale_constraint::nvfp4);
+  } else {
+    std::string known;
+    for (const std::string& n : recipe_names()) known += (known.empty() ? "" : ", ") + n;
+    detail::fail("unknown recipe '" + std::string(name) + "' (known recipes: " + known + ")");
+  }
+  return r;
+}
+
+}  // namespace lowbit
