@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "lowbit/algo/recipes.hpp"
 #include "lowbit/error.hpp"
 #include "lowbit/io/detail/atomic_file.hpp"
 #include "lowbit/io/safetensors.hpp"
@@ -62,14 +63,25 @@ struct resolved_scheme {
 inline resolved_scheme resolve(const scheme_flags& f) {
   if (!f.recipe.empty() && (!f.weights.empty() || !f.activations.empty()))
     lowbit::detail::fail("--recipe and --weights/--activations are alternatives; give one");
-  if (!f.recipe.empty())
-    lowbit::detail::fail("--recipe " + f.recipe +
-                         ": named recipes are not available in this build yet (algo/recipes.hpp); use "
-                         "--weights/--group/--scale/--activations");
   if (f.gptq || !f.smooth.empty() || !f.calib.empty())
     lowbit::detail::fail(
         "--gptq, --smooth and --calib need activations recorded through the model's forward pass, which "
         "`lowbit quantize` does not run yet; quantize with round-to-nearest (optionally --lorc R) instead");
+  if (!f.recipe.empty()) {
+    // Named recipes (algo/recipes.hpp). The round-to-nearest ones run as they are; those
+    // that need calibration (GPTQ, smoothing) are refused until quantize runs the model.
+    const lowbit::LinearRecipe rec = lowbit::recipe_from_name(f.recipe);
+    if (rec.needs_calibration())
+      lowbit::detail::fail("--recipe " + f.recipe +
+                           " needs calibration (GPTQ or smoothing), which `lowbit quantize` does not run yet; "
+                           "use a round-to-nearest recipe (w8a8-fp8, mxfp4, nvfp4) or --weights/--group/--scale");
+    resolved_scheme r;
+    r.spec = lowbit::normalized_spec(rec.weight, f.recipe);
+    if (rec.activations) r.activations = rec.activations->format;
+    r.lorc_rank = f.lorc > 0 ? f.lorc : rec.lorc_rank;
+    r.label = f.recipe + " (" + lowbit::to_string(r.spec) + ")";
+    return r;
+  }
   if (f.lorc < 0) lowbit::detail::fail("--lorc: rank must be >= 0, got " + std::to_string(f.lorc));
   resolved_scheme r;
   lowbit::QuantSpec& q = r.spec;
