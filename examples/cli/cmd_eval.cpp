@@ -18,6 +18,8 @@
 #include <thread>
 #include <vector>
 
+#include "lowbit/algo/recipes.hpp"
+#include "lowbit/detail/threads.hpp"
 #include "lowbit/error.hpp"
 #include "lowbit/model.hpp"
 #include "registry.hpp"
@@ -27,7 +29,7 @@ namespace {
 using namespace lowbit::model;
 
 struct eval_options {
-  std::string model, tokens, text, tokenizer, recipe;
+  std::string model, tokens, text, tokenizer, recipe, calib;
   std::string weights, scale = "fp32", activations, backend = "auto";
   int group = 128;
   bool asymmetric = false, quantize_classifier = false, json = false;
@@ -58,6 +60,13 @@ lowbit::act_format parse_act_format(const std::string& s) {
 // The explicit scheme flags as an EvalScheme (weights / group / scale / activations).
 EvalScheme scheme_from_flags(const eval_options& o) {
   EvalScheme s;
+  if (!o.recipe.empty()) {
+    s.recipe = lowbit::recipe_from_name(o.recipe);
+    s.name = o.recipe;
+    s.quantize_classifier = o.quantize_classifier;
+    s.backend = o.backend == "fake" ? linear_backend::fake_quant : linear_backend::automatic;
+    return s;
+  }
   if (o.weights.empty() && o.activations.empty()) return s;
   s.name = "custom";
   if (!o.weights.empty()) {
@@ -89,6 +98,7 @@ EvalScheme scheme_from_flags(const eval_options& o) {
 
 std::string describe_scheme(const EvalScheme& s) {
   if (s.is_fp32()) return "fp32";
+  if (s.recipe) return fmt::format("recipe {} (classifier {})", s.name, s.quantize_classifier ? "quantized" : "fp32");
   std::string w = "fp32 weights";
   if (s.weights) {
     const lowbit::QuantSpec& q = *s.weights;
@@ -134,13 +144,29 @@ int run_eval(const eval_options& o) {
   if (!o.text.empty() && o.tokenizer.empty()) lowbit::detail::fail("--text needs --tokenizer FILE (llama2.c tok512.bin)");
   if (!o.recipe.empty() && (!o.weights.empty() || !o.activations.empty()))
     lowbit::detail::fail("--recipe and --weights/--activations are alternatives; give one");
-  if (!o.recipe.empty())
-    lowbit::detail::fail("--recipe " + o.recipe + ": named recipes are not available in this build yet; use --weights/--group/--scale/--activations");
 
   const auto t_load = std::chrono::steady_clock::now();
   LlamaModel model(load_llama_weights(o.model));
   const EvalScheme scheme = scheme_from_flags(o);
-  if (!scheme.is_fp32()) model.set_linear_layers(scheme_linear_factory(scheme));
+  const int threads = o.threads > 0 ? o.threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  // Documents run in parallel, so each kernel call stays on its own thread.
+  lowbit::set_num_threads(1);
+  std::string calib_note;
+  if (scheme.needs_calibration()) {
+    // Calibration: the fp32 model's own forward pass over the first --calib-docs documents.
+    const std::string calib_file = !o.calib.empty() ? o.calib : o.tokens;
+    if (calib_file.empty()) lowbit::detail::fail("--recipe " + o.recipe + " needs calibration tokens: give --calib FILE");
+    lowbit::CalibrationOptions co;
+    co.max_sample_rows = 4096;  // SmoothQuant's W8A8 alpha objective quantizes real rows
+    CalibrationRun run;
+    run.max_docs = o.calib_docs;
+    const CalibrationRecorder rec = calibrate(model, read_u16_tokens(calib_file), co, run);
+    calib_note = fmt::format("{} tokens ({} documents) of {}{}", rec.tokens(), o.calib_docs, calib_file,
+                             calib_file == o.tokens ? ", the start of the evaluation stream" : "");
+    model.set_linear_layers(scheme_linear_factory(scheme, &rec));
+  } else if (!scheme.is_fp32()) {
+    model.set_linear_layers(scheme_linear_factory(scheme));
+  }
   const double prepare_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_load).count();
   const double bpw = linear_bits_per_weight(model, scheme.quantize_classifier);
 
@@ -156,7 +182,7 @@ int run_eval(const eval_options& o) {
   } else {
     PerplexityOptions po;
     po.max_docs = o.max_docs;
-    po.threads = o.threads > 0 ? o.threads : std::max(1u, std::thread::hardware_concurrency());
+    po.threads = threads;
     r = evaluate_perplexity(model, read_u16_tokens(o.tokens), po);
   }
 
@@ -176,7 +202,8 @@ int run_eval(const eval_options& o) {
                         {"prepare_seconds", prepare_s},
                         {"bits_per_weight", bpw},
                         {"layers", describe_layers(model)},
-                        {"threads", o.threads}};
+                        {"calibration", calib_note},
+                        {"threads", threads}};
     fmt::print("{}\n", j.dump(2));
     return 0;
   }
@@ -185,6 +212,7 @@ int run_eval(const eval_options& o) {
              c.tied_classifier ? "tied" : "separate");
   fmt::print("scheme      {}\n", describe_scheme(scheme));
   fmt::print("layers      {}\n", describe_layers(model));
+  if (!calib_note.empty()) fmt::print("calibration {}\n", calib_note);
   fmt::print("bits/weight {:.3f} (linear layers in the blocks{})\n", bpw,
              scheme.quantize_classifier ? " and the classifier" : "");
   if (!o.text.empty())
@@ -214,6 +242,8 @@ lowbit_cli::registration reg{
       sub.add_option("--activations", o->activations, "Per-token activation format: int8, fp8/e4m3, e5m2");
       sub.add_option("--backend", o->backend, "auto (kernels where they exist), packed (kernels only), fake (quantize-dequantize in fp32)")->capture_default_str();
       sub.add_flag("--quantize-classifier", o->quantize_classifier, "Quantize the classifier too (default fp32)");
+      sub.add_option("--calib", o->calib, "Calibration tokens for recipes with smoothing/GPTQ (default: --tokens)");
+      sub.add_option("--calib-docs", o->calib_docs, "Calibration documents (from the start of the file)")->capture_default_str();
       sub.add_option("--max-docs", o->max_docs, "Evaluate only the first N documents");
       sub.add_option("--threads", o->threads, "Worker threads (default: hardware threads)");
       sub.add_flag("--json", o->json, "Print a JSON report");

@@ -13,13 +13,18 @@
 //    per token before an fp32 product. Same numbers as the kernels up to summation order;
 //    it runs every format, including those no kernel covers (FP6, E5M2, int8 + E4M3 ...);
 //  - automatic (default): packed where a kernel runs the scheme, fake_quant elsewhere.
+// A named recipe (EvalScheme::recipe, algo/recipes.hpp) instead goes through
+// quantize_linear() (smoothing, GPTQ, LoRC) with the layer's calibration statistics from a
+// CalibrationRecorder (model/calibration.hpp), and runs as a RecipeLinear.
 #include <memory>
 #include <optional>
 #include <string>
 #include <utility>
 
 #include "lowbit/model/linear_layer.hpp"
+#include "lowbit/model/calibration.hpp"
 #include "lowbit/model/packed_linear.hpp"
+#include "lowbit/model/recipe_linear.hpp"
 #include "lowbit/quant/activation.hpp"
 #include "lowbit/quant/quantizer.hpp"
 #include "lowbit/quant/scheme.hpp"
@@ -30,12 +35,14 @@ enum class linear_backend { automatic, packed, fake_quant };
 
 struct EvalScheme {
   std::string name = "fp32";            // what reports call it (a recipe name or "custom")
+  std::optional<LinearRecipe> recipe;   // a named recipe: replaces weights/activations
   std::optional<QuantSpec> weights;     // empty: fp32 weights
   std::optional<act_format> activations;  // empty: fp32 activations (weight-only, "A16")
   bool quantize_classifier = false;
   linear_backend backend = linear_backend::automatic;
 
-  bool is_fp32() const { return !weights && !activations; }
+  bool is_fp32() const { return !recipe && !weights && !activations; }
+  bool needs_calibration() const { return recipe && recipe->needs_calibration(); }
 };
 
 // Weights dequantized once; activations optionally quantized per token on every call.
@@ -81,10 +88,20 @@ class FakeQuantLinear final : public LinearLayer {
 
 inline bool is_classifier_name(const std::string& name) { return name == "output"; }
 
-inline LinearFactory scheme_linear_factory(const EvalScheme& scheme) {
-  return [scheme](const std::string& name, const RowMatrixXf& w) -> std::unique_ptr<LinearLayer> {
+// `calibration` (kept by reference while the factory is used) is needed by recipes with
+// smoothing or GPTQ; it must have statistics for every layer the factory builds.
+inline LinearFactory scheme_linear_factory(const EvalScheme& scheme,
+                                           const CalibrationRecorder* calibration = nullptr) {
+  if (scheme.needs_calibration() && calibration == nullptr)
+    lowbit::detail::fail("recipe '" + scheme.recipe->name + "' needs calibration data (smoothing or GPTQ)");
+  return [scheme, calibration](const std::string& name, const RowMatrixXf& w) -> std::unique_ptr<LinearLayer> {
     if (scheme.is_fp32() || (is_classifier_name(name) && !scheme.quantize_classifier))
       return std::make_unique<Fp32Linear>(w);
+    if (scheme.recipe) {
+      const ActivationStats* stats = calibration ? calibration->find(name) : nullptr;
+      return std::make_unique<RecipeLinear>(quantize_linear(w, *scheme.recipe, stats, name),
+                                            scheme.backend != linear_backend::fake_quant);
+    }
     if (!scheme.weights && scheme.backend == linear_backend::packed)
       lowbit::detail::fail(name + ": the packed backend needs quantized weights (no kernel runs fp32 weights)");
     if (scheme.weights && scheme.backend != linear_backend::fake_quant) {
