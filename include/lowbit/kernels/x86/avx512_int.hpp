@@ -88,8 +88,8 @@ LOWBIT_TARGET_AVX512_VNNI void avx512_int_chunk(const int_packed& p, const int_w
     const __m512i low4 = _mm512_set1_epi8(0x0F);
     for (std::int64_t s = 0; s < steps; ++s, w += NV * 64) {
       if constexpr (MR <= 2) {  // few tokens: the weights stream from L3/DRAM, fetch ahead
-        _mm_prefetch(reinterpret_cast<const char*>(w + 1536), _MM_HINT_T0);
-        _mm_prefetch(reinterpret_cast<const char*>(w + 1536 + 64), _MM_HINT_T0);
+        _mm_prefetch(reinterpret_cast<const char*>(w + 4096), _MM_HINT_T0);
+        _mm_prefetch(reinterpret_cast<const char*>(w + 4096 + 64), _MM_HINT_T0);
       }
       __m512i lo[NV], hi[NV];
       for (int v = 0; v < NV; ++v) {
@@ -109,8 +109,8 @@ LOWBIT_TARGET_AVX512_VNNI void avx512_int_chunk(const int_packed& p, const int_w
   } else {
     for (std::int64_t s = 0; s < steps; ++s, w += NV * 64) {
       if constexpr (MR <= 2) {
-        _mm_prefetch(reinterpret_cast<const char*>(w + 1536), _MM_HINT_T0);
-        _mm_prefetch(reinterpret_cast<const char*>(w + 1536 + 64), _MM_HINT_T0);
+        _mm_prefetch(reinterpret_cast<const char*>(w + 4096), _MM_HINT_T0);
+        _mm_prefetch(reinterpret_cast<const char*>(w + 4096 + 64), _MM_HINT_T0);
       }
       __m512i wv[NV];
       for (int v = 0; v < NV; ++v) wv[v] = _mm512_load_si512(reinterpret_cast<const void*>(w + v * 64));
@@ -189,8 +189,8 @@ LOWBIT_TARGET_AVX512_VNNI void avx512_int_groups(const int_packed& p, const int_
       for (int v = 0; v < NV; ++v) acc[i][v] = _mm512_setzero_si512();
     for (std::int64_t s = 0; s < steps; ++s, w += NV * 64) {
       if constexpr (MR <= 2) {  // few tokens: the weights stream from L3/DRAM, fetch ahead
-        _mm_prefetch(reinterpret_cast<const char*>(w + 1536), _MM_HINT_T0);
-        _mm_prefetch(reinterpret_cast<const char*>(w + 1536 + 64), _MM_HINT_T0);
+        _mm_prefetch(reinterpret_cast<const char*>(w + 4096), _MM_HINT_T0);
+        _mm_prefetch(reinterpret_cast<const char*>(w + 4096 + 64), _MM_HINT_T0);
       }
       if constexpr (Int4) {
         __m512i lo[NV], hi[NV];
