@@ -24,7 +24,11 @@
 
 namespace lowbit {
 
-constexpr int checkpoint_format_version = 1;
+// Version 2 added QuantizedLinear parts (<base>.bias, <base>.smooth, the layer's recipe and
+// activation format, io/linear_checkpoint.hpp): a version-1 reader would ignore them and
+// compute a different layer, so it must refuse such files. Version-1 files read unchanged.
+constexpr int checkpoint_format_version = 2;
+constexpr int checkpoint_oldest_readable_version = 1;
 constexpr const char* checkpoint_format_key = "lowbit.format_version";
 constexpr const char* checkpoint_layer_prefix = "lowbit.layer.";
 
@@ -154,10 +158,10 @@ inline void write_quantized_matrix(SafetensorsWriter& w, const std::string& weig
 inline bool is_lowbit_checkpoint(const SafetensorsFile& f) {
   const auto it = f.metadata().find(checkpoint_format_key);
   if (it == f.metadata().end()) return false;
-  if (it->second != std::to_string(checkpoint_format_version))
-    detail::fail(f.source() + ": lowbit checkpoint format version '" + it->second + "' is not supported (this build reads version " +
-                 std::to_string(checkpoint_format_version) + ")");
-  return true;
+  for (int v = checkpoint_oldest_readable_version; v <= checkpoint_format_version; ++v)
+    if (it->second == std::to_string(v)) return true;
+  detail::fail(f.source() + ": lowbit checkpoint format version '" + it->second + "' is not supported (this build reads versions " +
+               std::to_string(checkpoint_oldest_readable_version) + " to " + std::to_string(checkpoint_format_version) + ")");
 }
 
 // The base names of the quantized layers, in metadata order.
