@@ -180,6 +180,12 @@ TEST_CASE("pre-quantized activations give the same result as on-the-fly quantiza
   CHECK(mismatches(y1, y2) == 0);
   codes(1, 7) = -128;
   CHECK_THROWS_AS(gemm(codes, scales, w, y2), lowbit::error);
+  // quantize_activations (the quantizer's per-token int8) gives exactly what gemm does inside.
+  const QuantizedActivations xq = quantize_activations(x, act_format::int8);
+  RowMatrixXf y3(3, 40);
+  gemm(xq, w, y3);
+  CHECK(mismatches(y1, y3) == 0);
+  CHECK_THROWS_AS(gemm(quantize_activations(x, act_format::int8, 32), w, y3), lowbit::error);
 }
 
 TEST_CASE("SIMD activation quantization matches the scalar rule, ties included", "[gemm]") {

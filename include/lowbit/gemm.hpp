@@ -24,6 +24,7 @@
 #include "lowbit/kernels/int_family.hpp"
 #include "lowbit/kernels/kernel.hpp"
 #include "lowbit/pack/int_packing.hpp"
+#include "lowbit/quant/activation.hpp"
 #include "lowbit/quant/quantized_matrix.hpp"
 
 namespace lowbit {
@@ -192,29 +193,53 @@ inline void gemm(ConstRowMatrixRef x, const PackedWeights& w, RowMatrixRef y, co
   });
 }
 
+namespace detail {
+
+// gemm on int8 activations quantized elsewhere: codes m x k row-major, one scale per token.
+inline void gemm_int8_codes(const std::int8_t* codes, std::int64_t m, std::int64_t k, const float* scales,
+                            const PackedWeights& w, RowMatrixRef y, const GemmOptions& o) {
+  check_gemm_shapes(m, k, w, y, o);
+  if (!is_int_activation_scheme(w.scheme()))
+    fail("gemm: int8 activations given, but the weights were packed for " + std::string(to_string(w.scheme())));
+  if (o.smoothing) fail("gemm: apply smoothing before quantizing the activations");
+  if (m == 0) return;
+  const int_workspace ws = prepare_int_quantized(w.int_weights(), codes, m, k, scales);
+  RowMatrixXf lorc_t;
+  if (o.lorc_v) {
+    RowMatrixXf xd(m, k);
+    for (std::int64_t t = 0; t < m; ++t)
+      for (std::int64_t c = 0; c < k; ++c) xd(t, c) = static_cast<float>(codes[t * k + c]) * scales[t];
+    lorc_t.noalias() = xd * o.lorc_v->transpose();
+  }
+  gemm_columns(w, m, y, o, o.lorc_v ? &lorc_t : nullptr,
+               [&](std::int64_t n0, std::int64_t n1) { run_int(w.int_weights(), ws, y, n0, n1, w.tier()); });
+}
+
+}  // namespace detail
+
 // The same with activations quantized elsewhere (per-token int8: codes in [-127, 127] and one
 // scale per token). LoRC uses the dequantized activations codes * scale; smoothing must
 // already be applied.
 inline void gemm(const RowMatrixXi8& x_codes, const Eigen::VectorXf& x_scales, const PackedWeights& w,
                  RowMatrixRef y, const GemmOptions& o = {}) {
-  detail::check_gemm_shapes(x_codes.rows(), x_codes.cols(), w, y, o);
-  if (!is_int_activation_scheme(w.scheme()))
-    detail::fail("gemm: int8 activations given, but the weights were packed for " + std::string(to_string(w.scheme())));
   if (x_scales.size() != x_codes.rows())
     detail::fail("gemm: " + std::to_string(x_scales.size()) + " activation scales for " +
                  std::to_string(x_codes.rows()) + " tokens");
-  if (o.smoothing) detail::fail("gemm: apply smoothing before quantizing the activations");
-  if (x_codes.rows() == 0) return;
-  const detail::int_workspace ws =
-      detail::prepare_int_quantized(w.int_weights(), x_codes.data(), x_codes.rows(), x_codes.cols(), x_scales.data());
-  RowMatrixXf lorc_t;
-  if (o.lorc_v) {
-    const RowMatrixXf xd = (x_codes.cast<float>().array().colwise() * x_scales.array()).matrix();
-    lorc_t.noalias() = xd * o.lorc_v->transpose();
-  }
-  detail::gemm_columns(w, x_codes.rows(), y, o, o.lorc_v ? &lorc_t : nullptr, [&](std::int64_t n0, std::int64_t n1) {
-    detail::run_int(w.int_weights(), ws, y, n0, n1, w.tier());
-  });
+  detail::gemm_int8_codes(x_codes.data(), x_codes.rows(), x_codes.cols(), x_scales.data(), w, y, o);
+}
+
+// The same with the result of quantize_activations(x, act_format::int8) (one scale per token).
+inline void gemm(const QuantizedActivations& xq, const PackedWeights& w, RowMatrixRef y, const GemmOptions& o = {}) {
+  if (xq.format != act_format::int8)
+    detail::fail("gemm: pre-quantized activations must be int8 (the float kernels quantize E4M3 themselves)");
+  if (xq.groups_per_row != 1)
+    detail::fail("gemm: pre-quantized activations need one scale per token, got " + std::to_string(xq.groups_per_row) +
+                 " groups per row");
+  if (static_cast<std::int64_t>(xq.codes.size()) != xq.rows * xq.cols ||
+      static_cast<std::int64_t>(xq.scales.size()) != xq.rows)
+    detail::fail("gemm: pre-quantized activations: codes/scales sizes do not match rows x cols");
+  detail::gemm_int8_codes(reinterpret_cast<const std::int8_t*>(xq.codes.data()), xq.rows, xq.cols, xq.scales.data(), w,
+                          y, o);
 }
 
 }  // namespace lowbit
