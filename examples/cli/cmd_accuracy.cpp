@@ -134,7 +134,10 @@ std::vector<variant> variants(const std::vector<std::string>& names) {
       LinearRecipe a = r;
       a.smoothing = smoothing_mode::none;
       a.method = weight_method::round_to_nearest;
-      v.push_back({n + " -smooth -gptq", "int8 acts, RTN (vs w8a8-fp8)", a});
+      v.push_back({n + " -smooth -gptq", "int8 w + int8 acts, RTN", a});
+      LinearRecipe c = a;
+      c.activations = ActivationQuant{act_format::float8_e4m3fn, 0};
+      v.push_back({n + " -smooth -gptq a:fp8", "int8 w + E4M3 acts, RTN", c});
       LinearRecipe b = r;
       b.smoothing = smoothing_mode::search;
       v.push_back({n + " sq+search", "alpha searched instead of 0.8", b});
@@ -212,13 +215,13 @@ lowbit_cli::registration reg{
         if (!o->no_stories)
           fmt::print("  stories260K: its 35 real linear weights, with SYNTHETIC Gaussian activations "
                      "(3 outlier channels x20), not recorded ones\n");
-        fmt::print("\n{:<24} {:<36} {:>7} {:>10} {:>12}\n", "recipe", "what", "bits/w", "synthetic", "stories260K");
+        fmt::print("\n{:<30} {:<36} {:>7} {:>10} {:>12}\n", "recipe", "what", "bits/w", "synthetic", "stories260K");
         nlohmann::json rows = nlohmann::json::array();
         for (const variant& v : vs) {
           const outcome a = evaluate(v, synth);
           outcome b;
           if (!o->no_stories) b = evaluate(v, stories);
-          fmt::print("{:<24} {:<36} {:>7.2f} {:>10.2f} {:>12}\n", v.label, v.what, a.bits_per_weight, a.sqnr_db,
+          fmt::print("{:<30} {:<36} {:>7.2f} {:>10.2f} {:>12}\n", v.label, v.what, a.bits_per_weight, a.sqnr_db,
                      o->no_stories ? std::string("-") : fmt::format("{:.2f}", b.sqnr_db));
           for (const std::string& w : {a.warnings, b.warnings})
             if (!w.empty()) fmt::print("    warning: {}\n", w);

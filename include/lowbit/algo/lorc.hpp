@@ -39,7 +39,7 @@ struct LorcOptions {
   svd_method method = svd_method::automatic;
   std::int64_t exact_max_dim = 512;
   int oversampling = 16;       // extra columns of the random sketch
-  int power_iterations = 8;    // passes of (E E^T): quantization error has a flat spectrum,
+  int power_iterations = 6;    // passes of (E E^T): quantization error has a flat spectrum,
                                // which needs more of them than the textbook 2
   std::uint64_t seed = 0x10c5;
 };
