@@ -5,6 +5,7 @@
 #include <cmath>
 #include <random>
 
+#include "lowbit/algo/recipes.hpp"
 #include "lowbit/model/calibration.hpp"
 #include "lowbit/model/quantized_layers.hpp"
 #include "test_model_support.hpp"
@@ -181,4 +182,30 @@ TEST_CASE("scheme factory: packed kernels agree with fake quantization", "[model
   CHECK_THROWS_AS(scheme_linear_factory(fp6)("w", w), lowbit::error);
   fp6.backend = linear_backend::automatic;
   CHECK(scheme_linear_factory(fp6)("w", w)->describe().rfind("fake-quant", 0) == 0);
+}
+
+TEST_CASE("recipes: calibrated from the model's own forward pass", "[model]") {
+  EvalScheme gptq;
+  gptq.recipe = lowbit::recipe_from_name("w4a16-int4");
+  gptq.name = "w4a16-int4";
+  CHECK(gptq.needs_calibration());
+  CHECK_THROWS_WITH(scheme_linear_factory(gptq), Catch::Contains("calibration"));
+
+  LOWBIT_REQUIRE_STORIES();
+  const auto tokens = read_u16_tokens(lowbit_test::kStoriesDir + "/eval_tinystories_val_tok512.u16");
+  CalibrationRun run;
+  run.max_docs = 8;
+  const CalibrationRecorder rec = calibrate(lowbit_test::stories_model(), tokens, {}, run);
+  LlamaModel m(load_llama_weights(lowbit_test::kStoriesDir + "/stories260K.bin"));
+  m.set_linear_layers(scheme_linear_factory(gptq, &rec));
+  CHECK(m.linear(0, linear_slot::w2).describe().rfind("recipe w4a16-int4", 0) == 0);
+  CHECK(m.classifier().describe() == "fp32");
+  PerplexityOptions opt;
+  opt.max_docs = 20;
+  const double fp32 = evaluate_perplexity(lowbit_test::stories_model(), tokens, opt).perplexity();
+  const double q = evaluate_perplexity(m, tokens, opt).perplexity();
+  INFO("fp32 " << fp32 << ", w4a16-int4 " << q);
+  CHECK(std::isfinite(q));
+  CHECK(fp32 < q);
+  CHECK(q < 1.5 * fp32);
 }
