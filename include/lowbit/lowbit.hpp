@@ -6,6 +6,7 @@
 #include "lowbit/config.hpp"
 #include "lowbit/dispatch/cpu_features.hpp"
 #include "lowbit/error.hpp"
+#include "lowbit/algo.hpp"
 #include "lowbit/formats.hpp"
 #include "lowbit/gemm.hpp"
 #include "lowbit/quant.hpp"
