@@ -26,6 +26,16 @@ if(TARGET lowbit_cli)
   add_test(NAME cli_quantize_error COMMAND ${CMAKE_COMMAND} -E env ${_lowbit} quantize ${_cli_dir}/tiny.safetensors
            -o ${_cli_dir}/bad.safetensors --weights int4 --scale nvfp4)
   set_tests_properties(cli_quantize_error PROPERTIES FIXTURES_REQUIRED cli_tiny WILL_FAIL TRUE)
+  # Calibration runs the model: a non-Llama input is a clear error, and so is a recipe that
+  # needs calibration without --calib.
+  add_test(NAME cli_quantize_calib_not_llama COMMAND ${_lowbit} quantize ${_cli_dir}/tiny.safetensors
+           -o ${_cli_dir}/bad_calib.safetensors --recipe w4a8-int --calib ${_cli_dir}/tiny.safetensors --quiet)
+  set_tests_properties(cli_quantize_calib_not_llama PROPERTIES FIXTURES_REQUIRED cli_tiny
+                       PASS_REGULAR_EXPRESSION "--calib supports Llama-architecture checkpoints only")
+  add_test(NAME cli_quantize_needs_calib COMMAND ${_lowbit} quantize ${_cli_dir}/tiny.safetensors
+           -o ${_cli_dir}/bad_calib.safetensors --recipe w4a16-int4 --quiet)
+  set_tests_properties(cli_quantize_needs_calib PROPERTIES FIXTURES_REQUIRED cli_tiny
+                       PASS_REGULAR_EXPRESSION "--recipe w4a16-int4 needs calibration.*--calib TOKENS_FILE")
   add_test(NAME cli_quantize_error_nothing_written COMMAND ${CMAKE_COMMAND} -E cat ${_cli_dir}/bad.safetensors)
   set_tests_properties(cli_quantize_error_nothing_written PROPERTIES DEPENDS cli_quantize_error WILL_FAIL TRUE)
 
@@ -40,5 +50,22 @@ if(TARGET lowbit_cli)
                          PASS_REGULAR_EXPRESSION "layers.4.feed_forward.w2.tensor_scale")
     add_test(NAME cli_compare_stories260k COMMAND ${_lowbit} compare ${_stories} --recipes int4:g32,nvfp4 --quiet)
     set_tests_properties(cli_compare_stories260k PROPERTIES PASS_REGULAR_EXPRESSION "nvfp4 +4\\.5")
+
+    # Calibrated quantization through the model's forward pass (GPTQ + LoRC + FP8 activations),
+    # the QuantizedLinear extras in inspect, and named recipes on recorded activations.
+    set(_calib ${PROJECT_SOURCE_DIR}/../shared/data/stories260k/eval_tinystories_val_tok512.u16)
+    if(EXISTS ${_calib})
+      add_test(NAME cli_quantize_stories260k_calib COMMAND ${_lowbit} quantize ${_stories}
+               -o ${_cli_dir}/stories.w4a8fp.safetensors --recipe w4a8-fp --calib ${_calib} --calib-docs 4 --quiet)
+      set_tests_properties(cli_quantize_stories260k_calib PROPERTIES FIXTURES_SETUP cli_stories_calib
+                           PASS_REGULAR_EXPRESSION "35 of 47 tensors quantized.*\ncalibration: [1-9][0-9]* tokens of")
+      add_test(NAME cli_inspect_stories260k_calib COMMAND ${_lowbit} inspect ${_cli_dir}/stories.w4a8fp.safetensors)
+      set_tests_properties(cli_inspect_stories260k_calib PROPERTIES FIXTURES_REQUIRED cli_stories_calib
+                           PASS_REGULAR_EXPRESSION "layers.4.feed_forward.w2.lorc_u .*recipe w4a8-fp, a:float8_e4m3fn, lorc8/f16")
+      add_test(NAME cli_compare_stories260k_recipes COMMAND ${_lowbit} compare ${_stories}
+               --recipes w8a8-fp8,w4a8-int,w4a16-sqplus,int4:g32 --calib ${_calib} --calib-docs 4 --quiet)
+      set_tests_properties(cli_compare_stories260k_recipes PROPERTIES
+                           PASS_REGULAR_EXPRESSION "out SQNR rec.*\nw8a8-fp8 .*\nw4a8-int +[0-9.]+ +[0-9.]+ +[0-9.]+ .*recorded from the model's forward pass")
+    endif()
   endif()
 endif()

@@ -6,6 +6,7 @@
 
 #include <CLI/CLI.hpp>
 #include <cmath>
+#include <cstdlib>
 
 #include <chrono>
 #include <cstdio>
@@ -19,12 +20,64 @@
 #include "lowbit/error.hpp"
 #include "lowbit/io/detail/atomic_file.hpp"
 #include "lowbit/io/safetensors.hpp"
+#include "lowbit/model/calibration.hpp"
+#include "lowbit/model/load.hpp"
 #include "lowbit/quant/scheme.hpp"
 #include "lowbit/quant/spec_text.hpp"
 
 namespace lowbit_cli {
 
 // ---- scheme flags ---------------------------------------------------------------------
+
+// Calibration: the fp32 model's own forward pass over the first documents of a token file.
+struct calibration_flags {
+  std::string file;           // u16 token ids (llama2.c pretokenized layout)
+  long docs = 64;             // documents from the start of the file (< 0: all)
+  std::int64_t tokens = -1;   // stop after this many token positions (< 0: no bound)
+
+  void add_to(CLI::App& sub, const char* what) {
+    sub.add_option("--calib", file, what);
+    sub.add_option("--calib-docs", docs, "Calibration documents from the start of --calib (-1 = all)")->capture_default_str();
+    sub.add_option("--calib-tokens", tokens, "Stop calibration after this many token positions (-1 = no bound)");
+  }
+  bool enabled() const { return !file.empty(); }
+};
+
+// Statistics of every linear layer's input, recorded by running the fp32 model. The model is
+// loaded whole for this (it is not streamed, unlike the quantization that follows) and freed
+// before returning: only the per-layer statistics are kept.
+struct calibration_data {
+  lowbit::model::CalibrationRecorder recorder;
+  std::string note;  // what the tables print
+};
+
+inline calibration_data record_calibration(const std::string& model_path, const calibration_flags& f,
+                                           std::int64_t sample_rows) {
+  const auto ends_with = [&](const std::string& suffix) {
+    return model_path.size() >= suffix.size() && model_path.compare(model_path.size() - suffix.size(), suffix.size(), suffix) == 0;
+  };
+  if (!ends_with(".safetensors") && !ends_with(".bin"))
+    lowbit::detail::fail("--calib runs the model's forward pass, which needs one Llama-architecture .safetensors file "
+                         "with Meta names (and a config.json beside it) or a llama2.c .bin; got '" + model_path + "'");
+  if (f.docs == 0 || f.tokens == 0) lowbit::detail::fail("--calib-docs / --calib-tokens: need at least one document and token");
+  lowbit::model::LlamaWeights weights;
+  try {
+    weights = lowbit::model::load_llama_weights(model_path);
+  } catch (const lowbit::error& e) {
+    lowbit::detail::fail(std::string("--calib supports Llama-architecture checkpoints only: ") + e.what());
+  }
+  const lowbit::model::LlamaModel model(std::move(weights));
+  const std::vector<int> tokens = lowbit::model::read_u16_tokens(f.file);
+  lowbit::CalibrationOptions co;
+  co.max_sample_rows = sample_rows;  // recorded rows: output SQNR, activation-aware smoothing
+  lowbit::model::CalibrationRun run;
+  run.max_docs = f.docs;
+  run.max_tokens = f.tokens;
+  calibration_data d{lowbit::model::calibrate(model, tokens, co, run), {}};
+  d.note = fmt::format("{} tokens of {} (fp32 forward pass, --calib-docs {}{})", d.recorder.tokens(), f.file, f.docs,
+                       f.tokens >= 0 ? fmt::format(", --calib-tokens {}", f.tokens) : std::string());
+  return d;
+}
 
 // The explicit scheme flags (same meaning as in `lowbit eval`).
 struct scheme_flags {
@@ -33,82 +86,101 @@ struct scheme_flags {
   int group = 128;               // > 0 group size; 0 per channel; -1 per tensor
   std::string scale = "fp32";    // fp32 | m1 | m2 | mx | nvfp4
   bool asymmetric = false;
-  std::string activations;       // per-token activation format, recorded in the checkpoint
+  std::string activations;       // per-token activation format of the layers
   std::string smooth;            // auto | ALPHA (needs calibration)
   int lorc = 0;                  // LoRC rank
   bool gptq = false;             // needs calibration
-  std::string calib;             // calibration tokens file
 
   void add_to(CLI::App& sub) {
-    sub.add_option("--recipe", recipe, "Named recipe (w8a8-fp8, w8a8-int8, w4a16-int4, w4a16-sqplus, ...)");
+    sub.add_option("--recipe", recipe, "Named recipe (w8a8-fp8, w8a8-int8, w4a16-int4, w4a16-sqplus, w4a8-int, w4a8-fp, mxfp4, nvfp4)");
     sub.add_option("--weights", weights, "Weight format: int8, int4, fp8/e4m3, e5m2, fp6/e3m2, e2m3, fp4/e2m1");
     sub.add_option("--group", group, "Group size along K (0 = per channel, -1 = per tensor)")->capture_default_str();
     sub.add_option("--scale", scale, "Scale rule: fp32, m1, m2, mx, nvfp4")->capture_default_str();
     sub.add_flag("--asymmetric", asymmetric, "Integer weights with zero points");
-    sub.add_option("--activations", activations, "Per-token activation format recorded for inference: int8, fp8/e4m3, e5m2");
-    sub.add_option("--smooth", smooth, "SmoothQuant+ smoothing: auto (alpha search) or a fixed alpha (needs --calib)");
-    sub.add_option("--lorc", lorc, "LoRC low-rank error compensation of this rank (0 = off)");
+    sub.add_option("--activations", activations, "Per-token activation format of the layers: int8, fp8/e4m3, e5m2");
+    sub.add_option("--smooth", smooth, "SmoothQuant smoothing: auto (SmoothQuant+ alpha search) or a fixed alpha in [0, 1] (needs --calib)");
+    sub.add_option("--lorc", lorc, "LoRC low-rank error compensation of this rank (0 = off / the recipe's)");
     sub.add_flag("--gptq", gptq, "GPTQ weight rounding (needs --calib)");
-    sub.add_option("--calib", calib, "Calibration tokens (uint16 ids) for --gptq / --smooth");
   }
 };
 
 struct resolved_scheme {
-  lowbit::QuantSpec spec;
-  std::optional<lowbit::act_format> activations;
-  int lorc_rank = 0;
-  std::string label;  // what tables and metadata call it
+  lowbit::LinearRecipe recipe;  // what quantize_linear() runs on every layer
+  std::string label;            // what tables and metadata call it
 };
 
-inline resolved_scheme resolve(const scheme_flags& f) {
+// The recipe of the flags: a named recipe (algo/recipes.hpp) or one built from the explicit
+// flags, with --gptq / --smooth / --lorc applied on top. Recipes that need calibration (GPTQ,
+// smoothing) are refused unless `calibrated`.
+inline resolved_scheme resolve(const scheme_flags& f, bool calibrated) {
   if (!f.recipe.empty() && (!f.weights.empty() || !f.activations.empty()))
     lowbit::detail::fail("--recipe and --weights/--activations are alternatives; give one");
-  if (f.gptq || !f.smooth.empty() || !f.calib.empty())
-    lowbit::detail::fail(
-        "--gptq, --smooth and --calib need activations recorded through the model's forward pass, which "
-        "`lowbit quantize` does not run yet; quantize with round-to-nearest (optionally --lorc R) instead");
-  if (!f.recipe.empty()) {
-    // Named recipes (algo/recipes.hpp). The round-to-nearest ones run as they are; those
-    // that need calibration (GPTQ, smoothing) are refused until quantize runs the model.
-    const lowbit::LinearRecipe rec = lowbit::recipe_from_name(f.recipe);
-    if (rec.needs_calibration())
-      lowbit::detail::fail("--recipe " + f.recipe +
-                           " needs calibration (GPTQ or smoothing), which `lowbit quantize` does not run yet; "
-                           "use a round-to-nearest recipe (w8a8-fp8, mxfp4, nvfp4) or --weights/--group/--scale");
-    resolved_scheme r;
-    r.spec = lowbit::normalized_spec(rec.weight, f.recipe);
-    if (rec.activations) r.activations = rec.activations->format;
-    r.lorc_rank = f.lorc > 0 ? f.lorc : rec.lorc_rank;
-    r.label = f.recipe + " (" + lowbit::to_string(r.spec) + ")";
-    return r;
-  }
   if (f.lorc < 0) lowbit::detail::fail("--lorc: rank must be >= 0, got " + std::to_string(f.lorc));
   resolved_scheme r;
-  lowbit::QuantSpec& q = r.spec;
-  q.format = lowbit::parse_element_format(f.weights.empty() ? "int4" : f.weights);
-  if (f.group > 0) {
-    q.gran = lowbit::granularity::per_group;
-    q.group_size = f.group;
-  } else if (f.group == 0 || f.group == -1) {
-    q.gran = f.group == 0 ? lowbit::granularity::per_channel : lowbit::granularity::per_tensor;
+  lowbit::LinearRecipe& rec = r.recipe;
+  if (!f.recipe.empty()) {
+    rec = lowbit::recipe_from_name(f.recipe);
+    rec.weight = lowbit::normalized_spec(rec.weight, f.recipe);
+    r.label = f.recipe + " (" + lowbit::to_string(rec.weight) + ")";
   } else {
-    lowbit::detail::fail("--group: expected a group size > 0, 0 (per channel) or -1 (per tensor), got " +
-                         std::to_string(f.group));
+    rec.name = "custom";
+    lowbit::QuantSpec& q = rec.weight;
+    q.format = lowbit::parse_element_format(f.weights.empty() ? "int4" : f.weights);
+    if (f.group > 0) {
+      q.gran = lowbit::granularity::per_group;
+      q.group_size = f.group;
+    } else if (f.group == 0 || f.group == -1) {
+      q.gran = f.group == 0 ? lowbit::granularity::per_channel : lowbit::granularity::per_tensor;
+    } else {
+      lowbit::detail::fail("--group: expected a group size > 0, 0 (per channel) or -1 (per tensor), got " +
+                           std::to_string(f.group));
+    }
+    if (f.scale == "fp32") q.constraint = lowbit::scale_constraint::none;
+    else if (f.scale == "m1") q.constraint = lowbit::scale_constraint::pow2_m1;
+    else if (f.scale == "m2") q.constraint = lowbit::scale_constraint::pow2_m2;
+    else if (f.scale == "mx") q.constraint = lowbit::scale_constraint::mx;
+    else if (f.scale == "nvfp4") q.constraint = lowbit::scale_constraint::nvfp4;
+    else lowbit::detail::fail("--scale: expected fp32, m1, m2, mx or nvfp4, got '" + f.scale + "'");
+    q.symmetric = !f.asymmetric;
+    q = lowbit::normalized_spec(q, "--weights");
+    if (!f.activations.empty()) rec.activations = lowbit::ActivationQuant{lowbit::parse_act_format(f.activations), 0};
+    r.label = lowbit::to_string(q);
+    if (rec.activations) r.label += " a:" + std::string(lowbit::to_string(rec.activations->format));
   }
-  if (f.scale == "fp32") q.constraint = lowbit::scale_constraint::none;
-  else if (f.scale == "m1") q.constraint = lowbit::scale_constraint::pow2_m1;
-  else if (f.scale == "m2") q.constraint = lowbit::scale_constraint::pow2_m2;
-  else if (f.scale == "mx") q.constraint = lowbit::scale_constraint::mx;
-  else if (f.scale == "nvfp4") q.constraint = lowbit::scale_constraint::nvfp4;
-  else lowbit::detail::fail("--scale: expected fp32, m1, m2, mx or nvfp4, got '" + f.scale + "'");
-  q.symmetric = !f.asymmetric;
-  q = lowbit::normalized_spec(q, "--weights");
-  if (!f.activations.empty()) r.activations = lowbit::parse_act_format(f.activations);
-  r.lorc_rank = f.lorc;
-  r.label = lowbit::to_string(q);
-  if (r.activations) r.label += " a:" + std::string(lowbit::to_string(*r.activations));
-  if (r.lorc_rank > 0) r.label += " lorc" + std::to_string(r.lorc_rank);
+  if (f.lorc > 0) rec.lorc_rank = f.lorc;
+  if (f.gptq) rec.method = lowbit::weight_method::gptq;
+  if (f.smooth == "auto") {
+    rec.smoothing = lowbit::smoothing_mode::search;
+  } else if (!f.smooth.empty()) {
+    char* end = nullptr;
+    const float a = std::strtof(f.smooth.c_str(), &end);
+    if (end == f.smooth.c_str() || *end != '\0' || !(a >= 0.0f && a <= 1.0f))
+      lowbit::detail::fail("--smooth: expected auto or an alpha in [0, 1], got '" + f.smooth + "'");
+    rec.smoothing = lowbit::smoothing_mode::fixed;
+    rec.alpha = a;
+  }
+  if (!f.recipe.empty() && (f.gptq || !f.smooth.empty() || f.lorc > 0)) rec.name += "+";  // modified recipe
+  if (f.gptq) r.label += " gptq";
+  if (!f.smooth.empty()) r.label += " smooth=" + f.smooth;
+  if (f.lorc > 0 || (f.recipe.empty() && rec.lorc_rank > 0)) r.label += " lorc" + std::to_string(rec.lorc_rank);
+  if (rec.needs_calibration() && !calibrated) {
+    const std::string what = !f.recipe.empty() && lowbit::recipe_from_name(f.recipe).needs_calibration()
+                                 ? "--recipe " + f.recipe
+                                 : std::string(f.gptq ? "--gptq" : "--smooth");
+    lowbit::detail::fail(what + " needs calibration (GPTQ or smoothing): give --calib TOKENS_FILE (u16 token ids) "
+                                "with a Llama-architecture input, or use a round-to-nearest scheme "
+                                "(w8a8-fp8, mxfp4, nvfp4, or --weights/--group/--scale)");
+  }
   return r;
+}
+
+// The weight a QuantizedLinear effectively applies to x (activation quantization aside):
+// (W_hat + U V) diag(1/s), to compare with the original weight.
+inline lowbit::RowMatrixXf effective_weight(const lowbit::QuantizedLinear& layer) {
+  lowbit::RowMatrixXf w = lowbit::dequantize(layer.weight);
+  if (layer.lorc) w += layer.lorc->product();
+  if (layer.smoothing) w = w * layer.smoothing->cwiseInverse().asDiagonal();
+  return w;
 }
 
 // ---- which tensors are quantized --------------------------------------------------------

@@ -1,5 +1,6 @@
 // `lowbit inspect FILE`: the tensors of a safetensors checkpoint (dtype, shape, bytes), the
-// scheme of each quantized layer when it is a lowbit checkpoint, and the totals.
+// scheme of each quantized layer when it is a lowbit checkpoint (with the QuantizedLinear
+// extras: recipe, activation format, bias, smoothing, LoRC rank), and the totals.
 #include <fmt/format.h>
 
 #include <map>
@@ -8,6 +9,7 @@
 
 #include "cli_common.hpp"
 #include "lowbit/io/checkpoint.hpp"
+#include "lowbit/io/linear_checkpoint.hpp"
 #include "lowbit/io/sharded.hpp"
 #include "registry.hpp"
 
@@ -17,6 +19,26 @@ struct inspect_options {
   std::string file;
   bool json = false;
 };
+
+// "recipe w4a8-fp, a:float8_e4m3fn, lorc8/f16, smooth a=0.45, bias": what the layer adds to
+// its weight scheme.
+std::string extras_text(const lowbit::QuantizedLinear& l) {
+  std::string out;
+  const auto add = [&](const std::string& part) { out += (out.empty() ? "" : ", ") + part; };
+  if (!l.recipe.empty() && l.recipe != "custom") add("recipe " + l.recipe);
+  if (l.activations) {
+    add("a:" + std::string(lowbit::to_string(l.activations->format)) +
+        (l.activations->group > 0 ? ":g" + std::to_string(l.activations->group) : std::string()));
+  }
+  if (l.lorc) {
+    const char* st = l.lorc->storage == lowbit::lorc_storage::f32 ? "f32" : l.lorc->storage == lowbit::lorc_storage::f16 ? "f16" : "int8";
+    add(fmt::format("lorc{}/{}", l.lorc->rank(), st));
+  }
+  if (l.smoothing) add(fmt::format("smooth alpha={:.2f}", l.smoothing_alpha));
+  if (l.bias) add("bias");
+  if (!l.warning.empty()) add("warning: " + l.warning);
+  return out;
+}
 
 int run_inspect(const inspect_options& o) {
   const auto model = lowbit::open_safetensors_model(o.file);
@@ -30,9 +52,10 @@ int run_inspect(const inspect_options& o) {
     for (const auto& base : lowbit::checkpoint_layers(*shard)) {
       const nlohmann::json info = lowbit::checkpoint_layer_info(*shard, base);
       // Validate by rebuilding the layer (dtype and shape of every part checked).
-      const lowbit::QuantizedMatrix q = lowbit::load_quantized_matrix(*shard, base);
+      const lowbit::QuantizedLinear l = lowbit::load_quantized_linear(*shard, base);
       layers[base] = info;
-      layers[base]["scheme"] = lowbit::to_string(q.spec);
+      layers[base]["scheme"] = lowbit::to_string(l.weight.spec);
+      layers[base]["extras"] = extras_text(l);
       for (const auto& t : shard->tensors())
         if (t.name.rfind(base + ".", 0) == 0 && t.name.find('.', base.size() + 1) == std::string::npos)
           layer_of[t.name] = base;
@@ -74,6 +97,8 @@ int run_inspect(const inspect_options& o) {
       const auto& info = layers[it->second];
       scheme = it->second + ": " + info["scheme"].get<std::string>();
       if (info.contains("bits_per_weight")) scheme += fmt::format(" ({:.3f} bits/w)", info["bits_per_weight"].get<double>());
+      const std::string extras = info["extras"].get<std::string>();
+      if (!extras.empty()) scheme += " [" + extras + "]";
     }
     fmt::print("{:<52} {:<8} {:>14} {:>12}  {}\n", t->name, lowbit::dtype_name(t->dtype), lowbit_cli::shape_text(t->shape),
                t->nbytes, scheme);
