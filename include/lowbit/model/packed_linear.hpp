@@ -32,7 +32,11 @@ class PackedLinear final : public LinearLayer {
     if (!mode) lowbit::detail::fail("PackedLinear '" + q.name + "': no kernel takes E5M2 activations");
     PackOptions po;
     po.activations = *mode;
-    packed_ = pack(q, po);
+    try {
+      packed_ = pack(q, po);
+    } catch (const lowbit::error& e) {
+      lowbit::detail::fail("layer " + q.name + ": " + e.what());
+    }
     storage_bits_ = static_cast<double>(q.storage_bits());
   }
   void forward(ConstRowMatrixRef x, RowMatrixRef y) const override {
