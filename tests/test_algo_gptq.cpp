@@ -10,17 +10,13 @@
 #include "lowbit/algo/calibration.hpp"
 #include "lowbit/algo/gptq.hpp"
 
+#include "test_algo_support.hpp"
+
 using namespace lowbit;
 
 namespace {
 
-RowMatrixXf gaussian(Eigen::Index rows, Eigen::Index cols, std::uint64_t seed, float sd = 1.0f) {
-  std::mt19937_64 rng(seed);
-  std::normal_distribution<float> d(0.0f, sd);
-  RowMatrixXf m(rows, cols);
-  for (Eigen::Index i = 0; i < m.size(); ++i) m.data()[i] = d(rng);
-  return m;
-}
+using lowbit_test::gaussian;
 
 // Correlated inputs: independent Gaussians mixed by a random matrix, plus per-channel
 // magnitudes that differ (as activations do).

@@ -5,17 +5,13 @@
 
 #include "lowbit/algo.hpp"
 
+#include "test_algo_support.hpp"
+
 using namespace lowbit;
 
 namespace {
 
-RowMatrixXf gaussian(Eigen::Index rows, Eigen::Index cols, std::uint64_t seed, float sd = 1.0f) {
-  std::mt19937_64 rng(seed);
-  std::normal_distribution<float> d(0.0f, sd);
-  RowMatrixXf m(rows, cols);
-  for (Eigen::Index i = 0; i < m.size(); ++i) m.data()[i] = d(rng);
-  return m;
-}
+using lowbit_test::gaussian;
 
 RowMatrixXf outlier_inputs(Eigen::Index tokens, Eigen::Index channels, std::uint64_t seed) {
   RowMatrixXf x = gaussian(tokens, channels, seed);

@@ -6,17 +6,13 @@
 #include "lowbit/algo/lorc.hpp"
 #include "lowbit/quant/quantizer.hpp"
 
+#include "test_algo_support.hpp"
+
 using namespace lowbit;
 
 namespace {
 
-RowMatrixXf gaussian(Eigen::Index rows, Eigen::Index cols, std::uint64_t seed, float sd = 1.0f) {
-  std::mt19937_64 rng(seed);
-  std::normal_distribution<float> d(0.0f, sd);
-  RowMatrixXf m(rows, cols);
-  for (Eigen::Index i = 0; i < m.size(); ++i) m.data()[i] = d(rng);
-  return m;
-}
+using lowbit_test::gaussian;
 
 QuantSpec int4_g32() {
   QuantSpec s;
