@@ -63,6 +63,15 @@ inline void allocate_int_workspace(const int_packed& p, std::int64_t m, int_work
   ws.comp.resize(static_cast<std::size_t>(m * p.groups));
 }
 
+// int32 arithmetic that wraps modulo 2^32, as VPDPBUSD / VPADDD / SDOT do. The biased sums
+// (sum (w + B) * a, and B * sum a) may exceed int32 at the largest groups we accept; their
+// difference, the true sum, fits (docs/performance.md gives the bounds). Signed overflow is
+// undefined in C++, so the scalar reference computes in uint32_t and converts back (modular
+// on every compiler lowbit supports; defined by C++20).
+inline std::int32_t wrapping_mul(std::int32_t a, std::int32_t b) noexcept {
+  return static_cast<std::int32_t>(static_cast<std::uint32_t>(a) * static_cast<std::uint32_t>(b));
+}
+
 // Bias corrections from codes already in the workspace.
 inline void compute_int_corrections(const int_packed& p, int_workspace& ws, std::int64_t t) {
   const std::int8_t* a = ws.a.data() + t * ws.a_stride;
@@ -70,7 +79,7 @@ inline void compute_int_corrections(const int_packed& p, int_workspace& ws, std:
   for (std::int64_t g = 0; g < p.groups; ++g) {
     std::int32_t s = 0;
     for (std::int64_t i = 0; i < p.group_len(g); ++i) s += a[off + i];
-    ws.comp[static_cast<std::size_t>(t * p.groups + g)] = s * p.weight_bias;
+    ws.comp[static_cast<std::size_t>(t * p.groups + g)] = wrapping_mul(s, p.weight_bias);
     off += p.padded_len(g);
   }
 }
@@ -106,7 +115,7 @@ inline int_workspace prepare_int(const int_packed& p, ConstRowMatrixRef x, isa_t
       else
 #endif
         sum = scalar_quantize_codes(row + g * p.group_size, len, inv, dst + off);
-      ws.comp[static_cast<std::size_t>(t * p.groups + g)] = sum * p.weight_bias;
+      ws.comp[static_cast<std::size_t>(t * p.groups + g)] = wrapping_mul(sum, p.weight_bias);
       off += p.padded_len(g);
     }
   }
@@ -154,27 +163,28 @@ inline void scalar_int_run(const int_packed& p, const int_workspace& ws, float* 
         const std::uint8_t* w = base;
         const std::int64_t lane = (c / 16) * 64 + (c % 16) * 4;
         float totf = 0.0f;
-        std::int32_t toti = 0;
+        std::uint32_t toti = 0;  // M2: wraps like vpaddd; exact when the total fits (see above)
         std::int64_t koff = 0;
         for (std::int64_t g = 0; g < p.groups; ++g) {
-          std::int32_t acc = 0;
+          std::uint32_t uacc = 0;  // wraps like the hardware accumulators
           for (std::int64_t s = 0; s < p.padded_len(g); s += p.kstep, w += lane_bytes) {
             for (int j = 0; j < 4; ++j) {
               const std::uint8_t b = w[lane + j];
               if (p.is_int4()) {
-                acc += (b & 0xF) * a[koff + s + j] + (b >> 4) * a[koff + s + 4 + j];
+                uacc += static_cast<std::uint32_t>((b & 0xF) * a[koff + s + j] + (b >> 4) * a[koff + s + 4 + j]);
               } else {
-                acc += b * a[koff + s + j];
+                uacc += static_cast<std::uint32_t>(b * a[koff + s + j]);
               }
             }
           }
-          acc -= ws.comp[static_cast<std::size_t>(t * p.groups + g)];
+          uacc -= static_cast<std::uint32_t>(ws.comp[static_cast<std::size_t>(t * p.groups + g)]);
+          const std::int32_t acc = static_cast<std::int32_t>(uacc);
           float scale;
           std::memcpy(&scale, w + c * 4, 4);
           if (p.is_m2()) {
             std::int32_t sh;
             std::memcpy(&sh, w + c * 4, 4);
-            toti += static_cast<std::int32_t>(static_cast<std::uint32_t>(acc) << sh);  // wraps like vpsllvd
+            toti += static_cast<std::uint32_t>(acc) << sh;  // wraps like vpsllvd
           } else {
             totf = std::fma(static_cast<float>(acc), scale, totf);
           }
@@ -185,7 +195,7 @@ inline void scalar_int_run(const int_packed& p, const int_workspace& ws, float* 
         if (p.is_m2()) {
           float rowf;
           std::memcpy(&rowf, w + c * 4, 4);
-          out = static_cast<float>(toti) * rowf;
+          out = static_cast<float>(static_cast<std::int32_t>(toti)) * rowf;
         }
         y[t * ldy + tile * p.nt + c] = out * ws.a_scale[static_cast<std::size_t>(t)];
       }
