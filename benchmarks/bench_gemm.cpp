@@ -26,6 +26,7 @@ struct scheme_info {
   scale_constraint constraint;
   int group;  // 0: per channel
   activation_quant act;
+  activation_dtype input = activation_dtype::f32;  // the activations gemm() is given
 };
 
 const scheme_info kSchemes[] = {
@@ -36,6 +37,15 @@ const scheme_info kSchemes[] = {
     {"w4a8_fp4", element_format::float4_e2m1fn, true, scale_constraint::pow2_m2, 128, activation_quant::float8_e4m3fn},
     {"w4a16_int4", element_format::int4, true, scale_constraint::none, 128, activation_quant::none},
     {"w4a16_fp4", element_format::float4_e2m1fn, true, scale_constraint::none, 128, activation_quant::none},
+    // The same weights given fp16 / bf16 activations (AVX512-FP16 kernel where the CPU has it).
+    {"w4a16_int4_f16", element_format::int4, true, scale_constraint::none, 128, activation_quant::none,
+     activation_dtype::f16},
+    {"w4a16_fp4_f16", element_format::float4_e2m1fn, true, scale_constraint::none, 128, activation_quant::none,
+     activation_dtype::f16},
+    {"w4a16_int4_bf16", element_format::int4, true, scale_constraint::none, 128, activation_quant::none,
+     activation_dtype::bf16},
+    {"w4a16_fp4_bf16", element_format::float4_e2m1fn, true, scale_constraint::none, 128, activation_quant::none,
+     activation_dtype::bf16},
 };
 
 // A random quantized matrix with LLM-like statistics (codes uniform over the normal range,
@@ -91,17 +101,33 @@ void set_counters(benchmark::State& st, std::int64_t m, std::int64_t n, std::int
   st.counters["weight_GBps"] = benchmark::Counter(bytes / 1e9, benchmark::Counter::kIsIterationInvariantRate);
 }
 
+// x as the scheme's input type; one gemm call.
+struct activations {
+  RowMatrixXf f32;
+  RowMatrixXh f16;
+  RowMatrixXbf16 bf16;
+  activations(activation_dtype dt, std::int64_t m, std::int64_t k) : f32(random_x(m, k)) {
+    if (dt == activation_dtype::f16) f16 = f32.cast<Eigen::half>();
+    if (dt == activation_dtype::bf16) bf16 = f32.cast<Eigen::bfloat16>();
+  }
+  void gemm(activation_dtype dt, const PackedWeights& w, RowMatrixXf& y, const GemmOptions& o) const {
+    if (dt == activation_dtype::f16) lowbit::gemm(f16, w, y, o);
+    else if (dt == activation_dtype::bf16) lowbit::gemm(bf16, w, y, o);
+    else lowbit::gemm(f32, w, y, o);
+  }
+};
+
 void bench_lowbit(benchmark::State& st, scheme_info s, std::int64_t m, std::int64_t n, std::int64_t k, int threads) {
   PackOptions po;
   po.activations = s.act;
   const PackedWeights w = pack(random_weights(s, n, k), po);
-  st.SetLabel(std::string(selected_kernel(w)));
-  const RowMatrixXf x = random_x(m, k);
+  st.SetLabel(m > 4 ? selected_kernel(w, s.input) : std::string(selected_kernel(w)));
+  const activations x(s.input, m, k);
   RowMatrixXf y(m, n);
   GemmOptions o;
   o.num_threads = threads;
   for (auto _ : st) {
-    gemm(x, w, y, o);
+    x.gemm(s.input, w, y, o);
     benchmark::DoNotOptimize(y.data());
     benchmark::ClobberMemory();
   }
@@ -131,13 +157,13 @@ void bench_lowbit_cold(benchmark::State& st, scheme_info s) {
   const std::size_t count = (kColdBytes + copies[0].bytes() - 1) / copies[0].bytes();
   while (copies.size() < count) copies.push_back(copies[0]);
   st.SetLabel(std::string(selected_kernel(copies[0])) + " x" + std::to_string(count));
-  const RowMatrixXf x = random_x(1, k);
+  const activations x(s.input, 1, k);
   RowMatrixXf y(1, n);
   GemmOptions o;
   o.num_threads = 1;
   std::size_t i = 0;
   for (auto _ : st) {
-    gemm(x, copies[i], y, o);
+    x.gemm(s.input, copies[i], y, o);
     i = (i + 1) % count;
     benchmark::DoNotOptimize(y.data());
     benchmark::ClobberMemory();

@@ -156,27 +156,36 @@ TEST_CASE("float kernels: e4m3_code_fast equals convert<float8_e4m3fn>", "[float
 
 TEST_CASE("float kernels: prepare quantizes activations with the reference rule", "[float_kernels]") {
   const scheme_case sc = all_cases[1];
-  for (std::int64_t k : {1, 7, 300}) {
-    const QuantizedMatrix q = random_matrix(sc, 5, k, 16, 3);
-    const float_packed w = pack_float(q, sc.scheme, isa_tier::scalar);
-    RowMatrixXf big = random_activations(4, k + 3, 11);
-    big(2, 0) = 1e-7f;  // tiny values round to (signed) zero / subnormals
-    big(3, 0) = -1e30f;
-    const ConstRowMatrixRef x = big.leftCols(k);  // strided input
-    const float_workspace ws = prepare_float(w, x);
-    std::vector<std::uint8_t> codes(static_cast<std::size_t>(k));
-    for (std::int64_t t = 0; t < 4; ++t) {
-      const RowMatrixXf row = x.row(t);
-      float s = -1.0f;
-      quantize_token_e4m3_reference(row.data(), k, t, codes.data(), &s);
-      REQUIRE(s == ws.token_scales[static_cast<std::size_t>(t)]);
-      for (std::int64_t c = 0; c < k; ++c) {
-        REQUIRE(int(codes[static_cast<std::size_t>(c)]) == int(ws.codes[static_cast<std::size_t>(t * k + c)]));
-        REQUIRE(float8_e4m3fn::from_bits(codes[static_cast<std::size_t>(c)]).to_float() ==
-                ws.x[static_cast<std::size_t>(t * ws.x_stride + c)]);
+  for (std::int64_t k : {1, 7, 300})
+    for (isa_tier tier : supported_isa_tiers())
+      for (std::int64_t tokens : {4, 6}) {  // 6: the AVX512-FP16 path's x_half, where it runs
+        INFO("K " << k << " tier " << to_string(tier) << " tokens " << tokens);
+        const QuantizedMatrix q = random_matrix(sc, 5, k, 16, 3);
+        const float_packed w = pack_float(q, sc.scheme, tier);
+        RowMatrixXf big = random_activations(tokens, k + 3, 11);
+        big(2, 0) = 1e-7f;  // tiny values round to (signed) zero / subnormals
+        big(3, 0) = -1e30f;
+        const ConstRowMatrixRef x = big.leftCols(k);  // strided input
+        const float_workspace ws = prepare_float(w, x);
+        const bool half = float_uses_fp16_path(w, tokens);
+        REQUIRE(ws.x_half.empty() != half);
+        std::vector<std::uint8_t> codes(static_cast<std::size_t>(k));
+        for (std::int64_t t = 0; t < tokens; ++t) {
+          const RowMatrixXf row = x.row(t);
+          float s = -1.0f;
+          quantize_token_e4m3_reference(row.data(), k, t, codes.data(), &s);
+          REQUIRE(s == ws.token_scales[static_cast<std::size_t>(t)]);
+          for (std::int64_t c = 0; c < k; ++c) {
+            REQUIRE(int(codes[static_cast<std::size_t>(c)]) == int(ws.codes[static_cast<std::size_t>(t * k + c)]));
+            const float value = float8_e4m3fn::from_bits(codes[static_cast<std::size_t>(c)]).to_float();
+            const std::size_t at = static_cast<std::size_t>(t * ws.x_stride + c);
+            if (half)
+              REQUIRE(Eigen::numext::bit_cast<Eigen::half>(ws.x_half[at]) == Eigen::half(value / 2));
+            else
+              REQUIRE(value == ws.x[at]);
+          }
+        }
       }
-    }
-  }
 }
 
 TEST_CASE("float kernels: prepare agrees with lowbit::quantize_activations bit for bit", "[float_kernels]") {

@@ -10,6 +10,7 @@
 // columns on the thread pool, then, for the same columns, bias and the LoRC term
 // (x * V_hat^T) * U_hat^T (computed from the same, smoothed, fp32 x).
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -120,6 +121,13 @@ inline PackedWeights pack(const QuantizedMatrix& q, const PackOptions& options =
 
 inline std::string_view selected_kernel(const PackedWeights& w) noexcept { return w.kernel_name(); }
 
+// The kernel that runs more than 4 tokens of `input` activations (fp16/bf16 activations
+// switch W4A16 weights to the AVX512-FP16 kernel where the CPU has it).
+inline std::string selected_kernel(const PackedWeights& w, activation_dtype input) {
+  if (w.is_float_family()) return detail::float_kernel_name(w.float_weights(), input);
+  return std::string(w.kernel_name());
+}
+
 namespace detail {
 
 inline void check_gemm_shapes(std::int64_t m, std::int64_t k, const PackedWeights& w, const RowMatrixRef& y,
@@ -167,6 +175,7 @@ void gemm_columns(const PackedWeights& w, std::int64_t m, RowMatrixRef y, const 
 }  // namespace detail
 
 // y = x * W_hat^T (+ bias, + LoRC); x [tokens, K] fp32, y [tokens, N] (any outer stride).
+// fp16/bf16 activations: the overloads below.
 inline void gemm(ConstRowMatrixRef x, const PackedWeights& w, RowMatrixRef y, const GemmOptions& o = {}) {
   detail::check_gemm_shapes(x.rows(), x.cols(), w, y, o);
   if (x.rows() == 0) return;
@@ -191,6 +200,56 @@ inline void gemm(ConstRowMatrixRef x, const PackedWeights& w, RowMatrixRef y, co
   detail::gemm_columns(w, x.rows(), y, o, o.lorc_v ? &lorc_t : nullptr, [&](std::int64_t n0, std::int64_t n1) {
     detail::run_int(w.int_weights(), ws, y, n0, n1, w.tier());
   });
+}
+
+namespace detail {
+
+// fp16/bf16 activations widened to fp32 (exact); a non-finite value is an error, as on the
+// AVX512-FP16 path, so that the answer does not depend on which path runs.
+template <class Half>
+RowMatrixXf widen_activations(const Eigen::Ref<const Eigen::Matrix<Half, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>,
+                                                0, Eigen::OuterStride<>>& x) {
+  RowMatrixXf xf = x.template cast<float>();
+  if (!xf.allFinite())
+    for (Eigen::Index t = 0; t < xf.rows(); ++t)
+      for (Eigen::Index k = 0; k < xf.cols(); ++k)
+        if (!std::isfinite(xf(t, k)))
+          fail("activations: non-finite value at token " + std::to_string(t) + ", column " + std::to_string(k));
+  return xf;
+}
+
+template <class Half>
+void gemm_16bit(const Eigen::Ref<const Eigen::Matrix<Half, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>, 0,
+                                 Eigen::OuterStride<>>& x,
+                activation_dtype input, const PackedWeights& w, RowMatrixRef y, const GemmOptions& o) {
+  check_gemm_shapes(x.rows(), x.cols(), w, y, o);
+  if (x.rows() == 0) return;
+  // Smoothing divides x in fp32, so it takes the fp32 path; so does everything that is not
+  // W4A16 on an AVX512-FP16 CPU with more than 4 tokens.
+  if (o.smoothing || !is_w4a16_scheme(w.scheme()) || !float_uses_fp16_path(w.float_weights(), x.rows(), input)) {
+    lowbit::gemm(widen_activations<Half>(x), w, y, o);
+    return;
+  }
+  const float_workspace fws = prepare_float_half(w.float_weights(), reinterpret_cast<const std::uint16_t*>(x.data()),
+                                                 x.rows(), x.cols(), x.outerStride(), input);
+  RowMatrixXf lorc_t;
+  if (o.lorc_v) lorc_t.noalias() = x.template cast<float>() * o.lorc_v->transpose();
+  gemm_columns(w, x.rows(), y, o, o.lorc_v ? &lorc_t : nullptr,
+               [&](std::int64_t n0, std::int64_t n1) { run_float(w.float_weights(), fws, y, n0, n1); });
+}
+
+}  // namespace detail
+
+// The same with fp16 or bf16 activations [tokens, K]. W4A16 weights run them on the
+// AVX512-FP16 kernel where the CPU has it and the call has more than 4 tokens (fp16
+// arithmetic in short runs, fp32 across them: the tolerance is in
+// kernels/x86/avx512fp16_float.hpp); every other case widens x to fp32 (exactly) and runs
+// the fp32 gemm above. Non-finite activations are an error.
+inline void gemm(ConstRowMatrixHRef x, const PackedWeights& w, RowMatrixRef y, const GemmOptions& o = {}) {
+  detail::gemm_16bit<Eigen::half>(x, activation_dtype::f16, w, y, o);
+}
+inline void gemm(ConstRowMatrixBf16Ref x, const PackedWeights& w, RowMatrixRef y, const GemmOptions& o = {}) {
+  detail::gemm_16bit<Eigen::bfloat16>(x, activation_dtype::bf16, w, y, o);
 }
 
 namespace detail {

@@ -59,6 +59,8 @@ inline void run_float(const float_packed& w, const float_workspace& ws, RowMatri
   if (!tier_supported(w.tier, host_cpu_features()))
     fail("gemm: packed weights were made for ISA tier " + std::string(to_string(w.tier)) +
          ", which this CPU does not support");
+  if (!ws.x_half.empty() && w.tier != isa_tier::avx512)
+    fail("gemm: workspace holds fp16 activations, which only the avx512 tier runs");
   if (n_begin == n_end || ws.tokens == 0) return;
   switch (w.tier) {
     case isa_tier::scalar: run_float_scalar(w, ws, y, n_begin, n_end); return;
@@ -74,15 +76,47 @@ inline void run_float(const float_packed& w, const float_workspace& ws, RowMatri
   fail("gemm: no float kernel for ISA tier " + std::string(to_string(w.tier)) + " in this build");
 }
 
-// e.g. "w4a8_fp4_g128_avx512fp16", "w8a8_fp8_pc_avx2" (pc: one group spans K).
-inline std::string float_kernel_name(const float_packed& w) {
+// e.g. "w4a8_fp4_g128_avx512fp16", "w8a8_fp8_pc_avx2" (pc: one group spans K): the kernel
+// that runs more than 4 tokens of `input` activations.
+inline std::string float_kernel_name(const float_packed& w, activation_dtype input = activation_dtype::f32) {
   std::string name(to_string(w.scheme));
   if (w.code == float_code::uint4_with_zero) name += "_asym";
   name += w.groups == 1 ? std::string("_pc") : "_g" + std::to_string(w.group_size);
   name += "_";
   name += to_string(w.tier);
-  if (float_uses_fp16_path(w, 5)) name += "fp16";  // the many-token path
+  if (float_uses_fp16_path(w, 5, input)) name += "fp16";  // the many-token path
   return name;
+}
+
+// prepare_float for fp16 or bf16 activations on the AVX512-FP16 path (the caller checked
+// float_uses_fp16_path(w, tokens, input); other calls widen x to fp32 and use
+// prepare_float). `bits`: tokens x K values, row stride `stride` elements.
+inline float_workspace prepare_float_half(const float_packed& w, const std::uint16_t* bits, std::int64_t tokens,
+                                          std::int64_t k, std::int64_t stride, activation_dtype input) {
+  if (w.layout != float_layout_colblock32) fail("gemm: packed weights: unknown float layout");
+  if (k != w.cols)
+    fail("gemm: x has " + std::to_string(k) + " columns, the weights have K = " + std::to_string(w.cols));
+  if (input == activation_dtype::f32 || !is_w4a16_scheme(w.scheme) || !float_uses_fp16_path(w, tokens, input))
+    fail("gemm: " + std::string(to_string(input)) + " activations cannot run on the AVX512-FP16 path of " +
+         float_kernel_name(w));
+  float_workspace ws;
+  ws.scheme = w.scheme;
+  ws.layout = w.layout;
+  ws.tokens = tokens;
+  ws.cols = w.cols;
+  ws.group_size = w.group_size;
+  ws.groups = w.groups;
+  ws.x_stride = (k + 15) / 16 * 16 + 16;
+  ws.token_scales.assign(static_cast<std::size_t>(tokens), 1.0f);
+  ws.x_half.assign(static_cast<std::size_t>(tokens * ws.x_stride), 0);
+  ws.half_factor = 1.0f;
+#if LOWBIT_HAVE_X86_SIMD
+  fp16_prepare_scaled_rows(bits, stride, input, ws);
+#else
+  (void)bits;
+  (void)stride;
+#endif
+  return ws;
 }
 
 inline std::size_t float_packed_bytes(const float_packed& w) {

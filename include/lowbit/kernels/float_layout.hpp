@@ -32,6 +32,7 @@
 #include "lowbit/config.hpp"
 #include "lowbit/dispatch/cpu_features.hpp"
 #include "lowbit/error.hpp"
+#include "lowbit/formats/convert.hpp"
 #include "lowbit/formats/float4.hpp"
 #include "lowbit/formats/float8.hpp"
 #include "lowbit/formats/nibbles.hpp"
@@ -85,7 +86,13 @@ struct float_workspace {
   std::vector<float> token_scales;   // [tokens]: s_a (A8), 1 (A16)
   std::vector<std::uint8_t> codes;   // [tokens][K]: the E4M3 codes (A8 only)
   std::vector<float> group_sums;     // [tokens][groups]: sum of x over each group (zero points)
-  std::vector<std::uint16_t> x_half; // [tokens][x_stride]: fp16 bits of x / 2 (AVX512-FP16 w4a8_fp4)
+  // The AVX512-FP16 path (x86/avx512fp16_float.hpp) reads fp16 activations instead of x:
+  //   w4a8_fp4:         the E4M3 values / 2 (exact), half_factor = 2;
+  //   w4a16, fp16/bf16: x * 2^e(t), e(t) putting max_k |x(t, k)| in [64, 128) (exact but for
+  //                     values that become fp16 subnormals), token_scales = 2^-e(t),
+  //                     half_factor = 1.
+  std::vector<std::uint16_t> x_half; // [tokens][x_stride], zero-padded
+  float half_factor = 1.0f;          // multiplies the group scales on that path
 };
 
 // 16-entry decode tables of the 4-bit codes, indexed by nibble.
@@ -119,13 +126,21 @@ inline std::uint16_t fp16_bits_of_exact(float v) noexcept {
   return static_cast<std::uint16_t>(sign | (e << 10) | ((u & 0x7FFFFFu) >> 13));
 }
 struct fp16_tables {
-  std::uint16_t e2m1[32];       // 16 entries, repeated: VPERMW reads 5 index bits
+  // The 4-bit codes' values, 16 entries repeated: VPERMW reads 5 index bits.
+  std::uint16_t e2m1[32], int4_signed[32], uint4[32];
   std::uint16_t e4m3_half[256];
+  const std::uint16_t* nibbles(float_code c) const noexcept {
+    return c == float_code::e2m1 ? e2m1 : c == float_code::int4_signed ? int4_signed : uint4;
+  }
 };
 inline const fp16_tables& fp16_decode_tables() noexcept {
   static const fp16_tables t = [] {
     fp16_tables r{};
-    for (int i = 0; i < 32; ++i) r.e2m1[i] = fp16_bits_of_exact(nibble_decode_tables().e2m1[i & 15]);
+    for (int i = 0; i < 32; ++i) {
+      r.e2m1[i] = fp16_bits_of_exact(nibble_decode_tables().e2m1[i & 15]);
+      r.int4_signed[i] = fp16_bits_of_exact(nibble_decode_tables().int4_signed[i & 15]);
+      r.uint4[i] = fp16_bits_of_exact(nibble_decode_tables().uint4[i & 15]);
+    }
     for (int c = 0; c < 256; ++c)
       r.e4m3_half[c] = (c & 0x7F) == 0x7F ? 0 : fp16_bits_of_exact(0.5f * float8_e4m3fn::decode_table[c]);
     return r;
@@ -133,10 +148,16 @@ inline const fp16_tables& fp16_decode_tables() noexcept {
   return t;
 }
 
-// Whether run_float takes the AVX512-FP16 path (x86/avx512fp16_float.hpp) for this call.
-inline bool float_uses_fp16_path(const float_packed& w, std::int64_t tokens) {
-  return w.tier == isa_tier::avx512 && w.scheme == gemm_scheme::w4a8_fp4 && tokens > 4 &&
-         host_cpu_features().avx512fp16;
+// Whether a call with `tokens` rows of `input` activations takes the AVX512-FP16 path
+// (x86/avx512fp16_float.hpp): w4a8_fp4 (its E4M3 activations are exact in fp16), or W4A16
+// given fp16/bf16 activations; more than 4 tokens (fewer stream the weights once on the
+// fp32 path, which is memory-bound anyway); and groups that k-row pairs do not straddle.
+inline bool float_uses_fp16_path(const float_packed& w, std::int64_t tokens,
+                                 activation_dtype input = activation_dtype::f32) {
+  const bool scheme_ok = w.scheme == gemm_scheme::w4a8_fp4 ||
+                         (is_w4a16_scheme(w.scheme) && input != activation_dtype::f32);
+  return scheme_ok && w.tier == isa_tier::avx512 && tokens > 4 &&
+         (w.groups == 1 || w.group_size % 2 == 0) && host_cpu_features().avx512fp16;
 }
 
 inline gemm_scheme choose_float_scheme(const QuantSpec& weights, std::optional<act_format> activations) {
@@ -273,11 +294,20 @@ inline float_workspace prepare_float(const float_packed& w, ConstRowMatrixRef x)
   ws.x_stride = (k_in + 15) / 16 * 16 + 16;
   const std::int64_t xs = ws.x_stride;
   const std::size_t total = static_cast<std::size_t>(ws.tokens * k_in);
-  ws.x.assign(static_cast<std::size_t>(ws.tokens * xs), 0.0f);
+  // The AVX512-FP16 path reads only x_half; the others read only x.
+  const bool half_path = scheme_quantizes_activations(w.scheme) && float_uses_fp16_path(w, ws.tokens);
+  if (half_path) {
+    ws.x_half.assign(static_cast<std::size_t>(ws.tokens * xs), 0);
+    ws.half_factor = 2.0f;
+  } else {
+    ws.x.assign(static_cast<std::size_t>(ws.tokens * xs), 0.0f);
+  }
   ws.token_scales.assign(static_cast<std::size_t>(ws.tokens), 1.0f);
   const auto& e4m3_table = float8_e4m3fn::decode_table;
   if (scheme_quantizes_activations(w.scheme)) {
+    const std::uint16_t* half_table = fp16_decode_tables().e4m3_half;
     ws.codes.resize(total);
+    std::vector<float> scaled(static_cast<std::size_t>(k_in));
     for (std::int64_t t = 0; t < ws.tokens; ++t) {
       const float* row = x.data() + t * x.outerStride();
       float amax = 0.0f;
@@ -296,18 +326,18 @@ inline float_workspace prepare_float(const float_packed& w, ConstRowMatrixRef x)
       const float inv = amax == 0.0f ? 0.0f : e4m3_max_value / amax;
       ws.token_scales[static_cast<std::size_t>(t)] = amax == 0.0f ? 0.0f : amax / e4m3_max_value;
       std::uint8_t* codes = ws.codes.data() + t * k_in;
-      float* xv = ws.x.data() + t * xs;
-      for (std::int64_t k = 0; k < k_in; ++k) {
-        codes[k] = e4m3_code_fast(row[k] * inv);
-        xv[k] = e4m3_table[codes[k]];
+      for (std::int64_t k = 0; k < k_in; ++k) scaled[static_cast<std::size_t>(k)] = row[k] * inv;
+      // The bulk encoder of this tier: bit-exact with convert<float8_e4m3fn> (and so with
+      // e4m3_code_fast and the reference rule).
+      convert_n_tier(w.tier, scaled.data(), reinterpret_cast<float8_e4m3fn*>(codes), static_cast<std::size_t>(k_in),
+                     saturation::finite);
+      if (half_path) {
+        std::uint16_t* xh = ws.x_half.data() + t * xs;
+        for (std::int64_t k = 0; k < k_in; ++k) xh[k] = half_table[codes[k]];
+      } else {
+        float* xv = ws.x.data() + t * xs;
+        for (std::int64_t k = 0; k < k_in; ++k) xv[k] = e4m3_table[codes[k]];
       }
-    }
-    if (float_uses_fp16_path(w, ws.tokens)) {
-      const std::uint16_t* half = fp16_decode_tables().e4m3_half;
-      ws.x_half.assign(ws.x.size(), 0);
-      for (std::int64_t t = 0; t < ws.tokens; ++t)
-        for (std::int64_t k = 0; k < k_in; ++k)
-          ws.x_half[static_cast<std::size_t>(t * xs + k)] = half[ws.codes[static_cast<std::size_t>(t * k_in + k)]];
     }
   } else {
     for (std::int64_t t = 0; t < ws.tokens; ++t)

@@ -28,6 +28,24 @@ enum class gemm_scheme : std::uint8_t {
   w4a16_fp4,     // E2M1 x fp32 (or bf16/fp16) activations
 };
 
+// The element type of the activations a gemm() call passes in. W4A16 schemes run fp16 and
+// bf16 activations on the AVX512-FP16 kernel where the CPU has it; everything else widens
+// them to fp32 first (exactly: every fp16 and bf16 value is an fp32 value).
+enum class activation_dtype : std::uint8_t { f32, f16, bf16 };
+
+constexpr std::string_view to_string(activation_dtype d) noexcept {
+  switch (d) {
+    case activation_dtype::f32: return "f32";
+    case activation_dtype::f16: return "f16";
+    case activation_dtype::bf16: return "bf16";
+  }
+  return "unknown";
+}
+
+constexpr bool is_w4a16_scheme(gemm_scheme s) noexcept {
+  return s == gemm_scheme::w4a16_int4 || s == gemm_scheme::w4a16_fp4;
+}
+
 constexpr std::string_view to_string(gemm_scheme s) noexcept {
   switch (s) {
     case gemm_scheme::w8a8_int8: return "w8a8_int8";

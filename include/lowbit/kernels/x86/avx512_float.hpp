@@ -258,7 +258,7 @@ constexpr std::int64_t avx512_direct_max_tokens = 4;
 
 inline void run_float_avx512(const float_packed& w, const float_workspace& ws, RowMatrixRef y,
                              std::int64_t n_begin, std::int64_t n_end) {
-  if (float_uses_fp16_path(w, ws.tokens)) {
+  if (!ws.x_half.empty()) {  // prepare chose the AVX512-FP16 path (float_uses_fp16_path)
     run_float_avx512fp16(w, ws, y, n_begin, n_end);
     return;
   }
