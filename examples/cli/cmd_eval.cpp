@@ -54,7 +54,7 @@ lowbit::act_format parse_act_format(const std::string& s) {
   if (s == "int8") return lowbit::act_format::int8;
   if (s == "fp8" || s == "e4m3" || s == "float8_e4m3fn") return lowbit::act_format::float8_e4m3fn;
   if (s == "e5m2" || s == "float8_e5m2") return lowbit::act_format::float8_e5m2;
-  lowbit::detail::fail("--activations: unknown format '" + s + "' (int8, fp8/e4m3, e5m2)");
+  lowbit::detail::fail("--activations: unknown format '" + s + "' (int8, fp8/e4m3, e5m2, f16, bf16)");
 }
 
 // The explicit scheme flags as an EvalScheme (weights / group / scale / activations).
@@ -87,7 +87,9 @@ EvalScheme scheme_from_flags(const eval_options& o) {
     else lowbit::detail::fail("--scale: unknown scale '" + o.scale + "' (fp32, m1, m2, mx, nvfp4)");
     s.weights = lowbit::normalized_spec(q, "--weights");
   }
-  if (!o.activations.empty()) s.activations = parse_act_format(o.activations);
+  if (o.activations == "f16" || o.activations == "fp16") s.input = lowbit::activation_dtype::f16;
+  else if (o.activations == "bf16") s.input = lowbit::activation_dtype::bf16;
+  else if (!o.activations.empty()) s.activations = parse_act_format(o.activations);
   if (o.backend == "auto") s.backend = linear_backend::automatic;
   else if (o.backend == "packed") s.backend = linear_backend::packed;
   else if (o.backend == "fake") s.backend = linear_backend::fake_quant;
@@ -114,6 +116,8 @@ std::string describe_scheme(const EvalScheme& s) {
   if (s.activations) {
     static const char* act_names[] = {"int8", "fp8-e4m3", "fp8-e5m2"};
     a = fmt::format("{} per-token activations", act_names[static_cast<int>(*s.activations)]);
+  } else if (s.input != lowbit::activation_dtype::f32) {
+    a = fmt::format("{} activations", lowbit::to_string(s.input));
   }
   return fmt::format("{} ({}; {}; classifier {})", s.name, w, a, s.quantize_classifier ? "quantized" : "fp32");
 }
@@ -239,7 +243,7 @@ lowbit_cli::registration reg{
       sub.add_option("--group", o->group, "Group size along K (0 = per channel, -1 = per tensor)")->capture_default_str();
       sub.add_option("--scale", o->scale, "Scale rule: fp32, m1, m2, mx, nvfp4")->capture_default_str();
       sub.add_flag("--asymmetric", o->asymmetric, "Integer weights with zero points");
-      sub.add_option("--activations", o->activations, "Per-token activation format: int8, fp8/e4m3, e5m2");
+      sub.add_option("--activations", o->activations, "Per-token activation format: int8, fp8/e4m3, e5m2; or f16/bf16 (weight-only schemes, 16-bit kernel input)");
       sub.add_option("--backend", o->backend, "auto (kernels where they exist), packed (kernels only), fake (quantize-dequantize in fp32)")->capture_default_str();
       sub.add_flag("--quantize-classifier", o->quantize_classifier, "Quantize the classifier too (default fp32)");
       sub.add_option("--calib", o->calib, "Calibration tokens for recipes with smoothing/GPTQ (default: --tokens)");

@@ -27,9 +27,14 @@ inline std::optional<activation_quant> kernel_activation_mode(std::optional<act_
 class PackedLinear final : public LinearLayer {
  public:
   // Throws lowbit::error when no kernel runs this weight format with these activations.
-  PackedLinear(const QuantizedMatrix& q, std::optional<act_format> act) {
+  // `input`: weight-only schemes may take fp16/bf16 activations (rounded from fp32 per call).
+  PackedLinear(const QuantizedMatrix& q, std::optional<act_format> act,
+               activation_dtype input = activation_dtype::f32)
+      : input_(input) {
     const std::optional<activation_quant> mode = kernel_activation_mode(act);
     if (!mode) lowbit::detail::fail("PackedLinear '" + q.name + "': no kernel takes E5M2 activations");
+    if (act && input != activation_dtype::f32)
+      lowbit::detail::fail("PackedLinear '" + q.name + "': 16-bit inputs are for weight-only schemes");
     PackOptions po;
     po.activations = *mode;
     try {
@@ -42,14 +47,24 @@ class PackedLinear final : public LinearLayer {
   void forward(ConstRowMatrixRef x, RowMatrixRef y) const override {
     GemmOptions o;
     o.num_threads = 1;  // the evaluation already runs one document per thread
-    gemm(x, packed_, y, o);
+    if (input_ == activation_dtype::f16) {
+      gemm(RowMatrixXh(x.cast<Eigen::half>()), packed_, y, o);
+    } else if (input_ == activation_dtype::bf16) {
+      gemm(RowMatrixXbf16(x.cast<Eigen::bfloat16>()), packed_, y, o);
+    } else {
+      gemm(x, packed_, y, o);
+    }
   }
   std::int64_t in_features() const override { return packed_.cols(); }
   std::int64_t out_features() const override { return packed_.rows(); }
   double storage_bits() const override { return storage_bits_; }
-  std::string describe() const override { return "packed kernel " + std::string(packed_.kernel_name()); }
+  std::string describe() const override {
+    return "packed kernel " + (input_ == activation_dtype::f32 ? std::string(packed_.kernel_name())
+                                                               : selected_kernel(packed_, input_));
+  }
 
  private:
+  activation_dtype input_ = activation_dtype::f32;
   PackedWeights packed_;
   double storage_bits_ = 0.0;
 };

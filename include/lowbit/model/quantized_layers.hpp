@@ -38,10 +38,13 @@ struct EvalScheme {
   std::optional<LinearRecipe> recipe;   // a named recipe: replaces weights/activations
   std::optional<QuantSpec> weights;     // empty: fp32 weights
   std::optional<act_format> activations;  // empty: fp32 activations (weight-only, "A16")
+  // Weight-only schemes: activations are rounded to this type (fp16/bf16) and the kernel
+  // takes them so (gemm's 16-bit overloads); f32 keeps them as they are.
+  activation_dtype input = activation_dtype::f32;
   bool quantize_classifier = false;
   linear_backend backend = linear_backend::automatic;
 
-  bool is_fp32() const { return !recipe && !weights && !activations; }
+  bool is_fp32() const { return !recipe && !weights && !activations && input == activation_dtype::f32; }
   bool needs_calibration() const { return recipe && recipe->needs_calibration(); }
 };
 
@@ -49,8 +52,9 @@ struct EvalScheme {
 class FakeQuantLinear final : public LinearLayer {
  public:
   FakeQuantLinear(const RowMatrixXf& weight, const std::optional<QuantSpec>& spec,
-                  std::optional<act_format> act, const std::string& name)
-      : act_(act), name_(name) {
+                  std::optional<act_format> act, const std::string& name,
+                  activation_dtype input = activation_dtype::f32)
+      : act_(act), input_(input), name_(name) {
     if (spec) {
       const QuantizedMatrix q = quantize(weight, *spec, name);
       storage_bits_ = static_cast<double>(q.storage_bits());
@@ -62,6 +66,7 @@ class FakeQuantLinear final : public LinearLayer {
       what_ = "fp32 weights";
     }
     if (act_) what_ += " + per-token activations";
+    if (input_ != activation_dtype::f32) what_ += " + " + std::string(to_string(input_)) + " activations";
   }
   void forward(ConstRowMatrixRef x, RowMatrixRef y) const override {
     if (x.cols() != weight_.cols() || y.cols() != weight_.rows() || y.rows() != x.rows())
@@ -69,6 +74,10 @@ class FakeQuantLinear final : public LinearLayer {
                            " columns, weight expects " + std::to_string(weight_.cols()));
     if (act_) {
       y.noalias() = dequantize(quantize_activations(x, *act_, 0, name_)) * weight_.transpose();
+    } else if (input_ == activation_dtype::f16) {
+      y.noalias() = x.cast<Eigen::half>().cast<float>() * weight_.transpose();
+    } else if (input_ == activation_dtype::bf16) {
+      y.noalias() = x.cast<Eigen::bfloat16>().cast<float>() * weight_.transpose();
     } else {
       y.noalias() = x * weight_.transpose();
     }
@@ -80,6 +89,7 @@ class FakeQuantLinear final : public LinearLayer {
 
  private:
   std::optional<act_format> act_;
+  activation_dtype input_ = activation_dtype::f32;
   std::string name_;
   RowMatrixXf weight_;
   double storage_bits_ = 0.0;
@@ -109,13 +119,13 @@ inline LinearFactory scheme_linear_factory(const EvalScheme& scheme,
       const bool kernel_exists = kernel_activation_mode(scheme.activations).has_value();
       if (scheme.backend == linear_backend::packed || kernel_exists) {
         try {
-          return std::make_unique<PackedLinear>(q, scheme.activations);
+          return std::make_unique<PackedLinear>(q, scheme.activations, scheme.input);
         } catch (const lowbit::error&) {
           if (scheme.backend == linear_backend::packed) throw;  // asked for kernels explicitly
         }
       }
     }
-    return std::make_unique<FakeQuantLinear>(w, scheme.weights, scheme.activations, name);
+    return std::make_unique<FakeQuantLinear>(w, scheme.weights, scheme.activations, name, scheme.input);
   };
 }
 
