@@ -367,5 +367,10 @@ TEST_CASE("gemm with 16-bit activations: kernel names, threads", "[gemm_half_inp
     gemm(xh, w, y1, o1);
     gemm(xh, w, y2, o2);
     CHECK((y1.array() == y2.array()).all());
+
+    // No tokens: nothing to do, no error.
+    RowMatrixXf y0(0, 100);
+    CHECK_NOTHROW(gemm(RowMatrixXh(0, 256), w, y0));
+    CHECK_NOTHROW(gemm(RowMatrixXbf16(0, 256), w, y0));
   }
 }
