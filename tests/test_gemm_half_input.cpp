@@ -343,6 +343,7 @@ TEST_CASE("gemm with 16-bit activations: other schemes and smoothing widen to fp
 }
 
 TEST_CASE("gemm with 16-bit activations: kernel names, threads", "[gemm_half_input]") {
+  // (the w4a8_fp4 rows below check the fp32-input prepare split over threads as well)
   const QuantizedMatrix q = random_w4(w4a16_cases[2], 100, 256, 128, 12);
   const QuantizedMatrix q_odd = random_w4(w4a16_cases[2], 100, 256, 33, 12);
   for (isa_tier tier : supported_isa_tiers()) {
@@ -367,6 +368,25 @@ TEST_CASE("gemm with 16-bit activations: kernel names, threads", "[gemm_half_inp
     gemm(xh, w, y1, o1);
     gemm(xh, w, y2, o2);
     CHECK((y1.array() == y2.array()).all());
+
+    // Activations are prepared over token ranges on the pool too: same bits, and an error
+    // in a range run by a worker reaches the caller.
+    RowMatrixXh xh40 = random_x(40, 256, 14).cast<Eigen::half>();
+    RowMatrixXf y40a(40, 100), y40b(40, 100);
+    gemm(xh40, w, y40a, o1);
+    gemm(xh40, w, y40b, o2);
+    CHECK((y40a.array() == y40b.array()).all());
+    xh40(33, 200) = Eigen::half(std::numeric_limits<float>::infinity());
+    CHECK_THROWS_WITH(gemm(xh40, w, y40b, o2), Catch::Contains("token 33, column 200"));
+    PackOptions pa8 = po;
+    pa8.activations = activation_quant::float8_e4m3fn;
+    const PackedWeights wa8 = pack(q, pa8);
+    RowMatrixXf x40 = random_x(40, 256, 15);
+    gemm(x40, wa8, y40a, o1);
+    gemm(x40, wa8, y40b, o2);
+    CHECK((y40a.array() == y40b.array()).all());
+    x40(35, 3) = std::numeric_limits<float>::quiet_NaN();
+    CHECK_THROWS_WITH(gemm(x40, wa8, y40b, o2), Catch::Contains("token 35, column 3"));
 
     // No tokens: nothing to do, no error.
     RowMatrixXf y0(0, 100);

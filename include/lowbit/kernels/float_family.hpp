@@ -88,11 +88,11 @@ inline std::string float_kernel_name(const float_packed& w, activation_dtype inp
   return name;
 }
 
-// prepare_float for fp16 or bf16 activations on the AVX512-FP16 path (the caller checked
+// The workspace of fp16 or bf16 activations on the AVX512-FP16 path (the caller checked
 // float_uses_fp16_path(w, tokens, input); other calls widen x to fp32 and use
-// prepare_float). `bits`: tokens x K values, row stride `stride` elements.
-inline float_workspace prepare_float_half(const float_packed& w, const std::uint16_t* bits, std::int64_t tokens,
-                                          std::int64_t k, std::int64_t stride, activation_dtype input) {
+// prepare_float), before prepare_float_half_tokens() fills its rows.
+inline float_workspace make_float_half_workspace(const float_packed& w, std::int64_t tokens, std::int64_t k,
+                                                 activation_dtype input) {
   if (w.layout != float_layout_colblock32) fail("gemm: packed weights: unknown float layout");
   if (k != w.cols)
     fail("gemm: x has " + std::to_string(k) + " columns, the weights have K = " + std::to_string(w.cols));
@@ -110,12 +110,25 @@ inline float_workspace prepare_float_half(const float_packed& w, const std::uint
   ws.token_scales.assign(static_cast<std::size_t>(tokens), 1.0f);
   ws.x_half.assign(static_cast<std::size_t>(tokens * ws.x_stride), 0);
   ws.half_factor = 1.0f;
+  return ws;
+}
+
+// Fills tokens [t0, t1) of `ws`; `bits` is the call's whole activation matrix (fp16 or bf16
+// values, row stride `stride` elements). Disjoint ranges may run on different threads.
+inline void prepare_float_half_tokens(const std::uint16_t* bits, std::int64_t stride, activation_dtype input,
+                                      float_workspace& ws, std::int64_t t0, std::int64_t t1) {
 #if LOWBIT_HAVE_X86_SIMD
-  fp16_prepare_scaled_rows(bits, stride, input, ws);
+  fp16_prepare_scaled_rows(bits, stride, input, ws, t0, t1);
 #else
-  (void)bits;
-  (void)stride;
+  (void)bits, (void)stride, (void)input, (void)ws, (void)t0, (void)t1;
+  fail("gemm: the AVX512-FP16 path is x86 only");
 #endif
+}
+
+inline float_workspace prepare_float_half(const float_packed& w, const std::uint16_t* bits, std::int64_t tokens,
+                                          std::int64_t k, std::int64_t stride, activation_dtype input) {
+  float_workspace ws = make_float_half_workspace(w, tokens, k, input);
+  prepare_float_half_tokens(bits, stride, input, ws, 0, tokens);
   return ws;
 }
 

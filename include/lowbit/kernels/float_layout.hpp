@@ -277,38 +277,44 @@ inline std::uint8_t e4m3_code_fast(float v) noexcept {
   return static_cast<std::uint8_t>(sign | static_cast<std::uint8_t>(r));
 }
 
-// Per-token activation preparation; bit-exact with quantize_token_e4m3_reference.
-inline float_workspace prepare_float(const float_packed& w, ConstRowMatrixRef x) {
+// The workspace of a call with `tokens` activation rows, allocated (zero-filled), before
+// prepare_float_tokens() fills its rows.
+inline float_workspace make_float_workspace(const float_packed& w, std::int64_t tokens, std::int64_t k) {
   if (w.layout != float_layout_colblock32) fail("gemm: packed weights: unknown float layout");
-  if (x.cols() != w.cols)
-    fail("gemm: x has " + std::to_string(x.cols()) + " columns, the weights have K = " +
-         std::to_string(w.cols));
+  if (k != w.cols)
+    fail("gemm: x has " + std::to_string(k) + " columns, the weights have K = " + std::to_string(w.cols));
   float_workspace ws;
   ws.scheme = w.scheme;
   ws.layout = w.layout;
-  ws.tokens = x.rows();
+  ws.tokens = tokens;
   ws.cols = w.cols;
   ws.group_size = w.group_size;
   ws.groups = w.groups;
-  const std::int64_t k_in = w.cols;
-  ws.x_stride = (k_in + 15) / 16 * 16 + 16;
-  const std::int64_t xs = ws.x_stride;
-  const std::size_t total = static_cast<std::size_t>(ws.tokens * k_in);
+  ws.x_stride = (w.cols + 15) / 16 * 16 + 16;
   // The AVX512-FP16 path reads only x_half; the others read only x.
-  const bool half_path = scheme_quantizes_activations(w.scheme) && float_uses_fp16_path(w, ws.tokens);
-  if (half_path) {
-    ws.x_half.assign(static_cast<std::size_t>(ws.tokens * xs), 0);
+  if (scheme_quantizes_activations(w.scheme) && float_uses_fp16_path(w, tokens)) {
+    ws.x_half.assign(static_cast<std::size_t>(tokens * ws.x_stride), 0);
     ws.half_factor = 2.0f;
   } else {
-    ws.x.assign(static_cast<std::size_t>(ws.tokens * xs), 0.0f);
+    ws.x.assign(static_cast<std::size_t>(tokens * ws.x_stride), 0.0f);
   }
-  ws.token_scales.assign(static_cast<std::size_t>(ws.tokens), 1.0f);
-  const auto& e4m3_table = float8_e4m3fn::decode_table;
+  ws.token_scales.assign(static_cast<std::size_t>(tokens), 1.0f);
+  if (scheme_quantizes_activations(w.scheme)) ws.codes.resize(static_cast<std::size_t>(tokens * w.cols));
+  if (w.code == float_code::uint4_with_zero) ws.group_sums.assign(static_cast<std::size_t>(tokens * w.groups), 0.0f);
+  return ws;
+}
+
+// Fills tokens [t0, t1) of `ws` from x (rows t0..t1-1 of the call's activations); bit-exact
+// with quantize_token_e4m3_reference. Disjoint ranges may run on different threads.
+inline void prepare_float_tokens(const float_packed& w, ConstRowMatrixRef x, float_workspace& ws, std::int64_t t0,
+                                 std::int64_t t1) {
+  const std::int64_t k_in = w.cols, xs = ws.x_stride;
   if (scheme_quantizes_activations(w.scheme)) {
+    const bool half_path = !ws.x_half.empty();
     const std::uint16_t* half_table = fp16_decode_tables().e4m3_half;
-    ws.codes.resize(total);
+    const auto& e4m3_table = float8_e4m3fn::decode_table;
     std::vector<float> scaled(static_cast<std::size_t>(k_in));
-    for (std::int64_t t = 0; t < ws.tokens; ++t) {
+    for (std::int64_t t = t0; t < t1; ++t) {
       const float* row = x.data() + t * x.outerStride();
       float amax = 0.0f;
       bool finite = true;
@@ -340,13 +346,12 @@ inline float_workspace prepare_float(const float_packed& w, ConstRowMatrixRef x)
       }
     }
   } else {
-    for (std::int64_t t = 0; t < ws.tokens; ++t)
+    for (std::int64_t t = t0; t < t1; ++t)
       std::memcpy(ws.x.data() + t * xs, x.data() + t * x.outerStride(),
                   static_cast<std::size_t>(k_in) * sizeof(float));
   }
   if (w.code == float_code::uint4_with_zero) {
-    ws.group_sums.assign(static_cast<std::size_t>(ws.tokens * ws.groups), 0.0f);
-    for (std::int64_t t = 0; t < ws.tokens; ++t)
+    for (std::int64_t t = t0; t < t1; ++t)
       for (std::int64_t g = 0; g < ws.groups; ++g) {
         const std::int64_t k0 = g * ws.group_size, k1 = std::min(k_in, k0 + ws.group_size);
         float s = 0.0f;
@@ -354,6 +359,12 @@ inline float_workspace prepare_float(const float_packed& w, ConstRowMatrixRef x)
         ws.group_sums[static_cast<std::size_t>(t * ws.groups + g)] = s;
       }
   }
+}
+
+// Per-token activation preparation on the calling thread.
+inline float_workspace prepare_float(const float_packed& w, ConstRowMatrixRef x) {
+  float_workspace ws = make_float_workspace(w, x.rows(), x.cols());
+  prepare_float_tokens(w, x, ws, 0, x.rows());
   return ws;
 }
 

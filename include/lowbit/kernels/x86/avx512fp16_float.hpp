@@ -249,11 +249,12 @@ LOWBIT_TARGET_AVX512_FP16 inline __m512 fp16_widen_16bit(__m256i h, bool bf16) {
 // rounds only subnormals), token scale 2^-e(t). `bits` holds fp16 or bf16 values, row stride
 // `stride` elements. A non-finite value is an error naming its token and column.
 LOWBIT_TARGET_AVX512_FP16 inline void fp16_prepare_scaled_rows(const std::uint16_t* bits, std::int64_t stride,
-                                                               activation_dtype dt, float_workspace& ws) {
+                                                               activation_dtype dt, float_workspace& ws,
+                                                               std::int64_t t0, std::int64_t t1) {
   const std::int64_t k_in = ws.cols;
   const bool bf16 = dt == activation_dtype::bf16;
   const __m512 inf = _mm512_set1_ps(std::numeric_limits<float>::infinity());
-  for (std::int64_t t = 0; t < ws.tokens; ++t) {
+  for (std::int64_t t = t0; t < t1; ++t) {
     const std::uint16_t* row = bits + t * stride;
     __m512 vmax = _mm512_setzero_ps();
     __mmask16 bad = 0;
