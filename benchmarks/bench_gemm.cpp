@@ -4,6 +4,7 @@
 // Single-threaded unless the name says; those are timed by CPU time, robust on a shared machine.
 // Counters: GOPS = 2 * tokens * N * K per second / 1e9; weight_GBps = packed bytes (scales
 // included) per second / 1e9. f32_eigen is Eigen's fp32 product on the same shapes.
+// w4a16_{int4,fp4}_{f16,bf16} are the W4A16 weights given fp16 / bf16 activations.
 #include <benchmark/benchmark.h>
 
 #include <cstdint>

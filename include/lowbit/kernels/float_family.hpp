@@ -10,7 +10,11 @@
 //
 //   choose_float_scheme(spec, act)   which scheme a weight spec and activation format make
 //   pack_float(q, scheme, tier)      once per weight matrix
-//   prepare_float(packed, x)         once per call (shared read-only by all threads)
+//   prepare_float(packed, x)         once per call (shared read-only by all threads); gemm()
+//                                    splits it: make_float_workspace, then
+//                                    prepare_float_tokens over token ranges on the pool
+//   prepare_float_half(...)          the same for fp16/bf16 activations on the AVX512-FP16
+//                                    path (x86/avx512fp16_float.hpp)
 //   run_float(packed, ws, y, n0, n1) per thread, a range of output columns (no bias);
 //                                    ranges that start on multiples of float_block_cols
 //                                    (32) waste no work
