@@ -1,6 +1,7 @@
 // GEMM benchmarks: gemm/<scheme>/<tokens>/<N>/<K> (weights hot in cache), gemm_cold/<scheme>/1/
 // 4096/4096 (weights rotated over >= 512 MiB of packed copies, so they stream from DRAM as in
-// decoding), and .../threads:{1,2}/real_time variants at 128 tokens (timed by the wall clock).
+// decoding), and .../threads:{1,2}/real_time variants at 128 tokens (timed by the wall clock;
+// LOWBIT_BENCH_THREADS=1,2,4,8,16 registers other counts, for scaling runs on larger hosts).
 // Single-threaded unless the name says; those are timed by CPU time, robust on a shared machine.
 // Counters: GOPS = 2 * tokens * N * K per second / 1e9; weight_GBps = packed bytes (scales
 // included) per second / 1e9. f32_eigen is Eigen's fp32 product on the same shapes.
@@ -8,6 +9,7 @@
 #include <benchmark/benchmark.h>
 
 #include <cstdint>
+#include <cstdlib>
 #include <memory>
 #include <random>
 #include <string>
@@ -188,6 +190,22 @@ void bench_eigen_cold(benchmark::State& st) {
   set_counters(st, 1, n, k, static_cast<double>(n * k * sizeof(float)));
 }
 
+// Thread counts of the /threads:N rows: LOWBIT_BENCH_THREADS (comma-separated), else 1 and 2.
+std::vector<int> thread_counts() {
+  std::vector<int> counts;
+  if (const char* env = std::getenv("LOWBIT_BENCH_THREADS")) {
+    for (const char* p = env; *p != '\0';) {
+      char* end = nullptr;
+      const long v = std::strtol(p, &end, 10);
+      if (end == p) break;
+      if (v > 0 && v <= 1024) counts.push_back(static_cast<int>(v));
+      p = (*end == ',') ? end + 1 : end;
+    }
+  }
+  if (counts.empty()) counts = {1, 2};
+  return counts;
+}
+
 bool scheme_available(const scheme_info& s) {
   try {
     PackOptions po;
@@ -203,6 +221,7 @@ const int kRegistered = [] {
   const std::int64_t tokens[] = {1, 8, 32, 128, 512};
   const std::int64_t ns[] = {4096, 11008};
   const std::int64_t k = 4096;
+  const std::vector<int> threads_list = thread_counts();
   for (std::int64_t n : ns)
     for (std::int64_t m : tokens) {
       const std::string shape = "/" + std::to_string(m) + "/" + std::to_string(n) + "/" + std::to_string(k);
@@ -212,8 +231,8 @@ const int kRegistered = [] {
         if (!scheme_available(s)) continue;
         benchmark::RegisterBenchmark((std::string("gemm/") + s.name + shape).c_str(), bench_lowbit, s, m, n, k, 1)
             ->Unit(benchmark::kMicrosecond);
-        if (m == 128)  // 2-vs-1 thread scaling, both timed by the wall clock
-          for (int threads : {1, 2})
+        if (m == 128)  // thread scaling, every count timed by the wall clock
+          for (int threads : threads_list)
             benchmark::RegisterBenchmark((std::string("gemm/") + s.name + shape + "/threads:" + std::to_string(threads)).c_str(),
                                          bench_lowbit, s, m, n, k, threads)
                 ->Unit(benchmark::kMicrosecond)

@@ -262,3 +262,32 @@ TEST_CASE("selected_kernel names scheme, grouping and ISA", "[gemm]") {
   r.group = 0;
   CHECK(selected_kernel(pack(lowbit::test::make_int_matrix(r), po)) == "w8a8_int8_pc_scalar");
 }
+
+TEST_CASE("activations are quantized over token ranges on the pool: same bits, errors reach the caller",
+          "[gemm][threads]") {
+  int_matrix_recipe r;
+  r.rows = 70;
+  r.cols = 96;
+  r.group = 32;
+  const QuantizedMatrix q = lowbit::test::make_int_matrix(r);
+  for (isa_tier tier : supported_isa_tiers()) {
+    INFO("tier=" << to_string(tier));
+    PackOptions po;
+    po.tier = tier;
+    const PackedWeights w = pack(q, po);
+    // 40 tokens: with 2 threads, prepare runs as two ranges of 20 (at least 8 tokens a task).
+    RowMatrixXf x = lowbit::test::random_activations(40, 96, 77);
+    RowMatrixXf y1(40, 70), y2(40, 70);
+    GemmOptions o1, o2;
+    o1.num_threads = 1;
+    o2.num_threads = 2;
+    gemm(x, w, y1, o1);
+    gemm(x, w, y2, o2);
+    CHECK(mismatches(y1, y2) == 0);
+    const RowMatrixXf want = detail::reference_gemm_int(q, detail::reference_quantize_int8(x), w.scheme());
+    CHECK(mismatches(want, y2) == 0);
+    // Token 35 lies in the second range, which a worker may run.
+    x(35, 90) = std::numeric_limits<float>::infinity();
+    CHECK_THROWS_WITH(gemm(x, w, y2, o2), Catch::Contains("row 35"));
+  }
+}

@@ -219,7 +219,10 @@ inline void gemm(ConstRowMatrixRef x, const PackedWeights& w, RowMatrixRef y, co
     });
     return;
   }
-  const detail::int_workspace ws = detail::prepare_int(w.int_weights(), xs, w.tier());
+  detail::int_workspace ws = detail::make_int_workspace(w.int_weights(), xs.rows(), xs.cols());
+  detail::prepare_tokens_parallel(xs.rows(), o, [&](std::int64_t t0, std::int64_t t1) {
+    detail::prepare_int_tokens(w.int_weights(), xs, w.tier(), ws, t0, t1);
+  });
   detail::gemm_columns(w, x.rows(), y, o, o.lorc_v ? &lorc_t : nullptr, [&](std::int64_t n0, std::int64_t n1) {
     detail::run_int(w.int_weights(), ws, y, n0, n1, w.tier());
   });

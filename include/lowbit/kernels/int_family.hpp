@@ -2,7 +2,8 @@
 // The integer-activation kernel family: w8a8_int8, w4a8_int4, w4a8_int4_m2.
 //
 //   int_packed    p  = pack_int(q, scheme, tier);         (pack/int_packing.hpp)
-//   int_workspace ws = prepare_int(p, x);                 once per call
+//   int_workspace ws = prepare_int(p, x);                 once per call (gemm() runs
+//                      make_int_workspace + prepare_int_tokens over token ranges on the pool)
 //   run_int(p, ws, y, n_begin, n_end);                    per thread, tile-aligned ranges
 //
 // prepare_int quantizes each token row of x exactly as quantize_activations(int8) does:
@@ -84,15 +85,23 @@ inline void compute_int_corrections(const int_packed& p, int_workspace& ws, std:
   }
 }
 
-// Quantizes x (m x K fp32) per token into the padded group layout of `p`, on tier `tier`.
-inline int_workspace prepare_int(const int_packed& p, ConstRowMatrixRef x, isa_tier tier) {
-  if (x.cols() != p.k)
-    fail("gemm: activations have " + std::to_string(x.cols()) + " columns but the weights have K = " +
+// A workspace for m tokens of K = p.k inputs, checked against x's width; prepare_int_tokens
+// fills it one token range at a time (gemm() runs the ranges on the pool).
+inline int_workspace make_int_workspace(const int_packed& p, std::int64_t m, std::int64_t k) {
+  if (k != p.k)
+    fail("gemm: activations have " + std::to_string(k) + " columns but the weights have K = " +
          std::to_string(p.k));
-  (void)tier;  // only the x86 builds have a SIMD quantizer
   int_workspace ws;
-  allocate_int_workspace(p, x.rows(), ws);
-  for (std::int64_t t = 0; t < x.rows(); ++t) {
+  allocate_int_workspace(p, m, ws);
+  return ws;
+}
+
+// Quantizes tokens [t0, t1) of x (m x K fp32) into the padded group layout of `p`, on tier
+// `tier`. Each token writes only its own rows of the workspace.
+inline void prepare_int_tokens(const int_packed& p, ConstRowMatrixRef x, isa_tier tier, int_workspace& ws,
+                               std::int64_t t0, std::int64_t t1) {
+  (void)tier;  // only the x86 builds have a SIMD quantizer
+  for (std::int64_t t = t0; t < t1; ++t) {
     const float* row = x.data() + t * x.outerStride();
     bool nan = false;
     float amax = 0.0f;
@@ -119,6 +128,12 @@ inline int_workspace prepare_int(const int_packed& p, ConstRowMatrixRef x, isa_t
       off += p.padded_len(g);
     }
   }
+}
+
+// Quantizes every token of x, on the calling thread.
+inline int_workspace prepare_int(const int_packed& p, ConstRowMatrixRef x, isa_tier tier) {
+  int_workspace ws = make_int_workspace(p, x.rows(), x.cols());
+  prepare_int_tokens(p, x, tier, ws, 0, x.rows());
   return ws;
 }
 
