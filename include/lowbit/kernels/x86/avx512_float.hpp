@@ -21,6 +21,8 @@
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 
+
+
 namespace lowbit::detail {
 
 // 16 bytes of nibbles -> raw code values of columns 0..15 (low) and 16..31 (high).
@@ -163,6 +165,20 @@ inline void avx512_accumulate(const float* x, std::int64_t xs, std::int64_t toke
 // up to a few KiB past the block's end is harmless: prefetches do not fault.
 constexpr std::int64_t avx512_prefetch_rows = 128;
 
+// The group scales (and zero points) live apart from the codes, so the code prefetch does
+// not bring them: fetch those of a group two ahead (the next block's first ones at a block's
+// end, blocks being contiguous), or every group would start with a DRAM miss when cold.
+inline void prefetch_group_params(const float* scales, const float* zeros, std::int64_t g) noexcept {
+  const float* s = scales + (g + 2) * float_block_cols;
+  _mm_prefetch(reinterpret_cast<const char*>(s), _MM_HINT_T0);
+  _mm_prefetch(reinterpret_cast<const char*>(s + 16), _MM_HINT_T0);
+  if (zeros != nullptr) {
+    const float* z = zeros + (g + 2) * float_block_cols;
+    _mm_prefetch(reinterpret_cast<const char*>(z), _MM_HINT_T0);
+    _mm_prefetch(reinterpret_cast<const char*>(z + 16), _MM_HINT_T0);
+  }
+}
+
 // Few-token path for one block: per group, fp32 sums of x * raw code value (two sets of
 // accumulators on alternate k-rows hide the FMA latency), then acc += scale * sum
 // (- scale * zero * sum_group(x) for zero points).
@@ -182,6 +198,7 @@ LOWBIT_TARGET_AVX512 void avx512_direct_block(const float_packed& w, const float
   for (std::int64_t g = 0; g < w.groups; ++g) {
     const std::int64_t k1 = std::min(k_in, (g + 1) * w.group_size);
     std::int64_t k = g * w.group_size;
+    prefetch_group_params(scales, zeros, g);
     __m512 p0[T], p1[T], q0[T], q1[T];
 #pragma GCC unroll 4
     for (int t = 0; t < T; ++t) p0[t] = p1[t] = q0[t] = q1[t] = _mm512_setzero_ps();
@@ -254,6 +271,99 @@ inline void avx512_direct_block_any(const float_packed& w, const float_workspace
   }
 }
 
+// One token, 4-bit codes: the decode-bound case of decoding (each weight is used once), so
+// this path spends fewer shuffles per weight. One 64-byte load holds 4 k-rows; dword lane i
+// holds bytes 4(i % 4) .. 4(i % 4) + 3 of k-row k + i / 4, so VPERMPS of (v >> 4s), s = 0..7,
+// decodes nibble s of every dword: 16 weights of columns c(i, s) = 4(i % 4) + s / 2 +
+// 16 (s % 2) at k-row k + i / 4, with no zero-extension step (2 shuffle-class uops per 16
+// weights instead of 3). The activation each lane needs, x[k + i / 4], comes from xq, a copy
+// of x with every element repeated 4 times (xq[j] = x[j / 4], built once per call). Per group
+// the eight lane-layout sums are scaled by the group scales permuted into the same layout;
+// the 4 k-row quarters of each column are added once per block. k-rows left over when a
+// group's length is not a multiple of 4 take the per-row path. Summation order differs from
+// the per-row path, so results agree within the float tolerance, not bit for bit.
+template <float_code C>
+LOWBIT_TARGET_AVX512 void avx512_direct_block_quad(const float_packed& w, const float_workspace& ws,
+                                                   const float* xq, std::int64_t b, float* out) {
+  static_assert(C != float_code::e4m3, "4-bit codes only");
+  const std::uint8_t* codes = w.block_codes(b);
+  const float* scales = w.block_scales(b);
+  const float* zeros = w.block_zeros(b);
+  const std::int64_t k_in = w.cols;
+  const float* x = ws.x.data();
+  const __m512 lut = _mm512_loadu_ps(nibble_table(C));
+  // Lane i of the scale vector of set s: column 4(i % 4) + s / 2 (+ 16 for odd s, taken
+  // from the second 16-column half).
+  const __m512i lane_col = _mm512_set_epi32(12, 8, 4, 0, 12, 8, 4, 0, 12, 8, 4, 0, 12, 8, 4, 0);
+  __m512 acc[8];
+  for (int s = 0; s < 8; ++s) acc[s] = _mm512_setzero_ps();
+  __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps();  // per-row path, natural order
+  for (std::int64_t g = 0; g < w.groups; ++g) {
+    const std::int64_t k1 = std::min(k_in, (g + 1) * w.group_size);
+    std::int64_t k = g * w.group_size;
+    prefetch_group_params(scales, zeros, g);
+    __m512 p[8];
+    for (int s = 0; s < 8; ++s) p[s] = _mm512_setzero_ps();
+    for (; k + 4 <= k1; k += 4) {
+      _mm_prefetch(reinterpret_cast<const char*>(codes + (k + avx512_prefetch_rows) * 16), _MM_HINT_T0);
+      const __m512i v = _mm512_loadu_si512(codes + k * 16);
+      const __m512 xv = _mm512_loadu_ps(xq + 4 * k);
+      p[0] = _mm512_fmadd_ps(xv, _mm512_permutexvar_ps(v, lut), p[0]);
+      p[1] = _mm512_fmadd_ps(xv, _mm512_permutexvar_ps(_mm512_srli_epi32(v, 4), lut), p[1]);
+      p[2] = _mm512_fmadd_ps(xv, _mm512_permutexvar_ps(_mm512_srli_epi32(v, 8), lut), p[2]);
+      p[3] = _mm512_fmadd_ps(xv, _mm512_permutexvar_ps(_mm512_srli_epi32(v, 12), lut), p[3]);
+      p[4] = _mm512_fmadd_ps(xv, _mm512_permutexvar_ps(_mm512_srli_epi32(v, 16), lut), p[4]);
+      p[5] = _mm512_fmadd_ps(xv, _mm512_permutexvar_ps(_mm512_srli_epi32(v, 20), lut), p[5]);
+      p[6] = _mm512_fmadd_ps(xv, _mm512_permutexvar_ps(_mm512_srli_epi32(v, 24), lut), p[6]);
+      p[7] = _mm512_fmadd_ps(xv, _mm512_permutexvar_ps(_mm512_srli_epi32(v, 28), lut), p[7]);
+    }
+    const __m512 s0 = _mm512_loadu_ps(scales + g * float_block_cols);
+    const __m512 s1 = _mm512_loadu_ps(scales + g * float_block_cols + 16);
+    if (k < k1) {  // the group's last len % 4 k-rows, per row in natural column order
+      __m512 r0 = _mm512_setzero_ps(), r1 = _mm512_setzero_ps();
+      for (; k < k1; ++k) {
+        __m512 lo, hi;
+        avx512_decode_nibbles(codes + k * 16, lut, lo, hi);
+        const __m512 xb = _mm512_set1_ps(x[k]);
+        r0 = _mm512_fmadd_ps(xb, lo, r0);
+        r1 = _mm512_fmadd_ps(xb, hi, r1);
+      }
+      a0 = _mm512_fmadd_ps(r0, s0, a0);
+      a1 = _mm512_fmadd_ps(r1, s1, a1);
+    }
+    for (int s = 0; s < 8; ++s) {
+      const __m512i idx = _mm512_add_epi32(lane_col, _mm512_set1_epi32(s / 2));
+      acc[s] = _mm512_fmadd_ps(p[s], _mm512_permutexvar_ps(idx, (s % 2) ? s1 : s0), acc[s]);
+    }
+    if constexpr (C == float_code::uint4_with_zero) {
+      const __m512 gs = _mm512_set1_ps(ws.group_sums[static_cast<std::size_t>(g)]);
+      a0 = _mm512_fnmadd_ps(_mm512_mul_ps(s0, _mm512_loadu_ps(zeros + g * float_block_cols)), gs, a0);
+      a1 = _mm512_fnmadd_ps(_mm512_mul_ps(s1, _mm512_loadu_ps(zeros + g * float_block_cols + 16)), gs, a1);
+    } else {
+      (void)zeros;
+    }
+  }
+  // Columns from the lane layout: out[c(i, s)] += acc[s][i] over the 4 k-row quarters.
+  alignas(64) float lanes[8][16];
+  for (int s = 0; s < 8; ++s) _mm512_store_ps(lanes[s], acc[s]);
+  _mm512_storeu_ps(out, a0);
+  _mm512_storeu_ps(out + 16, a1);
+  for (int s = 0; s < 8; ++s)
+    for (int r = 0; r < 4; ++r)
+      out[4 * r + s / 2 + 16 * (s % 2)] += (lanes[s][r] + lanes[s][4 + r]) + (lanes[s][8 + r] + lanes[s][12 + r]);
+}
+
+inline void avx512_direct_block_quad_any(const float_packed& w, const float_workspace& ws, const float* xq,
+                                         std::int64_t b, float* out) {
+  switch (w.code) {
+    case float_code::e2m1: return avx512_direct_block_quad<float_code::e2m1>(w, ws, xq, b, out);
+    case float_code::int4_signed: return avx512_direct_block_quad<float_code::int4_signed>(w, ws, xq, b, out);
+    case float_code::uint4_with_zero:
+      return avx512_direct_block_quad<float_code::uint4_with_zero>(w, ws, xq, b, out);
+    case float_code::e4m3: break;
+  }
+}
+
 constexpr std::int64_t avx512_direct_max_tokens = 4;
 
 inline void run_float_avx512(const float_packed& w, const float_workspace& ws, RowMatrixRef y,
@@ -269,6 +379,17 @@ inline void run_float_avx512(const float_packed& w, const float_workspace& ws, R
   thread_local std::vector<float> acc_buf;
   float* acc = float_scratch(acc_buf, static_cast<std::size_t>(ws.tokens * float_block_cols));
   const std::int64_t b_end = (n_end + float_block_cols - 1) / float_block_cols;
+  if (ws.tokens == 1 && w.code != float_code::e4m3) {
+    thread_local std::vector<float> xq_buf;  // x with each element repeated 4 times
+    float* xq = float_scratch(xq_buf, static_cast<std::size_t>(4 * w.cols));
+    for (std::int64_t k = 0; k < w.cols; ++k)
+      for (int r = 0; r < 4; ++r) xq[4 * k + r] = ws.x[static_cast<std::size_t>(k)];
+    for (std::int64_t b = n_begin / float_block_cols; b < b_end; ++b) {
+      avx512_direct_block_quad_any(w, ws, xq, b, acc);
+      store_float_block(ws, acc, b * float_block_cols, n_begin, n_end, y);
+    }
+    return;
+  }
   for (std::int64_t b = n_begin / float_block_cols; b < b_end; ++b) {
     switch (ws.tokens) {
       case 1: avx512_direct_block_any<1>(w, ws, b, acc); break;
