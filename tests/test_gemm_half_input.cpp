@@ -323,6 +323,17 @@ TEST_CASE("gemm with 16-bit activations: other schemes and smoothing widen to fp
       gemm(xbf, w, y32);
       CHECK((y16.array() == y32.array()).all());
       CHECK(selected_kernel(w, activation_dtype::f16) == std::string(selected_kernel(w)));
+      // The widening runs over token ranges on the pool: same bits with 2 threads, and a
+      // non-finite value in a worker's range (token 33 of 40) reaches the caller.
+      RowMatrixXh xh40 = random_x(40, k, 11).cast<Eigen::half>();
+      RowMatrixXf y40a(40, n_out), y40b(40, n_out);
+      GemmOptions two;
+      two.num_threads = 2;
+      gemm(RowMatrixXf(xh40.cast<float>()), w, y40a);
+      gemm(xh40, w, y40b, two);
+      CHECK((y40a.array() == y40b.array()).all());
+      xh40(33, 100) = Eigen::half(std::numeric_limits<float>::quiet_NaN());
+      CHECK_THROWS_WITH(gemm(xh40, w, y40b, two), Catch::Contains("token 33, column 100"));
     }
   // W4A16 with a smoothing vector: x / s is computed in fp32, so the fp32 path runs.
   const QuantizedMatrix q = random_w4(w4a16_cases[0], n_out, k, 32, 10);

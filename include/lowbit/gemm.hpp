@@ -230,17 +230,23 @@ inline void gemm(ConstRowMatrixRef x, const PackedWeights& w, RowMatrixRef y, co
 
 namespace detail {
 
-// fp16/bf16 activations widened to fp32 (exact); a non-finite value is an error, as on the
-// AVX512-FP16 path, so that the answer does not depend on which path runs.
+// fp16/bf16 activations widened to fp32 (exact), over token ranges on the pool; a
+// non-finite value is an error, as on the AVX512-FP16 path, so that the answer does not
+// depend on which path runs.
 template <class Half>
 RowMatrixXf widen_activations(const Eigen::Ref<const Eigen::Matrix<Half, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>,
-                                                0, Eigen::OuterStride<>>& x) {
-  RowMatrixXf xf = x.template cast<float>();
-  if (!xf.allFinite())
-    for (Eigen::Index t = 0; t < xf.rows(); ++t)
-      for (Eigen::Index k = 0; k < xf.cols(); ++k)
-        if (!std::isfinite(xf(t, k)))
-          fail("activations: non-finite value at token " + std::to_string(t) + ", column " + std::to_string(k));
+                                                0, Eigen::OuterStride<>>& x,
+                              const GemmOptions& o) {
+  RowMatrixXf xf(x.rows(), x.cols());
+  prepare_tokens_parallel(x.rows(), o, [&](std::int64_t t0, std::int64_t t1) {
+    auto dst = xf.middleRows(t0, t1 - t0);
+    dst = x.middleRows(t0, t1 - t0).template cast<float>();
+    if (!dst.allFinite())
+      for (std::int64_t t = t0; t < t1; ++t)
+        for (Eigen::Index k = 0; k < xf.cols(); ++k)
+          if (!std::isfinite(xf(t, k)))
+            fail("activations: non-finite value at token " + std::to_string(t) + ", column " + std::to_string(k));
+  });
   return xf;
 }
 
@@ -253,7 +259,7 @@ void gemm_16bit(const Eigen::Ref<const Eigen::Matrix<Half, Eigen::Dynamic, Eigen
   // Smoothing divides x in fp32, so it takes the fp32 path; so does everything that is not
   // W4A16 on an AVX512-FP16 CPU with more than 4 tokens.
   if (o.smoothing || !is_w4a16_scheme(w.scheme()) || !float_uses_fp16_path(w.float_weights(), x.rows(), input)) {
-    lowbit::gemm(widen_activations<Half>(x), w, y, o);
+    lowbit::gemm(widen_activations<Half>(x, o), w, y, o);
     return;
   }
   float_workspace fws = make_float_half_workspace(w.float_weights(), x.rows(), x.cols(), input);
