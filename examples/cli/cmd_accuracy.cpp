@@ -187,7 +187,7 @@ outcome evaluate(const variant& v, const std::vector<eval_layer>& layers) {
   return o;
 }
 
-lowbit_cli::registration reg{
+lowbit_cli::registration accuracy_registration{
     "accuracy", "Output SQNR of every recipe (SmoothQuant+, GPTQ, LoRC, FP8/INT8) on synthetic and stories260K layers",
     60, [](CLI::App& sub) {
       struct opts {

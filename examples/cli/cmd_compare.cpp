@@ -177,7 +177,7 @@ int run_compare(const compare_options& o) {
   return 0;
 }
 
-lowbit_cli::registration reg{
+lowbit_cli::registration compare_registration{
     "compare", "Compare quantization schemes side by side on a checkpoint's weights", 40,
     [](CLI::App& sub) -> lowbit_cli::run_fn {
       auto o = std::make_shared<compare_options>();

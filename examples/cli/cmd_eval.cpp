@@ -230,7 +230,7 @@ int run_eval(const eval_options& o) {
   return 0;
 }
 
-lowbit_cli::registration reg{
+lowbit_cli::registration eval_registration{
     "eval", "Perplexity of a Llama model (llama2.c .bin or safetensors), fp32 or quantized", 50,
     [](CLI::App& sub) -> lowbit_cli::run_fn {
       auto o = std::make_shared<eval_options>();

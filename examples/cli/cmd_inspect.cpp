@@ -109,7 +109,7 @@ int run_inspect(const inspect_options& o) {
   return 0;
 }
 
-lowbit_cli::registration reg{"inspect", "List a checkpoint's tensors, dtypes, shapes, schemes and size", 30,
+lowbit_cli::registration inspect_registration{"inspect", "List a checkpoint's tensors, dtypes, shapes, schemes and size", 30,
                              [](CLI::App& sub) -> lowbit_cli::run_fn {
                                auto o = std::make_shared<inspect_options>();
                                sub.add_option("FILE", o->file, "A .safetensors file, index or directory")->required();

@@ -263,7 +263,7 @@ int run_quantize(const quantize_options& o) {
   return 0;
 }
 
-lowbit_cli::registration reg{
+lowbit_cli::registration quantize_registration{
     "quantize", "Quantize a safetensors checkpoint into a lowbit checkpoint (streaming, atomic)", 20,
     [](CLI::App& sub) -> lowbit_cli::run_fn {
       auto o = std::make_shared<quantize_options>();

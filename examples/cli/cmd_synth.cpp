@@ -87,7 +87,7 @@ int run_synth(const synth_options& o) {
   return 0;
 }
 
-lowbit_cli::registration reg{"synth", "", 90, [](CLI::App& sub) -> lowbit_cli::run_fn {
+lowbit_cli::registration synth_registration{"synth", "", 90, [](CLI::App& sub) -> lowbit_cli::run_fn {
                                auto o = std::make_shared<synth_options>();
                                sub.group("");  // hidden: a benchmark and test helper
                                sub.add_option("PATH", o->path, "Output .safetensors")->required();
