@@ -271,11 +271,11 @@ inline void avx512_direct_block_any(const float_packed& w, const float_workspace
   }
 }
 
-// One token, 4-bit codes: the decode-bound case of decoding (each weight is used once), so
-// this path spends fewer shuffles per weight. One 64-byte load holds 4 k-rows; dword lane i
+// One token, 4-bit codes: decode-bound (each weight is used once), so this path spends fewer
+// shuffle-class uops per weight. One 64-byte load holds 4 k-rows; dword lane i
 // holds bytes 4(i % 4) .. 4(i % 4) + 3 of k-row k + i / 4, so VPERMPS of (v >> 4s), s = 0..7,
 // decodes nibble s of every dword: 16 weights of columns c(i, s) = 4(i % 4) + s / 2 +
-// 16 (s % 2) at k-row k + i / 4, with no zero-extension step (2 shuffle-class uops per 16
+// 16 (s % 2) at k-row k + i / 4, with no zero-extension step (2 shuffle-class uops per 32
 // weights instead of 3). The activation each lane needs, x[k + i / 4], comes from xq, a copy
 // of x with every element repeated 4 times (xq[j] = x[j / 4], built once per call). Per group
 // the eight lane-layout sums are scaled by the group scales permuted into the same layout;
