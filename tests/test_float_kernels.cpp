@@ -158,17 +158,20 @@ TEST_CASE("float kernels: prepare quantizes activations with the reference rule"
   const scheme_case sc = all_cases[1];
   for (std::int64_t k : {1, 7, 300})
     for (isa_tier tier : supported_isa_tiers())
-      for (std::int64_t tokens : {4, 6}) {  // 6: the AVX512-FP16 path's x_half, where it runs
+      for (std::int64_t tokens : {1, 4, 6}) {  // 1: AVX-512's x_quad; 6: AVX512-FP16's x_half
         INFO("K " << k << " tier " << to_string(tier) << " tokens " << tokens);
         const QuantizedMatrix q = random_matrix(sc, 5, k, 16, 3);
         const float_packed w = pack_float(q, sc.scheme, tier);
         RowMatrixXf big = random_activations(tokens, k + 3, 11);
-        big(2, 0) = 1e-7f;  // tiny values round to (signed) zero / subnormals
-        big(3, 0) = -1e30f;
+        big(0, 1) = 1e-7f;  // tiny values round to (signed) zero / subnormals
+        if (tokens > 1) big(tokens - 1, 0) = -1e30f;  // one huge value flushes its token
         const ConstRowMatrixRef x = big.leftCols(k);  // strided input
         const float_workspace ws = prepare_float(w, x);
         const bool half = float_uses_fp16_path(w, tokens);
         REQUIRE(ws.x_half.empty() != half);
+        const bool quad = float_uses_quad_path(w, tokens);
+        REQUIRE(ws.x_quad.empty() != quad);
+        CHECK(quad == (tokens == 1 && tier == isa_tier::avx512));
         std::vector<std::uint8_t> codes(static_cast<std::size_t>(k));
         for (std::int64_t t = 0; t < tokens; ++t) {
           const RowMatrixXf row = x.row(t);
@@ -183,6 +186,8 @@ TEST_CASE("float kernels: prepare quantizes activations with the reference rule"
               REQUIRE(Eigen::numext::bit_cast<Eigen::half>(ws.x_half[at]) == Eigen::half(value / 2));
             else
               REQUIRE(value == ws.x[at]);
+            if (quad)
+              for (std::size_t r = 0; r < 4; ++r) REQUIRE(value == ws.x_quad[4 * static_cast<std::size_t>(c) + r]);
           }
         }
       }

@@ -93,6 +93,9 @@ struct float_workspace {
   //                     half_factor = 1.
   std::vector<std::uint16_t> x_half; // [tokens][x_stride], zero-padded
   float half_factor = 1.0f;          // multiplies the group scales on that path
+  // The AVX-512 one-token path for 4-bit codes (float_uses_quad_path) reads x with every
+  // element repeated 4 times: x_quad[j] = x[j / 4], made once per call in prepare.
+  std::vector<float> x_quad;
 };
 
 // 16-entry decode tables of the 4-bit codes, indexed by nibble.
@@ -158,6 +161,12 @@ inline bool float_uses_fp16_path(const float_packed& w, std::int64_t tokens,
                          (is_w4a16_scheme(w.scheme) && input != activation_dtype::f32);
   return scheme_ok && w.tier == isa_tier::avx512 && tokens > 4 &&
          (w.groups == 1 || w.group_size % 2 == 0) && host_cpu_features().avx512fp16;
+}
+
+// Whether a one-token call takes the AVX-512 path that decodes 4 k-rows of 4-bit codes per
+// load (x86/avx512_float.hpp), which needs the workspace's x_quad.
+inline bool float_uses_quad_path(const float_packed& w, std::int64_t tokens) {
+  return tokens == 1 && w.tier == isa_tier::avx512 && w.code != float_code::e4m3;
 }
 
 inline gemm_scheme choose_float_scheme(const QuantSpec& weights, std::optional<act_format> activations) {
@@ -301,6 +310,7 @@ inline float_workspace make_float_workspace(const float_packed& w, std::int64_t 
   ws.token_scales.assign(static_cast<std::size_t>(tokens), 1.0f);
   if (scheme_quantizes_activations(w.scheme)) ws.codes.resize(static_cast<std::size_t>(tokens * w.cols));
   if (w.code == float_code::uint4_with_zero) ws.group_sums.assign(static_cast<std::size_t>(tokens * w.groups), 0.0f);
+  if (float_uses_quad_path(w, tokens)) ws.x_quad.assign(static_cast<std::size_t>(4 * w.cols), 0.0f);
   return ws;
 }
 
@@ -359,6 +369,9 @@ inline void prepare_float_tokens(const float_packed& w, ConstRowMatrixRef x, flo
         ws.group_sums[static_cast<std::size_t>(t * ws.groups + g)] = s;
       }
   }
+  if (!ws.x_quad.empty() && t0 == 0 && t1 > 0)  // one token: row 0
+    for (std::int64_t k = 0; k < k_in; ++k)
+      for (int r = 0; r < 4; ++r) ws.x_quad[static_cast<std::size_t>(4 * k + r)] = ws.x[static_cast<std::size_t>(k)];
 }
 
 // Per-token activation preparation on the calling thread.

@@ -21,8 +21,6 @@
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 
-
-
 namespace lowbit::detail {
 
 // 16 bytes of nibbles -> raw code values of columns 0..15 (low) and 16..31 (high).
@@ -277,10 +275,10 @@ inline void avx512_direct_block_any(const float_packed& w, const float_workspace
 // decodes nibble s of every dword: 16 weights of columns c(i, s) = 4(i % 4) + s / 2 +
 // 16 (s % 2) at k-row k + i / 4, with no zero-extension step (2 shuffle-class uops per 32
 // weights instead of 3). The activation each lane needs, x[k + i / 4], comes from xq, a copy
-// of x with every element repeated 4 times (xq[j] = x[j / 4], built once per call). Per group
-// the eight lane-layout sums are scaled by the group scales permuted into the same layout;
-// the 4 k-row quarters of each column are added once per block. k-rows left over when a
-// group's length is not a multiple of 4 take the per-row path. Summation order differs from
+// of x with every element repeated 4 times (xq[j] = x[j / 4]: the workspace's x_quad, made
+// in prepare). Per group the eight lane-layout sums are scaled by the group scales permuted
+// into the same layout; the 4 k-row quarters of each column are added once per block.
+// k-rows left over when a group's length is not a multiple of 4 take the per-row path. Summation order differs from
 // the per-row path, so results agree within the float tolerance, not bit for bit.
 template <float_code C>
 LOWBIT_TARGET_AVX512 void avx512_direct_block_quad(const float_packed& w, const float_workspace& ws,
@@ -379,13 +377,9 @@ inline void run_float_avx512(const float_packed& w, const float_workspace& ws, R
   thread_local std::vector<float> acc_buf;
   float* acc = float_scratch(acc_buf, static_cast<std::size_t>(ws.tokens * float_block_cols));
   const std::int64_t b_end = (n_end + float_block_cols - 1) / float_block_cols;
-  if (ws.tokens == 1 && w.code != float_code::e4m3) {
-    thread_local std::vector<float> xq_buf;  // x with each element repeated 4 times
-    float* xq = float_scratch(xq_buf, static_cast<std::size_t>(4 * w.cols));
-    for (std::int64_t k = 0; k < w.cols; ++k)
-      for (int r = 0; r < 4; ++r) xq[4 * k + r] = ws.x[static_cast<std::size_t>(k)];
+  if (!ws.x_quad.empty()) {  // prepare chose the one-token path (float_uses_quad_path)
     for (std::int64_t b = n_begin / float_block_cols; b < b_end; ++b) {
-      avx512_direct_block_quad_any(w, ws, xq, b, acc);
+      avx512_direct_block_quad_any(w, ws, ws.x_quad.data(), b, acc);
       store_float_block(ws, acc, b * float_block_cols, n_begin, n_end, y);
     }
     return;
