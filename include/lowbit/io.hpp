@@ -8,6 +8,7 @@
 #include "lowbit/io/dtype.hpp"
 #include "lowbit/io/linear_checkpoint.hpp"
 #include "lowbit/io/lorc_checkpoint.hpp"
+#include "lowbit/io/paths.hpp"
 #include "lowbit/io/safetensors.hpp"
 #include "lowbit/io/safetensors_writer.hpp"
 #include "lowbit/io/sharded.hpp"

@@ -10,6 +10,9 @@
 // - A caller that owns its threads passes an `executor` instead and lowbit uses it as is.
 // - A parallel_for issued from inside a task (or while another caller holds the pool) runs
 //   inline rather than deadlocking.
+// - A thread that cannot be created (std::system_error: a process or memory limit) is not
+//   an error: the call runs on the threads that exist (at least the caller's), so the
+//   result is the same, only slower. Nothing ever destroys a joinable std::thread.
 #include <algorithm>
 #include <atomic>
 #include <condition_variable>
@@ -18,7 +21,9 @@
 #include <exception>
 #include <functional>
 #include <mutex>
+#include <new>
 #include <string>
+#include <system_error>
 #include <thread>
 #include <vector>
 
@@ -49,6 +54,13 @@ inline int env_or_hardware_threads() {
     return hw == 0 ? 1 : static_cast<int>(hw);
   }();
   return n;
+}
+
+// Test hook: called before each worker thread is created; a test makes it throw
+// std::system_error to simulate a process that cannot create threads.
+inline void (*&thread_creation_hook())() {
+  static void (*hook)() = nullptr;
+  return hook;
 }
 
 inline std::atomic<int>& thread_count_override() {
@@ -84,14 +96,18 @@ class thread_pool {
       for (std::int64_t i = 0; i < tasks; ++i) body(i);
       return;
     }
-    ensure_workers(helpers);
+    const int available = ensure_workers(helpers);
+    if (available == 0) {
+      for (std::int64_t i = 0; i < tasks; ++i) body(i);
+      return;
+    }
     {
       std::lock_guard<std::mutex> lock(mu_);
       body_ = &body;
       tasks_ = tasks;
       next_.store(0, std::memory_order_relaxed);
-      participants_ = helpers;
-      pending_ = helpers;
+      participants_ = available;
+      pending_ = available;
       error_ = nullptr;
       ++generation_;
     }
@@ -109,12 +125,21 @@ class thread_pool {
   }
 
  private:
-  void ensure_workers(int n) {
+  // Starts workers up to n; returns how many exist (fewer when creation failed).
+  int ensure_workers(int n) {
     std::lock_guard<std::mutex> lock(mu_);
-    while (static_cast<int>(workers_.size()) < n) {
-      const int index = static_cast<int>(workers_.size());
-      workers_.emplace_back([this, index] { worker_loop(index); });
+    try {
+      while (static_cast<int>(workers_.size()) < n) {
+        if (thread_creation_hook()) thread_creation_hook()();
+        const int index = static_cast<int>(workers_.size());
+        workers_.reserve(workers_.size() + 1);  // a failed push_back must not lose a running thread
+        workers_.emplace_back([this, index] { worker_loop(index); });
+      }
+    } catch (const std::system_error&) {
+      // Fewer threads: the tasks still all run (see the header comment).
+    } catch (const std::bad_alloc&) {
     }
+    return std::min(n, static_cast<int>(workers_.size()));
   }
 
   // Takes tasks until none are left; the first exception wins, the rest still run.

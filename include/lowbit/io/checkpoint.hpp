@@ -11,6 +11,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <functional>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
@@ -97,12 +98,55 @@ inline std::int64_t expected_row_stride(const QuantSpec& s, std::int64_t cols) n
   return is_nibble_format(s.format) ? (cols + 1) / 2 : cols;
 }
 
+// The values a reader accepts in a rebuilt QuantizedMatrix (a corrupt or hostile file would
+// otherwise compute NaN, or codes the quantizer never emits):
+//  - every effective scale finite and >= 0 (q4_0 scales carry a sign, so any finite value);
+//    nvfp4's tensor scale finite and > 0;
+//  - symmetric integers without q4_0: no code -(qmax + 1) (int8 0x80, int4 nibble 8), which
+//    the scheme leaves unused so that negation is exact;
+//  - asymmetric integers: zero points <= qmax; 6-bit formats: codes in the low 6 bits.
+inline void check_matrix_values(const QuantizedMatrix& q, const std::function<void(const std::string&)>& bad) {
+  const bool signed_scales = q.spec.int_rule == int_scale_rule::q4_0 && is_integer_format(q.spec.format);
+  for (std::size_t i = 0; i < q.scales.size(); ++i) {
+    const float s = q.scales[i];
+    if (!std::isfinite(s) || (!signed_scales && s < 0.0f))
+      bad("scale " + std::to_string(s) + " of row " + std::to_string(i / std::size_t(q.groups_per_row)) + ", group " +
+          std::to_string(i % std::size_t(q.groups_per_row)) + " is " + (std::isfinite(s) ? "negative" : "not finite"));
+  }
+  if (q.spec.constraint == scale_constraint::nvfp4 && !(std::isfinite(q.tensor_scale) && q.tensor_scale > 0.0f))
+    bad("tensor_scale " + std::to_string(q.tensor_scale) + " is not a finite positive number");
+  const int bits = element_bits(q.spec.format);
+  if (is_integer_format(q.spec.format) && q.spec.symmetric && q.spec.int_rule != int_scale_rule::q4_0) {
+    const auto report = [&](std::size_t byte) {
+      bad("code -" + std::to_string(1 << (bits - 1)) + " at row " + std::to_string(byte / std::size_t(q.row_stride)) +
+          " is outside the symmetric range [-" + std::to_string((1 << (bits - 1)) - 1) + ", " +
+          std::to_string((1 << (bits - 1)) - 1) + "] of this scheme");
+    };
+    for (std::size_t i = 0; i < q.codes.size(); ++i) {
+      const std::uint8_t c = q.codes[i];
+      if (bits == 8 ? c == 0x80 : ((c & 0xF) == 0x8 || (c >> 4) == 0x8)) report(i);
+    }
+  }
+  if (!q.spec.symmetric) {
+    const int qmax = (1 << bits) - 1;
+    for (std::size_t i = 0; i < q.zeros.size(); ++i)
+      if (q.zeros[i] > qmax) bad("zero point " + std::to_string(q.zeros[i]) + " exceeds " + std::to_string(qmax));
+  }
+  if (bits == 6)
+    for (std::size_t i = 0; i < q.codes.size(); ++i)
+      if (q.codes[i] > 0x3F) bad("6-bit code at row " + std::to_string(i / std::size_t(q.row_stride)) + " uses more than 6 bits");
+}
+
 }  // namespace detail
 
 // Marks a writer's file as a lowbit checkpoint (format version in __metadata__).
+// finish() then reads the whole file back with the checkpoint reader's rules before it is
+// committed (detail::validate_checkpoint), so a file that would not load is never written.
+inline void validate_checkpoint_before_commit(SafetensorsWriter& w);
 inline void begin_checkpoint(SafetensorsWriter& w) {
   w.set_metadata(checkpoint_format_key, std::to_string(checkpoint_format_version));
   w.set_metadata("format", "lowbit");  // what `safetensors` metadata readers show first
+  validate_checkpoint_before_commit(w);
 }
 
 // Appends one quantized weight as <base>.* tensors plus its scheme in the metadata.
@@ -236,7 +280,71 @@ inline QuantizedMatrix load_quantized_matrix(const SafetensorsFile& f, const std
     std::memcpy(&q.tensor_scale, tensor(".tensor_scale", tensor_dtype::f32, {1}).data, sizeof(float));
   }
   q.scales = detail::rebuild_scales(q, real_scales);
+  detail::check_matrix_values(q, bad);
   return q;
 }
+
+namespace detail {
+
+// The bias (finite) and smoothing vector (finite, > 0) of a QuantizedLinear layer: one rule
+// for the writer (write_quantized_linear refuses to write what the reader would reject) and
+// the reader (load_quantized_linear).
+inline void check_layer_vector(const float* v, std::int64_t n, bool positive, const std::string& tensor,
+                               const std::function<void(const std::string&)>& bad) {
+  for (std::int64_t i = 0; i < n; ++i) {
+    if (!std::isfinite(v[i])) bad("tensor " + tensor + " contains NaN or Inf (element " + std::to_string(i) + ")");
+    if (positive && !(v[i] > 0.0f)) bad("tensor " + tensor + ": smoothing factors must be positive (element " + std::to_string(i) + ")");
+  }
+}
+
+// The layer's F32 [n] vector part `base + suffix` (bias, smooth), checked as above.
+inline std::vector<float> read_layer_vector(const SafetensorsFile& f, const std::string& base, const char* suffix,
+                                            std::int64_t n, bool positive) {
+  const auto bad = [&](const std::string& what) { fail(f.source() + ": layer '" + base + "': " + what); };
+  const TensorView* t = f.find(base + suffix);
+  if (t == nullptr) bad(std::string("missing tensor ") + base + suffix);
+  if (t->dtype != tensor_dtype::f32 || t->shape != std::vector<std::int64_t>{n})
+    bad(std::string("tensor ") + base + suffix + " must be F32 [" + std::to_string(n) + "], it is " +
+        std::string(dtype_name(t->dtype)) + " " + std::to_string(t->shape.size()) + "-D");
+  std::vector<float> v(static_cast<std::size_t>(n));
+  std::memcpy(v.data(), t->data, static_cast<std::size_t>(n) * sizeof(float));  // views may be unaligned
+  check_layer_vector(v.data(), n, positive, base + suffix, bad);
+  return v;
+}
+
+// Whether the layer entry declares a bias / smoothing vector; a part present without its
+// flag would be silently dropped by a reader, so it is refused.
+struct layer_parts {
+  bool bias = false, smooth = false;
+};
+inline layer_parts declared_layer_parts(const SafetensorsFile& f, const std::string& base, const nlohmann::json& info) {
+  const auto bad = [&](const std::string& what) { fail(f.source() + ": layer '" + base + "': " + what); };
+  const auto it = info.find("linear");
+  const bool linear = it != info.end() && it->is_boolean() && it->get<bool>();
+  layer_parts p;
+  p.bias = linear && json_bool(info, "bias", base);
+  p.smooth = linear && info.contains("smoothing_alpha");
+  if (!p.bias && f.find(base + ".bias") != nullptr) bad("tensor " + base + ".bias is not declared in the layer entry");
+  if (!p.smooth && f.find(base + ".smooth") != nullptr) bad("tensor " + base + ".smooth is not declared in the layer entry");
+  return p;
+}
+
+// Reads every layer of a finished checkpoint with the reader's rules (what
+// SafetensorsWriter runs before it commits a file that begin_checkpoint() marked): every
+// matrix part, the declared bias / smoothing vectors, no undeclared parts. LoRC factors are
+// checked by their own reader (io/lorc_checkpoint.hpp) when layers are loaded.
+inline void validate_checkpoint(const SafetensorsFile& f) {
+  if (!is_lowbit_checkpoint(f)) fail(f.source() + ": not a lowbit checkpoint (no " + std::string(checkpoint_format_key) + ")");
+  for (const std::string& base : checkpoint_layers(f)) {
+    const QuantizedMatrix q = load_quantized_matrix(f, base);
+    const layer_parts p = declared_layer_parts(f, base, checkpoint_layer_info(f, base));
+    if (p.bias) read_layer_vector(f, base, ".bias", q.rows, false);
+    if (p.smooth) read_layer_vector(f, base, ".smooth", q.cols, true);
+  }
+}
+
+}  // namespace detail
+
+inline void validate_checkpoint_before_commit(SafetensorsWriter& w) { w.set_validator(detail::validate_checkpoint); }
 
 }  // namespace lowbit

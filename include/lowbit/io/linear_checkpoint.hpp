@@ -60,6 +60,9 @@ inline void write_quantized_linear(SafetensorsWriter& w, const std::string& name
       (layer.lorc->u.rows() != layer.out_features() || layer.lorc->v.cols() != layer.in_features() ||
        layer.lorc->v.rows() != layer.lorc->rank()))
     bad("LoRC factors do not match the weight's shape");
+  // The reader's rules for the vectors, applied before anything is written.
+  if (layer.bias) detail::check_layer_vector(layer.bias->data(), layer.bias->size(), false, base + ".bias", bad);
+  if (layer.smoothing) detail::check_layer_vector(layer.smoothing->data(), layer.smoothing->size(), true, base + ".smooth", bad);
 
   nlohmann::json meta = extra.is_object() ? extra : nlohmann::json::object();
   meta.update(quantized_linear_metadata(layer));
@@ -129,30 +132,18 @@ inline QuantizedLinear load_quantized_linear(const SafetensorsFile& f, const std
   }
   if (const auto it = info.find("warning"); it != info.end() && it->is_string()) layer.warning = it->get<std::string>();
 
-  const bool linear = is_quantized_linear(f, base);
-  const auto vector = [&](const char* suffix, std::int64_t n) {
-    const TensorView* t = f.find(base + suffix);
-    if (t == nullptr) bad(std::string("missing tensor ") + base + suffix);
-    if (t->dtype != tensor_dtype::f32 || t->shape != std::vector<std::int64_t>{n})
-      bad(std::string("tensor ") + base + suffix + " must be F32 [" + std::to_string(n) + "], it is " +
-          std::string(dtype_name(t->dtype)) + " " + std::to_string(t->shape.size()) + "-D");
-    Eigen::VectorXf v(n);
-    std::memcpy(v.data(), t->data, static_cast<std::size_t>(n) * sizeof(float));  // views may be unaligned
-    if (!v.allFinite()) bad(std::string("tensor ") + base + suffix + " contains NaN or Inf");
-    return v;
+  const detail::layer_parts parts = detail::declared_layer_parts(f, base, info);
+  const auto vector = [&](const char* suffix, std::int64_t n, bool positive) {
+    const std::vector<float> v = detail::read_layer_vector(f, base, suffix, n, positive);
+    return Eigen::VectorXf(Eigen::Map<const Eigen::VectorXf>(v.data(), n));
   };
-  if (linear && detail::json_bool(info, "bias", base)) layer.bias = vector(".bias", layer.out_features());
-  if (linear && info.contains("smoothing_alpha")) {
+  if (parts.bias) layer.bias = vector(".bias", layer.out_features(), false);
+  if (parts.smooth) {
     const auto& a = info["smoothing_alpha"];
     if (!a.is_number()) bad("\"smoothing_alpha\" is not a number");
     layer.smoothing_alpha = a.get<float>();
-    layer.smoothing = vector(".smooth", layer.in_features());
-    if ((layer.smoothing->array() <= 0.0f).any()) bad("smoothing factors must be positive");
+    layer.smoothing = vector(".smooth", layer.in_features(), true);
   }
-  // Parts without their metadata flag would be silently dropped: refuse instead.
-  if (!layer.bias && f.find(base + ".bias") != nullptr) bad("tensor " + base + ".bias is not declared in the layer entry");
-  if (!layer.smoothing && f.find(base + ".smooth") != nullptr)
-    bad("tensor " + base + ".smooth is not declared in the layer entry");
   return layer;
 }
 

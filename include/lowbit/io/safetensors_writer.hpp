@@ -8,8 +8,9 @@
 // whitespace, and keeps the data 8-byte aligned). A header that outgrows the room is
 // handled by copying the data once into a second temporary file behind a full-size header.
 //
-// Atomic: nothing appears under the final name before finish() has written, fsynced and
-// renamed the file; an exception, or destruction without finish(), removes the temporary.
+// Atomic: nothing appears under the final name before finish() has written the file, read
+// it back with the safetensors reader (plus the validator, when one is set), fsynced and
+// renamed it; an exception, or destruction without finish(), removes the temporary.
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
@@ -23,6 +24,7 @@
 
 #include "lowbit/error.hpp"
 #include "lowbit/io/detail/atomic_file.hpp"
+#include "lowbit/io/detail/mapped_file.hpp"
 #include "lowbit/io/dtype.hpp"
 #include "lowbit/io/safetensors.hpp"
 
@@ -43,6 +45,8 @@ class SafetensorsWriter {
       : options_(std::move(options)), file_(std::make_unique<detail::atomic_output_file>(path)) {
     reserve_ = (options_.header_reserve + 7) / 8 * 8;
     if (reserve_ < 8) reserve_ = 8;
+    // A padded header over the readers' limit would make the file unreadable.
+    reserve_ = std::min<std::size_t>(reserve_, detail::safetensors_max_header_bytes / 8 * 8);
   }
 
   const std::string& path() const noexcept { return file_->final_path(); }
@@ -75,6 +79,15 @@ class SafetensorsWriter {
   // Copies a tensor from a file being read (same dtype, shape and bytes).
   void add(const TensorView& t) { add(t.name, t.dtype, t.shape, t.data, t.nbytes); }
 
+  // A check of the finished file, run by finish() on the complete temporary (read back
+  // through SafetensorsFile, so with every reader rule) before it is committed: a file that
+  // its reader would reject is never written. begin_checkpoint() installs the checkpoint
+  // reader's rules; an exception from it abandons the file.
+  void set_validator(std::function<void(const SafetensorsFile&)> validate) {
+    check_open();
+    validator_ = std::move(validate);
+  }
+
   void set_metadata(const std::string& key, const std::string& value) {
     check_open();
     metadata_[key] = value;
@@ -87,6 +100,10 @@ class SafetensorsWriter {
   void finish() {
     check_open();
     std::string header = header_json();
+    if (header.size() > detail::safetensors_max_header_bytes)
+      detail::fail(file_->final_path() + ": the header would take " + std::to_string(header.size()) +
+                   " bytes, over the 100 MiB limit of safetensors readers (tensor names or metadata too long); "
+                   "nothing was written");
     const std::size_t padded = (header.size() + 7) / 8 * 8;
     if (padded <= reserve_) {
       header.resize(reserve_, ' ');
@@ -105,6 +122,12 @@ class SafetensorsWriter {
       }
       file_->abandon();
       file_ = std::move(moved);
+    }
+    {
+      // Read the file back with the reader before anyone can see it.
+      const detail::mapped_file written(file_->fd(), file_->final_path());
+      const SafetensorsFile f = SafetensorsFile::parse(written.data(), written.size(), file_->final_path());
+      if (validator_) validator_(f);
     }
     file_->commit();
     finished_ = true;
@@ -158,6 +181,7 @@ class SafetensorsWriter {
   std::vector<entry> entries_;
   std::set<std::string> names_;
   std::map<std::string, std::string> metadata_;
+  std::function<void(const SafetensorsFile&)> validator_;
   bool finished_ = false;
 };
 

@@ -2,15 +2,29 @@
 // A file that appears under its final name only when complete: data goes to a temporary
 // file in the same directory (so rename is atomic), then fsync, rename, fsync of the
 // directory. Until commit() nothing exists under the final name; an exception or a
-// destructor before commit() removes the temporary file. On Linux the temporary file is
-// an unnamed O_TMPFILE inode, so even a process killed with SIGKILL leaves nothing behind;
-// where that is unavailable a hidden ".<name>.lowbit-tmp-XXXXXX" file is used instead.
+// destructor before commit() removes the temporary file.
+//
+// What may be replaced: only a regular file, or nothing. A directory, device node, FIFO or
+// socket at the final path is refused when the object is made (before any work), and again
+// just before the rename. A symbolic link to a regular file is FOLLOWED: its target is
+// replaced atomically and the link stays; a dangling link is refused.
+//
+// Temporaries: on Linux the data goes to an unnamed O_TMPFILE inode. When nothing exists
+// under the final name, commit() links that inode there directly (linkat), so no named
+// temporary ever exists. When a file must be replaced, the inode first gets a hidden name
+// ".<name>.lowbit-tmp-<pid>-<n>" and is renamed over it; a process killed between those two
+// steps leaves that hidden file, and so does a kill during a write where O_TMPFILE is
+// unavailable (mkstemp, ".<name>.lowbit-tmp-<pid>-XXXXXX"). The next atomic write of the
+// same name removes such leftovers whose process <pid> no longer exists.
+#include <dirent.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <cerrno>
+#include <climits>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
@@ -18,6 +32,7 @@
 #include <vector>
 
 #include "lowbit/error.hpp"
+#include "lowbit/io/detail/file_checks.hpp"
 
 namespace lowbit::detail {
 
@@ -32,16 +47,69 @@ inline std::string base_name(const std::string& path) {
   return slash == std::string::npos ? path : path.substr(slash + 1);
 }
 
+// The file an atomic write of `path` replaces: `path` itself when it is absent or a regular
+// file, the target of a symlink to a regular file; anything else fails, naming what is there.
+inline std::string resolve_output_target(const std::string& path) {
+  if (path.empty() || path.back() == '/') fail("output path '" + path + "' names no file");
+  struct stat st {};
+  if (::lstat(path.c_str(), &st) != 0) {
+    if (errno == ENOENT) return path;
+    fail("output '" + path + "': " + std::strerror(errno));
+  }
+  if (S_ISREG(st.st_mode)) return path;
+  if (!S_ISLNK(st.st_mode))
+    fail("output '" + path + "' is " + file_kind_name(st.st_mode) + "; only a regular file may be replaced");
+  struct stat target {};
+  if (::stat(path.c_str(), &target) != 0)
+    fail("output '" + path + "' is a symbolic link to a missing file (" + std::strerror(errno) + "); refusing to write through it");
+  if (!S_ISREG(target.st_mode))
+    fail("output '" + path + "' is a symbolic link to " + file_kind_name(target.st_mode) +
+         "; only a regular file may be replaced");
+  char buf[PATH_MAX];
+  if (::realpath(path.c_str(), buf) == nullptr) fail("output '" + path + "': cannot resolve the symbolic link: " + std::strerror(errno));
+  return buf;
+}
+
+// The hidden temporary names of `final_path` start with this.
+inline std::string temp_prefix(const std::string& final_path) { return "." + base_name(final_path) + ".lowbit-tmp-"; }
+
+// Removes ".<name>.lowbit-tmp-<pid>-*" regular files left by processes that no longer exist
+// (killed between naming the temporary and the rename). Best effort: errors are ignored, a
+// file whose pid is alive (or reused) is kept.
+inline void remove_stale_temporaries(const std::string& final_path) {
+  const std::string dir = parent_directory(final_path), prefix = temp_prefix(final_path);
+  DIR* d = ::opendir(dir.c_str());
+  if (d == nullptr) return;
+  std::vector<std::string> stale;
+  while (const dirent* e = ::readdir(d)) {
+    const std::string name = e->d_name;
+    if (name.compare(0, prefix.size(), prefix) != 0) continue;
+    char* end = nullptr;
+    const long pid = std::strtol(name.c_str() + prefix.size(), &end, 10);
+    if (pid <= 0 || *end != '-') continue;
+    if (pid == static_cast<long>(::getpid()) || ::kill(static_cast<pid_t>(pid), 0) == 0 || errno != ESRCH) continue;
+    stale.push_back(dir + "/" + name);
+  }
+  ::closedir(d);
+  for (const std::string& f : stale) {
+    struct stat st {};
+    if (::lstat(f.c_str(), &st) == 0 && S_ISREG(st.st_mode) && st.st_uid == ::geteuid()) ::unlink(f.c_str());
+  }
+}
+
 class atomic_output_file {
  public:
-  explicit atomic_output_file(std::string final_path) : final_path_(std::move(final_path)) {
-    if (final_path_.empty() || final_path_.back() == '/') fail("output path '" + final_path_ + "' names no file");
+  // `final_path` is resolved by resolve_output_target() (symlinks followed, non-regular
+  // files refused); final_path() is the file that commit() replaces.
+  explicit atomic_output_file(const std::string& final_path)
+      : requested_path_(final_path), final_path_(resolve_output_target(final_path)) {
+    remove_stale_temporaries(final_path_);
     const std::string dir = parent_directory(final_path_);
 #ifdef O_TMPFILE
     if (::access("/proc/self/fd", X_OK) == 0) fd_ = ::open(dir.c_str(), O_TMPFILE | O_RDWR | O_CLOEXEC, 0644);
 #endif
     if (fd_ < 0) {
-      std::string templ = dir + "/." + base_name(final_path_) + ".lowbit-tmp-XXXXXX";
+      std::string templ = dir + "/" + temp_prefix(final_path_) + std::to_string(::getpid()) + "-XXXXXX";
       std::vector<char> buf(templ.begin(), templ.end());
       buf.push_back('\0');
       fd_ = ::mkstemp(buf.data());
@@ -55,6 +123,8 @@ class atomic_output_file {
   ~atomic_output_file() { abandon(); }
 
   const std::string& final_path() const noexcept { return final_path_; }
+  // The path as given (a symlink's own name when one was followed).
+  const std::string& requested_path() const noexcept { return requested_path_; }
   // The temporary file's name, empty when it is unnamed (O_TMPFILE).
   const std::string& temp_path() const noexcept { return temp_path_; }
   int fd() const noexcept { return fd_; }
@@ -89,17 +159,22 @@ class atomic_output_file {
   void commit() {
     if (fd_ < 0) fail("'" + final_path_ + "' was already committed or abandoned");
     if (::fsync(fd_) != 0) fail("fsync of '" + final_path_ + "' failed: " + std::strerror(errno));
+    // Something may have appeared at the final name since the constructor's check.
+    if (resolve_output_target(final_path_) != final_path_)
+      fail("output '" + final_path_ + "' became a symbolic link while it was written; not replaced");
+    if (temp_path_.empty() && link_unnamed_at_final()) {
+      ::close(fd_);
+      fd_ = -1;
+      sync_directory();
+      return;
+    }
     if (temp_path_.empty()) link_unnamed();
     if (::rename(temp_path_.c_str(), final_path_.c_str()) != 0)
       fail("cannot rename the temporary file to '" + final_path_ + "': " + std::strerror(errno));
     temp_path_.clear();
     ::close(fd_);
     fd_ = -1;
-    const int dfd = ::open(parent_directory(final_path_).c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dfd >= 0) {  // persist the rename; some filesystems refuse directory fsync, harmlessly
-      ::fsync(dfd);
-      ::close(dfd);
-    }
+    sync_directory();
   }
 
   // Discards the temporary file; nothing appears under the final name.
@@ -111,13 +186,31 @@ class atomic_output_file {
   }
 
  private:
+  void sync_directory() const noexcept {
+    const int dfd = ::open(parent_directory(final_path_).c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd >= 0) {  // persist the link / rename; some filesystems refuse directory fsync, harmlessly
+      ::fsync(dfd);
+      ::close(dfd);
+    }
+  }
+
+  // When nothing exists under the final name, links the O_TMPFILE inode there: the file
+  // appears complete in one step and no named temporary ever exists. False when a file
+  // is there (it is then replaced through a named temporary and rename).
+  bool link_unnamed_at_final() {
+    const std::string proc = "/proc/self/fd/" + std::to_string(fd_);
+    if (::linkat(AT_FDCWD, proc.c_str(), AT_FDCWD, final_path_.c_str(), AT_SYMLINK_FOLLOW) == 0) return true;
+    if (errno == EEXIST) return false;
+    fail("cannot link the new file at '" + final_path_ + "': " + std::strerror(errno));
+  }
+
   // Gives the O_TMPFILE inode a (hidden, unique) name so that rename() can move it over
   // the final name atomically; linkat alone cannot replace an existing file.
   void link_unnamed() {
     static std::atomic<unsigned> counter{0};
     const std::string proc = "/proc/self/fd/" + std::to_string(fd_);
     for (int attempt = 0; attempt < 100; ++attempt) {
-      std::string name = parent_directory(final_path_) + "/." + base_name(final_path_) + ".lowbit-tmp-" +
+      std::string name = parent_directory(final_path_) + "/" + temp_prefix(final_path_) +
                          std::to_string(::getpid()) + "-" + std::to_string(counter++);
       if (::linkat(AT_FDCWD, proc.c_str(), AT_FDCWD, name.c_str(), AT_SYMLINK_FOLLOW) == 0) {
         temp_path_ = std::move(name);
@@ -128,6 +221,7 @@ class atomic_output_file {
     fail("cannot give the temporary file of '" + final_path_ + "' a name: " + std::strerror(errno));
   }
 
+  std::string requested_path_;
   std::string final_path_;
   std::string temp_path_;
   int fd_ = -1;

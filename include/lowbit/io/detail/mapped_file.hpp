@@ -15,6 +15,7 @@
 #include <utility>
 
 #include "lowbit/error.hpp"
+#include "lowbit/io/detail/file_checks.hpp"
 
 namespace lowbit::detail {
 
@@ -22,31 +23,22 @@ class mapped_file {
  public:
   mapped_file() = default;
   explicit mapped_file(const std::string& path) : path_(path) {
-    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    // The kind is checked before open(): opening a FIFO would block until a writer appears.
+    // O_NONBLOCK covers a FIFO swapped in between; it does not affect regular-file reads.
+    require_regular_input(path, "input");
+    const int fd = ::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
     if (fd < 0) fail("cannot open '" + path + "': " + std::strerror(errno));
-    struct stat st {};
-    if (::fstat(fd, &st) != 0) {
-      const int e = errno;
+    try {
+      map_fd(fd);
+    } catch (...) {
       ::close(fd);
-      fail("cannot stat '" + path + "': " + std::strerror(e));
-    }
-    if (!S_ISREG(st.st_mode)) {
-      ::close(fd);
-      fail("'" + path + "' is not a regular file");
-    }
-    size_ = static_cast<std::size_t>(st.st_size);
-    if (size_ > 0) {
-      void* p = ::mmap(nullptr, size_, PROT_READ, MAP_PRIVATE, fd, 0);
-      if (p == MAP_FAILED) {
-        const int e = errno;
-        ::close(fd);
-        fail("cannot memory-map '" + path + "': " + std::strerror(e));
-      }
-      data_ = static_cast<const std::byte*>(p);
-      ::madvise(p, size_, MADV_SEQUENTIAL);  // a hint only; failure is harmless
+      throw;
     }
     ::close(fd);  // the mapping keeps the file alive
   }
+  // Maps the file open as `fd` (kept open by the caller; a file still being written, to be
+  // read back before it is committed). `name` is what messages call it.
+  mapped_file(int fd, std::string name) : path_(std::move(name)) { map_fd(fd); }
   mapped_file(const mapped_file&) = delete;
   mapped_file& operator=(const mapped_file&) = delete;
   mapped_file(mapped_file&& o) noexcept { swap(o); }
@@ -76,6 +68,23 @@ class mapped_file {
   }
 
  private:
+  void map_fd(int fd) {
+    struct stat st {};
+    if (::fstat(fd, &st) != 0) fail("cannot stat '" + path_ + "': " + std::strerror(errno));
+    if (!S_ISREG(st.st_mode)) fail("'" + path_ + "' is " + file_kind_name(st.st_mode) + ", not a regular file");
+    size_ = static_cast<std::size_t>(st.st_size);
+    if (size_ > 0) {
+      void* p = ::mmap(nullptr, size_, PROT_READ, MAP_PRIVATE, fd, 0);
+      if (p == MAP_FAILED) {
+        const int e = errno;
+        size_ = 0;
+        fail("cannot memory-map '" + path_ + "': " + std::strerror(e));
+      }
+      data_ = static_cast<const std::byte*>(p);
+      ::madvise(p, size_, MADV_SEQUENTIAL);  // a hint only; failure is harmless
+    }
+  }
+
   void unmap() noexcept {
     if (data_ != nullptr) ::munmap(const_cast<std::byte*>(data_), size_);
     data_ = nullptr;
