@@ -19,7 +19,9 @@
 #include "lowbit/algo/recipes.hpp"
 #include "lowbit/error.hpp"
 #include "lowbit/io/detail/atomic_file.hpp"
+#include "lowbit/io/paths.hpp"
 #include "lowbit/io/safetensors.hpp"
+#include "lowbit/io/sharded.hpp"
 #include "lowbit/model/calibration.hpp"
 #include "lowbit/model/load.hpp"
 #include "lowbit/quant/scheme.hpp"
@@ -60,6 +62,7 @@ inline calibration_data record_calibration(const std::string& model_path, const 
     lowbit::detail::fail("--calib runs the model's forward pass, which needs one Llama-architecture .safetensors file "
                          "with Meta names (and a config.json beside it) or a llama2.c .bin; got '" + model_path + "'");
   if (f.docs == 0 || f.tokens == 0) lowbit::detail::fail("--calib-docs / --calib-tokens: need at least one document and token");
+  lowbit::check_input_file(f.file, "--calib");
   lowbit::model::LlamaWeights weights;
   try {
     weights = lowbit::model::load_llama_weights(model_path);
@@ -79,6 +82,16 @@ inline calibration_data record_calibration(const std::string& model_path, const 
   return d;
 }
 
+// Every file a command reads for `model` opened from `model_path` (index, shards, the
+// config.json beside them, which --calib reads) plus `extra` (e.g. the --calib file): what
+// lowbit::check_outputs() compares the outputs against, before any work starts.
+inline std::vector<std::string> model_input_files(const lowbit::SafetensorsModel& model, std::vector<std::string> extra = {}) {
+  std::vector<std::string> in = model.files();
+  for (const std::string& f : model.files()) in.push_back(lowbit::detail::parent_directory(f) + "/config.json");
+  in.insert(in.end(), extra.begin(), extra.end());
+  return in;
+}
+
 // The explicit scheme flags (same meaning as in `lowbit eval`).
 struct scheme_flags {
   std::string recipe;
@@ -90,11 +103,12 @@ struct scheme_flags {
   std::string smooth;            // auto | ALPHA (needs calibration)
   int lorc = 0;                  // LoRC rank
   bool gptq = false;             // needs calibration
+  CLI::Option* group_option = nullptr;  // to tell an explicit --group from the default
 
   void add_to(CLI::App& sub) {
     sub.add_option("--recipe", recipe, "Named recipe (w8a8-fp8, w8a8-int8, w4a16-int4, w4a16-sqplus, w4a8-int, w4a8-fp, mxfp4, nvfp4)");
     sub.add_option("--weights", weights, "Weight format: int8, int4, fp8/e4m3, e5m2, fp6/e3m2, e2m3, fp4/e2m1");
-    sub.add_option("--group", group, "Group size along K (0 = per channel, -1 = per tensor)")->capture_default_str();
+    group_option = sub.add_option("--group", group, "Group size along K (0 = per channel, -1 = per tensor)")->capture_default_str();
     sub.add_option("--scale", scale, "Scale rule: fp32, m1, m2, mx, nvfp4")->capture_default_str();
     sub.add_flag("--asymmetric", asymmetric, "Integer weights with zero points");
     sub.add_option("--activations", activations, "Per-token activation format of the layers: int8, fp8/e4m3, e5m2");
@@ -142,7 +156,13 @@ inline resolved_scheme resolve(const scheme_flags& f, bool calibrated) {
     else if (f.scale == "nvfp4") q.constraint = lowbit::scale_constraint::nvfp4;
     else lowbit::detail::fail("--scale: expected fp32, m1, m2, mx or nvfp4, got '" + f.scale + "'");
     q.symmetric = !f.asymmetric;
+    const lowbit::QuantSpec given = q;
     q = lowbit::normalized_spec(q, "--weights");
+    // mx and nvfp4 fix the group size: an explicit, different --group is refused, not replaced.
+    if (f.group_option && f.group_option->count() > 0 &&
+        (q.gran != given.gran || (q.gran == lowbit::granularity::per_group && q.group_size != given.group_size)))
+      lowbit::detail::fail("--group " + std::to_string(f.group) + ": --scale " + f.scale + " fixes the group size at " +
+                           std::to_string(q.group_size) + "; leave --group out or give --group " + std::to_string(q.group_size));
     if (!f.activations.empty()) rec.activations = lowbit::ActivationQuant{lowbit::parse_act_format(f.activations), 0};
     r.label = lowbit::to_string(q);
     if (rec.activations) r.label += " a:" + std::string(lowbit::to_string(rec.activations->format));
@@ -230,15 +250,44 @@ inline std::string human_bytes(double b) {
   return u == 0 ? fmt::format("{:.0f} {}", b, units[u]) : fmt::format("{:.2f} {}", b, units[u]);
 }
 
+// Text from a file (tensor names, metadata) made safe for a terminal: control characters
+// (C0, DEL, and the C1 range's UTF-8 encodings) and backslashes are escaped, so a hostile name
+// cannot move the cursor, clear the screen or fake other lines.
+inline std::string printable(const std::string& s) {
+  std::string out;
+  out.reserve(s.size());
+  for (std::size_t i = 0; i < s.size(); ++i) {
+    const auto c = static_cast<unsigned char>(s[i]);
+    const bool c1 = c == 0xC2 && i + 1 < s.size() && static_cast<unsigned char>(s[i + 1]) >= 0x80 &&
+                    static_cast<unsigned char>(s[i + 1]) <= 0x9F;
+    if (c == '\\') out += "\\\\";
+    else if (c == '\n') out += "\\n";
+    else if (c == '\t') out += "\\t";
+    else if (c == '\r') out += "\\r";
+    else if (c < 0x20 || c == 0x7F) out += fmt::format("\\x{:02x}", c);
+    else if (c1) out += fmt::format("\\u{:04x}", static_cast<unsigned char>(s[++i]));
+    else out += static_cast<char>(c);
+  }
+  return out;
+}
+
 inline std::string shape_text(const std::vector<std::int64_t>& s) {
   std::string out = "[";
   for (std::size_t i = 0; i < s.size(); ++i) out += (i ? "," : "") + std::to_string(s[i]);
   return out + "]";
 }
 
-// SQNR in dB as JSON: a number, or null when infinite (an exact result).
-inline nlohmann::json db_json(double v) { return std::isfinite(v) ? nlohmann::json(v) : nlohmann::json(nullptr); }
-inline std::string db_text(double v) { return std::isfinite(v) ? fmt::format("{:.2f}", v) : "exact"; }
+// SQNR in dB as JSON: a number, null when +inf (an exact result), else "nan" / "-inf" (a
+// NaN in the result, or a zero reference): never mistaken for exact.
+inline nlohmann::json db_json(double v) {
+  if (std::isfinite(v)) return v;
+  if (v > 0) return nullptr;
+  return std::isnan(v) ? "nan" : "-inf";
+}
+inline std::string db_text(double v) {
+  if (std::isfinite(v)) return fmt::format("{:.2f}", v);
+  return v > 0 ? "exact" : std::isnan(v) ? "nan" : "-inf";
+}
 
 // Writes a JSON report atomically ("-" = stdout).
 inline void write_json(const std::string& path, const nlohmann::json& j) {

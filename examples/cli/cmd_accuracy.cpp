@@ -10,15 +10,24 @@
 #include <fmt/format.h>
 
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
+#include <functional>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
+#include "cli_common.hpp"
 #include "lowbit/algo.hpp"
+#include "lowbit/io/paths.hpp"
+#include "lowbit/quant/metrics.hpp"
 #include "registry.hpp"
 #include "synthetic.hpp"
+
+#ifndef LOWBIT_DEFAULT_DATA_DIR
+#define LOWBIT_DEFAULT_DATA_DIR "../shared/data"
+#endif
 
 namespace {
 
@@ -34,6 +43,7 @@ struct eval_layer {
 // Minimal F32 safetensors reader: 8-byte little-endian header length, JSON header with
 // dtype/shape/data_offsets, then the raw data.
 std::vector<std::pair<std::string, RowMatrixXf>> read_linear_weights(const std::string& path) {
+  lowbit::check_input_file(path, "--stories");
   std::ifstream f(path, std::ios::binary);
   if (!f) throw lowbit::error("cannot open " + path);
   unsigned char len_bytes[8];
@@ -64,6 +74,15 @@ std::vector<std::pair<std::string, RowMatrixXf>> read_linear_weights(const std::
   }
   if (out.empty()) throw lowbit::error(path + ": no linear layers found");
   return out;
+}
+
+// The stories260K weights when --stories is not given: under $LOWBIT_DATA_DIR, else under
+// the shared data directory beside the checkout this program was built from (not relative
+// to the working directory, so the command works from anywhere).
+std::string default_stories_path() {
+  const char* env = std::getenv("LOWBIT_DATA_DIR");
+  const std::string dir = env && *env ? env : LOWBIT_DEFAULT_DATA_DIR;
+  return dir + "/stories260k/stories260K.safetensors";
 }
 
 std::vector<eval_layer> synthetic_layers(int tokens) {
@@ -158,8 +177,10 @@ struct outcome {
   std::string warnings;
 };
 
-outcome evaluate(const variant& v, const std::vector<eval_layer>& layers) {
-  double ref = 0.0, err = 0.0, bits = 0.0, elems = 0.0;
+// `tick` is called after each layer (progress).
+outcome evaluate(const variant& v, const std::vector<eval_layer>& layers, const std::function<void()>& tick) {
+  double bits = 0.0, elems = 0.0;
+  lowbit::SquaredErrorSums sums;  // in double
   outcome o;
   for (const eval_layer& l : layers) {
     const RowMatrixXf y = l.evaluation * l.weight.transpose();
@@ -175,14 +196,13 @@ outcome evaluate(const variant& v, const std::vector<eval_layer>& layers) {
       const lowbit::QuantizedLinear q = lowbit::quantize_linear(l.weight, nullptr, v.recipe, &stats, l.name);
       if (!q.warning.empty()) o.warnings += q.warning + "; ";
       yq = q(l.evaluation);
-      // Weight + LoRC bits (the smoothing vector folds into the preceding norm).
-      bits += double(q.weight.storage_bits() + (q.lorc ? q.lorc->storage_bits() : 0));
+      bits += double(q.quantized_bits());  // QuantizedLinear::bits_per_weight()'s definition
     }
     elems += double(l.weight.size());
-    ref += y.squaredNorm();
-    err += (y - yq).squaredNorm();
+    sums.add(y, yq);
+    tick();
   }
-  o.sqnr_db = 10.0 * std::log10(ref / err);
+  o.sqnr_db = sums.sqnr_db();
   o.bits_per_weight = bits / elems;
   return o;
 }
@@ -193,22 +213,33 @@ lowbit_cli::registration accuracy_registration{
       struct opts {
         std::vector<std::string> recipes;
         int tokens = 256;
-        std::string stories = "../shared/data/stories260k/stories260K.safetensors";  // from the checkout root
+        std::string stories;  // default: default_stories_path()
         bool no_stories = false;
         std::string json;
+        bool quiet = false;
       };
       auto o = std::make_shared<opts>();
       sub.add_option("--recipe", o->recipes, "Recipes to run (default: all)");
       sub.add_option("--tokens", o->tokens, "Calibration tokens (and as many evaluation tokens)")->check(CLI::Range(16, 4096));
-      sub.add_option("--stories", o->stories, "stories260K safetensors file");
+      sub.add_option("--stories", o->stories,
+                     "stories260K safetensors file (default: stories260k/stories260K.safetensors under $LOWBIT_DATA_DIR, "
+                     "else under the data directory of the checkout this program was built from)");
       sub.add_flag("--no-stories", o->no_stories, "Only the synthetic layers");
-      sub.add_option("--json", o->json, "Also write the table as JSON to this file");
+      sub.add_option("--json", o->json, "Also write the table as JSON to this file ('-' = stdout)");
+      sub.add_flag("-q,--quiet", o->quiet, "No progress bar");
       return [o]() -> int {
+        const std::string stories_path = o->stories.empty() ? default_stories_path() : o->stories;
+        // Before any work: the report must not replace an input, and its directory must accept it.
+        lowbit::check_outputs({o->json}, {o->no_stories ? std::string() : stories_path});
         const std::vector<std::string> names = o->recipes.empty() ? lowbit::recipe_names() : o->recipes;
         const std::vector<variant> vs = variants(names);
         const std::vector<eval_layer> synth = synthetic_layers(o->tokens);
         std::vector<eval_layer> stories;
-        if (!o->no_stories) stories = stories_layers(o->stories, o->tokens);
+        if (!o->no_stories) stories = stories_layers(stories_path, o->tokens);
+        lowbit_cli::progress_bar bar(vs.size() * (synth.size() + stories.size()), o->quiet);
+        std::uint64_t done = 0;
+        std::string current;
+        const std::function<void()> tick = [&] { bar.update(++done, current); };
         fmt::print("Output SQNR (dB, higher is better) over all layers; calibration and evaluation on "
                    "disjoint {} tokens each.\n", o->tokens);
         fmt::print("  synthetic: the 7-layer LLM-like block of `lowbit demo` (hidden 512, ffn 1376, outlier channels)\n");
@@ -218,23 +249,21 @@ lowbit_cli::registration accuracy_registration{
         fmt::print("\n{:<30} {:<36} {:>7} {:>10} {:>12}\n", "recipe", "what", "bits/w", "synthetic", "stories260K");
         nlohmann::json rows = nlohmann::json::array();
         for (const variant& v : vs) {
-          const outcome a = evaluate(v, synth);
+          current = v.label;
+          const outcome a = evaluate(v, synth, tick);
           outcome b;
-          if (!o->no_stories) b = evaluate(v, stories);
-          fmt::print("{:<30} {:<36} {:>7.2f} {:>10.2f} {:>12}\n", v.label, v.what, a.bits_per_weight, a.sqnr_db,
-                     o->no_stories ? std::string("-") : fmt::format("{:.2f}", b.sqnr_db));
+          if (!o->no_stories) b = evaluate(v, stories, tick);
+          bar.finish();
+          fmt::print("{:<30} {:<36} {:>7.2f} {:>10} {:>12}\n", v.label, v.what, a.bits_per_weight,
+                     lowbit_cli::db_text(a.sqnr_db), o->no_stories ? std::string("-") : lowbit_cli::db_text(b.sqnr_db));
           for (const std::string& w : {a.warnings, b.warnings})
             if (!w.empty()) fmt::print("    warning: {}\n", w);
           rows.push_back({{"recipe", v.label}, {"what", v.what}, {"bits_per_weight", a.bits_per_weight},
-                          {"synthetic_sqnr_db", a.sqnr_db},
-                          {"stories260k_sqnr_db", o->no_stories ? nlohmann::json(nullptr) : nlohmann::json(b.sqnr_db)}});
+                          {"synthetic_sqnr_db", lowbit_cli::db_json(a.sqnr_db)},
+                          {"stories260k_sqnr_db", o->no_stories ? nlohmann::json(nullptr) : lowbit_cli::db_json(b.sqnr_db)}});
           std::fflush(stdout);
         }
-        if (!o->json.empty()) {
-          std::ofstream f(o->json);
-          f << rows.dump(2) << "\n";
-          if (!f) throw lowbit::error("cannot write " + o->json);
-        }
+        if (!o->json.empty()) lowbit_cli::write_json(o->json, rows);  // atomic
         return 0;
       };
     }};

@@ -44,10 +44,9 @@ struct totals {
   std::string name;
   lowbit::LinearRecipe recipe;
   std::int64_t bits = 0, weights = 0;
-  double w_err2 = 0, w_ref2 = 0, y_err2 = 0, y_ref2 = 0, seconds = 0;
+  lowbit::SquaredErrorSums w_err, y_err;  // in double (float sums lose digits)
+  double seconds = 0;
 };
-
-double db(double ref2, double err2) { return err2 == 0 ? INFINITY : 10.0 * std::log10(ref2 / err2); }
 
 int run_compare(const compare_options& o) {
   std::vector<totals> rows;
@@ -120,14 +119,10 @@ int run_compare(const compare_options& o) {
       const lowbit::QuantizedLinear layer = lowbit::quantize_linear(w, nullptr, r.recipe, stats, base);
       r.seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
       const lowbit::RowMatrixXf w_eff = lowbit_cli::effective_weight(layer);
-      r.bits += layer.weight.storage_bits() + (layer.lorc ? layer.lorc->storage_bits() : 0);
+      r.bits += layer.quantized_bits();
       r.weights += w.size();
-      r.w_err2 += double((w - w_eff).squaredNorm());
-      r.w_ref2 += double(w.squaredNorm());
-      if (have_x) {
-        r.y_err2 += double((y - layer(x)).squaredNorm());
-        r.y_ref2 += double(y.squaredNorm());
-      }
+      r.w_err.add(w, w_eff);
+      if (have_x) r.y_err.add(y, layer(x));
     }
     model.release(*t);
     done += t->nbytes;
@@ -158,10 +153,10 @@ int run_compare(const compare_options& o) {
       nlohmann::json e = {{"scheme", r.name},
                           {"spec", lowbit::to_string(r.recipe.weight)},
                           {"bits_per_weight", double(r.bits) / double(r.weights)},
-                          {"weight_sqnr_db", lowbit_cli::db_json(db(r.w_ref2, r.w_err2))},
+                          {"weight_sqnr_db", lowbit_cli::db_json(r.w_err.sqnr_db())},
                           {"quantize_seconds", r.seconds}};
       if (r.recipe.activations) e["activations"] = std::string(lowbit::to_string(r.recipe.activations->format));
-      if (output_sqnr) e["output_sqnr_db"] = lowbit_cli::db_json(db(r.y_ref2, r.y_err2));
+      if (output_sqnr) e["output_sqnr_db"] = lowbit_cli::db_json(r.y_err.sqnr_db());
       arr.push_back(std::move(e));
     }
     lowbit_cli::write_json("-", j);
@@ -171,9 +166,9 @@ int run_compare(const compare_options& o) {
   fmt::print("{:<28} {:>8} {:>12} {:>12} {:>10}\n", "scheme", "bits/w", "weight SQNR", out_header, "time s");
   for (const auto& r : rows)
     fmt::print("{:<28} {:>8.3f} {:>12} {:>12} {:>10.3f}\n", r.name, double(r.bits) / double(r.weights),
-               lowbit_cli::db_text(db(r.w_ref2, r.w_err2)),
-               output_sqnr ? lowbit_cli::db_text(db(r.y_ref2, r.y_err2)) : std::string("-"), r.seconds);
-  fmt::print("(SQNR in dB over all eligible tensors; bits/w counts codes, scales and LoRC factors; {})\n", note);
+               lowbit_cli::db_text(r.w_err.sqnr_db()),
+               output_sqnr ? lowbit_cli::db_text(r.y_err.sqnr_db()) : std::string("-"), r.seconds);
+  fmt::print("(SQNR in dB over all eligible tensors; bits/w counts codes, scales, zero points, LoRC factors and smoothing vectors; {})\n", note);
   return 0;
 }
 

@@ -7,6 +7,8 @@
 #include <chrono>
 #include <cmath>
 #include <memory>
+#include <nlohmann/json.hpp>
+#include <tuple>
 #include <random>
 #include <string>
 #include <type_traits>
@@ -23,6 +25,7 @@ struct formats_options {
   std::string only;  // one format's name, or empty for all
   bool throughput = true;
   double seconds = 0.02;  // per measurement
+  bool json = false;
 };
 
 std::string value_text(float v) {
@@ -94,15 +97,21 @@ double elements_per_second(F&& step, std::size_t n, double seconds) {
   return static_cast<double>(batch * n) / best;
 }
 
+struct throughput {
+  lowbit::isa_tier tier = lowbit::isa_tier::scalar;  // the tier this CPU selects
+  double scalar_encode = 0, scalar_decode = 0, encode = 0, decode = 0;  // elements/s
+};
+
 template <class T>
-void print_throughput(double seconds) {
+throughput measure_throughput(double seconds) {
   constexpr std::size_t n = 4096;
   std::mt19937 rng(1);
   std::normal_distribution<float> normal(0.0f, lowbit::format_traits<T>::max_finite() / 4);
   std::vector<float> x(n), y(n);
   for (auto& v : x) v = std::is_same_v<T, lowbit::float8_e8m0fnu> ? std::fabs(normal(rng)) * 0x1p-100f : normal(rng);
   std::vector<T> q(n);
-  const lowbit::isa_tier best = lowbit::selected_isa_tier();
+  throughput r;
+  r.tier = lowbit::selected_isa_tier();
   auto measure = [&](lowbit::isa_tier tier) {
     const double enc = elements_per_second(
         [&] { lowbit::detail::convert_n_tier(tier, x.data(), q.data(), n, lowbit::saturation::finite); }, n,
@@ -111,17 +120,62 @@ void print_throughput(double seconds) {
         elements_per_second([&] { lowbit::detail::to_float_n_tier(tier, q.data(), y.data(), n); }, n, seconds);
     return std::pair<double, double>{enc, dec};
   };
-  const auto scalar = measure(lowbit::isa_tier::scalar);
-  if (best == lowbit::isa_tier::scalar) {
-    fmt::print("  throughput: convert_n {:.0f} M/s, to_float_n {:.0f} M/s (scalar)\n", scalar.first / 1e6,
-               scalar.second / 1e6);
+  std::tie(r.scalar_encode, r.scalar_decode) = measure(lowbit::isa_tier::scalar);
+  if (r.tier == lowbit::isa_tier::scalar) {
+    r.encode = r.scalar_encode;
+    r.decode = r.scalar_decode;
+  } else {
+    std::tie(r.encode, r.decode) = measure(r.tier);
+  }
+  return r;
+}
+
+template <class T>
+void print_throughput(double seconds) {
+  const throughput t = measure_throughput<T>(seconds);
+  if (t.tier == lowbit::isa_tier::scalar) {
+    fmt::print("  throughput: convert_n {:.0f} M/s, to_float_n {:.0f} M/s (scalar)\n", t.scalar_encode / 1e6,
+               t.scalar_decode / 1e6);
     return;
   }
-  const auto simd = measure(best);
   fmt::print("  throughput: convert_n scalar {:.0f} M/s, {} {:.0f} M/s ({:.1f}x); "
              "to_float_n scalar {:.0f} M/s, {} {:.0f} M/s ({:.1f}x)\n",
-             scalar.first / 1e6, lowbit::to_string(best), simd.first / 1e6, simd.first / scalar.first,
-             scalar.second / 1e6, lowbit::to_string(best), simd.second / 1e6, simd.second / scalar.second);
+             t.scalar_encode / 1e6, lowbit::to_string(t.tier), t.encode / 1e6, t.encode / t.scalar_encode,
+             t.scalar_decode / 1e6, lowbit::to_string(t.tier), t.decode / 1e6, t.decode / t.scalar_decode);
+}
+
+// A value in JSON: a number, or "nan" / "inf" / "-inf" (JSON has no such numbers).
+nlohmann::json value_json(float v) { return std::isfinite(v) ? nlohmann::json(v) : nlohmann::json(value_text(v)); }
+
+// One format as JSON: its description, the value of every code, and the throughput.
+template <class T>
+nlohmann::json format_json(const formats_options& opt) {
+  using tr = lowbit::format_traits<T>;
+  nlohmann::json j = {{"name", std::string(tr::name)}, {"bits", tr::bits}};
+  if constexpr (!std::is_same_v<T, lowbit::float8_e8m0fnu>) {
+    j["exponent_bits"] = tr::exponent_bits;
+    j["mantissa_bits"] = tr::mantissa_bits;
+    j["bias"] = tr::bias;
+    j["max_finite"] = value_json(tr::max_finite());
+    j["min_subnormal"] = value_json(tr::min_subnormal());
+    j["has_inf"] = tr::has_inf;
+    j["has_nan"] = tr::has_nan;
+  } else {
+    j["bias"] = 127;
+    j["has_inf"] = false;
+    j["has_nan"] = true;
+  }
+  auto& values = j["values"] = nlohmann::json::array();  // index = code
+  for (unsigned c = 0; c < tr::code_count; ++c) values.push_back(value_json(T::from_bits(static_cast<std::uint8_t>(c)).to_float()));
+  if (opt.throughput) {
+    const throughput t = measure_throughput<T>(opt.seconds);
+    j["throughput"] = {{"tier", lowbit::to_string(t.tier)},
+                       {"scalar_convert_per_s", t.scalar_encode},
+                       {"scalar_to_float_per_s", t.scalar_decode},
+                       {"convert_per_s", t.encode},
+                       {"to_float_per_s", t.decode}};
+  }
+  return j;
 }
 
 int run_formats(const formats_options& opt) {
@@ -133,6 +187,16 @@ int run_formats(const formats_options& opt) {
     throw lowbit::error("formats: unknown format '" + opt.only +
                         "' (expected float8_e4m3fn, float8_e5m2, float6_e3m2fn, float6_e2m3fn, "
                         "float4_e2m1fn or float8_e8m0fnu)");
+  if (opt.json) {
+    nlohmann::json j = {{"isa_tier", lowbit::to_string(lowbit::selected_isa_tier())}};
+    auto& arr = j["formats"] = nlohmann::json::array();
+    lowbit::for_each_format(lowbit::all_float_formats{}, [&](auto t) {
+      using T = decltype(t);
+      if (opt.only.empty() || lowbit::format_traits<T>::name == opt.only) arr.push_back(format_json<T>(opt));
+    });
+    fmt::print("{}\n", j.dump(2));
+    return 0;
+  }
   if (opt.throughput)
     fmt::print("ISA tier: {} (conversion throughput over {} elements in L1, ~{} ms a measurement)\n\n",
                lowbit::to_string(lowbit::selected_isa_tier()), 4096, opt.seconds * 1000);
@@ -156,6 +220,7 @@ lowbit_cli::registration formats_registration{
       auto opt = std::make_shared<formats_options>();
       sub.add_option("--format", opt->only, "Only this format (e.g. float4_e2m1fn)");
       sub.add_flag("!--no-throughput", opt->throughput, "Skip the throughput measurement");
+      sub.add_flag("--json", opt->json, "Print JSON instead of the tables (values by code; 'nan', 'inf' as strings)");
       return [opt]() { return run_formats(*opt); };
     }};
 

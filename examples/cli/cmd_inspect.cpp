@@ -56,6 +56,7 @@ int run_inspect(const inspect_options& o) {
       layers[base] = info;
       layers[base]["scheme"] = lowbit::to_string(l.weight.spec);
       layers[base]["extras"] = extras_text(l);
+      layers[base]["bits_per_weight"] = l.bits_per_weight();  // QuantizedLinear's definition, as quantize
       for (const auto& t : shard->tensors())
         if (t.name.rfind(base + ".", 0) == 0 && t.name.find('.', base.size() + 1) == std::string::npos)
           layer_of[t.name] = base;
@@ -85,22 +86,23 @@ int run_inspect(const inspect_options& o) {
     lowbit_cli::write_json("-", j);
     return 0;
   }
-  fmt::print("{}: {} tensors in {} file(s), {} ({} elements)\n", o.file, model.tensors().size(), model.shards().size(),
+  fmt::print("{}: {} tensors in {} file(s), {} ({} elements)\n", lowbit_cli::printable(o.file), model.tensors().size(), model.shards().size(),
              lowbit_cli::human_bytes(double(model.total_file_bytes())), elements);
   for (const auto& [k, v] : model.metadata())
-    if (k.rfind(lowbit::checkpoint_layer_prefix, 0) != 0) fmt::print("  {} = {}\n", k, v);
+    if (k.rfind(lowbit::checkpoint_layer_prefix, 0) != 0)
+      fmt::print("  {} = {}\n", lowbit_cli::printable(k), lowbit_cli::printable(v));
   fmt::print("\n{:<52} {:<8} {:>14} {:>12}  {}\n", "tensor", "dtype", "shape", "bytes", "layer scheme");
   for (const auto* t : model.tensors()) {
     const auto it = layer_of.find(t->name);
     std::string scheme;
     if (it != layer_of.end()) {
       const auto& info = layers[it->second];
-      scheme = it->second + ": " + info["scheme"].get<std::string>();
+      scheme = lowbit_cli::printable(it->second) + ": " + info["scheme"].get<std::string>();
       if (info.contains("bits_per_weight")) scheme += fmt::format(" ({:.3f} bits/w)", info["bits_per_weight"].get<double>());
       const std::string extras = info["extras"].get<std::string>();
-      if (!extras.empty()) scheme += " [" + extras + "]";
+      if (!extras.empty()) scheme += " [" + lowbit_cli::printable(extras) + "]";
     }
-    fmt::print("{:<52} {:<8} {:>14} {:>12}  {}\n", t->name, lowbit::dtype_name(t->dtype), lowbit_cli::shape_text(t->shape),
+    fmt::print("{:<52} {:<8} {:>14} {:>12}  {}\n", lowbit_cli::printable(t->name), lowbit::dtype_name(t->dtype), lowbit_cli::shape_text(t->shape),
                t->nbytes, scheme);
   }
   fmt::print("\ntotal: {} of tensor data", lowbit_cli::human_bytes(double(data_bytes)));

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "cli_common.hpp"
+#include "lowbit/io/paths.hpp"
 #include "lowbit/io/safetensors_writer.hpp"
 #include "registry.hpp"
 
@@ -37,6 +38,7 @@ struct splitmix {
 
 int run_synth(const synth_options& o) {
   if (o.size_gb <= 0) lowbit::detail::fail("--size-gb must be > 0");
+  lowbit::check_outputs({o.path}, {});  // a device, FIFO or directory at PATH is refused before work
   const bool bf16 = o.dtype == "bf16";
   if (!bf16 && o.dtype != "f32") lowbit::detail::fail("--dtype: expected f32 or bf16, got '" + o.dtype + "'");
   const double elem = bf16 ? 2.0 : 4.0;

@@ -79,6 +79,21 @@ struct QuantizedLinear {
     return b;
   }
 
+  // Bits/weight, the one definition every report uses (quantize, compare, accuracy, inspect
+  // and the checkpoint's "bits_per_weight"): codes + scales + zero points (the weight's
+  // storage_bits()) + LoRC factors + the smoothing vector at 32 bits per value, over
+  // out x in weights. The bias is not counted: the unquantized layer stores it too.
+  std::int64_t quantized_bits() const {
+    std::int64_t b = weight.storage_bits();
+    if (lorc) b += lorc->storage_bits();
+    if (smoothing) b += 32 * smoothing->size();
+    return b;
+  }
+  double bits_per_weight() const {
+    const std::int64_t n = weight.rows * weight.cols;
+    return n == 0 ? 0.0 : static_cast<double>(quantized_bits()) / static_cast<double>(n);
+  }
+
   // The reference forward pass (fake quantization + Eigen products).
   RowMatrixXf reference_forward(ConstRowMatrixRef x) const {
     check_input(x);
@@ -171,7 +186,13 @@ inline QuantizedLinear quantize_linear(ConstRowMatrixRef w, const Eigen::VectorX
   }
 
   // 3. LoRC of what is left.
-  if (recipe.lorc_rank > 0) layer.lorc = lorc(ws, layer.weight, recipe.lorc_rank, recipe.lorc);
+  if (recipe.lorc_rank > 0) {
+    layer.lorc = lorc(ws, layer.weight, recipe.lorc_rank, recipe.lorc);
+    // The rank cannot exceed min(out, in); say so rather than store a smaller one silently.
+    if (layer.lorc->rank() < recipe.lorc_rank)
+      layer.warning += std::string(layer.warning.empty() ? "" : "; ") + "LoRC rank " + std::to_string(recipe.lorc_rank) +
+                       " reduced to " + std::to_string(layer.lorc->rank()) + " (the smaller dimension of the weight)";
+  }
   return layer;
 }
 

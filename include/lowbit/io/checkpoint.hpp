@@ -194,7 +194,7 @@ inline void write_quantized_matrix(SafetensorsWriter& w, const std::string& weig
   layer["group_size"] = q.group_size;
   layer["groups_per_row"] = q.groups_per_row;
   layer["row_stride"] = q.row_stride;
-  layer["bits_per_weight"] = q.bits_per_weight();
+  if (!layer.contains("bits_per_weight")) layer["bits_per_weight"] = q.bits_per_weight();  // a layer's own (LoRC...) wins
   w.set_metadata(checkpoint_layer_prefix + base, layer.dump());
 }
 

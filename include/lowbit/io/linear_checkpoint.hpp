@@ -68,6 +68,7 @@ inline void write_quantized_linear(SafetensorsWriter& w, const std::string& name
   meta.update(quantized_linear_metadata(layer));
   // The tensors are named by `base`; the matrix's own name (what its errors quote) is kept.
   meta["matrix_name"] = layer.weight.name;
+  meta["bits_per_weight"] = layer.bits_per_weight();  // the layer's, not only the matrix's
   write_quantized_matrix(w, base + ".weight", layer.weight, meta);
   if (layer.lorc && layer.lorc->rank() > 0) write_lorc(w, base + ".weight", *layer.lorc);
   if (layer.bias)

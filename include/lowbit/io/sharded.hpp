@@ -16,6 +16,7 @@
 
 #include "lowbit/error.hpp"
 #include "lowbit/io/detail/atomic_file.hpp"
+#include "lowbit/io/detail/file_checks.hpp"
 #include "lowbit/io/safetensors.hpp"
 
 namespace lowbit {
@@ -59,6 +60,14 @@ class SafetensorsModel {
     if (t == nullptr) detail::fail(source_ + ": no tensor named '" + name + "'");
     return *t;
   }
+  // Every file this model was read from: the index (when sharded), then the shards. What
+  // a program that writes files passes to check_outputs() (io/paths.hpp) as inputs.
+  std::vector<std::string> files() const {
+    std::vector<std::string> out;
+    if (!index_path_.empty()) out.push_back(index_path_);
+    for (const auto& s : shards_) out.push_back(s->source());
+    return out;
+  }
   // Total bytes of all shard files.
   std::size_t total_file_bytes() const noexcept {
     std::size_t n = 0;
@@ -95,6 +104,8 @@ class SafetensorsModel {
 
   void load_index(const std::string& index_path) {
     source_ = index_path;
+    index_path_ = index_path;
+    detail::require_regular_input(index_path, "index");
     std::ifstream in(index_path, std::ios::binary);
     if (!in) detail::fail("cannot open '" + index_path + "'");
     std::stringstream ss;
@@ -126,6 +137,7 @@ class SafetensorsModel {
   }
 
   std::string source_;
+  std::string index_path_;
   std::vector<std::unique_ptr<SafetensorsFile>> shards_;
   std::vector<const TensorView*> order_;
   std::unordered_map<std::string, location> by_name_;

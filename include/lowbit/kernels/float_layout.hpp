@@ -356,9 +356,15 @@ inline void prepare_float_tokens(const float_packed& w, ConstRowMatrixRef x, flo
       }
     }
   } else {
-    for (std::int64_t t = t0; t < t1; ++t)
-      std::memcpy(ws.x.data() + t * xs, x.data() + t * x.outerStride(),
-                  static_cast<std::size_t>(k_in) * sizeof(float));
+    for (std::int64_t t = t0; t < t1; ++t) {
+      const float* row = x.data() + t * x.outerStride();
+      // Weight-only schemes (W4A16): a non-finite fp32 activation is an error here too, as on
+      // every other path (issue 15, item 10), instead of a silent NaN row.
+      for (std::int64_t k = 0; k < k_in; ++k)
+        if (!std::isfinite(row[k]))
+          fail("activations: non-finite value at token " + std::to_string(t) + ", column " + std::to_string(k));
+      std::memcpy(ws.x.data() + t * xs, row, static_cast<std::size_t>(k_in) * sizeof(float));
+    }
   }
   if (w.code == float_code::uint4_with_zero) {
     for (std::int64_t t = t0; t < t1; ++t)

@@ -13,6 +13,10 @@
 //   fp8:  code = convert<T>(x * inv, saturation::finite)    (fp32 multiply)
 //   dequantized value = decode(code) * scale
 // Note inv is qmax / amax, not 1 / scale: one rounding instead of two.
+// Range edges: a group whose qmax * scale overflows (|x| within an ulp or so of FLT_MAX)
+// is refused, naming the row (its dequantized values would be Inf); a group whose inv
+// overflows (amax below about qmax * 2^-128) is flushed to zero (scale 0, codes 0) rather
+// than saturating every element at +-qmax.
 // NaN/Inf in x raise lowbit::error naming the row and column.
 #include <algorithm>
 #include <cmath>
@@ -46,8 +50,9 @@ namespace detail {
 inline float quantize_activation_group(act_format f, const float* x, std::int64_t n, float amax, std::uint8_t* codes,
                                        float* tmp) {
   const float qmax = act_qmax(f);
-  const float scale = amax == 0.0f ? 0.0f : amax / qmax;
-  const float inv = amax == 0.0f ? 0.0f : qmax / amax;
+  const bool zero = amax == 0.0f || !std::isfinite(qmax / amax);  // all zero, or too tiny to invert
+  const float scale = zero ? 0.0f : amax / qmax;
+  const float inv = zero ? 0.0f : qmax / amax;
   for (std::int64_t i = 0; i < n; ++i) tmp[i] = x[i] * inv;
   switch (f) {
     case act_format::int8:
@@ -94,6 +99,9 @@ inline QuantizedActivations quantize_activations(ConstRowMatrixRef x, act_format
                        std::to_string(c0 + i));
         amax = std::max(amax, std::fabs(v));
       }
+      if (!std::isfinite(act_qmax(f) * (amax / act_qmax(f))))
+        detail::fail(who + "row " + std::to_string(r) + ", columns " + std::to_string(c0) + ".." + std::to_string(c0 + n - 1) +
+                     ": |x| up to " + std::to_string(amax) + " is too close to FLT_MAX: its dequantized values would overflow");
       a.scales[static_cast<std::size_t>(r * a.groups_per_row + g)] = detail::quantize_activation_group(
           f, row + c0, n, amax, a.codes.data() + r * a.cols + c0, tmp.data());
     }

@@ -6,7 +6,8 @@
 //
 // Each tier writes exactly the bytes and scales of quantize_rows_generic (the same fp32
 // operations: S = amax / qmax, inv = 1 / S, code = clamp(nearbyint(x * inv))); tests compare
-// every tier with it. A NaN/Inf sends the group back to the scalar scan, which names it.
+// every tier with it. The scale takes the range edges of scale_rules.hpp (capped near
+// FLT_MAX, flushed to 0 when 1 / S overflows) through the same bounded_f32_scale. A NaN/Inf sends the group back to the scalar scan, which names it.
 #include <cstdint>
 #include <cstring>
 
@@ -47,7 +48,7 @@ void int_rtn_rows_scalar(QuantizedMatrix& q, const ConstRowMatrixRef& w, std::in
       std::uint32_t mb = 0;
       for (std::int64_t i = 0; i < n; ++i) mb = std::max(mb, scale_bits(x[i]) & 0x7fffffffu);
       if (mb >= abs_bits_nonfinite) scan_range(x, n, q.name, r, c0);  // throws, naming the element
-      const float scale = scale_from_bits(mb) / static_cast<float>(qmax);
+      const float scale = bounded_f32_scale(scale_from_bits(mb) / static_cast<float>(qmax), float(qmax));  // scale_rules.hpp edges
       const float inv = scale == 0.0f ? 0.0f : 1.0f / scale;
       q.scales[static_cast<std::size_t>(r * q.groups_per_row + g)] = scale;
       for (std::int64_t i = 0; i < n; ++i) {
@@ -89,7 +90,7 @@ LOWBIT_TARGET_AVX512 inline float int_rtn_group_avx512(const float* x, std::int6
   }
   const std::uint32_t mb = _mm512_reduce_max_epu32(_mm512_max_epu32(m0, m1));
   if (mb >= abs_bits_nonfinite) return -1.0f;
-  const float scale = scale_from_bits(mb) / static_cast<float>(qmax);
+  const float scale = bounded_f32_scale(scale_from_bits(mb) / static_cast<float>(qmax), float(qmax));  // scale_rules.hpp edges
   const float inv = scale == 0.0f ? 0.0f : 1.0f / scale;
   const __m512 vinv = _mm512_set1_ps(inv);
   const __m512 hi = _mm512_set1_ps(static_cast<float>(qmax)), lo = _mm512_set1_ps(-static_cast<float>(qmax));

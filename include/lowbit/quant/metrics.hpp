@@ -2,7 +2,8 @@
 // Error metrics between a reference and an approximation (accumulated in double):
 //   mse      = mean (ref - approx)^2
 //   rel_fro  = ||ref - approx||_F / ||ref||_F                (0 when both are zero)
-//   sqnr_db  = 10 log10(sum ref^2 / sum (ref - approx)^2)    (+inf when exact)
+//   sqnr_db  = 10 log10(sum ref^2 / sum (ref - approx)^2)    (+inf when exact, NaN when the
+//              approximation holds NaN/Inf, -inf when only the reference is zero)
 //   max_abs  = max |ref - approx|
 //   cosine   = <ref, approx> / (||ref|| ||approx||)          (1 when both are zero)
 // output_error(x, w, q) compares y = x W^T with y_hat = x W_hat^T: what a layer's output
@@ -24,6 +25,36 @@ struct ErrorStats {
   double sqnr_db = 0.0;
   double max_abs = 0.0;
   double cosine = 1.0;
+};
+
+// SQNR in dB from the two sums of squares (the one formula every report uses): +inf when
+// exact (err2 = 0), -inf when the reference is zero and the error is not, NaN when a sum is
+// NaN (the approximation held NaN or Inf).
+inline double sqnr_db(double ref2, double err2) noexcept {
+  if (std::isnan(ref2) || std::isnan(err2) || std::isinf(err2)) return std::numeric_limits<double>::quiet_NaN();
+  if (err2 == 0.0) return std::numeric_limits<double>::infinity();
+  if (ref2 == 0.0) return -std::numeric_limits<double>::infinity();
+  return 10.0 * std::log10(ref2 / err2);
+}
+
+// Sums of squares in double over several tensors, for one SQNR over all of them
+// (sum ||ref||^2 / sum ||ref - approx||^2). Float sums lose digits on large tensors.
+struct SquaredErrorSums {
+  double ref2 = 0.0, err2 = 0.0;
+  void add(ConstRowMatrixRef reference, ConstRowMatrixRef approximation) {
+    if (reference.rows() != approximation.rows() || reference.cols() != approximation.cols())
+      detail::fail("SquaredErrorSums: the reference and the approximation differ in shape");
+    for (Eigen::Index r = 0; r < reference.rows(); ++r) {
+      const float* a = reference.data() + r * reference.outerStride();
+      const float* b = approximation.data() + r * approximation.outerStride();
+      for (Eigen::Index c = 0; c < reference.cols(); ++c) {
+        const double x = a[c], d = x - double(b[c]);
+        ref2 += x * x;
+        err2 += d * d;
+      }
+    }
+  }
+  double sqnr_db() const noexcept { return lowbit::sqnr_db(ref2, err2); }
 };
 
 inline ErrorStats error_stats(ConstRowMatrixRef reference, ConstRowMatrixRef approximation) {
@@ -48,9 +79,7 @@ inline ErrorStats error_stats(ConstRowMatrixRef reference, ConstRowMatrixRef app
   ErrorStats s;
   s.mse = err2 / static_cast<double>(reference.size());
   s.rel_fro = ref2 == 0.0 ? (err2 == 0.0 ? 0.0 : std::numeric_limits<double>::infinity()) : std::sqrt(err2 / ref2);
-  s.sqnr_db = err2 == 0.0 ? std::numeric_limits<double>::infinity()
-              : ref2 == 0.0 ? -std::numeric_limits<double>::infinity()
-                            : 10.0 * std::log10(ref2 / err2);
+  s.sqnr_db = sqnr_db(ref2, err2);
   s.max_abs = max_abs;
   s.cosine = (ref2 == 0.0 && app2 == 0.0) ? 1.0 : (ref2 == 0.0 || app2 == 0.0) ? 0.0 : dot / std::sqrt(ref2 * app2);
   return s;

@@ -82,7 +82,7 @@ inline void fit_matrix_scales(QuantizedMatrix& q, ConstRowMatrixRef w) {
       all = detail::merge_ranges(all, detail::scan_range(detail::element_ptr(w, r, 0), q.cols, q.name, r, 0));
     if (q.spec.constraint == scale_constraint::nvfp4) q.tensor_scale = detail::nvfp4_tensor_scale(all.amax);
     const detail::scale_context c = detail::context_of(q);
-    const float row_scale = detail::round_to_storage(detail::raw_symmetric_scale(c, all), q.spec.scale_storage);
+    const float row_scale = detail::m2_row_scale(c, detail::raw_symmetric_scale(c, all));
     detail::group_params p;
     if (q.spec.clip.enabled) {
       std::vector<detail::value_span> spans;

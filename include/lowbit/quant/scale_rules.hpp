@@ -29,6 +29,19 @@
 //            overflows), s_b = e4m3((g * amax_b) / 6), S' = s_b / g
 // Codes are then computed as encode(x * inv) with inv = 1 / S' (g / s_b for NVFP4), 0 when
 // S' == 0 (an all-zero group: every code is 0 and every value exactly 0).
+//
+// Range edges (none, pow2_m1, pow2_m2 and asymmetric scales):
+//   - huge groups: S' is capped at the largest scale with (code magnitude) * S' finite, so
+//     weights near +-FLT_MAX dequantize to finite values (the extreme element clamps to
+//     qmax * S', just below FLT_MAX) instead of Inf;
+//   - tiny groups (amax below about qmax * 2^-128): 1 / S' would overflow and every element
+//     would encode as +-qmax. Such a group is flushed to zero (S' = 0, every code 0): an
+//     absolute error below qmax * 2^-128 (~3e-39 qmax), which is exact enough, where the
+//     reciprocal would give a relative error near 1. (pow2_m1 / mx exponents are clamped
+//     to >= 2^-127 and need no flush; pow2_m2 keeps its group shifts above that bound.)
+//   - f16 scale storage saturates: a nonzero scale below the smallest f16 subnormal (2^-24,
+//     ~6e-8) is stored as 2^-24 rather than 0, so a group of tiny weights is quantized on a
+//     coarse grid instead of being zeroed.
 #include <cfloat>
 #include <cmath>
 #include <cstdint>
@@ -68,9 +81,13 @@ inline float round_to_f16(float f) noexcept {
   int e = 0;
   std::frexp(a, &e);  // a = m * 2^e, m in [0.5, 1): floor(log2 a) = e - 1
   const int q = (e - 1 < -14 ? -14 : e - 1) - 10;  // exponent of one unit in the last place
-  const float r = std::ldexp(std::nearbyint(std::ldexp(a, -q)), q);
+  float r = std::ldexp(std::nearbyint(std::ldexp(a, -q)), q);
+  if (r == 0.0f) r = 0x1p-24f;  // saturate at the smallest subnormal: never zero a nonzero scale
   return std::copysign(r > 65504.0f ? 65504.0f : r, f);
 }
+
+// Truncates toward zero to bf16 (used after capping, where rounding up could overflow).
+inline float round_to_bf16_down(float f) noexcept { return scale_from_bits(scale_bits(f) & 0xffff0000u); }
 
 inline float round_to_storage(float s, scale_dtype d) noexcept {
   switch (d) {
@@ -133,6 +150,35 @@ inline scale_context make_scale_context(const QuantSpec& spec, float tensor_g) n
   return c;
 }
 
+// The largest scale s with bound * s finite, bound = the largest code magnitude of the
+// scheme (qmax, qmax + 1 for q4_0): no code times its scale can overflow.
+inline float largest_scale_for(float bound) noexcept {
+  float s = FLT_MAX / bound;
+  while (!std::isfinite(bound * s)) s = std::nextafter(s, 0.0f);
+  return s;
+}
+inline float largest_scale(const scale_context& c) noexcept {
+  return largest_scale_for(c.qmax + (c.spec.int_rule == int_scale_rule::q4_0 && is_integer_format(c.spec.format) ? 1.0f : 0.0f));
+}
+// Whether encoding with 1 / s is impossible (s so small that the reciprocal overflows).
+inline bool reciprocal_overflows(float s) noexcept { return s != 0.0f && !std::isfinite(1.0f / s); }
+// The edges for an fp32 scale s >= 0 of a symmetric integer group (the int_rtn row kernels).
+inline float bounded_f32_scale(float s, float qmax) noexcept {
+  const float cap = largest_scale_for(qmax);
+  if (s > cap) return cap;
+  return reciprocal_overflows(s) ? 0.0f : s;
+}
+
+// A real scale in its storage precision, capped at largest_scale (keeping its sign) and
+// flushed to 0 when its reciprocal overflows; see the header comment.
+inline float bounded_scale(const scale_context& c, float raw) noexcept {
+  const float cap = largest_scale(c);
+  float s = round_to_storage(std::fabs(raw) > cap ? std::copysign(cap, raw) : raw, c.spec.scale_storage);
+  while (std::fabs(s) > cap) s = std::nextafter(s, 0.0f);  // f32: exact already; bf16 may round up
+  if (c.spec.scale_storage == scale_dtype::bf16) s = round_to_bf16_down(s);
+  return reciprocal_overflows(s) ? 0.0f : s;
+}
+
 // The fitted parameters of one (row, group).
 struct group_params {
   float scale = 0.0f;            // effective scale (QuantizedMatrix::scales)
@@ -164,7 +210,7 @@ inline float inverse_scale(const scale_context& c, float scale, std::uint8_t sca
 
 // M2 row scale from the raw scales of a row's groups.
 inline float m2_row_scale(const scale_context& c, float max_group_scale) noexcept {
-  return round_to_storage(max_group_scale, c.spec.scale_storage);
+  return bounded_scale(c, max_group_scale);
 }
 
 // NVFP4 tensor scale g from the tensor's amax.
@@ -180,7 +226,7 @@ inline group_params fit_group(const scale_context& c, const group_range& g, floa
   const QuantSpec& s = c.spec;
   if (!s.symmetric) {
     const float lo = g.lo < 0.0f ? g.lo : 0.0f, hi = g.hi > 0.0f ? g.hi : 0.0f;
-    p.scale = round_to_storage(hi / c.qmax - lo / c.qmax, s.scale_storage);
+    p.scale = bounded_scale(c, hi / c.qmax - lo / c.qmax);
     if (p.scale != 0.0f) {
       const float z = std::nearbyint(-lo / p.scale);
       p.zero = static_cast<std::uint8_t>(z < 0.0f ? 0.0f : z > c.qmax ? c.qmax : z);
@@ -190,12 +236,13 @@ inline group_params fit_group(const scale_context& c, const group_range& g, floa
   }
   switch (s.constraint) {
     case scale_constraint::none:
-      p.scale = round_to_storage(raw_symmetric_scale(c, g), s.scale_storage);
+      p.scale = bounded_scale(c, raw_symmetric_scale(c, g));
       break;
     case scale_constraint::pow2_m1: {
       const float S = raw_symmetric_scale(c, g);
       int e = S > 0.0f ? ceil_log2(S) : 0;
-      e = e < -126 ? -126 : e > 127 ? 127 : e;
+      const int e_max = floor_log2(largest_scale(c));  // qmax * 2^e stays finite
+      e = e < -126 ? -126 : e > e_max ? e_max : e;
       p.shift = static_cast<std::int8_t>(e);
       p.scale = std::ldexp(1.0f, e);
       break;
@@ -207,7 +254,8 @@ inline group_params fit_group(const scale_context& c, const group_range& g, floa
         k = ceil_log2(S) - ceil_log2(row_scale);  // within one of the answer; fix exactly
         if (k > 0) k = 0;
         if (k < -128) k = -128;
-        while (k > -128 && std::ldexp(row_scale, k - 1) >= S) --k;
+        // (never below a scale whose reciprocal overflows)
+        while (k > -128 && std::ldexp(row_scale, k - 1) >= S && !reciprocal_overflows(std::ldexp(row_scale, k - 1))) --k;
         while (k < 0 && std::ldexp(row_scale, k) < S) ++k;
       }
       p.shift = static_cast<std::int8_t>(k);

@@ -125,6 +125,7 @@ inline QuantSpec parse_quant_spec(std::string_view text) {
   }
   const std::string whole(text);
   QuantSpec s;
+  bool explicit_group = false;  // a g<N> field, which mx / nvfp4 must not silently replace
   const std::string& head = f[0];
   if (head == "mxfp4") s = mx_spec(element_format::float4_e2m1fn);
   else if (head == "mxfp6" || head == "mxfp6_e3m2") s = mx_spec(element_format::float6_e3m2fn);
@@ -139,7 +140,11 @@ inline QuantSpec parse_quant_spec(std::string_view text) {
     else if (t == "channel" || t == "per_channel") s.gran = granularity::per_channel;
     else if (t.size() > 1 && t[0] == 'g' && t.find_first_not_of("0123456789", 1) == std::string::npos) {
       s.gran = granularity::per_group;
-      s.group_size = std::stoi(t.substr(1));
+      const std::string digits = t.substr(1);
+      if (digits.size() > 9 || std::stol(digits) < 1)
+        detail::fail("quant spec '" + whole + "': group size '" + digits + "' must be an integer in [1, 999999999]");
+      s.group_size = static_cast<int>(std::stol(digits));
+      explicit_group = true;
     } else if (t == "asym") s.symmetric = false;
     else if (t == "sym") s.symmetric = true;
     else if (t == "f32" || t == "f16" || t == "bf16") s.scale_storage = parse_scale_dtype(t);
@@ -166,7 +171,12 @@ inline QuantSpec parse_quant_spec(std::string_view text) {
                    "up175, clip<r>x<n>)");
     }
   }
-  return normalized_spec(s, whole);
+  const QuantSpec n = normalized_spec(s, whole);
+  if (explicit_group && n.group_size != s.group_size)
+    detail::fail("quant spec '" + whole + "': the " + std::string(s.constraint == scale_constraint::mx ? "mx" : "nvfp4") +
+                 " scale fixes the group size at " + std::to_string(n.group_size) + ", not " +
+                 std::to_string(s.group_size) + "; drop the g field or write g" + std::to_string(n.group_size));
+  return n;
 }
 
 }  // namespace lowbit
