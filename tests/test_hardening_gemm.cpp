@@ -17,7 +17,9 @@ TEST_CASE("gemm: W4A16 with NaN/Inf fp32 activations is an error", "[gemm][harde
   for (Eigen::Index i = 0; i < x.size(); ++i) x.data()[i] = n(rng);
   for (const char* spec : {"int4:g32", "int4:g32:asym", "float4_e2m1fn:g32:m1"}) {
     INFO(spec);
-    const lowbit::PackedWeights p = lowbit::pack(lowbit::quantize(w, lowbit::parse_quant_spec(spec)));
+    lowbit::PackOptions po;
+    po.activations = lowbit::activation_quant::none;  // weight-only: fp32 activations
+    const lowbit::PackedWeights p = lowbit::pack(lowbit::quantize(w, lowbit::parse_quant_spec(spec)), po);
     REQUIRE(lowbit::is_w4a16_scheme(p.scheme()));
     lowbit::RowMatrixXf y(6, 32);
     CHECK_NOTHROW(lowbit::gemm(x, p, y));

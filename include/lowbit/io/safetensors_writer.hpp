@@ -126,7 +126,7 @@ class SafetensorsWriter {
     {
       // Read the file back with the reader before anyone can see it.
       const detail::mapped_file written(file_->fd(), file_->final_path());
-      const SafetensorsFile f = SafetensorsFile::parse(written.data(), written.size(), file_->final_path());
+      const SafetensorsFile f = SafetensorsFile::parse(written.data(), written.size(), file_->final_path() + " (not committed)");
       if (validator_) validator_(f);
     }
     file_->commit();
