@@ -2,7 +2,7 @@
 // each, operands in registers, independent accumulators enough to cover latency x ports):
 //   roofline/vnni_peak      VPDPBUSD zmm, 24 chains; GOPS = 2 * 64 MACs each
 //   roofline/fma_peak       VFMADD231PS zmm, 24 chains; GFLOPS = 2 * 16 each
-//   roofline/amx_int8_peak  TDPBSSD, 4 independent C tiles (2 A x 2 B); GOPS = 2 * 16 * 16 * 64
+//   roofline/amx_int8_peak  TDPBSUD (the kernel's instruction), 4 independent C tiles (2 A x 2 B); GOPS = 2 * 16 * 16 * 64
 //   roofline/amx_bf16_peak  TDPBF16PS, the same tiles; GFLOPS = 2 * 16 * 16 * 32
 // The vector loops use inline asm: with the intrinsics GCC 12 copies the accumulators between
 // two register sets every iteration (and spills past 16 chains), and the loop then measured
@@ -81,10 +81,10 @@ LOWBIT_TARGET_AMX void amx_setup(const void* zeros) {
 LOWBIT_TARGET_AMX void amx_int8_loop(std::int64_t steps, const void* zeros) {
   amx_setup(zeros);
   for (std::int64_t i = 0; i < steps; ++i) {
-    _tile_dpbssd(0, 4, 6);
-    _tile_dpbssd(1, 4, 7);
-    _tile_dpbssd(2, 5, 6);
-    _tile_dpbssd(3, 5, 7);
+    _tile_dpbsud(0, 4, 6);
+    _tile_dpbsud(1, 4, 7);
+    _tile_dpbsud(2, 5, 6);
+    _tile_dpbsud(3, 5, 7);
   }
   _tile_release();
 }
