@@ -32,7 +32,7 @@ const scheme_case kCases[] = {
     {"w4a8 m2 g32", element_format::int4, 32, true, gemm_scheme::w4a8_int4_m2},
 };
 
-std::string describe(const scheme_case& c, isa_tier t, std::int64_t m, std::int64_t n, std::int64_t k) {
+std::string describe(const scheme_case& c, isa_subtier t, std::int64_t m, std::int64_t n, std::int64_t k) {
   return std::string(c.name) + " tier=" + std::string(to_string(t)) + " m=" + std::to_string(m) +
          " n=" + std::to_string(n) + " k=" + std::to_string(k);
 }
@@ -51,7 +51,7 @@ std::int64_t mismatches(const RowMatrixXf& want, const RowMatrixRef& got) {
 
 }  // namespace
 
-TEST_CASE("integer kernels match the reference bit for bit on every tier", "[gemm]") {
+TEST_CASE("integer kernels match the reference bit for bit on every sub-tier", "[gemm]") {
   const std::int64_t tokens[] = {1, 2, 3, 7, 16, 33};
   const std::int64_t ks[] = {1, 2, 31, 32, 33, 172, 4096};
   std::uint32_t seed = 10;
@@ -72,9 +72,9 @@ TEST_CASE("integer kernels match the reference bit for bit on every tier", "[gem
         const RowMatrixXf x = lowbit::test::random_activations(m, k, ++seed);
         const auto qa = detail::reference_quantize_int8(x);
         const RowMatrixXf want = detail::reference_gemm_int(q, qa, sc.scheme);
-        for (isa_tier tier : supported_isa_tiers()) {
+        for (isa_subtier tier : supported_isa_subtiers()) {
           PackOptions po;
-          po.tier = tier;
+          po.subtier = tier;
           const PackedWeights w = pack(q, po);
           REQUIRE(w.scheme() == sc.scheme);
           RowMatrixXf y(m, r.rows);
@@ -102,9 +102,9 @@ TEST_CASE("bias, LoRC and strided outputs", "[gemm]") {
     const Eigen::VectorXf bias = Eigen::VectorXf::LinSpaced(n, -1.0f, 2.0f);
     const RowMatrixXf u = RowMatrixXf::Random(n, rank) * 0.1f, v = RowMatrixXf::Random(rank, k) * 0.1f;
     const RowMatrixXf lorc = (x * v.transpose()) * u.transpose();
-    for (isa_tier tier : supported_isa_tiers()) {
+    for (isa_subtier tier : supported_isa_subtiers()) {
       PackOptions po;
-      po.tier = tier;
+      po.subtier = tier;
       const PackedWeights w = pack(q, po);
       for (int use_bias = 0; use_bias < 2; ++use_bias)
         for (int use_lorc = 0; use_lorc < 2; ++use_lorc) {
@@ -199,11 +199,11 @@ TEST_CASE("SIMD activation quantization matches the scalar rule, ties included",
   x(2, 0) = 127.0f;  // amax = 127: inv = 1
   x.row(3).setZero();  // amax = 0
   const auto ref = detail::reference_quantize_int8(x);
-  for (isa_tier tier : supported_isa_tiers()) {
+  for (isa_subtier tier : supported_isa_subtiers()) {
     PackOptions po;
-    po.tier = tier;
+    po.subtier = tier;
     const PackedWeights w = pack(q, po);
-    const detail::int_workspace ws = detail::prepare_int(w.int_weights(), x, tier);
+    const detail::int_workspace ws = detail::prepare_int(w.int_weights(), x, tier_of(tier));
     for (std::int64_t t = 0; t < 4; ++t) {
       CHECK(ws.a_scale[static_cast<std::size_t>(t)] == ref.scales[static_cast<std::size_t>(t)]);
       for (std::int64_t c = 0; c < 301; ++c) {
@@ -270,10 +270,10 @@ TEST_CASE("activations are quantized over token ranges on the pool: same bits, e
   r.cols = 96;
   r.group = 32;
   const QuantizedMatrix q = lowbit::test::make_int_matrix(r);
-  for (isa_tier tier : supported_isa_tiers()) {
+  for (isa_subtier tier : supported_isa_subtiers()) {
     INFO("tier=" << to_string(tier));
     PackOptions po;
-    po.tier = tier;
+    po.subtier = tier;
     const PackedWeights w = pack(q, po);
     // 40 tokens: with 2 threads, prepare runs as two ranges of 20 (at least 8 tokens a task).
     RowMatrixXf x = lowbit::test::random_activations(40, 96, 77);

@@ -2,6 +2,7 @@
 // largest K lowbit claims, and the M2 fallback.
 #include <catch2/catch.hpp>
 
+#include <cstdlib>
 #include <string>
 
 #include "lowbit/gemm.hpp"
@@ -35,6 +36,10 @@ TEST_CASE("packed weights made for another tier's layout are rejected", "[pack]"
     w.int_weights_mutable().tier = isa_tier::scalar;
     CHECK_THROWS_WITH(gemm(x, w, y), Catch::Contains("layout"));
   }
+  // So is one whose group padding no longer matches its sub-tier (AMX pads groups to 64).
+  PackedWeights wk = pack(q);
+  wk.int_weights_mutable().k_align = 32;
+  CHECK_THROWS_WITH(gemm(x, wk, y), Catch::Contains("pack them again"));
   // Unaligned column ranges are rejected rather than computed wrongly.
   const PackedWeights ws_pack = pack(q);
   const detail::int_workspace ws = detail::prepare_int(ws_pack.int_weights(), x, ws_pack.tier());
@@ -47,15 +52,17 @@ TEST_CASE("packing pads K per group and N to the tile", "[pack]") {
   r.cols = 70;  // groups 32, 32, 6
   r.group = 32;
   const QuantizedMatrix q = lowbit::test::make_int_matrix(r);
-  for (isa_tier tier : supported_isa_tiers()) {
+  for (isa_subtier tier : supported_isa_subtiers()) {
+    INFO("sub-tier " << to_string(tier));
     PackOptions po;
-    po.tier = tier;
+    po.subtier = tier;
     const PackedWeights w = pack(q, po);
     const detail::int_packed& p = w.int_weights();
     CHECK(p.groups == 3);
-    CHECK(p.group_padded == 32);
-    CHECK(p.last_group_padded == 8);
-    CHECK(p.k_padded == 72);
+    CHECK(p.k_align == (tier == isa_subtier::amx ? 64 : 8));  // AMX: one tile's K per group
+    CHECK(p.group_padded == detail::round_up(32, p.k_align));
+    CHECK(p.last_group_padded == detail::round_up(6, p.k_align));
+    CHECK(p.k_padded == 2 * p.group_padded + p.last_group_padded);
     CHECK(p.n_tiles == (33 + p.nt - 1) / p.nt);
     CHECK(w.bytes() == static_cast<std::size_t>(p.n_tiles * p.tile_bytes));
     const PackedWeights copy = w;  // deep copy
@@ -88,9 +95,9 @@ TEST_CASE("w4a8_int4_m2 is exact at the largest K it claims", "[pack][overflow]"
   CHECK(sum == -1016LL * (128LL + 127LL * 128LL * 128LL));  // -2,114,190,336
   CHECK(sum < -(std::int64_t{1} << 30));
   const RowMatrixXf want = detail::reference_gemm_int(q, qa, gemm_scheme::w4a8_int4_m2);
-  for (isa_tier tier : supported_isa_tiers()) {
+  for (isa_subtier tier : supported_isa_subtiers()) {
     PackOptions po;
-    po.tier = tier;
+    po.subtier = tier;
     const PackedWeights w = pack(q, po);
     REQUIRE(w.scheme() == gemm_scheme::w4a8_int4_m2);
     RowMatrixXf y(1, n);
@@ -126,9 +133,9 @@ TEST_CASE("w8a8_int8 per channel is exact at its largest K", "[pack][overflow]")
   const auto qa = detail::reference_quantize_int8(x);
   CHECK(detail::reference_group_sum(q, qa, 0, 0, 0) == 2147479576LL);
   const RowMatrixXf want = detail::reference_gemm_int(q, qa, gemm_scheme::w8a8_int8);
-  for (isa_tier tier : supported_isa_tiers()) {
+  for (isa_subtier tier : supported_isa_subtiers()) {
     PackOptions po;
-    po.tier = tier;
+    po.subtier = tier;
     RowMatrixXf y(1, 2);
     gemm(x, pack(q, po), y);
     INFO("tier " << to_string(tier));
@@ -137,4 +144,49 @@ TEST_CASE("w8a8_int8 per channel is exact at its largest K", "[pack][overflow]")
   int_matrix_recipe r2 = r;
   r2.cols = k + 1;
   CHECK_THROWS_WITH(pack(lowbit::test::make_int_matrix(r2)), Catch::Contains("133144"));
+}
+
+TEST_CASE("every sub-tier can be forced: LOWBIT_ISA names and PackOptions::subtier", "[pack][dispatch]") {
+  const cpu_features& f = host_cpu_features();
+  std::string ran;
+  for (isa_subtier s : supported_isa_subtiers()) ran += " " + std::string(to_string(s));
+  WARN("integer-kernel sub-tiers this CPU runs (each is tested bit-exact):" << ran);
+  const char* old = std::getenv("LOWBIT_ISA");
+  const std::string saved = old ? old : "";
+  for (isa_subtier s : all_isa_subtiers) {
+    INFO("LOWBIT_ISA=" << to_string(s));
+    ::setenv("LOWBIT_ISA", std::string(to_string(s)).c_str(), 1);
+    if (detail::subtier_supported(s, f))
+      CHECK(detail::subtier_from_env(f) == s);
+    else
+      CHECK_THROWS_WITH(detail::subtier_from_env(f), Catch::Contains("does not support"));
+  }
+  ::setenv("LOWBIT_ISA", "avx512", 1);  // the family: its best vector sub-tier, never AMX
+  if (detail::tier_supported(isa_tier::avx512, f))
+    CHECK(detail::subtier_from_env(f) == (f.avx512vnni ? isa_subtier::avx512vnni : isa_subtier::avx512bw));
+  ::setenv("LOWBIT_ISA", "avx513", 1);
+  CHECK_THROWS_WITH(detail::subtier_from_env(f), Catch::Contains("unknown tier"));
+  if (old) ::setenv("LOWBIT_ISA", saved.c_str(), 1);
+  else ::unsetenv("LOWBIT_ISA");
+
+  int_matrix_recipe r;
+  r.rows = 20;
+  r.cols = 64;
+  const QuantizedMatrix q = lowbit::test::make_int_matrix(r);
+  for (isa_subtier s : supported_isa_subtiers()) {
+    PackOptions po;
+    po.subtier = s;
+    const PackedWeights w = pack(q, po);
+    CHECK(w.subtier() == s);
+    CHECK(w.tier() == tier_of(s));
+    CHECK(std::string(selected_kernel(w)) == "w4a8_int4_g32_" + std::string(to_string(s)));
+    po.tier = s == isa_subtier::scalar ? isa_tier::neon : isa_tier::scalar;  // a sub-tier of another tier
+    CHECK_THROWS_WITH(pack(q, po), Catch::Contains("not part of"));
+  }
+  for (isa_subtier s : all_isa_subtiers)
+    if (!detail::subtier_supported(s, f)) {
+      PackOptions po;
+      po.subtier = s;
+      CHECK_THROWS_WITH(pack(q, po), Catch::Contains("cannot run"));
+    }
 }

@@ -34,6 +34,8 @@ struct PackOptions {
   activation_quant activations = activation_quant::automatic;
   std::optional<gemm_scheme> scheme;  // force a scheme (an error if it cannot run the weights)
   std::optional<isa_tier> tier;       // force a tier this CPU runs (default: selected_isa_tier())
+  std::optional<isa_subtier> subtier; // force a sub-tier (e.g. avx512bw: VPMADDUBSW on a VNNI CPU;
+                                      // amx); see detail::resolve_subtier
 };
 
 struct GemmOptions {
@@ -53,6 +55,8 @@ class PackedWeights {
   PackedWeights() = default;
   gemm_scheme scheme() const noexcept { return is_float_ ? float_.scheme : int_.scheme; }
   isa_tier tier() const noexcept { return is_float_ ? float_.tier : int_.tier; }
+  // The integer kernels' sub-tier (the float family runs its tier's code on every sub-tier).
+  isa_subtier subtier() const noexcept { return subtier_; }
   std::int64_t rows() const noexcept { return is_float_ ? float_.rows : int_.n; }  // N (outputs)
   std::int64_t cols() const noexcept { return is_float_ ? float_.cols : int_.k; }  // K (inputs)
   bool empty() const noexcept { return rows() == 0; }
@@ -73,6 +77,7 @@ class PackedWeights {
  private:
   friend PackedWeights pack(const QuantizedMatrix& q, const PackOptions& options);
   bool is_float_ = false;
+  isa_subtier subtier_ = isa_subtier::scalar;
   detail::int_packed int_;
   detail::float_packed float_;
   std::string name_;
@@ -105,15 +110,16 @@ inline gemm_scheme choose_scheme(const QuantizedMatrix& q, const PackOptions& op
 }  // namespace detail
 
 inline PackedWeights pack(const QuantizedMatrix& q, const PackOptions& options = {}) {
-  const isa_tier tier = detail::resolve_tier(options.tier);
+  const isa_subtier subtier = detail::resolve_subtier(options.tier, options.subtier);
   const gemm_scheme scheme = detail::choose_scheme(q, options);
   PackedWeights w;
+  w.subtier_ = subtier;
   if (is_int_activation_scheme(scheme)) {
-    w.int_ = detail::pack_int(q, scheme, tier);
+    w.int_ = detail::pack_int(q, scheme, subtier);
     w.name_ = detail::int_kernel_name(w.int_);
   } else {
     w.is_float_ = true;
-    w.float_ = detail::pack_float(q, scheme, tier);
+    w.float_ = detail::pack_float(q, scheme, tier_of(subtier));
     w.name_ = detail::float_kernel_name(w.float_);
   }
   return w;

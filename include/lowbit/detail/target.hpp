@@ -30,6 +30,10 @@
 #define LOWBIT_TARGET_AVX512_FP16                                                          \
   __attribute__((target(                                                                   \
       "avx512f,avx512bw,avx512vl,avx512dq,avx512cd,avx512vnni,avx512bf16,avx512fp16,fma,f16c,avx2,bmi2")))
+// AMX tile code: the AVX-512 VNNI set (for the epilogues and unpacking) plus the tile ISA.
+#define LOWBIT_TARGET_AMX                                                                  \
+  __attribute__((target(                                                                   \
+      "avx512f,avx512bw,avx512vl,avx512dq,avx512cd,avx512vnni,avx512bf16,fma,f16c,avx2,bmi2,amx-tile,amx-int8,amx-bf16")))
 #else
 #define LOWBIT_HAVE_X86_SIMD 0
 #endif

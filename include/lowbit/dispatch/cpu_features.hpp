@@ -3,7 +3,11 @@
 // and cached; the ISA tier every dispatcher uses, overridable with LOWBIT_ISA.
 //
 // Tiers are coarse on purpose: a kernel family offers one implementation per tier and may
-// look at the finer feature bits (VNNI, BF16, FP16, dotprod) inside its tier.
+// look at the finer feature bits (VNNI, BF16, FP16, dotprod) inside its tier. Sub-tiers name
+// those finer choices where a family implements more than one per tier (the integer kernels:
+// VPMADDUBSW or VPDPBUSD, AMX tiles); LOWBIT_ISA and PackOptions::subtier force any of them,
+// so every implemented path runs in the tests of a CPU that can execute it.
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <string>
@@ -15,6 +19,10 @@
 
 #if LOWBIT_X86
 #include <cpuid.h>
+#endif
+#if LOWBIT_X86 && defined(__linux__)
+#include <sys/syscall.h>
+#include <unistd.h>
 #endif
 #if LOWBIT_ARM64 && defined(__linux__)
 #include <asm/hwcap.h>
@@ -30,12 +38,56 @@ enum class isa_tier : int {
   neon = 3,    // AArch64 Advanced SIMD (+ dotprod, i8mm where present)
 };
 
+// The implementations inside a tier, named as selected_kernel() ends (w8a8_int8_pc_avx512vnni):
+//   avx2 / avx2vnni          AVX2 with VPMADDUBSW, or AVX-VNNI's VPDPBUSD on ymm
+//   avx512bw / avx512vnni    AVX-512 with VPMADDUBSW, or VPDPBUSD on zmm
+//   amx                      AMX-INT8 tiles (TDPBSUD) inside the AVX-512 tier
+//   neon / neondot           AArch64 without / with SDOT
+// Families with one implementation per tier (the float kernels, bulk conversion) run their
+// tier's code on every sub-tier of it.
+enum class isa_subtier : int { scalar = 0, avx2, avx2vnni, avx512bw, avx512vnni, amx, neon, neondot };
+
 struct cpu_features {
   bool avx2 = false, fma = false, f16c = false, bmi2 = false, avxvnni = false;
   bool avx512f = false, avx512bw = false, avx512vl = false, avx512dq = false;
   bool avx512vnni = false, avx512bf16 = false, avx512fp16 = false;
+  // AMX: CPUID and XCR0 say the CPU and the OS support tiles; amx_permitted says the kernel
+  // granted this process the tile data state (arch_prctl(ARCH_REQ_XCOMP_PERM), Linux 5.16+).
+  bool amx_tile = false, amx_int8 = false, amx_bf16 = false, amx_permitted = false;
   bool neon = false, dotprod = false, i8mm = false;
 };
+
+constexpr isa_tier tier_of(isa_subtier s) noexcept {
+  switch (s) {
+    case isa_subtier::scalar: return isa_tier::scalar;
+    case isa_subtier::avx2:
+    case isa_subtier::avx2vnni: return isa_tier::avx2;
+    case isa_subtier::avx512bw:
+    case isa_subtier::avx512vnni:
+    case isa_subtier::amx: return isa_tier::avx512;
+    case isa_subtier::neon:
+    case isa_subtier::neondot: return isa_tier::neon;
+  }
+  return isa_tier::scalar;
+}
+
+constexpr std::string_view to_string(isa_subtier s) noexcept {
+  switch (s) {
+    case isa_subtier::scalar: return "scalar";
+    case isa_subtier::avx2: return "avx2";
+    case isa_subtier::avx2vnni: return "avx2vnni";
+    case isa_subtier::avx512bw: return "avx512bw";
+    case isa_subtier::avx512vnni: return "avx512vnni";
+    case isa_subtier::amx: return "amx";
+    case isa_subtier::neon: return "neon";
+    case isa_subtier::neondot: return "neondot";
+  }
+  return "unknown";
+}
+
+constexpr isa_subtier all_isa_subtiers[] = {isa_subtier::scalar,   isa_subtier::avx2,       isa_subtier::avx2vnni,
+                                            isa_subtier::avx512bw, isa_subtier::avx512vnni, isa_subtier::amx,
+                                            isa_subtier::neon,     isa_subtier::neondot};
 
 inline std::string_view to_string(isa_tier t) noexcept {
   switch (t) {
@@ -65,6 +117,7 @@ inline cpu_features detect_cpu_features() noexcept {
   }
   const bool os_avx = (xcr0 & 0x6) == 0x6;         // XMM and YMM state
   const bool os_avx512 = (xcr0 & 0xE6) == 0xE6;    // + opmask, ZMM_Hi256, Hi16_ZMM
+  const bool os_amx = (xcr0 & 0x60000) == 0x60000;  // XTILECFG, XTILEDATA
   __cpuid_count(7, 0, a, b, c, d);
   const unsigned b7 = b, c7 = c, d7 = d;
   __cpuid_count(7, 1, a, b, c, d);
@@ -85,6 +138,11 @@ inline cpu_features detect_cpu_features() noexcept {
     f.avx512bf16 = (a71 >> 5) & 1;
     f.avx512fp16 = (d7 >> 23) & 1;
   }
+  if (os_amx) {
+    f.amx_bf16 = (d7 >> 22) & 1;
+    f.amx_tile = (d7 >> 24) & 1;
+    f.amx_int8 = (d7 >> 25) & 1;
+  }
 #elif LOWBIT_ARM64
   f.neon = true;  // mandatory on AArch64
 #if defined(__linux__)
@@ -103,54 +161,123 @@ inline cpu_features detect_cpu_features() noexcept {
   return f;
 }
 
-inline isa_tier best_tier(const cpu_features& f) noexcept {
-  if (f.avx512f && f.avx512bw && f.avx512vl && f.avx512dq && f.avx2 && f.fma && f.f16c)
-    return isa_tier::avx512;
-  if (f.avx2 && f.fma && f.f16c) return isa_tier::avx2;
-  if (f.neon) return isa_tier::neon;
-  return isa_tier::scalar;
+// Asks Linux for the AMX tile data state (XFEATURE_XTILEDATA, 18) once per process; without
+// it the first tile instruction faults. On refusal (a kernel before 5.16, or a sandbox) the
+// reason goes to stderr once and AMX is reported unusable, so `best` picks AVX-512 instead.
+inline bool request_amx_permission(const cpu_features& f) noexcept {
+  if (!(f.amx_tile && (f.amx_int8 || f.amx_bf16))) return false;
+#if LOWBIT_X86 && defined(__linux__)
+  constexpr long arch_get_xcomp_perm = 0x1022, arch_req_xcomp_perm = 0x1023, xfeature_xtiledata = 18;
+  const char* deny = std::getenv("LOWBIT_AMX_DENY");  // tests: simulate a refusing kernel
+  if (deny != nullptr && *deny != '\0' && std::strcmp(deny, "0") != 0) {
+    std::fprintf(stderr, "lowbit: AMX unusable (LOWBIT_AMX_DENY is set); using AVX-512\n");
+    return false;
+  }
+  if (syscall(SYS_arch_prctl, arch_req_xcomp_perm, xfeature_xtiledata) != 0) {
+    std::fprintf(stderr, "lowbit: AMX unusable: the kernel refused tile data (arch_prctl ARCH_REQ_XCOMP_PERM); "
+                         "using AVX-512\n");
+    return false;
+  }
+  unsigned long long mask = 0;
+  if (syscall(SYS_arch_prctl, arch_get_xcomp_perm, &mask) != 0 || !((mask >> xfeature_xtiledata) & 1)) {
+    std::fprintf(stderr, "lowbit: AMX unusable: tile data not in the permitted state; using AVX-512\n");
+    return false;
+  }
+  return true;
+#else
+  return false;
+#endif
 }
 
 inline bool tier_supported(isa_tier t, const cpu_features& f) noexcept {
   switch (t) {
     case isa_tier::scalar: return true;
     case isa_tier::avx2: return f.avx2 && f.fma && f.f16c;
-    case isa_tier::avx512: return best_tier(f) == isa_tier::avx512;
+    case isa_tier::avx512:
+      return f.avx512f && f.avx512bw && f.avx512vl && f.avx512dq && f.avx2 && f.fma && f.f16c;
     case isa_tier::neon: return f.neon;
   }
   return false;
 }
 
-// Parses LOWBIT_ISA. Unset or empty means "best". A tier this CPU lacks, or an unknown
-// name, is an error: silently running another tier would make a forced benchmark lie.
-inline isa_tier tier_from_env(const cpu_features& f) {
+inline bool subtier_supported(isa_subtier s, const cpu_features& f) noexcept {
+  if (!tier_supported(tier_of(s), f)) return false;
+  switch (s) {
+    case isa_subtier::avx2vnni: return f.avxvnni;
+    case isa_subtier::avx512vnni: return f.avx512vnni;
+    case isa_subtier::amx: return f.avx512vnni && f.amx_tile && f.amx_int8 && f.amx_permitted;
+    case isa_subtier::neondot: return f.dotprod;
+    default: return true;
+  }
+}
+
+// The best vector (non-tile) sub-tier of tier t: what LOWBIT_ISA=avx512 and PackOptions::tier
+// alone mean.
+inline isa_subtier best_vector_subtier(isa_tier t, const cpu_features& f) noexcept {
+  switch (t) {
+    case isa_tier::avx2: return f.avxvnni ? isa_subtier::avx2vnni : isa_subtier::avx2;
+    case isa_tier::avx512: return f.avx512vnni ? isa_subtier::avx512vnni : isa_subtier::avx512bw;
+    case isa_tier::neon: return f.dotprod ? isa_subtier::neondot : isa_subtier::neon;
+    default: return isa_subtier::scalar;
+  }
+}
+
+inline isa_tier best_tier(const cpu_features& f) noexcept {
+  for (isa_tier t : {isa_tier::avx512, isa_tier::avx2, isa_tier::neon})
+    if (tier_supported(t, f)) return t;
+  return isa_tier::scalar;
+}
+
+inline isa_subtier best_subtier(const cpu_features& f) noexcept {
+  if (subtier_supported(isa_subtier::amx, f)) return isa_subtier::amx;
+  return best_vector_subtier(best_tier(f), f);
+}
+
+// Parses LOWBIT_ISA: a sub-tier name, `avx512` (the best AVX-512 vector sub-tier, never AMX),
+// or unset / empty / `best`. A sub-tier this CPU lacks, or an unknown name, is an error:
+// silently running another kernel would make a forced benchmark lie.
+inline isa_subtier subtier_from_env(const cpu_features& f) {
   const char* env = std::getenv("LOWBIT_ISA");
-  if (env == nullptr || *env == '\0' || std::strcmp(env, "best") == 0) return best_tier(f);
-  for (isa_tier t : {isa_tier::scalar, isa_tier::avx2, isa_tier::avx512, isa_tier::neon}) {
-    if (to_string(t) == env) {
-      if (!tier_supported(t, f))
-        throw error("LOWBIT_ISA=" + std::string(env) + ": this CPU does not support that tier");
-      return t;
+  if (env == nullptr || *env == '\0' || std::strcmp(env, "best") == 0) return best_subtier(f);
+  if (std::strcmp(env, "avx512") == 0) {
+    if (!tier_supported(isa_tier::avx512, f)) throw error("LOWBIT_ISA=avx512: this CPU does not support that tier");
+    return best_vector_subtier(isa_tier::avx512, f);
+  }
+  for (isa_subtier s : all_isa_subtiers) {
+    if (to_string(s) == env) {
+      if (!subtier_supported(s, f))
+        throw error("LOWBIT_ISA=" + std::string(env) + ": this CPU does not support that tier" +
+                    (s == isa_subtier::amx && f.amx_int8 ? " (the kernel refused AMX tile data)" : ""));
+      return s;
     }
   }
   throw error("LOWBIT_ISA=" + std::string(env) +
-              ": unknown tier (expected scalar, avx2, avx512, neon or best)");
+              ": unknown tier (expected scalar, avx2, avx2vnni, avx512, avx512bw, avx512vnni, amx, neon, "
+              "neondot or best)");
 }
 
 }  // namespace detail
 
-// The features of the CPU this process runs on (detected on first call, then cached).
+// The features of the CPU this process runs on (detected on first call, then cached; the
+// first call also asks the OS for AMX tile data where the CPU has AMX).
 inline const cpu_features& host_cpu_features() noexcept {
-  static const cpu_features f = detail::detect_cpu_features();
+  static const cpu_features f = [] {
+    cpu_features d = detail::detect_cpu_features();
+    d.amx_permitted = detail::request_amx_permission(d);
+    return d;
+  }();
   return f;
 }
 
-// The tier every dispatcher uses: the best this CPU supports, or LOWBIT_ISA's choice.
+// The sub-tier the integer kernels use: the best this CPU supports, or LOWBIT_ISA's choice.
 // Read once per process.
-inline isa_tier selected_isa_tier() {
-  static const isa_tier t = detail::tier_from_env(host_cpu_features());
-  return t;
+inline isa_subtier selected_isa_subtier() {
+  static const isa_subtier s = detail::subtier_from_env(host_cpu_features());
+  return s;
 }
+
+// The tier every dispatcher uses: the tier of selected_isa_subtier().
+inline isa_tier selected_isa_tier() { return tier_of(selected_isa_subtier()); }
 
 // Every tier this CPU can run, scalar first: tests loop over it to compare each tier with
 // the scalar reference.
@@ -158,6 +285,14 @@ inline std::vector<isa_tier> supported_isa_tiers() {
   std::vector<isa_tier> out;
   for (isa_tier t : {isa_tier::scalar, isa_tier::avx2, isa_tier::avx512, isa_tier::neon})
     if (detail::tier_supported(t, host_cpu_features())) out.push_back(t);
+  return out;
+}
+
+// Every sub-tier this CPU can run, scalar first (the integer kernels' tests loop over it).
+inline std::vector<isa_subtier> supported_isa_subtiers() {
+  std::vector<isa_subtier> out;
+  for (isa_subtier s : all_isa_subtiers)
+    if (detail::subtier_supported(s, host_cpu_features())) out.push_back(s);
   return out;
 }
 

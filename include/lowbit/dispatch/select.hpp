@@ -55,12 +55,24 @@ inline std::optional<gemm_scheme> choose_int_scheme(const QuantizedMatrix& q) no
   return gemm_scheme::w4a8_int4;
 }
 
-// The tier to pack for: the caller's, if this CPU runs it, else selected_isa_tier().
-inline isa_tier resolve_tier(std::optional<isa_tier> forced) {
-  if (!forced) return selected_isa_tier();
-  if (!tier_supported(*forced, host_cpu_features()))
-    fail("pack: this CPU cannot run the " + std::string(to_string(*forced)) + " tier");
-  return *forced;
+// The sub-tier to pack for. `subtier` wins (it must run here, and match `tier` if both are
+// given); `tier` alone means the selected sub-tier if it belongs to that tier (LOWBIT_ISA=
+// avx512bw with tier avx512 packs for avx512bw), else the tier's best vector sub-tier;
+// neither means selected_isa_subtier().
+inline isa_subtier resolve_subtier(std::optional<isa_tier> tier, std::optional<isa_subtier> subtier) {
+  const cpu_features& f = host_cpu_features();
+  if (subtier) {
+    if (!subtier_supported(*subtier, f))
+      fail("pack: this CPU cannot run the " + std::string(to_string(*subtier)) + " tier");
+    if (tier && tier_of(*subtier) != *tier)
+      fail("pack: sub-tier " + std::string(to_string(*subtier)) + " is not part of the " +
+           std::string(to_string(*tier)) + " tier");
+    return *subtier;
+  }
+  if (!tier) return selected_isa_subtier();
+  if (!tier_supported(*tier, f)) fail("pack: this CPU cannot run the " + std::string(to_string(*tier)) + " tier");
+  const isa_subtier sel = selected_isa_subtier();
+  return tier_of(sel) == *tier ? sel : best_vector_subtier(*tier, f);
 }
 
 }  // namespace detail

@@ -1,7 +1,7 @@
 #pragma once
 // The integer-activation kernel family: w8a8_int8, w4a8_int4, w4a8_int4_m2.
 //
-//   int_packed    p  = pack_int(q, scheme, tier);         (pack/int_packing.hpp)
+//   int_packed    p  = pack_int(q, scheme, subtier);      (pack/int_packing.hpp)
 //   int_workspace ws = prepare_int(p, x);                 once per call (gemm() runs
 //                      make_int_workspace + prepare_int_tokens over token ranges on the pool)
 //   run_int(p, ws, y, n_begin, n_end);                    per thread, tile-aligned ranges
@@ -24,6 +24,7 @@
 #include "lowbit/dispatch/cpu_features.hpp"
 #include "lowbit/kernels/arm/neon_int.hpp"
 #include "lowbit/kernels/int_workspace.hpp"
+#include "lowbit/kernels/x86/amx_int.hpp"
 #include "lowbit/kernels/x86/avx2_int.hpp"
 #include "lowbit/kernels/x86/avx512_int.hpp"
 #include "lowbit/pack/int_packing.hpp"
@@ -59,7 +60,9 @@ inline float int8_activation_inverse(float amax) noexcept { return amax == 0.0f 
 inline void allocate_int_workspace(const int_packed& p, std::int64_t m, int_workspace& ws) {
   ws.m = m;
   ws.a_stride = round_up(p.k_padded + 8, 64);  // +8: room for the last step's second broadcast
-  ws.a.resize(static_cast<std::size_t>(m * ws.a_stride));
+  // AMX loads 16 token rows per tile: the rows past m exist and stay zero (resize zeroes).
+  const std::int64_t rows = p.subtier == isa_subtier::amx ? round_up(m, amx_token_rows) : m;
+  ws.a.resize(static_cast<std::size_t>(rows * ws.a_stride));
   ws.a_scale.assign(static_cast<std::size_t>(m), 0.0f);
   ws.comp.resize(static_cast<std::size_t>(m * p.groups));
 }
@@ -220,23 +223,18 @@ inline void scalar_int_run(const int_packed& p, const int_workspace& ws, float* 
 
 // ---- dispatch --------------------------------------------------------------------------------
 
-inline bool int_tier_has_dot(isa_tier t) noexcept {
-  const cpu_features& f = host_cpu_features();
-  switch (t) {
-    case isa_tier::avx512: return f.avx512vnni;
-    case isa_tier::avx2: return f.avxvnni;
-    case isa_tier::neon: return f.dotprod;
-    default: return false;
-  }
-}
-
-// Runs the kernel of tier `tier` over the output columns [n_begin, n_end), which must be
-// tile-aligned (n_end may be N). Weights packed for another layout are rejected.
+// Runs the kernel of the packed weights' sub-tier over the output columns [n_begin, n_end),
+// which must be tile-aligned (n_end may be N). `tier` is the caller's tier: weights packed for
+// another tier's layout, or for a sub-tier this CPU cannot run, are rejected.
 inline void run_int(const int_packed& p, const int_workspace& ws, RowMatrixRef y, std::int64_t n_begin,
                     std::int64_t n_end, isa_tier tier) {
-  if (p.tier != tier || p.nt != int_tile_columns(tier))
+  if (p.tier != tier || p.nt != int_tile_columns(tier) || tier_of(p.subtier) != p.tier ||
+      p.k_align != int_k_align(p.subtier, p.kstep))
     fail("gemm: weights packed for the " + std::string(to_string(p.tier)) + " layout (" + std::to_string(p.nt) +
          "-column tiles) cannot run on the " + std::string(to_string(tier)) + " kernel; pack them again");
+  if (!subtier_supported(p.subtier, host_cpu_features()))
+    fail("gemm: weights packed for the " + std::string(to_string(p.subtier)) +
+         " kernel, which this CPU (or its OS) cannot run; pack them again");
   if (y.rows() != ws.m || y.cols() != p.n)
     fail("gemm: output is " + std::to_string(y.rows()) + " x " + std::to_string(y.cols()) + ", expected " +
          std::to_string(ws.m) + " x " + std::to_string(p.n));
@@ -246,20 +244,22 @@ inline void run_int(const int_packed& p, const int_workspace& ws, RowMatrixRef y
   const std::int64_t tb = n_begin / p.nt, te = (n_end + p.nt - 1) / p.nt;
   float* out = y.data();
   const std::int64_t ldy = y.outerStride();
-  switch (tier) {
+  switch (p.subtier) {
 #if LOWBIT_HAVE_X86_SIMD
-    case isa_tier::avx512: avx512_int_run(p, ws, out, ldy, tb, te, int_tier_has_dot(tier)); return;
-    case isa_tier::avx2: avx2_int_run(p, ws, out, ldy, tb, te, int_tier_has_dot(tier)); return;
+    case isa_subtier::amx:
+      // A handful of tokens would fill 1/16 of each tile: VPDPBUSD reads the same layout.
+      if (ws.m <= amx_min_tokens) avx512_int_run(p, ws, out, ldy, tb, te, true);
+      else amx_int_run(p, ws, out, ldy, tb, te);
+      return;
+    case isa_subtier::avx512vnni: avx512_int_run(p, ws, out, ldy, tb, te, true); return;
+    case isa_subtier::avx512bw: avx512_int_run(p, ws, out, ldy, tb, te, false); return;
+    case isa_subtier::avx2vnni: avx2_int_run(p, ws, out, ldy, tb, te, true); return;
+    case isa_subtier::avx2: avx2_int_run(p, ws, out, ldy, tb, te, false); return;
 #endif
 #if LOWBIT_HAVE_NEON
-    case isa_tier::neon:
-      if (int_tier_has_dot(tier)) {
-        neon_int_run(p, ws, out, ldy, tb, te);
-        return;
-      }
-      break;
+    case isa_subtier::neondot: neon_int_run(p, ws, out, ldy, tb, te); return;
 #endif
-    default: break;
+    default: break;  // scalar, and neon without SDOT (no kernel of its own: the packed scalar loop)
   }
   scalar_int_run(p, ws, out, ldy, tb, te);
 }
@@ -267,14 +267,7 @@ inline void run_int(const int_packed& p, const int_workspace& ws, RowMatrixRef y
 inline std::string int_kernel_name(const int_packed& p) {
   std::string name(to_string(p.scheme));
   name += p.per_channel ? "_pc" : "_g" + std::to_string(p.group_size);
-  const bool dot = int_tier_has_dot(p.tier);
-  switch (p.tier) {
-    case isa_tier::scalar: name += "_scalar"; break;
-    case isa_tier::avx2: name += dot ? "_avx2vnni" : "_avx2"; break;
-    case isa_tier::avx512: name += dot ? "_avx512vnni" : "_avx512bw"; break;
-    case isa_tier::neon: name += dot ? "_neondot" : "_neon"; break;
-  }
-  return name;
+  return name + "_" + std::string(to_string(p.subtier));
 }
 
 inline std::size_t int_packed_bytes(const int_packed& p) noexcept { return p.data.size(); }

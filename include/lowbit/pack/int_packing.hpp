@@ -21,6 +21,14 @@
 // Every 16-column sub-block is one zmm (16 int32 lanes x 4 bytes), two ymm or four NEON q
 // registers, so one byte order serves every tier; the tile width differs per tier and is
 // recorded, so packed weights made for another tier are rejected.
+//
+// AMX (sub-tier amx) keeps this byte order: 16 consecutive k steps of one 16-column sub-block
+// are exactly an AMX B tile in its "VNNI" layout (row r = k quad r, 4 bytes per column), so an
+// int8 B tile loads straight from the packed weights with a 128-byte row stride, and an int4
+// K block (8 steps) unpacks into two B tiles (low nibbles: even rows, high nibbles: odd rows).
+// The only difference is the padding: every group is padded to a multiple of 64 inputs (one
+// TDPBSUD's K, `k_align`), with weights at the bias and activations zero, so no tile ever
+// reads across a group boundary. The sub-tier and k_align are recorded with the tier.
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -51,7 +59,9 @@ inline int int_tile_columns(isa_tier t) noexcept { return t == isa_tier::avx512 
 struct int_packed {
   gemm_scheme scheme = gemm_scheme::w8a8_int8;
   isa_tier tier = isa_tier::scalar;
+  isa_subtier subtier = isa_subtier::scalar;  // which kernel of the tier runs it
   int nt = 16;           // output columns per tile
+  int k_align = 4;       // each group padded to a multiple of this: kstep, or 64 for AMX
   int kstep = 4;         // inputs per 4-byte lane: 4 (int8) or 8 (int4)
   int weight_bias = 128; // added to each stored weight: 128 (int8) or 8 (int4)
   bool per_channel = true;
@@ -70,7 +80,7 @@ struct int_packed {
   int_packed(const int_packed& o) { *this = o; }
   int_packed& operator=(const int_packed& o) {
     if (this != &o) {
-      scheme = o.scheme; tier = o.tier; nt = o.nt; kstep = o.kstep; weight_bias = o.weight_bias;
+      scheme = o.scheme; tier = o.tier; subtier = o.subtier; nt = o.nt; k_align = o.k_align; kstep = o.kstep; weight_bias = o.weight_bias;
       per_channel = o.per_channel; n = o.n; k = o.k; groups = o.groups; group_size = o.group_size;
       group_padded = o.group_padded; last_group_padded = o.last_group_padded;
       k_padded = o.k_padded; n_tiles = o.n_tiles; tile_bytes = o.tile_bytes;
@@ -167,22 +177,27 @@ inline bool m2_fits_int32(const QuantizedMatrix& q) noexcept {
   return q.cols <= (m2_k_times_pow2_spread_limit >> spread);
 }
 
-inline int_packed pack_int(const QuantizedMatrix& q, gemm_scheme scheme, isa_tier tier) {
+// The group padding of a sub-tier's layout: one k step, or one AMX tile's K (64 inputs).
+inline int int_k_align(isa_subtier s, int kstep) noexcept { return s == isa_subtier::amx ? 64 : kstep; }
+
+inline int_packed pack_int(const QuantizedMatrix& q, gemm_scheme scheme, isa_subtier subtier) {
   validate_int_weights(q, scheme);
   int_packed p;
   p.scheme = scheme;
-  p.tier = tier;
-  p.nt = int_tile_columns(tier);
+  p.subtier = subtier;
+  p.tier = tier_of(subtier);
+  p.nt = int_tile_columns(p.tier);
   const bool int4 = scheme != gemm_scheme::w8a8_int8;
   p.kstep = int4 ? 8 : 4;
+  p.k_align = int_k_align(subtier, p.kstep);
   p.weight_bias = int4 ? 8 : 128;
   p.n = q.rows;
   p.k = q.cols;
   p.groups = q.groups_per_row;
   p.group_size = q.group_size;
   p.per_channel = p.groups == 1;
-  p.group_padded = round_up(std::min(q.group_size, q.cols), p.kstep);
-  p.last_group_padded = round_up(q.cols - (p.groups - 1) * q.group_size, p.kstep);
+  p.group_padded = round_up(std::min(q.group_size, q.cols), p.k_align);
+  p.last_group_padded = round_up(q.cols - (p.groups - 1) * q.group_size, p.k_align);
   p.k_padded = (p.groups - 1) * p.group_padded + p.last_group_padded;
   if (scheme == gemm_scheme::w4a8_int4_m2) {
     p.shift_spread = m2_shift_spread(q);
