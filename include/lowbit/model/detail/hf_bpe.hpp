@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <array>
 #include <cstdint>
+#include <cstring>
 #include <functional>
 #include <mutex>
 #include <nlohmann/json.hpp>
@@ -74,13 +75,66 @@ class StringIdMap {
   std::vector<int> values_;
 };
 
+// Open-addressing (left id, right id) -> (rank, merged id) table: the merge loop looks a pair
+// up two or three times per merge, so this is BPE's hottest lookup.
+class PairMap {
+ public:
+  struct Value {
+    int rank, id;
+  };
+  void reserve(std::size_t n) {
+    std::size_t cap = 16;
+    while (cap < 2 * n + 2) cap <<= 1;
+    slots_.assign(cap, Slot{});
+  }
+  // A later duplicate replaces an earlier one, as tokenizers' HashMap collect does.
+  void set(std::uint64_t key, Value v) {
+    if (slots_.empty() || 2 * (count_ + 1) > slots_.size()) grow();
+    std::size_t i = index(key);
+    while (slots_[i].used && slots_[i].key != key) i = (i + 1) & (slots_.size() - 1);
+    if (!slots_[i].used) ++count_;
+    slots_[i] = {key, v, true};
+  }
+  const Value* find(std::uint64_t key) const {
+    if (slots_.empty()) return nullptr;
+    for (std::size_t i = index(key);; i = (i + 1) & (slots_.size() - 1)) {
+      const Slot& s = slots_[i];
+      if (!s.used) return nullptr;
+      if (s.key == key) return &s.value;
+    }
+  }
+
+ private:
+  struct Slot {
+    std::uint64_t key = 0;
+    Value value{0, 0};
+    bool used = false;
+  };
+  std::size_t index(std::uint64_t key) const {
+    return static_cast<std::size_t>((key * 0x9E3779B97F4A7C15ull) >> 20) & (slots_.size() - 1);
+  }
+  void grow() {
+    std::vector<Slot> old;
+    old.swap(slots_);
+    slots_.assign(std::max<std::size_t>(16, old.size() * 2), Slot{});
+    for (const Slot& s : old) {
+      if (!s.used) continue;
+      std::size_t i = index(s.key);
+      while (slots_[i].used) i = (i + 1) & (slots_.size() - 1);
+      slots_[i] = s;
+    }
+  }
+  std::vector<Slot> slots_;
+  std::size_t count_ = 0;
+};
+
 struct BpeModel {
   StringIdMap vocab;
   std::vector<std::string> tokens;  // by id ("" and has_token false for gaps)
   std::vector<bool> has_token;
   // (left id, right id) -> (rank, merged id); a later duplicate merge replaces an earlier one,
   // as tokenizers' HashMap collect does.
-  std::unordered_map<std::uint64_t, std::pair<int, int>> merges;
+  PairMap merges;
   std::string unk_token;  // empty: none
   bool has_unk = false, fuse_unk = false, byte_fallback = false, ignore_merges = false;
   std::array<int, 256> byte_ids{};   // id of "<0xXX>" or -1
@@ -90,10 +144,7 @@ struct BpeModel {
     return (static_cast<std::uint64_t>(static_cast<std::uint32_t>(a)) << 32) |
            static_cast<std::uint32_t>(b);
   }
-  const std::pair<int, int>* find_merge(int a, int b) const {
-    const auto it = merges.find(pair_key(a, b));
-    return it == merges.end() ? nullptr : &it->second;
-  }
+  const PairMap::Value* find_merge(int a, int b) const { return merges.find(pair_key(a, b)); }
 };
 
 // Parses {"type": "BPE", "vocab": {...}, "merges": [...], ...}. fail(msg) throws with the
@@ -188,7 +239,7 @@ BpeModel parse_bpe(const nlohmann::json& m, Fail&& fail) {
     if (ia < 0 || ib < 0 || im < 0)
       fail(where + ": broken merge '" + a + "' + '" + b + "': '" +
            (ia < 0 ? a : ib < 0 ? b : a + b) + "' is not in the vocabulary");
-    bpe.merges[BpeModel::pair_key(ia, ib)] = {rank, im};
+    bpe.merges.set(BpeModel::pair_key(ia, ib), {rank, im});
     ++rank;
   }
   return bpe;
@@ -279,7 +330,7 @@ inline void bpe_tokenize(const BpeModel& bpe, std::string_view word, BpeWork& w,
   };
   for (std::size_t i = 0; i + 1 < sym.size(); ++i)
     if (const auto* m = bpe.find_merge(sym[i].id, sym[i + 1].id))
-      heap.push_back({m->first, static_cast<int>(i), m->second});
+      heap.push_back({m->rank, static_cast<int>(i), m->id});
   std::make_heap(heap.begin(), heap.end(), later);
   while (!heap.empty()) {
     std::pop_heap(heap.begin(), heap.end(), later);
@@ -290,7 +341,7 @@ inline void bpe_tokenize(const BpeModel& bpe, std::string_view word, BpeWork& w,
     const int next_pos = cur.next;
     const BpeWork::Symbol right = sym[static_cast<std::size_t>(next_pos)];
     const auto* m = bpe.find_merge(cur.id, right.id);
-    if (m == nullptr || m->second != top.new_id) continue;
+    if (m == nullptr || m->id != top.new_id) continue;
     cur.id = top.new_id;
     cur.len += right.len;
     cur.next = right.next;
@@ -298,13 +349,13 @@ inline void bpe_tokenize(const BpeModel& bpe, std::string_view word, BpeWork& w,
     if (right.next >= 0) sym[static_cast<std::size_t>(right.next)].prev = top.pos;
     if (cur.prev >= 0) {
       if (const auto* pm = bpe.find_merge(sym[static_cast<std::size_t>(cur.prev)].id, cur.id)) {
-        heap.push_back({pm->first, cur.prev, pm->second});
+        heap.push_back({pm->rank, cur.prev, pm->id});
         std::push_heap(heap.begin(), heap.end(), later);
       }
     }
     if (cur.next >= 0) {
       if (const auto* nm = bpe.find_merge(cur.id, sym[static_cast<std::size_t>(cur.next)].id)) {
-        heap.push_back({nm->first, top.pos, nm->second});
+        heap.push_back({nm->rank, top.pos, nm->id});
         std::push_heap(heap.begin(), heap.end(), later);
       }
     }
@@ -314,26 +365,56 @@ inline void bpe_tokenize(const BpeModel& bpe, std::string_view word, BpeWork& w,
 }
 
 // Word -> ids cache shared by every encode() on one tokenizer (pre-tokenized words repeat a
-// lot). Bounded; once full it only serves lookups, like tokenizers' own cache.
+// lot). Open addressing over flat arrays, looked up with a string_view: no allocation per
+// word. Bounded; once full it only serves lookups, like tokenizers' own cache.
 class WordCache {
  public:
-  bool lookup(std::string_view word, std::vector<int>& out) const {
+  static constexpr std::size_t kCapacity = 1 << 16, kMaxWordBytes = 64;
+
+  bool lookup(std::string_view word, std::size_t h, std::vector<int>& out) const {
     std::lock_guard<std::mutex> lock(mutex_);
-    const auto it = map_.find(std::string(word));
-    if (it == map_.end()) return false;
-    out.insert(out.end(), it->second.begin(), it->second.end());
-    return true;
+    if (slots_.empty()) return false;
+    for (std::size_t i = h & (slots_.size() - 1);; i = (i + 1) & (slots_.size() - 1)) {
+      const Entry& e = slots_[i];
+      if (e.key_len < 0) return false;
+      if (e.hash == h && static_cast<std::size_t>(e.key_len) == word.size() &&
+          std::memcmp(keys_.data() + e.key_at, word.data(), word.size()) == 0) {
+        out.insert(out.end(), ids_.begin() + e.ids_at, ids_.begin() + e.ids_at + e.ids_len);
+        return true;
+      }
+    }
   }
-  void insert(std::string_view word, const int* ids, std::size_t n) {
+  void insert(std::string_view word, std::size_t h, const int* ids, std::size_t n) {
     std::lock_guard<std::mutex> lock(mutex_);
-    if (map_.size() >= kCapacity) return;
-    map_.emplace(std::string(word), std::vector<int>(ids, ids + n));
+    if (slots_.empty()) slots_.resize(2 * kCapacity);
+    if (count_ >= kCapacity) return;
+    std::size_t i = h & (slots_.size() - 1);
+    for (; slots_[i].key_len >= 0; i = (i + 1) & (slots_.size() - 1)) {
+      const Entry& e = slots_[i];
+      if (e.hash == h && static_cast<std::size_t>(e.key_len) == word.size() &&
+          std::memcmp(keys_.data() + e.key_at, word.data(), word.size()) == 0)
+        return;  // another thread got there first
+    }
+    slots_[i] = {h, static_cast<std::uint32_t>(keys_.size()), static_cast<std::int32_t>(word.size()),
+                 static_cast<std::uint32_t>(ids_.size()), static_cast<std::uint32_t>(n)};
+    keys_.append(word.data(), word.size());
+    ids_.insert(ids_.end(), ids, ids + n);
+    ++count_;
   }
-  static constexpr std::size_t kCapacity = 100000, kMaxWordBytes = 64;
+  static std::size_t hash(std::string_view s) { return std::hash<std::string_view>{}(s); }
 
  private:
+  struct Entry {
+    std::size_t hash = 0;
+    std::uint32_t key_at = 0;
+    std::int32_t key_len = -1;  // -1: empty slot
+    std::uint32_t ids_at = 0, ids_len = 0;
+  };
   mutable std::mutex mutex_;
-  std::unordered_map<std::string, std::vector<int>> map_;
+  std::vector<Entry> slots_;
+  std::string keys_;
+  std::vector<int> ids_;
+  std::size_t count_ = 0;
 };
 
 }  // namespace lowbit::model::detail::hf

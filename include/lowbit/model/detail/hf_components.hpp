@@ -3,8 +3,9 @@
 // into flat step lists (Sequence is flattened) and run with Hugging Face tokenizers'
 // semantics. Anything else is refused with the component and its type named.
 // Only compiled when LOWBIT_HAVE_HF_TOKENIZER is set.
-#include <nlohmann/json.hpp>
+#include <functional>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -234,6 +235,20 @@ void pre_tokenize(const std::vector<PreStep>& steps, std::size_t k, std::string_
   };
   switch (st.kind) {
     case PreStep::split:
+      if (st.pattern.regex && (st.behavior == Behavior::isolated || st.behavior == Behavior::removed)) {
+        // The common case (Llama 3, Qwen2): pieces go on as the regex finds them, without a
+        // list of spans for the whole text. Inverting does not change Isolated.
+        const bool keep_matches = st.behavior == Behavior::isolated || st.invert;
+        const bool keep_gaps = st.behavior == Behavior::isolated || !st.invert;
+        std::size_t prev = 0;
+        st.pattern.regex->find_iter(s, w.md, [&](std::size_t a, std::size_t b) {
+          if (keep_gaps && prev != a) pre_tokenize(steps, k + 1, s.substr(prev, a - prev), at_origin && prev == 0, w, emit);
+          if (keep_matches) pre_tokenize(steps, k + 1, s.substr(a, b - a), at_origin && a == 0, w, emit);
+          prev = b;
+        });
+        if (keep_gaps && prev != s.size()) pre_tokenize(steps, k + 1, s.substr(prev), at_origin && prev == 0, w, emit);
+        return;
+      }
       st.pattern.find_matches(s, w.md, spans);
       if (st.invert)
         for (auto& sp : spans) sp.match = !sp.match;
@@ -292,13 +307,13 @@ void pre_tokenize(const std::vector<PreStep>& steps, std::size_t k, std::string_
         map_and_recurse(base, at_origin);
         return;
       }
-      Pattern pat;
-      pat.regex = st.byte_level_regex;
-      pat.find_matches(base, w.md, spans);
-      for (std::size_t i = 0; i < spans.size(); ++i) {
-        const Span sp = spans[i];
-        if (sp.end > sp.start) map_and_recurse(base.substr(sp.start, sp.end - sp.start), at_origin && sp.start == 0);
-      }
+      std::size_t prev = 0;  // Isolated: the matches and the text between them
+      st.byte_level_regex->find_iter(base, w.md, [&](std::size_t a, std::size_t b) {
+        if (prev != a) map_and_recurse(base.substr(prev, a - prev), at_origin && prev == 0);
+        if (b != a) map_and_recurse(base.substr(a, b - a), at_origin && a == 0);
+        prev = b;
+      });
+      if (prev != base.size()) map_and_recurse(base.substr(prev), at_origin && prev == 0);
       return;
     }
   }

@@ -86,8 +86,10 @@ class Regex {
     std::size_t last_match_end = 0;
     const auto* subject = reinterpret_cast<PCRE2_SPTR>(s.data());
     while (last_end <= s.size()) {
-      const int rc = pcre2_match(code_, subject, s.size(), last_end, PCRE2_NO_UTF_CHECK, md.get(),
-                                 context_);
+      // The JIT entry point skips the interpreter's option checks (the text is valid UTF-8).
+      const int rc = jit_ ? pcre2_jit_match(code_, subject, s.size(), last_end, 0, md.get(), context_)
+                          : pcre2_match(code_, subject, s.size(), last_end, PCRE2_NO_UTF_CHECK,
+                                        md.get(), context_);
       if (rc == PCRE2_ERROR_NOMATCH) return;
       if (rc < 0) {
         PCRE2_UCHAR msg[256];

@@ -164,23 +164,44 @@ inline bool is_ascii(std::string_view s) {
   return true;
 }
 
-// NFC / NFKC of valid UTF-8 through utf8proc. ASCII is its own normal form (the common case,
-// skipped without a call).
-inline std::string unicode_normalize(std::string_view s, bool compat) {
-  if (is_ascii(s)) return std::string(s);
+inline std::string utf8proc_normalize(std::string_view s, bool compat) {
   utf8proc_uint8_t* out = nullptr;
   int options = UTF8PROC_STABLE | UTF8PROC_COMPOSE;
   if (compat) options |= UTF8PROC_COMPAT;
   const utf8proc_ssize_t n = utf8proc_map(reinterpret_cast<const utf8proc_uint8_t*>(s.data()),
                                           static_cast<utf8proc_ssize_t>(s.size()), &out,
                                           static_cast<utf8proc_option_t>(options));
-  if (n < 0) {
-    std::free(out);
+  std::unique_ptr<utf8proc_uint8_t, void (*)(void*)> owned(out, std::free);
+  if (n < 0)
     lowbit::detail::fail(std::string("tokenizer: Unicode normalization failed: ") +
                          utf8proc_errmsg(n));
-  }
-  std::unique_ptr<utf8proc_uint8_t, void (*)(void*)> owned(out, std::free);
   return std::string(reinterpret_cast<const char*>(out), static_cast<std::size_t>(n));
+}
+
+// NFC / NFKC of valid UTF-8 through utf8proc. Only the non-ASCII runs go through utf8proc,
+// each with the ASCII character before it: ASCII characters are starters that compose with
+// nothing ASCII, so they can only change by composing with a following combining mark, and
+// a (compatibility) decomposition never reaches past its own run. Text that is mostly ASCII
+// is normalized at memcpy speed.
+inline std::string unicode_normalize(std::string_view s, bool compat) {
+  std::string out;
+  out.reserve(s.size());
+  std::size_t i = 0;
+  while (i < s.size()) {
+    std::size_t j = i;
+    while (j < s.size() && static_cast<unsigned char>(s[j]) < 0x80) ++j;
+    if (j == s.size()) {
+      out.append(s.data() + i, j - i);
+      break;
+    }
+    const std::size_t run_start = j > i ? j - 1 : j;  // the ASCII starter before the run
+    out.append(s.data() + i, run_start - i);
+    std::size_t k = j;
+    while (k < s.size() && static_cast<unsigned char>(s[k]) >= 0x80) ++k;
+    out += utf8proc_normalize(s.substr(run_start, k - run_start), compat);
+    i = k;
+  }
+  return out;
 }
 
 // Rust's str::to_lowercase per character (as tokenizers' Lowercase normalizer applies it):

@@ -45,8 +45,7 @@ class TokenizerImpl {
     PreWork w(pre_tokenizer.size());
     BpeWork bw;
     std::vector<AddedSplit> raw, sub;
-    std::vector<int> word_ids;
-    auto emit = [&](std::string_view word) { tokenize_word(word, bw, word_ids, ids); };
+    auto emit = [&](std::string_view word) { tokenize_word(word, bw, ids); };
 
     const auto run_piece = [&](std::string_view piece, bool at_origin) {
       // Normalize, then split off the normalized added tokens, then pre-tokenize the rest.
@@ -128,17 +127,16 @@ class TokenizerImpl {
     return a >= 0 && added[static_cast<std::size_t>(a)].special;
   }
   // BPE of one pre-tokenized word through the shared word cache.
-  void tokenize_word(std::string_view word, BpeWork& bw, std::vector<int>& scratch,
-                     std::vector<int>& ids) const {
+  void tokenize_word(std::string_view word, BpeWork& bw, std::vector<int>& ids) const {
     if (word.size() > WordCache::kMaxWordBytes) {
       bpe_tokenize(bpe, word, bw, ids);
       return;
     }
-    if (cache.lookup(word, ids)) return;
+    const std::size_t h = WordCache::hash(word);
+    if (cache.lookup(word, h, ids)) return;
     const std::size_t before = ids.size();
     bpe_tokenize(bpe, word, bw, ids);
-    cache.insert(word, ids.data() + before, ids.size() - before);
-    (void)scratch;
+    cache.insert(word, h, ids.data() + before, ids.size() - before);
   }
 };
 
