@@ -17,6 +17,7 @@ namespace lowbit::model::detail::hf {
 
 struct AddedToken {
   std::string content;
+  std::string decoded;  // what decode() and token() give: content, normalized when normalized
   int id = -1;
   bool single_word = false, lstrip = false, rstrip = false, normalized = true, special = false;
 };

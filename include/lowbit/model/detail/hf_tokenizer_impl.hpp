@@ -117,7 +117,7 @@ class TokenizerImpl {
 
  private:
   const std::string* token_ptr(int id) const {
-    if (const auto it = added_by_id.find(id); it != added_by_id.end()) return &added[it->second].content;
+    if (const auto it = added_by_id.find(id); it != added_by_id.end()) return &added[it->second].decoded;
     if (id >= 0 && static_cast<std::size_t>(id) < bpe.tokens.size() && bpe.has_token[static_cast<std::size_t>(id)])
       return &bpe.tokens[static_cast<std::size_t>(id)];
     return nullptr;
@@ -161,8 +161,24 @@ inline std::string locate_json_error(const std::string& text, std::size_t byte) 
   return which < 0 ? std::string() : std::string(" in ") + names[which];
 }
 
+inline std::shared_ptr<const TokenizerImpl> parse_tokenizer_json(const std::string& text,
+                                                                 const std::string& source);
+
+// Every error names the source first, including those raised below the JSON layer (a regex
+// that does not compile, an unknown Split behavior).
 inline std::shared_ptr<const TokenizerImpl> parse_tokenizer(const std::string& text,
                                                             const std::string& source) {
+  try {
+    return parse_tokenizer_json(text, source);
+  } catch (const lowbit::error& e) {
+    const std::string msg = e.what();
+    if (msg.rfind(source + ": ", 0) == 0) throw;
+    lowbit::detail::fail(source + ": " + msg);
+  }
+}
+
+inline std::shared_ptr<const TokenizerImpl> parse_tokenizer_json(const std::string& text,
+                                                                 const std::string& source) {
   const FailFn fail = [&](const std::string& what) { lowbit::detail::fail(source + ": " + what); };
   json j;
   try {
@@ -225,6 +241,7 @@ inline std::shared_ptr<const TokenizerImpl> parse_tokenizer(const std::string& t
       if (!t->added_by_content.insert(a.content, static_cast<int>(t->added.size())))
         fail(w + ": '" + a.content + "' is listed twice");
       t->added_by_id[a.id] = t->added.size();
+      a.decoded = a.content;
       max_id = std::max<std::int64_t>(max_id, a.id);
       t->added.push_back(std::move(a));
     }
@@ -235,9 +252,11 @@ inline std::shared_ptr<const TokenizerImpl> parse_tokenizer(const std::string& t
   std::vector<const AddedToken*> raw_t, norm_t;
   MatchData md;
   std::vector<Span> spans;
-  for (const auto& a : t->added) {
+  for (auto& a : t->added) {
     if (a.normalized) {
-      norm_p.push_back(t->normalizer.empty() ? a.content : normalize(t->normalizer, a.content, md, spans));
+      // tokenizers searches for, and decodes to, the normalized content of these tokens.
+      if (!t->normalizer.empty()) a.decoded = normalize(t->normalizer, a.content, md, spans);
+      norm_p.push_back(a.decoded);
       norm_t.push_back(&a);
     } else {
       raw_p.push_back(a.content);
