@@ -319,6 +319,8 @@ TEST_CASE("hf tokenizer: unsupported components are refused with the component n
                  {"post_processor TemplateProcessing", "'single'"});
   expect_refused(with("post_processor", R"({"type": "TemplateProcessing", "single": [{"SpecialToken": {"id": "<bos>", "type_id": 0}}], "special_tokens": {}})"),
                  {"special token '<bos>' is not in special_tokens"});
+  expect_refused(with("post_processor", R"({"type": "TemplateProcessing", "single": [{"SpecialToken": {"id": "<s>", "type_id": 0}}], "special_tokens": {"<s>": {"id": "<s>", "ids": [4000], "tokens": ["<s>"]}}})"),
+                 {"post_processor: special token id 4000 is not in the vocabulary"});
   expect_refused(with("decoder", R"({"type": "Strip", "content": " ", "start": -1, "stop": 0})"), {"decoder Strip", "'start'"});
   expect_refused(with("normalizer", R"({"no_type": 1})"), {"normalizer: missing 'type'"});
 }

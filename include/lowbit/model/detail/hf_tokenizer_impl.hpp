@@ -104,6 +104,7 @@ class TokenizerImpl {
     return *t;
   }
   int vocab_size() const { return vocab_size_; }
+  bool has_id(int id) const { return token_ptr(id) != nullptr; }
   std::optional<int> bos_id() const {
     const std::vector<int> marked = post_process(post, {-1}, true);
     if (marked.empty() || marked[0] < 0) return std::nullopt;
@@ -247,6 +248,11 @@ inline std::shared_ptr<const TokenizerImpl> parse_tokenizer_json(const std::stri
     }
   }
   t->vocab_size_ = static_cast<int>(max_id + 1);
+  // encode() hands out the template's ids: each must name a token.
+  for (const auto& tmpl : t->post)
+    for (int id : tmpl.items)
+      if (id >= 0 && !t->has_id(id))
+        fail("post_processor: special token id " + std::to_string(id) + " is not in the vocabulary");
 
   std::vector<std::string> raw_p, norm_p;
   std::vector<const AddedToken*> raw_t, norm_t;
