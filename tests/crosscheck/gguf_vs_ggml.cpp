@@ -8,7 +8,7 @@
 //      metadata and tensors as written, ggml's to_float == lowbit's dequantize();
 //   4. a file written by ggml's gguf_write_to_file read by GgufFile.
 // Build (ggml checkout in $GGML, its ggml-base target built in $GGML/build):
-//   g++ -std=c++17 -O1 -fopenmp -Iinclude -I/usr/include/eigen3 -I$GGML/include \
+//   g++ -std=c++17 -O1 -fopenmp -Iinclude -I/usr/include/eigen3 -I$GGML/include
 //     tests/crosscheck/gguf_vs_ggml.cpp $GGML/build/src/libggml-base.a -lpthread -o /tmp/xc
 //   /tmp/xc [scratch-dir]
 #include <cstdio>
