@@ -4,6 +4,7 @@
 #include <catch2/catch.hpp>
 #include <cmath>
 #include <cstring>
+#include <iterator>
 #include <random>
 
 #include "lowbit/io/gguf.hpp"
@@ -356,6 +357,9 @@ TEST_CASE("gguf writer: atomic, ordered, and refuses what the format cannot hold
   GgufWriter w(path);
   expect_refusal([&] { w.add_tensor_info("q", gguf_type::q4_0, {16, 2}); }, {"'q'", "Q4_0", "blocks of 32"});
   expect_refusal([&] { w.add_tensor_info(std::string(64, 'n'), gguf_type::f32, {1}); }, {"63"});
+  expect_refusal([&] { w.set("general.alignment", std::uint32_t(64)); }, {"general.alignment", "32"});
+  expect_refusal([&] { w.set("general.alignment", std::uint64_t(32)); }, {"general.alignment", "UINT32"});
+  w.set("general.alignment", std::uint32_t(32));  // the value the layout uses: fine
   w.add_tensor_info("a", gguf_type::f32, {2});
   w.add_tensor_info("b", gguf_type::f32, {2});
   expect_refusal([&] { w.add_tensor_info("a", gguf_type::f32, {2}); }, {"'a'", "already"});
@@ -545,4 +549,5 @@ TEST_CASE("gguf reader: each malformed file is a lowbit::error naming file, key 
   CHECK(m(0, 0) == 1.5f);
   CHECK(m(0, 1) == -2.0f);
   expect_refusal([&] { (void)f.at("nope"); }, {"ok.gguf", "nope"});
+  expect_refusal([] { (void)GgufFile::open("/nonexistent-dir/model.gguf"); }, {"/nonexistent-dir/model.gguf"});
 }

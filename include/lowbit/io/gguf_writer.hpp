@@ -17,8 +17,10 @@
 // renamed the file; an exception, or destruction without finish(), removes the temporary.
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <memory>
 #include <string>
+#include <type_traits>
 #include <unordered_map>
 #include <utility>
 #include <vector>
@@ -45,6 +47,12 @@ class GgufWriter {
     check_header_open(key);
     if (key.empty() || key.size() > 65535) fail("key '" + key.substr(0, 80) + "': a key must have 1 to 65535 bytes");
     if (v.is_array() && v.elem_type == gguf_value_type::array) fail("key '" + key + "': nested arrays are not supported");
+    // The data layout follows the constructor's alignment; a different value here would
+    // make readers look for every tensor in the wrong place.
+    if (key == "general.alignment" &&
+        (v.is_array() || v.type != gguf_value_type::u32 || std::memcmp(v.raw.data(), &alignment_, 4) != 0))
+      fail("key 'general.alignment': must be the UINT32 " + std::to_string(alignment_) +
+           " given to the constructor (which sets it)");
     const auto it = kv_index_.find(key);
     if (it != kv_index_.end()) {
       kv_[it->second].second = std::move(v);
