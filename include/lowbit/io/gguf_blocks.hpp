@@ -328,20 +328,23 @@ inline QuantizedMatrix gguf_to_quantized(const GgufTensor& t) {
     const std::byte* b = t.data + gi * geo.block_bytes;
     const auto* u = reinterpret_cast<const std::uint8_t*>(b);
     const std::int64_t r = static_cast<std::int64_t>(gi) / q.groups_per_row, g = static_cast<std::int64_t>(gi) % q.groups_per_row;
-    const std::string where = who + "row " + std::to_string(r) + ", block " + std::to_string(g) + ": ";
+    // The message is built only on failure: this loop runs once per 32 weights.
+    const auto fail_block = [&](const std::string& problem) {
+      detail::fail(who + "row " + std::to_string(r) + ", block " + std::to_string(g) + ": " + problem);
+    };
     std::uint8_t* row = q.codes.data() + r * q.row_stride;
     if (type == gguf_type::mxfp4) {
-      if (u[0] == 255) detail::fail(where + "E8M0 scale 255 (NaN in OCP MX) has no lowbit form");
+      if (u[0] == 255) fail_block("E8M0 scale 255 (NaN in OCP MX) has no lowbit form");
       q.scale_codes[gi] = u[0];
       q.scales[gi] = std::ldexp(1.0f, int(u[0]) - 127);
     } else {
       const float d = detail::half_to_float(detail::gguf_load_u16(b));
-      if (!std::isfinite(d)) detail::fail(where + "scale is not finite");
+      if (!std::isfinite(d)) fail_block("scale is not finite");
       q.scales[gi] = d;
     }
     if (type == gguf_type::q8_0) {
       for (int j = 0; j < 32; ++j)
-        if (u[2 + j] == 0x80) detail::fail(where + "int8 code -128 is outside lowbit's symmetric range -127..127");
+        if (u[2 + j] == 0x80) fail_block("int8 code -128 is outside lowbit's symmetric range -127..127");
       std::memcpy(row + g * 32, u + 2, 32);
       continue;
     }
@@ -357,8 +360,8 @@ inline QuantizedMatrix gguf_to_quantized(const GgufTensor& t) {
       const float d = q.scales[gi], m = detail::half_to_float(detail::gguf_load_u16(b + 2));
       const float z = d != 0.0f ? -m / d : 0.0f;
       if (!std::isfinite(m) || !(z >= 0.0f && z <= 15.0f) || std::nearbyint(z) != z || -z * d != m)
-        detail::fail(where + "min " + std::to_string(m) + " is not -z * scale for an integer z in [0, 15] "
-                             "(lowbit has no float-offset group form yet)");
+        fail_block("min " + std::to_string(m) +
+                   " is not -z * scale for an integer z in [0, 15] (lowbit has no float-offset group form yet)");
       q.zeros[gi] = static_cast<std::uint8_t>(z);
     }
     pack_nibbles(codes, 32, row + g * 16);
