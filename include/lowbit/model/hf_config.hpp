@@ -14,8 +14,10 @@
 //   sliding_window (mistral; qwen2/qwen3 only with use_sliding_window, which is refused).
 // max_position_embeddings is required: it bounds the sequences evaluated and feeds the
 // dynamic and yarn scaling, so a guess would silently change results.
+#include <cmath>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <vector>
 
 #include "lowbit/error.hpp"
 #include "lowbit/model/llama_config.hpp"
@@ -191,6 +193,11 @@ inline HfConfig parse_hf_config(const std::string& json_text, const std::string&
       fail("rope_scaling type " + type + " is not supported (supported: linear, dynamic, llama3, yarn)");
     }
   }
+  c.max_position_embeddings = c.max_seq_len;
+  // Dynamic NTK scaling is for sequences past max_position_embeddings: allow factor times it.
+  if (c.rope_scaling.type == rope_scaling_type::dynamic && c.rope_scaling.factor >= 1.0 &&
+      c.rope_scaling.factor * c.max_seq_len < (1 << 24))
+    c.max_seq_len = static_cast<int>(std::ceil(c.rope_scaling.factor * c.max_seq_len));
   c.validate(source);
   return out;
 }

@@ -68,7 +68,10 @@ struct LlamaConfig {
   int n_heads = 0;      // query heads
   int n_kv_heads = 0;   // key/value heads (grouped-query attention when < n_heads)
   int vocab_size = 0;
-  int max_seq_len = 0;  // longest sequence evaluated (max_position_embeddings)
+  int max_seq_len = 0;  // longest sequence evaluated (the KV cache's bound)
+  // config.json max_position_embeddings, which dynamic and yarn scaling read (0: max_seq_len).
+  // Equal to max_seq_len except for dynamic scaling, which exists to run past it.
+  int max_position_embeddings = 0;
   float norm_eps = 1e-5f;
   float rope_theta = 10000.0f;
   bool tied_classifier = true;  // logits use tok_embeddings (true) or a separate matrix
@@ -88,6 +91,7 @@ struct LlamaConfig {
     if (explicit_head_dim > 0) return explicit_head_dim;
     return n_heads > 0 ? dim / n_heads : 0;
   }
+  int rope_context() const { return max_position_embeddings > 0 ? max_position_embeddings : max_seq_len; }
   int q_dim() const { return head_dim() * n_heads; }  // rows of wq, columns of wo
   int kv_dim() const { return head_dim() * n_kv_heads; }
   // The token documents start with (perplexity's document split): the first bos id, else 1.

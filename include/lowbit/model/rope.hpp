@@ -49,8 +49,8 @@ inline RopeFrequencies rope_frequencies(const LlamaConfig& c, int seq_len) {
   RopeFrequencies r;
   r.inv_freq.resize(static_cast<std::size_t>(half));
   double base = c.rope_theta;
-  if (s.type == rope_scaling_type::dynamic && seq_len > c.max_seq_len) {
-    const double m = c.max_seq_len;
+  if (s.type == rope_scaling_type::dynamic && seq_len > c.rope_context()) {
+    const double m = c.rope_context();
     base *= std::pow(s.factor * seq_len / m - (s.factor - 1.0), static_cast<double>(d) / (d - 2));
   }
   for (int i = 0; i < half; ++i) r.inv_freq[static_cast<std::size_t>(i)] = 1.0 / std::pow(base, 2.0 * i / d);
@@ -71,7 +71,7 @@ inline RopeFrequencies rope_frequencies(const LlamaConfig& c, int seq_len) {
     }
   } else if (s.type == rope_scaling_type::yarn) {
     const double orig = s.original_max_position_embeddings > 0 ? s.original_max_position_embeddings
-                                                               : static_cast<double>(c.max_seq_len);
+                                                               : static_cast<double>(c.rope_context());
     auto correction_dim = [&](double rotations) {
       return d * std::log(orig / (rotations * 2.0 * kPi)) / (2.0 * std::log(base));
     };
