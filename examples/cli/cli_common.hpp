@@ -45,9 +45,10 @@ struct calibration_flags {
   bool enabled() const { return !file.empty(); }
 };
 
-// Statistics of every linear layer's input, recorded by running the fp32 model. The model is
-// loaded whole for this (it is not streamed, unlike the quantization that follows) and freed
-// before returning: only the per-layer statistics are kept.
+// Statistics of every linear layer's input, recorded by running the fp32 model (any input
+// open_model() reads: a Hugging Face directory, safetensors, llama2.c .bin). The model's
+// linears are fp32 copies while it runs; it is freed before returning: only the per-layer
+// statistics are kept.
 struct calibration_data {
   lowbit::model::CalibrationRecorder recorder;
   std::string note;  // what the tables print
@@ -55,27 +56,22 @@ struct calibration_data {
 
 inline calibration_data record_calibration(const std::string& model_path, const calibration_flags& f,
                                            std::int64_t sample_rows) {
-  const auto ends_with = [&](const std::string& suffix) {
-    return model_path.size() >= suffix.size() && model_path.compare(model_path.size() - suffix.size(), suffix.size(), suffix) == 0;
-  };
-  if (!ends_with(".safetensors") && !ends_with(".bin"))
-    lowbit::detail::fail("--calib runs the model's forward pass, which needs one Llama-architecture .safetensors file "
-                         "with Meta names (and a config.json beside it) or a llama2.c .bin; got '" + model_path + "'");
   if (f.docs == 0 || f.tokens == 0) lowbit::detail::fail("--calib-docs / --calib-tokens: need at least one document and token");
   lowbit::check_input_file(f.file, "--calib");
-  lowbit::model::LlamaWeights weights;
+  std::shared_ptr<const lowbit::model::ModelSource> source;
   try {
-    weights = lowbit::model::load_llama_weights(model_path);
+    source = lowbit::model::open_model(model_path);
   } catch (const lowbit::error& e) {
     lowbit::detail::fail(std::string("--calib supports Llama-architecture checkpoints only: ") + e.what());
   }
-  const lowbit::model::LlamaModel model(std::move(weights));
+  const lowbit::model::LlamaModel model(source);
   const std::vector<int> tokens = lowbit::model::read_u16_tokens(f.file);
   lowbit::CalibrationOptions co;
   co.max_sample_rows = sample_rows;  // recorded rows: output SQNR, activation-aware smoothing
   lowbit::model::CalibrationRun run;
   run.max_docs = f.docs;
   run.max_tokens = f.tokens;
+  run.bos = model.config().bos();
   calibration_data d{lowbit::model::calibrate(model, tokens, co, run), {}};
   d.note = fmt::format("{} tokens of {} (fp32 forward pass, --calib-docs {}{})", d.recorder.tokens(), f.file, f.docs,
                        f.tokens >= 0 ? fmt::format(", --calib-tokens {}", f.tokens) : std::string());

@@ -1,16 +1,26 @@
-// `lowbit eval MODEL`: perplexity of a Llama-architecture model (llama2.c .bin or Meta-name
-// safetensors) in fp32 or with its linear layers quantized as a scheme says, following
-// ../shared/data/stories260k/README.md (documents split at BOS, causal from position 0).
+// `lowbit eval MODEL`: perplexity of a Llama-family model (a Hugging Face model directory,
+// a Meta-name .safetensors file or a llama2.c .bin) in fp32 or with its linear layers
+// quantized as a scheme says.
 //
-//   lowbit eval stories260K.bin --tokens eval.u16 [--max-docs N] [--threads N] [--json]
+//   lowbit eval MODEL_DIR --tokens eval.u16 [--max-docs N] [--threads N] [--json]
+//   lowbit eval MODEL_DIR --text-file stories.txt            (the model's tokenizer.json)
+//   lowbit eval MODEL_DIR --text-file wiki.txt --ctx 512 [--ctx-half]
 //   lowbit eval stories260K.bin --tokens eval.u16 --weights int4 --group 32 --scale fp32
-//   lowbit eval stories260K.bin --tokens eval.u16 --weights int8 --group 0 --activations int8
 //   lowbit eval stories260K.bin --text "One day, ..." --tokenizer tok512.bin
+//
+// Per-document mode (default): documents are split at the model's BOS in a token file, or
+// at blank lines in a text file (each encoded as the tokenizer says, BOS included when its
+// post-processor adds one); each runs from position 0 and all its tokens after the first
+// are scored. --ctx N: the concatenated stream in non-overlapping N-token windows, every
+// token of a window after its first scored; --ctx-half scores only the second half and puts
+// BOS first in every window, exactly as llama.cpp's perplexity tool does (its numbers are
+// comparable then). The standard error is the delta method on the mean NLL.
 #include <fmt/format.h>
 
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <fstream>
 #include <nlohmann/json.hpp>
 #include <map>
 #include <optional>
@@ -21,21 +31,28 @@
 #include "lowbit/algo/recipes.hpp"
 #include "lowbit/detail/threads.hpp"
 #include "lowbit/error.hpp"
+#include "cli_common.hpp"
 #include "lowbit/model.hpp"
 #include "registry.hpp"
+#if __has_include("lowbit/model/hf_tokenizer.hpp")
+#include "lowbit/model/hf_tokenizer.hpp"
+#define LOWBIT_EVAL_HF_TOKENIZER 1
+#endif
 
 namespace {
 
 using namespace lowbit::model;
 
 struct eval_options {
-  std::string model, tokens, text, tokenizer, recipe, calib;
+  std::string model, tokens, text, text_file, tokenizer, recipe, calib;
   std::string weights, scale = "fp32", activations, backend = "auto";
   int group = 128;
   bool asymmetric = false, quantize_classifier = false, json = false;
   long max_docs = -1;
   int threads = 0;
   long calib_docs = 64;
+  int ctx = 0;
+  bool ctx_half = false, quiet = false;
 };
 
 lowbit::element_format parse_element_format(const std::string& s) {
@@ -142,15 +159,100 @@ std::string describe_layers(const LlamaModel& m) {
   return out;
 }
 
-int run_eval(const eval_options& o) {
-  if (o.tokens.empty() == o.text.empty())
-    lowbit::detail::fail("give exactly one of --tokens FILE or --text \"...\"");
-  if (!o.text.empty() && o.tokenizer.empty()) lowbit::detail::fail("--text needs --tokenizer FILE (llama2.c tok512.bin)");
+// Token ids of `text` with the tokenizer file `path`: llama2.c (.bin) or tokenizer.json.
+std::vector<int> encode_text(const std::string& path, const std::string& text, int vocab) {
+  if (path.size() >= 4 && path.compare(path.size() - 4, 4, ".bin") == 0)
+    return Tokenizer::load(path, vocab).encode(text);
+#ifdef LOWBIT_EVAL_HF_TOKENIZER
+  static std::string cached_path;
+  static std::optional<HfTokenizer> cached;
+  if (!cached || cached_path != path) {
+    cached = HfTokenizer::load(path);
+    cached_path = path;
+  }
+  return cached->encode(text, true);
+#else
+  (void)vocab;
+  (void)text;
+  lowbit::detail::fail(path + ": this build reads no tokenizer.json (the Hugging Face tokenizer is not part of it)");
+#endif
+}
+
+// Documents of a text file: separated by blank lines (lines holding only whitespace).
+std::vector<std::string> text_documents(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) lowbit::detail::fail("--text-file: cannot open '" + path + "'");
+  std::vector<std::string> docs;
+  std::string line, cur;
+  auto flush = [&] {
+    if (!cur.empty()) docs.push_back(cur);
+    cur.clear();
+  };
+  while (std::getline(in, line)) {
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    if (line.find_first_not_of(" \t") == std::string::npos) {
+      flush();
+    } else {
+      cur += cur.empty() ? line : "\n" + line;
+    }
+  }
+  flush();
+  return docs;
+}
+
+void validate(const eval_options& o) {
+  const int inputs = !o.tokens.empty() + !o.text.empty() + !o.text_file.empty();
+  if (inputs != 1) lowbit::detail::fail("give exactly one of --tokens FILE, --text-file FILE or --text \"...\"");
   if (!o.recipe.empty() && (!o.weights.empty() || !o.activations.empty()))
     lowbit::detail::fail("--recipe and --weights/--activations are alternatives; give one");
+  if (o.threads < 0) lowbit::detail::fail("--threads must be >= 0, got " + std::to_string(o.threads));
+  if (o.group < -1) lowbit::detail::fail("--group: expected a group size > 0, 0 (per channel) or -1 (per tensor), got " + std::to_string(o.group));
+  if (o.max_docs == 0) lowbit::detail::fail("--max-docs 0 leaves nothing to evaluate");
+  if (o.max_docs < -1) lowbit::detail::fail("--max-docs must be >= 1 (or -1 for all), got " + std::to_string(o.max_docs));
+  if (o.calib_docs == 0 || o.calib_docs < -1) lowbit::detail::fail("--calib-docs must be >= 1 (or -1 for all)");
+  if (o.ctx < 0 || o.ctx == 1) lowbit::detail::fail("--ctx must be >= 2, got " + std::to_string(o.ctx));
+  if (o.ctx_half && o.ctx == 0) lowbit::detail::fail("--ctx-half needs --ctx N");
+  if (o.ctx > 0 && !o.text.empty()) lowbit::detail::fail("--ctx evaluates a stream: use --tokens or --text-file");
+}
 
+int run_eval(const eval_options& o) {
+  validate(o);
   const auto t_load = std::chrono::steady_clock::now();
-  LlamaModel model(load_llama_weights(o.model));
+  const auto source = open_model(o.model);
+  const LlamaConfig& cfg = source->config();
+  const std::string tokenizer = !o.tokenizer.empty() ? o.tokenizer : source->tokenizer_path();
+  if ((!o.text.empty() || !o.text_file.empty()) && tokenizer.empty())
+    lowbit::detail::fail(o.model + " has no tokenizer.json: give --tokenizer FILE (tokenizer.json, or llama2.c tok512.bin)");
+
+  // The evaluation tokens (and, for text files, the documents' spans) before the model is
+  // quantized, so input errors come first.
+  std::vector<int> tokens;
+  std::vector<DocumentSpan> docs;
+  if (!o.tokens.empty()) {
+    tokens = read_u16_tokens(o.tokens);
+    if (tokens.empty()) lowbit::detail::fail("--tokens: " + o.tokens + " holds no tokens");
+    docs = split_documents(tokens, cfg.bos());
+  } else if (!o.text_file.empty()) {
+    const std::vector<std::string> texts = text_documents(o.text_file);
+    if (texts.empty()) lowbit::detail::fail("--text-file: " + o.text_file + " holds no text");
+    const std::size_t take = o.max_docs > 0 && o.ctx == 0 ? std::min<std::size_t>(texts.size(), static_cast<std::size_t>(o.max_docs)) : texts.size();
+    for (std::size_t i = 0; i < take; ++i) {
+      const std::vector<int> ids = encode_text(tokenizer, texts[i], cfg.vocab_size);
+      docs.push_back({tokens.size(), ids.size()});
+      tokens.insert(tokens.end(), ids.begin(), ids.end());
+    }
+  } else {
+    tokens = encode_text(tokenizer, o.text, cfg.vocab_size);
+    if (tokens.size() < 2) lowbit::detail::fail("--text: the text encodes to fewer than 2 tokens");
+    if (tokens.size() > static_cast<std::size_t>(cfg.max_seq_len))
+      lowbit::detail::fail("--text: " + std::to_string(tokens.size()) + " tokens exceed max_seq_len " + std::to_string(cfg.max_seq_len));
+    docs.push_back({0, tokens.size()});
+  }
+  for (int id : tokens)
+    if (id < 0 || id >= cfg.vocab_size)
+      lowbit::detail::fail("token id " + std::to_string(id) + " is outside the model's vocabulary [0, " + std::to_string(cfg.vocab_size) + ")");
+
+  LlamaModel model(source);
   const EvalScheme scheme = scheme_from_flags(o);
   const int threads = o.threads > 0 ? o.threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   // Documents run in parallel, so each kernel call stays on its own thread.
@@ -164,6 +266,7 @@ int run_eval(const eval_options& o) {
     co.max_sample_rows = 4096;  // SmoothQuant's W8A8 alpha objective quantizes real rows
     CalibrationRun run;
     run.max_docs = o.calib_docs;
+    run.bos = cfg.bos();
     const CalibrationRecorder rec = calibrate(model, read_u16_tokens(calib_file), co, run);
     calib_note = fmt::format("{} tokens ({} documents) of {}{}", rec.tokens(), o.calib_docs, calib_file,
                              calib_file == o.tokens ? ", the start of the evaluation stream" : "");
@@ -174,21 +277,27 @@ int run_eval(const eval_options& o) {
   const double prepare_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_load).count();
   const double bpw = linear_bits_per_weight(model, scheme.quantize_classifier);
 
+  PerplexityOptions po;
+  po.max_docs = o.text_file.empty() || o.ctx > 0 ? o.max_docs : -1;  // text files took their documents already
+  po.threads = threads;
+  po.bos = cfg.bos();
+  lowbit_cli::progress_bar bar(1000, o.quiet || o.json);
+  const auto t_eval = std::chrono::steady_clock::now();
+  po.progress = [&](std::int64_t done, std::int64_t total) {
+    const double el = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_eval).count();
+    bar.update(static_cast<std::uint64_t>(done * 1000 / total),
+               fmt::format("{} of {} {}, ETA {:.0f} s", done, total, o.ctx > 0 ? "windows" : "documents",
+                           el / static_cast<double>(done) * static_cast<double>(total - done)));
+  };
   PerplexityResult r;
-  if (!o.text.empty()) {
-    const Tokenizer tok = Tokenizer::load(o.tokenizer, model.config().vocab_size);
-    std::vector<int> ids = tok.encode(o.text);
-    if (ids.size() < 2) lowbit::detail::fail("--text: the text encodes to fewer than 2 tokens");
-    if (ids.size() > static_cast<std::size_t>(model.config().max_seq_len))
-      lowbit::detail::fail("--text: " + std::to_string(ids.size()) + " tokens exceed max_seq_len " +
-                           std::to_string(model.config().max_seq_len));
-    r = evaluate_perplexity(model, ids, {});
+  if (o.ctx > 0) {
+    // llama.cpp puts BOS first in every window when the model adds one.
+    const int first = o.ctx_half && !cfg.bos_ids.empty() ? cfg.bos() : -1;
+    r = evaluate_perplexity_windows(model, tokens, o.ctx, o.ctx_half ? o.ctx / 2 : 0, first, po);
   } else {
-    PerplexityOptions po;
-    po.max_docs = o.max_docs;
-    po.threads = threads;
-    r = evaluate_perplexity(model, read_u16_tokens(o.tokens), po);
+    r = evaluate_documents(model, tokens, docs, po);
   }
+  bar.finish();
 
   const LlamaConfig& c = model.config();
   if (o.json) {
@@ -196,6 +305,9 @@ int run_eval(const eval_options& o) {
                         {"scheme", scheme.name},
                         {"scheme_description", describe_scheme(scheme)},
                         {"perplexity", r.perplexity()},
+                        {"perplexity_stderr", r.perplexity_stderr()},
+                        {"stderr", r.perplexity_stderr()},
+                        {"mode", o.ctx > 0 ? fmt::format("ctx {}{}", o.ctx, o.ctx_half ? " (second half scored)" : "") : std::string("documents")},
                         {"total_nll", r.total_nll},
                         {"predicted_tokens", r.predicted_tokens},
                         {"tokens", r.tokens},
@@ -211,9 +323,9 @@ int run_eval(const eval_options& o) {
     fmt::print("{}\n", j.dump(2));
     return 0;
   }
-  fmt::print("model       {} (dim {}, hidden {}, {} layers, {}/{} heads, vocab {}, {} classifier)\n", o.model,
-             c.dim, c.hidden_dim, c.n_layers, c.n_heads, c.n_kv_heads, c.vocab_size,
-             c.tied_classifier ? "tied" : "separate");
+  fmt::print("model       {} ({} {}, dim {}, hidden {}, {} layers, {}/{} heads of {}, vocab {}, {} classifier)\n",
+             o.model, model.source().architecture(), to_string(c.arch), c.dim, c.hidden_dim, c.n_layers, c.n_heads,
+             c.n_kv_heads, c.head_dim(), c.vocab_size, c.tied_classifier ? "tied" : "separate");
   fmt::print("scheme      {}\n", describe_scheme(scheme));
   fmt::print("layers      {}\n", describe_layers(model));
   if (!calib_note.empty()) fmt::print("calibration {}\n", calib_note);
@@ -221,23 +333,30 @@ int run_eval(const eval_options& o) {
              scheme.quantize_classifier ? " and the classifier" : "");
   if (!o.text.empty())
     fmt::print("text        {} tokens\n", r.tokens);
+  else if (o.ctx > 0)
+    fmt::print("windows     {} of {} tokens ({} predicted{})\n", r.documents, o.ctx, r.predicted_tokens,
+               o.ctx_half ? ", second halves as llama.cpp" : "");
   else
     fmt::print("documents   {} ({} tokens, {} predicted{})\n", r.documents, r.tokens, r.predicted_tokens,
                r.truncated_documents ? fmt::format(", {} cut at max_seq_len", r.truncated_documents) : "");
-  fmt::print("perplexity  {:.4f}\n", r.perplexity());
+  fmt::print("perplexity  {:.4f} +/- {:.4f}\n", r.perplexity(), r.perplexity_stderr());
   fmt::print("speed       {:.0f} tokens/s ({:.2f} s evaluating, {:.2f} s loading and quantizing)\n",
              r.tokens_per_second(), r.seconds, prepare_s);
   return 0;
 }
 
 lowbit_cli::registration eval_registration{
-    "eval", "Perplexity of a Llama model (llama2.c .bin or safetensors), fp32 or quantized", 50,
+    "eval", "Perplexity of a Llama-family model (Hugging Face directory, safetensors, llama2.c .bin), fp32 or quantized", 50,
     [](CLI::App& sub) -> lowbit_cli::run_fn {
       auto o = std::make_shared<eval_options>();
-      sub.add_option("MODEL", o->model, "Model file: llama2.c .bin or Meta-name .safetensors")->required();
-      sub.add_option("--tokens", o->tokens, "Evaluation tokens: uint16 little-endian ids, documents start with BOS");
-      sub.add_option("--text", o->text, "Evaluate one text instead (needs --tokenizer)");
-      sub.add_option("--tokenizer", o->tokenizer, "llama2.c tokenizer file (tok512.bin) for --text");
+      sub.add_option("MODEL", o->model, "Hugging Face model directory, Meta-name .safetensors or llama2.c .bin")->required();
+      sub.add_option("--tokens", o->tokens, "Evaluation tokens: uint16 little-endian ids, documents start with the model's BOS");
+      sub.add_option("--text-file", o->text_file, "Evaluation text, documents separated by blank lines (tokenized with the model's tokenizer.json)");
+      sub.add_option("--text", o->text, "Evaluate one text instead");
+      sub.add_option("--tokenizer", o->tokenizer, "Tokenizer for --text/--text-file: tokenizer.json or llama2.c tok512.bin (default: the model's tokenizer.json)");
+      sub.add_option("--ctx", o->ctx, "Fixed-context mode: the concatenated stream in non-overlapping windows of N tokens");
+      sub.add_flag("--ctx-half", o->ctx_half, "With --ctx: score only each window's second half, BOS first (llama.cpp's perplexity)");
+      sub.add_flag("--quiet", o->quiet, "No progress on stderr");
       sub.add_option("--recipe", o->recipe, "Named recipe (w8a8-fp8, w8a8-int8, w4a16-int4, ...)");
       sub.add_option("--weights", o->weights, "Weight format: int8, int4, fp8/e4m3, e5m2, fp6/e3m2, e2m3, fp4/e2m1");
       sub.add_option("--group", o->group, "Group size along K (0 = per channel, -1 = per tensor)")->capture_default_str();
@@ -248,7 +367,7 @@ lowbit_cli::registration eval_registration{
       sub.add_flag("--quantize-classifier", o->quantize_classifier, "Quantize the classifier too (default fp32)");
       sub.add_option("--calib", o->calib, "Calibration tokens for recipes with smoothing/GPTQ (default: --tokens)");
       sub.add_option("--calib-docs", o->calib_docs, "Calibration documents (from the start of the file)")->capture_default_str();
-      sub.add_option("--max-docs", o->max_docs, "Evaluate only the first N documents");
+      sub.add_option("--max-docs", o->max_docs, "Evaluate only the first N documents (windows with --ctx)");
       sub.add_option("--threads", o->threads, "Worker threads (default: hardware threads)");
       sub.add_flag("--json", o->json, "Print a JSON report");
       return [o]() { return run_eval(*o); };
