@@ -55,6 +55,13 @@ class atomic_output_file {
   ~atomic_output_file() { abandon(); }
 
   const std::string& final_path() const noexcept { return final_path_; }
+  // Changes the name commit() gives the file (same filesystem: a rename moves it there), for
+  // outputs whose final name is only known at the end (shard k "of n").
+  void set_final_path(std::string path) {
+    if (fd_ < 0) fail("'" + final_path_ + "' was already committed or abandoned");
+    if (path.empty() || path.back() == '/') fail("output path '" + path + "' names no file");
+    final_path_ = std::move(path);
+  }
   // The temporary file's name, empty when it is unnamed (O_TMPFILE).
   const std::string& temp_path() const noexcept { return temp_path_; }
   int fd() const noexcept { return fd_; }
