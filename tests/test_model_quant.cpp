@@ -100,7 +100,7 @@ TEST_CASE("calibration: the recorder sees every linear input of the forward pass
   CHECK(rec.at("layers.2.attention.wk").absmax() == wq.absmax());
   // The first document's first position, recomputed by hand: layer 0's input is
   // rmsnorm(embedding of BOS) * attention_norm.
-  const auto& W = m.weights();
+  const LlamaWeights W = read_all_weights(m.source());
   const Eigen::RowVectorXf e = W.tok_embeddings.row(tokens[0]);
   const float inv = 1.0f / std::sqrt(e.squaredNorm() / 64.0f + W.config.norm_eps);
   const Eigen::RowVectorXf first = (e.array() * inv * W.layers[0].attention_norm.transpose().array()).matrix();

@@ -53,20 +53,8 @@ struct calibration_data {
 
 inline calibration_data record_calibration(const std::string& model_path, const calibration_flags& f,
                                            std::int64_t sample_rows) {
-  const auto ends_with = [&](const std::string& suffix) {
-    return model_path.size() >= suffix.size() && model_path.compare(model_path.size() - suffix.size(), suffix.size(), suffix) == 0;
-  };
-  if (!ends_with(".safetensors") && !ends_with(".bin"))
-    lowbit::detail::fail("--calib runs the model's forward pass, which needs one Llama-architecture .safetensors file "
-                         "with Meta names (and a config.json beside it) or a llama2.c .bin; got '" + model_path + "'");
   if (f.docs == 0 || f.tokens == 0) lowbit::detail::fail("--calib-docs / --calib-tokens: need at least one document and token");
-  lowbit::model::LlamaWeights weights;
-  try {
-    weights = lowbit::model::load_llama_weights(model_path);
-  } catch (const lowbit::error& e) {
-    lowbit::detail::fail(std::string("--calib supports Llama-architecture checkpoints only: ") + e.what());
-  }
-  const lowbit::model::LlamaModel model(std::move(weights));
+  const lowbit::model::LlamaModel model(lowbit::model::open_model(model_path));
   const std::vector<int> tokens = lowbit::model::read_u16_tokens(f.file);
   lowbit::CalibrationOptions co;
   co.max_sample_rows = sample_rows;  // recorded rows: output SQNR, activation-aware smoothing

@@ -1,7 +1,9 @@
 #pragma once
-// Llama-architecture model evaluation: weights (llama2.c .bin, Meta-name safetensors), the
-// batched fp32/quantized forward pass, the llama2.c tokenizer and perplexity.
+// Llama-family model evaluation: model sources (Hugging Face directories, Meta-name
+// safetensors, llama2.c .bin), the batched fp32/quantized forward pass and its per-layer
+// API, the llama2.c tokenizer and perplexity.
 #include "lowbit/model/calibration.hpp"
+#include "lowbit/model/decoder_layer.hpp"
 #include "lowbit/model/llama.hpp"
 #include "lowbit/model/load.hpp"
 #include "lowbit/model/perplexity.hpp"

@@ -1,19 +1,32 @@
 #pragma once
-// load_llama_weights(path): reads a Llama model from a llama2.c legacy .bin or a Meta-name
-// F32 .safetensors file (chosen by extension), combines it with the config.json beside it
-// when there is one (model/config_hints.hpp), and validates every array before returning.
+// open_model(path): a ModelSource (model/source.hpp) for
+//  - a Hugging Face model directory: config.json (model/hf_config.hpp), model.safetensors or
+//    shards listed by model.safetensors.index.json, tokenizer.json (its path is recorded);
+//  - a .safetensors file (or a *.index.json) with Hugging Face names and a config.json
+//    beside it, treated like the directory;
+//  - a .safetensors file with Meta names, combined with the config.json beside it when there
+//    is one (model/config_hints.hpp);
+//  - a llama2.c .bin (model/llama2c.hpp), with a config.json beside it for eps / theta.
+// Weights stay in the memory-mapped files until a layer is asked for.
+//
+// load_llama_weights(path) reads a whole model into memory (small models, tests).
+#include <sys/stat.h>
+
+#include <fstream>
+#include <memory>
 #include <string>
 
+#include "lowbit/io/sharded.hpp"
 #include "lowbit/model/config_hints.hpp"
+#include "lowbit/model/hf_config.hpp"
 #include "lowbit/model/llama2c.hpp"
-#include "lowbit/model/safetensors_llama.hpp"
+#include "lowbit/model/safetensors_source.hpp"
 
 namespace lowbit::model {
 
 namespace detail {
 // The llama2.c header carries the shapes; a config.json that disagrees is an error.
-inline void apply_hints_to_header_config(LlamaConfig& c, const LlamaConfigHints& h,
-                                         const std::string& source) {
+inline void apply_hints_to_header_config(LlamaConfig& c, const LlamaConfigHints& h, const std::string& source) {
   auto agree = [&](const std::optional<int>& hint, int value, const char* what) {
     if (hint && *hint != value)
       lowbit::detail::fail(source + ": config.json says " + what + " " + std::to_string(*hint) +
@@ -30,26 +43,58 @@ inline void apply_hints_to_header_config(LlamaConfig& c, const LlamaConfigHints&
     lowbit::detail::fail(source + ": config.json and the model file disagree on tie_word_embeddings");
   if (h.norm_eps) c.norm_eps = *h.norm_eps;
   if (h.rope_theta) c.rope_theta = *h.rope_theta;
+  c.validate(source);
+}
+
+inline bool is_directory(const std::string& path) {
+  struct stat st {};
+  return ::stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
+}
+inline bool file_exists(const std::string& path) {
+  struct stat st {};
+  return ::stat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode);
+}
+inline std::string read_text(const std::string& path) {
+  const auto bytes = read_file_bytes(path);
+  return std::string(bytes.begin(), bytes.end());
+}
+
+// Hugging Face weights (`st`) with the config.json and tokenizer.json of directory `dir`.
+inline std::shared_ptr<const ModelSource> open_hf(SafetensorsModel st, const std::string& dir, const std::string& path) {
+  const std::string config_path = dir + "/config.json";
+  if (!file_exists(config_path))
+    lowbit::detail::fail(path + ": Hugging Face weights need the config.json of their directory (" + config_path +
+                         " is missing)");
+  const HfConfig hc = parse_hf_config(read_text(config_path), config_path);
+  const std::string tok = file_exists(dir + "/tokenizer.json") ? dir + "/tokenizer.json" : std::string();
+  return std::make_shared<SafetensorsSource>(std::move(st), hc.config, hc.architecture, path, tok);
 }
 }  // namespace detail
 
-inline LlamaWeights load_llama_weights(const std::string& path, const LlamaConfigHints& hints) {
-  LlamaWeights w;
-  if (detail::ends_with(path, ".safetensors")) {
-    w = load_llama_safetensors(path, hints);
-  } else if (detail::ends_with(path, ".bin")) {
-    w = load_llama2c(path);
-    detail::apply_hints_to_header_config(w.config, hints, path);
-  } else {
-    lowbit::detail::fail(path + ": unknown model file type (expected .bin for llama2.c or .safetensors)");
+inline std::shared_ptr<const ModelSource> open_model(const std::string& path) {
+  if (detail::is_directory(path)) {
+    std::string dir = path;
+    while (dir.size() > 1 && dir.back() == '/') dir.pop_back();
+    return detail::open_hf(open_safetensors_model(dir), dir, path);
   }
-  w.validate(path);
-  return w;
+  const bool index = detail::ends_with(path, ".index.json");
+  if (index || detail::ends_with(path, ".safetensors")) {
+    SafetensorsModel st = open_safetensors_model(path);
+    if (st.find("model.embed_tokens.weight") != nullptr) return detail::open_hf(std::move(st), detail::directory_of(path), path);
+    return std::make_shared<SafetensorsSource>(std::move(st), config_hints_beside(path), path);
+  }
+  if (detail::ends_with(path, ".bin")) {
+    auto src = std::make_shared<Llama2cSource>(path);
+    LlamaConfig c = src->config();
+    detail::apply_hints_to_header_config(c, config_hints_beside(path), path);
+    src->set_config(c);
+    return src;
+  }
+  lowbit::detail::fail(path + ": unknown model file type (expected a Hugging Face model directory, a .safetensors "
+                              "file or a llama2.c .bin)");
 }
 
-// Same, with the hints from the config.json in the model's directory (if any).
-inline LlamaWeights load_llama_weights(const std::string& path) {
-  return load_llama_weights(path, config_hints_beside(path));
-}
+// The whole model in fp32, validated (every layer read now).
+inline LlamaWeights load_llama_weights(const std::string& path) { return read_all_weights(*open_model(path)); }
 
 }  // namespace lowbit::model

@@ -96,8 +96,6 @@ class FakeQuantLinear final : public LinearLayer {
   std::string what_;
 };
 
-inline bool is_classifier_name(const std::string& name) { return name == "output"; }
-
 // `calibration` (kept by reference while the factory is used) is needed by recipes with
 // smoothing or GPTQ; it must have statistics for every layer the factory builds.
 inline LinearFactory scheme_linear_factory(const EvalScheme& scheme,

@@ -1,0 +1,245 @@
+#pragma once
+// DecoderLayer: one block of a Llama-family decoder, with its linear layers built through a
+// LinearFactory (fp32, fake-quant, packed kernels, recipes) and everything else (norms,
+// biases, q/k norms) kept in fp32. LlamaModel (model/llama.hpp) is a stack of these; the same
+// class is the per-layer API for sequential (layer-by-layer) calibration.
+//
+//   n1 = rmsnorm(x) * attention_norm
+//   q, k, v = wq n1 + bq, wk n1 + bk, wv n1 + bv          (biases: qwen2, attention_bias)
+//   q, k = rmsnorm_per_head(q) * q_norm, ... * k_norm      (qwen3 only)
+//   q, k = rope(q), rope(k)                                 (interleaved or half pairs)
+//   h  = x + wo attention(q, k, v) + bo                     causal, GQA, optional window
+//   n2 = rmsnorm(h) * ffn_norm
+//   x' = h + w2 (silu(w1 n2 + b1) * (w3 n2 + b3)) + b2      (biases: mlp_bias)
+//
+// Per-layer use (sequential calibration), e.g. GPTQ layer by layer:
+//
+//   auto src = open_model(dir);                                   // model/load.hpp
+//   std::vector<RowMatrixXf> h = embed_sequences(*src, samples);  // layer 0's inputs
+//   for (int l = 0; l < src->config().n_layers; ++l) {
+//     const LlamaLayerWeights w = src->layer(l);                  // this layer in fp32
+//     DecoderLayer layer(src->config(), l, src->naming(), w);     // fp32 linears
+//     MyRecorder rec;                                             // a LinearInputObserver
+//     std::vector<RowMatrixXf> fp32_out;
+//     layer.forward_sequences(h, fp32_out, &rec);                 // inputs of every linear
+//     layer.set_linears(w, my_quantizing_factory(rec));           // swap in quantized linears
+//     std::vector<RowMatrixXf> q_out;
+//     layer.forward_sequences(h, q_out);                          // the quantized layer's outputs
+//     h = std::move(q_out);                                       // (or fp32_out) feeds layer l+1
+//   }                                                             // w and layer freed here
+//
+// Every sequence of forward_sequences() runs independently and causally from position 0.
+// The observer is called once per linear layer per sequence, with that linear's input
+// ([sequence length, in_features]) and its checkpoint name (layer.name(slot)); wq/wk/wv see
+// the same input, as do w1/w3.
+#include <algorithm>
+#include <cmath>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "lowbit/model/linear_layer.hpp"
+#include "lowbit/model/rope.hpp"
+#include "lowbit/model/source.hpp"
+
+namespace lowbit::model {
+
+// Calibration hook: sees the input of every linear layer during a forward pass.
+class LinearInputObserver {
+ public:
+  virtual ~LinearInputObserver() = default;
+  virtual void observe(const std::string& layer_name, ConstRowMatrixRef input) = 0;
+};
+
+// Scratch matrices reused across calls so steady-state evaluation does not allocate.
+struct ForwardWorkspace {
+  RowMatrixXf x, xn, q, k, v, attn, proj, scores, gate, up;
+  RowMatrixXf rope_cos, rope_sin;  // [n, head_dim / 2] for the call's positions
+};
+
+namespace detail {
+inline void rmsnorm(const RowMatrixXf& x, const Eigen::VectorXf& weight, float eps, RowMatrixXf& out) {
+  out.resize(x.rows(), x.cols());
+  for (Eigen::Index t = 0; t < x.rows(); ++t) {
+    const float ms = x.row(t).squaredNorm() / static_cast<float>(x.cols());
+    const float inv = 1.0f / std::sqrt(ms + eps);
+    out.row(t) = (x.row(t).array() * inv) * weight.transpose().array();
+  }
+}
+// RMSNorm of every head_dim-wide slice of m's rows, in place (qwen3's q_norm / k_norm).
+inline void rmsnorm_heads(RowMatrixXf& m, const Eigen::VectorXf& weight, float eps) {
+  const Eigen::Index hd = weight.size();
+  for (Eigen::Index t = 0; t < m.rows(); ++t)
+    for (Eigen::Index h = 0; h + hd <= m.cols(); h += hd) {
+      auto seg = m.row(t).segment(h, hd);
+      const float inv = 1.0f / std::sqrt(seg.squaredNorm() / static_cast<float>(hd) + eps);
+      seg = (seg.array() * inv) * weight.transpose().array();
+    }
+}
+}  // namespace detail
+
+class DecoderLayer {
+ public:
+  // Builds layer `index` from its fp32 weights (validated here), linears through `factory`.
+  DecoderLayer(const LlamaConfig& config, int index, weight_naming naming, const LlamaLayerWeights& w,
+               const LinearFactory& factory = fp32_linear_factory())
+      : c_(config), index_(index), naming_(naming) {
+    validate_layer(c_, w, index_, naming_, "DecoderLayer");
+    attention_norm_ = w.attention_norm;
+    ffn_norm_ = w.ffn_norm;
+    q_norm_ = w.q_norm;
+    k_norm_ = w.k_norm;
+    for (int s = 0; s < kLinearSlots; ++s) {
+      names_[s] = model::linear_name(index_, static_cast<linear_slot>(s), naming_);
+      bias_[s] = w.bias(static_cast<linear_slot>(s));
+    }
+    set_linears(w, factory);
+  }
+  // Layer l of a source, read and converted now (the fp32 copy is dropped on return).
+  static DecoderLayer build(const ModelSource& src, int l, const LinearFactory& factory = fp32_linear_factory()) {
+    return DecoderLayer(src.config(), l, src.naming(), src.layer(l), factory);
+  }
+
+  // Rebuilds the seven linear layers from fp32 weights `w` (same shapes); norms and biases
+  // stay as built.
+  void set_linears(const LlamaLayerWeights& w, const LinearFactory& factory) {
+    std::unique_ptr<LinearLayer> built[kLinearSlots];
+    for (int s = 0; s < kLinearSlots; ++s) built[s] = make_linear(factory, names_[s], w.matrix(static_cast<linear_slot>(s)));
+    for (int s = 0; s < kLinearSlots; ++s) linears_[s] = std::move(built[s]);
+  }
+  // Replaces one linear layer (its shape must match).
+  void set_linear(linear_slot s, std::unique_ptr<LinearLayer> layer) {
+    const auto [r, k] = linear_shape(c_, s);
+    if (!layer || layer->out_features() != r || layer->in_features() != k)
+      lowbit::detail::fail("DecoderLayer::set_linear: no layer or a wrong shape for " + name(s));
+    linears_[static_cast<int>(s)] = std::move(layer);
+  }
+
+  int index() const { return index_; }
+  const LlamaConfig& config() const { return c_; }
+  const LinearLayer& linear(linear_slot s) const { return *linears_[static_cast<int>(s)]; }
+  const std::string& name(linear_slot s) const { return names_[static_cast<int>(s)]; }
+  const Eigen::VectorXf& bias(linear_slot s) const { return bias_[static_cast<int>(s)]; }
+
+  // Runs tokens at positions p0 .. p0+n-1 of one sequence: x [n, dim] in, the layer's output
+  // out (in place). K and V are this layer's cache ([>= p0+n, kv_dim]); rows p0.. are written.
+  // ws.rope_cos / rope_sin must hold the rotation table of those positions (rope_table()).
+  void forward(RowMatrixXf& x, int p0, RowMatrixXf& K, RowMatrixXf& V, ForwardWorkspace& ws,
+               LinearInputObserver* observer = nullptr) const {
+    const int n = static_cast<int>(x.rows());
+    detail::rmsnorm(x, attention_norm_, c_.norm_eps, ws.xn);
+    run(linear_slot::wq, ws.xn, ws.q, observer);
+    run(linear_slot::wk, ws.xn, ws.k, observer);
+    run(linear_slot::wv, ws.xn, ws.v, observer);
+    if (c_.qk_norm) {
+      detail::rmsnorm_heads(ws.q, q_norm_, c_.norm_eps);
+      detail::rmsnorm_heads(ws.k, k_norm_, c_.norm_eps);
+    }
+    apply_rope(ws.q, c_.head_dim(), c_.rope, ws.rope_cos, ws.rope_sin);
+    apply_rope(ws.k, c_.head_dim(), c_.rope, ws.rope_cos, ws.rope_sin);
+    K.middleRows(p0, n) = ws.k;
+    V.middleRows(p0, n) = ws.v;
+    attention(K, V, p0, n, ws);
+    run(linear_slot::wo, ws.attn, ws.proj, observer);
+    x += ws.proj;
+
+    detail::rmsnorm(x, ffn_norm_, c_.norm_eps, ws.xn);
+    run(linear_slot::w1, ws.xn, ws.gate, observer);
+    run(linear_slot::w3, ws.xn, ws.up, observer);
+    // silu(g) * u, computed in place in `gate`.
+    ws.gate.array() = ws.gate.array() / (1.0f + (-ws.gate.array()).exp()) * ws.up.array();
+    run(linear_slot::w2, ws.gate, ws.proj, observer);
+    x += ws.proj;
+  }
+
+  // Runs the layer on independent sequences (each [len_i, dim], causal from position 0):
+  // outputs[i] = layer(inputs[i]). `outputs` may be `inputs` (computed in place).
+  void forward_sequences(const std::vector<RowMatrixXf>& inputs, std::vector<RowMatrixXf>& outputs,
+                         LinearInputObserver* observer = nullptr) const {
+    std::vector<RowMatrixXf> result(inputs.size());
+    ForwardWorkspace ws;
+    RowMatrixXf K, V;
+    for (std::size_t i = 0; i < inputs.size(); ++i) {
+      const RowMatrixXf& in = inputs[i];
+      if (in.rows() == 0 || in.cols() != c_.dim)
+        lowbit::detail::fail("DecoderLayer::forward_sequences: sequence " + std::to_string(i) + " is [" +
+                             std::to_string(in.rows()) + ", " + std::to_string(in.cols()) + "], expected [n > 0, " +
+                             std::to_string(c_.dim) + "]");
+      const int n = static_cast<int>(in.rows());
+      K.resize(n, c_.kv_dim());
+      V.resize(n, c_.kv_dim());
+      rope_table(c_, 0, n, ws.rope_cos, ws.rope_sin);
+      result[i] = in;
+      forward(result[i], 0, K, V, ws, observer);
+    }
+    outputs = std::move(result);
+  }
+
+ private:
+  static std::unique_ptr<LinearLayer> make_linear(const LinearFactory& f, const std::string& name, const RowMatrixXf& w) {
+    auto layer = f(name, w);
+    if (!layer || layer->in_features() != w.cols() || layer->out_features() != w.rows())
+      lowbit::detail::fail("LlamaModel: the linear factory returned no layer or a wrong shape for " + name);
+    return layer;
+  }
+
+  void run(linear_slot s, const RowMatrixXf& in, RowMatrixXf& out, LinearInputObserver* observer) const {
+    const int i = static_cast<int>(s);
+    const LinearLayer& layer = *linears_[i];
+    if (observer) observer->observe(names_[i], in);
+    out.resize(in.rows(), layer.out_features());
+    layer.forward(in, out);
+    if (bias_[i].size() != 0) out.rowwise() += bias_[i].transpose();
+  }
+
+  // Causal grouped-query attention of the n new queries (ws.q) over cache rows [0, p0+n).
+  void attention(const RowMatrixXf& K, const RowMatrixXf& V, int p0, int n, ForwardWorkspace& ws) const {
+    const int hd = c_.head_dim(), len = p0 + n, group = c_.n_heads / c_.n_kv_heads;
+    const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
+    ws.attn.resize(n, c_.q_dim());
+    ws.scores.resize(n, len);
+    for (int h = 0; h < c_.n_heads; ++h) {
+      const int g = h / group;
+      ws.scores.noalias() = ws.q.middleCols(h * hd, hd) * K.topRows(len).middleCols(g * hd, hd).transpose();
+      for (int t = 0; t < n; ++t) {
+        const int visible = p0 + t + 1;  // query t sees keys 0 .. p0+t
+        // Sliding window (mistral): only keys j with (p0 + t) - j < window.
+        const int first = c_.sliding_window > 0 ? std::max(0, visible - c_.sliding_window) : 0;
+        auto row = ws.scores.row(t);
+        auto seen = row.segment(first, visible - first);
+        const float mx = seen.maxCoeff();
+        seen = ((seen.array() - mx) * scale).exp();
+        seen /= seen.sum();
+        row.head(first).setZero();
+        row.tail(len - visible).setZero();
+      }
+      ws.attn.middleCols(h * hd, hd).noalias() = ws.scores * V.topRows(len).middleCols(g * hd, hd);
+    }
+  }
+
+  LlamaConfig c_;
+  int index_ = 0;
+  weight_naming naming_ = weight_naming::meta;
+  Eigen::VectorXf attention_norm_, ffn_norm_, q_norm_, k_norm_;
+  Eigen::VectorXf bias_[kLinearSlots];
+  std::string names_[kLinearSlots];
+  std::unique_ptr<LinearLayer> linears_[kLinearSlots];
+};
+
+// The inputs of layer 0 for token sequences: their embedding rows, one [len, dim] matrix per
+// sequence. Ids outside the vocabulary and empty sequences are errors.
+inline std::vector<RowMatrixXf> embed_sequences(const ModelSource& src, const std::vector<std::vector<int>>& sequences) {
+  std::vector<RowMatrixXf> out(sequences.size());
+  for (std::size_t i = 0; i < sequences.size(); ++i) {
+    const auto& s = sequences[i];
+    if (s.empty()) lowbit::detail::fail("embed_sequences: sequence " + std::to_string(i) + " is empty");
+    for (int id : s)
+      if (id < 0 || id >= src.config().vocab_size)
+        lowbit::detail::fail("embed_sequences: token id " + std::to_string(id) + " in sequence " + std::to_string(i) +
+                             " is outside the vocabulary [0, " + std::to_string(src.config().vocab_size) + ")");
+    src.embed(s.data(), static_cast<int>(s.size()), out[i]);
+  }
+  return out;
+}
+
+}  // namespace lowbit::model
