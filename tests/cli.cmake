@@ -19,7 +19,7 @@ if(TARGET lowbit_cli)
   set_tests_properties(cli_compare_tiny PROPERTIES FIXTURES_REQUIRED cli_tiny
                        PASS_REGULAR_EXPRESSION "\"scheme\": \"mxfp4\"")
   add_test(NAME cli_quantize_recipe COMMAND ${_lowbit} quantize ${_cli_dir}/tiny.safetensors
-           -o ${_cli_dir}/tiny.mxfp4.safetensors --recipe mxfp4 --json -)
+           -o ${_cli_dir}/tiny.mxfp4.safetensors --recipe mxfp4 --json)
   set_tests_properties(cli_quantize_recipe PROPERTIES FIXTURES_REQUIRED cli_tiny
                        PASS_REGULAR_EXPRESSION "\"scheme\": \"mxfp4 \\(float4_e2m1fn:g32:mx\\)\"")
   # A bad scheme: one line on stderr, non-zero exit, and no output file.

@@ -1,18 +1,21 @@
-// `lowbit quantize IN -o OUT`: quantizes a safetensors checkpoint (one file, a sharded index
-// or a directory) into a lowbit checkpoint of QuantizedLinear layers
+// `lowbit quantize IN -o OUT`: quantizes a safetensors model (one file, a sharded index, or a
+// Hugging Face model directory) into a lowbit checkpoint of QuantizedLinear layers
 // (docs/checkpoint-format.md), streaming: tensors are read one at a time from the
 // memory-mapped input and appended to the output, so peak memory is about `--threads`
 // tensors' working sets, not the model. Ends with a per-tensor table of bits/weight and error.
 //
-// With --calib TOKENS (Llama-architecture inputs), the fp32 model first runs over the
-// calibration documents and records every linear layer's input statistics (incl. the GPTQ
-// Hessian); each layer is then quantized by quantize_linear() with its own statistics, which
-// is what GPTQ, smoothing and the recipes built on them need. That step loads the whole
-// model (it is not streamed) and frees it before the streaming quantization starts; only
-// the per-layer statistics (a dim x dim Hessian per layer) stay.
+// Output: a single .safetensors file, or (OUT ending in '/', an existing directory, or a
+// directory input with OUT not ending in .safetensors) a directory of shards of at most
+// --max-shard-size with model.safetensors.index.json, the input's config.json (with a
+// "quantization_config" record) and tokenizer files. Everything appears atomically at the end.
+//
+// With --calib FILE (.txt, .jsonl or .u16; see model/calibration_set.hpp) each linear layer
+// is quantized with statistics of its own inputs (GPTQ Hessian, smoothing), recorded by running
+// the fp32 model over --calib-samples documents of at most --calib-seq-len tokens
+// (quantize_calibration.hpp).
 //
 //   lowbit quantize model.safetensors -o model.int4.safetensors --weights int4 --group 128
-//   lowbit quantize model/ -o out.safetensors --weights fp4 --group 32 --scale mx --lorc 8
+//   lowbit quantize Llama-3.2-1B/ -o out/ --recipe w4a16-int4 --calib wiki.txt --override 'down_proj=int8:channel'
 //   lowbit quantize model.safetensors -o out.safetensors --recipe w4a8-fp --calib val.u16
 #include <fmt/format.h>
 #include <sys/stat.h>
@@ -20,10 +23,12 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
-#include <memory>
+#include <fstream>
 #include <map>
+#include <memory>
 #include <optional>
 #include <set>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -31,20 +36,24 @@
 #include "lowbit/detail/threads.hpp"
 #include "lowbit/io/checkpoint.hpp"
 #include "lowbit/io/linear_checkpoint.hpp"
-#include "lowbit/io/lorc_checkpoint.hpp"
 #include "lowbit/io/sharded.hpp"
+#include "lowbit/io/sharded_writer.hpp"
 #include "lowbit/quant/metrics.hpp"
-#include "lowbit/quant/quantizer.hpp"
 #include "lowbit/version.hpp"
+#include "quantize_calibration.hpp"
+#include "quantize_plan.hpp"
 #include "registry.hpp"
 
 namespace {
 
 struct quantize_options {
-  std::string input, output, json;
+  std::string input, output, json_out;
+  bool json = false;
   lowbit_cli::scheme_flags scheme;
-  lowbit_cli::calibration_flags calib;
-  lowbit_cli::tensor_filter filter;
+  lowbit_cli::quantize_calib_flags calib;
+  std::string include, exclude, max_shard_size = "4GiB";
+  std::vector<std::string> ignore, overrides;
+  bool no_default_ignore = false, requantize = false;
   int threads = 0;
   bool quiet = false;
 };
@@ -53,6 +62,7 @@ struct tensor_result {
   std::string name;
   std::vector<std::int64_t> shape;
   bool quantized = false;
+  std::string scheme;          // effective scheme label of a quantized layer
   double bits_per_weight = 0;  // codes + scales (+ LoRC factors)
   lowbit::ErrorStats err;      // of the layer's effective weight (W_hat + U V) diag(1/s)
   double output_sqnr_db = NAN;  // on recorded calibration rows, activations quantized (NaN: none)
@@ -67,6 +77,8 @@ struct job {
   bool quantize = false;
   const lowbit::TensorView* bias = nullptr;          // <base>.bias of the input, if any
   const lowbit::ActivationStats* stats = nullptr;  // calibration of this layer, if recorded
+  const lowbit::LinearRecipe* recipe = nullptr;
+  const lowbit_cli::scheme_override* override = nullptr;
   lowbit::QuantizedLinear layer;
   tensor_result result;
 };
@@ -76,7 +88,7 @@ double sqnr_db(const lowbit::RowMatrixXf& ref, const lowbit::RowMatrixXf& approx
   return err == 0 ? INFINITY : 10.0 * std::log10(double(ref.squaredNorm()) / err);
 }
 
-void quantize_one(job& j, const lowbit::LinearRecipe& recipe) {
+void quantize_one(job& j) {
   const auto t0 = std::chrono::steady_clock::now();
   const lowbit::TensorView& v = *j.view;
   const lowbit::RowMatrixXf w = v.to_matrix();  // the one f32 copy of this tensor
@@ -85,7 +97,7 @@ void quantize_one(job& j, const lowbit::LinearRecipe& recipe) {
     const std::vector<float> b = j.bias->to_float_vector();
     bias = Eigen::Map<const Eigen::VectorXf>(b.data(), static_cast<Eigen::Index>(b.size()));
   }
-  j.layer = lowbit::quantize_linear(w, bias ? &*bias : nullptr, recipe, j.stats, lowbit::checkpoint_base_name(v.name));
+  j.layer = lowbit::quantize_linear(w, bias ? &*bias : nullptr, *j.recipe, j.stats, lowbit::checkpoint_base_name(v.name));
   j.result.err = lowbit::error_stats(w, lowbit_cli::effective_weight(j.layer));
   if (j.stats && j.stats->sample().rows() > 0) {
     const lowbit::RowMatrixXf& x = j.stats->sample();
@@ -103,23 +115,69 @@ bool same_file(const std::string& a, const std::string& b) {
   struct stat sa {}, sb {};
   return ::stat(a.c_str(), &sa) == 0 && ::stat(b.c_str(), &sb) == 0 && sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
 }
+bool is_directory(const std::string& p) {
+  struct stat st {};
+  return ::stat(p.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
+}
+bool ends_with(const std::string& s, const std::string& suffix) {
+  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
+std::optional<std::string> read_text_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return std::nullopt;
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
 
 int run_quantize(const quantize_options& o) {
   const auto t_start = std::chrono::steady_clock::now();
   const lowbit_cli::resolved_scheme s = lowbit_cli::resolve(o.scheme, o.calib.enabled());
   if (o.threads < 0) lowbit::detail::fail("--threads must be >= 0");
   const int threads = o.threads > 0 ? o.threads : lowbit::default_num_threads();
+  lowbit_cli::tensor_rules rules(o.ignore, !o.no_default_ignore, o.include, o.exclude);
+  for (const auto& arg : o.overrides) {
+    rules.overrides.push_back(lowbit_cli::parse_override(arg, s));
+    if (rules.overrides.back().recipe.needs_calibration() && !o.calib.enabled())
+      lowbit::detail::fail("--override " + arg + " needs calibration (GPTQ or smoothing): give --calib FILE");
+  }
   const auto model = lowbit::open_safetensors_model(o.input);
+  const bool input_dir = is_directory(o.input);
+  const bool out_dir = ends_with(o.output, "/") || is_directory(o.output) || (input_dir && !ends_with(o.output, ".safetensors"));
   for (const auto& shard : model.shards())
     if (same_file(shard->source(), o.output)) lowbit::detail::fail("the output '" + o.output + "' is an input file");
-  // Calibration first (loads the model, runs it, keeps only the statistics).
-  std::optional<lowbit_cli::calibration_data> calib;
-  if (o.calib.enabled()) calib = lowbit_cli::record_calibration(o.input, o.calib, 512);
+  if (out_dir && same_file(o.output, lowbit::detail::parent_directory(model.shards()[0]->source())))
+    lowbit::detail::fail("the output directory '" + o.output + "' is the input's directory");
+
+  // A lowbit checkpoint is refused (quantizing quantized weights compounds the error and used
+  // to write an empty checkpoint); --requantize dequantizes its layers first.
+  lowbit_cli::dequantized_input deq;
+  bool lowbit_input = false;
+  for (const auto& shard : model.shards()) lowbit_input = lowbit_input || lowbit::is_lowbit_checkpoint(*shard);
+  if (lowbit_input && !o.requantize)
+    lowbit::detail::fail("'" + o.input + "' is a lowbit checkpoint (already quantized" +
+                         (model.metadata().count("lowbit.scheme") ? ": " + model.metadata().at("lowbit.scheme") : std::string()) +
+                         "); quantize the original model, or give --requantize to dequantize it first");
+  if (lowbit_input) {
+    deq = lowbit_cli::dequantize_checkpoint(model);
+    fmt::print(stderr, "--requantize: '{}' is a lowbit checkpoint; dequantized its {} quantized layers to F32 first "
+                       "(their quantization error carries over)\n", o.input, deq.layers);
+  }
+  const std::vector<const lowbit::TensorView*>& all = lowbit_input ? deq.order : model.tensors();
+  const auto find = [&](const std::string& name) -> const lowbit::TensorView* {
+    return lowbit_input ? deq.find(name) : model.find(name);
+  };
+  const auto quantizes = [&](const lowbit::TensorView& t) { return rules.quantizes(t.name, t.dtype, t.shape); };
+
+  // Calibration (loads the fp32 model, runs it, keeps only the statistics).
+  std::optional<lowbit_cli::quantize_calibration> calib;
+  if (o.calib.enabled()) calib = lowbit_cli::record_quantize_calibration(o.input, o.calib, 512);
+
   // Biases of quantized layers become part of the layer (and are not copied on their own).
   std::map<std::string, const lowbit::TensorView*> bias_of;  // weight name -> bias tensor
-  for (const auto* t : model.tensors()) {
-    if (!o.filter.selects(*t)) continue;
-    const lowbit::TensorView* b = model.find(lowbit::checkpoint_base_name(t->name) + ".bias");
+  for (const auto* t : all) {
+    if (!quantizes(*t)) continue;
+    const lowbit::TensorView* b = find(lowbit::checkpoint_base_name(t->name) + ".bias");
     if (b && b->rank() == 1 && b->shape[0] == t->shape[0] &&
         (b->dtype == lowbit::tensor_dtype::f32 || b->dtype == lowbit::tensor_dtype::f16 ||
          b->dtype == lowbit::tensor_dtype::bf16 || b->dtype == lowbit::tensor_dtype::f64))
@@ -128,45 +186,76 @@ int run_quantize(const quantize_options& o) {
   std::set<std::string> bias_names;
   for (const auto& [w, b] : bias_of) bias_names.insert(b->name);
 
-  lowbit::SafetensorsWriterOptions wo;
-  std::size_t input_header = 0;
-  for (const auto& shard : model.shards()) input_header += shard->header_size();
-  wo.header_reserve = 64 * 1024 + 4 * input_header + 512 * model.tensors().size();
-  lowbit::SafetensorsWriter out(o.output, wo);
+  // The quantization record: config.json's quantization_config and every shard's metadata.
+  nlohmann::json record = {{"quant_method", "lowbit"},
+                           {"format_version", std::to_string(lowbit::checkpoint_format_version)},
+                           {"producer", "lowbit " LOWBIT_VERSION_STRING " quantize"},
+                           {"scheme", s.label},
+                           {"recipe", s.recipe.name},
+                           {"ignore", rules.ignore}};
+  record["overrides"] = nlohmann::json::array();
+  for (const auto& ov : rules.overrides)
+    record["overrides"].push_back({{"pattern", ov.pattern}, {"scheme", ov.scheme}, {"effective", ov.label}});
+  if (!o.include.empty()) record["include"] = o.include;
+  if (!o.exclude.empty()) record["exclude"] = o.exclude;
+  record["calibration"] = calib ? calib->record : nlohmann::json(nullptr);
+  if (lowbit_input) record["requantized_from"] = o.input;
+
+  lowbit::ShardedWriterOptions wo;
+  wo.directory = out_dir;
+  wo.max_shard_bytes = lowbit_cli::parse_byte_size(o.max_shard_size, "--max-shard-size");
+  wo.header_reserve = 64 * 1024 + 1024 * all.size();  // ~100 bytes per tensor, ~800 per layer entry
+  lowbit::ShardedSafetensorsWriter out(o.output, wo);
   for (const auto& [k, v] : model.metadata())
-    if (k.rfind("lowbit.", 0) != 0 && k != "format") out.set_metadata(k, v);
-  lowbit::begin_checkpoint(out);
+    if (k.rfind("lowbit.", 0) != 0 && k != "format" && k != "total_size") out.set_metadata(k, v);
+  out.set_metadata(lowbit::checkpoint_format_key, std::to_string(lowbit::checkpoint_format_version));
+  out.set_metadata("format", "lowbit");
   out.set_metadata("lowbit.producer", "lowbit " LOWBIT_VERSION_STRING " quantize");
   out.set_metadata("lowbit.scheme", s.label);
+  out.set_metadata("lowbit.quantization", record.dump());
   if (s.recipe.activations)
     out.set_metadata("lowbit.activations", std::string(lowbit::to_string(s.recipe.activations->format)));
   if (calib) out.set_metadata("lowbit.calibration", calib->note);
+  if (out_dir && input_dir) {
+    if (auto cfg = read_text_file(o.input + "/config.json")) {
+      nlohmann::ordered_json c = nlohmann::ordered_json::parse(*cfg, nullptr, false);
+      if (c.is_discarded() || !c.is_object()) lowbit::detail::fail(o.input + "/config.json: not a JSON object");
+      c["quantization_config"] = nlohmann::ordered_json::parse(record.dump());
+      out.add_file("config.json", c.dump(2) + "\n");
+    }
+    for (const char* f : {"tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "generation_config.json"})
+      if (auto text = read_text_file(o.input + "/" + f)) out.add_file(f, *text);
+  }
 
   std::uint64_t total_bytes = 0, done_bytes = 0;
-  for (const auto* t : model.tensors()) total_bytes += t->nbytes;
-  lowbit_cli::progress_bar bar(total_bytes, o.quiet);
+  for (const auto* t : all) total_bytes += t->nbytes;
+  int n_layers = 0;
+  for (const auto* t : all) n_layers = std::max(n_layers, lowbit_cli::layer_progress::layer_index(t->name) + 1);
+  lowbit_cli::layer_progress progress(total_bytes, o.quiet, n_layers);
   std::vector<tensor_result> results;
 
   // Batches of up to `threads` tensors to quantize at once, written in input order.
-  const auto& all = model.tensors();
   for (std::size_t next = 0; next < all.size();) {
     std::vector<job> batch;
     int quantizing = 0;
-    while (next < all.size() && (quantizing < threads || !o.filter.selects(*all[next]))) {
+    while (next < all.size() && (quantizing < threads || !quantizes(*all[next]))) {
       job j;
       j.view = all[next++];
-      j.quantize = o.filter.selects(*j.view);
-      if (j.quantize) {
-        const auto b = bias_of.find(j.view->name);
-        if (b != bias_of.end()) j.bias = b->second;
-        if (calib) j.stats = calib->recorder.find(lowbit::checkpoint_base_name(j.view->name));
-        if (!j.stats && s.recipe.needs_calibration())
-          lowbit::detail::fail("tensor '" + j.view->name + "': no calibration statistics (the model's forward pass does not "
-                               "use it as a linear layer); exclude it with --exclude or use a round-to-nearest scheme");
-      }
+      j.quantize = quantizes(*j.view);
       j.result.name = j.view->name;
       j.result.shape = j.view->shape;
       j.result.quantized = j.quantize;
+      if (j.quantize) {
+        const auto b = bias_of.find(j.view->name);
+        if (b != bias_of.end()) j.bias = b->second;
+        j.override = rules.override_for(j.view->name);
+        j.recipe = j.override ? &j.override->recipe : &s.recipe;
+        j.result.scheme = j.override ? j.override->label : s.label;
+        if (calib) j.stats = calib->find(lowbit::checkpoint_base_name(j.view->name));
+        if (!j.stats && j.recipe->needs_calibration())
+          lowbit::detail::fail("tensor '" + j.view->name + "': no calibration statistics (the model's forward pass does not "
+                               "use it as a linear layer); keep it with --ignore or use a round-to-nearest scheme");
+      }
       quantizing += j.quantize ? 1 : 0;
       batch.push_back(std::move(j));
       if (!batch.back().quantize && quantizing > 0) break;  // keep passthrough copies in order, batches small
@@ -174,29 +263,33 @@ int run_quantize(const quantize_options& o) {
     std::vector<job*> work;
     for (auto& j : batch)
       if (j.quantize) work.push_back(&j);
+    if (!work.empty()) progress.stage(work.front()->view->name, "quantizing", done_bytes);
     lowbit::parallel_for(static_cast<std::int64_t>(work.size()), threads, {},
-                         [&](std::int64_t i) { quantize_one(*work[std::size_t(i)], s.recipe); });
+                         [&](std::int64_t i) { quantize_one(*work[std::size_t(i)]); });
     for (auto& j : batch) {
       if (j.quantize) {
-        nlohmann::json extra = {{"sqnr_db", lowbit_cli::db_json(j.result.err.sqnr_db)}};
+        nlohmann::json extra = {{"sqnr_db", lowbit_cli::db_json(j.result.err.sqnr_db)}, {"scheme", j.result.scheme}};
+        if (j.override) extra["override"] = j.override->pattern;
         if (j.stats) extra["calibration_tokens"] = j.stats->count();
         if (!std::isnan(j.result.output_sqnr_db))
           extra["output_sqnr_db"] = lowbit_cli::db_json(j.result.output_sqnr_db);
-        lowbit::write_quantized_linear(out, j.view->name, j.layer, extra);
+        const std::uint64_t bytes = static_cast<std::uint64_t>(j.layer.storage_bits() / 8);
+        lowbit::write_quantized_linear(out.writer(bytes), j.view->name, j.layer, extra);
         j.layer = {};  // free the layer once written
       } else if (bias_names.count(j.view->name)) {
         // written with its layer
       } else {
-        out.add(*j.view);
+        out.writer(j.view->nbytes).add(*j.view);
       }
-      model.release(*j.view);
+      if (!lowbit_input) model.release(*j.view);
       done_bytes += j.view->nbytes;
-      bar.update(done_bytes, j.view->name);
+      progress.update(done_bytes, j.view->name);
       if (!bias_names.count(j.view->name)) results.push_back(std::move(j.result));
     }
   }
+  progress.stage("", "writing", done_bytes);
   out.finish();
-  bar.finish();
+  progress.finish();
 
   // Report.
   std::int64_t q_bits = 0, q_weights = 0;
@@ -210,16 +303,21 @@ int run_quantize(const quantize_options& o) {
     err2 += r.err.mse * double(n);
   }
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count();
-  const auto out_file = lowbit::open_safetensors(o.output);
-  if (o.json != "-") {
+  std::uint64_t out_bytes = 0;
+  for (const auto& f : out.shard_files()) {
+    struct stat st {};
+    if (::stat((out_dir ? o.output + "/" + f : f).c_str(), &st) == 0) out_bytes += static_cast<std::uint64_t>(st.st_size);
+  }
+  if (!o.json) {
     // "out dB": output SQNR of the layer (activations quantized as the scheme says) on the
     // recorded calibration rows; only with --calib.
     fmt::print("{:<48} {:>14} {:>8} {:>10} {:>9} {:>8}\n", "tensor", "shape", "bits/w", "SQNR dB", "rel.err", "out dB");
     for (const auto& r : results) {
       if (r.quantized)
-        fmt::print("{:<48} {:>14} {:>8.3f} {:>10} {:>9.5f} {:>8}{}\n", r.name, lowbit_cli::shape_text(r.shape),
+        fmt::print("{:<48} {:>14} {:>8.3f} {:>10} {:>9.5f} {:>8}{}{}\n", r.name, lowbit_cli::shape_text(r.shape),
                    r.bits_per_weight, lowbit_cli::db_text(r.err.sqnr_db), r.err.rel_fro,
                    std::isnan(r.output_sqnr_db) ? std::string("-") : lowbit_cli::db_text(r.output_sqnr_db),
+                   r.scheme != s.label ? "  " + r.scheme : std::string(),
                    r.warning.empty() ? std::string() : "  warning: " + r.warning);
       else
         fmt::print("{:<48} {:>14} {:>8} {:>10} {:>9} {:>8}\n", r.name, lowbit_cli::shape_text(r.shape), "kept", "-", "-", "-");
@@ -228,19 +326,24 @@ int run_quantize(const quantize_options& o) {
     fmt::print("\nscheme {}: {} of {} tensors quantized, {:.3f} bits/weight, weight SQNR {} dB\n", s.label, nq,
                results.size(), q_weights ? double(q_bits) / double(q_weights) : 0.0,
                lowbit_cli::db_text(err2 > 0 ? 10 * std::log10(ref2 / err2) : INFINITY));
+    for (const auto& ov : rules.overrides) fmt::print("override {} = {}\n", ov.pattern, ov.label);
     if (calib) fmt::print("calibration: {}\n", calib->note);
-    fmt::print("{} ({}) -> {} ({}) in {:.2f} s\n", o.input, lowbit_cli::human_bytes(double(model.total_file_bytes())),
-               o.output, lowbit_cli::human_bytes(double(out_file.file_size())), seconds);
+    fmt::print("{} ({}) -> {} ({}{}) in {:.2f} s\n", o.input, lowbit_cli::human_bytes(double(model.total_file_bytes())),
+               o.output, lowbit_cli::human_bytes(double(out_bytes)),
+               out_dir ? fmt::format(", {} shard{}", out.shard_files().size(), out.shard_files().size() == 1 ? "" : "s") : "",
+               seconds);
   }
-  if (!o.json.empty()) {
+  if (o.json || !o.json_out.empty()) {
     nlohmann::json j;
     j["input"] = o.input;
     j["output"] = o.output;
     j["scheme"] = s.label;
     j["recipe"] = s.recipe.name;
+    j["quantization"] = record;
     if (calib) j["calibration"] = calib->note;
     j["input_bytes"] = model.total_file_bytes();
-    j["output_bytes"] = out_file.file_size();
+    j["output_bytes"] = out_bytes;
+    j["output_files"] = out.shard_files();
     j["seconds"] = seconds;
     j["bits_per_weight"] = q_weights ? double(q_bits) / double(q_weights) : 0.0;
     j["weight_sqnr_db"] = lowbit_cli::db_json(err2 > 0 ? 10 * std::log10(ref2 / err2) : INFINITY);
@@ -248,6 +351,7 @@ int run_quantize(const quantize_options& o) {
     for (const auto& r : results) {
       nlohmann::json t = {{"name", r.name}, {"shape", r.shape}, {"quantized", r.quantized}};
       if (r.quantized) {
+        t["scheme"] = r.scheme;
         t["bits_per_weight"] = r.bits_per_weight;
         t["sqnr_db"] = lowbit_cli::db_json(r.err.sqnr_db);
         t["rel_fro"] = r.err.rel_fro;
@@ -258,28 +362,43 @@ int run_quantize(const quantize_options& o) {
       }
       arr.push_back(std::move(t));
     }
-    lowbit_cli::write_json(o.json, j);
+    if (o.json) lowbit_cli::write_json("-", j);
+    if (!o.json_out.empty()) lowbit_cli::write_json(o.json_out, j);
   }
   return 0;
 }
 
 lowbit_cli::registration quantize_registration{
-    "quantize", "Quantize a safetensors checkpoint into a lowbit checkpoint (streaming, atomic)", 20,
+    "quantize", "Quantize a safetensors model into a lowbit checkpoint (streaming, atomic)", 20,
     [](CLI::App& sub) -> lowbit_cli::run_fn {
       auto o = std::make_shared<quantize_options>();
-      sub.add_option("IN", o->input, "Input: .safetensors file, model.safetensors.index.json, or a directory")->required();
-      sub.add_option("-o,--output", o->output, "Output .safetensors file (written atomically)")->required();
+      sub.add_option("IN", o->input, "Input: .safetensors file, model.safetensors.index.json, or a model directory")->required();
+      sub.add_option("-o,--output", o->output,
+                     "Output: a .safetensors file, or a directory (ends in '/', exists, or the input is a directory)")
+          ->required();
       o->scheme.add_to(sub);
-      o->calib.add_to(sub, "Calibration tokens (u16 ids): runs the fp32 model (Llama architecture) for --gptq, --smooth "
-                           "and the recipes that need them");
+      o->calib.add_to(sub);
+      sub.add_option("--include", o->include, "Quantize only eligible tensors whose name matches this regex");
+      sub.add_option("--exclude", o->exclude, "Do not quantize tensors whose name matches this regex");
+      sub.add_option("--ignore", o->ignore, "Keep tensors matching REGEX in their input dtype (repeatable; added to the defaults)")
+          ->expected(1)
+          ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
+      sub.add_flag("--no-default-ignore", o->no_default_ignore,
+                   "Do not ignore embeddings, norms and the classifier (lm_head / output.weight) by default");
+      sub.add_option("--override", o->overrides,
+                     "REGEX=SCHEME: linear layers matching REGEX use SCHEME, a recipe name (whole recipe) or spec text "
+                     "such as int8:channel (weights only); repeatable, first match wins")
+          ->expected(1)
+          ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
+      sub.add_option("--max-shard-size", o->max_shard_size, "Directory output: largest shard (e.g. 4GiB, 500MB)")->capture_default_str();
+      sub.add_flag("--requantize", o->requantize, "Accept a lowbit checkpoint: dequantize its layers first, then quantize");
       sub.add_option("--threads", o->threads, "Tensors quantized at once (default: hardware threads)");
-      sub.add_option("--json", o->json, "Also write a JSON report to FILE ('-' = stdout instead of the table)");
-      sub.add_flag("-q,--quiet", o->quiet, "No progress bar");
+      sub.add_flag("--json", o->json, "Print a JSON report to stdout instead of the table");
+      sub.add_option("--json-out", o->json_out, "Also write the JSON report to FILE");
+      sub.add_flag("-q,--quiet", o->quiet, "No progress on stderr");
       sub.footer(
-          "Quantized: rank-2 float tensors named *.weight, except names containing 'embed', 'norm' or "
-          "'lm_head' and 'output.weight'; other tensors are copied unchanged. See docs/checkpoint-format.md.\n"
-          "--calib loads the whole model once to record activation statistics (not streamed); the quantization "
-          "and writing that follow stream tensor by tensor.");
+          "Quantized: rank-2 float tensors named *.weight not matched by an --ignore regex (defaults: embed, norm, "
+          "lm_head, ^output\\.weight$); other tensors are copied unchanged. See docs/checkpoint-format.md.");
       return [o] { return run_quantize(*o); };
     }};
 

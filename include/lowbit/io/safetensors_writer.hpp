@@ -94,6 +94,18 @@ class SafetensorsWriter {
   }
 
   std::uint64_t data_bytes() const noexcept { return data_bytes_; }
+  const std::map<std::string, std::string>& metadata() const noexcept { return metadata_; }
+  // Names of the tensors written so far, in order.
+  std::vector<std::string> tensor_names() const {
+    std::vector<std::string> out;
+    for (const auto& e : entries_) out.push_back(e.name);
+    return out;
+  }
+  // The name finish() gives the file (see atomic_output_file::set_final_path).
+  void set_final_path(const std::string& path) {
+    check_open();
+    file_->set_final_path(path);
+  }
 
   // Writes the header, then fsync + rename + directory fsync. The file is complete and
   // visible under its name only after this returns.

@@ -1,0 +1,143 @@
+#pragma once
+// Sequential (layer-by-layer) calibration, as GPTQ and llm-compressor do it:
+//
+//   h = embed(samples)                                    one [len_i, dim] matrix per sample
+//   for each decoder layer l:
+//     1. read layer l's fp32 weights from the source (memory-mapped; nothing else is read)
+//     2. run it on every sample, recording the inputs of its seven linears (statistics:
+//        absmax, the GPTQ Hessian X^T X, kept rows; algo/calibration.hpp)
+//     3. hand the weights and statistics to the caller, which smooths / quantizes /
+//        compensates the linears (and usually writes them out) and returns the layers to run
+//        in their place
+//     4. quantized inputs (default): rerun layer l with those layers and feed its outputs to
+//        layer l+1, so later layers are calibrated on what the quantized model computes;
+//        fp32 inputs: feed the fp32 outputs of step 2 instead
+//   then, optionally, the classifier's input (final norm of h).
+//
+// With fp32 inputs every linear sees exactly what the whole fp32 model's forward pass shows it
+// (calibrate() in model/calibration.hpp): same inputs, added to the statistics in the same
+// sample order, so the statistics, and the layers quantized from them, are bit-identical.
+//
+// Memory: one decoder layer in fp32 (its linears read the weights in place, no second copy),
+// the hidden states of all samples (samples x len x dim floats), and one layer's statistics
+// (the Hessians: in^2 floats per linear), which the caller may free as it quantizes.
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "lowbit/model/calibration.hpp"
+#include "lowbit/model/decoder_layer.hpp"
+#include "lowbit/model/rope.hpp"
+#include "lowbit/model/source.hpp"
+
+namespace lowbit::model {
+
+struct SequentialCalibrationOptions {
+  CalibrationOptions stats;       // what is recorded per linear (Hessian, kept rows)
+  bool quantized_inputs = true;   // layer l+1 sees the quantized layer l's outputs (false: fp32)
+  bool classifier_stats = false;  // also record the classifier's input
+};
+
+// Layer l as the caller sees it after step 2.
+struct CalibratedLayer {
+  int index = 0;
+  const LlamaLayerWeights& weights;  // fp32, checkpoint order of the source
+  CalibrationRecorder& stats;        // inputs of its linears by checkpoint name (may be freed)
+};
+
+// Quantizes one layer; returns the replacement linears by name (a linear not in the map stays
+// fp32). Biases stay with the decoder layer: a replacement must not add its own.
+using LayerQuantizer = std::function<std::map<std::string, std::unique_ptr<LinearLayer>>(CalibratedLayer&)>;
+// Called at each stage ("calibrating", "quantizing", "propagating") of each layer.
+using CalibrationProgress = std::function<void(int layer, const char* stage)>;
+
+namespace detail {
+// y = x W^T over a weight owned elsewhere (the layer's fp32 weights, alive for the layer's
+// step): the fp32 layer used for recording needs no second copy of the weights.
+class BorrowedLinear final : public LinearLayer {
+ public:
+  explicit BorrowedLinear(const RowMatrixXf& w) : w_(&w) {}
+  void forward(ConstRowMatrixRef x, RowMatrixRef y) const override { y.noalias() = x * w_->transpose(); }
+  std::int64_t in_features() const override { return w_->cols(); }
+  std::int64_t out_features() const override { return w_->rows(); }
+  double storage_bits() const override { return 32.0 * static_cast<double>(w_->size()); }
+  std::string describe() const override { return "fp32 (borrowed)"; }
+
+ private:
+  const RowMatrixXf* w_;
+};
+
+inline LinearFactory borrowed_linear_factory() {
+  return [](const std::string&, const RowMatrixXf& w) -> std::unique_ptr<LinearLayer> {
+    return std::make_unique<BorrowedLinear>(w);
+  };
+}
+
+// Runs `layer` on every sequence of h; in place when `update`, else only for the observer.
+inline void run_layer_on_samples(const DecoderLayer& layer, std::vector<RowMatrixXf>& h, bool update,
+                                 LinearInputObserver* observer) {
+  ForwardWorkspace ws;
+  RowMatrixXf K, V, x;
+  for (auto& seq : h) {
+    const int n = static_cast<int>(seq.rows());
+    K.resize(n, layer.config().kv_dim());
+    V.resize(n, layer.config().kv_dim());
+    rope_table(layer.config(), 0, n, ws.rope_cos, ws.rope_sin);
+    if (update) {
+      layer.forward(seq, 0, K, V, ws, observer);
+    } else {
+      x = seq;
+      layer.forward(x, 0, K, V, ws, observer);
+    }
+  }
+}
+}  // namespace detail
+
+// Returns the classifier's input statistics (empty unless options.classifier_stats).
+inline CalibrationRecorder calibrate_sequentially(const ModelSource& src, const std::vector<std::vector<int>>& samples,
+                                                  const SequentialCalibrationOptions& options,
+                                                  const LayerQuantizer& quantize,
+                                                  const CalibrationProgress& progress = {}) {
+  const LlamaConfig& c = src.config();
+  if (samples.empty()) lowbit::detail::fail("sequential calibration: no calibration samples");
+  for (std::size_t i = 0; i < samples.size(); ++i)
+    if (static_cast<int>(samples[i].size()) > c.max_seq_len)
+      lowbit::detail::fail("sequential calibration: sample " + std::to_string(i) + " has " +
+                           std::to_string(samples[i].size()) + " tokens, more than the model's " +
+                           std::to_string(c.max_seq_len) + " positions");
+  std::vector<RowMatrixXf> h = embed_sequences(src, samples);
+  for (int l = 0; l < c.n_layers; ++l) {
+    if (progress) progress(l, "calibrating");
+    const LlamaLayerWeights w = src.layer(l);
+    DecoderLayer layer(c, l, src.naming(), w, detail::borrowed_linear_factory());
+    CalibrationRecorder rec(options.stats);
+    // fp32 inputs: the recording pass's outputs are what layer l+1 sees.
+    detail::run_layer_on_samples(layer, h, /*update=*/!options.quantized_inputs, &rec);
+    if (progress) progress(l, "quantizing");
+    CalibratedLayer cl{l, w, rec};
+    auto replacements = quantize(cl);
+    if (options.quantized_inputs) {
+      if (progress) progress(l, "propagating");
+      for (int s = 0; s < kLinearSlots; ++s) {
+        const auto slot = static_cast<linear_slot>(s);
+        auto it = replacements.find(layer.name(slot));
+        if (it != replacements.end()) layer.set_linear(slot, std::move(it->second));
+      }
+      detail::run_layer_on_samples(layer, h, /*update=*/true, nullptr);
+    }
+  }
+  CalibrationRecorder classifier(options.stats);
+  if (options.classifier_stats) {
+    const Eigen::VectorXf norm = src.final_norm();
+    RowMatrixXf xn;
+    for (const auto& seq : h) {
+      lowbit::model::detail::rmsnorm(seq, norm, c.norm_eps, xn);
+      classifier.observe(src.classifier_name(), xn);
+    }
+  }
+  return classifier;
+}
+
+}  // namespace lowbit::model
