@@ -1,9 +1,14 @@
 #pragma once
-// Llama-architecture model evaluation: weights (llama2.c .bin, Meta-name safetensors), the
-// batched fp32/quantized forward pass, the llama2.c tokenizer and perplexity.
+// Llama-architecture model evaluation: weights (llama2.c .bin, Meta-name safetensors, lowbit
+// checkpoints), the batched fp32/quantized forward pass, the KV cache, sampling and
+// generation, the llama2.c tokenizer and perplexity.
 #include "lowbit/model/calibration.hpp"
+#include "lowbit/model/generate.hpp"
+#include "lowbit/model/kv_cache.hpp"
 #include "lowbit/model/llama.hpp"
 #include "lowbit/model/load.hpp"
 #include "lowbit/model/perplexity.hpp"
 #include "lowbit/model/quantized_layers.hpp"
+#include "lowbit/model/quantized_model.hpp"
+#include "lowbit/model/sampler.hpp"
 #include "lowbit/model/tokenizer.hpp"

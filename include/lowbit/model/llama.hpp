@@ -16,10 +16,12 @@
 #include <cmath>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "lowbit/config.hpp"
+#include "lowbit/model/kv_cache.hpp"
 #include "lowbit/model/llama_config.hpp"
 #include "lowbit/model/linear_layer.hpp"
 
@@ -43,7 +45,9 @@ struct LlamaWeights {
   }
 
   // Checks every array against the config and rejects NaN/Inf; `source` names the file.
-  void validate(const std::string& source) const {
+  // linear_matrices = false skips the linear weights (a model built from a quantized
+  // checkpoint has none: model/quantized_model.hpp).
+  void validate(const std::string& source, bool linear_matrices = true) const {
     config.validate(source);
     const LlamaConfig& c = config;
     auto check = [&](const std::string& name, std::int64_t rows, std::int64_t cols,
@@ -65,7 +69,7 @@ struct LlamaWeights {
     };
     mat("tok_embeddings.weight", tok_embeddings, c.vocab_size, c.dim);
     vec("norm.weight", norm);
-    if (!c.tied_classifier) mat("output.weight", output, c.vocab_size, c.dim);
+    if (!c.tied_classifier && linear_matrices) mat("output.weight", output, c.vocab_size, c.dim);
     if (static_cast<int>(layers.size()) != c.n_layers)
       detail::fail(source + ": " + std::to_string(layers.size()) + " layers, config says " +
                    std::to_string(c.n_layers));
@@ -74,6 +78,7 @@ struct LlamaWeights {
       const std::string p = "layers." + std::to_string(l) + ".";
       vec(p + "attention_norm.weight", L.attention_norm);
       vec(p + "ffn_norm.weight", L.ffn_norm);
+      if (!linear_matrices) continue;
       mat(p + "attention.wq.weight", L.wq, c.dim, c.dim);
       mat(p + "attention.wk.weight", L.wk, c.kv_dim(), c.dim);
       mat(p + "attention.wv.weight", L.wv, c.kv_dim(), c.dim);
@@ -105,18 +110,6 @@ class LinearInputObserver {
   virtual void observe(const std::string& layer_name, ConstRowMatrixRef input) = 0;
 };
 
-// Keys and values of every layer for positions [0, length). One per concurrent sequence.
-struct KvCache {
-  std::vector<RowMatrixXf> keys, values;  // per layer [max_seq_len, kv_dim]
-  int length = 0;
-
-  explicit KvCache(const LlamaConfig& c) {
-    keys.assign(static_cast<std::size_t>(c.n_layers), RowMatrixXf::Zero(c.max_seq_len, c.kv_dim()));
-    values = keys;
-  }
-  void clear() { length = 0; }
-};
-
 // Scratch matrices reused across calls so steady-state evaluation does not allocate.
 struct ForwardWorkspace {
   RowMatrixXf x, xn, q, k, v, attn, proj, scores, gate, up;
@@ -131,8 +124,38 @@ class LlamaModel {
     set_linear_layers(factory);
   }
 
+  // A model whose linear layers were built elsewhere (a quantized checkpoint,
+  // model/quantized_model.hpp): `linears` holds n_layers * 7 layers in linear_slot order, then
+  // the classifier; the weights' linear matrices are not used (and may be empty).
+  LlamaModel(LlamaWeights weights, std::vector<std::unique_ptr<LinearLayer>> linears)
+      : w_(std::move(weights)), prebuilt_(true) {
+    w_.validate("LlamaModel", false);
+    build_rope_table();
+    const LlamaConfig& c = w_.config;
+    if (linears.size() != static_cast<std::size_t>(c.n_layers * kLinearSlots + 1))
+      detail::fail("LlamaModel: " + std::to_string(linears.size()) + " linear layers given, the config needs " +
+                   std::to_string(c.n_layers * kLinearSlots + 1));
+    const std::int64_t D = c.dim, H = c.hidden_dim, KV = c.kv_dim();
+    const std::int64_t shapes[kLinearSlots][2] = {{D, D}, {KV, D}, {KV, D}, {D, D}, {H, D}, {D, H}, {H, D}};
+    for (std::size_t i = 0; i < linears.size(); ++i) {
+      const bool cls = i + 1 == linears.size();
+      const int s = static_cast<int>(i % kLinearSlots);
+      const std::string name = cls ? kClassifierName : linear_name(static_cast<int>(i / kLinearSlots), static_cast<linear_slot>(s));
+      const std::int64_t out = cls ? c.vocab_size : shapes[s][0], in = cls ? D : shapes[s][1];
+      if (!linears[i] || linears[i]->out_features() != out || linears[i]->in_features() != in)
+        detail::fail("LlamaModel: layer " + name + " is " +
+                     (linears[i] ? "[" + std::to_string(linears[i]->out_features()) + ", " +
+                                       std::to_string(linears[i]->in_features()) + "]"
+                                 : std::string("missing")) +
+                     ", the config needs [" + std::to_string(out) + ", " + std::to_string(in) + "]");
+    }
+    linears_ = std::move(linears);
+  }
+
   // Rebuilds every linear layer (and the classifier, named "output") through `factory`.
   void set_linear_layers(const LinearFactory& factory) {
+    if (prebuilt_)
+      detail::fail("LlamaModel: this model's linear layers were loaded already quantized; they cannot be rebuilt");
     const LlamaConfig& c = w_.config;
     std::vector<std::unique_ptr<LinearLayer>> built;
     for (int l = 0; l < c.n_layers; ++l) {
@@ -165,8 +188,9 @@ class LlamaModel {
   // Runs tokens[0..n) at positions cache.length .. cache.length+n-1 (appending their keys
   // and values to `cache`) and writes logits [n, vocab]. A fresh cache gives the causal
   // forward of a sequence from position 0; one token at a time gives incremental decoding.
+  // last_only: logits of the last token only ([1, vocab]), as generation needs after a prompt.
   void forward(const int* tokens, int n, KvCache& cache, RowMatrixXf& logits, ForwardWorkspace& ws,
-               LinearInputObserver* observer = nullptr) const {
+               LinearInputObserver* observer = nullptr, bool last_only = false) const {
     const LlamaConfig& c = w_.config;
     const int p0 = cache.length;
     if (n <= 0) detail::fail("LlamaModel::forward: empty token sequence");
@@ -190,11 +214,8 @@ class LlamaModel {
       run(l, linear_slot::wv, ws.xn, ws.v, observer);
       apply_rope(ws.q, p0);
       apply_rope(ws.k, p0);
-      auto& K = cache.keys[static_cast<std::size_t>(l)];
-      auto& V = cache.values[static_cast<std::size_t>(l)];
-      K.middleRows(p0, n) = ws.k;
-      V.middleRows(p0, n) = ws.v;
-      attention(K, V, p0, n, ws);
+      cache.store(l, p0, ws.k, ws.v);
+      attention(cache, l, p0, n, ws);
       run(l, linear_slot::wo, ws.attn, ws.proj, observer);
       ws.x += ws.proj;
 
@@ -209,8 +230,9 @@ class LlamaModel {
     cache.length = p0 + n;
     rmsnorm(ws.x, w_.norm, ws.xn);
     if (observer) observer->observe(kClassifierName, ws.xn);
-    logits.resize(n, c.vocab_size);
-    linears_.back()->forward(ws.xn, logits);
+    const int rows = last_only ? 1 : n;
+    logits.resize(rows, c.vocab_size);
+    linears_.back()->forward(ws.xn.bottomRows(rows), logits);
   }
 
   // Convenience: causal forward of a whole sequence from position 0.
@@ -282,17 +304,21 @@ class LlamaModel {
   }
 
   // Causal grouped-query attention of the n new queries (ws.q) over cache rows [0, p0+n).
-  void attention(const RowMatrixXf& K, const RowMatrixXf& V, int p0, int n,
-                 ForwardWorkspace& ws) const {
+  // Keys and values are read per kv head (dequantized once for the heads sharing it).
+  void attention(const KvCache& cache, int l, int p0, int n, ForwardWorkspace& ws) const {
     const LlamaConfig& c = w_.config;
     const int hd = c.head_dim(), len = p0 + n, group = c.n_heads / c.n_kv_heads;
     const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
     ws.attn.resize(n, c.dim);
     ws.scores.resize(n, len);
+    std::optional<KvHeadView> K, V;
     for (int h = 0; h < c.n_heads; ++h) {
       const int g = h / group;
-      ws.scores.noalias() =
-          ws.q.middleCols(h * hd, hd) * K.topRows(len).middleCols(g * hd, hd).transpose();
+      if (h % group == 0) {
+        K.emplace(cache.keys(l, g, len));
+        V.emplace(cache.values(l, g, len));
+      }
+      ws.scores.noalias() = ws.q.middleCols(h * hd, hd) * K->transpose();
       for (int t = 0; t < n; ++t) {
         const int visible = p0 + t + 1;  // query t sees keys 0 .. p0+t
         auto row = ws.scores.row(t);
@@ -302,11 +328,12 @@ class LlamaModel {
         seen /= seen.sum();
         row.tail(len - visible).setZero();
       }
-      ws.attn.middleCols(h * hd, hd).noalias() = ws.scores * V.topRows(len).middleCols(g * hd, hd);
+      ws.attn.middleCols(h * hd, hd).noalias() = ws.scores * *V;
     }
   }
 
   LlamaWeights w_;
+  bool prebuilt_ = false;  // linear layers given to the constructor (no fp32 matrices)
   RowMatrixXf rope_cos_, rope_sin_;  // [max_seq_len, head_dim / 2]
   std::vector<std::unique_ptr<LinearLayer>> linears_;  // n_layers * 7, then the classifier
 };

@@ -50,6 +50,9 @@ struct PerplexityOptions {
   long max_docs = -1;  // evaluate only the first N documents (all when < 0)
   int threads = 1;
   int bos = 1;
+  // Keys/values are stored this way and read back by attention, within a document too, so
+  // the perplexity shows what a quantized KV cache costs (model/kv_cache.hpp).
+  kv_cache_type kv_cache = kv_cache_type::f32;
 };
 
 struct PerplexityResult {
@@ -101,7 +104,7 @@ inline PerplexityResult evaluate_perplexity(const LlamaModel& model, const std::
   std::vector<std::string> errors(static_cast<std::size_t>(threads));
   auto worker = [&](int w) {
     try {
-      KvCache cache(model.config());
+      KvCache cache(model.config(), opt.kv_cache);
       ForwardWorkspace ws;
       RowMatrixXf logits;
       for (std::size_t i = static_cast<std::size_t>(w); i < docs.size(); i += static_cast<std::size_t>(threads)) {
