@@ -30,7 +30,7 @@ using namespace lowbit::model;
 
 struct eval_options {
   std::string model, tokens, text, tokenizer, recipe, calib;
-  std::string weights, scale = "fp32", activations, backend = "auto";
+  std::string weights, scale = "fp32", activations, backend = "auto", kv_cache = "f32";
   int group = 128;
   bool asymmetric = false, quantize_classifier = false, json = false;
   long max_docs = -1;
@@ -150,8 +150,15 @@ int run_eval(const eval_options& o) {
     lowbit::detail::fail("--recipe and --weights/--activations are alternatives; give one");
 
   const auto t_load = std::chrono::steady_clock::now();
-  LlamaModel model(load_llama_weights(o.model));
-  const EvalScheme scheme = scheme_from_flags(o);
+  // A lowbit checkpoint runs as stored (model/quantized_model.hpp); scheme flags would
+  // quantize it a second time, so they are refused for it.
+  const bool checkpoint = is_lowbit_checkpoint_path(o.model);
+  LlamaModel model = load_llama_model(o.model);
+  EvalScheme scheme = scheme_from_flags(o);
+  if (checkpoint && !scheme.is_fp32())
+    lowbit::detail::fail(o.model + " is a lowbit checkpoint (already quantized): evaluate it without --recipe/--weights/--activations");
+  if (checkpoint) scheme.name = "checkpoint";
+  const kv_cache_type kv = parse_kv_cache_type(o.kv_cache);
   const int threads = o.threads > 0 ? o.threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   // Documents run in parallel, so each kernel call stays on its own thread.
   lowbit::set_num_threads(1);
@@ -182,11 +189,14 @@ int run_eval(const eval_options& o) {
     if (ids.size() > static_cast<std::size_t>(model.config().max_seq_len))
       lowbit::detail::fail("--text: " + std::to_string(ids.size()) + " tokens exceed max_seq_len " +
                            std::to_string(model.config().max_seq_len));
-    r = evaluate_perplexity(model, ids, {});
+    PerplexityOptions po;
+    po.kv_cache = kv;
+    r = evaluate_perplexity(model, ids, po);
   } else {
     PerplexityOptions po;
     po.max_docs = o.max_docs;
     po.threads = threads;
+    po.kv_cache = kv;
     r = evaluate_perplexity(model, read_u16_tokens(o.tokens), po);
   }
 
@@ -207,14 +217,16 @@ int run_eval(const eval_options& o) {
                         {"bits_per_weight", bpw},
                         {"layers", describe_layers(model)},
                         {"calibration", calib_note},
-                        {"threads", threads}};
+                        {"threads", threads},
+                        {"kv_cache", to_string(kv)}};
     fmt::print("{}\n", j.dump(2));
     return 0;
   }
   fmt::print("model       {} (dim {}, hidden {}, {} layers, {}/{} heads, vocab {}, {} classifier)\n", o.model,
              c.dim, c.hidden_dim, c.n_layers, c.n_heads, c.n_kv_heads, c.vocab_size,
              c.tied_classifier ? "tied" : "separate");
-  fmt::print("scheme      {}\n", describe_scheme(scheme));
+  fmt::print("scheme      {}{}\n", checkpoint ? "lowbit checkpoint, layers as stored" : describe_scheme(scheme),
+             kv == kv_cache_type::f32 ? "" : fmt::format(", {} KV cache", to_string(kv)));
   fmt::print("layers      {}\n", describe_layers(model));
   if (!calib_note.empty()) fmt::print("calibration {}\n", calib_note);
   fmt::print("bits/weight {:.3f} (linear layers in the blocks{})\n", bpw,
@@ -234,7 +246,7 @@ lowbit_cli::registration eval_registration{
     "eval", "Perplexity of a Llama model (llama2.c .bin or safetensors), fp32 or quantized", 50,
     [](CLI::App& sub) -> lowbit_cli::run_fn {
       auto o = std::make_shared<eval_options>();
-      sub.add_option("MODEL", o->model, "Model file: llama2.c .bin or Meta-name .safetensors")->required();
+      sub.add_option("MODEL", o->model, "Model: llama2.c .bin, Meta-name .safetensors, or a lowbit checkpoint (file or directory)")->required();
       sub.add_option("--tokens", o->tokens, "Evaluation tokens: uint16 little-endian ids, documents start with BOS");
       sub.add_option("--text", o->text, "Evaluate one text instead (needs --tokenizer)");
       sub.add_option("--tokenizer", o->tokenizer, "llama2.c tokenizer file (tok512.bin) for --text");
@@ -248,6 +260,7 @@ lowbit_cli::registration eval_registration{
       sub.add_flag("--quantize-classifier", o->quantize_classifier, "Quantize the classifier too (default fp32)");
       sub.add_option("--calib", o->calib, "Calibration tokens for recipes with smoothing/GPTQ (default: --tokens)");
       sub.add_option("--calib-docs", o->calib_docs, "Calibration documents (from the start of the file)")->capture_default_str();
+      sub.add_option("--kv-cache", o->kv_cache, "KV cache storage: f32, f16, bf16, fp8 (E4M3, per-head scales)")->capture_default_str();
       sub.add_option("--max-docs", o->max_docs, "Evaluate only the first N documents");
       sub.add_option("--threads", o->threads, "Worker threads (default: hardware threads)");
       sub.add_flag("--json", o->json, "Print a JSON report");
