@@ -69,7 +69,7 @@ if(TARGET lowbit_cli)
 endif()
 
 # The example programs (examples/programs/): each runs and prints its result line.
-foreach(entry "01_convert_quantize|MXFP4|" "02_pack_gemm|W4A8 +kernel|" "03_quantize_linear|SmoothQuant\\+ \\+ GPTQ \\+ LoRC16 +output SQNR|")
+foreach(entry "01_convert_quantize|g32:mx +4\\.250 bits/weight|" "02_pack_gemm|W4A8 +kernel|" "03_quantize_linear|SmoothQuant\\+ \\+ GPTQ \\+ LoRC16 +output SQNR|")
   string(REPLACE "|" ";" entry "${entry}")
   list(GET entry 0 name)
   list(GET entry 1 expect)
@@ -82,4 +82,10 @@ if(TARGET example_04_generate AND TARGET lowbit_cli AND EXISTS ${PROJECT_SOURCE_
   add_test(NAME example_04_generate COMMAND example_04_generate ${CMAKE_CURRENT_BINARY_DIR}/cli_run/w4a8-int "Once upon a time")
   set_tests_properties(example_04_generate PROPERTIES FIXTURES_REQUIRED cli_run_q_w4a8-int
                        PASS_REGULAR_EXPRESSION "^Once upon a time[^\n]+\n\\[[0-9]+ prompt tokens")
+endif()
+if(TARGET lowbit_cli AND EXISTS ${PROJECT_SOURCE_DIR}/../shared/data/stories260k/stories260K.safetensors)
+  add_test(NAME cli_run_compare_checkpoint COMMAND ${_lowbit} compare ${CMAKE_CURRENT_BINARY_DIR}/cli_run/w4a8-int
+           --recipes int4:g32 --probe-tokens 4)
+  set_tests_properties(cli_run_compare_checkpoint PROPERTIES FIXTURES_REQUIRED cli_run_q_w4a8-int
+                       PASS_REGULAR_EXPRESSION "is a lowbit checkpoint \\(already quantized\\)")
 endif()

@@ -90,7 +90,12 @@ int run_bench(const bench_options& o) {
   if (o.reps < 1) lowbit::detail::fail("--reps must be >= 1, got " + std::to_string(o.reps));
   if (pp.empty() && tg.empty()) lowbit::detail::fail("nothing to measure: give -p and/or -n");
   const kv_cache_type kv = parse_kv_cache_type(o.kv_cache);
+  // Loading (mmap, validate, build and pack the layers) on the calling thread.
+  lowbit::set_num_threads(1);
+  const auto t_load = std::chrono::steady_clock::now();
   const LlamaModel model = load_llama_model(o.model);
+  const double load_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_load).count();
+  fmt::print(stderr, "loaded {} in {:.3f} s\n", o.model, load_s);
   const LlamaConfig& c = model.config();
   for (int n : pp)
     if (n > c.max_seq_len) lowbit::detail::fail("-p " + std::to_string(n) + ": longer than the context (" + std::to_string(c.max_seq_len) + ")");
