@@ -74,6 +74,12 @@ int run_compare(const compare_options& o) {
       lowbit::detail::fail("recipe " + r.name + " needs calibration (GPTQ or smoothing): give --calib TOKENS_FILE "
                            "(Llama-architecture input) or --probe-tokens N (synthetic activations)");
   const auto model = lowbit::open_safetensors_model(o.input);
+  // A lowbit checkpoint's layers are codes and scales, not *.weight matrices: comparing
+  // schemes on it would quantize already-quantized weights (or silently find none).
+  for (const auto& shard : model.shards())
+    if (lowbit::is_lowbit_checkpoint(*shard))
+      lowbit::detail::fail(o.input + " is a lowbit checkpoint (already quantized): compare schemes on the source model; "
+                           "run the checkpoint with eval, generate or bench");
   std::uint64_t total = 0, done = 0;
   for (const auto* t : model.tensors())
     if (o.filter.selects(*t)) total += t->nbytes;

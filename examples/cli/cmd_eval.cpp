@@ -45,7 +45,7 @@ using namespace lowbit::model;
 
 struct eval_options {
   std::string model, tokens, text, text_file, tokenizer, recipe, calib;
-  std::string weights, scale = "fp32", activations, backend = "auto";
+  std::string weights, scale = "fp32", activations, backend = "auto", kv_cache = "f32";
   int group = 128;
   bool asymmetric = false, quantize_classifier = false, json = false;
   long max_docs = -1;
@@ -252,8 +252,15 @@ int run_eval(const eval_options& o) {
     if (id < 0 || id >= cfg.vocab_size)
       lowbit::detail::fail("token id " + std::to_string(id) + " is outside the model's vocabulary [0, " + std::to_string(cfg.vocab_size) + ")");
 
-  LlamaModel model(source);
-  const EvalScheme scheme = scheme_from_flags(o);
+  // A lowbit checkpoint runs as stored (model/quantized_model.hpp); scheme flags would
+  // quantize it a second time, so they are refused for it.
+  const bool checkpoint = is_lowbit_checkpoint(*source);
+  EvalScheme scheme = scheme_from_flags(o);
+  if (checkpoint && !scheme.is_fp32())
+    lowbit::detail::fail(o.model + " is a lowbit checkpoint (already quantized): evaluate it without --recipe/--weights/--activations");
+  if (checkpoint) scheme.name = "checkpoint";
+  const kv_cache_type kv = parse_kv_cache_type(o.kv_cache);
+  LlamaModel model = checkpoint ? load_quantized_llama(source) : LlamaModel(source);
   const int threads = o.threads > 0 ? o.threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   // Documents run in parallel, so each kernel call stays on its own thread.
   lowbit::set_num_threads(1);
@@ -281,6 +288,7 @@ int run_eval(const eval_options& o) {
   po.max_docs = o.text_file.empty() || o.ctx > 0 ? o.max_docs : -1;  // text files took their documents already
   po.threads = threads;
   po.bos = cfg.bos();
+  po.kv_cache = kv;
   lowbit_cli::progress_bar bar(1000, o.quiet || o.json);
   const auto t_eval = std::chrono::steady_clock::now();
   po.progress = [&](std::int64_t done, std::int64_t total) {
@@ -319,14 +327,16 @@ int run_eval(const eval_options& o) {
                         {"bits_per_weight", bpw},
                         {"layers", describe_layers(model)},
                         {"calibration", calib_note},
-                        {"threads", threads}};
+                        {"threads", threads},
+                        {"kv_cache", to_string(kv)}};
     fmt::print("{}\n", j.dump(2));
     return 0;
   }
   fmt::print("model       {} ({} {}, dim {}, hidden {}, {} layers, {}/{} heads of {}, vocab {}, {} classifier)\n",
              o.model, model.source().architecture(), to_string(c.arch), c.dim, c.hidden_dim, c.n_layers, c.n_heads,
              c.n_kv_heads, c.head_dim(), c.vocab_size, c.tied_classifier ? "tied" : "separate");
-  fmt::print("scheme      {}\n", describe_scheme(scheme));
+  fmt::print("scheme      {}{}\n", checkpoint ? "lowbit checkpoint, layers as stored" : describe_scheme(scheme),
+             kv == kv_cache_type::f32 ? "" : fmt::format(", {} KV cache", to_string(kv)));
   fmt::print("layers      {}\n", describe_layers(model));
   if (!calib_note.empty()) fmt::print("calibration {}\n", calib_note);
   fmt::print("bits/weight {:.3f} (linear layers in the blocks{})\n", bpw,
@@ -349,7 +359,7 @@ lowbit_cli::registration eval_registration{
     "eval", "Perplexity of a Llama-family model (Hugging Face directory, safetensors, llama2.c .bin), fp32 or quantized", 50,
     [](CLI::App& sub) -> lowbit_cli::run_fn {
       auto o = std::make_shared<eval_options>();
-      sub.add_option("MODEL", o->model, "Hugging Face model directory, Meta-name .safetensors or llama2.c .bin")->required();
+      sub.add_option("MODEL", o->model, "Hugging Face model directory, Meta-name .safetensors, llama2.c .bin, or a lowbit checkpoint (file or directory)")->required();
       sub.add_option("--tokens", o->tokens, "Evaluation tokens: uint16 little-endian ids, documents start with the model's BOS");
       sub.add_option("--text-file", o->text_file, "Evaluation text, documents separated by blank lines (tokenized with the model's tokenizer.json)");
       sub.add_option("--text", o->text, "Evaluate one text instead");
@@ -368,6 +378,7 @@ lowbit_cli::registration eval_registration{
       sub.add_option("--calib", o->calib, "Calibration tokens for recipes with smoothing/GPTQ (default: --tokens)");
       sub.add_option("--calib-docs", o->calib_docs, "Calibration documents (from the start of the file)")->capture_default_str();
       sub.add_option("--max-docs", o->max_docs, "Evaluate only the first N documents (windows with --ctx)");
+      sub.add_option("--kv-cache", o->kv_cache, "KV cache storage: f32, f16, bf16, fp8 (E4M3, per-head scales)")->capture_default_str();
       sub.add_option("--threads", o->threads, "Worker threads (default: hardware threads)");
       sub.add_flag("--json", o->json, "Print a JSON report");
       return [o]() { return run_eval(*o); };

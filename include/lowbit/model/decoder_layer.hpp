@@ -38,6 +38,7 @@
 #include <string>
 #include <vector>
 
+#include "lowbit/model/kv_cache.hpp"
 #include "lowbit/model/linear_layer.hpp"
 #include "lowbit/model/rope.hpp"
 #include "lowbit/model/source.hpp"
@@ -84,7 +85,7 @@ class DecoderLayer {
   DecoderLayer(const LlamaConfig& config, int index, weight_naming naming, const LlamaLayerWeights& w,
                const LinearFactory& factory = fp32_linear_factory())
       : c_(config), index_(index), naming_(naming) {
-    validate_layer(c_, w, index_, naming_, "DecoderLayer");
+    validate_layer(c_, w, index_, naming_, "DecoderLayer", /*external_linears=*/true);
     attention_norm_ = w.attention_norm;
     ffn_norm_ = w.ffn_norm;
     q_norm_ = w.q_norm;
@@ -104,7 +105,8 @@ class DecoderLayer {
   // stay as built.
   void set_linears(const LlamaLayerWeights& w, const LinearFactory& factory) {
     std::unique_ptr<LinearLayer> built[kLinearSlots];
-    for (int s = 0; s < kLinearSlots; ++s) built[s] = make_linear(factory, names_[s], w.matrix(static_cast<linear_slot>(s)));
+    for (int s = 0; s < kLinearSlots; ++s)
+      built[s] = make_linear(factory, names_[s], w.matrix(static_cast<linear_slot>(s)), linear_shape(c_, static_cast<linear_slot>(s)));
     for (int s = 0; s < kLinearSlots; ++s) linears_[s] = std::move(built[s]);
   }
   // Replaces one linear layer (its shape must match).
@@ -122,9 +124,10 @@ class DecoderLayer {
   const Eigen::VectorXf& bias(linear_slot s) const { return bias_[static_cast<int>(s)]; }
 
   // Runs tokens at positions p0 .. p0+n-1 of one sequence: x [n, dim] in, the layer's output
-  // out (in place). K and V are this layer's cache ([>= p0+n, kv_dim]); rows p0.. are written.
+  // out (in place). `cache` holds every layer's keys and values (model/kv_cache.hpp); this
+  // layer's rows p0.. are written, rows [0, p0+n) read.
   // ws.rope_cos / rope_sin must hold the rotation table of those positions (rope_table()).
-  void forward(RowMatrixXf& x, int p0, RowMatrixXf& K, RowMatrixXf& V, ForwardWorkspace& ws,
+  void forward(RowMatrixXf& x, int p0, KvCache& cache, ForwardWorkspace& ws,
                LinearInputObserver* observer = nullptr) const {
     const int n = static_cast<int>(x.rows());
     detail::rmsnorm(x, attention_norm_, c_.norm_eps, ws.xn);
@@ -137,9 +140,8 @@ class DecoderLayer {
     }
     apply_rope(ws.q, c_.head_dim(), c_.rope, ws.rope_cos, ws.rope_sin);
     apply_rope(ws.k, c_.head_dim(), c_.rope, ws.rope_cos, ws.rope_sin);
-    K.middleRows(p0, n) = ws.k;
-    V.middleRows(p0, n) = ws.v;
-    attention(K, V, p0, n, ws);
+    cache.store(index_, p0, ws.k, ws.v);
+    attention(cache, p0, n, ws);
     run(linear_slot::wo, ws.attn, ws.proj, observer);
     x += ws.proj;
 
@@ -158,7 +160,6 @@ class DecoderLayer {
                          LinearInputObserver* observer = nullptr) const {
     std::vector<RowMatrixXf> result(inputs.size());
     ForwardWorkspace ws;
-    RowMatrixXf K, V;
     for (std::size_t i = 0; i < inputs.size(); ++i) {
       const RowMatrixXf& in = inputs[i];
       if (in.rows() == 0 || in.cols() != c_.dim)
@@ -166,19 +167,23 @@ class DecoderLayer {
                              std::to_string(in.rows()) + ", " + std::to_string(in.cols()) + "], expected [n > 0, " +
                              std::to_string(c_.dim) + "]");
       const int n = static_cast<int>(in.rows());
-      K.resize(n, c_.kv_dim());
-      V.resize(n, c_.kv_dim());
+      if (n > c_.max_seq_len)
+        lowbit::detail::fail("DecoderLayer::forward_sequences: sequence " + std::to_string(i) + " has " +
+                             std::to_string(n) + " positions, more than max_seq_len " + std::to_string(c_.max_seq_len));
+      KvCache cache(c_);  // fp32, grows only this layer's rows
       rope_table(c_, 0, n, ws.rope_cos, ws.rope_sin);
       result[i] = in;
-      forward(result[i], 0, K, V, ws, observer);
+      forward(result[i], 0, cache, ws, observer);
     }
     outputs = std::move(result);
   }
 
  private:
-  static std::unique_ptr<LinearLayer> make_linear(const LinearFactory& f, const std::string& name, const RowMatrixXf& w) {
+  // The layer must have the config's shape (w may be empty: a linear the factory loads itself).
+  static std::unique_ptr<LinearLayer> make_linear(const LinearFactory& f, const std::string& name, const RowMatrixXf& w,
+                                                  std::pair<std::int64_t, std::int64_t> shape) {
     auto layer = f(name, w);
-    if (!layer || layer->in_features() != w.cols() || layer->out_features() != w.rows())
+    if (!layer || layer->out_features() != shape.first || layer->in_features() != shape.second)
       lowbit::detail::fail("LlamaModel: the linear factory returned no layer or a wrong shape for " + name);
     return layer;
   }
@@ -193,27 +198,32 @@ class DecoderLayer {
   }
 
   // Causal grouped-query attention of the n new queries (ws.q) over cache rows [0, p0+n).
-  void attention(const RowMatrixXf& K, const RowMatrixXf& V, int p0, int n, ForwardWorkspace& ws) const {
+  // Keys and values are read per kv head (dequantized once for the heads sharing it when the
+  // cache is not fp32).
+  void attention(const KvCache& cache, int p0, int n, ForwardWorkspace& ws) const {
     const int hd = c_.head_dim(), len = p0 + n, group = c_.n_heads / c_.n_kv_heads;
     const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
     ws.attn.resize(n, c_.q_dim());
     ws.scores.resize(n, len);
-    for (int h = 0; h < c_.n_heads; ++h) {
-      const int g = h / group;
-      ws.scores.noalias() = ws.q.middleCols(h * hd, hd) * K.topRows(len).middleCols(g * hd, hd).transpose();
-      for (int t = 0; t < n; ++t) {
-        const int visible = p0 + t + 1;  // query t sees keys 0 .. p0+t
-        // Sliding window (mistral): only keys j with (p0 + t) - j < window.
-        const int first = c_.sliding_window > 0 ? std::max(0, visible - c_.sliding_window) : 0;
-        auto row = ws.scores.row(t);
-        auto seen = row.segment(first, visible - first);
-        const float mx = seen.maxCoeff();
-        seen = ((seen.array() - mx) * scale).exp();
-        seen /= seen.sum();
-        row.head(first).setZero();
-        row.tail(len - visible).setZero();
+    for (int g = 0; g < c_.n_kv_heads; ++g) {
+      const KvHeadView K = cache.keys(index_, g, len);
+      const KvHeadView V = cache.values(index_, g, len);
+      for (int h = g * group; h < (g + 1) * group; ++h) {
+        ws.scores.noalias() = ws.q.middleCols(h * hd, hd) * K.transpose();
+        for (int t = 0; t < n; ++t) {
+          const int visible = p0 + t + 1;  // query t sees keys 0 .. p0+t
+          // Sliding window (mistral): only keys j with (p0 + t) - j < window.
+          const int first = c_.sliding_window > 0 ? std::max(0, visible - c_.sliding_window) : 0;
+          auto row = ws.scores.row(t);
+          auto seen = row.segment(first, visible - first);
+          const float mx = seen.maxCoeff();
+          seen = ((seen.array() - mx) * scale).exp();
+          seen /= seen.sum();
+          row.head(first).setZero();
+          row.tail(len - visible).setZero();
+        }
+        ws.attn.middleCols(h * hd, hd).noalias() = ws.scores * V;
       }
-      ws.attn.middleCols(h * hd, hd).noalias() = ws.scores * V.topRows(len).middleCols(g * hd, hd);
     }
   }
 

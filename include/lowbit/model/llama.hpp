@@ -20,38 +20,12 @@
 
 #include "lowbit/config.hpp"
 #include "lowbit/model/decoder_layer.hpp"
+#include "lowbit/model/kv_cache.hpp"
 #include "lowbit/model/linear_layer.hpp"
 #include "lowbit/model/llama_config.hpp"
 #include "lowbit/model/source.hpp"
 
 namespace lowbit::model {
-
-// Keys and values of every layer for positions [0, length). One per concurrent sequence.
-// Rows are allocated as the sequence grows (a config's max_seq_len may be 128K positions).
-struct KvCache {
-  std::vector<RowMatrixXf> keys, values;  // per layer [capacity, kv_dim]
-  int length = 0;
-
-  explicit KvCache(const LlamaConfig& c, int capacity = 0)
-      : keys(static_cast<std::size_t>(c.n_layers)), values(static_cast<std::size_t>(c.n_layers)), kv_dim_(c.kv_dim()) {
-    reserve(capacity);
-  }
-  void clear() { length = 0; }
-  int capacity() const { return keys.empty() ? 0 : static_cast<int>(keys[0].rows()); }
-  // Makes room for `rows` positions, keeping rows [0, length).
-  void reserve(int rows) {
-    if (rows <= capacity()) return;
-    for (auto* side : {&keys, &values})
-      for (auto& m : *side) {
-        RowMatrixXf grown(rows, kv_dim_);
-        grown.topRows(length) = m.topRows(length);
-        m = std::move(grown);
-      }
-  }
-
- private:
-  int kv_dim_ = 0;
-};
 
 class LlamaModel {
  public:
@@ -75,7 +49,7 @@ class LlamaModel {
     for (int l = 0; l < config().n_layers; ++l) built.push_back(DecoderLayer::build(*src_, l, factory));
     const RowMatrixXf cls = src_->classifier();
     auto c = factory(src_->classifier_name(), cls);
-    if (!c || c->in_features() != cls.cols() || c->out_features() != cls.rows())
+    if (!c || c->in_features() != config().dim || c->out_features() != config().vocab_size)
       lowbit::detail::fail("LlamaModel: the linear factory returned no layer or a wrong shape for " +
                            src_->classifier_name());
     layers_ = std::move(built);
@@ -107,12 +81,14 @@ class LlamaModel {
   // Runs tokens[0..n) at positions cache.length .. cache.length+n-1 (appending their keys
   // and values to `cache`) and writes logits [n, vocab]. A fresh cache gives the causal
   // forward of a sequence from position 0; one token at a time gives incremental decoding.
+  // last_only: logits of the last token only ([1, vocab]), as generation needs after a prompt.
   void forward(const int* tokens, int n, KvCache& cache, RowMatrixXf& logits, ForwardWorkspace& ws,
-               LinearInputObserver* observer = nullptr) const {
+               LinearInputObserver* observer = nullptr, bool last_only = false) const {
     hidden_states(tokens, n, cache, ws, observer);
-    detail::rmsnorm(ws.x, norm_, config().norm_eps, ws.xn);
+    const int rows = last_only ? 1 : n;
+    detail::rmsnorm(ws.x.bottomRows(rows), norm_, config().norm_eps, ws.xn);
     if (observer) observer->observe(classifier_name(), ws.xn);
-    logits.resize(n, config().vocab_size);
+    logits.resize(rows, config().vocab_size);
     classifier_->forward(ws.xn, logits);
   }
 
@@ -139,14 +115,12 @@ class LlamaModel {
         lowbit::detail::fail("LlamaModel::forward: token id " + std::to_string(tokens[t]) + " at position " +
                              std::to_string(p0 + t) + " is outside the vocabulary [0, " +
                              std::to_string(c.vocab_size) + ")");
-    if (static_cast<int>(cache.keys.size()) != c.n_layers)
+    if (!cache.fits(c))
       lowbit::detail::fail("LlamaModel::forward: the KV cache was made for another model");
-    if (cache.capacity() < p0 + n) cache.reserve(std::min(c.max_seq_len, std::max(p0 + n, 2 * cache.capacity())));
     src_->embed(tokens, n, ws.x);
     rope_table(c, p0, n, ws.rope_cos, ws.rope_sin);
     for (int l = 0; l < c.n_layers; ++l)
-      layers_[static_cast<std::size_t>(l)].forward(ws.x, p0, cache.keys[static_cast<std::size_t>(l)],
-                                                   cache.values[static_cast<std::size_t>(l)], ws, observer);
+      layers_[static_cast<std::size_t>(l)].forward(ws.x, p0, cache, ws, observer);
     cache.length = p0 + n;
   }
 

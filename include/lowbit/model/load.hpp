@@ -16,6 +16,7 @@
 #include <memory>
 #include <string>
 
+#include "lowbit/io/checkpoint.hpp"
 #include "lowbit/io/sharded.hpp"
 #include "lowbit/model/config_hints.hpp"
 #include "lowbit/model/hf_config.hpp"
@@ -59,6 +60,25 @@ inline std::string read_text(const std::string& path) {
   return std::string(bytes.begin(), bytes.end());
 }
 
+// The quantized linear layers of a lowbit checkpoint (every shard's "lowbit.layer.*" entries)
+// with the [out, in] shape each records; empty for an ordinary checkpoint.
+inline SafetensorsSource::external_map stored_quantized_layers(const SafetensorsModel& st, const std::string& path) {
+  SafetensorsSource::external_map out;
+  for (const auto& shard : st.shards()) {
+    if (!is_lowbit_checkpoint(*shard)) continue;
+    for (const std::string& base : checkpoint_layers(*shard)) {
+      const nlohmann::json info = checkpoint_layer_info(*shard, base);
+      const auto it = info.find("shape");
+      if (it == info.end() || !it->is_array() || it->size() != 2 || !(*it)[0].is_number_integer() ||
+          !(*it)[1].is_number_integer() || (*it)[0].get<std::int64_t>() <= 0 || (*it)[1].get<std::int64_t>() <= 0)
+        lowbit::detail::fail(path + ": quantized layer " + base + " has no valid \"shape\" in its metadata");
+      if (!out.emplace(base, std::make_pair((*it)[0].get<std::int64_t>(), (*it)[1].get<std::int64_t>())).second)
+        lowbit::detail::fail(path + ": quantized layer " + base + " is stored twice");
+    }
+  }
+  return out;
+}
+
 // Hugging Face weights (`st`) with the config.json and tokenizer.json of directory `dir`.
 inline std::shared_ptr<const ModelSource> open_hf(SafetensorsModel st, const std::string& dir, const std::string& path) {
   const std::string config_path = dir + "/config.json";
@@ -67,7 +87,8 @@ inline std::shared_ptr<const ModelSource> open_hf(SafetensorsModel st, const std
                          " is missing)");
   const HfConfig hc = parse_hf_config(read_text(config_path), config_path);
   const std::string tok = file_exists(dir + "/tokenizer.json") ? dir + "/tokenizer.json" : std::string();
-  return std::make_shared<SafetensorsSource>(std::move(st), hc.config, hc.architecture, path, tok);
+  auto external = stored_quantized_layers(st, path);
+  return std::make_shared<SafetensorsSource>(std::move(st), hc.config, hc.architecture, path, tok, std::move(external));
 }
 }  // namespace detail
 
@@ -81,7 +102,8 @@ inline std::shared_ptr<const ModelSource> open_model(const std::string& path) {
   if (index || detail::ends_with(path, ".safetensors")) {
     SafetensorsModel st = open_safetensors_model(path);
     if (st.find("model.embed_tokens.weight") != nullptr) return detail::open_hf(std::move(st), detail::directory_of(path), path);
-    return std::make_shared<SafetensorsSource>(std::move(st), config_hints_beside(path), path);
+    auto external = detail::stored_quantized_layers(st, path);
+    return std::make_shared<SafetensorsSource>(std::move(st), config_hints_beside(path), path, std::move(external));
   }
   if (detail::ends_with(path, ".bin")) {
     auto src = std::make_shared<Llama2cSource>(path);

@@ -55,6 +55,9 @@ struct PerplexityOptions {
   long max_docs = -1;  // evaluate only the first N documents (all when < 0)
   int threads = 1;
   int bos = 1;         // the id documents start with (the model's bos_token_id)
+  // Keys/values are stored this way and read back by attention, within a document too, so
+  // the perplexity shows what a quantized KV cache costs (model/kv_cache.hpp).
+  kv_cache_type kv_cache = kv_cache_type::f32;
   // Called after each document or window with (done, total), from worker threads but never
   // concurrently (progress reports on stderr).
   std::function<void(std::int64_t, std::int64_t)> progress;
@@ -143,7 +146,7 @@ inline PerplexityResult evaluate_spans(const LlamaModel& model, const std::vecto
   std::int64_t done = 0;
   auto worker = [&](int w) {
     try {
-      KvCache cache(model.config());
+      KvCache cache(model.config(), opt.kv_cache);
       ForwardWorkspace ws;
       RowMatrixXf logits;
       std::vector<int> seq;

@@ -43,6 +43,7 @@ class RecipeLinear final : public LinearLayer {
     return "recipe " + layer_.recipe + (packed_ ? " (packed kernels)" : " (reference path)");
   }
   const QuantizedLinear& quantized() const { return layer_; }
+  bool uses_kernels() const { return packed_; }
 
  private:
   QuantizedLinear layer_;

@@ -12,8 +12,15 @@
 //    (a config.json beside the file: model/config_hints.hpp); RoPE on interleaved pairs.
 // At open, every tensor the config implies is checked for presence, shape and dtype (a
 // header-only check); values are checked for NaN/Inf when converted.
+//
+// A lowbit checkpoint (what `lowbit quantize` writes) is read through the same class: its
+// quantized linear layers ("external" here, with the [out, in] shape their metadata records)
+// have no fp32 weight tensor, so layer(l) leaves those matrices (and biases, which are part of
+// the stored layer) empty and classifier() is empty for a stored classifier;
+// model/quantized_model.hpp builds those layers from the checkpoint instead.
 #include <cmath>
 #include <cstdlib>
+#include <map>
 #include <string>
 #include <utility>
 #include <vector>
@@ -27,9 +34,11 @@ namespace lowbit::model {
 class SafetensorsSource final : public ModelSource {
  public:
   // Hugging Face naming with its config.json already parsed.
+  using external_map = std::map<std::string, std::pair<std::int64_t, std::int64_t>>;
+
   SafetensorsSource(SafetensorsModel st, const LlamaConfig& config, const std::string& architecture,
-                    const std::string& path, const std::string& tokenizer_path)
-      : st_(std::move(st)) {
+                    const std::string& path, const std::string& tokenizer_path, external_map external = {})
+      : st_(std::move(st)), external_(std::move(external)) {
     config_ = config;
     naming_ = weight_naming::hf;
     path_ = path;
@@ -38,7 +47,8 @@ class SafetensorsSource final : public ModelSource {
     check_tensors();
   }
   // Meta naming: the config from the tensor shapes and `hints`.
-  SafetensorsSource(SafetensorsModel st, const LlamaConfigHints& hints, const std::string& path) : st_(std::move(st)) {
+  SafetensorsSource(SafetensorsModel st, const LlamaConfigHints& hints, const std::string& path, external_map external = {})
+      : st_(std::move(st)), external_(std::move(external)) {
     naming_ = weight_naming::meta;
     path_ = path;
     architecture_ = "Meta-Llama safetensors";
@@ -54,6 +64,7 @@ class SafetensorsSource final : public ModelSource {
     for (int i = 0; i < kLinearSlots; ++i) {
       const auto s = static_cast<linear_slot>(i);
       const std::string base = linear_name(l, s);
+      if (external_.count(base)) continue;  // a stored quantized layer
       w.matrix(s) = mat(base + ".weight");
       if (detail::slot_has_bias(config_, s)) w.bias(s) = vec(base + ".bias");
     }
@@ -61,7 +72,7 @@ class SafetensorsSource final : public ModelSource {
       w.q_norm = vec(TensorNames::q_norm(l));
       w.k_norm = vec(TensorNames::k_norm(l));
     }
-    validate_layer(config_, w, l, naming_, path_);
+    validate_layer(config_, w, l, naming_, path_, !external_.empty());
     return w;
   }
   void embed(const int* tokens, int n, RowMatrixXf& out) const override {
@@ -81,9 +92,12 @@ class SafetensorsSource final : public ModelSource {
   RowMatrixXf embeddings() const override { return mat(TensorNames::embeddings(naming_)); }
   Eigen::VectorXf final_norm() const override { return vec(TensorNames::final_norm(naming_)); }
   RowMatrixXf classifier() const override {
+    if (!config_.tied_classifier && external_.count(classifier_name())) return RowMatrixXf();
     return mat(config_.tied_classifier ? TensorNames::embeddings(naming_) : TensorNames::classifier(naming_));
   }
   const SafetensorsModel& tensors() const { return st_; }
+  // The linear layers stored quantized (a lowbit checkpoint), by base name; empty otherwise.
+  const external_map& external_linears() const { return external_; }
 
  private:
   // The [rows, cols] (cols 0: a vector) every tensor of the config must have.
@@ -92,12 +106,14 @@ class SafetensorsSource final : public ModelSource {
     std::vector<std::pair<std::string, std::pair<std::int64_t, std::int64_t>>> e;
     e.push_back({TensorNames::embeddings(naming_), {c.vocab_size, c.dim}});
     e.push_back({TensorNames::final_norm(naming_), {c.dim, 0}});
-    if (!c.tied_classifier) e.push_back({TensorNames::classifier(naming_), {c.vocab_size, c.dim}});
+    if (!c.tied_classifier && !external_.count(classifier_name()))
+      e.push_back({TensorNames::classifier(naming_), {c.vocab_size, c.dim}});
     for (int l = 0; l < c.n_layers; ++l) {
       e.push_back({TensorNames::attention_norm(l, naming_), {c.dim, 0}});
       e.push_back({TensorNames::ffn_norm(l, naming_), {c.dim, 0}});
       for (int i = 0; i < kLinearSlots; ++i) {
         const auto s = static_cast<linear_slot>(i);
+        if (external_.count(linear_name(l, s))) continue;
         e.push_back({linear_name(l, s) + ".weight", linear_shape(c, s)});
         if (detail::slot_has_bias(c, s)) e.push_back({linear_name(l, s) + ".bias", {linear_shape(c, s).first, 0}});
       }
@@ -120,6 +136,20 @@ class SafetensorsSource final : public ModelSource {
   // Header-only checks: every expected tensor present with its shape and a float dtype; no
   // bias the config does not expect; no layer beyond num_hidden_layers.
   void check_tensors() const {
+    // Stored quantized layers: their recorded shapes, and nothing that is not a layer of this model.
+    for (const auto& [base, shape] : external_) {
+      std::pair<std::int64_t, std::int64_t> want{-1, -1};
+      if (base == classifier_name() && !config_.tied_classifier) want = {config_.vocab_size, config_.dim};
+      for (int l = 0; l < config_.n_layers && want.first < 0; ++l)
+        for (int i = 0; i < kLinearSlots; ++i)
+          if (base == linear_name(l, static_cast<linear_slot>(i))) want = linear_shape(config_, static_cast<linear_slot>(i));
+      if (want.first < 0)
+        lowbit::detail::fail(path_ + ": quantized layer " + base + " is not a linear layer of this model" + config_note());
+      if (shape != want)
+        lowbit::detail::fail(path_ + ": quantized layer " + base + " has shape [" + std::to_string(shape.first) + ", " +
+                             std::to_string(shape.second) + "], the config needs [" + std::to_string(want.first) +
+                             ", " + std::to_string(want.second) + "]" + config_note());
+    }
     for (const auto& [name, shape] : expected()) {
       const TensorView* t = st_.find(name);
       if (t == nullptr) lowbit::detail::fail(path_ + ": missing tensor " + name + config_note());
@@ -141,7 +171,8 @@ class SafetensorsSource final : public ModelSource {
     const std::string layer_prefix = naming_ == weight_naming::hf ? "model.layers." : "layers.";
     for (const TensorView* t : st_.tensors()) {
       const std::string& n = t->name;
-      if (n.size() > 5 && n.compare(n.size() - 5, 5, ".bias") == 0 && st_.find(n) != nullptr) {
+      if (n.size() > 5 && n.compare(n.size() - 5, 5, ".bias") == 0 && st_.find(n) != nullptr &&
+          !external_.count(n.substr(0, n.size() - 5))) {
         bool wanted = false;
         for (int l = 0; l < config_.n_layers && !wanted; ++l)
           for (int i = 0; i < kLinearSlots && !wanted; ++i)
@@ -161,7 +192,9 @@ class SafetensorsSource final : public ModelSource {
 
   LlamaConfig meta_config(const LlamaConfigHints& hints) const {
     auto fail = [&](const std::string& what) { lowbit::detail::fail(path_ + ": " + what); };
-    auto dim2 = [&](const std::string& name) {
+    auto dim2 = [&](const std::string& name) -> std::vector<std::int64_t> {
+      const std::string base = name.size() > 7 ? name.substr(0, name.size() - 7) : name;  // without ".weight"
+      if (const auto it = external_.find(base); it != external_.end()) return {it->second.first, it->second.second};
       const TensorView* t = st_.find(name);
       if (t == nullptr)
         fail("missing tensor " + name + " (expected Meta-Llama names such as tok_embeddings.weight, " +
@@ -179,11 +212,13 @@ class SafetensorsSource final : public ModelSource {
     const auto emb = dim2("tok_embeddings.weight");
     c.vocab_size = as_int(emb[0], "vocab_size");
     c.dim = as_int(emb[1], "dim");
-    while (st_.find("layers." + std::to_string(c.n_layers) + ".attention.wq.weight") != nullptr) ++c.n_layers;
+    while (st_.find("layers." + std::to_string(c.n_layers) + ".attention.wq.weight") != nullptr ||
+           external_.count("layers." + std::to_string(c.n_layers) + ".attention.wq"))
+      ++c.n_layers;
     if (c.n_layers == 0) fail("no layers.0.attention.wq.weight: not a Meta-Llama checkpoint");
     c.hidden_dim = as_int(dim2("layers.0.feed_forward.w1.weight")[0], "hidden_dim");
     const int kv_dim = as_int(dim2("layers.0.attention.wk.weight")[0], "kv_dim");
-    c.tied_classifier = st_.find("output.weight") == nullptr;
+    c.tied_classifier = st_.find("output.weight") == nullptr && !external_.count("output");
     if (hints.n_heads) {
       c.n_heads = *hints.n_heads;
     } else if (hints.head_dim && *hints.head_dim > 0) {
@@ -225,6 +260,7 @@ class SafetensorsSource final : public ModelSource {
   }
 
   SafetensorsModel st_;
+  external_map external_;
 };
 
 }  // namespace lowbit::model

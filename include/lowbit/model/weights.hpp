@@ -130,8 +130,11 @@ inline std::pair<std::int64_t, std::int64_t> linear_shape(const LlamaConfig& c, 
 
 // Checks every array of layer `l` against the config (shapes, presence of biases and q/k
 // norms, finite values); names use `naming`, errors start with `source`.
+// external_linears: an empty matrix (and its bias) is a linear stored in another form (a lowbit
+// checkpoint's quantized layer, model/quantized_model.hpp) rather than an error; the layer
+// built from it is checked against the config's shape instead.
 inline void validate_layer(const LlamaConfig& c, const LlamaLayerWeights& L, int l, weight_naming naming,
-                           const std::string& source) {
+                           const std::string& source, bool external_linears = false) {
   auto vec = [&](const std::string& name, const Eigen::VectorXf& v, std::int64_t n) {
     detail::check_array(source, name, 1, v.size(), 1, n, v.data());
   };
@@ -142,6 +145,7 @@ inline void validate_layer(const LlamaConfig& c, const LlamaLayerWeights& L, int
     const auto [r, k] = linear_shape(c, s);
     const RowMatrixXf& m = L.matrix(s);
     const std::string base = linear_name(l, s, naming);
+    if (external_linears && m.size() == 0 && L.bias(s).size() == 0) continue;
     detail::check_array(source, base + ".weight", m.rows(), m.cols(), r, k, m.data());
     const Eigen::VectorXf& b = L.bias(s);
     if (detail::slot_has_bias(c, s))

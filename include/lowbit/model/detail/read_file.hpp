@@ -11,6 +11,10 @@
 
 namespace lowbit::model::detail {
 
+// Code in lowbit::model calls detail::fail; once this namespace exists that lookup lands
+// here, so the error helper is visible here too (include order must not matter).
+using lowbit::detail::fail;
+
 inline std::vector<std::uint8_t> read_file_bytes(const std::string& path) {
   std::ifstream in(path, std::ios::binary | std::ios::ate);
   if (!in) lowbit::detail::fail(path + ": cannot open file");

@@ -1,0 +1,164 @@
+// Model-level benchmarks on a synthetic Llama checkpoint written once per process to
+// $TMPDIR (default /tmp): random weights quantized round-to-nearest by the scheme, laid out
+// as `lowbit quantize` writes it (QuantizedLinear layers + F32 embedding and norms +
+// config.json).
+//   model_load/<scheme>     load_quantized_llama(): mmap, validate, build the layers and pack
+//                           them for this CPU; bytes_per_second = checkpoint bytes / time.
+//   model_decode/<scheme>   one-token forward passes at positions 0..63 (tg64, as `lowbit
+//                           bench` runs it); weight_GBps = linear + classifier bytes per token
+//                           / time per token, comparable with roofline/dram_read.
+//   model_prefill/<scheme>  one 128-token forward pass (pp128); tokens/s as items_per_second.
+// Shape: LOWBIT_BENCH_MODEL=dim,hidden,layers,heads,kv_heads,vocab (default
+// 1024,2816,4,16,4,8192: about 60 M parameters in the blocks; Llama-3.2-1B is
+// 2048,8192,16,32,8,128256 and needs a few GB of disk and memory while writing).
+#include <benchmark/benchmark.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <map>
+#include <random>
+#include <string>
+#include <sys/stat.h>
+#include <vector>
+
+#include "lowbit/algo/linear.hpp"
+#include "lowbit/io/linear_checkpoint.hpp"
+#include "lowbit/model/quantized_model.hpp"
+
+namespace {
+
+using namespace lowbit;
+using namespace lowbit::model;
+
+LlamaConfig bench_model_config() {
+  LlamaConfig c;
+  int v[6] = {1024, 2816, 4, 16, 4, 8192};
+  if (const char* e = std::getenv("LOWBIT_BENCH_MODEL"))
+    std::sscanf(e, "%d,%d,%d,%d,%d,%d", &v[0], &v[1], &v[2], &v[3], &v[4], &v[5]);
+  c.dim = v[0];
+  c.hidden_dim = v[1];
+  c.n_layers = v[2];
+  c.n_heads = v[3];
+  c.n_kv_heads = v[4];
+  c.vocab_size = v[5];
+  c.max_seq_len = 1024;
+  c.tied_classifier = true;
+  return c;
+}
+
+LinearRecipe bench_scheme(const std::string& name) {
+  LinearRecipe r;
+  r.name = name;
+  r.weight = group_spec(element_format::int4, 128, scale_constraint::none);
+  if (name == "w4a8_int4") r.activations = ActivationQuant{act_format::int8, 0};
+  if (name == "w4a16_fp4") r.weight = group_spec(element_format::float4_e2m1fn, 32, scale_constraint::pow2_m2);
+  return r;
+}
+
+// Path of the checkpoint directory for `scheme`, written on first use.
+const std::string& bench_checkpoint(const std::string& scheme) {
+  static std::map<std::string, std::string> dirs;
+  auto it = dirs.find(scheme);
+  if (it != dirs.end()) return it->second;
+  const LlamaConfig c = bench_model_config();
+  const char* tmp = std::getenv("TMPDIR");
+  const std::string dir = std::string(tmp && *tmp ? tmp : "/tmp") + "/lowbit-bench-model-" + scheme + "-" +
+                          std::to_string(c.dim) + "x" + std::to_string(c.n_layers);
+  ::mkdir(dir.c_str(), 0755);
+  std::mt19937 rng(11);
+  std::normal_distribution<float> n01(0.0f, 0.02f);
+  const auto random = [&](std::int64_t r, std::int64_t k) {
+    RowMatrixXf m(r, k);
+    for (Eigen::Index i = 0; i < m.size(); ++i) m.data()[i] = n01(rng);
+    return m;
+  };
+  const LinearRecipe recipe = bench_scheme(scheme);
+  SafetensorsWriter out(dir + "/model.safetensors");
+  begin_checkpoint(out);
+  const RowMatrixXf emb = random(c.vocab_size, c.dim);
+  out.add("tok_embeddings.weight", tensor_dtype::f32, {c.vocab_size, c.dim}, emb.data(), std::size_t(emb.size()) * 4);
+  const std::vector<float> ones(static_cast<std::size_t>(c.dim), 1.0f);
+  out.add("norm.weight", tensor_dtype::f32, {c.dim}, ones.data(), ones.size() * 4);
+  const std::int64_t D = c.dim, H = c.hidden_dim, KV = c.kv_dim();
+  const std::int64_t shapes[kLinearSlots][2] = {{D, D}, {KV, D}, {KV, D}, {D, D}, {H, D}, {D, H}, {H, D}};
+  for (int l = 0; l < c.n_layers; ++l) {
+    for (const char* n : {".attention_norm.weight", ".ffn_norm.weight"})
+      out.add("layers." + std::to_string(l) + n, tensor_dtype::f32, {c.dim}, ones.data(), ones.size() * 4);
+    for (int s = 0; s < kLinearSlots; ++s) {
+      const std::string name = linear_name(l, static_cast<linear_slot>(s));
+      write_quantized_linear(out, name, quantize_linear(random(shapes[s][0], shapes[s][1]), recipe, nullptr, name));
+    }
+  }
+  out.finish();
+  std::ofstream(dir + "/config.json") << "{\"n_heads\": " << c.n_heads << ", \"max_seq_len\": " << c.max_seq_len << "}";
+  return dirs[scheme] = dir;
+}
+
+double bench_weight_bytes_per_token(const LlamaModel& m) {
+  double bytes = 0;
+  for (const auto& [name, layer] : m.linear_layers()) bytes += layer->storage_bits() / 8.0;
+  return bytes;
+}
+
+void BM_model_load(benchmark::State& state, const std::string& scheme) {
+  const std::string dir = bench_checkpoint(scheme);
+  struct stat st {};
+  ::stat((dir + "/model.safetensors").c_str(), &st);
+  set_num_threads(1);
+  for (auto _ : state) {
+    LlamaModel m = load_quantized_llama(dir);
+    benchmark::DoNotOptimize(&m);
+  }
+  state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations()) * st.st_size);
+}
+
+void BM_model_decode(benchmark::State& state, const std::string& scheme) {
+  const LlamaModel m = load_quantized_llama(bench_checkpoint(scheme));
+  set_num_threads(static_cast<int>(state.range(0)));
+  const int n = 64;
+  for (auto _ : state) {
+    KvCache cache(m.config());
+    ForwardWorkspace ws;
+    RowMatrixXf logits;
+    for (int i = 0; i < n; ++i) {
+      const int t = (i * 7919) % m.config().vocab_size;
+      m.forward(&t, 1, cache, logits, ws);
+    }
+    benchmark::DoNotOptimize(logits.data());
+  }
+  const double tokens = static_cast<double>(state.iterations()) * n;
+  state.counters["tokens_per_second"] = benchmark::Counter(tokens, benchmark::Counter::kIsRate);
+  state.counters["weight_GBps"] =
+      benchmark::Counter(tokens * bench_weight_bytes_per_token(m) / 1e9, benchmark::Counter::kIsRate);
+  set_num_threads(0);
+}
+
+void BM_model_prefill(benchmark::State& state, const std::string& scheme) {
+  const LlamaModel m = load_quantized_llama(bench_checkpoint(scheme));
+  set_num_threads(static_cast<int>(state.range(0)));
+  std::vector<int> ids(128);
+  for (std::size_t i = 0; i < ids.size(); ++i) ids[i] = static_cast<int>(i * 7919 % std::size_t(m.config().vocab_size));
+  for (auto _ : state) {
+    KvCache cache(m.config());
+    ForwardWorkspace ws;
+    RowMatrixXf logits;
+    m.forward(ids.data(), 128, cache, logits, ws, nullptr, true);
+    benchmark::DoNotOptimize(logits.data());
+  }
+  state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations()) * 128);
+  set_num_threads(0);
+}
+
+const int bench_model_registered = [] {
+  for (const std::string scheme : {"w4a8_int4", "w4a16_int4", "w4a16_fp4"}) {
+    benchmark::RegisterBenchmark(("model_load/" + scheme).c_str(), BM_model_load, scheme)->Unit(benchmark::kMillisecond)->UseRealTime();
+    benchmark::RegisterBenchmark(("model_decode/" + scheme).c_str(), BM_model_decode, scheme)
+        ->Arg(1)->Arg(2)->Unit(benchmark::kMillisecond)->UseRealTime();
+    benchmark::RegisterBenchmark(("model_prefill/" + scheme).c_str(), BM_model_prefill, scheme)
+        ->Arg(1)->Arg(2)->Unit(benchmark::kMillisecond)->UseRealTime();
+  }
+  return 0;
+}();
+
+}  // namespace

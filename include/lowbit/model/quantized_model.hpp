@@ -1,0 +1,98 @@
+#pragma once
+// Loading a Llama-family model from a lowbit checkpoint (what `lowbit quantize` writes: one
+// .safetensors file, or an output directory of shards with model.safetensors.index.json,
+// config.json and tokenizer.json) WITHOUT re-quantizing:
+//   - open_model() (model/load.hpp) reads it like any checkpoint: config.json (Hugging Face
+//     names) or the tensors' shapes plus a config.json beside the file (Meta names), the
+//     non-quantized tensors (embedding table, norms, an unquantized classifier) from their
+//     stored dtype (F32/F16/BF16); the quantized layers are "external" to that source, with
+//     the shapes their metadata records, checked against the config;
+//   - every stored QuantizedLinear (io/linear_checkpoint.hpp) becomes a RecipeLinear with
+//     its smoothing vector, LoRC factors, bias and activation format exactly as stored,
+//     packed once here for this CPU's kernels (the reference path where no kernel runs the
+//     scheme, or an error with require_kernels);
+//   - a linear layer stored as a plain tensor (excluded from quantization) runs in fp32.
+// Errors name the checkpoint and the layer.
+#include <map>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "lowbit/io/linear_checkpoint.hpp"
+#include "lowbit/io/sharded.hpp"
+#include "lowbit/model/llama.hpp"
+#include "lowbit/model/load.hpp"
+#include "lowbit/model/recipe_linear.hpp"
+#include "lowbit/quant/spec_text.hpp"
+
+namespace lowbit::model {
+
+struct QuantizedLoadOptions {
+  // Refuse a layer whose scheme no kernel of this CPU runs (instead of the slower reference
+  // path that dequantizes it once and multiplies in fp32).
+  bool require_kernels = false;
+};
+
+// Whether a source (open_model) is a lowbit checkpoint: it has stored quantized layers.
+inline bool is_lowbit_checkpoint(const ModelSource& src) {
+  const auto* st = dynamic_cast<const SafetensorsSource*>(&src);
+  return st != nullptr && !st->external_linears().empty();
+}
+
+// Whether `path` (a .safetensors file, an index or a directory) holds a lowbit checkpoint.
+inline bool is_lowbit_checkpoint_path(const std::string& path) {
+  if (!detail::is_directory(path) && !detail::ends_with(path, ".safetensors") && !detail::ends_with(path, ".index.json"))
+    return false;
+  const SafetensorsModel m = open_safetensors_model(path);
+  for (const auto& shard : m.shards())
+    if (lowbit::is_lowbit_checkpoint(*shard)) return true;
+  return false;
+}
+
+// The model of a lowbit checkpoint opened by open_model().
+inline LlamaModel load_quantized_llama(std::shared_ptr<const ModelSource> src, const QuantizedLoadOptions& opt = {}) {
+  const auto* st = dynamic_cast<const SafetensorsSource*>(src.get());
+  if (st == nullptr || st->external_linears().empty())
+    lowbit::detail::fail(src->path() + ": not a lowbit checkpoint (no quantized layers)");
+  const std::string path = src->path();
+  // Which shard holds each quantized layer (a layer's entry and tensors live in one shard).
+  std::map<std::string, const SafetensorsFile*> layer_shard;
+  for (const auto& shard : st->tensors().shards()) {
+    if (!lowbit::is_lowbit_checkpoint(*shard)) continue;
+    for (const std::string& base : checkpoint_layers(*shard)) layer_shard.emplace(base, shard.get());
+  }
+  const LinearFactory factory = [&](const std::string& name, const RowMatrixXf& weight) -> std::unique_ptr<LinearLayer> {
+    const auto it = layer_shard.find(name);
+    if (it == layer_shard.end()) return std::make_unique<Fp32Linear>(weight);  // kept in its input dtype
+    std::unique_ptr<RecipeLinear> layer;
+    try {
+      layer = std::make_unique<RecipeLinear>(load_quantized_linear(*it->second, name), /*use_kernels=*/true);
+    } catch (const lowbit::error& e) {
+      lowbit::detail::fail(path + ": layer " + name + ": " + e.what());
+    }
+    if (opt.require_kernels && !layer->uses_kernels())
+      lowbit::detail::fail(path + ": layer " + name + ": no kernel of this CPU runs its scheme (" +
+                           lowbit::to_string(layer->quantized().weight.spec) +
+                           (layer->quantized().activations
+                                ? ", activations " + std::string(lowbit::to_string(layer->quantized().activations->format))
+                                : std::string()) +
+                           ")");
+    return layer;
+  };
+  return LlamaModel(std::move(src), factory);
+}
+
+inline LlamaModel load_quantized_llama(const std::string& path, const QuantizedLoadOptions& opt = {}) {
+  return load_quantized_llama(open_model(path), opt);
+}
+
+// Any model `lowbit` reads: a lowbit checkpoint (file or output directory) with its layers as
+// stored, otherwise an fp32 model.
+inline LlamaModel load_llama_model(const std::string& path, const QuantizedLoadOptions& opt = {}) {
+  auto src = open_model(path);
+  if (is_lowbit_checkpoint(*src)) return load_quantized_llama(std::move(src), opt);
+  return LlamaModel(std::move(src));
+}
+
+}  // namespace lowbit::model

@@ -1,0 +1,114 @@
+#pragma once
+// TextTokenizer: the tokenizer that goes with a model, found beside it.
+//   - tokenizer.json (Hugging Face; model/hf_tokenizer.hpp, when this build has it);
+//   - tok512.bin / tokenizer.bin (llama2.c; model/tokenizer.hpp).
+// for_model() looks in the model's directory (the directory itself for an output directory)
+// in that order; an explicit path picks the kind by its extension.
+#include <sys/stat.h>
+
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "lowbit/error.hpp"
+#include "lowbit/model/detail/read_file.hpp"
+#include "lowbit/model/tokenizer.hpp"
+#if __has_include("lowbit/model/hf_tokenizer.hpp")
+#include "lowbit/model/hf_tokenizer.hpp"
+#define LOWBIT_TEXT_TOKENIZER_HF 1
+#endif
+
+namespace lowbit::model {
+
+class TextTokenizer {
+ public:
+  static TextTokenizer load(const std::string& path, int vocab_size) {
+    TextTokenizer t;
+    t.path_ = path;
+    if (detail::ends_with(path, ".json")) {
+#ifdef LOWBIT_TEXT_TOKENIZER_HF
+      t.hf_ = std::make_shared<HfTokenizer>(HfTokenizer::load(path));
+      if (t.hf_->vocab_size() > vocab_size)
+        lowbit::detail::fail(path + ": the tokenizer has " + std::to_string(t.hf_->vocab_size()) +
+                             " tokens, the model's vocabulary " + std::to_string(vocab_size));
+#else
+      lowbit::detail::fail(path + ": this build reads no tokenizer.json (give a llama2.c tokenizer with --tokenizer)");
+#endif
+    } else {
+      t.llama2c_ = std::make_shared<Tokenizer>(Tokenizer::load(path, vocab_size));
+    }
+    return t;
+  }
+
+  // The tokenizer beside `model_path` (a file or a directory).
+  static TextTokenizer for_model(const std::string& model_path, int vocab_size) {
+    struct stat st {};
+    const bool dir = ::stat(model_path.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
+    const std::string d = dir ? model_path : detail::directory_of(model_path);
+    for (const char* name : {"tokenizer.json", "tok512.bin", "tokenizer.bin"}) {
+      const std::string p = d + "/" + name;
+      if (::stat(p.c_str(), &st) == 0) return load(p, vocab_size);
+    }
+    lowbit::detail::fail("no tokenizer beside " + model_path + " (looked for tokenizer.json, tok512.bin, tokenizer.bin in " +
+                         d + "); give one with --tokenizer");
+  }
+
+  // Token ids of `text`, with the tokenizer's BOS first (llama2.c: BOS and the dummy-prefix
+  // space, as run.c encodes prompts; tokenizer.json: its post-processor's special tokens).
+  std::vector<int> encode(const std::string& text) const {
+#ifdef LOWBIT_TEXT_TOKENIZER_HF
+    if (hf_) return hf_->encode(text, true);
+#endif
+    return llama2c_->encode(text, true, false);
+  }
+
+  // Text of generated ids (special tokens skipped).
+  std::string decode(const std::vector<int>& ids) const {
+#ifdef LOWBIT_TEXT_TOKENIZER_HF
+    if (hf_) return hf_->decode(ids, true);
+#endif
+    return llama2c_->decode(ids);
+  }
+
+  // Ids that end a generation: EOS (and for llama2.c models BOS, which separates stories;
+  // run.c stops there too). `eos` from config.json adds to them.
+  std::vector<int> stop_ids(const std::vector<int>& eos) const {
+    std::vector<int> out = eos;
+    if (llama2c_) {
+      out.push_back(Tokenizer::kBos);
+      out.push_back(Tokenizer::kEos);
+    }
+    return out;
+  }
+
+  const std::string& path() const noexcept { return path_; }
+
+ private:
+  std::string path_;
+  std::shared_ptr<const Tokenizer> llama2c_;
+#ifdef LOWBIT_TEXT_TOKENIZER_HF
+  std::shared_ptr<const HfTokenizer> hf_;
+#endif
+};
+
+// "eos_token_id" (a number or a list) of the config.json beside the model, if any.
+inline std::vector<int> eos_ids_beside(const std::string& model_path) {
+  struct stat st {};
+  const bool dir = ::stat(model_path.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
+  const std::string p = (dir ? model_path : detail::directory_of(model_path)) + "/config.json";
+  if (::stat(p.c_str(), &st) != 0) return {};
+  const auto bytes = detail::read_file_bytes(p);
+  const nlohmann::json j = nlohmann::json::parse(bytes.begin(), bytes.end(), nullptr, false);
+  std::vector<int> out;
+  if (!j.is_object() || !j.contains("eos_token_id")) return out;
+  const auto& e = j["eos_token_id"];
+  if (e.is_number_integer()) out.push_back(e.get<int>());
+  if (e.is_array())
+    for (const auto& x : e)
+      if (x.is_number_integer()) out.push_back(x.get<int>());
+  return out;
+}
+
+}  // namespace lowbit::model

@@ -1,0 +1,91 @@
+# End-to-end CTest entries for running models: `lowbit generate`, `lowbit bench`, and loading
+# what `lowbit quantize` wrote (eval of the checkpoint equals eval --recipe on the source,
+# digit for digit, with the same calibration documents). stories260K only (shared data).
+if(TARGET lowbit_cli)
+  set(_run_dir ${CMAKE_CURRENT_BINARY_DIR}/cli_run)
+  file(MAKE_DIRECTORY ${_run_dir})
+  set(_lowbit $<TARGET_FILE:lowbit_cli>)
+  set(_sdir ${PROJECT_SOURCE_DIR}/../shared/data/stories260k)
+  if(EXISTS ${_sdir}/stories260K.bin AND EXISTS ${_sdir}/tok512.bin)
+    # Greedy fp32: the continuation tests/test_model_generate.cpp checks against its naive
+    # reference, quoted in docs/accuracy.md.
+    add_test(NAME cli_generate_greedy COMMAND ${_lowbit} generate ${_sdir}/stories260K.bin --prompt "Once upon a time"
+             --temperature 0 --max-new-tokens 24)
+    set_tests_properties(cli_generate_greedy PROPERTIES PASS_REGULAR_EXPRESSION
+                         "^Once upon a time, there was a little girl named Lily")
+    add_test(NAME cli_generate_json COMMAND ${_lowbit} generate ${_sdir}/stories260K.bin --prompt "Once upon a time"
+             --temperature 0.9 --top-k 20 --top-p 0.9 --seed 3 --max-new-tokens 8 --kv-cache fp8 --json)
+    set_tests_properties(cli_generate_json PROPERTIES PASS_REGULAR_EXPRESSION
+      "(^|\n){\"prompt_ids\":\\[1,[0-9,]+\\],\"generated_ids\":\\[[0-9,]*\\],\"text\":\"[^\"]*\",\"prefill_tokens_per_second\":[0-9.e+-]+,\"decode_tokens_per_second\":[0-9.e+-]+}\n")
+    add_test(NAME cli_generate_bad_top_p COMMAND ${_lowbit} generate ${_sdir}/stories260K.bin --prompt "Hi" --top-p 1.5)
+    set_tests_properties(cli_generate_bad_top_p PROPERTIES PASS_REGULAR_EXPRESSION "top-p must be in \\(0, 1\\]")
+    add_test(NAME cli_generate_bad_top_k COMMAND ${_lowbit} generate ${_sdir}/stories260K.bin --prompt "Hi" --top-k -1)
+    set_tests_properties(cli_generate_bad_top_k PROPERTIES PASS_REGULAR_EXPRESSION "top-k must be >= 0")
+    add_test(NAME cli_generate_bad_temperature COMMAND ${_lowbit} generate ${_sdir}/stories260K.bin --prompt "Hi"
+             --temperature -1)
+    set_tests_properties(cli_generate_bad_temperature PROPERTIES PASS_REGULAR_EXPRESSION "temperature must be")
+    string(REPEAT "Once upon a time there was a dog. " 80 _long_prompt)
+    add_test(NAME cli_generate_prompt_too_long COMMAND ${_lowbit} generate ${_sdir}/stories260K.bin --prompt "${_long_prompt}")
+    set_tests_properties(cli_generate_prompt_too_long PROPERTIES PASS_REGULAR_EXPRESSION
+                         "the prompt has [0-9]+ tokens but the context holds 512")
+    add_test(NAME cli_bench_json COMMAND ${_lowbit} bench ${_sdir}/stories260K.bin -p 32 -n 16 --threads 1,2 --reps 2 --json)
+    set_tests_properties(cli_bench_json PROPERTIES PASS_REGULAR_EXPRESSION
+      "^{\"model_bytes\":[0-9]+,\"params\":[0-9]+,\"weight_bytes_per_token\":[0-9]+,\"results\":\\[{\"test\":\"pp32\",\"threads\":1,\"tokens_per_second\":[0-9.e+-]+,\"stddev\":[0-9.e+-]+},{\"test\":\"tg16\",\"threads\":1,[^]]*{\"test\":\"tg16\",\"threads\":2,\"tokens_per_second\":[0-9.e+-]+,\"stddev\":[0-9.e+-]+}\\]}\n")
+    add_test(NAME cli_bench_bad_list COMMAND ${_lowbit} bench ${_sdir}/stories260K.bin -p 12x)
+    set_tests_properties(cli_bench_bad_list PROPERTIES PASS_REGULAR_EXPRESSION "-p: expected a comma-separated list")
+  endif()
+
+  # quantize -> eval: the checkpoint, loaded as stored, evaluates exactly like eval --recipe on
+  # the source model with the same 4 calibration documents (GPTQ recipes: the calibration's
+  # activation sample sizes, which differ between the two commands, do not enter them).
+  set(_st ${_sdir}/stories260K.safetensors)
+  set(_tok ${_sdir}/eval_tinystories_val_tok512.u16)
+  if(EXISTS ${_st} AND EXISTS ${_tok})
+    foreach(recipe w4a8-int w4a8-fp)
+      set(_q ${_run_dir}/${recipe})
+      file(MAKE_DIRECTORY ${_q})
+      file(COPY ${_sdir}/config.json ${_sdir}/tok512.bin DESTINATION ${_q})
+      add_test(NAME cli_run_quantize_${recipe} COMMAND ${_lowbit} quantize ${_st} -o ${_q}/model.safetensors
+               --recipe ${recipe} --calib ${_tok} --calib-docs 4 --quiet)
+      set_tests_properties(cli_run_quantize_${recipe} PROPERTIES FIXTURES_SETUP cli_run_q_${recipe})
+      add_test(NAME cli_run_eval_equal_${recipe} COMMAND ${CMAKE_COMMAND} -DLOWBIT=${_lowbit}
+               "-DA=${_q}/model.safetensors|--tokens|${_tok}|--max-docs|40"
+               "-DB=${_st}|--recipe|${recipe}|--calib|${_tok}|--calib-docs|4|--tokens|${_tok}|--max-docs|40"
+               -P ${CMAKE_CURRENT_SOURCE_DIR}/scripts/eval_equal.cmake)
+      set_tests_properties(cli_run_eval_equal_${recipe} PROPERTIES FIXTURES_REQUIRED cli_run_q_${recipe}
+                           PASS_REGULAR_EXPRESSION "eval results equal")
+    endforeach()
+    add_test(NAME cli_run_generate_checkpoint COMMAND ${_lowbit} generate ${_run_dir}/w4a8-int --prompt "Once upon a time"
+             --temperature 0 --max-new-tokens 16 --kv-cache f16)
+    set_tests_properties(cli_run_generate_checkpoint PROPERTIES FIXTURES_REQUIRED cli_run_q_w4a8-int
+                         PASS_REGULAR_EXPRESSION "^Once upon a time[^\n]+\n")
+    add_test(NAME cli_run_bench_checkpoint COMMAND ${_lowbit} bench ${_run_dir}/w4a8-int/model.safetensors -p 16 -n 8 --reps 1)
+    set_tests_properties(cli_run_bench_checkpoint PROPERTIES FIXTURES_REQUIRED cli_run_q_w4a8-int
+                         PASS_REGULAR_EXPRESSION "tg8")
+    add_test(NAME cli_run_eval_requantize COMMAND ${_lowbit} eval ${_run_dir}/w4a8-int --tokens ${_tok} --recipe w4a8-int)
+    set_tests_properties(cli_run_eval_requantize PROPERTIES FIXTURES_REQUIRED cli_run_q_w4a8-int
+                         PASS_REGULAR_EXPRESSION "is a lowbit checkpoint \\(already quantized\\)")
+  endif()
+endif()
+
+# The example programs (examples/programs/): each runs and prints its result line.
+foreach(entry "01_convert_quantize|g32:mx +4\\.250 bits/weight|" "02_pack_gemm|W4A8 +kernel|" "03_quantize_linear|SmoothQuant\\+ \\+ GPTQ \\+ LoRC16 +output SQNR|")
+  string(REPLACE "|" ";" entry "${entry}")
+  list(GET entry 0 name)
+  list(GET entry 1 expect)
+  if(TARGET example_${name})
+    add_test(NAME example_${name} COMMAND example_${name})
+    set_tests_properties(example_${name} PROPERTIES PASS_REGULAR_EXPRESSION "${expect}")
+  endif()
+endforeach()
+if(TARGET example_04_generate AND TARGET lowbit_cli AND EXISTS ${PROJECT_SOURCE_DIR}/../shared/data/stories260k/stories260K.safetensors)
+  add_test(NAME example_04_generate COMMAND example_04_generate ${CMAKE_CURRENT_BINARY_DIR}/cli_run/w4a8-int "Once upon a time")
+  set_tests_properties(example_04_generate PROPERTIES FIXTURES_REQUIRED cli_run_q_w4a8-int
+                       PASS_REGULAR_EXPRESSION "^Once upon a time[^\n]+\n\\[[0-9]+ prompt tokens")
+endif()
+if(TARGET lowbit_cli AND EXISTS ${PROJECT_SOURCE_DIR}/../shared/data/stories260k/stories260K.safetensors)
+  add_test(NAME cli_run_compare_checkpoint COMMAND ${_lowbit} compare ${CMAKE_CURRENT_BINARY_DIR}/cli_run/w4a8-int
+           --recipes int4:g32 --probe-tokens 4)
+  set_tests_properties(cli_run_compare_checkpoint PROPERTIES FIXTURES_REQUIRED cli_run_q_w4a8-int
+                       PASS_REGULAR_EXPRESSION "is a lowbit checkpoint \\(already quantized\\)")
+endif()

@@ -1,0 +1,20 @@
+# cmake -DLOWBIT=... -DA="arg|arg|..." -DB="arg|arg|..." -P eval_equal.cmake
+# Runs `lowbit eval A --json` and `lowbit eval B --json` and requires the same total_nll and
+# perplexity, digit for digit (both print the double with full precision through nlohmann).
+foreach(side A B)
+  string(REPLACE "|" ";" ${side} "${${side}}")
+  execute_process(COMMAND ${LOWBIT} eval ${${side}} --json RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
+  if(NOT rc EQUAL 0)
+    message(FATAL_ERROR "eval ${${side}} failed (${rc}): ${err}")
+  endif()
+  string(REGEX MATCH "\"total_nll\": [-0-9.e+]+" nll_${side} "${out}")
+  string(REGEX MATCH "\"perplexity\": [-0-9.e+]+" ppl_${side} "${out}")
+  if(nll_${side} STREQUAL "")
+    message(FATAL_ERROR "no total_nll in: ${out}")
+  endif()
+  message(STATUS "${side}: ${ppl_${side}}, ${nll_${side}}")
+endforeach()
+if(NOT nll_A STREQUAL nll_B OR NOT ppl_A STREQUAL ppl_B)
+  message(FATAL_ERROR "eval results differ: A ${ppl_A} ${nll_A}, B ${ppl_B} ${nll_B}")
+endif()
+message(STATUS "eval results equal")
