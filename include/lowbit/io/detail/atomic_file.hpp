@@ -126,14 +126,13 @@ class atomic_output_file {
   // The path as given (a symlink's own name when one was followed).
   const std::string& requested_path() const noexcept { return requested_path_; }
   // Changes the name commit() gives the file, for outputs whose final name is only known at
-  // the end (shard k "of n"). It must be in the same directory (the temporary lives there);
-  // the new name gets the constructor's checks (symlinks followed, non-regular refused).
+  // the end (shard k "of n"). It must be on the temporary's filesystem (commit() links or
+  // renames it there); the new name gets the constructor's checks (symlinks followed,
+  // non-regular files refused).
   void set_final_path(std::string path) {
     if (fd_ < 0) fail("'" + final_path_ + "' was already committed or abandoned");
     if (path.empty() || path.back() == '/') fail("output path '" + path + "' names no file");
     std::string resolved = resolve_output_target(path);
-    if (parent_directory(resolved) != parent_directory(final_path_))
-      fail("output '" + path + "' is not in the directory of '" + final_path_ + "'");
     requested_path_ = std::move(path);
     final_path_ = std::move(resolved);
   }
