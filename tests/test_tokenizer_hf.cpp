@@ -246,6 +246,17 @@ TEST_CASE("hf tokenizer: vocabulary queries", "[tokenizer]") {
   CHECK(tok.decode({-5, 100000, *tok.token_id("hello")}) == "hello");  // unknown ids skipped
 }
 
+TEST_CASE("hf tokenizer: BPE merges the leftmost of equal-rank pairs first", "[tokenizer]") {
+  // Worked by hand from tokenizers' Word::merge_all: the queue pops the lowest (rank, position),
+  // so of the overlapping pairs l+l in "lll" the left one merges and the right l stays.
+  const HfTokenizer tok = HfTokenizer::parse(fixture_from("{}"), "ties");
+  const int l = *tok.token_id("l"), ll = *tok.token_id("ll"), o = *tok.token_id("o");
+  CHECK(tok.encode("lll") == std::vector<int>{ll, l});
+  CHECK(tok.encode("llll") == std::vector<int>{ll, ll});
+  CHECK(tok.encode("lllo") == std::vector<int>{ll, *tok.token_id("lo")});  // l+o (rank 2) after l+l (1)
+  CHECK(tok.encode("llo") == std::vector<int>{ll, o});
+}
+
 TEST_CASE("hf tokenizer: one tokenizer encodes from several threads", "[tokenizer]") {
   const HfTokenizer tok = HfTokenizer::parse(
       fixture_from(R"({"pre_tokenizer": {"type": "ByteLevel", "add_prefix_space": false,
