@@ -226,9 +226,13 @@ inline group_params fit_group(const scale_context& c, const group_range& g, floa
   const QuantSpec& s = c.spec;
   if (!s.symmetric) {
     const float lo = g.lo < 0.0f ? g.lo : 0.0f, hi = g.hi > 0.0f ? g.hi : 0.0f;
-    p.scale = bounded_scale(c, hi / c.qmax - lo / c.qmax);
+    const float raw = hi / c.qmax - lo / c.qmax;
+    p.scale = bounded_scale(c, raw);
     if (p.scale != 0.0f) {
-      const float z = std::nearbyint(-lo / p.scale);
+      // A capped scale cannot cover [lo, hi]: centre its grid on the range (lo/2 + hi/2
+      // cannot overflow) so that both ends lose the same, rather than one end mapping to 0.
+      const float z = raw > largest_scale(c) ? std::nearbyint(c.qmax / 2.0f - (lo / 2.0f + hi / 2.0f) / p.scale)
+                                             : std::nearbyint(-lo / p.scale);
       p.zero = static_cast<std::uint8_t>(z < 0.0f ? 0.0f : z > c.qmax ? c.qmax : z);
     }
     p.inv = inverse_scale(c, p.scale, 0);
@@ -256,7 +260,7 @@ inline group_params fit_group(const scale_context& c, const group_range& g, floa
         if (k < -128) k = -128;
         // (never below a scale whose reciprocal overflows)
         while (k > -128 && std::ldexp(row_scale, k - 1) >= S && !reciprocal_overflows(std::ldexp(row_scale, k - 1))) --k;
-        while (k < 0 && std::ldexp(row_scale, k) < S) ++k;
+        while (k < 0 && (std::ldexp(row_scale, k) < S || reciprocal_overflows(std::ldexp(row_scale, k)))) ++k;
       }
       p.shift = static_cast<std::int8_t>(k);
       p.scale = std::ldexp(row_scale, k);
