@@ -103,7 +103,9 @@ class LayerStats final : public LinearInputObserver {
 // Layer l as the caller sees it after step 2.
 struct CalibratedLayer {
   int index = 0;
-  const LlamaLayerWeights& weights;  // fp32, checkpoint order of the source
+  // fp32. The caller may free (resize to 0 x 0) the matrix of a linear it returns a
+  // replacement for: with quantized inputs only the replacements run again.
+  LlamaLayerWeights& weights;
   LayerStats& stats;                 // inputs of its linears by checkpoint name (may be released)
 };
 
@@ -170,7 +172,7 @@ inline CalibrationRecorder calibrate_sequentially(const ModelSource& src, const 
   std::vector<RowMatrixXf> h = embed_sequences(src, samples);
   for (int l = 0; l < c.n_layers; ++l) {
     if (progress) progress(l, "calibrating");
-    const LlamaLayerWeights w = src.layer(l);
+    LlamaLayerWeights w = src.layer(l);
     DecoderLayer layer(c, l, src.naming(), w, detail::borrowed_linear_factory());
     LayerStats rec(options.stats);
     // fp32 inputs: the recording pass's outputs are what layer l+1 sees.
@@ -183,7 +185,12 @@ inline CalibrationRecorder calibrate_sequentially(const ModelSource& src, const 
       for (int s = 0; s < kLinearSlots; ++s) {
         const auto slot = static_cast<linear_slot>(s);
         auto it = replacements.find(layer.name(slot));
-        if (it != replacements.end()) layer.set_linear(slot, std::move(it->second));
+        if (it != replacements.end() && it->second) {
+          layer.set_linear(slot, std::move(it->second));
+        } else if (w.matrix(slot).size() == 0) {
+          lowbit::detail::fail("sequential calibration: the weight of " + layer.name(slot) +
+                               " was freed but no replacement was returned for it");
+        }
       }
       detail::run_layer_on_samples(layer, h, /*update=*/true, nullptr);
     }
