@@ -328,9 +328,10 @@ int run_quantize(const quantize_options& o) {
           calib->layer = &cl.stats;
           // The jobs read each weight again from the memory map: the fp32 copies of the linears
           // quantized here are not needed any more (peak memory is during GPTQ).
-          for (int s = 0; s < lowbit::model::kLinearSlots; ++s) {
-            const lowbit::TensorView* t = find(src.linear_name(cl.index, static_cast<lowbit::model::linear_slot>(s)) + ".weight");
-            if (t && quantizes(*t)) cl.weights.matrix(static_cast<lowbit::model::linear_slot>(s)) = lowbit::RowMatrixXf();
+          for (int k = 0; k < lowbit::model::kLinearSlots; ++k) {
+            const auto slot = static_cast<lowbit::model::linear_slot>(k);
+            const lowbit::TensorView* t = find(src.linear_name(cl.index, slot) + ".weight");
+            if (t && quantizes(*t)) cl.weights.matrix(slot) = lowbit::RowMatrixXf();
           }
           std::map<std::string, lowbit::QuantizedLinear> keep;
           process(by_layer[static_cast<std::size_t>(cl.index)], so.quantized_inputs ? &keep : nullptr);
