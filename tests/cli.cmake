@@ -31,7 +31,7 @@ if(TARGET lowbit_cli)
   add_test(NAME cli_quantize_calib_not_llama COMMAND ${_lowbit} quantize ${_cli_dir}/tiny.safetensors
            -o ${_cli_dir}/bad_calib.safetensors --recipe w4a8-int --calib ${_cli_dir}/tiny.safetensors --quiet)
   set_tests_properties(cli_quantize_calib_not_llama PROPERTIES FIXTURES_REQUIRED cli_tiny
-                       PASS_REGULAR_EXPRESSION "--calib supports Llama-architecture checkpoints only")
+                       PASS_REGULAR_EXPRESSION "--calib runs the model layer by layer and supports Llama-family models only")
   add_test(NAME cli_quantize_needs_calib COMMAND ${_lowbit} quantize ${_cli_dir}/tiny.safetensors
            -o ${_cli_dir}/bad_calib.safetensors --recipe w4a16-int4 --quiet)
   set_tests_properties(cli_quantize_needs_calib PROPERTIES FIXTURES_REQUIRED cli_tiny
@@ -56,9 +56,9 @@ if(TARGET lowbit_cli)
     set(_calib ${PROJECT_SOURCE_DIR}/../shared/data/stories260k/eval_tinystories_val_tok512.u16)
     if(EXISTS ${_calib})
       add_test(NAME cli_quantize_stories260k_calib COMMAND ${_lowbit} quantize ${_stories}
-               -o ${_cli_dir}/stories.w4a8fp.safetensors --recipe w4a8-fp --calib ${_calib} --calib-docs 4 --quiet)
+               -o ${_cli_dir}/stories.w4a8fp.safetensors --recipe w4a8-fp --calib ${_calib} --calib-samples 4 --quiet)
       set_tests_properties(cli_quantize_stories260k_calib PROPERTIES FIXTURES_SETUP cli_stories_calib
-                           PASS_REGULAR_EXPRESSION "35 of 47 tensors quantized.*\ncalibration: [1-9][0-9]* tokens of")
+                           PASS_REGULAR_EXPRESSION "35 of 47 tensors quantized.*\ncalibration: [1-9][0-9]* tokens in 4 samples")
       add_test(NAME cli_inspect_stories260k_calib COMMAND ${_lowbit} inspect ${_cli_dir}/stories.w4a8fp.safetensors)
       set_tests_properties(cli_inspect_stories260k_calib PROPERTIES FIXTURES_REQUIRED cli_stories_calib
                            PASS_REGULAR_EXPRESSION "layers.4.feed_forward.w2.lorc_u .*recipe w4a8-fp, a:float8_e4m3fn, lorc8/f16")

@@ -12,7 +12,7 @@ if(TARGET lowbit_cli)
   add_test(NAME cli_quantize_rules COMMAND ${_lowbit} quantize ${_tiny} -o ${_q_dir}/rules.safetensors --recipe mxfp4
            --include w1 --exclude "layers\\.0\\." --ignore "layers\\.1\\." --ignore "layers\\.2\\." --override "layers\\.7\\.=int8:channel")
   set_tests_properties(cli_quantize_rules PROPERTIES FIXTURES_REQUIRED cli_tiny
-                       PASS_REGULAR_EXPRESSION "layers.7.feed_forward.w1.weight .* int8:channel\n.*scheme mxfp4 [^:]*: 5 of [0-9]+ tensors quantized.*\noverride layers")
+                       PASS_REGULAR_EXPRESSION "layers.7.feed_forward.w1.weight .* int8:channel.*\nscheme mxfp4 \\([^)]*\\): 5 of [0-9]+ tensors quantized.*\noverride layers")
   add_test(NAME cli_quantize_rules_json COMMAND ${_lowbit} quantize ${_tiny} -o ${_q_dir}/rules2.safetensors --recipe mxfp4
            --override "w2=int8:channel" --json --json-out ${_q_dir}/rules2.json)
   set_tests_properties(cli_quantize_rules_json PROPERTIES FIXTURES_REQUIRED cli_tiny FIXTURES_SETUP cli_q_json

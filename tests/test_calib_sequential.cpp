@@ -127,6 +127,7 @@ seq_result run_sequential(const ModelSource& src, const std::vector<std::vector<
           r.stats[name] = copy_of(st);
           r.layers[name] = quantize_linear(cl.weights.matrix(slot), recipe, &st, name);
           out[name] = std::make_unique<RecipeLinear>(r.layers[name], /*use_kernels=*/false);
+          cl.weights.matrix(slot) = RowMatrixXf();  // allowed: it has a replacement
         }
         return out;
       },
@@ -231,6 +232,13 @@ TEST_CASE("sequential calibration: bad samples and the classifier's statistics",
   CHECK_THROWS_WITH(calibrate_sequentially(*src, {}, o, none), Catch::Contains("no calibration samples"));
   CHECK_THROWS_WITH(calibrate_sequentially(*src, {std::vector<int>(33, 1)}, o, none), Catch::Contains("more than the model's 32"));
   CHECK_THROWS_WITH(calibrate_sequentially(*src, {{1, 99}}, o, none), Catch::Contains("outside the vocabulary"));
+  // A freed weight needs a replacement (quantized inputs rerun the layer).
+  const auto frees = [](CalibratedLayer& cl) {
+    cl.weights.wo = RowMatrixXf();
+    return std::map<std::string, std::unique_ptr<LinearLayer>>{};
+  };
+  CHECK_THROWS_WITH(calibrate_sequentially(*src, {{1, 2, 3}}, o, frees),
+                    Catch::Contains("layers.0.attention.wo") && Catch::Contains("no replacement"));
   // With nothing replaced, the classifier input equals the fp32 model's.
   const auto samples = seq_samples(src->config().vocab_size, 17);
   const CalibrationRecorder cls = calibrate_sequentially(*src, samples, o, none);

@@ -38,6 +38,7 @@
 #include "lowbit/io/linear_checkpoint.hpp"
 #include "lowbit/io/sharded.hpp"
 #include "lowbit/io/sharded_writer.hpp"
+#include "lowbit/model/recipe_linear.hpp"
 #include "lowbit/quant/metrics.hpp"
 #include "lowbit/version.hpp"
 #include "quantize_calibration.hpp"
@@ -169,9 +170,12 @@ int run_quantize(const quantize_options& o) {
   };
   const auto quantizes = [&](const lowbit::TensorView& t) { return rules.quantizes(t.name, t.dtype, t.shape); };
 
-  // Calibration (loads the fp32 model, runs it, keeps only the statistics).
+  // Calibration: the model source and the calibration set; statistics come layer by layer.
   std::optional<lowbit_cli::quantize_calibration> calib;
-  if (o.calib.enabled()) calib = lowbit_cli::record_quantize_calibration(o.input, o.calib, 512);
+  if (o.calib.enabled()) {
+    if (lowbit_input) lowbit::detail::fail("--requantize with --calib is not supported: calibrate from the original model");
+    calib = lowbit_cli::prepare_quantize_calibration(o.input, o.calib);
+  }
 
   // Biases of quantized layers become part of the layer (and are not copied on their own).
   std::map<std::string, const lowbit::TensorView*> bias_of;  // weight name -> bias tensor
@@ -234,58 +238,111 @@ int run_quantize(const quantize_options& o) {
   lowbit_cli::layer_progress progress(total_bytes, o.quiet, n_layers);
   std::vector<tensor_result> results;
 
-  // Batches of up to `threads` tensors to quantize at once, written in input order.
-  for (std::size_t next = 0; next < all.size();) {
-    std::vector<job> batch;
-    int quantizing = 0;
-    while (next < all.size() && (quantizing < threads || !quantizes(*all[next]))) {
-      job j;
-      j.view = all[next++];
-      j.quantize = quantizes(*j.view);
-      j.result.name = j.view->name;
-      j.result.shape = j.view->shape;
-      j.result.quantized = j.quantize;
-      if (j.quantize) {
-        const auto b = bias_of.find(j.view->name);
-        if (b != bias_of.end()) j.bias = b->second;
-        j.override = rules.override_for(j.view->name);
-        j.recipe = j.override ? &j.override->recipe : &s.recipe;
-        j.result.scheme = j.override ? j.override->label : s.label;
-        if (calib) j.stats = calib->find(lowbit::checkpoint_base_name(j.view->name));
-        if (!j.stats && j.recipe->needs_calibration())
-          lowbit::detail::fail("tensor '" + j.view->name + "': no calibration statistics (the model's forward pass does not "
-                               "use it as a linear layer); keep it with --ignore or use a round-to-nearest scheme");
+  // Quantizes and writes `tensors`: batches of up to `threads` tensors at once, written in
+  // order. `keep` (sequential calibration with quantized inputs) receives each quantized layer
+  // without its bias (the decoder layer adds that) to run the layer again.
+  const auto process = [&](const std::vector<const lowbit::TensorView*>& tensors,
+                           std::map<std::string, lowbit::QuantizedLinear>* keep) {
+    for (std::size_t next = 0; next < tensors.size();) {
+      std::vector<job> batch;
+      int quantizing = 0;
+      while (next < tensors.size() && (quantizing < threads || !quantizes(*tensors[next]))) {
+        job j;
+        j.view = tensors[next++];
+        j.quantize = quantizes(*j.view);
+        j.result.name = j.view->name;
+        j.result.shape = j.view->shape;
+        j.result.quantized = j.quantize;
+        if (j.quantize) {
+          const auto b = bias_of.find(j.view->name);
+          if (b != bias_of.end()) j.bias = b->second;
+          j.override = rules.override_for(j.view->name);
+          j.recipe = j.override ? &j.override->recipe : &s.recipe;
+          j.result.scheme = j.override ? j.override->label : s.label;
+          if (calib) j.stats = calib->find(lowbit::checkpoint_base_name(j.view->name));
+          if (!j.stats && j.recipe->needs_calibration())
+            lowbit::detail::fail("tensor '" + j.view->name + "': no calibration statistics (the model's forward pass does not "
+                                 "use it as a linear layer); keep it with --ignore or use a round-to-nearest scheme");
+        }
+        quantizing += j.quantize ? 1 : 0;
+        batch.push_back(std::move(j));
+        if (!batch.back().quantize && quantizing > 0) break;  // keep passthrough copies in order, batches small
       }
-      quantizing += j.quantize ? 1 : 0;
-      batch.push_back(std::move(j));
-      if (!batch.back().quantize && quantizing > 0) break;  // keep passthrough copies in order, batches small
-    }
-    std::vector<job*> work;
-    for (auto& j : batch)
-      if (j.quantize) work.push_back(&j);
-    if (!work.empty()) progress.stage(work.front()->view->name, "quantizing", done_bytes);
-    lowbit::parallel_for(static_cast<std::int64_t>(work.size()), threads, {},
-                         [&](std::int64_t i) { quantize_one(*work[std::size_t(i)]); });
-    for (auto& j : batch) {
-      if (j.quantize) {
-        nlohmann::json extra = {{"sqnr_db", lowbit_cli::db_json(j.result.err.sqnr_db)}, {"scheme", j.result.scheme}};
-        if (j.override) extra["override"] = j.override->pattern;
-        if (j.stats) extra["calibration_tokens"] = j.stats->count();
-        if (!std::isnan(j.result.output_sqnr_db))
-          extra["output_sqnr_db"] = lowbit_cli::db_json(j.result.output_sqnr_db);
-        const std::uint64_t bytes = static_cast<std::uint64_t>(j.layer.storage_bits() / 8);
-        lowbit::write_quantized_linear(out.writer(bytes), j.view->name, j.layer, extra);
-        j.layer = {};  // free the layer once written
-      } else if (bias_names.count(j.view->name)) {
-        // written with its layer
-      } else {
-        out.writer(j.view->nbytes).add(*j.view);
+      std::vector<job*> work;
+      for (auto& j : batch)
+        if (j.quantize) work.push_back(&j);
+      if (!work.empty()) progress.stage(work.front()->view->name, "quantizing", done_bytes);
+      lowbit::parallel_for(static_cast<std::int64_t>(work.size()), threads, {},
+                           [&](std::int64_t i) { quantize_one(*work[std::size_t(i)]); });
+      for (auto& j : batch) {
+        if (j.quantize) {
+          nlohmann::json extra = {{"sqnr_db", lowbit_cli::db_json(j.result.err.sqnr_db)}, {"scheme", j.result.scheme}};
+          if (j.override) extra["override"] = j.override->pattern;
+          if (j.stats) extra["calibration_tokens"] = j.stats->count();
+          if (!std::isnan(j.result.output_sqnr_db))
+            extra["output_sqnr_db"] = lowbit_cli::db_json(j.result.output_sqnr_db);
+          const std::uint64_t bytes = static_cast<std::uint64_t>(j.layer.storage_bits() / 8);
+          lowbit::write_quantized_linear(out.writer(bytes), j.view->name, j.layer, extra);
+          const std::string base = lowbit::checkpoint_base_name(j.view->name);
+          if (calib && calib->layer) calib->layer->release(base);  // its statistics are done with
+          if (keep) {
+            j.layer.bias.reset();
+            (*keep)[base] = std::move(j.layer);
+          }
+          j.layer = {};  // free the layer once written
+        } else if (bias_names.count(j.view->name)) {
+          // written with its layer
+        } else {
+          out.writer(j.view->nbytes).add(*j.view);
+        }
+        if (!lowbit_input) model.release(*j.view);
+        done_bytes += j.view->nbytes;
+        progress.update(done_bytes, j.view->name);
+        if (!bias_names.count(j.view->name)) results.push_back(std::move(j.result));
       }
-      if (!lowbit_input) model.release(*j.view);
-      done_bytes += j.view->nbytes;
-      progress.update(done_bytes, j.view->name);
-      if (!bias_names.count(j.view->name)) results.push_back(std::move(j.result));
     }
+  };
+
+  if (!calib) {
+    process(all, nullptr);
+  } else {
+    // Sequential calibration: each decoder layer's tensors are quantized (and written) right
+    // after its inputs were recorded; everything else (embeddings, norms, the classifier) last.
+    const lowbit::model::ModelSource& src = *calib->source;
+    const int nl = src.config().n_layers;
+    std::vector<std::vector<const lowbit::TensorView*>> by_layer(static_cast<std::size_t>(nl));
+    std::vector<const lowbit::TensorView*> rest;
+    for (const auto* t : all) {
+      const int l = lowbit_cli::layer_progress::layer_index(t->name);
+      (l >= 0 && l < nl ? by_layer[static_cast<std::size_t>(l)] : rest).push_back(t);
+    }
+    lowbit::model::SequentialCalibrationOptions so;
+    so.stats.max_sample_rows = 512;  // recorded rows: output SQNR, activation-aware smoothing
+    so.quantized_inputs = calib->quantized_inputs;
+    const lowbit::TensorView* cls = find(src.classifier_name() + ".weight");
+    so.classifier_stats = cls && quantizes(*cls);
+    progress.set_layers(nl);
+    calib->classifier = lowbit::model::calibrate_sequentially(
+        src, calib->set.samples, so,
+        [&](lowbit::model::CalibratedLayer& cl) {
+          calib->layer = &cl.stats;
+          // The jobs read each weight again from the memory map: the fp32 copies of the linears
+          // quantized here are not needed any more (peak memory is during GPTQ).
+          for (int k = 0; k < lowbit::model::kLinearSlots; ++k) {
+            const auto slot = static_cast<lowbit::model::linear_slot>(k);
+            const lowbit::TensorView* t = find(src.linear_name(cl.index, slot) + ".weight");
+            if (t && quantizes(*t)) cl.weights.matrix(slot) = lowbit::RowMatrixXf();
+          }
+          std::map<std::string, lowbit::QuantizedLinear> keep;
+          process(by_layer[static_cast<std::size_t>(cl.index)], so.quantized_inputs ? &keep : nullptr);
+          calib->layer = nullptr;
+          std::map<std::string, std::unique_ptr<lowbit::model::LinearLayer>> run;
+          for (auto& [name, layer] : keep)
+            run[name] = std::make_unique<lowbit::model::RecipeLinear>(std::move(layer), /*use_kernels=*/true);
+          return run;
+        },
+        [&](int l, const char* stage) { progress.layer_stage(l, stage, double(l) / double(nl)); });
+    process(rest, nullptr);
   }
   progress.stage("", "writing", done_bytes);
   out.finish();

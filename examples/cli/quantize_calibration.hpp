@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <map>
@@ -23,6 +24,7 @@
 #include "lowbit/model/calibration.hpp"
 #include "lowbit/model/calibration_set.hpp"
 #include "lowbit/model/load.hpp"
+#include "lowbit/model/sequential_calibration.hpp"
 #if __has_include("lowbit/model/hf_tokenizer.hpp")
 #include "lowbit/model/hf_tokenizer.hpp"
 #define LOWBIT_CLI_HAS_HF_TOKENIZER 1
@@ -57,10 +59,9 @@ inline std::string tokenizer_json_of(const std::string& model_path) {
   return (dir ? model_path : lowbit::detail::parent_directory(model_path)) + "/tokenizer.json";
 }
 
-inline lowbit::model::TextEncoder text_encoder_for(const std::string& model_path, const std::string& calib_file) {
+inline lowbit::model::TextEncoder text_encoder_for(const std::string& tok, const std::string& calib_file) {
   const bool text = calib_file.size() > 4 && calib_file.substr(calib_file.size() - 4) != ".u16";
   if (!text) return {};
-  const std::string tok = tokenizer_json_of(model_path);
   struct stat st {};
   if (::stat(tok.c_str(), &st) != 0)
     lowbit::detail::fail("--calib " + calib_file + " is text and needs the model's tokenizer, but there is no " + tok +
@@ -73,54 +74,46 @@ inline lowbit::model::TextEncoder text_encoder_for(const std::string& model_path
 #endif
 }
 
-// Statistics of every linear layer's input.
+// The calibration of `lowbit quantize --calib`: the model source (read layer by layer) and
+// the calibration set; the statistics themselves are recorded layer by layer during the
+// quantization (model/sequential_calibration.hpp), `layer` pointing at the current layer's.
 struct quantize_calibration {
-  lowbit::model::CalibrationRecorder recorder;
+  std::shared_ptr<const lowbit::model::ModelSource> source;
+  lowbit::model::CalibrationSet set;
+  bool quantized_inputs = true;
   std::string note;       // what the table prints
   nlohmann::json record;  // the checkpoint's calibration record
-  const lowbit::ActivationStats* find(const std::string& base) const { return recorder.find(base); }
+  lowbit::model::LayerStats* layer = nullptr;     // the decoder layer being quantized
+  lowbit::model::CalibrationRecorder classifier;  // the classifier's input, when it is quantized
+  const lowbit::ActivationStats* find(const std::string& base) const {
+    if (layer)
+      if (const auto* s = layer->find(base)) return s;
+    return classifier.find(base);
+  }
 };
 
-inline quantize_calibration record_quantize_calibration(const std::string& model_path, const quantize_calib_flags& f,
-                                                        std::int64_t sample_rows) {
+inline quantize_calibration prepare_quantize_calibration(const std::string& model_path, const quantize_calib_flags& f) {
   if (f.inputs != "quantized" && f.inputs != "fp32")
     lowbit::detail::fail("--calib-inputs: expected quantized or fp32, got '" + f.inputs + "'");
-  const auto ends_with = [&](const std::string& suffix) {
-    return model_path.size() >= suffix.size() && model_path.compare(model_path.size() - suffix.size(), suffix.size(), suffix) == 0;
-  };
-  if (!ends_with(".safetensors") && !ends_with(".bin"))
-    lowbit::detail::fail("--calib runs the model's forward pass, which needs one Llama-architecture .safetensors file "
-                         "with Meta names (and a config.json beside it) or a llama2.c .bin; got '" + model_path + "'");
-  lowbit::model::LlamaWeights weights;
+  quantize_calibration d;
   try {
-    weights = lowbit::model::load_llama_weights(model_path);
+    d.source = lowbit::model::open_model(model_path);
   } catch (const lowbit::error& e) {
-    lowbit::detail::fail(std::string("--calib supports Llama-architecture checkpoints only: ") + e.what());
+    lowbit::detail::fail(std::string("--calib runs the model layer by layer and supports Llama-family models only: ") + e.what());
   }
-  const lowbit::model::LlamaModel model(std::move(weights));
   lowbit::model::CalibrationSetOptions so;
   so.samples = f.samples;
-  so.seq_len = f.seq_len;
-  const lowbit::model::CalibrationSet set =
-      lowbit::model::read_calibration_set(f.file, so, text_encoder_for(model_path, f.file));
-  lowbit::CalibrationOptions co;
-  co.max_sample_rows = sample_rows;  // recorded rows: output SQNR, activation-aware smoothing
-  quantize_calibration d{lowbit::model::CalibrationRecorder(co), {}, {}};
-  lowbit::model::KvCache cache(model.config());
-  lowbit::model::ForwardWorkspace ws;
-  lowbit::RowMatrixXf logits;
-  std::int64_t tokens = 0;
-  for (const auto& sample : set.samples) {
-    const int n = std::min<int>(static_cast<int>(sample.size()), model.config().max_seq_len);
-    cache.clear();
-    model.forward(sample.data(), n, cache, logits, ws, &d.recorder);
-    tokens += n;
-  }
-  d.note = fmt::format("{} tokens in {} samples of {} (--calib-samples {}, --calib-seq-len {}, fp32 forward pass)", tokens,
-                       set.samples.size(), f.file, f.samples, f.seq_len);
-  d.record = {{"file", lowbit::detail::base_name(f.file)}, {"kind", set.kind},       {"samples", set.samples.size()},
-              {"seq_len", f.seq_len},                      {"tokens", tokens},        {"truncated", set.truncated},
-              {"method", "whole-model"},                   {"inputs", "fp32"}};
+  so.seq_len = std::min(f.seq_len, d.source->config().max_seq_len);
+  so.u16_bos = d.source->config().bos();
+  const std::string tok = !d.source->tokenizer_path().empty() ? d.source->tokenizer_path() : tokenizer_json_of(model_path);
+  d.set = lowbit::model::read_calibration_set(f.file, so, text_encoder_for(tok, f.file));
+  d.quantized_inputs = f.inputs == "quantized";
+  const std::int64_t tokens = d.set.tokens();
+  d.note = fmt::format("{} tokens in {} samples of {} (--calib-samples {}, --calib-seq-len {}, sequential, {} inputs)", tokens,
+                       d.set.samples.size(), f.file, f.samples, so.seq_len, f.inputs);
+  d.record = {{"file", lowbit::detail::base_name(f.file)}, {"kind", d.set.kind},         {"samples", d.set.samples.size()},
+              {"seq_len", so.seq_len},                     {"tokens", tokens},            {"truncated", d.set.truncated},
+              {"method", "sequential"},                    {"inputs", f.inputs}};
   return d;
 }
 

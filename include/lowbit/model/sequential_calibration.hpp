@@ -20,7 +20,8 @@
 //
 // Memory: one decoder layer in fp32 (its linears read the weights in place, no second copy),
 // the hidden states of all samples (samples x len x dim floats), and one layer's statistics
-// (the Hessians: in^2 floats per linear), which the caller may free as it quantizes.
+// (a Hessian of in^2 floats per distinct linear input), which the caller may release as it
+// quantizes.
 #include <functional>
 #include <map>
 #include <memory>
@@ -40,11 +41,72 @@ struct SequentialCalibrationOptions {
   bool classifier_stats = false;  // also record the classifier's input
 };
 
+// The input statistics of one decoder layer's linears, by checkpoint name. Linears that read
+// the same matrix (wq/wk/wv, and w1/w3) share one ActivationStats: recording it once saves
+// two of every three Hessian products (in^2 * tokens flops each) and their memory. The first
+// sample decides which names share; later samples must show the same pattern.
+class LayerStats final : public LinearInputObserver {
+ public:
+  explicit LayerStats(CalibrationOptions options) : options_(options) {}
+
+  void observe(const std::string& name, ConstRowMatrixRef input) override {
+    const bool same_input = input.data() == last_data_ && input.rows() == last_rows_ && input.cols() == last_cols_;
+    auto alias = alias_of_.find(name);
+    if (alias == alias_of_.end()) {  // first sight of this name
+      const std::string canonical = same_input && !last_name_.empty() ? alias_of_.at(last_name_) : name;
+      alias = alias_of_.emplace(name, canonical).first;
+      if (canonical == name) stats_.emplace(name, ActivationStats(input.cols(), options_, name));
+    }
+    if (alias->second == name) {
+      stats_.at(name).add(input);
+    } else if (!same_input || alias_of_.at(last_name_) != alias->second) {
+      lowbit::detail::fail("sequential calibration: linear " + name + " no longer reads the same input as " + alias->second);
+    }
+    last_name_ = name;
+    last_data_ = input.data();
+    last_rows_ = input.rows();
+    last_cols_ = input.cols();
+  }
+
+  // The statistics of `name`'s input, or nullptr (never observed, or released).
+  const ActivationStats* find(const std::string& name) const {
+    const auto a = alias_of_.find(name);
+    if (a == alias_of_.end()) return nullptr;
+    const auto it = stats_.find(a->second);
+    return it == stats_.end() ? nullptr : &it->second;
+  }
+  const ActivationStats& at(const std::string& name) const {
+    const ActivationStats* s = find(name);
+    if (!s) lowbit::detail::fail("sequential calibration: no statistics recorded for layer " + name);
+    return *s;
+  }
+  // Frees the statistics once no linear sharing them needs them any more.
+  void release(const std::string& name) {
+    const auto a = alias_of_.find(name);
+    if (a == alias_of_.end()) return;
+    const std::string canonical = a->second;
+    alias_of_.erase(a);
+    for (const auto& [n, c] : alias_of_)
+      if (c == canonical) return;
+    stats_.erase(canonical);
+  }
+
+ private:
+  CalibrationOptions options_;
+  std::map<std::string, ActivationStats> stats_;   // by canonical name
+  std::map<std::string, std::string> alias_of_;    // name -> canonical name
+  std::string last_name_;
+  const float* last_data_ = nullptr;
+  Eigen::Index last_rows_ = 0, last_cols_ = 0;
+};
+
 // Layer l as the caller sees it after step 2.
 struct CalibratedLayer {
   int index = 0;
-  const LlamaLayerWeights& weights;  // fp32, checkpoint order of the source
-  CalibrationRecorder& stats;        // inputs of its linears by checkpoint name (may be freed)
+  // fp32. The caller may free (resize to 0 x 0) the matrix of a linear it returns a
+  // replacement for: with quantized inputs only the replacements run again.
+  LlamaLayerWeights& weights;
+  LayerStats& stats;                 // inputs of its linears by checkpoint name (may be released)
 };
 
 // Quantizes one layer; returns the replacement linears by name (a linear not in the map stays
@@ -110,9 +172,9 @@ inline CalibrationRecorder calibrate_sequentially(const ModelSource& src, const 
   std::vector<RowMatrixXf> h = embed_sequences(src, samples);
   for (int l = 0; l < c.n_layers; ++l) {
     if (progress) progress(l, "calibrating");
-    const LlamaLayerWeights w = src.layer(l);
+    LlamaLayerWeights w = src.layer(l);
     DecoderLayer layer(c, l, src.naming(), w, detail::borrowed_linear_factory());
-    CalibrationRecorder rec(options.stats);
+    LayerStats rec(options.stats);
     // fp32 inputs: the recording pass's outputs are what layer l+1 sees.
     detail::run_layer_on_samples(layer, h, /*update=*/!options.quantized_inputs, &rec);
     if (progress) progress(l, "quantizing");
@@ -123,7 +185,12 @@ inline CalibrationRecorder calibrate_sequentially(const ModelSource& src, const 
       for (int s = 0; s < kLinearSlots; ++s) {
         const auto slot = static_cast<linear_slot>(s);
         auto it = replacements.find(layer.name(slot));
-        if (it != replacements.end()) layer.set_linear(slot, std::move(it->second));
+        if (it != replacements.end() && it->second) {
+          layer.set_linear(slot, std::move(it->second));
+        } else if (w.matrix(slot).size() == 0) {
+          lowbit::detail::fail("sequential calibration: the weight of " + layer.name(slot) +
+                               " was freed but no replacement was returned for it");
+        }
       }
       detail::run_layer_on_samples(layer, h, /*update=*/true, nullptr);
     }
