@@ -66,10 +66,10 @@ if(TARGET lowbit_cli)
     PASS "is the input file")
   # Needs cmd_quantize to call lowbit::check_outputs (see docs/design.md, "Outputs"):
   lowbit_hardening_probe(hardening_quantize_json_is_input
-    "cp $T in.safetensors && cp in.safetensors keep && ! $L quantize in.safetensors -o out.safetensors --json in.safetensors --quiet 2>err; cmp in.safetensors keep && test ! -e out.safetensors && cat err"
+    "cp $T in.safetensors && cp in.safetensors keep && ! $L quantize in.safetensors -o out.safetensors --json-out in.safetensors --quiet 2>err; cmp in.safetensors keep && test ! -e out.safetensors && cat err"
     PASS "is the input file")
   lowbit_hardening_probe(hardening_quantize_json_is_output
-    "! $L quantize $T -o out.safetensors --json out.safetensors --quiet 2>err; test ! -e out.safetensors && cat err"
+    "! $L quantize $T -o out.safetensors --json-out out.safetensors --quiet 2>err; test ! -e out.safetensors && cat err"
     PASS "are the same file")
   # A sharded input (index + one shard + config.json): -o equal to the index or config.json.
   set(_sharded "mkdir m && printf '\\100\\000\\000\\000\\000\\000\\000\\000%s' '{\"x.weight\":{\"dtype\":\"F32\",\"shape\":[2,2],\"data_offsets\":[0,16]}}' > m/s.safetensors && printf '\\000\\000\\200\\077\\000\\000\\000\\100\\000\\000\\100\\100\\000\\000\\200\\100' >> m/s.safetensors && printf '{\"weight_map\":{\"x.weight\":\"s.safetensors\"}}' > m/model.safetensors.index.json && echo '{}' > m/config.json && cp -r m keep")
@@ -83,7 +83,7 @@ if(TARGET lowbit_cli)
     "${_sharded} && $L quantize m -o out.safetensors --group 0 --quiet" PASS "1 of 1 tensors quantized")
   # --json to a directory that does not exist: fails before the checkpoint is written.
   lowbit_hardening_probe(hardening_quantize_json_unwritable
-    "! $L quantize $T -o out.safetensors --json nodir/r.json --quiet 2>err; test ! -e out.safetensors && cat err"
+    "! $L quantize $T -o out.safetensors --json-out nodir/r.json --quiet 2>err; test ! -e out.safetensors && cat err"
     PASS "nodir")
 
   # ---- inputs (items 7, 17) --------------------------------------------------------------
@@ -110,7 +110,7 @@ if(TARGET lowbit_cli)
     "$L formats --json --no-throughput" PASS "\"name\": \"float4_e2m1fn\"")
   # inspect and quantize report the same bits/weight for a layer with LoRC.
   lowbit_hardening_probe(hardening_bits_per_weight_agree
-    "$L quantize $T -o o.safetensors --weights int4 --group 32 --lorc 4 --json - > q.json && $L inspect o.safetensors --json > i.json && grep -o '\"bits_per_weight\": [0-9.]*' q.json | sed -n 2p > a && grep -o '\"bits_per_weight\": [0-9.]*' i.json | head -1 > b && cat a b && cmp a b && echo agree"
+    "$L quantize $T -o o.safetensors --weights int4 --group 32 --lorc 4 --json > q.json && $L inspect o.safetensors --json > i.json && grep -o '\"bits_per_weight\": [0-9.]*' q.json | sed -n 2p > a && grep -o '\"bits_per_weight\": [0-9.]*' i.json | head -1 > b && cat a b && cmp a b && echo agree"
     PASS "agree")
   set(_stories ${PROJECT_SOURCE_DIR}/../shared/data/stories260k/stories260K.safetensors)
   if(EXISTS ${_stories})

@@ -107,8 +107,8 @@ void quantize_one(job& j) {
     j.result.output_sqnr_db = sqnr_db(y, j.layer(x));
   }
   j.result.warning = j.layer.warning;
-  j.result.storage_bits = j.layer.weight.storage_bits() + (j.layer.lorc ? j.layer.lorc->storage_bits() : 0);
-  j.result.bits_per_weight = static_cast<double>(j.result.storage_bits) / static_cast<double>(w.size());
+  j.result.storage_bits = j.layer.quantized_bits();
+  j.result.bits_per_weight = j.layer.bits_per_weight();
   j.result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
 
@@ -149,6 +149,11 @@ int run_quantize(const quantize_options& o) {
     if (same_file(shard->source(), o.output)) lowbit::detail::fail("the output '" + o.output + "' is an input file");
   if (out_dir && same_file(o.output, lowbit::detail::parent_directory(model.shards()[0]->source())))
     lowbit::detail::fail("the output directory '" + o.output + "' is the input's directory");
+  // Every output against every file read (index, shards, config.json, --calib), by inode, and
+  // an unwritable --json-out found before anything is committed. A directory output is written
+  // by the sharded writer, which refuses to replace anything but its own files.
+  lowbit::check_outputs({out_dir ? std::string() : o.output, o.json_out},
+                        lowbit_cli::model_input_files(model, {o.calib.file}));
 
   // A lowbit checkpoint is refused (quantizing quantized weights compounds the error and used
   // to write an empty checkpoint); --requantize dequantizes its layers first.
