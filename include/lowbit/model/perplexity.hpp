@@ -20,6 +20,7 @@
 #include <thread>
 #include <vector>
 
+#include "lowbit/detail/threads.hpp"
 #include "lowbit/model/detail/read_file.hpp"
 #include "lowbit/model/llama.hpp"
 
@@ -171,9 +172,9 @@ inline PerplexityResult evaluate_spans(const LlamaModel& model, const std::vecto
   if (threads == 1) {
     worker(0);
   } else {
-    std::vector<std::thread> pool;
-    for (int w = 0; w < threads; ++w) pool.emplace_back(worker, w);
-    for (auto& t : pool) t.join();
+    // The library's pool: a thread that cannot be created leaves its share to the others
+    // (detail/threads.hpp) instead of std::terminate from a joinable std::thread.
+    lowbit::parallel_for(threads, threads, {}, [&](std::int64_t w) { worker(static_cast<int>(w)); });
   }
   for (const auto& e : errors)
     if (!e.empty()) lowbit::detail::fail(e);

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "lowbit/error.hpp"
+#include "lowbit/io/detail/file_checks.hpp"
 
 namespace lowbit::model::detail {
 
@@ -16,6 +17,9 @@ namespace lowbit::model::detail {
 using lowbit::detail::fail;
 
 inline std::vector<std::uint8_t> read_file_bytes(const std::string& path) {
+  // A directory or FIFO is refused before it is opened (a FIFO would block, a directory
+  // would fail later with bad_alloc).
+  lowbit::detail::require_regular_input(path, "file");
   std::ifstream in(path, std::ios::binary | std::ios::ate);
   if (!in) lowbit::detail::fail(path + ": cannot open file");
   const std::streamoff size = in.tellg();
