@@ -8,10 +8,11 @@
 #   lowbit_jobs                  parallel build jobs: LOWBIT_JOBS, else nproc
 #   lowbit_stage_begin / _end    named stages with wall-clock timings, and a summary table
 
-# The packages every build needs (compiler, CMake, and the libraries CMakeLists.txt finds).
+# The packages every build needs (compiler, CMake, and the libraries CMakeLists.txt finds;
+# PCRE2 and utf8proc are optional there, for tokenizer.json support, but CI tests it).
 # shellcheck disable=SC2034  # the package lists are used by the scripts that source this
 LOWBIT_BASE_PACKAGES=(cmake g++ libeigen3-dev catch2 libcli11-dev libfmt-dev libbenchmark-dev
-                      nlohmann-json3-dev)
+                      nlohmann-json3-dev libpcre2-dev libutf8proc-dev)
 # The extra packages scripts/test.sh needs: the aarch64 cross compiler and qemu-user to run
 # its output, and clang with its runtime libraries for libFuzzer.
 # shellcheck disable=SC2034

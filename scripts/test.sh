@@ -11,7 +11,8 @@
 #   fuzz    each fuzz/fuzz_*.cpp built with clang's libFuzzer and run for a bounded time
 #
 # Other knobs: LOWBIT_TEST_BUILD_ROOT (default build-test; one sub-directory per stage),
-# LOWBIT_JOBS (default nproc), LOWBIT_FUZZ_SECONDS (default 60 per target),
+# LOWBIT_JOBS (default nproc), LOWBIT_FUZZ_SECONDS (seconds per target; default 120 split
+# evenly between the targets, at least 20 each),
 # LOWBIT_CTEST_TIMEOUT (seconds per test, default 1200), LOWBIT_CMAKE_ARGS (extra arguments
 # for every configure, split on spaces, e.g. "-DLOWBIT_TEST_GLOB=test_formats*" locally, or
 # "-DLOWBIT_TEST_UNITY=OFF" to compile every test file on its own, see tests/CMakeLists.txt).
@@ -41,7 +42,6 @@ lowbit_ensure_packages "${packages[@]}"
 build_root=${LOWBIT_TEST_BUILD_ROOT:-build-test}
 jobs=$(lowbit_jobs)
 ctest_timeout=${LOWBIT_CTEST_TIMEOUT:-1200}
-fuzz_seconds=${LOWBIT_FUZZ_SECONDS:-60}
 read -r -a extra_cmake_args <<<"${LOWBIT_CMAKE_ARGS:-}"
 mkdir -p "$build_root"
 build_root=$(cd "$build_root" && pwd)
@@ -144,10 +144,13 @@ if wants arm; then
 fi
 
 if wants fuzz; then
-  lowbit_stage_begin "fuzz: libFuzzer (${fuzz_seconds}s per target)"
   shopt -s nullglob
   fuzz_sources=(fuzz/fuzz_*.cpp)
   shopt -u nullglob
+  # The stage's run time stays about two minutes however many targets there are.
+  fuzz_default=$((120 / (${#fuzz_sources[@]} > 0 ? ${#fuzz_sources[@]} : 1)))
+  fuzz_seconds=${LOWBIT_FUZZ_SECONDS:-$((fuzz_default > 20 ? fuzz_default : 20))}
+  lowbit_stage_begin "fuzz: libFuzzer (${fuzz_seconds}s per target)"
   if ((${#fuzz_sources[@]} == 0)); then
     printf 'No fuzz targets (fuzz/fuzz_*.cpp) in this tree; skipping the fuzz stage.\n'
   else
@@ -155,10 +158,14 @@ if wants fuzz; then
     mkdir -p "$dir"
     for src in "${fuzz_sources[@]}"; do
       name=$(basename "$src" .cpp)
-      printf -- '--- %s: build\n' "$name"
+      # A target may name extra flags (defines, libraries) on a line of its own:
+      #   // lowbit-fuzz-flags: -DLOWBIT_HAVE_HF_TOKENIZER=1 -lpcre2-8 -lutf8proc
+      read -r -a extra_flags <<<"$(sed -n 's|^// lowbit-fuzz-flags:||p' "$src" | head -n1)"
+      printf -- '--- %s: build%s\n' "$name" "${extra_flags[*]:+ (${extra_flags[*]})}"
       step "clang++ libFuzzer build of $src" clang++ -std=c++17 -g -O1 \
         -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
-        -Iinclude -I/usr/include/eigen3 "$src" -o "$dir/$name"
+        -Iinclude -I/usr/include/eigen3 "$src" -o "$dir/$name" \
+        ${extra_flags[@]+"${extra_flags[@]}"}
       # New inputs go to a scratch corpus (listed first), never into the checked-in seeds;
       # crash reproducers go to a temporary directory that is kept when something is found.
       work=$(mktemp -d "${TMPDIR:-/tmp}/lowbit-$name.XXXXXX")

@@ -1,9 +1,10 @@
 #pragma once
 // Llama-family model evaluation: model sources (Hugging Face directories, Meta-name
 // safetensors, llama2.c .bin), the batched fp32/quantized forward pass and its per-layer
-// API, the llama2.c tokenizer and perplexity.
+// API, the llama2.c and tokenizer.json tokenizers and perplexity.
 #include "lowbit/model/calibration.hpp"
 #include "lowbit/model/decoder_layer.hpp"
+#include "lowbit/model/hf_tokenizer.hpp"
 #include "lowbit/model/llama.hpp"
 #include "lowbit/model/load.hpp"
 #include "lowbit/model/perplexity.hpp"

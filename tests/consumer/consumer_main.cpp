@@ -2,10 +2,12 @@
 // the source tree (add_subdirectory): it proves the package exports a usable lowbit::lowbit
 // target, and checks a few exact conversions so a wrong include path or a stale header shows.
 #include <lowbit/lowbit.hpp>
+#include <lowbit/model/hf_tokenizer.hpp>
 
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <vector>
 
 namespace {
 
@@ -53,6 +55,19 @@ int main() {
     expect_bits("convert_n vs convert", out[i].bits(),
                 lowbit::convert<lowbit::float8_e4m3fn>(in[i]).bits());
 
+#if LOWBIT_HAVE_HF_TOKENIZER
+  // tokenizer.json support: lowbit::lowbit must bring PCRE2 (\p{L}) and utf8proc (NFC) along.
+  const auto tok = lowbit::model::HfTokenizer::parse(
+      R"({"normalizer": {"type": "NFC"},
+          "pre_tokenizer": {"type": "Split", "pattern": {"Regex": "\\p{L}+"}, "behavior": "Isolated"},
+          "model": {"type": "BPE", "vocab": {"a": 0, "b": 1, "ab": 2, " ": 3, "\u00e9": 4},
+                    "merges": [["a", "b"]]}})",
+      "consumer tokenizer");
+  if (tok.encode("ab e\u0301") != std::vector<int>{2, 3, 4}) {
+    std::fprintf(stderr, "consumer: HfTokenizer::encode gave unexpected ids\n");
+    ++failures;
+  }
+#endif
   if (std::strcmp(LOWBIT_VERSION_STRING, LOWBIT_CONSUMER_EXPECTED_VERSION) != 0) {
     std::fprintf(stderr, "consumer: header version %s, package version %s\n",
                  LOWBIT_VERSION_STRING, LOWBIT_CONSUMER_EXPECTED_VERSION);
