@@ -279,3 +279,35 @@ TEST_CASE("hf model: stories260K converted to Hugging Face layout computes the M
   const lowbit::RowMatrixXf la = hf.forward(doc), lb = meta.forward(doc);
   CHECK((la - lb).cwiseAbs().maxCoeff() < 1e-4f);
 }
+
+TEST_CASE("perplexity: nothing to score is an error, and the standard error formula", "[model]") {
+  TempDir dir;
+  write_hf_dir(dir.str(), make_fixture(Spec{}));
+  const LlamaModel m(open_model(dir.str()));
+  CHECK_THAT(error_of([&] { evaluate_perplexity(m, {}); }), Catch::Contains("no documents"));
+  CHECK_THAT(error_of([&] { evaluate_perplexity(m, {1}); }), Catch::Contains("no token to predict"));
+  CHECK_THAT(error_of([&] { evaluate_perplexity(m, {1, 1, 1}); }), Catch::Contains("no token to predict"));
+  PerplexityOptions none;
+  none.max_docs = 0;
+  CHECK_THAT(error_of([&] { evaluate_perplexity(m, {1, 5, 6}, none); }), Catch::Contains("no documents"));
+  CHECK_THAT(error_of([&] { evaluate_perplexity_windows(m, {1, 5, 6}, 4); }), Catch::Contains("fewer than one window"));
+  CHECK_THAT(error_of([&] { evaluate_perplexity_windows(m, {1, 5, 6, 7}, 4, 3); }), Catch::Contains("nothing to score"));
+  // Windows: 2 of 4 tokens (the tail of 1 dropped), all but the first scored = 6 predictions;
+  // the same as per-document evaluation of the two windows as documents.
+  const std::vector<int> stream = {1, 5, 6, 7, 1, 9, 10, 11, 12};
+  const PerplexityResult w = evaluate_perplexity_windows(m, stream, 4);
+  CHECK(w.documents == 2);
+  CHECK(w.predicted_tokens == 6);
+  const PerplexityResult d = evaluate_perplexity(m, {1, 5, 6, 7, 1, 9, 10, 11});
+  CHECK(w.total_nll == Approx(d.total_nll).epsilon(1e-12));
+  // Second halves with BOS first (llama.cpp): positions 2..3 predicted per window.
+  const PerplexityResult h = evaluate_perplexity_windows(m, stream, 4, 2, 1);
+  CHECK(h.predicted_tokens == 2);
+  // se = exp(mean) * sd / sqrt(n) with the sample sd: NLLs {1, 2, 3, 4}.
+  PerplexityResult r;
+  r.total_nll = 10;
+  r.total_nll_sq = 30;
+  r.predicted_tokens = 4;
+  CHECK(r.perplexity_stderr() == Approx(std::exp(2.5) * std::sqrt(5.0 / 3.0) / 2.0).epsilon(1e-12));
+  CHECK(d.perplexity_stderr() > 0);
+}
