@@ -46,7 +46,7 @@ if(TARGET lowbit_cli)
       file(MAKE_DIRECTORY ${_q})
       file(COPY ${_sdir}/config.json ${_sdir}/tok512.bin DESTINATION ${_q})
       add_test(NAME cli_run_quantize_${recipe} COMMAND ${_lowbit} quantize ${_st} -o ${_q}/model.safetensors
-               --recipe ${recipe} --calib ${_tok} --calib-docs 4 --quiet)
+               --recipe ${recipe} --calib ${_tok} --calib-samples 4 --calib-inputs fp32 --quiet)
       set_tests_properties(cli_run_quantize_${recipe} PROPERTIES FIXTURES_SETUP cli_run_q_${recipe})
       add_test(NAME cli_run_eval_equal_${recipe} COMMAND ${CMAKE_COMMAND} -DLOWBIT=${_lowbit}
                "-DA=${_q}/model.safetensors|--tokens|${_tok}|--max-docs|40"
@@ -55,6 +55,30 @@ if(TARGET lowbit_cli)
       set_tests_properties(cli_run_eval_equal_${recipe} PROPERTIES FIXTURES_REQUIRED cli_run_q_${recipe}
                            PASS_REGULAR_EXPRESSION "eval results equal")
     endforeach()
+    # The same through a Hugging Face directory: quantize writes an output directory (shards,
+    # config.json, tokenizer.json) that eval, generate and bench read with HF names and
+    # rotate-half RoPE. fp32 calibration inputs make sequential calibration equal eval's
+    # whole-model calibration.
+    set(_hf ${PROJECT_SOURCE_DIR}/../shared/data/stories260k-hf)
+    if(EXISTS ${_hf}/config.json)
+      set(_qhf ${_run_dir}/hf-w4a8-int)
+      add_test(NAME cli_run_quantize_hf COMMAND ${_lowbit} quantize ${_hf} -o ${_qhf}
+               --recipe w4a8-int --calib ${_tok} --calib-samples 4 --calib-inputs fp32 --max-shard-size 100KB --quiet)
+      set_tests_properties(cli_run_quantize_hf PROPERTIES FIXTURES_SETUP cli_run_q_hf)
+      add_test(NAME cli_run_eval_equal_hf COMMAND ${CMAKE_COMMAND} -DLOWBIT=${_lowbit}
+               "-DA=${_qhf}|--tokens|${_tok}|--max-docs|40"
+               "-DB=${_hf}|--recipe|w4a8-int|--calib|${_tok}|--calib-docs|4|--tokens|${_tok}|--max-docs|40"
+               -P ${CMAKE_CURRENT_SOURCE_DIR}/scripts/eval_equal.cmake)
+      set_tests_properties(cli_run_eval_equal_hf PROPERTIES FIXTURES_REQUIRED cli_run_q_hf
+                           PASS_REGULAR_EXPRESSION "eval results equal")
+      add_test(NAME cli_run_generate_hf COMMAND ${_lowbit} generate ${_qhf} --prompt "Once upon a time"
+               --temperature 0 --max-new-tokens 16)
+      set_tests_properties(cli_run_generate_hf PROPERTIES FIXTURES_REQUIRED cli_run_q_hf
+                           PASS_REGULAR_EXPRESSION "^Once upon a time[^\n]+\n")
+      add_test(NAME cli_run_bench_hf COMMAND ${_lowbit} bench ${_qhf} -p 16 -n 8 --reps 1 --json)
+      set_tests_properties(cli_run_bench_hf PROPERTIES FIXTURES_REQUIRED cli_run_q_hf
+                           PASS_REGULAR_EXPRESSION "\"test\":\"tg8\"")
+    endif()
     add_test(NAME cli_run_generate_checkpoint COMMAND ${_lowbit} generate ${_run_dir}/w4a8-int --prompt "Once upon a time"
              --temperature 0 --max-new-tokens 16 --kv-cache f16)
     set_tests_properties(cli_run_generate_checkpoint PROPERTIES FIXTURES_REQUIRED cli_run_q_w4a8-int

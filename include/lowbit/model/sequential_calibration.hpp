@@ -141,17 +141,16 @@ inline LinearFactory borrowed_linear_factory() {
 inline void run_layer_on_samples(const DecoderLayer& layer, std::vector<RowMatrixXf>& h, bool update,
                                  LinearInputObserver* observer) {
   ForwardWorkspace ws;
-  RowMatrixXf K, V, x;
+  RowMatrixXf x;
+  KvCache cache(layer.config());  // fp32; only this layer's rows are used
   for (auto& seq : h) {
     const int n = static_cast<int>(seq.rows());
-    K.resize(n, layer.config().kv_dim());
-    V.resize(n, layer.config().kv_dim());
     rope_table(layer.config(), 0, n, ws.rope_cos, ws.rope_sin);
     if (update) {
-      layer.forward(seq, 0, K, V, ws, observer);
+      layer.forward(seq, 0, cache, ws, observer);
     } else {
       x = seq;
-      layer.forward(x, 0, K, V, ws, observer);
+      layer.forward(x, 0, cache, ws, observer);
     }
   }
 }
