@@ -39,7 +39,7 @@ struct ckpt_tweaks {
 // norms as plain tensors, and config.json copied.
 void write_checkpoint(const std::string& dir, const LlamaModel& fp32, const lowbit::LinearRecipe& recipe,
                       const CalibrationRecorder* calib, const ckpt_tweaks& tw = {}) {
-  const LlamaWeights& w = fp32.weights();
+  const LlamaWeights w = read_all_weights(fp32.source());
   const LlamaConfig& c = w.config;
   lowbit::SafetensorsWriter out(dir + "/model.safetensors");
   lowbit::begin_checkpoint(out);
@@ -143,7 +143,7 @@ TEST_CASE("quantized checkpoint: plain layers, stored dtypes, required kernels",
   write_checkpoint(dir.path, fp32, r, nullptr, tw);
   const LlamaModel m = load_quantized_llama(dir.path);
   // The embedding is read from BF16: exactly the rounded values.
-  CHECK(m.weights().tok_embeddings == fp32.weights().tok_embeddings.cast<Eigen::bfloat16>().cast<float>());
+  CHECK(m.source().embeddings() == fp32.source().embeddings().cast<Eigen::bfloat16>().cast<float>());
   // No kernel: the reference path, or an error naming the layer on request.
   QuantizedLoadOptions strict;
   strict.require_kernels = true;
