@@ -30,7 +30,7 @@ if(TARGET lowbit_cli)
                          "the prompt has [0-9]+ tokens but the context holds 512")
     add_test(NAME cli_bench_json COMMAND ${_lowbit} bench ${_sdir}/stories260K.bin -p 32 -n 16 --threads 1,2 --reps 2 --json)
     set_tests_properties(cli_bench_json PROPERTIES PASS_REGULAR_EXPRESSION
-      "^{\"model_bytes\":[0-9]+,\"params\":[0-9]+,\"weight_bytes_per_token\":[0-9]+,\"results\":\\[{\"test\":\"pp32\",\"threads\":1,\"tokens_per_second\":[0-9.e+-]+,\"stddev\":[0-9.e+-]+},{\"test\":\"tg16\",\"threads\":1,[^]]*{\"test\":\"tg16\",\"threads\":2,\"tokens_per_second\":[0-9.e+-]+,\"stddev\":[0-9.e+-]+}\\]}\n")
+      "(^|\n){\"model_bytes\":[0-9]+,\"params\":[0-9]+,\"weight_bytes_per_token\":[0-9]+,\"results\":\\[{\"test\":\"pp32\",\"threads\":1,\"tokens_per_second\":[0-9.e+-]+,\"stddev\":[0-9.e+-]+},{\"test\":\"tg16\",\"threads\":1,[^]]*{\"test\":\"tg16\",\"threads\":2,\"tokens_per_second\":[0-9.e+-]+,\"stddev\":[0-9.e+-]+}\\]}\n")
     add_test(NAME cli_bench_bad_list COMMAND ${_lowbit} bench ${_sdir}/stories260K.bin -p 12x)
     set_tests_properties(cli_bench_bad_list PROPERTIES PASS_REGULAR_EXPRESSION "-p: expected a comma-separated list")
   endif()

@@ -78,7 +78,7 @@ if(TARGET lowbit_cli)
     PASS "input")
   lowbit_hardening_probe(hardening_quantize_out_is_config
     "${_sharded} && ! $L quantize m -o m/config.json --group 0 --quiet 2>err; diff -r m keep && cat err"
-    PASS "input")
+    PASS "input|exists and is not a directory")
   lowbit_hardening_probe(hardening_quantize_sharded_ok
     "${_sharded} && $L quantize m -o out.safetensors --group 0 --quiet" PASS "1 of 1 tensors quantized")
   # --json to a directory that does not exist: fails before the checkpoint is written.

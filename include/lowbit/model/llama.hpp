@@ -35,15 +35,23 @@ class LlamaModel {
     src_->config().validate(src_->path());
     norm_ = src_->final_norm();
     detail::check_array(src_->path(), TensorNames::final_norm(naming()), 1, norm_.size(), 1, config().dim, norm_.data());
-    set_linear_layers(factory);
+    build_linear_layers(factory);
   }
   // A model over weights in memory (validated).
   explicit LlamaModel(LlamaWeights weights, const LinearFactory& factory = fp32_linear_factory())
       : LlamaModel(model_source_from_weights(std::move(weights), "LlamaModel"), factory) {}
 
-  // (Re)builds every decoder layer and the classifier through `factory`, reading one layer of
-  // fp32 weights from the source at a time.
+  // Rebuilds every decoder layer and the classifier through `factory`, reading one layer of
+  // fp32 weights from the source at a time. A model loaded from a lowbit checkpoint has no
+  // fp32 weights to rebuild from (and quantizing twice compounds the error): refused.
   void set_linear_layers(const LinearFactory& factory) {
+    if (src_->has_stored_quantized_layers())
+      lowbit::detail::fail(src_->path() + ": this model's linear layers were loaded already quantized; they cannot be rebuilt");
+    build_linear_layers(factory);
+  }
+
+ private:
+  void build_linear_layers(const LinearFactory& factory) {
     std::vector<DecoderLayer> built;
     built.reserve(static_cast<std::size_t>(config().n_layers));
     for (int l = 0; l < config().n_layers; ++l) built.push_back(DecoderLayer::build(*src_, l, factory));
@@ -56,6 +64,7 @@ class LlamaModel {
     classifier_ = std::move(c);
   }
 
+ public:
   const LlamaConfig& config() const { return src_->config(); }
   weight_naming naming() const { return src_->naming(); }
   const ModelSource& source() const { return *src_; }

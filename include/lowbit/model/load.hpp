@@ -96,7 +96,15 @@ inline std::shared_ptr<const ModelSource> open_model(const std::string& path) {
   if (detail::is_directory(path)) {
     std::string dir = path;
     while (dir.size() > 1 && dir.back() == '/') dir.pop_back();
-    return detail::open_hf(open_safetensors_model(dir), dir, path);
+    SafetensorsModel st = open_safetensors_model(dir);
+    // A directory of Meta-name weights (e.g. a lowbit checkpoint of a Meta/llama2.c model with
+    // its config.json and tokenizer beside it) reads like the file inside it.
+    if (st.find("model.embed_tokens.weight") == nullptr && st.find("tok_embeddings.weight") != nullptr) {
+      const std::string file = st.shards().size() == 1 ? st.shards()[0]->source() : dir + "/model.safetensors";
+      auto external = detail::stored_quantized_layers(st, path);
+      return std::make_shared<SafetensorsSource>(std::move(st), config_hints_beside(file), path, std::move(external));
+    }
+    return detail::open_hf(std::move(st), dir, path);
   }
   const bool index = detail::ends_with(path, ".index.json");
   if (index || detail::ends_with(path, ".safetensors")) {

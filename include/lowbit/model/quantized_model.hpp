@@ -35,10 +35,7 @@ struct QuantizedLoadOptions {
 };
 
 // Whether a source (open_model) is a lowbit checkpoint: it has stored quantized layers.
-inline bool is_lowbit_checkpoint(const ModelSource& src) {
-  const auto* st = dynamic_cast<const SafetensorsSource*>(&src);
-  return st != nullptr && !st->external_linears().empty();
-}
+inline bool is_lowbit_checkpoint(const ModelSource& src) { return src.has_stored_quantized_layers(); }
 
 // Whether `path` (a .safetensors file, an index or a directory) holds a lowbit checkpoint.
 inline bool is_lowbit_checkpoint_path(const std::string& path) {

@@ -98,6 +98,7 @@ class SafetensorsSource final : public ModelSource {
   const SafetensorsModel& tensors() const { return st_; }
   // The linear layers stored quantized (a lowbit checkpoint), by base name; empty otherwise.
   const external_map& external_linears() const { return external_; }
+  bool has_stored_quantized_layers() const override { return !external_.empty(); }
 
  private:
   // The [rows, cols] (cols 0: a vector) every tensor of the config must have.
@@ -235,6 +236,19 @@ class SafetensorsSource final : public ModelSource {
     if (hints.n_kv_heads && *hints.n_kv_heads != c.n_kv_heads)
       fail("config says n_kv_heads " + std::to_string(*hints.n_kv_heads) + " but wk implies " +
            std::to_string(c.n_kv_heads));
+    // A config.json beside the file must agree with what the tensors say.
+    const auto agree = [&](const std::optional<int>& hint, int value, const char* what) {
+      if (hint && *hint != value)
+        fail(std::string("config.json says ") + what + " " + std::to_string(*hint) + " but the tensors give " +
+             std::to_string(value));
+    };
+    agree(hints.dim, c.dim, "dim");
+    agree(hints.hidden_dim, c.hidden_dim, "hidden_dim");
+    agree(hints.n_layers, c.n_layers, "n_layers");
+    agree(hints.vocab_size, c.vocab_size, "vocab_size");
+    if (hints.tied_classifier && *hints.tied_classifier != c.tied_classifier)
+      fail(std::string("config.json says tie_word_embeddings ") + (*hints.tied_classifier ? "true" : "false") +
+           " but the file " + (c.tied_classifier ? "has no" : "has an") + " output layer");
     c.max_seq_len = hints.max_seq_len.value_or(2048);
     if (hints.norm_eps) c.norm_eps = *hints.norm_eps;
     if (hints.rope_theta) c.rope_theta = *hints.rope_theta;

@@ -32,6 +32,9 @@ class ModelSource {
   std::string linear_name(int layer, linear_slot s) const { return model::linear_name(layer, s, naming_); }
   std::string classifier_name() const { return model::classifier_name(naming_); }
 
+  // Whether some linear layers are stored quantized (a lowbit checkpoint): layer() and
+  // classifier() leave those matrices empty (model/quantized_model.hpp builds them).
+  virtual bool has_stored_quantized_layers() const { return false; }
   // Decoder layer l in fp32, validated against the config (shapes, finite values).
   virtual LlamaLayerWeights layer(int l) const = 0;
   // Rows `tokens[0..n)` of the embedding table into out [n, dim] (ids already range-checked).
