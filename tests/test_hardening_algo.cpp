@@ -31,8 +31,10 @@ double int4_group_error(const float* x, int n, float amax, float r) {
   for (int i = 0; i < n; ++i) {
     float c = std::nearbyint(x[i] * inv);
     c = c > 7.0f ? 7.0f : c < -7.0f ? -7.0f : c;
-    const float d = x[i] - c * scale;
-    e += double(d) * d;
+    // The library stores c * scale as a float and the error is taken in double; doing the
+    // same here keeps a fused multiply-subtract (aarch64 contracts) from changing the sum.
+    const double d = double(x[i]) - double(c * scale);
+    e += d * d;
   }
   return e;
 }
