@@ -12,6 +12,10 @@
 
 #include "test_algo_support.hpp"
 
+// One namespace per test file, so that any set of test files can be compiled as one
+// unity translation unit (tests/CMakeLists.txt) without their file-local names clashing.
+namespace test_algo_gptq_cpp {
+
 using namespace lowbit;
 
 namespace {
@@ -222,3 +226,4 @@ TEST_CASE("gptq: bad input", "[algo][gptq]") {
     CHECK(msg.find("column 5") != std::string::npos);
   }
 }
+}  // namespace test_algo_gptq_cpp

@@ -7,6 +7,10 @@
 
 #include "test_algo_support.hpp"
 
+// One namespace per test file, so that any set of test files can be compiled as one
+// unity translation unit (tests/CMakeLists.txt) without their file-local names clashing.
+namespace test_algo_linear_cpp {
+
 using namespace lowbit;
 
 namespace {
@@ -146,3 +150,4 @@ TEST_CASE("quantize_linear: kernels agree with the reference path", "[algo][line
   }
   CHECK(attached >= 1);
 }
+}  // namespace test_algo_linear_cpp

@@ -8,6 +8,10 @@
 
 #include "test_algo_support.hpp"
 
+// One namespace per test file, so that any set of test files can be compiled as one
+// unity translation unit (tests/CMakeLists.txt) without their file-local names clashing.
+namespace test_algo_lorc_cpp {
+
 using namespace lowbit;
 
 namespace {
@@ -114,3 +118,4 @@ TEST_CASE("lorc: bad input", "[algo][lorc]") {
   CHECK_THROWS_AS(lorc(w, q, 0), error);
   CHECK_THROWS_AS(lorc(RowMatrixXf(gaussian(8, 9, 8)), q, 2), error);
 }
+}  // namespace test_algo_lorc_cpp

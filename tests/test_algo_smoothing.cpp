@@ -9,6 +9,10 @@
 
 #include "test_algo_support.hpp"
 
+// One namespace per test file, so that any set of test files can be compiled as one
+// unity translation unit (tests/CMakeLists.txt) without their file-local names clashing.
+namespace test_algo_smoothing_cpp {
+
 using namespace lowbit;
 
 namespace {
@@ -223,3 +227,4 @@ TEST_CASE("smoothing: shared factors for layers reading the same input", "[algo]
   const ActivationStats no_rows = collect_stats(x);
   CHECK_THROWS_AS(smooth(no_rows, wq, opt), error);
 }
+}  // namespace test_algo_smoothing_cpp

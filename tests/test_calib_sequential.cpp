@@ -21,6 +21,10 @@
 #include "lowbit/model/recipe_linear.hpp"
 #include "lowbit/model/sequential_calibration.hpp"
 
+// One namespace per test file, so that any set of test files can be compiled as one
+// unity translation unit (tests/CMakeLists.txt) without their file-local names clashing.
+namespace test_calib_sequential_cpp {
+
 using namespace lowbit;
 using namespace lowbit::model;
 
@@ -265,3 +269,4 @@ TEST_CASE("sequential calibration of a Hugging Face directory equals the whole m
     CHECK(same_bits(st, whole.at(name)));
   }
 }
+}  // namespace test_calib_sequential_cpp

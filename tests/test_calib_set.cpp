@@ -10,6 +10,10 @@
 #include "lowbit/model/calibration_set.hpp"
 #include "test_io_support.hpp"
 
+// One namespace per test file, so that any set of test files can be compiled as one
+// unity translation unit (tests/CMakeLists.txt) without their file-local names clashing.
+namespace test_calib_set_cpp {
+
 using namespace lowbit;
 using lowbit::model::CalibrationSetOptions;
 using lowbit::model::read_calibration_set;
@@ -192,3 +196,4 @@ TEST_CASE("sharded writer: one shard is model.safetensors; an error before finis
   o.directory = true;
   CHECK_THROWS_WITH(ShardedSafetensorsWriter(d.file("plain"), o), Catch::Contains("not a directory"));
 }
+}  // namespace test_calib_set_cpp

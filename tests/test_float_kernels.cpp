@@ -14,6 +14,10 @@
 #include "lowbit/kernels/float_family.hpp"
 #include "lowbit/quant/activation.hpp"
 
+// One namespace per test file, so that any set of test files can be compiled as one
+// unity translation unit (tests/CMakeLists.txt) without their file-local names clashing.
+namespace test_float_kernels_cpp {
+
 using namespace lowbit;
 using namespace lowbit::detail;
 
@@ -356,3 +360,4 @@ TEST_CASE("float kernels: checked errors", "[float_kernels]") {
   m.zeros.clear();
   CHECK_THROWS_AS(pack_float(m, gemm_scheme::w4a16_int4, isa_tier::scalar), lowbit::error);
 }
+}  // namespace test_float_kernels_cpp

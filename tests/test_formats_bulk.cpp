@@ -14,6 +14,10 @@
 
 #include "test_formats_support.hpp"
 
+// One namespace per test file, so that any set of test files can be compiled as one
+// unity translation unit (tests/CMakeLists.txt) without their file-local names clashing.
+namespace test_formats_bulk_cpp {
+
 using namespace lowbit;
 using lowbit_test::bits_of;
 using lowbit_test::float_of;
@@ -194,3 +198,4 @@ TEST_CASE("a tier this CPU lacks is refused with lowbit::error", "[formats]") {
     REQUIRE_THROWS_AS(detail::to_float_n_tier(t, y, x, 4), lowbit::error);
   }
 }
+}  // namespace test_formats_bulk_cpp

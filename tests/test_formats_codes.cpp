@@ -8,6 +8,10 @@
 
 #include "test_formats_support.hpp"
 
+// One namespace per test file, so that any set of test files can be compiled as one
+// unity translation unit (tests/CMakeLists.txt) without their file-local names clashing.
+namespace test_formats_codes_cpp {
+
 using namespace lowbit;
 using lowbit_test::bits_of;
 using lowbit_test::spec_of;
@@ -160,3 +164,4 @@ TEST_CASE("int4 and uint4 codes", "[formats]") {
   REQUIRE(uint4::from_int(99).to_int() == 15);
   REQUIRE(int4::from_bits(0xF3).bits() == 0x3);
 }
+}  // namespace test_formats_codes_cpp

@@ -10,6 +10,10 @@
 
 #include "test_formats_support.hpp"
 
+// One namespace per test file, so that any set of test files can be compiled as one
+// unity translation unit (tests/CMakeLists.txt) without their file-local names clashing.
+namespace test_formats_rounding_cpp {
+
 using namespace lowbit;
 using lowbit_test::spec_of;
 
@@ -240,3 +244,4 @@ TEST_CASE("float8_e8m0fnu: nearest power of two, ties up, no zero, saturation",
     }
   }
 }
+}  // namespace test_formats_rounding_cpp

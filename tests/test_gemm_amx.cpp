@@ -13,6 +13,10 @@
 #include "lowbit/kernels/reference.hpp"
 #include "test_gemm_support.hpp"
 
+// One namespace per test file, so that any set of test files can be compiled as one
+// unity translation unit (tests/CMakeLists.txt) without their file-local names clashing.
+namespace test_gemm_amx_cpp {
+
 using namespace lowbit;
 using lowbit::test::int_matrix_recipe;
 
@@ -166,3 +170,4 @@ TEST_CASE("AMX refusal and AMX weights on a host without AMX", "[gemm][amx]") {
   RowMatrixXf y(2, 40);
   CHECK_THROWS_WITH(gemm(x, w, y), Catch::Contains("pack them again"));
 }
+}  // namespace test_gemm_amx_cpp

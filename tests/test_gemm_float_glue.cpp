@@ -10,6 +10,10 @@
 #include "lowbit/gemm.hpp"
 #include "test_gemm_support.hpp"
 
+// One namespace per test file, so that any set of test files can be compiled as one
+// unity translation unit (tests/CMakeLists.txt) without their file-local names clashing.
+namespace test_gemm_float_glue_cpp {
+
 using namespace lowbit;
 
 namespace {
@@ -119,3 +123,4 @@ TEST_CASE("float schemes run through pack/gemm with bias, strided output and thr
   RowMatrixXf y(1, 8);
   CHECK_THROWS_AS(gemm(codes, Eigen::VectorXf::Ones(1), wf, y), lowbit::error);
 }
+}  // namespace test_gemm_float_glue_cpp

@@ -14,6 +14,10 @@
 #include "lowbit/gemm.hpp"
 #include "test_gemm_support.hpp"
 
+// One namespace per test file, so that any set of test files can be compiled as one
+// unity translation unit (tests/CMakeLists.txt) without their file-local names clashing.
+namespace test_gemm_half_input_cpp {
+
 using namespace lowbit;
 using namespace lowbit::detail;
 
@@ -405,3 +409,4 @@ TEST_CASE("gemm with 16-bit activations: kernel names, threads", "[gemm_half_inp
     CHECK_NOTHROW(gemm(RowMatrixXbf16(0, 256), w, y0));
   }
 }
+}  // namespace test_gemm_half_input_cpp

@@ -11,6 +11,10 @@
 #include "lowbit/kernels/reference.hpp"
 #include "test_gemm_support.hpp"
 
+// One namespace per test file, so that any set of test files can be compiled as one
+// unity translation unit (tests/CMakeLists.txt) without their file-local names clashing.
+namespace test_gemm_int_cpp {
+
 using namespace lowbit;
 using lowbit::test::int_matrix_recipe;
 
@@ -291,3 +295,4 @@ TEST_CASE("activations are quantized over token ranges on the pool: same bits, e
     CHECK_THROWS_WITH(gemm(x, w, y2, o2), Catch::Contains("row 35"));
   }
 }
+}  // namespace test_gemm_int_cpp

@@ -12,6 +12,10 @@
 #include "lowbit/quant/quantizer.hpp"
 #include "lowbit/quant/spec_text.hpp"
 
+// One namespace per test file, so that any set of test files can be compiled as one
+// unity translation unit (tests/CMakeLists.txt) without their file-local names clashing.
+namespace test_hardening_algo_cpp {
+
 namespace {
 
 lowbit::RowMatrixXf random_matrix(std::int64_t rows, std::int64_t cols, unsigned seed) {
@@ -129,3 +133,4 @@ TEST_CASE("QuantizedLinear: bits/weight counts codes, scales, zeros, LoRC and sm
   CHECK(l.bits_per_weight() == Approx(expected));
   CHECK(l.quantized_bits() == l.weight.storage_bits() + l.lorc->storage_bits() + 32 * 64);
 }
+}  // namespace test_hardening_algo_cpp

@@ -9,6 +9,10 @@
 #include "lowbit/quant/quantizer.hpp"
 #include "lowbit/quant/spec_text.hpp"
 
+// One namespace per test file, so that any set of test files can be compiled as one
+// unity translation unit (tests/CMakeLists.txt) without their file-local names clashing.
+namespace test_hardening_gemm_cpp {
+
 TEST_CASE("gemm: W4A16 with NaN/Inf fp32 activations is an error", "[gemm][hardening]") {
   std::mt19937 rng(5);
   std::normal_distribution<float> n(0.0f, 1.0f);
@@ -30,3 +34,4 @@ TEST_CASE("gemm: W4A16 with NaN/Inf fp32 activations is an error", "[gemm][harde
     }
   }
 }
+}  // namespace test_hardening_gemm_cpp

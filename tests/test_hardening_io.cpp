@@ -19,6 +19,10 @@
 #include "lowbit/quant/spec_text.hpp"
 #include "test_io_support.hpp"
 
+// One namespace per test file, so that any set of test files can be compiled as one
+// unity translation unit (tests/CMakeLists.txt) without their file-local names clashing.
+namespace test_hardening_io_cpp {
+
 using lowbit_test::file_exists;
 using lowbit_test::scratch_dir;
 
@@ -270,3 +274,4 @@ TEST_CASE("checkpoint reader: scales and codes the scheme forbids are rejected",
   q40.scales[0] = -std::fabs(q40.scales[0]);
   CHECK_NOTHROW(load_back(q40));
 }
+}  // namespace test_hardening_io_cpp

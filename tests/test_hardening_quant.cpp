@@ -15,6 +15,10 @@
 #include "lowbit/quant/quantizer.hpp"
 #include "lowbit/quant/spec_text.hpp"
 
+// One namespace per test file, so that any set of test files can be compiled as one
+// unity translation unit (tests/CMakeLists.txt) without their file-local names clashing.
+namespace test_hardening_quant_cpp {
+
 namespace {
 
 lowbit::RowMatrixXf random_matrix(std::int64_t rows, std::int64_t cols, float scale, unsigned seed) {
@@ -136,3 +140,4 @@ TEST_CASE("spec text: every message says what is wrong with which field", "[quan
   CHECK(lowbit::parse_quant_spec("float4_e2m1fn:g32:mx").group_size == 32);
   CHECK(lowbit::parse_quant_spec("mxfp4").group_size == 32);
 }
+}  // namespace test_hardening_quant_cpp

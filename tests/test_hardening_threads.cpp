@@ -8,6 +8,10 @@
 
 #include "lowbit/detail/threads.hpp"
 
+// One namespace per test file, so that any set of test files can be compiled as one
+// unity translation unit (tests/CMakeLists.txt) without their file-local names clashing.
+namespace test_hardening_threads_cpp {
+
 namespace {
 
 std::atomic<int> allowed{0};
@@ -39,3 +43,4 @@ TEST_CASE("threads: creation failure falls back to fewer threads", "[threads][ha
     CHECK(sum.load() == 50 * 49 / 2);
   }
 }
+}  // namespace test_hardening_threads_cpp

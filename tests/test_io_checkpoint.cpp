@@ -11,6 +11,10 @@
 #include "lowbit/quant/spec_text.hpp"
 #include "test_io_support.hpp"
 
+// One namespace per test file, so that any set of test files can be compiled as one
+// unity translation unit (tests/CMakeLists.txt) without their file-local names clashing.
+namespace test_io_checkpoint_cpp {
+
 using lowbit_test::scratch_dir;
 
 namespace {
@@ -167,3 +171,4 @@ TEST_CASE("checkpoint: LoRC factors round-trip in f32, f16 and int8 storage", "[
     CHECK(r.storage_bits() == lr.storage_bits());
   }
 }
+}  // namespace test_io_checkpoint_cpp

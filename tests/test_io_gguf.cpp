@@ -13,6 +13,10 @@
 #include "lowbit/quant/quantizer.hpp"
 #include "test_io_support.hpp"
 
+// One namespace per test file, so that any set of test files can be compiled as one
+// unity translation unit (tests/CMakeLists.txt) without their file-local names clashing.
+namespace test_io_gguf_cpp {
+
 using lowbit::GgufFile;
 using lowbit::GgufWriter;
 using lowbit::gguf_type;
@@ -551,3 +555,4 @@ TEST_CASE("gguf reader: each malformed file is a lowbit::error naming file, key 
   expect_refusal([&] { (void)f.at("nope"); }, {"ok.gguf", "nope"});
   expect_refusal([] { (void)GgufFile::open("/nonexistent-dir/model.gguf"); }, {"/nonexistent-dir/model.gguf"});
 }
+}  // namespace test_io_gguf_cpp

@@ -12,6 +12,10 @@
 #include "lowbit/quant/quantizer.hpp"
 #include "test_io_support.hpp"
 
+// One namespace per test file, so that any set of test files can be compiled as one
+// unity translation unit (tests/CMakeLists.txt) without their file-local names clashing.
+namespace test_io_linear_cpp {
+
 using lowbit_test::scratch_dir;
 
 namespace {
@@ -227,3 +231,4 @@ TEST_CASE("linear checkpoint: bare matrices, streaming writes and refusals", "[i
                       Catch::Contains("not a lowbit checkpoint"));
   }
 }
+}  // namespace test_io_linear_cpp

@@ -7,6 +7,10 @@
 #include "lowbit/io/safetensors.hpp"
 #include "test_io_support.hpp"
 
+// One namespace per test file, so that any set of test files can be compiled as one
+// unity translation unit (tests/CMakeLists.txt) without their file-local names clashing.
+namespace test_io_safetensors_cpp {
+
 using lowbit::SafetensorsFile;
 using lowbit::tensor_dtype;
 using lowbit_test::safetensors_bytes;
@@ -169,3 +173,4 @@ TEST_CASE("dtype conversions: F16 and BF16 exhaustively, round trips exact", "[i
   CHECK(lowbit::detail::float_to_half(std::ldexp(1.5f, -25)) == 0x0001);
   CHECK(lowbit::detail::float_to_bf16(1.0f + std::ldexp(1.0f, -8)) == 0x3F80);
 }
+}  // namespace test_io_safetensors_cpp

@@ -12,6 +12,10 @@
 #include "lowbit/io/sharded.hpp"
 #include "test_io_support.hpp"
 
+// One namespace per test file, so that any set of test files can be compiled as one
+// unity translation unit (tests/CMakeLists.txt) without their file-local names clashing.
+namespace test_io_writer_cpp {
+
 using lowbit::tensor_dtype;
 using lowbit_test::file_exists;
 using lowbit_test::scratch_dir;
@@ -177,3 +181,4 @@ TEST_CASE("sharded models: index, directory and single file", "[io]") {
   write_index("{not json");
   CHECK_THROWS_WITH(lowbit::open_safetensors_model(dir.path), Catch::Contains("not a JSON object"));
 }
+}  // namespace test_io_writer_cpp

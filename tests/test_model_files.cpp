@@ -20,6 +20,10 @@
 #include "lowbit/model/load.hpp"
 #include "lowbit/model/tokenizer.hpp"
 
+// One namespace per test file, so that any set of test files can be compiled as one
+// unity translation unit (tests/CMakeLists.txt) without their file-local names clashing.
+namespace test_model_files_cpp {
+
 using namespace lowbit::model;
 using lowbit::RowMatrixXf;
 namespace fs = std::filesystem;
@@ -434,3 +438,4 @@ TEST_CASE("tokenizer: malformed files and a hand-made vocabulary", "[model]") {
   write_bytes(dir.file("tiny.bin"), {b.begin(), b.begin() + 100});
   CHECK_THAT(error_of([&] { Tokenizer::load(dir.file("tiny.bin")); }), Catch::Contains("tiny.bin"));
 }
+}  // namespace test_model_files_cpp

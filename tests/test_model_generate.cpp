@@ -14,6 +14,10 @@
 #include "lowbit/model/tokenizer.hpp"
 #include "test_model_support.hpp"
 
+// One namespace per test file, so that any set of test files can be compiled as one
+// unity translation unit (tests/CMakeLists.txt) without their file-local names clashing.
+namespace test_model_generate_cpp {
+
 using namespace lowbit::model;
 using lowbit::RowMatrixXf;
 using lowbit_test::kStoriesDir;
@@ -300,3 +304,4 @@ TEST_CASE("generate: prompts that do not fit, stops and interruption", "[model]"
   CHECK(cut.reason == stop_reason::interrupted);
   CHECK(cut.generated_ids.size() == 3);
 }
+}  // namespace test_model_generate_cpp

@@ -17,6 +17,10 @@
 #include "lowbit/model/perplexity.hpp"
 #include "test_model_hf_support.hpp"
 
+// One namespace per test file, so that any set of test files can be compiled as one
+// unity translation unit (tests/CMakeLists.txt) without their file-local names clashing.
+namespace test_model_hf_cpp {
+
 using namespace lowbit::model;
 using namespace lowbit_test_hf;
 
@@ -311,3 +315,4 @@ TEST_CASE("perplexity: nothing to score is an error, and the standard error form
   CHECK(r.perplexity_stderr() == Approx(std::exp(2.5) * std::sqrt(5.0 / 3.0) / 2.0).epsilon(1e-12));
   CHECK(d.perplexity_stderr() > 0);
 }
+}  // namespace test_model_hf_cpp

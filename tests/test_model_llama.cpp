@@ -11,6 +11,10 @@
 #include "lowbit/model/tokenizer.hpp"
 #include "test_model_support.hpp"
 
+// One namespace per test file, so that any set of test files can be compiled as one
+// unity translation unit (tests/CMakeLists.txt) without their file-local names clashing.
+namespace test_model_llama_cpp {
+
 using namespace lowbit::model;
 using lowbit::RowMatrixXf;
 using lowbit_test::kStoriesDir;
@@ -125,3 +129,4 @@ TEST_CASE("perplexity: split_documents edge cases", "[model]") {
   CHECK(d[2].length == 1);
   CHECK(d[3].length == 2);
 }
+}  // namespace test_model_llama_cpp

@@ -18,6 +18,10 @@
 #include "test_io_support.hpp"
 #include "test_model_support.hpp"
 
+// One namespace per test file, so that any set of test files can be compiled as one
+// unity translation unit (tests/CMakeLists.txt) without their file-local names clashing.
+namespace test_model_qload_cpp {
+
 using namespace lowbit::model;
 using lowbit::RowMatrixXf;
 using lowbit_test::kStoriesDir;
@@ -200,3 +204,4 @@ TEST_CASE("quantized checkpoint: bad checkpoints name the layer", "[model]") {
     CHECK_THROWS_AS(load_llama_model(dir.path), lowbit::error);
   }
 }
+}  // namespace test_model_qload_cpp

@@ -10,6 +10,10 @@
 #include "lowbit/model/quantized_layers.hpp"
 #include "test_model_support.hpp"
 
+// One namespace per test file, so that any set of test files can be compiled as one
+// unity translation unit (tests/CMakeLists.txt) without their file-local names clashing.
+namespace test_model_quant_cpp {
+
 using namespace lowbit::model;
 using lowbit::RowMatrixXf;
 
@@ -209,3 +213,4 @@ TEST_CASE("recipes: calibrated from the model's own forward pass", "[model]") {
   CHECK(fp32 < q);
   CHECK(q < 1.5 * fp32);
 }
+}  // namespace test_model_quant_cpp

@@ -13,6 +13,10 @@
 #include "lowbit/model/rope.hpp"
 #include "test_model_hf_support.hpp"
 
+// One namespace per test file, so that any set of test files can be compiled as one
+// unity translation unit (tests/CMakeLists.txt) without their file-local names clashing.
+namespace test_model_rope_cpp {
+
 using namespace lowbit::model;
 using namespace lowbit_test_hf;
 
@@ -121,3 +125,4 @@ TEST_CASE("rope: interleaved and half-split pairs are one rotation under a permu
   CHECK(a(2, 2) == Approx(x * std::cos(ang) - y * std::sin(ang)).margin(1e-6));
   CHECK(a(2, 3) == Approx(x * std::sin(ang) + y * std::cos(ang)).margin(1e-6));
 }
+}  // namespace test_model_rope_cpp

@@ -8,6 +8,10 @@
 
 #include "lowbit/formats.hpp"
 
+// One namespace per test file, so that any set of test files can be compiled as one
+// unity translation unit (tests/CMakeLists.txt) without their file-local names clashing.
+namespace test_nibbles_cpp {
+
 using namespace lowbit;
 
 TEST_CASE("every byte value round-trips through unpack and pack", "[nibbles]") {
@@ -83,3 +87,4 @@ TEST_CASE("E2M1 and int4 codes pack as nibbles and decode back", "[nibbles]") {
   set_nibble(&b, 1, v.bits());
   REQUIRE(int4::from_bits(get_nibble(&b, 1)).to_int() == -3);
 }
+}  // namespace test_nibbles_cpp

@@ -9,6 +9,10 @@
 #include "lowbit/kernels/reference.hpp"
 #include "test_gemm_support.hpp"
 
+// One namespace per test file, so that any set of test files can be compiled as one
+// unity translation unit (tests/CMakeLists.txt) without their file-local names clashing.
+namespace test_pack_int_cpp {
+
 using namespace lowbit;
 using lowbit::test::int_matrix_recipe;
 
@@ -190,3 +194,4 @@ TEST_CASE("every sub-tier can be forced: LOWBIT_ISA names and PackOptions::subti
       CHECK_THROWS_WITH(pack(q, po), Catch::Contains("cannot run"));
     }
 }
+}  // namespace test_pack_int_cpp

@@ -7,6 +7,10 @@
 #include "lowbit/quant.hpp"
 #include "test_quant_support.hpp"
 
+// One namespace per test file, so that any set of test files can be compiled as one
+// unity translation unit (tests/CMakeLists.txt) without their file-local names clashing.
+namespace test_quant_activation_cpp {
+
 using namespace lowbit;
 
 namespace {
@@ -124,3 +128,4 @@ TEST_CASE("QuantSpec text form round-trips and parses presets", "[quant]") {
   CHECK_THROWS_WITH(parse_quant_spec("int4:g128:wat"), Catch::Contains("wat"));
   CHECK_THROWS_WITH(parse_quant_spec("fp4:g128:asym"), Catch::Contains("asymmetric"));
 }
+}  // namespace test_quant_activation_cpp

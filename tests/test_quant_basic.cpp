@@ -11,6 +11,10 @@
 #include "lowbit/quant/quantizer.hpp"
 #include "test_quant_support.hpp"
 
+// One namespace per test file, so that any set of test files can be compiled as one
+// unity translation unit (tests/CMakeLists.txt) without their file-local names clashing.
+namespace test_quant_basic_cpp {
+
 using namespace lowbit;
 using lowbit_test::all_specs;
 using lowbit_test::random_matrix;
@@ -160,3 +164,4 @@ TEST_CASE("templated quantize over Eigen expressions equals the QuantSpec path",
   const QuantizedMatrix e = quantize<float8_e4m3fn>(w, mx_scales{});
   CHECK(e.scale_codes.size() == 8 * 8);
 }
+}  // namespace test_quant_basic_cpp

@@ -8,6 +8,10 @@
 #include "lowbit/quant.hpp"
 #include "test_quant_support.hpp"
 
+// One namespace per test file, so that any set of test files can be compiled as one
+// unity translation unit (tests/CMakeLists.txt) without their file-local names clashing.
+namespace test_quant_blocks_cpp {
+
 using namespace lowbit;
 
 namespace {
@@ -133,3 +137,4 @@ TEST_CASE("int RTN row kernels: every tier equals the scalar reference byte for 
                       Catch::Contains("NaN at row 2, column 257"));
   }
 }
+}  // namespace test_quant_blocks_cpp

@@ -7,6 +7,10 @@
 #include "lowbit/quant.hpp"
 #include "test_quant_support.hpp"
 
+// One namespace per test file, so that any set of test files can be compiled as one
+// unity translation unit (tests/CMakeLists.txt) without their file-local names clashing.
+namespace test_quant_properties_cpp {
+
 using namespace lowbit;
 using lowbit_test::all_specs;
 using lowbit_test::describe;
@@ -220,3 +224,4 @@ TEST_CASE("error ordering: more bits and smaller groups are better", "[quant]") 
   }
   CHECK(sqnr(group_spec(ef::int4, 128, scale_constraint::none, false)) > sqnr(group_spec(ef::int4, 128)));
 }
+}  // namespace test_quant_properties_cpp

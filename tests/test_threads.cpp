@@ -12,6 +12,10 @@
 #include "lowbit/gemm.hpp"
 #include "test_gemm_support.hpp"
 
+// One namespace per test file, so that any set of test files can be compiled as one
+// unity translation unit (tests/CMakeLists.txt) without their file-local names clashing.
+namespace test_threads_cpp {
+
 using namespace lowbit;
 
 TEST_CASE("parallel_for runs every task exactly once", "[threads]") {
@@ -93,3 +97,4 @@ TEST_CASE("gemm gives identical results on 1, 2, 3 threads and on a caller execu
   CHECK(seen.load() > 1);
   CHECK((y.array() == y1.array()).all());
 }
+}  // namespace test_threads_cpp

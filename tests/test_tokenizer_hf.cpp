@@ -33,6 +33,10 @@ TEST_CASE("hf tokenizer: SKIPPED, built without tokenizer.json support", "[token
 #include <nlohmann/json.hpp>
 #include <thread>
 
+// One namespace per test file, so that any set of test files can be compiled as one
+// unity translation unit (tests/CMakeLists.txt) without their file-local names clashing.
+namespace test_tokenizer_hf_cpp {
+
 namespace {
 
 using lowbit::model::HfTokenizer;
@@ -57,6 +61,7 @@ struct FixtureCase {
   const char* decoded_skip;
   const char* decoded_keep;
 };
+
 struct DecodeCase {
   const char* name;
   const char* spec;
@@ -64,6 +69,7 @@ struct DecodeCase {
   const char* decoded;
 };
 #include "test_tokenizer_hf_cases.inc"
+
 
 // The fixture tokenizer.json for a spec, as hf_tokenizer_fixtures.py's build() makes it: a
 // character vocabulary (specials, printable ASCII, a few metaspace / byte-level characters,
@@ -385,4 +391,5 @@ TEST_CASE("hf tokenizer: bad input at encode time is an error, not a crash", "[t
   CHECK_THROWS_WITH(slow.encode(std::string(64, 'a') + "b"), Catch::Contains("pre_tokenizer Split"));
 }
 
+}  // namespace test_tokenizer_hf_cpp
 #endif  // LOWBIT_HAVE_HF_TOKENIZER
