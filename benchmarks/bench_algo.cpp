@@ -11,6 +11,10 @@
 #include "lowbit/algo/gptq.hpp"
 #include "lowbit/algo/lorc.hpp"
 
+// One namespace per benchmark file, so that the files can be compiled as one unity
+// translation unit (benchmarks/CMakeLists.txt) without their file-local names clashing.
+namespace bench_algo_cpp {
+
 namespace {
 
 lowbit::RowMatrixXf bench_gaussian(Eigen::Index rows, Eigen::Index cols, std::uint64_t seed, float sd) {
@@ -66,3 +70,5 @@ void BM_full_svd(benchmark::State& state) {
 BENCHMARK(BM_full_svd)->Arg(512)->Arg(1024)->Arg(2048)->Unit(benchmark::kMillisecond)->Iterations(1);
 
 }  // namespace
+
+}  // namespace bench_algo_cpp

@@ -20,6 +20,10 @@
 #include <immintrin.h>
 #endif
 
+// One namespace per benchmark file, so that the files can be compiled as one unity
+// translation unit (benchmarks/CMakeLists.txt) without their file-local names clashing.
+namespace bench_float_kernels_cpp {
+
 namespace {
 
 using namespace lowbit;
@@ -195,3 +199,5 @@ int register_all() {
 const int registered = register_all();
 
 }  // namespace
+
+}  // namespace bench_float_kernels_cpp

@@ -15,6 +15,10 @@
 
 #include "lowbit/formats.hpp"
 
+// One namespace per benchmark file, so that the files can be compiled as one unity
+// translation unit (benchmarks/CMakeLists.txt) without their file-local names clashing.
+namespace bench_formats_cpp {
+
 namespace {
 
 constexpr std::size_t elements = 4096;
@@ -83,3 +87,5 @@ bool register_format_benchmarks() {
 const bool registered = register_format_benchmarks();
 
 }  // namespace
+
+}  // namespace bench_formats_cpp

@@ -18,6 +18,10 @@
 #include "lowbit/formats/nibbles.hpp"
 #include "lowbit/gemm.hpp"
 
+// One namespace per benchmark file, so that the files can be compiled as one unity
+// translation unit (benchmarks/CMakeLists.txt) without their file-local names clashing.
+namespace bench_gemm_cpp {
+
 namespace {
 
 using namespace lowbit;
@@ -249,3 +253,5 @@ const int kRegistered = [] {
 }();
 
 }  // namespace
+
+}  // namespace bench_gemm_cpp

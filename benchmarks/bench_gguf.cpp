@@ -16,6 +16,10 @@
 #include "lowbit/io/gguf_blocks.hpp"
 #include "lowbit/quant/quantizer.hpp"
 
+// One namespace per benchmark file, so that the files can be compiled as one unity
+// translation unit (benchmarks/CMakeLists.txt) without their file-local names clashing.
+namespace bench_gguf_cpp {
+
 namespace {
 
 using lowbit::gguf_type;
@@ -137,3 +141,5 @@ BENCHMARK_CAPTURE(bm_import, q8_0, gguf_type::q8_0);
 BENCHMARK_CAPTURE(bm_import, q4_0, gguf_type::q4_0);
 BENCHMARK_CAPTURE(bm_import, mxfp4, gguf_type::mxfp4);
 BENCHMARK(bm_parse)->Name("gguf_parse_header");
+
+}  // namespace bench_gguf_cpp

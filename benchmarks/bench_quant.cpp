@@ -10,6 +10,10 @@
 
 #include "lowbit/quant.hpp"
 
+// One namespace per benchmark file, so that the files can be compiled as one unity
+// translation unit (benchmarks/CMakeLists.txt) without their file-local names clashing.
+namespace bench_quant_cpp {
+
 namespace {
 
 const lowbit::RowMatrixXf& weights() {
@@ -104,3 +108,5 @@ int register_all() {
 const int registered = register_all();
 
 }  // namespace
+
+}  // namespace bench_quant_cpp

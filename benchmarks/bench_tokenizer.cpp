@@ -19,6 +19,10 @@
 #define LOWBIT_SHARED_DATA_DIR "../shared/data"
 #endif
 
+// One namespace per benchmark file, so that the files can be compiled as one unity
+// translation unit (benchmarks/CMakeLists.txt) without their file-local names clashing.
+namespace bench_tokenizer_cpp {
+
 namespace {
 
 std::string read_text(const std::string& path) {
@@ -112,3 +116,5 @@ const int registered = [] {
 }();
 
 }  // namespace
+
+}  // namespace bench_tokenizer_cpp
