@@ -346,3 +346,58 @@ TEST_CASE("gguf model: the gguf-* recipes are ggml's Q8_0 / Q4_0 grids", "[model
   CHECK(lowbit::gguf_type_for(q8.weight) == lowbit::gguf_type::q8_0);
   CHECK(q8.weight.scales[1] == half(-w(1, 31) / 127.0f));
 }
+
+TEST_CASE("gguf model: qwen2 exports with its biases and Hugging Face row order, and imports exactly", "[model][gguf]") {
+  if (!std::ifstream(kGgufHfDir + "/tokenizer.json")) {
+    WARN("skipped: " << kGgufHfDir << " is missing");
+    return;
+  }
+  // stories260K's Hugging Face weights as a qwen2 model with random q/k/v biases.
+  lowbit_test::scratch_dir dir;
+  const LlamaWeights w = read_all_weights(*open_model(kGgufHfDir));
+  {
+    lowbit::SafetensorsWriter out(dir.file("model.safetensors"));
+    auto mat = [&](const std::string& n, const RowMatrixXf& m) {
+      out.add(n, lowbit::tensor_dtype::f32, {m.rows(), m.cols()}, m.data(), std::size_t(m.size()) * 4);
+    };
+    std::vector<Eigen::VectorXf> keep;
+    auto vec = [&](const std::string& n, const Eigen::VectorXf& v) {
+      keep.push_back(v);
+      out.add(n, lowbit::tensor_dtype::f32, {v.size()}, keep.back().data(), std::size_t(v.size()) * 4);
+    };
+    keep.reserve(64);
+    mat("model.embed_tokens.weight", w.tok_embeddings);
+    vec("model.norm.weight", w.norm);
+    for (int l = 0; l < w.config.n_layers; ++l) {
+      const LlamaLayerWeights& L = w.layers[std::size_t(l)];
+      vec(TensorNames::attention_norm(l, weight_naming::hf), L.attention_norm);
+      vec(TensorNames::ffn_norm(l, weight_naming::hf), L.ffn_norm);
+      for (int s = 0; s < kLinearSlots; ++s) {
+        const auto slot = static_cast<linear_slot>(s);
+        mat(linear_name(l, slot, weight_naming::hf) + ".weight", L.matrix(slot));
+        if (s < 3) vec(linear_name(l, slot, weight_naming::hf) + ".bias", Eigen::VectorXf::Random(L.matrix(slot).rows()) * 0.5f);
+      }
+    }
+    out.finish();
+    std::ifstream in(kGgufHfDir + "/config.json");
+    std::string cfg((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    cfg.replace(cfg.find("LlamaForCausalLM"), 16, "Qwen2ForCausalLM");
+    cfg.replace(cfg.find("\"llama\""), 7, "\"qwen2\"");
+    std::ofstream(dir.file("config.json")) << cfg;
+    std::ifstream tin(kGgufHfDir + "/tokenizer.json");
+    std::ofstream(dir.file("tokenizer.json")) << tin.rdbuf();
+  }
+  const GgufExportReport rep = export_gguf(dir.path, dir.file("q.gguf"));
+  CHECK(rep.architecture == "qwen2");
+  CHECK_FALSE(rep.permuted_qk);
+  const LlamaModel a(open_model(dir.path));
+  REQUIRE(a.config().arch == model_arch::qwen2);
+  const LlamaModel b = load_llama_model(dir.file("q.gguf"));
+  CHECK(b.config().arch == model_arch::qwen2);
+  CHECK(b.config().qkv_bias);
+  CHECK(b.config().rope == rope_style::half);
+  const std::vector<int> probe = {1, 301, 427, 309, 426, 301, 427, 309};
+  const RowMatrixXf la = a.forward(probe), lb = b.forward(probe);
+  CHECK(gguf_same_bits(la, lb));
+  CHECK(dynamic_cast<const GgufSource&>(b.source()).file().get_string("general.architecture") == "qwen2");
+}
