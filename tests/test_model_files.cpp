@@ -352,7 +352,9 @@ TEST_CASE("model files: malformed llama2.c files", "[model]") {
   std::memcpy(nan.data() + at, &qnan, 4);
   CHECK_THAT(load_error(nan), Catch::Contains("layers.1.attention.wk.weight") && Catch::Contains("column 3"));
   CHECK_THAT(error_of([&] { load_llama_weights(dir.file("missing.bin")); }), Catch::Contains("cannot open"));
-  CHECK_THAT(error_of([&] { load_llama_weights(dir.file("model.gguf")); }), Catch::Contains("unknown model file type"));
+  CHECK_THAT(error_of([&] { load_llama_weights(dir.file("model.onnx")); }), Catch::Contains("unknown model file type"));
+  // .gguf is a model type now (model/gguf_source.hpp): a missing one is named.
+  CHECK_THAT(error_of([&] { load_llama_weights(dir.file("model.gguf")); }), Catch::Contains("model.gguf"));
 }
 
 TEST_CASE("model files: malformed safetensors models", "[model]") {

@@ -355,10 +355,10 @@ int run_eval(const eval_options& o) {
 }
 
 lowbit_cli::registration eval_registration{
-    "eval", "Perplexity of a Llama-family model (Hugging Face directory, safetensors, llama2.c .bin), fp32 or quantized", 50,
+    "eval", "Perplexity of a Llama-family model (Hugging Face directory, safetensors, llama2.c .bin, GGUF), fp32 or quantized", 50,
     [](CLI::App& sub) -> lowbit_cli::run_fn {
       auto o = std::make_shared<eval_options>();
-      sub.add_option("MODEL", o->model, "Hugging Face model directory, Meta-name .safetensors, llama2.c .bin, or a lowbit checkpoint (file or directory)")->required();
+      sub.add_option("MODEL", o->model, "Hugging Face model directory, Meta-name .safetensors, llama2.c .bin, a .gguf file, or a lowbit checkpoint (file or directory)")->required();
       sub.add_option("--tokens", o->tokens, "Evaluation tokens: uint16 little-endian ids, documents start with the model's BOS");
       sub.add_option("--text-file", o->text_file, "Evaluation text, documents separated by blank lines (tokenized with the model's tokenizer.json)");
       sub.add_option("--text", o->text, "Evaluate one text instead");

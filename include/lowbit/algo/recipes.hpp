@@ -13,6 +13,11 @@
 //   mxfp4         OCP MXFP4 weights (E2M1, E8M0 scale per 32), round-to-nearest, fp activations
 //   nvfp4         NVFP4 weights (E2M1, E4M3 scale per 16, fp32 tensor scale), round-to-nearest,
 //                 fp activations
+//   gguf-q8_0     llama.cpp's Q8_0 grid: symmetric int8, group 32, fp16 scales (amax / 127),
+//                 round-to-nearest; `lowbit export --format gguf` writes it exactly
+//   gguf-q4_0     llama.cpp's Q4_0 grid: symmetric int4, group 32, fp16 scales by ggml's
+//                 rule (scale = -max / 8 of the signed extreme value), round-to-nearest
+//   gguf-q8_0-gptq, gguf-q4_0-gptq   the same grids with GPTQ
 #include <string>
 #include <string_view>
 #include <vector>
@@ -24,7 +29,8 @@ namespace lowbit {
 inline const std::vector<std::string>& recipe_names() {
   static const std::vector<std::string> names = {"w8a8-fp8",  "w8a8-int8", "w4a16-int4",
                                                  "w4a16-sqplus", "w4a8-int", "w4a8-fp",
-                                                 "mxfp4",     "nvfp4"};
+                                                 "mxfp4",     "nvfp4",     "gguf-q8_0",
+                                                 "gguf-q4_0", "gguf-q8_0-gptq", "gguf-q4_0-gptq"};
   return names;
 }
 
@@ -74,6 +80,12 @@ inline LinearRecipe recipe_from_name(std::string_view name) {
     group(element_format::float4_e2m1fn, 32, true, scale_constraint::mx);
   } else if (name == "nvfp4") {
     group(element_format::float4_e2m1fn, 16, true, scale_constraint::nvfp4);
+  } else if (name == "gguf-q8_0" || name == "gguf-q8_0-gptq" || name == "gguf-q4_0" || name == "gguf-q4_0-gptq") {
+    const bool q8 = name.substr(0, 9) == "gguf-q8_0";
+    group(q8 ? element_format::int8 : element_format::int4, 32, true, scale_constraint::none);
+    s.scale_storage = scale_dtype::f16;  // GGUF blocks hold an fp16 scale
+    if (!q8) s.int_rule = int_scale_rule::q4_0;
+    if (name.size() > 9) r.method = weight_method::gptq;
   } else {
     std::string known;
     for (const std::string& n : recipe_names()) known += (known.empty() ? "" : ", ") + n;

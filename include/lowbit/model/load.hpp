@@ -6,7 +6,8 @@
 //    beside it, treated like the directory;
 //  - a .safetensors file with Meta names, combined with the config.json beside it when there
 //    is one (model/config_hints.hpp);
-//  - a llama2.c .bin (model/llama2c.hpp), with a config.json beside it for eps / theta.
+//  - a llama2.c .bin (model/llama2c.hpp), with a config.json beside it for eps / theta;
+//  - a llama.cpp .gguf file, architectures llama and qwen2 (model/gguf_source.hpp).
 // Weights stay in the memory-mapped files until a layer is asked for.
 //
 // load_llama_weights(path) reads a whole model into memory (small models, tests).
@@ -19,6 +20,7 @@
 #include "lowbit/io/checkpoint.hpp"
 #include "lowbit/io/sharded.hpp"
 #include "lowbit/model/config_hints.hpp"
+#include "lowbit/model/gguf_source.hpp"
 #include "lowbit/model/hf_config.hpp"
 #include "lowbit/model/llama2c.hpp"
 #include "lowbit/model/safetensors_source.hpp"
@@ -120,8 +122,9 @@ inline std::shared_ptr<const ModelSource> open_model(const std::string& path) {
     src->set_config(c);
     return src;
   }
+  if (detail::ends_with(path, ".gguf")) return std::make_shared<GgufSource>(path);
   lowbit::detail::fail(path + ": unknown model file type (expected a Hugging Face model directory, a .safetensors "
-                              "file or a llama2.c .bin)");
+                              "file, a llama2.c .bin or a .gguf)");
 }
 
 // The whole model in fp32, validated (every layer read now).

@@ -34,7 +34,7 @@ struct QuantizedLoadOptions {
   bool require_kernels = false;
 };
 
-// Whether a source (open_model) is a lowbit checkpoint: it has stored quantized layers.
+// Whether a source (open_model) is a lowbit checkpoint, or a GGUF file: it has stored quantized layers.
 inline bool is_lowbit_checkpoint(const ModelSource& src) { return src.has_stored_quantized_layers(); }
 
 // Whether `path` (a .safetensors file, an index or a directory) holds a lowbit checkpoint.
@@ -49,6 +49,11 @@ inline bool is_lowbit_checkpoint_path(const std::string& path) {
 
 // The model of a lowbit checkpoint opened by open_model().
 inline LlamaModel load_quantized_llama(std::shared_ptr<const ModelSource> src, const QuantizedLoadOptions& opt = {}) {
+  // A GGUF file's quantized tensors (model/gguf_source.hpp).
+  if (const auto* gg = dynamic_cast<const GgufSource*>(src.get()); gg != nullptr && gg->has_stored_quantized_layers()) {
+    const LinearFactory factory = gguf_linear_factory(*gg, opt.require_kernels);
+    return LlamaModel(std::move(src), factory);
+  }
   const auto* st = dynamic_cast<const SafetensorsSource*>(src.get());
   if (st == nullptr || st->external_linears().empty())
     lowbit::detail::fail(src->path() + ": not a lowbit checkpoint (no quantized layers)");
