@@ -18,6 +18,10 @@
 #include "test_io_support.hpp"
 #include "test_model_support.hpp"
 
+// One namespace per test file, so that any set of test files can be compiled as one
+// unity translation unit (tests/CMakeLists.txt) without their file-local names clashing.
+namespace test_model_gguf_cpp {
+
 using namespace lowbit::model;
 using lowbit::RowMatrixXf;
 using lowbit_test::kStoriesDir;
@@ -401,3 +405,4 @@ TEST_CASE("gguf model: qwen2 exports with its biases and Hugging Face row order,
   CHECK(gguf_same_bits(la, lb));
   CHECK(dynamic_cast<const GgufSource&>(b.source()).file().get_string("general.architecture") == "qwen2");
 }
+}  // namespace test_model_gguf_cpp
