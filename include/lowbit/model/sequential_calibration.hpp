@@ -80,6 +80,16 @@ class LayerStats final : public LinearInputObserver {
     if (!s) lowbit::detail::fail("sequential calibration: no statistics recorded for layer " + name);
     return *s;
   }
+  // The statistics of `name`'s input for a caller that may consume them (take their Hessian,
+  // quantize_linear_consuming): only when no other unreleased linear shares them; else nullptr.
+  ActivationStats* find_sole(const std::string& name) {
+    const auto a = alias_of_.find(name);
+    if (a == alias_of_.end()) return nullptr;
+    for (const auto& [n, c] : alias_of_)
+      if (c == a->second && n != name) return nullptr;
+    const auto it = stats_.find(a->second);
+    return it == stats_.end() ? nullptr : &it->second;
+  }
   // Frees the statistics once no linear sharing them needs them any more.
   void release(const std::string& name) {
     const auto a = alias_of_.find(name);
