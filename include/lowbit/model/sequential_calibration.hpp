@@ -21,7 +21,7 @@
 // Memory: one decoder layer in fp32 (its linears read the weights in place, no second copy),
 // the hidden states of all samples (samples x len x dim floats), and one layer's statistics
 // (a Hessian of in^2 floats per distinct linear input), which the caller may release as it
-// quantizes.
+// quantizes, or hand to GPTQ as its working buffer (find_sole, quantize_linear_consuming).
 #include <functional>
 #include <map>
 #include <memory>
