@@ -6,7 +6,8 @@
 #   scripts/bench_calibration.sh [extra quantize flags...]
 # Env: LOWBIT (the lowbit binary, default build/examples/lowbit), DATA (default
 # ../shared/data), WORKDIR (scratch, default a fresh mktemp -d; removed unless KEEP=1),
-# SAMPLES (32), SEQ_LEN (512), RECIPE (w4a16-int4).
+# SAMPLES (32), SEQ_LEN (512), RECIPE (w4a16-int4), LAYERS (decoder layers of the synthetic
+# model, default the full 16; the peak is per layer, so LAYERS=2 shows it in a fraction of the time).
 set -euo pipefail
 LOWBIT=${LOWBIT:-build/examples/lowbit}
 DATA=${DATA:-../shared/data}
@@ -14,14 +15,15 @@ WORKDIR=${WORKDIR:-$(mktemp -d)}
 SAMPLES=${SAMPLES:-32}
 SEQ_LEN=${SEQ_LEN:-512}
 RECIPE=${RECIPE:-w4a16-int4}
+LAYERS=${LAYERS:-16}
 [ -x "$LOWBIT" ] || { echo "bench_calibration: no lowbit binary at $LOWBIT (set LOWBIT=...)" >&2; exit 1; }
 [ -x /usr/bin/time ] || { echo "bench_calibration: needs /usr/bin/time (GNU time)" >&2; exit 1; }
 cleanup() { [ "${KEEP:-0}" = 1 ] || rm -rf "$WORKDIR"; }
 trap cleanup EXIT
 
-model="$WORKDIR/llama-3.2-1b-synthetic"
+model="$WORKDIR/llama-3.2-1b-synthetic-$LAYERS"
 [ -f "$model/model.safetensors" ] ||
-  "$LOWBIT" synth "$model" --shape llama-3.2-1b --tokenizer "$DATA/tokenizers/llama3_style_tokenizer.json"
+  "$LOWBIT" synth "$model" --shape llama-3.2-1b --layers "$LAYERS" --tokenizer "$DATA/tokenizers/llama3_style_tokenizer.json"
 text="$DATA/stories260k/tinystories_validation_head_794k.txt"
 /usr/bin/time -v "$LOWBIT" quantize "$model" -o "$WORKDIR/out/" --recipe "$RECIPE" --calib "$text" \
   --calib-samples "$SAMPLES" --calib-seq-len "$SEQ_LEN" "$@" > "$WORKDIR/table.txt" 2> "$WORKDIR/time.txt" || {

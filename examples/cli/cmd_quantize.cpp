@@ -78,6 +78,7 @@ struct job {
   bool quantize = false;
   const lowbit::TensorView* bias = nullptr;          // <base>.bias of the input, if any
   const lowbit::ActivationStats* stats = nullptr;  // calibration of this layer, if recorded
+  lowbit::ActivationStats* consumable = nullptr;   // == stats when this job is its last reader
   const lowbit::LinearRecipe* recipe = nullptr;
   const lowbit_cli::scheme_override* override = nullptr;
   lowbit::QuantizedLinear layer;
@@ -98,7 +99,10 @@ void quantize_one(job& j) {
     const std::vector<float> b = j.bias->to_float_vector();
     bias = Eigen::Map<const Eigen::VectorXf>(b.data(), static_cast<Eigen::Index>(b.size()));
   }
-  j.layer = lowbit::quantize_linear(w, bias ? &*bias : nullptr, *j.recipe, j.stats, lowbit::checkpoint_base_name(v.name));
+  j.layer = j.consumable ? lowbit::quantize_linear_consuming(w, bias ? &*bias : nullptr, *j.recipe, *j.consumable,
+                                                             lowbit::checkpoint_base_name(v.name))
+                         : lowbit::quantize_linear(w, bias ? &*bias : nullptr, *j.recipe, j.stats,
+                                                   lowbit::checkpoint_base_name(v.name));
   j.result.err = lowbit::error_stats(w, lowbit_cli::effective_weight(j.layer));
   if (j.stats && j.stats->sample().rows() > 0) {
     const lowbit::RowMatrixXf& x = j.stats->sample();
@@ -264,7 +268,14 @@ int run_quantize(const quantize_options& o) {
           j.override = rules.override_for(j.view->name);
           j.recipe = j.override ? &j.override->recipe : &s.recipe;
           j.result.scheme = j.override ? j.override->label : s.label;
-          if (calib) j.stats = calib->find(lowbit::checkpoint_base_name(j.view->name));
+          if (calib) {
+            j.stats = calib->find(lowbit::checkpoint_base_name(j.view->name));
+            // The last linear reading a layer input takes its Hessian instead of copying it
+            // (peak memory: the n x n Hessian of down_proj). Linears sharing an input that are
+            // quantized in the same batch both still hold it, so neither consumes it.
+            lowbit::ActivationStats* c = calib->find_consumable(lowbit::checkpoint_base_name(j.view->name));
+            if (c == j.stats) j.consumable = c;
+          }
           if (!j.stats && j.recipe->needs_calibration())
             lowbit::detail::fail("tensor '" + j.view->name + "': no calibration statistics (the model's forward pass does not "
                                  "use it as a linear layer); keep it with --ignore or use a round-to-nearest scheme");

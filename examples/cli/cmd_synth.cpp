@@ -27,6 +27,7 @@ struct synth_options {
   std::string path, dtype = "f32", shape, tokenizer;
   double size_gb = 0.01;
   int dim = 0, hidden = 0;
+  int layers = 0;  // with --shape: decoder layers (0: the shape's own)
   std::uint64_t seed = 1;
 };
 
@@ -49,7 +50,11 @@ struct splitmix {
 // memory and speed benchmarks of quantize / eval on a real model's shapes.
 int run_synth_hf(const synth_options& o) {
   if (o.shape != "llama-3.2-1b") lowbit::detail::fail("--shape: expected llama-3.2-1b, got '" + o.shape + "'");
-  const int dim = 2048, hidden = 8192, layers = 16, heads = 32, kv_heads = 8, head_dim = 64, vocab = 128256;
+  if (o.layers < 0 || o.layers > 16) lowbit::detail::fail("--layers: expected 1 to 16, got " + std::to_string(o.layers));
+  // --layers N keeps every width and cuts the depth: calibration's peak memory is per layer,
+  // so a 2-layer model shows it in minutes (scripts/bench_calibration.sh LAYERS=2).
+  const int dim = 2048, hidden = 8192, layers = o.layers > 0 ? o.layers : 16, heads = 32, kv_heads = 8, head_dim = 64,
+            vocab = 128256;
   if (::mkdir(o.path.c_str(), 0755) != 0 && errno != EEXIST)
     lowbit::detail::fail("cannot create '" + o.path + "': " + std::strerror(errno));
   lowbit::SafetensorsWriter out(o.path + "/model.safetensors");
@@ -176,6 +181,7 @@ lowbit_cli::registration synth_registration{"synth", "", 90, [](CLI::App& sub) -
                                sub.add_option("--shape", o->shape,
                                               "llama-3.2-1b: write a Hugging Face directory of that shape (BF16) at PATH");
                                sub.add_option("--tokenizer", o->tokenizer, "With --shape: tokenizer.json to copy into the directory");
+                               sub.add_option("--layers", o->layers, "With --shape: decoder layers (default the shape's 16)");
                                return [o] { return run_synth(*o); };
                              }};
 

@@ -90,6 +90,11 @@ struct quantize_calibration {
       if (const auto* s = layer->find(base)) return s;
     return classifier.find(base);
   }
+  // The current decoder layer's statistics of `base`'s input when no other linear still needs
+  // them: quantizing may then consume them (GPTQ works in their Hessian's buffer).
+  lowbit::ActivationStats* find_consumable(const std::string& base) const {
+    return layer ? layer->find_sole(base) : nullptr;
+  }
 };
 
 inline quantize_calibration prepare_quantize_calibration(const std::string& model_path, const quantize_calib_flags& f) {

@@ -50,6 +50,7 @@ class ActivationStats {
     if (x.cols() != channels_)
       detail::fail(name_ + ": calibration batch has " + std::to_string(x.cols()) +
                    " channels, expected " + std::to_string(channels_));
+    check_not_taken("more calibration data");
     if (x.rows() == 0) return;
     if (!x.allFinite()) detail::fail(name_ + ": calibration batch contains NaN or Inf");
     for (Eigen::Index r = 0; r < x.rows(); ++r) {
@@ -84,6 +85,8 @@ class ActivationStats {
                    std::to_string(channels_));
     if (other.options_.track_hessian != options_.track_hessian)
       detail::fail(name_ + ": cannot merge stats with and without a Hessian");
+    check_not_taken("merged statistics");
+    other.check_not_taken("merged statistics");
     absmax_ = absmax_.cwiseMax(other.absmax_);
     min_ = min_.cwiseMin(other.min_);
     max_ = max_.cwiseMax(other.max_);
@@ -115,14 +118,31 @@ class ActivationStats {
   Eigen::MatrixXf hessian() const {
     require_data("the Hessian");
     if (!options_.track_hessian) detail::fail(name_ + ": Hessian tracking was turned off");
+    check_not_taken("the Hessian");
     return xtx_ * (2.0f / static_cast<float>(count_));
   }
-  // The unnormalized sum X^T X.
+  // The Hessian, moved out: the statistics give up their X^T X (channels^2 floats), scaled
+  // in place to 2 X^T X / n (the same products as hessian()), so that GPTQ can work in that
+  // buffer. Afterwards hessian(), add() and merge() fail; the other statistics stay.
+  Eigen::MatrixXf take_hessian() {
+    require_data("the Hessian");
+    if (!options_.track_hessian) detail::fail(name_ + ": Hessian tracking was turned off");
+    Eigen::MatrixXf h = std::move(xtx_);
+    xtx_ = Eigen::MatrixXf();
+    h *= 2.0f / static_cast<float>(count_);
+    hessian_taken_ = true;
+    return h;
+  }
+  bool hessian_taken() const noexcept { return hessian_taken_; }
+  // The unnormalized sum X^T X (empty once take_hessian() took it).
   const Eigen::MatrixXf& xtx() const noexcept { return xtx_; }
   // The kept rows of X (at most max_sample_rows).
   const RowMatrixXf& sample() const noexcept { return sample_; }
 
  private:
+  void check_not_taken(const char* what) const {
+    if (hessian_taken_) detail::fail(name_ + ": the Hessian was taken (take_hessian), cannot use " + what);
+  }
   void require_data(const char* what) const {
     if (count_ == 0) detail::fail(name_ + ": no calibration data seen, cannot compute " + what);
   }
@@ -135,6 +155,7 @@ class ActivationStats {
   Eigen::VectorXd sum_abs_;
   Eigen::MatrixXf xtx_;
   RowMatrixXf sample_;
+  bool hessian_taken_ = false;
 };
 
 // Convenience: stats of one matrix in one pass.

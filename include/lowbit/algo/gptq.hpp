@@ -57,28 +57,101 @@ struct GptqResult {
 
 namespace detail {
 
-// Upper U with H^-1 = U^T U, or an empty matrix when H (damped) is not positive definite.
-inline Eigen::MatrixXf inverse_hessian_cholesky_upper(const Eigen::MatrixXf& h, std::int64_t panel) {
-  const Eigen::Index n = h.rows();
-  Eigen::LLT<Eigen::MatrixXf> llt(h.reverse());
-  if (llt.info() != Eigen::Success) return {};
-  const Eigen::MatrixXf& l = llt.matrixLLT();  // lower triangle holds L
-  for (Eigen::Index i = 0; i < n; ++i)
-    if (!(l(i, i) > 0.0f) || !std::isfinite(l(i, i))) return {};
-  Eigen::MatrixXf linv = Eigen::MatrixXf::Zero(n, n);
-  for (Eigen::Index a = 0; a < n; a += panel) {
-    const Eigen::Index w = std::min<Eigen::Index>(panel, n - a);
-    auto blk = linv.block(a, a, n - a, w);
-    blk.topRows(w).setIdentity();
-    l.bottomRightCorner(n - a, n - a).triangularView<Eigen::Lower>().solveInPlace(blk);
+// Symmetric permutation in place: a(i, j) <- a(perm[i], perm[j]), by cycles of column and then
+// row moves (values are moved, never recomputed, so the result equals the gathered copy).
+inline void permute_symmetric_in_place(Eigen::MatrixXf& a, const std::vector<Eigen::Index>& perm) {
+  const Eigen::Index n = a.rows();
+  std::vector<char> done(static_cast<std::size_t>(n), 0);
+  Eigen::VectorXf tmp(n);
+  for (int pass = 0; pass < 2; ++pass) {
+    std::fill(done.begin(), done.end(), 0);
+    for (Eigen::Index s = 0; s < n; ++s) {
+      if (done[std::size_t(s)]) continue;
+      if (pass == 0) tmp = a.col(s); else tmp = a.row(s).transpose();
+      Eigen::Index j = s;
+      for (;;) {
+        done[std::size_t(j)] = 1;
+        const Eigen::Index k = perm[std::size_t(j)];
+        if (k == s) {
+          if (pass == 0) a.col(j) = tmp; else a.row(j) = tmp.transpose();
+          break;
+        }
+        if (pass == 0) a.col(j) = a.col(k); else a.row(j) = a.row(k);
+        j = k;
+      }
+    }
   }
-  if (!linv.allFinite()) return {};
-  return linv.reverse();
+}
+
+// GPTQ's inverse factor in the buffer of the Hessian. On entry `a` holds the permuted Hessian
+// H (undamped; only its diagonal and upper triangle are read, as the factorization of
+// H.reverse()'s lower triangle always did). Tries lambda, lambda * 10, ... (escalations + 1
+// values); on success `a` holds the upper U with (H + lambda I)^-1 = U^T U (zeros below the
+// diagonal) and the number of escalations is returned; -1 when no damping worked (`a` is then
+// undefined).
+//
+// Memory: the n x n buffer, one n x panel block and two n-vectors, where computing U used to
+// take six n x n matrices (damped copy, reversed copy in the LLT, L^-1, its reversal).
+//   1. a <- reverse(a); upper <- lower^T: the lower triangle is what LLT factors, the upper
+//      keeps a copy of it for retries;
+//   2. diag <- diag(H) + lambda; LLT in place (lower triangle only, upper untouched);
+//   3. L^-1 by column panels: panel [p, p + w) needs only L's columns >= p, so each finished
+//      panel replaces L's columns [p, p + w) in the lower triangle; a failure (non-finite L or
+//      L^-1) restores the lower triangle from the upper copy and retries with more damping;
+//   4. a <- reverse(a): U = P L^-1 P is upper; the lower part is zeroed.
+inline int inverse_hessian_factor_in_place(Eigen::MatrixXf& a, float& lambda, int max_escalations,
+                                           std::int64_t panel) {
+  const Eigen::Index n = a.rows();
+  a.reverseInPlace();
+  const Eigen::VectorXf diag = a.diagonal();
+  for (Eigen::Index j = 0; j < n; ++j)
+    for (Eigen::Index i = 0; i < j; ++i) a(i, j) = a(j, i);
+  const auto restore_lower = [&] {
+    for (Eigen::Index j = 0; j < n; ++j)
+      for (Eigen::Index i = j + 1; i < n; ++i) a(i, j) = a(j, i);
+  };
+  Eigen::MatrixXf block;
+  for (int attempt = 0; attempt <= max_escalations; ++attempt) {
+    if (attempt > 0) {
+      lambda *= 10.0f;
+      restore_lower();
+    }
+    a.diagonal() = diag.array() + lambda;
+    bool ok = false;
+    {
+      Eigen::LLT<Eigen::Ref<Eigen::MatrixXf>> llt(a);  // factors a's lower triangle in place
+      ok = llt.info() == Eigen::Success;
+    }
+    for (Eigen::Index i = 0; ok && i < n; ++i)
+      if (!(a(i, i) > 0.0f) || !std::isfinite(a(i, i))) ok = false;
+    for (Eigen::Index p = 0; ok && p < n; p += panel) {
+      const Eigen::Index w = std::min<Eigen::Index>(panel, n - p);
+      block.setZero(n - p, w);
+      block.topRows(w).setIdentity();
+      a.bottomRightCorner(n - p, n - p).triangularView<Eigen::Lower>().solveInPlace(block);
+      if (!block.allFinite()) {
+        ok = false;
+        break;
+      }
+      for (Eigen::Index j = 0; j < w; ++j)
+        a.col(p + j).segment(p + j, n - p - j) = block.col(j).segment(j, n - p - j);
+    }
+    if (!ok) {
+      // The diagonal was damped; step 2 of the next attempt sets it again.
+      continue;
+    }
+    a.reverseInPlace();
+    for (Eigen::Index j = 0; j < n; ++j) a.col(j).tail(n - j - 1).setZero();
+    return attempt;
+  }
+  return -1;
 }
 
 }  // namespace detail
 
-inline GptqResult gptq(ConstRowMatrixRef w, const Eigen::MatrixXf& hessian, const QuantSpec& spec,
+// `hessian` is taken by value: pass it with std::move() and GPTQ works in that buffer (the
+// n x n matrix is the memory peak of calibrating a large layer); pass an lvalue and it copies.
+inline GptqResult gptq(ConstRowMatrixRef w, Eigen::MatrixXf hessian, const QuantSpec& spec,
                        const GptqOptions& options = {}, std::string_view name = "weight") {
   const std::string tname(name);
   const Eigen::Index m = w.rows(), n = w.cols();
@@ -97,51 +170,46 @@ inline GptqResult gptq(ConstRowMatrixRef w, const Eigen::MatrixXf& hessian, cons
                      ", column " + std::to_string(c));
 
   GptqResult result;
-  Eigen::MatrixXf h = hessian;
-  RowMatrixXf w0 = w;  // original order, dead columns zeroed
+  Eigen::MatrixXf& h = hessian;  // becomes the permuted Hessian, then U, in place
+  // The weight with dead columns zeroed: a copy only when there are dead columns.
+  RowMatrixXf w_dead;
   for (Eigen::Index i = 0; i < n; ++i) {
     if (h(i, i) == 0.0f) {
       h(i, i) = 1.0f;
-      w0.col(i).setZero();
-      ++result.dead_columns;
+      if (result.dead_columns++ == 0) w_dead = w;
+      w_dead.col(i).setZero();
     }
   }
+  const ConstRowMatrixRef w0 = result.dead_columns > 0 ? ConstRowMatrixRef(w_dead) : w;
 
   // Column order.
   std::vector<Eigen::Index> perm(static_cast<std::size_t>(n));
   std::iota(perm.begin(), perm.end(), Eigen::Index{0});
-  if (options.act_order)
+  if (options.act_order) {
     std::stable_sort(perm.begin(), perm.end(),
                      [&](Eigen::Index a, Eigen::Index b) { return h(a, a) > h(b, b); });
+    detail::permute_symmetric_in_place(h, perm);
+  }
   std::vector<Eigen::Index> position(perm.size());
   for (std::size_t p = 0; p < perm.size(); ++p) position[static_cast<std::size_t>(perm[p])] = Eigen::Index(p);
-  Eigen::MatrixXf hp(n, n);
-  for (Eigen::Index j = 0; j < n; ++j)
-    for (Eigen::Index i = 0; i < n; ++i) hp(i, j) = h(perm[std::size_t(i)], perm[std::size_t(j)]);
 
   // Damping with escalation.
-  const float mean_diag = hp.diagonal().mean();
+  const float mean_diag = h.diagonal().mean();
   float lambda = options.damp_percent * mean_diag;
-  Eigen::MatrixXf u;
-  for (int attempt = 0; attempt <= options.max_damp_escalations; ++attempt) {
-    Eigen::MatrixXf damped = hp;
-    damped.diagonal().array() += lambda;
-    u = detail::inverse_hessian_cholesky_upper(damped, options.block_size);
-    if (u.size() != 0) {
-      result.damping = lambda;
-      result.damp_escalations = attempt;
-      break;
-    }
-    if (attempt < options.max_damp_escalations) lambda *= 10.0f;
-  }
-  if (u.size() == 0) {
+  const int escalations =
+      detail::inverse_hessian_factor_in_place(h, lambda, options.max_damp_escalations, options.block_size);
+  if (escalations < 0) {
     result.fell_back_to_rtn = true;
     result.damp_escalations = options.max_damp_escalations;
     result.warning = "gptq '" + tname + "': Hessian not positive definite even with damping " +
                      std::to_string(lambda) + "; used round-to-nearest for this matrix";
+    hessian = Eigen::MatrixXf();
     result.matrix = quantize(w, spec, name);
     return result;
   }
+  result.damping = lambda;
+  result.damp_escalations = escalations;
+  const Eigen::MatrixXf& u = h;
   if (result.damp_escalations > 0)
     result.warning = "gptq '" + tname + "': damping raised " +
                      std::to_string(result.damp_escalations) + " time(s) to " +
@@ -157,7 +225,7 @@ inline GptqResult gptq(ConstRowMatrixRef w, const Eigen::MatrixXf& hessian, cons
   // Working copy, column-major and permuted, so that each column is contiguous.
   Eigen::MatrixXf work(m, n);
   for (Eigen::Index p = 0; p < n; ++p) work.col(p) = w0.col(perm[std::size_t(p)]);
-  RowMatrixXf scratch = dynamic_groups ? w0 : RowMatrixXf();  // current values, original order
+  RowMatrixXf scratch = dynamic_groups ? RowMatrixXf(w0) : RowMatrixXf();  // current values, original order
   const Eigen::Index bs = static_cast<Eigen::Index>(options.block_size);
   Eigen::MatrixXf err(m, std::min<Eigen::Index>(bs, n));
   Eigen::VectorXf dq(m);

@@ -21,7 +21,7 @@
 // Memory: one decoder layer in fp32 (its linears read the weights in place, no second copy),
 // the hidden states of all samples (samples x len x dim floats), and one layer's statistics
 // (a Hessian of in^2 floats per distinct linear input), which the caller may release as it
-// quantizes.
+// quantizes, or hand to GPTQ as its working buffer (find_sole, quantize_linear_consuming).
 #include <functional>
 #include <map>
 #include <memory>
@@ -79,6 +79,16 @@ class LayerStats final : public LinearInputObserver {
     const ActivationStats* s = find(name);
     if (!s) lowbit::detail::fail("sequential calibration: no statistics recorded for layer " + name);
     return *s;
+  }
+  // The statistics of `name`'s input for a caller that may consume them (take their Hessian,
+  // quantize_linear_consuming): only when no other unreleased linear shares them; else nullptr.
+  ActivationStats* find_sole(const std::string& name) {
+    const auto a = alias_of_.find(name);
+    if (a == alias_of_.end()) return nullptr;
+    for (const auto& [n, c] : alias_of_)
+      if (c == a->second && n != name) return nullptr;
+    const auto it = stats_.find(a->second);
+    return it == stats_.end() ? nullptr : &it->second;
   }
   // Frees the statistics once no linear sharing them needs them any more.
   void release(const std::string& name) {
