@@ -20,6 +20,7 @@
 
 #include "test_algo_support.hpp"
 
+
 namespace lowbit {
 namespace gptq_inplace_reference {
 namespace gptq_inplace_reference_detail {
@@ -169,6 +170,10 @@ inline GptqResult gptq_inplace_reference(ConstRowMatrixRef w, const Eigen::Matri
 
 }  // namespace gptq_inplace_reference
 }  // namespace lowbit
+
+// One namespace per test file, so that any set of test files can be compiled as one
+// unity translation unit (tests/CMakeLists.txt) without their file-local names clashing.
+namespace test_algo_gptq_inplace_cpp {
 
 using namespace lowbit;
 
@@ -332,3 +337,4 @@ TEST_CASE("LayerStats::find_sole: only the last linear reading an input may cons
   CHECK(rec.find_sole("k") == rec.find("k"));
   CHECK(rec.find_sole("q") == nullptr);  // released
 }
+}  // namespace test_algo_gptq_inplace_cpp
