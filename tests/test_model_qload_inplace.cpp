@@ -164,6 +164,19 @@ TEST_CASE("in-place loading: no stored codes or fp32 classifier copy kept; NaN s
       CHECK(r->quantized().weight.scales.empty());
     }
   }
+  // A layer quantized in memory drops its codes and scales once packed, and on the
+  // reference path (no kernel takes E5M2 activations) keeps only W_hat.
+  for (const char* name : {"w4a16-int4", "mxfp4"}) {
+    LinearRecipe r = recipe_from_name(name);
+    r.method = weight_method::round_to_nearest;
+    if (std::string(name) == "mxfp4") r.activations = ActivationQuant{act_format::float8_e5m2, 0};
+    const RecipeLinear in_memory(quantize_linear(w.layers[0].wq, r, nullptr, "wq"), true);
+    INFO(name);
+    CHECK(in_memory.uses_kernels() == (std::string(name) == "w4a16-int4"));
+    CHECK(in_memory.quantized().weight.codes.empty());
+    CHECK(in_memory.quantized().weight.scales.empty());
+    CHECK(in_memory.storage_bits() > 0.0);  // still reported from the shape and scheme
+  }
   // The tied classifier multiplies the mapped F32 table itself.
   const auto* cls = dynamic_cast<const Fp32Linear*>(&m.classifier());
   REQUIRE(cls != nullptr);
