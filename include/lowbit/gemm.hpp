@@ -49,6 +49,9 @@ struct GemmOptions {
 
 class PackedWeights;
 PackedWeights pack(const QuantizedMatrix& q, const PackOptions& options);
+namespace detail {
+PackedWeights pack_codes(const QuantizedMatrix& q, const std::uint8_t* codes, const PackOptions& options);
+}
 
 class PackedWeights {
  public:
@@ -75,7 +78,7 @@ class PackedWeights {
   std::int64_t column_granule() const noexcept { return is_float_ ? detail::float_block_cols : int_.nt; }
 
  private:
-  friend PackedWeights pack(const QuantizedMatrix& q, const PackOptions& options);
+  friend PackedWeights detail::pack_codes(const QuantizedMatrix& q, const std::uint8_t* codes, const PackOptions& options);
   bool is_float_ = false;
   isa_subtier subtier_ = isa_subtier::scalar;
   detail::int_packed int_;
@@ -109,20 +112,28 @@ inline gemm_scheme choose_scheme(const QuantizedMatrix& q, const PackOptions& op
 
 }  // namespace detail
 
-inline PackedWeights pack(const QuantizedMatrix& q, const PackOptions& options = {}) {
+namespace detail {
+// pack() of `q` with its codes at `codes` (rows * row_stride bytes, checked by the caller)
+// instead of q.codes: a checkpoint's loader packs straight from the memory-mapped file.
+inline PackedWeights pack_codes(const QuantizedMatrix& q, const std::uint8_t* codes, const PackOptions& options) {
   const isa_subtier subtier = detail::resolve_subtier(options.tier, options.subtier);
   const gemm_scheme scheme = detail::choose_scheme(q, options);
   PackedWeights w;
   w.subtier_ = subtier;
   if (is_int_activation_scheme(scheme)) {
-    w.int_ = detail::pack_int(q, scheme, subtier);
+    w.int_ = detail::pack_int(q, scheme, subtier, codes);
     w.name_ = detail::int_kernel_name(w.int_);
   } else {
     w.is_float_ = true;
-    w.float_ = detail::pack_float(q, scheme, tier_of(subtier));
+    w.float_ = detail::pack_float(q, scheme, tier_of(subtier), codes);
     w.name_ = detail::float_kernel_name(w.float_);
   }
   return w;
+}
+}  // namespace detail
+
+inline PackedWeights pack(const QuantizedMatrix& q, const PackOptions& options = {}) {
+  return detail::pack_codes(q, nullptr, options);
 }
 
 inline std::string_view selected_kernel(const PackedWeights& w) noexcept { return w.kernel_name(); }

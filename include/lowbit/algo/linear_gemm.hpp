@@ -3,6 +3,7 @@
 // the layer's `kernel`, so layer(x) uses the SIMD kernels (smoothing prologue, per-token
 // activation quantization, bias and LoRC epilogue included). Kept out of linear.hpp so the
 // algorithms do not depend on the kernels; the umbrella lowbit/algo.hpp includes it.
+#include <cstdint>
 #include <memory>
 #include <optional>
 
@@ -13,7 +14,9 @@ namespace lowbit {
 
 // Returns true when a kernel runs this layer's scheme (and sets layer.kernel); false leaves
 // the layer on the reference path (e.g. MX/NVFP4 weights, E5M2 or group-wise activations).
-inline bool attach_kernels(QuantizedLinear& layer) {
+// `codes`: the weight's codes when they are not in layer.weight.codes (a checkpoint's memory
+// map, rows * row_stride bytes checked by the caller); packing reads them in place.
+inline bool attach_kernels(QuantizedLinear& layer, const std::uint8_t* codes = nullptr) {
   PackOptions po;
   if (!layer.activations) {
     po.activations = activation_quant::none;
@@ -35,7 +38,7 @@ inline bool attach_kernels(QuantizedLinear& layer) {
   };
   auto b = std::make_shared<bound>();
   try {
-    b->packed = pack(layer.weight, po);
+    b->packed = detail::pack_codes(layer.weight, codes, po);
   } catch (const error&) {
     return false;  // no kernel for these weights and activations
   }

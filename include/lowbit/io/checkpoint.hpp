@@ -8,6 +8,7 @@
 // Only the compact scale form is stored (what QuantizedMatrix::storage_bits() counts); the
 // loader rebuilds QuantizedMatrix::scales from it, and the writer checks that this rebuild
 // reproduces the in-memory scales bit for bit before it writes anything.
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -98,6 +99,37 @@ inline std::int64_t expected_row_stride(const QuantSpec& s, std::int64_t cols) n
   return is_nibble_format(s.format) ? (cols + 1) / 2 : cols;
 }
 
+// Calls report(i) for the first byte i of codes[0, n) where byte_bad holds (report throws).
+// word_bad(x) is nonzero when one of the 8 bytes of x is bad (exactly when, never a false
+// negative): chunks of 8-byte words are OR-reduced without branches, at memory speed, and
+// only a chunk with a hit is searched byte by byte.
+template <class WordBad, class ByteBad, class Report>
+void scan_chunks(const std::uint8_t* codes, std::size_t n, WordBad word_bad, ByteBad byte_bad, Report report) {
+  constexpr std::size_t chunk = 4096;
+  for (std::size_t c0 = 0; c0 < n; c0 += chunk) {
+    const std::size_t c1 = std::min(n, c0 + chunk);
+    std::uint64_t any = 0;
+    std::size_t i = c0;
+    for (; i + 8 <= c1; i += 8) {
+      std::uint64_t x;
+      std::memcpy(&x, codes + i, 8);
+      any |= word_bad(x);
+    }
+    for (; i < c1; ++i) any |= byte_bad(codes[i]) ? 1u : 0u;
+    if (any == 0) continue;
+    for (i = c0; i < c1; ++i)
+      if (byte_bad(codes[i])) report(i);
+  }
+}
+// Nonzero when some 4-bit (8-bit) lane of v is zero: the classic borrow test, exact as a
+// yes/no answer.
+inline std::uint64_t has_zero_nibble(std::uint64_t v) noexcept {
+  return (v - 0x1111111111111111ull) & ~v & 0x8888888888888888ull;
+}
+inline std::uint64_t has_zero_byte(std::uint64_t v) noexcept {
+  return (v - 0x0101010101010101ull) & ~v & 0x8080808080808080ull;
+}
+
 // The values a reader accepts in a rebuilt QuantizedMatrix (a corrupt or hostile file would
 // otherwise compute NaN, or codes the quantizer never emits):
 //  - every effective scale finite and >= 0 (q4_0 scales carry a sign, so any finite value);
@@ -105,7 +137,12 @@ inline std::int64_t expected_row_stride(const QuantSpec& s, std::int64_t cols) n
 //  - symmetric integers without q4_0: no code -(qmax + 1) (int8 0x80, int4 nibble 8), which
 //    the scheme leaves unused so that negation is exact;
 //  - asymmetric integers: zero points <= qmax; 6-bit formats: codes in the low 6 bits.
-inline void check_matrix_values(const QuantizedMatrix& q, const std::function<void(const std::string&)>& bad) {
+// `codes`: the matrix's rows * row_stride code bytes (q.codes, or the tensor in a memory map).
+// The code checks run branch-free over chunks (they vectorize: one pass at memory speed) and
+// look for the offending byte only in a chunk that has one.
+inline void check_matrix_values(const QuantizedMatrix& q, const std::uint8_t* codes,
+                                const std::function<void(const std::string&)>& bad) {
+  const std::size_t n_codes = static_cast<std::size_t>(q.rows * q.row_stride);
   const bool signed_scales = q.spec.int_rule == int_scale_rule::q4_0 && is_integer_format(q.spec.format);
   for (std::size_t i = 0; i < q.scales.size(); ++i) {
     const float s = q.scales[i];
@@ -122,10 +159,12 @@ inline void check_matrix_values(const QuantizedMatrix& q, const std::function<vo
           " is outside the symmetric range [-" + std::to_string((1 << (bits - 1)) - 1) + ", " +
           std::to_string((1 << (bits - 1)) - 1) + "] of this scheme");
     };
-    for (std::size_t i = 0; i < q.codes.size(); ++i) {
-      const std::uint8_t c = q.codes[i];
-      if (bits == 8 ? c == 0x80 : ((c & 0xF) == 0x8 || (c >> 4) == 0x8)) report(i);
-    }
+    if (bits == 8)
+      scan_chunks(codes, n_codes, [](std::uint64_t x) { return has_zero_byte(x ^ 0x8080808080808080ull); },
+                  [](std::uint8_t c) { return c == 0x80; }, report);
+    else
+      scan_chunks(codes, n_codes, [](std::uint64_t x) { return has_zero_nibble(x ^ 0x8888888888888888ull); },
+                  [](std::uint8_t c) { return (c & 0xF) == 0x8 || (c >> 4) == 0x8; }, report);
   }
   if (!q.spec.symmetric) {
     const int qmax = (1 << bits) - 1;
@@ -133,8 +172,13 @@ inline void check_matrix_values(const QuantizedMatrix& q, const std::function<vo
       if (q.zeros[i] > qmax) bad("zero point " + std::to_string(q.zeros[i]) + " exceeds " + std::to_string(qmax));
   }
   if (bits == 6)
-    for (std::size_t i = 0; i < q.codes.size(); ++i)
-      if (q.codes[i] > 0x3F) bad("6-bit code at row " + std::to_string(i / std::size_t(q.row_stride)) + " uses more than 6 bits");
+    scan_chunks(codes, n_codes, [](std::uint64_t x) { return x & 0xC0C0C0C0C0C0C0C0ull; },
+                [](std::uint8_t c) { return c > 0x3F; }, [&](std::size_t i) {
+      bad("6-bit code at row " + std::to_string(i / std::size_t(q.row_stride)) + " uses more than 6 bits");
+    });
+}
+inline void check_matrix_values(const QuantizedMatrix& q, const std::function<void(const std::string&)>& bad) {
+  check_matrix_values(q, q.codes.data(), bad);
 }
 
 }  // namespace detail
@@ -226,9 +270,11 @@ inline nlohmann::json checkpoint_layer_info(const SafetensorsFile& f, const std:
   return j;
 }
 
-// Rebuilds the QuantizedMatrix of layer `base` (see checkpoint_layers()), checking every
-// tensor's dtype and shape against the recorded scheme.
-inline QuantizedMatrix load_quantized_matrix(const SafetensorsFile& f, const std::string& base) {
+namespace detail {
+// load_quantized_matrix(); with `codes_in_file`, the codes are not copied: q.codes stays
+// empty and *codes_in_file points at them in f's memory map (valid while f is).
+inline QuantizedMatrix load_quantized_matrix_impl(const SafetensorsFile& f, const std::string& base,
+                                                  const std::uint8_t** codes_in_file) {
   const nlohmann::json info = checkpoint_layer_info(f, base);
   const auto bad = [&](const std::string& what) { detail::fail(f.source() + ": layer '" + base + "': " + what); };
   QuantizedMatrix q;
@@ -267,7 +313,13 @@ inline QuantizedMatrix load_quantized_matrix(const SafetensorsFile& f, const std
     return t.to_float_vector();
   };
 
-  bytes(tensor(".qweight", detail::code_dtype(q.spec), {q.rows, q.row_stride}), q.codes);
+  const TensorView& qweight = tensor(".qweight", detail::code_dtype(q.spec), {q.rows, q.row_stride});
+  const auto* codes = reinterpret_cast<const std::uint8_t*>(qweight.data);
+  if (codes_in_file) {
+    *codes_in_file = codes;
+  } else {
+    q.codes.assign(codes, codes + qweight.nbytes);  // one copy, no zero fill first
+  }
   const scale_constraint c = q.spec.constraint;
   std::vector<float> real_scales;
   if (c == scale_constraint::none) real_scales = real(".scales", grid);
@@ -280,8 +332,21 @@ inline QuantizedMatrix load_quantized_matrix(const SafetensorsFile& f, const std
     std::memcpy(&q.tensor_scale, tensor(".tensor_scale", tensor_dtype::f32, {1}).data, sizeof(float));
   }
   q.scales = detail::rebuild_scales(q, real_scales);
-  detail::check_matrix_values(q, bad);
+  detail::check_matrix_values(q, codes, bad);
   return q;
+}
+}  // namespace detail
+
+// Rebuilds the QuantizedMatrix of layer `base` (see checkpoint_layers()), checking every
+// tensor's dtype and shape against the recorded scheme.
+inline QuantizedMatrix load_quantized_matrix(const SafetensorsFile& f, const std::string& base) {
+  return detail::load_quantized_matrix_impl(f, base, nullptr);
+}
+// The same, with the codes left in f's memory map (`codes`, rows * row_stride bytes, valid
+// while f is) instead of copied into q.codes: for packing them straight into a kernel layout.
+inline QuantizedMatrix load_quantized_matrix_mapped(const SafetensorsFile& f, const std::string& base,
+                                                    const std::uint8_t*& codes) {
+  return detail::load_quantized_matrix_impl(f, base, &codes);
 }
 
 namespace detail {

@@ -101,14 +101,16 @@ inline bool is_quantized_linear(const SafetensorsFile& f, const std::string& bas
 // Rebuilds layer `name` (weight or base name). A bare QuantizedMatrix layer (format version 1,
 // or written by write_quantized_matrix) loads as a layer with no bias, smoothing or recipe,
 // with its LoRC factors and recorded activation format when the entry has them.
-inline QuantizedLinear load_quantized_linear(const SafetensorsFile& f, const std::string& name) {
+namespace detail {
+inline QuantizedLinear load_quantized_linear_impl(const SafetensorsFile& f, const std::string& name,
+                                                  const std::uint8_t** codes_in_file) {
   if (!is_lowbit_checkpoint(f)) detail::fail(f.source() + ": not a lowbit checkpoint (no " +
                                              std::string(checkpoint_format_key) + " in __metadata__)");
   const std::string base = checkpoint_base_name(name);
   const nlohmann::json info = checkpoint_layer_info(f, base);
   const auto bad = [&](const std::string& what) { detail::fail(f.source() + ": layer '" + base + "': " + what); };
   QuantizedLinear layer;
-  layer.weight = load_quantized_matrix(f, base);
+  layer.weight = load_quantized_matrix_impl(f, base, codes_in_file);
   if (const auto it = info.find("matrix_name"); it != info.end() && it->is_string()) layer.weight.name = it->get<std::string>();
   const LowRank lr = load_lorc(f, base);
   if (lr.rank() > 0) {
@@ -146,6 +148,18 @@ inline QuantizedLinear load_quantized_linear(const SafetensorsFile& f, const std
     layer.smoothing = vector(".smooth", layer.in_features(), true);
   }
   return layer;
+}
+}  // namespace detail
+
+inline QuantizedLinear load_quantized_linear(const SafetensorsFile& f, const std::string& name) {
+  return detail::load_quantized_linear_impl(f, name, nullptr);
+}
+// The same, validated alike, with the weight's codes left in f's memory map: layer.weight.codes
+// is empty and `codes` points at its rows * row_stride bytes (valid while f is). A loader
+// packs them from there (RecipeLinear) without copying them first.
+inline QuantizedLinear load_quantized_linear_mapped(const SafetensorsFile& f, const std::string& name,
+                                                    const std::uint8_t*& codes) {
+  return detail::load_quantized_linear_impl(f, name, &codes);
 }
 
 // Every layer of a checkpoint, in metadata order.

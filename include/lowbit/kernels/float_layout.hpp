@@ -183,7 +183,8 @@ inline gemm_scheme choose_float_scheme(const QuantSpec& weights, std::optional<a
   fail("float kernels: fp32 activations need int4 or float4_e2m1fn weights");
 }
 
-inline void check_float_matrix(const QuantizedMatrix& q, gemm_scheme scheme) {
+// check_codes_size false: the codes are elsewhere (pack_float's `codes`), sized by the caller.
+inline void check_float_matrix(const QuantizedMatrix& q, gemm_scheme scheme, bool check_codes_size = true) {
   const auto fmt = q.spec.format;
   const bool ok_format =
       (scheme == gemm_scheme::w8a8_fp8 && fmt == element_format::float8_e4m3fn) ||
@@ -196,7 +197,7 @@ inline void check_float_matrix(const QuantizedMatrix& q, gemm_scheme scheme) {
   if (q.group_size < 1 || q.groups_per_row != (q.cols + q.group_size - 1) / q.group_size)
     fail("pack: weights: group_size/groups_per_row inconsistent with cols");
   const std::int64_t stride = fmt == element_format::float8_e4m3fn ? q.cols : (q.cols + 1) / 2;
-  if (q.row_stride != stride || static_cast<std::int64_t>(q.codes.size()) != q.rows * stride)
+  if (q.row_stride != stride || (check_codes_size && static_cast<std::int64_t>(q.codes.size()) != q.rows * stride))
     fail("pack: weights: codes size does not match rows x row_stride");
   const std::size_t n_scales = static_cast<std::size_t>(q.rows * q.groups_per_row);
   if (q.scales.size() != n_scales) fail("pack: weights: scales size is not rows x groups_per_row");
@@ -211,8 +212,12 @@ inline void check_float_matrix(const QuantizedMatrix& q, gemm_scheme scheme) {
            ", group " + std::to_string(i % q.groups_per_row));
 }
 
-inline float_packed pack_float(const QuantizedMatrix& q, gemm_scheme scheme, isa_tier tier) {
-  check_float_matrix(q, scheme);
+// Packs `q` whose codes are `codes` (rows * row_stride bytes; nullptr: q.codes), e.g. in
+// place in a checkpoint's memory map.
+inline float_packed pack_float(const QuantizedMatrix& q, gemm_scheme scheme, isa_tier tier,
+                               const std::uint8_t* codes = nullptr) {
+  check_float_matrix(q, scheme, codes == nullptr);
+  if (codes == nullptr) codes = q.codes.data();
   if (!tier_supported(tier, host_cpu_features()))
     fail("pack: ISA tier " + std::string(to_string(tier)) + " is not supported by this CPU");
   float_packed w;
@@ -235,23 +240,41 @@ inline float_packed pack_float(const QuantizedMatrix& q, gemm_scheme scheme, isa
   if (w.code == float_code::uint4_with_zero)
     w.zeros.assign(w.scales.size(), 0.0f);
 
+  if (!eight_bit) {
+    // 4-bit codes: a transpose of the block's rows. Source byte kb of row j holds k = 2kb
+    // (low nibble) and 2kb + 1 (high); k-row k's byte j takes row j's nibble k low and row
+    // j + 16's nibble k high. Chunks of 64 source bytes keep the block's rows and the k-rows
+    // written in L1.
+    const std::int64_t kbytes = q.row_stride;
+    constexpr std::int64_t chunk = 64;
+    for (std::int64_t b = 0; b < w.blocks; ++b) {
+      std::uint8_t* dst = w.codes.data() + b * w.cols * w.krow_bytes;
+      for (std::int64_t kb0 = 0; kb0 < kbytes; kb0 += chunk) {
+        const std::int64_t kb1 = std::min(kbytes, kb0 + chunk);
+        for (std::int64_t j = 0; j < 16; ++j) {
+          const std::int64_t ra = b * float_block_cols + j, rb = ra + 16;
+          if (ra >= q.rows) break;  // padded columns stay 0
+          const std::uint8_t* sa = codes + ra * q.row_stride;
+          const std::uint8_t* sb = rb < q.rows ? codes + rb * q.row_stride : nullptr;
+          for (std::int64_t kb = kb0; kb < kb1; ++kb) {
+            const std::uint8_t a = sa[kb], c = sb ? sb[kb] : 0;
+            dst[(2 * kb) * 16 + j] = static_cast<std::uint8_t>((a & 0x0F) | (c << 4));
+            // The high nibbles of an odd K's last byte are 0 and have no k-row.
+            if (2 * kb + 1 < q.cols) dst[(2 * kb + 1) * 16 + j] = static_cast<std::uint8_t>((a >> 4) | (c & 0xF0));
+          }
+        }
+      }
+    }
+  }
   for (std::int64_t r = 0; r < q.rows; ++r) {
     const std::int64_t b = r / float_block_cols, j = r % float_block_cols;
-    const std::uint8_t* src = q.codes.data() + r * q.row_stride;
+    const std::uint8_t* src = codes + r * q.row_stride;
     std::uint8_t* dst = w.codes.data() + b * w.cols * w.krow_bytes;
-    for (std::int64_t k = 0; k < q.cols; ++k) {
-      std::uint8_t* krow = dst + k * w.krow_bytes;
-      if (eight_bit) {
-        // The SIMD decoders do not reproduce NaN; a quantizer never emits it.
-        if ((src[k] & 0x7F) == 0x7F)
-          fail("pack: weights: E4M3 NaN code at row " + std::to_string(r) + ", column " +
-               std::to_string(k));
-        krow[j] = src[k];
-      } else {
-        const std::uint8_t nib = get_nibble(src, static_cast<std::size_t>(k));
-        if (j < 16) krow[j] = static_cast<std::uint8_t>((krow[j] & 0xF0) | nib);
-        else krow[j - 16] = static_cast<std::uint8_t>((krow[j - 16] & 0x0F) | (nib << 4));
-      }
+    for (std::int64_t k = 0; eight_bit && k < q.cols; ++k) {
+      // The SIMD decoders do not reproduce NaN; a quantizer never emits it.
+      if ((src[k] & 0x7F) == 0x7F)
+        fail("pack: weights: E4M3 NaN code at row " + std::to_string(r) + ", column " + std::to_string(k));
+      dst[k * w.krow_bytes + j] = src[k];
     }
     for (std::int64_t g = 0; g < q.groups_per_row; ++g) {
       const std::size_t at = static_cast<std::size_t>((b * w.groups + g) * float_block_cols + j);

@@ -28,29 +28,39 @@ class LinearLayer {
   virtual std::string describe() const = 0;
 };
 
-// Plain fp32 y = x * W^T through Eigen.
+// Plain fp32 y = x * W^T through Eigen, over its own matrix or over fp32 weights that live
+// elsewhere (a memory-mapped F32 tensor, kept alive by `owner`): no copy.
 class Fp32Linear final : public LinearLayer {
  public:
-  explicit Fp32Linear(RowMatrixXf weight) : weight_(std::move(weight)) {}
+  explicit Fp32Linear(RowMatrixXf weight) : own_(std::move(weight)) {
+    data_ = own_.data();
+    rows_ = own_.rows();
+    cols_ = own_.cols();
+  }
+  Fp32Linear(std::shared_ptr<const void> owner, const float* data, std::int64_t rows, std::int64_t cols)
+      : owner_(std::move(owner)), data_(data), rows_(rows), cols_(cols) {}
   void forward(ConstRowMatrixRef x, RowMatrixRef y) const override {
     check_shapes(x, y);
-    y.noalias() = x * weight_.transpose();
+    y.noalias() = x * weight().transpose();
   }
-  std::int64_t in_features() const override { return weight_.cols(); }
-  std::int64_t out_features() const override { return weight_.rows(); }
-  double storage_bits() const override { return 32.0 * static_cast<double>(weight_.size()); }
+  std::int64_t in_features() const override { return cols_; }
+  std::int64_t out_features() const override { return rows_; }
+  double storage_bits() const override { return 32.0 * static_cast<double>(rows_ * cols_); }
   std::string describe() const override { return "fp32"; }
-  const RowMatrixXf& weight() const { return weight_; }
+  Eigen::Map<const RowMatrixXf> weight() const { return Eigen::Map<const RowMatrixXf>(data_, rows_, cols_); }
 
  private:
   void check_shapes(ConstRowMatrixRef x, RowMatrixRef y) const {
-    if (x.cols() != weight_.cols() || y.cols() != weight_.rows() || y.rows() != x.rows())
+    if (x.cols() != cols_ || y.cols() != rows_ || y.rows() != x.rows())
       detail::fail("Fp32Linear: shape mismatch: x [" + std::to_string(x.rows()) + ", " +
-                   std::to_string(x.cols()) + "], W [" + std::to_string(weight_.rows()) +
-                   ", " + std::to_string(weight_.cols()) + "], y [" + std::to_string(y.rows()) +
+                   std::to_string(x.cols()) + "], W [" + std::to_string(rows_) +
+                   ", " + std::to_string(cols_) + "], y [" + std::to_string(y.rows()) +
                    ", " + std::to_string(y.cols()) + "]");
   }
-  RowMatrixXf weight_;
+  RowMatrixXf own_;
+  std::shared_ptr<const void> owner_;
+  const float* data_ = nullptr;
+  std::int64_t rows_ = 0, cols_ = 0;
 };
 
 // Builds the layer for the weight called `name` (Meta naming without ".weight", for

@@ -27,15 +27,25 @@
 
 namespace lowbit::model {
 
+// How LlamaModel builds its classifier.
+struct LlamaBuildOptions {
+  // An fp32 classifier that the source holds as F32 in memory (ModelSource::
+  // classifier_in_place: a memory-mapped checkpoint) runs in place, without an fp32 copy,
+  // and the factory is not asked for it. For factories that keep the classifier fp32 anyway
+  // (a lowbit checkpoint's plain layers run as stored).
+  bool classifier_in_place = false;
+};
+
 class LlamaModel {
  public:
-  explicit LlamaModel(std::shared_ptr<const ModelSource> source, const LinearFactory& factory = fp32_linear_factory())
+  explicit LlamaModel(std::shared_ptr<const ModelSource> source, const LinearFactory& factory = fp32_linear_factory(),
+                      const LlamaBuildOptions& options = {})
       : src_(std::move(source)) {
     if (!src_) lowbit::detail::fail("LlamaModel: no model source");
     src_->config().validate(src_->path());
     norm_ = src_->final_norm();
     detail::check_array(src_->path(), TensorNames::final_norm(naming()), 1, norm_.size(), 1, config().dim, norm_.data());
-    build_linear_layers(factory);
+    build_linear_layers(factory, options.classifier_in_place);
   }
   // A model over weights in memory (validated).
   explicit LlamaModel(LlamaWeights weights, const LinearFactory& factory = fp32_linear_factory())
@@ -51,12 +61,19 @@ class LlamaModel {
   }
 
  private:
-  void build_linear_layers(const LinearFactory& factory) {
+  // classifier_in_place: LlamaBuildOptions (set_linear_layers asks the factory for every layer).
+  void build_linear_layers(const LinearFactory& factory, bool classifier_in_place = false) {
     std::vector<DecoderLayer> built;
     built.reserve(static_cast<std::size_t>(config().n_layers));
     for (int l = 0; l < config().n_layers; ++l) built.push_back(DecoderLayer::build(*src_, l, factory));
-    const RowMatrixXf cls = src_->classifier();
-    auto c = factory(src_->classifier_name(), cls);
+    std::unique_ptr<LinearLayer> c;
+    if (classifier_in_place)
+      if (const float* w = src_->classifier_in_place())
+        c = std::make_unique<Fp32Linear>(src_, w, config().vocab_size, config().dim);  // src_ keeps w alive
+    if (!c) {
+      const RowMatrixXf cls = src_->classifier();
+      c = factory(src_->classifier_name(), cls);
+    }
     if (!c || c->in_features() != config().dim || c->out_features() != config().vocab_size)
       lowbit::detail::fail("LlamaModel: the linear factory returned no layer or a wrong shape for " +
                            src_->classifier_name());

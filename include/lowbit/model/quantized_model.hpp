@@ -9,10 +9,13 @@
 //     the shapes their metadata records, checked against the config;
 //   - every stored QuantizedLinear (io/linear_checkpoint.hpp) becomes a RecipeLinear with
 //     its smoothing vector, LoRC factors, bias and activation format exactly as stored,
-//     packed once here for this CPU's kernels (the reference path where no kernel runs the
-//     scheme, or an error with require_kernels);
-//   - a linear layer stored as a plain tensor (excluded from quantization) runs in fp32.
+//     packed once here for this CPU's kernels straight from the memory-mapped codes (one
+//     validating pass over them, no copy, no dequantized fp32 copy; the reference path
+//     where no kernel runs the scheme, or an error with require_kernels);
+//   - a linear layer stored as a plain tensor (excluded from quantization) runs in fp32; an
+//     F32 classifier (or tied embedding table) runs in place in the memory map, uncopied.
 // Errors name the checkpoint and the layer.
+#include <cstdint>
 #include <map>
 #include <memory>
 #include <string>
@@ -69,7 +72,11 @@ inline LlamaModel load_quantized_llama(std::shared_ptr<const ModelSource> src, c
     if (it == layer_shard.end()) return std::make_unique<Fp32Linear>(weight);  // kept in its input dtype
     std::unique_ptr<RecipeLinear> layer;
     try {
-      layer = std::make_unique<RecipeLinear>(load_quantized_linear(*it->second, name), /*use_kernels=*/true);
+      // Validated in place and packed straight from the memory map: the codes are read
+      // once and never copied.
+      const std::uint8_t* codes = nullptr;
+      QuantizedLinear stored = load_quantized_linear_mapped(*it->second, name, codes);
+      layer = std::make_unique<RecipeLinear>(std::move(stored), codes, /*use_kernels=*/true);
     } catch (const lowbit::error& e) {
       lowbit::detail::fail(path + ": layer " + name + ": " + e.what());
     }
@@ -82,7 +89,9 @@ inline LlamaModel load_quantized_llama(std::shared_ptr<const ModelSource> src, c
                            ")");
     return layer;
   };
-  return LlamaModel(std::move(src), factory);
+  LlamaBuildOptions build;
+  build.classifier_in_place = true;  // the factory keeps a plain classifier fp32 as stored
+  return LlamaModel(std::move(src), factory, build);
 }
 
 inline LlamaModel load_quantized_llama(const std::string& path, const QuantizedLoadOptions& opt = {}) {

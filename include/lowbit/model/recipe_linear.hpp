@@ -4,8 +4,10 @@
 // kernels when attach_kernels() finds one, otherwise through the reference formula of
 // QuantizedLinear with the dequantized weight computed once (not on every call):
 //     y = Qa(x / s) * W_hat^T + ((x / s) * V_hat^T) * U_hat^T + bias
+#include <cstdint>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "lowbit/algo/linear.hpp"
 #include "lowbit/algo/linear_gemm.hpp"
@@ -17,7 +19,18 @@ class RecipeLinear final : public LinearLayer {
  public:
   RecipeLinear(QuantizedLinear layer, bool use_kernels) : layer_(std::move(layer)) {
     if (use_kernels) packed_ = attach_kernels(layer_);
-    if (!packed_) w_hat_ = dequantize(layer_.weight);
+    finish();
+  }
+  // A layer whose weight codes are elsewhere (`codes`, rows * row_stride bytes, e.g. in a
+  // checkpoint's memory map: load_quantized_linear_mapped) and only read here: packed from
+  // there, or copied for the reference path.
+  RecipeLinear(QuantizedLinear layer, const std::uint8_t* codes, bool use_kernels) : layer_(std::move(layer)) {
+    if (use_kernels) packed_ = attach_kernels(layer_, codes);
+    if (!packed_) {
+      const std::size_t n = static_cast<std::size_t>(layer_.weight.rows * layer_.weight.row_stride);
+      layer_.weight.codes.assign(codes, codes + n);
+    }
+    finish();
   }
   void forward(ConstRowMatrixRef x, RowMatrixRef y) const override {
     if (x.cols() != in_features() || y.cols() != out_features() || y.rows() != x.rows())
@@ -42,10 +55,24 @@ class RecipeLinear final : public LinearLayer {
   std::string describe() const override {
     return "recipe " + layer_.recipe + (packed_ ? " (packed kernels)" : " (reference path)");
   }
+  // The layer's scheme, shape and side parts (activations, bias, smoothing, LoRC, recipe).
+  // Its weight's codes and scales are released once the kernels hold them packed (or the
+  // reference path holds W_hat), so layer memory is one copy of the weights.
   const QuantizedLinear& quantized() const { return layer_; }
   bool uses_kernels() const { return packed_; }
 
  private:
+  // The reference path needs W_hat (dequantized once: it is what every call multiplies by);
+  // the packed path needs nothing more. Either way the codes and scales are not needed again.
+  void finish() {
+    if (!packed_) w_hat_ = dequantize(layer_.weight);
+    QuantizedMatrix& q = layer_.weight;
+    for (auto* v : {&q.codes, &q.zeros, &q.scale_codes}) std::vector<std::uint8_t>().swap(*v);
+    std::vector<float>().swap(q.scales);
+    std::vector<float>().swap(q.row_scales);
+    std::vector<std::int8_t>().swap(q.shifts);
+  }
+
   QuantizedLinear layer_;
   bool packed_ = false;
   RowMatrixXf w_hat_;  // reference path only

@@ -95,6 +95,14 @@ class SafetensorsSource final : public ModelSource {
     if (!config_.tied_classifier && external_.count(classifier_name())) return RowMatrixXf();
     return mat(config_.tied_classifier ? TensorNames::embeddings(naming_) : TensorNames::classifier(naming_));
   }
+  const float* classifier_in_place() const override {
+    if (!config_.tied_classifier && external_.count(classifier_name())) return nullptr;
+    const std::string name = config_.tied_classifier ? TensorNames::embeddings(naming_) : TensorNames::classifier(naming_);
+    const TensorView& t = st_.at(name);
+    const float* w = t.f32_data();
+    if (w != nullptr) detail::check_array(path_, name, t.shape[0], t.shape[1], config_.vocab_size, config_.dim, w);
+    return w;
+  }
   const SafetensorsModel& tensors() const { return st_; }
   // The linear layers stored quantized (a lowbit checkpoint), by base name; empty otherwise.
   const external_map& external_linears() const { return external_; }

@@ -44,6 +44,10 @@ class ModelSource {
   virtual Eigen::VectorXf final_norm() const = 0;
   // The classifier matrix [vocab, dim]: the embedding table when tied.
   virtual RowMatrixXf classifier() const = 0;
+  // The classifier's fp32 values in place, valid as long as this source: a stored F32 tensor
+  // in memory (a memory map), checked finite; nullptr where the source would have to convert
+  // or copy it (other dtypes, unaligned data, a quantized classifier), so classifier() it is.
+  virtual const float* classifier_in_place() const { return nullptr; }
 
  protected:
   LlamaConfig config_;

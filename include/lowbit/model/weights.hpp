@@ -17,8 +17,10 @@
 //   norms  layers.N.attention_norm, layers.N.ffn_norm  |  model.layers.N.input_layernorm,
 //          model.layers.N.post_attention_layernorm, model.layers.N.self_attn.{q,k}_norm
 //   other  tok_embeddings, norm, output  |  model.embed_tokens, model.norm, lm_head
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <string>
 #include <utility>
 #include <vector>
@@ -99,10 +101,24 @@ inline void check_array(const std::string& source, const std::string& name, std:
     lowbit::detail::fail(source + ": tensor " + name + " has shape [" + std::to_string(rows) + ", " +
                          std::to_string(cols) + "], expected [" + std::to_string(want_rows) + ", " +
                          std::to_string(want_cols) + "]");
-  for (std::int64_t i = 0; i < rows * cols; ++i)
-    if (!std::isfinite(data[i]))
-      lowbit::detail::fail(source + ": tensor " + name + " has a non-finite value at row " +
-                           std::to_string(i / cols) + ", column " + std::to_string(i % cols));
+  // Branch-free over chunks (an exponent of all ones is NaN or Inf; this vectorizes, so a
+  // large table is checked at memory speed); the position only where a chunk has one.
+  const std::int64_t n = rows * cols;
+  constexpr std::int64_t chunk = 1024;
+  for (std::int64_t c0 = 0; c0 < n; c0 += chunk) {
+    const std::int64_t c1 = std::min(n, c0 + chunk);
+    std::uint32_t any = 0;
+    for (std::int64_t i = c0; i < c1; ++i) {
+      std::uint32_t u;
+      std::memcpy(&u, data + i, 4);
+      any |= static_cast<std::uint32_t>((u & 0x7f800000u) == 0x7f800000u);
+    }
+    if (any == 0) continue;
+    for (std::int64_t i = c0; i < c1; ++i)
+      if (!std::isfinite(data[i]))
+        lowbit::detail::fail(source + ": tensor " + name + " has a non-finite value at row " +
+                             std::to_string(i / cols) + ", column " + std::to_string(i % cols));
+  }
 }
 
 inline bool slot_has_bias(const LlamaConfig& c, linear_slot s) {

@@ -34,6 +34,7 @@
 #include <cstdint>
 #include <cstring>
 #include <string>
+#include <vector>
 
 #include "lowbit/detail/aligned_buffer.hpp"
 #include "lowbit/dispatch/cpu_features.hpp"
@@ -132,8 +133,10 @@ inline int m2_shift_spread(const QuantizedMatrix& q) noexcept {
   return spread;
 }
 
-// Checks that `q` is a well-formed symmetric integer matrix the scheme can run.
-inline void validate_int_weights(const QuantizedMatrix& q, gemm_scheme scheme) {
+// Checks that `q` is a well-formed symmetric integer matrix the scheme can run
+// (check_codes_size false: the codes are elsewhere, e.g. in a checkpoint's memory map, and
+// the caller checked their size).
+inline void validate_int_weights(const QuantizedMatrix& q, gemm_scheme scheme, bool check_codes_size = true) {
   const std::string what = "pack(" + std::string(to_string(scheme)) + "): ";
   const bool int8 = q.spec.format == element_format::int8;
   const bool int4 = q.spec.format == element_format::int4;
@@ -146,7 +149,7 @@ inline void validate_int_weights(const QuantizedMatrix& q, gemm_scheme scheme) {
   if (q.group_size < 1 || q.groups_per_row != (q.cols + q.group_size - 1) / q.group_size)
     fail(what + "group_size / groups_per_row do not match cols");
   const std::int64_t min_stride = int8 ? q.cols : (q.cols + 1) / 2;
-  if (q.row_stride < min_stride || static_cast<std::int64_t>(q.codes.size()) < q.rows * q.row_stride)
+  if (q.row_stride < min_stride || (check_codes_size && static_cast<std::int64_t>(q.codes.size()) < q.rows * q.row_stride))
     fail(what + "codes buffer is smaller than rows * row_stride");
   if (static_cast<std::int64_t>(q.scales.size()) != q.rows * q.groups_per_row)
     fail(what + "scales must hold rows * groups_per_row values");
@@ -180,8 +183,26 @@ inline bool m2_fits_int32(const QuantizedMatrix& q) noexcept {
 // The group padding of a sub-tier's layout: one k step, or one AMX tile's K (64 inputs).
 inline int int_k_align(isa_subtier s, int kstep) noexcept { return s == isa_subtier::amx ? 64 : kstep; }
 
-inline int_packed pack_int(const QuantizedMatrix& q, gemm_scheme scheme, isa_subtier subtier) {
-  validate_int_weights(q, scheme);
+// The tile bytes of one k step of one column: 4 codes (int8, kstep 4) or 8 codes (int4,
+// kstep 8) of a row starting at `src` (int4: nibble-packed, low nibble first, even k), with
+// the weight bias added. int8: byte j = w[j] + 128 = w[j] ^ 0x80. int4: byte j =
+// (w[j] + 8) | (w[j + 4] + 8) << 4, where +8 is nibble ^ 8; the 8 source nibbles k0..k7 are
+// reordered to k0 k4 k1 k5 k2 k6 k3 k7 by two swaps (middle bytes, then inner nibbles).
+inline std::uint32_t int_lane_word(const std::uint8_t* src, bool int4) noexcept {
+  std::uint32_t x = std::uint32_t(src[0]) | std::uint32_t(src[1]) << 8 | std::uint32_t(src[2]) << 16 |
+                    std::uint32_t(src[3]) << 24;
+  if (!int4) return x ^ 0x80808080u;
+  x = (x & 0xFF0000FFu) | ((x & 0x00FF0000u) >> 8) | ((x & 0x0000FF00u) << 8);
+  x = (x & 0xF00FF00Fu) | ((x & 0x0F000F00u) >> 4) | ((x & 0x00F000F0u) << 4);
+  return x ^ 0x88888888u;
+}
+
+// Packs `q` whose codes are `codes` (rows * row_stride bytes; nullptr: q.codes). Loading a
+// checkpoint passes the codes in place in the file's memory map, so they are never copied.
+inline int_packed pack_int(const QuantizedMatrix& q, gemm_scheme scheme, isa_subtier subtier,
+                           const std::uint8_t* codes = nullptr) {
+  validate_int_weights(q, scheme, codes == nullptr);
+  if (codes == nullptr) codes = q.codes.data();
   int_packed p;
   p.scheme = scheme;
   p.subtier = subtier;
@@ -212,18 +233,47 @@ inline int_packed pack_int(const QuantizedMatrix& q, gemm_scheme scheme, isa_sub
   p.data.resize(static_cast<std::size_t>(p.n_tiles * p.tile_bytes));
 
   const int bias = p.weight_bias;
+  // The smallest shift of each row (M2), once per row rather than once per group.
+  std::vector<int> row_min_shift;
+  if (p.is_m2())
+    for (std::int64_t r = 0; r < q.rows; ++r) row_min_shift.push_back(m2_row_min_shift(q, r));
+  // Fast path: every k step lies inside one group and one row (group and K multiples of the
+  // step), so a step of a column is one 4-byte word of its codes (int_lane_word).
+  const bool word_steps = q.group_size % p.kstep == 0 && q.cols % p.kstep == 0;
+  const std::uint32_t pad_word = int4 ? 0x88888888u : 0x80808080u;  // weight 0 (+ bias)
+  const auto signed_code = [&](std::int64_t r, std::int64_t c) -> int {
+    const std::uint8_t* row = codes + r * q.row_stride;
+    if (!int4) return static_cast<std::int8_t>(row[c]);
+    const int nib = get_nibble(row, static_cast<std::size_t>(c));
+    return (nib & 8) ? nib - 16 : nib;
+  };
+  const auto store_word = [](std::uint8_t* lane, std::uint32_t w) {
+    for (int j = 0; j < 4; ++j) lane[j] = static_cast<std::uint8_t>(w >> (8 * j));
+  };
   for (std::int64_t t = 0; t < p.n_tiles; ++t) {
     std::uint8_t* out = p.data.data() + t * p.tile_bytes;
+    // The code rows of this tile's columns; nullptr past N (padding columns).
+    const std::uint8_t* row_codes[32] = {};
+    for (int c = 0; c < p.nt; ++c)
+      if (t * p.nt + c < p.n) row_codes[c] = codes + (t * p.nt + c) * q.row_stride;
     for (std::int64_t g = 0; g < p.groups; ++g) {
       const std::int64_t k0 = g * p.group_size, len = p.group_len(g);
       const std::int64_t steps = p.padded_len(g) / p.kstep;
       for (std::int64_t s = 0; s < steps; ++s, out += lane_bytes) {
+        if (word_steps) {
+          const std::int64_t k = k0 + s * p.kstep, at = int4 ? k / 2 : k;
+          const bool inside = s * p.kstep < len;  // else K padding (AMX groups)
+          for (int c = 0; c < p.nt; ++c)
+            store_word(out + (c / 16) * 64 + (c % 16) * 4,
+                       inside && row_codes[c] ? int_lane_word(row_codes[c] + at, int4) : pad_word);
+          continue;
+        }
         for (int c = 0; c < p.nt; ++c) {
           const std::int64_t n = t * p.nt + c;
           std::uint8_t* lane = out + (c / 16) * 64 + (c % 16) * 4;
           auto biased = [&](std::int64_t kk) {  // kk: offset inside the group
             if (n >= p.n || kk >= len) return bias;
-            return int_weight_code(q, n, k0 + kk) + bias;
+            return signed_code(n, k0 + kk) + bias;
           };
           for (int j = 0; j < 4; ++j) {
             lane[j] = int4 ? static_cast<std::uint8_t>(biased(s * 8 + j) | (biased(s * 8 + 4 + j) << 4))
@@ -235,7 +285,7 @@ inline int_packed pack_int(const QuantizedMatrix& q, gemm_scheme scheme, isa_sub
         const std::int64_t n = t * p.nt + c;
         if (n >= p.n) continue;  // zero
         if (p.is_m2()) {
-          const std::int32_t sh = q.shifts[static_cast<std::size_t>(n * p.groups + g)] - m2_row_min_shift(q, n);
+          const std::int32_t sh = q.shifts[static_cast<std::size_t>(n * p.groups + g)] - row_min_shift[static_cast<std::size_t>(n)];
           std::memcpy(out, &sh, 4);
         } else {
           std::memcpy(out, &q.scales[static_cast<std::size_t>(n * p.groups + g)], 4);
@@ -246,7 +296,7 @@ inline int_packed pack_int(const QuantizedMatrix& q, gemm_scheme scheme, isa_sub
       for (int c = 0; c < p.nt; ++c, out += 4) {
         const std::int64_t n = t * p.nt + c;
         if (n >= p.n) continue;
-        const float f = std::ldexp(q.row_scales[static_cast<std::size_t>(n)], m2_row_min_shift(q, n));
+        const float f = std::ldexp(q.row_scales[static_cast<std::size_t>(n)], row_min_shift[static_cast<std::size_t>(n)]);
         std::memcpy(out, &f, 4);
       }
     }
