@@ -39,6 +39,10 @@
 #include "lowbit/io/linear_checkpoint.hpp"
 #include "lowbit/model/quantized_model.hpp"
 
+// One namespace per benchmark file, so that the files can be compiled as one unity
+// translation unit (benchmarks/CMakeLists.txt) without their file-local names clashing.
+namespace bench_model_cpp {
+
 namespace {
 
 using namespace lowbit;
@@ -223,3 +227,5 @@ const int bench_model_registered = [] {
 }();
 
 }  // namespace
+
+}  // namespace bench_model_cpp

@@ -20,6 +20,10 @@
 #include "test_io_support.hpp"
 #include "test_model_support.hpp"
 
+// One namespace per test file, so that any set of test files can be compiled as one
+// unity translation unit (tests/CMakeLists.txt) without their file-local names clashing.
+namespace test_model_qload_inplace_cpp {
+
 using namespace lowbit;
 
 namespace {
@@ -200,3 +204,4 @@ TEST_CASE("in-place loading: no stored codes or fp32 classifier copy kept; NaN s
   CHECK_THROWS_WITH(load_quantized_llama(bad.path),
                     Catch::Contains("tok_embeddings.weight has a non-finite value at row 200, column 7"));
 }
+}  // namespace test_model_qload_inplace_cpp
