@@ -365,6 +365,8 @@ TEST_CASE("hf tokenizer: malformed files are refused", "[tokenizer]") {
   expect_refused("", {"not valid JSON"});
   expect_refused("{\"model\": {\"type\": \"BPE\", \"vocab\": {", {"not valid JSON in model.vocab"});
   expect_refused("[1, 2, 3]", {"the top level must be an object"});
+  // A number outside double's range is nlohmann's out_of_range, not a parse_error (fuzzer find).
+  expect_refused(R"({"model": 2e555})", {"not valid JSON", "number overflow"});
   expect_refused("{}", {"model: missing"});
   expect_refused(with("added_tokens", R"([{"id": 3, "content": ""}])"), {"added_tokens[0]: empty content"});
   expect_refused(with("added_tokens", R"([{"id": 3}])"), {"added_tokens[0]: missing 'content'"});

@@ -186,6 +186,10 @@ inline std::shared_ptr<const TokenizerImpl> parse_tokenizer_json(const std::stri
     j = json::parse(text);
   } catch (const json::parse_error& e) {
     fail("not valid JSON" + locate_json_error(text, e.byte > 0 ? e.byte - 1 : 0) + ": " + e.what());
+  } catch (const json::exception& e) {
+    // Not a parse_error: a number outside double's range (out_of_range 406), found by
+    // fuzz_tokenizer_json. Every nlohmann exception becomes a lowbit::error naming the file.
+    fail(std::string("not valid JSON: ") + e.what());
   }
   if (!j.is_object()) fail("the top level must be an object");
   auto t = std::make_shared<TokenizerImpl>();
