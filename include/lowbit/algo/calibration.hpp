@@ -19,6 +19,7 @@
 #include <limits>
 #include <string>
 
+#include "lowbit/algo/detail/gram.hpp"
 #include "lowbit/config.hpp"
 #include "lowbit/error.hpp"
 
@@ -60,12 +61,13 @@ class ActivationStats {
       max_ = max_.cwiseMax(row.transpose());
       sum_abs_ += row.cwiseAbs().transpose().cast<double>();
     }
-    // The batch product is formed on its own and then added, so the running sum is exactly a
-    // sum of per-batch products whatever blocking the product uses inside (merge relies on it).
+    // Each batch's product is summed on its own (in registers) and then added, so the running
+    // sum is exactly a sum of per-batch products (merge relies on it), with no n x n temporary.
+    // Only the lower triangle is accumulated; the upper one is mirrored when read.
     if (options_.track_hessian) {
-      Eigen::MatrixXf batch_xtx(channels_, channels_);
-      batch_xtx.noalias() = x.transpose() * x;
-      xtx_ += batch_xtx;
+      detail::gram_lower_accumulate(x.data(), x.outerStride(), x.rows(), channels_, xtx_.data(),
+                                    selected_isa_tier());
+      upper_stale_ = true;
     }
     if (sample_.rows() < options_.max_sample_rows) {
       const Eigen::Index take =
@@ -91,7 +93,10 @@ class ActivationStats {
     min_ = min_.cwiseMin(other.min_);
     max_ = max_.cwiseMax(other.max_);
     sum_abs_ += other.sum_abs_;
-    if (options_.track_hessian) xtx_ += other.xtx_;
+    if (options_.track_hessian) {
+      xtx_ += other.xtx_;  // the lower triangles are exact sums; a stale upper is mirrored later
+      upper_stale_ = upper_stale_ || other.upper_stale_;
+    }
     if (sample_.rows() < options_.max_sample_rows && other.sample_.rows() > 0) {
       const Eigen::Index take = std::min<Eigen::Index>(
           other.sample_.rows(), options_.max_sample_rows - sample_.rows());
@@ -119,6 +124,7 @@ class ActivationStats {
     require_data("the Hessian");
     if (!options_.track_hessian) detail::fail(name_ + ": Hessian tracking was turned off");
     check_not_taken("the Hessian");
+    mirror_upper();
     return xtx_ * (2.0f / static_cast<float>(count_));
   }
   // The Hessian, moved out: the statistics give up their X^T X (channels^2 floats), scaled
@@ -127,6 +133,7 @@ class ActivationStats {
   Eigen::MatrixXf take_hessian() {
     require_data("the Hessian");
     if (!options_.track_hessian) detail::fail(name_ + ": Hessian tracking was turned off");
+    mirror_upper();
     Eigen::MatrixXf h = std::move(xtx_);
     xtx_ = Eigen::MatrixXf();
     h *= 2.0f / static_cast<float>(count_);
@@ -135,13 +142,22 @@ class ActivationStats {
   }
   bool hessian_taken() const noexcept { return hessian_taken_; }
   // The unnormalized sum X^T X (empty once take_hessian() took it).
-  const Eigen::MatrixXf& xtx() const noexcept { return xtx_; }
+  // Not thread-safe on first read after add(): it completes the upper triangle in place.
+  const Eigen::MatrixXf& xtx() const {
+    mirror_upper();
+    return xtx_;
+  }
   // The kept rows of X (at most max_sample_rows).
   const RowMatrixXf& sample() const noexcept { return sample_; }
 
  private:
   void check_not_taken(const char* what) const {
     if (hessian_taken_) detail::fail(name_ + ": the Hessian was taken (take_hessian), cannot use " + what);
+  }
+  void mirror_upper() const {
+    if (!upper_stale_) return;
+    detail::mirror_lower_to_upper(xtx_.data(), channels_);
+    upper_stale_ = false;
   }
   void require_data(const char* what) const {
     if (count_ == 0) detail::fail(name_ + ": no calibration data seen, cannot compute " + what);
@@ -153,7 +169,8 @@ class ActivationStats {
   std::int64_t count_ = 0;
   Eigen::VectorXf absmax_, min_, max_;
   Eigen::VectorXd sum_abs_;
-  Eigen::MatrixXf xtx_;
+  mutable Eigen::MatrixXf xtx_;      // lower triangle exact; upper valid unless upper_stale_
+  mutable bool upper_stale_ = false;
   RowMatrixXf sample_;
   bool hessian_taken_ = false;
 };
