@@ -244,7 +244,9 @@ TEST_CASE("gptq in place: equals the reference GPTQ bit for bit", "[algo][gptq]"
         x.col(5).setZero();
         x.col(c.in - 2).setZero();
       }
-      const RowMatrixXf w = lowbit_test::gaussian(24, c.in, 42);
+      // 150 rows: GPTQ runs in chunks of detail::gptq_row_chunk (64) rows on the pool, two
+      // whole chunks and a partial one; the result must not depend on the thread count.
+      const RowMatrixXf w = lowbit_test::gaussian(150, c.in, 42);
       const Eigen::MatrixXf h = collect_stats(x).hessian();
       GptqOptions opt;
       opt.act_order = c.act_order;
@@ -252,9 +254,14 @@ TEST_CASE("gptq in place: equals the reference GPTQ bit for bit", "[algo][gptq]"
       opt.block_size = c.block;
       const QuantSpec spec = parse_quant_spec(c.spec);
       const GptqResult ref = gptq_inplace_reference::gptq_inplace_reference(w, h, spec, opt, "t");
-      gptq_inplace_same_result(gptq(w, h, spec, opt, "t"), ref);  // copy of the Hessian
-      Eigen::MatrixXf moved = h;
-      gptq_inplace_same_result(gptq(w, std::move(moved), spec, opt, "t"), ref);  // in its buffer
+      for (int threads : {1, 2, 3}) {
+        INFO("threads " << threads);
+        set_num_threads(threads);
+        gptq_inplace_same_result(gptq(w, h, spec, opt, "t"), ref);  // copy of the Hessian
+        Eigen::MatrixXf moved = h;
+        gptq_inplace_same_result(gptq(w, std::move(moved), spec, opt, "t"), ref);  // in its buffer
+      }
+      set_num_threads(0);
       CHECK(ref.dead_columns == (c.dead ? 2 : 0));
     }
   }

@@ -34,6 +34,7 @@
 #include <vector>
 
 #include "lowbit/config.hpp"
+#include "lowbit/detail/threads.hpp"
 #include "lowbit/quant/quantizer.hpp"
 
 namespace lowbit {
@@ -56,6 +57,9 @@ struct GptqResult {
 };
 
 namespace detail {
+
+// Rows per task of the GPTQ loop (a constant, so results do not depend on the thread count).
+inline constexpr Eigen::Index gptq_row_chunk = 64;
 
 // Symmetric permutation in place: a(i, j) <- a(perm[i], perm[j]), by cycles of column and then
 // row moves (values are moved, never recomputed, so the result equals the gathered copy).
@@ -220,7 +224,6 @@ inline GptqResult gptq(ConstRowMatrixRef w, Eigen::MatrixXf hessian, const Quant
   const bool grouped = q.spec.gran == granularity::per_group;
   const bool dynamic_groups = grouped && !options.static_groups;
   if (!dynamic_groups) fit_group_scales(q, w0, 0, q.groups_per_row);
-  std::vector<char> group_fitted(static_cast<std::size_t>(q.groups_per_row), 0);
 
   // Working copy, column-major and permuted, so that each column is contiguous.
   Eigen::MatrixXf work(m, n);
@@ -230,39 +233,51 @@ inline GptqResult gptq(ConstRowMatrixRef w, Eigen::MatrixXf hessian, const Quant
   Eigen::MatrixXf err(m, std::min<Eigen::Index>(bs, n));
   Eigen::VectorXf dq(m);
 
-  for (Eigen::Index i1 = 0; i1 < n; i1 += bs) {
-    const Eigen::Index i2 = std::min<Eigen::Index>(i1 + bs, n), count = i2 - i1;
-    for (Eigen::Index i = i1; i < i2; ++i) {
-      const Eigen::Index col = perm[std::size_t(i)];
-      if (dynamic_groups) {
-        const std::int64_t g = col / q.group_size;
-        if (!group_fitted[std::size_t(g)]) {
-          // The group's columns as they are now: in or before this block, `work` is current;
-          // beyond it, the block's pending lazy update has to be added in.
-          const std::int64_t c_end = std::min<std::int64_t>((g + 1) * q.group_size, n);
-          for (std::int64_t c = g * q.group_size; c < c_end; ++c) {
-            const Eigen::Index p = position[std::size_t(c)];
-            if (p < i2 || i == i1) {
-              scratch.col(c) = work.col(p);
-            } else {
-              scratch.col(c) = work.col(p) - err.leftCols(i - i1) * u.block(i1, p, i - i1, 1);
+  // Rows are independent in GPTQ (each row's error moves only along that row; group scales
+  // are per row), so the loop runs on the lowbit pool over fixed chunks of rows. The chunks do
+  // not depend on the thread count, so neither do the results.
+  const Eigen::Index chunk = detail::gptq_row_chunk;
+  const auto run_rows = [&](Eigen::Index r0, Eigen::Index nr) {
+    std::vector<char> group_fitted(static_cast<std::size_t>(q.groups_per_row), 0);
+    for (Eigen::Index i1 = 0; i1 < n; i1 += bs) {
+      const Eigen::Index i2 = std::min<Eigen::Index>(i1 + bs, n), count = i2 - i1;
+      for (Eigen::Index i = i1; i < i2; ++i) {
+        const Eigen::Index col = perm[std::size_t(i)];
+        if (dynamic_groups) {
+          const std::int64_t g = col / q.group_size;
+          if (!group_fitted[std::size_t(g)]) {
+            // The group's columns as they are now: in or before this block, `work` is current;
+            // beyond it, the block's pending lazy update has to be added in.
+            const std::int64_t c_end = std::min<std::int64_t>((g + 1) * q.group_size, n);
+            for (std::int64_t c = g * q.group_size; c < c_end; ++c) {
+              const Eigen::Index p = position[std::size_t(c)];
+              if (p < i2 || i == i1) {
+                scratch.col(c).segment(r0, nr) = work.col(p).segment(r0, nr);
+              } else {
+                scratch.col(c).segment(r0, nr) =
+                    work.col(p).segment(r0, nr) - err.block(r0, 0, nr, i - i1) * u.block(i1, p, i - i1, 1);
+              }
             }
+            detail::fit_group_scales_rows(q, scratch, g, r0, r0 + nr);
+            group_fitted[std::size_t(g)] = 1;
           }
-          fit_group_scales(q, scratch, g, 1);
-          group_fitted[std::size_t(g)] = 1;
         }
+        detail::quantize_column_rows(q, col, work.col(i).data() + r0, dq.data() + r0, r0, r0 + nr);
+        const float d = u(i, i);
+        err.col(i - i1).segment(r0, nr) = (work.col(i).segment(r0, nr) - dq.segment(r0, nr)) / d;
+        const Eigen::Index rest = i2 - i - 1;
+        if (rest > 0)
+          work.block(r0, i + 1, nr, rest).noalias() -=
+              err.col(i - i1).segment(r0, nr) * u.row(i).segment(i + 1, rest);
       }
-      quantize_column(q, col, work.col(i).data(), dq.data());
-      const float d = u(i, i);
-      err.col(i - i1) = (work.col(i) - dq) / d;
-      const Eigen::Index rest = i2 - i - 1;
-      if (rest > 0)
-        work.middleCols(i + 1, rest).noalias() -=
-            err.col(i - i1) * u.row(i).segment(i + 1, rest);
+      if (i2 < n)
+        work.block(r0, i2, nr, n - i2).noalias() -= err.block(r0, 0, nr, count) * u.block(i1, i2, count, n - i2);
     }
-    if (i2 < n)
-      work.rightCols(n - i2).noalias() -= err.leftCols(count) * u.block(i1, i2, count, n - i2);
-  }
+  };
+  parallel_for((m + chunk - 1) / chunk, 0, executor{}, [&](std::int64_t task) {
+    const Eigen::Index r0 = Eigen::Index(task) * chunk;
+    run_rows(r0, std::min<Eigen::Index>(chunk, m - r0));
+  });
   result.matrix = std::move(q);
   return result;
 }

@@ -122,28 +122,59 @@ inline void fit_matrix_scales(QuantizedMatrix& q, ConstRowMatrixRef w) {
 // the matching columns of w (the full rows x cols matrix), using the matrix-level quantities
 // already in q; honors the clipping search. Per-tensor schemes are fitted entirely by
 // fit_matrix_scales, so this only checks its arguments for them.
+namespace detail {
+// The row-range forms of fit_group_scales (one group) and quantize_column, for callers that
+// split rows over threads (GPTQ): rows [r0, r1) only, arguments already checked. Rows touch
+// disjoint parameters and code bytes, so ranges may run concurrently.
+inline void fit_group_scales_rows(QuantizedMatrix& q, ConstRowMatrixRef w, std::int64_t g, std::int64_t r0,
+                                  std::int64_t r1) {
+  if (q.spec.gran == granularity::per_tensor) return;
+  const scale_context c = context_of(q);
+  dispatch_element_format(q.spec.format, [&](auto f) {
+    constexpr element_format F = decltype(f)::value;
+    for (std::int64_t r = r0; r < r1; ++r) {
+      const float row_scale = row_scale_of(q, r);
+      const std::int64_t c_begin = g * q.group_size, n = std::min(q.group_size, q.cols - c_begin);
+      const float* x = element_ptr(w, r, c_begin);
+      const group_range gr = scan_range(x, n, q.name, r, c_begin);
+      value_span span{x, n};
+      const group_params p = q.spec.clip.enabled ? search_clip<F>(c, gr, row_scale, &span, 1) : fit_group(c, gr, row_scale);
+      store_params(q, r, g, p);
+    }
+  });
+}
+
+// values and dequantized: indexed from row r0 (values[0] is row r0).
+inline void quantize_column_rows(QuantizedMatrix& q, std::int64_t col, const float* values, float* dequantized,
+                                 std::int64_t r0, std::int64_t r1) {
+  const scale_context c = context_of(q);
+  const std::int64_t g = col / q.group_size;
+  const code_value_table& table = code_values(q.spec.format, q.spec.symmetric);
+  const bool nibbles = is_nibble_format(q.spec.format);
+  dispatch_element_format(q.spec.format, [&](auto f) {
+    constexpr element_format F = decltype(f)::value;
+    for (std::int64_t r = r0; r < r1; ++r) {
+      const float v = values[r - r0];
+      if (!std::isfinite(v)) fail_nonfinite(q.name, v, r, col);
+      const group_params p = load_params(q, c, r, g);
+      const std::uint8_t code = element_codec<F>::encode(v * p.inv, make_code_bounds(q.spec, p.zero));
+      std::uint8_t* row = q.codes.data() + r * q.row_stride;
+      if (nibbles)
+        set_nibble(row, static_cast<std::size_t>(col), code);
+      else
+        row[col] = code;
+      dequantized[r - r0] = (table[code] - static_cast<float>(p.zero)) * p.scale;
+    }
+  });
+}
+}  // namespace detail
+
 inline void fit_group_scales(QuantizedMatrix& q, ConstRowMatrixRef w, std::int64_t first_group, std::int64_t count) {
   detail::check_shape(q, w, "fit_group_scales");
   if (first_group < 0 || count < 0 || first_group + count > q.groups_per_row)
     detail::fail("fit_group_scales '" + q.name + "': groups [" + std::to_string(first_group) + ", " +
                  std::to_string(first_group + count) + ") outside [0, " + std::to_string(q.groups_per_row) + ")");
-  if (q.spec.gran == granularity::per_tensor) return;
-  const detail::scale_context c = detail::context_of(q);
-  detail::dispatch_element_format(q.spec.format, [&](auto f) {
-    constexpr element_format F = decltype(f)::value;
-    for (std::int64_t r = 0; r < q.rows; ++r) {
-      const float row_scale = detail::row_scale_of(q, r);
-      for (std::int64_t g = first_group; g < first_group + count; ++g) {
-        const std::int64_t c_begin = g * q.group_size, n = std::min(q.group_size, q.cols - c_begin);
-        const float* x = detail::element_ptr(w, r, c_begin);
-        const detail::group_range gr = detail::scan_range(x, n, q.name, r, c_begin);
-        detail::value_span span{x, n};
-        const detail::group_params p = q.spec.clip.enabled ? detail::search_clip<F>(c, gr, row_scale, &span, 1)
-                                                           : detail::fit_group(c, gr, row_scale);
-        detail::store_params(q, r, g, p);
-      }
-    }
-  });
+  for (std::int64_t g = first_group; g < first_group + count; ++g) detail::fit_group_scales_rows(q, w, g, 0, q.rows);
 }
 
 // Quantizes column `col` of every row with q's current parameters: writes the codes into
@@ -152,25 +183,7 @@ inline void quantize_column(QuantizedMatrix& q, std::int64_t col, const float* v
   if (col < 0 || col >= q.cols)
     detail::fail("quantize_column '" + q.name + "': column " + std::to_string(col) + " outside [0, " +
                  std::to_string(q.cols) + ")");
-  const detail::scale_context c = detail::context_of(q);
-  const std::int64_t g = col / q.group_size;
-  const detail::code_value_table& table = detail::code_values(q.spec.format, q.spec.symmetric);
-  const bool nibbles = is_nibble_format(q.spec.format);
-  detail::dispatch_element_format(q.spec.format, [&](auto f) {
-    constexpr element_format F = decltype(f)::value;
-    for (std::int64_t r = 0; r < q.rows; ++r) {
-      const float v = values[r];
-      if (!std::isfinite(v)) detail::fail_nonfinite(q.name, v, r, col);
-      const detail::group_params p = detail::load_params(q, c, r, g);
-      const std::uint8_t code = detail::element_codec<F>::encode(v * p.inv, detail::make_code_bounds(q.spec, p.zero));
-      std::uint8_t* row = q.codes.data() + r * q.row_stride;
-      if (nibbles)
-        set_nibble(row, static_cast<std::size_t>(col), code);
-      else
-        row[col] = code;
-      dequantized[r] = (table[code] - static_cast<float>(p.zero)) * p.scale;
-    }
-  });
+  detail::quantize_column_rows(q, col, values, dequantized, 0, q.rows);
 }
 
 // The float matrix q stands for: w_hat(r, c) = (value(code) - zero) * scale.
