@@ -248,4 +248,36 @@ TEST_CASE("a BF16 embedding with an Inf is refused at load, naming the tensor", 
                     Catch::Contains("model.embed_tokens.weight has a non-finite value at row 5, column 7"));
 }
 
+TEST_CASE("the forward pass gives the same logits on 1 and 3 threads (classifier, attention)", "[wide16]") {
+  if (!lowbit_test::file_exists(kWide16HfDir + "/config.json") || !lowbit_test::have_stories()) {
+    WARN("skipped: the shared stories260k data are missing");
+    SUCCEED();
+    return;
+  }
+  using namespace lowbit::model;
+  lowbit_test::scratch_dir dir;
+  wide16_test_write_hf(dir.path, wide16_type::bf16);
+  const LlamaModel m(open_model(dir.path));
+  const std::vector<int> tokens = read_u16_tokens(lowbit_test::kStoriesDir + "/eval_tinystories_val_tok512.u16");
+  const std::vector<int> ids(tokens.begin(), tokens.begin() + 70);
+  struct restore_threads {
+    ~restore_threads() { lowbit::set_num_threads(0); }
+  } restore;
+  const auto run = [&](int threads) {
+    lowbit::set_num_threads(threads);
+    // A prompt, then two single-token steps over the cache.
+    KvCache cache(m.config());
+    ForwardWorkspace ws;
+    RowMatrixXf prompt, step1, step2;
+    m.forward(ids.data(), 60, cache, prompt, ws);
+    m.forward(&ids[60], 1, cache, step1, ws);
+    m.forward(&ids[61], 9, cache, step2, ws);
+    RowMatrixXf all(prompt.rows() + step1.rows() + step2.rows(), prompt.cols());
+    all << prompt, step1, step2;
+    return all;
+  };
+  const RowMatrixXf one = run(1), three = run(3);
+  CHECK(one == three);
+}
+
 }  // namespace test_model_wide16_cpp
