@@ -15,6 +15,7 @@
 //                           bench` runs it); weight_GBps = linear + classifier bytes per token
 //                           / time per token, comparable with roofline/dram_read.
 //   model_prefill/<scheme>  one 128-token forward pass (pp128); tokens/s as items_per_second.
+//   classifier/bf16|fp32/1/128256/2048  one decode step's classifier alone (see below).
 // Shape: LOWBIT_BENCH_MODEL=dim,hidden,layers,heads,kv_heads,vocab (default
 // 1024,2816,4,16,4,8192: about 60 M parameters in the blocks; Llama-3.2-1B is
 // 2048,8192,16,32,8,128256 and needs a few GB of disk and memory while writing).
@@ -37,6 +38,7 @@
 #include "lowbit/algo/linear.hpp"
 #include "lowbit/algo/recipes.hpp"
 #include "lowbit/io/linear_checkpoint.hpp"
+#include "lowbit/kernels/wide16.hpp"
 #include "lowbit/model/quantized_model.hpp"
 
 // One namespace per benchmark file, so that the files can be compiled as one unity
@@ -215,7 +217,42 @@ void BM_model_prefill(benchmark::State& state, const std::string& scheme) {
   set_num_threads(0);
 }
 
+// The classifier of a decode step alone: [1, 2048] x [128256, 2048]^T, Llama-3.2-1B's tied
+// embedding, BF16 through wide16_gemm (kernels/wide16.hpp) against the fp32 copy through
+// Eigen (what the model ran before); weight_GBps = weight bytes / time, comparable with
+// roofline/dram_read. Arg: threads (wide16 only; Eigen's product is single-threaded here).
+void BM_classifier_bf16(benchmark::State& state) {
+  const std::int64_t rows = 128256, cols = 2048;
+  std::vector<std::uint16_t> w(static_cast<std::size_t>(rows * cols));
+  std::mt19937 rng(3);
+  for (auto& v : w) v = static_cast<std::uint16_t>(0x3C00u + (rng() & 0x3FFu));  // values in [0.0078, 0.0156)
+  const Wide16View view{w.data(), rows, cols, wide16_type::bf16};
+  RowMatrixXf x = RowMatrixXf::Random(1, cols), y(1, rows);
+  const int threads = static_cast<int>(state.range(0));
+  for (auto _ : state) {
+    wide16_gemm(x, view, y, threads);
+    benchmark::DoNotOptimize(y.data());
+  }
+  state.counters["weight_GBps"] =
+      benchmark::Counter(static_cast<double>(state.iterations()) * 2.0 * rows * cols / 1e9, benchmark::Counter::kIsRate);
+}
+
+void BM_classifier_fp32(benchmark::State& state) {
+  const std::int64_t rows = 128256, cols = 2048;
+  const RowMatrixXf w = RowMatrixXf::Random(rows, cols);
+  RowMatrixXf x = RowMatrixXf::Random(1, cols), y(1, rows);
+  for (auto _ : state) {
+    y.noalias() = x * w.transpose();
+    benchmark::DoNotOptimize(y.data());
+  }
+  state.counters["weight_GBps"] =
+      benchmark::Counter(static_cast<double>(state.iterations()) * 4.0 * rows * cols / 1e9, benchmark::Counter::kIsRate);
+}
+
 const int bench_model_registered = [] {
+  benchmark::RegisterBenchmark("classifier/bf16/1/128256/2048", BM_classifier_bf16)
+      ->Arg(1)->Arg(2)->Unit(benchmark::kMillisecond)->UseRealTime();
+  benchmark::RegisterBenchmark("classifier/fp32/1/128256/2048", BM_classifier_fp32)->Unit(benchmark::kMillisecond)->UseRealTime();
   for (const std::string scheme : {"w4a8-int", "w4a16-int4"}) {
     benchmark::RegisterBenchmark(("model_load/" + scheme).c_str(), BM_model_load, scheme)->Unit(benchmark::kMillisecond)->UseRealTime();
     benchmark::RegisterBenchmark(("model_decode/" + scheme).c_str(), BM_model_decode, scheme)

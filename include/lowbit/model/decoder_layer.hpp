@@ -38,6 +38,7 @@
 #include <string>
 #include <vector>
 
+#include "lowbit/detail/threads.hpp"
 #include "lowbit/model/kv_cache.hpp"
 #include "lowbit/model/linear_layer.hpp"
 #include "lowbit/model/rope.hpp"
@@ -54,7 +55,8 @@ class LinearInputObserver {
 
 // Scratch matrices reused across calls so steady-state evaluation does not allocate.
 struct ForwardWorkspace {
-  RowMatrixXf x, xn, q, k, v, attn, proj, scores, gate, up;
+  RowMatrixXf x, xn, q, k, v, attn, proj, gate, up;
+  std::vector<RowMatrixXf> scores_per_task;  // attention: one [n, len] buffer per kv-head task
   RowMatrixXf rope_cos, rope_sin;  // [n, head_dim / 2] for the call's positions
 };
 
@@ -199,31 +201,46 @@ class DecoderLayer {
 
   // Causal grouped-query attention of the n new queries (ws.q) over cache rows [0, p0+n).
   // Keys and values are read per kv head (dequantized once for the heads sharing it when the
-  // cache is not fp32).
+  // cache is not fp32). The kv heads are split over the pool's threads (default_num_threads();
+  // inline inside an outer parallel_for such as the perplexity's documents): each head writes
+  // only its own columns of ws.attn and uses its own scores buffer, and runs exactly the same
+  // arithmetic whichever thread takes it, so the result does not depend on the thread count.
   void attention(const KvCache& cache, int p0, int n, ForwardWorkspace& ws) const {
+    const int len = p0 + n;
+    ws.attn.resize(n, c_.q_dim());
+    const int threads = std::max(1, std::min(lowbit::default_num_threads(), c_.n_kv_heads));
+    // Tasks of contiguous kv heads, one scores buffer each ([n, len] per task).
+    const int per = (c_.n_kv_heads + threads - 1) / threads;
+    const int tasks = (c_.n_kv_heads + per - 1) / per;
+    if (static_cast<int>(ws.scores_per_task.size()) < tasks) ws.scores_per_task.resize(static_cast<std::size_t>(tasks));
+    lowbit::parallel_for(tasks, threads, lowbit::executor(), [&](std::int64_t i) {
+      RowMatrixXf& scores = ws.scores_per_task[static_cast<std::size_t>(i)];
+      scores.resize(n, len);
+      const int g1 = std::min(c_.n_kv_heads, static_cast<int>(i + 1) * per);
+      for (int g = static_cast<int>(i) * per; g < g1; ++g) attention_kv_head(cache, p0, n, g, scores, ws);
+    });
+  }
+
+  void attention_kv_head(const KvCache& cache, int p0, int n, int g, RowMatrixXf& scores, ForwardWorkspace& ws) const {
     const int hd = c_.head_dim(), len = p0 + n, group = c_.n_heads / c_.n_kv_heads;
     const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
-    ws.attn.resize(n, c_.q_dim());
-    ws.scores.resize(n, len);
-    for (int g = 0; g < c_.n_kv_heads; ++g) {
-      const KvHeadView K = cache.keys(index_, g, len);
-      const KvHeadView V = cache.values(index_, g, len);
-      for (int h = g * group; h < (g + 1) * group; ++h) {
-        ws.scores.noalias() = ws.q.middleCols(h * hd, hd) * K.transpose();
-        for (int t = 0; t < n; ++t) {
-          const int visible = p0 + t + 1;  // query t sees keys 0 .. p0+t
-          // Sliding window (mistral): only keys j with (p0 + t) - j < window.
-          const int first = c_.sliding_window > 0 ? std::max(0, visible - c_.sliding_window) : 0;
-          auto row = ws.scores.row(t);
-          auto seen = row.segment(first, visible - first);
-          const float mx = seen.maxCoeff();
-          seen = ((seen.array() - mx) * scale).exp();
-          seen /= seen.sum();
-          row.head(first).setZero();
-          row.tail(len - visible).setZero();
-        }
-        ws.attn.middleCols(h * hd, hd).noalias() = ws.scores * V;
+    const KvHeadView K = cache.keys(index_, g, len);
+    const KvHeadView V = cache.values(index_, g, len);
+    for (int h = g * group; h < (g + 1) * group; ++h) {
+      scores.noalias() = ws.q.middleCols(h * hd, hd) * K.transpose();
+      for (int t = 0; t < n; ++t) {
+        const int visible = p0 + t + 1;  // query t sees keys 0 .. p0+t
+        // Sliding window (mistral): only keys j with (p0 + t) - j < window.
+        const int first = c_.sliding_window > 0 ? std::max(0, visible - c_.sliding_window) : 0;
+        auto row = scores.row(t);
+        auto seen = row.segment(first, visible - first);
+        const float mx = seen.maxCoeff();
+        seen = ((seen.array() - mx) * scale).exp();
+        seen /= seen.sum();
+        row.head(first).setZero();
+        row.tail(len - visible).setZero();
       }
+      ws.attn.middleCols(h * hd, hd).noalias() = scores * V;
     }
   }
 

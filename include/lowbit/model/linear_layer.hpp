@@ -12,6 +12,7 @@
 #include <utility>
 
 #include "lowbit/config.hpp"
+#include "lowbit/kernels/wide16.hpp"
 
 namespace lowbit::model {
 
@@ -61,6 +62,27 @@ class Fp32Linear final : public LinearLayer {
   std::shared_ptr<const void> owner_;
   const float* data_ = nullptr;
   std::int64_t rows_ = 0, cols_ = 0;
+};
+
+// y = x * W^T over a BF16 or F16 matrix that lives elsewhere (a memory-mapped tensor, kept
+// alive by `owner`), as stored: widened to fp32 in registers (kernels/wide16.hpp), threaded
+// over output rows on the pool with default_num_threads(). The products are those of the
+// fp32 copy (widening is exact); only the summation order differs from Fp32Linear.
+class Wide16Linear final : public LinearLayer {
+ public:
+  Wide16Linear(std::shared_ptr<const void> owner, const Wide16View& w) : owner_(std::move(owner)), w_(w) {
+    if (w_.data == nullptr || w_.rows <= 0 || w_.cols <= 0) detail::fail("Wide16Linear: no weights");
+  }
+  void forward(ConstRowMatrixRef x, RowMatrixRef y) const override { wide16_gemm(x, w_, y); }
+  std::int64_t in_features() const override { return w_.cols; }
+  std::int64_t out_features() const override { return w_.rows; }
+  double storage_bits() const override { return 16.0 * static_cast<double>(w_.rows * w_.cols); }
+  std::string describe() const override { return std::string(to_string(w_.type)) + " (widened to fp32 in registers)"; }
+  const Wide16View& view() const { return w_; }
+
+ private:
+  std::shared_ptr<const void> owner_;
+  Wide16View w_;
 };
 
 // Builds the layer for the weight called `name` (Meta naming without ".weight", for

@@ -8,6 +8,9 @@
 //   per layer l: x = DecoderLayer_l(x)
 //   logits = classifier( rmsnorm(x) * norm )   classifier = embeddings (tied) or output/lm_head
 //
+// A classifier stored BF16/F16 that would run as plain fp32 runs as stored instead
+// (Wide16Linear: widened in registers, never copied to fp32).
+//
 // The model is built layer by layer from a ModelSource (model/source.hpp): each layer's fp32
 // weights are read, handed to the LinearFactory, and dropped. A quantized model therefore
 // holds only its packed linears, norms and biases; the embedding table stays in the source
@@ -38,8 +41,12 @@ struct LlamaBuildOptions {
 
 class LlamaModel {
  public:
-  explicit LlamaModel(std::shared_ptr<const ModelSource> source, const LinearFactory& factory = fp32_linear_factory(),
-                      const LlamaBuildOptions& options = {})
+  // The fp32 model of a source: its classifier runs in place where the source holds it in
+  // memory (F32 uncopied, BF16/F16 as stored), never through an fp32 copy of the table.
+  explicit LlamaModel(std::shared_ptr<const ModelSource> source)
+      : LlamaModel(std::move(source), fp32_linear_factory(), in_place_classifier()) {}
+  LlamaModel(std::shared_ptr<const ModelSource> source, const LinearFactory& factory,
+             const LlamaBuildOptions& options = {})
       : src_(std::move(source)) {
     if (!src_) lowbit::detail::fail("LlamaModel: no model source");
     src_->config().validate(src_->path());
@@ -51,6 +58,11 @@ class LlamaModel {
   explicit LlamaModel(LlamaWeights weights, const LinearFactory& factory = fp32_linear_factory())
       : LlamaModel(model_source_from_weights(std::move(weights), "LlamaModel"), factory) {}
 
+  static LlamaBuildOptions in_place_classifier() {
+    LlamaBuildOptions o;
+    o.classifier_in_place = true;
+    return o;
+  }
   // Rebuilds every decoder layer and the classifier through `factory`, reading one layer of
   // fp32 weights from the source at a time. A model loaded from a lowbit checkpoint has no
   // fp32 weights to rebuild from (and quantizing twice compounds the error): refused.
@@ -67,12 +79,19 @@ class LlamaModel {
     built.reserve(static_cast<std::size_t>(config().n_layers));
     for (int l = 0; l < config().n_layers; ++l) built.push_back(DecoderLayer::build(*src_, l, factory));
     std::unique_ptr<LinearLayer> c;
-    if (classifier_in_place)
+    // A classifier stored BF16/F16 runs as stored wherever it would otherwise run as a plain
+    // fp32 copy of itself (the same products, half the bytes read per token, no copy).
+    const Wide16View w16 = src_->classifier_16bit_in_place();
+    const auto as_stored = [&] { return std::make_unique<Wide16Linear>(src_, w16); };  // src_ keeps it alive
+    if (classifier_in_place) {
       if (const float* w = src_->classifier_in_place())
         c = std::make_unique<Fp32Linear>(src_, w, config().vocab_size, config().dim);  // src_ keeps w alive
+      else if (w16.data != nullptr)
+        c = as_stored();
+    }
     if (!c) {
-      const RowMatrixXf cls = src_->classifier();
-      c = factory(src_->classifier_name(), cls);
+      c = factory(src_->classifier_name(), src_->classifier());
+      if (w16.data != nullptr && dynamic_cast<const Fp32Linear*>(c.get()) != nullptr) c = as_stored();
     }
     if (!c || c->in_features() != config().dim || c->out_features() != config().vocab_size)
       lowbit::detail::fail("LlamaModel: the linear factory returned no layer or a wrong shape for " +

@@ -103,6 +103,27 @@ class SafetensorsSource final : public ModelSource {
     if (w != nullptr) detail::check_array(path_, name, t.shape[0], t.shape[1], config_.vocab_size, config_.dim, w);
     return w;
   }
+  Wide16View classifier_16bit_in_place() const override {
+    if (!config_.tied_classifier && external_.count(classifier_name())) return {};
+    const std::string name = config_.tied_classifier ? TensorNames::embeddings(naming_) : TensorNames::classifier(naming_);
+    const TensorView& t = st_.at(name);
+    if (t.dtype != tensor_dtype::bf16 && t.dtype != tensor_dtype::f16) return {};
+    // Safetensors data offsets need not be even: an odd one is read through a copy instead.
+    if (reinterpret_cast<std::uintptr_t>(t.data) % alignof(std::uint16_t) != 0) return {};
+    if (t.rank() != 2 || t.shape[0] != config_.vocab_size || t.shape[1] != config_.dim)
+      lowbit::detail::fail(path_ + ": tensor " + name + " is not [" + std::to_string(config_.vocab_size) + ", " +
+                           std::to_string(config_.dim) + "]");
+    Wide16View v;
+    v.data = reinterpret_cast<const std::uint16_t*>(t.data);
+    v.rows = config_.vocab_size;
+    v.cols = config_.dim;
+    v.type = t.dtype == tensor_dtype::bf16 ? wide16_type::bf16 : wide16_type::f16;
+    std::int64_t bad = 0;
+    if (!wide16_all_finite(v, &bad))
+      lowbit::detail::fail(path_ + ": tensor " + name + " has a non-finite value at row " + std::to_string(bad / v.cols) +
+                           ", column " + std::to_string(bad % v.cols));
+    return v;
+  }
   const SafetensorsModel& tensors() const { return st_; }
   // The linear layers stored quantized (a lowbit checkpoint), by base name; empty otherwise.
   const external_map& external_linears() const { return external_; }

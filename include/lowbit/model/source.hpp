@@ -12,6 +12,7 @@
 #include <string>
 #include <utility>
 
+#include "lowbit/kernels/wide16.hpp"
 #include "lowbit/model/weights.hpp"
 
 namespace lowbit::model {
@@ -48,6 +49,10 @@ class ModelSource {
   // in memory (a memory map), checked finite; nullptr where the source would have to convert
   // or copy it (other dtypes, unaligned data, a quantized classifier), so classifier() it is.
   virtual const float* classifier_in_place() const { return nullptr; }
+  // The classifier as stored, when that is a BF16 or F16 tensor in memory (a memory map),
+  // valid as long as this source and checked finite: the model multiplies it as it is
+  // (kernels/wide16.hpp) instead of an fp32 copy twice its size. data == nullptr otherwise.
+  virtual Wide16View classifier_16bit_in_place() const { return {}; }
 
  protected:
   LlamaConfig config_;
