@@ -62,7 +62,7 @@ if(TARGET lowbit_cli)
     "cp $T in.safetensors && ! $L quantize in.safetensors -o in.safetensors --quiet 2>err && cat err"
     PASS "is an input file|is the input file")
   lowbit_hardening_probe(hardening_accuracy_json_is_input
-    "cp $T in.safetensors && cp in.safetensors keep && ! $L accuracy --stories in.safetensors --json in.safetensors 2>err && cmp in.safetensors keep && cat err"
+    "cp $T in.safetensors && cp in.safetensors keep && ! $L accuracy --stories in.safetensors --json-out in.safetensors 2>err && cmp in.safetensors keep && cat err"
     PASS "is the input file")
   # Needs cmd_quantize to call lowbit::check_outputs (see docs/design.md, "Outputs"):
   lowbit_hardening_probe(hardening_quantize_json_is_input
@@ -94,6 +94,16 @@ if(TARGET lowbit_cli)
     PASS "--calib 'd' is a directory|Llama")
   lowbit_hardening_probe(hardening_compare_group_overflow
     "! $L compare $T --recipes int4:g99999999999 --quiet 2>err; cat err" PASS "group size '99999999999'")
+  # Scheme flags go through the library's one parser per enum; the message names the flag.
+  lowbit_hardening_probe(hardening_weights_flag_named
+    "! $L quantize $T -o o.safetensors --weights fp5 --quiet 2>err; test ! -e o.safetensors && cat err"
+    PASS "--weights: unknown element format 'fp5'")
+  lowbit_hardening_probe(hardening_activations_flag_named
+    "! $L quantize $T -o o.safetensors --activations int4 --quiet 2>err; test ! -e o.safetensors && cat err"
+    PASS "--activations: unknown activation format 'int4'")
+  lowbit_hardening_probe(hardening_scale_flag_named
+    "! $L quantize $T -o o.safetensors --scale pow3 --quiet 2>err; test ! -e o.safetensors && cat err"
+    PASS "--scale: expected fp32, m1, m2, mx or nvfp4, got 'pow3'")
   # ---- silent changes (item 18) ----------------------------------------------------------
   lowbit_hardening_probe(hardening_group_with_mx
     "! $L quantize $T -o o.safetensors --weights fp4 --group 7 --scale mx --quiet 2>err; test ! -e o.safetensors && cat err"
@@ -108,6 +118,14 @@ if(TARGET lowbit_cli)
     PASS "a\\\\x1b\\[2Jb")
   lowbit_hardening_probe(hardening_formats_json
     "$L formats --json --no-throughput" PASS "\"name\": \"float4_e2m1fn\"")
+  # One --json convention (item 19): --json is a flag that prints JSON to stdout, --json-out
+  # FILE writes it to a file; `accuracy --json FILE` is refused, not taken as a file name.
+  lowbit_hardening_probe(hardening_accuracy_json_stdout
+    "$L accuracy --no-stories --recipe w8a8-fp8 --tokens 16 --json --quiet > out && test \"$(head -c 1 out)\" = '[' && grep -c recipe out"
+    PASS "^[1-9][0-9]*\n$")
+  lowbit_hardening_probe(hardening_accuracy_json_takes_no_file
+    "! $L accuracy --no-stories --tokens 16 --json r.json --quiet 2>err; test ! -e r.json && cat err"
+    PASS "r.json")
   # inspect and quantize report the same bits/weight for a layer with LoRC.
   lowbit_hardening_probe(hardening_bits_per_weight_agree
     "$L quantize $T -o o.safetensors --weights int4 --group 32 --lorc 4 --json > q.json && $L inspect o.safetensors --json > i.json && grep -o '\"bits_per_weight\": [0-9.]*' q.json | sed -n 2p > a && grep -o '\"bits_per_weight\": [0-9.]*' i.json | head -1 > b && cat a b && cmp a b && echo agree"
@@ -116,7 +134,7 @@ if(TARGET lowbit_cli)
   if(EXISTS ${_stories})
     # The default data path does not depend on the working directory.
     lowbit_hardening_probe(hardening_accuracy_default_path
-      "cd / && $L accuracy --recipe w8a8-fp8 --tokens 16 --json ${_hd}/hardening_accuracy_default_path/r.json --quiet >/dev/null && cat ${_hd}/hardening_accuracy_default_path/r.json"
+      "cd / && $L accuracy --recipe w8a8-fp8 --tokens 16 --json-out ${_hd}/hardening_accuracy_default_path/r.json --quiet >/dev/null && cat ${_hd}/hardening_accuracy_default_path/r.json"
       PASS "stories260k_sqnr_db\": [0-9]")
     set_tests_properties(hardening_accuracy_default_path PROPERTIES TIMEOUT 300)
   endif()

@@ -130,6 +130,26 @@ TEST_CASE("metrics: SQNR sums squares in double; NaN is never exact", "[quant][h
   CHECK(std::isnan(lowbit::error_stats(ref, approx).sqnr_db));
 }
 
+TEST_CASE("metrics: per-tensor error_stats add up to the SQNR over all tensors", "[quant][hardening]") {
+  // quantize's total weight SQNR adds each layer's sums (SquaredErrorSums::add(ErrorStats));
+  // it used to rebuild them from mse and the per-layer dB, which breaks on exact layers.
+  const lowbit::RowMatrixXf a = random_matrix(8, 16, 1.0f, 6), b = random_matrix(4, 32, 3.0f, 7);
+  lowbit::RowMatrixXf aq = a, bq = b;
+  aq(1, 2) += 0.25f;
+  bq(3, 30) -= 0.5f;
+  lowbit::SquaredErrorSums direct, summed;
+  direct.add(a, aq);
+  direct.add(b, bq);
+  direct.add(a, a);  // an exact tensor: +inf dB alone, adds only to the reference sum
+  const lowbit::ErrorStats ea = lowbit::error_stats(a, aq), eb = lowbit::error_stats(b, bq), ee = lowbit::error_stats(a, a);
+  CHECK(ea.err2 == Approx(0.0625));
+  CHECK(std::isinf(ee.sqnr_db));
+  for (const auto& e : {ea, eb, ee}) summed.add(e);
+  CHECK(summed.ref2 == Approx(direct.ref2).epsilon(1e-12));
+  CHECK(summed.err2 == Approx(direct.err2).epsilon(1e-12));
+  CHECK(summed.sqnr_db() == Approx(direct.sqnr_db()).epsilon(1e-12));
+}
+
 TEST_CASE("spec text: every message says what is wrong with which field", "[quant][hardening]") {
   CHECK_THROWS_WITH(lowbit::parse_quant_spec("int4:g99999999999"),
                     Catch::Contains("int4:g99999999999") && Catch::Contains("group size"));

@@ -18,7 +18,6 @@
 
 #include "lowbit/algo/recipes.hpp"
 #include "lowbit/error.hpp"
-#include "lowbit/io/detail/atomic_file.hpp"
 #include "lowbit/io/paths.hpp"
 #include "lowbit/io/safetensors.hpp"
 #include "lowbit/io/sharded.hpp"
@@ -26,10 +25,47 @@
 #include "lowbit/model/load.hpp"
 #include "lowbit/quant/scheme.hpp"
 #include "lowbit/quant/spec_text.hpp"
+#include "registry.hpp"  // lowbit_cli::fail
 
 namespace lowbit_cli {
 
+// ---- paths (the program's, plain string operations) ------------------------------------
+
+// "dir/x" -> "dir", "x" -> ".", "/x" -> "/".
+inline std::string parent_directory(const std::string& path) {
+  const auto slash = path.find_last_of('/');
+  if (slash == std::string::npos) return ".";
+  if (slash == 0) return "/";
+  return path.substr(0, slash);
+}
+// "dir/x" -> "x".
+inline std::string base_name(const std::string& path) {
+  const auto slash = path.find_last_of('/');
+  return slash == std::string::npos ? path : path.substr(slash + 1);
+}
+
 // ---- scheme flags ---------------------------------------------------------------------
+
+// A flag's value through the library's parser (quant/spec_text.hpp: the one table of names
+// per enum), its message prefixed with the flag: "--weights: unknown element format ...".
+template <class Parse>
+auto parse_flag(const char* flag, const std::string& value, Parse parse) {
+  try {
+    return parse(value);
+  } catch (const lowbit::error& e) {
+    fail(std::string(flag) + ": " + e.what());
+  }
+}
+
+// --scale: fp32 (real scales) or a constraint's spec-text name (m1, m2, mx, nvfp4).
+inline lowbit::scale_constraint parse_scale_flag(const std::string& value) {
+  if (value == "fp32") return lowbit::scale_constraint::none;
+  try {
+    return lowbit::parse_scale_constraint(value);
+  } catch (const lowbit::error&) {
+    fail("--scale: expected fp32, m1, m2, mx or nvfp4, got '" + value + "'");
+  }
+}
 
 // Calibration: the fp32 model's own forward pass over the first documents of a token file.
 struct calibration_flags {
@@ -56,13 +92,13 @@ struct calibration_data {
 
 inline calibration_data record_calibration(const std::string& model_path, const calibration_flags& f,
                                            std::int64_t sample_rows) {
-  if (f.docs == 0 || f.tokens == 0) lowbit::detail::fail("--calib-docs / --calib-tokens: need at least one document and token");
+  if (f.docs == 0 || f.tokens == 0) lowbit_cli::fail("--calib-docs / --calib-tokens: need at least one document and token");
   lowbit::check_input_file(f.file, "--calib");
   std::shared_ptr<const lowbit::model::ModelSource> source;
   try {
     source = lowbit::model::open_model(model_path);
   } catch (const lowbit::error& e) {
-    lowbit::detail::fail(std::string("--calib supports Llama-architecture checkpoints only: ") + e.what());
+    lowbit_cli::fail(std::string("--calib supports Llama-architecture checkpoints only: ") + e.what());
   }
   const lowbit::model::LlamaModel model(source);
   const std::vector<int> tokens = lowbit::model::read_u16_tokens(f.file);
@@ -83,7 +119,7 @@ inline calibration_data record_calibration(const std::string& model_path, const 
 // lowbit::check_outputs() compares the outputs against, before any work starts.
 inline std::vector<std::string> model_input_files(const lowbit::SafetensorsModel& model, std::vector<std::string> extra = {}) {
   std::vector<std::string> in = model.files();
-  for (const std::string& f : model.files()) in.push_back(lowbit::detail::parent_directory(f) + "/config.json");
+  for (const std::string& f : model.files()) in.push_back(lowbit_cli::parent_directory(f) + "/config.json");
   in.insert(in.end(), extra.begin(), extra.end());
   return in;
 }
@@ -124,8 +160,8 @@ struct resolved_scheme {
 // smoothing) are refused unless `calibrated`.
 inline resolved_scheme resolve(const scheme_flags& f, bool calibrated) {
   if (!f.recipe.empty() && (!f.weights.empty() || !f.activations.empty()))
-    lowbit::detail::fail("--recipe and --weights/--activations are alternatives; give one");
-  if (f.lorc < 0) lowbit::detail::fail("--lorc: rank must be >= 0, got " + std::to_string(f.lorc));
+    lowbit_cli::fail("--recipe and --weights/--activations are alternatives; give one");
+  if (f.lorc < 0) lowbit_cli::fail("--lorc: rank must be >= 0, got " + std::to_string(f.lorc));
   resolved_scheme r;
   lowbit::LinearRecipe& rec = r.recipe;
   if (!f.recipe.empty()) {
@@ -135,31 +171,27 @@ inline resolved_scheme resolve(const scheme_flags& f, bool calibrated) {
   } else {
     rec.name = "custom";
     lowbit::QuantSpec& q = rec.weight;
-    q.format = lowbit::parse_element_format(f.weights.empty() ? "int4" : f.weights);
+    q.format = parse_flag("--weights", f.weights.empty() ? std::string("int4") : f.weights, lowbit::parse_element_format);
     if (f.group > 0) {
       q.gran = lowbit::granularity::per_group;
       q.group_size = f.group;
     } else if (f.group == 0 || f.group == -1) {
       q.gran = f.group == 0 ? lowbit::granularity::per_channel : lowbit::granularity::per_tensor;
     } else {
-      lowbit::detail::fail("--group: expected a group size > 0, 0 (per channel) or -1 (per tensor), got " +
+      lowbit_cli::fail("--group: expected a group size > 0, 0 (per channel) or -1 (per tensor), got " +
                            std::to_string(f.group));
     }
-    if (f.scale == "fp32") q.constraint = lowbit::scale_constraint::none;
-    else if (f.scale == "m1") q.constraint = lowbit::scale_constraint::pow2_m1;
-    else if (f.scale == "m2") q.constraint = lowbit::scale_constraint::pow2_m2;
-    else if (f.scale == "mx") q.constraint = lowbit::scale_constraint::mx;
-    else if (f.scale == "nvfp4") q.constraint = lowbit::scale_constraint::nvfp4;
-    else lowbit::detail::fail("--scale: expected fp32, m1, m2, mx or nvfp4, got '" + f.scale + "'");
+    q.constraint = parse_scale_flag(f.scale);
     q.symmetric = !f.asymmetric;
     const lowbit::QuantSpec given = q;
     q = lowbit::normalized_spec(q, "--weights");
     // mx and nvfp4 fix the group size: an explicit, different --group is refused, not replaced.
     if (f.group_option && f.group_option->count() > 0 &&
         (q.gran != given.gran || (q.gran == lowbit::granularity::per_group && q.group_size != given.group_size)))
-      lowbit::detail::fail("--group " + std::to_string(f.group) + ": --scale " + f.scale + " fixes the group size at " +
+      lowbit_cli::fail("--group " + std::to_string(f.group) + ": --scale " + f.scale + " fixes the group size at " +
                            std::to_string(q.group_size) + "; leave --group out or give --group " + std::to_string(q.group_size));
-    if (!f.activations.empty()) rec.activations = lowbit::ActivationQuant{lowbit::parse_act_format(f.activations), 0};
+    if (!f.activations.empty())
+      rec.activations = lowbit::ActivationQuant{parse_flag("--activations", f.activations, lowbit::parse_act_format), 0};
     r.label = lowbit::to_string(q);
     if (rec.activations) r.label += " a:" + std::string(lowbit::to_string(rec.activations->format));
   }
@@ -171,7 +203,7 @@ inline resolved_scheme resolve(const scheme_flags& f, bool calibrated) {
     char* end = nullptr;
     const float a = std::strtof(f.smooth.c_str(), &end);
     if (end == f.smooth.c_str() || *end != '\0' || !(a >= 0.0f && a <= 1.0f))
-      lowbit::detail::fail("--smooth: expected auto or an alpha in [0, 1], got '" + f.smooth + "'");
+      lowbit_cli::fail("--smooth: expected auto or an alpha in [0, 1], got '" + f.smooth + "'");
     rec.smoothing = lowbit::smoothing_mode::fixed;
     rec.alpha = a;
   }
@@ -183,7 +215,7 @@ inline resolved_scheme resolve(const scheme_flags& f, bool calibrated) {
     const std::string what = !f.recipe.empty() && lowbit::recipe_from_name(f.recipe).needs_calibration()
                                  ? "--recipe " + f.recipe
                                  : std::string(f.gptq ? "--gptq" : "--smooth");
-    lowbit::detail::fail(what + " needs calibration (GPTQ or smoothing): give --calib TOKENS_FILE (u16 token ids) "
+    lowbit_cli::fail(what + " needs calibration (GPTQ or smoothing): give --calib TOKENS_FILE (u16 token ids) "
                                 "with a Llama-architecture input, or use a round-to-nearest scheme "
                                 "(w8a8-fp8, mxfp4, nvfp4, or --weights/--group/--scale)");
   }
@@ -229,7 +261,7 @@ struct tensor_filter {
     try {
       return std::regex(text);
     } catch (const std::regex_error& e) {
-      lowbit::detail::fail(std::string(flag) + ": invalid regex '" + text + "': " + e.what());
+      lowbit_cli::fail(std::string(flag) + ": invalid regex '" + text + "': " + e.what());
     }
   }
 };
@@ -292,9 +324,7 @@ inline void write_json(const std::string& path, const nlohmann::json& j) {
     std::fputs(text.c_str(), stdout);
     return;
   }
-  lowbit::detail::atomic_output_file f(path);
-  f.write_at(text.data(), text.size(), 0);
-  f.commit();
+  lowbit::write_file_atomically(path, text);
 }
 
 // A one-line progress bar on stderr, drawn only when stderr is a terminal and not --quiet.

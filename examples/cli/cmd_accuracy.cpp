@@ -215,7 +215,8 @@ lowbit_cli::registration accuracy_registration{
         int tokens = 256;
         std::string stories;  // default: default_stories_path()
         bool no_stories = false;
-        std::string json;
+        bool json = false;
+        std::string json_out;
         bool quiet = false;
       };
       auto o = std::make_shared<opts>();
@@ -225,12 +226,15 @@ lowbit_cli::registration accuracy_registration{
                      "stories260K safetensors file (default: stories260k/stories260K.safetensors under $LOWBIT_DATA_DIR, "
                      "else under the data directory of the checkout this program was built from)");
       sub.add_flag("--no-stories", o->no_stories, "Only the synthetic layers");
-      sub.add_option("--json", o->json, "Also write the table as JSON to this file ('-' = stdout)");
+      // The one convention of every command: --json prints JSON to stdout instead of the
+      // table, --json-out FILE also writes it to a file.
+      sub.add_flag("--json", o->json, "Print the table as JSON to stdout instead of text");
+      sub.add_option("--json-out", o->json_out, "Also write the table as JSON to FILE");
       sub.add_flag("-q,--quiet", o->quiet, "No progress bar");
       return [o]() -> int {
         const std::string stories_path = o->stories.empty() ? default_stories_path() : o->stories;
         // Before any work: the report must not replace an input, and its directory must accept it.
-        lowbit::check_outputs({o->json}, {o->no_stories ? std::string() : stories_path});
+        lowbit::check_outputs({o->json_out}, {o->no_stories ? std::string() : stories_path});
         const std::vector<std::string> names = o->recipes.empty() ? lowbit::recipe_names() : o->recipes;
         const std::vector<variant> vs = variants(names);
         const std::vector<eval_layer> synth = synthetic_layers(o->tokens);
@@ -240,13 +244,16 @@ lowbit_cli::registration accuracy_registration{
         std::uint64_t done = 0;
         std::string current;
         const std::function<void()> tick = [&] { bar.update(++done, current); };
-        fmt::print("Output SQNR (dB, higher is better) over all layers; calibration and evaluation on "
-                   "disjoint {} tokens each.\n", o->tokens);
-        fmt::print("  synthetic: the 7-layer LLM-like block of `lowbit demo` (hidden 512, ffn 1376, outlier channels)\n");
-        if (!o->no_stories)
-          fmt::print("  stories260K: its 35 real linear weights, with SYNTHETIC Gaussian activations "
-                     "(3 outlier channels x20), not recorded ones\n");
-        fmt::print("\n{:<30} {:<36} {:>7} {:>10} {:>12}\n", "recipe", "what", "bits/w", "synthetic", "stories260K");
+        const bool text = !o->json;
+        if (text) {
+          fmt::print("Output SQNR (dB, higher is better) over all layers; calibration and evaluation on "
+                     "disjoint {} tokens each.\n", o->tokens);
+          fmt::print("  synthetic: the 7-layer LLM-like block of `lowbit demo` (hidden 512, ffn 1376, outlier channels)\n");
+          if (!o->no_stories)
+            fmt::print("  stories260K: its 35 real linear weights, with SYNTHETIC Gaussian activations "
+                       "(3 outlier channels x20), not recorded ones\n");
+          fmt::print("\n{:<30} {:<36} {:>7} {:>10} {:>12}\n", "recipe", "what", "bits/w", "synthetic", "stories260K");
+        }
         nlohmann::json rows = nlohmann::json::array();
         for (const variant& v : vs) {
           current = v.label;
@@ -254,16 +261,20 @@ lowbit_cli::registration accuracy_registration{
           outcome b;
           if (!o->no_stories) b = evaluate(v, stories, tick);
           bar.finish();
-          fmt::print("{:<30} {:<36} {:>7.2f} {:>10} {:>12}\n", v.label, v.what, a.bits_per_weight,
-                     lowbit_cli::db_text(a.sqnr_db), o->no_stories ? std::string("-") : lowbit_cli::db_text(b.sqnr_db));
-          for (const std::string& w : {a.warnings, b.warnings})
-            if (!w.empty()) fmt::print("    warning: {}\n", w);
+          if (text) {
+            fmt::print("{:<30} {:<36} {:>7.2f} {:>10} {:>12}\n", v.label, v.what, a.bits_per_weight,
+                       lowbit_cli::db_text(a.sqnr_db), o->no_stories ? std::string("-") : lowbit_cli::db_text(b.sqnr_db));
+            for (const std::string& w : {a.warnings, b.warnings})
+              if (!w.empty()) fmt::print("    warning: {}\n", w);
+          }
           rows.push_back({{"recipe", v.label}, {"what", v.what}, {"bits_per_weight", a.bits_per_weight},
                           {"synthetic_sqnr_db", lowbit_cli::db_json(a.sqnr_db)},
                           {"stories260k_sqnr_db", o->no_stories ? nlohmann::json(nullptr) : lowbit_cli::db_json(b.sqnr_db)}});
+          if (!a.warnings.empty() || !b.warnings.empty()) rows.back()["warnings"] = a.warnings + b.warnings;
           std::fflush(stdout);
         }
-        if (!o->json.empty()) lowbit_cli::write_json(o->json, rows);  // atomic
+        if (o->json) lowbit_cli::write_json("-", rows);
+        if (!o->json_out.empty()) lowbit_cli::write_json(o->json_out, rows);  // atomic
         return 0;
       };
     }};

@@ -65,25 +65,25 @@ int run_compare(const compare_options& o) {
     t.recipe.weight = lowbit::normalized_spec(t.recipe.weight, item);
     rows.push_back(t);
   }
-  if (rows.empty()) lowbit::detail::fail("--recipes: no scheme given");
-  if (o.probe_tokens < 0) lowbit::detail::fail("--probe-tokens must be >= 0");
+  if (rows.empty()) lowbit_cli::fail("--recipes: no scheme given");
+  if (o.probe_tokens < 0) lowbit_cli::fail("--probe-tokens must be >= 0");
   if (o.calib.enabled() && o.probe_tokens > 0)
-    lowbit::detail::fail("--calib and --probe-tokens are alternatives (recorded or synthetic activations); give one");
+    lowbit_cli::fail("--calib and --probe-tokens are alternatives (recorded or synthetic activations); give one");
   for (const auto& r : rows)
     if (r.recipe.needs_calibration() && !o.calib.enabled() && o.probe_tokens == 0)
-      lowbit::detail::fail("recipe " + r.name + " needs calibration (GPTQ or smoothing): give --calib TOKENS_FILE "
+      lowbit_cli::fail("recipe " + r.name + " needs calibration (GPTQ or smoothing): give --calib TOKENS_FILE "
                            "(Llama-architecture input) or --probe-tokens N (synthetic activations)");
   const auto model = lowbit::open_safetensors_model(o.input);
   // A lowbit checkpoint's layers are codes and scales, not *.weight matrices: comparing
   // schemes on it would quantize already-quantized weights (or silently find none).
   for (const auto& shard : model.shards())
     if (lowbit::is_lowbit_checkpoint(*shard))
-      lowbit::detail::fail(o.input + " is a lowbit checkpoint (already quantized): compare schemes on the source model; "
+      lowbit_cli::fail(o.input + " is a lowbit checkpoint (already quantized): compare schemes on the source model; "
                            "run the checkpoint with eval, generate or bench");
   std::uint64_t total = 0, done = 0;
   for (const auto* t : model.tensors())
     if (o.filter.selects(*t)) total += t->nbytes;
-  if (total == 0) lowbit::detail::fail(o.input + ": no tensor is eligible for quantization (2-D *.weight, see --help)");
+  if (total == 0) lowbit_cli::fail(o.input + ": no tensor is eligible for quantization (2-D *.weight, see --help)");
   std::optional<lowbit_cli::calibration_data> calib;
   if (o.calib.enabled()) calib = lowbit_cli::record_calibration(o.input, o.calib, 512);
   lowbit_cli::progress_bar bar(total, o.quiet);
@@ -119,7 +119,7 @@ int run_compare(const compare_options& o) {
     }
     for (auto& r : rows) {
       if (r.recipe.needs_calibration() && !stats)
-        lowbit::detail::fail("tensor '" + t->name + "': recipe " + r.name + " needs calibration, but the model's forward "
+        lowbit_cli::fail("tensor '" + t->name + "': recipe " + r.name + " needs calibration, but the model's forward "
                              "pass does not use this tensor as a linear layer; leave it out with --exclude");
       const auto t0 = std::chrono::steady_clock::now();
       const lowbit::QuantizedLinear layer = lowbit::quantize_linear(w, nullptr, r.recipe, stats, base);

@@ -65,7 +65,8 @@ std::vector<DemoScheme> demo_schemes() {
 DemoResult run_scheme(const DemoScheme& s, const std::vector<lowbit_synthetic::SyntheticLayer>& layers,
                       const std::vector<RowMatrixXf>& reference_outputs) {
   DemoResult r;
-  double w_ref2 = 0, w_err2 = 0, y_ref2 = 0, y_err2 = 0, bits = 0, weights = 0;
+  lowbit::SquaredErrorSums w_sums, y_sums;  // in double: the library's one SQNR definition
+  double bits = 0, weights = 0;
   std::chrono::duration<double, std::milli> elapsed{0};
   for (std::size_t i = 0; i < layers.size(); ++i) {
     const auto& L = layers[i];
@@ -82,18 +83,14 @@ DemoResult run_scheme(const DemoScheme& s, const std::vector<lowbit_synthetic::S
     if (!s.weights) bits += 32.0 * static_cast<double>(L.weight.size());
     const RowMatrixXf& wq = s.weights ? w_hat : L.weight;
     const RowMatrixXf& xq = s.activations ? x_hat : L.activations;
-    if (s.weights) {
-      w_ref2 += static_cast<double>(L.weight.squaredNorm());
-      w_err2 += static_cast<double>((L.weight - w_hat).squaredNorm());
-    }
+    if (s.weights) w_sums.add(L.weight, w_hat);
     const RowMatrixXf y = xq * wq.transpose();
-    y_ref2 += static_cast<double>(reference_outputs[i].squaredNorm());
-    y_err2 += static_cast<double>((reference_outputs[i] - y).squaredNorm());
+    y_sums.add(reference_outputs[i], y);
   }
   r.bits_per_weight = bits / weights;
-  if (s.weights) r.weight_sqnr_db = 10.0 * std::log10(w_ref2 / w_err2);
-  r.output_sqnr_db = 10.0 * std::log10(y_ref2 / y_err2);
-  r.output_rel_err = std::sqrt(y_err2 / y_ref2);
+  if (s.weights) r.weight_sqnr_db = w_sums.sqnr_db();
+  r.output_sqnr_db = y_sums.sqnr_db();
+  r.output_rel_err = std::sqrt(y_sums.err2 / y_sums.ref2);
   r.millis = elapsed.count();
   return r;
 }

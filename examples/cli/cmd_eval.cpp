@@ -56,25 +56,6 @@ struct eval_options {
   bool ctx_half = false, quiet = false;
 };
 
-lowbit::element_format parse_element_format(const std::string& s) {
-  using lowbit::element_format;
-  if (s == "int8") return element_format::int8;
-  if (s == "int4") return element_format::int4;
-  if (s == "fp8" || s == "e4m3" || s == "float8_e4m3fn") return element_format::float8_e4m3fn;
-  if (s == "e5m2" || s == "float8_e5m2") return element_format::float8_e5m2;
-  if (s == "fp6" || s == "e3m2" || s == "float6_e3m2fn") return element_format::float6_e3m2fn;
-  if (s == "e2m3" || s == "float6_e2m3fn") return element_format::float6_e2m3fn;
-  if (s == "fp4" || s == "e2m1" || s == "float4_e2m1fn") return element_format::float4_e2m1fn;
-  lowbit::detail::fail("--weights: unknown format '" + s + "' (int8, int4, fp8/e4m3, e5m2, fp6/e3m2, e2m3, fp4/e2m1)");
-}
-
-lowbit::act_format parse_act_format(const std::string& s) {
-  if (s == "int8") return lowbit::act_format::int8;
-  if (s == "fp8" || s == "e4m3" || s == "float8_e4m3fn") return lowbit::act_format::float8_e4m3fn;
-  if (s == "e5m2" || s == "float8_e5m2") return lowbit::act_format::float8_e5m2;
-  lowbit::detail::fail("--activations: unknown format '" + s + "' (int8, fp8/e4m3, e5m2, f16, bf16)");
-}
-
 // The explicit scheme flags as an EvalScheme (weights / group / scale / activations).
 EvalScheme scheme_from_flags(const eval_options& o) {
   EvalScheme s;
@@ -89,7 +70,7 @@ EvalScheme scheme_from_flags(const eval_options& o) {
   s.name = "custom";
   if (!o.weights.empty()) {
     lowbit::QuantSpec q;
-    q.format = parse_element_format(o.weights);
+    q.format = lowbit_cli::parse_flag("--weights", o.weights, lowbit::parse_element_format);
     if (o.group > 0) {
       q.gran = lowbit::granularity::per_group;
       q.group_size = o.group;
@@ -97,21 +78,17 @@ EvalScheme scheme_from_flags(const eval_options& o) {
       q.gran = o.group == 0 ? lowbit::granularity::per_channel : lowbit::granularity::per_tensor;
     }
     q.symmetric = !o.asymmetric;
-    if (o.scale == "fp32") q.constraint = lowbit::scale_constraint::none;
-    else if (o.scale == "m1") q.constraint = lowbit::scale_constraint::pow2_m1;
-    else if (o.scale == "m2") q.constraint = lowbit::scale_constraint::pow2_m2;
-    else if (o.scale == "mx") q.constraint = lowbit::scale_constraint::mx;
-    else if (o.scale == "nvfp4") q.constraint = lowbit::scale_constraint::nvfp4;
-    else lowbit::detail::fail("--scale: unknown scale '" + o.scale + "' (fp32, m1, m2, mx, nvfp4)");
+    q.constraint = lowbit_cli::parse_scale_flag(o.scale);
     s.weights = lowbit::normalized_spec(q, "--weights");
   }
   if (o.activations == "f16" || o.activations == "fp16") s.input = lowbit::activation_dtype::f16;
   else if (o.activations == "bf16") s.input = lowbit::activation_dtype::bf16;
-  else if (!o.activations.empty()) s.activations = parse_act_format(o.activations);
+  else if (!o.activations.empty())
+    s.activations = lowbit_cli::parse_flag("--activations", o.activations, lowbit::parse_act_format);
   if (o.backend == "auto") s.backend = linear_backend::automatic;
   else if (o.backend == "packed") s.backend = linear_backend::packed;
   else if (o.backend == "fake") s.backend = linear_backend::fake_quant;
-  else lowbit::detail::fail("--backend: unknown backend '" + o.backend + "' (auto, packed, fake)");
+  else lowbit_cli::fail("--backend: unknown backend '" + o.backend + "' (auto, packed, fake)");
   s.quantize_classifier = o.quantize_classifier;
   return s;
 }
@@ -175,7 +152,7 @@ std::vector<int> encode_text(const std::string& path, const std::string& text, i
 #else
   (void)vocab;
   (void)text;
-  lowbit::detail::fail(path + ": this build reads no tokenizer.json (the Hugging Face tokenizer is not part of it)");
+  lowbit_cli::fail(path + ": this build reads no tokenizer.json (the Hugging Face tokenizer is not part of it)");
 #endif
 }
 
@@ -184,7 +161,7 @@ std::vector<int> encode_text(const std::string& path, const std::string& text, i
 // from its .txt: Python's text.split("\n\n") and str.strip()).
 std::vector<std::string> text_documents(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
-  if (!in) lowbit::detail::fail("--text-file: cannot open '" + path + "'");
+  if (!in) lowbit_cli::fail("--text-file: cannot open '" + path + "'");
   const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   std::vector<std::string> docs;
   const char* ws = " \t\r\n\v\f";
@@ -201,17 +178,17 @@ std::vector<std::string> text_documents(const std::string& path) {
 
 void validate(const eval_options& o) {
   const int inputs = !o.tokens.empty() + !o.text.empty() + !o.text_file.empty();
-  if (inputs != 1) lowbit::detail::fail("give exactly one of --tokens FILE, --text-file FILE or --text \"...\"");
+  if (inputs != 1) lowbit_cli::fail("give exactly one of --tokens FILE, --text-file FILE or --text \"...\"");
   if (!o.recipe.empty() && (!o.weights.empty() || !o.activations.empty()))
-    lowbit::detail::fail("--recipe and --weights/--activations are alternatives; give one");
-  if (o.threads < 0) lowbit::detail::fail("--threads must be >= 0, got " + std::to_string(o.threads));
-  if (o.group < -1) lowbit::detail::fail("--group: expected a group size > 0, 0 (per channel) or -1 (per tensor), got " + std::to_string(o.group));
-  if (o.max_docs == 0) lowbit::detail::fail("--max-docs 0 leaves nothing to evaluate");
-  if (o.max_docs < -1) lowbit::detail::fail("--max-docs must be >= 1 (or -1 for all), got " + std::to_string(o.max_docs));
-  if (o.calib_docs == 0 || o.calib_docs < -1) lowbit::detail::fail("--calib-docs must be >= 1 (or -1 for all)");
-  if (o.ctx < 0 || o.ctx == 1) lowbit::detail::fail("--ctx must be >= 2, got " + std::to_string(o.ctx));
-  if (o.ctx_half && o.ctx == 0) lowbit::detail::fail("--ctx-half needs --ctx N");
-  if (o.ctx > 0 && !o.text.empty()) lowbit::detail::fail("--ctx evaluates a stream: use --tokens or --text-file");
+    lowbit_cli::fail("--recipe and --weights/--activations are alternatives; give one");
+  if (o.threads < 0) lowbit_cli::fail("--threads must be >= 0, got " + std::to_string(o.threads));
+  if (o.group < -1) lowbit_cli::fail("--group: expected a group size > 0, 0 (per channel) or -1 (per tensor), got " + std::to_string(o.group));
+  if (o.max_docs == 0) lowbit_cli::fail("--max-docs 0 leaves nothing to evaluate");
+  if (o.max_docs < -1) lowbit_cli::fail("--max-docs must be >= 1 (or -1 for all), got " + std::to_string(o.max_docs));
+  if (o.calib_docs == 0 || o.calib_docs < -1) lowbit_cli::fail("--calib-docs must be >= 1 (or -1 for all)");
+  if (o.ctx < 0 || o.ctx == 1) lowbit_cli::fail("--ctx must be >= 2, got " + std::to_string(o.ctx));
+  if (o.ctx_half && o.ctx == 0) lowbit_cli::fail("--ctx-half needs --ctx N");
+  if (o.ctx > 0 && !o.text.empty()) lowbit_cli::fail("--ctx evaluates a stream: use --tokens or --text-file");
 }
 
 int run_eval(const eval_options& o) {
@@ -221,7 +198,7 @@ int run_eval(const eval_options& o) {
   const LlamaConfig& cfg = source->config();
   const std::string tokenizer = !o.tokenizer.empty() ? o.tokenizer : source->tokenizer_path();
   if ((!o.text.empty() || !o.text_file.empty()) && tokenizer.empty())
-    lowbit::detail::fail(o.model + " has no tokenizer.json: give --tokenizer FILE (tokenizer.json, or llama2.c tok512.bin)");
+    lowbit_cli::fail(o.model + " has no tokenizer.json: give --tokenizer FILE (tokenizer.json, or llama2.c tok512.bin)");
 
   // The evaluation tokens (and, for text files, the documents' spans) before the model is
   // quantized, so input errors come first.
@@ -229,11 +206,11 @@ int run_eval(const eval_options& o) {
   std::vector<DocumentSpan> docs;
   if (!o.tokens.empty()) {
     tokens = read_u16_tokens(o.tokens);
-    if (tokens.empty()) lowbit::detail::fail("--tokens: " + o.tokens + " holds no tokens");
+    if (tokens.empty()) lowbit_cli::fail("--tokens: " + o.tokens + " holds no tokens");
     docs = split_documents(tokens, cfg.bos());
   } else if (!o.text_file.empty()) {
     const std::vector<std::string> texts = text_documents(o.text_file);
-    if (texts.empty()) lowbit::detail::fail("--text-file: " + o.text_file + " holds no text");
+    if (texts.empty()) lowbit_cli::fail("--text-file: " + o.text_file + " holds no text");
     const std::size_t take = o.max_docs > 0 && o.ctx == 0 ? std::min<std::size_t>(texts.size(), static_cast<std::size_t>(o.max_docs)) : texts.size();
     for (std::size_t i = 0; i < take; ++i) {
       const std::vector<int> ids = encode_text(tokenizer, texts[i], cfg.vocab_size);
@@ -242,21 +219,21 @@ int run_eval(const eval_options& o) {
     }
   } else {
     tokens = encode_text(tokenizer, o.text, cfg.vocab_size);
-    if (tokens.size() < 2) lowbit::detail::fail("--text: the text encodes to fewer than 2 tokens");
+    if (tokens.size() < 2) lowbit_cli::fail("--text: the text encodes to fewer than 2 tokens");
     if (tokens.size() > static_cast<std::size_t>(cfg.max_seq_len))
-      lowbit::detail::fail("--text: " + std::to_string(tokens.size()) + " tokens exceed max_seq_len " + std::to_string(cfg.max_seq_len));
+      lowbit_cli::fail("--text: " + std::to_string(tokens.size()) + " tokens exceed max_seq_len " + std::to_string(cfg.max_seq_len));
     docs.push_back({0, tokens.size()});
   }
   for (int id : tokens)
     if (id < 0 || id >= cfg.vocab_size)
-      lowbit::detail::fail("token id " + std::to_string(id) + " is outside the model's vocabulary [0, " + std::to_string(cfg.vocab_size) + ")");
+      lowbit_cli::fail("token id " + std::to_string(id) + " is outside the model's vocabulary [0, " + std::to_string(cfg.vocab_size) + ")");
 
   // A lowbit checkpoint runs as stored (model/quantized_model.hpp); scheme flags would
   // quantize it a second time, so they are refused for it.
   const bool checkpoint = is_lowbit_checkpoint(*source);
   EvalScheme scheme = scheme_from_flags(o);
   if (checkpoint && !scheme.is_fp32())
-    lowbit::detail::fail(o.model + " is a lowbit checkpoint (already quantized): evaluate it without --recipe/--weights/--activations");
+    lowbit_cli::fail(o.model + " is a lowbit checkpoint (already quantized): evaluate it without --recipe/--weights/--activations");
   if (checkpoint) scheme.name = "checkpoint";
   const kv_cache_type kv = parse_kv_cache_type(o.kv_cache);
   LlamaModel model = checkpoint ? load_quantized_llama(source) : LlamaModel(source);
@@ -267,7 +244,7 @@ int run_eval(const eval_options& o) {
   if (scheme.needs_calibration()) {
     // Calibration: the fp32 model's own forward pass over the first --calib-docs documents.
     const std::string calib_file = !o.calib.empty() ? o.calib : o.tokens;
-    if (calib_file.empty()) lowbit::detail::fail("--recipe " + o.recipe + " needs calibration tokens: give --calib FILE");
+    if (calib_file.empty()) lowbit_cli::fail("--recipe " + o.recipe + " needs calibration tokens: give --calib FILE");
     lowbit::CalibrationOptions co;
     co.max_sample_rows = 4096;  // SmoothQuant's W8A8 alpha objective quantizes real rows
     CalibrationRun run;

@@ -114,10 +114,10 @@ throughput measure_throughput(double seconds) {
   r.tier = lowbit::selected_isa_tier();
   auto measure = [&](lowbit::isa_tier tier) {
     const double enc = elements_per_second(
-        [&] { lowbit::detail::convert_n_tier(tier, x.data(), q.data(), n, lowbit::saturation::finite); }, n,
+        [&] { lowbit::convert_n(tier, x.data(), q.data(), n, lowbit::saturation::finite); }, n,
         seconds);
     const double dec =
-        elements_per_second([&] { lowbit::detail::to_float_n_tier(tier, q.data(), y.data(), n); }, n, seconds);
+        elements_per_second([&] { lowbit::to_float_n(tier, q.data(), y.data(), n); }, n, seconds);
     return std::pair<double, double>{enc, dec};
   };
   std::tie(r.scalar_encode, r.scalar_decode) = measure(lowbit::isa_tier::scalar);

@@ -85,11 +85,6 @@ struct job {
   tensor_result result;
 };
 
-double sqnr_db(const lowbit::RowMatrixXf& ref, const lowbit::RowMatrixXf& approx) {
-  const double err = double((ref - approx).squaredNorm());
-  return err == 0 ? INFINITY : 10.0 * std::log10(double(ref.squaredNorm()) / err);
-}
-
 void quantize_one(job& j) {
   const auto t0 = std::chrono::steady_clock::now();
   const lowbit::TensorView& v = *j.view;
@@ -108,7 +103,7 @@ void quantize_one(job& j) {
     const lowbit::RowMatrixXf& x = j.stats->sample();
     lowbit::RowMatrixXf y = x * w.transpose();
     if (bias) y.rowwise() += bias->transpose();
-    j.result.output_sqnr_db = sqnr_db(y, j.layer(x));
+    j.result.output_sqnr_db = lowbit::error_stats(y, j.layer(x)).sqnr_db;
   }
   j.result.warning = j.layer.warning;
   j.result.storage_bits = j.layer.quantized_bits();
@@ -138,21 +133,21 @@ std::optional<std::string> read_text_file(const std::string& path) {
 int run_quantize(const quantize_options& o) {
   const auto t_start = std::chrono::steady_clock::now();
   const lowbit_cli::resolved_scheme s = lowbit_cli::resolve(o.scheme, o.calib.enabled());
-  if (o.threads < 0) lowbit::detail::fail("--threads must be >= 0");
+  if (o.threads < 0) lowbit_cli::fail("--threads must be >= 0");
   const int threads = o.threads > 0 ? o.threads : lowbit::default_num_threads();
   lowbit_cli::tensor_rules rules(o.ignore, !o.no_default_ignore, o.include, o.exclude);
   for (const auto& arg : o.overrides) {
     rules.overrides.push_back(lowbit_cli::parse_override(arg, s));
     if (rules.overrides.back().recipe.needs_calibration() && !o.calib.enabled())
-      lowbit::detail::fail("--override " + arg + " needs calibration (GPTQ or smoothing): give --calib FILE");
+      lowbit_cli::fail("--override " + arg + " needs calibration (GPTQ or smoothing): give --calib FILE");
   }
   const auto model = lowbit::open_safetensors_model(o.input);
   const bool input_dir = is_directory(o.input);
   const bool out_dir = ends_with(o.output, "/") || is_directory(o.output) || (input_dir && !ends_with(o.output, ".safetensors"));
   for (const auto& shard : model.shards())
-    if (same_file(shard->source(), o.output)) lowbit::detail::fail("the output '" + o.output + "' is an input file");
-  if (out_dir && same_file(o.output, lowbit::detail::parent_directory(model.shards()[0]->source())))
-    lowbit::detail::fail("the output directory '" + o.output + "' is the input's directory");
+    if (same_file(shard->source(), o.output)) lowbit_cli::fail("the output '" + o.output + "' is an input file");
+  if (out_dir && same_file(o.output, lowbit_cli::parent_directory(model.shards()[0]->source())))
+    lowbit_cli::fail("the output directory '" + o.output + "' is the input's directory");
   // Every output against every file read (index, shards, config.json, --calib), by inode, and
   // an unwritable --json-out found before anything is committed. A directory output is written
   // by the sharded writer, which refuses to replace anything but its own files.
@@ -165,7 +160,7 @@ int run_quantize(const quantize_options& o) {
   bool lowbit_input = false;
   for (const auto& shard : model.shards()) lowbit_input = lowbit_input || lowbit::is_lowbit_checkpoint(*shard);
   if (lowbit_input && !o.requantize)
-    lowbit::detail::fail("'" + o.input + "' is a lowbit checkpoint (already quantized" +
+    lowbit_cli::fail("'" + o.input + "' is a lowbit checkpoint (already quantized" +
                          (model.metadata().count("lowbit.scheme") ? ": " + model.metadata().at("lowbit.scheme") : std::string()) +
                          "); quantize the original model, or give --requantize to dequantize it first");
   if (lowbit_input) {
@@ -182,7 +177,7 @@ int run_quantize(const quantize_options& o) {
   // Calibration: the model source and the calibration set; statistics come layer by layer.
   std::optional<lowbit_cli::quantize_calibration> calib;
   if (o.calib.enabled()) {
-    if (lowbit_input) lowbit::detail::fail("--requantize with --calib is not supported: calibrate from the original model");
+    if (lowbit_input) lowbit_cli::fail("--requantize with --calib is not supported: calibrate from the original model");
     calib = lowbit_cli::prepare_quantize_calibration(o.input, o.calib);
   }
 
@@ -232,7 +227,7 @@ int run_quantize(const quantize_options& o) {
   if (out_dir && input_dir) {
     if (auto cfg = read_text_file(o.input + "/config.json")) {
       nlohmann::ordered_json c = nlohmann::ordered_json::parse(*cfg, nullptr, false);
-      if (c.is_discarded() || !c.is_object()) lowbit::detail::fail(o.input + "/config.json: not a JSON object");
+      if (c.is_discarded() || !c.is_object()) lowbit_cli::fail(o.input + "/config.json: not a JSON object");
       c["quantization_config"] = nlohmann::ordered_json::parse(record.dump());
       out.add_file("config.json", c.dump(2) + "\n");
     }
@@ -277,7 +272,7 @@ int run_quantize(const quantize_options& o) {
             if (c == j.stats) j.consumable = c;
           }
           if (!j.stats && j.recipe->needs_calibration())
-            lowbit::detail::fail("tensor '" + j.view->name + "': no calibration statistics (the model's forward pass does not "
+            lowbit_cli::fail("tensor '" + j.view->name + "': no calibration statistics (the model's forward pass does not "
                                  "use it as a linear layer); keep it with --ignore or use a round-to-nearest scheme");
         }
         quantizing += j.quantize ? 1 : 0;
@@ -366,14 +361,13 @@ int run_quantize(const quantize_options& o) {
 
   // Report.
   std::int64_t q_bits = 0, q_weights = 0;
-  double err2 = 0, ref2 = 0;
+  lowbit::SquaredErrorSums weight_sums;  // one SQNR over all quantized weights, from each layer's sums
   for (const auto& r : results) {
     if (!r.quantized) continue;
     const std::int64_t n = r.shape[0] * r.shape[1];
     q_bits += r.storage_bits;
     q_weights += n;
-    ref2 += r.err.mse * double(n) * std::pow(10.0, std::isfinite(r.err.sqnr_db) ? r.err.sqnr_db / 10.0 : 0.0);
-    err2 += r.err.mse * double(n);
+    weight_sums.add(r.err);
   }
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count();
   std::uint64_t out_bytes = 0;
@@ -398,7 +392,7 @@ int run_quantize(const quantize_options& o) {
     const std::size_t nq = static_cast<std::size_t>(std::count_if(results.begin(), results.end(), [](auto& r) { return r.quantized; }));
     fmt::print("\nscheme {}: {} of {} tensors quantized, {:.3f} bits/weight, weight SQNR {} dB\n", s.label, nq,
                results.size(), q_weights ? double(q_bits) / double(q_weights) : 0.0,
-               lowbit_cli::db_text(err2 > 0 ? 10 * std::log10(ref2 / err2) : INFINITY));
+               lowbit_cli::db_text(weight_sums.sqnr_db()));
     for (const auto& ov : rules.overrides) fmt::print("override {} = {}\n", ov.pattern, ov.label);
     if (calib) fmt::print("calibration: {}\n", calib->note);
     fmt::print("{} ({}) -> {} ({}{}) in {:.2f} s\n", o.input, lowbit_cli::human_bytes(double(model.total_file_bytes())),
@@ -419,7 +413,7 @@ int run_quantize(const quantize_options& o) {
     j["output_files"] = out.shard_files();
     j["seconds"] = seconds;
     j["bits_per_weight"] = q_weights ? double(q_bits) / double(q_weights) : 0.0;
-    j["weight_sqnr_db"] = lowbit_cli::db_json(err2 > 0 ? 10 * std::log10(ref2 / err2) : INFINITY);
+    j["weight_sqnr_db"] = lowbit_cli::db_json(weight_sums.sqnr_db());
     auto& arr = j["tensors"] = nlohmann::json::array();
     for (const auto& r : results) {
       nlohmann::json t = {{"name", r.name}, {"shape", r.shape}, {"quantized", r.quantized}};

@@ -43,20 +43,23 @@ struct splitmix {
   float uniform() { return static_cast<float>((next() >> 40) + 1) * (1.0f / 16777217.0f); }  // (0, 1)
 };
 
+// bfloat16 bits of f, round to nearest even (Eigen's conversion, as gemm()'s bf16 input uses).
+std::uint16_t bf16_bits(float f) { return Eigen::numext::bit_cast<std::uint16_t>(Eigen::bfloat16(f)); }
+
 // --shape llama-3.2-1b: a Hugging Face directory shaped like Llama-3.2-1B (hidden 2048,
 // intermediate 8192, 16 layers, 32 heads, 8 kv heads, head_dim 64, vocab 128256, tied
 // embeddings; BF16, about 2.5 GB): config.json, model.safetensors and, with --tokenizer FILE, a
 // copy of that tokenizer.json. Weights are random (Laplace, a few loud input channels), for
 // memory and speed benchmarks of quantize / eval on a real model's shapes.
 int run_synth_hf(const synth_options& o) {
-  if (o.shape != "llama-3.2-1b") lowbit::detail::fail("--shape: expected llama-3.2-1b, got '" + o.shape + "'");
-  if (o.layers < 0 || o.layers > 16) lowbit::detail::fail("--layers: expected 1 to 16, got " + std::to_string(o.layers));
+  if (o.shape != "llama-3.2-1b") lowbit_cli::fail("--shape: expected llama-3.2-1b, got '" + o.shape + "'");
+  if (o.layers < 0 || o.layers > 16) lowbit_cli::fail("--layers: expected 1 to 16, got " + std::to_string(o.layers));
   // --layers N keeps every width and cuts the depth: calibration's peak memory is per layer,
   // so a 2-layer model shows it in minutes (scripts/bench_calibration.sh LAYERS=2).
   const int dim = 2048, hidden = 8192, layers = o.layers > 0 ? o.layers : 16, heads = 32, kv_heads = 8, head_dim = 64,
             vocab = 128256;
   if (::mkdir(o.path.c_str(), 0755) != 0 && errno != EEXIST)
-    lowbit::detail::fail("cannot create '" + o.path + "': " + std::strerror(errno));
+    lowbit_cli::fail("cannot create '" + o.path + "': " + std::strerror(errno));
   lowbit::SafetensorsWriter out(o.path + "/model.safetensors");
   out.set_metadata("format", "pt");
   out.set_metadata("source", "lowbit synth --shape llama-3.2-1b (synthetic, heavy-tailed)");
@@ -70,7 +73,7 @@ int run_synth_hf(const synth_options& o) {
       const float u = rng.uniform() - 0.5f;
       float f = norm ? 1.0f + 0.1f * u : -scale * std::copysign(std::log(std::max(1e-7f, 1.0f - 2.0f * std::fabs(u))), u);
       if (!norm && (i % static_cast<std::size_t>(cols)) % 97 == 13) f *= 8.0f;
-      h[i] = lowbit::detail::float_to_bf16(f);
+      h[i] = bf16_bits(f);
     }
     const std::vector<std::int64_t> shape = rows == 1 ? std::vector<std::int64_t>{cols} : std::vector<std::int64_t>{rows, cols};
     out.add(name, lowbit::tensor_dtype::bf16, shape, h);
@@ -102,13 +105,11 @@ int run_synth_hf(const synth_options& o) {
   lowbit_cli::write_json(o.path + "/config.json", nlohmann::json::parse(config.dump()));
   if (!o.tokenizer.empty()) {
     std::ifstream in(o.tokenizer, std::ios::binary);
-    if (!in) lowbit::detail::fail("--tokenizer: cannot open '" + o.tokenizer + "'");
+    if (!in) lowbit_cli::fail("--tokenizer: cannot open '" + o.tokenizer + "'");
     std::stringstream ss;
     ss << in.rdbuf();
     const std::string text = ss.str();
-    lowbit::detail::atomic_output_file f(o.path + "/tokenizer.json");
-    f.write_at(text.data(), text.size(), 0);
-    f.commit();
+    lowbit::write_file_atomically(o.path + "/tokenizer.json", text);
   }
   fmt::print("{}: Llama-3.2-1B shape, {} layers, dim {}, hidden {}, vocab {}, {} (BF16){}\n", o.path, layers, dim, hidden,
              vocab, lowbit_cli::human_bytes(double(out.data_bytes())), o.tokenizer.empty() ? "" : ", tokenizer.json copied");
@@ -117,10 +118,10 @@ int run_synth_hf(const synth_options& o) {
 
 int run_synth(const synth_options& o) {
   if (!o.shape.empty()) return run_synth_hf(o);
-  if (o.size_gb <= 0) lowbit::detail::fail("--size-gb must be > 0");
+  if (o.size_gb <= 0) lowbit_cli::fail("--size-gb must be > 0");
   lowbit::check_outputs({o.path}, {});  // a device, FIFO or directory at PATH is refused before work
   const bool bf16 = o.dtype == "bf16";
-  if (!bf16 && o.dtype != "f32") lowbit::detail::fail("--dtype: expected f32 or bf16, got '" + o.dtype + "'");
+  if (!bf16 && o.dtype != "f32") lowbit_cli::fail("--dtype: expected f32 or bf16, got '" + o.dtype + "'");
   const double elem = bf16 ? 2.0 : 4.0;
   // Llama-like proportions; dim grows with the size so that tensors stay tens of MB.
   int dim = o.dim > 0 ? o.dim : (o.size_gb >= 1 ? 2048 : o.size_gb >= 0.05 ? 512 : 64);
@@ -145,7 +146,7 @@ int run_synth(const synth_options& o) {
     const std::vector<std::int64_t> shape = rows == 1 ? std::vector<std::int64_t>{cols} : std::vector<std::int64_t>{rows, cols};
     if (bf16) {
       h.resize(n);
-      for (std::size_t i = 0; i < n; ++i) h[i] = lowbit::detail::float_to_bf16(f[i]);
+      for (std::size_t i = 0; i < n; ++i) h[i] = bf16_bits(f[i]);
       out.add(name, lowbit::tensor_dtype::bf16, shape, h);
     } else {
       out.add(name, lowbit::tensor_dtype::f32, shape, f);

@@ -34,7 +34,7 @@ int run_tokenize(const tokenize_options& o) {
   std::string text = o.text;
   if (!o.file.empty()) {
     std::ifstream in(o.file, std::ios::binary);
-    if (!in) lowbit::detail::fail(o.file + ": cannot open file");
+    if (!in) lowbit_cli::fail(o.file + ": cannot open file");
     text.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
   }
   const std::vector<int> ids = tok.encode(text, !o.no_special);
@@ -68,7 +68,7 @@ lowbit_cli::registration tokenize_registration{
       sub.add_flag("--json", opt->json, "Print {\"ids\": [...], \"tokens\": [...]}");
       return [opt, text, file]() {
         if (text->count() == 0 && file->count() == 0)
-          lowbit::detail::fail("tokenize: give the text with --text STRING or --file PATH");
+          lowbit_cli::fail("tokenize: give the text with --text STRING or --file PATH");
         return run_tokenize(*opt);
       };
     }};

@@ -18,7 +18,6 @@
 #include <vector>
 
 #include "cli_common.hpp"
-#include "lowbit/io/detail/atomic_file.hpp"
 #include "lowbit/io/linear_checkpoint.hpp"
 #include "lowbit/io/sharded.hpp"
 #include "lowbit/model/calibration.hpp"
@@ -56,7 +55,7 @@ struct quantize_calib_flags {
 inline std::string tokenizer_json_of(const std::string& model_path) {
   struct stat st {};
   const bool dir = ::stat(model_path.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
-  return (dir ? model_path : lowbit::detail::parent_directory(model_path)) + "/tokenizer.json";
+  return (dir ? model_path : lowbit_cli::parent_directory(model_path)) + "/tokenizer.json";
 }
 
 inline lowbit::model::TextEncoder text_encoder_for(const std::string& tok, const std::string& calib_file) {
@@ -64,13 +63,13 @@ inline lowbit::model::TextEncoder text_encoder_for(const std::string& tok, const
   if (!text) return {};
   struct stat st {};
   if (::stat(tok.c_str(), &st) != 0)
-    lowbit::detail::fail("--calib " + calib_file + " is text and needs the model's tokenizer, but there is no " + tok +
+    lowbit_cli::fail("--calib " + calib_file + " is text and needs the model's tokenizer, but there is no " + tok +
                          " (give a .u16 token file instead)");
 #ifdef LOWBIT_CLI_HAS_HF_TOKENIZER
   auto t = std::make_shared<lowbit::model::HfTokenizer>(lowbit::model::HfTokenizer::load(tok));
   return [t](const std::string& s) { return t->encode(s, /*add_special_tokens=*/true); };
 #else
-  lowbit::detail::fail("--calib " + calib_file + ": this build cannot read tokenizer.json files; give a .u16 token file");
+  lowbit_cli::fail("--calib " + calib_file + ": this build cannot read tokenizer.json files; give a .u16 token file");
 #endif
 }
 
@@ -99,12 +98,12 @@ struct quantize_calibration {
 
 inline quantize_calibration prepare_quantize_calibration(const std::string& model_path, const quantize_calib_flags& f) {
   if (f.inputs != "quantized" && f.inputs != "fp32")
-    lowbit::detail::fail("--calib-inputs: expected quantized or fp32, got '" + f.inputs + "'");
+    lowbit_cli::fail("--calib-inputs: expected quantized or fp32, got '" + f.inputs + "'");
   quantize_calibration d;
   try {
     d.source = lowbit::model::open_model(model_path);
   } catch (const lowbit::error& e) {
-    lowbit::detail::fail(std::string("--calib runs the model layer by layer and supports Llama-family models only: ") + e.what());
+    lowbit_cli::fail(std::string("--calib runs the model layer by layer and supports Llama-family models only: ") + e.what());
   }
   lowbit::model::CalibrationSetOptions so;
   so.samples = f.samples;
@@ -116,7 +115,7 @@ inline quantize_calibration prepare_quantize_calibration(const std::string& mode
   const std::int64_t tokens = d.set.tokens();
   d.note = fmt::format("{} tokens in {} samples of {} (--calib-samples {}, --calib-seq-len {}, sequential, {} inputs)", tokens,
                        d.set.samples.size(), f.file, f.samples, so.seq_len, f.inputs);
-  d.record = {{"file", lowbit::detail::base_name(f.file)}, {"kind", d.set.kind},         {"samples", d.set.samples.size()},
+  d.record = {{"file", lowbit_cli::base_name(f.file)}, {"kind", d.set.kind},         {"samples", d.set.samples.size()},
               {"seq_len", so.seq_len},                     {"tokens", tokens},            {"truncated", d.set.truncated},
               {"method", "sequential"},                    {"inputs", f.inputs}};
   return d;

@@ -18,7 +18,7 @@ inline std::regex compile_regex(const std::string& text, const std::string& flag
   try {
     return std::regex(text);
   } catch (const std::regex_error& e) {
-    lowbit::detail::fail(flag + ": invalid regex '" + text + "': " + e.what());
+    lowbit_cli::fail(flag + ": invalid regex '" + text + "': " + e.what());
   }
 }
 
@@ -35,7 +35,7 @@ struct scheme_override {
 inline scheme_override parse_override(const std::string& arg, const resolved_scheme& base) {
   const auto eq = arg.rfind('=');
   if (eq == std::string::npos || eq == 0 || eq + 1 == arg.size())
-    lowbit::detail::fail("--override: expected REGEX=SCHEME (a recipe name or spec text such as int8:channel), got '" + arg + "'");
+    lowbit_cli::fail("--override: expected REGEX=SCHEME (a recipe name or spec text such as int8:channel), got '" + arg + "'");
   scheme_override o;
   o.pattern = arg.substr(0, eq);
   o.scheme = arg.substr(eq + 1);
@@ -50,7 +50,7 @@ inline scheme_override parse_override(const std::string& arg, const resolved_sch
     try {
       o.recipe.weight = lowbit::normalized_spec(lowbit::parse_quant_spec(o.scheme), "--override " + o.scheme);
     } catch (const lowbit::error& e) {
-      lowbit::detail::fail("--override '" + arg + "': '" + o.scheme + "' is neither a recipe nor a scheme: " + e.what());
+      lowbit_cli::fail("--override '" + arg + "': '" + o.scheme + "' is neither a recipe nor a scheme: " + e.what());
     }
     o.recipe.name = base.recipe.name + "/" + o.scheme;
     o.label = lowbit::to_string(o.recipe.weight);
@@ -121,7 +121,7 @@ inline std::uint64_t parse_byte_size(const std::string& text, const char* flag) 
   else if (unit == "mib") mul = 1024.0 * 1024;
   else if (unit == "gib") mul = 1024.0 * 1024 * 1024;
   if (used == 0 || mul == 0 || !(v > 0) || v * mul > 1e15)
-    lowbit::detail::fail(std::string(flag) + ": expected a size such as 4GiB, 500MB or 1000000, got '" + text + "'");
+    lowbit_cli::fail(std::string(flag) + ": expected a size such as 4GiB, 500MB or 1000000, got '" + text + "'");
   return static_cast<std::uint64_t>(v * mul);
 }
 

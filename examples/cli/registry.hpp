@@ -13,7 +13,13 @@
 #include <string>
 #include <vector>
 
+#include "lowbit/error.hpp"
+
 namespace lowbit_cli {
+
+// The program's errors are lowbit::error too (main prints what() as one line); this is the
+// program's own shorthand, so the commands need nothing from lowbit::detail.
+[[noreturn]] inline void fail(const std::string& what) { throw lowbit::error(what); }
 
 using run_fn = std::function<int()>;
 using setup_fn = std::function<run_fn(CLI::App&)>;

@@ -10,6 +10,7 @@
 #include "lowbit/kernels/kernel.hpp"
 #include "lowbit/pack/int_packing.hpp"
 #include "lowbit/quant/quantized_matrix.hpp"
+#include "lowbit/quant/spec_text.hpp"
 
 namespace lowbit {
 
@@ -29,17 +30,11 @@ constexpr bool is_int_activation_scheme(gemm_scheme s) noexcept {
 
 namespace detail {
 
+// The format's name from spec_text.hpp's table; integers say whether they are symmetric.
 inline std::string describe_weights(const QuantizedMatrix& q) {
-  switch (q.spec.format) {
-    case element_format::int8: return q.spec.symmetric ? "symmetric int8" : "asymmetric int8";
-    case element_format::int4: return q.spec.symmetric ? "symmetric int4" : "asymmetric int4";
-    case element_format::float8_e4m3fn: return "float8_e4m3fn";
-    case element_format::float8_e5m2: return "float8_e5m2";
-    case element_format::float6_e3m2fn: return "float6_e3m2fn";
-    case element_format::float6_e2m3fn: return "float6_e2m3fn";
-    case element_format::float4_e2m1fn: return "float4_e2m1fn";
-  }
-  return "unknown";
+  const std::string name(to_string(q.spec.format));
+  if (q.spec.format != element_format::int8 && q.spec.format != element_format::int4) return name;
+  return (q.spec.symmetric ? "symmetric " : "asymmetric ") + name;
 }
 
 // The integer-activation scheme for `q`, or nullopt when its weights are not symmetric

@@ -6,7 +6,8 @@
 //   to_float_n<T>(in, out, n)   arrays back to float, exact
 //
 // The bulk functions pick their implementation once per process from selected_isa_tier()
-// (LOWBIT_ISA forces a tier); detail::convert_n_tier lets tests call a tier directly.
+// (LOWBIT_ISA forces a tier); the overloads that take an isa_tier run that tier (one the CPU
+// supports, else lowbit::error), for comparing tiers (tests, `lowbit formats`' throughput).
 #include <cstddef>
 #include <cstdint>
 #include <string>
@@ -89,6 +90,16 @@ void convert_n(const float* in, T* out, std::size_t n, saturation s = saturation
 template <class T>
 void to_float_n(const T* in, float* out, std::size_t n) {
   detail::to_float_n_tier(selected_isa_tier(), in, out, n);
+}
+
+template <class T>
+void convert_n(isa_tier tier, const float* in, T* out, std::size_t n, saturation s = saturation::finite) {
+  detail::convert_n_tier(tier, in, out, n, s);
+}
+
+template <class T>
+void to_float_n(isa_tier tier, const T* in, float* out, std::size_t n) {
+  detail::to_float_n_tier(tier, in, out, n);
 }
 
 }  // namespace lowbit

@@ -4,6 +4,7 @@
 // was already committed:
 //
 //   lowbit::check_outputs({out, json_out}, {model files..., config.json, calib file});
+//   lowbit::write_file_atomically(json_out, text);
 //
 // - every output must be absent or a regular file (a symlink to a regular file is followed:
 //   its target is replaced atomically, the link stays); directories, device nodes, FIFOs,
@@ -19,6 +20,7 @@
 #include <climits>
 #include <cstdlib>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "lowbit/error.hpp"
@@ -32,6 +34,15 @@ namespace lowbit {
 // FIFO would block the open, a directory gives unhelpful errors later.
 inline void check_input_file(const std::string& path, const std::string& what) {
   detail::require_regular_input(path, what);
+}
+
+// Writes `bytes` to `path` atomically: a temporary in the same directory, then renamed over
+// the name, so a reader sees the old file or the new one, never a part (the rules of
+// check_outputs apply: only a regular file or nothing is replaced).
+inline void write_file_atomically(const std::string& path, std::string_view bytes) {
+  detail::atomic_output_file f(path);
+  f.write_at(bytes.data(), bytes.size(), 0);
+  f.commit();
 }
 
 inline void check_outputs(const std::vector<std::string>& outputs, const std::vector<std::string>& inputs) {

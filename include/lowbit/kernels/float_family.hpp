@@ -13,8 +13,8 @@
 //   prepare_float(packed, x)         once per call (shared read-only by all threads); gemm()
 //                                    splits it: make_float_workspace, then
 //                                    prepare_float_tokens over token ranges on the pool
-//   prepare_float_half(...)          the same for fp16/bf16 activations on the AVX512-FP16
-//                                    path (x86/avx512fp16_float.hpp)
+//   make_float_half_workspace, then  the same for fp16/bf16 activations on the AVX512-FP16
+//   prepare_float_half_tokens        path (x86/avx512fp16_float.hpp); gemm() runs the ranges
 //   run_float(packed, ws, y, n0, n1) per thread, a range of output columns (no bias);
 //                                    ranges that start on multiples of float_block_cols
 //                                    (32) waste no work
@@ -127,13 +127,6 @@ inline void prepare_float_half_tokens(const std::uint16_t* bits, std::int64_t st
   (void)bits, (void)stride, (void)input, (void)ws, (void)t0, (void)t1;
   fail("gemm: the AVX512-FP16 path is x86 only");
 #endif
-}
-
-inline float_workspace prepare_float_half(const float_packed& w, const std::uint16_t* bits, std::int64_t tokens,
-                                          std::int64_t k, std::int64_t stride, activation_dtype input) {
-  float_workspace ws = make_float_half_workspace(w, tokens, k, input);
-  prepare_float_half_tokens(bits, stride, input, ws, 0, tokens);
-  return ws;
 }
 
 inline std::size_t float_packed_bytes(const float_packed& w) {

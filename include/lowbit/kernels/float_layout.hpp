@@ -362,8 +362,12 @@ inline void prepare_float_tokens(const float_packed& w, ConstRowMatrixRef x, flo
             fail("activations: non-finite value at token " + std::to_string(t) + ", column " +
                  std::to_string(k));
       }
-      const float inv = amax == 0.0f ? 0.0f : e4m3_max_value / amax;
-      ws.token_scales[static_cast<std::size_t>(t)] = amax == 0.0f ? 0.0f : amax / e4m3_max_value;
+      const ActivationScale rule = activation_scale(act_format::float8_e4m3fn, amax);  // the one rule
+      if (rule.overflows)
+        fail("activations: token " + std::to_string(t) + ": |x| up to " + std::to_string(amax) +
+             " is too close to FLT_MAX: its dequantized values would overflow");
+      const float inv = rule.inv;
+      ws.token_scales[static_cast<std::size_t>(t)] = rule.scale;
       std::uint8_t* codes = ws.codes.data() + t * k_in;
       for (std::int64_t k = 0; k < k_in; ++k) scaled[static_cast<std::size_t>(k)] = row[k] * inv;
       // The bulk encoder of this tier: bit-exact with convert<float8_e4m3fn> (and so with

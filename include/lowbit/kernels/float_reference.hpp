@@ -10,8 +10,9 @@
 //  - Products and sums are accumulated in double; the per-token activation scale is applied
 //    once at the end: y(t, n) = float(s_a(t) * sum_k value(xq(t, k)) * w_hat(n, k)).
 //
-// The per-token E4M3 activation rule (shared, bit for bit, with quant/activation.hpp):
-//   amax = max_k |x(t, k)|; scale = amax / 448, inv = 448 / amax (both 0 when amax == 0);
+// The per-token E4M3 activation rule (quant/activation.hpp's activation_scale, called here):
+//   amax = max_k |x(t, k)|; scale = amax / 448, inv = 448 / amax (both 0 when amax == 0 or
+//   the row is too small to invert; refused when the scale would overflow);
 //   code(t, k) = convert<float8_e4m3fn>(x(t, k) * inv, saturation::finite), fp32 multiply.
 // A non-finite activation has no meaningful scale, so it is an error, not a silent NaN row.
 #include <cmath>
@@ -25,11 +26,10 @@
 #include "lowbit/formats/float8.hpp"
 #include "lowbit/formats/nibbles.hpp"
 #include "lowbit/kernels/kernel.hpp"
+#include "lowbit/quant/activation.hpp"
 #include "lowbit/quant/quantized_matrix.hpp"
 
 namespace lowbit::detail {
-
-constexpr float e4m3_max_value = 448.0f;
 
 // Per-token E4M3 quantization of one activation row of `n` values, the reference rule.
 // `token` only names the row in error messages.
@@ -42,8 +42,12 @@ inline void quantize_token_e4m3_reference(const float* x, std::int64_t n, std::i
            std::to_string(i));
     amax = std::fmax(amax, std::fabs(x[i]));
   }
-  const float inv = amax == 0.0f ? 0.0f : e4m3_max_value / amax;
-  *scale = amax == 0.0f ? 0.0f : amax / e4m3_max_value;
+  const ActivationScale rule = activation_scale(act_format::float8_e4m3fn, amax);  // the one rule
+  if (rule.overflows)
+    fail("activations: token " + std::to_string(token) + ": |x| up to " + std::to_string(amax) +
+         " is too close to FLT_MAX: its dequantized values would overflow");
+  const float inv = rule.inv;
+  *scale = rule.scale;
   for (std::int64_t i = 0; i < n; ++i)
     codes[i] = convert<float8_e4m3fn>(x[i] * inv, saturation::finite).bits();
 }

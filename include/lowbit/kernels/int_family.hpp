@@ -6,9 +6,10 @@
 //                      make_int_workspace + prepare_int_tokens over token ranges on the pool)
 //   run_int(p, ws, y, n_begin, n_end);                    per thread, tile-aligned ranges
 //
-// prepare_int quantizes each token row of x exactly as quantize_activations(int8) does:
-//   amax = max |x|, scale = amax / 127, inv = 127 / amax (0 when amax == 0),
-//   code = clamp(round_half_even(x * inv), -127, 127)   (fp32 multiply)
+// prepare_int quantizes each token row of x exactly as quantize_activations(int8) does, with
+// its scale rule (activation_scale in quant/activation.hpp):
+//   amax = max |x|, scale = amax / 127, inv = 127 / amax (both 0 when amax == 0 or the row is
+//   too small to invert), code = clamp(round_half_even(x * inv), -127, 127)  (fp32 multiply)
 // Result, per token t and column n (the order every tier follows, so outputs are bit-exact
 // across tiers, given the exact int32 group sums acc_g = sum_{k in g} w[n,k] * a[t,k]):
 //   per-group / per-channel:  y = fma(acc_G-1, s_w[n,G-1], ... fma(acc_0, s_w[n,0], 0)) * s_a[t]
@@ -28,6 +29,7 @@
 #include "lowbit/kernels/x86/avx2_int.hpp"
 #include "lowbit/kernels/x86/avx512_int.hpp"
 #include "lowbit/pack/int_packing.hpp"
+#include "lowbit/quant/activation.hpp"
 
 namespace lowbit::detail {
 
@@ -53,9 +55,6 @@ inline std::int32_t scalar_quantize_codes(const float* x, std::int64_t n, float 
   }
   return sum;
 }
-
-inline float int8_activation_scale(float amax) noexcept { return amax / 127.0f; }
-inline float int8_activation_inverse(float amax) noexcept { return amax == 0.0f ? 0.0f : 127.0f / amax; }
 
 inline void allocate_int_workspace(const int_packed& p, std::int64_t m, int_workspace& ws) {
   ws.m = m;
@@ -115,8 +114,13 @@ inline void prepare_int_tokens(const int_packed& p, ConstRowMatrixRef x, isa_tie
       amax = scalar_absmax(row, p.k, nan);
     if (nan || !std::isfinite(amax))
       fail("gemm: activation row " + std::to_string(t) + " holds a NaN or an infinity");
-    ws.a_scale[static_cast<std::size_t>(t)] = int8_activation_scale(amax);
-    const float inv = int8_activation_inverse(amax);
+    // The scale rule of quant/activation.hpp (the one definition; tiny rows flush to zero).
+    const ActivationScale rule = activation_scale(act_format::int8, amax);
+    if (rule.overflows)
+      fail("gemm: activation row " + std::to_string(t) + ": |x| up to " + std::to_string(amax) +
+           " is too close to FLT_MAX: its dequantized values would overflow");
+    ws.a_scale[static_cast<std::size_t>(t)] = rule.scale;
+    const float inv = rule.inv;
     std::int8_t* dst = ws.a.data() + t * ws.a_stride;
     std::int64_t off = 0;
     for (std::int64_t g = 0; g < p.groups; ++g) {

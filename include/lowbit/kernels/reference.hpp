@@ -10,10 +10,12 @@
 #include "lowbit/config.hpp"
 #include "lowbit/kernels/kernel.hpp"
 #include "lowbit/pack/int_packing.hpp"
+#include "lowbit/quant/activation.hpp"
 
 namespace lowbit::detail {
 
-// Per-token int8 quantization (the semantics of quantize_activations(int8)).
+// Per-token int8 quantization (the semantics of quantize_activations(int8), with its scale
+// rule, activation_scale).
 struct reference_int8_activations {
   std::int64_t m = 0, k = 0;
   std::vector<std::int8_t> codes;  // m x k
@@ -29,8 +31,9 @@ inline reference_int8_activations reference_quantize_int8(ConstRowMatrixRef x) {
   for (std::int64_t t = 0; t < out.m; ++t) {
     float amax = 0.0f;
     for (std::int64_t c = 0; c < out.k; ++c) amax = std::max(amax, std::fabs(x(t, c)));
-    out.scales[static_cast<std::size_t>(t)] = amax / 127.0f;
-    const float inv = amax == 0.0f ? 0.0f : 127.0f / amax;
+    const ActivationScale rule = activation_scale(act_format::int8, amax);
+    out.scales[static_cast<std::size_t>(t)] = rule.scale;
+    const float inv = rule.inv;
     for (std::int64_t c = 0; c < out.k; ++c) {
       const float v = x(t, c) * inv;
       const float r = std::nearbyint(v);

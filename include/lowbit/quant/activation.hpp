@@ -13,10 +13,11 @@
 //   fp8:  code = convert<T>(x * inv, saturation::finite)    (fp32 multiply)
 //   dequantized value = decode(code) * scale
 // Note inv is qmax / amax, not 1 / scale: one rounding instead of two.
-// Range edges: a group whose qmax * scale overflows (|x| within an ulp or so of FLT_MAX)
-// is refused, naming the row (its dequantized values would be Inf); a group whose inv
-// overflows (amax below about qmax * 2^-128) is flushed to zero (scale 0, codes 0) rather
-// than saturating every element at +-qmax.
+// Range edges (activation_scale below, the one definition every path uses): a group whose
+// qmax * scale overflows (|x| within an ulp or so of FLT_MAX) is refused, naming the row
+// (its dequantized values would be Inf); a group whose inv overflows (amax below about
+// qmax * 2^-128) is flushed to zero (scale 0, codes 0) rather than saturating every element
+// at +-qmax.
 // NaN/Inf in x raise lowbit::error naming the row and column.
 #include <algorithm>
 #include <cmath>
@@ -44,15 +45,38 @@ constexpr float act_qmax(act_format f) noexcept {
   return f == act_format::int8 ? 127.0f : f == act_format::float8_e4m3fn ? 448.0f : 57344.0f;
 }
 
+// The scale rule of one group (row) from its amax = max |x| (finite, >= 0): the one
+// definition that quantize_activations, the kernels' prepare steps (kernels/int_family.hpp,
+// kernels/float_layout.hpp) and their references (kernels/reference.hpp,
+// kernels/float_reference.hpp) all call, so the paths cannot drift apart.
+//   scale = amax / qmax, inv = qmax / amax (code = x * inv, value = decode(code) * scale);
+//   both 0 when amax == 0 or when inv overflows (amax below about qmax * 2^-128): such a
+//   group is flushed to zero rather than every element saturating at +-qmax;
+//   overflows: qmax * scale rounds past FLT_MAX (amax within an ulp or so of it), so the
+//   dequantized values would be Inf; callers refuse the group, naming it.
+struct ActivationScale {
+  float scale = 0.0f;
+  float inv = 0.0f;
+  bool overflows = false;
+};
+
+inline ActivationScale activation_scale(act_format f, float amax) noexcept {
+  const float qmax = act_qmax(f);
+  ActivationScale s;
+  if (amax == 0.0f || !std::isfinite(qmax / amax)) return s;  // all zero, or too tiny to invert
+  s.scale = amax / qmax;
+  s.inv = qmax / amax;
+  s.overflows = !std::isfinite(qmax * s.scale);
+  return s;
+}
+
 namespace detail {
 
 // One group: codes for x[0..n). amax must be max |x| of the group.
 inline float quantize_activation_group(act_format f, const float* x, std::int64_t n, float amax, std::uint8_t* codes,
                                        float* tmp) {
-  const float qmax = act_qmax(f);
-  const bool zero = amax == 0.0f || !std::isfinite(qmax / amax);  // all zero, or too tiny to invert
-  const float scale = zero ? 0.0f : amax / qmax;
-  const float inv = zero ? 0.0f : qmax / amax;
+  const ActivationScale s = activation_scale(f, amax);
+  const float scale = s.scale, inv = s.inv;
   for (std::int64_t i = 0; i < n; ++i) tmp[i] = x[i] * inv;
   switch (f) {
     case act_format::int8:
@@ -99,7 +123,7 @@ inline QuantizedActivations quantize_activations(ConstRowMatrixRef x, act_format
                        std::to_string(c0 + i));
         amax = std::max(amax, std::fabs(v));
       }
-      if (!std::isfinite(act_qmax(f) * (amax / act_qmax(f))))
+      if (activation_scale(f, amax).overflows)
         detail::fail(who + "row " + std::to_string(r) + ", columns " + std::to_string(c0) + ".." + std::to_string(c0 + n - 1) +
                      ": |x| up to " + std::to_string(amax) + " is too close to FLT_MAX: its dequantized values would overflow");
       a.scales[static_cast<std::size_t>(r * a.groups_per_row + g)] = detail::quantize_activation_group(

@@ -25,6 +25,8 @@ struct ErrorStats {
   double sqnr_db = 0.0;
   double max_abs = 0.0;
   double cosine = 1.0;
+  double ref2 = 0.0;  // sum ref^2 and sum (ref - approx)^2 (double): what SquaredErrorSums
+  double err2 = 0.0;  // adds up to report one SQNR over several tensors
 };
 
 // SQNR in dB from the two sums of squares (the one formula every report uses): +inf when
@@ -54,6 +56,11 @@ struct SquaredErrorSums {
       }
     }
   }
+  // The sums of a tensor error_stats() has already measured.
+  void add(const ErrorStats& s) noexcept {
+    ref2 += s.ref2;
+    err2 += s.err2;
+  }
   double sqnr_db() const noexcept { return lowbit::sqnr_db(ref2, err2); }
 };
 
@@ -82,6 +89,8 @@ inline ErrorStats error_stats(ConstRowMatrixRef reference, ConstRowMatrixRef app
   s.sqnr_db = sqnr_db(ref2, err2);
   s.max_abs = max_abs;
   s.cosine = (ref2 == 0.0 && app2 == 0.0) ? 1.0 : (ref2 == 0.0 || app2 == 0.0) ? 0.0 : dot / std::sqrt(ref2 * app2);
+  s.ref2 = ref2;
+  s.err2 = err2;
   return s;
 }
 

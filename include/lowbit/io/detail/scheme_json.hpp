@@ -1,12 +1,17 @@
 #pragma once
 // QuantSpec <-> JSON, the way checkpoints record each layer's scheme. The spellings are
 // part of the checkpoint format (docs/checkpoint-format.md) and must not change silently.
+// Element formats, scale storage and activation formats are spelled as in the spec text:
+// their names come from quant/spec_text.hpp's to_string (one table per enum). Granularity,
+// scale constraint, integer rule and MX rounding have file-format spellings of their own
+// ("per_group", "pow2_m1", ...), kept here and nowhere else.
 #include <cstddef>
 #include <nlohmann/json.hpp>
 #include <string>
 
 #include "lowbit/error.hpp"
 #include "lowbit/quant/scheme.hpp"
+#include "lowbit/quant/spec_text.hpp"
 
 namespace lowbit::detail {
 
@@ -27,11 +32,21 @@ struct enum_names {
   }
 };
 
+// A table whose names are to_string(value) (string literals, so .data() is null-terminated).
+template <class Enum, std::size_t N>
+enum_names<Enum, N> enum_names_from_to_string(const Enum (&values)[N]) {
+  enum_names<Enum, N> n{};
+  for (std::size_t i = 0; i < N; ++i) {
+    n.values[i] = values[i];
+    n.names[i] = to_string(values[i]).data();
+  }
+  return n;
+}
+
 inline const auto& element_format_names() {
-  static const enum_names<element_format, 7> n{
+  static const auto n = enum_names_from_to_string<element_format, 7>(
       {element_format::int8, element_format::int4, element_format::float8_e4m3fn, element_format::float8_e5m2,
-       element_format::float6_e3m2fn, element_format::float6_e2m3fn, element_format::float4_e2m1fn},
-      {"int8", "int4", "float8_e4m3fn", "float8_e5m2", "float6_e3m2fn", "float6_e2m3fn", "float4_e2m1fn"}};
+       element_format::float6_e3m2fn, element_format::float6_e2m3fn, element_format::float4_e2m1fn});
   return n;
 }
 inline const auto& granularity_names() {
@@ -48,8 +63,8 @@ inline const auto& constraint_names() {
   return n;
 }
 inline const auto& scale_dtype_names() {
-  static const enum_names<scale_dtype, 3> n{{scale_dtype::f32, scale_dtype::f16, scale_dtype::bf16},
-                                            {"f32", "f16", "bf16"}};
+  static const auto n =
+      enum_names_from_to_string<scale_dtype, 3>({scale_dtype::f32, scale_dtype::f16, scale_dtype::bf16});
   return n;
 }
 inline const auto& int_rule_names() {
@@ -64,8 +79,8 @@ inline const auto& mx_rounding_names() {
   return n;
 }
 inline const auto& act_format_names() {
-  static const enum_names<act_format, 3> n{{act_format::int8, act_format::float8_e4m3fn, act_format::float8_e5m2},
-                                           {"int8", "float8_e4m3fn", "float8_e5m2"}};
+  static const auto n = enum_names_from_to_string<act_format, 3>(
+      {act_format::int8, act_format::float8_e4m3fn, act_format::float8_e5m2});
   return n;
 }
 

@@ -58,6 +58,45 @@ LOWBIT_TARGET_AVX512_VNNI inline __m512i avx512_dot(__m512i acc, __m512i w, __m5
   }
 }
 
+// The inner step, written once for both drivers below (avx512_int_chunk and
+// avx512_int_groups): k step `s` of one tile for MR tokens. int4: one 64-byte load per
+// vector gives 16 columns x 8 inputs, split by AND / SHIFT+AND into low and high nibbles
+// (biased weights 0..15), each multiplied with the token's 4 int8 activations of that half;
+// int8: one load per vector, 4 inputs. acc[i][v] += the step's dot products.
+template <int MR, bool Int4, bool Vnni>
+LOWBIT_TARGET_AVX512_VNNI inline void avx512_int_step(__m512i (&acc)[MR][2], const std::uint8_t* w,
+                                                      const std::int8_t* const* arow, std::int64_t s) {
+  constexpr int NV = 2;
+  if constexpr (MR <= 2) {  // few tokens: the weights stream from L3/DRAM, fetch ahead
+    _mm_prefetch(reinterpret_cast<const char*>(w + 4096), _MM_HINT_T0);
+    _mm_prefetch(reinterpret_cast<const char*>(w + 4096 + 64), _MM_HINT_T0);
+  }
+  if constexpr (Int4) {
+    const __m512i low4 = _mm512_set1_epi8(0x0F);
+    __m512i lo[NV], hi[NV];
+    for (int v = 0; v < NV; ++v) {
+      const __m512i raw = _mm512_load_si512(reinterpret_cast<const void*>(w + v * 64));
+      lo[v] = _mm512_and_si512(raw, low4);
+      hi[v] = _mm512_and_si512(_mm512_srli_epi16(raw, 4), low4);
+    }
+    for (int i = 0; i < MR; ++i) {
+      const __m512i alo = avx512_bcast32(arow[i] + s * 8);
+      const __m512i ahi = avx512_bcast32(arow[i] + s * 8 + 4);
+      for (int v = 0; v < NV; ++v) {
+        acc[i][v] = avx512_dot<Vnni, false>(acc[i][v], lo[v], alo);
+        acc[i][v] = avx512_dot<Vnni, false>(acc[i][v], hi[v], ahi);
+      }
+    }
+  } else {
+    __m512i wv[NV];
+    for (int v = 0; v < NV; ++v) wv[v] = _mm512_load_si512(reinterpret_cast<const void*>(w + v * 64));
+    for (int i = 0; i < MR; ++i) {
+      const __m512i a4 = avx512_bcast32(arow[i] + s * 4);
+      for (int v = 0; v < NV; ++v) acc[i][v] = avx512_dot<Vnni, true>(acc[i][v], wv[v], a4);
+    }
+  }
+}
+
 // Scratch of one run() call: per (token, column of the tile) the int32 partial sum of the
 // current group and the running total (fp32, or int32 for M2).
 struct avx512_int_scratch {
@@ -84,42 +123,7 @@ LOWBIT_TARGET_AVX512_VNNI void avx512_int_chunk(const int_packed& p, const int_w
   for (int i = 0; i < MR; ++i)
     for (int v = 0; v < NV; ++v)
       acc[i][v] = group_start ? _mm512_setzero_si512() : _mm512_load_si512(accp + i * NT + v * 16);
-  if constexpr (Int4) {
-    const __m512i low4 = _mm512_set1_epi8(0x0F);
-    for (std::int64_t s = 0; s < steps; ++s, w += NV * 64) {
-      if constexpr (MR <= 2) {  // few tokens: the weights stream from L3/DRAM, fetch ahead
-        _mm_prefetch(reinterpret_cast<const char*>(w + 4096), _MM_HINT_T0);
-        _mm_prefetch(reinterpret_cast<const char*>(w + 4096 + 64), _MM_HINT_T0);
-      }
-      __m512i lo[NV], hi[NV];
-      for (int v = 0; v < NV; ++v) {
-        const __m512i raw = _mm512_load_si512(reinterpret_cast<const void*>(w + v * 64));
-        lo[v] = _mm512_and_si512(raw, low4);
-        hi[v] = _mm512_and_si512(_mm512_srli_epi16(raw, 4), low4);
-      }
-      for (int i = 0; i < MR; ++i) {
-        const __m512i alo = avx512_bcast32(arow[i] + s * 8);
-        const __m512i ahi = avx512_bcast32(arow[i] + s * 8 + 4);
-        for (int v = 0; v < NV; ++v) {
-          acc[i][v] = avx512_dot<Vnni, false>(acc[i][v], lo[v], alo);
-          acc[i][v] = avx512_dot<Vnni, false>(acc[i][v], hi[v], ahi);
-        }
-      }
-    }
-  } else {
-    for (std::int64_t s = 0; s < steps; ++s, w += NV * 64) {
-      if constexpr (MR <= 2) {
-        _mm_prefetch(reinterpret_cast<const char*>(w + 4096), _MM_HINT_T0);
-        _mm_prefetch(reinterpret_cast<const char*>(w + 4096 + 64), _MM_HINT_T0);
-      }
-      __m512i wv[NV];
-      for (int v = 0; v < NV; ++v) wv[v] = _mm512_load_si512(reinterpret_cast<const void*>(w + v * 64));
-      for (int i = 0; i < MR; ++i) {
-        const __m512i a4 = avx512_bcast32(arow[i] + s * 4);
-        for (int v = 0; v < NV; ++v) acc[i][v] = avx512_dot<Vnni, true>(acc[i][v], wv[v], a4);
-      }
-    }
-  }
+  for (std::int64_t s = 0; s < steps; ++s, w += NV * 64) avx512_int_step<MR, Int4, Vnni>(acc, w, arow, s);
   if (group_end_params == nullptr) {
     for (int i = 0; i < MR; ++i)
       for (int v = 0; v < NV; ++v) _mm512_store_si512(accp + i * NT + v * 16, acc[i][v]);
@@ -181,41 +185,12 @@ LOWBIT_TARGET_AVX512_VNNI void avx512_int_groups(const int_packed& p, const int_
   for (int i = 0; i < MR; ++i) arow[i] = ws.a.data() + (t0 + i) * ws.a_stride + koff;
   std::int32_t* totp = scr.total.data() + t0 * NT;
   const std::int32_t* comp = ws.comp.data() + t0 * p.groups;
-  const __m512i low4 = _mm512_set1_epi8(0x0F);
   for (std::int64_t g = g0; g < g1; ++g) {
     const std::int64_t steps = p.padded_len(g) / p.kstep;
     __m512i acc[MR][NV];
     for (int i = 0; i < MR; ++i)
       for (int v = 0; v < NV; ++v) acc[i][v] = _mm512_setzero_si512();
-    for (std::int64_t s = 0; s < steps; ++s, w += NV * 64) {
-      if constexpr (MR <= 2) {  // few tokens: the weights stream from L3/DRAM, fetch ahead
-        _mm_prefetch(reinterpret_cast<const char*>(w + 4096), _MM_HINT_T0);
-        _mm_prefetch(reinterpret_cast<const char*>(w + 4096 + 64), _MM_HINT_T0);
-      }
-      if constexpr (Int4) {
-        __m512i lo[NV], hi[NV];
-        for (int v = 0; v < NV; ++v) {
-          const __m512i raw = _mm512_load_si512(reinterpret_cast<const void*>(w + v * 64));
-          lo[v] = _mm512_and_si512(raw, low4);
-          hi[v] = _mm512_and_si512(_mm512_srli_epi16(raw, 4), low4);
-        }
-        for (int i = 0; i < MR; ++i) {
-          const __m512i alo = avx512_bcast32(arow[i] + s * 8);
-          const __m512i ahi = avx512_bcast32(arow[i] + s * 8 + 4);
-          for (int v = 0; v < NV; ++v) {
-            acc[i][v] = avx512_dot<Vnni, false>(acc[i][v], lo[v], alo);
-            acc[i][v] = avx512_dot<Vnni, false>(acc[i][v], hi[v], ahi);
-          }
-        }
-      } else {
-        __m512i wv[NV];
-        for (int v = 0; v < NV; ++v) wv[v] = _mm512_load_si512(reinterpret_cast<const void*>(w + v * 64));
-        for (int i = 0; i < MR; ++i) {
-          const __m512i a4 = avx512_bcast32(arow[i] + s * 4);
-          for (int v = 0; v < NV; ++v) acc[i][v] = avx512_dot<Vnni, true>(acc[i][v], wv[v], a4);
-        }
-      }
-    }
+    for (std::int64_t s = 0; s < steps; ++s, w += NV * 64) avx512_int_step<MR, Int4, Vnni>(acc, w, arow, s);
     for (int i = 0; i < MR; ++i) {
       arow[i] += steps * p.kstep;
       if constexpr (!unbiased) {
