@@ -352,7 +352,7 @@ TEST_CASE("compressed-tensors: refusals name the layer and the feature", "[model
     const std::string e = ct_error_of([&] { export_compressed_tensors(ck, out); });
     CHECK(e.find("compressed-tensors export: ") != std::string::npos);
     CHECK(e.find(rf.message) != std::string::npos);
-    CHECK_FALSE(std::ifstream(out + "/model.safetensors"));
+    CHECK_FALSE(lowbit::model::detail::is_directory(out));  // the directory it made is removed again
   }
   // The LoRC refusal says what is missing.
   lowbit_test::scratch_dir dir;
@@ -415,8 +415,6 @@ TEST_CASE("compressed-tensors: malformed directories give errors naming the tens
   }
   struct config_case { const char* what; std::function<void(nlohmann::json&)> edit; const char* message; };
   const std::vector<config_case> ccases = {
-      {"quant_method", [](nlohmann::json& j) { j["quantization_config"]["quant_method"] = "gptq"; },
-       "quant_method '\"gptq\"' is not supported"},
       {"status", [](nlohmann::json& j) { j["quantization_config"]["quantization_status"] = "frozen"; },
        "quantization_status 'frozen'"},
       {"no groups", [](nlohmann::json& j) { j["quantization_config"].erase("config_groups"); }, "config_groups is missing"},

@@ -108,6 +108,12 @@ inline nlohmann::json ct_hf_config(const LlamaConfig& c, const std::string& who)
 
 }  // namespace detail
 
+namespace detail {
+inline CtExportReport ct_export_into(const ModelSource& src, const std::string& in,
+                                     const std::string& out_dir, const std::string& tok, const std::string& src_config,
+                                     const std::vector<std::string>& inputs);
+}  // namespace detail
+
 inline CtExportReport export_compressed_tensors(const std::string& in, const std::string& out_dir) {
   const auto src = open_model(in);
   const std::string who = in + ": compressed-tensors export: ";
@@ -116,8 +122,6 @@ inline CtExportReport export_compressed_tensors(const std::string& in, const std
   if (dynamic_cast<const CompressedTensorsSource*>(src.get()) != nullptr) refuse("the input is compressed-tensors already");
   const LlamaConfig& c = src->config();
   if (c.qk_norm) refuse("q/k norms (qwen3) are not exported");
-  CtExportReport rep;
-  rep.permuted_qk = c.rope == rope_style::interleaved;
 
   // Inputs, outputs: the directory is created when missing, never the input's.
   std::vector<std::string> inputs{in};
@@ -130,9 +134,30 @@ inline CtExportReport export_compressed_tensors(const std::string& in, const std
   const std::string src_config = in_dir + "/config.json";
   inputs.push_back(src_config);
   if (!tok.empty()) inputs.push_back(tok);
-  if (::mkdir(out_dir.c_str(), 0755) != 0 && errno != EEXIST)
+  const bool created = ::mkdir(out_dir.c_str(), 0755) == 0;
+  if (!created && errno != EEXIST)
     refuse("cannot create the output directory '" + out_dir + "': " + std::strerror(errno));
   if (!detail::is_directory(out_dir)) refuse("the output '" + out_dir + "' is not a directory");
+  try {
+    return detail::ct_export_into(*src, in, out_dir, tok, src_config, inputs);
+  } catch (...) {
+    if (created) ::rmdir(out_dir.c_str());  // a refusal leaves nothing behind (the directory was empty)
+    throw;
+  }
+}
+
+namespace detail {
+
+inline CtExportReport ct_export_into(const ModelSource& srcref, const std::string& in,
+                                     const std::string& out_dir, const std::string& tok, const std::string& src_config,
+                                     const std::vector<std::string>& inputs) {
+  const ModelSource* src = &srcref;
+  const std::string who = in + ": compressed-tensors export: ";
+  auto refuse = [&](const std::string& what) -> void { lowbit::detail::fail(who + what); };
+  const LlamaConfig& c = src->config();
+  CtExportReport rep;
+  rep.permuted_qk = c.rope == rope_style::interleaved;
+  const auto* st = dynamic_cast<const SafetensorsSource*>(src);
   const std::string out_model = out_dir + "/model.safetensors", out_config = out_dir + "/config.json",
                     out_tok = out_dir + "/tokenizer.json";
   check_outputs({out_model, out_config, tok.empty() ? std::string() : out_tok}, inputs);
@@ -323,5 +348,7 @@ inline CtExportReport export_compressed_tensors(const std::string& in, const std
   detail::ct_write_text(out_config, cfg.dump(2) + "\n");
   return rep;
 }
+
+}  // namespace detail
 
 }  // namespace lowbit::model

@@ -93,10 +93,12 @@ inline std::shared_ptr<const ModelSource> open_hf(SafetensorsModel st, const std
   const std::string config_text = read_text(config_path);
   const HfConfig hc = parse_hf_config(config_text, config_path);
   const std::string tok = file_exists(dir + "/tokenizer.json") ? dir + "/tokenizer.json" : std::string();
-  // A quantization_config: compressed-tensors (parse_hf_config already checked the JSON).
+  // A quantization_config of quant_method compressed-tensors (parse_hf_config already checked
+  // the JSON). lowbit's own checkpoints carry one too (quant_method "lowbit"): read as before.
   const nlohmann::json j = nlohmann::json::parse(config_text);
-  if (j.contains("quantization_config") && !j["quantization_config"].is_null()) {
-    CtPlan plan = ct_plan(j["quantization_config"], hc.config, config_path);
+  const auto qc = j.find("quantization_config");
+  if (qc != j.end() && qc->is_object() && qc->value("quant_method", nlohmann::json()) == "compressed-tensors") {
+    CtPlan plan = ct_plan(*qc, hc.config, config_path);
     SafetensorsSource::external_map ext;
     for (const auto& [m, s] : plan) ext.emplace(m, std::make_pair(s.rows, s.cols));
     auto inner = std::make_shared<const SafetensorsSource>(std::move(st), hc.config, hc.architecture, path, tok, std::move(ext));
