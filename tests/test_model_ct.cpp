@@ -450,6 +450,10 @@ TEST_CASE("compressed-tensors: malformed directories give errors naming the tens
   });
   const auto src = open_model(d);
   CHECK(dynamic_cast<const CompressedTensorsSource&>(*src).quantized_linears().size() == 30);
+  // Export refuses a compressed-tensors input (GGUF and compressed-tensors alike).
+  CHECK(ct_error_of([&] { export_gguf(good, dir.file("x.gguf")); }).find("is a compressed-tensors directory") != std::string::npos);
+  CHECK(ct_error_of([&] { export_compressed_tensors(good, dir.file("again")); }).find("compressed-tensors already") !=
+        std::string::npos);
 }
 
 }  // namespace test_model_ct_cpp
