@@ -237,6 +237,9 @@ inline GgufExportReport export_gguf(const std::string& in, const std::string& ou
   const auto src = open_model(in);
   if (dynamic_cast<const GgufSource*>(src.get()) != nullptr)
     lowbit::detail::fail(in + ": is a GGUF file already (export reads lowbit checkpoints and unquantized models)");
+  if (dynamic_cast<const CompressedTensorsSource*>(src.get()) != nullptr)
+    lowbit::detail::fail(in + ": is a compressed-tensors directory (GGUF export reads lowbit checkpoints and unquantized "
+                              "models; mapping compressed-tensors to GGUF directly is not implemented)");
   const LlamaConfig& c = src->config();
   GgufExportReport rep;
   auto refuse = [&](const std::string& what) -> void { lowbit::detail::fail(in + ": GGUF export: " + what); };

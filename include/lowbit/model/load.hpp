@@ -7,7 +7,9 @@
 //  - a .safetensors file with Meta names, combined with the config.json beside it when there
 //    is one (model/config_hints.hpp);
 //  - a llama2.c .bin (model/llama2c.hpp), with a config.json beside it for eps / theta;
-//  - a llama.cpp .gguf file, architectures llama and qwen2 (model/gguf_source.hpp).
+//  - a llama.cpp .gguf file, architectures llama and qwen2 (model/gguf_source.hpp);
+//  - a compressed-tensors directory (config.json with a quantization_config of quant_method
+//    compressed-tensors, as llm-compressor writes it): model/ct_source.hpp.
 // Weights stay in the memory-mapped files until a layer is asked for.
 //
 // load_llama_weights(path) reads a whole model into memory (small models, tests).
@@ -20,6 +22,7 @@
 #include "lowbit/io/checkpoint.hpp"
 #include "lowbit/io/sharded.hpp"
 #include "lowbit/model/config_hints.hpp"
+#include "lowbit/model/ct_source.hpp"
 #include "lowbit/model/gguf_source.hpp"
 #include "lowbit/model/hf_config.hpp"
 #include "lowbit/model/llama2c.hpp"
@@ -87,8 +90,20 @@ inline std::shared_ptr<const ModelSource> open_hf(SafetensorsModel st, const std
   if (!file_exists(config_path))
     lowbit::detail::fail(path + ": Hugging Face weights need the config.json of their directory (" + config_path +
                          " is missing)");
-  const HfConfig hc = parse_hf_config(read_text(config_path), config_path);
+  const std::string config_text = read_text(config_path);
+  const HfConfig hc = parse_hf_config(config_text, config_path);
   const std::string tok = file_exists(dir + "/tokenizer.json") ? dir + "/tokenizer.json" : std::string();
+  // A quantization_config of quant_method compressed-tensors (parse_hf_config already checked
+  // the JSON). lowbit's own checkpoints carry one too (quant_method "lowbit"): read as before.
+  const nlohmann::json j = nlohmann::json::parse(config_text);
+  const auto qc = j.find("quantization_config");
+  if (qc != j.end() && qc->is_object() && qc->value("quant_method", nlohmann::json()) == "compressed-tensors") {
+    CtPlan plan = ct_plan(*qc, hc.config, config_path);
+    SafetensorsSource::external_map ext;
+    for (const auto& [m, s] : plan) ext.emplace(m, std::make_pair(s.rows, s.cols));
+    auto inner = std::make_shared<const SafetensorsSource>(std::move(st), hc.config, hc.architecture, path, tok, std::move(ext));
+    return std::make_shared<CompressedTensorsSource>(std::move(inner), std::move(plan));
+  }
   auto external = stored_quantized_layers(st, path);
   return std::make_shared<SafetensorsSource>(std::move(st), hc.config, hc.architecture, path, tok, std::move(external));
 }

@@ -37,7 +37,8 @@ struct QuantizedLoadOptions {
   bool require_kernels = false;
 };
 
-// Whether a source (open_model) is a lowbit checkpoint, or a GGUF file: it has stored quantized layers.
+// Whether a source (open_model) is a lowbit checkpoint, a GGUF file or a compressed-tensors
+// directory: it has stored quantized layers.
 inline bool is_lowbit_checkpoint(const ModelSource& src) { return src.has_stored_quantized_layers(); }
 
 // Whether `path` (a .safetensors file, an index or a directory) holds a lowbit checkpoint.
@@ -56,6 +57,13 @@ inline LlamaModel load_quantized_llama(std::shared_ptr<const ModelSource> src, c
   if (const auto* gg = dynamic_cast<const GgufSource*>(src.get()); gg != nullptr && gg->has_stored_quantized_layers()) {
     const LinearFactory factory = gguf_linear_factory(*gg, opt.require_kernels);
     return LlamaModel(std::move(src), factory);
+  }
+  // A compressed-tensors directory's quantized modules (model/ct_source.hpp).
+  if (const auto* ct = dynamic_cast<const CompressedTensorsSource*>(src.get()); ct != nullptr) {
+    const LinearFactory factory = ct_linear_factory(*ct, opt.require_kernels);
+    LlamaBuildOptions build;
+    build.classifier_in_place = true;  // an unquantized classifier runs from the map
+    return LlamaModel(std::move(src), factory, build);
   }
   const auto* st = dynamic_cast<const SafetensorsSource*>(src.get());
   if (st == nullptr || st->external_linears().empty())

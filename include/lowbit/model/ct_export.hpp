@@ -1,0 +1,354 @@
+#pragma once
+// export_compressed_tensors(in, out_dir): a lowbit checkpoint (file or output directory; an
+// unquantized model too) as a compressed-tensors Hugging Face directory, the form
+// llm-compressor writes and vLLM reads: model.safetensors, config.json with a
+// `quantization_config`, tokenizer.json copied. docs/interop.md has the mapping; the rules:
+//
+//  - Exact or refused. Each stored quantized layer becomes the format its scheme maps to
+//    (model/ct_format.hpp: FP8 E4M3 -> float-quantized, int8 -> int-quantized, int4 ->
+//    pack-quantized, NVFP4 -> nvfp4-pack-quantized) so that the reader's
+//    (x_q - zero_point) * scale equals lowbit's dequantize() bit for bit. Layers with no exact
+//    form are refused naming the layer and the feature (LoRC factors, a smoothing vector that
+//    cannot fold, MX scales, FP6/E5M2 elements, groups that do not tile the row, biases on
+//    quantized layers), and nothing is written.
+//  - SmoothQuant(+) vectors fold into the preceding RMSNorm: q/k/v read input_layernorm,
+//    gate/up read post_attention_layernorm, so gamma becomes gamma / s when every layer reading
+//    that norm carries the same s (bit for bit). o_proj and down_proj read no norm (the
+//    attention output, the SwiGLU product): a smoothing vector there is refused. The folded
+//    model computes norm(x) * (gamma / s) where lowbit computes (norm(x) * gamma) / s: the
+//    weights are exact, the activations agree to rounding.
+//  - Names are Hugging Face module names (model.layers.N.self_attn.q_proj ...). A Meta-order
+//    source (llama2.c, Meta safetensors: RoPE on interleaved pairs) has its q/k rows permuted
+//    into Hugging Face's rotate-half order within each head; a row permutation of per-row or
+//    per-group quantized data is exact.
+//  - Float tensors (embeddings, norms, unquantized linears) are written F32 (exact for F32,
+//    F16 and BF16 sources).
+//  - Activations: dynamic per-token int8 / FP8 become `input_activations`; weight-only layers
+//    have none.
+//  - Written atomically, the config.json last; the output directory is created if missing and
+//    must not be the input's.
+#include <sys/stat.h>
+
+#include <cerrno>
+#include <cstring>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "lowbit/algo/smoothquant.hpp"
+#include "lowbit/io/detail/atomic_file.hpp"
+#include "lowbit/io/linear_checkpoint.hpp"
+#include "lowbit/io/paths.hpp"
+#include "lowbit/io/safetensors_writer.hpp"
+#include "lowbit/model/ct_format.hpp"
+#include "lowbit/model/gguf_export.hpp"
+#include "lowbit/model/load.hpp"
+
+namespace lowbit::model {
+
+struct CtExportReport {
+  std::map<std::string, int> layers_by_format;  // "pack-quantized" -> count
+  int float_linears = 0;                        // linear layers written unquantized
+  int folded_norms = 0;                         // norms that took a smoothing vector
+  bool permuted_qk = false;                     // q/k rows reordered (Meta -> HF order)
+  bool tokenizer = false;
+  std::vector<std::string> warnings;
+};
+
+namespace detail {
+
+// Rows of a quantized matrix reordered: row r of the result is row perm[r].
+inline void ct_permute_rows(QuantizedMatrix& q, const std::vector<std::int64_t>& perm) {
+  auto permute = [&](auto& v, std::size_t per_row) {
+    if (v.empty()) return;
+    auto src = v;
+    for (std::size_t r = 0; r < perm.size(); ++r)
+      std::copy_n(src.begin() + static_cast<std::ptrdiff_t>(static_cast<std::size_t>(perm[r]) * per_row), per_row,
+                  v.begin() + static_cast<std::ptrdiff_t>(r * per_row));
+  };
+  const auto G = static_cast<std::size_t>(q.groups_per_row);
+  permute(q.codes, static_cast<std::size_t>(q.row_stride));
+  if (q.scales.size() == static_cast<std::size_t>(q.rows) * G) permute(q.scales, G);
+  if (q.zeros.size() == static_cast<std::size_t>(q.rows) * G) permute(q.zeros, G);
+  if (q.scale_codes.size() == static_cast<std::size_t>(q.rows) * G) permute(q.scale_codes, G);
+  if (q.shifts.size() == static_cast<std::size_t>(q.rows) * G) permute(q.shifts, G);
+  if (q.row_scales.size() == static_cast<std::size_t>(q.rows)) permute(q.row_scales, 1);
+}
+
+inline void ct_write_text(const std::string& path, const std::string& text) {
+  lowbit::detail::atomic_output_file f(path);
+  f.write_at(text.data(), text.size(), 0);
+  f.commit();
+}
+
+// config.json for a Meta-named source (llama2.c, Meta safetensors): a Hugging Face llama.
+inline nlohmann::json ct_hf_config(const LlamaConfig& c, const std::string& who) {
+  if (c.rope_scaling.type != rope_scaling_type::none) lowbit::detail::fail(who + "rope scaling of a Meta-named model is not exported");
+  nlohmann::json j = {{"architectures", {"LlamaForCausalLM"}},
+                      {"model_type", "llama"},
+                      {"hidden_size", c.dim},
+                      {"intermediate_size", c.hidden_dim},
+                      {"num_hidden_layers", c.n_layers},
+                      {"num_attention_heads", c.n_heads},
+                      {"num_key_value_heads", c.n_kv_heads},
+                      {"head_dim", c.head_dim()},
+                      {"vocab_size", c.vocab_size},
+                      {"max_position_embeddings", c.rope_context()},
+                      {"rms_norm_eps", c.norm_eps},
+                      {"rope_theta", c.rope_theta},
+                      {"tie_word_embeddings", c.tied_classifier},
+                      {"hidden_act", "silu"},
+                      {"torch_dtype", "float32"}};
+  if (!c.bos_ids.empty()) j["bos_token_id"] = c.bos_ids.front();
+  if (!c.eos_ids.empty()) j["eos_token_id"] = c.eos_ids.front();
+  return j;
+}
+
+}  // namespace detail
+
+namespace detail {
+inline CtExportReport ct_export_into(const ModelSource& src, const std::string& in,
+                                     const std::string& out_dir, const std::string& tok, const std::string& src_config,
+                                     const std::vector<std::string>& inputs);
+}  // namespace detail
+
+inline CtExportReport export_compressed_tensors(const std::string& in, const std::string& out_dir) {
+  const auto src = open_model(in);
+  const std::string who = in + ": compressed-tensors export: ";
+  auto refuse = [&](const std::string& what) -> void { lowbit::detail::fail(who + what); };
+  if (dynamic_cast<const GgufSource*>(src.get()) != nullptr) refuse("the input is a GGUF file (export reads lowbit checkpoints)");
+  if (dynamic_cast<const CompressedTensorsSource*>(src.get()) != nullptr) refuse("the input is compressed-tensors already");
+  const LlamaConfig& c = src->config();
+  if (c.qk_norm) refuse("q/k norms (qwen3) are not exported");
+
+  // Inputs, outputs: the directory is created when missing, never the input's.
+  std::vector<std::string> inputs{in};
+  const auto* st = dynamic_cast<const SafetensorsSource*>(src.get());
+  if (st != nullptr)
+    for (const auto& sh : st->tensors().shards()) inputs.push_back(sh->source());
+  const std::string in_dir = detail::is_directory(in) ? in : detail::directory_of(in);
+  std::string tok = src->tokenizer_path();
+  if (tok.empty() && detail::file_exists(in_dir + "/tokenizer.json")) tok = in_dir + "/tokenizer.json";
+  const std::string src_config = in_dir + "/config.json";
+  inputs.push_back(src_config);
+  if (!tok.empty()) inputs.push_back(tok);
+  const bool created = ::mkdir(out_dir.c_str(), 0755) == 0;
+  if (!created && errno != EEXIST)
+    refuse("cannot create the output directory '" + out_dir + "': " + std::strerror(errno));
+  if (!detail::is_directory(out_dir)) refuse("the output '" + out_dir + "' is not a directory");
+  try {
+    return detail::ct_export_into(*src, in, out_dir, tok, src_config, inputs);
+  } catch (...) {
+    if (created) ::rmdir(out_dir.c_str());  // a refusal leaves nothing behind (the directory was empty)
+    throw;
+  }
+}
+
+namespace detail {
+
+inline CtExportReport ct_export_into(const ModelSource& srcref, const std::string& in,
+                                     const std::string& out_dir, const std::string& tok, const std::string& src_config,
+                                     const std::vector<std::string>& inputs) {
+  const ModelSource* src = &srcref;
+  const std::string who = in + ": compressed-tensors export: ";
+  auto refuse = [&](const std::string& what) -> void { lowbit::detail::fail(who + what); };
+  const LlamaConfig& c = src->config();
+  CtExportReport rep;
+  rep.permuted_qk = c.rope == rope_style::interleaved;
+  const auto* st = dynamic_cast<const SafetensorsSource*>(src);
+  const std::string out_model = out_dir + "/model.safetensors", out_config = out_dir + "/config.json",
+                    out_tok = out_dir + "/tokenizer.json";
+  check_outputs({out_model, out_config, tok.empty() ? std::string() : out_tok}, inputs);
+
+  std::map<std::string, const SafetensorsFile*> layer_shard;
+  if (st != nullptr)
+    for (const auto& shard : st->tensors().shards()) {
+      if (!lowbit::is_lowbit_checkpoint(*shard)) continue;
+      for (const std::string& base : checkpoint_layers(*shard)) layer_shard.emplace(base, shard.get());
+    }
+  auto load = [&](const std::string& name) -> std::optional<QuantizedLinear> {
+    const auto it = layer_shard.find(name);
+    if (it == layer_shard.end()) return std::nullopt;
+    try {
+      return load_quantized_linear(*it->second, name);
+    } catch (const lowbit::error& e) {
+      refuse("layer " + name + ": " + e.what());
+    }
+    return std::nullopt;
+  };
+
+  std::vector<detail::ct_tensor> tensors;
+  auto add_f32 = [&](const std::string& name, const float* x, std::vector<std::int64_t> shape) {
+    std::int64_t n = 1;
+    for (auto d : shape) n *= d;
+    detail::ct_tensor t{name, tensor_dtype::f32, std::move(shape), std::vector<std::uint8_t>(static_cast<std::size_t>(n) * 4)};
+    std::memcpy(t.bytes.data(), x, t.bytes.size());
+    tensors.push_back(std::move(t));
+  };
+  // Config groups: one per distinct (format, weights, input_activations).
+  struct group { std::string format; nlohmann::json weights, acts; std::vector<std::string> modules; };
+  std::vector<group> groups;
+  std::vector<std::string> ignore;
+  auto add_quantized = [&](const std::string& src_name, const std::string& module, QuantizedLinear q,
+                           const std::vector<std::int64_t>* perm) {
+    q.smoothing.reset();  // folded by the caller (or refused there)
+    if (perm) detail::ct_permute_rows(q.weight, *perm);
+    detail::ct_layer L = detail::ct_encode_layer(q, module, who + "layer " + src_name + " (" + lowbit::to_string(q.weight.spec) + "): ");
+    for (auto& t : L.tensors) tensors.push_back(std::move(t));
+    ++rep.layers_by_format[L.format];
+    for (group& g : groups)
+      if (g.format == L.format && g.weights == L.weights && g.acts == L.input_activations) {
+        g.modules.push_back(module);
+        return;
+      }
+    groups.push_back({L.format, L.weights, L.input_activations, {module}});
+  };
+
+  {
+    const RowMatrixXf emb = src->embeddings();
+    add_f32(TensorNames::embeddings(weight_naming::hf), emb.data(), {emb.rows(), emb.cols()});
+  }
+  const auto q_perm = detail::gguf_rope_row_order(c.q_dim(), c.head_dim(), c.rope, rope_style::half);
+  const auto k_perm = detail::gguf_rope_row_order(c.kv_dim(), c.head_dim(), c.rope, rope_style::half);
+  for (int l = 0; l < c.n_layers; ++l) {
+    const LlamaLayerWeights w = src->layer(l);
+    Eigen::VectorXf norms[2] = {w.attention_norm, w.ffn_norm};
+    std::optional<QuantizedLinear> ql[kLinearSlots];
+    for (int i = 0; i < kLinearSlots; ++i) ql[i] = load(src->linear_name(l, static_cast<linear_slot>(i)));
+    // Smoothing: fold into the norm its readers share, or refuse.
+    const std::vector<linear_slot> readers[2] = {{linear_slot::wq, linear_slot::wk, linear_slot::wv},
+                                                 {linear_slot::w1, linear_slot::w3}};
+    for (int n = 0; n < 2; ++n) {
+      const Eigen::VectorXf* s = nullptr;
+      std::string first;
+      for (linear_slot r : readers[n]) {
+        const auto& q = ql[static_cast<int>(r)];
+        if (q && q->smoothing) {
+          s = &*q->smoothing;
+          first = src->linear_name(l, r);
+          break;
+        }
+      }
+      if (s == nullptr) continue;
+      for (linear_slot r : readers[n]) {
+        const auto& q = ql[static_cast<int>(r)];
+        const std::string name = src->linear_name(l, r);
+        if (!q || !q->smoothing)
+          refuse("layer " + name + " reads the same norm as " + first + " but has no smoothing vector (" +
+                 (n == 0 ? "input_layernorm" : "post_attention_layernorm") + " cannot fold it for one reader only)");
+        if (q->smoothing->size() != s->size() ||
+            std::memcmp(q->smoothing->data(), s->data(), static_cast<std::size_t>(s->size()) * 4) != 0)
+          refuse("layer " + name + " and " + first + " read the same norm with different smoothing vectors (" +
+                 (n == 0 ? "input_layernorm" : "post_attention_layernorm") +
+                 " can fold only one; the recipe must share s across q/k/v and gate/up)");
+      }
+      fold_smoothing_into_norm(norms[n], *s);
+      ++rep.folded_norms;
+    }
+    for (linear_slot r : {linear_slot::wo, linear_slot::w2}) {
+      const auto& q = ql[static_cast<int>(r)];
+      if (q && q->smoothing && !(q->smoothing->array() == 1.0f).all())
+        refuse("layer " + src->linear_name(l, r) + ": a SmoothQuant smoothing vector on " +
+               (r == linear_slot::wo ? "o_proj (its input, the attention output," : "down_proj (its input, the SwiGLU product,") +
+               " has no norm to fold it into; compressed-tensors has no smoothing tensor)");
+    }
+    add_f32(TensorNames::attention_norm(l, weight_naming::hf), norms[0].data(), {norms[0].size()});
+    add_f32(TensorNames::ffn_norm(l, weight_naming::hf), norms[1].data(), {norms[1].size()});
+    for (int i = 0; i < kLinearSlots; ++i) {
+      const auto s = static_cast<linear_slot>(i);
+      const std::string module = linear_name(l, s, weight_naming::hf);
+      const std::vector<std::int64_t>* perm =
+          !rep.permuted_qk ? nullptr : s == linear_slot::wq ? &q_perm : s == linear_slot::wk ? &k_perm : nullptr;
+      if (ql[i]) {
+        add_quantized(src->linear_name(l, s), module, std::move(*ql[i]), perm);
+        continue;
+      }
+      RowMatrixXf m = w.matrix(s);
+      Eigen::VectorXf b = w.bias(s);
+      if (perm) {
+        RowMatrixXf p(m.rows(), m.cols());
+        Eigen::VectorXf pb(b.size());
+        for (std::size_t r = 0; r < perm->size(); ++r) {
+          p.row(static_cast<Eigen::Index>(r)) = m.row((*perm)[r]);
+          if (b.size()) pb[static_cast<Eigen::Index>(r)] = b[(*perm)[r]];
+        }
+        m = std::move(p);
+        b = std::move(pb);
+      }
+      add_f32(module + ".weight", m.data(), {m.rows(), m.cols()});
+      if (b.size()) add_f32(module + ".bias", b.data(), {b.size()});
+      ignore.push_back(module);
+      ++rep.float_linears;
+    }
+  }
+  {
+    const Eigen::VectorXf fn = src->final_norm();
+    add_f32(TensorNames::final_norm(weight_naming::hf), fn.data(), {fn.size()});
+  }
+  if (!c.tied_classifier) {
+    if (auto q = load(src->classifier_name())) {
+      if (q->smoothing && !(q->smoothing->array() == 1.0f).all())
+        refuse("layer " + src->classifier_name() + ": a smoothing vector on the classifier (model.norm is shared with nothing else, but folding it is not implemented)");
+      add_quantized(src->classifier_name(), "lm_head", std::move(*q), nullptr);
+    } else {
+      const RowMatrixXf cl = src->classifier();
+      add_f32("lm_head.weight", cl.data(), {cl.rows(), cl.cols()});
+      ignore.push_back("lm_head");
+      ++rep.float_linears;
+    }
+  } else {
+    ignore.push_back("lm_head");
+  }
+  if (groups.empty()) refuse("no quantized layer (the input is not a lowbit checkpoint)");
+
+  // config.json: the source's (Hugging Face) or one made from the config (Meta names).
+  nlohmann::json cfg;
+  if (src->naming() == weight_naming::hf && detail::file_exists(src_config)) {
+    try {
+      cfg = nlohmann::json::parse(detail::read_text(src_config));
+    } catch (const nlohmann::json::exception& e) {
+      refuse(src_config + " is not JSON: " + e.what());
+    }
+  } else {
+    cfg = detail::ct_hf_config(c, who);
+  }
+  nlohmann::json qc;
+  qc["quant_method"] = "compressed-tensors";
+  std::string top = groups[0].format;
+  for (const group& g : groups)
+    if (g.format != top) top = "mixed-precision";
+  qc["format"] = top;
+  qc["quantization_status"] = "compressed";
+  qc["kv_cache_scheme"] = nullptr;
+  qc["ignore"] = ignore;
+  nlohmann::json cg = nlohmann::json::object();
+  for (std::size_t i = 0; i < groups.size(); ++i) {
+    const group& g = groups[i];
+    nlohmann::json targets = groups.size() == 1 ? nlohmann::json::array({"Linear"}) : nlohmann::json(g.modules);
+    cg["group_" + std::to_string(i)] = {{"targets", targets},
+                                        {"weights", g.weights},
+                                        {"input_activations", g.acts},
+                                        {"output_activations", nullptr},
+                                        {"format", g.format}};
+  }
+  qc["config_groups"] = cg;
+  cfg["quantization_config"] = qc;
+
+  SafetensorsWriter wr(out_model);
+  for (const detail::ct_tensor& t : tensors) wr.add(t.name, t.dtype, t.shape, t.bytes.data(), t.bytes.size());
+  wr.finish();
+  if (!tok.empty()) {
+    detail::ct_write_text(out_tok, detail::read_text(tok));
+    rep.tokenizer = true;
+  } else {
+    rep.warnings.push_back("no tokenizer.json beside " + in + ": the directory has none (vLLM needs one)");
+  }
+  detail::ct_write_text(out_config, cfg.dump(2) + "\n");
+  return rep;
+}
+
+}  // namespace detail
+
+}  // namespace lowbit::model
