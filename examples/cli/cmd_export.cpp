@@ -24,7 +24,7 @@ struct export_options {
 int run_export(const export_options& o) {
   if (o.format == "compressed-tensors") {
     if (o.float_type != "keep" || !o.name.empty())
-      lowbit::detail::fail("export: --float-type and --name apply to --format gguf only");
+      lowbit_cli::fail("export: --float-type and --name apply to --format gguf only");
     const lowbit::model::CtExportReport rep = lowbit::model::export_compressed_tensors(o.input, o.output);
     for (const std::string& w : rep.warnings) fmt::print(stderr, "warning: {}\n", w);
     std::string formats;
@@ -34,7 +34,7 @@ int run_export(const export_options& o) {
                rep.permuted_qk ? "; q/k rows reordered to Hugging Face order" : "");
     return 0;
   }
-  if (o.format != "gguf") lowbit::detail::fail("export: unknown --format '" + o.format + "' (gguf, compressed-tensors)");
+  if (o.format != "gguf") lowbit_cli::fail("export: unknown --format '" + o.format + "' (gguf, compressed-tensors)");
   lowbit::model::GgufExportOptions opt;
   opt.float_type = o.float_type;
   opt.name = o.name;
