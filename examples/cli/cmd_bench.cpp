@@ -51,7 +51,7 @@ std::vector<int> bench_int_list(const std::string& text, const char* flag, int l
       used = 0;
     }
     if (used == 0 || used != item.size() || v < lowest)
-      lowbit::detail::fail(std::string(flag) + ": expected a comma-separated list of integers >= " +
+      lowbit_cli::fail(std::string(flag) + ": expected a comma-separated list of integers >= " +
                            std::to_string(lowest) + ", got '" + text + "'");
     out.push_back(v);
   }
@@ -87,8 +87,8 @@ int run_bench(const bench_options& o) {
   const std::vector<int> pp = o.prompt.empty() ? std::vector<int>{} : bench_int_list(o.prompt, "-p", 1);
   const std::vector<int> tg = o.gen.empty() ? std::vector<int>{} : bench_int_list(o.gen, "-n", 1);
   const std::vector<int> threads = bench_int_list(o.threads, "--threads", 1);
-  if (o.reps < 1) lowbit::detail::fail("--reps must be >= 1, got " + std::to_string(o.reps));
-  if (pp.empty() && tg.empty()) lowbit::detail::fail("nothing to measure: give -p and/or -n");
+  if (o.reps < 1) lowbit_cli::fail("--reps must be >= 1, got " + std::to_string(o.reps));
+  if (pp.empty() && tg.empty()) lowbit_cli::fail("nothing to measure: give -p and/or -n");
   const kv_cache_type kv = parse_kv_cache_type(o.kv_cache);
   // Loading (mmap, validate, build and pack the layers) on the calling thread.
   lowbit::set_num_threads(1);
@@ -98,9 +98,9 @@ int run_bench(const bench_options& o) {
   fmt::print(stderr, "loaded {} in {:.3f} s\n", o.model, load_s);
   const LlamaConfig& c = model.config();
   for (int n : pp)
-    if (n > c.max_seq_len) lowbit::detail::fail("-p " + std::to_string(n) + ": longer than the context (" + std::to_string(c.max_seq_len) + ")");
+    if (n > c.max_seq_len) lowbit_cli::fail("-p " + std::to_string(n) + ": longer than the context (" + std::to_string(c.max_seq_len) + ")");
   for (int n : tg)
-    if (n > c.max_seq_len) lowbit::detail::fail("-n " + std::to_string(n) + ": longer than the context (" + std::to_string(c.max_seq_len) + ")");
+    if (n > c.max_seq_len) lowbit_cli::fail("-n " + std::to_string(n) + ": longer than the context (" + std::to_string(c.max_seq_len) + ")");
 
   std::mt19937 rng(1234);
   std::uniform_int_distribution<int> pick(0, c.vocab_size - 1);

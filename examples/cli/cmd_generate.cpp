@@ -39,8 +39,8 @@ struct generate_options {
 
 int run_generate(const generate_options& o) {
   using namespace lowbit::model;
-  if (o.max_new_tokens < 0) lowbit::detail::fail("--max-new-tokens must be >= 0, got " + std::to_string(o.max_new_tokens));
-  if (o.threads < 0) lowbit::detail::fail("--threads must be >= 0, got " + std::to_string(o.threads));
+  if (o.max_new_tokens < 0) lowbit_cli::fail("--max-new-tokens must be >= 0, got " + std::to_string(o.max_new_tokens));
+  if (o.threads < 0) lowbit_cli::fail("--threads must be >= 0, got " + std::to_string(o.threads));
   GenerateOptions g;
   g.max_new_tokens = o.max_new_tokens;
   g.sampling.temperature = o.temperature;

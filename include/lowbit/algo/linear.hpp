@@ -96,16 +96,33 @@ struct QuantizedLinear {
 
   // The reference forward pass (fake quantization + Eigen products).
   RowMatrixXf reference_forward(ConstRowMatrixRef x) const {
+    RowMatrixXf y(x.rows(), out_features());
+    reference_forward(x, dequantize(weight), y);
+    return y;
+  }
+
+  // The layer formula, written once here and nowhere else:
+  //     y = Qa(x / s) * W_hat^T + ((x / s) * V_hat^T) * U_hat^T + bias
+  // with W_hat = dequantize(weight) given by the caller, so that a caller running the
+  // reference path on every call (model::RecipeLinear) dequantizes once and may then release
+  // the codes. reference_forward(x) above is this with W_hat computed per call; both give the
+  // same floats, operation for operation.
+  void reference_forward(ConstRowMatrixRef x, const RowMatrixXf& w_hat, RowMatrixRef y) const {
     check_input(x);
-    RowMatrixXf xs = smoothing ? smoothed_activations(x, *smoothing) : RowMatrixXf(x);
-    RowMatrixXf xq = activations
-                         ? dequantize(quantize_activations(xs, activations->format,
-                                                           activations->group, weight.name))
-                         : xs;
-    RowMatrixXf y = xq * dequantize(weight).transpose();
+    if (w_hat.rows() != out_features() || w_hat.cols() != in_features() || y.rows() != x.rows() ||
+        y.cols() != out_features())
+      detail::fail("linear '" + weight.name + "': W_hat is " + std::to_string(w_hat.rows()) + "x" +
+                   std::to_string(w_hat.cols()) + " and the output " + std::to_string(y.rows()) + "x" +
+                   std::to_string(y.cols()) + "; the layer is " + std::to_string(out_features()) + "x" +
+                   std::to_string(in_features()) + " and the input has " + std::to_string(x.rows()) + " rows");
+    const RowMatrixXf xs = smoothing ? smoothed_activations(x, *smoothing) : RowMatrixXf(x);
+    if (activations)
+      y.noalias() = dequantize(quantize_activations(xs, activations->format, activations->group, weight.name)) *
+                    w_hat.transpose();
+    else
+      y.noalias() = xs * w_hat.transpose();
     if (lorc) y.noalias() += (xs * lorc->v.transpose()) * lorc->u.transpose();
     if (bias) y.rowwise() += bias->transpose();
-    return y;
   }
 
   RowMatrixXf operator()(ConstRowMatrixRef x) const {

@@ -1,9 +1,9 @@
 #pragma once
 // RecipeLinear: a linear layer quantized by a named recipe (algo/recipes.hpp) through
 // quantize_linear() (smoothing -> GPTQ or round-to-nearest -> LoRC), run through the packed
-// kernels when attach_kernels() finds one, otherwise through the reference formula of
-// QuantizedLinear with the dequantized weight computed once (not on every call):
-//     y = Qa(x / s) * W_hat^T + ((x / s) * V_hat^T) * U_hat^T + bias
+// kernels when attach_kernels() finds one, otherwise through QuantizedLinear's reference
+// formula (QuantizedLinear::reference_forward in algo/linear.hpp, its only home) with the
+// dequantized weight W_hat computed once here (not on every call).
 #include <cstdint>
 #include <string>
 #include <utility>
@@ -39,15 +39,7 @@ class RecipeLinear final : public LinearLayer {
       layer_.kernel(x, y);
       return;
     }
-    const RowMatrixXf xs = layer_.smoothing ? smoothed_activations(x, *layer_.smoothing) : RowMatrixXf(x);
-    if (layer_.activations)
-      y.noalias() = dequantize(quantize_activations(xs, layer_.activations->format, layer_.activations->group,
-                                                    layer_.weight.name)) *
-                    w_hat_.transpose();
-    else
-      y.noalias() = xs * w_hat_.transpose();
-    if (layer_.lorc) y.noalias() += (xs * layer_.lorc->v.transpose()) * layer_.lorc->u.transpose();
-    if (layer_.bias) y.rowwise() += layer_.bias->transpose();
+    layer_.reference_forward(x, w_hat_, y);  // the formula's one home: algo/linear.hpp
   }
   std::int64_t in_features() const override { return layer_.in_features(); }
   std::int64_t out_features() const override { return layer_.out_features(); }
