@@ -53,7 +53,7 @@ class Fp32Linear final : public LinearLayer {
  private:
   void check_shapes(ConstRowMatrixRef x, RowMatrixRef y) const {
     if (x.cols() != cols_ || y.cols() != rows_ || y.rows() != x.rows())
-      detail::fail("Fp32Linear: shape mismatch: x [" + std::to_string(x.rows()) + ", " +
+      lowbit::detail::fail("Fp32Linear: shape mismatch: x [" + std::to_string(x.rows()) + ", " +
                    std::to_string(x.cols()) + "], W [" + std::to_string(rows_) +
                    ", " + std::to_string(cols_) + "], y [" + std::to_string(y.rows()) +
                    ", " + std::to_string(y.cols()) + "]");
@@ -71,7 +71,7 @@ class Fp32Linear final : public LinearLayer {
 class Wide16Linear final : public LinearLayer {
  public:
   Wide16Linear(std::shared_ptr<const void> owner, const Wide16View& w) : owner_(std::move(owner)), w_(w) {
-    if (w_.data == nullptr || w_.rows <= 0 || w_.cols <= 0) detail::fail("Wide16Linear: no weights");
+    if (w_.data == nullptr || w_.rows <= 0 || w_.cols <= 0) lowbit::detail::fail("Wide16Linear: no weights");
   }
   void forward(ConstRowMatrixRef x, RowMatrixRef y) const override { wide16_gemm(x, w_, y); }
   std::int64_t in_features() const override { return w_.cols; }

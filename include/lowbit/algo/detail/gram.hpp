@@ -130,6 +130,8 @@ inline void gram_lower_accumulate(const float* x, std::int64_t ld, std::int64_t 
 #if LOWBIT_HAVE_X86_SIMD
     if (tier == isa_tier::avx512) return gram_lower_avx512(x, ld, t, n, c, j0, j1);
     if (tier == isa_tier::avx2) return gram_lower_avx2(x, ld, t, n, c, j0, j1);
+#else
+    (void)tier;  // only the scalar code exists on this architecture
 #endif
     gram_lower_scalar(x, ld, t, n, c, j0, j1);
   });
