@@ -275,8 +275,17 @@ int run_quantize(const quantize_options& o) {
             lowbit_cli::fail("tensor '" + j.view->name + "': no calibration statistics (the model's forward pass does not "
                                  "use it as a linear layer); keep it with --ignore or use a round-to-nearest scheme");
         }
+        // A calibrated GPTQ job runs alone: it holds an n x n Hessian (268 MB for down_proj) and
+        // already spreads over every thread inside gptq(), so batching it with others would
+        // only multiply the memory peak by the thread count.
+        const bool gptq_job = j.quantize && j.stats && j.recipe->method == lowbit::weight_method::gptq;
+        if (gptq_job && quantizing > 0) {
+          --next;  // starts the next batch instead
+          break;
+        }
         quantizing += j.quantize ? 1 : 0;
         batch.push_back(std::move(j));
+        if (gptq_job) break;
         if (!batch.back().quantize && quantizing > 0) break;  // keep passthrough copies in order, batches small
       }
       std::vector<job*> work;
