@@ -48,12 +48,9 @@ if(TARGET lowbit_cli)
       add_test(NAME cli_run_quantize_${recipe} COMMAND ${_lowbit} quantize ${_st} -o ${_q}/model.safetensors
                --recipe ${recipe} --calib ${_tok} --calib-samples 4 --calib-inputs fp32 --quiet)
       set_tests_properties(cli_run_quantize_${recipe} PROPERTIES FIXTURES_SETUP cli_run_q_${recipe})
-      add_test(NAME cli_run_eval_equal_${recipe} COMMAND ${CMAKE_COMMAND} -DLOWBIT=${_lowbit}
-               "-DA=${_q}/model.safetensors|--tokens|${_tok}|--max-docs|40"
-               "-DB=${_st}|--recipe|${recipe}|--calib|${_tok}|--calib-docs|4|--tokens|${_tok}|--max-docs|40"
-               -P ${CMAKE_CURRENT_SOURCE_DIR}/scripts/eval_equal.cmake)
-      set_tests_properties(cli_run_eval_equal_${recipe} PROPERTIES FIXTURES_REQUIRED cli_run_q_${recipe}
-                           PASS_REGULAR_EXPRESSION "eval results equal")
+      lowbit_add_eval_equal(cli_run_eval_equal_${recipe} cli_run_q_${recipe}
+                            "${_q}/model.safetensors|--tokens|${_tok}|--max-docs|40"
+                            "${_st}|--recipe|${recipe}|--calib|${_tok}|--calib-docs|4|--tokens|${_tok}|--max-docs|40")
     endforeach()
     # The same through a Hugging Face directory: quantize writes an output directory (shards,
     # config.json, tokenizer.json) that eval, generate and bench read with HF names and
@@ -65,12 +62,9 @@ if(TARGET lowbit_cli)
       add_test(NAME cli_run_quantize_hf COMMAND ${_lowbit} quantize ${_hf} -o ${_qhf}
                --recipe w4a8-int --calib ${_tok} --calib-samples 4 --calib-inputs fp32 --max-shard-size 100KB --quiet)
       set_tests_properties(cli_run_quantize_hf PROPERTIES FIXTURES_SETUP cli_run_q_hf)
-      add_test(NAME cli_run_eval_equal_hf COMMAND ${CMAKE_COMMAND} -DLOWBIT=${_lowbit}
-               "-DA=${_qhf}|--tokens|${_tok}|--max-docs|40"
-               "-DB=${_hf}|--recipe|w4a8-int|--calib|${_tok}|--calib-docs|4|--tokens|${_tok}|--max-docs|40"
-               -P ${CMAKE_CURRENT_SOURCE_DIR}/scripts/eval_equal.cmake)
-      set_tests_properties(cli_run_eval_equal_hf PROPERTIES FIXTURES_REQUIRED cli_run_q_hf
-                           PASS_REGULAR_EXPRESSION "eval results equal")
+      lowbit_add_eval_equal(cli_run_eval_equal_hf cli_run_q_hf
+                            "${_qhf}|--tokens|${_tok}|--max-docs|40"
+                            "${_hf}|--recipe|w4a8-int|--calib|${_tok}|--calib-docs|4|--tokens|${_tok}|--max-docs|40")
       add_test(NAME cli_run_generate_hf COMMAND ${_lowbit} generate ${_qhf} --prompt "Once upon a time"
                --temperature 0 --max-new-tokens 16)
       set_tests_properties(cli_run_generate_hf PROPERTIES FIXTURES_REQUIRED cli_run_q_hf

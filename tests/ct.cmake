@@ -29,12 +29,8 @@ if(TARGET lowbit_cli)
       set_tests_properties(cli_ct_export_${name} PROPERTIES FIXTURES_REQUIRED cli_ct_q_${name}
                            FIXTURES_SETUP cli_ct_x_${name}
                            PASS_REGULAR_EXPRESSION "-> [^ ]*${name}-ct \\(compressed-tensors, layers: ${want}, [0-9]+ unquantized; norms folded: 0; tokenizer: copied\\)")
-      add_test(NAME cli_ct_eval_equal_${name} COMMAND ${CMAKE_COMMAND} -DLOWBIT=${_lowbit}
-               "-DA=${_q}|--tokens|${_tok}|--max-docs|20"
-               "-DB=${_c_dir}/${name}-ct|--tokens|${_tok}|--max-docs|20"
-               -P ${CMAKE_CURRENT_SOURCE_DIR}/scripts/eval_equal.cmake)
-      set_tests_properties(cli_ct_eval_equal_${name} PROPERTIES FIXTURES_REQUIRED cli_ct_x_${name}
-                           PASS_REGULAR_EXPRESSION "eval results equal")
+      lowbit_add_eval_equal(cli_ct_eval_equal_${name} cli_ct_x_${name}
+                            "${_q}|--tokens|${_tok}|--max-docs|20" "${_c_dir}/${name}-ct|--tokens|${_tok}|--max-docs|20")
     endforeach()
     # Refused: lowbit's w4a16-sqplus smooths q, k and v separately; one norm cannot fold three
     # different vectors. Nothing is written.

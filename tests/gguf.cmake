@@ -22,22 +22,15 @@ if(TARGET lowbit_cli)
       set_tests_properties(cli_gguf_export_${recipe} PROPERTIES FIXTURES_REQUIRED cli_gguf_q_${recipe}
                            FIXTURES_SETUP cli_gguf_x_${recipe}
                            PASS_REGULAR_EXPRESSION "-> [^ ]*${recipe}.gguf \\(GGUF llama, tensors: [^)]*30 (Q8_0|Q4_0|MXFP4)[^)]*tokenizer: none\\)")
-      add_test(NAME cli_gguf_eval_equal_${recipe} COMMAND ${CMAKE_COMMAND} -DLOWBIT=${_lowbit}
-               "-DA=${_q}/model.safetensors|--tokens|${_tok}|--max-docs|20"
-               "-DB=${_g_dir}/${recipe}.gguf|--tokens|${_tok}|--max-docs|20"
-               -P ${CMAKE_CURRENT_SOURCE_DIR}/scripts/eval_equal.cmake)
-      set_tests_properties(cli_gguf_eval_equal_${recipe} PROPERTIES FIXTURES_REQUIRED cli_gguf_x_${recipe}
-                           PASS_REGULAR_EXPRESSION "eval results equal")
+      lowbit_add_eval_equal(cli_gguf_eval_equal_${recipe} cli_gguf_x_${recipe}
+                            "${_q}/model.safetensors|--tokens|${_tok}|--max-docs|20" "${_g_dir}/${recipe}.gguf|--tokens|${_tok}|--max-docs|20")
     endforeach()
     # Unquantized: F32 as stored, equal to the source model's eval.
     add_test(NAME cli_gguf_export_f32 COMMAND ${_lowbit} export ${_st} -o ${_g_dir}/f32.gguf --format gguf)
     set_tests_properties(cli_gguf_export_f32 PROPERTIES FIXTURES_SETUP cli_gguf_f32
                          PASS_REGULAR_EXPRESSION "tensors: 47 F32; tokenizer: none")
-    add_test(NAME cli_gguf_eval_equal_f32 COMMAND ${CMAKE_COMMAND} -DLOWBIT=${_lowbit}
-             "-DA=${_st}|--tokens|${_tok}|--max-docs|20" "-DB=${_g_dir}/f32.gguf|--tokens|${_tok}|--max-docs|20"
-             -P ${CMAKE_CURRENT_SOURCE_DIR}/scripts/eval_equal.cmake)
-    set_tests_properties(cli_gguf_eval_equal_f32 PROPERTIES FIXTURES_REQUIRED cli_gguf_f32
-                         PASS_REGULAR_EXPRESSION "eval results equal")
+    lowbit_add_eval_equal(cli_gguf_eval_equal_f32 cli_gguf_f32
+                          "${_st}|--tokens|${_tok}|--max-docs|20" "${_g_dir}/f32.gguf|--tokens|${_tok}|--max-docs|20")
     # Refused: NVFP4 has no exact GGUF type; nothing is written.
     set(_n ${_g_dir}/nvfp4)
     file(MAKE_DIRECTORY ${_n})
