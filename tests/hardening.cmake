@@ -107,7 +107,7 @@ if(TARGET lowbit_cli)
   # ---- silent changes (item 18) ----------------------------------------------------------
   lowbit_hardening_probe(hardening_group_with_mx
     "! $L quantize $T -o o.safetensors --weights fp4 --group 7 --scale mx --quiet 2>err; test ! -e o.safetensors && cat err"
-    PASS "--group 7: --scale mx fixes the group size at 32")
+    PASS "--group 7 --scale mx: .*the mx scale fixes the group size at 32")
   lowbit_hardening_probe(hardening_lorc_rank_reported
     "$L quantize $T -o o.safetensors --lorc 100000 --quiet" PASS "LoRC rank 100000 reduced to")
 

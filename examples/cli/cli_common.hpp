@@ -26,6 +26,7 @@
 #include "lowbit/quant/scheme.hpp"
 #include "lowbit/quant/spec_text.hpp"
 #include "registry.hpp"  // lowbit_cli::fail
+#include "spec_flags.hpp"
 
 namespace lowbit_cli {
 
@@ -57,15 +58,6 @@ auto parse_flag(const char* flag, const std::string& value, Parse parse) {
   }
 }
 
-// --scale: fp32 (real scales) or a constraint's spec-text name (m1, m2, mx, nvfp4).
-inline lowbit::scale_constraint parse_scale_flag(const std::string& value) {
-  if (value == "fp32") return lowbit::scale_constraint::none;
-  try {
-    return lowbit::parse_scale_constraint(value);
-  } catch (const lowbit::error&) {
-    fail("--scale: expected fp32, m1, m2, mx or nvfp4, got '" + value + "'");
-  }
-}
 
 // Calibration: the fp32 model's own forward pass over the first documents of a token file.
 struct calibration_flags {
@@ -135,18 +127,28 @@ struct scheme_flags {
   std::string smooth;            // auto | ALPHA (needs calibration)
   int lorc = 0;                  // LoRC rank
   bool gptq = false;             // needs calibration
-  CLI::Option* group_option = nullptr;  // to tell an explicit --group from the default
+  CLI::Option* group_option = nullptr;  // to tell an explicit --group / --scale from the default
+  CLI::Option* scale_option = nullptr;
 
   void add_to(CLI::App& sub) {
     sub.add_option("--recipe", recipe, "Named recipe (w8a8-fp8, w8a8-int8, w4a16-int4, w4a16-sqplus, w4a8-int, w4a8-fp, mxfp4, nvfp4)");
     sub.add_option("--weights", weights, "Weight format: int8, int4, fp8/e4m3, e5m2, fp6/e3m2, e2m3, fp4/e2m1");
     group_option = sub.add_option("--group", group, "Group size along K (0 = per channel, -1 = per tensor)")->capture_default_str();
-    sub.add_option("--scale", scale, "Scale rule: fp32, m1, m2, mx, nvfp4")->capture_default_str();
+    scale_option = sub.add_option("--scale", scale, "Scale rule: fp32, m1, m2, mx, nvfp4")->capture_default_str();
     sub.add_flag("--asymmetric", asymmetric, "Integer weights with zero points");
     sub.add_option("--activations", activations, "Per-token activation format of the layers: int8, fp8/e4m3, e5m2");
     sub.add_option("--smooth", smooth, "SmoothQuant smoothing: auto (SmoothQuant+ alpha search) or a fixed alpha in [0, 1] (needs --calib)");
     sub.add_option("--lorc", lorc, "LoRC low-rank error compensation of this rank (0 = off / the recipe's)");
     sub.add_flag("--gptq", gptq, "GPTQ weight rounding (needs --calib)");
+  }
+  // --weights / --group / --scale / --asymmetric, the ones given (spec_flags.hpp).
+  weight_spec_flags spec_flags() const {
+    weight_spec_flags w;
+    if (!weights.empty()) w.weights = weights;
+    if (group_option && group_option->count() > 0) w.group = group;
+    if (scale_option && scale_option->count() > 0) w.scale = scale;
+    w.asymmetric = asymmetric;
+    return w;
   }
 };
 
@@ -159,8 +161,10 @@ struct resolved_scheme {
 // flags, with --gptq / --smooth / --lorc applied on top. Recipes that need calibration (GPTQ,
 // smoothing) are refused unless `calibrated`.
 inline resolved_scheme resolve(const scheme_flags& f, bool calibrated) {
-  if (!f.recipe.empty() && (!f.weights.empty() || !f.activations.empty()))
-    lowbit_cli::fail("--recipe and --weights/--activations are alternatives; give one");
+  const weight_spec_flags spec_flags = f.spec_flags();
+  if (!f.recipe.empty() && (spec_flags.weights || spec_flags.group || spec_flags.scale || spec_flags.asymmetric ||
+                            !f.activations.empty()))
+    lowbit_cli::fail("--recipe and --weights/--group/--scale/--asymmetric/--activations are alternatives; give one");
   if (f.lorc < 0) lowbit_cli::fail("--lorc: rank must be >= 0, got " + std::to_string(f.lorc));
   resolved_scheme r;
   lowbit::LinearRecipe& rec = r.recipe;
@@ -170,26 +174,10 @@ inline resolved_scheme resolve(const scheme_flags& f, bool calibrated) {
     r.label = f.recipe + " (" + lowbit::to_string(rec.weight) + ")";
   } else {
     rec.name = "custom";
+    // The flags compose spec text, which the library's parser validates (an explicit --group
+    // that mx / nvfp4 would replace is refused there, not silently changed).
     lowbit::QuantSpec& q = rec.weight;
-    q.format = parse_flag("--weights", f.weights.empty() ? std::string("int4") : f.weights, lowbit::parse_element_format);
-    if (f.group > 0) {
-      q.gran = lowbit::granularity::per_group;
-      q.group_size = f.group;
-    } else if (f.group == 0 || f.group == -1) {
-      q.gran = f.group == 0 ? lowbit::granularity::per_channel : lowbit::granularity::per_tensor;
-    } else {
-      lowbit_cli::fail("--group: expected a group size > 0, 0 (per channel) or -1 (per tensor), got " +
-                           std::to_string(f.group));
-    }
-    q.constraint = parse_scale_flag(f.scale);
-    q.symmetric = !f.asymmetric;
-    const lowbit::QuantSpec given = q;
-    q = lowbit::normalized_spec(q, "--weights");
-    // mx and nvfp4 fix the group size: an explicit, different --group is refused, not replaced.
-    if (f.group_option && f.group_option->count() > 0 &&
-        (q.gran != given.gran || (q.gran == lowbit::granularity::per_group && q.group_size != given.group_size)))
-      lowbit_cli::fail("--group " + std::to_string(f.group) + ": --scale " + f.scale + " fixes the group size at " +
-                           std::to_string(q.group_size) + "; leave --group out or give --group " + std::to_string(q.group_size));
+    q = spec_of(spec_flags);
     if (!f.activations.empty())
       rec.activations = lowbit::ActivationQuant{parse_flag("--activations", f.activations, lowbit::parse_act_format), 0};
     r.label = lowbit::to_string(q);

@@ -58,11 +58,15 @@ int run_compare(const compare_options& o) {
     t.name = item;
     if (std::find(names.begin(), names.end(), item) != names.end()) {
       t.recipe = lowbit::recipe_from_name(item);
+      t.recipe.weight = lowbit::normalized_spec(t.recipe.weight, item);
     } else {
-      t.recipe.name = item;
-      t.recipe.weight = lowbit::parse_quant_spec(item);
+      try {
+        t.recipe.weight = lowbit::parse_quant_spec(item);
+      } catch (const lowbit::error& e) {
+        lowbit_cli::fail("--recipes: '" + item + "' is neither a recipe nor spec text: " + e.what());
+      }
+      t.name = t.recipe.name = lowbit::to_string(t.recipe.weight);  // the canonical label, as quantize writes it
     }
-    t.recipe.weight = lowbit::normalized_spec(t.recipe.weight, item);
     rows.push_back(t);
   }
   if (rows.empty()) lowbit_cli::fail("--recipes: no scheme given");

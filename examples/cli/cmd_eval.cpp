@@ -54,6 +54,18 @@ struct eval_options {
   long calib_docs = 64;
   int ctx = 0;
   bool ctx_half = false, quiet = false;
+  CLI::Option* group_option = nullptr;  // to tell an explicit --group / --scale from the default
+  CLI::Option* scale_option = nullptr;
+
+  // --weights / --group / --scale / --asymmetric, the ones given (spec_flags.hpp).
+  lowbit_cli::weight_spec_flags spec_flags() const {
+    lowbit_cli::weight_spec_flags w;
+    if (!weights.empty()) w.weights = weights;
+    if (group_option && group_option->count() > 0) w.group = group;
+    if (scale_option && scale_option->count() > 0) w.scale = scale;
+    w.asymmetric = asymmetric;
+    return w;
+  }
 };
 
 // The explicit scheme flags as an EvalScheme (weights / group / scale / activations).
@@ -68,19 +80,8 @@ EvalScheme scheme_from_flags(const eval_options& o) {
   }
   if (o.weights.empty() && o.activations.empty()) return s;
   s.name = "custom";
-  if (!o.weights.empty()) {
-    lowbit::QuantSpec q;
-    q.format = lowbit_cli::parse_flag("--weights", o.weights, lowbit::parse_element_format);
-    if (o.group > 0) {
-      q.gran = lowbit::granularity::per_group;
-      q.group_size = o.group;
-    } else {
-      q.gran = o.group == 0 ? lowbit::granularity::per_channel : lowbit::granularity::per_tensor;
-    }
-    q.symmetric = !o.asymmetric;
-    q.constraint = lowbit_cli::parse_scale_flag(o.scale);
-    s.weights = lowbit::normalized_spec(q, "--weights");
-  }
+  // The flags compose spec text, validated by the library's parser (spec_flags.hpp).
+  if (!o.weights.empty()) s.weights = lowbit_cli::spec_of(o.spec_flags());
   if (o.activations == "f16" || o.activations == "fp16") s.input = lowbit::activation_dtype::f16;
   else if (o.activations == "bf16") s.input = lowbit::activation_dtype::bf16;
   else if (!o.activations.empty())
@@ -96,24 +97,11 @@ EvalScheme scheme_from_flags(const eval_options& o) {
 std::string describe_scheme(const EvalScheme& s) {
   if (s.is_fp32()) return "fp32";
   if (s.recipe) return fmt::format("recipe {} (classifier {})", s.name, s.quantize_classifier ? "quantized" : "fp32");
-  std::string w = "fp32 weights";
-  if (s.weights) {
-    const lowbit::QuantSpec& q = *s.weights;
-    static const char* fmt_names[] = {"int8", "int4", "fp8-e4m3", "fp8-e5m2", "fp6-e3m2", "fp6-e2m3", "fp4-e2m1"};
-    static const char* cons[] = {"fp32 scales", "pow2 M1 scales", "M2 scales", "MX E8M0 scales", "NVFP4 scales"};
-    w = fmt::format("{} {}{}{}", fmt_names[static_cast<int>(q.format)],
-                    q.gran == lowbit::granularity::per_group ? fmt::format("g{}", q.group_size)
-                    : q.gran == lowbit::granularity::per_channel ? std::string("per-channel")
-                                                                 : std::string("per-tensor"),
-                    q.symmetric ? "" : " asym", std::string(", ") + cons[static_cast<int>(q.constraint)]);
-  }
+  // The schemes' own spellings: the canonical spec text and the activation format names.
+  const std::string w = s.weights ? "weights " + lowbit::to_string(*s.weights) : std::string("fp32 weights");
   std::string a = "fp32 activations";
-  if (s.activations) {
-    static const char* act_names[] = {"int8", "fp8-e4m3", "fp8-e5m2"};
-    a = fmt::format("{} per-token activations", act_names[static_cast<int>(*s.activations)]);
-  } else if (s.input != lowbit::activation_dtype::f32) {
-    a = fmt::format("{} activations", lowbit::to_string(s.input));
-  }
+  if (s.activations) a = fmt::format("{} per-token activations", lowbit::to_string(*s.activations));
+  else if (s.input != lowbit::activation_dtype::f32) a = fmt::format("{} activations", lowbit::to_string(s.input));
   return fmt::format("{} ({}; {}; classifier {})", s.name, w, a, s.quantize_classifier ? "quantized" : "fp32");
 }
 
@@ -179,10 +167,14 @@ std::vector<std::string> text_documents(const std::string& path) {
 void validate(const eval_options& o) {
   const int inputs = !o.tokens.empty() + !o.text.empty() + !o.text_file.empty();
   if (inputs != 1) lowbit_cli::fail("give exactly one of --tokens FILE, --text-file FILE or --text \"...\"");
-  if (!o.recipe.empty() && (!o.weights.empty() || !o.activations.empty()))
-    lowbit_cli::fail("--recipe and --weights/--activations are alternatives; give one");
+  const lowbit_cli::weight_spec_flags spec = o.spec_flags();
+  const bool spec_details = spec.group || spec.scale || spec.asymmetric;  // the fields after --weights
+  if (!o.recipe.empty() && (spec.weights || spec_details || !o.activations.empty()))
+    lowbit_cli::fail("--recipe and --weights/--group/--scale/--asymmetric/--activations are alternatives; give one");
+  if (o.recipe.empty() && !spec.weights && spec_details)
+    lowbit_cli::fail("--group/--scale/--asymmetric describe the weights: give --weights too");
+  if (spec.weights) (void)lowbit_cli::spec_of(spec);  // scheme errors before the model is read
   if (o.threads < 0) lowbit_cli::fail("--threads must be >= 0, got " + std::to_string(o.threads));
-  if (o.group < -1) lowbit_cli::fail("--group: expected a group size > 0, 0 (per channel) or -1 (per tensor), got " + std::to_string(o.group));
   if (o.max_docs == 0) lowbit_cli::fail("--max-docs 0 leaves nothing to evaluate");
   if (o.max_docs < -1) lowbit_cli::fail("--max-docs must be >= 1 (or -1 for all), got " + std::to_string(o.max_docs));
   if (o.calib_docs == 0 || o.calib_docs < -1) lowbit_cli::fail("--calib-docs must be >= 1 (or -1 for all)");
@@ -345,8 +337,8 @@ lowbit_cli::registration eval_registration{
       sub.add_flag("--quiet", o->quiet, "No progress on stderr");
       sub.add_option("--recipe", o->recipe, "Named recipe (w8a8-fp8, w8a8-int8, w4a16-int4, ...)");
       sub.add_option("--weights", o->weights, "Weight format: int8, int4, fp8/e4m3, e5m2, fp6/e3m2, e2m3, fp4/e2m1");
-      sub.add_option("--group", o->group, "Group size along K (0 = per channel, -1 = per tensor)")->capture_default_str();
-      sub.add_option("--scale", o->scale, "Scale rule: fp32, m1, m2, mx, nvfp4")->capture_default_str();
+      o->group_option = sub.add_option("--group", o->group, "Group size along K (0 = per channel, -1 = per tensor)")->capture_default_str();
+      o->scale_option = sub.add_option("--scale", o->scale, "Scale rule: fp32, m1, m2, mx, nvfp4")->capture_default_str();
       sub.add_flag("--asymmetric", o->asymmetric, "Integer weights with zero points");
       sub.add_option("--activations", o->activations, "Per-token activation format: int8, fp8/e4m3, e5m2; or f16/bf16 (weight-only schemes, 16-bit kernel input)");
       sub.add_option("--backend", o->backend, "auto (kernels where they exist), packed (kernels only), fake (quantize-dequantize in fp32)")->capture_default_str();

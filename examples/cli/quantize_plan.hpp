@@ -48,7 +48,7 @@ inline scheme_override parse_override(const std::string& arg, const resolved_sch
   } else {
     o.recipe = base.recipe;
     try {
-      o.recipe.weight = lowbit::normalized_spec(lowbit::parse_quant_spec(o.scheme), "--override " + o.scheme);
+      o.recipe.weight = lowbit::parse_quant_spec(o.scheme);  // validated (normalized_spec) by the parser
     } catch (const lowbit::error& e) {
       lowbit_cli::fail("--override '" + arg + "': '" + o.scheme + "' is neither a recipe nor a scheme: " + e.what());
     }

@@ -7,12 +7,16 @@
 //     constraint   m1 | m2 | mx | nvfp4 (absent: real scales)
 //   e.g. "int4:g128", "int4:g128:asym:f16", "float4_e2m1fn:g128:m2", "float4_e2m1fn:g32:mx:up175",
 //        "float4_e2m1fn:g16:nvfp4", "int8:channel", "int4:g128:clip0.5x20".
+// The text is the one canonical spelling of a QuantSpec: checkpoints store it and derive their
+// structured fields from it (io/detail/scheme_json.hpp), the CLI's --weights/--group/--scale/
+// --asymmetric flags compose it and go through parse_quant_spec, and labels print to_string.
 // to_string(spec) writes the canonical form and parse_quant_spec reads it back exactly. The
 // parser also takes short names: fp8/e4m3, e5m2, fp6/e3m2, e2m3, fp4/e2m1, pow2_m1/pow2_m2,
 // per_tensor/per_channel, and whole presets: mxfp4, mxfp6 (E3M2), mxfp6_e2m3, mxfp8 (E4M3),
 // mxfp8_e5m2, nvfp4. Unknown words raise lowbit::error listing what is accepted.
 #include <algorithm>
 #include <cstdio>
+#include <cstdlib>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -71,11 +75,35 @@ inline std::string to_string(const QuantSpec& s) {
   if (s.int_rule == int_scale_rule::q4_0) out += ":q4_0";
   if (s.mx_rounding == mx_scale_rounding::round_up_175) out += ":up175";
   if (s.clip.enabled) {
-    char buf[48];
-    std::snprintf(buf, sizeof buf, ":clip%gx%d", static_cast<double>(s.clip.min_ratio), s.clip.steps);
-    out += buf;
+    // The shortest decimal that reads back as the same float (%g alone keeps 6 digits, and
+    // checkpoints compare the text with their structured fields: it must round-trip).
+    char buf[64];
+    for (int digits = 6; digits <= 9; ++digits) {
+      std::snprintf(buf, sizeof buf, "%.*g", digits, static_cast<double>(s.clip.min_ratio));
+      if (std::strtof(buf, nullptr) == s.clip.min_ratio) break;
+    }
+    out += ":clip" + std::string(buf) + "x" + std::to_string(s.clip.steps);
   }
   return out;
+}
+
+// The parser's presets: a whole spec under one name, written as the text's first field.
+struct quant_spec_preset {
+  const char* name;
+  QuantSpec spec;
+};
+inline const std::vector<quant_spec_preset>& quant_spec_presets() {
+  static const std::vector<quant_spec_preset> presets = {
+      {"mxfp4", mx_spec(element_format::float4_e2m1fn)},
+      {"mxfp6", mx_spec(element_format::float6_e3m2fn)},
+      {"mxfp6_e3m2", mx_spec(element_format::float6_e3m2fn)},
+      {"mxfp6_e2m3", mx_spec(element_format::float6_e2m3fn)},
+      {"mxfp8", mx_spec(element_format::float8_e4m3fn)},
+      {"mxfp8_e4m3", mx_spec(element_format::float8_e4m3fn)},
+      {"mxfp8_e5m2", mx_spec(element_format::float8_e5m2)},
+      {"nvfp4", nvfp4_spec()},
+  };
+  return presets;
 }
 
 inline element_format parse_element_format(std::string_view t) {
@@ -127,12 +155,9 @@ inline QuantSpec parse_quant_spec(std::string_view text) {
   QuantSpec s;
   bool explicit_group = false;  // a g<N> field, which mx / nvfp4 must not silently replace
   const std::string& head = f[0];
-  if (head == "mxfp4") s = mx_spec(element_format::float4_e2m1fn);
-  else if (head == "mxfp6" || head == "mxfp6_e3m2") s = mx_spec(element_format::float6_e3m2fn);
-  else if (head == "mxfp6_e2m3") s = mx_spec(element_format::float6_e2m3fn);
-  else if (head == "mxfp8" || head == "mxfp8_e4m3") s = mx_spec(element_format::float8_e4m3fn);
-  else if (head == "mxfp8_e5m2") s = mx_spec(element_format::float8_e5m2);
-  else if (head == "nvfp4") s = nvfp4_spec();
+  const auto& presets = quant_spec_presets();
+  const auto preset = std::find_if(presets.begin(), presets.end(), [&](const quant_spec_preset& p) { return head == p.name; });
+  if (preset != presets.end()) s = preset->spec;
   else s.format = parse_element_format(head);
   for (std::size_t i = 1; i < f.size(); ++i) {
     const std::string& t = f[i];

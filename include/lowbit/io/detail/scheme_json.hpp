@@ -1,10 +1,15 @@
 #pragma once
-// QuantSpec <-> JSON, the way checkpoints record each layer's scheme. The spellings are
-// part of the checkpoint format (docs/checkpoint-format.md) and must not change silently.
-// Element formats, scale storage and activation formats are spelled as in the spec text:
-// their names come from quant/spec_text.hpp's to_string (one table per enum). Granularity,
-// scale constraint, integer rule and MX rounding have file-format spellings of their own
-// ("per_group", "pow2_m1", ...), kept here and nowhere else.
+// QuantSpec <-> JSON, the way checkpoints record each layer's scheme. The record's "text" is
+// the canonical spec text (quant/spec_text.hpp), the one spelling of the scheme; the
+// structured fields beside it ("format", "granularity", ...) are derived from the parsed text
+// by structured_spec_json() alone, for readers older than the "text" field (they read only
+// those). A reader takes the text, checks that structured fields, when present, say the same,
+// and reads records without text (written before it) from the structured fields.
+// The structured spellings are part of the checkpoint format (docs/checkpoint-format.md) and
+// must not change silently. Element formats, scale storage and activation formats are spelled
+// as in the spec text: their names come from quant/spec_text.hpp's to_string (one table per
+// enum). Granularity, scale constraint, integer rule and MX rounding have file-format
+// spellings of their own ("per_group", "pow2_m1", ...), kept here and nowhere else.
 #include <cstddef>
 #include <nlohmann/json.hpp>
 #include <string>
@@ -84,7 +89,8 @@ inline const auto& act_format_names() {
   return n;
 }
 
-inline nlohmann::json spec_to_json(const QuantSpec& s) {
+// The structured fields of a spec (no "text"): the derivation spec_to_json uses.
+inline nlohmann::json structured_spec_json(const QuantSpec& s) {
   return {{"format", element_format_names().name(s.format)},
           {"granularity", granularity_names().name(s.gran)},
           {"group_size", s.group_size},
@@ -94,6 +100,16 @@ inline nlohmann::json spec_to_json(const QuantSpec& s) {
           {"int_rule", int_rule_names().name(s.int_rule)},
           {"mx_rounding", mx_rounding_names().name(s.mx_rounding)},
           {"clip", {{"enabled", s.clip.enabled}, {"min_ratio", s.clip.min_ratio}, {"steps", s.clip.steps}}}};
+}
+
+// The record: the canonical text and the structured fields of that text parsed back, so the
+// two cannot disagree (fields the text does not carry, such as the group size of a
+// per-channel spec, take the parser's defaults). `s` must be valid (normalized_spec).
+inline nlohmann::json spec_to_json(const QuantSpec& s) {
+  const std::string text = to_string(s);
+  nlohmann::json j = structured_spec_json(parse_quant_spec(text));
+  j["text"] = text;
+  return j;
 }
 
 // Typed field access that turns a missing or mistyped field into a lowbit::error.
@@ -119,7 +135,8 @@ inline bool json_bool(const nlohmann::json& j, const char* key, const std::strin
   return v.get<bool>();
 }
 
-inline QuantSpec spec_from_json(const nlohmann::json& j, const std::string& layer) {
+// The structured fields alone (every record before "text", and the check of newer ones).
+inline QuantSpec spec_from_structured_json(const nlohmann::json& j, const std::string& layer) {
   QuantSpec s;
   s.format = element_format_names().parse(json_string(j, "format", layer), "element format", layer);
   s.gran = granularity_names().parse(json_string(j, "granularity", layer), "granularity", layer);
@@ -139,6 +156,33 @@ inline QuantSpec spec_from_json(const nlohmann::json& j, const std::string& laye
   const auto steps = json_int(clip, "steps", layer);
   if (steps < 0 || steps > 1000000) fail("layer '" + layer + "': clip.steps out of range");
   s.clip.steps = static_cast<int>(steps);
+  return s;
+}
+
+// A layer's scheme record: the spec text when the record has one (then any structured fields
+// must name the same spec: a record whose two spellings disagree is refused, not resolved in
+// favour of either), else the structured fields of a record written before the text.
+inline QuantSpec spec_from_json(const nlohmann::json& j, const std::string& layer) {
+  if (!j.is_object()) fail("layer '" + layer + "': scheme is not a JSON object");
+  if (!j.contains("text")) return spec_from_structured_json(j, layer);
+  const std::string text = json_string(j, "text", layer);
+  QuantSpec s;
+  try {
+    s = parse_quant_spec(text);
+  } catch (const error& e) {
+    fail("layer '" + layer + "': scheme text '" + text + "': " + e.what());
+  }
+  bool structured = false;  // any structured field beside the text (then all of them); other keys are ignored
+  for (const char* key : {"format", "granularity", "group_size", "symmetric", "constraint", "scale_storage", "int_rule",
+                          "mx_rounding", "clip"})
+    structured = structured || j.contains(key);
+  if (structured) {
+    // Compared as canonical text: the spelling that says which fields matter for the spec.
+    const QuantSpec fields = normalized_spec(spec_from_structured_json(j, layer), layer);
+    if (to_string(fields) != to_string(s))
+      fail("layer '" + layer + "': the scheme text '" + text + "' and the structured fields (" + to_string(fields) +
+           ") disagree");
+  }
   return s;
 }
 
