@@ -2,8 +2,8 @@
 // model/decoder_layer.hpp) give the same bits on 1, 2 and 3 threads, and the same bits as the
 // one-pass expressions they replaced; and the thread pool's spin-then-park hand-off
 // (detail/threads.hpp) runs every task exactly once, whether its workers are still polling
-// (back-to-back calls) or parked (calls far apart), with the thread count changing between
-// calls.
+// (back-to-back calls with set_spin_time_us), parked (calls far apart), or never poll (the
+// default), with the thread count changing between calls.
 #include <catch2/catch.hpp>
 
 #include <atomic>
@@ -25,7 +25,10 @@ using namespace lowbit::model;
 namespace {
 
 struct threading_restore_threads {
-  ~threading_restore_threads() { lowbit::set_num_threads(0); }
+  ~threading_restore_threads() {
+    lowbit::set_num_threads(0);
+    lowbit::set_spin_time_us(-1);
+  }
 };
 
 RowMatrixXf threading_random(Eigen::Index rows, Eigen::Index cols, unsigned seed, float sd = 2.0f) {
@@ -151,6 +154,7 @@ TEST_CASE("a prompt and decode steps give the same logits on 1, 2 and 3 threads"
 
 TEST_CASE("the pool runs every task once with its workers polling, parked, or left out", "[model][threads]") {
   // The shared pool (other tests may have started its workers already).
+  threading_restore_threads restore;
   std::vector<std::atomic<int>> hits(97);
   const auto call = [&](int threads, std::int64_t tasks) {
     for (std::int64_t i = 0; i < tasks; ++i) hits[static_cast<std::size_t>(i)].store(0);
@@ -165,14 +169,21 @@ TEST_CASE("the pool runs every task once with its workers polling, parked, or le
       if (hits[static_cast<std::size_t>(i)].load() != 1) return false;
     return true;
   };
-  // Back to back: the workers are still polling for the next call. The thread count changes
-  // between calls, so some polling workers see a call they are not part of.
+  // Back to back with polling on: the workers are still polling for the next call. The
+  // thread count changes between calls, so some polling workers see a call they are not
+  // part of.
+  lowbit::set_spin_time_us(200);
   for (int rep = 0; rep < 300; ++rep) REQUIRE(call(1 + rep % 4, 1 + (rep * 7) % 97));
-  // Far apart (longer than the default polling time): the workers have parked.
+  // Far apart (longer than the polling time): the workers have parked.
   for (int rep = 0; rep < 6; ++rep) {
     std::this_thread::sleep_for(std::chrono::milliseconds(2));
     REQUIRE(call(rep % 2 == 0 ? 3 : 2, 50));
   }
+  // No polling (the default): every worker parks after each call.
+  lowbit::set_spin_time_us(0);
+  for (int rep = 0; rep < 100; ++rep) REQUIRE(call(1 + rep % 4, 1 + (rep * 5) % 97));
+  CHECK_THROWS_AS(lowbit::set_spin_time_us(-2), lowbit::error);
+  lowbit::set_spin_time_us(200);
   // An exception still reaches the caller, after every other task has run.
   std::atomic<int> ran{0};
   CHECK_THROWS_AS(lowbit::parallel_for(40, 3, lowbit::executor(),

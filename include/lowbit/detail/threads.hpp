@@ -15,12 +15,15 @@
 //   result is the same, only slower. Nothing ever destroys a joinable std::thread.
 // - A model's forward pass is a stream of short parallel_for calls (two per linear layer,
 //   the attention, the element-wise steps) separated by microseconds of serial work. A
-//   worker parked on the condition variable takes tens to hundreds of microseconds to wake
-//   (a futex wake, and on a virtual machine an IPI to a halted vCPU), which is a large part
-//   of a 0.3 ms product split two ways; so a worker that finishes a call first polls for the
-//   next one for spin_time() before it parks, and the caller likewise polls for the workers
-//   to finish before it sleeps. Spinning only delays parking; the tasks and their results
-//   are the same.
+//   worker parked on the condition variable takes microseconds to wake (a futex wake; on a
+//   virtual machine an IPI to a halted vCPU, possibly tens of microseconds), a visible part
+//   of a 0.1-0.3 ms product split over threads. With a polling time set (LOWBIT_SPIN_US, or
+//   set_spin_time_us()), a worker that finishes a call polls for the next one that long
+//   before it parks, and the caller polls for the workers to finish before it sleeps. The
+//   default is 0 (park at once, as before): on the 2-core build machine, oversubscribed,
+//   polling made a 2-thread call slower (15 vs 11 us), and its gain on an idle many-core
+//   machine is not measured yet. Polling only delays parking; the tasks and results are
+//   the same.
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -78,6 +81,12 @@ inline std::atomic<int>& thread_count_override() {
   return n;
 }
 
+// Microseconds the pool polls before parking; -1 = not set (LOWBIT_SPIN_US or 0 applies).
+inline std::atomic<long>& spin_time_override() {
+  static std::atomic<long> us{-1};
+  return us;
+}
+
 // One spin-wait step: tells the CPU this is a polling loop (lets a sibling hyperthread run).
 inline void cpu_relax() noexcept {
 #if defined(__x86_64__) || defined(__i386__)
@@ -87,7 +96,9 @@ inline void cpu_relax() noexcept {
 #endif
 }
 
-// Polls done() for up to `limit` (checking the clock every 64 polls); whether it came true.
+// Polls done() for up to `limit`; whether it came true. Every 64 polls it checks the clock
+// and yields the CPU, so that on an oversubscribed machine a polling thread does not hold a
+// core that the thread it waits for (or another process) needs.
 template <class Done>
 bool spin_until(const Done& done, std::chrono::microseconds limit) {
   if (limit.count() <= 0) return done();
@@ -95,21 +106,27 @@ bool spin_until(const Done& done, std::chrono::microseconds limit) {
   for (unsigned i = 1;; ++i) {
     if (done()) return true;
     cpu_relax();
-    if (i % 64 == 0 && std::chrono::steady_clock::now() >= deadline) return done();
+    if (i % 64 == 0) {
+      if (std::chrono::steady_clock::now() >= deadline) return done();
+      std::this_thread::yield();
+    }
   }
 }
 
 class thread_pool {
  public:
   // How long an idle worker (and a caller waiting for its workers) polls before sleeping on
-  // the condition variable: longer than the serial gaps between a forward pass's parallel
-  // calls, short enough that an idle process stops using CPU at once (a human-scale pause,
-  // such as between generated tokens waiting for a sampler, parks every worker).
-  // LOWBIT_SPIN_US (read once) overrides the default 200; 0 parks at once.
+  // the condition variable (see the header comment): spin_time_override() when set, else
+  // LOWBIT_SPIN_US (read once), else 0. Something like 200 us outlasts the serial gaps of a
+  // forward pass and still parks every worker at once at a human-scale pause.
   static std::chrono::microseconds spin_time() {
+    const long o = spin_time_override().load(std::memory_order_relaxed);
+    return o >= 0 ? std::chrono::microseconds(o) : env_spin_time();
+  }
+  static std::chrono::microseconds env_spin_time() {
     static const std::chrono::microseconds t{[] {
       const char* text = std::getenv("LOWBIT_SPIN_US");
-      if (text == nullptr || *text == '\0') return 200L;
+      if (text == nullptr || *text == '\0') return 0L;
       char* end = nullptr;
       const long v = std::strtol(text, &end, 10);
       if (*end != '\0' || v < 0 || v > 1000000)
@@ -181,7 +198,7 @@ class thread_pool {
  private:
   // Starts workers up to n; returns how many exist (fewer when creation failed).
   int ensure_workers(int n) {
-    (void)spin_time();  // a bad LOWBIT_SPIN_US throws here, on the caller, not in a worker
+    (void)env_spin_time();  // a bad LOWBIT_SPIN_US throws here, on the caller, not in a worker
     std::lock_guard<std::mutex> lock(mu_);
     try {
       while (static_cast<int>(workers_.size()) < n) {
@@ -267,6 +284,15 @@ inline int default_num_threads() {
 inline void set_num_threads(int n) {
   if (n < 0) throw error("set_num_threads: thread count must be >= 0, got " + std::to_string(n));
   detail::thread_count_override().store(n, std::memory_order_relaxed);
+}
+
+// Sets how long the pool's idle workers (and a caller waiting for them) poll before they
+// park, in microseconds (0 = park at once; -1 restores LOWBIT_SPIN_US, else 0). Polling
+// trades CPU time for the wake-up latency of back-to-back calls; results do not change.
+inline void set_spin_time_us(long us) {
+  if (us < -1 || us > 1000000)
+    throw error("set_spin_time_us: expected -1 .. 1000000 microseconds, got " + std::to_string(us));
+  detail::spin_time_override().store(us, std::memory_order_relaxed);
 }
 
 // Runs body(i) for i in [0, tasks): on `exec` when given, else on the pool with `threads`
