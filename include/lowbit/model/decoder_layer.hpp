@@ -34,6 +34,7 @@
 // the same input, as do w1/w3.
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <vector>
@@ -61,13 +62,83 @@ struct ForwardWorkspace {
 };
 
 namespace detail {
+// The element-wise steps between the linear layers (norms, SiLU, residual adds) run on the
+// pool too: at 2 threads a step left on the calling thread costs twice its share of the
+// wall time. Below this many elements a step stays on the calling thread, where waking the
+// pool (tens of microseconds) would cost more than the step (a decode token's vectors).
+constexpr std::int64_t parallel_min_elements = std::int64_t{1} << 15;
+
+// Runs body(r0, r1) over contiguous row ranges covering [0, rows) of a [rows, cols] step, on
+// up to default_num_threads() threads (inline inside an outer parallel_for). The ranges
+// depend on the thread count, so body must compute every row the same way whichever range
+// holds it (true of row-wise norms and of element-wise arithmetic without exp/SIMD paths
+// that depend on the position: see silu_mul for one that does).
+template <class Body>
+void for_row_ranges(Eigen::Index rows, Eigen::Index cols, const Body& body) {
+  const int threads = lowbit::default_num_threads();
+  const std::int64_t tasks = (threads <= 1 || static_cast<std::int64_t>(rows) * cols < parallel_min_elements)
+                                 ? 1
+                                 : std::min<std::int64_t>(threads, rows);
+  if (tasks <= 1) {
+    if (rows > 0) body(Eigen::Index{0}, rows);
+    return;
+  }
+  const std::int64_t per = (rows + tasks - 1) / tasks;
+  lowbit::parallel_for((rows + per - 1) / per, threads, lowbit::executor(), [&](std::int64_t i) {
+    const Eigen::Index r0 = static_cast<Eigen::Index>(i * per);
+    body(r0, std::min<Eigen::Index>(rows, r0 + static_cast<Eigen::Index>(per)));
+  });
+}
+
+// rmsnorm(x) * weight per row, rows split over the pool (each row is computed by the same
+// code whichever thread takes it, so the result does not depend on the thread count).
 inline void rmsnorm(const RowMatrixXf& x, const Eigen::VectorXf& weight, float eps, RowMatrixXf& out) {
   out.resize(x.rows(), x.cols());
-  for (Eigen::Index t = 0; t < x.rows(); ++t) {
-    const float ms = x.row(t).squaredNorm() / static_cast<float>(x.cols());
-    const float inv = 1.0f / std::sqrt(ms + eps);
-    out.row(t) = (x.row(t).array() * inv) * weight.transpose().array();
+  for_row_ranges(x.rows(), x.cols(), [&](Eigen::Index r0, Eigen::Index r1) {
+    for (Eigen::Index t = r0; t < r1; ++t) {
+      const float ms = x.row(t).squaredNorm() / static_cast<float>(x.cols());
+      const float inv = 1.0f / std::sqrt(ms + eps);
+      out.row(t) = (x.row(t).array() * inv) * weight.transpose().array();
+    }
+  });
+}
+
+// x += y (same shape), rows split over the pool (an add is exact on any path).
+inline void add_in_place(RowMatrixXf& x, const RowMatrixXf& y) {
+  for_row_ranges(x.rows(), x.cols(), [&](Eigen::Index r0, Eigen::Index r1) {
+    x.middleRows(r0, r1 - r0) += y.middleRows(r0, r1 - r0);
+  });
+}
+
+// Elements per SiLU chunk: a multiple of every SIMD width (and of 64 bytes), so that a chunk
+// starts where a whole-array pass would start a vector, at the same alignment.
+constexpr std::int64_t silu_chunk = 16384;
+
+// gate = silu(gate) * up, in place, element-wise over the flat arrays. Eigen's vectorized
+// exp and its scalar exp (the tail past the last whole vector) can differ in the last bit,
+// so the split must not move any element between the two: the arrays are cut into fixed
+// chunks of silu_chunk elements (independent of the thread count), each evaluated as its
+// own array expression. Every chunk but the last is whole vectors from an aligned start, and
+// the last one ends where the whole array does, so each element takes the path it takes in
+// one whole-array pass `gate = gate / (1 + exp(-gate)) * up` (what this replaced).
+inline void silu_mul(RowMatrixXf& gate, const RowMatrixXf& up) {
+  const std::int64_t size = gate.size();
+  const std::int64_t chunks = (size + silu_chunk - 1) / silu_chunk;
+  const auto run_chunk = [&](std::int64_t c) {
+    const std::int64_t off = c * silu_chunk, len = std::min(silu_chunk, size - off);
+    Eigen::Map<Eigen::ArrayXf> g(gate.data() + off, static_cast<Eigen::Index>(len));
+    const Eigen::Map<const Eigen::ArrayXf> u(up.data() + off, static_cast<Eigen::Index>(len));
+    g = g / (1.0f + (-g).exp()) * u;
+  };
+  const int threads = lowbit::default_num_threads();
+  if (threads <= 1 || chunks <= 1 || size < parallel_min_elements) {
+    for (std::int64_t c = 0; c < chunks; ++c) run_chunk(c);
+    return;
   }
+  const std::int64_t per = (chunks + threads - 1) / threads;
+  lowbit::parallel_for((chunks + per - 1) / per, threads, lowbit::executor(), [&](std::int64_t i) {
+    for (std::int64_t c = i * per; c < std::min(chunks, (i + 1) * per); ++c) run_chunk(c);
+  });
 }
 // RMSNorm of every head_dim-wide slice of m's rows, in place (qwen3's q_norm / k_norm).
 inline void rmsnorm_heads(RowMatrixXf& m, const Eigen::VectorXf& weight, float eps) {
@@ -145,15 +216,14 @@ class DecoderLayer {
     cache.store(index_, p0, ws.k, ws.v);
     attention(cache, p0, n, ws);
     run(linear_slot::wo, ws.attn, ws.proj, observer);
-    x += ws.proj;
+    detail::add_in_place(x, ws.proj);
 
     detail::rmsnorm(x, ffn_norm_, c_.norm_eps, ws.xn);
     run(linear_slot::w1, ws.xn, ws.gate, observer);
     run(linear_slot::w3, ws.xn, ws.up, observer);
-    // silu(g) * u, computed in place in `gate`.
-    ws.gate.array() = ws.gate.array() / (1.0f + (-ws.gate.array()).exp()) * ws.up.array();
+    detail::silu_mul(ws.gate, ws.up);  // silu(g) * u, computed in place in `gate`
     run(linear_slot::w2, ws.gate, ws.proj, observer);
-    x += ws.proj;
+    detail::add_in_place(x, ws.proj);
   }
 
   // Runs the layer on independent sequences (each [len_i, dim], causal from position 0):

@@ -1,0 +1,199 @@
+// The forward pass's threaded steps outside the linear layers (RMSNorm, SiLU, residual adds:
+// model/decoder_layer.hpp) give the same bits on 1, 2 and 3 threads, and the same bits as the
+// one-pass expressions they replaced; and the thread pool's spin-then-park hand-off
+// (detail/threads.hpp) runs every task exactly once, whether its workers are still polling
+// (back-to-back calls with set_spin_time_us), parked (calls far apart), or never poll (the
+// default), with the thread count changing between calls.
+#include <catch2/catch.hpp>
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <random>
+#include <stdexcept>
+#include <thread>
+#include <vector>
+
+#include "lowbit/detail/threads.hpp"
+#include "lowbit/model/llama.hpp"
+
+namespace test_model_threading_cpp {
+
+using lowbit::RowMatrixXf;
+using namespace lowbit::model;
+
+namespace {
+
+struct threading_restore_threads {
+  ~threading_restore_threads() {
+    lowbit::set_num_threads(0);
+    lowbit::set_spin_time_us(-1);
+  }
+};
+
+RowMatrixXf threading_random(Eigen::Index rows, Eigen::Index cols, unsigned seed, float sd = 2.0f) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> nd(0.0f, sd);
+  RowMatrixXf m(rows, cols);
+  for (Eigen::Index i = 0; i < m.size(); ++i) m.data()[i] = nd(rng);
+  return m;
+}
+
+// A random model big enough that the SiLU step of a 90-token prompt crosses
+// detail::parallel_min_elements (90 x 392 values), with a hidden width that is not a multiple
+// of any SIMD width (so rows start at every alignment).
+LlamaWeights threading_model_weights() {
+  LlamaConfig c;
+  c.dim = 256;
+  c.hidden_dim = 392;
+  c.n_layers = 2;
+  c.n_heads = 4;
+  c.n_kv_heads = 2;
+  c.vocab_size = 50;
+  c.max_seq_len = 128;
+  c.tied_classifier = true;
+  std::mt19937 rng(3);
+  std::normal_distribution<float> nd(0.0f, 0.08f);
+  const auto mat = [&](int r, int k) {
+    RowMatrixXf m(r, k);
+    for (Eigen::Index i = 0; i < m.size(); ++i) m.data()[i] = nd(rng);
+    return m;
+  };
+  const auto vec = [&](int n) {
+    Eigen::VectorXf v(n);
+    for (int i = 0; i < n; ++i) v[i] = 1.0f + nd(rng);
+    return v;
+  };
+  LlamaWeights w;
+  w.config = c;
+  w.tok_embeddings = mat(c.vocab_size, c.dim) * 10.0f;
+  for (int l = 0; l < c.n_layers; ++l) {
+    LlamaLayerWeights L;
+    L.attention_norm = vec(c.dim);
+    L.ffn_norm = vec(c.dim);
+    L.wq = mat(c.dim, c.dim);
+    L.wk = mat(c.kv_dim(), c.dim);
+    L.wv = mat(c.kv_dim(), c.dim);
+    L.wo = mat(c.dim, c.dim);
+    L.w1 = mat(c.hidden_dim, c.dim);
+    L.w2 = mat(c.dim, c.hidden_dim);
+    L.w3 = mat(c.hidden_dim, c.dim);
+    w.layers.push_back(L);
+  }
+  w.norm = vec(c.dim);
+  return w;
+}
+
+}  // namespace
+
+TEST_CASE("rmsnorm, SiLU and the residual add give the same bits on 1, 2 and 3 threads", "[model][threads]") {
+  threading_restore_threads restore;
+  // 301 x 392 = 117992 values: several SiLU chunks, a partial last one ending in a partial
+  // vector, and rows that do not start on a vector boundary; above parallel_min_elements.
+  const RowMatrixXf x = threading_random(301, 392, 1), y = threading_random(301, 392, 2);
+  const Eigen::VectorXf weight = threading_random(392, 1, 3, 0.5f).col(0).array() + 1.0f;
+  REQUIRE(x.size() > 2 * lowbit::model::detail::silu_chunk);
+  REQUIRE(x.size() % lowbit::model::detail::silu_chunk % 16 != 0);
+
+  // The one-pass expression silu_mul replaced, evaluated by the same Eigen code paths.
+  RowMatrixXf silu_whole = x;
+  silu_whole.array() = silu_whole.array() / (1.0f + (-silu_whole.array()).exp()) * y.array();
+
+  std::vector<RowMatrixXf> norms, silus, sums;
+  for (int threads : {1, 2, 3}) {
+    lowbit::set_num_threads(threads);
+    RowMatrixXf n;
+    lowbit::model::detail::rmsnorm(x, weight, 1e-5f, n);
+    norms.push_back(n);
+    RowMatrixXf g = x;
+    lowbit::model::detail::silu_mul(g, y);
+    silus.push_back(g);
+    RowMatrixXf s = x;
+    lowbit::model::detail::add_in_place(s, y);
+    sums.push_back(s);
+  }
+  for (std::size_t i = 1; i < norms.size(); ++i) {
+    CHECK(norms[i] == norms[0]);
+    CHECK(silus[i] == silus[0]);
+    CHECK(sums[i] == sums[0]);
+  }
+  // Unchanged results: the chunked SiLU is the one-pass expression bit for bit (each element
+  // takes the same vector or scalar exp), the add is exact, the norm row by row as before.
+  CHECK(silus[0] == silu_whole);
+  CHECK(sums[0] == x + y);
+  for (Eigen::Index t = 0; t < x.rows(); t += 37) {
+    const float inv = 1.0f / std::sqrt(x.row(t).squaredNorm() / static_cast<float>(x.cols()) + 1e-5f);
+    const Eigen::RowVectorXf expect = (x.row(t).array() * inv) * weight.transpose().array();
+    CHECK(norms[0].row(t) == expect);
+  }
+}
+
+TEST_CASE("a prompt and decode steps give the same logits on 1, 2 and 3 threads", "[model][threads]") {
+  threading_restore_threads restore;
+  const LlamaModel m(threading_model_weights());
+  std::vector<int> ids(96);
+  for (std::size_t i = 0; i < ids.size(); ++i) ids[i] = static_cast<int>((i * 17 + 5) % 50);
+  const auto run = [&](int threads) {
+    lowbit::set_num_threads(threads);
+    KvCache cache(m.config());
+    ForwardWorkspace ws;
+    RowMatrixXf prompt, step1, step2;
+    m.forward(ids.data(), 90, cache, prompt, ws);  // 90 x 392 SiLU values: the threaded path
+    m.forward(&ids[90], 1, cache, step1, ws);      // one token: every step inline
+    m.forward(&ids[91], 5, cache, step2, ws);
+    RowMatrixXf all(prompt.rows() + step1.rows() + step2.rows(), prompt.cols());
+    all << prompt, step1, step2;
+    return all;
+  };
+  const RowMatrixXf one = run(1);
+  REQUIRE(one.allFinite());
+  REQUIRE(one.cwiseAbs().maxCoeff() > 0.0f);
+  CHECK(run(2) == one);
+  CHECK(run(3) == one);
+}
+
+TEST_CASE("the pool runs every task once with its workers polling, parked, or left out", "[model][threads]") {
+  // The shared pool (other tests may have started its workers already).
+  threading_restore_threads restore;
+  std::vector<std::atomic<int>> hits(97);
+  const auto call = [&](int threads, std::int64_t tasks) {
+    for (std::int64_t i = 0; i < tasks; ++i) hits[static_cast<std::size_t>(i)].store(0);
+    lowbit::parallel_for(tasks, threads, lowbit::executor(), [&](std::int64_t i) {
+      // A little work, so that several threads take part.
+      volatile double s = 0.0;
+      for (int k = 0; k < 200; ++k) s = s + static_cast<double>(k * i);
+      hits[static_cast<std::size_t>(i)].fetch_add(1);
+    });
+    // Every task has finished (not just started) when parallel_for returns.
+    for (std::int64_t i = 0; i < tasks; ++i)
+      if (hits[static_cast<std::size_t>(i)].load() != 1) return false;
+    return true;
+  };
+  // Back to back with polling on: the workers are still polling for the next call. The
+  // thread count changes between calls, so some polling workers see a call they are not
+  // part of.
+  lowbit::set_spin_time_us(200);
+  for (int rep = 0; rep < 300; ++rep) REQUIRE(call(1 + rep % 4, 1 + (rep * 7) % 97));
+  // Far apart (longer than the polling time): the workers have parked.
+  for (int rep = 0; rep < 6; ++rep) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    REQUIRE(call(rep % 2 == 0 ? 3 : 2, 50));
+  }
+  // No polling (the default): every worker parks after each call.
+  lowbit::set_spin_time_us(0);
+  for (int rep = 0; rep < 100; ++rep) REQUIRE(call(1 + rep % 4, 1 + (rep * 5) % 97));
+  CHECK_THROWS_AS(lowbit::set_spin_time_us(-2), lowbit::error);
+  lowbit::set_spin_time_us(200);
+  // An exception still reaches the caller, after every other task has run.
+  std::atomic<int> ran{0};
+  CHECK_THROWS_AS(lowbit::parallel_for(40, 3, lowbit::executor(),
+                                       [&](std::int64_t i) {
+                                         ran.fetch_add(1);
+                                         if (i == 7) throw std::runtime_error("task 7");
+                                       }),
+                  std::runtime_error);
+  CHECK(ran.load() == 40);
+  REQUIRE(call(3, 97));
+}
+
+}  // namespace test_model_threading_cpp
