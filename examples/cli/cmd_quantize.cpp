@@ -17,12 +17,20 @@
 //   lowbit quantize model.safetensors -o model.int4.safetensors --weights int4 --group 128
 //   lowbit quantize Llama-3.2-1B/ -o out/ --recipe w4a16-int4 --calib wiki.txt --override 'down_proj=int8:channel'
 //   lowbit quantize model.safetensors -o out.safetensors --recipe w4a8-fp --calib val.u16
+//
+// With --format gguf|compressed-tensors the checkpoint is exported in the same run (the code
+// of `lowbit export`, export_formats.hpp): quantized into a hidden temporary directory beside
+// OUT, exported to OUT, the temporary removed (also on error or SIGINT/SIGTERM/SIGHUP).
+//   lowbit quantize model/ -o model.q4_0.gguf --recipe gguf-q4_0 --format gguf
+#include <dirent.h>
 #include <fmt/format.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <csignal>
 #include <fstream>
 #include <map>
 #include <memory>
@@ -33,6 +41,7 @@
 #include <vector>
 
 #include "cli_common.hpp"
+#include "export_formats.hpp"
 #include "lowbit/detail/threads.hpp"
 #include "lowbit/io/checkpoint.hpp"
 #include "lowbit/io/linear_checkpoint.hpp"
@@ -57,6 +66,12 @@ struct quantize_options {
   bool no_default_ignore = false, requantize = false;
   int threads = 0;
   bool quiet = false;
+  std::string format;  // --format: export the checkpoint as this (empty: the lowbit checkpoint is the output)
+  // Set by --format for the quantization step: the output is the temporary checkpoint
+  // directory, which also receives the config.json and tokenizer beside a single-file input
+  // (the exporters read them from the checkpoint's directory); the summary names it so.
+  bool staged = false;
+  std::string export_output;  // staged: the final output (OUT), for the JSON report
 };
 
 struct tensor_result {
@@ -224,15 +239,16 @@ int run_quantize(const quantize_options& o) {
   if (s.recipe.activations)
     out.set_metadata("lowbit.activations", std::string(lowbit::to_string(s.recipe.activations->format)));
   if (calib) out.set_metadata("lowbit.calibration", calib->note);
-  if (out_dir && input_dir) {
-    if (auto cfg = read_text_file(o.input + "/config.json")) {
+  if (out_dir && (input_dir || o.staged)) {
+    const std::string side = input_dir ? o.input : lowbit_cli::parent_directory(o.input);
+    if (auto cfg = read_text_file(side + "/config.json")) {
       nlohmann::ordered_json c = nlohmann::ordered_json::parse(*cfg, nullptr, false);
-      if (c.is_discarded() || !c.is_object()) lowbit_cli::fail(o.input + "/config.json: not a JSON object");
+      if (c.is_discarded() || !c.is_object()) lowbit_cli::fail(side + "/config.json: not a JSON object");
       c["quantization_config"] = nlohmann::ordered_json::parse(record.dump());
       out.add_file("config.json", c.dump(2) + "\n");
     }
     for (const char* f : {"tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "generation_config.json"})
-      if (auto text = read_text_file(o.input + "/" + f)) out.add_file(f, *text);
+      if (auto text = read_text_file(side + "/" + f)) out.add_file(f, *text);
   }
 
   std::uint64_t total_bytes = 0, done_bytes = 0;
@@ -405,14 +421,15 @@ int run_quantize(const quantize_options& o) {
     for (const auto& ov : rules.overrides) fmt::print("override {} = {}\n", ov.pattern, ov.label);
     if (calib) fmt::print("calibration: {}\n", calib->note);
     fmt::print("{} ({}) -> {} ({}{}) in {:.2f} s\n", o.input, lowbit_cli::human_bytes(double(model.total_file_bytes())),
-               o.output, lowbit_cli::human_bytes(double(out_bytes)),
+               o.staged ? std::string("lowbit checkpoint") : o.output, lowbit_cli::human_bytes(double(out_bytes)),
                out_dir ? fmt::format(", {} shard{}", out.shard_files().size(), out.shard_files().size() == 1 ? "" : "s") : "",
                seconds);
   }
   if (o.json || !o.json_out.empty()) {
     nlohmann::json j;
     j["input"] = o.input;
-    j["output"] = o.output;
+    j["output"] = o.staged ? o.export_output : o.output;
+    if (o.staged) j["format"] = o.format;
     j["scheme"] = s.label;
     j["recipe"] = s.recipe.name;
     j["quantization"] = record;
@@ -442,6 +459,126 @@ int run_quantize(const quantize_options& o) {
     if (!o.json_out.empty()) lowbit_cli::write_json(o.json_out, j);
   }
   return 0;
+}
+
+// The temporary lowbit checkpoint of `quantize --format`: a hidden directory beside OUT,
+// ".<OUT's name>.lowbit-tmp-<pid>-checkpoint" (the atomic writers' naming), so it is on OUT's
+// filesystem and never mistaken for a result. It is removed by the destructor (success or an
+// exception) and by a SIGINT/SIGTERM/SIGHUP handler, which then lets the signal kill the
+// process as before. The sharded writer creates the directory only in finish(), its files are
+// unnamed until then, so an interrupted quantization step leaves nothing; once it exists its
+// files are listed (list()) for the handler, which may only unlink known names. Only SIGKILL,
+// or a signal inside finish() itself, can leave the directory behind.
+class quantize_staging {
+ public:
+  explicit quantize_staging(const std::string& out) {
+    std::string o = out;
+    while (o.size() > 1 && o.back() == '/') o.pop_back();
+    dir_ = lowbit_cli::parent_directory(o) + "/." + lowbit_cli::base_name(o) + ".lowbit-tmp-" +
+           std::to_string(::getpid()) + "-checkpoint";
+    remove_all();  // left by a killed process that had our pid
+    struct stat st {};
+    if (::lstat(dir_.c_str(), &st) == 0)
+      lowbit_cli::fail("cannot remove the stale temporary '" + dir_ + "' (remove it, then run again)");
+    active_ = this;
+    for (int k = 0; k < 3; ++k) previous_[k] = std::signal(signals_[k], on_signal);
+  }
+  ~quantize_staging() {
+    for (int k = 0; k < 3; ++k) std::signal(signals_[k], previous_[k]);
+    active_ = nullptr;
+    remove_all();
+  }
+  quantize_staging(const quantize_staging&) = delete;
+  quantize_staging& operator=(const quantize_staging&) = delete;
+
+  const std::string& dir() const { return dir_; }
+  // Records the directory's files for the signal handler (call once the checkpoint exists).
+  void list() {
+    std::vector<std::string> files = entries();
+    listed_ = 0;
+    files_ = std::move(files);
+    listed_ = 1;
+  }
+
+ private:
+  std::vector<std::string> entries() const {
+    std::vector<std::string> files;
+    if (DIR* d = ::opendir(dir_.c_str())) {
+      while (const dirent* e = ::readdir(d)) {
+        const std::string n = e->d_name;
+        if (n != "." && n != "..") files.push_back(dir_ + "/" + n);
+      }
+      ::closedir(d);
+    }
+    return files;
+  }
+  void remove_all() {
+    for (const std::string& f : entries()) ::unlink(f.c_str());
+    ::rmdir(dir_.c_str());
+  }
+  // Async-signal-safe: unlink/rmdir of names prepared before, then the default action.
+  static void on_signal(int sig) {
+    if (const quantize_staging* s = active_) {
+      if (s->listed_)
+        for (const std::string& f : s->files_) ::unlink(f.c_str());
+      ::rmdir(s->dir_.c_str());
+    }
+    std::signal(sig, SIG_DFL);
+    std::raise(sig);
+  }
+
+  std::string dir_;
+  std::vector<std::string> files_;
+  volatile std::sig_atomic_t listed_ = 0;
+  static constexpr int signals_[3] = {SIGINT, SIGTERM, SIGHUP};
+  void (*previous_[3])(int) = {};
+  static inline quantize_staging* volatile active_ = nullptr;
+};
+
+// `quantize --format X`: the checks of both steps first (format, output, input), then the
+// quantization into the temporary, then `lowbit export`'s code from it to OUT. A refusal of
+// the exporter (a scheme with no exact form in X, e.g. NVFP4 in GGUF) comes from the exporter
+// after quantizing; nothing is written then (the exporter's output is atomic, the temporary
+// removed).
+int run_quantize_format(const quantize_options& o) {
+  lowbit_cli::check_export_format(o.format, "quantize");
+  {
+    const auto model = lowbit::open_safetensors_model(o.input);
+    const auto inputs = lowbit_cli::model_input_files(model, {o.calib.file, o.input});
+    for (const std::string& in : inputs)
+      if (!in.empty() && same_file(in, o.output)) lowbit_cli::fail("the output '" + o.output + "' is an input ('" + in + "')");
+    if (o.format == "gguf") {
+      if (ends_with(o.output, "/") || is_directory(o.output))
+        lowbit_cli::fail("--format gguf writes a file: '" + o.output + "' is a directory");
+      lowbit::check_outputs({o.output, o.json_out}, inputs);  // writable, not an input, not the --json-out
+    } else {
+      struct stat st {};
+      if (::stat(o.output.c_str(), &st) == 0 && !S_ISDIR(st.st_mode))
+        lowbit_cli::fail("--format compressed-tensors writes a directory: '" + o.output + "' is a file");
+      if (same_file(o.output, lowbit_cli::parent_directory(model.shards()[0]->source())))
+        lowbit_cli::fail("the output directory '" + o.output + "' is the input's directory");
+      lowbit::check_outputs({o.json_out}, inputs);
+    }
+  }
+  quantize_staging staging(o.output);
+  quantize_options q = o;
+  q.output = staging.dir() + "/";
+  q.staged = true;
+  q.export_output = o.output;
+  run_quantize(q);
+  staging.list();
+  lowbit_cli::export_request e;
+  e.input = staging.dir();
+  e.output = o.output;
+  e.format = o.format;
+  e.shown_input = "quantized " + o.input;
+  if (o.format == "gguf") {  // general.name: the model's, not the temporary's
+    std::string in = o.input;
+    while (in.size() > 1 && in.back() == '/') in.pop_back();
+    e.name = lowbit_cli::base_name(in);
+  }
+  e.summary = o.json ? stderr : stdout;  // --json: stdout holds the JSON report only
+  return lowbit_cli::run_export(e);
 }
 
 lowbit_cli::registration quantize_registration{
@@ -474,8 +611,13 @@ lowbit_cli::registration quantize_registration{
       sub.add_flag("-q,--quiet", o->quiet, "No progress on stderr");
       sub.footer(
           "Quantized: rank-2 float tensors named *.weight not matched by an --ignore regex (defaults: embed, norm, "
-          "lm_head, ^output\\.weight$); other tensors are copied unchanged. See docs/checkpoint-format.md.");
-      return [o] { return run_quantize(*o); };
+          "lm_head, ^output\\.weight$); other tensors are copied unchanged. See docs/checkpoint-format.md. "
+          "--format: a layer the format has no exact form for is refused by the export step, after quantizing, and "
+          "nothing is written (docs/interop.md).");
+      sub.add_option("--format", o->format,
+                     "Export in the same run: gguf (OUT a .gguf file) or compressed-tensors (OUT a directory), as "
+                     "`lowbit export` writes it; the lowbit checkpoint is a temporary removed afterwards");
+      return [o] { return o->format.empty() ? run_quantize(*o) : run_quantize_format(*o); };
     }};
 
 }  // namespace
