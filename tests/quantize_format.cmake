@@ -43,6 +43,10 @@ if(TARGET lowbit_cli)
     lowbit_add_eval_equal(quantize_format_gguf_eval_equal qf_gguf_both
                           "${_o}/one.gguf|--tokens|${_tok}|--max-docs|20" "${_qf_dir}/two.gguf|--tokens|${_tok}|--max-docs|20")
     lowbit_qf_nothing_left(quantize_format_gguf_no_temporary quantize_format_gguf ${_o} ".*lowbit-tmp*")
+    # OUT is a GGUF file (a lowbit checkpoint there would evaluate equal too).
+    add_test(NAME quantize_format_gguf_is_gguf COMMAND ${_lowbit} eval ${_o}/one.gguf --tokens ${_tok} --max-docs 1)
+    set_tests_properties(quantize_format_gguf_is_gguf PROPERTIES FIXTURES_REQUIRED qf_gguf_both
+                         PASS_REGULAR_EXPRESSION "model +[^ ]*one.gguf \\(GGUF llama")
 
     # Refused by the export step after quantizing (NVFP4 has no GGUF type): the exporter's
     # message, naming the layer; nothing written, the temporary removed.
@@ -81,6 +85,9 @@ if(TARGET lowbit_cli)
     lowbit_add_eval_equal(quantize_format_ct_eval_equal qf_ct_both
                           "${_o}/one-ct|--tokens|${_tok}|--max-docs|20" "${_qf_dir}/two-ct|--tokens|${_tok}|--max-docs|20")
     lowbit_qf_nothing_left(quantize_format_ct_no_temporary quantize_format_ct ${_o} ".*lowbit-tmp*")
+    add_test(NAME quantize_format_ct_is_ct COMMAND ${_lowbit} eval ${_o}/one-ct --tokens ${_tok} --max-docs 1)
+    set_tests_properties(quantize_format_ct_is_ct PROPERTIES FIXTURES_REQUIRED qf_ct_both
+                         PASS_REGULAR_EXPRESSION "model +[^ ]*one-ct \\(LlamaForCausalLM \\(compressed-tensors\\)")
     file(WRITE ${_qf_dir}/a-file "not a directory\n")
     add_test(NAME quantize_format_ct_file COMMAND ${_lowbit} quantize ${_hf} -o ${_qf_dir}/a-file --recipe w8a8-fp8 --format compressed-tensors)
     set_tests_properties(quantize_format_ct_file PROPERTIES PASS_REGULAR_EXPRESSION "--format compressed-tensors writes a directory")

@@ -23,14 +23,19 @@
 // OUT, exported to OUT, the temporary removed (also on error or SIGINT/SIGTERM/SIGHUP).
 //   lowbit quantize model/ -o model.q4_0.gguf --recipe gguf-q4_0 --format gguf
 #include <dirent.h>
+#include <fcntl.h>
 #include <fmt/format.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
+#include <cerrno>
+#include <climits>
 #include <cmath>
 #include <csignal>
+#include <cstring>
 #include <fstream>
 #include <map>
 #include <memory>
@@ -461,78 +466,74 @@ int run_quantize(const quantize_options& o) {
   return 0;
 }
 
-// The temporary lowbit checkpoint of `quantize --format`: a hidden directory beside OUT,
-// ".<OUT's name>.lowbit-tmp-<pid>-checkpoint" (the atomic writers' naming), so it is on OUT's
-// filesystem and never mistaken for a result. It is removed by the destructor (success or an
-// exception) and by a SIGINT/SIGTERM/SIGHUP handler, which then lets the signal kill the
-// process as before. The sharded writer creates the directory only in finish(), its files are
-// unnamed until then, so an interrupted quantization step leaves nothing; once it exists its
-// files are listed (list()) for the handler, which may only unlink known names. Only SIGKILL,
-// or a signal inside finish() itself, can leave the directory behind.
+// The temporaries of `quantize --format`: a hidden directory beside OUT,
+// ".<OUT's name>.lowbit-tmp-<pid>" (the atomic writers' naming; on OUT's filesystem, never
+// mistaken for a result), holding checkpoint/ (the lowbit checkpoint) and, for
+// compressed-tensors, export/ (renamed to OUT when complete: the exporter writes a directory
+// file by file). Removed by the destructor (success or an exception) and by a
+// SIGINT/SIGTERM/SIGHUP handler, which then lets the signal kill the process as before. The
+// handler removes the tree with async-signal-safe calls only (open, getdents64, unlinkat),
+// so whatever exists at that moment goes; files still unnamed (O_TMPFILE) die with the
+// process. Only SIGKILL or a crash can leave the directory behind.
 class quantize_staging {
  public:
   explicit quantize_staging(const std::string& out) {
     std::string o = out;
     while (o.size() > 1 && o.back() == '/') o.pop_back();
-    dir_ = lowbit_cli::parent_directory(o) + "/." + lowbit_cli::base_name(o) + ".lowbit-tmp-" +
-           std::to_string(::getpid()) + "-checkpoint";
-    remove_all();  // left by a killed process that had our pid
-    struct stat st {};
-    if (::lstat(dir_.c_str(), &st) == 0)
-      lowbit_cli::fail("cannot remove the stale temporary '" + dir_ + "' (remove it, then run again)");
-    active_ = this;
+    dir_ = lowbit_cli::parent_directory(o) + "/." + lowbit_cli::base_name(o) + ".lowbit-tmp-" + std::to_string(::getpid());
+    remove_tree(dir_.c_str(), 2);  // left by a killed process that had our pid
+    if (::mkdir(dir_.c_str(), 0755) != 0)
+      lowbit_cli::fail("cannot create the temporary directory '" + dir_ + "': " + std::strerror(errno));
+    active_ = dir_.c_str();
     for (int k = 0; k < 3; ++k) previous_[k] = std::signal(signals_[k], on_signal);
   }
   ~quantize_staging() {
     for (int k = 0; k < 3; ++k) std::signal(signals_[k], previous_[k]);
     active_ = nullptr;
-    remove_all();
+    remove_tree(dir_.c_str(), 2);
   }
   quantize_staging(const quantize_staging&) = delete;
   quantize_staging& operator=(const quantize_staging&) = delete;
 
-  const std::string& dir() const { return dir_; }
-  // Records the directory's files for the signal handler (call once the checkpoint exists).
-  void list() {
-    std::vector<std::string> files = entries();
-    listed_ = 0;
-    files_ = std::move(files);
-    listed_ = 1;
-  }
+  std::string checkpoint() const { return dir_ + "/checkpoint"; }
+  std::string export_dir() const { return dir_ + "/export"; }
 
  private:
-  std::vector<std::string> entries() const {
-    std::vector<std::string> files;
-    if (DIR* d = ::opendir(dir_.c_str())) {
-      while (const dirent* e = ::readdir(d)) {
-        const std::string n = e->d_name;
-        if (n != "." && n != "..") files.push_back(dir_ + "/" + n);
+  // Removes `path` and what it holds, `depth` levels down; async-signal-safe (fixed buffers,
+  // raw getdents64: readdir may allocate). Best effort: errors are ignored.
+  static void remove_tree(const char* path, int depth) {
+    if (::unlink(path) == 0 || errno == ENOENT) return;
+    const int fd = ::open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+    if (fd < 0) return;
+    alignas(8) char buf[4096];
+    for (long n; (n = ::syscall(SYS_getdents64, fd, buf, sizeof buf)) > 0;)
+      for (long at = 0; at < n;) {
+        const auto* e = reinterpret_cast<const struct dirent64*>(buf + at);
+        at += e->d_reclen;
+        const char* name = e->d_name;
+        if (name[0] == '.' && (name[1] == 0 || (name[1] == '.' && name[2] == 0))) continue;
+        if (::unlinkat(fd, name, 0) == 0 || depth <= 1) continue;
+        char sub[PATH_MAX];
+        const std::size_t lp = std::strlen(path), ln = std::strlen(name);
+        if (lp + 1 + ln >= sizeof sub) continue;
+        std::memcpy(sub, path, lp);
+        sub[lp] = '/';
+        std::memcpy(sub + lp + 1, name, ln + 1);
+        remove_tree(sub, depth - 1);
       }
-      ::closedir(d);
-    }
-    return files;
+    ::close(fd);
+    ::rmdir(path);
   }
-  void remove_all() {
-    for (const std::string& f : entries()) ::unlink(f.c_str());
-    ::rmdir(dir_.c_str());
-  }
-  // Async-signal-safe: unlink/rmdir of names prepared before, then the default action.
   static void on_signal(int sig) {
-    if (const quantize_staging* s = active_) {
-      if (s->listed_)
-        for (const std::string& f : s->files_) ::unlink(f.c_str());
-      ::rmdir(s->dir_.c_str());
-    }
+    if (const char* d = active_) remove_tree(d, 2);
     std::signal(sig, SIG_DFL);
     std::raise(sig);
   }
 
   std::string dir_;
-  std::vector<std::string> files_;
-  volatile std::sig_atomic_t listed_ = 0;
   static constexpr int signals_[3] = {SIGINT, SIGTERM, SIGHUP};
   void (*previous_[3])(int) = {};
-  static inline quantize_staging* volatile active_ = nullptr;
+  static inline const char* volatile active_ = nullptr;
 };
 
 // `quantize --format X`: the checks of both steps first (format, output, input), then the
@@ -542,6 +543,7 @@ class quantize_staging {
 // removed).
 int run_quantize_format(const quantize_options& o) {
   lowbit_cli::check_export_format(o.format, "quantize");
+  bool ct_rename = false;  // compressed-tensors into export/, renamed to OUT (absent or an empty directory)
   {
     const auto model = lowbit::open_safetensors_model(o.input);
     const auto inputs = lowbit_cli::model_input_files(model, {o.calib.file, o.input});
@@ -558,18 +560,26 @@ int run_quantize_format(const quantize_options& o) {
       if (same_file(o.output, lowbit_cli::parent_directory(model.shards()[0]->source())))
         lowbit_cli::fail("the output directory '" + o.output + "' is the input's directory");
       lowbit::check_outputs({o.json_out}, inputs);
+      // rename(2) replaces an empty directory; into a non-empty one the exporter writes file by file.
+      ct_rename = ::stat(o.output.c_str(), &st) != 0;
+      if (DIR* d = ct_rename ? nullptr : ::opendir(o.output.c_str())) {
+        int n = 0;
+        while (const dirent* de = ::readdir(d)) n += std::strcmp(de->d_name, ".") != 0 && std::strcmp(de->d_name, "..") != 0;
+        ::closedir(d);
+        ct_rename = n == 0;
+      }
     }
   }
   quantize_staging staging(o.output);
   quantize_options q = o;
-  q.output = staging.dir() + "/";
+  q.output = staging.checkpoint() + "/";
   q.staged = true;
   q.export_output = o.output;
   run_quantize(q);
-  staging.list();
   lowbit_cli::export_request e;
-  e.input = staging.dir();
-  e.output = o.output;
+  e.input = staging.checkpoint();
+  e.output = ct_rename ? staging.export_dir() : o.output;
+  e.shown_output = o.output;
   e.format = o.format;
   e.shown_input = "quantized " + o.input;
   if (o.format == "gguf") {  // general.name: the model's, not the temporary's
@@ -578,7 +588,14 @@ int run_quantize_format(const quantize_options& o) {
     e.name = lowbit_cli::base_name(in);
   }
   e.summary = o.json ? stderr : stdout;  // --json: stdout holds the JSON report only
-  return lowbit_cli::run_export(e);
+  // The summary line is printed after the rename: OUT exists when it says so.
+  std::string line;
+  e.summary_line = &line;
+  lowbit_cli::run_export(e);
+  if (ct_rename && ::rename(e.output.c_str(), o.output.c_str()) != 0)
+    lowbit_cli::fail("cannot rename '" + e.output + "' to '" + o.output + "': " + std::strerror(errno));
+  fmt::print(e.summary, "{}", line);
+  return 0;
 }
 
 lowbit_cli::registration quantize_registration{
