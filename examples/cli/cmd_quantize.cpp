@@ -17,12 +17,25 @@
 //   lowbit quantize model.safetensors -o model.int4.safetensors --weights int4 --group 128
 //   lowbit quantize Llama-3.2-1B/ -o out/ --recipe w4a16-int4 --calib wiki.txt --override 'down_proj=int8:channel'
 //   lowbit quantize model.safetensors -o out.safetensors --recipe w4a8-fp --calib val.u16
+//
+// With --format gguf|compressed-tensors the checkpoint is exported in the same run (the code
+// of `lowbit export`, export_formats.hpp): quantized into a hidden temporary directory beside
+// OUT, exported to OUT, the temporary removed (also on error or SIGINT/SIGTERM/SIGHUP).
+//   lowbit quantize model/ -o model.q4_0.gguf --recipe gguf-q4_0 --format gguf
+#include <dirent.h>
+#include <fcntl.h>
 #include <fmt/format.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
+#include <cerrno>
+#include <climits>
 #include <cmath>
+#include <csignal>
+#include <cstring>
 #include <fstream>
 #include <map>
 #include <memory>
@@ -33,6 +46,7 @@
 #include <vector>
 
 #include "cli_common.hpp"
+#include "export_formats.hpp"
 #include "lowbit/detail/threads.hpp"
 #include "lowbit/io/checkpoint.hpp"
 #include "lowbit/io/linear_checkpoint.hpp"
@@ -57,6 +71,12 @@ struct quantize_options {
   bool no_default_ignore = false, requantize = false;
   int threads = 0;
   bool quiet = false;
+  std::string format;  // --format: export the checkpoint as this (empty: the lowbit checkpoint is the output)
+  // Set by --format for the quantization step: the output is the temporary checkpoint
+  // directory, which also receives the config.json and tokenizer beside a single-file input
+  // (the exporters read them from the checkpoint's directory); the summary names it so.
+  bool staged = false;
+  std::string export_output;  // staged: the final output (OUT), for the JSON report
 };
 
 struct tensor_result {
@@ -224,15 +244,16 @@ int run_quantize(const quantize_options& o) {
   if (s.recipe.activations)
     out.set_metadata("lowbit.activations", std::string(lowbit::to_string(s.recipe.activations->format)));
   if (calib) out.set_metadata("lowbit.calibration", calib->note);
-  if (out_dir && input_dir) {
-    if (auto cfg = read_text_file(o.input + "/config.json")) {
+  if (out_dir && (input_dir || o.staged)) {
+    const std::string side = input_dir ? o.input : lowbit_cli::parent_directory(o.input);
+    if (auto cfg = read_text_file(side + "/config.json")) {
       nlohmann::ordered_json c = nlohmann::ordered_json::parse(*cfg, nullptr, false);
-      if (c.is_discarded() || !c.is_object()) lowbit_cli::fail(o.input + "/config.json: not a JSON object");
+      if (c.is_discarded() || !c.is_object()) lowbit_cli::fail(side + "/config.json: not a JSON object");
       c["quantization_config"] = nlohmann::ordered_json::parse(record.dump());
       out.add_file("config.json", c.dump(2) + "\n");
     }
     for (const char* f : {"tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "generation_config.json"})
-      if (auto text = read_text_file(o.input + "/" + f)) out.add_file(f, *text);
+      if (auto text = read_text_file(side + "/" + f)) out.add_file(f, *text);
   }
 
   std::uint64_t total_bytes = 0, done_bytes = 0;
@@ -405,14 +426,15 @@ int run_quantize(const quantize_options& o) {
     for (const auto& ov : rules.overrides) fmt::print("override {} = {}\n", ov.pattern, ov.label);
     if (calib) fmt::print("calibration: {}\n", calib->note);
     fmt::print("{} ({}) -> {} ({}{}) in {:.2f} s\n", o.input, lowbit_cli::human_bytes(double(model.total_file_bytes())),
-               o.output, lowbit_cli::human_bytes(double(out_bytes)),
+               o.staged ? std::string("lowbit checkpoint") : o.output, lowbit_cli::human_bytes(double(out_bytes)),
                out_dir ? fmt::format(", {} shard{}", out.shard_files().size(), out.shard_files().size() == 1 ? "" : "s") : "",
                seconds);
   }
   if (o.json || !o.json_out.empty()) {
     nlohmann::json j;
     j["input"] = o.input;
-    j["output"] = o.output;
+    j["output"] = o.staged ? o.export_output : o.output;
+    if (o.staged) j["format"] = o.format;
     j["scheme"] = s.label;
     j["recipe"] = s.recipe.name;
     j["quantization"] = record;
@@ -441,6 +463,138 @@ int run_quantize(const quantize_options& o) {
     if (o.json) lowbit_cli::write_json("-", j);
     if (!o.json_out.empty()) lowbit_cli::write_json(o.json_out, j);
   }
+  return 0;
+}
+
+// The temporaries of `quantize --format`: a hidden directory beside OUT,
+// ".<OUT's name>.lowbit-tmp-<pid>" (the atomic writers' naming; on OUT's filesystem, never
+// mistaken for a result), holding checkpoint/ (the lowbit checkpoint) and, for
+// compressed-tensors, export/ (renamed to OUT when complete: the exporter writes a directory
+// file by file). Removed by the destructor (success or an exception) and by a
+// SIGINT/SIGTERM/SIGHUP handler, which then lets the signal kill the process as before. The
+// handler removes the tree with async-signal-safe calls only (open, getdents64, unlinkat),
+// so whatever exists at that moment goes; files still unnamed (O_TMPFILE) die with the
+// process. Only SIGKILL or a crash can leave the directory behind.
+class quantize_staging {
+ public:
+  explicit quantize_staging(const std::string& out) {
+    std::string o = out;
+    while (o.size() > 1 && o.back() == '/') o.pop_back();
+    dir_ = lowbit_cli::parent_directory(o) + "/." + lowbit_cli::base_name(o) + ".lowbit-tmp-" + std::to_string(::getpid());
+    remove_tree(dir_.c_str(), 2);  // left by a killed process that had our pid
+    if (::mkdir(dir_.c_str(), 0755) != 0)
+      lowbit_cli::fail("cannot create the temporary directory '" + dir_ + "': " + std::strerror(errno));
+    active_ = dir_.c_str();
+    for (int k = 0; k < 3; ++k) previous_[k] = std::signal(signals_[k], on_signal);
+  }
+  ~quantize_staging() {
+    for (int k = 0; k < 3; ++k) std::signal(signals_[k], previous_[k]);
+    active_ = nullptr;
+    remove_tree(dir_.c_str(), 2);
+  }
+  quantize_staging(const quantize_staging&) = delete;
+  quantize_staging& operator=(const quantize_staging&) = delete;
+
+  std::string checkpoint() const { return dir_ + "/checkpoint"; }
+  std::string export_dir() const { return dir_ + "/export"; }
+
+ private:
+  // Removes `path` and what it holds, `depth` levels down; async-signal-safe (fixed buffers,
+  // raw getdents64: readdir may allocate). Best effort: errors are ignored.
+  static void remove_tree(const char* path, int depth) {
+    if (::unlink(path) == 0 || errno == ENOENT) return;
+    const int fd = ::open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+    if (fd < 0) return;
+    alignas(8) char buf[4096];
+    for (long n; (n = ::syscall(SYS_getdents64, fd, buf, sizeof buf)) > 0;)
+      for (long at = 0; at < n;) {
+        const auto* e = reinterpret_cast<const struct dirent64*>(buf + at);
+        at += e->d_reclen;
+        const char* name = e->d_name;
+        if (name[0] == '.' && (name[1] == 0 || (name[1] == '.' && name[2] == 0))) continue;
+        if (::unlinkat(fd, name, 0) == 0 || depth <= 1) continue;
+        char sub[PATH_MAX];
+        const std::size_t lp = std::strlen(path), ln = std::strlen(name);
+        if (lp + 1 + ln >= sizeof sub) continue;
+        std::memcpy(sub, path, lp);
+        sub[lp] = '/';
+        std::memcpy(sub + lp + 1, name, ln + 1);
+        remove_tree(sub, depth - 1);
+      }
+    ::close(fd);
+    ::rmdir(path);
+  }
+  static void on_signal(int sig) {
+    if (const char* d = active_) remove_tree(d, 2);
+    std::signal(sig, SIG_DFL);
+    std::raise(sig);
+  }
+
+  std::string dir_;
+  static constexpr int signals_[3] = {SIGINT, SIGTERM, SIGHUP};
+  void (*previous_[3])(int) = {};
+  static inline const char* volatile active_ = nullptr;
+};
+
+// `quantize --format X`: the checks of both steps first (format, output, input), then the
+// quantization into the temporary, then `lowbit export`'s code from it to OUT. A refusal of
+// the exporter (a scheme with no exact form in X, e.g. NVFP4 in GGUF) comes from the exporter
+// after quantizing; nothing is written then (the exporter's output is atomic, the temporary
+// removed).
+int run_quantize_format(const quantize_options& o) {
+  lowbit_cli::check_export_format(o.format, "quantize");
+  bool ct_rename = false;  // compressed-tensors into export/, renamed to OUT (absent or an empty directory)
+  {
+    const auto model = lowbit::open_safetensors_model(o.input);
+    const auto inputs = lowbit_cli::model_input_files(model, {o.calib.file, o.input});
+    for (const std::string& in : inputs)
+      if (!in.empty() && same_file(in, o.output)) lowbit_cli::fail("the output '" + o.output + "' is an input ('" + in + "')");
+    if (o.format == "gguf") {
+      if (ends_with(o.output, "/") || is_directory(o.output))
+        lowbit_cli::fail("--format gguf writes a file: '" + o.output + "' is a directory");
+      lowbit::check_outputs({o.output, o.json_out}, inputs);  // writable, not an input, not the --json-out
+    } else {
+      struct stat st {};
+      if (::stat(o.output.c_str(), &st) == 0 && !S_ISDIR(st.st_mode))
+        lowbit_cli::fail("--format compressed-tensors writes a directory: '" + o.output + "' is a file");
+      if (same_file(o.output, lowbit_cli::parent_directory(model.shards()[0]->source())))
+        lowbit_cli::fail("the output directory '" + o.output + "' is the input's directory");
+      lowbit::check_outputs({o.json_out}, inputs);
+      // rename(2) replaces an empty directory; into a non-empty one the exporter writes file by file.
+      ct_rename = ::stat(o.output.c_str(), &st) != 0;
+      if (DIR* d = ct_rename ? nullptr : ::opendir(o.output.c_str())) {
+        int n = 0;
+        while (const dirent* de = ::readdir(d)) n += std::strcmp(de->d_name, ".") != 0 && std::strcmp(de->d_name, "..") != 0;
+        ::closedir(d);
+        ct_rename = n == 0;
+      }
+    }
+  }
+  quantize_staging staging(o.output);
+  quantize_options q = o;
+  q.output = staging.checkpoint() + "/";
+  q.staged = true;
+  q.export_output = o.output;
+  run_quantize(q);
+  lowbit_cli::export_request e;
+  e.input = staging.checkpoint();
+  e.output = ct_rename ? staging.export_dir() : o.output;
+  e.shown_output = o.output;
+  e.format = o.format;
+  e.shown_input = "quantized " + o.input;
+  if (o.format == "gguf") {  // general.name: the model's, not the temporary's
+    std::string in = o.input;
+    while (in.size() > 1 && in.back() == '/') in.pop_back();
+    e.name = lowbit_cli::base_name(in);
+  }
+  e.summary = o.json ? stderr : stdout;  // --json: stdout holds the JSON report only
+  // The summary line is printed after the rename: OUT exists when it says so.
+  std::string line;
+  e.summary_line = &line;
+  lowbit_cli::run_export(e);
+  if (ct_rename && ::rename(e.output.c_str(), o.output.c_str()) != 0)
+    lowbit_cli::fail("cannot rename '" + e.output + "' to '" + o.output + "': " + std::strerror(errno));
+  fmt::print(e.summary, "{}", line);
   return 0;
 }
 
@@ -474,8 +628,13 @@ lowbit_cli::registration quantize_registration{
       sub.add_flag("-q,--quiet", o->quiet, "No progress on stderr");
       sub.footer(
           "Quantized: rank-2 float tensors named *.weight not matched by an --ignore regex (defaults: embed, norm, "
-          "lm_head, ^output\\.weight$); other tensors are copied unchanged. See docs/checkpoint-format.md.");
-      return [o] { return run_quantize(*o); };
+          "lm_head, ^output\\.weight$); other tensors are copied unchanged. See docs/checkpoint-format.md. "
+          "--format: a layer the format has no exact form for is refused by the export step, after quantizing, and "
+          "nothing is written (docs/interop.md).");
+      sub.add_option("--format", o->format,
+                     "Export in the same run: gguf (OUT a .gguf file) or compressed-tensors (OUT a directory), as "
+                     "`lowbit export` writes it; the lowbit checkpoint is a temporary removed afterwards");
+      return [o] { return o->format.empty() ? run_quantize(*o) : run_quantize_format(*o); };
     }};
 
 }  // namespace

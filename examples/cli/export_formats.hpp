@@ -1,0 +1,89 @@
+#pragma once
+// The export step shared by `lowbit export` and `lowbit quantize --format`: a lowbit
+// checkpoint (or an unquantized model) written as GGUF or compressed-tensors through the
+// library's exporters, with the one summary line both commands print. Exact or refused: a
+// refusal throws with the layer named, and the exporter writes nothing (its output is atomic).
+#include <fmt/format.h>
+
+#include <cstdio>
+#include <string>
+
+#include "lowbit/error.hpp"
+#include "lowbit/model/ct_export.hpp"
+#include "lowbit/model/gguf_export.hpp"
+#include "registry.hpp"  // lowbit_cli::fail
+
+namespace lowbit_cli {
+
+struct export_request {
+  std::string input, output, format, float_type = "keep", name;
+  // The input as the summary line, warnings and errors name it (empty: `input`), e.g. when
+  // `input` is a temporary the user never named.
+  std::string shown_input;
+  std::string shown_output;     // likewise for the output (empty: `output`)
+  std::FILE* summary = stdout;  // where the summary line goes
+  std::string* summary_line = nullptr;  // set: the summary line is stored here, not printed
+};
+
+// Fails unless `format` is one the exporters write; `cmd` prefixes the message.
+inline void check_export_format(const std::string& format, const std::string& cmd) {
+  if (format != "gguf" && format != "compressed-tensors")
+    fail(cmd + ": unknown --format '" + format + "' (gguf, compressed-tensors)");
+}
+
+// `text` with every `input` replaced by `shown`.
+inline std::string export_shown(std::string text, const std::string& input, const std::string& shown) {
+  if (input.empty() || shown.empty() || input == shown) return text;
+  for (std::size_t at = text.find(input); at != std::string::npos; at = text.find(input, at + shown.size()))
+    text.replace(at, input.size(), shown);
+  return text;
+}
+
+inline int run_export_named(const export_request& o, const std::string& shown);
+
+inline void print_summary(const export_request& o, const std::string& line) {
+  if (o.summary_line)
+    *o.summary_line = line;
+  else
+    fmt::print(o.summary, "{}", line);
+}
+
+inline int run_export(const export_request& o) {
+  check_export_format(o.format, "export");
+  const std::string& shown = o.shown_input.empty() ? o.input : o.shown_input;
+  try {
+    return run_export_named(o, shown);
+  } catch (const lowbit::error& e) {
+    if (shown == o.input && o.shown_output.empty()) throw;
+    throw lowbit::error(export_shown(export_shown(e.what(), o.input, shown), o.output, o.shown_output));
+  }
+}
+
+inline int run_export_named(const export_request& o, const std::string& shown) {
+  if (o.format == "compressed-tensors") {
+    if (o.float_type != "keep" || !o.name.empty())
+      fail("export: --float-type and --name apply to --format gguf only");
+    const lowbit::model::CtExportReport rep = lowbit::model::export_compressed_tensors(o.input, o.output);
+    for (const std::string& w : rep.warnings) fmt::print(stderr, "warning: {}\n", export_shown(export_shown(w, o.input, shown), o.output, o.shown_output));
+    std::string formats;
+    for (const auto& [f, n] : rep.layers_by_format) formats += (formats.empty() ? "" : ", ") + fmt::format("{} {}", n, f);
+    print_summary(o, fmt::format("{} -> {} (compressed-tensors, layers: {}, {} unquantized; norms folded: {}; tokenizer: {}{})\n", shown,
+               o.shown_output.empty() ? o.output : o.shown_output, formats, rep.float_linears, rep.folded_norms, rep.tokenizer ? "copied" : "none",
+               rep.permuted_qk ? "; q/k rows reordered to Hugging Face order" : ""));
+    return 0;
+  }
+  lowbit::model::GgufExportOptions opt;
+  opt.float_type = o.float_type;
+  opt.name = o.name;
+  const lowbit::model::GgufExportReport rep = lowbit::model::export_gguf(o.input, o.output, opt);
+  for (const std::string& w : rep.warnings) fmt::print(stderr, "warning: {}\n", export_shown(export_shown(w, o.input, shown), o.output, o.shown_output));
+  std::string types;
+  for (const auto& [t, n] : rep.tensors_by_type) types += (types.empty() ? "" : ", ") + fmt::format("{} {}", n, t);
+  print_summary(o, fmt::format("{} -> {} (GGUF {}, tensors: {}; tokenizer: {}{})\n", shown,
+             o.shown_output.empty() ? o.output : o.shown_output, rep.architecture, types,
+             rep.tokenizer ? rep.tokenizer_model : std::string("none"),
+             rep.permuted_qk ? "; q/k rows reordered for llama.cpp's rope" : ""));
+  return 0;
+}
+
+}  // namespace lowbit_cli
