@@ -144,9 +144,10 @@ struct QuantizedLinear {
 namespace detail {
 // `consume`: take the Hessian out of the statistics (they must be `calibration`) instead of
 // copying it.
-inline QuantizedLinear quantize_linear_impl(ConstRowMatrixRef w, const Eigen::VectorXf* bias,
-                                            const LinearRecipe& recipe, const ActivationStats* calibration,
-                                            ActivationStats* consume, std::string_view name) {
+template <class Deferred = void>  // see "Compile time" in docs/design.md
+QuantizedLinear quantize_linear_impl(ConstRowMatrixRef w, const Eigen::VectorXf* bias,
+                                     const LinearRecipe& recipe, const ActivationStats* calibration,
+                                     ActivationStats* consume, std::string_view name) {
   const std::string tname(name);
   if (w.rows() == 0 || w.cols() == 0) detail::fail("quantize_linear '" + tname + "': empty weight");
   if (bias && bias->size() != w.rows())
@@ -223,10 +224,11 @@ inline QuantizedLinear quantize_linear_impl(ConstRowMatrixRef w, const Eigen::Ve
 
 // Quantizes w ([out, in]) with an optional bias by `recipe`. Smoothing and GPTQ need
 // calibration stats of this layer's input (W8A8 smoothing also needs kept sample rows).
-inline QuantizedLinear quantize_linear(ConstRowMatrixRef w, const Eigen::VectorXf* bias,
-                                       const LinearRecipe& recipe,
-                                       const ActivationStats* calibration = nullptr,
-                                       std::string_view name = "weight") {
+template <class Deferred = void>  // see "Compile time" in docs/design.md
+QuantizedLinear quantize_linear(ConstRowMatrixRef w, const Eigen::VectorXf* bias,
+                                const LinearRecipe& recipe,
+                                const ActivationStats* calibration = nullptr,
+                                std::string_view name = "weight") {
   return detail::quantize_linear_impl(w, bias, recipe, calibration, nullptr, name);
 }
 
@@ -234,16 +236,18 @@ inline QuantizedLinear quantize_linear(ConstRowMatrixRef w, const Eigen::VectorX
 // Hessian out of it (ActivationStats::take_hessian) and works in that buffer instead of a
 // copy, which saves in^2 floats at the peak of calibrating a wide layer (268 MB for an
 // 8192-input down_proj). The other statistics (counts, absmax, kept rows) stay usable.
-inline QuantizedLinear quantize_linear_consuming(ConstRowMatrixRef w, const Eigen::VectorXf* bias,
-                                                 const LinearRecipe& recipe, ActivationStats& calibration,
-                                                 std::string_view name = "weight") {
+template <class Deferred = void>  // see "Compile time" in docs/design.md
+QuantizedLinear quantize_linear_consuming(ConstRowMatrixRef w, const Eigen::VectorXf* bias,
+                                          const LinearRecipe& recipe, ActivationStats& calibration,
+                                          std::string_view name = "weight") {
   return detail::quantize_linear_impl(w, bias, recipe, &calibration,
                                       recipe.method == weight_method::gptq ? &calibration : nullptr, name);
 }
 
-inline QuantizedLinear quantize_linear(ConstRowMatrixRef w, const LinearRecipe& recipe,
-                                       const ActivationStats* calibration = nullptr,
-                                       std::string_view name = "weight") {
+template <class Deferred = void>  // see "Compile time" in docs/design.md
+QuantizedLinear quantize_linear(ConstRowMatrixRef w, const LinearRecipe& recipe,
+                                const ActivationStats* calibration = nullptr,
+                                std::string_view name = "weight") {
   return quantize_linear(w, nullptr, recipe, calibration, name);
 }
 
