@@ -94,7 +94,10 @@ struct QuantizedLinear {
     return n == 0 ? 0.0 : static_cast<double>(quantized_bits()) / static_cast<double>(n);
   }
 
-  // The reference forward pass (fake quantization + Eigen products).
+  // The reference forward pass (fake quantization + Eigen products). These three are templates
+  // only so that Eigen's products are compiled where they are called ("Compile time" in
+  // docs/design.md).
+  template <class Deferred = void>
   RowMatrixXf reference_forward(ConstRowMatrixRef x) const {
     RowMatrixXf y(x.rows(), out_features());
     reference_forward(x, dequantize(weight), y);
@@ -107,6 +110,7 @@ struct QuantizedLinear {
   // reference path on every call (model::RecipeLinear) dequantizes once and may then release
   // the codes. reference_forward(x) above is this with W_hat computed per call; both give the
   // same floats, operation for operation.
+  template <class Deferred = void>
   void reference_forward(ConstRowMatrixRef x, const RowMatrixXf& w_hat, RowMatrixRef y) const {
     check_input(x);
     if (w_hat.rows() != out_features() || w_hat.cols() != in_features() || y.rows() != x.rows() ||
@@ -125,6 +129,7 @@ struct QuantizedLinear {
     if (bias) y.rowwise() += bias->transpose();
   }
 
+  template <class Deferred = void>
   RowMatrixXf operator()(ConstRowMatrixRef x) const {
     if (!kernel) return reference_forward(x);
     check_input(x);

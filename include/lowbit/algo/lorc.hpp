@@ -53,7 +53,9 @@ struct LowRank {
   std::vector<float> u_scales, v_scales;
 
   int rank() const noexcept { return static_cast<int>(u.cols()); }
-  // u * v, the compensation added to W_hat.
+  // u * v, the compensation added to W_hat. A template only so that Eigen's matrix product is
+  // compiled where it is called ("Compile time" in docs/design.md).
+  template <class Deferred = void>
   RowMatrixXf product() const { return u * v; }
   // Storage the factors add, in bits (scales counted at 32 bits).
   std::int64_t storage_bits() const noexcept {
