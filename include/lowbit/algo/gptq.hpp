@@ -103,8 +103,9 @@ inline void permute_symmetric_in_place(Eigen::MatrixXf& a, const std::vector<Eig
 //      panel replaces L's columns [p, p + w) in the lower triangle; a failure (non-finite L or
 //      L^-1) restores the lower triangle from the upper copy and retries with more damping;
 //   4. a <- reverse(a): U = P L^-1 P is upper; the lower part is zeroed.
-inline int inverse_hessian_factor_in_place(Eigen::MatrixXf& a, float& lambda, int max_escalations,
-                                           std::int64_t panel) {
+template <class Deferred = void>  // see "Compile time" in docs/design.md
+int inverse_hessian_factor_in_place(Eigen::MatrixXf& a, float& lambda, int max_escalations,
+                                    std::int64_t panel) {
   const Eigen::Index n = a.rows();
   a.reverseInPlace();
   const Eigen::VectorXf diag = a.diagonal();
@@ -155,8 +156,9 @@ inline int inverse_hessian_factor_in_place(Eigen::MatrixXf& a, float& lambda, in
 
 // `hessian` is taken by value: pass it with std::move() and GPTQ works in that buffer (the
 // n x n matrix is the memory peak of calibrating a large layer); pass an lvalue and it copies.
-inline GptqResult gptq(ConstRowMatrixRef w, Eigen::MatrixXf hessian, const QuantSpec& spec,
-                       const GptqOptions& options = {}, std::string_view name = "weight") {
+template <class Deferred = void>  // see "Compile time" in docs/design.md
+GptqResult gptq(ConstRowMatrixRef w, Eigen::MatrixXf hessian, const QuantSpec& spec,
+                const GptqOptions& options = {}, std::string_view name = "weight") {
   const std::string tname(name);
   const Eigen::Index m = w.rows(), n = w.cols();
   if (m == 0 || n == 0) detail::fail("gptq '" + tname + "': empty weight");

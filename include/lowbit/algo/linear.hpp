@@ -94,7 +94,10 @@ struct QuantizedLinear {
     return n == 0 ? 0.0 : static_cast<double>(quantized_bits()) / static_cast<double>(n);
   }
 
-  // The reference forward pass (fake quantization + Eigen products).
+  // The reference forward pass (fake quantization + Eigen products). These three are templates
+  // only so that Eigen's products are compiled where they are called ("Compile time" in
+  // docs/design.md).
+  template <class Deferred = void>
   RowMatrixXf reference_forward(ConstRowMatrixRef x) const {
     RowMatrixXf y(x.rows(), out_features());
     reference_forward(x, dequantize(weight), y);
@@ -107,6 +110,7 @@ struct QuantizedLinear {
   // reference path on every call (model::RecipeLinear) dequantizes once and may then release
   // the codes. reference_forward(x) above is this with W_hat computed per call; both give the
   // same floats, operation for operation.
+  template <class Deferred = void>
   void reference_forward(ConstRowMatrixRef x, const RowMatrixXf& w_hat, RowMatrixRef y) const {
     check_input(x);
     if (w_hat.rows() != out_features() || w_hat.cols() != in_features() || y.rows() != x.rows() ||
@@ -125,6 +129,7 @@ struct QuantizedLinear {
     if (bias) y.rowwise() += bias->transpose();
   }
 
+  template <class Deferred = void>
   RowMatrixXf operator()(ConstRowMatrixRef x) const {
     if (!kernel) return reference_forward(x);
     check_input(x);
@@ -144,9 +149,10 @@ struct QuantizedLinear {
 namespace detail {
 // `consume`: take the Hessian out of the statistics (they must be `calibration`) instead of
 // copying it.
-inline QuantizedLinear quantize_linear_impl(ConstRowMatrixRef w, const Eigen::VectorXf* bias,
-                                            const LinearRecipe& recipe, const ActivationStats* calibration,
-                                            ActivationStats* consume, std::string_view name) {
+template <class Deferred = void>  // see "Compile time" in docs/design.md
+QuantizedLinear quantize_linear_impl(ConstRowMatrixRef w, const Eigen::VectorXf* bias,
+                                     const LinearRecipe& recipe, const ActivationStats* calibration,
+                                     ActivationStats* consume, std::string_view name) {
   const std::string tname(name);
   if (w.rows() == 0 || w.cols() == 0) detail::fail("quantize_linear '" + tname + "': empty weight");
   if (bias && bias->size() != w.rows())
@@ -223,10 +229,11 @@ inline QuantizedLinear quantize_linear_impl(ConstRowMatrixRef w, const Eigen::Ve
 
 // Quantizes w ([out, in]) with an optional bias by `recipe`. Smoothing and GPTQ need
 // calibration stats of this layer's input (W8A8 smoothing also needs kept sample rows).
-inline QuantizedLinear quantize_linear(ConstRowMatrixRef w, const Eigen::VectorXf* bias,
-                                       const LinearRecipe& recipe,
-                                       const ActivationStats* calibration = nullptr,
-                                       std::string_view name = "weight") {
+template <class Deferred = void>  // see "Compile time" in docs/design.md
+QuantizedLinear quantize_linear(ConstRowMatrixRef w, const Eigen::VectorXf* bias,
+                                const LinearRecipe& recipe,
+                                const ActivationStats* calibration = nullptr,
+                                std::string_view name = "weight") {
   return detail::quantize_linear_impl(w, bias, recipe, calibration, nullptr, name);
 }
 
@@ -234,16 +241,18 @@ inline QuantizedLinear quantize_linear(ConstRowMatrixRef w, const Eigen::VectorX
 // Hessian out of it (ActivationStats::take_hessian) and works in that buffer instead of a
 // copy, which saves in^2 floats at the peak of calibrating a wide layer (268 MB for an
 // 8192-input down_proj). The other statistics (counts, absmax, kept rows) stay usable.
-inline QuantizedLinear quantize_linear_consuming(ConstRowMatrixRef w, const Eigen::VectorXf* bias,
-                                                 const LinearRecipe& recipe, ActivationStats& calibration,
-                                                 std::string_view name = "weight") {
+template <class Deferred = void>  // see "Compile time" in docs/design.md
+QuantizedLinear quantize_linear_consuming(ConstRowMatrixRef w, const Eigen::VectorXf* bias,
+                                          const LinearRecipe& recipe, ActivationStats& calibration,
+                                          std::string_view name = "weight") {
   return detail::quantize_linear_impl(w, bias, recipe, &calibration,
                                       recipe.method == weight_method::gptq ? &calibration : nullptr, name);
 }
 
-inline QuantizedLinear quantize_linear(ConstRowMatrixRef w, const LinearRecipe& recipe,
-                                       const ActivationStats* calibration = nullptr,
-                                       std::string_view name = "weight") {
+template <class Deferred = void>  // see "Compile time" in docs/design.md
+QuantizedLinear quantize_linear(ConstRowMatrixRef w, const LinearRecipe& recipe,
+                                const ActivationStats* calibration = nullptr,
+                                std::string_view name = "weight") {
   return quantize_linear(w, nullptr, recipe, calibration, name);
 }
 

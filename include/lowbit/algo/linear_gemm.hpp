@@ -16,7 +16,8 @@ namespace lowbit {
 // the layer on the reference path (e.g. MX/NVFP4 weights, E5M2 or group-wise activations).
 // `codes`: the weight's codes when they are not in layer.weight.codes (a checkpoint's memory
 // map, rows * row_stride bytes checked by the caller); packing reads them in place.
-inline bool attach_kernels(QuantizedLinear& layer, const std::uint8_t* codes = nullptr) {
+template <class Deferred = void>  // see "Compile time" in docs/design.md
+bool attach_kernels(QuantizedLinear& layer, const std::uint8_t* codes = nullptr) {
   PackOptions po;
   if (!layer.activations) {
     po.activations = activation_quant::none;

@@ -53,7 +53,9 @@ struct LowRank {
   std::vector<float> u_scales, v_scales;
 
   int rank() const noexcept { return static_cast<int>(u.cols()); }
-  // u * v, the compensation added to W_hat.
+  // u * v, the compensation added to W_hat. A template only so that Eigen's matrix product is
+  // compiled where it is called ("Compile time" in docs/design.md).
+  template <class Deferred = void>
   RowMatrixXf product() const { return u * v; }
   // Storage the factors add, in bits (scales counted at 32 bits).
   std::int64_t storage_bits() const noexcept {
@@ -80,15 +82,17 @@ struct truncated_svd {
   Eigen::MatrixXf v;          // [n, r]
 };
 
-inline truncated_svd exact_svd(const Eigen::MatrixXf& e, int rank) {
+template <class Deferred = void>  // see "Compile time" in docs/design.md
+truncated_svd exact_svd(const Eigen::MatrixXf& e, int rank) {
   Eigen::BDCSVD<Eigen::MatrixXf> svd(e, Eigen::ComputeThinU | Eigen::ComputeThinV);
   return {svd.matrixU().leftCols(rank), svd.singularValues().head(rank),
           svd.matrixV().leftCols(rank)};
 }
 
 // Randomized SVD: Y = (E E^T)^q E Omega, Q = orth(Y), B = Q^T E, SVD(B).
-inline truncated_svd randomized_svd(const Eigen::MatrixXf& e, int rank, int oversampling,
-                                    int power_iterations, std::uint64_t seed) {
+template <class Deferred = void>  // see "Compile time" in docs/design.md
+truncated_svd randomized_svd(const Eigen::MatrixXf& e, int rank, int oversampling,
+                             int power_iterations, std::uint64_t seed) {
   const Eigen::Index m = e.rows(), n = e.cols();
   const Eigen::Index k = std::min<Eigen::Index>(rank + oversampling, std::min(m, n));
   std::mt19937_64 rng(seed);
@@ -135,7 +139,8 @@ inline void round_to_half(RowMatrixXf& f) {
 }  // namespace detail
 
 // LoRC of the error between w and its quantized approximation w_hat ([out, in] both).
-inline LowRank lorc_from_error(const Eigen::MatrixXf& error, int rank, const LorcOptions& options = {}) {
+template <class Deferred = void>  // see "Compile time" in docs/design.md
+LowRank lorc_from_error(const Eigen::MatrixXf& error, int rank, const LorcOptions& options = {}) {
   const Eigen::Index m = error.rows(), n = error.cols();
   if (m == 0 || n == 0) detail::fail("lorc: empty error matrix");
   if (rank <= 0) detail::fail("lorc: rank must be positive, got " + std::to_string(rank));
@@ -168,8 +173,9 @@ inline LowRank lorc_from_error(const Eigen::MatrixXf& error, int rank, const Lor
   return lr;
 }
 
-inline LowRank lorc(ConstRowMatrixRef w, ConstRowMatrixRef w_hat, int rank,
-                    const LorcOptions& options = {}) {
+template <class Deferred = void>  // see "Compile time" in docs/design.md
+LowRank lorc(ConstRowMatrixRef w, ConstRowMatrixRef w_hat, int rank,
+             const LorcOptions& options = {}) {
   if (w.rows() != w_hat.rows() || w.cols() != w_hat.cols())
     detail::fail("lorc: weight is " + std::to_string(w.rows()) + "x" + std::to_string(w.cols()) +
                  " but its quantized form is " + std::to_string(w_hat.rows()) + "x" +
@@ -178,8 +184,9 @@ inline LowRank lorc(ConstRowMatrixRef w, ConstRowMatrixRef w_hat, int rank,
 }
 
 // LoRC of a weight and its QuantizedMatrix.
-inline LowRank lorc(ConstRowMatrixRef w, const QuantizedMatrix& q, int rank,
-                    const LorcOptions& options = {}) {
+template <class Deferred = void>  // see "Compile time" in docs/design.md
+LowRank lorc(ConstRowMatrixRef w, const QuantizedMatrix& q, int rank,
+             const LorcOptions& options = {}) {
   if (w.rows() != q.rows || w.cols() != q.cols)
     detail::fail("lorc: weight is " + std::to_string(w.rows()) + "x" + std::to_string(w.cols()) +
                  " but quantized matrix '" + q.name + "' is " + std::to_string(q.rows) + "x" +

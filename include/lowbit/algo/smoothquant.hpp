@@ -111,6 +111,7 @@ namespace detail {
 
 // || X W^T - Qa(X/s) Q(W s)^T ||^2 summed over layers and ||X W^T||^2, from either the kept
 // sample of X or (weight-only) from X^T X:  ||X D^T||^2 = tr(D X^T X D^T).
+template <class Deferred = void>  // see "Compile time" in docs/design.md
 struct smoothing_objective {
   const ActivationStats& stats;
   const std::vector<ConstRowMatrixRef>& weights;
@@ -165,9 +166,10 @@ inline std::vector<float> alpha_grid(float step) {
 }  // namespace detail
 
 // Chooses the factors shared by every weight in `weights` (layers reading the same input).
-inline SmoothingResult smooth_shared(const ActivationStats& stats,
-                                     const std::vector<ConstRowMatrixRef>& weights,
-                                     const SmoothOptions& options) {
+template <class Deferred = void>  // see "Compile time" in docs/design.md
+SmoothingResult smooth_shared(const ActivationStats& stats,
+                              const std::vector<ConstRowMatrixRef>& weights,
+                              const SmoothOptions& options) {
   if (weights.empty()) detail::fail("smoothing: no weights given");
   Eigen::VectorXf wmax = Eigen::VectorXf::Zero(stats.channels());
   for (const auto& w : weights) {
@@ -193,7 +195,7 @@ inline SmoothingResult smooth_shared(const ActivationStats& stats,
                  ": smoothing with quantized activations needs kept calibration rows "
                  "(CalibrationOptions::max_sample_rows > 0)");
 
-  const detail::smoothing_objective objective{stats, weights, options};
+  const detail::smoothing_objective<Deferred> objective{stats, weights, options};
   const double ref = std::max(objective.reference_energy(), 1e-30);
   auto relative = [&](const Eigen::VectorXf& s) {
     return std::sqrt(std::max(objective.error_energy(s), 0.0) / ref);
@@ -217,8 +219,9 @@ inline SmoothingResult smooth_shared(const ActivationStats& stats,
 }
 
 // One layer.
-inline SmoothingResult smooth(const ActivationStats& stats, ConstRowMatrixRef w,
-                              const SmoothOptions& options) {
+template <class Deferred = void>  // see "Compile time" in docs/design.md
+SmoothingResult smooth(const ActivationStats& stats, ConstRowMatrixRef w,
+                       const SmoothOptions& options) {
   return smooth_shared(stats, std::vector<ConstRowMatrixRef>{w}, options);
 }
 

@@ -98,8 +98,9 @@ class FakeQuantLinear final : public LinearLayer {
 
 // `calibration` (kept by reference while the factory is used) is needed by recipes with
 // smoothing or GPTQ; it must have statistics for every layer the factory builds.
-inline LinearFactory scheme_linear_factory(const EvalScheme& scheme,
-                                           const CalibrationRecorder* calibration = nullptr) {
+template <class Deferred = void>  // see "Compile time" in docs/design.md
+LinearFactory scheme_linear_factory(const EvalScheme& scheme,
+                                    const CalibrationRecorder* calibration = nullptr) {
   if (scheme.needs_calibration() && calibration == nullptr)
     lowbit::detail::fail("recipe '" + scheme.recipe->name + "' needs calibration data (smoothing or GPTQ)");
   return [scheme, calibration](const std::string& name, const RowMatrixXf& w) -> std::unique_ptr<LinearLayer> {

@@ -17,6 +17,9 @@ namespace lowbit::model {
 
 class RecipeLinear final : public LinearLayer {
  public:
+  // Constructors are templates only so that the kernels attach_kernels() instantiates are
+  // compiled where a RecipeLinear is built ("Compile time" in docs/design.md).
+  template <class Deferred = void>
   RecipeLinear(QuantizedLinear layer, bool use_kernels) : layer_(std::move(layer)) {
     if (use_kernels) packed_ = attach_kernels(layer_);
     finish();
@@ -24,6 +27,7 @@ class RecipeLinear final : public LinearLayer {
   // A layer whose weight codes are elsewhere (`codes`, rows * row_stride bytes, e.g. in a
   // checkpoint's memory map: load_quantized_linear_mapped) and only read here: packed from
   // there, or copied for the reference path.
+  template <class Deferred = void>
   RecipeLinear(QuantizedLinear layer, const std::uint8_t* codes, bool use_kernels) : layer_(std::move(layer)) {
     if (use_kernels) packed_ = attach_kernels(layer_, codes);
     if (!packed_) {
