@@ -199,8 +199,9 @@ TEST_CASE("kv cache: stored values round as the type says, fp8 per head", "[mode
     KvCache cache(c, type);
     cache.store(0, 0, k.topRows(20), v.topRows(20));  // grows twice: 16 rows, then 20+
     cache.store(0, 20, k.bottomRows(13), v.bottomRows(13));
+    RowMatrixXf k_buf, v_buf;
     for (int g = 0; g < c.n_kv_heads; ++g) {
-      const RowMatrixXf kr = cache.keys(0, g, 33), vr = cache.values(0, g, 33);
+      const RowMatrixXf kr = cache.keys(0, g, 33, k_buf), vr = cache.values(0, g, 33, v_buf);
       for (int t = 0; t < 33; ++t) {
         const Eigen::VectorXf kx = k.row(t).segment(g * hd, hd).transpose();
         const Eigen::VectorXf diff = (kr.row(t).transpose() - kx).cwiseAbs();
@@ -221,7 +222,16 @@ TEST_CASE("kv cache: stored values round as the type says, fp8 per head", "[mode
       }
     }
     CHECK_THROWS_WITH(cache.store(0, 38, k.topRows(3), v.topRows(3)), Catch::Contains("out of range"));
-    CHECK_THROWS_WITH(cache.keys(0, 2, 1), Catch::Contains("out of range"));
+    CHECK_THROWS_WITH(cache.keys(0, 2, 1, k_buf), Catch::Contains("out of range"));
+    // Two heads read into two buffers stay both valid: attention reads heads on several
+    // threads at once, so a read must never reuse storage another read's view points to.
+    RowMatrixXf k_buf0, k_buf1;
+    const KvHeadView k0 = cache.keys(0, 0, 33, k_buf0);
+    const KvHeadView k1 = cache.keys(0, 1, 33, k_buf1);
+    INFO(to_string(type) << ": two views at once");
+    CHECK(RowMatrixXf(k0) == RowMatrixXf(cache.keys(0, 0, 33, k_buf)));
+    CHECK(RowMatrixXf(k1) == RowMatrixXf(cache.keys(0, 1, 33, k_buf)));
+    CHECK(RowMatrixXf(k0) != RowMatrixXf(k1));
   }
   CHECK(parse_kv_cache_type("fp8") == kv_cache_type::fp8);
   CHECK_THROWS_WITH(parse_kv_cache_type("int3"), Catch::Contains("unknown type 'int3'"));

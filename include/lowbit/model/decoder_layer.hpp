@@ -58,6 +58,7 @@ class LinearInputObserver {
 struct ForwardWorkspace {
   RowMatrixXf x, xn, q, k, v, attn, proj, gate, up;
   std::vector<RowMatrixXf> scores_per_task;  // attention: one [n, len] buffer per kv-head task
+  std::vector<RowMatrixXf> kv_per_task;      // attention: decoded keys and values (2 per task)
   RowMatrixXf rope_cos, rope_sin;  // [n, head_dim / 2] for the call's positions
 };
 
@@ -283,19 +284,24 @@ class DecoderLayer {
     const int per = (c_.n_kv_heads + threads - 1) / threads;
     const int tasks = (c_.n_kv_heads + per - 1) / per;
     if (static_cast<int>(ws.scores_per_task.size()) < tasks) ws.scores_per_task.resize(static_cast<std::size_t>(tasks));
+    if (static_cast<int>(ws.kv_per_task.size()) < 2 * tasks) ws.kv_per_task.resize(static_cast<std::size_t>(2 * tasks));
     lowbit::parallel_for(tasks, threads, lowbit::executor(), [&](std::int64_t i) {
       RowMatrixXf& scores = ws.scores_per_task[static_cast<std::size_t>(i)];
       scores.resize(n, len);
       const int g1 = std::min(c_.n_kv_heads, static_cast<int>(i + 1) * per);
-      for (int g = static_cast<int>(i) * per; g < g1; ++g) attention_kv_head(cache, p0, n, g, scores, ws);
+      RowMatrixXf& k_buf = ws.kv_per_task[static_cast<std::size_t>(2 * i)];
+      RowMatrixXf& v_buf = ws.kv_per_task[static_cast<std::size_t>(2 * i + 1)];
+      for (int g = static_cast<int>(i) * per; g < g1; ++g) attention_kv_head(cache, p0, n, g, scores, k_buf, v_buf, ws);
     });
   }
 
-  void attention_kv_head(const KvCache& cache, int p0, int n, int g, RowMatrixXf& scores, ForwardWorkspace& ws) const {
+  // k_buf / v_buf: this task's own buffers for a non-fp32 cache's decoded keys and values.
+  void attention_kv_head(const KvCache& cache, int p0, int n, int g, RowMatrixXf& scores, RowMatrixXf& k_buf,
+                         RowMatrixXf& v_buf, ForwardWorkspace& ws) const {
     const int hd = c_.head_dim(), len = p0 + n, group = c_.n_heads / c_.n_kv_heads;
     const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
-    const KvHeadView K = cache.keys(index_, g, len);
-    const KvHeadView V = cache.values(index_, g, len);
+    const KvHeadView K = cache.keys(index_, g, len, k_buf);
+    const KvHeadView V = cache.values(index_, g, len, v_buf);
     for (int h = g * group; h < (g + 1) * group; ++h) {
       scores.noalias() = ws.q.middleCols(h * hd, hd) * K.transpose();
       for (int t = 0; t < n; ++t) {

@@ -10,7 +10,8 @@
 //    per element + 4 bytes per head vector. A per-(position, head) scale needs no calibration
 //    and follows the per-token scaling the activation quantizers use (quant/activation.hpp).
 // Reading (keys()/values()) dequantizes one kv head's rows [0, len) into a scratch matrix
-// owned by the cache, so the attention code is the same for every storage type. Rows are
+// the caller owns (one per thread), so the attention code is the same for every storage type
+// and heads can be read on several threads at once. Rows are
 // allocated as the sequence grows (not max_seq_len up front), so a model with a 128K
 // context does not reserve gigabytes for a short generation.
 #include <algorithm>
@@ -109,10 +110,14 @@ class KvCache {
     }
   }
 
-  // Keys / values of kv head g at positions [0, len) as fp32 [len, head_dim]. For a
-  // non-fp32 cache the view points into scratch that the next call of the same kind reuses.
-  KvHeadView keys(int layer, int g, int len) const { return read(layer, g, len, true); }
-  KvHeadView values(int layer, int g, int len) const { return read(layer, g, len, false); }
+  // Keys / values of kv head g at positions [0, len) as fp32 [len, head_dim]. An fp32 cache
+  // returns a view of its own storage; any other type decodes into `scratch`, the caller's
+  // buffer, and the view points there (valid until scratch changes). The buffer is the
+  // caller's so that threads reading different heads at once never share one.
+  KvHeadView keys(int layer, int g, int len, RowMatrixXf& scratch) const { return read(layer, g, len, true, scratch); }
+  KvHeadView values(int layer, int g, int len, RowMatrixXf& scratch) const {
+    return read(layer, g, len, false, scratch);
+  }
 
  private:
   struct Layer {
@@ -161,7 +166,7 @@ class KvCache {
       }
   }
 
-  KvHeadView read(int layer, int g, int len, bool key) const {
+  KvHeadView read(int layer, int g, int len, bool key, RowMatrixXf& out) const {
     if (layer < 0 || layer >= static_cast<int>(layers_.size()) || g < 0 || g >= n_kv_heads_ || len < 0 ||
         len > capacity_)
       lowbit::detail::fail("KvCache: read of layer " + std::to_string(layer) + ", head " + std::to_string(g) +
@@ -172,7 +177,6 @@ class KvCache {
       const RowMatrixXf& m = key ? L.k32 : L.v32;
       return KvHeadView(m.data() + c0, len, head_dim_, Eigen::OuterStride<>(kv_dim_));
     }
-    RowMatrixXf& out = key ? scratch_k_ : scratch_v_;
     out.resize(len, head_dim_);
     switch (type_) {
       case kv_cache_type::f16: out = (key ? L.k16 : L.v16).block(0, c0, len, head_dim_).cast<float>(); break;
@@ -197,7 +201,6 @@ class KvCache {
   int capacity_ = 0;
   std::vector<Layer> layers_;
   std::vector<float> tmp_;
-  mutable RowMatrixXf scratch_k_, scratch_v_;
 };
 
 }  // namespace lowbit::model
