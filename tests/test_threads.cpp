@@ -4,6 +4,8 @@
 #include <catch2/catch.hpp>
 
 #include <atomic>
+#include <chrono>
+#include <cstdlib>
 #include <stdexcept>
 #include <thread>
 #include <vector>
@@ -65,6 +67,34 @@ TEST_CASE("set_num_threads and LOWBIT_NUM_THREADS parsing", "[threads]") {
   CHECK(detail::parse_thread_count(nullptr) == 0);
   CHECK_THROWS_AS(detail::parse_thread_count("four"), lowbit::error);
   CHECK_THROWS_AS(detail::parse_thread_count("0"), lowbit::error);
+}
+
+TEST_CASE("polling rule: calls on 4+ threads poll 200 us, fewer park at once; an override applies to all", "[threads]") {
+  using us = std::chrono::microseconds;
+  using pool = detail::thread_pool;
+  if (std::getenv("LOWBIT_SPIN_US") == nullptr) {
+    set_spin_time_us(-1);  // the default rule
+    CHECK(pool::spin_time(1) == us(0));
+    CHECK(pool::spin_time(2) == us(0));
+    CHECK(pool::spin_time(3) == us(0));
+    CHECK(pool::spin_time(4) == us(200));
+    CHECK(pool::spin_time(16) == us(200));
+  } else {
+    WARN("LOWBIT_SPIN_US is set: the default rule is not checked");
+  }
+  set_spin_time_us(0);  // never poll, whatever the thread count
+  CHECK(pool::spin_time(16) == us(0));
+  set_spin_time_us(50);  // one time for every call, 2 threads included
+  CHECK(pool::spin_time(2) == us(50));
+  CHECK(pool::spin_time(8) == us(50));
+  set_spin_time_us(-1);
+  // A 4-thread call that polls still runs every task once and returns after all of them.
+  std::vector<std::atomic<int>> hits(200);
+  for (int rep = 0; rep < 50; ++rep) {
+    for (auto& h : hits) h.store(0);
+    parallel_for(200, 4 + rep % 3, executor(), [&](std::int64_t i) { hits[static_cast<std::size_t>(i)].fetch_add(1); });
+    for (auto& h : hits) REQUIRE(h.load() == 1);
+  }
 }
 
 TEST_CASE("gemm gives identical results on 1, 2, 3 threads and on a caller executor", "[threads][gemm]") {

@@ -17,13 +17,17 @@
 //   the attention, the element-wise steps) separated by microseconds of serial work. A
 //   worker parked on the condition variable takes microseconds to wake (a futex wake; on a
 //   virtual machine an IPI to a halted vCPU, possibly tens of microseconds), a visible part
-//   of a 0.1-0.3 ms product split over threads. With a polling time set (LOWBIT_SPIN_US, or
-//   set_spin_time_us()), a worker that finishes a call polls for the next one that long
-//   before it parks, and the caller polls for the workers to finish before it sleeps. The
-//   default is 0 (park at once, as before): on the 2-core build machine, oversubscribed,
-//   polling made a 2-thread call slower (15 vs 11 us), and its gain on an idle many-core
-//   machine is not measured yet. Polling only delays parking; the tasks and results are
-//   the same.
+//   of a 0.1-0.3 ms product split over threads. So a worker that finishes a call polls for
+//   the next one for a while before it parks, and the caller polls for the workers to finish
+//   before it sleeps. The rule (spin_time()): calls on 4 or more threads poll 200 us, calls
+//   on 2-3 threads park at once; LOWBIT_SPIN_US or set_spin_time_us() replace it with one
+//   time for every call (0 = never poll). Measured on the 16-core Xeon (docs/performance.md,
+//   "Model level: lowbit bench"): polling 200 us gained 8-26% decode and up to 30% prefill
+//   from 4 threads up, and lost 11-22% of 2-thread prefill in three runs of four,
+//   where the polling worker costs more than the wake it saves (2-thread calls on the 2-core
+//   build machine: 15 us polling vs 11 us parked). 200 us outlasts the serial gaps of a
+//   forward pass and still parks every worker at once at a human-scale pause. Polling only
+//   delays parking; the tasks and results are the same.
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -81,7 +85,8 @@ inline std::atomic<int>& thread_count_override() {
   return n;
 }
 
-// Microseconds the pool polls before parking; -1 = not set (LOWBIT_SPIN_US or 0 applies).
+// Microseconds the pool polls before parking, for every call; -1 = not set (LOWBIT_SPIN_US,
+// else the thread-count rule of thread_pool::spin_time(), applies).
 inline std::atomic<long>& spin_time_override() {
   static std::atomic<long> us{-1};
   return us;
@@ -115,18 +120,26 @@ bool spin_until(const Done& done, std::chrono::microseconds limit) {
 
 class thread_pool {
  public:
+  // The default polling rule (see the header comment): calls on at least this many threads
+  // poll for default_spin_us.
+  static constexpr int spin_min_threads = 4;
+  static constexpr long default_spin_us = 200;
+
   // How long an idle worker (and a caller waiting for its workers) polls before sleeping on
-  // the condition variable (see the header comment): spin_time_override() when set, else
-  // LOWBIT_SPIN_US (read once), else 0. Something like 200 us outlasts the serial gaps of a
-  // forward pass and still parks every worker at once at a human-scale pause.
-  static std::chrono::microseconds spin_time() {
+  // the condition variable after a call on `threads` threads (the caller included):
+  // spin_time_override() when set, else LOWBIT_SPIN_US when set, else the rule above.
+  static std::chrono::microseconds spin_time(int threads) {
     const long o = spin_time_override().load(std::memory_order_relaxed);
-    return o >= 0 ? std::chrono::microseconds(o) : env_spin_time();
+    if (o >= 0) return std::chrono::microseconds(o);
+    const long e = env_spin_time().count();
+    if (e >= 0) return std::chrono::microseconds(e);
+    return std::chrono::microseconds(threads >= spin_min_threads ? default_spin_us : 0);
   }
+  // LOWBIT_SPIN_US (read once), or -1 when it is not set.
   static std::chrono::microseconds env_spin_time() {
     static const std::chrono::microseconds t{[] {
       const char* text = std::getenv("LOWBIT_SPIN_US");
-      if (text == nullptr || *text == '\0') return 0L;
+      if (text == nullptr || *text == '\0') return -1L;
       char* end = nullptr;
       const long v = std::strtol(text, &end, 10);
       if (*end != '\0' || v < 0 || v > 1000000)
@@ -173,6 +186,7 @@ class thread_pool {
       tasks_ = tasks;
       next_.store(0, std::memory_order_relaxed);
       participants_ = available;
+      last_threads_.store(available + 1, std::memory_order_relaxed);
       pending_.store(available, std::memory_order_relaxed);
       error_ = nullptr;
       // Release: a spinning worker that sees the new generation sees everything above.
@@ -181,7 +195,7 @@ class thread_pool {
     cv_work_.notify_all();
     drain();
     const auto done = [&] { return pending_.load(std::memory_order_acquire) == 0; };
-    if (!spin_until(done, spin_time())) {
+    if (!spin_until(done, spin_time(available + 1))) {
       std::unique_lock<std::mutex> lock(mu_);
       cv_done_.wait(lock, done);
     }
@@ -231,11 +245,12 @@ class thread_pool {
   void worker_loop(int index) {
     std::uint64_t seen = 0;
     for (;;) {
-      // Poll for a new call first (see spin_time()), then park. A generation this worker
-      // does not take part in (index >= participants_) is only marked seen.
+      // Poll for a new call first (see spin_time(); the last call's thread count decides),
+      // then park. A generation this worker does not take part in (index >= participants_)
+      // is only marked seen.
       const auto called = [&] { return generation_.load(std::memory_order_acquire) != seen; };
       bool take = false;
-      if (spin_until(called, spin_time())) {
+      if (spin_until(called, spin_time(last_threads_.load(std::memory_order_relaxed)))) {
         std::lock_guard<std::mutex> lock(mu_);
         if (stop_) return;
         seen = generation_.load(std::memory_order_relaxed);
@@ -266,6 +281,7 @@ class thread_pool {
   std::atomic<std::int64_t> next_{0};
   int participants_ = 0;
   std::atomic<int> pending_{0};
+  std::atomic<int> last_threads_{0};  // threads of the latest call (its polling rule)
   std::atomic<std::uint64_t> generation_{0};
   bool stop_ = false;
   std::exception_ptr error_;
@@ -287,8 +303,10 @@ inline void set_num_threads(int n) {
 }
 
 // Sets how long the pool's idle workers (and a caller waiting for them) poll before they
-// park, in microseconds (0 = park at once; -1 restores LOWBIT_SPIN_US, else 0). Polling
-// trades CPU time for the wake-up latency of back-to-back calls; results do not change.
+// park, in microseconds, for calls on any thread count (0 = park at once; -1 restores
+// LOWBIT_SPIN_US, else the default rule: 200 us for calls on 4 or more threads, none below).
+// Polling trades CPU time for the wake-up latency of back-to-back calls; results do not
+// change.
 inline void set_spin_time_us(long us) {
   if (us < -1 || us > 1000000)
     throw error("set_spin_time_us: expected -1 .. 1000000 microseconds, got " + std::to_string(us));
