@@ -9,12 +9,16 @@
 // ~655 GOPS where the port limit is ~850 on a Zen 4/5 core; no compiler choice sits in the loop.
 //   roofline/dram_read  one core streaming a 1 GiB buffer (far beyond the last-level cache)
 //                       with 512-bit loads; GBps
+//   roofline/dram_read_threads/threads:N  the same 1 GiB read by N threads of lowbit's pool,
+//                       one contiguous slice each (what a decode split over N threads can
+//                       reach; issue 12 reads its 2-thread tg against threads:2); GBps, wall time
 #include <benchmark/benchmark.h>
 
 #include <cstdint>
 #include <cstring>
 
 #include "lowbit/detail/aligned_buffer.hpp"
+#include "lowbit/detail/threads.hpp"
 #include "lowbit/detail/target.hpp"
 #include "lowbit/dispatch/cpu_features.hpp"
 #include "lowbit/kernels/x86/amx_int.hpp"
@@ -174,10 +178,38 @@ void bench_dram_read(benchmark::State& st) {
 #endif
 }
 
+void bench_dram_read_threads(benchmark::State& st) {
+#if LOWBIT_HAVE_X86_SIMD
+  const std::size_t bytes = std::size_t{1} << 30;
+  const int threads = static_cast<int>(st.range(0));
+  lowbit::detail::aligned_buffer<std::uint8_t> buf(bytes);
+  const std::size_t slice = bytes / static_cast<std::size_t>(threads) / 64 * 64;
+  // Each thread faults in (first touch) the slice it then reads, as a packed weight range is.
+  lowbit::parallel_for(threads, threads, lowbit::executor(), [&](std::int64_t i) {
+    std::memset(buf.data() + static_cast<std::size_t>(i) * slice, 1, slice);
+  });
+  for (auto _ : st) {
+    lowbit::parallel_for(threads, threads, lowbit::executor(), [&](std::int64_t i) {
+      benchmark::DoNotOptimize(stream_read(buf.data() + static_cast<std::size_t>(i) * slice, slice));
+    });
+  }
+  st.counters["GBps"] = benchmark::Counter(static_cast<double>(slice * static_cast<std::size_t>(threads)) / 1e9,
+                                           benchmark::Counter::kIsIterationInvariantRate);
+#else
+  st.SkipWithError("x86 only");
+#endif
+}
+
 BENCHMARK(bench_vnni_peak)->Name("roofline/vnni_peak");
 BENCHMARK(bench_fma_peak)->Name("roofline/fma_peak");
 BENCHMARK_CAPTURE(bench_amx_peak, int8, false)->Name("roofline/amx_int8_peak");
 BENCHMARK_CAPTURE(bench_amx_peak, bf16, true)->Name("roofline/amx_bf16_peak");
 BENCHMARK(bench_dram_read)->Name("roofline/dram_read")->Unit(benchmark::kMillisecond);
+BENCHMARK(bench_dram_read_threads)
+    ->Name("roofline/dram_read_threads")
+    ->ArgName("threads")
+    ->Arg(1)->Arg(2)->Arg(4)->Arg(8)->Arg(16)
+    ->UseRealTime()
+    ->Unit(benchmark::kMillisecond);
 
 }  // namespace
