@@ -1,7 +1,8 @@
 # CTest entries for `lowbit quantize IN -o OUT --format gguf|compressed-tensors` (quantize and
 # export in one run): the one-step output evaluates equal, digit for digit, to the two-step
-# `quantize` + `export` output; no temporary checkpoint is left beside OUT; a refusal of the
-# export step (NVFP4 has no GGUF type) and an unknown --format leave nothing written. The
+# `quantize` + `export` output; no temporary checkpoint is left beside OUT; a refusal the
+# recipe decides (NVFP4 has no GGUF type, MX scales no compressed-tensors format) comes before
+# quantizing, and it and an unknown --format leave nothing written. The
 # two-step run comes first in each chain (fixtures), so one fixture covers both outputs.
 # Shared data only.
 if(TARGET lowbit_cli)
@@ -42,15 +43,25 @@ if(TARGET lowbit_cli)
     set_tests_properties(quantize_format_gguf_is_gguf PROPERTIES FIXTURES_REQUIRED qf_gguf_both
                          PASS_REGULAR_EXPRESSION "model +[^ ]*one.gguf \\(GGUF llama")
 
-    # Refused by the export step after quantizing (NVFP4 has no GGUF type): the exporter's
-    # message, naming the layer; nothing written, the temporary removed.
+    # Refused before quantizing (NVFP4 has no GGUF type: the recipe decides it), by the
+    # exporter's own rule and words (lowbit::model::exportable), naming the layer; no
+    # quantization ran (no quantize summary line), nothing written, no temporary.
     set(_n ${_qf_dir}/refused)
     file(MAKE_DIRECTORY ${_n})
     add_test(NAME quantize_format_refused COMMAND ${LOWBIT_CLI} quantize ${LOWBIT_STORIES_ST} -o ${_n}/nvfp4.gguf
              --recipe nvfp4 --exclude "w2" --quiet --format gguf)
     set_tests_properties(quantize_format_refused PROPERTIES
-                         PASS_REGULAR_EXPRESSION "quantized [^ ]*stories260K.safetensors: GGUF export: layer layers.0.attention.wq \\([^)]*\\): GGUF export of 'layers.0.attention.wq': NVFP4")
+                         PASS_REGULAR_EXPRESSION "error: [^ ]*stories260K.safetensors: GGUF export: layer layers.0.attention.wq \\([^)]*\\): GGUF export of 'layers.0.attention.wq': NVFP4 [^\n]*\\(refused before quantizing\\)"
+                         FAIL_REGULAR_EXPRESSION "lowbit checkpoint")
     lowbit_qf_nothing_left(quantize_format_refused_nothing_written quantize_format_refused ${_n} "*|.*")
+    # The same for a layout the recipe decides: stories260K's down projections (172 columns)
+    # are not whole 32-element GGUF blocks.
+    add_test(NAME quantize_format_refused_layout COMMAND ${LOWBIT_CLI} quantize ${LOWBIT_STORIES_ST} -o ${_n}/q8.gguf
+             --recipe gguf-q8_0 --quiet --format gguf)
+    set_tests_properties(quantize_format_refused_layout PROPERTIES
+                         PASS_REGULAR_EXPRESSION "GGUF export: layer layers.0.feed_forward.w2 \\([^)]*\\): GGUF export of 'layers.0.feed_forward.w2': rows of 172 elements are not a whole number of 32-element GGUF blocks \\(refused before quantizing\\)"
+                         FAIL_REGULAR_EXPRESSION "lowbit checkpoint")
+    lowbit_qf_nothing_left(quantize_format_refused_layout_nothing_written quantize_format_refused_layout ${_n} "*|.*")
 
     # An unknown format is refused before any work.
     set(_b ${_qf_dir}/bad)
@@ -82,6 +93,15 @@ if(TARGET lowbit_cli)
     add_test(NAME quantize_format_ct_is_ct COMMAND ${LOWBIT_CLI} eval ${_o}/one-ct --tokens ${LOWBIT_STORIES_TOK} --max-docs 1)
     set_tests_properties(quantize_format_ct_is_ct PROPERTIES FIXTURES_REQUIRED qf_ct_both
                          PASS_REGULAR_EXPRESSION "model +[^ ]*one-ct \\(LlamaForCausalLM \\(compressed-tensors\\)")
+    # compressed-tensors has no MX scales: refused before quantizing, nothing written.
+    set(_m ${_qf_dir}/ct-refused)
+    file(MAKE_DIRECTORY ${_m})
+    add_test(NAME quantize_format_ct_refused COMMAND ${LOWBIT_CLI} quantize ${LOWBIT_STORIES_HF} -o ${_m}/mx-ct --recipe mxfp4 --quiet
+             --format compressed-tensors)
+    set_tests_properties(quantize_format_ct_refused PROPERTIES
+                         PASS_REGULAR_EXPRESSION "compressed-tensors export: layer model.layers.0.self_attn.q_proj \\([^)]*\\): MX scales \\(E8M0\\) are not exported[^\n]*\\(refused before quantizing\\)"
+                         FAIL_REGULAR_EXPRESSION "lowbit checkpoint")
+    lowbit_qf_nothing_left(quantize_format_ct_refused_nothing_written quantize_format_ct_refused ${_m} "*|.*")
     file(WRITE ${_qf_dir}/a-file "not a directory\n")
     add_test(NAME quantize_format_ct_file COMMAND ${LOWBIT_CLI} quantize ${LOWBIT_STORIES_HF} -o ${_qf_dir}/a-file --recipe w8a8-fp8 --format compressed-tensors)
     set_tests_properties(quantize_format_ct_file PROPERTIES PASS_REGULAR_EXPRESSION "--format compressed-tensors writes a directory")
