@@ -2,85 +2,79 @@
 # what `lowbit quantize` wrote (eval of the checkpoint equals eval --recipe on the source,
 # digit for digit, with the same calibration documents). stories260K only (shared data).
 if(TARGET lowbit_cli)
-  set(_run_dir ${CMAKE_CURRENT_BINARY_DIR}/cli_run)
-  file(MAKE_DIRECTORY ${_run_dir})
-  set(_lowbit $<TARGET_FILE:lowbit_cli>)
-  set(_sdir ${PROJECT_SOURCE_DIR}/../shared/data/stories260k)
-  if(EXISTS ${_sdir}/stories260K.bin AND EXISTS ${_sdir}/tok512.bin)
+  lowbit_test_dir(_run_dir cli_run)
+  if(EXISTS ${LOWBIT_STORIES}/stories260K.bin AND EXISTS ${LOWBIT_STORIES}/tok512.bin)
     # Greedy fp32: the continuation tests/test_model_generate.cpp checks against its naive
     # reference, quoted in docs/accuracy.md.
-    add_test(NAME cli_generate_greedy COMMAND ${_lowbit} generate ${_sdir}/stories260K.bin --prompt "Once upon a time"
+    add_test(NAME cli_generate_greedy COMMAND ${LOWBIT_CLI} generate ${LOWBIT_STORIES}/stories260K.bin --prompt "Once upon a time"
              --temperature 0 --max-new-tokens 24)
     set_tests_properties(cli_generate_greedy PROPERTIES PASS_REGULAR_EXPRESSION
                          "^Once upon a time, there was a little girl named Lily")
-    add_test(NAME cli_generate_json COMMAND ${_lowbit} generate ${_sdir}/stories260K.bin --prompt "Once upon a time"
+    add_test(NAME cli_generate_json COMMAND ${LOWBIT_CLI} generate ${LOWBIT_STORIES}/stories260K.bin --prompt "Once upon a time"
              --temperature 0.9 --top-k 20 --top-p 0.9 --seed 3 --max-new-tokens 8 --kv-cache fp8 --json)
     set_tests_properties(cli_generate_json PROPERTIES PASS_REGULAR_EXPRESSION
       "(^|\n){\"prompt_ids\":\\[1,[0-9,]+\\],\"generated_ids\":\\[[0-9,]*\\],\"text\":\"[^\"]*\",\"prefill_tokens_per_second\":[0-9.e+-]+,\"decode_tokens_per_second\":[0-9.e+-]+}\n")
-    add_test(NAME cli_generate_bad_top_p COMMAND ${_lowbit} generate ${_sdir}/stories260K.bin --prompt "Hi" --top-p 1.5)
+    add_test(NAME cli_generate_bad_top_p COMMAND ${LOWBIT_CLI} generate ${LOWBIT_STORIES}/stories260K.bin --prompt "Hi" --top-p 1.5)
     set_tests_properties(cli_generate_bad_top_p PROPERTIES PASS_REGULAR_EXPRESSION "top-p must be in \\(0, 1\\]")
-    add_test(NAME cli_generate_bad_top_k COMMAND ${_lowbit} generate ${_sdir}/stories260K.bin --prompt "Hi" --top-k -1)
+    add_test(NAME cli_generate_bad_top_k COMMAND ${LOWBIT_CLI} generate ${LOWBIT_STORIES}/stories260K.bin --prompt "Hi" --top-k -1)
     set_tests_properties(cli_generate_bad_top_k PROPERTIES PASS_REGULAR_EXPRESSION "top-k must be >= 0")
-    add_test(NAME cli_generate_bad_temperature COMMAND ${_lowbit} generate ${_sdir}/stories260K.bin --prompt "Hi"
+    add_test(NAME cli_generate_bad_temperature COMMAND ${LOWBIT_CLI} generate ${LOWBIT_STORIES}/stories260K.bin --prompt "Hi"
              --temperature -1)
     set_tests_properties(cli_generate_bad_temperature PROPERTIES PASS_REGULAR_EXPRESSION "temperature must be")
     string(REPEAT "Once upon a time there was a dog. " 80 _long_prompt)
-    add_test(NAME cli_generate_prompt_too_long COMMAND ${_lowbit} generate ${_sdir}/stories260K.bin --prompt "${_long_prompt}")
+    add_test(NAME cli_generate_prompt_too_long COMMAND ${LOWBIT_CLI} generate ${LOWBIT_STORIES}/stories260K.bin --prompt "${_long_prompt}")
     set_tests_properties(cli_generate_prompt_too_long PROPERTIES PASS_REGULAR_EXPRESSION
                          "the prompt has [0-9]+ tokens but the context holds 512")
-    add_test(NAME cli_bench_json COMMAND ${_lowbit} bench ${_sdir}/stories260K.bin -p 32 -n 16 --threads 1,2 --reps 2 --json)
+    add_test(NAME cli_bench_json COMMAND ${LOWBIT_CLI} bench ${LOWBIT_STORIES}/stories260K.bin -p 32 -n 16 --threads 1,2 --reps 2 --json)
     set_tests_properties(cli_bench_json PROPERTIES PASS_REGULAR_EXPRESSION
       "(^|\n){\"model_bytes\":[0-9]+,\"params\":[0-9]+,\"weight_bytes_per_token\":[0-9]+,\"results\":\\[{\"test\":\"pp32\",\"threads\":1,\"tokens_per_second\":[0-9.e+-]+,\"stddev\":[0-9.e+-]+},{\"test\":\"tg16\",\"threads\":1,[^]]*{\"test\":\"tg16\",\"threads\":2,\"tokens_per_second\":[0-9.e+-]+,\"stddev\":[0-9.e+-]+}\\]}\n")
-    add_test(NAME cli_bench_bad_list COMMAND ${_lowbit} bench ${_sdir}/stories260K.bin -p 12x)
+    add_test(NAME cli_bench_bad_list COMMAND ${LOWBIT_CLI} bench ${LOWBIT_STORIES}/stories260K.bin -p 12x)
     set_tests_properties(cli_bench_bad_list PROPERTIES PASS_REGULAR_EXPRESSION "-p: expected a comma-separated list")
   endif()
 
   # quantize -> eval: the checkpoint, loaded as stored, evaluates exactly like eval --recipe on
   # the source model with the same 4 calibration documents (GPTQ recipes: the calibration's
   # activation sample sizes, which differ between the two commands, do not enter them).
-  set(_st ${_sdir}/stories260K.safetensors)
-  set(_tok ${_sdir}/eval_tinystories_val_tok512.u16)
-  if(EXISTS ${_st} AND EXISTS ${_tok})
+  if(EXISTS ${LOWBIT_STORIES_ST} AND EXISTS ${LOWBIT_STORIES_TOK})
     foreach(recipe w4a8-int w4a8-fp)
       set(_q ${_run_dir}/${recipe})
       file(MAKE_DIRECTORY ${_q})
-      file(COPY ${_sdir}/config.json ${_sdir}/tok512.bin DESTINATION ${_q})
-      add_test(NAME cli_run_quantize_${recipe} COMMAND ${_lowbit} quantize ${_st} -o ${_q}/model.safetensors
-               --recipe ${recipe} --calib ${_tok} --calib-samples 4 --calib-inputs fp32 --quiet)
+      file(COPY ${LOWBIT_STORIES}/config.json ${LOWBIT_STORIES}/tok512.bin DESTINATION ${_q})
+      add_test(NAME cli_run_quantize_${recipe} COMMAND ${LOWBIT_CLI} quantize ${LOWBIT_STORIES_ST} -o ${_q}/model.safetensors
+               --recipe ${recipe} --calib ${LOWBIT_STORIES_TOK} --calib-samples 4 --calib-inputs fp32 --quiet)
       set_tests_properties(cli_run_quantize_${recipe} PROPERTIES FIXTURES_SETUP cli_run_q_${recipe})
       lowbit_add_eval_equal(cli_run_eval_equal_${recipe} cli_run_q_${recipe}
-                            "${_q}/model.safetensors|--tokens|${_tok}|--max-docs|40"
-                            "${_st}|--recipe|${recipe}|--calib|${_tok}|--calib-docs|4|--tokens|${_tok}|--max-docs|40")
+                            "${_q}/model.safetensors|--tokens|${LOWBIT_STORIES_TOK}|--max-docs|40"
+                            "${LOWBIT_STORIES_ST}|--recipe|${recipe}|--calib|${LOWBIT_STORIES_TOK}|--calib-docs|4|--tokens|${LOWBIT_STORIES_TOK}|--max-docs|40")
     endforeach()
     # The same through a Hugging Face directory: quantize writes an output directory (shards,
     # config.json, tokenizer.json) that eval, generate and bench read with HF names and
     # rotate-half RoPE. fp32 calibration inputs make sequential calibration equal eval's
     # whole-model calibration.
-    set(_hf ${PROJECT_SOURCE_DIR}/../shared/data/stories260k-hf)
-    if(EXISTS ${_hf}/config.json)
+    if(EXISTS ${LOWBIT_STORIES_HF}/config.json)
       set(_qhf ${_run_dir}/hf-w4a8-int)
-      add_test(NAME cli_run_quantize_hf COMMAND ${_lowbit} quantize ${_hf} -o ${_qhf}
-               --recipe w4a8-int --calib ${_tok} --calib-samples 4 --calib-inputs fp32 --max-shard-size 100KB --quiet)
+      add_test(NAME cli_run_quantize_hf COMMAND ${LOWBIT_CLI} quantize ${LOWBIT_STORIES_HF} -o ${_qhf}
+               --recipe w4a8-int --calib ${LOWBIT_STORIES_TOK} --calib-samples 4 --calib-inputs fp32 --max-shard-size 100KB --quiet)
       set_tests_properties(cli_run_quantize_hf PROPERTIES FIXTURES_SETUP cli_run_q_hf)
       lowbit_add_eval_equal(cli_run_eval_equal_hf cli_run_q_hf
-                            "${_qhf}|--tokens|${_tok}|--max-docs|40"
-                            "${_hf}|--recipe|w4a8-int|--calib|${_tok}|--calib-docs|4|--tokens|${_tok}|--max-docs|40")
-      add_test(NAME cli_run_generate_hf COMMAND ${_lowbit} generate ${_qhf} --prompt "Once upon a time"
+                            "${_qhf}|--tokens|${LOWBIT_STORIES_TOK}|--max-docs|40"
+                            "${LOWBIT_STORIES_HF}|--recipe|w4a8-int|--calib|${LOWBIT_STORIES_TOK}|--calib-docs|4|--tokens|${LOWBIT_STORIES_TOK}|--max-docs|40")
+      add_test(NAME cli_run_generate_hf COMMAND ${LOWBIT_CLI} generate ${_qhf} --prompt "Once upon a time"
                --temperature 0 --max-new-tokens 16)
       set_tests_properties(cli_run_generate_hf PROPERTIES FIXTURES_REQUIRED cli_run_q_hf
                            PASS_REGULAR_EXPRESSION "^Once upon a time[^\n]+\n")
-      add_test(NAME cli_run_bench_hf COMMAND ${_lowbit} bench ${_qhf} -p 16 -n 8 --reps 1 --json)
+      add_test(NAME cli_run_bench_hf COMMAND ${LOWBIT_CLI} bench ${_qhf} -p 16 -n 8 --reps 1 --json)
       set_tests_properties(cli_run_bench_hf PROPERTIES FIXTURES_REQUIRED cli_run_q_hf
                            PASS_REGULAR_EXPRESSION "\"test\":\"tg8\"")
     endif()
-    add_test(NAME cli_run_generate_checkpoint COMMAND ${_lowbit} generate ${_run_dir}/w4a8-int --prompt "Once upon a time"
+    add_test(NAME cli_run_generate_checkpoint COMMAND ${LOWBIT_CLI} generate ${_run_dir}/w4a8-int --prompt "Once upon a time"
              --temperature 0 --max-new-tokens 16 --kv-cache f16)
     set_tests_properties(cli_run_generate_checkpoint PROPERTIES FIXTURES_REQUIRED cli_run_q_w4a8-int
                          PASS_REGULAR_EXPRESSION "^Once upon a time[^\n]+\n")
-    add_test(NAME cli_run_bench_checkpoint COMMAND ${_lowbit} bench ${_run_dir}/w4a8-int/model.safetensors -p 16 -n 8 --reps 1)
+    add_test(NAME cli_run_bench_checkpoint COMMAND ${LOWBIT_CLI} bench ${_run_dir}/w4a8-int/model.safetensors -p 16 -n 8 --reps 1)
     set_tests_properties(cli_run_bench_checkpoint PROPERTIES FIXTURES_REQUIRED cli_run_q_w4a8-int
                          PASS_REGULAR_EXPRESSION "tg8")
-    add_test(NAME cli_run_eval_requantize COMMAND ${_lowbit} eval ${_run_dir}/w4a8-int --tokens ${_tok} --recipe w4a8-int)
+    add_test(NAME cli_run_eval_requantize COMMAND ${LOWBIT_CLI} eval ${_run_dir}/w4a8-int --tokens ${LOWBIT_STORIES_TOK} --recipe w4a8-int)
     set_tests_properties(cli_run_eval_requantize PROPERTIES FIXTURES_REQUIRED cli_run_q_w4a8-int
                          PASS_REGULAR_EXPRESSION "is a lowbit checkpoint \\(already quantized\\)")
   endif()
@@ -96,13 +90,13 @@ foreach(entry "01_convert_quantize|g32:mx +4\\.250 bits/weight|" "02_pack_gemm|W
     set_tests_properties(example_${name} PROPERTIES PASS_REGULAR_EXPRESSION "${expect}")
   endif()
 endforeach()
-if(TARGET example_04_generate AND TARGET lowbit_cli AND EXISTS ${PROJECT_SOURCE_DIR}/../shared/data/stories260k/stories260K.safetensors)
+if(TARGET example_04_generate AND TARGET lowbit_cli AND EXISTS ${LOWBIT_STORIES_ST})
   add_test(NAME example_04_generate COMMAND example_04_generate ${CMAKE_CURRENT_BINARY_DIR}/cli_run/w4a8-int "Once upon a time")
   set_tests_properties(example_04_generate PROPERTIES FIXTURES_REQUIRED cli_run_q_w4a8-int
                        PASS_REGULAR_EXPRESSION "^Once upon a time[^\n]+\n\\[[0-9]+ prompt tokens")
 endif()
-if(TARGET lowbit_cli AND EXISTS ${PROJECT_SOURCE_DIR}/../shared/data/stories260k/stories260K.safetensors)
-  add_test(NAME cli_run_compare_checkpoint COMMAND ${_lowbit} compare ${CMAKE_CURRENT_BINARY_DIR}/cli_run/w4a8-int
+if(TARGET lowbit_cli AND EXISTS ${LOWBIT_STORIES_ST})
+  add_test(NAME cli_run_compare_checkpoint COMMAND ${LOWBIT_CLI} compare ${CMAKE_CURRENT_BINARY_DIR}/cli_run/w4a8-int
            --recipes int4:g32 --probe-tokens 4)
   set_tests_properties(cli_run_compare_checkpoint PROPERTIES FIXTURES_REQUIRED cli_run_q_w4a8-int
                        PASS_REGULAR_EXPRESSION "is a lowbit checkpoint \\(already quantized\\)")

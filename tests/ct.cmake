@@ -3,17 +3,13 @@
 # each mapping, exported, and evaluated: the compressed-tensors directory's perplexity equals
 # the lowbit checkpoint's digit for digit. Refusals name the layer. Shared data only.
 if(TARGET lowbit_cli)
-  set(_c_dir ${CMAKE_CURRENT_BINARY_DIR}/cli_ct)
-  file(MAKE_DIRECTORY ${_c_dir})
-  set(_lowbit $<TARGET_FILE:lowbit_cli>)
-  set(_hf ${PROJECT_SOURCE_DIR}/../shared/data/stories260k-hf)
-  set(_tok ${PROJECT_SOURCE_DIR}/../shared/data/stories260k/eval_tinystories_val_tok512.u16)
-  if(EXISTS ${_hf}/config.json AND EXISTS ${_tok})
+  lowbit_test_dir(_c_dir cli_ct)
+  if(EXISTS ${LOWBIT_STORIES_HF}/config.json AND EXISTS ${LOWBIT_STORIES_TOK})
     # name | quantize flags (','-separated) | format the export reports
     set(_maps
         "fp8|--recipe,w8a8-fp8|35 float-quantized"
         "int8|--weights,int8,--group,0,--activations,int8|35 int-quantized"
-        "int4-gptq|--recipe,w4a16-int4,--calib,${_tok},--calib-samples,4,--exclude,down_proj|30 pack-quantized"
+        "int4-gptq|--recipe,w4a16-int4,--calib,${LOWBIT_STORIES_TOK},--calib-samples,4,--exclude,down_proj|30 pack-quantized"
         "int4-asym-g32|--weights,int4,--group,32,--asymmetric,--exclude,down_proj|30 pack-quantized"
         "nvfp4|--recipe,nvfp4,--exclude,down_proj|30 nvfp4-pack-quantized")
     foreach(m ${_maps})
@@ -23,22 +19,22 @@ if(TARGET lowbit_cli)
       list(GET m 2 want)
       string(REPLACE "," ";" flags "${flags}")
       set(_q ${_c_dir}/${name})
-      add_test(NAME cli_ct_quantize_${name} COMMAND ${_lowbit} quantize ${_hf} -o ${_q}/ ${flags} --quiet)
+      add_test(NAME cli_ct_quantize_${name} COMMAND ${LOWBIT_CLI} quantize ${LOWBIT_STORIES_HF} -o ${_q}/ ${flags} --quiet)
       set_tests_properties(cli_ct_quantize_${name} PROPERTIES FIXTURES_SETUP cli_ct_q_${name})
-      add_test(NAME cli_ct_export_${name} COMMAND ${_lowbit} export ${_q} -o ${_c_dir}/${name}-ct --format compressed-tensors)
+      add_test(NAME cli_ct_export_${name} COMMAND ${LOWBIT_CLI} export ${_q} -o ${_c_dir}/${name}-ct --format compressed-tensors)
       set_tests_properties(cli_ct_export_${name} PROPERTIES FIXTURES_REQUIRED cli_ct_q_${name}
                            FIXTURES_SETUP cli_ct_x_${name}
                            PASS_REGULAR_EXPRESSION "-> [^ ]*${name}-ct \\(compressed-tensors, layers: ${want}, [0-9]+ unquantized; norms folded: 0; tokenizer: copied\\)")
       lowbit_add_eval_equal(cli_ct_eval_equal_${name} cli_ct_x_${name}
-                            "${_q}|--tokens|${_tok}|--max-docs|20" "${_c_dir}/${name}-ct|--tokens|${_tok}|--max-docs|20")
+                            "${_q}|--tokens|${LOWBIT_STORIES_TOK}|--max-docs|20" "${_c_dir}/${name}-ct|--tokens|${LOWBIT_STORIES_TOK}|--max-docs|20")
     endforeach()
     # Refused: lowbit's w4a16-sqplus smooths q, k and v separately; one norm cannot fold three
     # different vectors. Nothing is written.
     set(_s ${_c_dir}/sqplus)
-    add_test(NAME cli_ct_quantize_sqplus COMMAND ${_lowbit} quantize ${_hf} -o ${_s}/ --recipe w4a16-sqplus
-             --calib ${_tok} --calib-samples 4 --exclude down_proj --quiet)
+    add_test(NAME cli_ct_quantize_sqplus COMMAND ${LOWBIT_CLI} quantize ${LOWBIT_STORIES_HF} -o ${_s}/ --recipe w4a16-sqplus
+             --calib ${LOWBIT_STORIES_TOK} --calib-samples 4 --exclude down_proj --quiet)
     set_tests_properties(cli_ct_quantize_sqplus PROPERTIES FIXTURES_SETUP cli_ct_q_sqplus)
-    add_test(NAME cli_ct_export_refused COMMAND ${_lowbit} export ${_s} -o ${_c_dir}/sqplus-ct --format compressed-tensors)
+    add_test(NAME cli_ct_export_refused COMMAND ${LOWBIT_CLI} export ${_s} -o ${_c_dir}/sqplus-ct --format compressed-tensors)
     set_tests_properties(cli_ct_export_refused PROPERTIES FIXTURES_REQUIRED cli_ct_q_sqplus
                          PASS_REGULAR_EXPRESSION "compressed-tensors export: layer model.layers.0.self_attn.k_proj and model.layers.0.self_attn.q_proj read the same norm with different smoothing vectors")
     add_test(NAME cli_ct_export_refused_nothing_written COMMAND ${CMAKE_COMMAND} -E cat ${_c_dir}/sqplus-ct/config.json)

@@ -4,9 +4,7 @@
 # and the messages of bad arguments. Each runs in its own scratch directory under
 # hardening/ and checks the exit code, a line of the output and what is left on disk.
 if(TARGET lowbit_cli)
-  set(_hd ${CMAKE_CURRENT_BINARY_DIR}/hardening)
-  file(MAKE_DIRECTORY ${_hd})
-  set(_lowbit $<TARGET_FILE:lowbit_cli>)
+  lowbit_test_dir(_hd hardening)
   set(_tiny ${_hd}/tiny.safetensors)
 
   # lowbit_hardening_probe(NAME SCRIPT [PASS regex]): runs SCRIPT with sh in a fresh directory
@@ -14,14 +12,14 @@ if(TARGET lowbit_cli)
   function(lowbit_hardening_probe name script)
     cmake_parse_arguments(P "" "PASS" "" ${ARGN})
     set(dir ${_hd}/${name})
-    add_test(NAME ${name} COMMAND sh -c "rm -rf '${dir}' && mkdir -p '${dir}' && cd '${dir}' && L='${_lowbit}' T='${_tiny}' && ${script}")
+    add_test(NAME ${name} COMMAND sh -c "rm -rf '${dir}' && mkdir -p '${dir}' && cd '${dir}' && L='${LOWBIT_CLI}' T='${_tiny}' && ${script}")
     set_tests_properties(${name} PROPERTIES FIXTURES_REQUIRED hardening_tiny TIMEOUT 60)
     if(P_PASS)
       set_tests_properties(${name} PROPERTIES PASS_REGULAR_EXPRESSION "${P_PASS}")
     endif()
   endfunction()
 
-  add_test(NAME hardening_setup COMMAND ${_lowbit} synth ${_tiny} --size-gb 0.0005)
+  add_test(NAME hardening_setup COMMAND ${LOWBIT_CLI} synth ${_tiny} --size-gb 0.0005)
   set_tests_properties(hardening_setup PROPERTIES FIXTURES_SETUP hardening_tiny)
 
   # ---- outputs (items 1, 5): only a regular file or nothing is replaced ------------------
@@ -130,8 +128,7 @@ if(TARGET lowbit_cli)
   lowbit_hardening_probe(hardening_bits_per_weight_agree
     "$L quantize $T -o o.safetensors --weights int4 --group 32 --lorc 4 --json > q.json && $L inspect o.safetensors --json > i.json && grep -o '\"bits_per_weight\": [0-9.]*' q.json | sed -n 2p > a && grep -o '\"bits_per_weight\": [0-9.]*' i.json | head -1 > b && cat a b && cmp a b && echo agree"
     PASS "agree")
-  set(_stories ${PROJECT_SOURCE_DIR}/../shared/data/stories260k/stories260K.safetensors)
-  if(EXISTS ${_stories})
+  if(EXISTS ${LOWBIT_STORIES_ST})
     # The default data path does not depend on the working directory.
     lowbit_hardening_probe(hardening_accuracy_default_path
       "cd / && $L accuracy --recipe w8a8-fp8 --tokens 16 --json-out ${_hd}/hardening_accuracy_default_path/r.json --quiet >/dev/null && cat ${_hd}/hardening_accuracy_default_path/r.json"

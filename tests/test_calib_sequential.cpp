@@ -20,6 +20,7 @@
 #include "lowbit/model/load.hpp"
 #include "lowbit/model/recipe_linear.hpp"
 #include "lowbit/model/sequential_calibration.hpp"
+#include "test_random_llama.hpp"
 
 // One namespace per test file, so that any set of test files can be compiled as one
 // unity translation unit (tests/CMakeLists.txt) without their file-local names clashing.
@@ -31,45 +32,7 @@ using namespace lowbit::model;
 namespace {
 
 LlamaWeights seq_random_model(unsigned seed) {
-  LlamaConfig c;
-  c.dim = 64;
-  c.hidden_dim = 96;
-  c.n_layers = 3;
-  c.n_heads = 4;
-  c.n_kv_heads = 2;
-  c.vocab_size = 50;
-  c.max_seq_len = 32;
-  c.tied_classifier = true;
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> nd(0.0f, 0.2f);
-  auto mat = [&](int r, int k) {
-    RowMatrixXf m(r, k);
-    for (Eigen::Index i = 0; i < m.size(); ++i) m.data()[i] = nd(rng);
-    return m;
-  };
-  auto vec = [&](int n) {
-    Eigen::VectorXf v(n);
-    for (int i = 0; i < n; ++i) v[i] = 1.0f + nd(rng);
-    return v;
-  };
-  LlamaWeights w;
-  w.config = c;
-  w.tok_embeddings = mat(c.vocab_size, c.dim);
-  for (int l = 0; l < c.n_layers; ++l) {
-    LlamaLayerWeights L;
-    L.attention_norm = vec(c.dim);
-    L.ffn_norm = vec(c.dim);
-    L.wq = mat(c.dim, c.dim);
-    L.wk = mat(c.kv_dim(), c.dim);
-    L.wv = mat(c.kv_dim(), c.dim);
-    L.wo = mat(c.dim, c.dim);
-    L.w1 = mat(c.hidden_dim, c.dim);
-    L.w2 = mat(c.dim, c.hidden_dim);
-    L.w3 = mat(c.hidden_dim, c.dim);
-    w.layers.push_back(L);
-  }
-  w.norm = vec(c.dim);
-  return w;
+  return lowbit_test::random_llama_weights(lowbit_test::random_llama_config(64, 96, 3, 4, 2, 50, 32), seed, 0.2f);
 }
 
 std::vector<std::vector<int>> seq_samples(int vocab, unsigned seed) {

@@ -7,6 +7,10 @@
 // refusals name the layer and feature; malformed files give errors naming the tensor.
 #include <catch2/catch.hpp>
 
+#include <sys/resource.h>
+
+#include <algorithm>
+#include <csignal>
 #include <fstream>
 #include <functional>
 #include <nlohmann/json.hpp>
@@ -16,6 +20,7 @@
 #include "lowbit/algo/recipes.hpp"
 #include "lowbit/io/linear_checkpoint.hpp"
 #include "lowbit/model/ct_export.hpp"
+#include "lowbit/model/exportable.hpp"
 #include "lowbit/model/quantized_model.hpp"
 #include "test_io_support.hpp"
 #include "test_model_support.hpp"
@@ -334,25 +339,53 @@ TEST_CASE("compressed-tensors: SmoothQuant vectors fold into the norms", "[model
 
 TEST_CASE("compressed-tensors: refusals name the layer and the feature", "[model][ct]") {
   LOWBIT_REQUIRE_STORIES();
-  struct refusal { const char* what; ct_layer_fn make; const char* message; };
+  // The recipe as ct_recipe() quantizes with it (round to nearest, no smoothing).
+  const auto rtn = [](const char* name, const std::function<void(lowbit::LinearRecipe&)>& tweak = {}) {
+    lowbit::LinearRecipe r = lowbit::recipe_from_name(name);
+    r.method = lowbit::weight_method::round_to_nearest;
+    r.smoothing = lowbit::smoothing_mode::none;
+    if (tweak) tweak(r);
+    return r;
+  };
+  struct refusal { const char* what; lowbit::LinearRecipe recipe; const char* message; };
   const std::vector<refusal> cases = {
-      {"LoRC", ct_recipe("w4a8-fp", {}, [](lowbit::LinearRecipe& r) { r.weight.group_size = 32; }),
-       "layer layers.0.attention.wq ("},
-      {"MX", ct_recipe("mxfp4"), "MX scales (E8M0) are not exported"},
-      {"groups that do not tile the row", ct_recipe("w4a16-int4"), "layer layers.0.feed_forward.w2"},
-      {"FP8 E5M2", ct_recipe("w8a8-fp8", {}, [](lowbit::LinearRecipe& r) { r.weight.format = lowbit::element_format::float8_e5m2; }),
+      {"LoRC", rtn("w4a8-fp", [](lowbit::LinearRecipe& r) { r.weight.group_size = 32; }), "layer layers.0.attention.wq ("},
+      {"MX", rtn("mxfp4"), "MX scales (E8M0) are not exported"},
+      {"groups that do not tile the row", rtn("w4a16-int4"), "layer layers.0.feed_forward.w2"},
+      {"FP8 E5M2", rtn("w8a8-fp8", [](lowbit::LinearRecipe& r) { r.weight.format = lowbit::element_format::float8_e5m2; }),
        "has no compressed-tensors format"},
+  };
+  // The first refusal exportable() gives for a recipe before quantizing, in the exporter's
+  // order (layer by layer, q, k, v, o, gate, down, up); empty: none.
+  const auto first_refusal = [](const lowbit::LinearRecipe& recipe) {
+    const ModelSource& src = lowbit_test::stories_model().source();
+    for (int l = 0; l < src.config().n_layers; ++l) {
+      const LlamaLayerWeights w = src.layer(l);
+      for (int i = 0; i < kLinearSlots; ++i) {
+        const auto s = static_cast<linear_slot>(i);
+        const Exportable e = exportable(export_format::compressed_tensors,
+                                        export_layer(src.linear_name(l, s), recipe, w.matrix(s).rows(), w.matrix(s).cols(), false, s));
+        if (!e) return e.reason;
+      }
+    }
+    return std::string();
   };
   for (const refusal& rf : cases) {
     INFO(rf.what);
     lowbit_test::scratch_dir dir;
     const std::string ck = dir.file("ck"), out = dir.file("ct");
     REQUIRE(::mkdir(ck.c_str(), 0755) == 0);
-    ct_write_checkpoint(ck, false, rf.make);
+    const lowbit::LinearRecipe recipe = rf.recipe;
+    ct_write_checkpoint(ck, false, [recipe](const std::string& name, const RowMatrixXf& m) {
+      return lowbit::quantize_linear(m, recipe, nullptr, name);
+    });
     const std::string e = ct_error_of([&] { export_compressed_tensors(ck, out); });
     CHECK(e.find("compressed-tensors export: ") != std::string::npos);
     CHECK(e.find(rf.message) != std::string::npos);
-    CHECK_FALSE(lowbit::model::detail::is_directory(out));  // the directory it made is removed again
+    CHECK_FALSE(lowbit::model::detail::is_directory(out));  // no OUT
+    CHECK(dir.entries() == std::vector<std::string>{"ck"});  // and no temporary beside it
+    // exportable() said so before quantizing, in the exporter's words (one rule, one home).
+    CHECK(e == ck + ": compressed-tensors export: " + first_refusal(recipe));
   }
   // The LoRC refusal says what is missing.
   lowbit_test::scratch_dir dir;
@@ -454,6 +487,40 @@ TEST_CASE("compressed-tensors: malformed directories give errors naming the tens
   CHECK(ct_error_of([&] { export_gguf(good, dir.file("x.gguf")); }).find("is a compressed-tensors directory") != std::string::npos);
   CHECK(ct_error_of([&] { export_compressed_tensors(good, dir.file("again")); }).find("compressed-tensors already") !=
         std::string::npos);
+}
+
+TEST_CASE("compressed-tensors: an export that fails midway leaves no OUT and no temporary", "[model][ct]") {
+  LOWBIT_REQUIRE_STORIES();
+  lowbit_test::scratch_dir dir;
+  const std::string ck = dir.file("ck"), out = dir.file("ct");
+  REQUIRE(::mkdir(ck.c_str(), 0755) == 0);
+  ct_write_checkpoint(ck, false, ct_recipe("w8a8-fp8"));
+  // A tokenizer.json over the file-size limit: model.safetensors is complete when copying the
+  // tokenizer fails (EFBIG), the config.json not yet written.
+  {
+    std::ofstream t(ck + "/tokenizer.json", std::ios::binary);
+    const std::string junk(1 << 20, 'x');
+    for (int i = 0; i < 8; ++i) t << junk;
+  }
+  struct rlimit old {};
+  REQUIRE(::getrlimit(RLIMIT_FSIZE, &old) == 0);
+  struct rlimit small = old;
+  small.rlim_cur = 4u << 20;
+  const auto old_handler = std::signal(SIGXFSZ, SIG_IGN);
+  REQUIRE(::setrlimit(RLIMIT_FSIZE, &small) == 0);
+  const std::string e = ct_error_of([&] { export_compressed_tensors(ck, out); });
+  ::setrlimit(RLIMIT_FSIZE, &old);
+  std::signal(SIGXFSZ, old_handler);
+  CHECK_THAT(e, Catch::Contains("tokenizer.json"));
+  CHECK_FALSE(lowbit::model::detail::is_directory(out));
+  CHECK(dir.entries() == std::vector<std::string>{"ck"});
+  // Without the limit the same export appears whole, and nothing else beside it.
+  REQUIRE_NOTHROW(export_compressed_tensors(ck, out));
+  auto names = dir.entries();
+  std::sort(names.begin(), names.end());
+  CHECK(names == std::vector<std::string>{"ck", "ct"});
+  CHECK(lowbit::model::detail::file_exists(out + "/config.json"));
+  CHECK(lowbit::model::detail::file_exists(out + "/tokenizer.json"));
 }
 
 }  // namespace test_model_ct_cpp

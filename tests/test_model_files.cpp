@@ -9,7 +9,6 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
-#include <random>
 #include <string>
 #include <vector>
 
@@ -19,6 +18,7 @@
 #include "lowbit/model/llama.hpp"
 #include "lowbit/model/load.hpp"
 #include "lowbit/model/tokenizer.hpp"
+#include "test_random_llama.hpp"
 
 // One namespace per test file, so that any set of test files can be compiled as one
 // unity translation unit (tests/CMakeLists.txt) without their file-local names clashing.
@@ -66,46 +66,8 @@ void put_mat(std::vector<std::uint8_t>& b, const RowMatrixXf& m) {
 
 // A random small model: dim 16, 2 layers, 4 query heads sharing 2 kv heads (GQA).
 LlamaWeights random_weights(bool tied, unsigned seed = 7) {
-  LlamaConfig c;
-  c.dim = 16;
-  c.hidden_dim = 24;
-  c.n_layers = 2;
-  c.n_heads = 4;
-  c.n_kv_heads = 2;
-  c.vocab_size = 40;
-  c.max_seq_len = 12;
-  c.tied_classifier = tied;
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> nd(0.0f, 0.3f);
-  auto mat = [&](int r, int k) {
-    RowMatrixXf m(r, k);
-    for (Eigen::Index i = 0; i < m.size(); ++i) m.data()[i] = nd(rng);
-    return m;
-  };
-  auto vec = [&](int n) {
-    Eigen::VectorXf v(n);
-    for (int i = 0; i < n; ++i) v[i] = 1.0f + 0.2f * nd(rng);
-    return v;
-  };
-  LlamaWeights w;
-  w.config = c;
-  w.tok_embeddings = mat(c.vocab_size, c.dim);
-  for (int l = 0; l < c.n_layers; ++l) {
-    LlamaLayerWeights L;
-    L.attention_norm = vec(c.dim);
-    L.ffn_norm = vec(c.dim);
-    L.wq = mat(c.dim, c.dim);
-    L.wk = mat(c.kv_dim(), c.dim);
-    L.wv = mat(c.kv_dim(), c.dim);
-    L.wo = mat(c.dim, c.dim);
-    L.w1 = mat(c.hidden_dim, c.dim);
-    L.w2 = mat(c.dim, c.hidden_dim);
-    L.w3 = mat(c.hidden_dim, c.dim);
-    w.layers.push_back(L);
-  }
-  w.norm = vec(c.dim);
-  if (!tied) w.output = mat(c.vocab_size, c.dim);
-  return w;
+  return lowbit_test::random_llama_weights(lowbit_test::random_llama_config(16, 24, 2, 4, 2, 40, 12, tied), seed, 0.3f,
+                                           0.2f);
 }
 
 // The llama2.c legacy layout of `w` (see model/llama2c.hpp).

@@ -13,6 +13,7 @@
 #include "lowbit/model/sampler.hpp"
 #include "lowbit/model/tokenizer.hpp"
 #include "test_model_support.hpp"
+#include "test_random_llama.hpp"
 
 // One namespace per test file, so that any set of test files can be compiled as one
 // unity translation unit (tests/CMakeLists.txt) without their file-local names clashing.
@@ -183,14 +184,7 @@ TEST_CASE("generate: the KV cache storage types", "[model]") {
 }
 
 TEST_CASE("kv cache: stored values round as the type says, fp8 per head", "[model]") {
-  LlamaConfig c;
-  c.dim = 16;
-  c.hidden_dim = 32;
-  c.n_layers = 1;
-  c.n_heads = 4;
-  c.n_kv_heads = 2;
-  c.vocab_size = 8;
-  c.max_seq_len = 40;
+  const LlamaConfig c = lowbit_test::random_llama_config(16, 32, 1, 4, 2, 8, 40);
   const int kvd = c.kv_dim(), hd = c.head_dim();
   RowMatrixXf k = RowMatrixXf::Random(33, kvd), v = RowMatrixXf::Random(33, kvd);
   k.row(3).segment(hd, hd).setZero();    // an all-zero head vector (scale 1)

@@ -13,6 +13,7 @@
 
 #include "lowbit/algo/recipes.hpp"
 #include "lowbit/io/linear_checkpoint.hpp"
+#include "lowbit/model/exportable.hpp"
 #include "lowbit/model/gguf_export.hpp"
 #include "lowbit/model/quantized_model.hpp"
 #include "test_io_support.hpp"
@@ -219,22 +220,52 @@ TEST_CASE("gguf model: export refuses what GGUF cannot hold exactly, naming the 
   int4_f32.weight.scale_storage = lowbit::scale_dtype::f32;
   lowbit::LinearRecipe int8_asym = rtn("gguf-q8_0");
   int8_asym.weight.symmetric = false;
-  struct refusal { lowbit::LinearRecipe recipe; bool plain_w2; const char* why; };
+  // data_only: only the quantized values decide (f32 scales that are not fp16 values), so
+  // exportable() accepts the recipe and the exporter refuses after quantizing.
+  struct refusal { lowbit::LinearRecipe recipe; bool plain_w2; const char* why; bool data_only; };
   const refusal cases[] = {
-      {rtn("w4a8-fp"), true, "layers.0.attention.wq: LoRC factors"},
-      {rtn("gguf-q8_0"), false, "layers.0.feed_forward.w2"},  // 172 columns
-      {int4_f32, true, "is not an fp16 value"},
-      {int8_asym, true, "asymmetric int8 (a zero point) has no GGUF type"},
-      {rtn("w8a8-fp8"), true, "no GGUF type"},
-      {rtn("nvfp4"), true, "NVFP4"},
+      {rtn("w4a8-fp"), true, "layers.0.attention.wq: LoRC factors", false},
+      {rtn("gguf-q8_0"), false, "layers.0.feed_forward.w2", false},  // 172 columns
+      {int4_f32, true, "is not an fp16 value", true},
+      {int8_asym, true, "asymmetric int8 (a zero point) has no GGUF type", false},
+      {rtn("w8a8-fp8"), true, "no GGUF type", false},
+      {rtn("nvfp4"), true, "NVFP4", false},
+  };
+  // The first refusal exportable() gives for the recipe, before quantizing, in the exporter's
+  // order of layers (w2 left unquantized when plain_w2); empty: none.
+  const auto first_refusal = [](const lowbit::LinearRecipe& recipe, bool plain_w2) {
+    const ModelSource& src = lowbit_test::stories_model().source();
+    for (int l = 0; l < src.config().n_layers; ++l) {
+      const LlamaLayerWeights w = src.layer(l);
+      for (linear_slot s : {linear_slot::wq, linear_slot::wk, linear_slot::wv, linear_slot::wo, linear_slot::w1,
+                            linear_slot::w3, linear_slot::w2}) {
+        if (plain_w2 && s == linear_slot::w2) continue;
+        const Exportable e = exportable(export_format::gguf, export_layer(src.linear_name(l, s), recipe, w.matrix(s).rows(),
+                                                                          w.matrix(s).cols()));
+        if (!e) return e.reason;
+      }
+    }
+    return std::string();
   };
   for (const refusal& r : cases) {
     INFO(r.recipe.name << " " << r.why);
     lowbit_test::scratch_dir dir;
     gguf_write_checkpoint(dir.path, r.recipe,
                           r.plain_w2 ? gguf_plain_w2 : [](const std::string&) { return false; });
-    CHECK_THROWS_WITH(export_gguf(dir.path, dir.file("out.gguf")), Catch::Contains(r.why));
+    std::string message;
+    try {
+      export_gguf(dir.path, dir.file("out.gguf"));
+    } catch (const lowbit::error& e) {
+      message = e.what();
+    }
+    CHECK_THAT(message, Catch::Contains(r.why));
     CHECK_FALSE(std::ifstream(dir.file("out.gguf")).good());  // nothing written
+    // exportable() said so before quantizing, in the exporter's words (one rule, one home).
+    const std::string before = first_refusal(r.recipe, r.plain_w2);
+    if (r.data_only)
+      CHECK(before.empty());
+    else
+      CHECK(message == dir.path + ": GGUF export: " + before);
   }
   {  // A smoothing vector that is not all ones.
     lowbit_test::scratch_dir dir;

@@ -12,6 +12,7 @@
 #include "lowbit/model/load.hpp"
 #include "lowbit/model/rope.hpp"
 #include "test_model_hf_support.hpp"
+#include "test_random_llama.hpp"
 
 // One namespace per test file, so that any set of test files can be compiled as one
 // unity translation unit (tests/CMakeLists.txt) without their file-local names clashing.
@@ -75,11 +76,9 @@ TEST_CASE("rope scaling: each type matches the reference, and ignoring it is cau
 }
 
 TEST_CASE("rope scaling: dynamic keeps the base frequencies up to max_position_embeddings", "[model]") {
-  LlamaConfig c;
-  c.dim = 16;
-  c.n_heads = 2;
+  // A whole small model's config (2 heads of 8); RoPE reads the head width and the rope fields.
+  LlamaConfig c = lowbit_test::random_llama_config(16, 32, 1, 2, 2, 8, 32);
   c.rope_theta = 10000.0f;
-  c.max_seq_len = 32;
   c.max_position_embeddings = 16;
   c.rope_scaling.type = rope_scaling_type::dynamic;
   c.rope_scaling.factor = 2.0;
@@ -94,10 +93,7 @@ TEST_CASE("rope: interleaved and half-split pairs are one rotation under a permu
   // A head rotated with interleaved pairs equals the half-split rotation of the same head
   // with its elements permuted as the transformers conversion script permutes q/k rows.
   const int hd = 8, heads = 3, n = 5;
-  LlamaConfig c;
-  c.dim = hd * heads;
-  c.n_heads = heads;
-  c.max_seq_len = 16;
+  LlamaConfig c = lowbit_test::random_llama_config(hd * heads, 32, 1, heads, heads, 8, 16);
   c.rope_theta = 500000.0f;
   lowbit::RowMatrixXf cs, sn;
   rope_table(c, 4, n, cs, sn);

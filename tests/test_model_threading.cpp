@@ -16,6 +16,7 @@
 
 #include "lowbit/detail/threads.hpp"
 #include "lowbit/model/llama.hpp"
+#include "test_random_llama.hpp"
 
 namespace test_model_threading_cpp {
 
@@ -43,44 +44,8 @@ RowMatrixXf threading_random(Eigen::Index rows, Eigen::Index cols, unsigned seed
 // detail::parallel_min_elements (90 x 392 values), with a hidden width that is not a multiple
 // of any SIMD width (so rows start at every alignment).
 LlamaWeights threading_model_weights() {
-  LlamaConfig c;
-  c.dim = 256;
-  c.hidden_dim = 392;
-  c.n_layers = 2;
-  c.n_heads = 4;
-  c.n_kv_heads = 2;
-  c.vocab_size = 50;
-  c.max_seq_len = 128;
-  c.tied_classifier = true;
-  std::mt19937 rng(3);
-  std::normal_distribution<float> nd(0.0f, 0.08f);
-  const auto mat = [&](int r, int k) {
-    RowMatrixXf m(r, k);
-    for (Eigen::Index i = 0; i < m.size(); ++i) m.data()[i] = nd(rng);
-    return m;
-  };
-  const auto vec = [&](int n) {
-    Eigen::VectorXf v(n);
-    for (int i = 0; i < n; ++i) v[i] = 1.0f + nd(rng);
-    return v;
-  };
-  LlamaWeights w;
-  w.config = c;
-  w.tok_embeddings = mat(c.vocab_size, c.dim) * 10.0f;
-  for (int l = 0; l < c.n_layers; ++l) {
-    LlamaLayerWeights L;
-    L.attention_norm = vec(c.dim);
-    L.ffn_norm = vec(c.dim);
-    L.wq = mat(c.dim, c.dim);
-    L.wk = mat(c.kv_dim(), c.dim);
-    L.wv = mat(c.kv_dim(), c.dim);
-    L.wo = mat(c.dim, c.dim);
-    L.w1 = mat(c.hidden_dim, c.dim);
-    L.w2 = mat(c.dim, c.hidden_dim);
-    L.w3 = mat(c.hidden_dim, c.dim);
-    w.layers.push_back(L);
-  }
-  w.norm = vec(c.dim);
+  LlamaWeights w = lowbit_test::random_llama_weights(lowbit_test::random_llama_config(256, 392, 2, 4, 2, 50, 128), 3, 0.08f);
+  w.tok_embeddings *= 10.0f;
   return w;
 }
 

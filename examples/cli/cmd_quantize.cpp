@@ -19,23 +19,18 @@
 //   lowbit quantize model.safetensors -o out.safetensors --recipe w4a8-fp --calib val.u16
 //
 // With --format gguf|compressed-tensors the checkpoint is exported in the same run (the code
-// of `lowbit export`, export_formats.hpp): quantized into a hidden temporary directory beside
-// OUT, exported to OUT, the temporary removed (also on error or SIGINT/SIGTERM/SIGHUP).
+// of `lowbit export`, export_formats.hpp): the export rules the recipe decides are checked first
+// (lowbit::model::exportable), then quantized into a hidden temporary directory beside OUT,
+// exported to OUT, the temporary removed (also on error or SIGINT/SIGTERM/SIGHUP).
 //   lowbit quantize model/ -o model.q4_0.gguf --recipe gguf-q4_0 --format gguf
-#include <dirent.h>
-#include <fcntl.h>
 #include <fmt/format.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
-#include <cerrno>
-#include <climits>
 #include <cmath>
 #include <csignal>
-#include <cstring>
 #include <fstream>
 #include <map>
 #include <memory>
@@ -150,17 +145,30 @@ std::optional<std::string> read_text_file(const std::string& path) {
   return ss.str();
 }
 
-int run_quantize(const quantize_options& o) {
-  const auto t_start = std::chrono::steady_clock::now();
-  const lowbit_cli::resolved_scheme s = lowbit_cli::resolve(o.scheme, o.calib.enabled());
-  if (o.threads < 0) lowbit_cli::fail("--threads must be >= 0");
-  const int threads = o.threads > 0 ? o.threads : lowbit::default_num_threads();
-  lowbit_cli::tensor_rules rules(o.ignore, !o.no_default_ignore, o.include, o.exclude);
+// The scheme of the flags and the tensor rules (--ignore/--include/--exclude/--override):
+// what run_quantize quantizes, and what check_exportable checks before it does.
+struct quantize_rules {
+  lowbit_cli::resolved_scheme scheme;
+  lowbit_cli::tensor_rules rules;
+};
+quantize_rules make_rules(const quantize_options& o) {
+  quantize_rules r{lowbit_cli::resolve(o.scheme, o.calib.enabled()),
+                   lowbit_cli::tensor_rules(o.ignore, !o.no_default_ignore, o.include, o.exclude)};
   for (const auto& arg : o.overrides) {
-    rules.overrides.push_back(lowbit_cli::parse_override(arg, s));
-    if (rules.overrides.back().recipe.needs_calibration() && !o.calib.enabled())
+    r.rules.overrides.push_back(lowbit_cli::parse_override(arg, r.scheme));
+    if (r.rules.overrides.back().recipe.needs_calibration() && !o.calib.enabled())
       lowbit_cli::fail("--override " + arg + " needs calibration (GPTQ or smoothing): give --calib FILE");
   }
+  return r;
+}
+
+int run_quantize(const quantize_options& o) {
+  const auto t_start = std::chrono::steady_clock::now();
+  const quantize_rules qr = make_rules(o);
+  const lowbit_cli::resolved_scheme& s = qr.scheme;
+  const lowbit_cli::tensor_rules& rules = qr.rules;
+  if (o.threads < 0) lowbit_cli::fail("--threads must be >= 0");
+  const int threads = o.threads > 0 ? o.threads : lowbit::default_num_threads();
   const auto model = lowbit::open_safetensors_model(o.input);
   const bool input_dir = is_directory(o.input);
   const bool out_dir = ends_with(o.output, "/") || is_directory(o.output) || (input_dir && !ends_with(o.output, ".safetensors"));
@@ -466,84 +474,89 @@ int run_quantize(const quantize_options& o) {
   return 0;
 }
 
-// The temporaries of `quantize --format`: a hidden directory beside OUT,
-// ".<OUT's name>.lowbit-tmp-<pid>" (the atomic writers' naming; on OUT's filesystem, never
-// mistaken for a result), holding checkpoint/ (the lowbit checkpoint) and, for
-// compressed-tensors, export/ (renamed to OUT when complete: the exporter writes a directory
-// file by file). Removed by the destructor (success or an exception) and by a
-// SIGINT/SIGTERM/SIGHUP handler, which then lets the signal kill the process as before. The
-// handler removes the tree with async-signal-safe calls only (open, getdents64, unlinkat),
-// so whatever exists at that moment goes; files still unnamed (O_TMPFILE) die with the
-// process. Only SIGKILL or a crash can leave the directory behind.
-class quantize_staging {
+// SIGINT/SIGTERM/SIGHUP during `quantize --format`: every temporary this process has beside
+// OUT (the checkpoint's scratch directory, the exporter's staging directory or file) is
+// removed by the library's async-signal-safe lowbit::process_temporaries, then the signal
+// kills the process as before. The library names, creates and removes the temporaries and
+// clears those of killed processes on the next run; installing a handler is the program's call.
+class remove_temporaries_on_signal {
  public:
-  explicit quantize_staging(const std::string& out) {
-    std::string o = out;
-    while (o.size() > 1 && o.back() == '/') o.pop_back();
-    dir_ = lowbit_cli::parent_directory(o) + "/." + lowbit_cli::base_name(o) + ".lowbit-tmp-" + std::to_string(::getpid());
-    remove_tree(dir_.c_str(), 2);  // left by a killed process that had our pid
-    if (::mkdir(dir_.c_str(), 0755) != 0)
-      lowbit_cli::fail("cannot create the temporary directory '" + dir_ + "': " + std::strerror(errno));
-    active_ = dir_.c_str();
+  explicit remove_temporaries_on_signal(const lowbit::process_temporaries& t) {
+    active_ = &t;
     for (int k = 0; k < 3; ++k) previous_[k] = std::signal(signals_[k], on_signal);
   }
-  ~quantize_staging() {
+  ~remove_temporaries_on_signal() {
     for (int k = 0; k < 3; ++k) std::signal(signals_[k], previous_[k]);
     active_ = nullptr;
-    remove_tree(dir_.c_str(), 2);
   }
-  quantize_staging(const quantize_staging&) = delete;
-  quantize_staging& operator=(const quantize_staging&) = delete;
-
-  std::string checkpoint() const { return dir_ + "/checkpoint"; }
-  std::string export_dir() const { return dir_ + "/export"; }
+  remove_temporaries_on_signal(const remove_temporaries_on_signal&) = delete;
+  remove_temporaries_on_signal& operator=(const remove_temporaries_on_signal&) = delete;
 
  private:
-  // Removes `path` and what it holds, `depth` levels down; async-signal-safe (fixed buffers,
-  // raw getdents64: readdir may allocate). Best effort: errors are ignored.
-  static void remove_tree(const char* path, int depth) {
-    if (::unlink(path) == 0 || errno == ENOENT) return;
-    const int fd = ::open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
-    if (fd < 0) return;
-    alignas(8) char buf[4096];
-    for (long n; (n = ::syscall(SYS_getdents64, fd, buf, sizeof buf)) > 0;)
-      for (long at = 0; at < n;) {
-        const auto* e = reinterpret_cast<const struct dirent64*>(buf + at);
-        at += e->d_reclen;
-        const char* name = e->d_name;
-        if (name[0] == '.' && (name[1] == 0 || (name[1] == '.' && name[2] == 0))) continue;
-        if (::unlinkat(fd, name, 0) == 0 || depth <= 1) continue;
-        char sub[PATH_MAX];
-        const std::size_t lp = std::strlen(path), ln = std::strlen(name);
-        if (lp + 1 + ln >= sizeof sub) continue;
-        std::memcpy(sub, path, lp);
-        sub[lp] = '/';
-        std::memcpy(sub + lp + 1, name, ln + 1);
-        remove_tree(sub, depth - 1);
-      }
-    ::close(fd);
-    ::rmdir(path);
-  }
   static void on_signal(int sig) {
-    if (const char* d = active_) remove_tree(d, 2);
+    if (const lowbit::process_temporaries* t = active_) t->remove();
     std::signal(sig, SIG_DFL);
     std::raise(sig);
   }
-
-  std::string dir_;
   static constexpr int signals_[3] = {SIGINT, SIGTERM, SIGHUP};
   void (*previous_[3])(int) = {};
-  static inline const char* volatile active_ = nullptr;
+  static inline const lowbit::process_temporaries* volatile active_ = nullptr;
 };
 
-// `quantize --format X`: the checks of both steps first (format, output, input), then the
-// quantization into the temporary, then `lowbit export`'s code from it to OUT. A refusal of
-// the exporter (a scheme with no exact form in X, e.g. NVFP4 in GGUF) comes from the exporter
-// after quantizing; nothing is written then (the exporter's output is atomic, the temporary
-// removed).
+// The refusals of the export step that the recipe decides, made before any work: the export
+// rules (lowbit::model::exportable, model/exportable.hpp: the exporter's own rules and words)
+// for the model's architecture and for every tensor quantize will quantize, as the recipe and
+// --override will quantize it. What only the quantized data decides (GGUF: scales that are
+// not fp16 values, with f32 scale storage; compressed-tensors: non-finite scales, and whether
+// q/k/v or gate/up carry one smoothing vector to fold) is refused by the export step after
+// quantizing, as before.
+void check_exportable(const quantize_options& o, const lowbit::SafetensorsModel& model) {
+  namespace lm = lowbit::model;
+  const lm::export_format f = o.format == "gguf" ? lm::export_format::gguf : lm::export_format::compressed_tensors;
+  const std::string who = o.input + ": " + (f == lm::export_format::gguf ? "GGUF" : "compressed-tensors") + " export: ";
+  const quantize_rules r = make_rules(o);
+  std::map<std::string, lm::linear_slot> slots;  // layer name -> place in its decoder layer
+  std::vector<const lowbit::TensorView*> order;  // the exporter's order first: the same first refusal
+  std::shared_ptr<const lm::ModelSource> src;
+  try {
+    src = lm::open_model(o.input);
+  } catch (const lowbit::error&) {
+    // Not a model the exporters read: quantize or the export step says so in its own words.
+  }
+  if (src) {
+    if (const lm::Exportable e = lm::exportable(f, src->config()); !e) lowbit_cli::fail(who + e.reason);
+    using S = lm::linear_slot;
+    const std::vector<S> slot_order = f == lm::export_format::gguf
+                                          ? std::vector<S>{S::wq, S::wk, S::wv, S::wo, S::w1, S::w3, S::w2}
+                                          : std::vector<S>{S::wq, S::wk, S::wv, S::wo, S::w1, S::w2, S::w3};
+    for (int l = 0; l < src->config().n_layers; ++l)
+      for (S s : slot_order) {
+        slots[src->linear_name(l, s)] = s;
+        if (const lowbit::TensorView* t = model.find(src->linear_name(l, s) + ".weight")) order.push_back(t);
+      }
+  }
+  for (const lowbit::TensorView* t : model.tensors())
+    if (std::find(order.begin(), order.end(), t) == order.end()) order.push_back(t);
+  for (const lowbit::TensorView* t : order) {
+    if (!r.rules.quantizes(t->name, t->dtype, t->shape)) continue;
+    const std::string base = t->name.substr(0, t->name.size() - 7);  // without ".weight"
+    const lowbit_cli::scheme_override* ov = r.rules.override_for(t->name);
+    const auto slot = slots.find(base);
+    const lm::ExportLayer layer = lm::export_layer(base, ov ? ov->recipe : r.scheme.recipe, t->shape[0], t->shape[1],
+                                                   model.find(base + ".bias") != nullptr,
+                                                   slot == slots.end() ? std::nullopt : std::optional<lm::linear_slot>(slot->second));
+    if (const lm::Exportable e = lm::exportable(f, layer); !e) lowbit_cli::fail(who + e.reason + " (refused before quantizing)");
+  }
+}
+
+// `quantize --format X`: the checks of both steps first (format, output, input, and the
+// export rules the recipe decides: a scheme with no exact form in X, e.g. NVFP4 in GGUF, is
+// refused before quantizing), then the quantization into the scratch directory, then
+// `lowbit export`'s code from it to OUT. A refusal only the data decides comes from the
+// exporter after quantizing; nothing is written then (the exporter's output is atomic, the
+// scratch directory removed).
 int run_quantize_format(const quantize_options& o) {
   lowbit_cli::check_export_format(o.format, "quantize");
-  bool ct_rename = false;  // compressed-tensors into export/, renamed to OUT (absent or an empty directory)
   {
     const auto model = lowbit::open_safetensors_model(o.input);
     const auto inputs = lowbit_cli::model_input_files(model, {o.calib.file, o.input});
@@ -560,25 +573,22 @@ int run_quantize_format(const quantize_options& o) {
       if (same_file(o.output, lowbit_cli::parent_directory(model.shards()[0]->source())))
         lowbit_cli::fail("the output directory '" + o.output + "' is the input's directory");
       lowbit::check_outputs({o.json_out}, inputs);
-      // rename(2) replaces an empty directory; into a non-empty one the exporter writes file by file.
-      ct_rename = ::stat(o.output.c_str(), &st) != 0;
-      if (DIR* d = ct_rename ? nullptr : ::opendir(o.output.c_str())) {
-        int n = 0;
-        while (const dirent* de = ::readdir(d)) n += std::strcmp(de->d_name, ".") != 0 && std::strcmp(de->d_name, "..") != 0;
-        ::closedir(d);
-        ct_rename = n == 0;
-      }
     }
+    check_exportable(o, model);
   }
-  quantize_staging staging(o.output);
+  // The checkpoint goes to a scratch directory beside OUT; the exporter writes OUT atomically
+  // (compressed-tensors: a staging directory renamed into place, io/paths.hpp).
+  const lowbit::process_temporaries temporaries(o.output);
+  const remove_temporaries_on_signal on_signal(temporaries);
+  const lowbit::temporary_directory scratch(o.output);
   quantize_options q = o;
-  q.output = staging.checkpoint() + "/";
+  q.output = scratch.path() + "/checkpoint/";
   q.staged = true;
   q.export_output = o.output;
   run_quantize(q);
   lowbit_cli::export_request e;
-  e.input = staging.checkpoint();
-  e.output = ct_rename ? staging.export_dir() : o.output;
+  e.input = scratch.path() + "/checkpoint";
+  e.output = o.output;
   e.shown_output = o.output;
   e.format = o.format;
   e.shown_input = "quantized " + o.input;
@@ -592,8 +602,6 @@ int run_quantize_format(const quantize_options& o) {
   std::string line;
   e.summary_line = &line;
   lowbit_cli::run_export(e);
-  if (ct_rename && ::rename(e.output.c_str(), o.output.c_str()) != 0)
-    lowbit_cli::fail("cannot rename '" + e.output + "' to '" + o.output + "': " + std::strerror(errno));
   fmt::print(e.summary, "{}", line);
   return 0;
 }
@@ -629,8 +637,8 @@ lowbit_cli::registration quantize_registration{
       sub.footer(
           "Quantized: rank-2 float tensors named *.weight not matched by an --ignore regex (defaults: embed, norm, "
           "lm_head, ^output\\.weight$); other tensors are copied unchanged. See docs/checkpoint-format.md. "
-          "--format: a layer the format has no exact form for is refused by the export step, after quantizing, and "
-          "nothing is written (docs/interop.md).");
+          "--format: a layer the format has no exact form for is refused before quantizing where the recipe decides it, "
+          "by the export step after quantizing where only the data does; nothing is written (docs/interop.md).");
       sub.add_option("--format", o->format,
                      "Export in the same run: gguf (OUT a .gguf file) or compressed-tensors (OUT a directory), as "
                      "`lowbit export` writes it; the lowbit checkpoint is a temporary removed afterwards");

@@ -2,7 +2,10 @@
 // The export step shared by `lowbit export` and `lowbit quantize --format`: a lowbit
 // checkpoint (or an unquantized model) written as GGUF or compressed-tensors through the
 // library's exporters, with the one summary line both commands print. Exact or refused: a
-// refusal throws with the layer named, and the exporter writes nothing (its output is atomic).
+// refusal throws with the layer named, and the exporter writes nothing (its output is atomic:
+// a GGUF file, or a compressed-tensors directory built beside OUT and renamed into place).
+// The rules are the library's (lowbit::model::exportable), which `quantize --format` asks
+// before quantizing.
 #include <fmt/format.h>
 
 #include <cstdio>
@@ -10,6 +13,7 @@
 
 #include "lowbit/error.hpp"
 #include "lowbit/model/ct_export.hpp"
+#include "lowbit/model/exportable.hpp"
 #include "lowbit/model/gguf_export.hpp"
 #include "registry.hpp"  // lowbit_cli::fail
 

@@ -227,22 +227,50 @@ inline std::uint16_t gguf_exact_half(const QuantizedMatrix& q, float v, std::int
 
 }  // namespace detail
 
+namespace detail {
+
+// The one rule of which weight schemes GGUF holds exactly: empty when `s` maps to a GGUF type
+// (stored in *type), else what has no GGUF form. gguf_type_for() refuses with it, and
+// model::exportable() (model/exportable.hpp) answers with it before anything is quantized.
+inline std::string gguf_spec_refusal(const QuantSpec& s, gguf_type* type) {
+  gguf_type t = gguf_type::q8_0;
+  if (s.constraint == scale_constraint::nvfp4)
+    return "NVFP4 (E4M3 scales per 16 with a tensor scale) has no GGUF type lowbit writes";
+  if (s.constraint == scale_constraint::mx) {
+    if (s.format != element_format::float4_e2m1fn) return "MXFP8/MXFP6 have no GGUF type";
+    t = gguf_type::mxfp4;
+  } else {
+    switch (s.format) {
+      case element_format::int8:
+        if (!s.symmetric) return "asymmetric int8 (a zero point) has no GGUF type";
+        t = gguf_type::q8_0;
+        break;
+      case element_format::int4: t = s.symmetric ? gguf_type::q4_0 : gguf_type::q4_1; break;
+      default: return "float element formats other than MXFP4 (FP8, FP6, FP4 without MX scales) have no GGUF type";
+    }
+  }
+  if (type != nullptr) *type = t;
+  return {};
+}
+
+// The block-layout rule: empty when rows of `cols` elements with one scale per `group_size`
+// elements fit GGUF's 32-element blocks, else why not.
+inline std::string gguf_layout_refusal(std::int64_t cols, std::int64_t group_size) {
+  if (cols % 32 != 0)
+    return "rows of " + std::to_string(cols) + " elements are not a whole number of 32-element GGUF blocks";
+  if (group_size % 32 != 0)
+    return "group size " + std::to_string(group_size) + " is not a multiple of GGUF's 32-element blocks (one scale per block)";
+  return {};
+}
+
+}  // namespace detail
+
 // The GGUF type a quantized matrix maps to exactly, or an error naming what has no GGUF form.
 inline gguf_type gguf_type_for(const QuantizedMatrix& q) {
-  const QuantSpec& s = q.spec;
-  if (s.constraint == scale_constraint::nvfp4)
-    detail::gguf_refuse(q, "NVFP4 (E4M3 scales per 16 with a tensor scale) has no GGUF type lowbit writes");
-  if (s.constraint == scale_constraint::mx) {
-    if (s.format != element_format::float4_e2m1fn) detail::gguf_refuse(q, "MXFP8/MXFP6 have no GGUF type");
-    return gguf_type::mxfp4;
-  }
-  switch (s.format) {
-    case element_format::int8:
-      if (!s.symmetric) detail::gguf_refuse(q, "asymmetric int8 (a zero point) has no GGUF type");
-      return gguf_type::q8_0;
-    case element_format::int4: return s.symmetric ? gguf_type::q4_0 : gguf_type::q4_1;
-    default: detail::gguf_refuse(q, "float element formats other than MXFP4 (FP8, FP6, FP4 without MX scales) have no GGUF type");
-  }
+  gguf_type t{};
+  const std::string why = detail::gguf_spec_refusal(q.spec, &t);
+  if (!why.empty()) detail::gguf_refuse(q, why);
+  return t;
 }
 
 // q's codes and scales as GGUF blocks of type t (row after row, ne = {cols, rows}); the
@@ -252,11 +280,7 @@ inline std::vector<std::uint8_t> gguf_encode(const QuantizedMatrix& q, gguf_type
   const gguf_type want = gguf_type_for(q);
   if (want != t)
     detail::gguf_refuse(q, "its scheme maps to " + gguf_type_name(want) + ", not to " + gguf_type_name(t));
-  if (q.cols % 32 != 0)
-    detail::gguf_refuse(q, "rows of " + std::to_string(q.cols) + " elements are not a whole number of 32-element GGUF blocks");
-  if (q.group_size % 32 != 0)
-    detail::gguf_refuse(q, "group size " + std::to_string(q.group_size) +
-                               " is not a multiple of GGUF's 32-element blocks (one scale per block)");
+  if (const std::string why = detail::gguf_layout_refusal(q.cols, q.group_size); !why.empty()) detail::gguf_refuse(q, why);
   const gguf_block_geometry geo = gguf_geometry(static_cast<std::uint32_t>(t));
   const std::int64_t blocks = q.cols / 32;
   std::vector<std::uint8_t> out(static_cast<std::size_t>(q.rows * blocks * geo.block_bytes));

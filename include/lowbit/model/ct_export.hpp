@@ -10,7 +10,9 @@
 //    (x_q - zero_point) * scale equals lowbit's dequantize() bit for bit. Layers with no exact
 //    form are refused naming the layer and the feature (LoRC factors, a smoothing vector that
 //    cannot fold, MX scales, FP6/E5M2 elements, groups that do not tile the row, biases on
-//    quantized layers), and nothing is written.
+//    quantized layers), and nothing is written. The rules are model/exportable.hpp's:
+//    exportable() gives the same answer before anything is quantized (what only the data
+//    decides, non-finite scales and whether q/k/v share one smoothing vector, is refused here).
 //  - SmoothQuant(+) vectors fold into the preceding RMSNorm: q/k/v read input_layernorm,
 //    gate/up read post_attention_layernorm, so gamma becomes gamma / s when every layer reading
 //    that norm carries the same s (bit for bit). o_proj and down_proj read no norm (the
@@ -25,8 +27,11 @@
 //    F16 and BF16 sources).
 //  - Activations: dynamic per-token int8 / FP8 become `input_activations`; weight-only layers
 //    have none.
-//  - Written atomically, the config.json last; the output directory is created if missing and
-//    must not be the input's.
+//  - Written atomically: a new (or empty) output directory is built as a hidden temporary
+//    beside it and renamed into place when complete (atomic_output_directory, io/paths.hpp),
+//    so an error leaves no OUT and no temporary; into a directory that already holds files,
+//    each file is written atomically, the config.json last. The output directory must not be
+//    the input's.
 #include <sys/stat.h>
 
 #include <cerrno>
@@ -43,6 +48,7 @@
 #include "lowbit/io/paths.hpp"
 #include "lowbit/io/safetensors_writer.hpp"
 #include "lowbit/model/ct_format.hpp"
+#include "lowbit/model/exportable.hpp"
 #include "lowbit/model/gguf_export.hpp"
 #include "lowbit/model/load.hpp"
 
@@ -109,19 +115,22 @@ inline nlohmann::json ct_hf_config(const LlamaConfig& c, const std::string& who)
 }  // namespace detail
 
 namespace detail {
-inline CtExportReport ct_export_into(const ModelSource& src, const std::string& in,
+template <class Deferred = void>
+CtExportReport ct_export_into(const ModelSource& src, const std::string& in,
                                      const std::string& out_dir, const std::string& tok, const std::string& src_config,
                                      const std::vector<std::string>& inputs);
 }  // namespace detail
 
-inline CtExportReport export_compressed_tensors(const std::string& in, const std::string& out_dir) {
+template <class Deferred = void>  // see "Compile time" in docs/design.md
+CtExportReport export_compressed_tensors(const std::string& in, const std::string& out_dir) {
   const auto src = open_model(in);
   const std::string who = in + ": compressed-tensors export: ";
   auto refuse = [&](const std::string& what) -> void { lowbit::detail::fail(who + what); };
   if (dynamic_cast<const GgufSource*>(src.get()) != nullptr) refuse("the input is a GGUF file (export reads lowbit checkpoints)");
   if (dynamic_cast<const CompressedTensorsSource*>(src.get()) != nullptr) refuse("the input is compressed-tensors already");
   const LlamaConfig& c = src->config();
-  if (c.qk_norm) refuse("q/k norms (qwen3) are not exported");
+  // The rules (model and layer) live in model/exportable.hpp: exportable() answers with them.
+  if (const Exportable e = exportable(export_format::compressed_tensors, c); !e) refuse(e.reason);
 
   // Inputs, outputs: the directory is created when missing, never the input's.
   std::vector<std::string> inputs{in};
@@ -134,21 +143,21 @@ inline CtExportReport export_compressed_tensors(const std::string& in, const std
   const std::string src_config = in_dir + "/config.json";
   inputs.push_back(src_config);
   if (!tok.empty()) inputs.push_back(tok);
-  const bool created = ::mkdir(out_dir.c_str(), 0755) == 0;
-  if (!created && errno != EEXIST)
-    refuse("cannot create the output directory '" + out_dir + "': " + std::strerror(errno));
-  if (!detail::is_directory(out_dir)) refuse("the output '" + out_dir + "' is not a directory");
-  try {
-    return detail::ct_export_into(*src, in, out_dir, tok, src_config, inputs);
-  } catch (...) {
-    if (created) ::rmdir(out_dir.c_str());  // a refusal leaves nothing behind (the directory was empty)
-    throw;
-  }
+  struct stat out_st {};
+  if (::stat(out_dir.c_str(), &out_st) == 0 && !S_ISDIR(out_st.st_mode)) refuse("the output '" + out_dir + "' is not a directory");
+  // A new (or empty) output directory is built under a hidden name beside it and renamed into
+  // place at the end: a refusal, an error or a kill never leaves a partial OUT (io/paths.hpp).
+  // One that holds files already is written into, file by file (each file atomic).
+  atomic_output_directory dir(out_dir);
+  CtExportReport rep = detail::ct_export_into(*src, in, dir.path(), tok, src_config, inputs);
+  dir.commit();
+  return rep;
 }
 
 namespace detail {
 
-inline CtExportReport ct_export_into(const ModelSource& srcref, const std::string& in,
+template <class Deferred>
+CtExportReport ct_export_into(const ModelSource& srcref, const std::string& in,
                                      const std::string& out_dir, const std::string& tok, const std::string& src_config,
                                      const std::vector<std::string>& inputs) {
   const ModelSource* src = &srcref;
@@ -247,12 +256,13 @@ inline CtExportReport ct_export_into(const ModelSource& srcref, const std::strin
       fold_smoothing_into_norm(norms[n], *s);
       ++rep.folded_norms;
     }
-    for (linear_slot r : {linear_slot::wo, linear_slot::w2}) {
-      const auto& q = ql[static_cast<int>(r)];
-      if (q && q->smoothing && !(q->smoothing->array() == 1.0f).all())
-        refuse("layer " + src->linear_name(l, r) + ": a SmoothQuant smoothing vector on " +
-               (r == linear_slot::wo ? "o_proj (its input, the attention output," : "down_proj (its input, the SwiGLU product,") +
-               " has no norm to fold it into; compressed-tensors has no smoothing tensor)");
+    // The rules (exportable(), model/exportable.hpp) for each layer of the decoder layer, after
+    // the folding above (whose refusals, q/k/v with different vectors, come first).
+    for (int i = 0; i < kLinearSlots; ++i) {
+      const auto slot = static_cast<linear_slot>(i);
+      if (!ql[i]) continue;
+      if (const Exportable e = exportable(export_format::compressed_tensors, export_layer(src->linear_name(l, slot), *ql[i], slot)); !e)
+        refuse(e.reason);
     }
     add_f32(TensorNames::attention_norm(l, weight_naming::hf), norms[0].data(), {norms[0].size()});
     add_f32(TensorNames::ffn_norm(l, weight_naming::hf), norms[1].data(), {norms[1].size()});

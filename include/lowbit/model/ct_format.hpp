@@ -77,32 +77,62 @@ inline nlohmann::json ct_args(int bits, const char* type, bool symmetric, const 
   return a;
 }
 
+// The one rule of which quantized layers compressed-tensors holds exactly, from what is known
+// before quantizing (the weight scheme, the layer's width, its parts): empty when the layer has
+// a form, else what has none. ct_encode_layer() refuses with it, and model::exportable()
+// (model/exportable.hpp) answers with it. `group_size` is the effective one (cols unless per
+// group); `smoothing` means a vector that is not all ones and was not folded into a norm.
+inline std::string ct_layer_refusal(const QuantSpec& s, std::int64_t cols, std::int64_t group_size, bool lorc,
+                                    bool smoothing, bool bias, const std::optional<ActivationQuant>& acts) {
+  if (lorc) return "LoRC factors (compressed-tensors has no low-rank correction term)";
+  if (smoothing) return "a SmoothQuant smoothing vector (compressed-tensors has none; it must be folded into the preceding norm)";
+  if (bias) return "a bias on a quantized layer is not exported (not implemented)";
+  if (acts) {
+    if (acts->group != 0)
+      return "per-group activation quantization (group " + std::to_string(acts->group) +
+             ") is not exported (compressed-tensors: per-token only here)";
+    if (acts->format != act_format::int8 && acts->format != act_format::float8_e4m3fn)
+      return std::string("activations ") + std::string(lowbit::to_string(acts->format)) + " have no compressed-tensors type";
+  }
+  const bool nvfp4 = s.format == element_format::float4_e2m1fn && s.constraint == scale_constraint::nvfp4;
+  if (!nvfp4 && s.constraint == scale_constraint::mx) return "MX scales (E8M0) are not exported (mxfp4-pack-quantized is not implemented)";
+  if (!nvfp4 && s.constraint == scale_constraint::nvfp4) return "NVFP4 scales on a format other than E2M1";
+  if (s.gran == granularity::per_group && group_size < cols && cols % group_size != 0)
+    return "group size " + std::to_string(group_size) + " does not divide the " + std::to_string(cols) +
+           " columns (compressed-tensors groups must tile the row)";
+  const bool per_tensor = s.gran == granularity::per_tensor;
+  if (per_tensor && !s.symmetric) return "per-tensor asymmetric quantization is not exported";
+  if (s.format == element_format::float8_e4m3fn) return s.symmetric ? std::string() : "asymmetric FP8";
+  if (s.format == element_format::int8) return {};
+  if (s.format == element_format::int4) return per_tensor ? "per-tensor int4 is not exported (pack-quantized: group or channel)" : "";
+  if (nvfp4) return cols % 16 != 0 ? "NVFP4 needs a multiple of 16 columns" : "";
+  return std::string("element format ") + std::string(lowbit::to_string(s.format)) +
+         " has no compressed-tensors format (FP8 E4M3, int8, int4, NVFP4 are exported)";
+}
+
 // lowbit layer -> compressed-tensors tensors named `module`.weight_*; `who` names the layer
 // in refusals ("<in>: compressed-tensors export: layer X: ..."). Row order as stored.
 inline ct_layer ct_encode_layer(const QuantizedLinear& ql, const std::string& module, const std::string& who) {
   auto refuse = [&](const std::string& what) -> void { lowbit::detail::fail(who + what); };
   const QuantizedMatrix& q = ql.weight;
   const QuantSpec& s = q.spec;
-  if (ql.lorc) refuse("LoRC factors (compressed-tensors has no low-rank correction term)");
-  if (ql.smoothing && !(ql.smoothing->array() == 1.0f).all())
-    refuse("a SmoothQuant smoothing vector (compressed-tensors has none; it must be folded into the preceding norm)");
-  if (ql.bias) refuse("a bias on a quantized layer is not exported (not implemented)");
+  if (const std::string why = ct_layer_refusal(s, q.cols, q.group_size, ql.lorc.has_value(),
+                                              ql.smoothing && !(ql.smoothing->array() == 1.0f).all(), ql.bias.has_value(),
+                                              ql.activations);
+      !why.empty())
+    refuse(why);
+  // Past the rule, only the data can refuse (a non-finite scale); the defaults below are not reached.
+  const auto unreachable = [&] { refuse("not exported (the export rule let this layer through)"); };
   ct_layer out;
   // Activations: dynamic per-token only.
   if (ql.activations) {
-    if (ql.activations->group != 0)
-      refuse("per-group activation quantization (group " + std::to_string(ql.activations->group) +
-             ") is not exported (compressed-tensors: per-token only here)");
     switch (ql.activations->format) {
       case act_format::int8: out.input_activations = ct_args(8, "int", true, "token", std::nullopt, true); break;
       case act_format::float8_e4m3fn: out.input_activations = ct_args(8, "float", true, "token", std::nullopt, true); break;
-      default: refuse(std::string("activations ") + std::string(lowbit::to_string(ql.activations->format)) + " have no compressed-tensors type");
+      default: unreachable();
     }
   }
   const bool nvfp4 = s.format == element_format::float4_e2m1fn && s.constraint == scale_constraint::nvfp4;
-  if (!nvfp4 && s.constraint == scale_constraint::mx)
-    refuse("MX scales (E8M0) are not exported (mxfp4-pack-quantized is not implemented)");
-  if (!nvfp4 && s.constraint == scale_constraint::nvfp4) refuse("NVFP4 scales on a format other than E2M1");
   // Strategy and the scale tensor's shape.
   const char* strategy = "tensor";
   std::optional<std::int64_t> group;
@@ -111,9 +141,6 @@ inline ct_layer ct_encode_layer(const QuantizedLinear& ql, const std::string& mo
     strategy = "channel";
     sshape = {q.rows, 1};
   } else if (s.gran == granularity::per_group) {
-    if (q.cols % q.group_size != 0)
-      refuse("group size " + std::to_string(q.group_size) + " does not divide the " + std::to_string(q.cols) +
-             " columns (compressed-tensors groups must tile the row)");
     strategy = nvfp4 ? "tensor_group" : "group";
     group = q.group_size;
     sshape = {q.rows, q.groups_per_row};
@@ -123,10 +150,8 @@ inline ct_layer ct_encode_layer(const QuantizedLinear& ql, const std::string& mo
   std::vector<float> scales = per_tensor ? std::vector<float>{q.scales.at(0)} : q.scales;
   for (float v : scales)
     if (!std::isfinite(v)) refuse("a non-finite scale");
-  if (per_tensor && !s.symmetric) refuse("per-tensor asymmetric quantization is not exported");
   const std::string& m = module;
   if (s.format == element_format::float8_e4m3fn) {
-    if (!s.symmetric) refuse("asymmetric FP8");
     out.format = "float-quantized";
     out.weights = ct_args(8, "float", true, strategy, group, false);
     out.tensors.push_back({m + ".weight", tensor_dtype::f8_e4m3, {q.rows, q.cols}, q.codes});
@@ -145,7 +170,6 @@ inline ct_layer ct_encode_layer(const QuantizedLinear& ql, const std::string& mo
       out.tensors.push_back(std::move(z));
     }
   } else if (s.format == element_format::int4) {
-    if (per_tensor) refuse("per-tensor int4 is not exported (pack-quantized: group or channel)");
     out.format = "pack-quantized";
     out.weights = ct_args(4, "int", s.symmetric, strategy, group, false);
     const std::int64_t words = (q.cols + 7) / 8;
@@ -180,15 +204,13 @@ inline ct_layer ct_encode_layer(const QuantizedLinear& ql, const std::string& mo
       out.tensors.push_back(std::move(z));
     }
   } else if (nvfp4) {
-    if (q.cols % 16 != 0) refuse("NVFP4 needs a multiple of 16 columns");
     out.format = "nvfp4-pack-quantized";
     out.weights = ct_args(4, "float", true, "tensor_group", 16, false);
     out.tensors.push_back({m + ".weight_packed", tensor_dtype::u8, {q.rows, q.cols / 2}, q.codes});
     out.tensors.push_back({m + ".weight_scale", tensor_dtype::f8_e4m3, {q.rows, q.groups_per_row}, q.scale_codes});
     out.tensors.push_back(ct_f32_tensor(m + ".weight_global_scale", {1}, {q.tensor_scale}));
   } else {
-    refuse(std::string("element format ") + std::string(lowbit::to_string(s.format)) +
-           " has no compressed-tensors format (FP8 E4M3, int8, int4, NVFP4 are exported)");
+    unreachable();
   }
   return out;
 }

@@ -8,7 +8,9 @@
 //    to lowbit's dequantize() bit for bit; a layer with no exact form (LoRC factors, a
 //    smoothing vector, asymmetric int8, non-fp16 scales, a group or row length that is not a
 //    multiple of 32, FP8/FP6/NVFP4) is refused with the layer and the missing feature named,
-//    and nothing is written. Dynamic activation quantization is dropped with a warning
+//    and nothing is written. The rules are model/exportable.hpp's: exportable() gives the same
+//    answer before anything is quantized (what only the data decides, fp16 scales, is
+//    refused here). Dynamic activation quantization is dropped with a warning
 //    (GGUF describes weights; llama.cpp quantizes activations its own way).
 //  - Float tensors keep their stored dtype (F32, F16, BF16), or the one asked for
 //    (ExportOptions::float_type; rounding to F16/BF16 is the user's choice then). Norms and
@@ -36,6 +38,7 @@
 #include "lowbit/io/gguf_writer.hpp"
 #include "lowbit/io/linear_checkpoint.hpp"
 #include "lowbit/io/paths.hpp"
+#include "lowbit/model/exportable.hpp"
 #include "lowbit/model/load.hpp"
 
 namespace lowbit::model {
@@ -232,7 +235,8 @@ inline gguf_type gguf_float_type(const std::string& s, const std::string& what) 
 
 }  // namespace detail
 
-inline GgufExportReport export_gguf(const std::string& in, const std::string& out, const GgufExportOptions& opt = {}) {
+template <class Deferred = void>  // see "Compile time" in docs/design.md
+GgufExportReport export_gguf(const std::string& in, const std::string& out, const GgufExportOptions& opt = {}) {
   if (opt.float_type != "keep") (void)detail::gguf_float_type(opt.float_type, "export");
   const auto src = open_model(in);
   if (dynamic_cast<const GgufSource*>(src.get()) != nullptr)
@@ -243,13 +247,9 @@ inline GgufExportReport export_gguf(const std::string& in, const std::string& ou
   const LlamaConfig& c = src->config();
   GgufExportReport rep;
   auto refuse = [&](const std::string& what) -> void { lowbit::detail::fail(in + ": GGUF export: " + what); };
-  if (c.arch == model_arch::qwen3 || c.qk_norm) refuse("architecture qwen3 (q/k norms) is not exported (llama and qwen2 only)");
-  if (c.sliding_window != 0) refuse("sliding_window " + std::to_string(c.sliding_window) + " has no llama-architecture GGUF form");
-  if (c.explicit_head_dim > 0 && c.explicit_head_dim * c.n_heads != c.dim && c.arch == model_arch::qwen2)
-    refuse("a head_dim other than hidden_size / num_attention_heads is not exported for qwen2");
+  // The rules (model and layer) live in model/exportable.hpp: exportable() answers with them.
+  if (const Exportable e = exportable(export_format::gguf, c); !e) refuse(e.reason);
   const std::string arch = c.arch == model_arch::qwen2 ? "qwen2" : "llama";
-  if (arch == "qwen2" && (c.o_bias || c.mlp_bias)) refuse("qwen2 with o_proj / MLP biases has no GGUF form");
-  if (arch == "qwen2" && !c.qkv_bias) refuse("qwen2 without q/k/v biases has no GGUF form");
   rep.architecture = arch;
   const rope_style want_rope = arch == "qwen2" ? rope_style::half : rope_style::interleaved;
   rep.permuted_qk = c.rope != want_rope;
@@ -313,10 +313,7 @@ inline GgufExportReport export_gguf(const std::string& in, const std::string& ou
     } catch (const lowbit::error& e) {
       refuse("layer " + src_name + ": " + e.what());
     }
-    if (ql.lorc) refuse("layer " + src_name + ": LoRC factors (GGUF has no low-rank correction term)");
-    if (ql.smoothing && !(ql.smoothing->array() == 1.0f).all())
-      refuse("layer " + src_name + ": a SmoothQuant smoothing vector (GGUF has none; folding it into the preceding "
-             "norm is not implemented)");
+    if (const Exportable e = exportable(export_format::gguf, export_layer(src_name, ql)); !e) refuse(e.reason);
     if (ql.activations)
       rep.warnings.push_back("layer " + src_name + ": its dynamic activation quantization (" +
                              std::string(lowbit::to_string(ql.activations->format)) +

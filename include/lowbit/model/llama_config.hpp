@@ -100,7 +100,7 @@ struct LlamaConfig {
   // Throws lowbit::error naming `source` (a file name) and the first bad field.
   void validate(const std::string& source) const {
     auto bad = [&](const std::string& what) {
-      detail::fail(source + ": invalid model config: " + what);
+      lowbit::detail::fail(source + ": invalid model config: " + what);
     };
     // Upper bounds keep size arithmetic far from overflow and reject garbage headers.
     constexpr int kMaxDim = 1 << 16, kMaxLayers = 1024, kMaxVocab = 1 << 22, kMaxSeq = 1 << 24;

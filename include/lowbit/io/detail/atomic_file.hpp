@@ -21,6 +21,9 @@
 #include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#ifdef __linux__
+#include <sys/syscall.h>
+#endif
 
 #include <atomic>
 #include <cerrno>
@@ -73,9 +76,60 @@ inline std::string resolve_output_target(const std::string& path) {
 // The hidden temporary names of `final_path` start with this.
 inline std::string temp_prefix(const std::string& final_path) { return "." + base_name(final_path) + ".lowbit-tmp-"; }
 
-// Removes ".<name>.lowbit-tmp-<pid>-*" regular files left by processes that no longer exist
-// (killed between naming the temporary and the rename). Best effort: errors are ignored, a
-// file whose pid is alive (or reused) is kept.
+// Calls f(name) for each entry of the open directory `fd` ("." and ".." included).
+// Async-signal-safe on Linux: the kernel's records are read raw into a fixed buffer, since
+// readdir may allocate.
+template <class F>
+void for_each_entry(int fd, F&& f) noexcept {
+#ifdef __linux__
+  struct linux_dirent64 {  // the kernel's record (struct dirent64 needs _LARGEFILE64_SOURCE)
+    std::uint64_t d_ino;
+    std::int64_t d_off;
+    unsigned short d_reclen;
+    unsigned char d_type;
+    char d_name[1];
+  };
+  alignas(8) char buf[4096];
+  for (long n; (n = ::syscall(SYS_getdents64, fd, buf, sizeof buf)) > 0;)
+    for (long at = 0; at < n;) {
+      const auto* e = reinterpret_cast<const linux_dirent64*>(buf + at);
+      at += e->d_reclen;
+      f(static_cast<const char*>(e->d_name));
+    }
+#else  // readdir: not async-signal-safe
+  if (DIR* d = ::fdopendir(::dup(fd))) {
+    while (const dirent* e = ::readdir(d)) f(static_cast<const char*>(e->d_name));
+    ::closedir(d);
+  }
+#endif
+}
+
+// Removes `path` and, when it is a directory, what it holds, up to `depth` levels down
+// (symbolic links are removed, never followed). Async-signal-safe on Linux, so a program's
+// signal handler may call it on its temporaries. Best effort: errors are ignored.
+inline void remove_tree(const char* path, int depth) noexcept {
+  if (::unlink(path) == 0 || errno == ENOENT) return;
+  const int fd = ::open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+  if (fd < 0) return;
+  const std::size_t lp = std::strlen(path);
+  for_each_entry(fd, [&](const char* name) {
+    if (name[0] == '.' && (name[1] == 0 || (name[1] == '.' && name[2] == 0))) return;
+    if (::unlinkat(fd, name, 0) == 0 || depth <= 1) return;
+    char sub[PATH_MAX];
+    const std::size_t ln = std::strlen(name);
+    if (lp + 1 + ln >= sizeof sub) return;
+    std::memcpy(sub, path, lp);
+    sub[lp] = '/';
+    std::memcpy(sub + lp + 1, name, ln + 1);
+    remove_tree(sub, depth - 1);
+  });
+  ::close(fd);
+  ::rmdir(path);
+}
+
+// Removes ".<name>.lowbit-tmp-<pid>-*" files and directories left by processes that no longer
+// exist (killed between naming the temporary and the rename, or while an atomic directory was
+// being filled). Best effort: errors are ignored, one whose pid is alive (or reused) is kept.
 inline void remove_stale_temporaries(const std::string& final_path) {
   const std::string dir = parent_directory(final_path), prefix = temp_prefix(final_path);
   DIR* d = ::opendir(dir.c_str());
@@ -93,7 +147,9 @@ inline void remove_stale_temporaries(const std::string& final_path) {
   ::closedir(d);
   for (const std::string& f : stale) {
     struct stat st {};
-    if (::lstat(f.c_str(), &st) == 0 && S_ISREG(st.st_mode) && st.st_uid == ::geteuid()) ::unlink(f.c_str());
+    if (::lstat(f.c_str(), &st) != 0 || st.st_uid != ::geteuid()) continue;
+    if (S_ISREG(st.st_mode)) ::unlink(f.c_str());
+    else if (S_ISDIR(st.st_mode)) remove_tree(f.c_str(), 8);
   }
 }
 
