@@ -2,8 +2,9 @@
 // model/decoder_layer.hpp) give the same bits on 1, 2 and 3 threads, and the same bits as the
 // one-pass expressions they replaced; and the thread pool's spin-then-park hand-off
 // (detail/threads.hpp) runs every task exactly once, whether its workers are still polling
-// (back-to-back calls with set_spin_time_us), parked (calls far apart), or never poll (the
-// default), with the thread count changing between calls.
+// (back-to-back calls with set_spin_time_us), parked (calls far apart), never poll, or follow
+// the default rule (calls on 4+ threads poll, fewer park), with the thread count changing
+// between calls.
 #include <catch2/catch.hpp>
 
 #include <atomic>
@@ -144,9 +145,13 @@ TEST_CASE("the pool runs every task once with its workers polling, parked, or le
     std::this_thread::sleep_for(std::chrono::milliseconds(2));
     REQUIRE(call(rep % 2 == 0 ? 3 : 2, 50));
   }
-  // No polling (the default): every worker parks after each call.
+  // No polling: every worker parks after each call.
   lowbit::set_spin_time_us(0);
   for (int rep = 0; rep < 100; ++rep) REQUIRE(call(1 + rep % 4, 1 + (rep * 5) % 97));
+  // The default rule: 4- and 5-thread calls poll, 2- and 3-thread calls park, alternating, so
+  // workers still polling after a wide call meet a narrow call they are not part of.
+  lowbit::set_spin_time_us(-1);
+  for (int rep = 0; rep < 200; ++rep) REQUIRE(call(2 + rep % 4, 1 + (rep * 11) % 97));
   CHECK_THROWS_AS(lowbit::set_spin_time_us(-2), lowbit::error);
   lowbit::set_spin_time_us(200);
   // An exception still reaches the caller, after every other task has run.
