@@ -108,8 +108,8 @@ TEST_CASE("float bf16 pairs: one token matches the reference over its tails", "[
     WARN("no AVX-512 on this CPU: the bf16 pair path is not built here");
     return;
   }
-  const bool bf16 = host_cpu_features().avx512bf16;
-  if (!bf16) WARN("no AVX512-BF16: only the fallback (quad) path runs");
+  const bool bf16 = avx512bf16_pairs_cpu(host_cpu_features());
+  if (!bf16) WARN("no AVX512-BF16 (or AVX512-FP16 present): only the fallback (quad) path runs");
   std::uint32_t seed = 100;
   struct shape {
     std::int64_t n, k, group;

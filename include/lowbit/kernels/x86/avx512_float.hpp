@@ -398,9 +398,15 @@ inline void avx512_direct_block_quad_any(const float_packed& w, const float_work
 
 constexpr std::int64_t avx512bf16_prefetch_bytes = 8192;
 
+// Where it pays: measured 2.0-2.4x the quad path's cold rate on Zen 5 (VDPBF16PS and VPERMW
+// at two a cycle), but 0.6-0.9x on the device machine's Sapphire Rapids-class Xeon (there
+// VDPBF16PS shares one port with the shifts). CPUs with AVX512-FP16 (Intel's) keep the quad
+// path; AVX512-BF16 without it means AMD Zen 4/5 (or Cooper Lake, not measured).
+inline bool avx512bf16_pairs_cpu(const cpu_features& f) noexcept { return f.avx512bf16 && !f.avx512fp16; }
+
 inline bool avx512bf16_pairs_ok(const float_packed& w, const float_workspace& ws) {
   return ws.tokens == 1 && w.code != float_code::e4m3 && !ws.x.empty() &&
-         (w.groups == 1 || w.group_size % 16 == 0) && host_cpu_features().avx512bf16;
+         (w.groups == 1 || w.group_size % 16 == 0) && avx512bf16_pairs_cpu(host_cpu_features());
 }
 
 // The activation pairs of one call (token 0): pairs[(m * parts + p) * 32 + 16 pattern + 4 L + i]
