@@ -103,6 +103,8 @@ RowMatrixXf bf16_pairs_tolerance(const QuantizedMatrix& q, gemm_scheme scheme, c
 
 }  // namespace
 
+// The pair path's functions exist in x86 builds only (x86/avx512_float.hpp).
+#if LOWBIT_HAVE_X86_SIMD
 TEST_CASE("float bf16 pairs: one token matches the reference over its tails", "[float_kernels]") {
   if (!tier_supported(isa_tier::avx512, host_cpu_features())) {
     WARN("no AVX-512 on this CPU: the bf16 pair path is not built here");
@@ -160,6 +162,8 @@ TEST_CASE("float bf16 pairs: one token matches the reference over its tails", "[
         CHECK((big.rightCols(3).array() == 777.0f).all());
       }
 }
+
+#endif  // LOWBIT_HAVE_X86_SIMD
 
 // Through gemm(): the pairs path serves one token, the quad/buffered paths the rest, and a
 // token of all zeros (scale 0) gives zeros.
