@@ -33,7 +33,7 @@ class BasicPackedLinear final : public LinearLayer {
   // Throws lowbit::error when no kernel runs this weight format with these activations.
   // `input`: weight-only schemes may take fp16/bf16 activations (rounded from fp32 per call).
   BasicPackedLinear(const QuantizedMatrix& q, std::optional<act_format> act,
-               activation_dtype input = activation_dtype::f32)
+                    activation_dtype input = activation_dtype::f32)
       : input_(input) {
     const std::optional<activation_quant> mode = kernel_activation_mode(act);
     if (!mode) lowbit::detail::fail("PackedLinear '" + q.name + "': no kernel takes E5M2 activations");

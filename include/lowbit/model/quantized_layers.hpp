@@ -55,8 +55,8 @@ template <class Deferred>
 class BasicFakeQuantLinear final : public LinearLayer {
  public:
   BasicFakeQuantLinear(const RowMatrixXf& weight, const std::optional<QuantSpec>& spec,
-                  std::optional<act_format> act, const std::string& name,
-                  activation_dtype input = activation_dtype::f32)
+                       std::optional<act_format> act, const std::string& name,
+                       activation_dtype input = activation_dtype::f32)
       : act_(act), input_(input), name_(name) {
     if (spec) {
       const QuantizedMatrix q = quantize(weight, *spec, name);
