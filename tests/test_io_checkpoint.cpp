@@ -5,6 +5,7 @@
 #include <cstring>
 #include <random>
 
+#include "lowbit/algo/lorc.hpp"  // lorc(): io/lorc_checkpoint.hpp has only the LowRank type
 #include "lowbit/io/checkpoint.hpp"
 #include "lowbit/io/lorc_checkpoint.hpp"
 #include "lowbit/quant/quantizer.hpp"

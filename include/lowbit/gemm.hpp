@@ -48,8 +48,8 @@ struct GemmOptions {
 };
 
 class PackedWeights;
-PackedWeights pack(const QuantizedMatrix& q, const PackOptions& options);
 namespace detail {
+template <class Deferred = void>  // see "Compile time" in docs/design.md
 PackedWeights pack_codes(const QuantizedMatrix& q, const std::uint8_t* codes, const PackOptions& options);
 }
 
@@ -78,6 +78,7 @@ class PackedWeights {
   std::int64_t column_granule() const noexcept { return is_float_ ? detail::float_block_cols : int_.nt; }
 
  private:
+  template <class Deferred>
   friend PackedWeights detail::pack_codes(const QuantizedMatrix& q, const std::uint8_t* codes, const PackOptions& options);
   bool is_float_ = false;
   isa_subtier subtier_ = isa_subtier::scalar;
@@ -115,7 +116,8 @@ inline gemm_scheme choose_scheme(const QuantizedMatrix& q, const PackOptions& op
 namespace detail {
 // pack() of `q` with its codes at `codes` (rows * row_stride bytes, checked by the caller)
 // instead of q.codes: a checkpoint's loader packs straight from the memory-mapped file.
-inline PackedWeights pack_codes(const QuantizedMatrix& q, const std::uint8_t* codes, const PackOptions& options) {
+template <class Deferred>
+PackedWeights pack_codes(const QuantizedMatrix& q, const std::uint8_t* codes, const PackOptions& options) {
   const isa_subtier subtier = detail::resolve_subtier(options.tier, options.subtier);
   const gemm_scheme scheme = detail::choose_scheme(q, options);
   PackedWeights w;
@@ -132,7 +134,8 @@ inline PackedWeights pack_codes(const QuantizedMatrix& q, const std::uint8_t* co
 }
 }  // namespace detail
 
-inline PackedWeights pack(const QuantizedMatrix& q, const PackOptions& options = {}) {
+template <class Deferred = void>  // see "Compile time" in docs/design.md
+PackedWeights pack(const QuantizedMatrix& q, const PackOptions& options = {}) {
   return detail::pack_codes(q, nullptr, options);
 }
 
@@ -213,7 +216,8 @@ void gemm_columns(const PackedWeights& w, std::int64_t m, RowMatrixRef y, const 
 
 // y = x * W_hat^T (+ bias, + LoRC); x [tokens, K] fp32, y [tokens, N] (any outer stride).
 // fp16/bf16 activations: the overloads below.
-inline void gemm(ConstRowMatrixRef x, const PackedWeights& w, RowMatrixRef y, const GemmOptions& o = {}) {
+template <class Deferred = void>  // see "Compile time" in docs/design.md
+void gemm(ConstRowMatrixRef x, const PackedWeights& w, RowMatrixRef y, const GemmOptions& o = {}) {
   detail::check_gemm_shapes(x.rows(), x.cols(), w, y, o);
   if (x.rows() == 0) return;
   RowMatrixXf smoothed;
@@ -296,17 +300,20 @@ void gemm_16bit(const Eigen::Ref<const Eigen::Matrix<Half, Eigen::Dynamic, Eigen
 // arithmetic in short runs, fp32 across them: the tolerance is in
 // kernels/x86/avx512fp16_float.hpp); every other case widens x to fp32 (exactly) and runs
 // the fp32 gemm above. Non-finite activations are an error.
-inline void gemm(ConstRowMatrixHRef x, const PackedWeights& w, RowMatrixRef y, const GemmOptions& o = {}) {
+template <class Deferred = void>  // see "Compile time" in docs/design.md
+void gemm(ConstRowMatrixHRef x, const PackedWeights& w, RowMatrixRef y, const GemmOptions& o = {}) {
   detail::gemm_16bit<Eigen::half>(x, activation_dtype::f16, w, y, o);
 }
-inline void gemm(ConstRowMatrixBf16Ref x, const PackedWeights& w, RowMatrixRef y, const GemmOptions& o = {}) {
+template <class Deferred = void>  // see "Compile time" in docs/design.md
+void gemm(ConstRowMatrixBf16Ref x, const PackedWeights& w, RowMatrixRef y, const GemmOptions& o = {}) {
   detail::gemm_16bit<Eigen::bfloat16>(x, activation_dtype::bf16, w, y, o);
 }
 
 namespace detail {
 
 // gemm on int8 activations quantized elsewhere: codes m x k row-major, one scale per token.
-inline void gemm_int8_codes(const std::int8_t* codes, std::int64_t m, std::int64_t k, const float* scales,
+template <class Deferred = void>  // see "Compile time" in docs/design.md
+void gemm_int8_codes(const std::int8_t* codes, std::int64_t m, std::int64_t k, const float* scales,
                             const PackedWeights& w, RowMatrixRef y, const GemmOptions& o) {
   check_gemm_shapes(m, k, w, y, o);
   if (!is_int_activation_scheme(w.scheme()))
@@ -330,7 +337,8 @@ inline void gemm_int8_codes(const std::int8_t* codes, std::int64_t m, std::int64
 // The same with activations quantized elsewhere (per-token int8: codes in [-127, 127] and one
 // scale per token). LoRC uses the dequantized activations codes * scale; smoothing must
 // already be applied.
-inline void gemm(const RowMatrixXi8& x_codes, const Eigen::VectorXf& x_scales, const PackedWeights& w,
+template <class Deferred = void>  // see "Compile time" in docs/design.md
+void gemm(const RowMatrixXi8& x_codes, const Eigen::VectorXf& x_scales, const PackedWeights& w,
                  RowMatrixRef y, const GemmOptions& o = {}) {
   if (x_scales.size() != x_codes.rows())
     detail::fail("gemm: " + std::to_string(x_scales.size()) + " activation scales for " +
@@ -339,7 +347,8 @@ inline void gemm(const RowMatrixXi8& x_codes, const Eigen::VectorXf& x_scales, c
 }
 
 // The same with the result of quantize_activations(x, act_format::int8) (one scale per token).
-inline void gemm(const QuantizedActivations& xq, const PackedWeights& w, RowMatrixRef y, const GemmOptions& o = {}) {
+template <class Deferred = void>  // see "Compile time" in docs/design.md
+void gemm(const QuantizedActivations& xq, const PackedWeights& w, RowMatrixRef y, const GemmOptions& o = {}) {
   if (xq.format != act_format::int8)
     detail::fail("gemm: pre-quantized activations must be int8 (the float kernels quantize E4M3 themselves)");
   if (xq.groups_per_row != 1)

@@ -22,6 +22,7 @@
 #include "lowbit/algo/fake_quant.hpp"
 #include "lowbit/algo/gptq.hpp"
 #include "lowbit/algo/lorc.hpp"
+#include "lowbit/algo/quantized_linear.hpp"
 #include "lowbit/algo/smoothquant.hpp"
 #include "lowbit/config.hpp"
 #include "lowbit/quant/activation.hpp"
@@ -50,99 +51,6 @@ struct LinearRecipe {
   // Whether the recipe needs calibration data (smoothing or GPTQ).
   bool needs_calibration() const noexcept {
     return smoothing != smoothing_mode::none || method == weight_method::gptq;
-  }
-};
-
-struct QuantizedLinear {
-  QuantizedMatrix weight;                     // of W diag(s) when smoothed
-  std::optional<Eigen::VectorXf> bias;        // [out]
-  std::optional<Eigen::VectorXf> smoothing;   // s [in]: the layer reads x / s
-  std::optional<LowRank> lorc;                // U_hat [out, r], V_hat [r, in]
-  std::optional<ActivationQuant> activations; // dynamic activation quantization
-  std::string recipe;                         // the recipe's name
-  float smoothing_alpha = 0.0f;               // chosen alpha (when smoothed)
-  std::string warning;                        // e.g. GPTQ fell back to round-to-nearest
-
-  // The fast path, set by attach_kernels() (algo/linear_gemm.hpp); empty: reference path.
-  std::function<void(ConstRowMatrixRef x, RowMatrixRef y)> kernel;
-
-  std::int64_t in_features() const noexcept { return weight.cols; }
-  std::int64_t out_features() const noexcept { return weight.rows; }
-
-  // Bits of every stored part: weight (codes + scales), LoRC factors, smoothing vector and
-  // bias at 32 bits each.
-  std::int64_t storage_bits() const {
-    std::int64_t b = weight.storage_bits();
-    if (lorc) b += lorc->storage_bits();
-    if (smoothing) b += 32 * smoothing->size();
-    if (bias) b += 32 * bias->size();
-    return b;
-  }
-
-  // Bits/weight, the one definition every report uses (quantize, compare, accuracy, inspect
-  // and the checkpoint's "bits_per_weight"): codes + scales + zero points (the weight's
-  // storage_bits()) + LoRC factors + the smoothing vector at 32 bits per value, over
-  // out x in weights. The bias is not counted: the unquantized layer stores it too.
-  std::int64_t quantized_bits() const {
-    std::int64_t b = weight.storage_bits();
-    if (lorc) b += lorc->storage_bits();
-    if (smoothing) b += 32 * smoothing->size();
-    return b;
-  }
-  double bits_per_weight() const {
-    const std::int64_t n = weight.rows * weight.cols;
-    return n == 0 ? 0.0 : static_cast<double>(quantized_bits()) / static_cast<double>(n);
-  }
-
-  // The reference forward pass (fake quantization + Eigen products). These three are templates
-  // only so that Eigen's products are compiled where they are called ("Compile time" in
-  // docs/design.md).
-  template <class Deferred = void>
-  RowMatrixXf reference_forward(ConstRowMatrixRef x) const {
-    RowMatrixXf y(x.rows(), out_features());
-    reference_forward(x, dequantize(weight), y);
-    return y;
-  }
-
-  // The layer formula, written once here and nowhere else:
-  //     y = Qa(x / s) * W_hat^T + ((x / s) * V_hat^T) * U_hat^T + bias
-  // with W_hat = dequantize(weight) given by the caller, so that a caller running the
-  // reference path on every call (model::RecipeLinear) dequantizes once and may then release
-  // the codes. reference_forward(x) above is this with W_hat computed per call; both give the
-  // same floats, operation for operation.
-  template <class Deferred = void>
-  void reference_forward(ConstRowMatrixRef x, const RowMatrixXf& w_hat, RowMatrixRef y) const {
-    check_input(x);
-    if (w_hat.rows() != out_features() || w_hat.cols() != in_features() || y.rows() != x.rows() ||
-        y.cols() != out_features())
-      detail::fail("linear '" + weight.name + "': W_hat is " + std::to_string(w_hat.rows()) + "x" +
-                   std::to_string(w_hat.cols()) + " and the output " + std::to_string(y.rows()) + "x" +
-                   std::to_string(y.cols()) + "; the layer is " + std::to_string(out_features()) + "x" +
-                   std::to_string(in_features()) + " and the input has " + std::to_string(x.rows()) + " rows");
-    const RowMatrixXf xs = smoothing ? smoothed_activations(x, *smoothing) : RowMatrixXf(x);
-    if (activations)
-      y.noalias() = dequantize(quantize_activations(xs, activations->format, activations->group, weight.name)) *
-                    w_hat.transpose();
-    else
-      y.noalias() = xs * w_hat.transpose();
-    if (lorc) y.noalias() += (xs * lorc->v.transpose()) * lorc->u.transpose();
-    if (bias) y.rowwise() += bias->transpose();
-  }
-
-  template <class Deferred = void>
-  RowMatrixXf operator()(ConstRowMatrixRef x) const {
-    if (!kernel) return reference_forward(x);
-    check_input(x);
-    RowMatrixXf y(x.rows(), out_features());
-    kernel(x, y);
-    return y;
-  }
-
- private:
-  void check_input(ConstRowMatrixRef x) const {
-    if (x.cols() != in_features())
-      detail::fail("linear '" + weight.name + "': input has " + std::to_string(x.cols()) +
-                   " features, the layer expects " + std::to_string(in_features()));
   }
 };
 

@@ -21,6 +21,7 @@
 
 #include "lowbit/algo/calibration.hpp"
 #include "lowbit/algo/fake_quant.hpp"
+#include "lowbit/algo/smoothed.hpp"
 #include "lowbit/config.hpp"
 
 namespace lowbit {
@@ -77,19 +78,6 @@ inline Eigen::VectorXf smoothing_factors(const Eigen::VectorXf& act_absmax,
     s[j] = static_cast<float>(std::min(std::max(v, double(min_scale)), 1.0 / min_scale));
   }
   return s;
-}
-
-// W diag(s): scales input column j of the weight by s_j.
-inline RowMatrixXf smoothed_weight(ConstRowMatrixRef w, const Eigen::VectorXf& s) {
-  if (w.cols() != s.size()) detail::fail("smoothing: weight columns do not match the factors");
-  return w * s.asDiagonal();
-}
-
-// X diag(s)^-1: divides activation channel j by s_j.
-inline RowMatrixXf smoothed_activations(ConstRowMatrixRef x, const Eigen::VectorXf& s) {
-  if (x.cols() != s.size())
-    detail::fail("smoothing: activation channels do not match the factors");
-  return x * s.cwiseInverse().asDiagonal();
 }
 
 // Folds 1/s into the preceding normalization: norm(x) * gamma (+ beta) becomes

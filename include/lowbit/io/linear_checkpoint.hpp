@@ -17,7 +17,7 @@
 #include <utility>
 #include <vector>
 
-#include "lowbit/algo/linear.hpp"
+#include "lowbit/algo/quantized_linear.hpp"
 #include "lowbit/io/checkpoint.hpp"
 #include "lowbit/io/detail/scheme_json.hpp"
 #include "lowbit/io/lorc_checkpoint.hpp"

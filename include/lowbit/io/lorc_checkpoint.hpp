@@ -7,7 +7,7 @@
 #include <nlohmann/json.hpp>
 #include <string>
 
-#include "lowbit/algo/lorc.hpp"
+#include "lowbit/algo/low_rank.hpp"
 #include "lowbit/io/checkpoint.hpp"
 
 namespace lowbit {

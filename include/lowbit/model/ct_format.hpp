@@ -31,7 +31,7 @@
 #include <utility>
 #include <vector>
 
-#include "lowbit/algo/linear.hpp"
+#include "lowbit/algo/quantized_linear.hpp"
 #include "lowbit/error.hpp"
 #include "lowbit/formats/float8.hpp"
 #include "lowbit/formats/nibbles.hpp"

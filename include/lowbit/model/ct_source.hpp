@@ -165,7 +165,8 @@ class CompressedTensorsSource final : public ModelSource {
 
 // The layers of a compressed-tensors source: quantized modules as RecipeLinear on lowbit's
 // kernels (require_kernels refuses the reference path), the rest in fp32.
-inline LinearFactory ct_linear_factory(const CompressedTensorsSource& src, bool require_kernels = false) {
+template <class Deferred = void>  // see "Compile time" in docs/design.md
+LinearFactory ct_linear_factory(const CompressedTensorsSource& src, bool require_kernels = false) {
   return [&src, require_kernels](const std::string& name, const RowMatrixXf& weight) -> std::unique_ptr<LinearLayer> {
     if (!src.quantized_linears().count(name)) return std::make_unique<Fp32Linear>(weight);
     auto layer = std::make_unique<RecipeLinear>(src.quantized_linear(name), /*use_kernels=*/true);

@@ -362,7 +362,8 @@ class GgufSource final : public ModelSource {
 
 // The layers of a GGUF source: its quantized tensors as RecipeLinear (lowbit's kernels where
 // one runs the scheme; require_kernels refuses the reference path), the rest in fp32.
-inline LinearFactory gguf_linear_factory(const GgufSource& src, bool require_kernels = false) {
+template <class Deferred = void>  // see "Compile time" in docs/design.md
+LinearFactory gguf_linear_factory(const GgufSource& src, bool require_kernels = false) {
   return [&src, require_kernels](const std::string& name, const RowMatrixXf& weight) -> std::unique_ptr<LinearLayer> {
     if (!src.quantized_linears().count(name)) return std::make_unique<Fp32Linear>(weight);
     auto layer = std::make_unique<RecipeLinear>(src.quantized_linear(name), /*use_kernels=*/true);

@@ -24,12 +24,16 @@ inline std::optional<activation_quant> kernel_activation_mode(std::optional<act_
   return std::nullopt;
 }
 
-class PackedLinear final : public LinearLayer {
+// PackedLinear (the alias below) is a class template only so that its virtual forward() (three
+// gemm() overloads) and pack() are compiled where a PackedLinear is built ("Compile time" in
+// docs/design.md). Deferred is never named.
+template <class Deferred>
+class BasicPackedLinear final : public LinearLayer {
  public:
   // Throws lowbit::error when no kernel runs this weight format with these activations.
   // `input`: weight-only schemes may take fp16/bf16 activations (rounded from fp32 per call).
-  PackedLinear(const QuantizedMatrix& q, std::optional<act_format> act,
-               activation_dtype input = activation_dtype::f32)
+  BasicPackedLinear(const QuantizedMatrix& q, std::optional<act_format> act,
+                    activation_dtype input = activation_dtype::f32)
       : input_(input) {
     const std::optional<activation_quant> mode = kernel_activation_mode(act);
     if (!mode) lowbit::detail::fail("PackedLinear '" + q.name + "': no kernel takes E5M2 activations");
@@ -68,5 +72,7 @@ class PackedLinear final : public LinearLayer {
   PackedWeights packed_;
   double storage_bits_ = 0.0;
 };
+
+using PackedLinear = BasicPackedLinear<void>;
 
 }  // namespace lowbit::model

@@ -49,11 +49,14 @@ struct EvalScheme {
 };
 
 // Weights dequantized once; activations optionally quantized per token on every call.
-class FakeQuantLinear final : public LinearLayer {
+// FakeQuantLinear (the alias below) is a class template only so that its Eigen products are
+// compiled where one is built ("Compile time" in docs/design.md). Deferred is never named.
+template <class Deferred>
+class BasicFakeQuantLinear final : public LinearLayer {
  public:
-  FakeQuantLinear(const RowMatrixXf& weight, const std::optional<QuantSpec>& spec,
-                  std::optional<act_format> act, const std::string& name,
-                  activation_dtype input = activation_dtype::f32)
+  BasicFakeQuantLinear(const RowMatrixXf& weight, const std::optional<QuantSpec>& spec,
+                       std::optional<act_format> act, const std::string& name,
+                       activation_dtype input = activation_dtype::f32)
       : act_(act), input_(input), name_(name) {
     if (spec) {
       const QuantizedMatrix q = quantize(weight, *spec, name);
@@ -95,6 +98,8 @@ class FakeQuantLinear final : public LinearLayer {
   double storage_bits_ = 0.0;
   std::string what_;
 };
+
+using FakeQuantLinear = BasicFakeQuantLinear<void>;
 
 // `calibration` (kept by reference while the factory is used) is needed by recipes with
 // smoothing or GPTQ; it must have statistics for every layer the factory builds.

@@ -52,7 +52,8 @@ inline bool is_lowbit_checkpoint_path(const std::string& path) {
 }
 
 // The model of a lowbit checkpoint opened by open_model().
-inline LlamaModel load_quantized_llama(std::shared_ptr<const ModelSource> src, const QuantizedLoadOptions& opt = {}) {
+template <class Deferred = void>  // see "Compile time" in docs/design.md
+LlamaModel load_quantized_llama(std::shared_ptr<const ModelSource> src, const QuantizedLoadOptions& opt = {}) {
   // A GGUF file's quantized tensors (model/gguf_source.hpp).
   if (const auto* gg = dynamic_cast<const GgufSource*>(src.get()); gg != nullptr && gg->has_stored_quantized_layers()) {
     const LinearFactory factory = gguf_linear_factory(*gg, opt.require_kernels);
@@ -102,13 +103,15 @@ inline LlamaModel load_quantized_llama(std::shared_ptr<const ModelSource> src, c
   return LlamaModel(std::move(src), factory, build);
 }
 
-inline LlamaModel load_quantized_llama(const std::string& path, const QuantizedLoadOptions& opt = {}) {
+template <class Deferred = void>  // see "Compile time" in docs/design.md
+LlamaModel load_quantized_llama(const std::string& path, const QuantizedLoadOptions& opt = {}) {
   return load_quantized_llama(open_model(path), opt);
 }
 
 // Any model `lowbit` reads: a lowbit checkpoint (file or output directory) with its layers as
 // stored, otherwise an fp32 model.
-inline LlamaModel load_llama_model(const std::string& path, const QuantizedLoadOptions& opt = {}) {
+template <class Deferred = void>  // see "Compile time" in docs/design.md
+LlamaModel load_llama_model(const std::string& path, const QuantizedLoadOptions& opt = {}) {
   auto src = open_model(path);
   if (is_lowbit_checkpoint(*src)) return load_quantized_llama(std::move(src), opt);
   return LlamaModel(std::move(src));

@@ -15,20 +15,21 @@
 
 namespace lowbit::model {
 
-class RecipeLinear final : public LinearLayer {
+// RecipeLinear (the alias below) is a class template only so that its virtual forward() (the
+// reference path's Eigen products) and its constructors (the kernels attach_kernels()
+// instantiates) are compiled where a RecipeLinear is built, not wherever this header is
+// included ("Compile time" in docs/design.md). Deferred is never named.
+template <class Deferred>
+class BasicRecipeLinear final : public LinearLayer {
  public:
-  // Constructors are templates only so that the kernels attach_kernels() instantiates are
-  // compiled where a RecipeLinear is built ("Compile time" in docs/design.md).
-  template <class Deferred = void>
-  RecipeLinear(QuantizedLinear layer, bool use_kernels) : layer_(std::move(layer)) {
+  BasicRecipeLinear(QuantizedLinear layer, bool use_kernels) : layer_(std::move(layer)) {
     if (use_kernels) packed_ = attach_kernels(layer_);
     finish();
   }
   // A layer whose weight codes are elsewhere (`codes`, rows * row_stride bytes, e.g. in a
   // checkpoint's memory map: load_quantized_linear_mapped) and only read here: packed from
   // there, or copied for the reference path.
-  template <class Deferred = void>
-  RecipeLinear(QuantizedLinear layer, const std::uint8_t* codes, bool use_kernels) : layer_(std::move(layer)) {
+  BasicRecipeLinear(QuantizedLinear layer, const std::uint8_t* codes, bool use_kernels) : layer_(std::move(layer)) {
     if (use_kernels) packed_ = attach_kernels(layer_, codes);
     if (!packed_) {
       const std::size_t n = static_cast<std::size_t>(layer_.weight.rows * layer_.weight.row_stride);
@@ -73,5 +74,7 @@ class RecipeLinear final : public LinearLayer {
   bool packed_ = false;
   RowMatrixXf w_hat_;  // reference path only
 };
+
+using RecipeLinear = BasicRecipeLinear<void>;
 
 }  // namespace lowbit::model
