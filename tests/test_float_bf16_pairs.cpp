@@ -64,6 +64,7 @@ QuantizedMatrix bf16_pairs_random(const bf16_pairs_scheme& sc, std::int64_t rows
   return q;
 }
 
+#if LOWBIT_HAVE_X86_SIMD  // used by the x86-only test below
 // One token with outliers and values that quantize to E4M3 subnormals (down to the smallest,
 // 2^-9 of the token scale).
 RowMatrixXf bf16_pairs_activations(std::int64_t cols, std::uint32_t seed, float magnitude = 1.0f) {
@@ -76,6 +77,7 @@ RowMatrixXf bf16_pairs_activations(std::int64_t cols, std::uint32_t seed, float 
   for (std::int64_t c = 1; c < cols; c += 7) x(0, c) = (c % 2 ? 1.0f : -3.0f) * smallest;
   return x * magnitude;
 }
+#endif
 
 // 2e-5 * s_a * sum_k |xq(k)| * |w_hat(n, k)|, as test_float_kernels.cpp computes it.
 // Zero points: |w_hat| read as (|v| + z) * s, as float_layout.hpp states.
