@@ -16,6 +16,7 @@
 #include "lowbit/formats/nibbles.hpp"
 #include "lowbit/gemm.hpp"
 #include "lowbit/kernels/float_family.hpp"
+#include "test_gemm_support.hpp"
 
 namespace test_float_bf16_pairs_cpp {
 
@@ -38,30 +39,7 @@ const bf16_pairs_scheme bf16_pairs_schemes[] = {
 
 QuantizedMatrix bf16_pairs_random(const bf16_pairs_scheme& sc, std::int64_t rows, std::int64_t cols,
                                   std::int64_t group, std::uint32_t seed) {
-  std::mt19937 rng(seed);
-  QuantizedMatrix q;
-  q.spec.format = sc.format;
-  q.spec.symmetric = sc.symmetric;
-  q.spec.gran = group >= cols ? granularity::per_channel : granularity::per_group;
-  q.spec.group_size = static_cast<int>(group);
-  q.rows = rows;
-  q.cols = cols;
-  q.group_size = std::min(group, cols);
-  q.groups_per_row = (cols + q.group_size - 1) / q.group_size;
-  q.row_stride = (cols + 1) / 2;
-  q.codes.assign(static_cast<std::size_t>(rows * q.row_stride), 0);
-  std::uniform_int_distribution<int> nib(0, 15);
-  for (std::int64_t r = 0; r < rows; ++r)
-    for (std::int64_t c = 0; c < cols; ++c)
-      set_nibble(q.codes.data() + r * q.row_stride, static_cast<std::size_t>(c), static_cast<std::uint8_t>(nib(rng)));
-  std::uniform_real_distribution<float> scale(0.01f, 0.2f);
-  q.scales.resize(static_cast<std::size_t>(rows * q.groups_per_row));
-  for (float& s : q.scales) s = scale(rng);
-  if (!sc.symmetric) {
-    q.zeros.resize(q.scales.size());
-    for (auto& z : q.zeros) z = static_cast<std::uint8_t>(nib(rng));
-  }
-  return q;
+  return lowbit::test::random_float_family_matrix(sc.format, sc.symmetric, rows, cols, group, seed);
 }
 
 #if LOWBIT_HAVE_X86_SIMD  // used by the x86-only test below

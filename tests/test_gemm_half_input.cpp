@@ -38,30 +38,7 @@ const w4a16_case w4a16_cases[] = {
 // Random 4-bit codes (int4 -8..7 or 0..15 with zero points, E2M1 all 16) and scales.
 QuantizedMatrix random_w4(const w4a16_case& c, std::int64_t rows, std::int64_t cols, std::int64_t group,
                           std::uint32_t seed) {
-  std::mt19937 rng(seed);
-  QuantizedMatrix q;
-  q.spec.format = c.format;
-  q.spec.symmetric = c.symmetric;
-  q.spec.gran = group >= cols ? granularity::per_channel : granularity::per_group;
-  q.spec.group_size = static_cast<int>(group);
-  q.rows = rows;
-  q.cols = cols;
-  q.group_size = std::min(group, cols);
-  q.groups_per_row = (cols + q.group_size - 1) / q.group_size;
-  q.row_stride = (cols + 1) / 2;
-  q.codes.assign(static_cast<std::size_t>(rows * q.row_stride), 0);
-  std::uniform_int_distribution<int> nib(0, 15);
-  for (std::int64_t r = 0; r < rows; ++r)
-    for (std::int64_t k = 0; k < cols; ++k)
-      set_nibble(q.codes.data() + r * q.row_stride, static_cast<std::size_t>(k), static_cast<std::uint8_t>(nib(rng)));
-  std::uniform_real_distribution<float> scale(0.01f, 0.2f);
-  q.scales.resize(static_cast<std::size_t>(rows * q.groups_per_row));
-  for (float& s : q.scales) s = scale(rng);
-  if (!c.symmetric) {
-    q.zeros.resize(q.scales.size());
-    for (auto& z : q.zeros) z = static_cast<std::uint8_t>(nib(rng));
-  }
-  return q;
+  return lowbit::test::random_float_family_matrix(c.format, c.symmetric, rows, cols, group, seed);
 }
 
 // LLM-like activations: normal, outlier channels, one all-zero token.

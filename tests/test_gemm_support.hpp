@@ -1,6 +1,7 @@
 #pragma once
 // Shared helpers for the GEMM tests: integer QuantizedMatrix values built by hand (every code
 // reachable, ragged groups, M2 shifts), their exact dequantization and a random x.
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <random>
@@ -61,6 +62,52 @@ inline QuantizedMatrix make_int_matrix(const int_matrix_recipe& r) {
     }
   } else {
     for (float& s : q.scales) s = scale(rng);
+  }
+  return q;
+}
+
+// A QuantizedMatrix of float-family weights (E4M3, E2M1, int4 symmetric or with zero points)
+// built by hand with random codes and scales (the layout its header documents), so the
+// kernel tests do not depend on the quantizers. 4-bit codes take every nibble (int4 -8..7,
+// 0..15 with zero points, all 16 E2M1 codes); int4_minus8 = false maps the symmetric int4
+// code -8 to 7. E4M3 codes take every byte but the NaNs. One random stream: codes row by row,
+// then scales, then zero points.
+inline QuantizedMatrix random_float_family_matrix(element_format format, bool symmetric, std::int64_t rows,
+                                                  std::int64_t cols, std::int64_t group, std::uint32_t seed,
+                                                  bool int4_minus8 = true) {
+  std::mt19937 rng(seed);
+  QuantizedMatrix q;
+  q.spec.format = format;
+  q.spec.symmetric = symmetric;
+  q.spec.gran = group >= cols ? granularity::per_channel : granularity::per_group;
+  q.spec.group_size = static_cast<int>(group);
+  q.rows = rows;
+  q.cols = cols;
+  q.group_size = std::min(group, cols);
+  q.groups_per_row = (cols + q.group_size - 1) / q.group_size;
+  const bool eight = format == element_format::float8_e4m3fn;
+  q.row_stride = eight ? cols : (cols + 1) / 2;
+  q.codes.assign(static_cast<std::size_t>(rows * q.row_stride), 0);
+  std::uniform_int_distribution<int> byte(0, 255), nib(0, 15);
+  for (std::int64_t r = 0; r < rows; ++r)
+    for (std::int64_t c = 0; c < cols; ++c) {
+      std::uint8_t* row = q.codes.data() + r * q.row_stride;
+      if (eight) {
+        int v = byte(rng);
+        if ((v & 0x7F) == 0x7F) v ^= 1;  // no NaN codes
+        row[c] = static_cast<std::uint8_t>(v);
+      } else {
+        int v = nib(rng);
+        if (!int4_minus8 && format == element_format::int4 && symmetric && v == 8) v = 7;
+        set_nibble(row, static_cast<std::size_t>(c), static_cast<std::uint8_t>(v));
+      }
+    }
+  std::uniform_real_distribution<float> scale(0.01f, 0.2f);
+  q.scales.resize(static_cast<std::size_t>(rows * q.groups_per_row));
+  for (float& s : q.scales) s = scale(rng);
+  if (!symmetric) {
+    q.zeros.resize(q.scales.size());
+    for (auto& z : q.zeros) z = static_cast<std::uint8_t>(nib(rng));
   }
   return q;
 }

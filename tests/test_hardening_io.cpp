@@ -23,6 +23,7 @@
 // unity translation unit (tests/CMakeLists.txt) without their file-local names clashing.
 namespace test_hardening_io_cpp {
 
+using lowbit_test::dead_pid;
 using lowbit_test::file_exists;
 using lowbit_test::scratch_dir;
 
@@ -47,14 +48,6 @@ lowbit::RowMatrixXf small_weight(std::int64_t rows, std::int64_t cols) {
   return w;
 }
 
-// A pid that certainly belongs to no process: a child that has exited and been reaped.
-pid_t dead_pid() {
-  const pid_t p = ::fork();
-  if (p == 0) ::_exit(0);
-  int status = 0;
-  ::waitpid(p, &status, 0);
-  return p;
-}
 
 }  // namespace
 

@@ -33,15 +33,6 @@ bool directory_is_dir(const std::string& p) {
   return ::stat(p.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
 }
 
-// A pid no process has: a child that has exited and been reaped.
-pid_t directory_dead_pid() {
-  const pid_t pid = ::fork();
-  if (pid == 0) ::_exit(0);
-  int status = 0;
-  ::waitpid(pid, &status, 0);
-  return pid;
-}
-
 }  // namespace
 
 TEST_CASE("atomic output directory: appears whole at commit, or not at all", "[io]") {
@@ -111,7 +102,7 @@ TEST_CASE("temporaries: scratch directories go when done, a dead process's on th
 
   // A killed process's leftovers (a directory tree and a file) go with the next temporary of
   // that name; another name's and a live process's stay.
-  const std::string dead = std::to_string(directory_dead_pid());
+  const std::string dead = std::to_string(lowbit_test::dead_pid());
   const std::string left_dir = d.file(".model.gguf.lowbit-tmp-" + dead + "-0"), left_file = d.file(".model.gguf.lowbit-tmp-" + dead + "-1");
   const std::string live = d.file(".model.gguf.lowbit-tmp-1-0"), other = d.file(".other.lowbit-tmp-" + dead + "-0");
   for (const std::string& p : {left_dir, live, other}) REQUIRE(::mkdir(p.c_str(), 0755) == 0);

@@ -3,6 +3,7 @@
 // safetensors bytes, and directory listings.
 #include <dirent.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cstdint>
@@ -38,6 +39,16 @@ struct scratch_dir {
     return out;
   }
 };
+
+// A pid that certainly belongs to no process: a child that has exited and been reaped (for
+// the stale-temporary rules, which remove what dead processes left).
+inline pid_t dead_pid() {
+  const pid_t p = ::fork();
+  if (p == 0) ::_exit(0);
+  int status = 0;
+  ::waitpid(p, &status, 0);
+  return p;
+}
 
 inline bool file_exists(const std::string& p) {
   struct stat st {};

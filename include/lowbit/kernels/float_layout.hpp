@@ -163,10 +163,26 @@ inline bool float_uses_fp16_path(const float_packed& w, std::int64_t tokens,
          (w.groups == 1 || w.group_size % 2 == 0) && host_cpu_features().avx512fp16;
 }
 
+// Where the one-token path on bf16 pairs (VDPBF16PS, x86/avx512_float.hpp) pays: measured
+// 2.0-2.4x the quad path's cold rate on Zen 5 (VDPBF16PS and VPERMW at two a cycle), but
+// 0.6-0.9x on the device machine's Sapphire Rapids-class Xeon (there VDPBF16PS shares one port
+// with the shifts). CPUs with AVX512-FP16 (Intel's) keep the quad path; AVX512-BF16 without
+// it means AMD Zen 4/5 (or Cooper Lake, not measured).
+inline bool avx512bf16_pairs_cpu(const cpu_features& f) noexcept { return f.avx512bf16 && !f.avx512fp16; }
+
+// Whether a one-token call takes that bf16-pair path: 4-bit codes whose groups start on
+// multiples of 16 k-rows, on such a CPU.
+inline bool float_uses_bf16_pairs(const float_packed& w, std::int64_t tokens) {
+  return tokens == 1 && w.tier == isa_tier::avx512 && w.code != float_code::e4m3 &&
+         (w.groups == 1 || w.group_size % 16 == 0) && avx512bf16_pairs_cpu(host_cpu_features());
+}
+
 // Whether a one-token call takes the AVX-512 path that decodes 4 k-rows of 4-bit codes per
-// load (x86/avx512_float.hpp), which needs the workspace's x_quad.
+// load (x86/avx512_float.hpp), which needs the workspace's x_quad (so prepare makes x_quad
+// only then, not when the bf16-pair path will run).
 inline bool float_uses_quad_path(const float_packed& w, std::int64_t tokens) {
-  return tokens == 1 && w.tier == isa_tier::avx512 && w.code != float_code::e4m3;
+  return tokens == 1 && w.tier == isa_tier::avx512 && w.code != float_code::e4m3 &&
+         !float_uses_bf16_pairs(w, tokens);
 }
 
 inline gemm_scheme choose_float_scheme(const QuantSpec& weights, std::optional<act_format> activations) {

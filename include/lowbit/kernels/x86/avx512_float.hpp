@@ -269,6 +269,37 @@ inline void avx512_direct_block_any(const float_packed& w, const float_workspace
   }
 }
 
+// The end of a group in both one-token loops (avx512_direct_block_quad,
+// avx512bf16_direct_block_pairs), which take k-rows 4 or 16 at a time: the leftover k-rows
+// [k, k1), row by row in natural column order, scaled once into a0/a1 (columns 0..15 and
+// 16..31), then the group's zero-point term. One home, so the two loops cannot drift apart.
+template <float_code C>
+LOWBIT_TARGET_AVX512 inline void avx512_finish_group(const float_workspace& ws, std::int64_t g,
+                                                     const std::uint8_t* codes, const float* x,
+                                                     std::int64_t k, std::int64_t k1, __m512 lut,
+                                                     __m512 s0, __m512 s1, const float* zeros,
+                                                     __m512& a0, __m512& a1) {
+  if (k < k1) {
+    __m512 r0 = _mm512_setzero_ps(), r1 = _mm512_setzero_ps();
+    for (; k < k1; ++k) {
+      __m512 lo, hi;
+      avx512_decode_nibbles(codes + k * 16, lut, lo, hi);
+      const __m512 xb = _mm512_set1_ps(x[k]);
+      r0 = _mm512_fmadd_ps(xb, lo, r0);
+      r1 = _mm512_fmadd_ps(xb, hi, r1);
+    }
+    a0 = _mm512_fmadd_ps(r0, s0, a0);
+    a1 = _mm512_fmadd_ps(r1, s1, a1);
+  }
+  if constexpr (C == float_code::uint4_with_zero) {
+    const __m512 gs = _mm512_set1_ps(ws.group_sums[static_cast<std::size_t>(g)]);
+    a0 = _mm512_fnmadd_ps(_mm512_mul_ps(s0, _mm512_loadu_ps(zeros + g * float_block_cols)), gs, a0);
+    a1 = _mm512_fnmadd_ps(_mm512_mul_ps(s1, _mm512_loadu_ps(zeros + g * float_block_cols + 16)), gs, a1);
+  } else {
+    (void)ws, (void)g, (void)zeros;
+  }
+}
+
 // One token, 4-bit codes: decode-bound (each weight is used once), so this path spends fewer
 // shuffle-class uops per weight. One 64-byte load holds 4 k-rows; dword lane i
 // holds bytes 4(i % 4) .. 4(i % 4) + 3 of k-row k + i / 4, so VPERMPS of (v >> 4s), s = 0..7,
@@ -317,28 +348,10 @@ LOWBIT_TARGET_AVX512 void avx512_direct_block_quad(const float_packed& w, const 
     }
     const __m512 s0 = _mm512_loadu_ps(scales + g * float_block_cols);
     const __m512 s1 = _mm512_loadu_ps(scales + g * float_block_cols + 16);
-    if (k < k1) {  // the group's last len % 4 k-rows, per row in natural column order
-      __m512 r0 = _mm512_setzero_ps(), r1 = _mm512_setzero_ps();
-      for (; k < k1; ++k) {
-        __m512 lo, hi;
-        avx512_decode_nibbles(codes + k * 16, lut, lo, hi);
-        const __m512 xb = _mm512_set1_ps(x[k]);
-        r0 = _mm512_fmadd_ps(xb, lo, r0);
-        r1 = _mm512_fmadd_ps(xb, hi, r1);
-      }
-      a0 = _mm512_fmadd_ps(r0, s0, a0);
-      a1 = _mm512_fmadd_ps(r1, s1, a1);
-    }
+    avx512_finish_group<C>(ws, g, codes, x, k, k1, lut, s0, s1, zeros, a0, a1);
     for (int s = 0; s < 8; ++s) {
       const __m512i idx = _mm512_add_epi32(lane_col, _mm512_set1_epi32(s / 2));
       acc[s] = _mm512_fmadd_ps(p[s], _mm512_permutexvar_ps(idx, (s % 2) ? s1 : s0), acc[s]);
-    }
-    if constexpr (C == float_code::uint4_with_zero) {
-      const __m512 gs = _mm512_set1_ps(ws.group_sums[static_cast<std::size_t>(g)]);
-      a0 = _mm512_fnmadd_ps(_mm512_mul_ps(s0, _mm512_loadu_ps(zeros + g * float_block_cols)), gs, a0);
-      a1 = _mm512_fnmadd_ps(_mm512_mul_ps(s1, _mm512_loadu_ps(zeros + g * float_block_cols + 16)), gs, a1);
-    } else {
-      (void)zeros;
     }
   }
   // Columns from the lane layout: out[c(i, s)] += acc[s][i] over the 4 k-row quarters.
@@ -398,15 +411,9 @@ inline void avx512_direct_block_quad_any(const float_packed& w, const float_work
 
 constexpr std::int64_t avx512bf16_prefetch_bytes = 8192;
 
-// Where it pays: measured 2.0-2.4x the quad path's cold rate on Zen 5 (VDPBF16PS and VPERMW
-// at two a cycle), but 0.6-0.9x on the device machine's Sapphire Rapids-class Xeon (there
-// VDPBF16PS shares one port with the shifts). CPUs with AVX512-FP16 (Intel's) keep the quad
-// path; AVX512-BF16 without it means AMD Zen 4/5 (or Cooper Lake, not measured).
-inline bool avx512bf16_pairs_cpu(const cpu_features& f) noexcept { return f.avx512bf16 && !f.avx512fp16; }
-
+// The path is chosen by float_uses_bf16_pairs (float_layout.hpp, with the CPUs where it pays).
 inline bool avx512bf16_pairs_ok(const float_packed& w, const float_workspace& ws) {
-  return ws.tokens == 1 && w.code != float_code::e4m3 && !ws.x.empty() &&
-         (w.groups == 1 || w.group_size % 16 == 0) && avx512bf16_pairs_cpu(host_cpu_features());
+  return float_uses_bf16_pairs(w, ws.tokens) && !ws.x.empty();
 }
 
 // The activation pairs of one call (token 0): pairs[(m * parts + p) * 32 + 16 pattern + 4 L + i]
@@ -532,18 +539,7 @@ LOWBIT_TARGET_AVX512_BF16 void avx512bf16_direct_block_pairs(const float_packed&
     }
     const __m512 s0 = _mm512_loadu_ps(scales + g * float_block_cols);
     const __m512 s1 = _mm512_loadu_ps(scales + g * float_block_cols + 16);
-    if (k < k1) {  // the group's last len % 16 k-rows, per row in natural column order
-      __m512 r0 = _mm512_setzero_ps(), r1 = _mm512_setzero_ps();
-      for (; k < k1; ++k) {
-        __m512 lo, hi;
-        avx512_decode_nibbles(codes + k * 16, lut_ps, lo, hi);
-        const __m512 xb = _mm512_set1_ps(x[k]);
-        r0 = _mm512_fmadd_ps(xb, lo, r0);
-        r1 = _mm512_fmadd_ps(xb, hi, r1);
-      }
-      a0 = _mm512_fmadd_ps(r0, s0, a0);
-      a1 = _mm512_fmadd_ps(r1, s1, a1);
-    }
+    avx512_finish_group<C>(ws, g, codes, x, k, k1, lut_ps, s0, s1, zeros, a0, a1);
 #pragma GCC unroll 4
     for (int q = 0; q < 4; ++q) {
       const __m512i idx = _mm512_add_epi32(lane_col, _mm512_set1_epi32(4 * q));
@@ -553,13 +549,6 @@ LOWBIT_TARGET_AVX512_BF16 void avx512bf16_direct_block_pairs(const float_packed&
                                           _mm512_load_ps(tl)));
       _mm512_store_ps(th, _mm512_fmadd_ps(_mm512_add_ps(acc[q][1], acc[q][3]), _mm512_permutexvar_ps(idx, s1),
                                           _mm512_load_ps(th)));
-    }
-    if constexpr (C == float_code::uint4_with_zero) {
-      const __m512 gs = _mm512_set1_ps(ws.group_sums[static_cast<std::size_t>(g)]);
-      a0 = _mm512_fnmadd_ps(_mm512_mul_ps(s0, _mm512_loadu_ps(zeros + g * float_block_cols)), gs, a0);
-      a1 = _mm512_fnmadd_ps(_mm512_mul_ps(s1, _mm512_loadu_ps(zeros + g * float_block_cols + 16)), gs, a1);
-    } else {
-      (void)zeros;
     }
   }
   // Columns from the lane layout: out[4q + i (+ 16)] += 2^-e * the four lanes L of (L, i).
