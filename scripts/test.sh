@@ -223,6 +223,18 @@ lowbit_print_stage_times
 printf '\nCTest summaries:\n'
 for entry in "${ctest_logs[@]}"; do
   printf '  %-8s %s\n' "${entry%%:*}" "$(grep -E 'tests passed, .* tests failed out of' "${entry#*:}" | tail -n1)"
+  # Which kernel tiers each stage really ran, and what it skipped (the tests print these as
+  # Catch2 warnings; CTest keeps passing tests' output only in LastTest.log): a tier that is
+  # not listed was not tested in that stage.
+  full_log="$(dirname "${entry#*:}")/Testing/Temporary/LastTest.log"
+  if [[ -f "$full_log" ]]; then
+    # (Catch2 wraps a warning over indented lines: join them.)
+    awk '/^ *(SKIPPED: |AMX-INT8 tests RAN: |integer-kernel sub-tiers this CPU runs)/ {
+           if (grab) print msg; msg = $0; sub(/^ +/, "", msg); grab = 1; next }
+         grab && /^  +[^ ]/ { l = $0; sub(/^ +/, "", l); msg = msg " " l; next }
+         grab { print msg; grab = 0 }
+         END { if (grab) print msg }' "$full_log" | sort -u | sed 's/^/             /' || true
+  fi
 done
 # Last of all, CTest's own closing lines (the native run's when it ran: it has every test).
 if ((${#ctest_logs[@]} > 0)); then
