@@ -91,6 +91,44 @@ TEST_CASE("integer kernels match the reference bit for bit on every sub-tier", "
   }
 }
 
+TEST_CASE("integer kernels are bit-exact with group sizes off every k step and pair", "[gemm]") {
+  // Groups that are not multiples of the k step (4 or 8) or of the I8MM pair of steps (8 or
+  // 16): the packer's element path, padding inside every group, and pairs straddling the
+  // padding; odd token counts leave one token for the I8MM kernel to pair with itself.
+  const std::int64_t groups[] = {4, 12, 20, 24, 40};
+  const std::int64_t tokens[] = {1, 2, 5};
+  std::uint32_t seed = 500;
+  for (const scheme_case& sc : kCases) {
+    if (sc.group == 0) continue;
+    for (std::int64_t group : groups) {
+      int_matrix_recipe r;
+      r.rows = 21;
+      r.cols = 3 * group + 5;  // a ragged last group
+      r.format = sc.format;
+      r.group = group;
+      r.m2 = sc.m2;
+      r.code_lo = sc.format == element_format::int8 ? -127 : -8;
+      r.code_hi = sc.format == element_format::int8 ? 127 : 7;
+      r.seed = ++seed;
+      const QuantizedMatrix q = lowbit::test::make_int_matrix(r);
+      for (std::int64_t m : tokens) {
+        const RowMatrixXf x = lowbit::test::random_activations(m, r.cols, ++seed);
+        const RowMatrixXf want = detail::reference_gemm_int(q, detail::reference_quantize_int8(x), sc.scheme);
+        for (isa_subtier tier : supported_isa_subtiers()) {
+          PackOptions po;
+          po.subtier = tier;
+          const PackedWeights w = pack(q, po);
+          REQUIRE(w.scheme() == sc.scheme);
+          RowMatrixXf y(m, r.rows);
+          gemm(x, w, y);
+          INFO(describe(sc, tier, m, r.rows, r.cols) << " group=" << group);
+          CHECK(mismatches(want, y) == 0);
+        }
+      }
+    }
+  }
+}
+
 TEST_CASE("bias, LoRC and strided outputs", "[gemm]") {
   const std::int64_t m = 7, n = 45, k = 172, rank = 4;
   for (const scheme_case& sc : kCases) {

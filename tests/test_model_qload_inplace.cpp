@@ -51,6 +51,16 @@ void inplace_check_int_layout(const QuantizedMatrix& q, const detail::int_packed
           const auto biased = [&](std::int64_t kk) {
             return (n < p.n && kk < len) ? inplace_code(q, n, k0 + kk) + p.weight_bias : p.weight_bias;
           };
+          if (p.layout == detail::int_layout::mmla) {
+            // I8MM: k steps in pairs, column c's 8 bytes of a pair at (c / 16) * 128 + (c % 16) * 8;
+            // this step's half: int8 bytes 4 (s % 2) .. + 3; int4 the low (even s) or high nibbles.
+            const std::uint8_t* pair = out - (s % 2) * lane_bytes + (c / 16) * 128 + (c % 16) * 8;
+            for (int j = 0; j < (int4 ? 8 : 4); ++j) {
+              const int got = int4 ? (s % 2 ? pair[j] >> 4 : pair[j] & 0xF) : pair[(s % 2) * 4 + j];
+              mismatches += got != biased(s * p.kstep + j);
+            }
+            continue;
+          }
           for (int j = 0; j < 4; ++j) {
             const int want = int4 ? (biased(s * 8 + j) | biased(s * 8 + 4 + j) << 4) : biased(s * 4 + j);
             mismatches += out[(c / 16) * 64 + (c % 16) * 4 + j] != want;

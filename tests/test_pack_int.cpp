@@ -3,6 +3,7 @@
 #include <catch2/catch.hpp>
 
 #include <cstdlib>
+#include <cstring>
 #include <string>
 
 #include "lowbit/gemm.hpp"
@@ -44,6 +45,25 @@ TEST_CASE("packed weights made for another tier's layout are rejected", "[pack]"
   PackedWeights wk = pack(q);
   wk.int_weights_mutable().k_align = 32;
   CHECK_THROWS_WITH(gemm(x, wk, y), Catch::Contains("pack them again"));
+  // Sub-tiers of one tier whose layouts differ (neondot / neoni8mm, avx512vnni / amx): weights
+  // relabelled with the other sub-tier are rejected, never read in the wrong byte order.
+  for (isa_subtier a : supported_isa_subtiers())
+    for (isa_subtier b : supported_isa_subtiers()) {
+      if (tier_of(a) != tier_of(b) || (detail::int_layout_of(a) == detail::int_layout_of(b) &&
+                                        detail::int_k_align(a, 8) == detail::int_k_align(b, 8)))
+        continue;
+      PackOptions po;
+      po.subtier = a;
+      PackedWeights wr = pack(q, po);
+      wr.int_weights_mutable().subtier = b;
+      INFO("packed for " << to_string(a) << ", relabelled " << to_string(b));
+      CHECK_THROWS_WITH(gemm(x, wr, y), Catch::Contains("pack them again"));
+    }
+  // A layout field that no longer matches the sub-tier is caught on every CPU.
+  PackedWeights wl = pack(q);
+  wl.int_weights_mutable().layout = wl.subtier() == isa_subtier::neoni8mm ? detail::int_layout::dot4
+                                                                          : detail::int_layout::mmla;
+  CHECK_THROWS_WITH(gemm(x, wl, y), Catch::Contains("pack them again"));
   // Unaligned column ranges are rejected rather than computed wrongly.
   const PackedWeights ws_pack = pack(q);
   const detail::int_workspace ws = detail::prepare_int(ws_pack.int_weights(), x, ws_pack.tier());
@@ -63,7 +83,9 @@ TEST_CASE("packing pads K per group and N to the tile", "[pack]") {
     const PackedWeights w = pack(q, po);
     const detail::int_packed& p = w.int_weights();
     CHECK(p.groups == 3);
-    CHECK(p.k_align == (tier == isa_subtier::amx ? 64 : 8));  // AMX: one tile's K per group
+    // AMX: one tile's K per group; I8MM: a pair of int4 k steps (16 inputs).
+    CHECK(p.k_align == (tier == isa_subtier::amx ? 64 : tier == isa_subtier::neoni8mm ? 16 : 8));
+    CHECK(p.layout == (tier == isa_subtier::neoni8mm ? detail::int_layout::mmla : detail::int_layout::dot4));
     CHECK(p.group_padded == detail::round_up(32, p.k_align));
     CHECK(p.last_group_padded == detail::round_up(6, p.k_align));
     CHECK(p.k_padded == 2 * p.group_padded + p.last_group_padded);
@@ -192,6 +214,80 @@ TEST_CASE("every sub-tier can be forced: LOWBIT_ISA names and PackOptions::subti
       PackOptions po;
       po.subtier = s;
       CHECK_THROWS_WITH(pack(q, po), Catch::Contains("cannot run"));
+    }
+}
+
+TEST_CASE("automatic selection prefers I8MM, then SDOT, on AArch64 feature sets", "[pack][dispatch]") {
+  cpu_features f;  // a made-up AArch64 CPU: the choice is a pure function of the features
+  f.neon = true;
+  CHECK(detail::best_subtier(f) == isa_subtier::neon);
+  f.dotprod = true;
+  CHECK(detail::best_subtier(f) == isa_subtier::neondot);
+  f.i8mm = true;  // Graviton 3/4, Apple M2+
+  CHECK(detail::best_subtier(f) == isa_subtier::neoni8mm);
+  CHECK(tier_of(isa_subtier::neoni8mm) == isa_tier::neon);
+  CHECK(detail::subtier_supported(isa_subtier::neoni8mm, f));
+  f.i8mm = false;
+  CHECK_FALSE(detail::subtier_supported(isa_subtier::neoni8mm, f));
+}
+
+// The documented byte order of the I8MM (`mmla`) layout, checked on every CPU: pack_int itself
+// does not need the CPU to run the kernel. Group 12 (not a multiple of the k step) takes the
+// element path, group 32 the word path; 45 rows leave padding columns in the last tile.
+TEST_CASE("the I8MM layout interleaves two weight rows in 8-byte k chunks", "[pack]") {
+  for (const bool int4 : {true, false})
+    for (const std::int64_t group : {std::int64_t{12}, std::int64_t{32}, std::int64_t{24}}) {
+      int_matrix_recipe r;
+      r.format = int4 ? element_format::int4 : element_format::int8;
+      r.rows = 45;
+      r.cols = 70;  // a ragged last group for every group size
+      r.group = group;
+      r.code_lo = int4 ? -8 : -127;
+      r.code_hi = int4 ? 7 : 127;
+      const QuantizedMatrix q = lowbit::test::make_int_matrix(r);
+      const gemm_scheme scheme = int4 ? gemm_scheme::w4a8_int4 : gemm_scheme::w8a8_int8;
+      const detail::int_packed p = detail::pack_int(q, scheme, isa_subtier::neoni8mm);
+      INFO((int4 ? "int4" : "int8") << " group " << group);
+      REQUIRE(p.layout == detail::int_layout::mmla);
+      REQUIRE(p.nt == 16);
+      const std::int64_t chunk = 2 * p.kstep;  // inputs per 8-byte column chunk
+      CHECK(p.k_align == chunk);
+      const auto code = [&](std::int64_t n, std::int64_t k) {  // signed code, 0 past N or K
+        if (n >= q.rows || k >= q.cols) return 0;
+        const std::uint8_t* row = q.codes.data() + n * q.row_stride;
+        if (!int4) return static_cast<int>(static_cast<std::int8_t>(row[k]));
+        const int nib = get_nibble(row, static_cast<std::size_t>(k));
+        return (nib & 8) ? nib - 16 : nib;
+      };
+      std::int64_t bad = 0;
+      for (std::int64_t t = 0; t < p.n_tiles; ++t) {
+        const std::uint8_t* out = p.tile(t);
+        for (std::int64_t g = 0; g < p.groups; ++g) {
+          const std::int64_t k0 = g * p.group_size, len = p.group_len(g);
+          for (std::int64_t ch = 0; ch < p.padded_len(g) / chunk; ++ch, out += 128) {
+            for (int c = 0; c < 16; ++c) {
+              const std::int64_t n = t * 16 + c;
+              const auto biased = [&](std::int64_t kk) {
+                return (kk < len ? code(n, k0 + kk) : 0) + p.weight_bias;
+              };
+              for (int j = 0; j < 8; ++j) {
+                const std::int64_t kk = ch * chunk + j;
+                const int want = int4 ? (biased(kk) | biased(kk + 8) << 4) : biased(kk);
+                bad += out[c * 8 + j] != want;
+              }
+            }
+          }
+          for (int c = 0; c < 16; ++c) {  // the group scales follow, one fp32 per column
+            float s = 0.0f;
+            std::memcpy(&s, out + c * 4, 4);
+            const std::int64_t n = t * 16 + c;
+            bad += s != (n < q.rows ? q.scales[static_cast<std::size_t>(n * q.groups_per_row + g)] : 0.0f);
+          }
+          out += 64;
+        }
+        CHECK(out == p.tile(t) + p.tile_bytes);
+      }
+      CHECK(bad == 0);
     }
 }
 }  // namespace test_pack_int_cpp

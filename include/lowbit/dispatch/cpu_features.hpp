@@ -43,9 +43,10 @@ enum class isa_tier : int {
 //   avx512bw / avx512vnni    AVX-512 with VPMADDUBSW, or VPDPBUSD on zmm
 //   amx                      AMX-INT8 tiles (TDPBSUD) inside the AVX-512 tier
 //   neon / neondot           AArch64 without / with SDOT
+//   neoni8mm                 AArch64 with I8MM (USMMLA, ARMv8.6+: Graviton 3/4, Apple M2+)
 // Families with one implementation per tier (the float kernels, bulk conversion) run their
 // tier's code on every sub-tier of it.
-enum class isa_subtier : int { scalar = 0, avx2, avx2vnni, avx512bw, avx512vnni, amx, neon, neondot };
+enum class isa_subtier : int { scalar = 0, avx2, avx2vnni, avx512bw, avx512vnni, amx, neon, neondot, neoni8mm };
 
 struct cpu_features {
   bool avx2 = false, fma = false, f16c = false, bmi2 = false, avxvnni = false;
@@ -66,7 +67,8 @@ constexpr isa_tier tier_of(isa_subtier s) noexcept {
     case isa_subtier::avx512vnni:
     case isa_subtier::amx: return isa_tier::avx512;
     case isa_subtier::neon:
-    case isa_subtier::neondot: return isa_tier::neon;
+    case isa_subtier::neondot:
+    case isa_subtier::neoni8mm: return isa_tier::neon;
   }
   return isa_tier::scalar;
 }
@@ -81,13 +83,14 @@ constexpr std::string_view to_string(isa_subtier s) noexcept {
     case isa_subtier::amx: return "amx";
     case isa_subtier::neon: return "neon";
     case isa_subtier::neondot: return "neondot";
+    case isa_subtier::neoni8mm: return "neoni8mm";
   }
   return "unknown";
 }
 
 constexpr isa_subtier all_isa_subtiers[] = {isa_subtier::scalar,   isa_subtier::avx2,       isa_subtier::avx2vnni,
                                             isa_subtier::avx512bw, isa_subtier::avx512vnni, isa_subtier::amx,
-                                            isa_subtier::neon,     isa_subtier::neondot};
+                                            isa_subtier::neon,     isa_subtier::neondot,    isa_subtier::neoni8mm};
 
 inline std::string_view to_string(isa_tier t) noexcept {
   switch (t) {
@@ -207,6 +210,7 @@ inline bool subtier_supported(isa_subtier s, const cpu_features& f) noexcept {
     case isa_subtier::avx512vnni: return f.avx512vnni;
     case isa_subtier::amx: return f.avx512vnni && f.amx_tile && f.amx_int8 && f.amx_permitted;
     case isa_subtier::neondot: return f.dotprod;
+    case isa_subtier::neoni8mm: return f.i8mm;
     default: return true;
   }
 }
@@ -217,7 +221,8 @@ inline isa_subtier best_vector_subtier(isa_tier t, const cpu_features& f) noexce
   switch (t) {
     case isa_tier::avx2: return f.avxvnni ? isa_subtier::avx2vnni : isa_subtier::avx2;
     case isa_tier::avx512: return f.avx512vnni ? isa_subtier::avx512vnni : isa_subtier::avx512bw;
-    case isa_tier::neon: return f.dotprod ? isa_subtier::neondot : isa_subtier::neon;
+    case isa_tier::neon:
+      return f.i8mm ? isa_subtier::neoni8mm : f.dotprod ? isa_subtier::neondot : isa_subtier::neon;
     default: return isa_subtier::scalar;
   }
 }
@@ -253,7 +258,7 @@ inline isa_subtier subtier_from_env(const cpu_features& f) {
   }
   throw error("LOWBIT_ISA=" + std::string(env) +
               ": unknown tier (expected scalar, avx2, avx2vnni, avx512, avx512bw, avx512vnni, amx, neon, "
-              "neondot or best)");
+              "neondot, neoni8mm or best)");
 }
 
 }  // namespace detail

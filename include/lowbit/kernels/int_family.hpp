@@ -23,6 +23,7 @@
 
 #include "lowbit/config.hpp"
 #include "lowbit/dispatch/cpu_features.hpp"
+#include "lowbit/kernels/arm/neon_i8mm_int.hpp"
 #include "lowbit/kernels/arm/neon_int.hpp"
 #include "lowbit/kernels/int_workspace.hpp"
 #include "lowbit/kernels/x86/amx_int.hpp"
@@ -233,7 +234,7 @@ inline void scalar_int_run(const int_packed& p, const int_workspace& ws, float* 
 inline void run_int(const int_packed& p, const int_workspace& ws, RowMatrixRef y, std::int64_t n_begin,
                     std::int64_t n_end, isa_tier tier) {
   if (p.tier != tier || p.nt != int_tile_columns(tier) || tier_of(p.subtier) != p.tier ||
-      p.k_align != int_k_align(p.subtier, p.kstep))
+      p.k_align != int_k_align(p.subtier, p.kstep) || p.layout != int_layout_of(p.subtier))
     fail("gemm: weights packed for the " + std::string(to_string(p.tier)) + " layout (" + std::to_string(p.nt) +
          "-column tiles) cannot run on the " + std::string(to_string(tier)) + " kernel; pack them again");
   if (!subtier_supported(p.subtier, host_cpu_features()))
@@ -262,6 +263,7 @@ inline void run_int(const int_packed& p, const int_workspace& ws, RowMatrixRef y
 #endif
 #if LOWBIT_HAVE_NEON
     case isa_subtier::neondot: neon_int_run(p, ws, out, ldy, tb, te); return;
+    case isa_subtier::neoni8mm: neon_i8mm_int_run(p, ws, out, ldy, tb, te); return;
 #endif
     default: break;  // scalar, and neon without SDOT (no kernel of its own: the packed scalar loop)
   }

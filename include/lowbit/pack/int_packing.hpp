@@ -29,6 +29,17 @@
 // The only difference is the padding: every group is padded to a multiple of 64 inputs (one
 // TDPBSUD's K, `k_align`), with weights at the bias and activations zero, so no tile ever
 // reads across a group boundary. The sub-tier and k_align are recorded with the tier.
+//
+// NEON I8MM (sub-tier neoni8mm, layout `mmla`) reorders the bytes inside each PAIR of k steps,
+// so that one 16-byte load is one operand of USMMLA (2 rows x 8 bytes, row-major): in the 128
+// bytes of a step pair of a 16-column sub-block, column c owns bytes (c % 16) * 8 .. + 7, so
+// the 16 bytes of columns 2p and 2p + 1 are that operand (two weight rows interleaved in
+// 8-byte k chunks):
+//   int8 (pair = 8 inputs):  byte j = w[c, k0 + j] + 128                           j = 0..7
+//   int4 (pair = 16 inputs): byte j = (w[c, k0 + j] + 8) | (w[c, k0 + 8 + j] + 8) << 4
+// (int4: AND 0x0F gives the operand of inputs k0..k0+7, a shift by 4 that of k0+8..k0+15).
+// Groups are padded to a whole pair (k_align = 2 * kstep); the group parameters and the tile
+// size are unchanged. The layout is recorded (int_packed::layout) with k_align.
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -57,6 +68,16 @@ constexpr std::int64_t m2_k_times_pow2_spread_limit = 2113665;
 
 inline int int_tile_columns(isa_tier t) noexcept { return t == isa_tier::avx512 ? 32 : 16; }
 
+// The byte order inside the k steps of a tile (see above).
+enum class int_layout : std::uint8_t {
+  dot4,  // 4 bytes per column and k step (VPDPBUSD, VPMADDUBSW, AMX's VNNI order, SDOT)
+  mmla,  // k steps in pairs, 8 bytes per column: USMMLA's 2 x 8 operands (neoni8mm)
+};
+
+inline int_layout int_layout_of(isa_subtier s) noexcept {
+  return s == isa_subtier::neoni8mm ? int_layout::mmla : int_layout::dot4;
+}
+
 struct int_packed {
   gemm_scheme scheme = gemm_scheme::w8a8_int8;
   isa_tier tier = isa_tier::scalar;
@@ -65,6 +86,7 @@ struct int_packed {
   int k_align = 4;       // each group padded to a multiple of this: kstep, or 64 for AMX
   int kstep = 4;         // inputs per 4-byte lane: 4 (int8) or 8 (int4)
   int weight_bias = 128; // added to each stored weight: 128 (int8) or 8 (int4)
+  int_layout layout = int_layout::dot4;  // byte order inside the k steps
   bool per_channel = true;
   std::int64_t n = 0, k = 0;             // output columns (rows of W), inputs
   std::int64_t groups = 1, group_size = 0;  // along K; the last group may be shorter
@@ -82,6 +104,7 @@ struct int_packed {
   int_packed& operator=(const int_packed& o) {
     if (this != &o) {
       scheme = o.scheme; tier = o.tier; subtier = o.subtier; nt = o.nt; k_align = o.k_align; kstep = o.kstep; weight_bias = o.weight_bias;
+      layout = o.layout;
       per_channel = o.per_channel; n = o.n; k = o.k; groups = o.groups; group_size = o.group_size;
       group_padded = o.group_padded; last_group_padded = o.last_group_padded;
       k_padded = o.k_padded; n_tiles = o.n_tiles; tile_bytes = o.tile_bytes;
@@ -180,8 +203,11 @@ inline bool m2_fits_int32(const QuantizedMatrix& q) noexcept {
   return q.cols <= (m2_k_times_pow2_spread_limit >> spread);
 }
 
-// The group padding of a sub-tier's layout: one k step, or one AMX tile's K (64 inputs).
-inline int int_k_align(isa_subtier s, int kstep) noexcept { return s == isa_subtier::amx ? 64 : kstep; }
+// The group padding of a sub-tier's layout: one k step, a pair of them (I8MM), or one AMX
+// tile's K (64 inputs).
+inline int int_k_align(isa_subtier s, int kstep) noexcept {
+  return s == isa_subtier::amx ? 64 : int_layout_of(s) == int_layout::mmla ? 2 * kstep : kstep;
+}
 
 // The tile bytes of one k step of one column: 4 codes (int8, kstep 4) or 8 codes (int4,
 // kstep 8) of a row starting at `src` (int4: nibble-packed, low nibble first, even k), with
@@ -211,6 +237,7 @@ inline int_packed pack_int(const QuantizedMatrix& q, gemm_scheme scheme, isa_sub
   const bool int4 = scheme != gemm_scheme::w8a8_int8;
   p.kstep = int4 ? 8 : 4;
   p.k_align = int_k_align(subtier, p.kstep);
+  p.layout = int_layout_of(subtier);
   p.weight_bias = int4 ? 8 : 128;
   p.n = q.rows;
   p.k = q.cols;
@@ -259,7 +286,45 @@ inline int_packed pack_int(const QuantizedMatrix& q, gemm_scheme scheme, isa_sub
     for (std::int64_t g = 0; g < p.groups; ++g) {
       const std::int64_t k0 = g * p.group_size, len = p.group_len(g);
       const std::int64_t steps = p.padded_len(g) / p.kstep;
-      for (std::int64_t s = 0; s < steps; ++s, out += lane_bytes) {
+      if (p.layout == int_layout::mmla) {
+        // Pairs of k steps (steps is even: k_align = 2 * kstep); column c's 8 bytes of a pair
+        // at (c / 16) * 128 + (c % 16) * 8.
+        for (std::int64_t s = 0; s < steps; s += 2, out += 2 * lane_bytes) {
+          for (int c = 0; c < p.nt; ++c) {
+            const std::int64_t n = t * p.nt + c;
+            std::uint8_t* dst = out + (c / 16) * 128 + (c % 16) * 8;
+            if (word_steps) {
+              // The unbiased code words of steps s and s + 1 (0: K padding or past N).
+              std::uint32_t raw[2] = {0, 0};
+              for (int h = 0; h < 2; ++h) {
+                const std::int64_t k = k0 + (s + h) * p.kstep;
+                if ((s + h) * p.kstep < len && row_codes[c]) {
+                  const std::uint8_t* src = row_codes[c] + (int4 ? k / 2 : k);
+                  raw[h] = std::uint32_t(src[0]) | std::uint32_t(src[1]) << 8 | std::uint32_t(src[2]) << 16 |
+                           std::uint32_t(src[3]) << 24;
+                }
+              }
+              if (!int4) {
+                store_word(dst, raw[0] ^ 0x80808080u);
+                store_word(dst + 4, raw[1] ^ 0x80808080u);
+              } else {
+                for (int j = 0; j < 8; ++j)  // nibble j of each step, + 8 (= ^ 8)
+                  dst[j] = static_cast<std::uint8_t>((((raw[0] >> (4 * j)) & 0xF) ^ 8) |
+                                                     ((((raw[1] >> (4 * j)) & 0xF) ^ 8) << 4));
+              }
+              continue;
+            }
+            auto biased = [&](std::int64_t kk) {  // kk: offset inside the group
+              if (n >= p.n || kk >= len) return bias;
+              return signed_code(n, k0 + kk) + bias;
+            };
+            for (int j = 0; j < 8; ++j)
+              dst[j] = int4 ? static_cast<std::uint8_t>(biased(s * 8 + j) | (biased(s * 8 + 8 + j) << 4))
+                            : static_cast<std::uint8_t>(biased(s * 4 + j));
+          }
+        }
+      }
+      for (std::int64_t s = 0; p.layout == int_layout::dot4 && s < steps; ++s, out += lane_bytes) {
         if (word_steps) {
           const std::int64_t k = k0 + s * p.kstep, at = int4 ? k / 2 : k;
           const bool inside = s * p.kstep < len;  // else K padding (AMX groups)
