@@ -5,9 +5,10 @@
 // Config from the metadata (`<arch>.embedding_length`, `.block_count`, `.feed_forward_length`,
 // `.attention.head_count[_kv]`, `.attention.layer_norm_rms_epsilon`, `.rope.freq_base`,
 // `.rope.dimension_count`, `.context_length`, `.rope.scaling.*`, `tokenizer.ggml.bos/eos`),
-// checked against the tensor shapes. Any integer type is accepted for the counts (gguf-py
-// writes UINT32, other writers INT32 or UINT64). The tokenizer in the metadata is read by
-// model/gguf_tokenizer.hpp (TextTokenizer takes it for a .gguf model).
+// checked against the tensor shapes; a `rope_freqs` tensor (llama.cpp's form of llama3 rope
+// scaling) becomes the config's rope frequency divisors. Any integer type is accepted for
+// the counts (gguf-py writes UINT32, other writers INT32 or UINT64). The tokenizer in the
+// metadata is read by model/gguf_tokenizer.hpp (TextTokenizer takes it for a .gguf model).
 //
 // Tensors (docs/interop.md has the table): token_embd, output_norm, output (absent: tied),
 // blk.N.attn_norm / attn_q / attn_k / attn_v / attn_output / ffn_norm / ffn_gate / ffn_up /
@@ -181,8 +182,6 @@ class GgufSource final : public ModelSource {
              " (partial RoPE is not supported)");
     }
     read_rope_scaling();
-    if (f_.find("rope_freqs.weight") != nullptr)
-      fail("tensor rope_freqs.weight (llama3-style frequency factors) is not supported yet");
     c.arch = arch_ == "qwen2" ? model_arch::qwen2 : model_arch::llama;
     c.rope = arch_ == "qwen2" ? rope_style::half : rope_style::interleaved;
     // qwen2 always has q/k/v biases; llama.cpp's llama graph takes them (and o / ffn ones) when present.
@@ -198,6 +197,7 @@ class GgufSource final : public ModelSource {
     if (const auto v = detail::gguf_meta_int(f_, p + "vocab_size"); v && *v != c.vocab_size)
       fail(p + "vocab_size " + std::to_string(*v) + " disagrees with token_embd.weight's " + std::to_string(c.vocab_size) +
            " rows");
+    read_rope_freqs();
     for (const char* k : {"tokenizer.ggml.bos_token_id", "tokenizer.ggml.eos_token_id"})
       if (const auto id = detail::gguf_meta_int(f_, k)) {
         if (*id < 0 || *id >= c.vocab_size) fail(std::string("key '") + k + "' " + std::to_string(*id) + " is outside the vocabulary");
@@ -230,6 +230,30 @@ class GgufSource final : public ModelSource {
     if (const auto o = detail::gguf_meta_float(f_, p + "original_context_length")) r.original_max_position_embeddings = *o;
   }
 
+  // rope_freqs.weight: llama.cpp's per-pair frequency divisors (how its converter stores a
+  // Llama 3.1 / 3.2 config's llama3 rope scaling); llama.cpp's llama graph divides each
+  // pair's frequency by its factor, after linear scaling. Yarn with factors is refused
+  // (llama.cpp would apply them inside yarn's ramp, which lowbit's yarn does not model).
+  void read_rope_freqs() {
+    const GgufTensor* t = f_.find("rope_freqs.weight");
+    if (t == nullptr) return;
+    LlamaConfig& c = config_;
+    const std::uint64_t half = static_cast<std::uint64_t>(c.head_dim() / 2);
+    if (t->ne.size() != 1 || t->ne[0] != half)
+      fail("tensor rope_freqs.weight must have shape (ne) {" + std::to_string(half) + "} (head size / 2)" + config_note());
+    if (t->ggml_type() != gguf_type::f32 && t->ggml_type() != gguf_type::f16 && t->ggml_type() != gguf_type::bf16)
+      fail("tensor rope_freqs.weight has type " + gguf_type_name(t->type) + " (must be F32, F16 or BF16)");
+    if (c.rope_scaling.type == rope_scaling_type::yarn)
+      fail("tensor rope_freqs.weight together with yarn rope scaling is not supported");
+    std::vector<float> ff(static_cast<std::size_t>(half));
+    gguf_decode(t->ggml_type(), t->data, static_cast<std::int64_t>(half), ff.data());
+    for (std::size_t i = 0; i < ff.size(); ++i)
+      if (!(ff[i] > 0.0f) || !std::isfinite(ff[i]))
+        fail("tensor rope_freqs.weight: factor " + std::to_string(i) + " is " + std::to_string(ff[i]) +
+             " (must be finite and > 0)");
+    c.rope_scaling.freq_factors = std::move(ff);
+  }
+
   // Meta name -> GGUF name of every tensor the config implies, with its expected ne.
   void check_tensors() {
     const LlamaConfig& c = config_;
@@ -252,6 +276,7 @@ class GgufSource final : public ModelSource {
       }
     }
     std::set<std::string> known;
+    if (!c.rope_scaling.freq_factors.empty()) known.insert("rope_freqs.weight");  // read_rope_freqs()
     for (const want& w : all) {
       const GgufTensor* t = f_.find(w.gguf);
       if (t == nullptr) fail("missing tensor " + w.gguf + config_note());
