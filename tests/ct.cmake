@@ -11,7 +11,8 @@ if(TARGET lowbit_cli)
         "int8|--weights,int8,--group,0,--activations,int8|35 int-quantized"
         "int4-gptq|--recipe,w4a16-int4,--calib,${LOWBIT_STORIES_TOK},--calib-samples,4,--exclude,down_proj|30 pack-quantized"
         "int4-asym-g32|--weights,int4,--group,32,--asymmetric,--exclude,down_proj|30 pack-quantized"
-        "nvfp4|--recipe,nvfp4,--exclude,down_proj|30 nvfp4-pack-quantized")
+        "nvfp4|--recipe,nvfp4,--exclude,down_proj|30 nvfp4-pack-quantized"
+        "mxfp4|--recipe,mxfp4,--exclude,down_proj|30 mxfp4-pack-quantized")
     foreach(m ${_maps})
       string(REPLACE "|" ";" m "${m}")
       list(GET m 0 name)

@@ -48,5 +48,18 @@ if(TARGET lowbit_cli)
     add_test(NAME cli_gguf_eval_hf COMMAND ${LOWBIT_CLI} eval ${_g_dir}/hf.gguf --tokens ${LOWBIT_STORIES_TOK} --max-docs 20)
     set_tests_properties(cli_gguf_eval_hf PROPERTIES FIXTURES_REQUIRED cli_gguf_hf
                          PASS_REGULAR_EXPRESSION "perplexity")
+    # The GGUF file's own tokenizer (tokenizer.ggml.*, nothing beside the file) encodes the
+    # prompt as the directory's tokenizer.json does, and greedy generation picks the same ids.
+    set(_gen ${_g_dir}/gen)
+    file(MAKE_DIRECTORY ${_gen})
+    add_test(NAME cli_gguf_export_hf_alone COMMAND ${LOWBIT_CLI} export ${LOWBIT_STORIES_HF} -o ${_gen}/hf.gguf --format gguf)
+    set_tests_properties(cli_gguf_export_hf_alone PROPERTIES FIXTURES_SETUP cli_gguf_hf_alone
+                         PASS_REGULAR_EXPRESSION "tokenizer: llama")
+    set(_gen_args "--prompt|Once upon a time, Lily saw a big red ball in the park.|--temperature|0|--max-new-tokens|24")
+    add_test(NAME cli_gguf_generate_own_tokenizer COMMAND ${CMAKE_COMMAND} -DLOWBIT=${LOWBIT_CLI}
+             "-DA=${_gen}/hf.gguf|${_gen_args}" "-DB=${LOWBIT_STORIES_HF}|${_gen_args}"
+             -P ${CMAKE_CURRENT_SOURCE_DIR}/scripts/generate_equal.cmake)
+    set_tests_properties(cli_gguf_generate_own_tokenizer PROPERTIES FIXTURES_REQUIRED cli_gguf_hf_alone
+                         PASS_REGULAR_EXPRESSION "generate results equal")
   endif()
 endif()

@@ -1,7 +1,7 @@
 # CTest entries for `lowbit quantize IN -o OUT --format gguf|compressed-tensors` (quantize and
 # export in one run): the one-step output evaluates equal, digit for digit, to the two-step
 # `quantize` + `export` output; no temporary checkpoint is left beside OUT; a refusal the
-# recipe decides (NVFP4 has no GGUF type, MX scales no compressed-tensors format) comes before
+# recipe decides (NVFP4 has no GGUF type, MXFP4 groups that do not tile a row) comes before
 # quantizing, and it and an unknown --format leave nothing written. The
 # two-step run comes first in each chain (fixtures), so one fixture covers both outputs.
 # Shared data only.
@@ -93,13 +93,14 @@ if(TARGET lowbit_cli)
     add_test(NAME quantize_format_ct_is_ct COMMAND ${LOWBIT_CLI} eval ${_o}/one-ct --tokens ${LOWBIT_STORIES_TOK} --max-docs 1)
     set_tests_properties(quantize_format_ct_is_ct PROPERTIES FIXTURES_REQUIRED qf_ct_both
                          PASS_REGULAR_EXPRESSION "model +[^ ]*one-ct \\(LlamaForCausalLM \\(compressed-tensors\\)")
-    # compressed-tensors has no MX scales: refused before quantizing, nothing written.
+    # MXFP4 groups of 32 do not tile the down projections' 172 columns: refused before
+    # quantizing, nothing written.
     set(_m ${_qf_dir}/ct-refused)
     file(MAKE_DIRECTORY ${_m})
     add_test(NAME quantize_format_ct_refused COMMAND ${LOWBIT_CLI} quantize ${LOWBIT_STORIES_HF} -o ${_m}/mx-ct --recipe mxfp4 --quiet
              --format compressed-tensors)
     set_tests_properties(quantize_format_ct_refused PROPERTIES
-                         PASS_REGULAR_EXPRESSION "compressed-tensors export: layer model.layers.0.self_attn.q_proj \\([^)]*\\): MX scales \\(E8M0\\) are not exported[^\n]*\\(refused before quantizing\\)"
+                         PASS_REGULAR_EXPRESSION "compressed-tensors export: layer model.layers.0.mlp.down_proj \\([^)]*\\): group size 32 does not divide the 172 columns[^\n]*\\(refused before quantizing\\)"
                          FAIL_REGULAR_EXPRESSION "lowbit checkpoint")
     lowbit_qf_nothing_left(quantize_format_ct_refused_nothing_written quantize_format_ct_refused ${_m} "*|.*")
     file(WRITE ${_qf_dir}/a-file "not a directory\n")

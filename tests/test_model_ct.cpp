@@ -204,6 +204,36 @@ TEST_CASE("compressed-tensors: packing conventions by hand", "[model][ct]") {
   CHECK(S.tensors.size() == 3);
 }
 
+TEST_CASE("compressed-tensors: MXFP4 as mxfp4-pack-quantized (E2M1 bytes, E8M0 scale bytes)", "[model][ct]") {
+  // Row 0: amax 6 -> E8M0 scale 2^(2 - 2) = 1 (code 127); row 1 the same values times 4 ->
+  // code 129. The reader (vLLM) computes E2M1 * 2^(code - 127).
+  lowbit::RowMatrixXf w(2, 32);
+  for (int c = 0; c < 32; ++c) {
+    w(0, c) = (c % 2 ? -0.5f : 0.5f) * float(c % 13);
+    w(1, c) = 4.0f * w(0, c);
+  }
+  lowbit::QuantizedLinear ql;
+  ql.weight = lowbit::quantize(w, lowbit::mx_spec(lowbit::element_format::float4_e2m1fn), "m");
+  const auto L = lowbit::model::detail::ct_encode_layer(ql, "m", "test: ");
+  CHECK(L.format == "mxfp4-pack-quantized");
+  CHECK(L.weights["type"] == "float");
+  CHECK(L.weights["num_bits"] == 4);
+  CHECK(L.weights["strategy"] == "group");
+  CHECK(L.weights["group_size"] == 32);
+  REQUIRE(L.tensors.size() == 2);
+  CHECK(L.tensors[0].name == "m.weight_packed");
+  CHECK(L.tensors[0].dtype == lowbit::tensor_dtype::u8);
+  CHECK(L.tensors[0].shape == std::vector<std::int64_t>{2, 16});
+  CHECK(L.tensors[0].bytes == ql.weight.codes);
+  CHECK(L.tensors[1].name == "m.weight_scale");
+  CHECK(L.tensors[1].dtype == lowbit::tensor_dtype::u8);
+  CHECK(L.tensors[1].shape == std::vector<std::int64_t>{2, 1});
+  CHECK(L.tensors[1].bytes == std::vector<std::uint8_t>{127, 129});
+  // Element 3 of row 1: -6 = E2M1 -1.5 (code 0b1011: sign, magnitude index 3) times
+  // 2^(129 - 127); the high nibble of the row's second byte.
+  CHECK((L.tensors[0].bytes[16 + 1] >> 4) == 0xB);
+}
+
 TEST_CASE("compressed-tensors: every mapping exports and imports exactly", "[model][ct]") {
   LOWBIT_REQUIRE_STORIES();
   struct mapping { const char* what; ct_layer_fn make; const char* format; int layers; };
@@ -216,6 +246,7 @@ TEST_CASE("compressed-tensors: every mapping exports and imports exactly", "[mod
       {"w4a16-sqplus grid (rtn, no smoothing), group 32", ct_recipe("w4a16-sqplus", ct_is_down, asym_g32), "pack-quantized", 30},
       {"int4 asymmetric per channel", ct_recipe("w4a16-sqplus", {}, asym_channel), "pack-quantized", 35},
       {"nvfp4", ct_recipe("nvfp4", ct_is_down), "nvfp4-pack-quantized", 30},
+      {"mxfp4", ct_recipe("mxfp4", ct_is_down), "mxfp4-pack-quantized", 30},
   };
   const std::vector<int> probe = {1, 301, 427, 309, 426, 301, 427, 309, 394, 265, 40, 7, 403, 11};
   for (const mapping& mp : maps) {
@@ -350,7 +381,8 @@ TEST_CASE("compressed-tensors: refusals name the layer and the feature", "[model
   struct refusal { const char* what; lowbit::LinearRecipe recipe; const char* message; };
   const std::vector<refusal> cases = {
       {"LoRC", rtn("w4a8-fp", [](lowbit::LinearRecipe& r) { r.weight.group_size = 32; }), "layer layers.0.attention.wq ("},
-      {"MX", rtn("mxfp4"), "MX scales (E8M0) are not exported"},
+      {"MXFP8", rtn("mxfp4", [](lowbit::LinearRecipe& r) { r.weight.format = lowbit::element_format::float8_e4m3fn; }),
+       "MX scales on float8_e4m3fn are not exported"},
       {"groups that do not tile the row", rtn("w4a16-int4"), "layer layers.0.feed_forward.w2"},
       {"FP8 E5M2", rtn("w8a8-fp8", [](lowbit::LinearRecipe& r) { r.weight.format = lowbit::element_format::float8_e5m2; }),
        "has no compressed-tensors format"},

@@ -78,19 +78,21 @@ TEST_CASE("exportable: GGUF holds Q8_0 / Q4_0 / Q4_1 / MXFP4 in whole 32-element
 
 TEST_CASE("exportable: compressed-tensors' formats, and smoothing only where a norm can take it", "[model][export]") {
   const auto ct = export_format::compressed_tensors;
-  for (const char* ok : {"w8a8-fp8", "w4a16-int4", "w4a8-int", "nvfp4", "gguf-q8_0"}) {
+  for (const char* ok : {"w8a8-fp8", "w4a16-int4", "w4a8-int", "nvfp4", "mxfp4", "gguf-q8_0"}) {
     INFO(ok);
     CHECK(exportable_reason(ct, lowbit::recipe_from_name(ok), 64, 256).empty());
   }
   const lowbit::LinearRecipe int4 = lowbit::recipe_from_name("w4a16-int4");  // group 128
   CHECK(exportable_reason(ct, int4, 64, 172) ==
         exportable_with_spec(int4) + "group size 128 does not divide the 172 columns (compressed-tensors groups must tile the row)");
-  const lowbit::LinearRecipe mx = lowbit::recipe_from_name("mxfp4");
-  CHECK(exportable_reason(ct, mx, 64, 256) ==
-        exportable_with_spec(mx) + "MX scales (E8M0) are not exported (mxfp4-pack-quantized is not implemented)");
+  lowbit::LinearRecipe mx8 = lowbit::recipe_from_name("mxfp4");
+  mx8.weight.format = lowbit::element_format::float8_e4m3fn;
+  CHECK(exportable_reason(ct, mx8, 64, 256) ==
+        exportable_with_spec(mx8) +
+            "MX scales on float8_e4m3fn are not exported (compressed-tensors' MX format here: mxfp4-pack-quantized, E2M1 only)");
   lowbit::LinearRecipe e5m2 = lowbit::recipe_from_name("w8a8-fp8");
   e5m2.weight.format = lowbit::element_format::float8_e5m2;
-  CHECK_THAT(exportable_reason(ct, e5m2, 64, 256), Catch::EndsWith("has no compressed-tensors format (FP8 E4M3, int8, int4, NVFP4 are exported)"));
+  CHECK_THAT(exportable_reason(ct, e5m2, 64, 256), Catch::EndsWith("has no compressed-tensors format (FP8 E4M3, int8, int4, NVFP4, MXFP4 are exported)"));
   lowbit::LinearRecipe tensor4 = int4;
   tensor4.weight.gran = lowbit::granularity::per_tensor;
   CHECK_THAT(exportable_reason(ct, tensor4, 64, 256), Catch::EndsWith("per-tensor int4 is not exported (pack-quantized: group or channel)"));

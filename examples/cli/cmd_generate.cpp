@@ -1,7 +1,8 @@
 // `lowbit generate MODEL --prompt TEXT`: text generation with a Llama model (llama2.c .bin,
-// Meta-name safetensors, or a lowbit checkpoint file / output directory, run as stored).
-// The prompt is encoded with the tokenizer beside the model (tokenizer.json, tok512.bin or
-// tokenizer.bin; --tokenizer overrides), prefilled in one pass (many-token kernels), then
+// Meta-name safetensors, a lowbit checkpoint file / output directory, run as stored, a GGUF
+// file or a compressed-tensors directory). The prompt is encoded with a GGUF file's own
+// tokenizer (tokenizer.ggml.*), else the tokenizer beside the model (tokenizer.json,
+// tok512.bin or tokenizer.bin; --tokenizer overrides), prefilled in one pass (many-token kernels), then
 // decoded token by token with a KV cache; text streams to stdout as it is decoded and the
 // speeds go to stderr. A prompt that does not fit the context (max_seq_len - 1 tokens at
 // most) is an error; generation ends at EOS, after --max-new-tokens, or when the context is
@@ -112,7 +113,7 @@ lowbit_cli::registration generate_registration{
     "generate", "Generate text with a Llama model or a lowbit checkpoint (prefill, then KV-cached decoding)", 55,
     [](CLI::App& sub) -> lowbit_cli::run_fn {
       auto o = std::make_shared<generate_options>();
-      sub.add_option("MODEL", o->model, "llama2.c .bin, Meta-name .safetensors, or a lowbit checkpoint (file or directory)")
+      sub.add_option("MODEL", o->model, "llama2.c .bin, Meta-name .safetensors, a lowbit checkpoint (file or directory), a .gguf file, or a Hugging Face / compressed-tensors directory")
           ->required();
       sub.add_option("--prompt", o->prompt, "Prompt text")->required();
       sub.add_option("--max-new-tokens,-n", o->max_new_tokens, "Most tokens to generate")->capture_default_str();
@@ -124,7 +125,7 @@ lowbit_cli::registration generate_registration{
       sub.add_option("--threads", o->threads, "Kernel threads (default: hardware threads)");
       sub.add_option("--kv-cache", o->kv_cache, "KV cache storage: f32, f16, bf16, fp8 (E4M3, per-head scales)")
           ->capture_default_str();
-      sub.add_option("--tokenizer", o->tokenizer, "Tokenizer file (default: tokenizer.json / tok512.bin beside the model)");
+      sub.add_option("--tokenizer", o->tokenizer, "Tokenizer file: tokenizer.json, tok512.bin, or a .gguf file's own (default: a GGUF model's own, else the one beside the model)");
       sub.add_flag("--json", o->json, "Print one JSON object instead of streaming text");
       return [o]() { return run_generate(*o); };
     }};

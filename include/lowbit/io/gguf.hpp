@@ -525,4 +525,48 @@ class GgufFile {
 
 inline GgufFile open_gguf(const std::string& path) { return GgufFile::open(path); }
 
+namespace detail {
+
+// An integer metadata value of any integer type; nullopt when absent.
+inline std::optional<std::int64_t> gguf_meta_int(const GgufFile& f, const std::string& key) {
+  const GgufValue* v = f.find_value(key);
+  if (v == nullptr) return std::nullopt;
+  auto bad = [&]() -> std::int64_t {
+    detail::fail(f.source() + ": key '" + key + "' must be an integer, it is " +
+                         std::string(v->is_array() ? "an array" : gguf_value_type_name(v->type)));
+  };
+  if (v->is_array()) return bad();
+  const std::uint8_t* p = v->raw.data();
+  auto as = [&](auto x) {
+    std::memcpy(&x, p, sizeof(x));
+    return x;
+  };
+  switch (v->type) {
+    case gguf_value_type::u8: return as(std::uint8_t{});
+    case gguf_value_type::i8: return as(std::int8_t{});
+    case gguf_value_type::u16: return as(std::uint16_t{});
+    case gguf_value_type::i16: return as(std::int16_t{});
+    case gguf_value_type::u32: return as(std::uint32_t{});
+    case gguf_value_type::i32: return as(std::int32_t{});
+    case gguf_value_type::i64: return as(std::int64_t{});
+    case gguf_value_type::u64: {
+      const std::uint64_t u = as(std::uint64_t{});
+      if (u > static_cast<std::uint64_t>(INT64_MAX))
+        detail::fail(f.source() + ": key '" + key + "' value " + std::to_string(u) + " out of range");
+      return static_cast<std::int64_t>(u);
+    }
+    default: return bad();
+  }
+}
+inline std::optional<double> gguf_meta_float(const GgufFile& f, const std::string& key) {
+  const GgufValue* v = f.find_value(key);
+  if (v == nullptr) return std::nullopt;
+  if (!v->is_array() && v->type == gguf_value_type::f32) return static_cast<double>(f.get<float>(key));
+  if (!v->is_array() && v->type == gguf_value_type::f64) return f.get<double>(key);
+  if (const auto i = gguf_meta_int(f, key)) return static_cast<double>(*i);
+  return std::nullopt;
+}
+
+}  // namespace detail
+
 }  // namespace lowbit

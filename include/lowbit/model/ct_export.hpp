@@ -6,10 +6,10 @@
 //
 //  - Exact or refused. Each stored quantized layer becomes the format its scheme maps to
 //    (model/ct_format.hpp: FP8 E4M3 -> float-quantized, int8 -> int-quantized, int4 ->
-//    pack-quantized, NVFP4 -> nvfp4-pack-quantized) so that the reader's
+//    pack-quantized, NVFP4 -> nvfp4-pack-quantized, MXFP4 -> mxfp4-pack-quantized) so that the reader's
 //    (x_q - zero_point) * scale equals lowbit's dequantize() bit for bit. Layers with no exact
 //    form are refused naming the layer and the feature (LoRC factors, a smoothing vector that
-//    cannot fold, MX scales, FP6/E5M2 elements, groups that do not tile the row, biases on
+//    cannot fold, MX scales other than MXFP4, FP6/E5M2 elements, groups that do not tile the row, biases on
 //    quantized layers), and nothing is written. The rules are model/exportable.hpp's:
 //    exportable() gives the same answer before anything is quantized (what only the data
 //    decides, non-finite scales and whether q/k/v share one smoothing vector, is refused here).

@@ -20,6 +20,8 @@
 //  - nvfp4-pack-quantized: weight_packed U8 [rows, cols / 2], two E2M1 codes per byte, low
 //    nibble first (lowbit's layout); weight_scale F8_E4M3 [rows, cols / 16]; the reader's
 //    scale is weight_scale / weight_global_scale in fp32, lowbit's decode(s_b) / g.
+//  - mxfp4-pack-quantized: weight_packed as NVFP4; weight_scale U8 [rows, cols / 32], the
+//    E8M0 byte (the reader's scale is 2^(e - 127), lowbit's MX scale code); no global scale.
 //  - Scales: [1] per tensor, [rows, 1] per channel, [rows, cols / group] per group (the
 //    reader requires cols to be a whole number of groups).
 #include <cmath>
@@ -95,7 +97,10 @@ inline std::string ct_layer_refusal(const QuantSpec& s, std::int64_t cols, std::
       return std::string("activations ") + std::string(lowbit::to_string(acts->format)) + " have no compressed-tensors type";
   }
   const bool nvfp4 = s.format == element_format::float4_e2m1fn && s.constraint == scale_constraint::nvfp4;
-  if (!nvfp4 && s.constraint == scale_constraint::mx) return "MX scales (E8M0) are not exported (mxfp4-pack-quantized is not implemented)";
+  const bool mxfp4 = s.format == element_format::float4_e2m1fn && s.constraint == scale_constraint::mx;
+  if (!mxfp4 && s.constraint == scale_constraint::mx)
+    return "MX scales on " + std::string(lowbit::to_string(s.format)) +
+           " are not exported (compressed-tensors' MX format here: mxfp4-pack-quantized, E2M1 only)";
   if (!nvfp4 && s.constraint == scale_constraint::nvfp4) return "NVFP4 scales on a format other than E2M1";
   if (s.gran == granularity::per_group && group_size < cols && cols % group_size != 0)
     return "group size " + std::to_string(group_size) + " does not divide the " + std::to_string(cols) +
@@ -106,8 +111,9 @@ inline std::string ct_layer_refusal(const QuantSpec& s, std::int64_t cols, std::
   if (s.format == element_format::int8) return {};
   if (s.format == element_format::int4) return per_tensor ? "per-tensor int4 is not exported (pack-quantized: group or channel)" : "";
   if (nvfp4) return cols % 16 != 0 ? "NVFP4 needs a multiple of 16 columns" : "";
+  if (mxfp4) return cols % 32 != 0 ? "MXFP4 needs a multiple of 32 columns" : "";
   return std::string("element format ") + std::string(lowbit::to_string(s.format)) +
-         " has no compressed-tensors format (FP8 E4M3, int8, int4, NVFP4 are exported)";
+         " has no compressed-tensors format (FP8 E4M3, int8, int4, NVFP4, MXFP4 are exported)";
 }
 
 // lowbit layer -> compressed-tensors tensors named `module`.weight_*; `who` names the layer
@@ -133,6 +139,7 @@ inline ct_layer ct_encode_layer(const QuantizedLinear& ql, const std::string& mo
     }
   }
   const bool nvfp4 = s.format == element_format::float4_e2m1fn && s.constraint == scale_constraint::nvfp4;
+  const bool mxfp4 = s.format == element_format::float4_e2m1fn && s.constraint == scale_constraint::mx;
   // Strategy and the scale tensor's shape.
   const char* strategy = "tensor";
   std::optional<std::int64_t> group;
@@ -209,6 +216,13 @@ inline ct_layer ct_encode_layer(const QuantizedLinear& ql, const std::string& mo
     out.tensors.push_back({m + ".weight_packed", tensor_dtype::u8, {q.rows, q.cols / 2}, q.codes});
     out.tensors.push_back({m + ".weight_scale", tensor_dtype::f8_e4m3, {q.rows, q.groups_per_row}, q.scale_codes});
     out.tensors.push_back(ct_f32_tensor(m + ".weight_global_scale", {1}, {q.tensor_scale}));
+  } else if (mxfp4) {
+    // E2M1 codes as NVFP4 (low nibble first); the scale is the E8M0 byte itself (vLLM reads
+    // weight_scale U8 as 2^(e - 127), lowbit's E8M0 code); no global scale.
+    out.format = "mxfp4-pack-quantized";
+    out.weights = ct_args(4, "float", true, "group", 32, false);
+    out.tensors.push_back({m + ".weight_packed", tensor_dtype::u8, {q.rows, q.cols / 2}, q.codes});
+    out.tensors.push_back({m + ".weight_scale", tensor_dtype::u8, {q.rows, q.groups_per_row}, q.scale_codes});
   } else {
     unreachable();
   }
@@ -417,8 +431,25 @@ inline QuantizedLinear ct_decode_layer(const SafetensorsModel& st, const std::st
         bad("tensor " + sc.name + " holds a negative or NaN scale at index " + std::to_string(i));
       q.scales[i] = float8_e4m3fn::from_bits(q.scale_codes[i]).to_float() / g;
     }
+  } else if (format == "mxfp4-pack-quantized") {
+    if (bits != 4 || type != "float" || s.gran != granularity::per_group || q.group_size != 32)
+      bad("mxfp4-pack-quantized needs 4-bit float weights in groups of 32");
+    s = mx_spec(element_format::float4_e2m1fn);
+    const TensorView& w = ct_need(st, module + ".weight_packed", who);
+    ct_expect(w, tensor_dtype::u8, {rows, cols / 2}, who);
+    q.row_stride = cols / 2;
+    q.codes.assign(reinterpret_cast<const std::uint8_t*>(w.data), reinterpret_cast<const std::uint8_t*>(w.data) + w.nbytes);
+    const TensorView& sc = ct_need(st, module + ".weight_scale", who);
+    ct_expect(sc, tensor_dtype::u8, {rows, G}, who);
+    q.scale_codes.assign(reinterpret_cast<const std::uint8_t*>(sc.data), reinterpret_cast<const std::uint8_t*>(sc.data) + sc.nbytes);
+    q.scales.resize(n_groups);
+    for (std::size_t i = 0; i < n_groups; ++i) {
+      if (q.scale_codes[i] == 255) bad("tensor " + sc.name + " holds the E8M0 NaN code 255 at index " + std::to_string(i));
+      q.scales[i] = std::ldexp(1.0f, int(q.scale_codes[i]) - 127);
+    }
   } else {
-    bad("format '" + format + "' is not supported (float-quantized, int-quantized, pack-quantized, nvfp4-pack-quantized)");
+    bad("format '" + format + "' is not supported (float-quantized, int-quantized, pack-quantized, nvfp4-pack-quantized, "
+        "mxfp4-pack-quantized)");
   }
   // Activations.
   if (!acts.is_null()) {

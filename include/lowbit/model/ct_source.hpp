@@ -8,7 +8,7 @@
 // rules are not repeated here); the quantized linears are "external" to it, and
 // quantized_linear() builds each as a lowbit QuantizedLinear from its compressed-tensors
 // tensors (model/ct_format.hpp: float-quantized, int-quantized, pack-quantized,
-// nvfp4-pack-quantized), which ct_linear_factory() runs on lowbit's kernels (not as an fp32
+// nvfp4-pack-quantized, mxfp4-pack-quantized), which ct_linear_factory() runs on lowbit's kernels (not as an fp32
 // copy). Which module has which scheme comes from config_groups (targets "Linear", module
 // names, or "re:" patterns) less `ignore`; every quantized module must be in the file.
 // quantization_status must be "compressed" (a "frozen" model keeps fake-quantized floats).

@@ -98,6 +98,16 @@ inline std::string gguf_config_refusal(const LlamaConfig& c) {
   const bool qwen2 = c.arch == model_arch::qwen2;
   if (qwen2 && (c.o_bias || c.mlp_bias)) return "qwen2 with o_proj / MLP biases has no GGUF form";
   if (qwen2 && !c.qkv_bias) return "qwen2 without q/k/v biases has no GGUF form";
+  // Rope scaling: linear and default yarn are metadata keys; llama3 is a rope_freqs tensor,
+  // which llama.cpp's llama graph reads (its qwen2 graph does not).
+  const RopeScaling& rs = c.rope_scaling;
+  if (rs.type == rope_scaling_type::dynamic) return "rope scaling 'dynamic' has no llama.cpp form";
+  if (rs.type == rope_scaling_type::llama3 && qwen2)
+    return "llama3 rope scaling is exported for the llama architecture only (llama.cpp's qwen2 reads no rope_freqs)";
+  if (rs.type == rope_scaling_type::yarn && (rs.beta_fast != 32.0 || rs.beta_slow != 1.0 || rs.mscale != 0.0 ||
+                                             rs.mscale_all_dim != 0.0 || rs.attention_factor != 0.0))
+    return "yarn rope scaling with non-default beta_fast / beta_slow / mscale / attention_factor is not exported";
+  if (!rs.freq_factors.empty()) return "rope frequency factors (a GGUF file's rope_freqs) are not exported";
   return {};
 }
 

@@ -26,6 +26,7 @@
 //  - Written atomically (GgufWriter); the output is never the input.
 #include <algorithm>
 #include <cstdint>
+#include <cstring>
 #include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
@@ -40,6 +41,7 @@
 #include "lowbit/io/paths.hpp"
 #include "lowbit/model/exportable.hpp"
 #include "lowbit/model/load.hpp"
+#include "lowbit/model/rope.hpp"
 
 namespace lowbit::model {
 
@@ -396,19 +398,24 @@ GgufExportReport export_gguf(const std::string& in, const std::string& out, cons
       wr.set(p + "rope.scaling.type", GgufValue::string("linear"));
       wr.set(p + "rope.scaling.factor", GgufValue::scalar(static_cast<float>(rs.factor)));
       break;
-    case rope_scaling_type::yarn:
-      if (rs.beta_fast != 32.0 || rs.beta_slow != 1.0 || rs.mscale != 0.0 || rs.mscale_all_dim != 0.0 ||
-          rs.attention_factor != 0.0)
-        refuse("yarn rope scaling with non-default beta_fast / beta_slow / mscale / attention_factor is not exported");
+    case rope_scaling_type::yarn:  // default betas only (exportable())
       wr.set(p + "rope.scaling.type", GgufValue::string("yarn"));
       wr.set(p + "rope.scaling.factor", GgufValue::scalar(static_cast<float>(rs.factor)));
       wr.set(p + "rope.scaling.original_context_length",
              u32(rs.original_max_position_embeddings > 0 ? static_cast<std::int64_t>(rs.original_max_position_embeddings)
                                                          : c.rope_context()));
       break;
-    default:
-      refuse(std::string("rope scaling '") + to_string(rs.type) +
-             "' is not exported (llama3 needs a rope_freqs tensor, dynamic has no llama.cpp form)");
+    case rope_scaling_type::llama3: {
+      // As llama.cpp's converter: no scaling keys, a rope_freqs tensor of per-pair divisors
+      // (rope.hpp, llama3_rope_freq_factors), which llama.cpp's llama graph applies.
+      const std::vector<float> ff = llama3_rope_freq_factors(c);
+      std::vector<std::uint8_t> b(ff.size() * 4);
+      std::memcpy(b.data(), ff.data(), b.size());
+      items.push_back({"rope_freqs.weight", gguf_type::f32, {static_cast<std::uint64_t>(ff.size())}, std::move(b)});
+      break;
+    }
+    default:  // exportable() refuses these first (dynamic)
+      refuse(std::string("rope scaling '") + to_string(rs.type) + "' is not exported (no llama.cpp form)");
   }
   // Tokenizer.
   std::string tok = src->tokenizer_path();

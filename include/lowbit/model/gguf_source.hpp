@@ -5,8 +5,10 @@
 // Config from the metadata (`<arch>.embedding_length`, `.block_count`, `.feed_forward_length`,
 // `.attention.head_count[_kv]`, `.attention.layer_norm_rms_epsilon`, `.rope.freq_base`,
 // `.rope.dimension_count`, `.context_length`, `.rope.scaling.*`, `tokenizer.ggml.bos/eos`),
-// checked against the tensor shapes. Any integer type is accepted for the counts (gguf-py
-// writes UINT32, other writers INT32 or UINT64).
+// checked against the tensor shapes; a `rope_freqs` tensor (llama.cpp's form of llama3 rope
+// scaling) becomes the config's rope frequency divisors. Any integer type is accepted for
+// the counts (gguf-py writes UINT32, other writers INT32 or UINT64). The tokenizer in the
+// metadata is read by model/gguf_tokenizer.hpp (TextTokenizer takes it for a .gguf model).
 //
 // Tensors (docs/interop.md has the table): token_embd, output_norm, output (absent: tied),
 // blk.N.attn_norm / attn_q / attn_k / attn_v / attn_output / ffn_norm / ffn_gate / ffn_up /
@@ -59,45 +61,9 @@ inline bool gguf_is_quantized_form(gguf_type t) {
   return t == gguf_type::q8_0 || t == gguf_type::q4_0 || t == gguf_type::q4_1 || t == gguf_type::mxfp4;
 }
 
-// An integer metadata value of any integer type; nullopt when absent.
-inline std::optional<std::int64_t> gguf_meta_int(const GgufFile& f, const std::string& key) {
-  const GgufValue* v = f.find_value(key);
-  if (v == nullptr) return std::nullopt;
-  auto bad = [&]() -> std::int64_t {
-    lowbit::detail::fail(f.source() + ": key '" + key + "' must be an integer, it is " +
-                         std::string(v->is_array() ? "an array" : gguf_value_type_name(v->type)));
-  };
-  if (v->is_array()) return bad();
-  const std::uint8_t* p = v->raw.data();
-  auto as = [&](auto x) {
-    std::memcpy(&x, p, sizeof(x));
-    return x;
-  };
-  switch (v->type) {
-    case gguf_value_type::u8: return as(std::uint8_t{});
-    case gguf_value_type::i8: return as(std::int8_t{});
-    case gguf_value_type::u16: return as(std::uint16_t{});
-    case gguf_value_type::i16: return as(std::int16_t{});
-    case gguf_value_type::u32: return as(std::uint32_t{});
-    case gguf_value_type::i32: return as(std::int32_t{});
-    case gguf_value_type::i64: return as(std::int64_t{});
-    case gguf_value_type::u64: {
-      const std::uint64_t u = as(std::uint64_t{});
-      if (u > static_cast<std::uint64_t>(INT64_MAX))
-        lowbit::detail::fail(f.source() + ": key '" + key + "' value " + std::to_string(u) + " out of range");
-      return static_cast<std::int64_t>(u);
-    }
-    default: return bad();
-  }
-}
-inline std::optional<double> gguf_meta_float(const GgufFile& f, const std::string& key) {
-  const GgufValue* v = f.find_value(key);
-  if (v == nullptr) return std::nullopt;
-  if (!v->is_array() && v->type == gguf_value_type::f32) return static_cast<double>(f.get<float>(key));
-  if (!v->is_array() && v->type == gguf_value_type::f64) return f.get<double>(key);
-  if (const auto i = gguf_meta_int(f, key)) return static_cast<double>(*i);
-  return std::nullopt;
-}
+// gguf_meta_int / gguf_meta_float live in io/gguf.hpp (the tokenizer reads them too).
+using lowbit::detail::gguf_meta_float;
+using lowbit::detail::gguf_meta_int;
 
 }  // namespace detail
 
@@ -216,8 +182,6 @@ class GgufSource final : public ModelSource {
              " (partial RoPE is not supported)");
     }
     read_rope_scaling();
-    if (f_.find("rope_freqs.weight") != nullptr)
-      fail("tensor rope_freqs.weight (llama3-style frequency factors) is not supported yet");
     c.arch = arch_ == "qwen2" ? model_arch::qwen2 : model_arch::llama;
     c.rope = arch_ == "qwen2" ? rope_style::half : rope_style::interleaved;
     // qwen2 always has q/k/v biases; llama.cpp's llama graph takes them (and o / ffn ones) when present.
@@ -233,6 +197,7 @@ class GgufSource final : public ModelSource {
     if (const auto v = detail::gguf_meta_int(f_, p + "vocab_size"); v && *v != c.vocab_size)
       fail(p + "vocab_size " + std::to_string(*v) + " disagrees with token_embd.weight's " + std::to_string(c.vocab_size) +
            " rows");
+    read_rope_freqs();
     for (const char* k : {"tokenizer.ggml.bos_token_id", "tokenizer.ggml.eos_token_id"})
       if (const auto id = detail::gguf_meta_int(f_, k)) {
         if (*id < 0 || *id >= c.vocab_size) fail(std::string("key '") + k + "' " + std::to_string(*id) + " is outside the vocabulary");
@@ -265,6 +230,30 @@ class GgufSource final : public ModelSource {
     if (const auto o = detail::gguf_meta_float(f_, p + "original_context_length")) r.original_max_position_embeddings = *o;
   }
 
+  // rope_freqs.weight: llama.cpp's per-pair frequency divisors (how its converter stores a
+  // Llama 3.1 / 3.2 config's llama3 rope scaling); llama.cpp's llama graph divides each
+  // pair's frequency by its factor, after linear scaling. Yarn with factors is refused
+  // (llama.cpp would apply them inside yarn's ramp, which lowbit's yarn does not model).
+  void read_rope_freqs() {
+    const GgufTensor* t = f_.find("rope_freqs.weight");
+    if (t == nullptr) return;
+    LlamaConfig& c = config_;
+    const std::uint64_t half = static_cast<std::uint64_t>(c.head_dim() / 2);
+    if (t->ne.size() != 1 || t->ne[0] != half)
+      fail("tensor rope_freqs.weight must have shape (ne) {" + std::to_string(half) + "} (head size / 2)" + config_note());
+    if (t->ggml_type() != gguf_type::f32 && t->ggml_type() != gguf_type::f16 && t->ggml_type() != gguf_type::bf16)
+      fail("tensor rope_freqs.weight has type " + gguf_type_name(t->type) + " (must be F32, F16 or BF16)");
+    if (c.rope_scaling.type == rope_scaling_type::yarn)
+      fail("tensor rope_freqs.weight together with yarn rope scaling is not supported");
+    std::vector<float> ff(static_cast<std::size_t>(half));
+    gguf_decode(t->ggml_type(), t->data, static_cast<std::int64_t>(half), ff.data());
+    for (std::size_t i = 0; i < ff.size(); ++i)
+      if (!(ff[i] > 0.0f) || !std::isfinite(ff[i]))
+        fail("tensor rope_freqs.weight: factor " + std::to_string(i) + " is " + std::to_string(ff[i]) +
+             " (must be finite and > 0)");
+    c.rope_scaling.freq_factors = std::move(ff);
+  }
+
   // Meta name -> GGUF name of every tensor the config implies, with its expected ne.
   void check_tensors() {
     const LlamaConfig& c = config_;
@@ -287,6 +276,7 @@ class GgufSource final : public ModelSource {
       }
     }
     std::set<std::string> known;
+    if (!c.rope_scaling.freq_factors.empty()) known.insert("rope_freqs.weight");  // read_rope_freqs()
     for (const want& w : all) {
       const GgufTensor* t = f_.find(w.gguf);
       if (t == nullptr) fail("missing tensor " + w.gguf + config_note());

@@ -59,6 +59,10 @@ struct RopeScaling {
   double mscale = 0.0, mscale_all_dim = 0.0;             // yarn (0 = absent)
   double attention_factor = 0.0;                         // yarn (0 = derived from factor)
   bool truncate = true;                                  // yarn
+  // llama.cpp's per-pair frequency divisors (a GGUF file's rope_freqs tensor, how llama.cpp
+  // stores llama3 scaling): inv_freq[i] /= freq_factors[i], after `type`'s scaling.
+  // Empty: none. Set by GGUF import only (model/gguf_source.hpp checks size and values).
+  std::vector<float> freq_factors;
 };
 
 struct LlamaConfig {

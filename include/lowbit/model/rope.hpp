@@ -14,6 +14,10 @@
 //             the pairs [low, high] found from beta_fast / beta_slow rotations within the
 //             original context; cos and sin are multiplied by the attention factor
 //             (attention_factor, else mscale ratio, else 0.1 ln(factor) + 1)
+//   freq_factors (llama.cpp's rope_freqs tensor, after any of the above) inv_freq[i] / ff[i].
+//             llama.cpp stores llama3 scaling this way: llama3_rope_freq_factors() gives
+//             ff[i] = f / llama3(f) (1, factor, or 1 / ((1 - s) / factor + s)), so
+//             f / ff[i] is the llama3 frequency up to ff's rounding to float.
 //
 // Dynamic NTK depends on the sequence: transformers recomputes it from the largest position
 // of each forward call (and keeps the largest seen, resetting below M). Here every forward
@@ -97,7 +101,33 @@ inline RopeFrequencies rope_frequencies(const LlamaConfig& c, int seq_len) {
       r.attention_factor = yarn_mscale(s.factor);
     }
   }
+  if (!s.freq_factors.empty() && s.freq_factors.size() == r.inv_freq.size())
+    for (std::size_t i = 0; i < r.inv_freq.size(); ++i) r.inv_freq[i] /= static_cast<double>(s.freq_factors[i]);
   return r;
+}
+
+// llama.cpp's rope_freqs tensor for a llama3-scaled config (as llama.cpp's converter computes
+// it): per pair, the divisor that turns the unscaled frequency into the llama3 one.
+inline std::vector<float> llama3_rope_freq_factors(const LlamaConfig& c) {
+  constexpr double kPi = 3.14159265358979323846;
+  const int d = c.head_dim(), half = d / 2;
+  const RopeScaling& s = c.rope_scaling;
+  const double old_ctx = s.original_max_position_embeddings;
+  const double low_wavelen = old_ctx / s.low_freq_factor, high_wavelen = old_ctx / s.high_freq_factor;
+  std::vector<float> out(static_cast<std::size_t>(half));
+  for (int i = 0; i < half; ++i) {
+    const double f = 1.0 / std::pow(static_cast<double>(c.rope_theta), 2.0 * i / d);
+    const double wavelen = 2.0 * kPi / f;
+    double ff = 1.0;
+    if (wavelen > low_wavelen) {
+      ff = s.factor;
+    } else if (wavelen >= high_wavelen) {
+      const double smooth = (old_ctx / wavelen - s.low_freq_factor) / (s.high_freq_factor - s.low_freq_factor);
+      ff = 1.0 / ((1.0 - smooth) / s.factor + smooth);
+    }
+    out[static_cast<std::size_t>(i)] = static_cast<float>(ff);
+  }
+  return out;
 }
 
 // cos/sin of positions [p0, p0 + n) for every pair: [n, head_dim / 2] each.

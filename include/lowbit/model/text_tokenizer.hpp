@@ -1,9 +1,11 @@
 #pragma once
-// TextTokenizer: the tokenizer that goes with a model, found beside it.
+// TextTokenizer: the tokenizer that goes with a model, stored in it or found beside it.
+//   - a GGUF file's own tokenizer (tokenizer.ggml.*; model/gguf_tokenizer.hpp);
 //   - tokenizer.json (Hugging Face; model/hf_tokenizer.hpp, when this build has it);
 //   - tok512.bin / tokenizer.bin (llama2.c; model/tokenizer.hpp).
-// for_model() looks in the model's directory (the directory itself for an output directory)
-// in that order; an explicit path picks the kind by its extension.
+// for_model() takes a .gguf model's own tokenizer when it has one, else looks in the model's
+// directory (the directory itself for an output directory) in that order; an explicit path
+// picks the kind by its extension (.gguf: the file's tokenizer).
 #include <sys/stat.h>
 
 #include <memory>
@@ -18,6 +20,7 @@
 #if __has_include("lowbit/model/hf_tokenizer.hpp")
 #include "lowbit/model/hf_tokenizer.hpp"
 #define LOWBIT_TEXT_TOKENIZER_HF 1
+#include "lowbit/model/gguf_tokenizer.hpp"
 #endif
 
 namespace lowbit::model {
@@ -27,7 +30,16 @@ class TextTokenizer {
   static TextTokenizer load(const std::string& path, int vocab_size) {
     TextTokenizer t;
     t.path_ = path;
-    if (detail::ends_with(path, ".json")) {
+    if (detail::ends_with(path, ".gguf")) {
+#ifdef LOWBIT_TEXT_TOKENIZER_HF
+      const GgufFile f = GgufFile::open(path);
+      if (!gguf_has_tokenizer(f))
+        lowbit::detail::fail(path + ": the GGUF file has no tokenizer (no key 'tokenizer.ggml.model')");
+      t.from_gguf(f, vocab_size);
+#else
+      lowbit::detail::fail(path + ": this build reads no GGUF tokenizer (give a llama2.c tokenizer with --tokenizer)");
+#endif
+    } else if (detail::ends_with(path, ".json")) {
 #ifdef LOWBIT_TEXT_TOKENIZER_HF
       t.hf_ = std::make_shared<HfTokenizer>(HfTokenizer::load(path));
       if (t.hf_->vocab_size() > vocab_size)
@@ -47,6 +59,18 @@ class TextTokenizer {
     struct stat st {};
     const bool dir = ::stat(model_path.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
     const std::string d = dir ? model_path : detail::directory_of(model_path);
+#ifdef LOWBIT_TEXT_TOKENIZER_HF
+    // A GGUF file carries its own tokenizer (llama.cpp runs it with nothing beside it).
+    if (!dir && detail::ends_with(model_path, ".gguf")) {
+      const GgufFile f = GgufFile::open(model_path);
+      if (gguf_has_tokenizer(f)) {
+        TextTokenizer t;
+        t.path_ = model_path;
+        t.from_gguf(f, vocab_size);
+        return t;
+      }
+    }
+#endif
     for (const char* name : {"tokenizer.json", "tok512.bin", "tokenizer.bin"}) {
       const std::string p = d + "/" + name;
       if (::stat(p.c_str(), &st) == 0) return load(p, vocab_size);
@@ -76,6 +100,7 @@ class TextTokenizer {
   // run.c stops there too). `eos` from config.json adds to them.
   std::vector<int> stop_ids(const std::vector<int>& eos) const {
     std::vector<int> out = eos;
+    out.insert(out.end(), stop_.begin(), stop_.end());
     if (llama2c_) {
       out.push_back(Tokenizer::kBos);
       out.push_back(Tokenizer::kEos);
@@ -86,7 +111,16 @@ class TextTokenizer {
   const std::string& path() const noexcept { return path_; }
 
  private:
+#ifdef LOWBIT_TEXT_TOKENIZER_HF
+  void from_gguf(const GgufFile& f, int vocab_size) {
+    auto parts = detail::gguf_tokenizer_json(f, vocab_size);
+    hf_ = std::make_shared<HfTokenizer>(HfTokenizer::parse(parts.json, f.source() + " (tokenizer.ggml.*)"));
+    stop_ = std::move(parts.stop_ids);
+  }
+#endif
+
   std::string path_;
+  std::vector<int> stop_;  // a GGUF tokenizer's eos / eot
   std::shared_ptr<const Tokenizer> llama2c_;
 #ifdef LOWBIT_TEXT_TOKENIZER_HF
   std::shared_ptr<const HfTokenizer> hf_;
