@@ -63,7 +63,8 @@ struct CalibrationRun {
 
 // Runs `model` over the first documents of `tokens` (split at BOS, each cut at max_seq_len)
 // and records every linear layer's input statistics.
-inline CalibrationRecorder calibrate(const LlamaModel& model, const std::vector<int>& tokens,
+template <class Deferred = void>  // see "Compile time" in docs/design.md
+CalibrationRecorder calibrate(const LlamaModel& model, const std::vector<int>& tokens,
                                      const CalibrationOptions& options = {},
                                      const CalibrationRun& run = {}) {
   CalibrationRecorder rec(options);

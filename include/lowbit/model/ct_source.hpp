@@ -37,7 +37,8 @@ namespace detail {
 
 // Whether compressed-tensors target `t` names module `m`: "Linear" (every linear layer),
 // "re:<pattern>" (matched from the module name's start, as Python's re.match does), or the name.
-inline bool ct_target_matches(const std::string& t, const std::string& m) {
+template <class Deferred = void>  // see "Compile time" in docs/design.md
+bool ct_target_matches(const std::string& t, const std::string& m) {
   if (t == "Linear") return true;
   if (t.compare(0, 3, "re:") == 0) {
     try {
@@ -50,7 +51,8 @@ inline bool ct_target_matches(const std::string& t, const std::string& m) {
 }
 
 // The quantized modules of a model with config `c` and config.json's `quantization_config`.
-inline CtPlan ct_plan(const nlohmann::json& qc, const LlamaConfig& c, const std::string& source) {
+template <class Deferred = void>  // see "Compile time" in docs/design.md
+CtPlan ct_plan(const nlohmann::json& qc, const LlamaConfig& c, const std::string& source) {
   const std::string who = source + ": quantization_config: ";
   auto bad = [&](const std::string& what) -> void { lowbit::detail::fail(who + what); };
   CtPlan plan;
@@ -87,14 +89,14 @@ inline CtPlan ct_plan(const nlohmann::json& qc, const LlamaConfig& c, const std:
       if (!g.contains("targets") || !g["targets"].is_array()) bad("config group '" + gname + "' has no targets list");
       if (g.contains("output_activations") && !g["output_activations"].is_null())
         bad("config group '" + gname + "': output_activations are not supported");
-      std::string format = g.contains("format") && g["format"].is_string() ? g["format"].get<std::string>() : top;
+      std::string format = g.contains("format") && g["format"].is_string() ? g["format"].template get<std::string>() : top;
       if (format.empty() || format == "mixed-precision") bad("config group '" + gname + "' has no format");
       if (!g.contains("weights") || !g["weights"].is_object()) bad("config group '" + gname + "' has no weights args");
       for (const auto& [m, shape] : modules) {
         bool hit = false;
         for (const auto& t : g["targets"]) {
           if (!t.is_string()) bad("config group '" + gname + "' has a non-string target");
-          hit = hit || ct_target_matches(t.get<std::string>(), m);
+          hit = hit || ct_target_matches(t.template get<std::string>(), m);
         }
         if (!hit) continue;
         bool ignored = false;

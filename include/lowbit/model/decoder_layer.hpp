@@ -93,7 +93,8 @@ void for_row_ranges(Eigen::Index rows, Eigen::Index cols, const Body& body) {
 
 // rmsnorm(x) * weight per row, rows split over the pool (each row is computed by the same
 // code whichever thread takes it, so the result does not depend on the thread count).
-inline void rmsnorm(const RowMatrixXf& x, const Eigen::VectorXf& weight, float eps, RowMatrixXf& out) {
+template <class Deferred = void>  // see "Compile time" in docs/design.md
+void rmsnorm(const RowMatrixXf& x, const Eigen::VectorXf& weight, float eps, RowMatrixXf& out) {
   out.resize(x.rows(), x.cols());
   for_row_ranges(x.rows(), x.cols(), [&](Eigen::Index r0, Eigen::Index r1) {
     for (Eigen::Index t = r0; t < r1; ++t) {
@@ -105,7 +106,8 @@ inline void rmsnorm(const RowMatrixXf& x, const Eigen::VectorXf& weight, float e
 }
 
 // x += y (same shape), rows split over the pool (an add is exact on any path).
-inline void add_in_place(RowMatrixXf& x, const RowMatrixXf& y) {
+template <class Deferred = void>  // see "Compile time" in docs/design.md
+void add_in_place(RowMatrixXf& x, const RowMatrixXf& y) {
   for_row_ranges(x.rows(), x.cols(), [&](Eigen::Index r0, Eigen::Index r1) {
     x.middleRows(r0, r1 - r0) += y.middleRows(r0, r1 - r0);
   });
@@ -122,7 +124,8 @@ constexpr std::int64_t silu_chunk = 16384;
 // own array expression. Every chunk but the last is whole vectors from an aligned start, and
 // the last one ends where the whole array does, so each element takes the path it takes in
 // one whole-array pass `gate = gate / (1 + exp(-gate)) * up` (what this replaced).
-inline void silu_mul(RowMatrixXf& gate, const RowMatrixXf& up) {
+template <class Deferred = void>  // see "Compile time" in docs/design.md
+void silu_mul(RowMatrixXf& gate, const RowMatrixXf& up) {
   const std::int64_t size = gate.size();
   const std::int64_t chunks = (size + silu_chunk - 1) / silu_chunk;
   const auto run_chunk = [&](std::int64_t c) {
@@ -142,7 +145,8 @@ inline void silu_mul(RowMatrixXf& gate, const RowMatrixXf& up) {
   });
 }
 // RMSNorm of every head_dim-wide slice of m's rows, in place (qwen3's q_norm / k_norm).
-inline void rmsnorm_heads(RowMatrixXf& m, const Eigen::VectorXf& weight, float eps) {
+template <class Deferred = void>  // see "Compile time" in docs/design.md
+void rmsnorm_heads(RowMatrixXf& m, const Eigen::VectorXf& weight, float eps) {
   const Eigen::Index hd = weight.size();
   for (Eigen::Index t = 0; t < m.rows(); ++t)
     for (Eigen::Index h = 0; h + hd <= m.cols(); h += hd) {
@@ -153,10 +157,14 @@ inline void rmsnorm_heads(RowMatrixXf& m, const Eigen::VectorXf& weight, float e
 }
 }  // namespace detail
 
-class DecoderLayer {
+// DecoderLayer (the alias below) is a class template only so that the forward pass (Eigen
+// products, attention, norms) is compiled where a layer is run ("Compile time" in
+// docs/design.md). Deferred is never named.
+template <class Deferred>
+class BasicDecoderLayer {
  public:
   // Builds layer `index` from its fp32 weights (validated here), linears through `factory`.
-  DecoderLayer(const LlamaConfig& config, int index, weight_naming naming, const LlamaLayerWeights& w,
+  BasicDecoderLayer(const LlamaConfig& config, int index, weight_naming naming, const LlamaLayerWeights& w,
                const LinearFactory& factory = fp32_linear_factory())
       : c_(config), index_(index), naming_(naming) {
     validate_layer(c_, w, index_, naming_, "DecoderLayer", /*external_linears=*/true);
@@ -171,8 +179,8 @@ class DecoderLayer {
     set_linears(w, factory);
   }
   // Layer l of a source, read and converted now (the fp32 copy is dropped on return).
-  static DecoderLayer build(const ModelSource& src, int l, const LinearFactory& factory = fp32_linear_factory()) {
-    return DecoderLayer(src.config(), l, src.naming(), src.layer(l), factory);
+  static BasicDecoderLayer build(const ModelSource& src, int l, const LinearFactory& factory = fp32_linear_factory()) {
+    return BasicDecoderLayer(src.config(), l, src.naming(), src.layer(l), factory);
   }
 
   // Rebuilds the seven linear layers from fp32 weights `w` (same shapes); norms and biases
@@ -328,6 +336,8 @@ class DecoderLayer {
   std::string names_[kLinearSlots];
   std::unique_ptr<LinearLayer> linears_[kLinearSlots];
 };
+
+using DecoderLayer = BasicDecoderLayer<void>;
 
 // The inputs of layer 0 for token sequences: their embedding rows, one [len, dim] matrix per
 // sequence. Ids outside the vocabulary and empty sequences are errors.

@@ -68,7 +68,8 @@ inline void check_prompt(const LlamaConfig& c, const std::vector<int>& prompt) {
                            ", outside the vocabulary [0, " + std::to_string(c.vocab_size) + ")");
 }
 
-inline GenerateResult generate(const LlamaModel& model, const std::vector<int>& prompt, const GenerateOptions& o) {
+template <class Deferred = void>  // see "Compile time" in docs/design.md
+GenerateResult generate(const LlamaModel& model, const std::vector<int>& prompt, const GenerateOptions& o) {
   const LlamaConfig& c = model.config();
   if (o.max_new_tokens < 0) lowbit::detail::fail("generate: max_new_tokens must be >= 0");
   check_prompt(c, prompt);

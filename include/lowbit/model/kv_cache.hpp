@@ -62,9 +62,13 @@ inline double kv_bytes_per_element(kv_cache_type t, int head_dim) noexcept {
 // A [len, head_dim] view of one kv head's rows (strided into the fp32 store, or the scratch).
 using KvHeadView = Eigen::Map<const RowMatrixXf, 0, Eigen::OuterStride<>>;
 
-class KvCache {
+// KvCache (the alias below) is a class template only so that its conversions (f16, bf16,
+// FP8 codes) are compiled where a cache is used ("Compile time" in docs/design.md).
+// Deferred is never named.
+template <class Deferred>
+class BasicKvCache {
  public:
-  explicit KvCache(const LlamaConfig& c, kv_cache_type type = kv_cache_type::f32)
+  explicit BasicKvCache(const LlamaConfig& c, kv_cache_type type = kv_cache_type::f32)
       : type_(type), max_len_(c.max_seq_len), kv_dim_(c.kv_dim()), head_dim_(c.head_dim()),
         n_kv_heads_(c.n_kv_heads) {
     layers_.resize(static_cast<std::size_t>(c.n_layers));
@@ -179,8 +183,8 @@ class KvCache {
     }
     out.resize(len, head_dim_);
     switch (type_) {
-      case kv_cache_type::f16: out = (key ? L.k16 : L.v16).block(0, c0, len, head_dim_).cast<float>(); break;
-      case kv_cache_type::bf16: out = (key ? L.kb16 : L.vb16).block(0, c0, len, head_dim_).cast<float>(); break;
+      case kv_cache_type::f16: out = (key ? L.k16 : L.v16).block(0, c0, len, head_dim_).template cast<float>(); break;
+      case kv_cache_type::bf16: out = (key ? L.kb16 : L.vb16).block(0, c0, len, head_dim_).template cast<float>(); break;
       case kv_cache_type::fp8: {
         const auto& codes = key ? L.k8 : L.v8;
         const RowMatrixXf& sc = key ? L.ks : L.vs;
@@ -202,5 +206,7 @@ class KvCache {
   std::vector<Layer> layers_;
   std::vector<float> tmp_;
 };
+
+using KvCache = BasicKvCache<void>;
 
 }  // namespace lowbit::model

@@ -31,14 +31,18 @@ class LinearLayer {
 
 // Plain fp32 y = x * W^T through Eigen, over its own matrix or over fp32 weights that live
 // elsewhere (a memory-mapped F32 tensor, kept alive by `owner`): no copy.
-class Fp32Linear final : public LinearLayer {
+// Fp32Linear (the alias below) is a class template only so that its virtual forward() (an
+// Eigen product) is compiled where one is built ("Compile time" in docs/design.md).
+// Deferred is never named.
+template <class Deferred>
+class BasicFp32Linear final : public LinearLayer {
  public:
-  explicit Fp32Linear(RowMatrixXf weight) : own_(std::move(weight)) {
+  explicit BasicFp32Linear(RowMatrixXf weight) : own_(std::move(weight)) {
     data_ = own_.data();
     rows_ = own_.rows();
     cols_ = own_.cols();
   }
-  Fp32Linear(std::shared_ptr<const void> owner, const float* data, std::int64_t rows, std::int64_t cols)
+  BasicFp32Linear(std::shared_ptr<const void> owner, const float* data, std::int64_t rows, std::int64_t cols)
       : owner_(std::move(owner)), data_(data), rows_(rows), cols_(cols) {}
   void forward(ConstRowMatrixRef x, RowMatrixRef y) const override {
     check_shapes(x, y);
@@ -64,13 +68,17 @@ class Fp32Linear final : public LinearLayer {
   std::int64_t rows_ = 0, cols_ = 0;
 };
 
+using Fp32Linear = BasicFp32Linear<void>;
+
 // y = x * W^T over a BF16 or F16 matrix that lives elsewhere (a memory-mapped tensor, kept
 // alive by `owner`), as stored: widened to fp32 in registers (kernels/wide16.hpp), threaded
 // over output rows on the pool with default_num_threads(). The products are those of the
 // fp32 copy (widening is exact); only the summation order differs from Fp32Linear.
-class Wide16Linear final : public LinearLayer {
+// A class template (the alias below) for the same reason as Fp32Linear.
+template <class Deferred>
+class BasicWide16Linear final : public LinearLayer {
  public:
-  Wide16Linear(std::shared_ptr<const void> owner, const Wide16View& w) : owner_(std::move(owner)), w_(w) {
+  BasicWide16Linear(std::shared_ptr<const void> owner, const Wide16View& w) : owner_(std::move(owner)), w_(w) {
     if (w_.data == nullptr || w_.rows <= 0 || w_.cols <= 0) lowbit::detail::fail("Wide16Linear: no weights");
   }
   void forward(ConstRowMatrixRef x, RowMatrixRef y) const override { wide16_gemm(x, w_, y); }
@@ -85,12 +93,15 @@ class Wide16Linear final : public LinearLayer {
   Wide16View w_;
 };
 
+using Wide16Linear = BasicWide16Linear<void>;
+
 // Builds the layer for the weight called `name` (Meta naming without ".weight", for
 // example "layers.0.attention.wq" or "output" for the classifier).
 using LinearFactory =
     std::function<std::unique_ptr<LinearLayer>(const std::string& name, const RowMatrixXf& weight)>;
 
-inline LinearFactory fp32_linear_factory() {
+template <class Deferred = void>  // see "Compile time" in docs/design.md
+LinearFactory fp32_linear_factory() {
   return [](const std::string&, const RowMatrixXf& w) -> std::unique_ptr<LinearLayer> {
     return std::make_unique<Fp32Linear>(w);
   };

@@ -39,13 +39,19 @@ struct LlamaBuildOptions {
   bool classifier_in_place = false;
 };
 
-class LlamaModel {
+// LlamaModel (the alias below) is a class template only so that the forward pass and the
+// layer building are compiled where a model is built or run ("Compile time" in
+// docs/design.md). Deferred is never named.
+template <class Deferred>
+class BasicLlamaModel {
+  using Layer = BasicDecoderLayer<Deferred>;
+
  public:
   // The fp32 model of a source: its classifier runs in place where the source holds it in
   // memory (F32 uncopied, BF16/F16 as stored), never through an fp32 copy of the table.
-  explicit LlamaModel(std::shared_ptr<const ModelSource> source)
-      : LlamaModel(std::move(source), fp32_linear_factory(), in_place_classifier()) {}
-  LlamaModel(std::shared_ptr<const ModelSource> source, const LinearFactory& factory,
+  explicit BasicLlamaModel(std::shared_ptr<const ModelSource> source)
+      : BasicLlamaModel(std::move(source), fp32_linear_factory(), in_place_classifier()) {}
+  BasicLlamaModel(std::shared_ptr<const ModelSource> source, const LinearFactory& factory,
              const LlamaBuildOptions& options = {})
       : src_(std::move(source)) {
     if (!src_) lowbit::detail::fail("LlamaModel: no model source");
@@ -55,8 +61,8 @@ class LlamaModel {
     build_linear_layers(factory, options.classifier_in_place);
   }
   // A model over weights in memory (validated).
-  explicit LlamaModel(LlamaWeights weights, const LinearFactory& factory = fp32_linear_factory())
-      : LlamaModel(model_source_from_weights(std::move(weights), "LlamaModel"), factory) {}
+  explicit BasicLlamaModel(LlamaWeights weights, const LinearFactory& factory = fp32_linear_factory())
+      : BasicLlamaModel(model_source_from_weights(std::move(weights), "LlamaModel"), factory) {}
 
   static LlamaBuildOptions in_place_classifier() {
     LlamaBuildOptions o;
@@ -75,9 +81,9 @@ class LlamaModel {
  private:
   // classifier_in_place: LlamaBuildOptions (set_linear_layers asks the factory for every layer).
   void build_linear_layers(const LinearFactory& factory, bool classifier_in_place = false) {
-    std::vector<DecoderLayer> built;
+    std::vector<Layer> built;
     built.reserve(static_cast<std::size_t>(config().n_layers));
-    for (int l = 0; l < config().n_layers; ++l) built.push_back(DecoderLayer::build(*src_, l, factory));
+    for (int l = 0; l < config().n_layers; ++l) built.push_back(Layer::build(*src_, l, factory));
     std::unique_ptr<LinearLayer> c;
     // A classifier stored BF16/F16 runs as stored wherever it would otherwise run as a plain
     // fp32 copy of itself (the same products, half the bytes read per token, no copy).
@@ -105,8 +111,8 @@ class LlamaModel {
   weight_naming naming() const { return src_->naming(); }
   const ModelSource& source() const { return *src_; }
   std::shared_ptr<const ModelSource> shared_source() const { return src_; }
-  const DecoderLayer& layer(int l) const { return layers_.at(static_cast<std::size_t>(l)); }
-  DecoderLayer& layer(int l) { return layers_.at(static_cast<std::size_t>(l)); }
+  const Layer& layer(int l) const { return layers_.at(static_cast<std::size_t>(l)); }
+  Layer& layer(int l) { return layers_.at(static_cast<std::size_t>(l)); }
   const LinearLayer& linear(int l, linear_slot s) const { return layer(l).linear(s); }
   const LinearLayer& classifier() const { return *classifier_; }
   const Eigen::VectorXf& final_norm() const { return norm_; }
@@ -116,7 +122,7 @@ class LlamaModel {
   // All linear layers with their names, blocks first, classifier last.
   std::vector<std::pair<std::string, const LinearLayer*>> linear_layers() const {
     std::vector<std::pair<std::string, const LinearLayer*>> out;
-    for (const DecoderLayer& L : layers_)
+    for (const Layer& L : layers_)
       for (int s = 0; s < kLinearSlots; ++s)
         out.emplace_back(L.name(static_cast<linear_slot>(s)), &L.linear(static_cast<linear_slot>(s)));
     out.emplace_back(classifier_name(), classifier_.get());
@@ -172,8 +178,10 @@ class LlamaModel {
  private:
   std::shared_ptr<const ModelSource> src_;
   Eigen::VectorXf norm_;
-  std::vector<DecoderLayer> layers_;
+  std::vector<Layer> layers_;
   std::unique_ptr<LinearLayer> classifier_;
 };
+
+using LlamaModel = BasicLlamaModel<void>;
 
 }  // namespace lowbit::model

@@ -85,7 +85,8 @@ inline SafetensorsSource::external_map stored_quantized_layers(const Safetensors
 }
 
 // Hugging Face weights (`st`) with the config.json and tokenizer.json of directory `dir`.
-inline std::shared_ptr<const ModelSource> open_hf(SafetensorsModel st, const std::string& dir, const std::string& path) {
+template <class Deferred = void>  // see "Compile time" in docs/design.md
+std::shared_ptr<const ModelSource> open_hf(SafetensorsModel st, const std::string& dir, const std::string& path) {
   const std::string config_path = dir + "/config.json";
   if (!file_exists(config_path))
     lowbit::detail::fail(path + ": Hugging Face weights need the config.json of their directory (" + config_path +
@@ -109,7 +110,8 @@ inline std::shared_ptr<const ModelSource> open_hf(SafetensorsModel st, const std
 }
 }  // namespace detail
 
-inline std::shared_ptr<const ModelSource> open_model(const std::string& path) {
+template <class Deferred = void>  // see "Compile time" in docs/design.md
+std::shared_ptr<const ModelSource> open_model(const std::string& path) {
   if (detail::is_directory(path)) {
     std::string dir = path;
     while (dir.size() > 1 && dir.back() == '/') dir.pop_back();
@@ -143,6 +145,7 @@ inline std::shared_ptr<const ModelSource> open_model(const std::string& path) {
 }
 
 // The whole model in fp32, validated (every layer read now).
-inline LlamaWeights load_llama_weights(const std::string& path) { return read_all_weights(*open_model(path)); }
+template <class Deferred = void>  // see "Compile time" in docs/design.md
+LlamaWeights load_llama_weights(const std::string& path) { return read_all_weights(*open_model(path)); }
 
 }  // namespace lowbit::model

@@ -96,7 +96,8 @@ struct NllSum {
 
 // -log p(tokens[t+1] | tokens[0..t]) for t = first .. n-2, from logits [n, vocab]: sum and
 // sum of squares.
-inline NllSum sequence_nll_sum(const RowMatrixXf& logits, const int* tokens, int n, int first = 0) {
+template <class Deferred = void>  // see "Compile time" in docs/design.md
+NllSum sequence_nll_sum(const RowMatrixXf& logits, const int* tokens, int n, int first = 0) {
   NllSum s;
   for (int t = first; t + 1 < n; ++t) {
     auto row = logits.row(t);
@@ -108,7 +109,8 @@ inline NllSum sequence_nll_sum(const RowMatrixXf& logits, const int* tokens, int
   }
   return s;
 }
-inline double sequence_nll(const RowMatrixXf& logits, const int* tokens, int n) {
+template <class Deferred = void>  // see "Compile time" in docs/design.md
+double sequence_nll(const RowMatrixXf& logits, const int* tokens, int n) {
   return sequence_nll_sum(logits, tokens, n).sum;
 }
 
@@ -123,7 +125,8 @@ struct ScoredSpan {
 
 // Evaluates the spans (each causal from position 0, at most max_seq_len long) on `threads`
 // workers; sums are added in span order, so the result does not depend on the thread count.
-inline PerplexityResult evaluate_spans(const LlamaModel& model, const std::vector<int>& tokens,
+template <class Deferred = void>  // see "Compile time" in docs/design.md
+PerplexityResult evaluate_spans(const LlamaModel& model, const std::vector<int>& tokens,
                                        const std::vector<ScoredSpan>& spans, const PerplexityOptions& opt = {}) {
   PerplexityResult r;
   for (const ScoredSpan& s : spans) {
@@ -188,7 +191,8 @@ inline PerplexityResult evaluate_spans(const LlamaModel& model, const std::vecto
 
 // Per-document perplexity of given documents: each (cut at max_seq_len, counted in
 // truncated_documents) runs from position 0 and every token after its first is scored.
-inline PerplexityResult evaluate_documents(const LlamaModel& model, const std::vector<int>& tokens,
+template <class Deferred = void>  // see "Compile time" in docs/design.md
+PerplexityResult evaluate_documents(const LlamaModel& model, const std::vector<int>& tokens,
                                            std::vector<DocumentSpan> docs, const PerplexityOptions& opt = {}) {
   if (opt.max_docs >= 0 && static_cast<std::size_t>(opt.max_docs) < docs.size())
     docs.resize(static_cast<std::size_t>(opt.max_docs));
@@ -206,7 +210,8 @@ inline PerplexityResult evaluate_documents(const LlamaModel& model, const std::v
 }
 
 // Per-document perplexity of a stream split at every opt.bos.
-inline PerplexityResult evaluate_perplexity(const LlamaModel& model, const std::vector<int>& tokens,
+template <class Deferred = void>  // see "Compile time" in docs/design.md
+PerplexityResult evaluate_perplexity(const LlamaModel& model, const std::vector<int>& tokens,
                                             const PerplexityOptions& opt = {}) {
   return evaluate_documents(model, tokens, split_documents(tokens, opt.bos), opt);
 }
@@ -217,7 +222,8 @@ inline PerplexityResult evaluate_perplexity(const LlamaModel& model, const std::
 // scores only the second half (score_from = ctx / 2) and, when the model adds BOS, puts
 // BOS in place of each window's first token (first_token = bos; -1 keeps the stream's token).
 // opt.max_docs limits the number of windows.
-inline PerplexityResult evaluate_perplexity_windows(const LlamaModel& model, const std::vector<int>& tokens, int ctx,
+template <class Deferred = void>  // see "Compile time" in docs/design.md
+PerplexityResult evaluate_perplexity_windows(const LlamaModel& model, const std::vector<int>& tokens, int ctx,
                                                     int score_from = 0, int first_token = -1,
                                                     const PerplexityOptions& opt = {}) {
   if (ctx < 2 || ctx > model.config().max_seq_len)
