@@ -53,6 +53,21 @@ std::int64_t mismatches(const RowMatrixXf& want, const RowMatrixRef& got) {
   return bad;
 }
 
+// Packs q for every sub-tier this CPU runs and requires gemm() to give `want` bit for bit.
+void int_gemm_on_every_subtier(const scheme_case& sc, const QuantizedMatrix& q, const RowMatrixXf& x,
+                               const RowMatrixXf& want, const std::string& what) {
+  for (isa_subtier tier : supported_isa_subtiers()) {
+    PackOptions po;
+    po.subtier = tier;
+    const PackedWeights w = pack(q, po);
+    REQUIRE(w.scheme() == sc.scheme);
+    RowMatrixXf y(x.rows(), q.rows);
+    gemm(x, w, y);
+    INFO(describe(sc, tier, x.rows(), q.rows, q.cols) << what);
+    CHECK(mismatches(want, y) == 0);
+  }
+}
+
 }  // namespace
 
 TEST_CASE("integer kernels match the reference bit for bit on every sub-tier", "[gemm]") {
@@ -76,16 +91,7 @@ TEST_CASE("integer kernels match the reference bit for bit on every sub-tier", "
         const RowMatrixXf x = lowbit::test::random_activations(m, k, ++seed);
         const auto qa = detail::reference_quantize_int8(x);
         const RowMatrixXf want = detail::reference_gemm_int(q, qa, sc.scheme);
-        for (isa_subtier tier : supported_isa_subtiers()) {
-          PackOptions po;
-          po.subtier = tier;
-          const PackedWeights w = pack(q, po);
-          REQUIRE(w.scheme() == sc.scheme);
-          RowMatrixXf y(m, r.rows);
-          gemm(x, w, y);
-          INFO(describe(sc, tier, m, r.rows, k));
-          CHECK(mismatches(want, y) == 0);
-        }
+        int_gemm_on_every_subtier(sc, q, x, want, "");
       }
     }
   }
@@ -114,16 +120,7 @@ TEST_CASE("integer kernels are bit-exact with group sizes off every k step and p
       for (std::int64_t m : tokens) {
         const RowMatrixXf x = lowbit::test::random_activations(m, r.cols, ++seed);
         const RowMatrixXf want = detail::reference_gemm_int(q, detail::reference_quantize_int8(x), sc.scheme);
-        for (isa_subtier tier : supported_isa_subtiers()) {
-          PackOptions po;
-          po.subtier = tier;
-          const PackedWeights w = pack(q, po);
-          REQUIRE(w.scheme() == sc.scheme);
-          RowMatrixXf y(m, r.rows);
-          gemm(x, w, y);
-          INFO(describe(sc, tier, m, r.rows, r.cols) << " group=" << group);
-          CHECK(mismatches(want, y) == 0);
-        }
+        int_gemm_on_every_subtier(sc, q, x, want, " group=" + std::to_string(group));
       }
     }
   }

@@ -20,6 +20,7 @@
 #include "lowbit/model/gguf_tokenizer.hpp"
 #include "lowbit/model/text_tokenizer.hpp"
 #include "test_io_support.hpp"
+#include "test_tokenizer_support.hpp"
 
 namespace test_model_gguf_tokenizer_cpp {
 
@@ -120,24 +121,9 @@ TEST_CASE("gguf tokenizer: stories260k-hf exported to GGUF encodes like its toke
   const std::string ids_path = kGtokData + "/stories260k/eval_tinystories_val_tok512.u16";
   if (gtok_have(text_path) && gtok_have(ids_path)) {
     const std::string text = gtok_slurp(text_path), raw = gtok_slurp(ids_path);
-    std::vector<int> want(raw.size() / 2);
-    for (std::size_t i = 0; i < want.size(); ++i)
-      want[i] = static_cast<unsigned char>(raw[2 * i]) | (static_cast<unsigned char>(raw[2 * i + 1]) << 8);
-    std::vector<int> got;
+    std::vector<int> want = lowbit_test::u16_token_ids(raw);
     std::size_t docs = 0;
-    for (std::size_t pos = 0; pos <= text.size() && docs < 300;) {
-      std::size_t end = text.find("\n\n", pos);
-      if (end == std::string::npos) end = text.size();
-      std::string doc = text.substr(pos, end - pos);
-      pos = end + 2;
-      const auto first = doc.find_first_not_of(" \t\n");
-      if (first == std::string::npos) continue;
-      doc = doc.substr(first, doc.find_last_not_of(" \t\n") - first + 1);
-      auto ids = tok.encode(doc);
-      if (ids.size() > 512) ids.resize(512);
-      got.insert(got.end(), ids.begin(), ids.end());
-      ++docs;
-    }
+    const std::vector<int> got = lowbit_test::tinystories_token_ids(tok, text, 300, docs);
     REQUIRE(docs == 300);
     REQUIRE(got.size() <= want.size());
     want.resize(got.size());

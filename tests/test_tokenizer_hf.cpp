@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "lowbit/model/hf_tokenizer.hpp"
+#include "test_tokenizer_support.hpp"
 
 #if !LOWBIT_HAVE_HF_TOKENIZER
 
@@ -184,25 +185,9 @@ TEST_CASE("hf tokenizer: stories260k-hf encodes the TinyStories documents to the
   const HfTokenizer tok = HfTokenizer::load(tok_path);
   REQUIRE(tok.bos_id() == std::optional<int>(1));
   const std::string text = slurp(text_path), raw = slurp(ids_path);
-  std::vector<int> want(raw.size() / 2);
-  for (std::size_t i = 0; i < want.size(); ++i)
-    want[i] = static_cast<unsigned char>(raw[2 * i]) | (static_cast<unsigned char>(raw[2 * i + 1]) << 8);
-  // Documents: split on blank lines, surrounding whitespace trimmed, empty ones dropped.
-  std::vector<int> got;
+  const std::vector<int> want = lowbit_test::u16_token_ids(raw);
   std::size_t docs = 0;
-  for (std::size_t pos = 0; pos <= text.size();) {
-    std::size_t end = text.find("\n\n", pos);
-    if (end == std::string::npos) end = text.size();
-    std::string doc = text.substr(pos, end - pos);
-    pos = end + 2;
-    const auto first = doc.find_first_not_of(" \t\n");
-    if (first == std::string::npos) continue;
-    doc = doc.substr(first, doc.find_last_not_of(" \t\n") - first + 1);
-    auto ids = tok.encode(doc);
-    if (ids.size() > 512) ids.resize(512);
-    got.insert(got.end(), ids.begin(), ids.end());
-    ++docs;
-  }
+  const std::vector<int> got = lowbit_test::tinystories_token_ids(tok, text, std::size_t(-1), docs);
   CHECK(docs == 4300);
   REQUIRE(got.size() == want.size());
   std::size_t first_diff = 0;
