@@ -56,10 +56,7 @@ if(TARGET lowbit_cli)
     set_tests_properties(cli_gguf_export_hf_alone PROPERTIES FIXTURES_SETUP cli_gguf_hf_alone
                          PASS_REGULAR_EXPRESSION "tokenizer: llama")
     set(_gen_args "--prompt|Once upon a time, Lily saw a big red ball in the park.|--temperature|0|--max-new-tokens|24")
-    add_test(NAME cli_gguf_generate_own_tokenizer COMMAND ${CMAKE_COMMAND} -DLOWBIT=${LOWBIT_CLI}
-             "-DA=${_gen}/hf.gguf|${_gen_args}" "-DB=${LOWBIT_STORIES_HF}|${_gen_args}"
-             -P ${CMAKE_CURRENT_SOURCE_DIR}/scripts/generate_equal.cmake)
-    set_tests_properties(cli_gguf_generate_own_tokenizer PROPERTIES FIXTURES_REQUIRED cli_gguf_hf_alone
-                         PASS_REGULAR_EXPRESSION "generate results equal")
+    lowbit_add_cli_equal(cli_gguf_generate_own_tokenizer cli_gguf_hf_alone generate
+                         "${_gen}/hf.gguf|${_gen_args}" "${LOWBIT_STORIES_HF}|${_gen_args}")
   endif()
 endif()
