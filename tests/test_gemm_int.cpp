@@ -41,6 +41,19 @@ std::string describe(const scheme_case& c, isa_subtier t, std::int64_t m, std::i
          " n=" + std::to_string(n) + " k=" + std::to_string(k);
 }
 
+// The matrix recipe of a case: its format, group and M2 scales, codes over the whole range.
+int_matrix_recipe case_recipe(const scheme_case& c, std::int64_t rows, std::int64_t cols) {
+  int_matrix_recipe r;
+  r.rows = rows;
+  r.cols = cols;
+  r.format = c.format;
+  r.group = c.group;
+  r.m2 = c.m2;
+  r.code_lo = c.format == element_format::int8 ? -127 : -8;
+  r.code_hi = c.format == element_format::int8 ? 127 : 7;
+  return r;
+}
+
 // Count of elements that differ in bits (exact comparison that prints one offender).
 std::int64_t mismatches(const RowMatrixXf& want, const RowMatrixRef& got) {
   std::int64_t bad = 0;
@@ -76,14 +89,7 @@ TEST_CASE("integer kernels match the reference bit for bit on every sub-tier", "
   std::uint32_t seed = 10;
   for (const scheme_case& sc : kCases) {
     for (std::int64_t k : ks) {
-      int_matrix_recipe r;
-      r.rows = 37;  // not a multiple of any tile width
-      r.cols = k;
-      r.format = sc.format;
-      r.group = sc.group;
-      r.m2 = sc.m2;
-      r.code_lo = sc.format == element_format::int8 ? -127 : -8;
-      r.code_hi = sc.format == element_format::int8 ? 127 : 7;
+      int_matrix_recipe r = case_recipe(sc, 37, k);  // 37 rows: not a multiple of any tile width
       r.seed = ++seed;
       const QuantizedMatrix q = lowbit::test::make_int_matrix(r);
       for (std::int64_t m : tokens) {
@@ -107,14 +113,8 @@ TEST_CASE("integer kernels are bit-exact with group sizes off every k step and p
   for (const scheme_case& sc : kCases) {
     if (sc.group == 0) continue;
     for (std::int64_t group : groups) {
-      int_matrix_recipe r;
-      r.rows = 21;
-      r.cols = 3 * group + 5;  // a ragged last group
-      r.format = sc.format;
+      int_matrix_recipe r = case_recipe(sc, 21, 3 * group + 5);  // a ragged last group
       r.group = group;
-      r.m2 = sc.m2;
-      r.code_lo = sc.format == element_format::int8 ? -127 : -8;
-      r.code_hi = sc.format == element_format::int8 ? 127 : 7;
       r.seed = ++seed;
       const QuantizedMatrix q = lowbit::test::make_int_matrix(r);
       for (std::int64_t m : tokens) {
@@ -129,13 +129,7 @@ TEST_CASE("integer kernels are bit-exact with group sizes off every k step and p
 TEST_CASE("bias, LoRC and strided outputs", "[gemm]") {
   const std::int64_t m = 7, n = 45, k = 172, rank = 4;
   for (const scheme_case& sc : kCases) {
-    int_matrix_recipe r;
-    r.rows = n;
-    r.cols = k;
-    r.format = sc.format;
-    r.group = sc.group;
-    r.m2 = sc.m2;
-    const QuantizedMatrix q = lowbit::test::make_int_matrix(r);
+    const QuantizedMatrix q = lowbit::test::make_int_matrix(case_recipe(sc, n, k));
     const RowMatrixXf x = lowbit::test::random_activations(m, k, 99);
     const RowMatrixXf plain = detail::reference_gemm_int(q, detail::reference_quantize_int8(x), sc.scheme);
     const Eigen::VectorXf bias = Eigen::VectorXf::LinSpaced(n, -1.0f, 2.0f);
@@ -177,13 +171,7 @@ TEST_CASE("end to end: gemm agrees with dequantize then an fp32 product", "[gemm
   // rounding) plus fp32 rounding of the two products (bounded by 1e-5 * sum |x| |w_hat|).
   const std::int64_t m = 5, n = 70, k = 300;
   for (const scheme_case& sc : kCases) {
-    int_matrix_recipe r;
-    r.rows = n;
-    r.cols = k;
-    r.format = sc.format;
-    r.group = sc.group;
-    r.m2 = sc.m2;
-    const QuantizedMatrix q = lowbit::test::make_int_matrix(r);
+    const QuantizedMatrix q = lowbit::test::make_int_matrix(case_recipe(sc, n, k));
     const RowMatrixXf what = lowbit::test::dequantize_int(q);
     const RowMatrixXf x = lowbit::test::random_activations(m, k, 5);
     const RowMatrixXf exact = x * what.transpose();
