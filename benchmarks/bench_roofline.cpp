@@ -9,6 +9,10 @@
 // ~655 GOPS where the port limit is ~850 on a Zen 4/5 core; no compiler choice sits in the loop.
 //   roofline/dram_read  one core streaming a 1 GiB buffer (far beyond the last-level cache)
 //                       with 512-bit loads; GBps
+//   roofline/cache_read/MiB:N  one core reading the same N MiB buffer again and again: the
+//                       bound of the "hot" gemm rows (gemm/<scheme>/1/4096/4096 reads one
+//                       8.4 MiB packed int4 copy each call), i.e. L2 (1 MiB) or the
+//                       last-level cache (8, 32 MiB) on most servers; GBps
 //   roofline/dram_read_threads/threads:N  the same 1 GiB read by N threads of lowbit's pool,
 //                       one contiguous slice each (what a decode split over N threads can
 //                       reach; issue 12 reads its 2-thread tg against threads:2); GBps, wall time
@@ -178,6 +182,19 @@ void bench_dram_read(benchmark::State& st) {
 #endif
 }
 
+void bench_cache_read(benchmark::State& st) {
+#if LOWBIT_HAVE_X86_SIMD
+  const std::size_t bytes = static_cast<std::size_t>(st.range(0)) << 20;
+  lowbit::detail::aligned_buffer<std::uint8_t> buf(bytes);
+  std::memset(buf.data(), 1, bytes);
+  benchmark::DoNotOptimize(stream_read(buf.data(), bytes));  // warm: the first pass fills the caches
+  for (auto _ : st) benchmark::DoNotOptimize(stream_read(buf.data(), bytes));
+  st.counters["GBps"] = benchmark::Counter(static_cast<double>(bytes) / 1e9, benchmark::Counter::kIsIterationInvariantRate);
+#else
+  st.SkipWithError("x86 only");
+#endif
+}
+
 void bench_dram_read_threads(benchmark::State& st) {
 #if LOWBIT_HAVE_X86_SIMD
   const std::size_t bytes = std::size_t{1} << 30;
@@ -205,6 +222,7 @@ BENCHMARK(bench_fma_peak)->Name("roofline/fma_peak");
 BENCHMARK_CAPTURE(bench_amx_peak, int8, false)->Name("roofline/amx_int8_peak");
 BENCHMARK_CAPTURE(bench_amx_peak, bf16, true)->Name("roofline/amx_bf16_peak");
 BENCHMARK(bench_dram_read)->Name("roofline/dram_read")->Unit(benchmark::kMillisecond);
+BENCHMARK(bench_cache_read)->Name("roofline/cache_read")->ArgName("MiB")->Arg(1)->Arg(8)->Arg(32);
 BENCHMARK(bench_dram_read_threads)
     ->Name("roofline/dram_read_threads")
     ->ArgName("threads")
