@@ -303,7 +303,12 @@ TEST_CASE("compressed-tensors: every mapping exports and imports exactly", "[mod
         CHECK(ct_same_bits(a.forward(probe), b.forward(probe)));
         CHECK(pa == pb);
       } else {
-        CHECK(pb == Approx(pa).epsilon(1e-5));
+        // Rounding differences reach the activation quantizer of the w8a8 mappings and can
+        // move a code there: 5e-4 was seen for w8a8-fp8 on aarch64 (its FMA contraction
+        // depends on inlining, so on the build's optimisation level). A mapping error moves
+        // perplexity by far more than either tolerance.
+        const bool act_quantized = std::string(mp.what).rfind("w8a8", 0) == 0;
+        CHECK(pb == Approx(pa).epsilon(act_quantized ? 2e-3 : 1e-5));
       }
       CHECK(pa > 1.0);
       CHECK(pa < 20.0);
