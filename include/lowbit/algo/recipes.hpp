@@ -59,6 +59,7 @@ inline LinearRecipe recipe_from_name(std::string_view name) {
     r.activations = ActivationQuant{act_format::int8, 0};
     r.smoothing = smoothing_mode::fixed;
     r.alpha = 0.8f;
+    r.scope = smoothing_scope::per_norm;
     r.method = weight_method::gptq;
   } else if (name == "w4a16-int4") {
     group(element_format::int4, 128, true, scale_constraint::none);
@@ -66,6 +67,7 @@ inline LinearRecipe recipe_from_name(std::string_view name) {
   } else if (name == "w4a16-sqplus") {
     group(element_format::int4, 128, false, scale_constraint::none);
     r.smoothing = smoothing_mode::search;
+    r.scope = smoothing_scope::per_norm;
   } else if (name == "w4a8-int") {
     group(element_format::int4, 128, true, scale_constraint::none);
     r.activations = ActivationQuant{act_format::int8, 0};
