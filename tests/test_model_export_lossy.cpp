@@ -72,12 +72,12 @@ void lossy_write_checkpoint(const std::string& dir) {
 }
 
 // The effective weight computed here, not by the library: dequantized codes, plus U V, with
-// column j divided by s_j.
+// column j times 1/s_j (the layer's own rounding: it multiplies x by 1/s).
 RowMatrixXf lossy_effective(const lowbit::QuantizedLinear& q) {
   RowMatrixXf w = lowbit::dequantize(q.weight);
   if (q.lorc) w += q.lorc->u * q.lorc->v;
   if (q.smoothing)
-    for (Eigen::Index j = 0; j < w.cols(); ++j) w.col(j) /= (*q.smoothing)[j];
+    for (Eigen::Index j = 0; j < w.cols(); ++j) w.col(j) *= 1.0f / (*q.smoothing)[j];
   return w;
 }
 

@@ -140,8 +140,9 @@ struct scheme_flags {
     sub.add_option("--activations", activations, "Per-token activation format of the layers: int8, fp8/e4m3, e5m2");
     sub.add_option("--smooth", smooth, "SmoothQuant smoothing: auto (SmoothQuant+ alpha search) or a fixed alpha in [0, 1] (needs --calib)");
     sub.add_option("--smooth-scope", smooth_scope,
-                   "Smoothing vectors: norm (default: one per norm, shared by q/k/v and by gate/up, none on o_proj/down_proj; "
-                   "folds into the norms, so compressed-tensors export works) or layer (one per linear; not exportable)");
+                   "Smoothing vectors: norm (one per norm, shared by q/k/v and by gate/up, none on o_proj/down_proj; folds "
+                   "into the norms, so compressed-tensors export works) or layer (one per linear; not exportable). Default: "
+                   "the recipe's (w8a8-int8 and --smooth: norm; w4a16-sqplus: layer, norm with --format compressed-tensors)");
     sub.add_option("--lorc", lorc, "LoRC low-rank error compensation of this rank (0 = off / the recipe's)");
     sub.add_flag("--gptq", gptq, "GPTQ weight rounding (needs --calib)");
   }
@@ -209,12 +210,12 @@ inline resolved_scheme resolve(const scheme_flags& f, bool calibrated) {
   }
   if (!f.smooth_scope.empty() && rec.smoothing == lowbit::smoothing_mode::none)
     lowbit_cli::fail("--smooth-scope " + f.smooth_scope + ": the scheme has no smoothing (a recipe with it, or --smooth)");
-  const bool scope_changed = f.smooth_scope == "layer" && !f.recipe.empty();
+  const bool scope_changed = !f.recipe.empty() && !f.smooth_scope.empty() && f.smooth.empty() &&
+                             rec.scope != lowbit::recipe_from_name(f.recipe).scope;
   if (!f.recipe.empty() && (f.gptq || !f.smooth.empty() || f.lorc > 0 || scope_changed)) rec.name += "+";  // modified recipe
   if (f.gptq) r.label += " gptq";
   if (!f.smooth.empty()) r.label += " smooth=" + f.smooth;
-  if (rec.smoothing != lowbit::smoothing_mode::none && rec.scope == lowbit::smoothing_scope::per_layer)
-    r.label += " smooth-scope=layer";
+  if (scope_changed || (!f.smooth.empty() && !f.smooth_scope.empty())) r.label += " smooth-scope=" + f.smooth_scope;
   if (f.lorc > 0 || (f.recipe.empty() && rec.lorc_rank > 0)) r.label += " lorc" + std::to_string(rec.lorc_rank);
   if (rec.needs_calibration() && !calibrated) {
     const std::string what = !f.recipe.empty() && lowbit::recipe_from_name(f.recipe).needs_calibration()

@@ -591,8 +591,16 @@ void check_exportable(const quantize_options& o, const lowbit::SafetensorsModel&
 // `lowbit export`'s code from it to OUT. A refusal only the data decides comes from the
 // exporter after quantizing; nothing is written then (the exporter's output is atomic, the
 // scratch directory removed).
-int run_quantize_format(const quantize_options& o) {
-  lowbit_cli::check_export_format(o.format, "quantize");
+int run_quantize_format(const quantize_options& given) {
+  lowbit_cli::check_export_format(given.format, "quantize");
+  // compressed-tensors folds smoothing into the norms: a smoothing scheme without an explicit
+  // --smooth-scope shares one vector per norm there (w4a16-sqplus smooths per layer otherwise).
+  quantize_options o = given;
+  if (o.format == "compressed-tensors" && o.scheme.smooth_scope.empty() &&
+      make_rules(o).scheme.recipe.smoothing != lowbit::smoothing_mode::none) {
+    o.scheme.smooth_scope = "norm";
+    if (!o.quiet) fmt::print(stderr, "--format compressed-tensors: smoothing vectors shared per norm (--smooth-scope norm)\n");
+  }
   {
     const auto model = lowbit::open_safetensors_model(o.input);
     const auto inputs = lowbit_cli::model_input_files(model, {o.calib.file, o.input});
