@@ -38,6 +38,23 @@ if(TARGET lowbit_cli)
                          PASS_REGULAR_EXPRESSION "GGUF export: layer layers.0.attention.wq \\([^)]*\\): GGUF export of 'layers.0.attention.wq': NVFP4")
     add_test(NAME cli_gguf_export_refused_nothing_written COMMAND ${CMAKE_COMMAND} -E cat ${_g_dir}/nvfp4.gguf)
     set_tests_properties(cli_gguf_export_refused_nothing_written PROPERTIES DEPENDS cli_gguf_export_refused WILL_FAIL TRUE)
+    # LoRC factors have no GGUF form: refused, naming the layer and --allow-lossy; with it, each
+    # layer's effective weight W_hat + U V is requantized to Q8_0 and the added error reported.
+    set(_l ${_g_dir}/lorc)
+    file(MAKE_DIRECTORY ${_l})
+    file(COPY ${LOWBIT_STORIES}/config.json DESTINATION ${_l})
+    add_test(NAME cli_gguf_quantize_lorc COMMAND ${LOWBIT_CLI} quantize ${LOWBIT_STORIES_ST} -o ${_l}/model.safetensors
+             --recipe gguf-q8_0 --lorc 4 --exclude "w2" --quiet)
+    set_tests_properties(cli_gguf_quantize_lorc PROPERTIES FIXTURES_SETUP cli_gguf_q_lorc)
+    add_test(NAME cli_gguf_export_lorc_refused COMMAND ${LOWBIT_CLI} export ${_l} -o ${_g_dir}/lorc.gguf --format gguf)
+    set_tests_properties(cli_gguf_export_lorc_refused PROPERTIES FIXTURES_REQUIRED cli_gguf_q_lorc
+                         PASS_REGULAR_EXPRESSION "GGUF export: layer layers.0.attention.wq: LoRC factors \\(GGUF has no low-rank correction term\\) \\(--allow-lossy writes it requantized")
+    add_test(NAME cli_gguf_export_lorc_lossy COMMAND ${LOWBIT_CLI} export ${_l} -o ${_g_dir}/lorc-lossy.gguf --format gguf --allow-lossy)
+    set_tests_properties(cli_gguf_export_lorc_lossy PROPERTIES FIXTURES_REQUIRED cli_gguf_q_lorc FIXTURES_SETUP cli_gguf_x_lorc
+                         DEPENDS cli_gguf_export_lorc_refused
+                         PASS_REGULAR_EXPRESSION "lossy: layer layers.0.attention.wq -> Q8_0 \\(int8:g32:f16\\): SQNR [0-9.]+ dB, relative error 0\\.[0-9]+ \\(exact export refused: .*LoRC.*30 Q8_0.*30 layers requantized \\(--allow-lossy")
+    add_test(NAME cli_gguf_eval_lorc_lossy COMMAND ${LOWBIT_CLI} eval ${_g_dir}/lorc-lossy.gguf --tokens ${LOWBIT_STORIES_TOK} --max-docs 20)
+    set_tests_properties(cli_gguf_eval_lorc_lossy PROPERTIES FIXTURES_REQUIRED cli_gguf_x_lorc PASS_REGULAR_EXPRESSION "perplexity")
     add_test(NAME cli_gguf_export_bad_format COMMAND ${LOWBIT_CLI} export ${LOWBIT_STORIES_ST} -o ${_g_dir}/x.gguf --format onnx)
     set_tests_properties(cli_gguf_export_bad_format PROPERTIES PASS_REGULAR_EXPRESSION "unknown --format 'onnx'")
   endif()

@@ -107,6 +107,12 @@ TEST_CASE("exportable: compressed-tensors' formats, and smoothing only where a n
   // Smoothing: q/k/v and gate/up fold it into the norm they read (whether they share one vector
   // is the quantized data's, checked by the exporter); o_proj and down_proj have no norm.
   lowbit::LinearRecipe smooth = lowbit::recipe_from_name("w8a8-int8");
+  // The recipe's default scope shares one vector per norm and leaves o_proj / down_proj
+  // unsmoothed (model/norm_smoothing.hpp): every place exports.
+  REQUIRE(smooth.scope == lowbit::smoothing_scope::per_norm);
+  for (int k = 0; k < lowbit::model::kLinearSlots; ++k)
+    CHECK(exportable_reason(ct, smooth, 64, 256, static_cast<linear_slot>(k)).empty());
+  smooth.scope = lowbit::smoothing_scope::per_layer;  // a vector on every layer
   for (linear_slot s : {linear_slot::wq, linear_slot::wk, linear_slot::wv, linear_slot::w1, linear_slot::w3}) {
     INFO(static_cast<int>(s));
     CHECK(exportable_reason(ct, smooth, 64, 256, s).empty());

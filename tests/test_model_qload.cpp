@@ -109,7 +109,8 @@ TEST_CASE("quantized checkpoint: loads bit-identical to quantizing in memory", "
   // activations, and MX scales (reference path: no kernel).
   for (const char* recipe : {"w4a16-int4", "w4a8-int", "w4a16-sqplus", "w4a8-fp", "mxfp4", "w8a8-int8"}) {
     lowbit_test::scratch_dir dir;
-    const lowbit::LinearRecipe r = lowbit::recipe_from_name(recipe);
+    lowbit::LinearRecipe r = lowbit::recipe_from_name(recipe);
+    r.scope = lowbit::smoothing_scope::per_layer;  // write_checkpoint quantizes layer by layer
     write_checkpoint(dir.path, fp32, r, &rec);
     // In memory, as `lowbit eval --recipe` builds it.
     LlamaModel ref(load_llama_weights(kStoriesDir + "/stories260K.bin"));

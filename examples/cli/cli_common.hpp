@@ -125,6 +125,7 @@ struct scheme_flags {
   bool asymmetric = false;
   std::string activations;       // per-token activation format of the layers
   std::string smooth;            // auto | ALPHA (needs calibration)
+  std::string smooth_scope;      // norm | layer (empty: the recipe's; --smooth: norm)
   int lorc = 0;                  // LoRC rank
   bool gptq = false;             // needs calibration
   CLI::Option* group_option = nullptr;  // to tell an explicit --group / --scale from the default
@@ -138,6 +139,10 @@ struct scheme_flags {
     sub.add_flag("--asymmetric", asymmetric, "Integer weights with zero points");
     sub.add_option("--activations", activations, "Per-token activation format of the layers: int8, fp8/e4m3, e5m2");
     sub.add_option("--smooth", smooth, "SmoothQuant smoothing: auto (SmoothQuant+ alpha search) or a fixed alpha in [0, 1] (needs --calib)");
+    sub.add_option("--smooth-scope", smooth_scope,
+                   "Smoothing vectors: norm (one per norm, shared by q/k/v and by gate/up, none on o_proj/down_proj; folds "
+                   "into the norms, so compressed-tensors export works) or layer (one per linear; not exportable). Default: "
+                   "the recipe's (w8a8-int8 and --smooth: norm; w4a16-sqplus: layer, norm with --format compressed-tensors)");
     sub.add_option("--lorc", lorc, "LoRC low-rank error compensation of this rank (0 = off / the recipe's)");
     sub.add_flag("--gptq", gptq, "GPTQ weight rounding (needs --calib)");
   }
@@ -195,9 +200,22 @@ inline resolved_scheme resolve(const scheme_flags& f, bool calibrated) {
     rec.smoothing = lowbit::smoothing_mode::fixed;
     rec.alpha = a;
   }
-  if (!f.recipe.empty() && (f.gptq || !f.smooth.empty() || f.lorc > 0)) rec.name += "+";  // modified recipe
+  if (!f.smooth.empty()) rec.scope = lowbit::smoothing_scope::per_norm;
+  if (f.smooth_scope == "layer") {
+    rec.scope = lowbit::smoothing_scope::per_layer;
+  } else if (f.smooth_scope == "norm") {
+    rec.scope = lowbit::smoothing_scope::per_norm;
+  } else if (!f.smooth_scope.empty()) {
+    lowbit_cli::fail("--smooth-scope: expected norm or layer, got '" + f.smooth_scope + "'");
+  }
+  if (!f.smooth_scope.empty() && rec.smoothing == lowbit::smoothing_mode::none)
+    lowbit_cli::fail("--smooth-scope " + f.smooth_scope + ": the scheme has no smoothing (a recipe with it, or --smooth)");
+  const bool scope_changed = !f.recipe.empty() && !f.smooth_scope.empty() && f.smooth.empty() &&
+                             rec.scope != lowbit::recipe_from_name(f.recipe).scope;
+  if (!f.recipe.empty() && (f.gptq || !f.smooth.empty() || f.lorc > 0 || scope_changed)) rec.name += "+";  // modified recipe
   if (f.gptq) r.label += " gptq";
   if (!f.smooth.empty()) r.label += " smooth=" + f.smooth;
+  if (scope_changed || (!f.smooth.empty() && !f.smooth_scope.empty())) r.label += " smooth-scope=" + f.smooth_scope;
   if (f.lorc > 0 || (f.recipe.empty() && rec.lorc_rank > 0)) r.label += " lorc" + std::to_string(rec.lorc_rank);
   if (rec.needs_calibration() && !calibrated) {
     const std::string what = !f.recipe.empty() && lowbit::recipe_from_name(f.recipe).needs_calibration()
@@ -212,12 +230,7 @@ inline resolved_scheme resolve(const scheme_flags& f, bool calibrated) {
 
 // The weight a QuantizedLinear effectively applies to x (activation quantization aside):
 // (W_hat + U V) diag(1/s), to compare with the original weight.
-inline lowbit::RowMatrixXf effective_weight(const lowbit::QuantizedLinear& layer) {
-  lowbit::RowMatrixXf w = lowbit::dequantize(layer.weight);
-  if (layer.lorc) w += layer.lorc->product();
-  if (layer.smoothing) w = w * layer.smoothing->cwiseInverse().asDiagonal();
-  return w;
-}
+inline lowbit::RowMatrixXf effective_weight(const lowbit::QuantizedLinear& layer) { return layer.effective_weight(); }
 
 // ---- which tensors are quantized --------------------------------------------------------
 

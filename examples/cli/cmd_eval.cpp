@@ -245,7 +245,7 @@ int run_eval(const eval_options& o) {
     const CalibrationRecorder rec = calibrate(model, read_u16_tokens(calib_file), co, run);
     calib_note = fmt::format("{} tokens ({} documents) of {}{}", rec.tokens(), o.calib_docs, calib_file,
                              calib_file == o.tokens ? ", the start of the evaluation stream" : "");
-    model.set_linear_layers(scheme_linear_factory(scheme, &rec));
+    model.set_linear_layers(scheme_linear_factory(scheme, &rec, &model.source()));
   } else if (!scheme.is_fp32()) {
     model.set_linear_layers(scheme_linear_factory(scheme));
   }

@@ -25,6 +25,10 @@ lowbit_cli::registration export_registration{
                      "Float matrices (embeddings, unquantized linears): keep (stored dtype), f32, f16, bf16")
           ->capture_default_str();
       sub.add_option("--name", opt->name, "general.name (default: the input's file name)");
+      sub.add_flag("--allow-lossy", opt->allow_lossy,
+                   "A layer with no exact form in the format is requantized from its effective weight (GGUF: Q8_0 for 6+ "
+                   "bits, else Q4_0; compressed-tensors: int8 per channel or int4 group 128) instead of refused; each "
+                   "such layer's added error (SQNR, relative error) is reported on stderr");
       return [opt]() { return lowbit_cli::run_export(*opt); };
     }};
 

@@ -47,6 +47,7 @@
 #include "lowbit/io/linear_checkpoint.hpp"
 #include "lowbit/io/sharded.hpp"
 #include "lowbit/io/sharded_writer.hpp"
+#include "lowbit/model/norm_smoothing.hpp"
 #include "lowbit/model/recipe_linear.hpp"
 #include "lowbit/quant/metrics.hpp"
 #include "lowbit/version.hpp"
@@ -67,6 +68,7 @@ struct quantize_options {
   int threads = 0;
   bool quiet = false;
   std::string format;  // --format: export the checkpoint as this (empty: the lowbit checkpoint is the output)
+  bool allow_lossy = false;  // --format: requantize what the format has no exact form for
   // Set by --format for the quantization step: the output is the temporary checkpoint
   // directory, which also receives the config.json and tokenizer beside a single-file input
   // (the exporters read them from the checkpoint's directory); the summary names it so.
@@ -95,6 +97,7 @@ struct job {
   const lowbit::ActivationStats* stats = nullptr;  // calibration of this layer, if recorded
   lowbit::ActivationStats* consumable = nullptr;   // == stats when this job is its last reader
   const lowbit::LinearRecipe* recipe = nullptr;
+  const lowbit::SmoothingResult* shared = nullptr;  // the smoothing its norm's readers share
   const lowbit_cli::scheme_override* override = nullptr;
   lowbit::QuantizedLinear layer;
   tensor_result result;
@@ -109,7 +112,9 @@ void quantize_one(job& j) {
     const std::vector<float> b = j.bias->to_float_vector();
     bias = Eigen::Map<const Eigen::VectorXf>(b.data(), static_cast<Eigen::Index>(b.size()));
   }
-  j.layer = j.consumable ? lowbit::quantize_linear_consuming(w, bias ? &*bias : nullptr, *j.recipe, *j.consumable,
+  j.layer = j.shared ? lowbit::quantize_linear_smoothed(w, bias ? &*bias : nullptr, *j.recipe, *j.shared, j.stats,
+                                                       j.consumable, lowbit::checkpoint_base_name(v.name))
+          : j.consumable ? lowbit::quantize_linear_consuming(w, bias ? &*bias : nullptr, *j.recipe, *j.consumable,
                                                              lowbit::checkpoint_base_name(v.name))
                          : lowbit::quantize_linear(w, bias ? &*bias : nullptr, *j.recipe, j.stats,
                                                    lowbit::checkpoint_base_name(v.name));
@@ -270,6 +275,14 @@ int run_quantize(const quantize_options& o) {
   for (const auto* t : all) n_layers = std::max(n_layers, lowbit_cli::layer_progress::layer_index(t->name) + 1);
   lowbit_cli::layer_progress progress(total_bytes, o.quiet, n_layers);
   std::vector<tensor_result> results;
+  // Sequential calibration: each linear's place in its decoder layer decides its smoothing
+  // (lowbit::model::recipe_at / share_norm_smoothing, model/norm_smoothing.hpp): the recipe it
+  // runs and the vector it shares with the other readers of its norm, by layer name.
+  struct slot_plan {
+    lowbit::LinearRecipe recipe;
+    std::optional<lowbit::SmoothingResult> shared;
+  };
+  std::map<std::string, slot_plan> plan;
 
   // Quantizes and writes `tensors`: batches of up to `threads` tensors at once, written in
   // order. `keep` (sequential calibration with quantized inputs) receives each quantized layer
@@ -291,6 +304,10 @@ int run_quantize(const quantize_options& o) {
           if (b != bias_of.end()) j.bias = b->second;
           j.override = rules.override_for(j.view->name);
           j.recipe = j.override ? &j.override->recipe : &s.recipe;
+          if (const auto p = plan.find(lowbit::checkpoint_base_name(j.view->name)); p != plan.end()) {
+            j.recipe = &p->second.recipe;
+            if (p->second.shared) j.shared = &*p->second.shared;
+          }
           j.result.scheme = j.override ? j.override->label : s.label;
           if (calib) {
             j.stats = calib->find(lowbit::checkpoint_base_name(j.view->name));
@@ -375,6 +392,24 @@ int run_quantize(const quantize_options& o) {
         src, calib->set.samples, so,
         [&](lowbit::model::CalibratedLayer& cl) {
           calib->layer = &cl.stats;
+          // Smoothing by the layer's place: shared per norm, none on o_proj / down_proj.
+          namespace lm = lowbit::model;
+          const auto recipe_of = [&](lm::linear_slot slot) -> const lowbit::LinearRecipe* {
+            const lowbit::TensorView* t = find(src.linear_name(cl.index, slot) + ".weight");
+            if (!t || !quantizes(*t)) return nullptr;
+            const lowbit_cli::scheme_override* ov = rules.override_for(t->name);
+            return ov ? &ov->recipe : &s.recipe;
+          };
+          const lm::LayerSmoothing shared = lm::share_norm_smoothing(
+              recipe_of, [&](lm::linear_slot slot) { return &cl.weights.matrix(slot); },
+              [&](lm::linear_slot slot) { return cl.stats.find(src.linear_name(cl.index, slot)); },
+              [&](lm::linear_slot slot) { return src.linear_name(cl.index, slot); });
+          plan.clear();
+          for (int k = 0; k < lm::kLinearSlots; ++k) {
+            const auto slot = static_cast<lm::linear_slot>(k);
+            if (const lowbit::LinearRecipe* r = recipe_of(slot))
+              plan[src.linear_name(cl.index, slot)] = {lm::recipe_at(*r, slot), shared.shared[static_cast<std::size_t>(k)]};
+          }
           // The jobs read each weight again from the memory map: the fp32 copies of the linears
           // quantized here are not needed any more (peak memory is during GPTQ).
           for (int k = 0; k < lowbit::model::kLinearSlots; ++k) {
@@ -537,6 +572,7 @@ void check_exportable(const quantize_options& o, const lowbit::SafetensorsModel&
   }
   for (const lowbit::TensorView* t : model.tensors())
     if (std::find(order.begin(), order.end(), t) == order.end()) order.push_back(t);
+  if (o.allow_lossy) return;  // every layer exports (requantized where it must); the export step reports which
   for (const lowbit::TensorView* t : order) {
     if (!r.rules.quantizes(t->name, t->dtype, t->shape)) continue;
     const std::string base = t->name.substr(0, t->name.size() - 7);  // without ".weight"
@@ -555,8 +591,16 @@ void check_exportable(const quantize_options& o, const lowbit::SafetensorsModel&
 // `lowbit export`'s code from it to OUT. A refusal only the data decides comes from the
 // exporter after quantizing; nothing is written then (the exporter's output is atomic, the
 // scratch directory removed).
-int run_quantize_format(const quantize_options& o) {
-  lowbit_cli::check_export_format(o.format, "quantize");
+int run_quantize_format(const quantize_options& given) {
+  lowbit_cli::check_export_format(given.format, "quantize");
+  // compressed-tensors folds smoothing into the norms: a smoothing scheme without an explicit
+  // --smooth-scope shares one vector per norm there (w4a16-sqplus smooths per layer otherwise).
+  quantize_options o = given;
+  if (o.format == "compressed-tensors" && o.scheme.smooth_scope.empty() &&
+      make_rules(o).scheme.recipe.smoothing != lowbit::smoothing_mode::none) {
+    o.scheme.smooth_scope = "norm";
+    if (!o.quiet) fmt::print(stderr, "--format compressed-tensors: smoothing vectors shared per norm (--smooth-scope norm)\n");
+  }
   {
     const auto model = lowbit::open_safetensors_model(o.input);
     const auto inputs = lowbit_cli::model_input_files(model, {o.calib.file, o.input});
@@ -591,6 +635,7 @@ int run_quantize_format(const quantize_options& o) {
   e.output = o.output;
   e.shown_output = o.output;
   e.format = o.format;
+  e.allow_lossy = o.allow_lossy;
   e.shown_input = "quantized " + o.input;
   if (o.format == "gguf") {  // general.name: the model's, not the temporary's
     std::string in = o.input;
@@ -642,7 +687,13 @@ lowbit_cli::registration quantize_registration{
       sub.add_option("--format", o->format,
                      "Export in the same run: gguf (OUT a .gguf file) or compressed-tensors (OUT a directory), as "
                      "`lowbit export` writes it; the lowbit checkpoint is a temporary removed afterwards");
-      return [o] { return o->format.empty() ? run_quantize(*o) : run_quantize_format(*o); };
+      sub.add_flag("--allow-lossy", o->allow_lossy,
+                   "With --format: a layer the format has no exact form for is requantized (as `lowbit export "
+                   "--allow-lossy` does, reporting the added error) instead of refused");
+      return [o] {
+        if (o->allow_lossy && o->format.empty()) lowbit_cli::fail("--allow-lossy applies to --format only");
+        return o->format.empty() ? run_quantize(*o) : run_quantize_format(*o);
+      };
     }};
 
 }  // namespace

@@ -36,6 +36,15 @@ enum class smoothing_mode : std::uint8_t {
   fixed,   // SmoothQuant with recipe.alpha
   search,  // SmoothQuant+: alpha searched on [0, 1] per layer
 };
+// Which layers of a model share a smoothing vector. quantize_linear() sees one layer and
+// always smooths it alone; the scope is read by the model-level code that knows where a layer
+// sits (model/norm_smoothing.hpp, the one home of the rule).
+enum class smoothing_scope : std::uint8_t {
+  per_layer,  // every linear its own s (the papers' per-layer search)
+  per_norm,   // the readers of one norm share one s (q/k/v, gate/up: it folds into the norm,
+              // so compressed-tensors export works); layers reading no norm (o_proj,
+              // down_proj) are not smoothed
+};
 
 struct LinearRecipe {
   std::string name = "custom";
@@ -44,6 +53,7 @@ struct LinearRecipe {
   smoothing_mode smoothing = smoothing_mode::none;
   float alpha = 0.5f;                          // for smoothing_mode::fixed
   float alpha_step = 0.05f;                    // for smoothing_mode::search
+  smoothing_scope scope = smoothing_scope::per_layer;
   weight_method method = weight_method::round_to_nearest;
   GptqOptions gptq{};
   int lorc_rank = 0;                           // 0: no LoRC
@@ -55,12 +65,30 @@ struct LinearRecipe {
 };
 
 namespace detail {
+// The smoothing search of `recipe` for weights named `name` (quantizers for the objective).
+inline SmoothOptions smooth_options(const LinearRecipe& recipe, const std::string& name) {
+  SmoothOptions so;
+  if (recipe.smoothing == smoothing_mode::fixed) so.alpha = recipe.alpha;
+  so.alpha_step = recipe.alpha_step;
+  if (recipe.smoothing == smoothing_mode::search) {
+    so.weight_quantizer = weight_fake_quantizer(recipe.weight, name);
+    if (recipe.activations) {
+      const ActivationQuant aq = *recipe.activations;
+      so.activation_quantizer = [aq, name](ConstRowMatrixRef x) {
+        return dequantize(quantize_activations(x, aq.format, aq.group, name));
+      };
+    }
+  }
+  return so;
+}
+
 // `consume`: take the Hessian out of the statistics (they must be `calibration`) instead of
 // copying it.
 template <class Deferred = void>  // see "Compile time" in docs/design.md
 QuantizedLinear quantize_linear_impl(ConstRowMatrixRef w, const Eigen::VectorXf* bias,
                                      const LinearRecipe& recipe, const ActivationStats* calibration,
-                                     ActivationStats* consume, std::string_view name) {
+                                     ActivationStats* consume, std::string_view name,
+                                     const SmoothingResult* preset = nullptr) {
   const std::string tname(name);
   if (w.rows() == 0 || w.cols() == 0) detail::fail("quantize_linear '" + tname + "': empty weight");
   if (bias && bias->size() != w.rows())
@@ -82,19 +110,12 @@ QuantizedLinear quantize_linear_impl(ConstRowMatrixRef w, const Eigen::VectorXf*
   // 1. Smoothing.
   RowMatrixXf smoothed;
   if (recipe.smoothing != smoothing_mode::none) {
-    SmoothOptions so;
-    if (recipe.smoothing == smoothing_mode::fixed) so.alpha = recipe.alpha;
-    so.alpha_step = recipe.alpha_step;
-    if (recipe.smoothing == smoothing_mode::search) {
-      so.weight_quantizer = weight_fake_quantizer(recipe.weight, tname);
-      if (recipe.activations) {
-        const ActivationQuant aq = *recipe.activations;
-        so.activation_quantizer = [aq, tname](ConstRowMatrixRef x) {
-          return dequantize(quantize_activations(x, aq.format, aq.group, tname));
-        };
-      }
-    }
-    const SmoothingResult sr = smooth(*calibration, w, so);
+    // A vector chosen for several layers at once (smooth_shared) or this layer's own.
+    if (preset && preset->scales.size() != w.cols())
+      detail::fail("quantize_linear '" + tname + "': the given smoothing vector has " +
+                   std::to_string(preset->scales.size()) + " values, the weight has " + std::to_string(w.cols()) +
+                   " inputs");
+    const SmoothingResult sr = preset ? *preset : smooth(*calibration, w, smooth_options(recipe, tname));
     layer.smoothing = sr.scales;
     layer.smoothing_alpha = sr.alpha;
     smoothed = smoothed_weight(w, sr.scales);
@@ -155,6 +176,18 @@ QuantizedLinear quantize_linear_consuming(ConstRowMatrixRef w, const Eigen::Vect
                                           std::string_view name = "weight") {
   return detail::quantize_linear_impl(w, bias, recipe, &calibration,
                                       recipe.method == weight_method::gptq ? &calibration : nullptr, name);
+}
+
+// The same with the smoothing vector given (recipes with smoothing only): `smoothing`, chosen
+// for several layers reading one input (smooth_shared, model/norm_smoothing.hpp), replaces the
+// layer's own search. `consume` (the same statistics, or null): as
+// quantize_linear_consuming.
+template <class Deferred = void>  // see "Compile time" in docs/design.md
+QuantizedLinear quantize_linear_smoothed(ConstRowMatrixRef w, const Eigen::VectorXf* bias, const LinearRecipe& recipe,
+                                         const SmoothingResult& smoothing, const ActivationStats* calibration,
+                                         ActivationStats* consume = nullptr, std::string_view name = "weight") {
+  return detail::quantize_linear_impl(w, bias, recipe, consume ? consume : calibration,
+                                      recipe.method == weight_method::gptq ? consume : nullptr, name, &smoothing);
 }
 
 template <class Deferred = void>  // see "Compile time" in docs/design.md

@@ -57,6 +57,17 @@ struct QuantizedLinear {
     return n == 0 ? 0.0 : static_cast<double>(quantized_bits()) / static_cast<double>(n);
   }
 
+  // The weight the layer effectively applies to x (activation quantization aside):
+  // (W_hat + U V) diag(1/s). Reports compare it with the original weight; a lossy export
+  // requantizes it (model/export_lossy.hpp).
+  template <class Deferred = void>
+  RowMatrixXf effective_weight() const {
+    RowMatrixXf w = dequantize(weight);
+    if (lorc) w += lorc->product();
+    if (smoothing) w = w * smoothing->cwiseInverse().asDiagonal();
+    return w;
+  }
+
   // The reference forward pass (fake quantization + Eigen products). These three are templates
   // only so that Eigen's products are compiled where they are called ("Compile time" in
   // docs/design.md).

@@ -34,7 +34,9 @@
 //    the input's.
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <iterator>
 #include <cstring>
 #include <map>
 #include <nlohmann/json.hpp>
@@ -42,13 +44,16 @@
 #include <utility>
 #include <vector>
 
+#include "lowbit/algo/recipes.hpp"
 #include "lowbit/algo/smoothquant.hpp"
 #include "lowbit/io/detail/atomic_file.hpp"
 #include "lowbit/io/linear_checkpoint.hpp"
 #include "lowbit/io/paths.hpp"
 #include "lowbit/io/safetensors_writer.hpp"
 #include "lowbit/model/ct_format.hpp"
+#include "lowbit/model/export_lossy.hpp"
 #include "lowbit/model/exportable.hpp"
+#include "lowbit/model/norm_smoothing.hpp"
 #include "lowbit/model/gguf_export.hpp"
 #include "lowbit/model/load.hpp"
 
@@ -61,6 +66,16 @@ struct CtExportReport {
   bool permuted_qk = false;                     // q/k rows reordered (Meta -> HF order)
   bool tokenizer = false;
   std::vector<std::string> warnings;
+  std::vector<LossyLayer> lossy;                // layers written requantized (allow_lossy)
+};
+
+struct CtExportOptions {
+  // A layer with no exact compressed-tensors form (LoRC, smoothing that cannot fold, MX
+  // scales on FP8, FP6, groups that do not tile the row, ...) is written requantized from its
+  // effective weight (detail::ct_lossy_spec) and reported in CtExportReport::lossy, instead of
+  // refusing (model/export_lossy.hpp). What requantizing cannot fix (a bias on a quantized
+  // layer, per-group activations, the architecture) is still refused.
+  bool allow_lossy = false;
 };
 
 namespace detail {
@@ -118,11 +133,31 @@ namespace detail {
 template <class Deferred = void>
 CtExportReport ct_export_into(const ModelSource& src, const std::string& in,
                                      const std::string& out_dir, const std::string& tok, const std::string& src_config,
-                                     const std::vector<std::string>& inputs);
+                                     const std::vector<std::string>& inputs, const CtExportOptions& opt);
+
+// --allow-lossy's target for a layer of scheme `src` with rows of `cols`: the format of the
+// same kind and width that writes any weight exactly: FP8 E4M3 per channel (float-quantized)
+// for 8-bit floats, NVFP4 for 4-bit floats (rows of whole 16s), symmetric int4 group 128
+// (per channel when 128 does not divide the row; pack-quantized) for other widths up to 5
+// bits, symmetric int8 per channel (int-quantized) otherwise.
+inline QuantSpec ct_lossy_spec(const QuantSpec& src, std::int64_t cols) {
+  const int bits = element_bits(src.format);
+  if (src.format == element_format::float8_e4m3fn || src.format == element_format::float8_e5m2)
+    return recipe_from_name("w8a8-fp8").weight;
+  if (src.format == element_format::float4_e2m1fn && cols % 16 == 0) return recipe_from_name("nvfp4").weight;
+  if (bits <= 5) {
+    QuantSpec q = recipe_from_name("w4a16-int4").weight;  // int4 symmetric, group 128
+    if (cols % 128 != 0) q.gran = granularity::per_channel;
+    return q;
+  }
+  QuantSpec q = recipe_from_name("w8a8-int8").weight;  // int8 symmetric per channel
+  return q;
+}
 }  // namespace detail
 
 template <class Deferred = void>  // see "Compile time" in docs/design.md
-CtExportReport export_compressed_tensors(const std::string& in, const std::string& out_dir) {
+CtExportReport export_compressed_tensors(const std::string& in, const std::string& out_dir,
+                                         const CtExportOptions& opt = {}) {
   const auto src = open_model(in);
   const std::string who = in + ": compressed-tensors export: ";
   auto refuse = [&](const std::string& what) -> void { lowbit::detail::fail(who + what); };
@@ -149,7 +184,7 @@ CtExportReport export_compressed_tensors(const std::string& in, const std::strin
   // place at the end: a refusal, an error or a kill never leaves a partial OUT (io/paths.hpp).
   // One that holds files already is written into, file by file (each file atomic).
   atomic_output_directory dir(out_dir);
-  CtExportReport rep = detail::ct_export_into(*src, in, dir.path(), tok, src_config, inputs);
+  CtExportReport rep = detail::ct_export_into(*src, in, dir.path(), tok, src_config, inputs, opt);
   dir.commit();
   return rep;
 }
@@ -159,7 +194,7 @@ namespace detail {
 template <class Deferred>
 CtExportReport ct_export_into(const ModelSource& srcref, const std::string& in,
                                      const std::string& out_dir, const std::string& tok, const std::string& src_config,
-                                     const std::vector<std::string>& inputs) {
+                                     const std::vector<std::string>& inputs, const CtExportOptions& opt) {
   const ModelSource* src = &srcref;
   const std::string who = in + ": compressed-tensors export: ";
   auto refuse = [&](const std::string& what) -> void { lowbit::detail::fail(who + what); };
@@ -201,7 +236,7 @@ CtExportReport ct_export_into(const ModelSource& srcref, const std::string& in,
   std::vector<group> groups;
   std::vector<std::string> ignore;
   auto add_quantized = [&](const std::string& src_name, const std::string& module, QuantizedLinear q,
-                           const std::vector<std::int64_t>* perm) {
+                           const std::vector<std::int64_t>* perm) -> std::string {
     q.smoothing.reset();  // folded by the caller (or refused there)
     if (perm) detail::ct_permute_rows(q.weight, *perm);
     detail::ct_layer L = detail::ct_encode_layer(q, module, who + "layer " + src_name + " (" + lowbit::to_string(q.weight.spec) + "): ");
@@ -210,9 +245,10 @@ CtExportReport ct_export_into(const ModelSource& srcref, const std::string& in,
     for (group& g : groups)
       if (g.format == L.format && g.weights == L.weights && g.acts == L.input_activations) {
         g.modules.push_back(module);
-        return;
+        return L.format;
       }
     groups.push_back({L.format, L.weights, L.input_activations, {module}});
+    return L.format;
   };
 
   {
@@ -227,12 +263,14 @@ CtExportReport ct_export_into(const ModelSource& srcref, const std::string& in,
     std::optional<QuantizedLinear> ql[kLinearSlots];
     for (int i = 0; i < kLinearSlots; ++i) ql[i] = load(src->linear_name(l, static_cast<linear_slot>(i)));
     // Smoothing: fold into the norm its readers share, or refuse.
-    const std::vector<linear_slot> readers[2] = {{linear_slot::wq, linear_slot::wk, linear_slot::wv},
-                                                 {linear_slot::w1, linear_slot::w3}};
+    std::string lossy_why[kLinearSlots];  // --allow-lossy: why slot i is requantized (empty: exact)
+    std::size_t lossy_entry[kLinearSlots];  // its entry in rep.lossy
+    std::fill(std::begin(lossy_entry), std::end(lossy_entry), std::size_t(-1));
     for (int n = 0; n < 2; ++n) {
+      const std::vector<linear_slot>& readers = norm_readers(n);
       const Eigen::VectorXf* s = nullptr;
       std::string first;
-      for (linear_slot r : readers[n]) {
+      for (linear_slot r : readers) {
         const auto& q = ql[static_cast<int>(r)];
         if (q && q->smoothing) {
           s = &*q->smoothing;
@@ -241,17 +279,26 @@ CtExportReport ct_export_into(const ModelSource& srcref, const std::string& in,
         }
       }
       if (s == nullptr) continue;
-      for (linear_slot r : readers[n]) {
+      std::string why;
+      for (linear_slot r : readers) {
         const auto& q = ql[static_cast<int>(r)];
         const std::string name = src->linear_name(l, r);
         if (!q || !q->smoothing)
-          refuse("layer " + name + " reads the same norm as " + first + " but has no smoothing vector (" +
-                 (n == 0 ? "input_layernorm" : "post_attention_layernorm") + " cannot fold it for one reader only)");
-        if (q->smoothing->size() != s->size() ||
-            std::memcmp(q->smoothing->data(), s->data(), static_cast<std::size_t>(s->size()) * 4) != 0)
-          refuse("layer " + name + " and " + first + " read the same norm with different smoothing vectors (" +
-                 (n == 0 ? "input_layernorm" : "post_attention_layernorm") +
-                 " can fold only one; the recipe must share s across q/k/v and gate/up)");
+          why = "layer " + name + " reads the same norm as " + first + " but has no smoothing vector (" +
+                norm_hf_name(n) + " cannot fold it for one reader only)";
+        else if (q->smoothing->size() != s->size() ||
+                 std::memcmp(q->smoothing->data(), s->data(), static_cast<std::size_t>(s->size()) * 4) != 0)
+          why = "layer " + name + " and " + first + " read the same norm with different smoothing vectors (" +
+                norm_hf_name(n) + " can fold only one; the recipe must share s across q/k/v and gate/up, as "
+                "--smooth-scope norm does)";
+        if (why.empty()) continue;
+        if (!opt.allow_lossy) refuse(why + " (--allow-lossy writes the readers requantized without smoothing)");
+        break;
+      }
+      if (!why.empty()) {  // --allow-lossy: no fold; every smoothed reader is requantized
+        for (linear_slot r : readers)
+          if (ql[static_cast<int>(r)] && ql[static_cast<int>(r)]->smoothing) lossy_why[static_cast<int>(r)] = why;
+        continue;
       }
       fold_smoothing_into_norm(norms[n], *s);
       ++rep.folded_norms;
@@ -261,8 +308,23 @@ CtExportReport ct_export_into(const ModelSource& srcref, const std::string& in,
     for (int i = 0; i < kLinearSlots; ++i) {
       const auto slot = static_cast<linear_slot>(i);
       if (!ql[i]) continue;
-      if (const Exportable e = exportable(export_format::compressed_tensors, export_layer(src->linear_name(l, slot), *ql[i], slot)); !e)
-        refuse(e.reason);
+      const std::string name = src->linear_name(l, slot);
+      if (lossy_why[i].empty()) {
+        if (const Exportable e = exportable(export_format::compressed_tensors, export_layer(name, *ql[i], slot)); !e)
+          lossy_why[i] = e.reason;
+      }
+      if (lossy_why[i].empty()) continue;
+      if (!opt.allow_lossy) refuse(lossy_why[i] + " (--allow-lossy writes it requantized and reports the added error)");
+      // The effective weight (smoothing, LoRC and all) requantized to the closest format.
+      const QuantSpec target = detail::ct_lossy_spec(ql[i]->weight.spec, ql[i]->weight.cols);
+      ErrorStats err;
+      QuantizedLinear rq = requantize_for_export(*ql[i], target, name, err);
+      if (const Exportable e = exportable(export_format::compressed_tensors, export_layer(name, rq, slot)); !e)
+        refuse(e.reason + " (also after requantizing for --allow-lossy)");
+      // The format name is added when the layer is written (add_quantized).
+      rep.lossy.push_back(lossy_layer(name, lossy_why[i], " (" + lowbit::to_string(target) + ")", err));
+      lossy_entry[i] = rep.lossy.size() - 1;
+      ql[i] = std::move(rq);
     }
     add_f32(TensorNames::attention_norm(l, weight_naming::hf), norms[0].data(), {norms[0].size()});
     add_f32(TensorNames::ffn_norm(l, weight_naming::hf), norms[1].data(), {norms[1].size()});
@@ -272,7 +334,8 @@ CtExportReport ct_export_into(const ModelSource& srcref, const std::string& in,
       const std::vector<std::int64_t>* perm =
           !rep.permuted_qk ? nullptr : s == linear_slot::wq ? &q_perm : s == linear_slot::wk ? &k_perm : nullptr;
       if (ql[i]) {
-        add_quantized(src->linear_name(l, s), module, std::move(*ql[i]), perm);
+        const std::string format = add_quantized(src->linear_name(l, s), module, std::move(*ql[i]), perm);
+        if (lossy_entry[i] != std::size_t(-1)) rep.lossy[lossy_entry[i]].target.insert(0, format);
         continue;
       }
       RowMatrixXf m = w.matrix(s);

@@ -22,6 +22,7 @@
 #include "lowbit/io/gguf_blocks.hpp"
 #include "lowbit/model/ct_format.hpp"
 #include "lowbit/model/llama_config.hpp"
+#include "lowbit/model/norm_smoothing.hpp"
 #include "lowbit/model/weights.hpp"
 #include "lowbit/quant/spec_text.hpp"
 
@@ -73,7 +74,7 @@ inline ExportLayer export_layer(const std::string& name, const LinearRecipe& rec
   L.rows = rows;
   L.cols = cols;
   L.lorc = recipe.lorc_rank > 0;
-  L.smoothing = recipe.smoothing != smoothing_mode::none;
+  L.smoothing = recipe_smooths(recipe, slot);  // per_norm recipes leave o_proj / down_proj unsmoothed
   L.bias = bias;
   L.activations = recipe.activations;
   L.slot = slot;
@@ -138,7 +139,7 @@ inline Exportable exportable(export_format format, const ExportLayer& layer) {
   }
   bool smoothing = layer.smoothing;
   if (smoothing && layer.slot) {
-    if (*layer.slot == linear_slot::wo || *layer.slot == linear_slot::w2)
+    if (!norm_read_by(*layer.slot))
       return {"layer " + layer.name + ": a SmoothQuant smoothing vector on " + detail::ct_module_of(*layer.slot) +
               " has no norm to fold it into; compressed-tensors has no smoothing tensor)"};
     smoothing = false;  // q/k/v, gate/up: folded into the norm they read (the exporter checks they agree)

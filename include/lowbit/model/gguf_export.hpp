@@ -34,11 +34,13 @@
 #include <utility>
 #include <vector>
 
+#include "lowbit/algo/recipes.hpp"
 #include "lowbit/io/checkpoint.hpp"
 #include "lowbit/io/gguf_blocks.hpp"
 #include "lowbit/io/gguf_writer.hpp"
 #include "lowbit/io/linear_checkpoint.hpp"
 #include "lowbit/io/paths.hpp"
+#include "lowbit/model/export_lossy.hpp"
 #include "lowbit/model/exportable.hpp"
 #include "lowbit/model/load.hpp"
 #include "lowbit/model/rope.hpp"
@@ -50,6 +52,10 @@ struct GgufExportOptions {
   // dtype), "f32", "f16" or "bf16".
   std::string float_type = "keep";
   std::string name;  // general.name; empty: the input's file name
+  // A layer with no exact GGUF form is written requantized (Q8_0 for a source of 6 or more
+  // bits, else Q4_0; F32 when its rows are not whole 32-blocks) from its effective weight,
+  // and reported in GgufExportReport::lossy, instead of refusing (model/export_lossy.hpp).
+  bool allow_lossy = false;
 };
 
 struct GgufExportReport {
@@ -59,9 +65,17 @@ struct GgufExportReport {
   bool tokenizer = false;                    // whether a tokenizer was written
   std::string tokenizer_model;               // "llama" / "gpt2"
   bool permuted_qk = false;                  // q/k rows reordered for the rope type
+  std::vector<LossyLayer> lossy;             // layers written requantized (allow_lossy)
 };
 
 namespace detail {
+
+// --allow-lossy's target grid for a layer of scheme `src`: Q8_0 (recipe gguf-q8_0) for a
+// source of 6 or more bits per element, else Q4_0 (gguf-q4_0): the GGUF type of the same
+// width, so the added error is the requantization's, not a width change's.
+inline QuantSpec gguf_lossy_spec(const QuantSpec& src) {
+  return recipe_from_name(element_bits(src.format) >= 6 ? "gguf-q8_0" : "gguf-q4_0").weight;
+}
 
 // llama.cpp token types.
 enum gguf_token_type : std::int32_t { tok_normal = 1, tok_unknown = 2, tok_control = 3, tok_user = 4, tok_unused = 5, tok_byte = 6 };
@@ -315,18 +329,42 @@ GgufExportReport export_gguf(const std::string& in, const std::string& out, cons
     } catch (const lowbit::error& e) {
       refuse("layer " + src_name + ": " + e.what());
     }
-    if (const Exportable e = exportable(export_format::gguf, export_layer(src_name, ql)); !e) refuse(e.reason);
+    // The exact form, or why there is none.
+    std::string why;
+    if (const Exportable e = exportable(export_format::gguf, export_layer(src_name, ql)); !e) why = e.reason;
+    gguf_type t{};
+    std::vector<std::uint8_t> b;
+    if (why.empty()) {
+      try {
+        t = gguf_type_for(ql.weight);
+        b = gguf_encode(ql.weight, t);
+      } catch (const lowbit::error& e) {
+        why = "layer " + src_name + " (" + lowbit::to_string(ql.weight.spec) + "): " + e.what();
+      }
+    }
+    if (!why.empty() && !opt.allow_lossy)
+      refuse(why + " (--allow-lossy writes it requantized and reports the added error)");
     if (ql.activations)
       rep.warnings.push_back("layer " + src_name + ": its dynamic activation quantization (" +
                              std::string(lowbit::to_string(ql.activations->format)) +
                              ") is not part of GGUF; llama.cpp runs the weights with its own activations");
-    gguf_type t{};
-    std::vector<std::uint8_t> b;
-    try {
-      t = gguf_type_for(ql.weight);
-      b = gguf_encode(ql.weight, t);
-    } catch (const lowbit::error& e) {
-      refuse("layer " + src_name + " (" + lowbit::to_string(ql.weight.spec) + "): " + e.what());
+    if (!why.empty()) {
+      // --allow-lossy: the effective weight requantized to the GGUF grid of the source's width.
+      ErrorStats err;
+      if (ql.weight.cols % 32 != 0) {  // no 32-element block type: the effective weight in F32
+        const RowMatrixXf w_eff = ql.effective_weight();
+        add_float(gguf_base + ".weight", gguf_type::f32, w_eff.data(), w_eff.rows(), w_eff.cols(), perm);
+        weight_elems[gguf_type::f32] += w_eff.size();
+        err = error_stats(w_eff, w_eff);
+        rep.lossy.push_back(lossy_layer(src_name, why, "F32 (rows are not whole 32-element blocks)", err));
+        if (ql.bias) add_vec(gguf_base + ".bias", *ql.bias, perm);
+        return;
+      }
+      const QuantSpec target = detail::gguf_lossy_spec(ql.weight.spec);
+      const QuantizedLinear rq = requantize_for_export(ql, target, src_name, err);
+      t = gguf_type_for(rq.weight);
+      b = gguf_encode(rq.weight, t);
+      rep.lossy.push_back(lossy_layer(src_name, why, std::string(gguf_type_name(t)) + " (" + lowbit::to_string(target) + ")", err));
     }
     if (perm) b = detail::gguf_permute_rows(b, ql.weight.rows, *perm);
     items.push_back({gguf_base + ".weight", t, {static_cast<std::uint64_t>(ql.weight.cols), static_cast<std::uint64_t>(ql.weight.rows)}, std::move(b)});

@@ -16,12 +16,15 @@
 // A named recipe (EvalScheme::recipe, algo/recipes.hpp) instead goes through
 // quantize_linear() (smoothing, GPTQ, LoRC) with the layer's calibration statistics from a
 // CalibrationRecorder (model/calibration.hpp), and runs as a RecipeLinear.
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
 #include <utility>
 
 #include "lowbit/model/linear_layer.hpp"
+#include "lowbit/model/norm_smoothing.hpp"
+#include "lowbit/model/source.hpp"
 #include "lowbit/model/calibration.hpp"
 #include "lowbit/model/packed_linear.hpp"
 #include "lowbit/model/recipe_linear.hpp"
@@ -102,19 +105,52 @@ class BasicFakeQuantLinear final : public LinearLayer {
 using FakeQuantLinear = BasicFakeQuantLinear<void>;
 
 // `calibration` (kept by reference while the factory is used) is needed by recipes with
-// smoothing or GPTQ; it must have statistics for every layer the factory builds.
+// smoothing or GPTQ; it must have statistics for every layer the factory builds. A recipe
+// whose smoothing is shared per norm (smoothing_scope::per_norm, model/norm_smoothing.hpp) also
+// needs `source`, the model's weights: a layer's vector depends on the other readers of its
+// norm, so the vectors of every decoder layer are chosen here, before any layer is built.
 template <class Deferred = void>  // see "Compile time" in docs/design.md
 LinearFactory scheme_linear_factory(const EvalScheme& scheme,
-                                    const CalibrationRecorder* calibration = nullptr) {
+                                    const CalibrationRecorder* calibration = nullptr,
+                                    const ModelSource* source = nullptr) {
   if (scheme.needs_calibration() && calibration == nullptr)
     lowbit::detail::fail("recipe '" + scheme.recipe->name + "' needs calibration data (smoothing or GPTQ)");
-  return [scheme, calibration](const std::string& name, const RowMatrixXf& w) -> std::unique_ptr<LinearLayer> {
+  struct placed {
+    LinearRecipe recipe;
+    std::optional<SmoothingResult> shared;
+  };
+  auto plan = std::make_shared<std::map<std::string, placed>>();
+  if (scheme.recipe && scheme.recipe->smoothing != smoothing_mode::none &&
+      scheme.recipe->scope == smoothing_scope::per_norm) {
+    if (!source)
+      lowbit::detail::fail("recipe '" + scheme.recipe->name +
+                           "' shares one smoothing vector per norm and needs the model's weights to choose it "
+                           "(scheme_linear_factory(scheme, calibration, &model.source()))");
+    const LinearRecipe& r = *scheme.recipe;
+    for (int l = 0; l < source->config().n_layers; ++l) {
+      const LlamaLayerWeights lw = source->layer(l);
+      const auto name_of = [&](linear_slot s) { return source->linear_name(l, s); };
+      const LayerSmoothing ls = share_norm_smoothing<Deferred>(
+          [&](linear_slot) { return &r; }, [&](linear_slot s) { return &lw.matrix(s); },
+          [&](linear_slot s) { return calibration->find(name_of(s)); }, name_of);
+      for (int k = 0; k < kLinearSlots; ++k) {
+        const auto slot = static_cast<linear_slot>(k);
+        (*plan)[name_of(slot)] = {recipe_at(r, slot), ls.shared[static_cast<std::size_t>(k)]};
+      }
+    }
+  }
+  return [scheme, calibration, plan](const std::string& name, const RowMatrixXf& w) -> std::unique_ptr<LinearLayer> {
     if (scheme.is_fp32() || (is_classifier_name(name) && !scheme.quantize_classifier))
       return std::make_unique<Fp32Linear>(w);
     if (scheme.recipe) {
       const ActivationStats* stats = calibration ? calibration->find(name) : nullptr;
-      return std::make_unique<RecipeLinear>(quantize_linear(w, *scheme.recipe, stats, name),
-                                            scheme.backend != linear_backend::fake_quant);
+      const auto p = plan->find(name);
+      const bool use_kernels = scheme.backend != linear_backend::fake_quant;
+      if (p != plan->end() && p->second.shared)
+        return std::make_unique<RecipeLinear>(
+            quantize_linear_smoothed(w, nullptr, p->second.recipe, *p->second.shared, stats, nullptr, name), use_kernels);
+      return std::make_unique<RecipeLinear>(
+          quantize_linear(w, p != plan->end() ? p->second.recipe : *scheme.recipe, stats, name), use_kernels);
     }
     if (!scheme.weights && scheme.backend == linear_backend::packed)
       lowbit::detail::fail(name + ": the packed backend needs quantized weights (no kernel runs fp32 weights)");

@@ -1,0 +1,41 @@
+# cmake -DLOWBIT=... -DA="arg|arg|..." -DB="arg|arg|..." [-DTOL_DIV=1000000] -P eval_close.cmake
+# Runs `lowbit eval A --json` and `lowbit eval B --json` and requires perplexities within
+# a relative 1/TOL_DIV of each other: for paths that compute the same model with the operations in
+# another order (compressed-tensors' smoothing folded into the norm: norm(x)·(γ/s) where lowbit
+# computes (norm(x)·γ)/s), where eval_equal.cmake's digit-for-digit rule cannot hold.
+foreach(side A B)
+  string(REPLACE "|" ";" ${side} "${${side}}")
+  execute_process(COMMAND ${LOWBIT} eval ${${side}} --json RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
+  if(NOT rc EQUAL 0)
+    message(FATAL_ERROR "eval ${${side}} failed (${rc}): ${err}")
+  endif()
+  string(REGEX MATCH "\"perplexity\": ([-0-9.e+]+)" m "${out}")
+  if(m STREQUAL "")
+    message(FATAL_ERROR "no perplexity in: ${out}")
+  endif()
+  set(ppl_${side} ${CMAKE_MATCH_1})
+  message(STATUS "${side}: perplexity ${ppl_${side}}")
+endforeach()
+# CMake has no floating point: each perplexity as a 64-bit integer in units of 1e-12
+# (perplexities are far below 1e6), then |A - B| <= A / TOL_DIV (default 1e6: relative 1e-6).
+if(NOT DEFINED TOL_DIV)
+  set(TOL_DIV 1000000)
+endif()
+foreach(side A B)
+  if(NOT ppl_${side} MATCHES "^([0-9]+)\\.([0-9]+)$")
+    message(FATAL_ERROR "perplexity ${ppl_${side}} is not a plain decimal")
+  endif()
+  set(int ${CMAKE_MATCH_1})
+  string(SUBSTRING "${CMAKE_MATCH_2}000000000000" 0 12 frac)
+  string(REGEX REPLACE "^0+([0-9])" "\\1" frac "${frac}")
+  math(EXPR v_${side} "${int} * 1000000000000 + ${frac}")
+endforeach()
+math(EXPR diff "${v_A} - ${v_B}")
+if(diff LESS 0)
+  math(EXPR diff "0 - ${diff}")
+endif()
+math(EXPR tol "${v_A} / ${TOL_DIV}")
+if(diff GREATER tol)
+  message(FATAL_ERROR "perplexities differ by more than 1/${TOL_DIV}: A ${ppl_A}, B ${ppl_B}")
+endif()
+message(STATUS "eval results agree within 1/${TOL_DIV} (A ${ppl_A}, B ${ppl_B})")
