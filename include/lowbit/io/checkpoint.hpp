@@ -186,7 +186,9 @@ inline void check_matrix_values(const QuantizedMatrix& q, const std::function<vo
 // Marks a writer's file as a lowbit checkpoint (format version in __metadata__).
 // finish() then reads the whole file back with the checkpoint reader's rules before it is
 // committed (detail::validate_checkpoint), so a file that would not load is never written.
+template <class Deferred = void>  // see "Compile time" in docs/design.md
 inline void validate_checkpoint_before_commit(SafetensorsWriter& w);
+template <class Deferred = void>  // see "Compile time" in docs/design.md
 inline void begin_checkpoint(SafetensorsWriter& w) {
   w.set_metadata(checkpoint_format_key, std::to_string(checkpoint_format_version));
   w.set_metadata("format", "lowbit");  // what `safetensors` metadata readers show first
@@ -196,6 +198,7 @@ inline void begin_checkpoint(SafetensorsWriter& w) {
 // Appends one quantized weight as <base>.* tensors plus its scheme in the metadata.
 // `extra` (a JSON object) is merged into the layer's metadata entry (e.g. the activation
 // format, the recipe, the error measured while quantizing).
+template <class Deferred = void>  // see "Compile time" in docs/design.md
 inline void write_quantized_matrix(SafetensorsWriter& w, const std::string& weight_name, const QuantizedMatrix& q,
                                    const nlohmann::json& extra = nlohmann::json::object()) {
   const std::string base = checkpoint_base_name(weight_name);
@@ -243,6 +246,7 @@ inline void write_quantized_matrix(SafetensorsWriter& w, const std::string& weig
 }
 
 // Whether a file carries the lowbit checkpoint metadata; throws for a newer format version.
+template <class Deferred = void>  // see "Compile time" in docs/design.md
 inline bool is_lowbit_checkpoint(const SafetensorsFile& f) {
   const auto it = f.metadata().find(checkpoint_format_key);
   if (it == f.metadata().end()) return false;
@@ -253,6 +257,7 @@ inline bool is_lowbit_checkpoint(const SafetensorsFile& f) {
 }
 
 // The base names of the quantized layers, in metadata order.
+template <class Deferred = void>  // see "Compile time" in docs/design.md
 inline std::vector<std::string> checkpoint_layers(const SafetensorsFile& f) {
   std::vector<std::string> out;
   const std::string prefix = checkpoint_layer_prefix;
@@ -262,6 +267,7 @@ inline std::vector<std::string> checkpoint_layers(const SafetensorsFile& f) {
 }
 
 // The layer's metadata entry, parsed.
+template <class Deferred = void>  // see "Compile time" in docs/design.md
 inline nlohmann::json checkpoint_layer_info(const SafetensorsFile& f, const std::string& base) {
   const auto it = f.metadata().find(checkpoint_layer_prefix + base);
   if (it == f.metadata().end()) detail::fail(f.source() + ": no quantized layer '" + base + "'");
@@ -273,6 +279,7 @@ inline nlohmann::json checkpoint_layer_info(const SafetensorsFile& f, const std:
 namespace detail {
 // load_quantized_matrix(); with `codes_in_file`, the codes are not copied: q.codes stays
 // empty and *codes_in_file points at them in f's memory map (valid while f is).
+template <class Deferred = void>  // see "Compile time" in docs/design.md
 inline QuantizedMatrix load_quantized_matrix_impl(const SafetensorsFile& f, const std::string& base,
                                                   const std::uint8_t** codes_in_file) {
   const nlohmann::json info = checkpoint_layer_info(f, base);
@@ -339,11 +346,13 @@ inline QuantizedMatrix load_quantized_matrix_impl(const SafetensorsFile& f, cons
 
 // Rebuilds the QuantizedMatrix of layer `base` (see checkpoint_layers()), checking every
 // tensor's dtype and shape against the recorded scheme.
+template <class Deferred = void>  // see "Compile time" in docs/design.md
 inline QuantizedMatrix load_quantized_matrix(const SafetensorsFile& f, const std::string& base) {
   return detail::load_quantized_matrix_impl(f, base, nullptr);
 }
 // The same, with the codes left in f's memory map (`codes`, rows * row_stride bytes, valid
 // while f is) instead of copied into q.codes: for packing them straight into a kernel layout.
+template <class Deferred = void>  // see "Compile time" in docs/design.md
 inline QuantizedMatrix load_quantized_matrix_mapped(const SafetensorsFile& f, const std::string& base,
                                                     const std::uint8_t*& codes) {
   return detail::load_quantized_matrix_impl(f, base, &codes);
@@ -363,6 +372,7 @@ inline void check_layer_vector(const float* v, std::int64_t n, bool positive, co
 }
 
 // The layer's F32 [n] vector part `base + suffix` (bias, smooth), checked as above.
+template <class Deferred = void>  // see "Compile time" in docs/design.md
 inline std::vector<float> read_layer_vector(const SafetensorsFile& f, const std::string& base, const char* suffix,
                                             std::int64_t n, bool positive) {
   const auto bad = [&](const std::string& what) { fail(f.source() + ": layer '" + base + "': " + what); };
@@ -382,6 +392,7 @@ inline std::vector<float> read_layer_vector(const SafetensorsFile& f, const std:
 struct layer_parts {
   bool bias = false, smooth = false;
 };
+template <class Deferred = void>  // see "Compile time" in docs/design.md
 inline layer_parts declared_layer_parts(const SafetensorsFile& f, const std::string& base, const nlohmann::json& info) {
   const auto bad = [&](const std::string& what) { fail(f.source() + ": layer '" + base + "': " + what); };
   const auto it = info.find("linear");
@@ -398,6 +409,7 @@ inline layer_parts declared_layer_parts(const SafetensorsFile& f, const std::str
 // SafetensorsWriter runs before it commits a file that begin_checkpoint() marked): every
 // matrix part, the declared bias / smoothing vectors, no undeclared parts. LoRC factors are
 // checked by their own reader (io/lorc_checkpoint.hpp) when layers are loaded.
+template <class Deferred = void>  // see "Compile time" in docs/design.md
 inline void validate_checkpoint(const SafetensorsFile& f) {
   if (!is_lowbit_checkpoint(f)) fail(f.source() + ": not a lowbit checkpoint (no " + std::string(checkpoint_format_key) + ")");
   for (const std::string& base : checkpoint_layers(f)) {
@@ -410,6 +422,7 @@ inline void validate_checkpoint(const SafetensorsFile& f) {
 
 }  // namespace detail
 
-inline void validate_checkpoint_before_commit(SafetensorsWriter& w) { w.set_validator(detail::validate_checkpoint); }
+template <class Deferred>
+inline void validate_checkpoint_before_commit(SafetensorsWriter& w) { w.set_validator(detail::validate_checkpoint<>); }
 
 }  // namespace lowbit

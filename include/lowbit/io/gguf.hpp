@@ -256,6 +256,7 @@ class GgufFile {
   GgufFile() = default;
 
   // Memory-maps `path` (read-only) and validates it.
+  template <class Deferred = void>  // see "Compile time" in docs/design.md
   static GgufFile open(const std::string& path) {
     GgufFile f;
     f.map_ = detail::mapped_file(path);
@@ -264,6 +265,7 @@ class GgufFile {
   }
   // Validates `size` bytes at `bytes` (kept by the caller while this object is used); the
   // fuzzer's entry point.
+  template <class Deferred = void>  // see "Compile time" in docs/design.md
   static GgufFile parse(const void* bytes, std::size_t size, const std::string& source = "<memory>") {
     GgufFile f;
     f.index(static_cast<const std::byte*>(bytes), size, source);
@@ -347,6 +349,7 @@ class GgufFile {
     return v;  // the format is little-endian; lowbit runs on little-endian targets only
   }
 
+  template <class Deferred = void>  // see "Compile time" in docs/design.md
   std::string read_string(detail::gguf_cursor& c, const std::string& what, const char* field,
                           std::uint64_t max_len) const {
     const auto len = read<std::uint64_t>(c, what, field);
@@ -366,6 +369,7 @@ class GgufFile {
     return static_cast<gguf_value_type>(t);
   }
 
+  template <class Deferred = void>  // see "Compile time" in docs/design.md
   GgufValue read_value(detail::gguf_cursor& c, const std::string& what) const {
     GgufValue v;
     v.type = read_value_type(c, what);
@@ -399,6 +403,7 @@ class GgufFile {
     return v;
   }
 
+  template <class Deferred = void>  // see "Compile time" in docs/design.md
   void index(const std::byte* bytes, std::size_t size, const std::string& source) {
     source_ = source;
     file_size_ = size;
@@ -523,11 +528,13 @@ class GgufFile {
   std::unordered_map<std::string, std::size_t> by_name_;
 };
 
+template <class Deferred = void>  // see "Compile time" in docs/design.md
 inline GgufFile open_gguf(const std::string& path) { return GgufFile::open(path); }
 
 namespace detail {
 
 // An integer metadata value of any integer type; nullopt when absent.
+template <class Deferred = void>  // see "Compile time" in docs/design.md
 inline std::optional<std::int64_t> gguf_meta_int(const GgufFile& f, const std::string& key) {
   const GgufValue* v = f.find_value(key);
   if (v == nullptr) return std::nullopt;
@@ -558,6 +565,7 @@ inline std::optional<std::int64_t> gguf_meta_int(const GgufFile& f, const std::s
     default: return bad();
   }
 }
+template <class Deferred = void>  // see "Compile time" in docs/design.md
 inline std::optional<double> gguf_meta_float(const GgufFile& f, const std::string& key) {
   const GgufValue* v = f.find_value(key);
   if (v == nullptr) return std::nullopt;

@@ -84,6 +84,7 @@ inline void gguf_q4k_scale_min(int j, const std::uint8_t* s, std::uint8_t& sc, s
   }
 }
 
+template <class Deferred = void>  // see "Compile time" in docs/design.md
 inline void gguf_decode_block(gguf_type t, const std::byte* b, float* y) {
   const auto* u = reinterpret_cast<const std::uint8_t*>(b);
   switch (t) {
@@ -169,6 +170,7 @@ constexpr bool gguf_decodes(gguf_type t) noexcept {
 }
 
 // Decodes n elements (a whole number of blocks) of type t at src into out.
+template <class Deferred = void>  // see "Compile time" in docs/design.md
 inline void gguf_decode(gguf_type t, const std::byte* src, std::int64_t n, float* out) {
   const gguf_block_geometry g = gguf_geometry(static_cast<std::uint32_t>(t));
   if (!gguf_decodes(t)) detail::fail("GGUF: type " + gguf_type_name(t) + " does not decode to float in lowbit");
@@ -185,6 +187,7 @@ inline void gguf_decode(gguf_type t, const std::byte* src, std::int64_t n, float
 }
 
 // A tensor as a row-major [rows, cols] float matrix (cols = ne[0]).
+template <class Deferred = void>  // see "Compile time" in docs/design.md
 inline RowMatrixXf gguf_to_matrix(const GgufTensor& t) {
   if (!gguf_decodes(t.ggml_type()))
     detail::fail("tensor '" + t.name + "': type " + gguf_type_name(t.type) + " does not decode to float in lowbit");
@@ -194,6 +197,7 @@ inline RowMatrixXf gguf_to_matrix(const GgufTensor& t) {
 }
 
 // Floats as F32, F16 or BF16 bytes (nearest even for the 16-bit types).
+template <class Deferred = void>  // see "Compile time" in docs/design.md
 inline std::vector<std::uint8_t> gguf_encode_float(gguf_type t, const float* x, std::size_t n) {
   std::vector<std::uint8_t> out;
   if (t == gguf_type::f32) {
@@ -216,6 +220,7 @@ namespace detail {
 }
 
 // The fp16 bits of a scale, refusing one that fp16 does not hold exactly.
+template <class Deferred = void>  // see "Compile time" in docs/design.md
 inline std::uint16_t gguf_exact_half(const QuantizedMatrix& q, float v, std::int64_t r, std::int64_t g,
                                      const char* what) {
   const std::uint16_t h = float_to_half(v);
@@ -232,6 +237,7 @@ namespace detail {
 // The one rule of which weight schemes GGUF holds exactly: empty when `s` maps to a GGUF type
 // (stored in *type), else what has no GGUF form. gguf_type_for() refuses with it, and
 // model::exportable() (model/exportable.hpp) answers with it before anything is quantized.
+template <class Deferred = void>  // see "Compile time" in docs/design.md
 inline std::string gguf_spec_refusal(const QuantSpec& s, gguf_type* type) {
   gguf_type t = gguf_type::q8_0;
   if (s.constraint == scale_constraint::nvfp4)
@@ -255,6 +261,7 @@ inline std::string gguf_spec_refusal(const QuantSpec& s, gguf_type* type) {
 
 // The block-layout rule: empty when rows of `cols` elements with one scale per `group_size`
 // elements fit GGUF's 32-element blocks, else why not.
+template <class Deferred = void>  // see "Compile time" in docs/design.md
 inline std::string gguf_layout_refusal(std::int64_t cols, std::int64_t group_size) {
   if (cols % 32 != 0)
     return "rows of " + std::to_string(cols) + " elements are not a whole number of 32-element GGUF blocks";
@@ -266,6 +273,7 @@ inline std::string gguf_layout_refusal(std::int64_t cols, std::int64_t group_siz
 }  // namespace detail
 
 // The GGUF type a quantized matrix maps to exactly, or an error naming what has no GGUF form.
+template <class Deferred = void>  // see "Compile time" in docs/design.md
 inline gguf_type gguf_type_for(const QuantizedMatrix& q) {
   gguf_type t{};
   const std::string why = detail::gguf_spec_refusal(q.spec, &t);
@@ -275,6 +283,7 @@ inline gguf_type gguf_type_for(const QuantizedMatrix& q) {
 
 // q's codes and scales as GGUF blocks of type t (row after row, ne = {cols, rows}); the
 // decoded blocks equal dequantize(q) bit for bit (MXFP4: up to the sign of zero, see above).
+template <class Deferred = void>  // see "Compile time" in docs/design.md
 inline std::vector<std::uint8_t> gguf_encode(const QuantizedMatrix& q, gguf_type t) {
   detail::check_layout(q);
   const gguf_type want = gguf_type_for(q);
@@ -320,6 +329,7 @@ inline std::vector<std::uint8_t> gguf_encode(const QuantizedMatrix& q, gguf_type
 
 // A Q8_0 / Q4_0 / Q4_1 / MXFP4 tensor as a lowbit QuantizedMatrix with the same dequantized
 // values (group 32); fails naming the tensor and block where lowbit's form cannot hold it.
+template <class Deferred = void>  // see "Compile time" in docs/design.md
 inline QuantizedMatrix gguf_to_quantized(const GgufTensor& t) {
   const gguf_type type = t.ggml_type();
   const std::string who = "GGUF import of tensor '" + t.name + "': ";

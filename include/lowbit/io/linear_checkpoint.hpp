@@ -29,6 +29,7 @@ namespace lowbit {
 // The metadata fragment describing a QuantizedLinear's extras (merged into the layer entry
 // by write_quantized_linear; callers may add informative keys such as "sqnr_db" through
 // `extra` there).
+template <class Deferred = void>  // see "Compile time" in docs/design.md
 inline nlohmann::json quantized_linear_metadata(const QuantizedLinear& layer) {
   nlohmann::json j = nlohmann::json::object();
   j["linear"] = true;
@@ -46,6 +47,7 @@ inline nlohmann::json quantized_linear_metadata(const QuantizedLinear& layer) {
 
 // Appends one layer (streaming: its tensors go to the writer's file at once). `name` is the
 // layer's weight name ("a.b.weight") or base name ("a.b"); the base names the tensors.
+template <class Deferred = void>  // see "Compile time" in docs/design.md
 inline void write_quantized_linear(SafetensorsWriter& w, const std::string& name, const QuantizedLinear& layer,
                                    const nlohmann::json& extra = nlohmann::json::object()) {
   const std::string base = checkpoint_base_name(name);
@@ -81,6 +83,7 @@ inline void write_quantized_linear(SafetensorsWriter& w, const std::string& name
 
 // Writes a whole checkpoint of layers atomically: `metadata` adds file-level keys (e.g.
 // "lowbit.producer"); the format keys are set by begin_checkpoint().
+template <class Deferred = void>  // see "Compile time" in docs/design.md
 inline void save_quantized_linears(const std::string& path,
                                    const std::vector<std::pair<std::string, QuantizedLinear>>& layers,
                                    const std::map<std::string, std::string>& metadata = {}) {
@@ -92,6 +95,7 @@ inline void save_quantized_linears(const std::string& path,
 }
 
 // Whether layer `base` was stored as a whole QuantizedLinear (not a bare QuantizedMatrix).
+template <class Deferred = void>  // see "Compile time" in docs/design.md
 inline bool is_quantized_linear(const SafetensorsFile& f, const std::string& base) {
   const nlohmann::json info = checkpoint_layer_info(f, checkpoint_base_name(base));
   const auto it = info.find("linear");
@@ -102,6 +106,7 @@ inline bool is_quantized_linear(const SafetensorsFile& f, const std::string& bas
 // or written by write_quantized_matrix) loads as a layer with no bias, smoothing or recipe,
 // with its LoRC factors and recorded activation format when the entry has them.
 namespace detail {
+template <class Deferred = void>  // see "Compile time" in docs/design.md
 inline QuantizedLinear load_quantized_linear_impl(const SafetensorsFile& f, const std::string& name,
                                                   const std::uint8_t** codes_in_file) {
   if (!is_lowbit_checkpoint(f)) detail::fail(f.source() + ": not a lowbit checkpoint (no " +
@@ -151,18 +156,21 @@ inline QuantizedLinear load_quantized_linear_impl(const SafetensorsFile& f, cons
 }
 }  // namespace detail
 
+template <class Deferred = void>  // see "Compile time" in docs/design.md
 inline QuantizedLinear load_quantized_linear(const SafetensorsFile& f, const std::string& name) {
   return detail::load_quantized_linear_impl(f, name, nullptr);
 }
 // The same, validated alike, with the weight's codes left in f's memory map: layer.weight.codes
 // is empty and `codes` points at its rows * row_stride bytes (valid while f is). A loader
 // packs them from there (RecipeLinear) without copying them first.
+template <class Deferred = void>  // see "Compile time" in docs/design.md
 inline QuantizedLinear load_quantized_linear_mapped(const SafetensorsFile& f, const std::string& name,
                                                     const std::uint8_t*& codes) {
   return detail::load_quantized_linear_impl(f, name, &codes);
 }
 
 // Every layer of a checkpoint, in metadata order.
+template <class Deferred = void>  // see "Compile time" in docs/design.md
 inline std::vector<std::pair<std::string, QuantizedLinear>> load_quantized_linears(const SafetensorsFile& f) {
   std::vector<std::pair<std::string, QuantizedLinear>> out;
   for (const std::string& base : checkpoint_layers(f)) out.emplace_back(base, load_quantized_linear(f, base));

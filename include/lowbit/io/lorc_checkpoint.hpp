@@ -13,11 +13,13 @@
 namespace lowbit {
 
 // The metadata fragment to merge into write_quantized_matrix's `extra`.
+template <class Deferred = void>  // see "Compile time" in docs/design.md
 inline nlohmann::json lorc_metadata(const LowRank& lr) {
   const char* s = lr.storage == lorc_storage::f32 ? "f32" : lr.storage == lorc_storage::f16 ? "f16" : "int8";
   return {{"rank", lr.rank()}, {"storage", s}};
 }
 
+template <class Deferred = void>  // see "Compile time" in docs/design.md
 inline void write_lorc(SafetensorsWriter& w, const std::string& weight_name, const LowRank& lr) {
   const std::string base = checkpoint_base_name(weight_name);
   const auto put = [&](const std::string& suffix, const RowMatrixXf& m, const RowMatrixXi8& codes,
@@ -46,6 +48,7 @@ inline void write_lorc(SafetensorsWriter& w, const std::string& weight_name, con
 }
 
 // The LoRC factors of layer `base`, or an empty LowRank (rank 0) when it has none.
+template <class Deferred = void>  // see "Compile time" in docs/design.md
 inline LowRank load_lorc(const SafetensorsFile& f, const std::string& base) {
   const nlohmann::json info = checkpoint_layer_info(f, base);
   LowRank lr;

@@ -89,6 +89,7 @@ class SafetensorsFile {
   SafetensorsFile() = default;
 
   // Memory-maps `path` (read-only) and validates its header.
+  template <class Deferred = void>  // see "Compile time" in docs/design.md
   static SafetensorsFile open(const std::string& path) {
     SafetensorsFile f;
     f.map_ = detail::mapped_file(path);
@@ -97,6 +98,7 @@ class SafetensorsFile {
   }
   // Validates `size` bytes at `bytes` (kept by the caller while this object is used);
   // `source` names them in error messages. This is the fuzzer's entry point.
+  template <class Deferred = void>  // see "Compile time" in docs/design.md
   static SafetensorsFile parse(const void* bytes, std::size_t size, const std::string& source = "<memory>") {
     SafetensorsFile f;
     f.index(static_cast<const std::byte*>(bytes), size, source);
@@ -127,6 +129,7 @@ class SafetensorsFile {
     detail::fail(source_ + ": " + (tensor.empty() ? std::string() : "tensor '" + tensor + "': ") + problem);
   }
 
+  template <class Deferred = void>  // see "Compile time" in docs/design.md
   void index(const std::byte* bytes, std::size_t size, const std::string& source) {
     source_ = source;
     file_size_ = size;
@@ -180,7 +183,7 @@ class SafetensorsFile {
         if (!entry.is_object()) fail_at("", "__metadata__ is not an object");
         for (const auto& [k, v] : entry.items()) {
           if (!v.is_string()) fail_at("", "__metadata__ value of '" + k + "' is not a string");
-          metadata_[k] = v.get<std::string>();
+          metadata_[k] = v.template get<std::string>();
         }
         continue;
       }
@@ -214,6 +217,7 @@ class SafetensorsFile {
     for (std::size_t i = 0; i < tensors_.size(); ++i) by_name_.emplace(tensors_[i].name, i);
   }
 
+  template <class Deferred = void>  // see "Compile time" in docs/design.md
   TensorView parse_entry(const std::string& name, const nlohmann::ordered_json& entry, const std::byte* data,
                          std::uint64_t data_size) const {
     if (!entry.is_object()) fail_at(name, "header entry is not an object");
@@ -265,6 +269,7 @@ class SafetensorsFile {
   std::size_t header_size_ = 0;
 };
 
+template <class Deferred = void>  // see "Compile time" in docs/design.md
 inline SafetensorsFile open_safetensors(const std::string& path) { return SafetensorsFile::open(path); }
 
 }  // namespace lowbit

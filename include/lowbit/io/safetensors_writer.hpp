@@ -109,6 +109,7 @@ class SafetensorsWriter {
 
   // Writes the header, then fsync + rename + directory fsync. The file is complete and
   // visible under its name only after this returns.
+  template <class Deferred = void>  // see "Compile time" in docs/design.md
   void finish() {
     check_open();
     std::string header = header_json();
@@ -161,6 +162,7 @@ class SafetensorsWriter {
     if (finished_) detail::fail(file_->final_path() + ": the writer has already finished");
   }
 
+  template <class Deferred = void>  // see "Compile time" in docs/design.md
   std::string header_json() const {
     nlohmann::ordered_json h = nlohmann::ordered_json::object();
     if (!metadata_.empty()) {

@@ -23,6 +23,7 @@ namespace lowbit {
 
 class SafetensorsModel {
  public:
+  template <class Deferred = void>  // see "Compile time" in docs/design.md
   static SafetensorsModel open(const std::string& path) {
     struct stat st {};
     if (::stat(path.c_str(), &st) != 0) detail::fail("cannot open '" + path + "': no such file or directory");
@@ -89,6 +90,7 @@ class SafetensorsModel {
     return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
   }
 
+  template <class Deferred = void>  // see "Compile time" in docs/design.md
   std::size_t add_shard(const std::string& file) {
     if (source_.empty()) source_ = file;
     shards_.push_back(std::make_unique<SafetensorsFile>(SafetensorsFile::open(file)));
@@ -102,6 +104,7 @@ class SafetensorsModel {
     return k;
   }
 
+  template <class Deferred = void>  // see "Compile time" in docs/design.md
   void load_index(const std::string& index_path) {
     source_ = index_path;
     index_path_ = index_path;
@@ -116,12 +119,12 @@ class SafetensorsModel {
     if (wm == j.end() || !wm->is_object()) detail::fail(index_path + ": no \"weight_map\" object");
     const auto md = j.find("metadata");
     if (md != j.end() && md->is_object())
-      for (const auto& [k, v] : md->items()) metadata_[k] = v.is_string() ? v.get<std::string>() : v.dump();
+      for (const auto& [k, v] : md->items()) metadata_[k] = v.is_string() ? v.template get<std::string>() : v.dump();
     const std::string dir = detail::parent_directory(index_path);
     std::map<std::string, std::size_t> shard_of_file;
     for (const auto& [name, file] : wm->items()) {
       if (!file.is_string()) detail::fail(index_path + ": tensor '" + name + "': shard file name is not a string");
-      const std::string f = file.get<std::string>();
+      const std::string f = file.template get<std::string>();
       if (f.empty() || f[0] == '/' || f.find("..") != std::string::npos)
         detail::fail(index_path + ": tensor '" + name + "': shard file '" + f + "' must be a relative name inside the directory");
       if (shard_of_file.find(f) == shard_of_file.end()) shard_of_file[f] = add_shard(dir + "/" + f);
@@ -129,8 +132,8 @@ class SafetensorsModel {
     source_ = index_path;
     for (const auto& [name, file] : wm->items()) {
       const auto it = by_name_.find(name);
-      if (it == by_name_.end() || it->second.shard != shard_of_file[file.get<std::string>()])
-        detail::fail(index_path + ": tensor '" + name + "' is not in its listed shard '" + file.get<std::string>() + "'");
+      if (it == by_name_.end() || it->second.shard != shard_of_file[file.template get<std::string>()])
+        detail::fail(index_path + ": tensor '" + name + "' is not in its listed shard '" + file.template get<std::string>() + "'");
     }
     if (by_name_.size() != wm->size())
       detail::fail(index_path + ": the shards hold tensors that the weight_map does not list");
@@ -144,6 +147,7 @@ class SafetensorsModel {
   std::map<std::string, std::string> metadata_;
 };
 
+template <class Deferred = void>  // see "Compile time" in docs/design.md
 inline SafetensorsModel open_safetensors_model(const std::string& path) { return SafetensorsModel::open(path); }
 
 }  // namespace lowbit

@@ -42,11 +42,13 @@ inline void float_accumulate_scalar(const float* x, std::int64_t x_stride, std::
   }
 }
 
+template <class Deferred = void>  // see "Compile time" in docs/design.md
 inline void run_float_scalar(const float_packed& w, const float_workspace& ws, RowMatrixRef y,
                              std::int64_t n_begin, std::int64_t n_end) {
   run_float_buffered(w, ws, y, n_begin, n_end, decode_float_rows_scalar, float_accumulate_scalar);
 }
 
+template <class Deferred = void>  // see "Compile time" in docs/design.md
 inline void run_float(const float_packed& w, const float_workspace& ws, RowMatrixRef y,
                       std::int64_t n_begin, std::int64_t n_end) {
   if (w.layout != float_layout_colblock32)

@@ -174,6 +174,7 @@ inline int_workspace prepare_int_quantized(const int_packed& p, const std::int8_
 
 // ---- scalar tier: the packed layout read one byte at a time -------------------------------
 
+template <class Deferred = void>  // see "Compile time" in docs/design.md
 inline void scalar_int_run(const int_packed& p, const int_workspace& ws, float* y, std::int64_t ldy,
                            std::int64_t tile_begin, std::int64_t tile_end) {
   const std::int64_t lane_bytes = p.nt * 4;
@@ -231,6 +232,7 @@ inline void scalar_int_run(const int_packed& p, const int_workspace& ws, float* 
 // Runs the kernel of the packed weights' sub-tier over the output columns [n_begin, n_end),
 // which must be tile-aligned (n_end may be N). `tier` is the caller's tier: weights packed for
 // another tier's layout, or for a sub-tier this CPU cannot run, are rejected.
+template <class Deferred = void>  // see "Compile time" in docs/design.md
 inline void run_int(const int_packed& p, const int_workspace& ws, RowMatrixRef y, std::int64_t n_begin,
                     std::int64_t n_end, isa_tier tier) {
   if (p.tier != tier || p.nt != int_tile_columns(tier) || tier_of(p.subtier) != p.tier ||

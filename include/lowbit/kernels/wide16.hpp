@@ -254,6 +254,7 @@ inline isa_tier wide16_tier() {
 // y = x * W^T, rows of W split over `threads` threads of the pool (0 = default_num_threads()).
 // `tier`: isa_tier::avx512 (where supported) or anything else for the generic path; tests
 // pass each one.
+template <class Deferred = void>  // see "Compile time" in docs/design.md
 inline void wide16_gemm(ConstRowMatrixRef x, const Wide16View& w, RowMatrixRef y, int threads = 0,
                         isa_tier tier = wide16_tier()) {
   detail::wide16_check(w, x, y, "wide16_gemm");

@@ -25,6 +25,7 @@ struct LlamaConfigHints {
   std::optional<bool> tied_classifier;
 };
 
+template <class Deferred = void>  // see "Compile time" in docs/design.md
 inline LlamaConfigHints parse_config_hints(const std::string& json_text, const std::string& source) {
   nlohmann::json j;
   try {
@@ -70,6 +71,7 @@ inline LlamaConfigHints parse_config_hints(const std::string& json_text, const s
 }
 
 // Reads `config.json` in the directory of `model_path`; empty hints when there is none.
+template <class Deferred = void>  // see "Compile time" in docs/design.md
 inline LlamaConfigHints config_hints_beside(const std::string& model_path) {
   const std::string path = detail::directory_of(model_path) + "/config.json";
   std::ifstream probe(path);

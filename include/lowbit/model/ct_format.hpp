@@ -61,6 +61,7 @@ struct ct_layer {
   std::vector<ct_tensor> tensors;
 };
 
+template <class Deferred = void>  // see "Compile time" in docs/design.md
 inline ct_tensor ct_f32_tensor(std::string name, std::vector<std::int64_t> shape, const std::vector<float>& v) {
   ct_tensor t{std::move(name), tensor_dtype::f32, std::move(shape), {}};
   t.bytes.resize(v.size() * 4);
@@ -69,6 +70,7 @@ inline ct_tensor ct_f32_tensor(std::string name, std::vector<std::int64_t> shape
 }
 
 // QuantizationArgs as JSON (the fields a reader needs; the rest at their defaults).
+template <class Deferred = void>  // see "Compile time" in docs/design.md
 inline nlohmann::json ct_args(int bits, const char* type, bool symmetric, const char* strategy,
                               std::optional<std::int64_t> group, bool dynamic) {
   nlohmann::json a = {{"num_bits", bits},         {"type", type},       {"symmetric", symmetric},
@@ -84,6 +86,7 @@ inline nlohmann::json ct_args(int bits, const char* type, bool symmetric, const 
 // a form, else what has none. ct_encode_layer() refuses with it, and model::exportable()
 // (model/exportable.hpp) answers with it. `group_size` is the effective one (cols unless per
 // group); `smoothing` means a vector that is not all ones and was not folded into a norm.
+template <class Deferred = void>  // see "Compile time" in docs/design.md
 inline std::string ct_layer_refusal(const QuantSpec& s, std::int64_t cols, std::int64_t group_size, bool lorc,
                                     bool smoothing, bool bias, const std::optional<ActivationQuant>& acts) {
   if (lorc) return "LoRC factors (compressed-tensors has no low-rank correction term)";
@@ -118,6 +121,7 @@ inline std::string ct_layer_refusal(const QuantSpec& s, std::int64_t cols, std::
 
 // lowbit layer -> compressed-tensors tensors named `module`.weight_*; `who` names the layer
 // in refusals ("<in>: compressed-tensors export: layer X: ..."). Row order as stored.
+template <class Deferred = void>  // see "Compile time" in docs/design.md
 inline ct_layer ct_encode_layer(const QuantizedLinear& ql, const std::string& module, const std::string& who) {
   auto refuse = [&](const std::string& what) -> void { lowbit::detail::fail(who + what); };
   const QuantizedMatrix& q = ql.weight;
@@ -235,6 +239,7 @@ inline const TensorView& ct_need(const SafetensorsModel& st, const std::string& 
   if (t == nullptr) lowbit::detail::fail(who + "tensor " + name + " is missing");
   return *t;
 }
+template <class Deferred = void>  // see "Compile time" in docs/design.md
 inline void ct_expect(const TensorView& t, tensor_dtype d, const std::vector<std::int64_t>& shape, const std::string& who) {
   auto show = [](const std::vector<std::int64_t>& s) {
     std::string r = "[";
@@ -249,6 +254,7 @@ inline void ct_expect(const TensorView& t, tensor_dtype d, const std::vector<std
 }
 
 // A scale tensor (F32, F16 or BF16) of `shape` as fp32; the dtype it had.
+template <class Deferred = void>  // see "Compile time" in docs/design.md
 inline std::vector<float> ct_scales(const TensorView& t, const std::vector<std::int64_t>& shape, scale_dtype& kind,
                                     const std::string& who) {
   if (t.dtype != tensor_dtype::f32 && t.dtype != tensor_dtype::f16 && t.dtype != tensor_dtype::bf16)
@@ -263,6 +269,7 @@ inline std::vector<float> ct_scales(const TensorView& t, const std::vector<std::
   return v;
 }
 
+template <class Deferred = void>  // see "Compile time" in docs/design.md
 inline std::string ct_json_str(const nlohmann::json& a, const char* key, const std::string& def = "") {
   const auto it = a.find(key);
   if (it == a.end() || it->is_null()) return def;
@@ -272,6 +279,7 @@ inline std::string ct_json_str(const nlohmann::json& a, const char* key, const s
 
 // compressed-tensors tensors of `module` -> lowbit layer of shape [rows, cols]. `weights` and
 // `acts` are the module's config-group args (acts null: none), `format` its format.
+template <class Deferred = void>  // see "Compile time" in docs/design.md
 inline QuantizedLinear ct_decode_layer(const SafetensorsModel& st, const std::string& module, std::int64_t rows,
                                        std::int64_t cols, const std::string& format, const nlohmann::json& weights,
                                        const nlohmann::json& acts, const std::string& who_in) {

@@ -115,9 +115,10 @@ CtPlan ct_plan(const nlohmann::json& qc, const LlamaConfig& c, const std::string
 
 }  // namespace detail
 
-class CompressedTensorsSource final : public ModelSource {
+template <class Deferred>  // see "Compile time" in docs/design.md; CompressedTensorsSource below
+class BasicCompressedTensorsSource final : public ModelSource {
  public:
-  CompressedTensorsSource(std::shared_ptr<const SafetensorsSource> inner, CtPlan plan)
+  BasicCompressedTensorsSource(std::shared_ptr<const SafetensorsSource> inner, CtPlan plan)
       : inner_(std::move(inner)), plan_(std::move(plan)) {
     config_ = inner_->config();
     naming_ = inner_->naming();
@@ -164,6 +165,7 @@ class CompressedTensorsSource final : public ModelSource {
   std::shared_ptr<const SafetensorsSource> inner_;
   CtPlan plan_;
 };
+using CompressedTensorsSource = BasicCompressedTensorsSource<void>;
 
 // The layers of a compressed-tensors source: quantized modules as RecipeLinear on lowbit's
 // kernels (require_kernels refuses the reference path), the rest in fp32.

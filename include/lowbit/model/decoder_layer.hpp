@@ -341,6 +341,7 @@ using DecoderLayer = BasicDecoderLayer<void>;
 
 // The inputs of layer 0 for token sequences: their embedding rows, one [len, dim] matrix per
 // sequence. Ids outside the vocabulary and empty sequences are errors.
+template <class Deferred = void>  // see "Compile time" in docs/design.md
 inline std::vector<RowMatrixXf> embed_sequences(const ModelSource& src, const std::vector<std::vector<int>>& sequences) {
   std::vector<RowMatrixXf> out(sequences.size());
   for (std::size_t i = 0; i < sequences.size(); ++i) {

@@ -67,9 +67,10 @@ using lowbit::detail::gguf_meta_int;
 
 }  // namespace detail
 
-class GgufSource final : public ModelSource {
+template <class Deferred>  // see "Compile time" in docs/design.md; GgufSource below
+class BasicGgufSource final : public ModelSource {
  public:
-  explicit GgufSource(const std::string& path) : f_(open_gguf(path)) {
+  explicit BasicGgufSource(const std::string& path) : f_(open_gguf(path)) {
     path_ = path;
     naming_ = weight_naming::meta;
     read_config();
@@ -349,6 +350,7 @@ class GgufSource final : public ModelSource {
   std::map<std::string, std::string> names_;  // Meta name -> GGUF name
   std::set<std::string> quantized_;           // Meta base names of stored quantized linears
 };
+using GgufSource = BasicGgufSource<void>;
 
 // The layers of a GGUF source: its quantized tensors as RecipeLinear (lowbit's kernels where
 // one runs the scheme; require_kernels refuses the reference path), the rest in fp32.

@@ -29,6 +29,7 @@ struct HfConfig {
   std::string architecture;  // e.g. "LlamaForCausalLM"
 };
 
+template <class Deferred = void>  // see "Compile time" in docs/design.md
 inline HfConfig parse_hf_config(const std::string& json_text, const std::string& source) {
   auto fail = [&](const std::string& what) -> void { lowbit::detail::fail(source + ": " + what); };
   nlohmann::json j;

@@ -28,14 +28,15 @@
 
 namespace lowbit::model {
 
-class Llama2cSource final : public ModelSource {
+template <class Deferred>  // see "Compile time" in docs/design.md; Llama2cSource below
+class BasicLlama2cSource final : public ModelSource {
  public:
   // Maps `path` and checks the header against the file size.
-  explicit Llama2cSource(const std::string& path) : map_(std::make_shared<lowbit::detail::mapped_file>(path)) {
+  explicit BasicLlama2cSource(const std::string& path) : map_(std::make_shared<lowbit::detail::mapped_file>(path)) {
     init(map_->data(), map_->size(), path);
   }
   // Over bytes the caller keeps alive (tests, fuzzing).
-  Llama2cSource(const void* bytes, std::size_t size, const std::string& source) {
+  BasicLlama2cSource(const void* bytes, std::size_t size, const std::string& source) {
     init(static_cast<const std::byte*>(bytes), size, source);
   }
   // The header's config with the eps / theta of a config.json applied (model/load.hpp).
@@ -163,5 +164,6 @@ class Llama2cSource final : public ModelSource {
   const std::byte* data_ = nullptr;
   Offsets off_{};
 };
+using Llama2cSource = BasicLlama2cSource<void>;
 
 }  // namespace lowbit::model

@@ -67,6 +67,7 @@ inline std::string read_text(const std::string& path) {
 
 // The quantized linear layers of a lowbit checkpoint (every shard's "lowbit.layer.*" entries)
 // with the [out, in] shape each records; empty for an ordinary checkpoint.
+template <class Deferred = void>  // see "Compile time" in docs/design.md
 inline SafetensorsSource::external_map stored_quantized_layers(const SafetensorsModel& st, const std::string& path) {
   SafetensorsSource::external_map out;
   for (const auto& shard : st.shards()) {

@@ -42,6 +42,7 @@ struct QuantizedLoadOptions {
 inline bool is_lowbit_checkpoint(const ModelSource& src) { return src.has_stored_quantized_layers(); }
 
 // Whether `path` (a .safetensors file, an index or a directory) holds a lowbit checkpoint.
+template <class Deferred = void>  // see "Compile time" in docs/design.md
 inline bool is_lowbit_checkpoint_path(const std::string& path) {
   if (!detail::is_directory(path) && !detail::ends_with(path, ".safetensors") && !detail::ends_with(path, ".index.json"))
     return false;

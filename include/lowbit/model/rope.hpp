@@ -46,6 +46,7 @@ inline double yarn_mscale(double scale, double mscale = 1.0) {
 }
 
 // The frequencies for a forward call whose last position is seq_len - 1.
+template <class Deferred = void>  // see "Compile time" in docs/design.md
 inline RopeFrequencies rope_frequencies(const LlamaConfig& c, int seq_len) {
   constexpr double kPi = 3.14159265358979323846;
   const int d = c.head_dim(), half = d / 2;
@@ -131,6 +132,7 @@ inline std::vector<float> llama3_rope_freq_factors(const LlamaConfig& c) {
 }
 
 // cos/sin of positions [p0, p0 + n) for every pair: [n, head_dim / 2] each.
+template <class Deferred = void>  // see "Compile time" in docs/design.md
 inline void rope_table(const LlamaConfig& c, int p0, int n, RowMatrixXf& cos_out, RowMatrixXf& sin_out) {
   const RopeFrequencies f = rope_frequencies(c, p0 + n);
   const int half = c.head_dim() / 2;

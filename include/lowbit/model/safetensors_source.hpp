@@ -31,13 +31,14 @@
 
 namespace lowbit::model {
 
-class SafetensorsSource final : public ModelSource {
+template <class Deferred>  // see "Compile time" in docs/design.md; SafetensorsSource below
+class BasicSafetensorsSource final : public ModelSource {
  public:
   // Hugging Face naming with its config.json already parsed.
   using external_map = std::map<std::string, std::pair<std::int64_t, std::int64_t>>;
 
-  SafetensorsSource(SafetensorsModel st, const LlamaConfig& config, const std::string& architecture,
-                    const std::string& path, const std::string& tokenizer_path, external_map external = {})
+  BasicSafetensorsSource(SafetensorsModel st, const LlamaConfig& config, const std::string& architecture,
+                         const std::string& path, const std::string& tokenizer_path, external_map external = {})
       : st_(std::move(st)), external_(std::move(external)) {
     config_ = config;
     naming_ = weight_naming::hf;
@@ -47,7 +48,7 @@ class SafetensorsSource final : public ModelSource {
     check_tensors();
   }
   // Meta naming: the config from the tensor shapes and `hints`.
-  SafetensorsSource(SafetensorsModel st, const LlamaConfigHints& hints, const std::string& path, external_map external = {})
+  BasicSafetensorsSource(SafetensorsModel st, const LlamaConfigHints& hints, const std::string& path, external_map external = {})
       : st_(std::move(st)), external_(std::move(external)) {
     naming_ = weight_naming::meta;
     path_ = path;
@@ -305,5 +306,6 @@ class SafetensorsSource final : public ModelSource {
   SafetensorsModel st_;
   external_map external_;
 };
+using SafetensorsSource = BasicSafetensorsSource<void>;
 
 }  // namespace lowbit::model

@@ -23,6 +23,7 @@ class Tokenizer {
   static constexpr int kBos = 1, kEos = 2, kByteFallbackOffset = 3;
 
   // Reads every entry of the file; when expected_vocab_size > 0 the count must match it.
+  template <class Deferred = void>  // see "Compile time" in docs/design.md
   static Tokenizer load(const std::string& path, int expected_vocab_size = -1) {
     const auto bytes = detail::read_file_bytes(path);
     auto fail = [&](const std::string& what) { lowbit::detail::fail(path + ": " + what); };
@@ -61,6 +62,7 @@ class Tokenizer {
   const std::string& piece(int id) const { return vocab_.at(static_cast<std::size_t>(id)); }
   float score(int id) const { return scores_.at(static_cast<std::size_t>(id)); }
 
+  template <class Deferred = void>  // see "Compile time" in docs/design.md
   std::vector<int> encode(const std::string& text, bool bos = true, bool eos = false) const {
     std::vector<int> tokens;
     if (bos) tokens.push_back(kBos);
@@ -101,6 +103,7 @@ class Tokenizer {
   }
 
   // The text of a token sequence (byte-fallback tokens give their byte; BOS/EOS nothing).
+  template <class Deferred = void>  // see "Compile time" in docs/design.md
   std::string decode(const std::vector<int>& tokens) const {
     std::string out;
     for (int id : tokens) {

@@ -95,6 +95,7 @@ struct LlamaLayerWeights {
 namespace detail {
 
 // Rejects a wrong shape or a NaN/Inf, naming the tensor and the first bad element.
+template <class Deferred = void>  // see "Compile time" in docs/design.md
 inline void check_array(const std::string& source, const std::string& name, std::int64_t rows, std::int64_t cols,
                         std::int64_t want_rows, std::int64_t want_cols, const float* data) {
   if (rows != want_rows || cols != want_cols)
@@ -149,6 +150,7 @@ inline std::pair<std::int64_t, std::int64_t> linear_shape(const LlamaConfig& c, 
 // external_linears: an empty matrix (and its bias) is a linear stored in another form (a lowbit
 // checkpoint's quantized layer, model/quantized_model.hpp) rather than an error; the layer
 // built from it is checked against the config's shape instead.
+template <class Deferred = void>  // see "Compile time" in docs/design.md
 inline void validate_layer(const LlamaConfig& c, const LlamaLayerWeights& L, int l, weight_naming naming,
                            const std::string& source, bool external_linears = false) {
   auto vec = [&](const std::string& name, const Eigen::VectorXf& v, std::int64_t n) {
@@ -188,6 +190,7 @@ struct LlamaWeights {
   const RowMatrixXf& classifier() const { return config.tied_classifier ? tok_embeddings : output; }
 
   // Checks every array against the config and rejects NaN/Inf; `source` names the file.
+  template <class Deferred = void>  // see "Compile time" in docs/design.md
   void validate(const std::string& source) const {
     config.validate(source);
     const LlamaConfig& c = config;

@@ -90,6 +90,7 @@ inline const auto& act_format_names() {
 }
 
 // The structured fields of a spec (no "text"): the derivation spec_to_json uses.
+template <class Deferred = void>  // see "Compile time" in docs/design.md
 inline nlohmann::json structured_spec_json(const QuantSpec& s) {
   return {{"format", element_format_names().name(s.format)},
           {"granularity", granularity_names().name(s.gran)},
@@ -105,6 +106,7 @@ inline nlohmann::json structured_spec_json(const QuantSpec& s) {
 // The record: the canonical text and the structured fields of that text parsed back, so the
 // two cannot disagree (fields the text does not carry, such as the group size of a
 // per-channel spec, take the parser's defaults). `s` must be valid (normalized_spec).
+template <class Deferred = void>  // see "Compile time" in docs/design.md
 inline nlohmann::json spec_to_json(const QuantSpec& s) {
   const std::string text = to_string(s);
   nlohmann::json j = structured_spec_json(parse_quant_spec(text));
@@ -136,6 +138,7 @@ inline bool json_bool(const nlohmann::json& j, const char* key, const std::strin
 }
 
 // The structured fields alone (every record before "text", and the check of newer ones).
+template <class Deferred = void>  // see "Compile time" in docs/design.md
 inline QuantSpec spec_from_structured_json(const nlohmann::json& j, const std::string& layer) {
   QuantSpec s;
   s.format = element_format_names().parse(json_string(j, "format", layer), "element format", layer);
@@ -162,6 +165,7 @@ inline QuantSpec spec_from_structured_json(const nlohmann::json& j, const std::s
 // A layer's scheme record: the spec text when the record has one (then any structured fields
 // must name the same spec: a record whose two spellings disagree is refused, not resolved in
 // favour of either), else the structured fields of a record written before the text.
+template <class Deferred = void>  // see "Compile time" in docs/design.md
 inline QuantSpec spec_from_json(const nlohmann::json& j, const std::string& layer) {
   if (!j.is_object()) fail("layer '" + layer + "': scheme is not a JSON object");
   if (!j.contains("text")) return spec_from_structured_json(j, layer);

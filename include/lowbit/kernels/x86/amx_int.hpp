@@ -241,6 +241,7 @@ LOWBIT_TARGET_AMX void amx_int_tiles(const int_packed& p, const int_workspace& w
   _tile_release();  // back to the init state: no tile data in this thread's context switches
 }
 
+template <class Deferred = void>  // see "Compile time" in docs/design.md
 inline void amx_int_run(const int_packed& p, const int_workspace& ws, float* y, std::int64_t ldy,
                         std::int64_t tile_begin, std::int64_t tile_end) {
   if (p.scheme == gemm_scheme::w8a8_int8)

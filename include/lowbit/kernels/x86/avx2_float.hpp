@@ -110,6 +110,7 @@ inline void avx2_accumulate(const float* x, std::int64_t xs, std::int64_t tokens
   if (tokens - t == 1) avx2_accumulate_tile<1>(x + t * xs, xs, tile, kc, acc + t * float_block_cols, first);
 }
 
+template <class Deferred = void>  // see "Compile time" in docs/design.md
 inline void run_float_avx2(const float_packed& w, const float_workspace& ws, RowMatrixRef y,
                            std::int64_t n_begin, std::int64_t n_end) {
   run_float_buffered(w, ws, y, n_begin, n_end, avx2_decode_rows, avx2_accumulate);

@@ -364,6 +364,7 @@ LOWBIT_TARGET_AVX512 void avx512_direct_block_quad(const float_packed& w, const 
       out[4 * r + s / 2 + 16 * (s % 2)] += (lanes[s][r] + lanes[s][4 + r]) + (lanes[s][8 + r] + lanes[s][12 + r]);
 }
 
+template <class Deferred = void>  // see "Compile time" in docs/design.md
 inline void avx512_direct_block_quad_any(const float_packed& w, const float_workspace& ws, const float* xq,
                                          std::int64_t b, float* out) {
   switch (w.code) {
@@ -562,6 +563,7 @@ LOWBIT_TARGET_AVX512_BF16 void avx512bf16_direct_block_pairs(const float_packed&
       }
 }
 
+template <class Deferred = void>  // see "Compile time" in docs/design.md
 inline void avx512bf16_direct_block_pairs_any(const float_packed& w, const float_workspace& ws,
                                               const avx512bf16_pairs& xp, std::int64_t b, float* out) {
   const bool two = xp.parts == 2;
@@ -581,6 +583,7 @@ inline void avx512bf16_direct_block_pairs_any(const float_packed& w, const float
 
 constexpr std::int64_t avx512_direct_max_tokens = 4;
 
+template <class Deferred = void>  // see "Compile time" in docs/design.md
 inline void run_float_avx512(const float_packed& w, const float_workspace& ws, RowMatrixRef y,
                              std::int64_t n_begin, std::int64_t n_end) {
   if (!ws.x_half.empty()) {  // prepare chose the AVX512-FP16 path (float_uses_fp16_path)

@@ -302,6 +302,7 @@ inline void avx512_int_run_impl(const int_packed& p, const int_workspace& ws, fl
     avx512_int_tiles<true, true, Vnni>(p, ws, y, ldy, tile_begin, tile_end);
 }
 
+template <class Deferred = void>  // see "Compile time" in docs/design.md
 inline void avx512_int_run(const int_packed& p, const int_workspace& ws, float* y, std::int64_t ldy,
                            std::int64_t tile_begin, std::int64_t tile_end, bool vnni) {
   if (vnni)

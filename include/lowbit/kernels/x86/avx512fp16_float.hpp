@@ -164,6 +164,7 @@ LOWBIT_TARGET_AVX512_FP16 void fp16_pair_accumulate_tile(const std::uint16_t* x,
 
 // Register blocks of 12 tokens (24 accumulators, two weight registers, one broadcast), then
 // one block for the remainder.
+template <class Deferred = void>  // see "Compile time" in docs/design.md
 inline void fp16_pair_accumulate(const std::uint16_t* x, std::int64_t xs, std::int64_t tokens,
                                  const std::uint16_t* tile, std::int64_t k0, std::int64_t kc,
                                  std::int64_t group_size, const float* scales, float factor, float* acc,
@@ -208,6 +209,7 @@ inline void fp16_store_block(const float_workspace& ws, const float* acc, std::i
   }
 }
 
+template <class Deferred = void>  // see "Compile time" in docs/design.md
 inline void run_float_avx512fp16(const float_packed& w, const float_workspace& ws, RowMatrixRef y,
                                  std::int64_t n_begin, std::int64_t n_end) {
   if (ws.x_half.size() != static_cast<std::size_t>(ws.tokens * ws.x_stride))
