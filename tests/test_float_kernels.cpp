@@ -1,4 +1,4 @@
-// The float-decoding kernel family (w8a8_fp8, w4a8_fp4, w4a16_int4, w4a16_fp4): every ISA
+// The float-decoding kernel family (w8a8_fp8, w4a8_fp4, w4a16_int4, w4a16_fp4, w8a16_int8): every ISA
 // tier this CPU runs against the scalar oracle (kernels/float_reference.hpp) over the
 // edge-case menu, the E4M3 activation rule bit for bit, end to end against dequantize + an
 // fp32 product, and the checked errors.
@@ -36,6 +36,7 @@ const scheme_case all_cases[] = {
     {gemm_scheme::w4a16_int4, element_format::int4, true},
     {gemm_scheme::w4a16_int4, element_format::int4, false},
     {gemm_scheme::w4a16_fp4, element_format::float4_e2m1fn, true},
+    {gemm_scheme::w8a16_int8, element_format::int8, true},
 };
 
 // Random codes and scales built by hand (test_gemm_support.hpp); symmetric int4 without -8.
@@ -222,6 +223,41 @@ TEST_CASE("float kernels: every tier matches the reference over the edge-case me
       }
 }
 
+// The buffered paths multiply x by a tile of w_hat decoded once per chunk; each tier's decoder
+// must give dequantize()'s fp32 value bit for bit (the reference's weight_value_reference).
+TEST_CASE("float kernels: every tier's tile decoder equals dequantize bit for bit", "[float_kernels]") {
+  for (const scheme_case& sc : all_cases)
+    for (std::int64_t k : {33, 300}) {
+      const QuantizedMatrix q = random_matrix(sc, 45, k, k == 33 ? 16 : 32, 41);
+      for (isa_tier tier : supported_isa_tiers()) {
+        INFO("scheme " << to_string(sc.scheme) << (sc.symmetric ? "" : " asym") << " tier " << to_string(tier)
+                       << " K " << k);
+        const float_packed w = pack_float(q, sc.scheme, tier);
+        std::vector<float> tile(static_cast<std::size_t>(k * float_block_cols));
+        for (std::int64_t b = 0; b < w.blocks; ++b) {
+#if LOWBIT_HAVE_X86_SIMD
+          if (tier == isa_tier::avx512)
+            avx512_decode_rows(w, b, 0, k, tile.data());
+          else if (tier == isa_tier::avx2)
+            avx2_decode_rows(w, b, 0, k, tile.data());
+          else
+#endif
+            decode_float_rows_scalar(w, b, 0, k, tile.data());
+          std::int64_t bad = 0;
+          for (std::int64_t j = 0; j < float_block_cols; ++j) {
+            const std::int64_t r = b * float_block_cols + j;
+            if (r >= q.rows) break;
+            for (std::int64_t c = 0; c < k; ++c) {
+              const float want = weight_value_reference(q, r, c), got = tile[static_cast<std::size_t>(c * 32 + j)];
+              if (Eigen::numext::bit_cast<std::uint32_t>(want) != Eigen::numext::bit_cast<std::uint32_t>(got)) ++bad;
+            }
+          }
+          CHECK(bad == 0);
+        }
+      }
+    }
+}
+
 TEST_CASE("float kernels: end to end against dequantize + fp32 product", "[float_kernels]") {
   for (const scheme_case& sc : all_cases) {
     const std::int64_t n_out = 70, k = 333, tokens = 9;
@@ -270,9 +306,37 @@ TEST_CASE("float kernels: scheme choice and names", "[float_kernels]") {
   CHECK_THROWS_AS(choose_float_scheme(s, std::nullopt), lowbit::error);
   s.format = element_format::float8_e5m2;
   CHECK_THROWS_AS(choose_float_scheme(s, act_format::float8_e4m3fn), lowbit::error);
+  // Weight-only int8 (GGUF Q8_0/Q6_K imports): symmetric only, never with E4M3 activations.
+  s.format = element_format::int8;
+  CHECK(choose_float_scheme(s, std::nullopt) == gemm_scheme::w8a16_int8);
+  CHECK_THROWS_AS(choose_float_scheme(s, act_format::float8_e4m3fn), lowbit::error);
+  s.symmetric = false;
+  CHECK_THROWS_AS(choose_float_scheme(s, std::nullopt), lowbit::error);
 
   const QuantizedMatrix q = random_matrix(all_cases[1], 8, 256, 128, 5);
   CHECK(float_kernel_name(pack_float(q, gemm_scheme::w4a8_fp4, isa_tier::scalar)) == "w4a8_fp4_g128_scalar");
+  const QuantizedMatrix q8 = random_matrix(all_cases[5], 8, 256, 32, 5);
+  for (isa_tier tier : supported_isa_tiers()) {
+    const float_packed w8 = pack_float(q8, gemm_scheme::w8a16_int8, tier);
+    CHECK(float_kernel_name(w8) == "w8a16_int8_g32_" + std::string(to_string(tier)));
+    CHECK(w8.code == float_code::int8_signed);
+    CHECK(w8.krow_bytes == 32);
+    // Only fp32 paths: no one-token 4-bit paths, no AVX512-FP16 (|w| up to 128 * scale).
+    for (std::int64_t tokens : {1, 8})
+      for (activation_dtype in : {activation_dtype::f32, activation_dtype::f16, activation_dtype::bf16}) {
+        CHECK_FALSE(float_uses_fp16_path(w8, tokens, in));
+        CHECK_FALSE(float_uses_quad_path(w8, tokens));
+        CHECK_FALSE(float_uses_bf16_pairs(w8, tokens));
+      }
+  }
+  // The int8 codes are not E4M3: 0x7F/0xFF (127, -1) pack, and int8 packs only as w8a16_int8.
+  QuantizedMatrix q8n = q8;
+  q8n.codes[0] = 0x7F;
+  q8n.codes[1] = 0xFF;
+  CHECK_NOTHROW(pack_float(q8n, gemm_scheme::w8a16_int8, isa_tier::scalar));
+  CHECK_THROWS_AS(pack_float(q8, gemm_scheme::w4a16_int4, isa_tier::scalar), lowbit::error);
+  CHECK_THROWS_AS(pack_float(q8, gemm_scheme::w8a8_fp8, isa_tier::scalar), lowbit::error);
+  CHECK_THROWS_AS(pack_float(q, gemm_scheme::w8a16_int8, isa_tier::scalar), lowbit::error);
 }
 
 TEST_CASE("float kernels: checked errors", "[float_kernels]") {

@@ -1,13 +1,13 @@
 #pragma once
 // The packed layout and the per-call workspace of the float-decoding kernel family
-// (w8a8_fp8, w4a8_fp4, w4a16_int4, w4a16_fp4), and the two phases that build them:
+// (w8a8_fp8, w4a8_fp4, w4a16_int4, w4a16_fp4, w8a16_int8), and the two phases that build them:
 // pack_float() once per weight matrix, prepare_float() once per gemm call.
 //
 // Layout "colblock32" (every tier reads the same bytes; the tier that packed it is recorded
 // so that a PackedWeights built for one CPU is not silently run by another):
 //   - output rows (N) are cut into blocks of 32 columns of y; the last block is zero-padded;
 //   - inside a block, K runs outermost: one "k-row" holds the 32 codes of one input channel,
-//       8-bit codes: 32 bytes, byte j = column j;
+//       8-bit codes (E4M3, int8): 32 bytes, byte j = column j;
 //       4-bit codes: 16 bytes, low nibble of byte j = column j, high nibble = column j + 16,
 //     so a 16-lane decode of the low nibbles gives columns 0..15 and of the high ones 16..31,
 //     and odd K needs no padding (nibbles pair across columns, not along K);
@@ -45,8 +45,15 @@ namespace lowbit::detail {
 constexpr int float_block_cols = 32;   // output columns per packed block
 constexpr std::uint32_t float_layout_colblock32 = 0x46433332u;  // "FC32": the layout id
 
-// How a packed code decodes (before zero point and scale).
-enum class float_code : std::uint8_t { e4m3, e2m1, int4_signed, uint4_with_zero };
+// How a packed code decodes (before zero point and scale). int8_signed: a two's-complement
+// byte, the weight-only int8 scheme (w8a16_int8).
+enum class float_code : std::uint8_t { e4m3, e2m1, int4_signed, uint4_with_zero, int8_signed };
+
+// Codes of one nibble, 16 k-row bytes per k-row (the one-token quad and bf16-pair paths
+// decode only these).
+constexpr bool float_code_is_4bit(float_code c) noexcept {
+  return c != float_code::e4m3 && c != float_code::int8_signed;
+}
 
 struct float_packed {
   gemm_scheme scheme = gemm_scheme::w4a16_int4;
@@ -173,7 +180,7 @@ inline bool avx512bf16_pairs_cpu(const cpu_features& f) noexcept { return f.avx5
 // Whether a one-token call takes that bf16-pair path: 4-bit codes whose groups start on
 // multiples of 16 k-rows, on such a CPU.
 inline bool float_uses_bf16_pairs(const float_packed& w, std::int64_t tokens) {
-  return tokens == 1 && w.tier == isa_tier::avx512 && w.code != float_code::e4m3 &&
+  return tokens == 1 && w.tier == isa_tier::avx512 && float_code_is_4bit(w.code) &&
          (w.groups == 1 || w.group_size % 16 == 0) && avx512bf16_pairs_cpu(host_cpu_features());
 }
 
@@ -181,7 +188,7 @@ inline bool float_uses_bf16_pairs(const float_packed& w, std::int64_t tokens) {
 // load (x86/avx512_float.hpp), which needs the workspace's x_quad (so prepare makes x_quad
 // only then, not when the bf16-pair path will run).
 inline bool float_uses_quad_path(const float_packed& w, std::int64_t tokens) {
-  return tokens == 1 && w.tier == isa_tier::avx512 && w.code != float_code::e4m3 &&
+  return tokens == 1 && w.tier == isa_tier::avx512 && float_code_is_4bit(w.code) &&
          !float_uses_bf16_pairs(w, tokens);
 }
 
@@ -196,7 +203,8 @@ inline gemm_scheme choose_float_scheme(const QuantSpec& weights, std::optional<a
   }
   if (weights.format == element_format::int4) return gemm_scheme::w4a16_int4;
   if (weights.format == element_format::float4_e2m1fn) return gemm_scheme::w4a16_fp4;
-  fail("float kernels: fp32 activations need int4 or float4_e2m1fn weights");
+  if (weights.format == element_format::int8 && weights.symmetric) return gemm_scheme::w8a16_int8;
+  fail("float kernels: fp32 activations need int4, float4_e2m1fn or symmetric int8 weights");
 }
 
 // check_codes_size false: the codes are elsewhere (pack_float's `codes`), sized by the caller.
@@ -206,13 +214,15 @@ inline void check_float_matrix(const QuantizedMatrix& q, gemm_scheme scheme, boo
       (scheme == gemm_scheme::w8a8_fp8 && fmt == element_format::float8_e4m3fn) ||
       ((scheme == gemm_scheme::w4a8_fp4 || scheme == gemm_scheme::w4a16_fp4) &&
        fmt == element_format::float4_e2m1fn) ||
-      (scheme == gemm_scheme::w4a16_int4 && fmt == element_format::int4);
+      (scheme == gemm_scheme::w4a16_int4 && fmt == element_format::int4) ||
+      (scheme == gemm_scheme::w8a16_int8 && fmt == element_format::int8);
   if (!ok_format)
     fail("pack: weights: format does not match scheme " + std::string(to_string(scheme)));
   if (q.rows < 1 || q.cols < 1) fail("pack: weights: empty matrix");
   if (q.group_size < 1 || q.groups_per_row != (q.cols + q.group_size - 1) / q.group_size)
     fail("pack: weights: group_size/groups_per_row inconsistent with cols");
-  const std::int64_t stride = fmt == element_format::float8_e4m3fn ? q.cols : (q.cols + 1) / 2;
+  const bool eight_bit = fmt == element_format::float8_e4m3fn || fmt == element_format::int8;
+  const std::int64_t stride = eight_bit ? q.cols : (q.cols + 1) / 2;
   if (q.row_stride != stride || (check_codes_size && static_cast<std::int64_t>(q.codes.size()) != q.rows * stride))
     fail("pack: weights: codes size does not match rows x row_stride");
   const std::size_t n_scales = static_cast<std::size_t>(q.rows * q.groups_per_row);
@@ -221,7 +231,7 @@ inline void check_float_matrix(const QuantizedMatrix& q, gemm_scheme scheme, boo
   if (asym && q.zeros.size() != n_scales)
     fail("pack: weights: asymmetric int4 needs one zero point per (row, group)");
   if (!asym && fmt != element_format::int4 && !q.spec.symmetric)
-    fail("pack: weights: float formats are symmetric");
+    fail("pack: weights: float formats and weight-only int8 are symmetric");
   for (std::size_t i = 0; i < n_scales; ++i)
     if (!std::isfinite(q.scales[i]))
       fail("pack: weights: non-finite scale at row " + std::to_string(i / q.groups_per_row) +
@@ -245,8 +255,10 @@ inline float_packed pack_float(const QuantizedMatrix& q, gemm_scheme scheme, isa
   w.group_size = q.group_size;
   w.groups = q.groups_per_row;
   w.blocks = (q.rows + float_block_cols - 1) / float_block_cols;
-  const bool eight_bit = q.spec.format == element_format::float8_e4m3fn;
-  w.code = eight_bit ? float_code::e4m3
+  const bool eight_bit = q.spec.format == element_format::float8_e4m3fn || q.spec.format == element_format::int8;
+  const bool e4m3 = q.spec.format == element_format::float8_e4m3fn;
+  w.code = e4m3 ? float_code::e4m3
+           : q.spec.format == element_format::int8 ? float_code::int8_signed
            : q.spec.format == element_format::float4_e2m1fn ? float_code::e2m1
            : q.spec.symmetric ? float_code::int4_signed : float_code::uint4_with_zero;
   w.krow_bytes = eight_bit ? 32 : 16;
@@ -288,7 +300,7 @@ inline float_packed pack_float(const QuantizedMatrix& q, gemm_scheme scheme, isa
     std::uint8_t* dst = w.codes.data() + b * w.cols * w.krow_bytes;
     for (std::int64_t k = 0; eight_bit && k < q.cols; ++k) {
       // The SIMD decoders do not reproduce NaN; a quantizer never emits it.
-      if ((src[k] & 0x7F) == 0x7F)
+      if (e4m3 && (src[k] & 0x7F) == 0x7F)
         fail("pack: weights: E4M3 NaN code at row " + std::to_string(r) + ", column " + std::to_string(k));
       dst[k * w.krow_bytes + j] = src[k];
     }
@@ -439,7 +451,8 @@ inline void decode_float_rows_scalar(const float_packed& w, std::int64_t b, std:
   const float* scales = w.block_scales(b);
   const float* zeros = w.block_zeros(b);
   const float* table = w.code == float_code::e4m3 ? float8_e4m3fn::decode_table.data()
-                                                  : nibble_table(w.code);
+                       : w.code == float_code::int8_signed ? nullptr
+                                                           : nibble_table(w.code);
   for (std::int64_t kk = 0; kk < kc; ++kk) {
     const std::int64_t k = k0 + kk;
     const float* s = scales + (k / w.group_size) * float_block_cols;
@@ -448,6 +461,8 @@ inline void decode_float_rows_scalar(const float_packed& w, std::int64_t b, std:
     float* out = dst + kk * float_block_cols;
     if (w.code == float_code::e4m3) {
       for (int j = 0; j < 32; ++j) out[j] = table[krow[j]] * s[j];
+    } else if (w.code == float_code::int8_signed) {
+      for (int j = 0; j < 32; ++j) out[j] = static_cast<float>(static_cast<std::int8_t>(krow[j])) * s[j];
     } else {
       for (int j = 0; j < 16; ++j) {
         out[j] = table[krow[j] & 0xF];

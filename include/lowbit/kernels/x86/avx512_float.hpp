@@ -4,7 +4,7 @@
 // Two paths over the same packed layout:
 //  - few tokens (<= 4): weights are streamed once and decoded in registers (nibbles: one
 //    zero-extension, a shift and two 16-entry VPERMPS; E4M3: a bit move into fp16 and
-//    VCVTPH2PS); raw code values are accumulated per group in fp32 and the group scale (and
+//    VCVTPH2PS; int8: sign extension and VCVTDQ2PS); raw code values are accumulated per group in fp32 and the group scale (and
 //    zero point, through the per-group sums of x) is applied once per group. This is the
 //    memory-bound decode path, so its job is to keep up with DRAM.
 //  - more tokens: a 128 x 32 tile of w_hat is decoded once per block and chunk and reused by
@@ -43,12 +43,21 @@ LOWBIT_TARGET_AVX512 inline void avx512_decode_e4m3_scaled(const std::uint8_t* p
   hi = _mm512_cvtph_ps(_mm512_extracti64x4_epi64(h, 1));
 }
 
+// 32 int8 codes -> their exact values (sign extension, VCVTDQ2PS).
+LOWBIT_TARGET_AVX512 inline void avx512_decode_int8(const std::uint8_t* p, __m512& lo, __m512& hi) {
+  lo = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))));
+  hi = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 16))));
+}
+
 template <float_code C>
 LOWBIT_TARGET_AVX512 inline void avx512_decode_raw(const std::uint8_t* p, __m512 lut, __m512& lo,
                                                    __m512& hi) {
   if constexpr (C == float_code::e4m3) {
     (void)lut;
     avx512_decode_e4m3_scaled(p, lo, hi);
+  } else if constexpr (C == float_code::int8_signed) {
+    (void)lut;
+    avx512_decode_int8(p, lo, hi);
   } else {
     avx512_decode_nibbles(p, lut, lo, hi);
   }
@@ -62,7 +71,7 @@ LOWBIT_TARGET_AVX512 void avx512_decode_rows_t(const float_packed& w, std::int64
   const std::uint8_t* codes = w.block_codes(b);
   const float* scales = w.block_scales(b);
   const float* zeros = w.block_zeros(b);
-  const __m512 lut = C == float_code::e4m3 ? _mm512_setzero_ps() : _mm512_loadu_ps(nibble_table(C));
+  const __m512 lut = float_code_is_4bit(C) ? _mm512_loadu_ps(nibble_table(C)) : _mm512_setzero_ps();
   const __m512 two8 = _mm512_set1_ps(256.0f);
   std::int64_t k = k0;
   const std::int64_t k_end = k0 + kc;
@@ -104,6 +113,7 @@ inline void avx512_decode_rows(const float_packed& w, std::int64_t b, std::int64
     case float_code::int4_signed: return avx512_decode_rows_t<float_code::int4_signed>(w, b, k0, kc, dst);
     case float_code::uint4_with_zero:
       return avx512_decode_rows_t<float_code::uint4_with_zero>(w, b, k0, kc, dst);
+    case float_code::int8_signed: return avx512_decode_rows_t<float_code::int8_signed>(w, b, k0, kc, dst);
   }
 }
 
@@ -189,7 +199,7 @@ LOWBIT_TARGET_AVX512 void avx512_direct_block(const float_packed& w, const float
   const std::int64_t k_in = w.cols, kb = w.krow_bytes;
   const float* x = ws.x.data();
   const std::int64_t xs = ws.x_stride;
-  const __m512 lut = C == float_code::e4m3 ? _mm512_setzero_ps() : _mm512_loadu_ps(nibble_table(C));
+  const __m512 lut = float_code_is_4bit(C) ? _mm512_loadu_ps(nibble_table(C)) : _mm512_setzero_ps();
   __m512 a0[T], a1[T];
 #pragma GCC unroll 4
   for (int t = 0; t < T; ++t) a0[t] = a1[t] = _mm512_setzero_ps();
@@ -266,6 +276,7 @@ inline void avx512_direct_block_any(const float_packed& w, const float_workspace
     case float_code::int4_signed: return avx512_direct_block<T, float_code::int4_signed>(w, ws, b, out);
     case float_code::uint4_with_zero:
       return avx512_direct_block<T, float_code::uint4_with_zero>(w, ws, b, out);
+    case float_code::int8_signed: return avx512_direct_block<T, float_code::int8_signed>(w, ws, b, out);
   }
 }
 
@@ -314,7 +325,7 @@ LOWBIT_TARGET_AVX512 inline void avx512_finish_group(const float_workspace& ws, 
 template <float_code C>
 LOWBIT_TARGET_AVX512 void avx512_direct_block_quad(const float_packed& w, const float_workspace& ws,
                                                    const float* xq, std::int64_t b, float* out) {
-  static_assert(C != float_code::e4m3, "4-bit codes only");
+  static_assert(float_code_is_4bit(C), "4-bit codes only");
   const std::uint8_t* codes = w.block_codes(b);
   const float* scales = w.block_scales(b);
   const float* zeros = w.block_zeros(b);
@@ -371,7 +382,8 @@ inline void avx512_direct_block_quad_any(const float_packed& w, const float_work
     case float_code::int4_signed: return avx512_direct_block_quad<float_code::int4_signed>(w, ws, xq, b, out);
     case float_code::uint4_with_zero:
       return avx512_direct_block_quad<float_code::uint4_with_zero>(w, ws, xq, b, out);
-    case float_code::e4m3: break;
+    case float_code::e4m3:
+    case float_code::int8_signed: break;  // 4-bit codes only (float_uses_quad_path etc.)
   }
 }
 
@@ -478,7 +490,7 @@ template <float_code C, int P>
 LOWBIT_TARGET_AVX512_BF16 void avx512bf16_direct_block_pairs(const float_packed& w, const float_workspace& ws,
                                                              const avx512bf16_pairs& xp, std::int64_t b,
                                                              float* out) {
-  static_assert(C != float_code::e4m3, "4-bit codes only");
+  static_assert(float_code_is_4bit(C), "4-bit codes only");
   const std::uint8_t* codes = w.block_codes(b);
   const float* scales = w.block_scales(b);
   const float* zeros = w.block_zeros(b);
@@ -575,7 +587,8 @@ inline void avx512bf16_direct_block_pairs_any(const float_packed& w, const float
     case float_code::uint4_with_zero:
       return two ? avx512bf16_direct_block_pairs<float_code::uint4_with_zero, 2>(w, ws, xp, b, out)
                  : avx512bf16_direct_block_pairs<float_code::uint4_with_zero, 1>(w, ws, xp, b, out);
-    case float_code::e4m3: break;
+    case float_code::e4m3:
+    case float_code::int8_signed: break;  // 4-bit codes only (float_uses_quad_path etc.)
   }
 }
 
