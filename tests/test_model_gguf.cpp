@@ -128,7 +128,7 @@ TEST_CASE("gguf model: quantized checkpoints export and import exactly", "[model
     CHECK(b.linear(0, linear_slot::wq).describe().find("gguf " + qtype) != std::string::npos);
     // Q8_0 runs the weight-only int8 kernel (w8a16_int8), Q4_0 W4A16; MXFP4 has none.
     for (const LlamaModel* m : {&a, &b})
-      CHECK(m->linear(0, linear_slot::w2).describe().find(qtype == "MXFP4" ? "(reference path)" : "(packed kernels)") !=
+      CHECK(m->linear(0, linear_slot::wq).describe().find(qtype == "MXFP4" ? "(reference path)" : "(packed kernels)") !=
             std::string::npos);
     CHECK(gguf_same_bits(a.forward(probe), b.forward(probe)));
     const double pa = gguf_ppl(a), pb = gguf_ppl(b);

@@ -318,11 +318,64 @@ inline std::vector<std::uint8_t> gguf_encode(const QuantizedMatrix& q, gguf_type
   return out;
 }
 
+namespace detail {
+
+// Q6_K as symmetric int8 in groups of 16 with fp32 scales: code = q - 32 (in [-32, 31]),
+// scale = d * sc (sc the block's int8 sub-scale, sign kept: negating a negative scale and its
+// codes would turn ggml's -0 results into +0). d * sc has at most 11 + 8 significant bits and
+// code * scale at most 23, so code * scale is ggml's (d * sc) * (q - 32) bit for bit in any
+// association. The layer runs on the weight-only int8 kernel (w8a16_int8).
+inline QuantizedMatrix gguf_q6k_to_quantized(const GgufTensor& t, const std::string& who) {
+  constexpr std::int64_t block = 256, block_bytes = 210;
+  if (t.rows() <= 0 || t.cols() <= 0 || t.cols() % block != 0)
+    fail(who + "Q6_K rows must be a positive multiple of 256 elements");
+  QuantizedMatrix q;
+  q.name = t.name;
+  q.spec = group_spec(element_format::int8, 16);
+  q.spec.scale_storage = scale_dtype::f32;  // d * sc is not an fp16 value in general
+  q.rows = t.rows();
+  q.cols = t.cols();
+  q.group_size = 16;
+  q.groups_per_row = q.cols / 16;
+  q.row_stride = q.cols;
+  q.codes.assign(static_cast<std::size_t>(q.rows * q.cols), 0);
+  q.scales.assign(static_cast<std::size_t>(q.rows * q.groups_per_row), 0.0f);
+  const std::int64_t blocks_per_row = q.cols / block;
+  for (std::int64_t r = 0; r < q.rows; ++r)
+    for (std::int64_t bi = 0; bi < blocks_per_row; ++bi) {
+      const auto* u = reinterpret_cast<const std::uint8_t*>(t.data + (r * blocks_per_row + bi) * block_bytes);
+      const std::uint8_t* ql = u;
+      const std::uint8_t* qh = u + 128;
+      const auto* sc = reinterpret_cast<const std::int8_t*>(u + 192);
+      const float d = half_to_float(gguf_load_u16(reinterpret_cast<const std::byte*>(u + 208)));
+      if (!std::isfinite(d))
+        fail(who + "row " + std::to_string(r) + ", block " + std::to_string(bi) + ": scale d is not finite");
+      float* scales = q.scales.data() + r * q.groups_per_row + bi * 16;
+      for (int i = 0; i < 16; ++i) scales[i] = d * static_cast<float>(sc[i]);
+      auto* codes = reinterpret_cast<std::int8_t*>(q.codes.data() + r * q.row_stride + bi * block);
+      // The element order of gguf_decode_block: element 128h + 32t + l takes its low 4 bits
+      // from ql[64h + l + 32 (t & 1)] (low nibble for t < 2) and its top 2 from qh[32h + l] >> 2t.
+      for (int h = 0; h < 2; ++h)
+        for (int tq = 0; tq < 4; ++tq)
+          for (int l = 0; l < 32; ++l) {
+            const std::uint8_t lo = ql[64 * h + l + 32 * (tq & 1)];
+            const int low4 = tq < 2 ? (lo & 0xF) : (lo >> 4);
+            const int q6 = low4 | (((qh[32 * h + l] >> (2 * tq)) & 3) << 4);
+            codes[128 * h + 32 * tq + l] = static_cast<std::int8_t>(q6 - 32);
+          }
+    }
+  return q;
+}
+
+}  // namespace detail
+
 // A Q8_0 / Q4_0 / Q4_1 / MXFP4 tensor as a lowbit QuantizedMatrix with the same dequantized
-// values (group 32); fails naming the tensor and block where lowbit's form cannot hold it.
+// values (group 32), Q6_K as int8 in groups of 16 (detail::gguf_q6k_to_quantized); fails
+// naming the tensor and block where lowbit's form cannot hold it.
 inline QuantizedMatrix gguf_to_quantized(const GgufTensor& t) {
   const gguf_type type = t.ggml_type();
   const std::string who = "GGUF import of tensor '" + t.name + "': ";
+  if (type == gguf_type::q6_k) return detail::gguf_q6k_to_quantized(t, who);
   QuantSpec spec;
   switch (type) {
     case gguf_type::q8_0: spec = group_spec(element_format::int8, 32); break;
