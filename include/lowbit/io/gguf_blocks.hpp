@@ -20,8 +20,8 @@
 // row-wide order (elements 2i and 2i + 1 share byte i); the mapping below reorders.
 //
 // Float evaluation: every product above is exact in fp32 (at most 4 + 11 or 6 + 11 + 8
-// significant bits) except Q6_K's last one, which is evaluated in ggml's order; the sums add
-// an exact product to a value, so FMA contraction cannot change any result.
+// significant bits), Q6_K's in any association (sc * (q - 32) has at most 12 bits, d 11); the
+// sums add an exact product to a value, so FMA contraction cannot change any result.
 //
 // lowbit -> GGUF (gguf_encode): exact or refused, naming the tensor and the feature.
 //   int8 symmetric, groups of a multiple of 32 (or per channel / per tensor)  -> Q8_0
@@ -35,8 +35,9 @@
 //
 // GGUF -> lowbit (gguf_to_quantized): Q8_0, Q4_0, MXFP4 always (except ggml's int8 code -128
 // and E8M0 255, which lowbit's kernels do not take); Q4_1 only where every block's min is
-// -z * d for an integer z in [0, 15] (lowbit has no float-offset group form yet). Q4_K and
-// Q6_K are decoded to float (gguf_decode) only.
+// -z * d for an integer z in [0, 15] (lowbit has no float-offset group form yet); Q6_K as
+// int8 in groups of 16 with fp32 scales d * sc (detail::gguf_q6k_to_quantized). Q4_K is
+// decoded to float (gguf_decode) only.
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
