@@ -45,7 +45,7 @@ constexpr std::string_view to_string(activation_dtype d) noexcept {
 }
 
 // The weight-only schemes that may run fp16/bf16 activations on the AVX512-FP16 path. Not
-// w8a16_int8: its decoded weights (|code| up to 127 times the scale) would not fit the fp16
+// w8a16_int8: its decoded weights (|code| up to 128 times the scale) would not fit the fp16
 // path's pre-scaled products.
 constexpr bool is_w4a16_scheme(gemm_scheme s) noexcept {
   return s == gemm_scheme::w4a16_int4 || s == gemm_scheme::w4a16_fp4;

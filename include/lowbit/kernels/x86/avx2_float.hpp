@@ -4,7 +4,8 @@
 // chunk (exactly the fp32 value dequantize() gives), then a 3-token x 32-column register
 // block of fp32 FMAs (12 ymm accumulators) runs over it for every token.
 // Decoding: nibbles through two 8-entry VPERMPS lookups blended on the index's bit 3; int8
-// by sign extension and VCVTDQ2PS; E4M3 through the fp16 bit move (see avx512_float.hpp) and VCVTPH2PS.
+// by sign extension and VCVTDQ2PS; E4M3 through the fp16 bit move (see avx512_float.hpp) and
+// VCVTPH2PS.
 #include "lowbit/detail/target.hpp"
 #include "lowbit/kernels/float_layout.hpp"
 

@@ -4,9 +4,10 @@
 // Two paths over the same packed layout:
 //  - few tokens (<= 4): weights are streamed once and decoded in registers (nibbles: one
 //    zero-extension, a shift and two 16-entry VPERMPS; E4M3: a bit move into fp16 and
-//    VCVTPH2PS; int8: sign extension and VCVTDQ2PS); raw code values are accumulated per group in fp32 and the group scale (and
-//    zero point, through the per-group sums of x) is applied once per group. This is the
-//    memory-bound decode path, so its job is to keep up with DRAM.
+//    VCVTPH2PS; int8: sign extension and VCVTDQ2PS); raw code values are accumulated per
+//    group in fp32 and the group scale (and zero point, through the per-group sums of x) is
+//    applied once per group. This is the memory-bound decode path, so its job is to keep up
+//    with DRAM.
 //  - more tokens: a 128 x 32 tile of w_hat is decoded once per block and chunk and reused by
 //    every token; a 12-token x 32-column register block of fp32 FMAs runs over it.
 #include "lowbit/detail/target.hpp"
