@@ -73,9 +73,10 @@ inline QuantizedMatrix make_int_matrix(const int_matrix_recipe& r) {
 // 0..15 with zero points, all 16 E2M1 codes); int4_minus8 = false maps the symmetric int4
 // code -8 to 7. E4M3 codes take every byte but the NaNs. One random stream: codes row by row,
 // then scales, then zero points.
+// float_offset (asymmetric int4): float offsets in [-0.5, 0.5] instead of zero points.
 inline QuantizedMatrix random_float_family_matrix(element_format format, bool symmetric, std::int64_t rows,
                                                   std::int64_t cols, std::int64_t group, std::uint32_t seed,
-                                                  bool int4_minus8 = true) {
+                                                  bool int4_minus8 = true, bool float_offset = false) {
   std::mt19937 rng(seed);
   QuantizedMatrix q;
   q.spec.format = format;
@@ -107,7 +108,12 @@ inline QuantizedMatrix random_float_family_matrix(element_format format, bool sy
   std::uniform_real_distribution<float> scale(0.01f, 0.2f);
   q.scales.resize(static_cast<std::size_t>(rows * q.groups_per_row));
   for (float& s : q.scales) s = scale(rng);
-  if (!symmetric) {
+  if (!symmetric && float_offset) {
+    q.spec.zero = zero_form::float_offset;
+    std::uniform_real_distribution<float> offset(-0.5f, 0.5f);
+    q.offsets.resize(q.scales.size());
+    for (float& o : q.offsets) o = offset(rng);
+  } else if (!symmetric) {
     q.zeros.resize(q.scales.size());
     for (auto& z : q.zeros) z = static_cast<std::uint8_t>(nib(rng));
   }

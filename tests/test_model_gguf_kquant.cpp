@@ -1,8 +1,9 @@
 // A GGUF llama whose linears are K-quants (issue 13) loads them as stored quantized layers on
-// lowbit's kernels: Q6_K on the weight-only int8 kernel (w8a16_int8). K-quant rows need a
-// multiple of 256 elements, so stories260K (dim 64) cannot hold them: the model is a random
-// llama of dim 256 written as llama2.c, exported to an F32 GGUF by export_gguf, and rewritten
-// with its linears as Q6_K blocks made by a small test encoder from the format definition.
+// lowbit's kernels: Q6_K on the weight-only int8 kernel (w8a16_int8), Q4_K on W4A16 with float
+// offsets. K-quant rows need a multiple of 256 elements, so stories260K (dim 64) cannot hold
+// them: the model is a random llama of dim 256 written as llama2.c, exported to an F32 GGUF by
+// export_gguf, and rewritten with K-quant blocks made by small test encoders from the format
+// definition (all Q6_K, or Q4_K_M's pattern: Q4_K with Q6_K for some layers).
 #include <catch2/catch.hpp>
 
 #include <cmath>
@@ -105,19 +106,72 @@ std::vector<std::uint8_t> kq_encode_q6k(const RowMatrixXf& m) {
   return out;
 }
 
-// Copies the F32 GGUF `in` to `out` with every 2-D tensor named blk.* or output as Q6_K.
-void kq_rewrite_q6k(const std::string& in, const std::string& out) {
+// Q4_K blocks of a row-major float matrix (cols % 256 == 0): per 32-sub-block scale
+// (max - min) / 15 and min -min(x, 0), 6-bit multiples of fp16 d / dmin, codes 0..15.
+std::vector<std::uint8_t> kq_encode_q4k(const RowMatrixXf& m) {
+  std::vector<std::uint8_t> out;
+  for (Eigen::Index r = 0; r < m.rows(); ++r)
+    for (Eigen::Index b0 = 0; b0 < m.cols(); b0 += 256) {
+      const float* x = m.data() + r * m.cols() + b0;
+      float scale[8], mins[8], smax = 0.0f, mmax = 0.0f;
+      for (int j = 0; j < 8; ++j) {
+        float lo = 0.0f, hi = 0.0f;
+        for (int i = 0; i < 32; ++i) {
+          lo = std::min(lo, x[32 * j + i]);
+          hi = std::max(hi, x[32 * j + i]);
+        }
+        scale[j] = (hi - lo) / 15.0f;
+        mins[j] = -lo;
+        smax = std::max(smax, scale[j]);
+        mmax = std::max(mmax, mins[j]);
+      }
+      const std::uint16_t d_bits = lowbit::detail::float_to_half(smax / 63.0f);
+      const std::uint16_t dmin_bits = lowbit::detail::float_to_half(mmax / 63.0f);
+      const float d = lowbit::detail::half_to_float(d_bits), dmin = lowbit::detail::half_to_float(dmin_bits);
+      int sc[8], mn[8], q[256];
+      for (int j = 0; j < 8; ++j) {
+        sc[j] = d > 0.0f ? int(std::clamp(std::lround(scale[j] / d), 0L, 63L)) : 0;
+        mn[j] = dmin > 0.0f ? int(std::clamp(std::lround(mins[j] / dmin), 0L, 63L)) : 0;
+        const float step = d * float(sc[j]), off = dmin * float(mn[j]);
+        for (int i = 0; i < 32; ++i)
+          q[32 * j + i] = step > 0.0f ? int(std::clamp(std::lround((x[32 * j + i] + off) / step), 0L, 15L)) : 0;
+      }
+      std::uint8_t blk[144] = {};
+      std::memcpy(blk, &d_bits, 2);
+      std::memcpy(blk + 2, &dmin_bits, 2);
+      for (int j = 0; j < 4; ++j) {
+        blk[4 + j] = std::uint8_t(sc[j] | ((sc[j + 4] >> 4) << 6));
+        blk[8 + j] = std::uint8_t(mn[j] | ((mn[j + 4] >> 4) << 6));
+        blk[12 + j] = std::uint8_t((sc[j + 4] & 15) | ((mn[j + 4] & 15) << 4));
+      }
+      for (int c = 0; c < 4; ++c)
+        for (int l = 0; l < 32; ++l) blk[16 + 32 * c + l] = std::uint8_t(q[64 * c + l] | (q[64 * c + 32 + l] << 4));
+      out.insert(out.end(), blk, blk + 144);
+    }
+  return out;
+}
+
+// Copies the F32 GGUF `in` to `out` with every 2-D tensor named blk.* or output as Q6_K
+// (q4k_m false), or as Q4_K_M lays them out (q4k_m true): Q4_K, with Q6_K for attn_v and
+// ffn_down of layer 0 and for output; token_embd too becomes Q4_K then.
+void kq_rewrite(const std::string& in, const std::string& out, bool q4k_m) {
   const lowbit::GgufFile f = lowbit::GgufFile::open(in);
   lowbit::GgufWriter w(out);
   for (const auto& [key, value] : f.metadata())
     if (key != "general.alignment") w.set(key, value);
   std::vector<std::vector<std::uint8_t>> data;
   for (const lowbit::GgufTensor& t : f.tensors()) {
-    const bool q6 = t.ne.size() == 2 && (t.name.rfind("blk.", 0) == 0 || t.name == "output.weight");
+    const bool linear = t.ne.size() == 2 && (t.name.rfind("blk.", 0) == 0 || t.name == "output.weight");
+    const bool q6 = linear && (!q4k_m || t.name == "output.weight" || t.name == "blk.0.attn_v.weight" ||
+                               t.name == "blk.0.ffn_down.weight");
+    const bool q4 = q4k_m && !q6 && t.ne.size() == 2;
     REQUIRE(t.ggml_type() == gguf_type::f32);
     if (q6) {
       w.add_tensor_info(t.name, gguf_type::q6_k, t.ne);
       data.push_back(kq_encode_q6k(lowbit::gguf_to_matrix(t)));
+    } else if (q4) {
+      w.add_tensor_info(t.name, gguf_type::q4_k, t.ne);
+      data.push_back(kq_encode_q4k(lowbit::gguf_to_matrix(t)));
     } else {
       w.add_tensor_info(t.name, gguf_type::f32, t.ne);
       data.emplace_back(reinterpret_cast<const std::uint8_t*>(t.data),
@@ -131,7 +185,7 @@ void kq_rewrite_q6k(const std::string& in, const std::string& out) {
 
 }  // namespace
 
-TEST_CASE("gguf K-quants: a Q6_K llama runs its linears on lowbit's kernels", "[model][gguf][kquant]") {
+TEST_CASE("gguf K-quants: Q6_K and Q4_K_M-like llamas run their linears on lowbit's kernels", "[model][gguf][kquant]") {
   lowbit_test::scratch_dir dir;
   const LlamaConfig c = lowbit_test::random_llama_config(256, 512, 2, 4, 2, 64, 16, /*tied=*/false);
   const LlamaWeights wts = lowbit_test::random_llama_weights(c, 17, 0.05f, 0.2f);
@@ -141,42 +195,49 @@ TEST_CASE("gguf K-quants: a Q6_K llama runs its linears on lowbit's kernels", "[
                                                              std::streamsize(bin.size()));
   }
   (void)export_gguf(dir.file("m.bin"), dir.file("f32.gguf"));
-  kq_rewrite_q6k(dir.file("f32.gguf"), dir.file("q6k.gguf"));
+  for (const bool q4k_m : {false, true}) {
+    INFO((q4k_m ? "Q4_K_M-like" : "all Q6_K"));
+    const std::string path = dir.file(q4k_m ? "q4km.gguf" : "q6k.gguf");
+    kq_rewrite(dir.file("f32.gguf"), path, q4k_m);
 
-  const std::shared_ptr<const ModelSource> src = open_model(dir.file("q6k.gguf"));
-  const auto* gg = dynamic_cast<const GgufSource*>(src.get());
-  REQUIRE(gg != nullptr);
-  CHECK(gg->quantized_linears().size() == 2 * 7 + 1);  // every linear and the classifier
+    const std::shared_ptr<const ModelSource> src = open_model(path);
+    const auto* gg = dynamic_cast<const GgufSource*>(src.get());
+    REQUIRE(gg != nullptr);
+    CHECK(gg->quantized_linears().size() == 2 * 7 + 1);  // every linear and the classifier
 
-  // Kernels (require_kernels: no layer may fall back to the reference path).
-  QuantizedLoadOptions strict;
-  strict.require_kernels = true;
-  const LlamaModel kern = load_quantized_llama(src, strict);
-  for (int l = 0; l < 2; ++l)
-    for (int s = 0; s < kLinearSlots; ++s)
-      CHECK(kern.linear(l, static_cast<linear_slot>(s)).describe() == "recipe gguf Q6_K (packed kernels)");
-  // Today's path before this import existed: every Q6_K tensor decoded to fp32 (the same
-  // values: each layer's dequantize() is the GGUF decoder's output bit for bit, checked below).
-  const LinearFactory decoded = [gg](const std::string& name, const RowMatrixXf& weight) -> std::unique_ptr<LinearLayer> {
-    if (!gg->quantized_linears().count(name)) return std::make_unique<Fp32Linear>(weight);
-    return std::make_unique<Fp32Linear>(lowbit::dequantize(gg->quantized_linear(name).weight));
-  };
-  const LlamaModel dec(src, decoded);
-  const std::vector<int> tokens = {1, 5, 9, 33, 2, 60, 7, 7, 41};
-  const RowMatrixXf a = kern.forward(tokens), b = dec.forward(tokens);
-  const double scale = b.cwiseAbs().maxCoeff();
-  INFO("max |logit diff| " << (a - b).cwiseAbs().maxCoeff() << " of max |logit| " << scale);
-  CHECK((a - b).cwiseAbs().maxCoeff() <= 1e-4 * scale);
-  // The import itself is exact: each layer's dequantize() is the GGUF decoder's output.
-  const lowbit::GgufFile f = lowbit::GgufFile::open(dir.file("q6k.gguf"));
-  for (int l = 0; l < 2; ++l)
-    for (int s = 0; s < kLinearSlots; ++s) {
-      const RowMatrixXf want = lowbit::gguf_to_matrix(f.at(detail::gguf_linear_name(l, static_cast<linear_slot>(s)) + ".weight"));
-      const RowMatrixXf got = lowbit::dequantize(gg->quantized_linear(linear_name(l, static_cast<linear_slot>(s))).weight);
-      REQUIRE(want.rows() == got.rows());
-      REQUIRE(want.cols() == got.cols());
-      CHECK(std::memcmp(want.data(), got.data(), std::size_t(want.size()) * 4) == 0);
-    }
+    // Kernels (require_kernels: no layer may fall back to the reference path).
+    QuantizedLoadOptions strict;
+    strict.require_kernels = true;
+    const LlamaModel kern = load_quantized_llama(src, strict);
+    for (int l = 0; l < 2; ++l)
+      for (int s = 0; s < kLinearSlots; ++s) {
+        const bool q6 = !q4k_m || (l == 0 && (s == int(linear_slot::wv) || s == int(linear_slot::w2)));
+        CHECK(kern.linear(l, static_cast<linear_slot>(s)).describe() ==
+              std::string("recipe gguf ") + (q6 ? "Q6_K" : "Q4_K") + " (packed kernels)");
+      }
+    // Today's path before this import existed: every K-quant tensor decoded to fp32 (the same
+    // values: each layer's dequantize() is the GGUF decoder's output bit for bit, checked below).
+    const LinearFactory decoded = [gg](const std::string& name, const RowMatrixXf& weight) -> std::unique_ptr<LinearLayer> {
+      if (!gg->quantized_linears().count(name)) return std::make_unique<Fp32Linear>(weight);
+      return std::make_unique<Fp32Linear>(lowbit::dequantize(gg->quantized_linear(name).weight));
+    };
+    const LlamaModel dec(src, decoded);
+    const std::vector<int> tokens = {1, 5, 9, 33, 2, 60, 7, 7, 41};
+    const RowMatrixXf a = kern.forward(tokens), b = dec.forward(tokens);
+    const double scale = b.cwiseAbs().maxCoeff();
+    INFO("max |logit diff| " << (a - b).cwiseAbs().maxCoeff() << " of max |logit| " << scale);
+    CHECK((a - b).cwiseAbs().maxCoeff() <= 1e-4 * scale);
+    // The import itself is exact: each layer's dequantize() is the GGUF decoder's output.
+    const lowbit::GgufFile f = lowbit::GgufFile::open(path);
+    for (int l = 0; l < 2; ++l)
+      for (int s = 0; s < kLinearSlots; ++s) {
+        const RowMatrixXf want = lowbit::gguf_to_matrix(f.at(detail::gguf_linear_name(l, static_cast<linear_slot>(s)) + ".weight"));
+        const RowMatrixXf got = lowbit::dequantize(gg->quantized_linear(linear_name(l, static_cast<linear_slot>(s))).weight);
+        REQUIRE(want.rows() == got.rows());
+        REQUIRE(want.cols() == got.cols());
+        CHECK(std::memcmp(want.data(), got.data(), std::size_t(want.size()) * 4) == 0);
+      }
+  }
 }
 
 }  // namespace test_model_gguf_kquant_cpp

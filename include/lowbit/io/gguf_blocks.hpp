@@ -36,8 +36,8 @@
 // GGUF -> lowbit (gguf_to_quantized): Q8_0, Q4_0, MXFP4 always (except ggml's int8 code -128
 // and E8M0 255, which lowbit's kernels do not take); Q4_1 only where every block's min is
 // -z * d for an integer z in [0, 15] (lowbit has no float-offset group form yet); Q6_K as
-// int8 in groups of 16 with fp32 scales d * sc (detail::gguf_q6k_to_quantized). Q4_K is
-// decoded to float (gguf_decode) only.
+// int8 in groups of 16 with fp32 scales d * sc (detail::gguf_q6k_to_quantized); Q4_K as int4
+// with float offsets (QuantSpec::zero == float_offset, detail::gguf_q4k_to_quantized).
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
@@ -235,6 +235,8 @@ namespace detail {
 // model::exportable() (model/exportable.hpp) answers with it before anything is quantized.
 inline std::string gguf_spec_refusal(const QuantSpec& s, gguf_type* type) {
   gguf_type t = gguf_type::q8_0;
+  if (s.zero == zero_form::float_offset)
+    return "float-offset groups (a GGUF Q4_K import) are not exported (no Q4_K writer yet)";
   if (s.constraint == scale_constraint::nvfp4)
     return "NVFP4 (E4M3 scales per 16 with a tensor scale) has no GGUF type lowbit writes";
   if (s.constraint == scale_constraint::mx) {
@@ -368,15 +370,67 @@ inline QuantizedMatrix gguf_q6k_to_quantized(const GgufTensor& t, const std::str
   return q;
 }
 
+// Q4_K as int4 asymmetric in groups of 32 with float offsets (QuantSpec::zero ==
+// float_offset): codes q (0..15), scale d * sc, offset -(dmin * m), so that dequantize()'s
+// fma(q, scale, offset) is ggml's (d * sc) * q - dmin * m bit for bit: d * sc and dmin * m
+// have at most 17 significant bits, (d * sc) * q at most 21 (exact, no overflow or
+// subnormal), so ggml's one rounding is the subtraction, which is the fma's.
+inline QuantizedMatrix gguf_q4k_to_quantized(const GgufTensor& t, const std::string& who) {
+  constexpr std::int64_t block = 256, block_bytes = 144;
+  if (t.rows() <= 0 || t.cols() <= 0 || t.cols() % block != 0)
+    fail(who + "Q4_K rows must be a positive multiple of 256 elements");
+  QuantizedMatrix q;
+  q.name = t.name;
+  q.spec = group_spec(element_format::int4, 32, scale_constraint::none, false);
+  q.spec.zero = zero_form::float_offset;
+  q.spec.scale_storage = scale_dtype::f32;  // d * sc is not an fp16 value in general
+  q.rows = t.rows();
+  q.cols = t.cols();
+  q.group_size = 32;
+  q.groups_per_row = q.cols / 32;
+  q.row_stride = q.cols / 2;
+  q.codes.assign(static_cast<std::size_t>(q.rows * q.row_stride), 0);
+  q.scales.assign(static_cast<std::size_t>(q.rows * q.groups_per_row), 0.0f);
+  q.offsets.assign(q.scales.size(), 0.0f);
+  const std::int64_t blocks_per_row = q.cols / block;
+  std::uint8_t codes[256];
+  for (std::int64_t r = 0; r < q.rows; ++r)
+    for (std::int64_t bi = 0; bi < blocks_per_row; ++bi) {
+      const std::byte* b = t.data + (r * blocks_per_row + bi) * block_bytes;
+      const auto* u = reinterpret_cast<const std::uint8_t*>(b);
+      const float d = half_to_float(gguf_load_u16(b)), dmin = half_to_float(gguf_load_u16(b + 2));
+      if (!std::isfinite(d) || !std::isfinite(dmin))
+        fail(who + "row " + std::to_string(r) + ", block " + std::to_string(bi) + ": scale d or dmin is not finite");
+      const std::size_t g0 = static_cast<std::size_t>(r * q.groups_per_row + bi * 8);
+      for (int j = 0; j < 8; ++j) {
+        std::uint8_t sc = 0, m = 0;
+        gguf_q4k_scale_min(j, u + 4, sc, m);
+        q.scales[g0 + std::size_t(j)] = d * static_cast<float>(sc);
+        q.offsets[g0 + std::size_t(j)] = -(dmin * static_cast<float>(m));
+      }
+      // Chunk c: elements 64c + l in the low nibbles of qs[32c + l], 64c + 32 + l in the high.
+      const std::uint8_t* qs = u + 16;
+      for (int c = 0; c < 4; ++c)
+        for (int l = 0; l < 32; ++l) {
+          codes[64 * c + l] = qs[32 * c + l] & 0xF;
+          codes[64 * c + 32 + l] = qs[32 * c + l] >> 4;
+        }
+      pack_nibbles(codes, 256, q.codes.data() + r * q.row_stride + bi * (block / 2));
+    }
+  return q;
+}
+
 }  // namespace detail
 
 // A Q8_0 / Q4_0 / Q4_1 / MXFP4 tensor as a lowbit QuantizedMatrix with the same dequantized
-// values (group 32), Q6_K as int8 in groups of 16 (detail::gguf_q6k_to_quantized); fails
+// values (group 32), Q6_K as int8 in groups of 16 (detail::gguf_q6k_to_quantized), Q4_K as
+// int4 with float offsets in groups of 32 (detail::gguf_q4k_to_quantized); fails
 // naming the tensor and block where lowbit's form cannot hold it.
 inline QuantizedMatrix gguf_to_quantized(const GgufTensor& t) {
   const gguf_type type = t.ggml_type();
   const std::string who = "GGUF import of tensor '" + t.name + "': ";
   if (type == gguf_type::q6_k) return detail::gguf_q6k_to_quantized(t, who);
+  if (type == gguf_type::q4_k) return detail::gguf_q4k_to_quantized(t, who);
   QuantSpec spec;
   switch (type) {
     case gguf_type::q8_0: spec = group_spec(element_format::int8, 32); break;

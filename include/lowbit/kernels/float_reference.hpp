@@ -73,6 +73,7 @@ inline float weight_code_value_reference(const QuantizedMatrix& q, std::int64_t 
 inline float weight_value_reference(const QuantizedMatrix& q, std::int64_t r, std::int64_t c) {
   const std::int64_t g = c / q.group_size;
   const std::size_t i = static_cast<std::size_t>(r * q.groups_per_row + g);
+  if (!q.offsets.empty()) return std::fma(weight_code_value_reference(q, r, c), q.scales[i], q.offsets[i]);
   const float zero = q.zeros.empty() ? 0.0f : static_cast<float>(q.zeros[i]);
   return (weight_code_value_reference(q, r, c) - zero) * q.scales[i];
 }

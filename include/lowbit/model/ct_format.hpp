@@ -86,6 +86,8 @@ inline nlohmann::json ct_args(int bits, const char* type, bool symmetric, const 
 // group); `smoothing` means a vector that is not all ones and was not folded into a norm.
 inline std::string ct_layer_refusal(const QuantSpec& s, std::int64_t cols, std::int64_t group_size, bool lorc,
                                     bool smoothing, bool bias, const std::optional<ActivationQuant>& acts) {
+  if (s.zero == zero_form::float_offset)
+    return "float-offset groups (a GGUF Q4_K import) have no compressed-tensors form";
   if (lorc) return "LoRC factors (compressed-tensors has no low-rank correction term)";
   if (smoothing) return "a SmoothQuant smoothing vector (compressed-tensors has none; it must be folded into the preceding norm)";
   if (bias) return "a bias on a quantized layer is not exported (not implemented)";

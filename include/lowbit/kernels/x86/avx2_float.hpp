@@ -57,6 +57,11 @@ LOWBIT_TARGET_AVX2 void avx2_decode_rows_t(const float_packed& w, std::int64_t b
     float* out = dst + kk * float_block_cols;
     for (int h = 0; h < 4; ++h) {
       __m256 x = v[h];
+      if constexpr (C == float_code::uint4_with_offset) {  // fma(code, s, offset): one rounding
+        _mm256_storeu_ps(out + 8 * h, _mm256_fmadd_ps(x, _mm256_loadu_ps(s + 8 * h),
+                                                      _mm256_loadu_ps(zeros + (k / w.group_size) * float_block_cols + 8 * h)));
+        continue;
+      }
       if constexpr (C == float_code::uint4_with_zero)
         x = _mm256_sub_ps(x, _mm256_loadu_ps(zeros + (k / w.group_size) * float_block_cols + 8 * h));
       else
@@ -75,6 +80,8 @@ inline void avx2_decode_rows(const float_packed& w, std::int64_t b, std::int64_t
     case float_code::uint4_with_zero:
       return avx2_decode_rows_t<float_code::uint4_with_zero>(w, b, k0, kc, dst);
     case float_code::int8_signed: return avx2_decode_rows_t<float_code::int8_signed>(w, b, k0, kc, dst);
+    case float_code::uint4_with_offset:
+      return avx2_decode_rows_t<float_code::uint4_with_offset>(w, b, k0, kc, dst);
   }
 }
 

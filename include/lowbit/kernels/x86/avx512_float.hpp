@@ -82,7 +82,7 @@ LOWBIT_TARGET_AVX512 void avx512_decode_rows_t(const float_packed& w, std::int64
     const __m512 s0 = _mm512_loadu_ps(scales + g * float_block_cols);
     const __m512 s1 = _mm512_loadu_ps(scales + g * float_block_cols + 16);
     __m512 z0 = _mm512_setzero_ps(), z1 = _mm512_setzero_ps();
-    if constexpr (C == float_code::uint4_with_zero) {
+    if constexpr (float_code_has_group_term(C)) {
       z0 = _mm512_loadu_ps(zeros + g * float_block_cols);
       z1 = _mm512_loadu_ps(zeros + g * float_block_cols + 16);
     } else {
@@ -100,6 +100,11 @@ LOWBIT_TARGET_AVX512 void avx512_decode_rows_t(const float_packed& w, std::int64
         hi = _mm512_sub_ps(hi, z1);
       }
       float* out = dst + (k - k0) * float_block_cols;
+      if constexpr (C == float_code::uint4_with_offset) {  // fma(code, s, offset): dequantize()'s bits
+        _mm512_storeu_ps(out, _mm512_fmadd_ps(lo, s0, z0));
+        _mm512_storeu_ps(out + 16, _mm512_fmadd_ps(hi, s1, z1));
+        continue;
+      }
       _mm512_storeu_ps(out, _mm512_mul_ps(lo, s0));
       _mm512_storeu_ps(out + 16, _mm512_mul_ps(hi, s1));
     }
@@ -115,6 +120,8 @@ inline void avx512_decode_rows(const float_packed& w, std::int64_t b, std::int64
     case float_code::uint4_with_zero:
       return avx512_decode_rows_t<float_code::uint4_with_zero>(w, b, k0, kc, dst);
     case float_code::int8_signed: return avx512_decode_rows_t<float_code::int8_signed>(w, b, k0, kc, dst);
+    case float_code::uint4_with_offset:
+      return avx512_decode_rows_t<float_code::uint4_with_offset>(w, b, k0, kc, dst);
   }
 }
 
@@ -257,6 +264,15 @@ LOWBIT_TARGET_AVX512 void avx512_direct_block(const float_packed& w, const float
         a0[t] = _mm512_fnmadd_ps(sz0, gs, a0[t]);
         a1[t] = _mm512_fnmadd_ps(sz1, gs, a1[t]);
       }
+    } else if constexpr (C == float_code::uint4_with_offset) {  // + offset * sum_group(x)
+      const __m512 o0 = _mm512_loadu_ps(zeros + g * float_block_cols);
+      const __m512 o1 = _mm512_loadu_ps(zeros + g * float_block_cols + 16);
+#pragma GCC unroll 4
+      for (int t = 0; t < T; ++t) {
+        const __m512 gs = _mm512_set1_ps(ws.group_sums[static_cast<std::size_t>(t * w.groups + g)]);
+        a0[t] = _mm512_fmadd_ps(o0, gs, a0[t]);
+        a1[t] = _mm512_fmadd_ps(o1, gs, a1[t]);
+      }
     } else {
       (void)zeros;
     }
@@ -278,6 +294,8 @@ inline void avx512_direct_block_any(const float_packed& w, const float_workspace
     case float_code::uint4_with_zero:
       return avx512_direct_block<T, float_code::uint4_with_zero>(w, ws, b, out);
     case float_code::int8_signed: return avx512_direct_block<T, float_code::int8_signed>(w, ws, b, out);
+    case float_code::uint4_with_offset:
+      return avx512_direct_block<T, float_code::uint4_with_offset>(w, ws, b, out);
   }
 }
 
@@ -307,6 +325,10 @@ LOWBIT_TARGET_AVX512 inline void avx512_finish_group(const float_workspace& ws, 
     const __m512 gs = _mm512_set1_ps(ws.group_sums[static_cast<std::size_t>(g)]);
     a0 = _mm512_fnmadd_ps(_mm512_mul_ps(s0, _mm512_loadu_ps(zeros + g * float_block_cols)), gs, a0);
     a1 = _mm512_fnmadd_ps(_mm512_mul_ps(s1, _mm512_loadu_ps(zeros + g * float_block_cols + 16)), gs, a1);
+  } else if constexpr (C == float_code::uint4_with_offset) {
+    const __m512 gs = _mm512_set1_ps(ws.group_sums[static_cast<std::size_t>(g)]);
+    a0 = _mm512_fmadd_ps(_mm512_loadu_ps(zeros + g * float_block_cols), gs, a0);
+    a1 = _mm512_fmadd_ps(_mm512_loadu_ps(zeros + g * float_block_cols + 16), gs, a1);
   } else {
     (void)ws, (void)g, (void)zeros;
   }
@@ -383,6 +405,8 @@ inline void avx512_direct_block_quad_any(const float_packed& w, const float_work
     case float_code::int4_signed: return avx512_direct_block_quad<float_code::int4_signed>(w, ws, xq, b, out);
     case float_code::uint4_with_zero:
       return avx512_direct_block_quad<float_code::uint4_with_zero>(w, ws, xq, b, out);
+    case float_code::uint4_with_offset:
+      return avx512_direct_block_quad<float_code::uint4_with_offset>(w, ws, xq, b, out);
     case float_code::e4m3:
     case float_code::int8_signed: break;  // 4-bit codes only (float_uses_quad_path etc.)
   }
@@ -588,6 +612,9 @@ inline void avx512bf16_direct_block_pairs_any(const float_packed& w, const float
     case float_code::uint4_with_zero:
       return two ? avx512bf16_direct_block_pairs<float_code::uint4_with_zero, 2>(w, ws, xp, b, out)
                  : avx512bf16_direct_block_pairs<float_code::uint4_with_zero, 1>(w, ws, xp, b, out);
+    case float_code::uint4_with_offset:
+      return two ? avx512bf16_direct_block_pairs<float_code::uint4_with_offset, 2>(w, ws, xp, b, out)
+                 : avx512bf16_direct_block_pairs<float_code::uint4_with_offset, 1>(w, ws, xp, b, out);
     case float_code::e4m3:
     case float_code::int8_signed: break;  // 4-bit codes only (float_uses_quad_path etc.)
   }

@@ -219,6 +219,8 @@ inline void run_float_avx512fp16(const float_packed& w, const float_workspace& w
     case float_code::uint4_with_zero: decode = fp16_pair_decode_rows<float_code::uint4_with_zero>; break;
     case float_code::e4m3:
     case float_code::int8_signed: fail("gemm: the AVX512-FP16 path runs 4-bit weights only");
+    case float_code::uint4_with_offset:  // float_uses_fp16_path keeps them off this path
+      fail("gemm: the AVX512-FP16 path does not run float-offset groups");
   }
   if (w.groups > 1 && w.group_size % 2 != 0)
     fail("gemm: the AVX512-FP16 path needs an even group size (k-row pairs)");
