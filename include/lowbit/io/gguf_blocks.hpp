@@ -35,7 +35,7 @@
 //
 // GGUF -> lowbit (gguf_to_quantized): Q8_0, Q4_0, MXFP4 always (except ggml's int8 code -128
 // and E8M0 255, which lowbit's kernels do not take); Q4_1 only where every block's min is
-// -z * d for an integer z in [0, 15] (lowbit has no float-offset group form yet); Q6_K as
+// -z * d for an integer z in [0, 15] (Q4_1 does not use the float-offset form yet); Q6_K as
 // int8 in groups of 16 with fp32 scales d * sc (detail::gguf_q6k_to_quantized); Q4_K as int4
 // with float offsets (QuantSpec::zero == float_offset, detail::gguf_q4k_to_quantized).
 #include <cmath>
@@ -493,7 +493,7 @@ inline QuantizedMatrix gguf_to_quantized(const GgufTensor& t) {
       const float z = d != 0.0f ? -m / d : 0.0f;
       if (!std::isfinite(m) || !(z >= 0.0f && z <= 15.0f) || std::nearbyint(z) != z || -z * d != m)
         fail_block("min " + std::to_string(m) +
-                   " is not -z * scale for an integer z in [0, 15] (lowbit has no float-offset group form yet)");
+                   " is not -z * scale for an integer z in [0, 15] (Q4_1 does not use the float-offset form yet)");
       q.zeros[gi] = static_cast<std::uint8_t>(z);
     }
     pack_nibbles(codes, 32, row + g * 16);

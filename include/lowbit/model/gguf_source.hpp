@@ -301,7 +301,7 @@ class GgufSource final : public ModelSource {
       if (w.linear && detail::gguf_is_quantized_form(ty)) {
         const std::string base = w.meta.substr(0, w.meta.size() - 7);
         // Q4_1 maps onto lowbit's integer zero points only when every min is -z * d; other
-        // Q4_1 tensors are decoded to float (lowbit has no float-offset group form yet).
+        // Q4_1 tensors are decoded to float (mapping them onto the float-offset form is not done yet).
         bool ok = true;
         if (ty == gguf_type::q4_1) {
           try {
