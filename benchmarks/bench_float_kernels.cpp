@@ -42,6 +42,7 @@ const bench_scheme bench_schemes[] = {
     {"w4a16_int4", gemm_scheme::w4a16_int4, element_format::int4, true},
     {"w4a16_int4_asym", gemm_scheme::w4a16_int4, element_format::int4, false},
     {"w4a16_fp4", gemm_scheme::w4a16_fp4, element_format::float4_e2m1fn, true},
+    {"w8a16_int8", gemm_scheme::w8a16_int8, element_format::int8, true},  // GGUF Q8_0 imports
 };
 
 QuantizedMatrix random_weights(const bench_scheme& s, std::int64_t n, std::int64_t k) {
@@ -51,15 +52,17 @@ QuantizedMatrix random_weights(const bench_scheme& s, std::int64_t n, std::int64
   q.spec.symmetric = s.symmetric;
   q.rows = n;
   q.cols = k;
-  q.group_size = s.format == element_format::float8_e4m3fn ? k : 128;  // fp8: per channel
+  // fp8: per channel; int8: Q8_0's group of 32.
+  q.group_size = s.format == element_format::float8_e4m3fn ? k : s.format == element_format::int8 ? 32 : 128;
   q.groups_per_row = (k + q.group_size - 1) / q.group_size;
-  const bool eight = s.format == element_format::float8_e4m3fn;
+  const bool e4m3 = s.format == element_format::float8_e4m3fn;
+  const bool eight = e4m3 || s.format == element_format::int8;
   q.row_stride = eight ? k : (k + 1) / 2;
   q.codes.resize(static_cast<std::size_t>(n * q.row_stride));
   std::uniform_int_distribution<int> byte(0, 255);
   for (auto& c : q.codes) {
     c = static_cast<std::uint8_t>(byte(rng));
-    if (eight && (c & 0x7F) == 0x7F) c ^= 1;
+    if (e4m3 && (c & 0x7F) == 0x7F) c ^= 1;
   }
   q.scales.assign(static_cast<std::size_t>(n * q.groups_per_row), 0.01f);
   if (!s.symmetric) q.zeros.assign(q.scales.size(), 8);

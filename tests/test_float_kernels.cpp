@@ -1,4 +1,4 @@
-// The float-decoding kernel family (w8a8_fp8, w4a8_fp4, w4a16_int4, w4a16_fp4): every ISA
+// The float-decoding kernel family (w8a8_fp8, w4a8_fp4, w4a16_int4, w4a16_fp4, w8a16_int8): every ISA
 // tier this CPU runs against the scalar oracle (kernels/float_reference.hpp) over the
 // edge-case menu, the E4M3 activation rule bit for bit, end to end against dequantize + an
 // fp32 product, and the checked errors.
@@ -28,6 +28,7 @@ struct scheme_case {
   gemm_scheme scheme;
   element_format format;
   bool symmetric;
+  bool offset = false;  // float-offset groups (GGUF Q4_K imports)
 };
 
 const scheme_case all_cases[] = {
@@ -36,12 +37,14 @@ const scheme_case all_cases[] = {
     {gemm_scheme::w4a16_int4, element_format::int4, true},
     {gemm_scheme::w4a16_int4, element_format::int4, false},
     {gemm_scheme::w4a16_fp4, element_format::float4_e2m1fn, true},
+    {gemm_scheme::w8a16_int8, element_format::int8, true},
+    {gemm_scheme::w4a16_int4, element_format::int4, false, true},
 };
 
 // Random codes and scales built by hand (test_gemm_support.hpp); symmetric int4 without -8.
 QuantizedMatrix random_matrix(const scheme_case& sc, std::int64_t rows, std::int64_t cols,
                               std::int64_t group, std::uint32_t seed) {
-  return lowbit::test::random_float_family_matrix(sc.format, sc.symmetric, rows, cols, group, seed, false);
+  return lowbit::test::random_float_family_matrix(sc.format, sc.symmetric, rows, cols, group, seed, false, sc.offset);
 }
 
 RowMatrixXf random_activations(std::int64_t tokens, std::int64_t cols, std::uint32_t seed) {
@@ -63,9 +66,12 @@ RowMatrixXf tolerance(const QuantizedMatrix& q, gemm_scheme scheme, const RowMat
     for (std::int64_t c = 0; c < q.cols; ++c) {
       // Zero points: the few-token path computes s * (sum x*v - z * sum x), so its rounding
       // is relative to (|v| + z) * s rather than |v - z| * s.
+      // Offsets likewise: s * sum x*v + o * sum x, relative to |v| * s + |o|.
       const std::size_t gi = static_cast<std::size_t>(r * q.groups_per_row + c / q.group_size);
-      w_abs(r, c) = q.zeros.empty() ? std::fabs(weight_value_reference(q, r, c))
-                                    : (std::fabs(weight_code_value_reference(q, r, c)) + q.zeros[gi]) * q.scales[gi];
+      w_abs(r, c) = !q.offsets.empty()
+                        ? std::fabs(weight_code_value_reference(q, r, c)) * q.scales[gi] + std::fabs(q.offsets[gi])
+                    : q.zeros.empty() ? std::fabs(weight_value_reference(q, r, c))
+                                      : (std::fabs(weight_code_value_reference(q, r, c)) + q.zeros[gi]) * q.scales[gi];
     }
   RowMatrixXf xa = x.cwiseAbs();
   if (scheme_quantizes_activations(scheme)) {
@@ -194,8 +200,8 @@ TEST_CASE("float kernels: every tier matches the reference over the edge-case me
           const RowMatrixXf ref = float_reference_gemm(q, sc.scheme, x);
           const RowMatrixXf tol = tolerance(q, sc.scheme, x);
           for (isa_tier tier : supported_isa_tiers()) {
-            INFO("scheme " << to_string(sc.scheme) << (sc.symmetric ? "" : " asym") << " tier "
-                           << to_string(tier) << " K " << k << " group " << q.group_size
+            INFO("scheme " << to_string(sc.scheme) << (sc.symmetric ? "" : " asym") << (sc.offset ? " offset" : "")
+                           << " tier " << to_string(tier) << " K " << k << " group " << q.group_size
                            << " tokens " << tokens);
             const float_packed w = pack_float(q, sc.scheme, tier);
             const float_workspace ws = prepare_float(w, x);
@@ -220,6 +226,41 @@ TEST_CASE("float kernels: every tier matches the reference over the edge-case me
           }
         }
       }
+}
+
+// The buffered paths multiply x by a tile of w_hat decoded once per chunk; each tier's decoder
+// must give dequantize()'s fp32 value bit for bit (the reference's weight_value_reference).
+TEST_CASE("float kernels: every tier's tile decoder equals dequantize bit for bit", "[float_kernels]") {
+  for (const scheme_case& sc : all_cases)
+    for (std::int64_t k : {33, 300}) {
+      const QuantizedMatrix q = random_matrix(sc, 45, k, k == 33 ? 16 : 32, 41);
+      for (isa_tier tier : supported_isa_tiers()) {
+        INFO("scheme " << to_string(sc.scheme) << (sc.symmetric ? "" : " asym") << (sc.offset ? " offset" : "")
+                       << " tier " << to_string(tier) << " K " << k);
+        const float_packed w = pack_float(q, sc.scheme, tier);
+        std::vector<float> tile(static_cast<std::size_t>(k * float_block_cols));
+        for (std::int64_t b = 0; b < w.blocks; ++b) {
+#if LOWBIT_HAVE_X86_SIMD
+          if (tier == isa_tier::avx512)
+            avx512_decode_rows(w, b, 0, k, tile.data());
+          else if (tier == isa_tier::avx2)
+            avx2_decode_rows(w, b, 0, k, tile.data());
+          else
+#endif
+            decode_float_rows_scalar(w, b, 0, k, tile.data());
+          std::int64_t bad = 0;
+          for (std::int64_t j = 0; j < float_block_cols; ++j) {
+            const std::int64_t r = b * float_block_cols + j;
+            if (r >= q.rows) break;
+            for (std::int64_t c = 0; c < k; ++c) {
+              const float want = weight_value_reference(q, r, c), got = tile[static_cast<std::size_t>(c * 32 + j)];
+              if (Eigen::numext::bit_cast<std::uint32_t>(want) != Eigen::numext::bit_cast<std::uint32_t>(got)) ++bad;
+            }
+          }
+          CHECK(bad == 0);
+        }
+      }
+    }
 }
 
 TEST_CASE("float kernels: end to end against dequantize + fp32 product", "[float_kernels]") {
@@ -270,9 +311,59 @@ TEST_CASE("float kernels: scheme choice and names", "[float_kernels]") {
   CHECK_THROWS_AS(choose_float_scheme(s, std::nullopt), lowbit::error);
   s.format = element_format::float8_e5m2;
   CHECK_THROWS_AS(choose_float_scheme(s, act_format::float8_e4m3fn), lowbit::error);
+  // Weight-only int8 (GGUF Q8_0/Q6_K imports): symmetric only, never with E4M3 activations.
+  s.format = element_format::int8;
+  CHECK(choose_float_scheme(s, std::nullopt) == gemm_scheme::w8a16_int8);
+  CHECK_THROWS_AS(choose_float_scheme(s, act_format::float8_e4m3fn), lowbit::error);
+  s.symmetric = false;
+  CHECK_THROWS_AS(choose_float_scheme(s, std::nullopt), lowbit::error);
 
   const QuantizedMatrix q = random_matrix(all_cases[1], 8, 256, 128, 5);
   CHECK(float_kernel_name(pack_float(q, gemm_scheme::w4a8_fp4, isa_tier::scalar)) == "w4a8_fp4_g128_scalar");
+  const QuantizedMatrix q8 = random_matrix(all_cases[5], 8, 256, 32, 5);
+  for (isa_tier tier : supported_isa_tiers()) {
+    const float_packed w8 = pack_float(q8, gemm_scheme::w8a16_int8, tier);
+    CHECK(float_kernel_name(w8) == "w8a16_int8_g32_" + std::string(to_string(tier)));
+    CHECK(w8.code == float_code::int8_signed);
+    CHECK(w8.krow_bytes == 32);
+    // Only fp32 paths: no one-token 4-bit paths, no AVX512-FP16 (|w| up to 128 * scale).
+    for (std::int64_t tokens : {1, 8})
+      for (activation_dtype in : {activation_dtype::f32, activation_dtype::f16, activation_dtype::bf16}) {
+        CHECK_FALSE(float_uses_fp16_path(w8, tokens, in));
+        CHECK_FALSE(float_uses_quad_path(w8, tokens));
+        CHECK_FALSE(float_uses_bf16_pairs(w8, tokens));
+      }
+  }
+  // The int8 codes are not E4M3: 0x7F/0xFF (127, -1) pack, and int8 packs only as w8a16_int8.
+  QuantizedMatrix q8n = q8;
+  q8n.codes[0] = 0x7F;
+  q8n.codes[1] = 0xFF;
+  CHECK_NOTHROW(pack_float(q8n, gemm_scheme::w8a16_int8, isa_tier::scalar));
+  CHECK_THROWS_AS(pack_float(q8, gemm_scheme::w4a16_int4, isa_tier::scalar), lowbit::error);
+  CHECK_THROWS_AS(pack_float(q8, gemm_scheme::w8a8_fp8, isa_tier::scalar), lowbit::error);
+  CHECK_THROWS_AS(pack_float(q, gemm_scheme::w8a16_int8, isa_tier::scalar), lowbit::error);
+}
+
+TEST_CASE("float kernels: float-offset groups (GGUF Q4_K) pack, name and refuse as documented", "[float_kernels]") {
+  const scheme_case sc = all_cases[6];
+  REQUIRE(sc.offset);
+  const QuantizedMatrix q = random_matrix(sc, 40, 96, 32, 31);
+  for (isa_tier tier : supported_isa_tiers()) {
+    const float_packed w = pack_float(q, gemm_scheme::w4a16_int4, tier);
+    CHECK(w.code == float_code::uint4_with_offset);
+    CHECK(float_kernel_name(w) == "w4a16_int4_offset_g32_" + std::string(to_string(tier)));
+    // The offsets ride in the zero-point slots: [block][group][32].
+    CHECK(w.zeros[static_cast<std::size_t>(0 * w.groups + 1) * 32 + 5] == q.offsets[5 * 3 + 1]);
+    // No AVX512-FP16 path for them: fp16/bf16 activations widen to fp32.
+    for (activation_dtype in : {activation_dtype::f16, activation_dtype::bf16})
+      CHECK_FALSE(float_uses_fp16_path(w, 8, in));
+  }
+  QuantizedMatrix m = q;
+  m.offsets.pop_back();
+  CHECK_THROWS_WITH(pack_float(m, gemm_scheme::w4a16_int4, isa_tier::scalar), Catch::Contains("offset"));
+  m = q;
+  m.offsets[7] = std::numeric_limits<float>::quiet_NaN();
+  CHECK_THROWS_WITH(pack_float(m, gemm_scheme::w4a16_int4, isa_tier::scalar), Catch::Contains("non-finite offset"));
 }
 
 TEST_CASE("float kernels: checked errors", "[float_kernels]") {

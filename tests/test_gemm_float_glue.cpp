@@ -83,13 +83,19 @@ TEST_CASE("float schemes run through pack/gemm with bias, strided output and thr
       {element_format::float4_e2m1fn, true, activation_quant::none, gemm_scheme::w4a16_fp4, 1e-5f},
       {element_format::int4, false, activation_quant::automatic, gemm_scheme::w4a16_int4, 1e-5f},
       {element_format::int4, true, activation_quant::none, gemm_scheme::w4a16_int4, 1e-5f},
+      // Weight-only int8 (GGUF Q8_0 / Q6_K imports; automatic would pick w8a8_int8).
+      {element_format::int8, true, activation_quant::none, gemm_scheme::w8a16_int8, 1e-5f},
   };
   const std::int64_t m = 5, n = 70, k = 100;
   for (const float_case& fc : cases) {
     QuantizedMatrix q = float_matrix(fc.f, fc.symmetric, n, k, 32);
-    if (fc.f == element_format::int4 && fc.symmetric) q = lowbit::test::make_int_matrix({n, k, element_format::int4, 32});
-    const RowMatrixXf what =
-        fc.f == element_format::int4 && fc.symmetric ? lowbit::test::dequantize_int(q) : dequantize_float(q);
+    const bool int_sym = (fc.f == element_format::int4 || fc.f == element_format::int8) && fc.symmetric;
+    if (int_sym) {
+      lowbit::test::int_matrix_recipe r{n, k, fc.f, 32};
+      if (fc.f == element_format::int8) r.code_lo = -128, r.code_hi = 127;
+      q = lowbit::test::make_int_matrix(r);
+    }
+    const RowMatrixXf what = int_sym ? lowbit::test::dequantize_int(q) : dequantize_float(q);
     const RowMatrixXf x = lowbit::test::random_activations(m, k, 6);
     const Eigen::VectorXf bias = Eigen::VectorXf::LinSpaced(n, 0.5f, -0.5f);
     const RowMatrixXf want = (x * what.transpose()).rowwise() + bias.transpose();

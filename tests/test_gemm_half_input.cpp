@@ -287,6 +287,13 @@ TEST_CASE("gemm with 16-bit activations: other schemes and smoothing widen to fp
   r4.code_lo = -7;
   r4.code_hi = 7;
   cases.push_back({test::make_int_matrix(r4), PackOptions{}});
+  // Weight-only int8 (w8a16_int8) has no AVX512-FP16 path: it widens too.
+  test::int_matrix_recipe r8g = r8;
+  r8g.group = 16;
+  r8g.code_lo = -128;
+  PackOptions weight_only;
+  weight_only.activations = activation_quant::none;
+  cases.push_back({test::make_int_matrix(r8g), weight_only});
   PackOptions fp8;
   fp8.activations = activation_quant::float8_e4m3fn;
   cases.push_back({random_w4({gemm_scheme::w4a8_fp4, element_format::float4_e2m1fn, true}, n_out, k, 32, 9), fp8});

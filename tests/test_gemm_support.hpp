@@ -66,15 +66,17 @@ inline QuantizedMatrix make_int_matrix(const int_matrix_recipe& r) {
   return q;
 }
 
-// A QuantizedMatrix of float-family weights (E4M3, E2M1, int4 symmetric or with zero points)
+// A QuantizedMatrix of float-family weights (E4M3, E2M1, int4 symmetric or with zero points,
+// symmetric int8 for w8a16_int8)
 // built by hand with random codes and scales (the layout its header documents), so the
 // kernel tests do not depend on the quantizers. 4-bit codes take every nibble (int4 -8..7,
 // 0..15 with zero points, all 16 E2M1 codes); int4_minus8 = false maps the symmetric int4
 // code -8 to 7. E4M3 codes take every byte but the NaNs. One random stream: codes row by row,
 // then scales, then zero points.
+// float_offset (asymmetric int4): float offsets in [-0.5, 0.5] instead of zero points.
 inline QuantizedMatrix random_float_family_matrix(element_format format, bool symmetric, std::int64_t rows,
                                                   std::int64_t cols, std::int64_t group, std::uint32_t seed,
-                                                  bool int4_minus8 = true) {
+                                                  bool int4_minus8 = true, bool float_offset = false) {
   std::mt19937 rng(seed);
   QuantizedMatrix q;
   q.spec.format = format;
@@ -85,7 +87,8 @@ inline QuantizedMatrix random_float_family_matrix(element_format format, bool sy
   q.cols = cols;
   q.group_size = std::min(group, cols);
   q.groups_per_row = (cols + q.group_size - 1) / q.group_size;
-  const bool eight = format == element_format::float8_e4m3fn;
+  const bool int8 = format == element_format::int8;  // w8a16_int8: every byte, -128 included
+  const bool eight = format == element_format::float8_e4m3fn || int8;
   q.row_stride = eight ? cols : (cols + 1) / 2;
   q.codes.assign(static_cast<std::size_t>(rows * q.row_stride), 0);
   std::uniform_int_distribution<int> byte(0, 255), nib(0, 15);
@@ -94,7 +97,7 @@ inline QuantizedMatrix random_float_family_matrix(element_format format, bool sy
       std::uint8_t* row = q.codes.data() + r * q.row_stride;
       if (eight) {
         int v = byte(rng);
-        if ((v & 0x7F) == 0x7F) v ^= 1;  // no NaN codes
+        if (!int8 && (v & 0x7F) == 0x7F) v ^= 1;  // no E4M3 NaN codes
         row[c] = static_cast<std::uint8_t>(v);
       } else {
         int v = nib(rng);
@@ -105,7 +108,12 @@ inline QuantizedMatrix random_float_family_matrix(element_format format, bool sy
   std::uniform_real_distribution<float> scale(0.01f, 0.2f);
   q.scales.resize(static_cast<std::size_t>(rows * q.groups_per_row));
   for (float& s : q.scales) s = scale(rng);
-  if (!symmetric) {
+  if (!symmetric && float_offset) {
+    q.spec.zero = zero_form::float_offset;
+    std::uniform_real_distribution<float> offset(-0.5f, 0.5f);
+    q.offsets.resize(q.scales.size());
+    for (float& o : q.offsets) o = offset(rng);
+  } else if (!symmetric) {
     q.zeros.resize(q.scales.size());
     for (auto& z : q.zeros) z = static_cast<std::uint8_t>(nib(rng));
   }

@@ -126,6 +126,8 @@ TEST_CASE("gguf model: quantized checkpoints export and import exactly", "[model
     // The models: logits and perplexity bit-identical.
     const LlamaModel a = load_llama_model(dir.path), b = load_llama_model(dir.file("model.gguf"));
     CHECK(b.linear(0, linear_slot::wq).describe().find("gguf " + qtype) != std::string::npos);
+    // Q8_0 runs the weight-only int8 kernel (w8a16_int8), Q4_0 and MXFP4 W4A16.
+    for (const LlamaModel* m : {&a, &b}) CHECK(m->linear(0, linear_slot::wq).describe().find("(packed kernels)") != std::string::npos);
     CHECK(gguf_same_bits(a.forward(probe), b.forward(probe)));
     const double pa = gguf_ppl(a), pb = gguf_ppl(b);
     CHECK(pa == pb);

@@ -204,6 +204,10 @@ inline void write_quantized_matrix(SafetensorsWriter& w, const std::string& weig
   const std::string base = checkpoint_base_name(weight_name);
   const auto bad = [&](const std::string& what) { detail::fail("checkpoint layer '" + weight_name + "': " + what); };
   const std::size_t n = static_cast<std::size_t>(q.rows * q.groups_per_row);
+  // Storing offsets needs a tensor, a spec field and a format-version bump (a reader of
+  // today's format would silently drop them), so they are refused rather than lost.
+  if (q.spec.zero == zero_form::float_offset)
+    bad("float-offset groups (a GGUF Q4_K import) have no lowbit checkpoint form yet");
   if (q.rows <= 0 || q.cols <= 0 || q.group_size <= 0 || q.groups_per_row != (q.cols + q.group_size - 1) / q.group_size)
     bad("inconsistent shape fields");
   if (q.row_stride != detail::expected_row_stride(q.spec, q.cols) ||

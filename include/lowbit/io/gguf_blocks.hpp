@@ -20,8 +20,8 @@
 // row-wide order (elements 2i and 2i + 1 share byte i); the mapping below reorders.
 //
 // Float evaluation: every product above is exact in fp32 (at most 4 + 11 or 6 + 11 + 8
-// significant bits) except Q6_K's last one, which is evaluated in ggml's order; the sums add
-// an exact product to a value, so FMA contraction cannot change any result.
+// significant bits), Q6_K's in any association (sc * (q - 32) has at most 12 bits, d 11); the
+// sums add an exact product to a value, so FMA contraction cannot change any result.
 //
 // lowbit -> GGUF (gguf_encode): exact or refused, naming the tensor and the feature.
 //   int8 symmetric, groups of a multiple of 32 (or per channel / per tensor)  -> Q8_0
@@ -35,8 +35,9 @@
 //
 // GGUF -> lowbit (gguf_to_quantized): Q8_0, Q4_0, MXFP4 always (except ggml's int8 code -128
 // and E8M0 255, which lowbit's kernels do not take); Q4_1 only where every block's min is
-// -z * d for an integer z in [0, 15] (lowbit has no float-offset group form yet). Q4_K and
-// Q6_K are decoded to float (gguf_decode) only.
+// -z * d for an integer z in [0, 15] (Q4_1 does not use the float-offset form yet); Q6_K as
+// int8 in groups of 16 with fp32 scales d * sc (detail::gguf_q6k_to_quantized); Q4_K as int4
+// with float offsets (QuantSpec::zero == float_offset, detail::gguf_q4k_to_quantized).
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
@@ -240,6 +241,8 @@ namespace detail {
 template <class Deferred = void>  // see "Compile time" in docs/design.md
 inline std::string gguf_spec_refusal(const QuantSpec& s, gguf_type* type) {
   gguf_type t = gguf_type::q8_0;
+  if (s.zero == zero_form::float_offset)
+    return "float-offset groups (a GGUF Q4_K import) are not exported (no Q4_K writer yet)";
   if (s.constraint == scale_constraint::nvfp4)
     return "NVFP4 (E4M3 scales per 16 with a tensor scale) has no GGUF type lowbit writes";
   if (s.constraint == scale_constraint::mx) {
@@ -327,12 +330,119 @@ inline std::vector<std::uint8_t> gguf_encode(const QuantizedMatrix& q, gguf_type
   return out;
 }
 
+namespace detail {
+
+// Q6_K as symmetric int8 in groups of 16 with fp32 scales: code = q - 32 (in [-32, 31]),
+// scale = d * sc (sc the block's int8 sub-scale, sign kept: negating a negative scale and its
+// codes would turn ggml's -0 results into +0). d * sc has at most 11 + 8 significant bits and
+// code * scale at most 23, so code * scale is ggml's (d * sc) * (q - 32) bit for bit in any
+// association. The layer runs on the weight-only int8 kernel (w8a16_int8).
+template <class Deferred = void>  // see "Compile time" in docs/design.md
+inline QuantizedMatrix gguf_q6k_to_quantized(const GgufTensor& t, const std::string& who) {
+  constexpr std::int64_t block = 256, block_bytes = 210;
+  if (t.rows() <= 0 || t.cols() <= 0 || t.cols() % block != 0)
+    fail(who + "Q6_K rows must be a positive multiple of 256 elements");
+  QuantizedMatrix q;
+  q.name = t.name;
+  q.spec = group_spec(element_format::int8, 16);
+  q.spec.scale_storage = scale_dtype::f32;  // d * sc is not an fp16 value in general
+  q.rows = t.rows();
+  q.cols = t.cols();
+  q.group_size = 16;
+  q.groups_per_row = q.cols / 16;
+  q.row_stride = q.cols;
+  q.codes.assign(static_cast<std::size_t>(q.rows * q.cols), 0);
+  q.scales.assign(static_cast<std::size_t>(q.rows * q.groups_per_row), 0.0f);
+  const std::int64_t blocks_per_row = q.cols / block;
+  for (std::int64_t r = 0; r < q.rows; ++r)
+    for (std::int64_t bi = 0; bi < blocks_per_row; ++bi) {
+      const auto* u = reinterpret_cast<const std::uint8_t*>(t.data + (r * blocks_per_row + bi) * block_bytes);
+      const std::uint8_t* ql = u;
+      const std::uint8_t* qh = u + 128;
+      const auto* sc = reinterpret_cast<const std::int8_t*>(u + 192);
+      const float d = half_to_float(gguf_load_u16(reinterpret_cast<const std::byte*>(u + 208)));
+      if (!std::isfinite(d))
+        fail(who + "row " + std::to_string(r) + ", block " + std::to_string(bi) + ": scale d is not finite");
+      float* scales = q.scales.data() + r * q.groups_per_row + bi * 16;
+      for (int i = 0; i < 16; ++i) scales[i] = d * static_cast<float>(sc[i]);
+      auto* codes = reinterpret_cast<std::int8_t*>(q.codes.data() + r * q.row_stride + bi * block);
+      // The element order of gguf_decode_block: element 128h + 32t + l takes its low 4 bits
+      // from ql[64h + l + 32 (t & 1)] (low nibble for t < 2) and its top 2 from qh[32h + l] >> 2t.
+      for (int h = 0; h < 2; ++h)
+        for (int tq = 0; tq < 4; ++tq)
+          for (int l = 0; l < 32; ++l) {
+            const std::uint8_t lo = ql[64 * h + l + 32 * (tq & 1)];
+            const int low4 = tq < 2 ? (lo & 0xF) : (lo >> 4);
+            const int q6 = low4 | (((qh[32 * h + l] >> (2 * tq)) & 3) << 4);
+            codes[128 * h + 32 * tq + l] = static_cast<std::int8_t>(q6 - 32);
+          }
+    }
+  return q;
+}
+
+// Q4_K as int4 asymmetric in groups of 32 with float offsets (QuantSpec::zero ==
+// float_offset): codes q (0..15), scale d * sc, offset -(dmin * m), so that dequantize()'s
+// fma(q, scale, offset) is ggml's (d * sc) * q - dmin * m bit for bit: d * sc and dmin * m
+// have at most 17 significant bits, (d * sc) * q at most 21 (exact, no overflow or
+// subnormal), so ggml's one rounding is the subtraction, which is the fma's.
+template <class Deferred = void>  // see "Compile time" in docs/design.md
+inline QuantizedMatrix gguf_q4k_to_quantized(const GgufTensor& t, const std::string& who) {
+  constexpr std::int64_t block = 256, block_bytes = 144;
+  if (t.rows() <= 0 || t.cols() <= 0 || t.cols() % block != 0)
+    fail(who + "Q4_K rows must be a positive multiple of 256 elements");
+  QuantizedMatrix q;
+  q.name = t.name;
+  q.spec = group_spec(element_format::int4, 32, scale_constraint::none, false);
+  q.spec.zero = zero_form::float_offset;
+  q.spec.scale_storage = scale_dtype::f32;  // d * sc is not an fp16 value in general
+  q.rows = t.rows();
+  q.cols = t.cols();
+  q.group_size = 32;
+  q.groups_per_row = q.cols / 32;
+  q.row_stride = q.cols / 2;
+  q.codes.assign(static_cast<std::size_t>(q.rows * q.row_stride), 0);
+  q.scales.assign(static_cast<std::size_t>(q.rows * q.groups_per_row), 0.0f);
+  q.offsets.assign(q.scales.size(), 0.0f);
+  const std::int64_t blocks_per_row = q.cols / block;
+  std::uint8_t codes[256];
+  for (std::int64_t r = 0; r < q.rows; ++r)
+    for (std::int64_t bi = 0; bi < blocks_per_row; ++bi) {
+      const std::byte* b = t.data + (r * blocks_per_row + bi) * block_bytes;
+      const auto* u = reinterpret_cast<const std::uint8_t*>(b);
+      const float d = half_to_float(gguf_load_u16(b)), dmin = half_to_float(gguf_load_u16(b + 2));
+      if (!std::isfinite(d) || !std::isfinite(dmin))
+        fail(who + "row " + std::to_string(r) + ", block " + std::to_string(bi) + ": scale d or dmin is not finite");
+      const std::size_t g0 = static_cast<std::size_t>(r * q.groups_per_row + bi * 8);
+      for (int j = 0; j < 8; ++j) {
+        std::uint8_t sc = 0, m = 0;
+        gguf_q4k_scale_min(j, u + 4, sc, m);
+        q.scales[g0 + std::size_t(j)] = d * static_cast<float>(sc);
+        q.offsets[g0 + std::size_t(j)] = -(dmin * static_cast<float>(m));
+      }
+      // Chunk c: elements 64c + l in the low nibbles of qs[32c + l], 64c + 32 + l in the high.
+      const std::uint8_t* qs = u + 16;
+      for (int c = 0; c < 4; ++c)
+        for (int l = 0; l < 32; ++l) {
+          codes[64 * c + l] = qs[32 * c + l] & 0xF;
+          codes[64 * c + 32 + l] = qs[32 * c + l] >> 4;
+        }
+      pack_nibbles(codes, 256, q.codes.data() + r * q.row_stride + bi * (block / 2));
+    }
+  return q;
+}
+
+}  // namespace detail
+
 // A Q8_0 / Q4_0 / Q4_1 / MXFP4 tensor as a lowbit QuantizedMatrix with the same dequantized
-// values (group 32); fails naming the tensor and block where lowbit's form cannot hold it.
+// values (group 32), Q6_K as int8 in groups of 16 (detail::gguf_q6k_to_quantized), Q4_K as
+// int4 with float offsets in groups of 32 (detail::gguf_q4k_to_quantized); fails
+// naming the tensor and block where lowbit's form cannot hold it.
 template <class Deferred = void>  // see "Compile time" in docs/design.md
 inline QuantizedMatrix gguf_to_quantized(const GgufTensor& t) {
   const gguf_type type = t.ggml_type();
   const std::string who = "GGUF import of tensor '" + t.name + "': ";
+  if (type == gguf_type::q6_k) return detail::gguf_q6k_to_quantized(t, who);
+  if (type == gguf_type::q4_k) return detail::gguf_q4k_to_quantized(t, who);
   QuantSpec spec;
   switch (type) {
     case gguf_type::q8_0: spec = group_spec(element_format::int8, 32); break;
@@ -395,7 +505,7 @@ inline QuantizedMatrix gguf_to_quantized(const GgufTensor& t) {
       const float z = d != 0.0f ? -m / d : 0.0f;
       if (!std::isfinite(m) || !(z >= 0.0f && z <= 15.0f) || std::nearbyint(z) != z || -z * d != m)
         fail_block("min " + std::to_string(m) +
-                   " is not -z * scale for an integer z in [0, 15] (lowbit has no float-offset group form yet)");
+                   " is not -z * scale for an integer z in [0, 15] (Q4_1 does not use the float-offset form yet)");
       q.zeros[gi] = static_cast<std::uint8_t>(z);
     }
     pack_nibbles(codes, 32, row + g * 16);

@@ -87,6 +87,7 @@ inline void run_float(const float_packed& w, const float_workspace& ws, RowMatri
 inline std::string float_kernel_name(const float_packed& w, activation_dtype input = activation_dtype::f32) {
   std::string name(to_string(w.scheme));
   if (w.code == float_code::uint4_with_zero) name += "_asym";
+  if (w.code == float_code::uint4_with_offset) name += "_offset";
   name += w.groups == 1 ? std::string("_pc") : "_g" + std::to_string(w.group_size);
   name += "_";
   name += to_string(w.tier);

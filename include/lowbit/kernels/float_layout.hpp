@@ -1,17 +1,18 @@
 #pragma once
 // The packed layout and the per-call workspace of the float-decoding kernel family
-// (w8a8_fp8, w4a8_fp4, w4a16_int4, w4a16_fp4), and the two phases that build them:
+// (w8a8_fp8, w4a8_fp4, w4a16_int4, w4a16_fp4, w8a16_int8), and the two phases that build them:
 // pack_float() once per weight matrix, prepare_float() once per gemm call.
 //
 // Layout "colblock32" (every tier reads the same bytes; the tier that packed it is recorded
 // so that a PackedWeights built for one CPU is not silently run by another):
 //   - output rows (N) are cut into blocks of 32 columns of y; the last block is zero-padded;
 //   - inside a block, K runs outermost: one "k-row" holds the 32 codes of one input channel,
-//       8-bit codes: 32 bytes, byte j = column j;
+//       8-bit codes (E4M3, int8): 32 bytes, byte j = column j;
 //       4-bit codes: 16 bytes, low nibble of byte j = column j, high nibble = column j + 16,
 //     so a 16-lane decode of the low nibbles gives columns 0..15 and of the high ones 16..31,
 //     and odd K needs no padding (nibbles pair across columns, not along K);
-//   - scales (and zero points, as floats) per (block, group) as 32 contiguous fp32 values.
+//   - scales (and zero points as floats, or float offsets) per (block, group) as 32
+//     contiguous fp32 values.
 // Keeping K whole (no K padding, ragged last group as is) means the workspace is just the
 // activation rows in order.
 //
@@ -20,7 +21,8 @@
 // applied per group), products and sums are fp32. Documented tolerance:
 //   |y - y_ref| <= 2e-5 * s_a(t) * sum_k |xq(t, k)| * |w_hat(n, k)|   (K up to 4096 tested),
 // with |w_hat| read as (|value| + zero) * scale for zero-point int4 (the few-token path
-// subtracts zero * sum_group(x) once per group instead of per element).
+// subtracts zero * sum_group(x) once per group instead of per element), and as
+// |value| * scale + |offset| for float offsets (added as offset * sum_group(x) likewise).
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -45,8 +47,24 @@ namespace lowbit::detail {
 constexpr int float_block_cols = 32;   // output columns per packed block
 constexpr std::uint32_t float_layout_colblock32 = 0x46433332u;  // "FC32": the layout id
 
-// How a packed code decodes (before zero point and scale).
-enum class float_code : std::uint8_t { e4m3, e2m1, int4_signed, uint4_with_zero };
+// How a packed code decodes (before zero point and scale). int8_signed: a two's-complement
+// byte, the weight-only int8 scheme (w8a16_int8). uint4_with_offset: codes 0..15 with a float
+// offset per group, w_hat = fma(code, scale, offset) (QuantSpec::zero == float_offset, GGUF
+// Q4_K); kept apart from uint4_with_zero because (code - z) * s is not fma(code, s, -s*z)
+// when s has more than ~20 significant bits, as quantizer-made scales do.
+enum class float_code : std::uint8_t { e4m3, e2m1, int4_signed, uint4_with_zero, int8_signed, uint4_with_offset };
+
+// Codes whose group has a term times sum_group(x) on the few-token paths (zero points,
+// offsets): prepare computes the group sums for them.
+constexpr bool float_code_has_group_term(float_code c) noexcept {
+  return c == float_code::uint4_with_zero || c == float_code::uint4_with_offset;
+}
+
+// Codes of one nibble, 16 k-row bytes per k-row (the one-token quad and bf16-pair paths
+// decode only these).
+constexpr bool float_code_is_4bit(float_code c) noexcept {
+  return c != float_code::e4m3 && c != float_code::int8_signed;
+}
 
 struct float_packed {
   gemm_scheme scheme = gemm_scheme::w4a16_int4;
@@ -61,7 +79,8 @@ struct float_packed {
   std::int64_t krow_bytes = 0;   // 16 (4-bit) or 32 (8-bit)
   std::vector<std::uint8_t> codes;  // [block][k][krow_bytes]
   std::vector<float> scales;        // [block][group][32], 0 in padded columns
-  std::vector<float> zeros;         // [block][group][32], uint4_with_zero only
+  std::vector<float> zeros;         // [block][group][32]: uint4_with_zero's zero points as
+                                    // floats, or uint4_with_offset's offsets
 
   const std::uint8_t* block_codes(std::int64_t b) const noexcept {
     return codes.data() + b * cols * krow_bytes;
@@ -157,8 +176,11 @@ inline const fp16_tables& fp16_decode_tables() noexcept {
 // fp32 path, which is memory-bound anyway); and groups that k-row pairs do not straddle.
 inline bool float_uses_fp16_path(const float_packed& w, std::int64_t tokens,
                                  activation_dtype input = activation_dtype::f32) {
+  // Float offsets are not on that path (its pair decode scales later in fp16), so their fp16
+  // and bf16 activations widen to fp32.
   const bool scheme_ok = w.scheme == gemm_scheme::w4a8_fp4 ||
-                         (is_w4a16_scheme(w.scheme) && input != activation_dtype::f32);
+                         (is_w4a16_scheme(w.scheme) && input != activation_dtype::f32 &&
+                          w.code != float_code::uint4_with_offset);
   return scheme_ok && w.tier == isa_tier::avx512 && tokens > 4 &&
          (w.groups == 1 || w.group_size % 2 == 0) && host_cpu_features().avx512fp16;
 }
@@ -173,7 +195,7 @@ inline bool avx512bf16_pairs_cpu(const cpu_features& f) noexcept { return f.avx5
 // Whether a one-token call takes that bf16-pair path: 4-bit codes whose groups start on
 // multiples of 16 k-rows, on such a CPU.
 inline bool float_uses_bf16_pairs(const float_packed& w, std::int64_t tokens) {
-  return tokens == 1 && w.tier == isa_tier::avx512 && w.code != float_code::e4m3 &&
+  return tokens == 1 && w.tier == isa_tier::avx512 && float_code_is_4bit(w.code) &&
          (w.groups == 1 || w.group_size % 16 == 0) && avx512bf16_pairs_cpu(host_cpu_features());
 }
 
@@ -181,7 +203,7 @@ inline bool float_uses_bf16_pairs(const float_packed& w, std::int64_t tokens) {
 // load (x86/avx512_float.hpp), which needs the workspace's x_quad (so prepare makes x_quad
 // only then, not when the bf16-pair path will run).
 inline bool float_uses_quad_path(const float_packed& w, std::int64_t tokens) {
-  return tokens == 1 && w.tier == isa_tier::avx512 && w.code != float_code::e4m3 &&
+  return tokens == 1 && w.tier == isa_tier::avx512 && float_code_is_4bit(w.code) &&
          !float_uses_bf16_pairs(w, tokens);
 }
 
@@ -196,7 +218,8 @@ inline gemm_scheme choose_float_scheme(const QuantSpec& weights, std::optional<a
   }
   if (weights.format == element_format::int4) return gemm_scheme::w4a16_int4;
   if (weights.format == element_format::float4_e2m1fn) return gemm_scheme::w4a16_fp4;
-  fail("float kernels: fp32 activations need int4 or float4_e2m1fn weights");
+  if (weights.format == element_format::int8 && weights.symmetric) return gemm_scheme::w8a16_int8;
+  fail("float kernels: fp32 activations need int4, float4_e2m1fn or symmetric int8 weights");
 }
 
 // check_codes_size false: the codes are elsewhere (pack_float's `codes`), sized by the caller.
@@ -206,22 +229,32 @@ inline void check_float_matrix(const QuantizedMatrix& q, gemm_scheme scheme, boo
       (scheme == gemm_scheme::w8a8_fp8 && fmt == element_format::float8_e4m3fn) ||
       ((scheme == gemm_scheme::w4a8_fp4 || scheme == gemm_scheme::w4a16_fp4) &&
        fmt == element_format::float4_e2m1fn) ||
-      (scheme == gemm_scheme::w4a16_int4 && fmt == element_format::int4);
+      (scheme == gemm_scheme::w4a16_int4 && fmt == element_format::int4) ||
+      (scheme == gemm_scheme::w8a16_int8 && fmt == element_format::int8);
   if (!ok_format)
     fail("pack: weights: format does not match scheme " + std::string(to_string(scheme)));
   if (q.rows < 1 || q.cols < 1) fail("pack: weights: empty matrix");
   if (q.group_size < 1 || q.groups_per_row != (q.cols + q.group_size - 1) / q.group_size)
     fail("pack: weights: group_size/groups_per_row inconsistent with cols");
-  const std::int64_t stride = fmt == element_format::float8_e4m3fn ? q.cols : (q.cols + 1) / 2;
+  const bool eight_bit = fmt == element_format::float8_e4m3fn || fmt == element_format::int8;
+  const std::int64_t stride = eight_bit ? q.cols : (q.cols + 1) / 2;
   if (q.row_stride != stride || (check_codes_size && static_cast<std::int64_t>(q.codes.size()) != q.rows * stride))
     fail("pack: weights: codes size does not match rows x row_stride");
   const std::size_t n_scales = static_cast<std::size_t>(q.rows * q.groups_per_row);
   if (q.scales.size() != n_scales) fail("pack: weights: scales size is not rows x groups_per_row");
   const bool asym = fmt == element_format::int4 && !q.spec.symmetric;
-  if (asym && q.zeros.size() != n_scales)
+  const bool offsets = q.spec.zero == zero_form::float_offset;
+  if (offsets && !asym) fail("pack: weights: float-offset groups need asymmetric int4");
+  if (asym && !offsets && q.zeros.size() != n_scales)
     fail("pack: weights: asymmetric int4 needs one zero point per (row, group)");
+  if (offsets && q.offsets.size() != n_scales)
+    fail("pack: weights: float-offset groups need one offset per (row, group)");
+  for (std::size_t i = 0; offsets && i < n_scales; ++i)
+    if (!std::isfinite(q.offsets[i]))
+      fail("pack: weights: non-finite offset at row " + std::to_string(i / q.groups_per_row) + ", group " +
+           std::to_string(i % q.groups_per_row));
   if (!asym && fmt != element_format::int4 && !q.spec.symmetric)
-    fail("pack: weights: float formats are symmetric");
+    fail("pack: weights: float formats and weight-only int8 are symmetric");
   for (std::size_t i = 0; i < n_scales; ++i)
     if (!std::isfinite(q.scales[i]))
       fail("pack: weights: non-finite scale at row " + std::to_string(i / q.groups_per_row) +
@@ -245,15 +278,18 @@ inline float_packed pack_float(const QuantizedMatrix& q, gemm_scheme scheme, isa
   w.group_size = q.group_size;
   w.groups = q.groups_per_row;
   w.blocks = (q.rows + float_block_cols - 1) / float_block_cols;
-  const bool eight_bit = q.spec.format == element_format::float8_e4m3fn;
-  w.code = eight_bit ? float_code::e4m3
+  const bool eight_bit = q.spec.format == element_format::float8_e4m3fn || q.spec.format == element_format::int8;
+  const bool e4m3 = q.spec.format == element_format::float8_e4m3fn;
+  w.code = e4m3 ? float_code::e4m3
+           : q.spec.format == element_format::int8 ? float_code::int8_signed
            : q.spec.format == element_format::float4_e2m1fn ? float_code::e2m1
-           : q.spec.symmetric ? float_code::int4_signed : float_code::uint4_with_zero;
+           : q.spec.symmetric ? float_code::int4_signed
+           : q.spec.zero == zero_form::float_offset ? float_code::uint4_with_offset : float_code::uint4_with_zero;
   w.krow_bytes = eight_bit ? 32 : 16;
   w.codes.assign(static_cast<std::size_t>(w.blocks * w.cols * w.krow_bytes), 0);
   const std::size_t per_block_scales = static_cast<std::size_t>(w.groups * float_block_cols);
   w.scales.assign(static_cast<std::size_t>(w.blocks) * per_block_scales, 0.0f);
-  if (w.code == float_code::uint4_with_zero)
+  if (float_code_has_group_term(w.code))
     w.zeros.assign(w.scales.size(), 0.0f);
 
   if (!eight_bit) {
@@ -288,7 +324,7 @@ inline float_packed pack_float(const QuantizedMatrix& q, gemm_scheme scheme, isa
     std::uint8_t* dst = w.codes.data() + b * w.cols * w.krow_bytes;
     for (std::int64_t k = 0; eight_bit && k < q.cols; ++k) {
       // The SIMD decoders do not reproduce NaN; a quantizer never emits it.
-      if ((src[k] & 0x7F) == 0x7F)
+      if (e4m3 && (src[k] & 0x7F) == 0x7F)
         fail("pack: weights: E4M3 NaN code at row " + std::to_string(r) + ", column " + std::to_string(k));
       dst[k * w.krow_bytes + j] = src[k];
     }
@@ -296,7 +332,10 @@ inline float_packed pack_float(const QuantizedMatrix& q, gemm_scheme scheme, isa
       const std::size_t at = static_cast<std::size_t>((b * w.groups + g) * float_block_cols + j);
       const std::size_t from = static_cast<std::size_t>(r * q.groups_per_row + g);
       w.scales[at] = q.scales[from];
-      if (!w.zeros.empty()) w.zeros[at] = static_cast<float>(q.zeros[from]);
+      if (w.code == float_code::uint4_with_offset)
+        w.zeros[at] = q.offsets[from];
+      else if (!w.zeros.empty())
+        w.zeros[at] = static_cast<float>(q.zeros[from]);
     }
   }
   return w;
@@ -348,7 +387,7 @@ inline float_workspace make_float_workspace(const float_packed& w, std::int64_t 
   }
   ws.token_scales.assign(static_cast<std::size_t>(tokens), 1.0f);
   if (scheme_quantizes_activations(w.scheme)) ws.codes.resize(static_cast<std::size_t>(tokens * w.cols));
-  if (w.code == float_code::uint4_with_zero) ws.group_sums.assign(static_cast<std::size_t>(tokens * w.groups), 0.0f);
+  if (float_code_has_group_term(w.code)) ws.group_sums.assign(static_cast<std::size_t>(tokens * w.groups), 0.0f);
   if (float_uses_quad_path(w, tokens)) ws.x_quad.assign(static_cast<std::size_t>(4 * w.cols), 0.0f);
   return ws;
 }
@@ -409,7 +448,7 @@ inline void prepare_float_tokens(const float_packed& w, ConstRowMatrixRef x, flo
       std::memcpy(ws.x.data() + t * xs, row, static_cast<std::size_t>(k_in) * sizeof(float));
     }
   }
-  if (w.code == float_code::uint4_with_zero) {
+  if (float_code_has_group_term(w.code)) {
     for (std::int64_t t = t0; t < t1; ++t)
       for (std::int64_t g = 0; g < ws.groups; ++g) {
         const std::int64_t k0 = g * ws.group_size, k1 = std::min(k_in, k0 + ws.group_size);
@@ -439,7 +478,8 @@ inline void decode_float_rows_scalar(const float_packed& w, std::int64_t b, std:
   const float* scales = w.block_scales(b);
   const float* zeros = w.block_zeros(b);
   const float* table = w.code == float_code::e4m3 ? float8_e4m3fn::decode_table.data()
-                                                  : nibble_table(w.code);
+                       : w.code == float_code::int8_signed ? nullptr
+                                                           : nibble_table(w.code);
   for (std::int64_t kk = 0; kk < kc; ++kk) {
     const std::int64_t k = k0 + kk;
     const float* s = scales + (k / w.group_size) * float_block_cols;
@@ -448,12 +488,16 @@ inline void decode_float_rows_scalar(const float_packed& w, std::int64_t b, std:
     float* out = dst + kk * float_block_cols;
     if (w.code == float_code::e4m3) {
       for (int j = 0; j < 32; ++j) out[j] = table[krow[j]] * s[j];
+    } else if (w.code == float_code::int8_signed) {
+      for (int j = 0; j < 32; ++j) out[j] = static_cast<float>(static_cast<std::int8_t>(krow[j])) * s[j];
     } else {
       for (int j = 0; j < 16; ++j) {
         out[j] = table[krow[j] & 0xF];
         out[j + 16] = table[krow[j] >> 4];
       }
-      if (z)
+      if (z && w.code == float_code::uint4_with_offset)
+        for (int j = 0; j < 32; ++j) out[j] = std::fma(out[j], s[j], z[j]);  // dequantize()'s one rounding
+      else if (z)
         for (int j = 0; j < 32; ++j) out[j] = (out[j] - z[j]) * s[j];
       else
         for (int j = 0; j < 32; ++j) out[j] *= s[j];

@@ -1,6 +1,6 @@
 #pragma once
 // The oracle of the float-decoding kernel family (w8a8_fp8, w4a8_fp4, w4a16_int4,
-// w4a16_fp4): straightforward code that every SIMD tier is tested against.
+// w4a16_fp4, w8a16_int8): straightforward code that every SIMD tier is tested against.
 //
 //  - Weights are decoded one element at a time straight from the QuantizedMatrix, exactly as
 //    dequantize() defines them: w_hat(n, k) = (value(code) - zero(n, g)) * scale(n, g),
@@ -64,6 +64,7 @@ inline float weight_code_value_reference(const QuantizedMatrix& q, std::int64_t 
       if (!q.spec.symmetric) return static_cast<float>(nib);   // 0..15, zero point apart
       return static_cast<float>(nib >= 8 ? nib - 16 : nib);    // two's complement
     }
+    case element_format::int8: return static_cast<float>(static_cast<std::int8_t>(row[c]));  // w8a16_int8
     default: fail("float kernel reference: weight format not in the float family");
   }
 }
@@ -72,6 +73,7 @@ inline float weight_code_value_reference(const QuantizedMatrix& q, std::int64_t 
 inline float weight_value_reference(const QuantizedMatrix& q, std::int64_t r, std::int64_t c) {
   const std::int64_t g = c / q.group_size;
   const std::size_t i = static_cast<std::size_t>(r * q.groups_per_row + g);
+  if (!q.offsets.empty()) return std::fma(weight_code_value_reference(q, r, c), q.scales[i], q.offsets[i]);
   const float zero = q.zeros.empty() ? 0.0f : static_cast<float>(q.zeros[i]);
   return (weight_code_value_reference(q, r, c) - zero) * q.scales[i];
 }

@@ -26,6 +26,8 @@ enum class gemm_scheme : std::uint8_t {
   w4a8_fp4,      // E2M1 (M1/M2 scales) x E4M3 per-token (ZeroQuant-FP W4A8-FP)
   w4a16_int4,    // int4 (symmetric or asymmetric) x fp32 (or bf16/fp16) activations
   w4a16_fp4,     // E2M1 x fp32 (or bf16/fp16) activations
+  w8a16_int8,    // symmetric int8 (per channel or group) x fp32 activations (weight-only int8:
+                 // GGUF Q8_0/Q6_K imports); fp16/bf16 activations widen to fp32
 };
 
 // The element type of the activations a gemm() call passes in. W4A16 schemes run fp16 and
@@ -42,6 +44,9 @@ constexpr std::string_view to_string(activation_dtype d) noexcept {
   return "unknown";
 }
 
+// The weight-only schemes that may run fp16/bf16 activations on the AVX512-FP16 path. Not
+// w8a16_int8: its decoded weights (|code| up to 128 times the scale) would not fit the fp16
+// path's pre-scaled products.
 constexpr bool is_w4a16_scheme(gemm_scheme s) noexcept {
   return s == gemm_scheme::w4a16_int4 || s == gemm_scheme::w4a16_fp4;
 }
@@ -55,6 +60,7 @@ constexpr std::string_view to_string(gemm_scheme s) noexcept {
     case gemm_scheme::w4a8_fp4: return "w4a8_fp4";
     case gemm_scheme::w4a16_int4: return "w4a16_int4";
     case gemm_scheme::w4a16_fp4: return "w4a16_fp4";
+    case gemm_scheme::w8a16_int8: return "w8a16_int8";
   }
   return "unknown";
 }

@@ -89,6 +89,8 @@ inline nlohmann::json ct_args(int bits, const char* type, bool symmetric, const 
 template <class Deferred = void>  // see "Compile time" in docs/design.md
 inline std::string ct_layer_refusal(const QuantSpec& s, std::int64_t cols, std::int64_t group_size, bool lorc,
                                     bool smoothing, bool bias, const std::optional<ActivationQuant>& acts) {
+  if (s.zero == zero_form::float_offset)
+    return "float-offset groups (a GGUF Q4_K import) have no compressed-tensors form";
   if (lorc) return "LoRC factors (compressed-tensors has no low-rank correction term)";
   if (smoothing) return "a SmoothQuant smoothing vector (compressed-tensors has none; it must be folded into the preceding norm)";
   if (bias) return "a bias on a quantized layer is not exported (not implemented)";

@@ -21,11 +21,12 @@
 // architecture: no permutation on import.
 //
 // Weight types:
-//   Q8_0, Q4_0, MXFP4 (and Q4_1 where every block's min is -z * d)  -> stored quantized:
-//       gguf_linear_factory() builds a RecipeLinear over gguf_to_quantized(), which runs on
-//       lowbit's kernels (or the reference path); layer() leaves those matrices empty.
-//   F32, F16, BF16, Q4_K, Q6_K (and Q4_1 otherwise)                    -> decoded to fp32.
-// Q4_K / Q6_K running on lowbit's kernels (a two-level group form) is still owed.
+//   Q8_0, Q4_0, MXFP4, Q6_K, Q4_K (and Q4_1 where every block's min is -z * d) -> stored
+//       quantized: gguf_linear_factory() builds a RecipeLinear over gguf_to_quantized(), which
+//       runs on lowbit's kernels (Q8_0 and Q6_K, int8 groups of 32 / 16, on the weight-only
+//       int8 kernel w8a16_int8; the 4-bit ones on W4A16, Q4_K with float offsets per group);
+//       layer() leaves those matrices empty.
+//   F32, F16, BF16 (and Q4_1 otherwise)                                   -> decoded to fp32.
 // The embedding table may be of any decodable type: embed() decodes the rows it is asked for.
 #include <algorithm>
 #include <cmath>
@@ -58,7 +59,8 @@ inline std::string gguf_linear_name(int l, linear_slot s) {
 
 // Whether gguf_to_quantized() may take a tensor of this type.
 inline bool gguf_is_quantized_form(gguf_type t) {
-  return t == gguf_type::q8_0 || t == gguf_type::q4_0 || t == gguf_type::q4_1 || t == gguf_type::mxfp4;
+  return t == gguf_type::q8_0 || t == gguf_type::q4_0 || t == gguf_type::q4_1 || t == gguf_type::mxfp4 ||
+         t == gguf_type::q6_k || t == gguf_type::q4_k;
 }
 
 // gguf_meta_int / gguf_meta_float live in io/gguf.hpp (the tokenizer reads them too).
@@ -300,7 +302,7 @@ class BasicGgufSource final : public ModelSource {
       if (w.linear && detail::gguf_is_quantized_form(ty)) {
         const std::string base = w.meta.substr(0, w.meta.size() - 7);
         // Q4_1 maps onto lowbit's integer zero points only when every min is -z * d; other
-        // Q4_1 tensors are decoded to float (lowbit has no float-offset group form yet).
+        // Q4_1 tensors are decoded to float (mapping them onto the float-offset form is not done yet).
         bool ok = true;
         if (ty == gguf_type::q4_1) {
           try {

@@ -66,6 +66,7 @@ class BasicRecipeLinear final : public LinearLayer {
     QuantizedMatrix& q = layer_.weight;
     for (auto* v : {&q.codes, &q.zeros, &q.scale_codes}) std::vector<std::uint8_t>().swap(*v);
     std::vector<float>().swap(q.scales);
+    std::vector<float>().swap(q.offsets);
     std::vector<float>().swap(q.row_scales);
     std::vector<std::int8_t>().swap(q.shifts);
   }

@@ -112,7 +112,17 @@ inline void check_layout(const QuantizedMatrix& q) {
   if (q.row_stride != stride || std::int64_t(q.codes.size()) != q.rows * stride) bad("codes have the wrong size");
   const std::size_t n = static_cast<std::size_t>(q.rows * q.groups_per_row);
   if (q.scales.size() != n) bad("scales have the wrong size");
-  if (!q.spec.symmetric && q.zeros.size() != n) bad("zeros have the wrong size");
+  const bool offsets = q.spec.zero == zero_form::float_offset;
+  if (offsets && (q.spec.symmetric || q.spec.format != element_format::int4 || q.spec.constraint != scale_constraint::none))
+    bad("float-offset groups need asymmetric int4 with scale constraint none");
+  if (!q.spec.symmetric && !offsets && q.zeros.size() != n) bad("zeros have the wrong size");
+  if (offsets) {
+    if (q.offsets.size() != n || !q.zeros.empty()) bad("offsets have the wrong size");
+    for (const float o : q.offsets)
+      if (!std::isfinite(o)) bad("an offset is not finite");
+  } else if (!q.offsets.empty()) {
+    bad("offsets given but the spec has integer zero points");
+  }
   const scale_constraint c = q.spec.constraint;
   if ((c == scale_constraint::pow2_m1 || c == scale_constraint::pow2_m2) && q.shifts.size() != n)
     bad("shifts have the wrong size");

@@ -4,6 +4,7 @@
 // round-to-nearest cases go to SIMD row kernels (int_rtn_rows.hpp); everything else runs the
 // generic loop below (vectorized through group_kernels.hpp and convert_n). Both produce the
 // bytes of the scalar column path (quantize_column), which the tests check for every spec.
+#include <cmath>
 #include <cstdint>
 #include <vector>
 
@@ -96,8 +97,14 @@ inline void dequantize_rows(const QuantizedMatrix& q, std::int64_t r0, std::int6
     for (std::int64_t g = 0; g < q.groups_per_row; ++g) {
       const std::size_t gi = static_cast<std::size_t>(r * q.groups_per_row + g);
       const float s = q.scales[gi];
-      const float z = q.zeros.empty() ? 0.0f : static_cast<float>(q.zeros[gi]);
       const std::int64_t c_end = std::min(q.cols, (g + 1) * q.group_size);
+      if (!q.offsets.empty()) {  // float-offset groups (GGUF Q4_K): one rounding, pinned
+        const float o = q.offsets[gi];
+        for (std::int64_t col = g * q.group_size; col < c_end; ++col)
+          y[col] = std::fma(table[get_nibble(codes, static_cast<std::size_t>(col))], s, o);
+        continue;
+      }
+      const float z = q.zeros.empty() ? 0.0f : static_cast<float>(q.zeros[gi]);
       for (std::int64_t col = g * q.group_size; col < c_end; ++col) {
         const std::uint8_t code = nibbles ? get_nibble(codes, static_cast<std::size_t>(col)) : codes[col];
         y[col] = (table[code] - z) * s;

@@ -38,6 +38,9 @@ struct QuantizedMatrix {
   std::vector<float> scales;
   // Asymmetric integer schemes: the integer zero point per (row, group), else empty.
   std::vector<std::uint8_t> zeros;
+  // spec.zero == float_offset instead (zeros empty): the fp32 offset per (row, group), and
+  // w_hat = fma(value(code), scale, offset) with codes 0..15.
+  std::vector<float> offsets;
 
   // Constraint data (empty when not used):
   //  pow2_m1: shifts = the exponent e of each scale 2^e (rows * groups_per_row)
@@ -80,7 +83,7 @@ inline std::int64_t QuantizedMatrix::storage_bits() const noexcept {
     case scale_constraint::mx: meta = groups * 8; break;           // E8M0
     case scale_constraint::nvfp4: meta = groups * 8 + 32; break;   // E4M3 + fp32 tensor scale
   }
-  if (!spec.symmetric) meta += groups * 8;  // one uint8 zero point per group
+  if (!spec.symmetric) meta += groups * (spec.zero == zero_form::float_offset ? 32 : 8);  // zero point / offset
   return code_bits + meta;
 }
 

@@ -47,6 +47,8 @@ inline QuantizedMatrix make_quantized_matrix(std::int64_t rows, std::int64_t col
   QuantizedMatrix q;
   q.name = std::string(name);
   q.spec = normalized_spec(spec, name);
+  if (q.spec.zero == zero_form::float_offset)
+    detail::fail("quantize '" + q.name + "': float-offset groups come from GGUF imports (Q4_K); no quantizer rule makes them yet");
   if (rows <= 0 || cols <= 0)
     detail::fail("quantize '" + q.name + "': empty matrix (" + std::to_string(rows) + "x" +
                  std::to_string(cols) + ")");
@@ -186,7 +188,8 @@ inline void quantize_column(QuantizedMatrix& q, std::int64_t col, const float* v
   detail::quantize_column_rows(q, col, values, dequantized, 0, q.rows);
 }
 
-// The float matrix q stands for: w_hat(r, c) = (value(code) - zero) * scale.
+// The float matrix q stands for: w_hat(r, c) = (value(code) - zero) * scale, or
+// fma(value(code), scale, offset) for float-offset groups.
 inline RowMatrixXf dequantize(const QuantizedMatrix& q) {
   detail::check_layout(q);
   RowMatrixXf out(q.rows, q.cols);

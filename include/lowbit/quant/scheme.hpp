@@ -60,6 +60,12 @@ struct clip_search {
   int steps = 20;
 };
 
+// How an asymmetric group stores its zero: an integer zero point z (w = (code - z) * scale,
+// what the quantizers make), or a float offset o (w = fma(code, scale, o), one rounding; GGUF
+// Q4_K imports, whose mins are not whole scale steps). float_offset needs int4 asymmetric
+// with scale constraint none; no quantizer makes it and no exporter writes it yet.
+enum class zero_form : std::uint8_t { integer, float_offset };
+
 struct QuantSpec {
   element_format format = element_format::int4;
   granularity gran = granularity::per_group;
@@ -70,6 +76,7 @@ struct QuantSpec {
   int_scale_rule int_rule = int_scale_rule::amax_over_qmax;
   mx_scale_rounding mx_rounding = mx_scale_rounding::floor;
   clip_search clip{};
+  zero_form zero = zero_form::integer;  // asymmetric only: see zero_form
 };
 
 // Activation formats for dynamic (per-token) quantization.

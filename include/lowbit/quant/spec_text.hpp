@@ -70,6 +70,7 @@ inline std::string to_string(const QuantSpec& s) {
                                               : ":g" + std::to_string(s.group_size);
   if (s.constraint != scale_constraint::none) out += ":" + std::string(to_string(s.constraint));
   if (!s.symmetric) out += ":asym";
+  if (s.zero == zero_form::float_offset) out += ":offset";  // printed only (labels, errors)
   if (s.scale_storage != scale_dtype::f32) out += ":" + std::string(to_string(s.scale_storage));
   if (s.int_rule == int_scale_rule::amax_over_qmax_half) out += ":qmax_half";
   if (s.int_rule == int_scale_rule::q4_0) out += ":q4_0";

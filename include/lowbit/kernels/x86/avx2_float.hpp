@@ -3,8 +3,9 @@
 // kernels/float_family.hpp). One path: decode a 128 x 32 tile of w_hat once per block and
 // chunk (exactly the fp32 value dequantize() gives), then a 3-token x 32-column register
 // block of fp32 FMAs (12 ymm accumulators) runs over it for every token.
-// Decoding: nibbles through two 8-entry VPERMPS lookups blended on the index's bit 3;
-// E4M3 through the fp16 bit move (see avx512_float.hpp) and VCVTPH2PS.
+// Decoding: nibbles through two 8-entry VPERMPS lookups blended on the index's bit 3; int8
+// by sign extension and VCVTDQ2PS; E4M3 through the fp16 bit move (see avx512_float.hpp) and
+// VCVTPH2PS.
 #include "lowbit/detail/target.hpp"
 #include "lowbit/kernels/float_layout.hpp"
 
@@ -26,7 +27,7 @@ LOWBIT_TARGET_AVX2 void avx2_decode_rows_t(const float_packed& w, std::int64_t b
   const std::uint8_t* codes = w.block_codes(b);
   const float* scales = w.block_scales(b);
   const float* zeros = w.block_zeros(b);
-  const float* table = C == float_code::e4m3 ? nibble_table(float_code::uint4_with_zero) : nibble_table(C);
+  const float* table = float_code_is_4bit(C) ? nibble_table(C) : nibble_table(float_code::uint4_with_zero);
   const __m256 lut_lo = _mm256_loadu_ps(table), lut_hi = _mm256_loadu_ps(table + 8);
   const __m256i mask7f = _mm256_set1_epi16(0x7F), mask80 = _mm256_set1_epi16(0x80);
   for (std::int64_t kk = 0; kk < kc; ++kk) {
@@ -34,7 +35,10 @@ LOWBIT_TARGET_AVX2 void avx2_decode_rows_t(const float_packed& w, std::int64_t b
     const float* s = scales + (k / w.group_size) * float_block_cols;
     const std::uint8_t* krow = codes + k * w.krow_bytes;
     __m256 v[4];  // columns 0-7, 8-15, 16-23, 24-31
-    if constexpr (C == float_code::e4m3) {
+    if constexpr (C == float_code::int8_signed) {
+      for (int h = 0; h < 4; ++h)  // sign-extend 8 bytes to dwords: exact int -> fp32
+        v[h] = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(krow + 8 * h))));
+    } else if constexpr (C == float_code::e4m3) {
       for (int h = 0; h < 2; ++h) {
         const __m256i c = _mm256_cvtepu8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(krow + 16 * h)));
         const __m256i f16 = _mm256_or_si256(_mm256_slli_epi16(_mm256_and_si256(c, mask7f), 7),
@@ -53,6 +57,11 @@ LOWBIT_TARGET_AVX2 void avx2_decode_rows_t(const float_packed& w, std::int64_t b
     float* out = dst + kk * float_block_cols;
     for (int h = 0; h < 4; ++h) {
       __m256 x = v[h];
+      if constexpr (C == float_code::uint4_with_offset) {  // fma(code, s, offset): one rounding
+        _mm256_storeu_ps(out + 8 * h, _mm256_fmadd_ps(x, _mm256_loadu_ps(s + 8 * h),
+                                                      _mm256_loadu_ps(zeros + (k / w.group_size) * float_block_cols + 8 * h)));
+        continue;
+      }
       if constexpr (C == float_code::uint4_with_zero)
         x = _mm256_sub_ps(x, _mm256_loadu_ps(zeros + (k / w.group_size) * float_block_cols + 8 * h));
       else
@@ -70,6 +79,9 @@ inline void avx2_decode_rows(const float_packed& w, std::int64_t b, std::int64_t
     case float_code::int4_signed: return avx2_decode_rows_t<float_code::int4_signed>(w, b, k0, kc, dst);
     case float_code::uint4_with_zero:
       return avx2_decode_rows_t<float_code::uint4_with_zero>(w, b, k0, kc, dst);
+    case float_code::int8_signed: return avx2_decode_rows_t<float_code::int8_signed>(w, b, k0, kc, dst);
+    case float_code::uint4_with_offset:
+      return avx2_decode_rows_t<float_code::uint4_with_offset>(w, b, k0, kc, dst);
   }
 }
 

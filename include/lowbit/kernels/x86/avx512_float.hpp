@@ -4,9 +4,10 @@
 // Two paths over the same packed layout:
 //  - few tokens (<= 4): weights are streamed once and decoded in registers (nibbles: one
 //    zero-extension, a shift and two 16-entry VPERMPS; E4M3: a bit move into fp16 and
-//    VCVTPH2PS); raw code values are accumulated per group in fp32 and the group scale (and
-//    zero point, through the per-group sums of x) is applied once per group. This is the
-//    memory-bound decode path, so its job is to keep up with DRAM.
+//    VCVTPH2PS; int8: sign extension and VCVTDQ2PS); raw code values are accumulated per
+//    group in fp32 and the group scale (and zero point, through the per-group sums of x) is
+//    applied once per group. This is the memory-bound decode path, so its job is to keep up
+//    with DRAM.
 //  - more tokens: a 128 x 32 tile of w_hat is decoded once per block and chunk and reused by
 //    every token; a 12-token x 32-column register block of fp32 FMAs runs over it.
 #include "lowbit/detail/target.hpp"
@@ -43,12 +44,21 @@ LOWBIT_TARGET_AVX512 inline void avx512_decode_e4m3_scaled(const std::uint8_t* p
   hi = _mm512_cvtph_ps(_mm512_extracti64x4_epi64(h, 1));
 }
 
+// 32 int8 codes -> their exact values (sign extension, VCVTDQ2PS).
+LOWBIT_TARGET_AVX512 inline void avx512_decode_int8(const std::uint8_t* p, __m512& lo, __m512& hi) {
+  lo = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))));
+  hi = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 16))));
+}
+
 template <float_code C>
 LOWBIT_TARGET_AVX512 inline void avx512_decode_raw(const std::uint8_t* p, __m512 lut, __m512& lo,
                                                    __m512& hi) {
   if constexpr (C == float_code::e4m3) {
     (void)lut;
     avx512_decode_e4m3_scaled(p, lo, hi);
+  } else if constexpr (C == float_code::int8_signed) {
+    (void)lut;
+    avx512_decode_int8(p, lo, hi);
   } else {
     avx512_decode_nibbles(p, lut, lo, hi);
   }
@@ -62,7 +72,7 @@ LOWBIT_TARGET_AVX512 void avx512_decode_rows_t(const float_packed& w, std::int64
   const std::uint8_t* codes = w.block_codes(b);
   const float* scales = w.block_scales(b);
   const float* zeros = w.block_zeros(b);
-  const __m512 lut = C == float_code::e4m3 ? _mm512_setzero_ps() : _mm512_loadu_ps(nibble_table(C));
+  const __m512 lut = float_code_is_4bit(C) ? _mm512_loadu_ps(nibble_table(C)) : _mm512_setzero_ps();
   const __m512 two8 = _mm512_set1_ps(256.0f);
   std::int64_t k = k0;
   const std::int64_t k_end = k0 + kc;
@@ -72,7 +82,7 @@ LOWBIT_TARGET_AVX512 void avx512_decode_rows_t(const float_packed& w, std::int64
     const __m512 s0 = _mm512_loadu_ps(scales + g * float_block_cols);
     const __m512 s1 = _mm512_loadu_ps(scales + g * float_block_cols + 16);
     __m512 z0 = _mm512_setzero_ps(), z1 = _mm512_setzero_ps();
-    if constexpr (C == float_code::uint4_with_zero) {
+    if constexpr (float_code_has_group_term(C)) {
       z0 = _mm512_loadu_ps(zeros + g * float_block_cols);
       z1 = _mm512_loadu_ps(zeros + g * float_block_cols + 16);
     } else {
@@ -90,6 +100,11 @@ LOWBIT_TARGET_AVX512 void avx512_decode_rows_t(const float_packed& w, std::int64
         hi = _mm512_sub_ps(hi, z1);
       }
       float* out = dst + (k - k0) * float_block_cols;
+      if constexpr (C == float_code::uint4_with_offset) {  // fma(code, s, offset): dequantize()'s bits
+        _mm512_storeu_ps(out, _mm512_fmadd_ps(lo, s0, z0));
+        _mm512_storeu_ps(out + 16, _mm512_fmadd_ps(hi, s1, z1));
+        continue;
+      }
       _mm512_storeu_ps(out, _mm512_mul_ps(lo, s0));
       _mm512_storeu_ps(out + 16, _mm512_mul_ps(hi, s1));
     }
@@ -104,6 +119,9 @@ inline void avx512_decode_rows(const float_packed& w, std::int64_t b, std::int64
     case float_code::int4_signed: return avx512_decode_rows_t<float_code::int4_signed>(w, b, k0, kc, dst);
     case float_code::uint4_with_zero:
       return avx512_decode_rows_t<float_code::uint4_with_zero>(w, b, k0, kc, dst);
+    case float_code::int8_signed: return avx512_decode_rows_t<float_code::int8_signed>(w, b, k0, kc, dst);
+    case float_code::uint4_with_offset:
+      return avx512_decode_rows_t<float_code::uint4_with_offset>(w, b, k0, kc, dst);
   }
 }
 
@@ -189,7 +207,7 @@ LOWBIT_TARGET_AVX512 void avx512_direct_block(const float_packed& w, const float
   const std::int64_t k_in = w.cols, kb = w.krow_bytes;
   const float* x = ws.x.data();
   const std::int64_t xs = ws.x_stride;
-  const __m512 lut = C == float_code::e4m3 ? _mm512_setzero_ps() : _mm512_loadu_ps(nibble_table(C));
+  const __m512 lut = float_code_is_4bit(C) ? _mm512_loadu_ps(nibble_table(C)) : _mm512_setzero_ps();
   __m512 a0[T], a1[T];
 #pragma GCC unroll 4
   for (int t = 0; t < T; ++t) a0[t] = a1[t] = _mm512_setzero_ps();
@@ -246,6 +264,15 @@ LOWBIT_TARGET_AVX512 void avx512_direct_block(const float_packed& w, const float
         a0[t] = _mm512_fnmadd_ps(sz0, gs, a0[t]);
         a1[t] = _mm512_fnmadd_ps(sz1, gs, a1[t]);
       }
+    } else if constexpr (C == float_code::uint4_with_offset) {  // + offset * sum_group(x)
+      const __m512 o0 = _mm512_loadu_ps(zeros + g * float_block_cols);
+      const __m512 o1 = _mm512_loadu_ps(zeros + g * float_block_cols + 16);
+#pragma GCC unroll 4
+      for (int t = 0; t < T; ++t) {
+        const __m512 gs = _mm512_set1_ps(ws.group_sums[static_cast<std::size_t>(t * w.groups + g)]);
+        a0[t] = _mm512_fmadd_ps(o0, gs, a0[t]);
+        a1[t] = _mm512_fmadd_ps(o1, gs, a1[t]);
+      }
     } else {
       (void)zeros;
     }
@@ -266,6 +293,9 @@ inline void avx512_direct_block_any(const float_packed& w, const float_workspace
     case float_code::int4_signed: return avx512_direct_block<T, float_code::int4_signed>(w, ws, b, out);
     case float_code::uint4_with_zero:
       return avx512_direct_block<T, float_code::uint4_with_zero>(w, ws, b, out);
+    case float_code::int8_signed: return avx512_direct_block<T, float_code::int8_signed>(w, ws, b, out);
+    case float_code::uint4_with_offset:
+      return avx512_direct_block<T, float_code::uint4_with_offset>(w, ws, b, out);
   }
 }
 
@@ -295,6 +325,10 @@ LOWBIT_TARGET_AVX512 inline void avx512_finish_group(const float_workspace& ws, 
     const __m512 gs = _mm512_set1_ps(ws.group_sums[static_cast<std::size_t>(g)]);
     a0 = _mm512_fnmadd_ps(_mm512_mul_ps(s0, _mm512_loadu_ps(zeros + g * float_block_cols)), gs, a0);
     a1 = _mm512_fnmadd_ps(_mm512_mul_ps(s1, _mm512_loadu_ps(zeros + g * float_block_cols + 16)), gs, a1);
+  } else if constexpr (C == float_code::uint4_with_offset) {
+    const __m512 gs = _mm512_set1_ps(ws.group_sums[static_cast<std::size_t>(g)]);
+    a0 = _mm512_fmadd_ps(_mm512_loadu_ps(zeros + g * float_block_cols), gs, a0);
+    a1 = _mm512_fmadd_ps(_mm512_loadu_ps(zeros + g * float_block_cols + 16), gs, a1);
   } else {
     (void)ws, (void)g, (void)zeros;
   }
@@ -314,7 +348,7 @@ LOWBIT_TARGET_AVX512 inline void avx512_finish_group(const float_workspace& ws, 
 template <float_code C>
 LOWBIT_TARGET_AVX512 void avx512_direct_block_quad(const float_packed& w, const float_workspace& ws,
                                                    const float* xq, std::int64_t b, float* out) {
-  static_assert(C != float_code::e4m3, "4-bit codes only");
+  static_assert(float_code_is_4bit(C), "4-bit codes only");
   const std::uint8_t* codes = w.block_codes(b);
   const float* scales = w.block_scales(b);
   const float* zeros = w.block_zeros(b);
@@ -372,7 +406,10 @@ inline void avx512_direct_block_quad_any(const float_packed& w, const float_work
     case float_code::int4_signed: return avx512_direct_block_quad<float_code::int4_signed>(w, ws, xq, b, out);
     case float_code::uint4_with_zero:
       return avx512_direct_block_quad<float_code::uint4_with_zero>(w, ws, xq, b, out);
-    case float_code::e4m3: break;
+    case float_code::uint4_with_offset:
+      return avx512_direct_block_quad<float_code::uint4_with_offset>(w, ws, xq, b, out);
+    case float_code::e4m3:
+    case float_code::int8_signed: break;  // 4-bit codes only (float_uses_quad_path etc.)
   }
 }
 
@@ -479,7 +516,7 @@ template <float_code C, int P>
 LOWBIT_TARGET_AVX512_BF16 void avx512bf16_direct_block_pairs(const float_packed& w, const float_workspace& ws,
                                                              const avx512bf16_pairs& xp, std::int64_t b,
                                                              float* out) {
-  static_assert(C != float_code::e4m3, "4-bit codes only");
+  static_assert(float_code_is_4bit(C), "4-bit codes only");
   const std::uint8_t* codes = w.block_codes(b);
   const float* scales = w.block_scales(b);
   const float* zeros = w.block_zeros(b);
@@ -577,7 +614,11 @@ inline void avx512bf16_direct_block_pairs_any(const float_packed& w, const float
     case float_code::uint4_with_zero:
       return two ? avx512bf16_direct_block_pairs<float_code::uint4_with_zero, 2>(w, ws, xp, b, out)
                  : avx512bf16_direct_block_pairs<float_code::uint4_with_zero, 1>(w, ws, xp, b, out);
-    case float_code::e4m3: break;
+    case float_code::uint4_with_offset:
+      return two ? avx512bf16_direct_block_pairs<float_code::uint4_with_offset, 2>(w, ws, xp, b, out)
+                 : avx512bf16_direct_block_pairs<float_code::uint4_with_offset, 1>(w, ws, xp, b, out);
+    case float_code::e4m3:
+    case float_code::int8_signed: break;  // 4-bit codes only (float_uses_quad_path etc.)
   }
 }
 

@@ -64,7 +64,7 @@ template <float_code C>
 LOWBIT_TARGET_AVX512_FP16 void fp16_pair_decode_rows(const float_packed& w, std::int64_t b,
                                                      std::int64_t k0, std::int64_t kc,
                                                      std::uint16_t* dst) {
-  static_assert(C != float_code::e4m3, "the fp16 path decodes 4-bit codes only");
+  static_assert(float_code_is_4bit(C), "the fp16 path decodes 4-bit codes only");
   const std::uint8_t* codes = w.block_codes(b);
   const float* zeros = w.block_zeros(b);
   const __m512i lut = _mm512_loadu_si512(fp16_decode_tables().nibbles(C));
@@ -219,7 +219,10 @@ inline void run_float_avx512fp16(const float_packed& w, const float_workspace& w
     case float_code::e2m1: decode = fp16_pair_decode_rows<float_code::e2m1>; break;
     case float_code::int4_signed: decode = fp16_pair_decode_rows<float_code::int4_signed>; break;
     case float_code::uint4_with_zero: decode = fp16_pair_decode_rows<float_code::uint4_with_zero>; break;
-    case float_code::e4m3: fail("gemm: the AVX512-FP16 path runs 4-bit weights only");
+    case float_code::e4m3:
+    case float_code::int8_signed: fail("gemm: the AVX512-FP16 path runs 4-bit weights only");
+    case float_code::uint4_with_offset:  // float_uses_fp16_path keeps them off this path
+      fail("gemm: the AVX512-FP16 path does not run float-offset groups");
   }
   if (w.groups > 1 && w.group_size % 2 != 0)
     fail("gemm: the AVX512-FP16 path needs an even group size (k-row pairs)");
