@@ -9,6 +9,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <initializer_list>
 #include <limits>
 #include <random>
 #include <string>
@@ -60,18 +61,18 @@ std::vector<std::uint8_t> kquant_q6k_block(const int* q, const std::int8_t* sc, 
   return b;
 }
 
-// A rows x (256 * blocks) Q6_K tensor: its bytes, and the value every element must decode to
-// by the format definition, d * sc * (q - 32) (exact in double, so float() is one rounding of
-// an exact value: the fp32 value itself, since it has at most 23 significant bits).
-struct kquant_q6k_tensor {
+// A rows x (256 * blocks) K-quant tensor: its bytes, and the value every element must decode
+// to by the format definition. Q6_K: d * sc * (q - 32) (exact in double, so float() is one
+// rounding of an exact value: the fp32 value itself, since it has at most 23 significant bits).
+struct kquant_tensor {
   std::int64_t rows = 0, cols = 0;
   std::vector<std::uint8_t> bytes;
   std::vector<float> want;
 };
 
-kquant_q6k_tensor kquant_make_q6k(std::int64_t rows, std::int64_t blocks, unsigned seed) {
+kquant_tensor kquant_make_q6k(std::int64_t rows, std::int64_t blocks, unsigned seed) {
   std::mt19937 gen(seed);
-  kquant_q6k_tensor t;
+  kquant_tensor t;
   t.rows = rows;
   t.cols = 256 * blocks;
   // fp16 super-scales: ordinary, negative, subnormal (2^-20), -0, tiny normal.
@@ -124,9 +125,9 @@ std::vector<std::uint8_t> kquant_q4k_block(const int* q, const int* sc, const in
 
 // A rows x (256 * blocks) Q4_K tensor and every element's defined value d*sc*q - dmin*m
 // (products exact in double, their difference too: float() is the one rounding ggml does).
-kquant_q6k_tensor kquant_make_q4k(std::int64_t rows, std::int64_t blocks, unsigned seed) {
+kquant_tensor kquant_make_q4k(std::int64_t rows, std::int64_t blocks, unsigned seed) {
   std::mt19937 gen(seed);
-  kquant_q6k_tensor t;
+  kquant_tensor t;
   t.rows = rows;
   t.cols = 256 * blocks;
   // (d, dmin): ordinary, subnormal d, dmin -0, negative d, tiny normal, larger.
@@ -171,12 +172,60 @@ GgufFile kquant_file(const lowbit_test::scratch_dir& dir, gguf_type t, std::int6
   return GgufFile::open(path);
 }
 
+// Requires gguf_to_quantized to refuse the tensor of f, naming it, `where` (row and block) and
+// the non-finite super-scale.
+void kquant_check_refused(const GgufFile& f, const char* where) {
+  try {
+    (void)lowbit::gguf_to_quantized(f.at("blk.0.ffn_down.weight"));
+    FAIL("no error raised");
+  } catch (const lowbit::error& e) {
+    const std::string msg = e.what();
+    INFO(msg);
+    CHECK(msg.find("blk.0.ffn_down.weight") != std::string::npos);
+    CHECK(msg.find(where) != std::string::npos);
+    CHECK(msg.find("not finite") != std::string::npos);
+  }
+}
+
+// Runs the imported layer q on the weight-only kernel of every tier this CPU has, packed as
+// `scheme` with a kernel name containing `kernel_part`, for each token count, against
+// x * w_hat^T within the float family's stated bound (kernels/float_layout.hpp):
+// 2e-5 * sum_k |x| * w_abs, w_abs being |w_hat| as the kernel reads it. Then a weight-only
+// QuantizedLinear of it must get a kernel (no reference path).
+void kquant_check_on_every_tier(const lowbit::QuantizedMatrix& q, const RowMatrixXf& w_hat, const RowMatrixXf& w_abs,
+                                std::initializer_list<std::int64_t> token_counts, unsigned seed,
+                                lowbit::gemm_scheme scheme, const char* kernel_part) {
+  std::mt19937 gen(seed);
+  std::normal_distribution<float> nd(0.0f, 1.0f);
+  for (const std::int64_t tokens : token_counts) {
+    RowMatrixXf x(tokens, q.cols);
+    for (std::int64_t i = 0; i < x.size(); ++i) x.data()[i] = nd(gen);
+    const RowMatrixXf want = x * w_hat.transpose();
+    const RowMatrixXf tol = (x.cwiseAbs() * w_abs.transpose()).array() * 2e-5f + 1e-30f;
+    for (const lowbit::isa_tier tier : lowbit::supported_isa_tiers()) {
+      INFO("tokens " << tokens << " tier " << lowbit::to_string(tier));
+      lowbit::PackOptions po;
+      po.activations = lowbit::activation_quant::none;
+      po.tier = tier;
+      const lowbit::PackedWeights p = lowbit::pack(q, po);
+      CHECK(p.scheme() == scheme);
+      CHECK(std::string(p.kernel_name()).find(kernel_part) != std::string::npos);
+      RowMatrixXf y(tokens, q.rows);
+      lowbit::gemm(x, p, y);
+      CHECK(((y - want).cwiseAbs().array() <= tol.array()).all());
+    }
+  }
+  lowbit::QuantizedLinear layer;
+  layer.weight = q;
+  CHECK(lowbit::attach_kernels(layer));
+}
+
 }  // namespace
 
 TEST_CASE("gguf K-quants: Q6_K imports as int8 groups of 16 equal to the GGUF decoder bit for bit",
           "[io][gguf][kquant]") {
   lowbit_test::scratch_dir dir;
-  const kquant_q6k_tensor src = kquant_make_q6k(3, 2, 5);
+  const kquant_tensor src = kquant_make_q6k(3, 2, 5);
   const GgufFile f = kquant_file(dir, gguf_type::q6_k, src.rows, src.cols, src.bytes);
   const lowbit::GgufTensor& t = f.at("blk.0.ffn_down.weight");
   const RowMatrixXf decoded = lowbit::gguf_to_matrix(t);
@@ -216,49 +265,18 @@ TEST_CASE("gguf K-quants: Q6_K imports as int8 groups of 16 equal to the GGUF de
   bad[at] = 0x00;
   bad[at + 1] = 0x7C;  // +Inf
   const GgufFile fb = kquant_file(dir, gguf_type::q6_k, src.rows, src.cols, bad);
-  try {
-    (void)lowbit::gguf_to_quantized(fb.at("blk.0.ffn_down.weight"));
-    FAIL("no error raised");
-  } catch (const lowbit::error& e) {
-    const std::string msg = e.what();
-    INFO(msg);
-    CHECK(msg.find("blk.0.ffn_down.weight") != std::string::npos);
-    CHECK(msg.find("row 1, block 1") != std::string::npos);
-    CHECK(msg.find("not finite") != std::string::npos);
-  }
+  kquant_check_refused(fb, "row 1, block 1");
 }
 
 TEST_CASE("gguf K-quants: an imported Q6_K layer runs on the weight-only int8 kernel of every tier",
           "[io][gguf][kquant]") {
   lowbit_test::scratch_dir dir;
-  const kquant_q6k_tensor src = kquant_make_q6k(45, 2, 9);  // a full 32-column block and a ragged one
+  const kquant_tensor src = kquant_make_q6k(45, 2, 9);  // a full 32-column block and a ragged one
   const GgufFile f = kquant_file(dir, gguf_type::q6_k, src.rows, src.cols, src.bytes);
   const lowbit::QuantizedMatrix q = lowbit::gguf_to_quantized(f.at("blk.0.ffn_down.weight"));
   const RowMatrixXf w_hat = lowbit::gguf_to_matrix(f.at("blk.0.ffn_down.weight"));
-  std::mt19937 gen(3);
-  std::normal_distribution<float> nd(0.0f, 1.0f);
-  for (const std::int64_t tokens : {1, 3, 9}) {
-    RowMatrixXf x(tokens, src.cols);
-    for (std::int64_t i = 0; i < x.size(); ++i) x.data()[i] = nd(gen);
-    const RowMatrixXf want = x * w_hat.transpose();
-    // The float family's stated bound (kernels/float_layout.hpp): 2e-5 * sum_k |x * w_hat|.
-    const RowMatrixXf tol = (x.cwiseAbs() * w_hat.cwiseAbs().transpose()).array() * 2e-5f + 1e-30f;
-    for (const lowbit::isa_tier tier : lowbit::supported_isa_tiers()) {
-      INFO("tokens " << tokens << " tier " << lowbit::to_string(tier));
-      lowbit::PackOptions po;
-      po.activations = lowbit::activation_quant::none;
-      po.tier = tier;
-      const lowbit::PackedWeights p = lowbit::pack(q, po);
-      CHECK(p.scheme() == lowbit::gemm_scheme::w8a16_int8);
-      RowMatrixXf y(tokens, src.rows);
-      lowbit::gemm(x, p, y);
-      CHECK(((y - want).cwiseAbs().array() <= tol.array()).all());
-    }
-  }
-  // A weight-only QuantizedLinear of it gets a kernel (no reference path).
-  lowbit::QuantizedLinear layer;
-  layer.weight = q;
-  CHECK(lowbit::attach_kernels(layer));
+  // code * scale is exact (see above), so the kernel reads |w_hat| itself.
+  kquant_check_on_every_tier(q, w_hat, w_hat.cwiseAbs(), {1, 3, 9}, 3, lowbit::gemm_scheme::w8a16_int8, "w8a16_int8");
 }
 
 }  // namespace test_io_gguf_kquant_cpp
@@ -268,7 +286,7 @@ namespace test_io_gguf_kquant_cpp {
 TEST_CASE("gguf K-quants: Q4_K imports as int4 groups of 32 with float offsets, equal to the GGUF decoder bit for bit",
           "[io][gguf][kquant]") {
   lowbit_test::scratch_dir dir;
-  const kquant_q6k_tensor src = kquant_make_q4k(3, 2, 7);
+  const kquant_tensor src = kquant_make_q4k(3, 2, 7);
   const GgufFile f = kquant_file(dir, gguf_type::q4_k, src.rows, src.cols, src.bytes);
   const lowbit::GgufTensor& t = f.at("blk.0.ffn_down.weight");
   const RowMatrixXf decoded = lowbit::gguf_to_matrix(t);
@@ -300,26 +318,17 @@ TEST_CASE("gguf K-quants: Q4_K imports as int4 groups of 32 with float offsets, 
   bad[at] = 0x00;
   bad[at + 1] = 0xFE;  // NaN
   const GgufFile fb = kquant_file(dir, gguf_type::q4_k, src.rows, src.cols, bad);
-  try {
-    (void)lowbit::gguf_to_quantized(fb.at("blk.0.ffn_down.weight"));
-    FAIL("no error raised");
-  } catch (const lowbit::error& e) {
-    const std::string msg = e.what();
-    INFO(msg);
-    CHECK(msg.find("blk.0.ffn_down.weight") != std::string::npos);
-    CHECK(msg.find("row 2, block 0") != std::string::npos);
-    CHECK(msg.find("not finite") != std::string::npos);
-  }
+  kquant_check_refused(fb, "row 2, block 0");
 }
 
 TEST_CASE("gguf K-quants: an imported Q4_K layer runs on the W4A16 kernel of every tier, offsets included",
           "[io][gguf][kquant]") {
   lowbit_test::scratch_dir dir;
-  const kquant_q6k_tensor src = kquant_make_q4k(45, 2, 11);
+  const kquant_tensor src = kquant_make_q4k(45, 2, 11);
   const GgufFile f = kquant_file(dir, gguf_type::q4_k, src.rows, src.cols, src.bytes);
   const lowbit::QuantizedMatrix q = lowbit::gguf_to_quantized(f.at("blk.0.ffn_down.weight"));
   const RowMatrixXf w_hat = lowbit::gguf_to_matrix(f.at("blk.0.ffn_down.weight"));
-  // The float family's bound with |w_hat| read as |code| * scale + |offset| (float_layout.hpp).
+  // |w_hat| as the kernel reads it: |code| * scale + |offset| (float_layout.hpp).
   RowMatrixXf w_abs(q.rows, q.cols);
   for (std::int64_t r = 0; r < q.rows; ++r)
     for (std::int64_t c = 0; c < q.cols; ++c) {
@@ -327,35 +336,14 @@ TEST_CASE("gguf K-quants: an imported Q4_K layer runs on the W4A16 kernel of eve
       const int code = lowbit::get_nibble(q.codes.data() + r * q.row_stride, std::size_t(c));
       w_abs(r, c) = float(code) * std::fabs(q.scales[g]) + std::fabs(q.offsets[g]);
     }
-  std::mt19937 gen(4);
-  std::normal_distribution<float> nd(0.0f, 1.0f);
-  for (const std::int64_t tokens : {1, 2, 9}) {  // one-token, direct and tiled paths
-    RowMatrixXf x(tokens, src.cols);
-    for (std::int64_t i = 0; i < x.size(); ++i) x.data()[i] = nd(gen);
-    const RowMatrixXf want = x * w_hat.transpose();
-    const RowMatrixXf tol = (x.cwiseAbs() * w_abs.transpose()).array() * 2e-5f + 1e-30f;
-    for (const lowbit::isa_tier tier : lowbit::supported_isa_tiers()) {
-      INFO("tokens " << tokens << " tier " << lowbit::to_string(tier));
-      lowbit::PackOptions po;
-      po.activations = lowbit::activation_quant::none;
-      po.tier = tier;
-      const lowbit::PackedWeights p = lowbit::pack(q, po);
-      CHECK(p.scheme() == lowbit::gemm_scheme::w4a16_int4);
-      CHECK(std::string(p.kernel_name()).find("_offset") != std::string::npos);
-      RowMatrixXf y(tokens, src.rows);
-      lowbit::gemm(x, p, y);
-      CHECK(((y - want).cwiseAbs().array() <= tol.array()).all());
-    }
-  }
-  lowbit::QuantizedLinear layer;
-  layer.weight = q;
-  CHECK(lowbit::attach_kernels(layer));
+  // one-token, direct and tiled paths
+  kquant_check_on_every_tier(q, w_hat, w_abs, {1, 2, 9}, 4, lowbit::gemm_scheme::w4a16_int4, "_offset");
 }
 
 TEST_CASE("gguf K-quants: float-offset groups are refused by the quantizer, exporters and checkpoint writer",
           "[io][gguf][kquant]") {
   lowbit_test::scratch_dir dir;
-  const kquant_q6k_tensor src = kquant_make_q4k(2, 1, 3);
+  const kquant_tensor src = kquant_make_q4k(2, 1, 3);
   const GgufFile f = kquant_file(dir, gguf_type::q4_k, src.rows, src.cols, src.bytes);
   const lowbit::QuantizedMatrix q = lowbit::gguf_to_quantized(f.at("blk.0.ffn_down.weight"));
   const auto refused = [](auto&& fn, std::initializer_list<const char*> parts) {

@@ -127,6 +127,10 @@ QuantizedLinear quantize_linear_impl(ConstRowMatrixRef w, const Eigen::VectorXf*
   if (recipe.method == weight_method::gptq) {
     // One n x n buffer from here on: the statistics' own when consumed, else a copy; scaled,
     // then factored and inverted by gptq() in place.
+    // needs_calibration() refused a GPTQ recipe without statistics above; said again here so
+    // that no path reads through a null pointer (GCC 12 at -O3 warns that one does, through
+    // hessian(), once this is inlined into a caller passing nullptr).
+    if (calibration == nullptr) detail::fail("quantize_linear '" + tname + "': GPTQ needs calibration data");
     Eigen::MatrixXf h = consume ? consume->take_hessian() : calibration->hessian();
     if (layer.smoothing) {
       // diag(1/s) H diag(1/s), element by element in the order the diagonal products compute
