@@ -23,6 +23,7 @@
 #include "lowbit/model/exportable.hpp"
 #include "lowbit/model/quantized_model.hpp"
 #include "test_io_support.hpp"
+#include "test_model_checkpoint_support.hpp"
 #include "test_model_support.hpp"
 
 namespace test_model_ct_cpp {
@@ -33,50 +34,8 @@ using lowbit_test::kStoriesDir;
 
 namespace {
 
-const std::string kCtHfDir = std::string(LOWBIT_SHARED_DATA_DIR) + "/stories260k-hf";
-
-using ct_layer_fn = std::function<lowbit::QuantizedLinear(const std::string&, const RowMatrixXf&)>;
-
-// `dir` as a lowbit checkpoint of stories260K: Meta names (from stories260K.bin, config.json
-// copied) or Hugging Face names (from stories260k-hf, config.json and tokenizer.json copied).
-// `make` quantizes a linear layer, or returns a layer with empty codes to keep it fp32.
-void ct_write_checkpoint(const std::string& dir, bool hf, const ct_layer_fn& make) {
-  const std::string from = hf ? kCtHfDir : kStoriesDir + "/stories260K.bin";
-  const LlamaWeights w = read_all_weights(*open_model(from));
-  const LlamaConfig& c = w.config;
-  const weight_naming nm = hf ? weight_naming::hf : weight_naming::meta;
-  lowbit::SafetensorsWriter out(dir + "/model.safetensors");
-  lowbit::begin_checkpoint(out);
-  out.add(TensorNames::embeddings(nm), lowbit::tensor_dtype::f32, {c.vocab_size, c.dim}, w.tok_embeddings.data(),
-          std::size_t(w.tok_embeddings.size()) * 4);
-  const auto vec = [&](const std::string& n, const Eigen::VectorXf& v) {
-    out.add(n, lowbit::tensor_dtype::f32, {v.size()}, v.data(), std::size_t(v.size()) * 4);
-  };
-  vec(TensorNames::final_norm(nm), w.norm);
-  for (int l = 0; l < c.n_layers; ++l) {
-    const LlamaLayerWeights& L = w.layers[std::size_t(l)];
-    vec(TensorNames::attention_norm(l, nm), L.attention_norm);
-    vec(TensorNames::ffn_norm(l, nm), L.ffn_norm);
-    for (int s = 0; s < kLinearSlots; ++s) {
-      const std::string name = linear_name(l, static_cast<linear_slot>(s), nm);
-      const RowMatrixXf& m = L.matrix(static_cast<linear_slot>(s));
-      lowbit::QuantizedLinear q = make(name, m);
-      if (q.weight.codes.empty()) {
-        out.add(name + ".weight", lowbit::tensor_dtype::f32, {m.rows(), m.cols()}, m.data(), std::size_t(m.size()) * 4);
-        continue;
-      }
-      lowbit::write_quantized_linear(out, name, q);
-    }
-  }
-  out.finish();
-  const std::string cdir = hf ? kCtHfDir : kStoriesDir;
-  std::ifstream in(cdir + "/config.json");
-  std::ofstream(dir + "/config.json") << in.rdbuf();
-  if (hf) {
-    std::ifstream t(kCtHfDir + "/tokenizer.json");
-    std::ofstream(dir + "/tokenizer.json") << t.rdbuf();
-  }
-}
+using ct_layer_fn = lowbit_test::checkpoint_layer_fn;
+using lowbit_test::write_stories_checkpoint;
 
 // A named recipe made calibration-free (round-to-nearest, no smoothing), optionally with
 // `plain` layers kept fp32.
@@ -255,7 +214,7 @@ TEST_CASE("compressed-tensors: every mapping exports and imports exactly", "[mod
       lowbit_test::scratch_dir dir;
       const std::string ck = dir.file("ck"), out = dir.file("ct");
       REQUIRE(::mkdir(ck.c_str(), 0755) == 0);
-      ct_write_checkpoint(ck, hf, mp.make);
+      write_stories_checkpoint(ck, hf, mp.make);
       const CtExportReport rep = export_compressed_tensors(ck, out);
       CHECK(rep.layers_by_format.at(mp.format) == mp.layers);
       CHECK(rep.layers_by_format.size() == 1);
@@ -339,7 +298,7 @@ TEST_CASE("compressed-tensors: SmoothQuant vectors fold into the norms", "[model
   lowbit_test::scratch_dir dir;
   const std::string ck = dir.file("ck"), out = dir.file("ct");
   REQUIRE(::mkdir(ck.c_str(), 0755) == 0);
-  ct_write_checkpoint(ck, false, smoothed);
+  write_stories_checkpoint(ck, false, smoothed);
   const CtExportReport rep = export_compressed_tensors(ck, out);
   CHECK(rep.folded_norms == 10);
   const auto ck_src = open_model(ck), ct_src = open_model(out);
@@ -357,7 +316,7 @@ TEST_CASE("compressed-tensors: SmoothQuant vectors fold into the norms", "[model
     lowbit_test::scratch_dir d2;
     const std::string ck2 = d2.file("ck"), out2 = d2.file("ct");
     REQUIRE(::mkdir(ck2.c_str(), 0755) == 0);
-    ct_write_checkpoint(ck2, false, [&](const std::string& name, const RowMatrixXf& m) {
+    write_stories_checkpoint(ck2, false, [&](const std::string& name, const RowMatrixXf& m) {
       lowbit::QuantizedLinear q = smoothed(name, m);
       if (name == std::string("layers.3.attention.") + which) q.smoothing = Eigen::VectorXf::Constant(64, 2.0f);
       return q;
@@ -413,7 +372,7 @@ TEST_CASE("compressed-tensors: refusals name the layer and the feature", "[model
     const std::string ck = dir.file("ck"), out = dir.file("ct");
     REQUIRE(::mkdir(ck.c_str(), 0755) == 0);
     const lowbit::LinearRecipe recipe = rf.recipe;
-    ct_write_checkpoint(ck, false, [recipe](const std::string& name, const RowMatrixXf& m) {
+    write_stories_checkpoint(ck, false, [recipe](const std::string& name, const RowMatrixXf& m) {
       return lowbit::quantize_linear(m, recipe, nullptr, name);
     });
     const std::string e = ct_error_of([&] { export_compressed_tensors(ck, out); });
@@ -430,7 +389,7 @@ TEST_CASE("compressed-tensors: refusals name the layer and the feature", "[model
   lowbit_test::scratch_dir dir;
   const std::string ck = dir.file("ck");
   REQUIRE(::mkdir(ck.c_str(), 0755) == 0);
-  ct_write_checkpoint(ck, false, ct_recipe("w4a8-fp", {}, [](lowbit::LinearRecipe& r) { r.weight.group_size = 32; }));
+  write_stories_checkpoint(ck, false, ct_recipe("w4a8-fp", {}, [](lowbit::LinearRecipe& r) { r.weight.group_size = 32; }));
   CHECK(ct_error_of([&] { export_compressed_tensors(ck, dir.file("ct")); }).find("LoRC factors (compressed-tensors has no low-rank") !=
         std::string::npos);
 }
@@ -440,7 +399,7 @@ TEST_CASE("compressed-tensors: malformed directories give errors naming the tens
   lowbit_test::scratch_dir dir;
   const std::string ck = dir.file("ck"), good = dir.file("good");
   REQUIRE(::mkdir(ck.c_str(), 0755) == 0);
-  ct_write_checkpoint(ck, true, ct_recipe("w4a16-sqplus", ct_is_down));
+  write_stories_checkpoint(ck, true, ct_recipe("w4a16-sqplus", ct_is_down));
   export_compressed_tensors(ck, good);
   REQUIRE_NOTHROW(open_model(good));
   int n = 0;
@@ -533,7 +492,7 @@ TEST_CASE("compressed-tensors: an export that fails midway leaves no OUT and no 
   lowbit_test::scratch_dir dir;
   const std::string ck = dir.file("ck"), out = dir.file("ct");
   REQUIRE(::mkdir(ck.c_str(), 0755) == 0);
-  ct_write_checkpoint(ck, false, ct_recipe("w8a8-fp8"));
+  write_stories_checkpoint(ck, false, ct_recipe("w8a8-fp8"));
   // A tokenizer.json over the file-size limit: model.safetensors is complete when copying the
   // tokenizer fails (EFBIG), the config.json not yet written.
   {

@@ -18,6 +18,7 @@
 #include "lowbit/model/gguf_export.hpp"
 #include "lowbit/model/quantized_model.hpp"
 #include "test_io_support.hpp"
+#include "test_model_checkpoint_support.hpp"
 #include "test_model_support.hpp"
 
 // One namespace per test file, so that any set of test files can be compiled as one
@@ -34,41 +35,18 @@ namespace {
 // quantized by gguf-q8_0 plus LoRC rank 4, and a smoothing vector on layers.1.attention.wo;
 // config.json copied.
 void lossy_write_checkpoint(const std::string& dir) {
-  const LlamaWeights w = read_all_weights(lowbit_test::stories_model().source());
-  const LlamaConfig& c = w.config;
   lowbit::LinearRecipe recipe = lowbit::recipe_from_name("gguf-q8_0");
   recipe.lorc_rank = 4;
-  lowbit::SafetensorsWriter out(dir + "/model.safetensors");
-  lowbit::begin_checkpoint(out);
-  out.add("tok_embeddings.weight", lowbit::tensor_dtype::f32, {c.vocab_size, c.dim}, w.tok_embeddings.data(),
-          std::size_t(w.tok_embeddings.size()) * 4);
-  const auto vec = [&](const std::string& n, const Eigen::VectorXf& v) {
-    out.add(n, lowbit::tensor_dtype::f32, {v.size()}, v.data(), std::size_t(v.size()) * 4);
-  };
-  vec("norm.weight", w.norm);
-  for (int l = 0; l < c.n_layers; ++l) {
-    const LlamaLayerWeights& L = w.layers[std::size_t(l)];
-    vec("layers." + std::to_string(l) + ".attention_norm.weight", L.attention_norm);
-    vec("layers." + std::to_string(l) + ".ffn_norm.weight", L.ffn_norm);
-    for (int s = 0; s < kLinearSlots; ++s) {
-      const std::string name = linear_name(l, static_cast<linear_slot>(s));
-      const RowMatrixXf& m = L.matrix(static_cast<linear_slot>(s));
-      if (static_cast<linear_slot>(s) == linear_slot::w2) {
-        out.add(name + ".weight", lowbit::tensor_dtype::f32, {m.rows(), m.cols()}, m.data(), std::size_t(m.size()) * 4);
-        continue;
-      }
-      lowbit::QuantizedLinear q = lowbit::quantize_linear(m, recipe, nullptr, name);
-      if (name == "layers.1.attention.wo") {
-        Eigen::VectorXf s2(m.cols());
-        for (Eigen::Index j = 0; j < s2.size(); ++j) s2[j] = 0.5f + 0.125f * float(j % 7);
-        q.smoothing = s2;
-      }
-      lowbit::write_quantized_linear(out, name, q);
+  lowbit_test::write_stories_checkpoint(dir, false, [&](const std::string& name, const RowMatrixXf& m) {
+    if (name.find("feed_forward.w2") != std::string::npos) return lowbit::QuantizedLinear{};
+    lowbit::QuantizedLinear q = lowbit::quantize_linear(m, recipe, nullptr, name);
+    if (name == "layers.1.attention.wo") {
+      Eigen::VectorXf s2(m.cols());
+      for (Eigen::Index j = 0; j < s2.size(); ++j) s2[j] = 0.5f + 0.125f * float(j % 7);
+      q.smoothing = s2;
     }
-  }
-  out.finish();
-  std::ifstream in(kStoriesDir + "/config.json");
-  std::ofstream(dir + "/config.json") << in.rdbuf();
+    return q;
+  });
 }
 
 // The effective weight computed here, not by the library: dequantized codes, plus U V, with
@@ -104,6 +82,34 @@ const LossyLayer* lossy_find(const std::vector<LossyLayer>& v, const std::string
   return nullptr;
 }
 
+// One requantized layer: the file holds exactly the effective weight of checkpoint layer `ck`
+// requantized by `spec`, and the report names the layer's refusal, a target starting with
+// `target`, and the true error against the effective weight.
+void lossy_check_layer(const std::vector<LossyLayer>& report, const std::string& base,
+                       const lowbit::QuantizedLinear& ck, const RowMatrixXf& imported,
+                       const lowbit::QuantSpec& spec, const std::string& target) {
+  const RowMatrixXf w_eff = lossy_effective(ck);
+  CHECK(lossy_same_bits(imported, lowbit::dequantize(lowbit::quantize(w_eff, spec, base))));
+  const LossyLayer* e = lossy_find(report, base);
+  REQUIRE(e != nullptr);
+  CHECK(e->target.rfind(target, 0) == 0);
+  CHECK(e->refusal.find(base) != std::string::npos);
+  double sqnr = 0, rel = 0;
+  lossy_error(w_eff, imported, sqnr, rel);
+  CHECK(e->sqnr_db == Approx(sqnr).epsilon(1e-9));
+  CHECK(e->rel_error == Approx(rel).epsilon(1e-9));
+  CHECK(sqnr > 20.0);  // requantizing an int8 weight to int8 adds little
+}
+
+// Without --allow-lossy the export is refused, naming the layer's LoRC factors and the
+// option, and nothing is written at `out`.
+template <class Export>
+void lossy_check_refused(const Export& run, const std::string& out) {
+  CHECK_THROWS_WITH(run(), Catch::Contains("layers.0.attention.wq") && Catch::Contains("LoRC factors") &&
+                               Catch::Contains("--allow-lossy"));
+  CHECK_FALSE(std::ifstream(out).good());
+}
+
 }  // namespace
 
 TEST_CASE("export --allow-lossy: GGUF requantizes LoRC and smoothed layers and reports the true error", "[model][export]") {
@@ -111,10 +117,7 @@ TEST_CASE("export --allow-lossy: GGUF requantizes LoRC and smoothed layers and r
   lowbit_test::scratch_dir dir;
   lossy_write_checkpoint(dir.path);
 
-  // Without the option: refused, naming the layer, the feature and the option; nothing written.
-  CHECK_THROWS_WITH(export_gguf(dir.path, dir.file("exact.gguf")),
-                    Catch::Contains("layers.0.attention.wq: LoRC factors") && Catch::Contains("--allow-lossy"));
-  CHECK_FALSE(std::ifstream(dir.file("exact.gguf")).good());
+  lossy_check_refused([&] { export_gguf(dir.path, dir.file("exact.gguf")); }, dir.file("exact.gguf"));
 
   GgufExportOptions opt;
   opt.allow_lossy = true;
@@ -134,20 +137,7 @@ TEST_CASE("export --allow-lossy: GGUF requantizes LoRC and smoothed layers and r
     INFO(base);
     const lowbit::QuantizedLinear ck = lowbit::load_quantized_linear(shard, base);
     REQUIRE(ck.lorc);
-    const RowMatrixXf w_eff = lossy_effective(ck);
-    // The file holds exactly the effective weight requantized to Q8_0.
-    const RowMatrixXf imported = lowbit::dequantize(gg->quantized_linear(base).weight);
-    CHECK(lossy_same_bits(imported, lowbit::dequantize(lowbit::quantize(w_eff, q8, base))));
-    // The reported error is the true one, against the effective weight.
-    const LossyLayer* e = lossy_find(rep.lossy, base);
-    REQUIRE(e != nullptr);
-    CHECK(e->target.rfind("Q8_0", 0) == 0);
-    CHECK(e->refusal.find(base) != std::string::npos);
-    double sqnr = 0, rel = 0;
-    lossy_error(w_eff, imported, sqnr, rel);
-    CHECK(e->sqnr_db == Approx(sqnr).epsilon(1e-9));
-    CHECK(e->rel_error == Approx(rel).epsilon(1e-9));
-    CHECK(sqnr > 20.0);  // requantizing an int8 weight to int8 adds little
+    lossy_check_layer(rep.lossy, base, ck, lowbit::dequantize(gg->quantized_linear(base).weight), q8, "Q8_0");
   }
   const LossyLayer* wo = lossy_find(rep.lossy, "layers.1.attention.wo");
   REQUIRE(wo != nullptr);
@@ -167,8 +157,7 @@ TEST_CASE("export --allow-lossy: compressed-tensors requantizes what it cannot w
   LOWBIT_REQUIRE_STORIES();
   lowbit_test::scratch_dir dir;
   lossy_write_checkpoint(dir.path);
-  CHECK_THROWS_WITH(export_compressed_tensors(dir.path, dir.file("exact")),
-                    Catch::Contains("LoRC factors") && Catch::Contains("--allow-lossy"));
+  lossy_check_refused([&] { export_compressed_tensors(dir.path, dir.file("exact")); }, dir.file("exact"));
   CtExportOptions opt;
   opt.allow_lossy = true;
   const CtExportReport rep = export_compressed_tensors(dir.path, dir.file("ct"), opt);
@@ -185,17 +174,8 @@ TEST_CASE("export --allow-lossy: compressed-tensors requantizes what it cannot w
   for (linear_slot s : {linear_slot::wv, linear_slot::wo, linear_slot::w1, linear_slot::w3}) {
     const std::string base = linear_name(1, s), module = linear_name(1, s, weight_naming::hf);
     INFO(base);
-    const lowbit::QuantizedLinear ck = lowbit::load_quantized_linear(shard, base);
-    const RowMatrixXf w_eff = lossy_effective(ck);
-    const RowMatrixXf imported = lowbit::dequantize(ct->quantized_linear(module).weight);
-    CHECK(lossy_same_bits(imported, lowbit::dequantize(lowbit::quantize(w_eff, i8, base))));
-    const LossyLayer* e = lossy_find(rep.lossy, base);
-    REQUIRE(e != nullptr);
-    CHECK(e->target.rfind("int-quantized", 0) == 0);
-    double sqnr = 0, rel = 0;
-    lossy_error(w_eff, imported, sqnr, rel);
-    CHECK(e->sqnr_db == Approx(sqnr).epsilon(1e-9));
-    CHECK(e->rel_error == Approx(rel).epsilon(1e-9));
+    lossy_check_layer(rep.lossy, base, lowbit::load_quantized_linear(shard, base),
+                      lowbit::dequantize(ct->quantized_linear(module).weight), i8, "int-quantized");
   }
 }
 

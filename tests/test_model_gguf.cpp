@@ -17,6 +17,7 @@
 #include "lowbit/model/gguf_export.hpp"
 #include "lowbit/model/quantized_model.hpp"
 #include "test_io_support.hpp"
+#include "test_model_checkpoint_support.hpp"
 #include "test_model_support.hpp"
 
 // One namespace per test file, so that any set of test files can be compiled as one
@@ -37,35 +38,12 @@ const std::string kGgufHfDir = std::string(LOWBIT_SHARED_DATA_DIR) + "/stories26
 void gguf_write_checkpoint(const std::string& dir, const lowbit::LinearRecipe& recipe,
                            const std::function<bool(const std::string&)>& plain,
                            const std::function<void(const std::string&, lowbit::QuantizedLinear&)>& edit = {}) {
-  const LlamaWeights w = read_all_weights(lowbit_test::stories_model().source());
-  const LlamaConfig& c = w.config;
-  lowbit::SafetensorsWriter out(dir + "/model.safetensors");
-  lowbit::begin_checkpoint(out);
-  out.add("tok_embeddings.weight", lowbit::tensor_dtype::f32, {c.vocab_size, c.dim}, w.tok_embeddings.data(),
-          std::size_t(w.tok_embeddings.size()) * 4);
-  const auto vec = [&](const std::string& n, const Eigen::VectorXf& v) {
-    out.add(n, lowbit::tensor_dtype::f32, {v.size()}, v.data(), std::size_t(v.size()) * 4);
-  };
-  vec("norm.weight", w.norm);
-  for (int l = 0; l < c.n_layers; ++l) {
-    const LlamaLayerWeights& L = w.layers[std::size_t(l)];
-    vec("layers." + std::to_string(l) + ".attention_norm.weight", L.attention_norm);
-    vec("layers." + std::to_string(l) + ".ffn_norm.weight", L.ffn_norm);
-    for (int s = 0; s < kLinearSlots; ++s) {
-      const std::string name = linear_name(l, static_cast<linear_slot>(s));
-      const RowMatrixXf& m = L.matrix(static_cast<linear_slot>(s));
-      if (plain(name)) {
-        out.add(name + ".weight", lowbit::tensor_dtype::f32, {m.rows(), m.cols()}, m.data(), std::size_t(m.size()) * 4);
-        continue;
-      }
-      lowbit::QuantizedLinear q = lowbit::quantize_linear(m, recipe, nullptr, name);
-      if (edit) edit(name, q);
-      lowbit::write_quantized_linear(out, name, q);
-    }
-  }
-  out.finish();
-  std::ifstream in(kStoriesDir + "/config.json");
-  std::ofstream(dir + "/config.json") << in.rdbuf();
+  lowbit_test::write_stories_checkpoint(dir, false, [&](const std::string& name, const RowMatrixXf& m) {
+    if (plain(name)) return lowbit::QuantizedLinear{};
+    lowbit::QuantizedLinear q = lowbit::quantize_linear(m, recipe, nullptr, name);
+    if (edit) edit(name, q);
+    return q;
+  });
 }
 
 // stories260K's down projections have 172 columns: not a whole number of 32-element blocks.
