@@ -7,6 +7,7 @@
 #include <iterator>
 #include <random>
 
+#include "lowbit/detail/bit.hpp"
 #include "lowbit/io/gguf.hpp"
 #include "lowbit/io/gguf_blocks.hpp"
 #include "lowbit/io/gguf_writer.hpp"
@@ -24,11 +25,7 @@ using lowbit::RowMatrixXf;
 
 namespace {
 
-std::uint32_t bits(float f) {
-  std::uint32_t u;
-  std::memcpy(&u, &f, 4);
-  return u;
-}
+using lowbit::detail::float_bits;
 
 // fp16 bits of a value fp16 holds exactly (the test's values are chosen so).
 std::uint16_t h(float f) {
@@ -146,7 +143,7 @@ void check_exact_through_file(const lowbit::QuantizedMatrix& q, gguf_type t, boo
   std::int64_t differ = 0;
   for (std::int64_t i = 0; i < ref.size(); ++i) {
     const float a = from_gguf.data()[i], b = ref.data()[i];
-    const bool same = zero_sign_free && a == 0.0f && b == 0.0f ? true : bits(a) == bits(b);
+    const bool same = zero_sign_free && a == 0.0f && b == 0.0f ? true : float_bits(a) == float_bits(b);
     if (!same) ++differ;
   }
   CHECK(differ == 0);
@@ -206,7 +203,7 @@ TEST_CASE("gguf blocks: Q8_0, Q4_0, Q4_1 and MXFP4 encoded by hand decode to the
     std::vector<std::uint8_t> b(17, 0);
     b[0] = 127;
     b[1] = 8;  // E2M1 code 8 is -0; ggml's table decodes it as +0
-    CHECK(bits(decode(gguf_type::mxfp4, b, 32)[0]) == 0u);
+    CHECK(float_bits(decode(gguf_type::mxfp4, b, 32)[0]) == 0u);
   }
 }
 
@@ -314,7 +311,7 @@ TEST_CASE("gguf writer: every metadata type and tensor type round-trips bit for 
     CHECK(f.get<std::int16_t>("k.i16") == -30000);
     CHECK(f.get<std::uint32_t>("k.u32") == 4000000000u);
     CHECK(f.get<std::int32_t>("k.i32") == -2000000000);
-    CHECK(bits(f.get<float>("k.f32")) == 0x80000000u);
+    CHECK(float_bits(f.get<float>("k.f32")) == 0x80000000u);
     CHECK(f.get<bool>("k.bool"));
     CHECK(f.get<std::uint64_t>("k.u64") == std::uint64_t(1) << 63);
     CHECK(f.get<std::int64_t>("k.i64") == -(std::int64_t(1) << 62));

@@ -17,6 +17,7 @@
 
 #include "lowbit/algo/linear_gemm.hpp"
 #include "lowbit/gemm.hpp"
+#include "lowbit/detail/bit.hpp"
 #include "lowbit/io/gguf.hpp"
 #include "lowbit/io/gguf_blocks.hpp"
 #include "lowbit/io/gguf_writer.hpp"
@@ -37,10 +38,20 @@ using lowbit::RowMatrixXf;
 
 namespace {
 
-std::uint32_t kquant_bits(float f) {
-  std::uint32_t u;
-  std::memcpy(&u, &f, 4);
-  return u;
+// How an imported matrix differs from the GGUF decoder's (bit patterns) and from the format's
+// definition (values), and how many -0 it keeps.
+struct kquant_diffs {
+  std::int64_t decoder = 0, definition = 0, negative_zeros = 0;
+};
+kquant_diffs kquant_compare(const RowMatrixXf& deq, const RowMatrixXf& decoded, const std::vector<float>& want) {
+  using lowbit::detail::float_bits;
+  kquant_diffs d;
+  for (std::int64_t i = 0; i < deq.size(); ++i) {
+    if (float_bits(deq.data()[i]) != float_bits(decoded.data()[i])) ++d.decoder;
+    if (deq.data()[i] != want[std::size_t(i)]) ++d.definition;
+    if (float_bits(deq.data()[i]) == 0x80000000u) ++d.negative_zeros;
+  }
+  return d;
 }
 
 // One Q6_K super-block (210 bytes) from 256 6-bit codes q (0..63), 16 int8 sub-scales and the
@@ -237,16 +248,10 @@ TEST_CASE("gguf K-quants: Q6_K imports as int8 groups of 16 equal to the GGUF de
   CHECK(q.groups_per_row == src.cols / 16);
   CHECK(q.row_stride == src.cols);
   CHECK(q.zeros.empty());
-  const RowMatrixXf deq = lowbit::dequantize(q);
-  std::int64_t differ_decoder = 0, differ_definition = 0, negative_zeros = 0;
-  for (std::int64_t i = 0; i < deq.size(); ++i) {
-    if (kquant_bits(deq.data()[i]) != kquant_bits(decoded.data()[i])) ++differ_decoder;
-    if (deq.data()[i] != src.want[std::size_t(i)]) ++differ_definition;
-    if (kquant_bits(deq.data()[i]) == 0x80000000u) ++negative_zeros;
-  }
-  CHECK(differ_decoder == 0);
-  CHECK(differ_definition == 0);
-  CHECK(negative_zeros > 0);  // the menu makes some: ggml's signs are kept, not normalised
+  const kquant_diffs d = kquant_compare(lowbit::dequantize(q), decoded, src.want);
+  CHECK(d.decoder == 0);
+  CHECK(d.definition == 0);
+  CHECK(d.negative_zeros > 0);  // the menu makes some: ggml's signs are kept, not normalised
   // Codes are q - 32 in [-32, 31]; scales d * sc with ggml's sign (row 0 block 0: d = 0.75).
   const auto* codes = reinterpret_cast<const std::int8_t*>(q.codes.data());
   CHECK(int(codes[0]) == -32);
@@ -298,14 +303,9 @@ TEST_CASE("gguf K-quants: Q4_K imports as int4 groups of 32 with float offsets, 
   CHECK(q.zeros.empty());
   CHECK(q.offsets.size() == q.scales.size());
   CHECK(lowbit::to_string(q.spec).find(":asym:offset") != std::string::npos);
-  const RowMatrixXf deq = lowbit::dequantize(q);
-  std::int64_t differ_decoder = 0, differ_definition = 0;
-  for (std::int64_t i = 0; i < deq.size(); ++i) {
-    if (kquant_bits(deq.data()[i]) != kquant_bits(decoded.data()[i])) ++differ_decoder;
-    if (deq.data()[i] != src.want[std::size_t(i)]) ++differ_definition;
-  }
-  CHECK(differ_decoder == 0);
-  CHECK(differ_definition == 0);
+  const kquant_diffs d = kquant_compare(lowbit::dequantize(q), decoded, src.want);
+  CHECK(d.decoder == 0);
+  CHECK(d.definition == 0);
   // Row 0 block 0: d = 0.0998 (fp16 0x2E66), dmin = 0.046875; offsets are -(dmin * m).
   CHECK(q.scales[1] == 0.0f);
   CHECK(q.offsets[2] == -(lowbit::detail::half_to_float(0x2A00) * 63.0f));

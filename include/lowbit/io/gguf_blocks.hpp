@@ -332,6 +332,28 @@ inline std::vector<std::uint8_t> gguf_encode(const QuantizedMatrix& q, gguf_type
 
 namespace detail {
 
+// The QuantizedMatrix a K-quant tensor (`type`: 256-element super-blocks) imports into,
+// before its blocks are read: `spec` with fp32 scales (d * sc is not an fp16 value in
+// general), codes (one byte each for int8, two per byte for int4) and scales zeroed.
+template <class Deferred = void>  // see "Compile time" in docs/design.md
+inline QuantizedMatrix gguf_kquant_matrix(const GgufTensor& t, const std::string& who, const char* type,
+                                          QuantSpec spec) {
+  if (t.rows() <= 0 || t.cols() <= 0 || t.cols() % 256 != 0)
+    fail(who + type + " rows must be a positive multiple of 256 elements");
+  spec.scale_storage = scale_dtype::f32;
+  QuantizedMatrix q;
+  q.name = t.name;
+  q.spec = spec;
+  q.rows = t.rows();
+  q.cols = t.cols();
+  q.group_size = spec.group_size;
+  q.groups_per_row = q.cols / spec.group_size;
+  q.row_stride = spec.format == element_format::int4 ? q.cols / 2 : q.cols;
+  q.codes.assign(static_cast<std::size_t>(q.rows * q.row_stride), 0);
+  q.scales.assign(static_cast<std::size_t>(q.rows * q.groups_per_row), 0.0f);
+  return q;
+}
+
 // Q6_K as symmetric int8 in groups of 16 with fp32 scales: code = q - 32 (in [-32, 31]),
 // scale = d * sc (sc the block's int8 sub-scale, sign kept: negating a negative scale and its
 // codes would turn ggml's -0 results into +0). d * sc has at most 11 + 8 significant bits and
@@ -340,19 +362,7 @@ namespace detail {
 template <class Deferred = void>  // see "Compile time" in docs/design.md
 inline QuantizedMatrix gguf_q6k_to_quantized(const GgufTensor& t, const std::string& who) {
   constexpr std::int64_t block = 256, block_bytes = 210;
-  if (t.rows() <= 0 || t.cols() <= 0 || t.cols() % block != 0)
-    fail(who + "Q6_K rows must be a positive multiple of 256 elements");
-  QuantizedMatrix q;
-  q.name = t.name;
-  q.spec = group_spec(element_format::int8, 16);
-  q.spec.scale_storage = scale_dtype::f32;  // d * sc is not an fp16 value in general
-  q.rows = t.rows();
-  q.cols = t.cols();
-  q.group_size = 16;
-  q.groups_per_row = q.cols / 16;
-  q.row_stride = q.cols;
-  q.codes.assign(static_cast<std::size_t>(q.rows * q.cols), 0);
-  q.scales.assign(static_cast<std::size_t>(q.rows * q.groups_per_row), 0.0f);
+  QuantizedMatrix q = gguf_kquant_matrix(t, who, "Q6_K", group_spec(element_format::int8, 16));
   const std::int64_t blocks_per_row = q.cols / block;
   for (std::int64_t r = 0; r < q.rows; ++r)
     for (std::int64_t bi = 0; bi < blocks_per_row; ++bi) {
@@ -388,20 +398,9 @@ inline QuantizedMatrix gguf_q6k_to_quantized(const GgufTensor& t, const std::str
 template <class Deferred = void>  // see "Compile time" in docs/design.md
 inline QuantizedMatrix gguf_q4k_to_quantized(const GgufTensor& t, const std::string& who) {
   constexpr std::int64_t block = 256, block_bytes = 144;
-  if (t.rows() <= 0 || t.cols() <= 0 || t.cols() % block != 0)
-    fail(who + "Q4_K rows must be a positive multiple of 256 elements");
-  QuantizedMatrix q;
-  q.name = t.name;
-  q.spec = group_spec(element_format::int4, 32, scale_constraint::none, false);
-  q.spec.zero = zero_form::float_offset;
-  q.spec.scale_storage = scale_dtype::f32;  // d * sc is not an fp16 value in general
-  q.rows = t.rows();
-  q.cols = t.cols();
-  q.group_size = 32;
-  q.groups_per_row = q.cols / 32;
-  q.row_stride = q.cols / 2;
-  q.codes.assign(static_cast<std::size_t>(q.rows * q.row_stride), 0);
-  q.scales.assign(static_cast<std::size_t>(q.rows * q.groups_per_row), 0.0f);
+  QuantSpec spec = group_spec(element_format::int4, 32, scale_constraint::none, false);
+  spec.zero = zero_form::float_offset;
+  QuantizedMatrix q = gguf_kquant_matrix(t, who, "Q4_K", spec);
   q.offsets.assign(q.scales.size(), 0.0f);
   const std::int64_t blocks_per_row = q.cols / block;
   std::uint8_t codes[256];
