@@ -33,7 +33,7 @@ if(TARGET lowbit_cli)
     # model/norm_smoothing.hpp: w8a8-int8's default, w4a16-sqplus with --smooth-scope norm)
     # folds into input_layernorm / post_attention_layernorm. The
     # folded model computes norm(x)·(γ/s) where lowbit computes (norm(x)·γ)/s, so perplexity
-    # agrees to rounding, not digit for digit (tests/scripts/eval_close.cmake): within 1e-6
+    # agrees to rounding, not digit for digit (lowbit_add_eval_close, tests/scripts/cli_equal.cmake): within 1e-6
     # relative for the weight-only sqplus (measured 2.4e-8); within 1e-4 for w8a8-int8 (measured
     # 5.5e-5), whose per-token int8 activation codes flip where x/s differs by one rounding.
     set(_smooth
@@ -54,13 +54,9 @@ if(TARGET lowbit_cli)
       set_tests_properties(cli_ct_export_${name} PROPERTIES FIXTURES_REQUIRED cli_ct_q_${name}
                            FIXTURES_SETUP cli_ct_x_${name}
                            PASS_REGULAR_EXPRESSION "-> [^ ]*${name}-ct \\(compressed-tensors, layers: ${want}, [0-9]+ unquantized; norms folded: 10; tokenizer: copied\\)")
-      add_test(NAME cli_ct_eval_close_${name}
-               COMMAND ${CMAKE_COMMAND} -DLOWBIT=${LOWBIT_CLI} -DTOL_DIV=${tol_div}
-                       "-DA=${_q}|--tokens|${LOWBIT_STORIES_TOK}|--max-docs|20"
-                       "-DB=${_c_dir}/${name}-ct|--tokens|${LOWBIT_STORIES_TOK}|--max-docs|20"
-                       -P ${CMAKE_CURRENT_SOURCE_DIR}/scripts/eval_close.cmake)
-      set_tests_properties(cli_ct_eval_close_${name} PROPERTIES FIXTURES_REQUIRED cli_ct_x_${name}
-                           PASS_REGULAR_EXPRESSION "eval results agree within")
+      lowbit_add_eval_close(cli_ct_eval_close_${name} cli_ct_x_${name}
+                            "${_q}|--tokens|${LOWBIT_STORIES_TOK}|--max-docs|20"
+                            "${_c_dir}/${name}-ct|--tokens|${LOWBIT_STORIES_TOK}|--max-docs|20" ${tol_div})
     endforeach()
     # One step: quantize --format compressed-tensors shares w4a16-sqplus's vectors per norm by
     # itself (no --smooth-scope given): the same directory as the two steps above.
