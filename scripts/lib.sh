@@ -14,11 +14,13 @@
 LOWBIT_BASE_PACKAGES=(cmake g++ libeigen3-dev catch2 libcli11-dev libfmt-dev libbenchmark-dev
                       nlohmann-json3-dev libpcre2-dev libutf8proc-dev)
 # The extra packages scripts/test.sh needs: the aarch64 cross compiler and qemu-user to run
-# its output, and clang with its runtime libraries for libFuzzer.
+# its output, and clang with its runtime libraries for the sanitizer stage and libFuzzer.
 # shellcheck disable=SC2034
 LOWBIT_ARM_PACKAGES=(g++-aarch64-linux-gnu qemu-user-static)
 # shellcheck disable=SC2034
-LOWBIT_FUZZ_PACKAGES=(clang libclang-rt-14-dev)
+LOWBIT_CLANG_PACKAGES=(clang libclang-rt-14-dev)
+# shellcheck disable=SC2034
+LOWBIT_FUZZ_PACKAGES=("${LOWBIT_CLANG_PACKAGES[@]}")
 
 lowbit_root() {
   (cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)

@@ -12,7 +12,21 @@
 #include <string>
 #include <vector>
 
+#include "lowbit/error.hpp"
+
 namespace lowbit_test {
+
+// The message of the lowbit::error that `f` throws, or "(no error)": for checks that an
+// error names the right file, tensor or rule.
+template <class F>
+std::string error_of(F&& f) {
+  try {
+    f();
+  } catch (const lowbit::error& e) {
+    return e.what();
+  }
+  return "(no error)";
+}
 
 struct scratch_dir {
   std::string path;

@@ -98,14 +98,7 @@ void ct_edit_config(const std::string& dir, const std::function<void(nlohmann::j
   edit(j);
   std::ofstream(dir + "/config.json") << j.dump(1);
 }
-std::string ct_error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const lowbit::error& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
+using lowbit_test::error_of;
 
 }  // namespace
 
@@ -321,7 +314,7 @@ TEST_CASE("compressed-tensors: SmoothQuant vectors fold into the norms", "[model
       if (name == std::string("layers.3.attention.") + which) q.smoothing = Eigen::VectorXf::Constant(64, 2.0f);
       return q;
     });
-    const std::string e = ct_error_of([&] { export_compressed_tensors(ck2, out2); });
+    const std::string e = error_of([&] { export_compressed_tensors(ck2, out2); });
     if (std::string(which) == "wo")
       CHECK(e.find("layer layers.3.attention.wo: a SmoothQuant smoothing vector on o_proj") != std::string::npos);
     else
@@ -375,7 +368,7 @@ TEST_CASE("compressed-tensors: refusals name the layer and the feature", "[model
     write_stories_checkpoint(ck, false, [recipe](const std::string& name, const RowMatrixXf& m) {
       return lowbit::quantize_linear(m, recipe, nullptr, name);
     });
-    const std::string e = ct_error_of([&] { export_compressed_tensors(ck, out); });
+    const std::string e = error_of([&] { export_compressed_tensors(ck, out); });
     CHECK(e.find("compressed-tensors export: ") != std::string::npos);
     CHECK(e.find(rf.message) != std::string::npos);
     CHECK_FALSE(lowbit::model::detail::is_directory(out));  // no OUT
@@ -390,7 +383,7 @@ TEST_CASE("compressed-tensors: refusals name the layer and the feature", "[model
   const std::string ck = dir.file("ck");
   REQUIRE(::mkdir(ck.c_str(), 0755) == 0);
   write_stories_checkpoint(ck, false, ct_recipe("w4a8-fp", {}, [](lowbit::LinearRecipe& r) { r.weight.group_size = 32; }));
-  CHECK(ct_error_of([&] { export_compressed_tensors(ck, dir.file("ct")); }).find("LoRC factors (compressed-tensors has no low-rank") !=
+  CHECK(error_of([&] { export_compressed_tensors(ck, dir.file("ct")); }).find("LoRC factors (compressed-tensors has no low-rank") !=
         std::string::npos);
 }
 
@@ -440,7 +433,7 @@ TEST_CASE("compressed-tensors: malformed directories give errors naming the tens
     INFO(tc.what);
     const std::string d = fresh();
     ct_rewrite(d, tc.edit);
-    const std::string e = ct_error_of([&] { open_model(d); });
+    const std::string e = error_of([&] { open_model(d); });
     CHECK(e.find(tc.message) != std::string::npos);
     CHECK(e.find(d) != std::string::npos);
   }
@@ -469,7 +462,7 @@ TEST_CASE("compressed-tensors: malformed directories give errors naming the tens
     INFO(cc.what);
     const std::string d = fresh();
     ct_edit_config(d, cc.edit);
-    const std::string e = ct_error_of([&] { open_model(d); });
+    const std::string e = error_of([&] { open_model(d); });
     INFO(e);
     CHECK(e.find(cc.message) != std::string::npos);
   }
@@ -482,8 +475,8 @@ TEST_CASE("compressed-tensors: malformed directories give errors naming the tens
   const auto src = open_model(d);
   CHECK(dynamic_cast<const CompressedTensorsSource&>(*src).quantized_linears().size() == 30);
   // Export refuses a compressed-tensors input (GGUF and compressed-tensors alike).
-  CHECK(ct_error_of([&] { export_gguf(good, dir.file("x.gguf")); }).find("is a compressed-tensors directory") != std::string::npos);
-  CHECK(ct_error_of([&] { export_compressed_tensors(good, dir.file("again")); }).find("compressed-tensors already") !=
+  CHECK(error_of([&] { export_gguf(good, dir.file("x.gguf")); }).find("is a compressed-tensors directory") != std::string::npos);
+  CHECK(error_of([&] { export_compressed_tensors(good, dir.file("again")); }).find("compressed-tensors already") !=
         std::string::npos);
 }
 
@@ -506,7 +499,7 @@ TEST_CASE("compressed-tensors: an export that fails midway leaves no OUT and no 
   small.rlim_cur = 4u << 20;
   const auto old_handler = std::signal(SIGXFSZ, SIG_IGN);
   REQUIRE(::setrlimit(RLIMIT_FSIZE, &small) == 0);
-  const std::string e = ct_error_of([&] { export_compressed_tensors(ck, out); });
+  const std::string e = error_of([&] { export_compressed_tensors(ck, out); });
   ::setrlimit(RLIMIT_FSIZE, &old);
   std::signal(SIGXFSZ, old_handler);
   CHECK_THAT(e, Catch::Contains("tokenizer.json"));

@@ -18,6 +18,7 @@
 #include "lowbit/model/llama.hpp"
 #include "lowbit/model/load.hpp"
 #include "lowbit/model/tokenizer.hpp"
+#include "test_io_support.hpp"
 #include "test_random_llama.hpp"
 
 // One namespace per test file, so that any set of test files can be compiled as one
@@ -221,15 +222,7 @@ std::vector<std::vector<float>> run_c_reference(const LlamaWeights& w, const std
   return out;
 }
 
-template <class F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const lowbit::error& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
+using lowbit_test::error_of;
 
 }  // namespace
 

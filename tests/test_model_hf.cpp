@@ -15,6 +15,7 @@
 #include "lowbit/model/llama.hpp"
 #include "lowbit/model/load.hpp"
 #include "lowbit/model/perplexity.hpp"
+#include "test_io_support.hpp"
 #include "test_model_hf_support.hpp"
 
 // One namespace per test file, so that any set of test files can be compiled as one
@@ -42,14 +43,7 @@ double max_logit_error(const std::string& dir, const Fixture& f, double theta = 
 
 constexpr double kTol = 2e-5;  // fp32 forward vs double reference, logits of magnitude ~1
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const lowbit::error& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
+using lowbit_test::error_of;
 
 std::string load_error(const TempDir& dir) {
   return error_of([&] { LlamaModel m(open_model(dir.str())); });

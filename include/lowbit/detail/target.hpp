@@ -38,6 +38,26 @@
 #define LOWBIT_HAVE_X86_SIMD 0
 #endif
 
+// AVX512-FP16 intrinsics (the __m512h type, VFMADD231PH): GCC 12 and clang 15 have them;
+// Debian 12's default clang (14) does not, and with it the AVX512-FP16 path is left out
+// (float_uses_fp16_path is then false and the other AVX-512 paths run).
+#if LOWBIT_HAVE_X86_SIMD && ((defined(__clang__) && __clang_major__ >= 15) || \
+                             (!defined(__clang__) && defined(__GNUC__) && __GNUC__ >= 12))
+#define LOWBIT_HAVE_AVX512FP16 1
+#else
+#define LOWBIT_HAVE_AVX512FP16 0
+#endif
+
+// Inside a `#pragma GCC diagnostic push` ... `pop` region of SIMD code: GCC 12 warns
+// (-Wmaybe-uninitialized) inside its own AVX-512 intrinsics (GCC bug 105593), whose results
+// are fully defined. clang has no such warning, and naming it would be an unknown-warning
+// warning in every program that includes lowbit with clang -Wall.
+#if defined(__GNUC__) && !defined(__clang__)
+#define LOWBIT_IGNORE_GCC_MAYBE_UNINITIALIZED _Pragma("GCC diagnostic ignored \"-Wmaybe-uninitialized\"")
+#else
+#define LOWBIT_IGNORE_GCC_MAYBE_UNINITIALIZED
+#endif
+
 #if LOWBIT_ARM64 && (defined(__GNUC__) || defined(__clang__))
 #define LOWBIT_HAVE_NEON 1
 #define LOWBIT_TARGET_NEON

@@ -182,7 +182,8 @@ inline bool float_uses_fp16_path(const float_packed& w, std::int64_t tokens,
                          (is_w4a16_scheme(w.scheme) && input != activation_dtype::f32 &&
                           w.code != float_code::uint4_with_offset);
   return scheme_ok && w.tier == isa_tier::avx512 && tokens > 4 &&
-         (w.groups == 1 || w.group_size % 2 == 0) && host_cpu_features().avx512fp16;
+         (w.groups == 1 || w.group_size % 2 == 0) && LOWBIT_HAVE_AVX512FP16 &&
+         host_cpu_features().avx512fp16;
 }
 
 // Where the one-token path on bf16 pairs (VDPBF16PS, x86/avx512_float.hpp) pays: measured

@@ -117,7 +117,7 @@ inline void wide16_block_generic(const std::uint16_t* w, std::int64_t cols, cons
 
 #if LOWBIT_HAVE_X86_SIMD
 #pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"  // GCC bug 105593 inside the intrinsics
+LOWBIT_IGNORE_GCC_MAYBE_UNINITIALIZED  // GCC bug 105593 inside the intrinsics
 
 template <wide16_type Type>
 LOWBIT_TARGET_AVX512 inline __m512 wide16_widen_avx512(__m256i v) {

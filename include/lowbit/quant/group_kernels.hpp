@@ -34,7 +34,7 @@ inline void scale_round_clamp_scalar(const float* x, std::int64_t n, float inv, 
 #if LOWBIT_HAVE_X86_SIMD
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"  // GCC bug 105593, in the intrinsics
+LOWBIT_IGNORE_GCC_MAYBE_UNINITIALIZED  // GCC bug 105593, in the intrinsics
 #pragma GCC diagnostic ignored "-Wuninitialized"
 #endif
 

@@ -67,7 +67,7 @@ void int_rtn_rows_scalar(QuantizedMatrix& q, const ConstRowMatrixRef& w, std::in
 // GCC 12 warns (-Wmaybe-uninitialized) inside its own AVX-512 intrinsics (GCC bug 105593).
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+LOWBIT_IGNORE_GCC_MAYBE_UNINITIALIZED
 #pragma GCC diagnostic ignored "-Wuninitialized"
 #endif
 

@@ -17,7 +17,7 @@
 // not this code.
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+LOWBIT_IGNORE_GCC_MAYBE_UNINITIALIZED
 #endif
 
 namespace lowbit::detail::avx512 {

@@ -45,7 +45,7 @@ constexpr std::int64_t amx_min_tokens = 4;   // at most this many tokens run on 
 #include "lowbit/pack/int_packing.hpp"
 
 #pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+LOWBIT_IGNORE_GCC_MAYBE_UNINITIALIZED
 #pragma GCC diagnostic ignored "-Wuninitialized"
 
 namespace lowbit::detail {

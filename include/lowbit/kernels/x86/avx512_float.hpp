@@ -20,7 +20,7 @@
 // GCC 12 warns (-Wmaybe-uninitialized) inside its own AVX-512 intrinsics, whose results
 // start from an undefined vector (GCC bug 105593); the warning is about GCC's code, not ours.
 #pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+LOWBIT_IGNORE_GCC_MAYBE_UNINITIALIZED
 
 namespace lowbit::detail {
 

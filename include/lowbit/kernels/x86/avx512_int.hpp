@@ -23,7 +23,7 @@
 // GCC 12 reports the intrinsics' internal _mm512_undefined_*() operands as uninitialized once
 // they are inlined here (a known false positive); silence it for this header only.
 #pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+LOWBIT_IGNORE_GCC_MAYBE_UNINITIALIZED
 #pragma GCC diagnostic ignored "-Wuninitialized"
 
 namespace lowbit::detail {

@@ -26,7 +26,7 @@
 #include "lowbit/detail/target.hpp"
 #include "lowbit/kernels/float_layout.hpp"
 
-#if LOWBIT_HAVE_X86_SIMD
+#if LOWBIT_HAVE_X86_SIMD && LOWBIT_HAVE_AVX512FP16
 #include <immintrin.h>
 
 #include <cmath>
@@ -34,7 +34,7 @@
 #include <string>
 
 #pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+LOWBIT_IGNORE_GCC_MAYBE_UNINITIALIZED
 
 namespace lowbit::detail {
 
@@ -298,4 +298,21 @@ LOWBIT_TARGET_AVX512_FP16 inline void fp16_prepare_scaled_rows(const std::uint16
 
 #pragma GCC diagnostic pop
 
+#elif LOWBIT_HAVE_X86_SIMD
+namespace lowbit::detail {
+
+// A compiler without AVX512-FP16 intrinsics (LOWBIT_HAVE_AVX512FP16, detail/target.hpp):
+// float_uses_fp16_path is false there, so nothing reaches these.
+template <class Deferred = void>
+inline void run_float_avx512fp16(const float_packed&, const float_workspace&, RowMatrixRef, std::int64_t,
+                                 std::int64_t) {
+  fail("gemm: the AVX512-FP16 path is not compiled in (the compiler has no AVX512-FP16 intrinsics)");
+}
+template <class Deferred = void>
+inline void fp16_prepare_scaled_rows(const std::uint16_t*, std::int64_t, activation_dtype, float_workspace&,
+                                     std::int64_t, std::int64_t) {
+  fail("gemm: the AVX512-FP16 path is not compiled in (the compiler has no AVX512-FP16 intrinsics)");
+}
+
+}  // namespace lowbit::detail
 #endif  // LOWBIT_HAVE_X86_SIMD
