@@ -60,8 +60,8 @@ class PackedWeights {
   isa_tier tier() const noexcept { return is_float_ ? float_.tier : int_.tier; }
   // The integer kernels' sub-tier (the float family runs its tier's code on every sub-tier).
   isa_subtier subtier() const noexcept { return subtier_; }
-  std::int64_t rows() const noexcept { return is_float_ ? float_.rows : int_.n; }  // N (outputs)
-  std::int64_t cols() const noexcept { return is_float_ ? float_.cols : int_.k; }  // K (inputs)
+  std::int64_t rows() const noexcept { return is_float_ ? float_.rows : int_.rows; }  // N (outputs)
+  std::int64_t cols() const noexcept { return is_float_ ? float_.cols : int_.cols; }  // K (inputs)
   bool empty() const noexcept { return rows() == 0; }
   // Bytes of the packed weights, scales included (what one gemm call streams).
   std::size_t bytes() const noexcept {

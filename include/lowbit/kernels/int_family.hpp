@@ -88,12 +88,12 @@ inline void compute_int_corrections(const int_packed& p, int_workspace& ws, std:
   }
 }
 
-// A workspace for m tokens of K = p.k inputs, checked against x's width; prepare_int_tokens
+// A workspace for m tokens of K = p.cols inputs, checked against x's width; prepare_int_tokens
 // fills it one token range at a time (gemm() runs the ranges on the pool).
 inline int_workspace make_int_workspace(const int_packed& p, std::int64_t m, std::int64_t k) {
-  if (k != p.k)
+  if (k != p.cols)
     fail("gemm: activations have " + std::to_string(k) + " columns but the weights have K = " +
-         std::to_string(p.k));
+         std::to_string(p.cols));
   int_workspace ws;
   allocate_int_workspace(p, m, ws);
   return ws;
@@ -109,10 +109,10 @@ inline void prepare_int_tokens(const int_packed& p, ConstRowMatrixRef x, isa_tie
     bool nan = false;
     float amax = 0.0f;
 #if LOWBIT_HAVE_X86_SIMD
-    if (tier == isa_tier::avx512) amax = avx512_absmax(row, p.k, nan);
+    if (tier == isa_tier::avx512) amax = avx512_absmax(row, p.cols, nan);
     else
 #endif
-      amax = scalar_absmax(row, p.k, nan);
+      amax = scalar_absmax(row, p.cols, nan);
     if (nan || !std::isfinite(amax))
       fail("gemm: activation row " + std::to_string(t) + " holds a NaN or an infinity");
     // The scale rule of quant/activation.hpp (the one definition; tiny rows flush to zero).
@@ -149,9 +149,9 @@ inline int_workspace prepare_int(const int_packed& p, ConstRowMatrixRef x, isa_t
 // scale per token.
 inline int_workspace prepare_int_quantized(const int_packed& p, const std::int8_t* codes, std::int64_t m,
                                            std::int64_t k, const float* scales) {
-  if (k != p.k)
+  if (k != p.cols)
     fail("gemm: quantized activations have " + std::to_string(k) + " columns but the weights have K = " +
-         std::to_string(p.k));
+         std::to_string(p.cols));
   int_workspace ws;
   allocate_int_workspace(p, m, ws);
   for (std::int64_t t = 0; t < m; ++t) {
@@ -175,12 +175,12 @@ inline int_workspace prepare_int_quantized(const int_packed& p, const std::int8_
 // ---- scalar tier: the packed layout read one byte at a time -------------------------------
 
 template <class Deferred = void>  // see "Compile time" in docs/design.md
-inline void scalar_int_run(const int_packed& p, const int_workspace& ws, float* y, std::int64_t ldy,
+inline void run_int_scalar(const int_packed& p, const int_workspace& ws, float* y, std::int64_t ldy,
                            std::int64_t tile_begin, std::int64_t tile_end) {
   const std::int64_t lane_bytes = p.nt * 4;
   for (std::int64_t tile = tile_begin; tile < tile_end; ++tile) {
     const std::uint8_t* base = p.tile(tile);
-    const int ncols = static_cast<int>(std::min<std::int64_t>(p.nt, p.n - tile * p.nt));
+    const int ncols = static_cast<int>(std::min<std::int64_t>(p.nt, p.rows - tile * p.nt));
     for (std::int64_t t = 0; t < ws.m; ++t) {
       const std::int8_t* a = ws.a.data() + t * ws.a_stride;
       for (int c = 0; c < ncols; ++c) {
@@ -227,7 +227,27 @@ inline void scalar_int_run(const int_packed& p, const int_workspace& ws, float* 
   }
 }
 
-// ---- dispatch --------------------------------------------------------------------------------
+// ---- dispatch -------------------------------------------------------------------------------
+
+template <gemm_scheme S>
+inline void run_int_subtier(const int_packed& p, const int_workspace& ws, float* out, std::int64_t ldy,
+                            std::int64_t tb, std::int64_t te) {
+  switch (p.subtier) {
+#if LOWBIT_HAVE_X86_SIMD
+    case isa_subtier::amx: run_int_amx<S>(p, ws, out, ldy, tb, te); return;
+    case isa_subtier::avx512vnni: run_int_avx512vnni<S>(p, ws, out, ldy, tb, te); return;
+    case isa_subtier::avx512bw: run_int_avx512bw<S>(p, ws, out, ldy, tb, te); return;
+    case isa_subtier::avx2vnni: run_int_avx2vnni<S>(p, ws, out, ldy, tb, te); return;
+    case isa_subtier::avx2: run_int_avx2<S>(p, ws, out, ldy, tb, te); return;
+#endif
+#if LOWBIT_HAVE_NEON
+    case isa_subtier::neondot: run_int_neondot<S>(p, ws, out, ldy, tb, te); return;
+    case isa_subtier::neoni8mm: run_int_neoni8mm<S>(p, ws, out, ldy, tb, te); return;
+#endif
+    default: break;  // scalar, and neon without SDOT (no kernel of its own: the packed scalar loop)
+  }
+  run_int_scalar(p, ws, out, ldy, tb, te);
+}
 
 // Runs the kernel of the packed weights' sub-tier over the output columns [n_begin, n_end),
 // which must be tile-aligned (n_end may be N). `tier` is the caller's tier: weights packed for
@@ -242,34 +262,20 @@ inline void run_int(const int_packed& p, const int_workspace& ws, RowMatrixRef y
   if (!subtier_supported(p.subtier, host_cpu_features()))
     fail("gemm: weights packed for the " + std::string(to_string(p.subtier)) +
          " kernel, which this CPU (or its OS) cannot run; pack them again");
-  if (y.rows() != ws.m || y.cols() != p.n)
+  if (y.rows() != ws.m || y.cols() != p.rows)
     fail("gemm: output is " + std::to_string(y.rows()) + " x " + std::to_string(y.cols()) + ", expected " +
-         std::to_string(ws.m) + " x " + std::to_string(p.n));
-  if (n_begin < 0 || n_begin > n_end || n_end > p.n || n_begin % p.nt != 0 || (n_end % p.nt != 0 && n_end != p.n))
+         std::to_string(ws.m) + " x " + std::to_string(p.rows));
+  if (n_begin < 0 || n_begin > n_end || n_end > p.rows || n_begin % p.nt != 0 || (n_end % p.nt != 0 && n_end != p.rows))
     fail("gemm: column range [" + std::to_string(n_begin) + ", " + std::to_string(n_end) + ") is not tile-aligned");
   if (ws.m == 0 || n_begin == n_end) return;
   const std::int64_t tb = n_begin / p.nt, te = (n_end + p.nt - 1) / p.nt;
   float* out = y.data();
   const std::int64_t ldy = y.outerStride();
-  switch (p.subtier) {
-#if LOWBIT_HAVE_X86_SIMD
-    case isa_subtier::amx:
-      // A handful of tokens would fill 1/16 of each tile: VPDPBUSD reads the same layout.
-      if (ws.m <= amx_min_tokens) avx512_int_run(p, ws, out, ldy, tb, te, true);
-      else amx_int_run(p, ws, out, ldy, tb, te);
-      return;
-    case isa_subtier::avx512vnni: avx512_int_run(p, ws, out, ldy, tb, te, true); return;
-    case isa_subtier::avx512bw: avx512_int_run(p, ws, out, ldy, tb, te, false); return;
-    case isa_subtier::avx2vnni: avx2_int_run(p, ws, out, ldy, tb, te, true); return;
-    case isa_subtier::avx2: avx2_int_run(p, ws, out, ldy, tb, te, false); return;
-#endif
-#if LOWBIT_HAVE_NEON
-    case isa_subtier::neondot: neon_int_run(p, ws, out, ldy, tb, te); return;
-    case isa_subtier::neoni8mm: neon_i8mm_int_run(p, ws, out, ldy, tb, te); return;
-#endif
-    default: break;  // scalar, and neon without SDOT (no kernel of its own: the packed scalar loop)
+  switch (p.scheme) {
+    case gemm_scheme::w8a8_int8: return run_int_subtier<gemm_scheme::w8a8_int8>(p, ws, out, ldy, tb, te);
+    case gemm_scheme::w4a8_int4: return run_int_subtier<gemm_scheme::w4a8_int4>(p, ws, out, ldy, tb, te);
+    default: return run_int_subtier<gemm_scheme::w4a8_int4_m2>(p, ws, out, ldy, tb, te);
   }
-  scalar_int_run(p, ws, out, ldy, tb, te);
 }
 
 inline std::string int_kernel_name(const int_packed& p) {

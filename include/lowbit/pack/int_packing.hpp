@@ -66,6 +66,10 @@ namespace lowbit::detail {
 constexpr std::int64_t int8_group_k_limit = 133144;
 constexpr std::int64_t m2_k_times_pow2_spread_limit = 2113665;
 
+// The integer schemes' template parameters: 4-bit codes, M2 scales.
+constexpr bool int_scheme_is_int4(gemm_scheme s) noexcept { return s != gemm_scheme::w8a8_int8; }
+constexpr bool int_scheme_is_m2(gemm_scheme s) noexcept { return s == gemm_scheme::w4a8_int4_m2; }
+
 inline int int_tile_columns(isa_tier t) noexcept { return t == isa_tier::avx512 ? 32 : 16; }
 
 // The byte order inside the k steps of a tile (see above).
@@ -78,18 +82,13 @@ inline int_layout int_layout_of(isa_subtier s) noexcept {
   return s == isa_subtier::neoni8mm ? int_layout::mmla : int_layout::dot4;
 }
 
-struct int_packed {
-  gemm_scheme scheme = gemm_scheme::w8a8_int8;
-  isa_tier tier = isa_tier::scalar;
-  isa_subtier subtier = isa_subtier::scalar;  // which kernel of the tier runs it
+struct int_packed : packed_header {  // family int_act; rows = N, cols = K (packed_header)
   int nt = 16;           // output columns per tile
   int k_align = 4;       // each group padded to a multiple of this: kstep, or 64 for AMX
   int kstep = 4;         // inputs per 4-byte lane: 4 (int8) or 8 (int4)
   int weight_bias = 128; // added to each stored weight: 128 (int8) or 8 (int4)
   int_layout layout = int_layout::dot4;  // byte order inside the k steps
   bool per_channel = true;
-  std::int64_t n = 0, k = 0;             // output columns (rows of W), inputs
-  std::int64_t groups = 1, group_size = 0;  // along K; the last group may be shorter
   std::int64_t group_padded = 0;         // group_size rounded up to kstep
   std::int64_t last_group_padded = 0;
   std::int64_t k_padded = 0;             // sum of padded group lengths
@@ -97,15 +96,16 @@ struct int_packed {
   int shift_spread = 0;                  // M2: largest per-row shift range
   aligned_buffer<std::uint8_t> data;
 
-  int_packed() = default;
+  int_packed() { family = kernel_family::int_act; }
   int_packed(int_packed&&) noexcept = default;
   int_packed& operator=(int_packed&&) noexcept = default;
-  int_packed(const int_packed& o) { *this = o; }
+  int_packed(const int_packed& o) : packed_header(o) { *this = o; }
   int_packed& operator=(const int_packed& o) {
     if (this != &o) {
-      scheme = o.scheme; tier = o.tier; subtier = o.subtier; nt = o.nt; k_align = o.k_align; kstep = o.kstep; weight_bias = o.weight_bias;
+      static_cast<packed_header&>(*this) = o;
+      nt = o.nt; k_align = o.k_align; kstep = o.kstep; weight_bias = o.weight_bias;
       layout = o.layout;
-      per_channel = o.per_channel; n = o.n; k = o.k; groups = o.groups; group_size = o.group_size;
+      per_channel = o.per_channel;
       group_padded = o.group_padded; last_group_padded = o.last_group_padded;
       k_padded = o.k_padded; n_tiles = o.n_tiles; tile_bytes = o.tile_bytes;
       shift_spread = o.shift_spread; data = o.data.clone();
@@ -117,7 +117,7 @@ struct int_packed {
     return g + 1 == groups ? last_group_padded : group_padded;
   }
   std::int64_t group_len(std::int64_t g) const noexcept {
-    return g + 1 == groups ? k - g * group_size : group_size;
+    return g + 1 == groups ? cols - g * group_size : group_size;
   }
   bool is_m2() const noexcept { return scheme == gemm_scheme::w4a8_int4_m2; }
   bool is_int4() const noexcept { return kstep == 8; }
@@ -239,8 +239,8 @@ inline int_packed pack_int(const QuantizedMatrix& q, gemm_scheme scheme, isa_sub
   p.k_align = int_k_align(subtier, p.kstep);
   p.layout = int_layout_of(subtier);
   p.weight_bias = int4 ? 8 : 128;
-  p.n = q.rows;
-  p.k = q.cols;
+  p.rows = q.rows;
+  p.cols = q.cols;
   p.groups = q.groups_per_row;
   p.group_size = q.group_size;
   p.per_channel = p.groups == 1;
@@ -256,7 +256,7 @@ inline int_packed pack_int(const QuantizedMatrix& q, gemm_scheme scheme, isa_sub
   }
   const std::int64_t lane_bytes = static_cast<std::int64_t>(p.nt) * 4;
   p.tile_bytes = (p.k_padded / p.kstep) * lane_bytes + p.groups * lane_bytes + (p.is_m2() ? lane_bytes : 0);
-  p.n_tiles = (p.n + p.nt - 1) / p.nt;
+  p.n_tiles = (p.rows + p.nt - 1) / p.nt;
   p.data.resize(static_cast<std::size_t>(p.n_tiles * p.tile_bytes));
 
   const int bias = p.weight_bias;
@@ -282,7 +282,7 @@ inline int_packed pack_int(const QuantizedMatrix& q, gemm_scheme scheme, isa_sub
     // The code rows of this tile's columns; nullptr past N (padding columns).
     const std::uint8_t* row_codes[32] = {};
     for (int c = 0; c < p.nt; ++c)
-      if (t * p.nt + c < p.n) row_codes[c] = codes + (t * p.nt + c) * q.row_stride;
+      if (t * p.nt + c < p.rows) row_codes[c] = codes + (t * p.nt + c) * q.row_stride;
     for (std::int64_t g = 0; g < p.groups; ++g) {
       const std::int64_t k0 = g * p.group_size, len = p.group_len(g);
       const std::int64_t steps = p.padded_len(g) / p.kstep;
@@ -315,7 +315,7 @@ inline int_packed pack_int(const QuantizedMatrix& q, gemm_scheme scheme, isa_sub
               continue;
             }
             auto biased = [&](std::int64_t kk) {  // kk: offset inside the group
-              if (n >= p.n || kk >= len) return bias;
+              if (n >= p.rows || kk >= len) return bias;
               return signed_code(n, k0 + kk) + bias;
             };
             for (int j = 0; j < 8; ++j)
@@ -337,7 +337,7 @@ inline int_packed pack_int(const QuantizedMatrix& q, gemm_scheme scheme, isa_sub
           const std::int64_t n = t * p.nt + c;
           std::uint8_t* lane = out + (c / 16) * 64 + (c % 16) * 4;
           auto biased = [&](std::int64_t kk) {  // kk: offset inside the group
-            if (n >= p.n || kk >= len) return bias;
+            if (n >= p.rows || kk >= len) return bias;
             return signed_code(n, k0 + kk) + bias;
           };
           for (int j = 0; j < 4; ++j) {
@@ -348,7 +348,7 @@ inline int_packed pack_int(const QuantizedMatrix& q, gemm_scheme scheme, isa_sub
       }
       for (int c = 0; c < p.nt; ++c, out += 4) {
         const std::int64_t n = t * p.nt + c;
-        if (n >= p.n) continue;  // zero
+        if (n >= p.rows) continue;  // zero
         if (p.is_m2()) {
           const std::int32_t sh = q.shifts[static_cast<std::size_t>(n * p.groups + g)] - row_min_shift[static_cast<std::size_t>(n)];
           std::memcpy(out, &sh, 4);
@@ -360,7 +360,7 @@ inline int_packed pack_int(const QuantizedMatrix& q, gemm_scheme scheme, isa_sub
     if (p.is_m2()) {
       for (int c = 0; c < p.nt; ++c, out += 4) {
         const std::int64_t n = t * p.nt + c;
-        if (n >= p.n) continue;
+        if (n >= p.rows) continue;
         const float f = std::ldexp(q.row_scales[static_cast<std::size_t>(n)], row_min_shift[static_cast<std::size_t>(n)]);
         std::memcpy(out, &f, 4);
       }
