@@ -24,6 +24,7 @@
 #include "lowbit/kernels/float_family.hpp"
 #include "lowbit/kernels/int_family.hpp"
 #include "lowbit/kernels/kernel.hpp"
+#include "lowbit/kernels/registry.hpp"
 #include "lowbit/pack/int_packing.hpp"
 #include "lowbit/quant/activation.hpp"
 #include "lowbit/quant/quantized_matrix.hpp"

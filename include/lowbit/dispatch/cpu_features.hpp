@@ -94,7 +94,7 @@ constexpr isa_subtier all_isa_subtiers[] = {isa_subtier::scalar,   isa_subtier::
                                             isa_subtier::avx512bw, isa_subtier::avx512vnni, isa_subtier::amx,
                                             isa_subtier::neon,     isa_subtier::neondot,    isa_subtier::neoni8mm};
 
-inline std::string_view to_string(isa_tier t) noexcept {
+constexpr std::string_view to_string(isa_tier t) noexcept {
   switch (t) {
     case isa_tier::scalar: return "scalar";
     case isa_tier::avx2: return "avx2";

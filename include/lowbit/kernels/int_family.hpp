@@ -174,7 +174,9 @@ inline int_workspace prepare_int_quantized(const int_packed& p, const std::int8_
 
 // ---- scalar tier: the packed layout read one byte at a time -------------------------------
 
-template <class Deferred = void>  // see "Compile time" in docs/design.md
+// The scalar sub-tier's entry point (and the neon one's: AArch64 without SDOT), one
+// instantiation per scheme like the SIMD kernels (kernels/registry.hpp).
+template <gemm_scheme S>
 inline void run_int_scalar(const int_packed& p, const int_workspace& ws, float* y, std::int64_t ldy,
                            std::int64_t tile_begin, std::int64_t tile_end) {
   const std::int64_t lane_bytes = p.nt * 4;
@@ -227,57 +229,9 @@ inline void run_int_scalar(const int_packed& p, const int_workspace& ws, float* 
   }
 }
 
-// ---- dispatch -------------------------------------------------------------------------------
+// ---- names -----------------------------------------------------------------------------------
 
-template <gemm_scheme S>
-inline void run_int_subtier(const int_packed& p, const int_workspace& ws, float* out, std::int64_t ldy,
-                            std::int64_t tb, std::int64_t te) {
-  switch (p.subtier) {
-#if LOWBIT_HAVE_X86_SIMD
-    case isa_subtier::amx: run_int_amx<S>(p, ws, out, ldy, tb, te); return;
-    case isa_subtier::avx512vnni: run_int_avx512vnni<S>(p, ws, out, ldy, tb, te); return;
-    case isa_subtier::avx512bw: run_int_avx512bw<S>(p, ws, out, ldy, tb, te); return;
-    case isa_subtier::avx2vnni: run_int_avx2vnni<S>(p, ws, out, ldy, tb, te); return;
-    case isa_subtier::avx2: run_int_avx2<S>(p, ws, out, ldy, tb, te); return;
-#endif
-#if LOWBIT_HAVE_NEON
-    case isa_subtier::neondot: run_int_neondot<S>(p, ws, out, ldy, tb, te); return;
-    case isa_subtier::neoni8mm: run_int_neoni8mm<S>(p, ws, out, ldy, tb, te); return;
-#endif
-    default: break;  // scalar, and neon without SDOT (no kernel of its own: the packed scalar loop)
-  }
-  run_int_scalar(p, ws, out, ldy, tb, te);
-}
-
-// Runs the kernel of the packed weights' sub-tier over the output columns [n_begin, n_end),
-// which must be tile-aligned (n_end may be N). `tier` is the caller's tier: weights packed for
-// another tier's layout, or for a sub-tier this CPU cannot run, are rejected.
-template <class Deferred = void>  // see "Compile time" in docs/design.md
-inline void run_int(const int_packed& p, const int_workspace& ws, RowMatrixRef y, std::int64_t n_begin,
-                    std::int64_t n_end, isa_tier tier) {
-  if (p.tier != tier || p.nt != int_tile_columns(tier) || tier_of(p.subtier) != p.tier ||
-      p.k_align != int_k_align(p.subtier, p.kstep) || p.layout != int_layout_of(p.subtier))
-    fail("gemm: weights packed for the " + std::string(to_string(p.tier)) + " layout (" + std::to_string(p.nt) +
-         "-column tiles) cannot run on the " + std::string(to_string(tier)) + " kernel; pack them again");
-  if (!subtier_supported(p.subtier, host_cpu_features()))
-    fail("gemm: weights packed for the " + std::string(to_string(p.subtier)) +
-         " kernel, which this CPU (or its OS) cannot run; pack them again");
-  if (y.rows() != ws.m || y.cols() != p.rows)
-    fail("gemm: output is " + std::to_string(y.rows()) + " x " + std::to_string(y.cols()) + ", expected " +
-         std::to_string(ws.m) + " x " + std::to_string(p.rows));
-  if (n_begin < 0 || n_begin > n_end || n_end > p.rows || n_begin % p.nt != 0 || (n_end % p.nt != 0 && n_end != p.rows))
-    fail("gemm: column range [" + std::to_string(n_begin) + ", " + std::to_string(n_end) + ") is not tile-aligned");
-  if (ws.m == 0 || n_begin == n_end) return;
-  const std::int64_t tb = n_begin / p.nt, te = (n_end + p.nt - 1) / p.nt;
-  float* out = y.data();
-  const std::int64_t ldy = y.outerStride();
-  switch (p.scheme) {
-    case gemm_scheme::w8a8_int8: return run_int_subtier<gemm_scheme::w8a8_int8>(p, ws, out, ldy, tb, te);
-    case gemm_scheme::w4a8_int4: return run_int_subtier<gemm_scheme::w4a8_int4>(p, ws, out, ldy, tb, te);
-    default: return run_int_subtier<gemm_scheme::w4a8_int4_m2>(p, ws, out, ldy, tb, te);
-  }
-}
-
+// e.g. "w4a8_int4_g128_avx512vnni": scheme, groups, sub-tier.
 inline std::string int_kernel_name(const int_packed& p) {
   std::string name(to_string(p.scheme));
   name += p.per_channel ? "_pc" : "_g" + std::to_string(p.group_size);

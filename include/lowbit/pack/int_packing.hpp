@@ -70,17 +70,11 @@ constexpr std::int64_t m2_k_times_pow2_spread_limit = 2113665;
 constexpr bool int_scheme_is_int4(gemm_scheme s) noexcept { return s != gemm_scheme::w8a8_int8; }
 constexpr bool int_scheme_is_m2(gemm_scheme s) noexcept { return s == gemm_scheme::w4a8_int4_m2; }
 
-inline int int_tile_columns(isa_tier t) noexcept { return t == isa_tier::avx512 ? 32 : 16; }
-
 // The byte order inside the k steps of a tile (see above).
 enum class int_layout : std::uint8_t {
   dot4,  // 4 bytes per column and k step (VPDPBUSD, VPMADDUBSW, AMX's VNNI order, SDOT)
   mmla,  // k steps in pairs, 8 bytes per column: USMMLA's 2 x 8 operands (neoni8mm)
 };
-
-inline int_layout int_layout_of(isa_subtier s) noexcept {
-  return s == isa_subtier::neoni8mm ? int_layout::mmla : int_layout::dot4;
-}
 
 struct int_packed : packed_header {  // family int_act; rows = N, cols = K (packed_header)
   int nt = 16;           // output columns per tile
@@ -203,12 +197,6 @@ inline bool m2_fits_int32(const QuantizedMatrix& q) noexcept {
   return q.cols <= (m2_k_times_pow2_spread_limit >> spread);
 }
 
-// The group padding of a sub-tier's layout: one k step, a pair of them (I8MM), or one AMX
-// tile's K (64 inputs).
-inline int int_k_align(isa_subtier s, int kstep) noexcept {
-  return s == isa_subtier::amx ? 64 : int_layout_of(s) == int_layout::mmla ? 2 * kstep : kstep;
-}
-
 // The tile bytes of one k step of one column: 4 codes (int8, kstep 4) or 8 codes (int4,
 // kstep 8) of a row starting at `src` (int4: nibble-packed, low nibble first, even k), with
 // the weight bias added. int8: byte j = w[j] + 128 = w[j] ^ 0x80. int4: byte j =
@@ -223,21 +211,28 @@ inline std::uint32_t int_lane_word(const std::uint8_t* src, bool int4) noexcept 
   return x ^ 0x88888888u;
 }
 
-// Packs `q` whose codes are `codes` (rows * row_stride bytes; nullptr: q.codes). Loading a
+// Packs `q` whose codes are `codes` (rows * row_stride bytes; nullptr: q.codes) into the
+// layout a kernel record states (kernels/registry.hpp): `col_block` columns per tile (16 or
+// 32), groups padded to multiples of `k_align` inputs, byte order `layout`. Loading a
 // checkpoint passes the codes in place in the file's memory map, so they are never copied.
-inline int_packed pack_int(const QuantizedMatrix& q, gemm_scheme scheme, isa_subtier subtier,
-                           const std::uint8_t* codes = nullptr) {
+// pack_int(q, scheme, subtier) (kernels/registry.hpp) looks the numbers up.
+inline int_packed pack_int_layout(const QuantizedMatrix& q, gemm_scheme scheme, isa_subtier subtier, int col_block,
+                                  int k_align, int_layout layout, const std::uint8_t* codes = nullptr) {
   validate_int_weights(q, scheme, codes == nullptr);
   if (codes == nullptr) codes = q.codes.data();
   int_packed p;
   p.scheme = scheme;
   p.subtier = subtier;
   p.tier = tier_of(subtier);
-  p.nt = int_tile_columns(p.tier);
-  const bool int4 = scheme != gemm_scheme::w8a8_int8;
+  p.nt = col_block;
+  const bool int4 = int_scheme_is_int4(scheme);
   p.kstep = int4 ? 8 : 4;
-  p.k_align = int_k_align(subtier, p.kstep);
-  p.layout = int_layout_of(subtier);
+  p.k_align = k_align;
+  p.layout = layout;
+  if ((col_block != 16 && col_block != 32) || k_align % p.kstep != 0 ||
+      (layout == int_layout::mmla && k_align % (2 * p.kstep) != 0))
+    fail("pack(" + std::string(to_string(scheme)) + "): inconsistent layout (" + std::to_string(col_block) +
+         "-column tiles, groups padded to " + std::to_string(k_align) + ")");
   p.weight_bias = int4 ? 8 : 128;
   p.rows = q.rows;
   p.cols = q.cols;
