@@ -132,7 +132,9 @@ TEST_CASE("kernel registry: pack() and selected_kernel follow the record", "[ker
       po.subtier = s;
       const PackedWeights w = pack(*q, po);
       INFO(selected_kernel(w));
-      const kernel_record* r = &detail::select_kernel(w.scheme(), s, host_cpu_features());
+      const kernel_record* r = w.kernel();
+      REQUIRE(r != nullptr);
+      CHECK(r == &detail::select_kernel(w.scheme(), s, host_cpu_features()));
       const detail::int_packed& p = w.int_weights();
       CHECK(p.nt == r->col_block);
       CHECK(p.k_align == r->k_align);
@@ -142,6 +144,22 @@ TEST_CASE("kernel registry: pack() and selected_kernel follow the record", "[ker
       CHECK(name.substr(name.size() - r->suffix.size()) == r->suffix);
     }
   }
+  // The float family: one record per tier serves each of its sub-tiers.
+  for (isa_subtier s : supported_isa_subtiers()) {
+    PackOptions po;
+    po.subtier = s;
+    po.activations = activation_quant::none;
+    const PackedWeights w = pack(q4, po);
+    const kernel_record* r = w.kernel();
+    REQUIRE(r != nullptr);
+    INFO(selected_kernel(w));
+    CHECK(r->ops->family == detail::kernel_family::float_decode);
+    CHECK(r->tier == tier_of(s));
+    CHECK(w.subtier() == s);
+    CHECK(w.column_granule() == detail::float_block_cols);
+    CHECK(std::string(selected_kernel(w)).find(std::string(r->suffix)) != std::string::npos);
+  }
+  CHECK(PackedWeights{}.kernel() == nullptr);
 }
 
 }  // namespace test_kernel_registry_cpp

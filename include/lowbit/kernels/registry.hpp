@@ -312,6 +312,12 @@ const kernel_record& select_kernel(gemm_scheme scheme, isa_subtier subtier, cons
        " tier in this build, or this CPU cannot run it");
 }
 
+// The workspace's common part (gemm() hands it to the record's functions).
+inline workspace_header& workspace_of(gemm_workspace& ws) {
+  if (auto* i = std::get_if<int_workspace>(&ws)) return *i;
+  return std::get<float_workspace>(ws);
+}
+
 // ---- the families' entry points for tests and benchmarks (they read the table) ---------------
 
 // The integer layout rules of a sub-tier, as its records state them.
