@@ -1,5 +1,5 @@
 #pragma once
-// The float-decoding kernel family: w8a8_fp8, w4a8_fp4, w4a16_int4, w4a16_fp4.
+// The float-decoding kernel family: w8a8_fp8, w4a8_fp4, w4a16_int4, w4a16_fp4, w8a16_int8.
 //
 // CPUs have no FP8/FP4 arithmetic. Every code of these formats is exactly an fp32 (and fp16)
 // number, so the kernels decode weights in registers (a 16-entry permute for the nibble
@@ -9,7 +9,7 @@
 // packed layout and the stated tolerance; float_reference.hpp is the oracle.
 //
 //   choose_float_scheme(spec, act)   which scheme a weight spec and activation format make
-//   pack_float(q, scheme, tier)      once per weight matrix
+//   pack_float(q, scheme, tier)      once per weight matrix (pack/float_packing.hpp)
 //   prepare_float(packed, x)         once per call (shared read-only by all threads); gemm()
 //                                    splits it: make_float_workspace, then
 //                                    prepare_float_tokens over token ranges on the pool
@@ -17,7 +17,11 @@
 //   prepare_float_half_tokens        path (x86/avx512fp16_float.hpp); gemm() runs the ranges
 //   run_float(packed, ws, y, n0, n1) per thread, a range of output columns (no bias);
 //                                    ranges that start on multiples of float_block_cols
-//                                    (32) waste no work
+//                                    (32) waste no work. It runs the record of the tier
+//                                    (kernels/registry.hpp): run_float_scalar (here),
+//                                    run_float_avx2, run_float_avx512, run_float_neon
+// Each tier's run function holds its call paths (kernels/x86/avx512_float.hpp: fp16,
+// bf16 pairs, quad, direct, buffered), chosen per call; they share the tier's layout.
 #include <string>
 
 #include "lowbit/kernels/float_layout.hpp"

@@ -1,10 +1,16 @@
 #pragma once
 // The integer-activation kernel family: w8a8_int8, w4a8_int4, w4a8_int4_m2.
 //
-//   int_packed    p  = pack_int(q, scheme, subtier);      (pack/int_packing.hpp)
+//   int_packed    p  = pack_int(q, scheme, subtier);      the layout of the sub-tier's record
+//                      (kernels/registry.hpp), packed by pack_int_layout (pack/int_packing.hpp)
 //   int_workspace ws = prepare_int(p, x);                 once per call (gemm() runs
 //                      make_int_workspace + prepare_int_tokens over token ranges on the pool)
-//   run_int(p, ws, y, n_begin, n_end);                    per thread, tile-aligned ranges
+//   run_int(p, ws, y, n_begin, n_end, tier);              per thread, tile-aligned ranges: the
+//                      record's run (kernels/registry.hpp), run_int_<sub-tier><scheme> on tiles
+// The entry points are one per sub-tier and scheme: run_int_scalar (here; also the neon
+// sub-tier's), run_int_avx2 / avx2vnni (x86/avx2_int.hpp), run_int_avx512bw / avx512vnni
+// (x86/avx512_int.hpp), run_int_amx (x86/amx_int.hpp), run_int_neondot (arm/neon_int.hpp),
+// run_int_neoni8mm (arm/neon_i8mm_int.hpp).
 //
 // prepare_int quantizes each token row of x exactly as quantize_activations(int8) does, with
 // its scale rule (activation_scale in quant/activation.hpp):

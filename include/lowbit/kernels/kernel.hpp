@@ -10,8 +10,10 @@
 //                                                      // columns; writes y[:, n_begin:n_end]
 //
 // A family (the integer-activation kernels, the float-decoding kernels) owns its packed
-// layout, its workspace and one implementation per ISA tier (scalar reference first).
-// gemm() adds the epilogue terms it owns (bias, the LoRC term) after run().
+// layout, its workspace and its implementations (scalar reference first). Each
+// implementation is one record per scheme of kernels/registry.hpp's table (name, tile sizes,
+// pack and run functions, requirements); pack() selects a record and gemm() runs its
+// functions. gemm() adds the epilogue terms it owns (bias, the LoRC term) after run().
 #include <cstdint>
 #include <string_view>
 
