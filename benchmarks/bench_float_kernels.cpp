@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "lowbit/kernels/float_family.hpp"
+#include "lowbit/kernels/registry.hpp"
 
 #if LOWBIT_HAVE_X86_SIMD
 #include <immintrin.h>

@@ -16,6 +16,7 @@
 #include "lowbit/formats/nibbles.hpp"
 #include "lowbit/gemm.hpp"
 #include "lowbit/kernels/float_family.hpp"
+#include "lowbit/kernels/registry.hpp"
 #include "test_gemm_support.hpp"
 
 namespace test_float_bf16_pairs_cpp {

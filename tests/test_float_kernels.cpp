@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "lowbit/kernels/float_family.hpp"
+#include "lowbit/kernels/registry.hpp"
 #include "lowbit/quant/activation.hpp"
 #include "test_gemm_support.hpp"
 

@@ -49,7 +49,7 @@ void inplace_check_int_layout(const QuantizedMatrix& q, const detail::int_packed
         for (int c = 0; c < p.nt; ++c) {
           const std::int64_t n = t * p.nt + c;
           const auto biased = [&](std::int64_t kk) {
-            return (n < p.n && kk < len) ? inplace_code(q, n, k0 + kk) + p.weight_bias : p.weight_bias;
+            return (n < p.rows && kk < len) ? inplace_code(q, n, k0 + kk) + p.weight_bias : p.weight_bias;
           };
           if (p.layout == detail::int_layout::mmla) {
             // I8MM: k steps in pairs, column c's 8 bytes of a pair at (c / 16) * 128 + (c % 16) * 8;

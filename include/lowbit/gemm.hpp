@@ -16,6 +16,7 @@
 #include <string>
 #include <string_view>
 #include <utility>
+#include <variant>
 
 #include "lowbit/config.hpp"
 #include "lowbit/detail/threads.hpp"
@@ -24,6 +25,7 @@
 #include "lowbit/kernels/float_family.hpp"
 #include "lowbit/kernels/int_family.hpp"
 #include "lowbit/kernels/kernel.hpp"
+#include "lowbit/kernels/registry.hpp"
 #include "lowbit/pack/int_packing.hpp"
 #include "lowbit/quant/activation.hpp"
 #include "lowbit/quant/quantized_matrix.hpp"
@@ -53,37 +55,52 @@ template <class Deferred = void>  // see "Compile time" in docs/design.md
 PackedWeights pack_codes(const QuantizedMatrix& q, const std::uint8_t* codes, const PackOptions& options);
 }
 
+// Packed weights: the layout of one kernel record (kernels/registry.hpp) and a pointer to
+// that record, whose functions gemm() runs. Copies are deep.
 class PackedWeights {
  public:
   PackedWeights() = default;
-  gemm_scheme scheme() const noexcept { return is_float_ ? float_.scheme : int_.scheme; }
-  isa_tier tier() const noexcept { return is_float_ ? float_.tier : int_.tier; }
-  // The integer kernels' sub-tier (the float family runs its tier's code on every sub-tier).
-  isa_subtier subtier() const noexcept { return subtier_; }
-  std::int64_t rows() const noexcept { return is_float_ ? float_.rows : int_.n; }  // N (outputs)
-  std::int64_t cols() const noexcept { return is_float_ ? float_.cols : int_.k; }  // K (inputs)
-  bool empty() const noexcept { return rows() == 0; }
+  gemm_scheme scheme() const noexcept { return header().scheme; }
+  isa_tier tier() const noexcept { return header().tier; }
+  // The sub-tier it was packed for (the float family runs its tier's code on every sub-tier).
+  isa_subtier subtier() const noexcept { return header().subtier; }
+  std::int64_t rows() const noexcept { return header().rows; }  // N (outputs)
+  std::int64_t cols() const noexcept { return header().cols; }  // K (inputs)
+  bool empty() const noexcept { return kernel_ == nullptr || rows() == 0; }
   // Bytes of the packed weights, scales included (what one gemm call streams).
-  std::size_t bytes() const noexcept {
-    return is_float_ ? detail::float_packed_bytes(float_) : detail::int_packed_bytes(int_);
-  }
+  std::size_t bytes() const noexcept { return kernel_ ? kernel_->ops->bytes(header()) : 0; }
   std::string_view kernel_name() const noexcept { return name_; }
 
-  // Internals for the kernels and tests: which family, and its packed form.
-  bool is_float_family() const noexcept { return is_float_; }
-  const detail::int_packed& int_weights() const noexcept { return int_; }
-  detail::int_packed& int_weights_mutable() noexcept { return int_; }
-  const detail::float_packed& float_weights() const noexcept { return float_; }
+  // Internals for gemm(), the kernels and tests: the record that runs these weights (nullptr
+  // when empty), its packed layout, and the layout as the family's struct.
+  const detail::kernel_record* kernel() const noexcept { return kernel_; }
+  const detail::packed_header& header() const noexcept {
+    if (const auto* p = std::get_if<detail::int_packed>(&packed_)) return *p;
+    if (const auto* f = std::get_if<detail::float_packed>(&packed_)) return *f;
+    static const detail::packed_header none{};
+    return none;
+  }
+  bool is_float_family() const noexcept { return std::holds_alternative<detail::float_packed>(packed_); }
+  const detail::int_packed& int_weights() const { return family_weights<detail::int_packed>(); }
+  detail::int_packed& int_weights_mutable() {  // tests: forge a layout field
+    if (auto* p = std::get_if<detail::int_packed>(&packed_)) return *p;
+    detail::fail("PackedWeights: the weights were not packed for the integer kernels");
+  }
+  const detail::float_packed& float_weights() const { return family_weights<detail::float_packed>(); }
   // Output columns that one task's range must be a multiple of.
-  std::int64_t column_granule() const noexcept { return is_float_ ? detail::float_block_cols : int_.nt; }
+  std::int64_t column_granule() const noexcept { return kernel_ ? kernel_->col_block : 1; }
 
  private:
   template <class Deferred>
   friend PackedWeights detail::pack_codes(const QuantizedMatrix& q, const std::uint8_t* codes, const PackOptions& options);
-  bool is_float_ = false;
-  isa_subtier subtier_ = isa_subtier::scalar;
-  detail::int_packed int_;
-  detail::float_packed float_;
+  template <class Layout>
+  const Layout& family_weights() const {
+    if (const Layout* p = std::get_if<Layout>(&packed_)) return *p;
+    detail::fail(kernel_ ? "PackedWeights: the weights were packed for the other kernel family"
+                         : "PackedWeights: the packed weights are empty");
+  }
+  const detail::kernel_record* kernel_ = nullptr;
+  detail::packed_layout packed_;
   std::string name_;
 };
 
@@ -120,16 +137,11 @@ template <class Deferred>
 PackedWeights pack_codes(const QuantizedMatrix& q, const std::uint8_t* codes, const PackOptions& options) {
   const isa_subtier subtier = detail::resolve_subtier(options.tier, options.subtier);
   const gemm_scheme scheme = detail::choose_scheme(q, options);
+  const kernel_record& kernel = select_kernel<Deferred>(scheme, subtier, host_cpu_features());
   PackedWeights w;
-  w.subtier_ = subtier;
-  if (is_int_activation_scheme(scheme)) {
-    w.int_ = detail::pack_int(q, scheme, subtier, codes);
-    w.name_ = detail::int_kernel_name(w.int_);
-  } else {
-    w.is_float_ = true;
-    w.float_ = detail::pack_float(q, scheme, tier_of(subtier), codes);
-    w.name_ = detail::float_kernel_name(w.float_);
-  }
+  w.packed_ = kernel.ops->pack(q, kernel, subtier, codes);
+  w.kernel_ = &kernel;
+  w.name_ = kernel.ops->name(w.header(), activation_dtype::f32);
   return w;
 }
 }  // namespace detail
@@ -144,8 +156,8 @@ inline std::string_view selected_kernel(const PackedWeights& w) noexcept { retur
 // The kernel that runs more than 4 tokens of `input` activations (fp16/bf16 activations
 // switch W4A16 weights to the AVX512-FP16 kernel where the CPU has it).
 inline std::string selected_kernel(const PackedWeights& w, activation_dtype input) {
-  if (w.is_float_family()) return detail::float_kernel_name(w.float_weights(), input);
-  return std::string(w.kernel_name());
+  if (w.kernel() == nullptr) return std::string(w.kernel_name());
+  return w.kernel()->ops->name(w.header(), input);
 }
 
 namespace detail {
@@ -230,23 +242,16 @@ void gemm(ConstRowMatrixRef x, const PackedWeights& w, RowMatrixRef y, const Gem
   const ConstRowMatrixRef xs = o.smoothing ? ConstRowMatrixRef(smoothed) : x;
   RowMatrixXf lorc_t;
   if (o.lorc_v) lorc_t.noalias() = xs * o.lorc_v->transpose();
-  if (w.is_float_family()) {
-    detail::float_workspace fws = detail::make_float_workspace(w.float_weights(), xs.rows(), xs.cols());
-    detail::prepare_tokens_parallel(xs.rows(), o, [&](std::int64_t t0, std::int64_t t1) {
-      detail::prepare_float_tokens(w.float_weights(), xs, fws, t0, t1);
-    });
-    detail::gemm_columns(w, x.rows(), y, o, o.lorc_v ? &lorc_t : nullptr, [&](std::int64_t n0, std::int64_t n1) {
-      detail::run_float(w.float_weights(), fws, y, n0, n1);
-    });
-    return;
-  }
-  detail::int_workspace ws = detail::make_int_workspace(w.int_weights(), xs.rows(), xs.cols());
+  // The packed weights' record: its checks once per call, then its prepare and run.
+  const detail::kernel_record& kernel = *w.kernel();
+  kernel.ops->check(w.header(), kernel);
+  detail::gemm_workspace ws = kernel.ops->make_workspace(w.header(), xs.rows(), xs.cols());
+  detail::workspace_header& wsh = detail::workspace_of(ws);
   detail::prepare_tokens_parallel(xs.rows(), o, [&](std::int64_t t0, std::int64_t t1) {
-    detail::prepare_int_tokens(w.int_weights(), xs, w.tier(), ws, t0, t1);
+    kernel.ops->prepare_tokens(w.header(), xs, wsh, t0, t1);
   });
-  detail::gemm_columns(w, x.rows(), y, o, o.lorc_v ? &lorc_t : nullptr, [&](std::int64_t n0, std::int64_t n1) {
-    detail::run_int(w.int_weights(), ws, y, n0, n1, w.tier());
-  });
+  detail::gemm_columns(w, x.rows(), y, o, o.lorc_v ? &lorc_t : nullptr,
+                       [&](std::int64_t n0, std::int64_t n1) { kernel.run(w.header(), wsh, y, n0, n1); });
 }
 
 namespace detail {
@@ -283,6 +288,8 @@ void gemm_16bit(const Eigen::Ref<const Eigen::Matrix<Half, Eigen::Dynamic, Eigen
     lowbit::gemm(widen_activations<Half>(x, o), w, y, o);
     return;
   }
+  const kernel_record& kernel = *w.kernel();
+  kernel.ops->check(w.header(), kernel);
   float_workspace fws = make_float_half_workspace(w.float_weights(), x.rows(), x.cols(), input);
   prepare_tokens_parallel(x.rows(), o, [&](std::int64_t t0, std::int64_t t1) {
     prepare_float_half_tokens(reinterpret_cast<const std::uint16_t*>(x.data()), x.outerStride(), input, fws, t0, t1);
@@ -290,7 +297,7 @@ void gemm_16bit(const Eigen::Ref<const Eigen::Matrix<Half, Eigen::Dynamic, Eigen
   RowMatrixXf lorc_t;
   if (o.lorc_v) lorc_t.noalias() = x.template cast<float>() * o.lorc_v->transpose();
   gemm_columns(w, x.rows(), y, o, o.lorc_v ? &lorc_t : nullptr,
-               [&](std::int64_t n0, std::int64_t n1) { run_float(w.float_weights(), fws, y, n0, n1); });
+               [&](std::int64_t n0, std::int64_t n1) { kernel.run(w.header(), fws, y, n0, n1); });
 }
 
 }  // namespace detail
@@ -320,6 +327,8 @@ void gemm_int8_codes(const std::int8_t* codes, std::int64_t m, std::int64_t k, c
     fail("gemm: int8 activations given, but the weights were packed for " + std::string(to_string(w.scheme())));
   if (o.smoothing) fail("gemm: apply smoothing before quantizing the activations");
   if (m == 0) return;
+  const kernel_record& kernel = *w.kernel();
+  kernel.ops->check(w.header(), kernel);
   const int_workspace ws = prepare_int_quantized(w.int_weights(), codes, m, k, scales);
   RowMatrixXf lorc_t;
   if (o.lorc_v) {
@@ -329,7 +338,7 @@ void gemm_int8_codes(const std::int8_t* codes, std::int64_t m, std::int64_t k, c
     lorc_t.noalias() = xd * o.lorc_v->transpose();
   }
   gemm_columns(w, m, y, o, o.lorc_v ? &lorc_t : nullptr,
-               [&](std::int64_t n0, std::int64_t n1) { run_int(w.int_weights(), ws, y, n0, n1, w.tier()); });
+               [&](std::int64_t n0, std::int64_t n1) { kernel.run(w.header(), ws, y, n0, n1); });
 }
 
 }  // namespace detail

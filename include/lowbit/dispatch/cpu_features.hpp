@@ -7,11 +7,13 @@
 // those finer choices where a family implements more than one per tier (the integer kernels:
 // VPMADDUBSW or VPDPBUSD, AMX tiles); LOWBIT_ISA and PackOptions::subtier force any of them,
 // so every implemented path runs in the tests of a CPU that can execute it.
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "lowbit/detail/target.hpp"
@@ -92,7 +94,7 @@ constexpr isa_subtier all_isa_subtiers[] = {isa_subtier::scalar,   isa_subtier::
                                             isa_subtier::avx512bw, isa_subtier::avx512vnni, isa_subtier::amx,
                                             isa_subtier::neon,     isa_subtier::neondot,    isa_subtier::neoni8mm};
 
-inline std::string_view to_string(isa_tier t) noexcept {
+constexpr std::string_view to_string(isa_tier t) noexcept {
   switch (t) {
     case isa_tier::scalar: return "scalar";
     case isa_tier::avx2: return "avx2";
@@ -192,27 +194,73 @@ inline bool request_amx_permission(const cpu_features& f) noexcept {
 #endif
 }
 
-inline bool tier_supported(isa_tier t, const cpu_features& f) noexcept {
+// Requirements as bit masks (kernels/registry.hpp's records carry them): one bit per
+// cpu_features flag.
+enum class cpu_feature : unsigned {
+  avx2, fma, f16c, bmi2, avxvnni, avx512f, avx512bw, avx512vl, avx512dq, avx512vnni, avx512bf16, avx512fp16,
+  amx_tile, amx_int8, amx_bf16, amx_permitted, neon, dotprod, i8mm
+};
+using feature_mask = std::uint32_t;
+constexpr feature_mask feature_bit(cpu_feature c) noexcept { return feature_mask{1} << static_cast<unsigned>(c); }
+
+inline feature_mask features_of(const cpu_features& f) noexcept {
+  const std::pair<bool, cpu_feature> flags[] = {
+      {f.avx2, cpu_feature::avx2},         {f.fma, cpu_feature::fma},
+      {f.f16c, cpu_feature::f16c},         {f.bmi2, cpu_feature::bmi2},
+      {f.avxvnni, cpu_feature::avxvnni},   {f.avx512f, cpu_feature::avx512f},
+      {f.avx512bw, cpu_feature::avx512bw}, {f.avx512vl, cpu_feature::avx512vl},
+      {f.avx512dq, cpu_feature::avx512dq}, {f.avx512vnni, cpu_feature::avx512vnni},
+      {f.avx512bf16, cpu_feature::avx512bf16}, {f.avx512fp16, cpu_feature::avx512fp16},
+      {f.amx_tile, cpu_feature::amx_tile}, {f.amx_int8, cpu_feature::amx_int8},
+      {f.amx_bf16, cpu_feature::amx_bf16}, {f.amx_permitted, cpu_feature::amx_permitted},
+      {f.neon, cpu_feature::neon},         {f.dotprod, cpu_feature::dotprod},
+      {f.i8mm, cpu_feature::i8mm}};
+  feature_mask m = 0;
+  for (const auto& [has, bit] : flags)
+    if (has) m |= feature_bit(bit);
+  return m;
+}
+
+// What a tier's code needs (the scalar tier: nothing).
+constexpr feature_mask tier_needs(isa_tier t) noexcept {
+  using c = cpu_feature;
+  const feature_mask avx2 = feature_bit(c::avx2) | feature_bit(c::fma) | feature_bit(c::f16c);
   switch (t) {
-    case isa_tier::scalar: return true;
-    case isa_tier::avx2: return f.avx2 && f.fma && f.f16c;
+    case isa_tier::scalar: return 0;
+    case isa_tier::avx2: return avx2;
     case isa_tier::avx512:
-      return f.avx512f && f.avx512bw && f.avx512vl && f.avx512dq && f.avx2 && f.fma && f.f16c;
-    case isa_tier::neon: return f.neon;
+      return avx2 | feature_bit(c::avx512f) | feature_bit(c::avx512bw) | feature_bit(c::avx512vl) |
+             feature_bit(c::avx512dq);
+    case isa_tier::neon: return feature_bit(c::neon);
   }
-  return false;
+  return 0;
+}
+
+// What a sub-tier's code needs: its tier's features and its own instructions (AMX: VNNI for
+// its few-token path, and the OS's permission for tile data).
+constexpr feature_mask subtier_needs(isa_subtier s) noexcept {
+  using c = cpu_feature;
+  const feature_mask base = tier_needs(tier_of(s));
+  switch (s) {
+    case isa_subtier::avx2vnni: return base | feature_bit(c::avxvnni);
+    case isa_subtier::avx512vnni: return base | feature_bit(c::avx512vnni);
+    case isa_subtier::amx:
+      return base | feature_bit(c::avx512vnni) | feature_bit(c::amx_tile) | feature_bit(c::amx_int8) |
+             feature_bit(c::amx_permitted);
+    case isa_subtier::neondot: return base | feature_bit(c::dotprod);
+    case isa_subtier::neoni8mm: return base | feature_bit(c::i8mm);
+    default: return base;
+  }
+}
+
+constexpr bool features_cover(feature_mask have, feature_mask needs) noexcept { return (needs & ~have) == 0; }
+
+inline bool tier_supported(isa_tier t, const cpu_features& f) noexcept {
+  return features_cover(features_of(f), tier_needs(t));
 }
 
 inline bool subtier_supported(isa_subtier s, const cpu_features& f) noexcept {
-  if (!tier_supported(tier_of(s), f)) return false;
-  switch (s) {
-    case isa_subtier::avx2vnni: return f.avxvnni;
-    case isa_subtier::avx512vnni: return f.avx512vnni;
-    case isa_subtier::amx: return f.avx512vnni && f.amx_tile && f.amx_int8 && f.amx_permitted;
-    case isa_subtier::neondot: return f.dotprod;
-    case isa_subtier::neoni8mm: return f.i8mm;
-    default: return true;
-  }
+  return features_cover(features_of(f), subtier_needs(s));
 }
 
 // The best vector (non-tile) sub-tier of tier t: what LOWBIT_ISA=avx512 and PackOptions::tier

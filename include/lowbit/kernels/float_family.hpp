@@ -1,5 +1,5 @@
 #pragma once
-// The float-decoding kernel family: w8a8_fp8, w4a8_fp4, w4a16_int4, w4a16_fp4.
+// The float-decoding kernel family: w8a8_fp8, w4a8_fp4, w4a16_int4, w4a16_fp4, w8a16_int8.
 //
 // CPUs have no FP8/FP4 arithmetic. Every code of these formats is exactly an fp32 (and fp16)
 // number, so the kernels decode weights in registers (a 16-entry permute for the nibble
@@ -9,7 +9,7 @@
 // packed layout and the stated tolerance; float_reference.hpp is the oracle.
 //
 //   choose_float_scheme(spec, act)   which scheme a weight spec and activation format make
-//   pack_float(q, scheme, tier)      once per weight matrix
+//   pack_float(q, scheme, tier)      once per weight matrix (pack/float_packing.hpp)
 //   prepare_float(packed, x)         once per call (shared read-only by all threads); gemm()
 //                                    splits it: make_float_workspace, then
 //                                    prepare_float_tokens over token ranges on the pool
@@ -17,7 +17,11 @@
 //   prepare_float_half_tokens        path (x86/avx512fp16_float.hpp); gemm() runs the ranges
 //   run_float(packed, ws, y, n0, n1) per thread, a range of output columns (no bias);
 //                                    ranges that start on multiples of float_block_cols
-//                                    (32) waste no work
+//                                    (32) waste no work. It runs the record of the tier
+//                                    (kernels/registry.hpp): run_float_scalar (here),
+//                                    run_float_avx2, run_float_avx512, run_float_neon
+// Each tier's run function holds its call paths (kernels/x86/avx512_float.hpp: fp16,
+// bf16 pairs, quad, direct, buffered), chosen per call; they share the tier's layout.
 #include <string>
 
 #include "lowbit/kernels/float_layout.hpp"
@@ -46,40 +50,6 @@ template <class Deferred = void>  // see "Compile time" in docs/design.md
 inline void run_float_scalar(const float_packed& w, const float_workspace& ws, RowMatrixRef y,
                              std::int64_t n_begin, std::int64_t n_end) {
   run_float_buffered(w, ws, y, n_begin, n_end, decode_float_rows_scalar, float_accumulate_scalar);
-}
-
-template <class Deferred = void>  // see "Compile time" in docs/design.md
-inline void run_float(const float_packed& w, const float_workspace& ws, RowMatrixRef y,
-                      std::int64_t n_begin, std::int64_t n_end) {
-  if (w.layout != float_layout_colblock32)
-    fail("gemm: packed weights: layout is not the float family's colblock32");
-  if (ws.layout != w.layout || ws.scheme != w.scheme || ws.cols != w.cols ||
-      ws.group_size != w.group_size)
-    fail("gemm: workspace was prepared for other packed weights");
-  if (y.rows() != ws.tokens || y.cols() != w.rows)
-    fail("gemm: y is " + std::to_string(y.rows()) + "x" + std::to_string(y.cols()) +
-         ", expected " + std::to_string(ws.tokens) + "x" + std::to_string(w.rows));
-  if (n_begin < 0 || n_begin > n_end || n_end > w.rows)
-    fail("gemm: column range [" + std::to_string(n_begin) + ", " + std::to_string(n_end) +
-         ") is outside the " + std::to_string(w.rows) + " outputs");
-  if (!tier_supported(w.tier, host_cpu_features()))
-    fail("gemm: packed weights were made for ISA tier " + std::string(to_string(w.tier)) +
-         ", which this CPU does not support");
-  if (!ws.x_half.empty() && w.tier != isa_tier::avx512)
-    fail("gemm: workspace holds fp16 activations, which only the avx512 tier runs");
-  if (n_begin == n_end || ws.tokens == 0) return;
-  switch (w.tier) {
-    case isa_tier::scalar: run_float_scalar(w, ws, y, n_begin, n_end); return;
-#if LOWBIT_HAVE_X86_SIMD
-    case isa_tier::avx2: run_float_avx2(w, ws, y, n_begin, n_end); return;
-    case isa_tier::avx512: run_float_avx512(w, ws, y, n_begin, n_end); return;
-#endif
-#if LOWBIT_HAVE_NEON
-    case isa_tier::neon: run_float_neon(w, ws, y, n_begin, n_end); return;
-#endif
-    default: break;
-  }
-  fail("gemm: no float kernel for ISA tier " + std::string(to_string(w.tier)) + " in this build");
 }
 
 // e.g. "w4a8_fp4_g128_avx512fp16", "w8a8_fp8_pc_avx2" (pc: one group spans K): the kernel

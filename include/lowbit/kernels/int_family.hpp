@@ -1,10 +1,16 @@
 #pragma once
 // The integer-activation kernel family: w8a8_int8, w4a8_int4, w4a8_int4_m2.
 //
-//   int_packed    p  = pack_int(q, scheme, subtier);      (pack/int_packing.hpp)
+//   int_packed    p  = pack_int(q, scheme, subtier);      the layout of the sub-tier's record
+//                      (kernels/registry.hpp), packed by pack_int_layout (pack/int_packing.hpp)
 //   int_workspace ws = prepare_int(p, x);                 once per call (gemm() runs
 //                      make_int_workspace + prepare_int_tokens over token ranges on the pool)
-//   run_int(p, ws, y, n_begin, n_end);                    per thread, tile-aligned ranges
+//   run_int(p, ws, y, n_begin, n_end, tier);              per thread, tile-aligned ranges: the
+//                      record's run (kernels/registry.hpp), run_int_<sub-tier><scheme> on tiles
+// The entry points are one per sub-tier and scheme: run_int_scalar (here; also the neon
+// sub-tier's), run_int_avx2 / avx2vnni (x86/avx2_int.hpp), run_int_avx512bw / avx512vnni
+// (x86/avx512_int.hpp), run_int_amx (x86/amx_int.hpp), run_int_neondot (arm/neon_int.hpp),
+// run_int_neoni8mm (arm/neon_i8mm_int.hpp).
 //
 // prepare_int quantizes each token row of x exactly as quantize_activations(int8) does, with
 // its scale rule (activation_scale in quant/activation.hpp):
@@ -88,12 +94,12 @@ inline void compute_int_corrections(const int_packed& p, int_workspace& ws, std:
   }
 }
 
-// A workspace for m tokens of K = p.k inputs, checked against x's width; prepare_int_tokens
+// A workspace for m tokens of K = p.cols inputs, checked against x's width; prepare_int_tokens
 // fills it one token range at a time (gemm() runs the ranges on the pool).
 inline int_workspace make_int_workspace(const int_packed& p, std::int64_t m, std::int64_t k) {
-  if (k != p.k)
+  if (k != p.cols)
     fail("gemm: activations have " + std::to_string(k) + " columns but the weights have K = " +
-         std::to_string(p.k));
+         std::to_string(p.cols));
   int_workspace ws;
   allocate_int_workspace(p, m, ws);
   return ws;
@@ -109,10 +115,10 @@ inline void prepare_int_tokens(const int_packed& p, ConstRowMatrixRef x, isa_tie
     bool nan = false;
     float amax = 0.0f;
 #if LOWBIT_HAVE_X86_SIMD
-    if (tier == isa_tier::avx512) amax = avx512_absmax(row, p.k, nan);
+    if (tier == isa_tier::avx512) amax = avx512_absmax(row, p.cols, nan);
     else
 #endif
-      amax = scalar_absmax(row, p.k, nan);
+      amax = scalar_absmax(row, p.cols, nan);
     if (nan || !std::isfinite(amax))
       fail("gemm: activation row " + std::to_string(t) + " holds a NaN or an infinity");
     // The scale rule of quant/activation.hpp (the one definition; tiny rows flush to zero).
@@ -149,9 +155,9 @@ inline int_workspace prepare_int(const int_packed& p, ConstRowMatrixRef x, isa_t
 // scale per token.
 inline int_workspace prepare_int_quantized(const int_packed& p, const std::int8_t* codes, std::int64_t m,
                                            std::int64_t k, const float* scales) {
-  if (k != p.k)
+  if (k != p.cols)
     fail("gemm: quantized activations have " + std::to_string(k) + " columns but the weights have K = " +
-         std::to_string(p.k));
+         std::to_string(p.cols));
   int_workspace ws;
   allocate_int_workspace(p, m, ws);
   for (std::int64_t t = 0; t < m; ++t) {
@@ -174,13 +180,15 @@ inline int_workspace prepare_int_quantized(const int_packed& p, const std::int8_
 
 // ---- scalar tier: the packed layout read one byte at a time -------------------------------
 
-template <class Deferred = void>  // see "Compile time" in docs/design.md
-inline void scalar_int_run(const int_packed& p, const int_workspace& ws, float* y, std::int64_t ldy,
+// The scalar sub-tier's entry point (and the neon one's: AArch64 without SDOT), one
+// instantiation per scheme like the SIMD kernels (kernels/registry.hpp).
+template <gemm_scheme S>
+inline void run_int_scalar(const int_packed& p, const int_workspace& ws, float* y, std::int64_t ldy,
                            std::int64_t tile_begin, std::int64_t tile_end) {
   const std::int64_t lane_bytes = p.nt * 4;
   for (std::int64_t tile = tile_begin; tile < tile_end; ++tile) {
     const std::uint8_t* base = p.tile(tile);
-    const int ncols = static_cast<int>(std::min<std::int64_t>(p.nt, p.n - tile * p.nt));
+    const int ncols = static_cast<int>(std::min<std::int64_t>(p.nt, p.rows - tile * p.nt));
     for (std::int64_t t = 0; t < ws.m; ++t) {
       const std::int8_t* a = ws.a.data() + t * ws.a_stride;
       for (int c = 0; c < ncols; ++c) {
@@ -227,51 +235,9 @@ inline void scalar_int_run(const int_packed& p, const int_workspace& ws, float* 
   }
 }
 
-// ---- dispatch --------------------------------------------------------------------------------
+// ---- names -----------------------------------------------------------------------------------
 
-// Runs the kernel of the packed weights' sub-tier over the output columns [n_begin, n_end),
-// which must be tile-aligned (n_end may be N). `tier` is the caller's tier: weights packed for
-// another tier's layout, or for a sub-tier this CPU cannot run, are rejected.
-template <class Deferred = void>  // see "Compile time" in docs/design.md
-inline void run_int(const int_packed& p, const int_workspace& ws, RowMatrixRef y, std::int64_t n_begin,
-                    std::int64_t n_end, isa_tier tier) {
-  if (p.tier != tier || p.nt != int_tile_columns(tier) || tier_of(p.subtier) != p.tier ||
-      p.k_align != int_k_align(p.subtier, p.kstep) || p.layout != int_layout_of(p.subtier))
-    fail("gemm: weights packed for the " + std::string(to_string(p.tier)) + " layout (" + std::to_string(p.nt) +
-         "-column tiles) cannot run on the " + std::string(to_string(tier)) + " kernel; pack them again");
-  if (!subtier_supported(p.subtier, host_cpu_features()))
-    fail("gemm: weights packed for the " + std::string(to_string(p.subtier)) +
-         " kernel, which this CPU (or its OS) cannot run; pack them again");
-  if (y.rows() != ws.m || y.cols() != p.n)
-    fail("gemm: output is " + std::to_string(y.rows()) + " x " + std::to_string(y.cols()) + ", expected " +
-         std::to_string(ws.m) + " x " + std::to_string(p.n));
-  if (n_begin < 0 || n_begin > n_end || n_end > p.n || n_begin % p.nt != 0 || (n_end % p.nt != 0 && n_end != p.n))
-    fail("gemm: column range [" + std::to_string(n_begin) + ", " + std::to_string(n_end) + ") is not tile-aligned");
-  if (ws.m == 0 || n_begin == n_end) return;
-  const std::int64_t tb = n_begin / p.nt, te = (n_end + p.nt - 1) / p.nt;
-  float* out = y.data();
-  const std::int64_t ldy = y.outerStride();
-  switch (p.subtier) {
-#if LOWBIT_HAVE_X86_SIMD
-    case isa_subtier::amx:
-      // A handful of tokens would fill 1/16 of each tile: VPDPBUSD reads the same layout.
-      if (ws.m <= amx_min_tokens) avx512_int_run(p, ws, out, ldy, tb, te, true);
-      else amx_int_run(p, ws, out, ldy, tb, te);
-      return;
-    case isa_subtier::avx512vnni: avx512_int_run(p, ws, out, ldy, tb, te, true); return;
-    case isa_subtier::avx512bw: avx512_int_run(p, ws, out, ldy, tb, te, false); return;
-    case isa_subtier::avx2vnni: avx2_int_run(p, ws, out, ldy, tb, te, true); return;
-    case isa_subtier::avx2: avx2_int_run(p, ws, out, ldy, tb, te, false); return;
-#endif
-#if LOWBIT_HAVE_NEON
-    case isa_subtier::neondot: neon_int_run(p, ws, out, ldy, tb, te); return;
-    case isa_subtier::neoni8mm: neon_i8mm_int_run(p, ws, out, ldy, tb, te); return;
-#endif
-    default: break;  // scalar, and neon without SDOT (no kernel of its own: the packed scalar loop)
-  }
-  scalar_int_run(p, ws, out, ldy, tb, te);
-}
-
+// e.g. "w4a8_int4_g128_avx512vnni": scheme, groups, sub-tier.
 inline std::string int_kernel_name(const int_packed& p) {
   std::string name(to_string(p.scheme));
   name += p.per_channel ? "_pc" : "_g" + std::to_string(p.group_size);

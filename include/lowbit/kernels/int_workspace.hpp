@@ -7,10 +7,11 @@
 #include <vector>
 
 #include "lowbit/detail/aligned_buffer.hpp"
+#include "lowbit/kernels/kernel.hpp"
 
 namespace lowbit::detail {
 
-struct int_workspace {
+struct int_workspace : workspace_header {  // family int_act
   std::int64_t m = 0;         // tokens
   std::int64_t a_stride = 0;  // bytes per token row, a multiple of 64
   aligned_buffer<std::int8_t> a;

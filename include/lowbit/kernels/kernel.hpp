@@ -10,10 +10,14 @@
 //                                                      // columns; writes y[:, n_begin:n_end]
 //
 // A family (the integer-activation kernels, the float-decoding kernels) owns its packed
-// layout, its workspace and one implementation per ISA tier (scalar reference first).
-// gemm() adds the epilogue terms it owns (bias, the LoRC term) after run().
+// layout, its workspace and its implementations (scalar reference first). Each
+// implementation is one record per scheme of kernels/registry.hpp's table (name, tile sizes,
+// pack and run functions, requirements); pack() selects a record and gemm() runs its
+// functions. gemm() adds the epilogue terms it owns (bias, the LoRC term) after run().
 #include <cstdint>
 #include <string_view>
+
+#include "lowbit/dispatch/cpu_features.hpp"
 
 namespace lowbit {
 
@@ -65,4 +69,30 @@ constexpr std::string_view to_string(gemm_scheme s) noexcept {
   return "unknown";
 }
 
+namespace detail {
+
+// The two kernel families; each packed layout and workspace says which one it belongs to.
+enum class kernel_family : std::uint8_t { int_act, float_decode };
+
+// What every packed layout records (int_packed, pack/int_packing.hpp; float_packed,
+// pack/float_packing.hpp): which family and scheme, the tier and sub-tier it was packed for,
+// and the shape. gemm() checks these against the kernel record that runs them
+// (kernels/registry.hpp) before each call.
+struct packed_header {
+  kernel_family family = kernel_family::int_act;
+  gemm_scheme scheme = gemm_scheme::w8a8_int8;
+  isa_tier tier = isa_tier::scalar;
+  isa_subtier subtier = isa_subtier::scalar;  // float family: the sub-tier it was packed on
+  std::int64_t rows = 0;                      // N: outputs (rows of W)
+  std::int64_t cols = 0;                      // K: inputs
+  std::int64_t group_size = 0;                // along K; the last group may be shorter
+  std::int64_t groups = 1;                    // ceil(K / group_size)
+};
+
+// The common part of the per-call workspaces (int_workspace, float_workspace).
+struct workspace_header {
+  kernel_family family = kernel_family::int_act;
+};
+
+}  // namespace detail
 }  // namespace lowbit

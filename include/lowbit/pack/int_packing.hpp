@@ -66,7 +66,9 @@ namespace lowbit::detail {
 constexpr std::int64_t int8_group_k_limit = 133144;
 constexpr std::int64_t m2_k_times_pow2_spread_limit = 2113665;
 
-inline int int_tile_columns(isa_tier t) noexcept { return t == isa_tier::avx512 ? 32 : 16; }
+// The integer schemes' template parameters: 4-bit codes, M2 scales.
+constexpr bool int_scheme_is_int4(gemm_scheme s) noexcept { return s != gemm_scheme::w8a8_int8; }
+constexpr bool int_scheme_is_m2(gemm_scheme s) noexcept { return s == gemm_scheme::w4a8_int4_m2; }
 
 // The byte order inside the k steps of a tile (see above).
 enum class int_layout : std::uint8_t {
@@ -74,22 +76,13 @@ enum class int_layout : std::uint8_t {
   mmla,  // k steps in pairs, 8 bytes per column: USMMLA's 2 x 8 operands (neoni8mm)
 };
 
-inline int_layout int_layout_of(isa_subtier s) noexcept {
-  return s == isa_subtier::neoni8mm ? int_layout::mmla : int_layout::dot4;
-}
-
-struct int_packed {
-  gemm_scheme scheme = gemm_scheme::w8a8_int8;
-  isa_tier tier = isa_tier::scalar;
-  isa_subtier subtier = isa_subtier::scalar;  // which kernel of the tier runs it
+struct int_packed : packed_header {  // family int_act; rows = N, cols = K (packed_header)
   int nt = 16;           // output columns per tile
   int k_align = 4;       // each group padded to a multiple of this: kstep, or 64 for AMX
   int kstep = 4;         // inputs per 4-byte lane: 4 (int8) or 8 (int4)
   int weight_bias = 128; // added to each stored weight: 128 (int8) or 8 (int4)
   int_layout layout = int_layout::dot4;  // byte order inside the k steps
   bool per_channel = true;
-  std::int64_t n = 0, k = 0;             // output columns (rows of W), inputs
-  std::int64_t groups = 1, group_size = 0;  // along K; the last group may be shorter
   std::int64_t group_padded = 0;         // group_size rounded up to kstep
   std::int64_t last_group_padded = 0;
   std::int64_t k_padded = 0;             // sum of padded group lengths
@@ -97,15 +90,16 @@ struct int_packed {
   int shift_spread = 0;                  // M2: largest per-row shift range
   aligned_buffer<std::uint8_t> data;
 
-  int_packed() = default;
+  int_packed() { family = kernel_family::int_act; }
   int_packed(int_packed&&) noexcept = default;
   int_packed& operator=(int_packed&&) noexcept = default;
-  int_packed(const int_packed& o) { *this = o; }
+  int_packed(const int_packed& o) : packed_header(o) { *this = o; }
   int_packed& operator=(const int_packed& o) {
     if (this != &o) {
-      scheme = o.scheme; tier = o.tier; subtier = o.subtier; nt = o.nt; k_align = o.k_align; kstep = o.kstep; weight_bias = o.weight_bias;
+      static_cast<packed_header&>(*this) = o;
+      nt = o.nt; k_align = o.k_align; kstep = o.kstep; weight_bias = o.weight_bias;
       layout = o.layout;
-      per_channel = o.per_channel; n = o.n; k = o.k; groups = o.groups; group_size = o.group_size;
+      per_channel = o.per_channel;
       group_padded = o.group_padded; last_group_padded = o.last_group_padded;
       k_padded = o.k_padded; n_tiles = o.n_tiles; tile_bytes = o.tile_bytes;
       shift_spread = o.shift_spread; data = o.data.clone();
@@ -117,7 +111,7 @@ struct int_packed {
     return g + 1 == groups ? last_group_padded : group_padded;
   }
   std::int64_t group_len(std::int64_t g) const noexcept {
-    return g + 1 == groups ? k - g * group_size : group_size;
+    return g + 1 == groups ? cols - g * group_size : group_size;
   }
   bool is_m2() const noexcept { return scheme == gemm_scheme::w4a8_int4_m2; }
   bool is_int4() const noexcept { return kstep == 8; }
@@ -203,12 +197,6 @@ inline bool m2_fits_int32(const QuantizedMatrix& q) noexcept {
   return q.cols <= (m2_k_times_pow2_spread_limit >> spread);
 }
 
-// The group padding of a sub-tier's layout: one k step, a pair of them (I8MM), or one AMX
-// tile's K (64 inputs).
-inline int int_k_align(isa_subtier s, int kstep) noexcept {
-  return s == isa_subtier::amx ? 64 : int_layout_of(s) == int_layout::mmla ? 2 * kstep : kstep;
-}
-
 // The tile bytes of one k step of one column: 4 codes (int8, kstep 4) or 8 codes (int4,
 // kstep 8) of a row starting at `src` (int4: nibble-packed, low nibble first, even k), with
 // the weight bias added. int8: byte j = w[j] + 128 = w[j] ^ 0x80. int4: byte j =
@@ -223,24 +211,31 @@ inline std::uint32_t int_lane_word(const std::uint8_t* src, bool int4) noexcept 
   return x ^ 0x88888888u;
 }
 
-// Packs `q` whose codes are `codes` (rows * row_stride bytes; nullptr: q.codes). Loading a
+// Packs `q` whose codes are `codes` (rows * row_stride bytes; nullptr: q.codes) into the
+// layout a kernel record states (kernels/registry.hpp): `col_block` columns per tile (16 or
+// 32), groups padded to multiples of `k_align` inputs, byte order `layout`. Loading a
 // checkpoint passes the codes in place in the file's memory map, so they are never copied.
-inline int_packed pack_int(const QuantizedMatrix& q, gemm_scheme scheme, isa_subtier subtier,
-                           const std::uint8_t* codes = nullptr) {
+// pack_int(q, scheme, subtier) (kernels/registry.hpp) looks the numbers up.
+inline int_packed pack_int_layout(const QuantizedMatrix& q, gemm_scheme scheme, isa_subtier subtier, int col_block,
+                                  int k_align, int_layout layout, const std::uint8_t* codes = nullptr) {
   validate_int_weights(q, scheme, codes == nullptr);
   if (codes == nullptr) codes = q.codes.data();
   int_packed p;
   p.scheme = scheme;
   p.subtier = subtier;
   p.tier = tier_of(subtier);
-  p.nt = int_tile_columns(p.tier);
-  const bool int4 = scheme != gemm_scheme::w8a8_int8;
+  p.nt = col_block;
+  const bool int4 = int_scheme_is_int4(scheme);
   p.kstep = int4 ? 8 : 4;
-  p.k_align = int_k_align(subtier, p.kstep);
-  p.layout = int_layout_of(subtier);
+  p.k_align = k_align;
+  p.layout = layout;
+  if ((col_block != 16 && col_block != 32) || k_align % p.kstep != 0 ||
+      (layout == int_layout::mmla && k_align % (2 * p.kstep) != 0))
+    fail("pack(" + std::string(to_string(scheme)) + "): inconsistent layout (" + std::to_string(col_block) +
+         "-column tiles, groups padded to " + std::to_string(k_align) + ")");
   p.weight_bias = int4 ? 8 : 128;
-  p.n = q.rows;
-  p.k = q.cols;
+  p.rows = q.rows;
+  p.cols = q.cols;
   p.groups = q.groups_per_row;
   p.group_size = q.group_size;
   p.per_channel = p.groups == 1;
@@ -256,7 +251,7 @@ inline int_packed pack_int(const QuantizedMatrix& q, gemm_scheme scheme, isa_sub
   }
   const std::int64_t lane_bytes = static_cast<std::int64_t>(p.nt) * 4;
   p.tile_bytes = (p.k_padded / p.kstep) * lane_bytes + p.groups * lane_bytes + (p.is_m2() ? lane_bytes : 0);
-  p.n_tiles = (p.n + p.nt - 1) / p.nt;
+  p.n_tiles = (p.rows + p.nt - 1) / p.nt;
   p.data.resize(static_cast<std::size_t>(p.n_tiles * p.tile_bytes));
 
   const int bias = p.weight_bias;
@@ -282,7 +277,7 @@ inline int_packed pack_int(const QuantizedMatrix& q, gemm_scheme scheme, isa_sub
     // The code rows of this tile's columns; nullptr past N (padding columns).
     const std::uint8_t* row_codes[32] = {};
     for (int c = 0; c < p.nt; ++c)
-      if (t * p.nt + c < p.n) row_codes[c] = codes + (t * p.nt + c) * q.row_stride;
+      if (t * p.nt + c < p.rows) row_codes[c] = codes + (t * p.nt + c) * q.row_stride;
     for (std::int64_t g = 0; g < p.groups; ++g) {
       const std::int64_t k0 = g * p.group_size, len = p.group_len(g);
       const std::int64_t steps = p.padded_len(g) / p.kstep;
@@ -315,7 +310,7 @@ inline int_packed pack_int(const QuantizedMatrix& q, gemm_scheme scheme, isa_sub
               continue;
             }
             auto biased = [&](std::int64_t kk) {  // kk: offset inside the group
-              if (n >= p.n || kk >= len) return bias;
+              if (n >= p.rows || kk >= len) return bias;
               return signed_code(n, k0 + kk) + bias;
             };
             for (int j = 0; j < 8; ++j)
@@ -337,7 +332,7 @@ inline int_packed pack_int(const QuantizedMatrix& q, gemm_scheme scheme, isa_sub
           const std::int64_t n = t * p.nt + c;
           std::uint8_t* lane = out + (c / 16) * 64 + (c % 16) * 4;
           auto biased = [&](std::int64_t kk) {  // kk: offset inside the group
-            if (n >= p.n || kk >= len) return bias;
+            if (n >= p.rows || kk >= len) return bias;
             return signed_code(n, k0 + kk) + bias;
           };
           for (int j = 0; j < 4; ++j) {
@@ -348,7 +343,7 @@ inline int_packed pack_int(const QuantizedMatrix& q, gemm_scheme scheme, isa_sub
       }
       for (int c = 0; c < p.nt; ++c, out += 4) {
         const std::int64_t n = t * p.nt + c;
-        if (n >= p.n) continue;  // zero
+        if (n >= p.rows) continue;  // zero
         if (p.is_m2()) {
           const std::int32_t sh = q.shifts[static_cast<std::size_t>(n * p.groups + g)] - row_min_shift[static_cast<std::size_t>(n)];
           std::memcpy(out, &sh, 4);
@@ -360,7 +355,7 @@ inline int_packed pack_int(const QuantizedMatrix& q, gemm_scheme scheme, isa_sub
     if (p.is_m2()) {
       for (int c = 0; c < p.nt; ++c, out += 4) {
         const std::int64_t n = t * p.nt + c;
-        if (n >= p.n) continue;
+        if (n >= p.rows) continue;
         const float f = std::ldexp(q.row_scales[static_cast<std::size_t>(n)], row_min_shift[static_cast<std::size_t>(n)]);
         std::memcpy(out, &f, 4);
       }

@@ -46,6 +46,7 @@ inline void neon_accumulate(const float* x, std::int64_t xs, std::int64_t tokens
   if (t < tokens) neon_accumulate_tile<1>(x + t * xs, xs, tile, kc, acc + t * float_block_cols, first);
 }
 
+template <class Deferred = void>  // see "Compile time" in docs/design.md
 inline void run_float_neon(const float_packed& w, const float_workspace& ws, RowMatrixRef y,
                            std::int64_t n_begin, std::int64_t n_end) {
   run_float_buffered(w, ws, y, n_begin, n_end, decode_float_rows_scalar, neon_accumulate);

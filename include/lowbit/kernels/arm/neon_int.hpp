@@ -113,21 +113,19 @@ LOWBIT_TARGET_NEON_DOTPROD void neon_int_tiles(const int_packed& p, const int_wo
   for (std::int64_t t = tile_begin; t < tile_end; ++t) {
     const std::uint8_t* w = p.tile(t);
     float* yt = y + t * p.nt;
-    const int ncols = static_cast<int>(std::min<std::int64_t>(p.nt, p.n - t * p.nt));
+    const int ncols = static_cast<int>(std::min<std::int64_t>(p.nt, p.rows - t * p.nt));
     std::int64_t t0 = 0;
     for (; t0 + 2 <= ws.m; t0 += 2) neon_int_tile<2, Int4, M2>(p, ws, w, t0, yt, ldy, ncols);
     if (t0 < ws.m) neon_int_tile<1, Int4, M2>(p, ws, w, t0, yt, ldy, ncols);
   }
 }
 
-inline void neon_int_run(const int_packed& p, const int_workspace& ws, float* y, std::int64_t ldy,
-                         std::int64_t tile_begin, std::int64_t tile_end) {
-  if (p.scheme == gemm_scheme::w8a8_int8)
-    neon_int_tiles<false, false>(p, ws, y, ldy, tile_begin, tile_end);
-  else if (p.scheme == gemm_scheme::w4a8_int4)
-    neon_int_tiles<true, false>(p, ws, y, ldy, tile_begin, tile_end);
-  else
-    neon_int_tiles<true, true>(p, ws, y, ldy, tile_begin, tile_end);
+// The entry point of the neondot sub-tier (SDOT), one instantiation per scheme
+// (kernels/registry.hpp).
+template <gemm_scheme S>
+inline void run_int_neondot(const int_packed& p, const int_workspace& ws, float* y, std::int64_t ldy,
+                            std::int64_t tile_begin, std::int64_t tile_end) {
+  neon_int_tiles<int_scheme_is_int4(S), int_scheme_is_m2(S)>(p, ws, y, ldy, tile_begin, tile_end);
 }
 
 }  // namespace lowbit::detail

@@ -42,6 +42,7 @@ constexpr std::int64_t amx_min_tokens = 4;   // at most this many tokens run on 
 
 #include "lowbit/detail/aligned_buffer.hpp"
 #include "lowbit/kernels/int_workspace.hpp"
+#include "lowbit/kernels/x86/avx512_int.hpp"
 #include "lowbit/pack/int_packing.hpp"
 
 #pragma GCC diagnostic push
@@ -171,7 +172,7 @@ LOWBIT_TARGET_AMX void amx_int_tiles(const int_packed& p, const int_workspace& w
   amx_configure_16x64();
   for (std::int64_t t = tile_begin; t < tile_end; ++t) {
     const std::uint8_t* tile = p.tile(t);
-    const int ncols = static_cast<int>(std::min<std::int64_t>(NT, p.n - t * NT));
+    const int ncols = static_cast<int>(std::min<std::int64_t>(NT, p.rows - t * NT));
     for (std::int64_t s0 = 0; s0 < ws.m; s0 += sup) {
       const std::int64_t blocks = (std::min(sup, ws.m - s0) + amx_token_rows - 1) / amx_token_rows;
       // Phase 1: tiles only.
@@ -241,15 +242,16 @@ LOWBIT_TARGET_AMX void amx_int_tiles(const int_packed& p, const int_workspace& w
   _tile_release();  // back to the init state: no tile data in this thread's context switches
 }
 
-template <class Deferred = void>  // see "Compile time" in docs/design.md
-inline void amx_int_run(const int_packed& p, const int_workspace& ws, float* y, std::int64_t ldy,
+// The entry point of the amx sub-tier, one instantiation per scheme (kernels/registry.hpp).
+// A handful of tokens would fill 1/16 of each tile: those calls run VPDPBUSD, which reads the
+// same layout (a call path of this kernel, not another layout).
+template <gemm_scheme S>
+inline void run_int_amx(const int_packed& p, const int_workspace& ws, float* y, std::int64_t ldy,
                         std::int64_t tile_begin, std::int64_t tile_end) {
-  if (p.scheme == gemm_scheme::w8a8_int8)
-    amx_int_tiles<false, false>(p, ws, y, ldy, tile_begin, tile_end);
-  else if (p.scheme == gemm_scheme::w4a8_int4)
-    amx_int_tiles<true, false>(p, ws, y, ldy, tile_begin, tile_end);
+  if (ws.m <= amx_min_tokens)
+    run_int_avx512vnni<S>(p, ws, y, ldy, tile_begin, tile_end);
   else
-    amx_int_tiles<true, true>(p, ws, y, ldy, tile_begin, tile_end);
+    amx_int_tiles<int_scheme_is_int4(S), int_scheme_is_m2(S)>(p, ws, y, ldy, tile_begin, tile_end);
 }
 
 }  // namespace lowbit::detail

@@ -132,31 +132,24 @@ LOWBIT_TARGET_AVX2_VNNI void avx2_int_tiles(const int_packed& p, const int_works
   for (std::int64_t t = tile_begin; t < tile_end; ++t) {
     const std::uint8_t* w = p.tile(t);
     float* yt = y + t * p.nt;
-    const int ncols = static_cast<int>(std::min<std::int64_t>(p.nt, p.n - t * p.nt));
+    const int ncols = static_cast<int>(std::min<std::int64_t>(p.nt, p.rows - t * p.nt));
     std::int64_t t0 = 0;
     for (; t0 + 2 <= ws.m; t0 += 2) avx2_int_tile<2, Int4, M2, Vnni>(p, ws, w, t0, yt, ldy, ncols);
     if (t0 < ws.m) avx2_int_tile<1, Int4, M2, Vnni>(p, ws, w, t0, yt, ldy, ncols);
   }
 }
 
-template <bool Vnni>
-inline void avx2_int_run_impl(const int_packed& p, const int_workspace& ws, float* y, std::int64_t ldy,
-                              std::int64_t tile_begin, std::int64_t tile_end) {
-  if (p.scheme == gemm_scheme::w8a8_int8)
-    avx2_int_tiles<false, false, Vnni>(p, ws, y, ldy, tile_begin, tile_end);
-  else if (p.scheme == gemm_scheme::w4a8_int4)
-    avx2_int_tiles<true, false, Vnni>(p, ws, y, ldy, tile_begin, tile_end);
-  else
-    avx2_int_tiles<true, true, Vnni>(p, ws, y, ldy, tile_begin, tile_end);
+// The entry points of the avx2 (VPMADDUBSW) and avx2vnni (AVX-VNNI VPDPBUSD) sub-tiers, one
+// instantiation per scheme (kernels/registry.hpp).
+template <gemm_scheme S>
+inline void run_int_avx2(const int_packed& p, const int_workspace& ws, float* y, std::int64_t ldy,
+                         std::int64_t tile_begin, std::int64_t tile_end) {
+  avx2_int_tiles<int_scheme_is_int4(S), int_scheme_is_m2(S), false>(p, ws, y, ldy, tile_begin, tile_end);
 }
-
-template <class Deferred = void>  // see "Compile time" in docs/design.md
-inline void avx2_int_run(const int_packed& p, const int_workspace& ws, float* y, std::int64_t ldy,
-                         std::int64_t tile_begin, std::int64_t tile_end, bool vnni) {
-  if (vnni)
-    avx2_int_run_impl<true>(p, ws, y, ldy, tile_begin, tile_end);
-  else
-    avx2_int_run_impl<false>(p, ws, y, ldy, tile_begin, tile_end);
+template <gemm_scheme S>
+inline void run_int_avx2vnni(const int_packed& p, const int_workspace& ws, float* y, std::int64_t ldy,
+                             std::int64_t tile_begin, std::int64_t tile_end) {
+  avx2_int_tiles<int_scheme_is_int4(S), int_scheme_is_m2(S), true>(p, ws, y, ldy, tile_begin, tile_end);
 }
 
 }  // namespace lowbit::detail

@@ -269,7 +269,7 @@ LOWBIT_TARGET_AVX512_VNNI void avx512_int_tiles(const int_packed& p, const int_w
       w = params + lane_bytes;
       koff += plen;
     }
-    const int ncols = static_cast<int>(std::min<std::int64_t>(NT, p.n - t * NT));
+    const int ncols = static_cast<int>(std::min<std::int64_t>(NT, p.rows - t * NT));
     for (std::int64_t i = 0; i < ws.m; ++i) {
       const __m512 sa = _mm512_set1_ps(ws.a_scale[static_cast<std::size_t>(i)]);
       float* yrow = y + i * ldy + t * NT;
@@ -291,24 +291,18 @@ LOWBIT_TARGET_AVX512_VNNI void avx512_int_tiles(const int_packed& p, const int_w
   }
 }
 
-template <bool Vnni>
-inline void avx512_int_run_impl(const int_packed& p, const int_workspace& ws, float* y, std::int64_t ldy,
-                                std::int64_t tile_begin, std::int64_t tile_end) {
-  if (p.scheme == gemm_scheme::w8a8_int8)
-    avx512_int_tiles<false, false, Vnni>(p, ws, y, ldy, tile_begin, tile_end);
-  else if (p.scheme == gemm_scheme::w4a8_int4)
-    avx512_int_tiles<true, false, Vnni>(p, ws, y, ldy, tile_begin, tile_end);
-  else
-    avx512_int_tiles<true, true, Vnni>(p, ws, y, ldy, tile_begin, tile_end);
+// The entry points of the avx512bw (VPMADDUBSW) and avx512vnni (VPDPBUSD) sub-tiers, one
+// instantiation per scheme (kernels/registry.hpp's records point at them): tiles
+// [tile_begin, tile_end) of p into y (row stride ldy).
+template <gemm_scheme S>
+inline void run_int_avx512bw(const int_packed& p, const int_workspace& ws, float* y, std::int64_t ldy,
+                             std::int64_t tile_begin, std::int64_t tile_end) {
+  avx512_int_tiles<int_scheme_is_int4(S), int_scheme_is_m2(S), false>(p, ws, y, ldy, tile_begin, tile_end);
 }
-
-template <class Deferred = void>  // see "Compile time" in docs/design.md
-inline void avx512_int_run(const int_packed& p, const int_workspace& ws, float* y, std::int64_t ldy,
-                           std::int64_t tile_begin, std::int64_t tile_end, bool vnni) {
-  if (vnni)
-    avx512_int_run_impl<true>(p, ws, y, ldy, tile_begin, tile_end);
-  else
-    avx512_int_run_impl<false>(p, ws, y, ldy, tile_begin, tile_end);
+template <gemm_scheme S>
+inline void run_int_avx512vnni(const int_packed& p, const int_workspace& ws, float* y, std::int64_t ldy,
+                               std::int64_t tile_begin, std::int64_t tile_end) {
+  avx512_int_tiles<int_scheme_is_int4(S), int_scheme_is_m2(S), true>(p, ws, y, ldy, tile_begin, tile_end);
 }
 
 // max |x| over n floats, and whether any is NaN (bit-exact with the scalar loop: max is exact).
