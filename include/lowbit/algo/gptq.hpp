@@ -63,7 +63,8 @@ inline constexpr Eigen::Index gptq_row_chunk = 64;
 
 // Symmetric permutation in place: a(i, j) <- a(perm[i], perm[j]), by cycles of column and then
 // row moves (values are moved, never recomputed, so the result equals the gathered copy).
-inline void permute_symmetric_in_place(Eigen::MatrixXf& a, const std::vector<Eigen::Index>& perm) {
+template <class Deferred = void>  // see "Compile time" in docs/design.md
+void permute_symmetric_in_place(Eigen::MatrixXf& a, const std::vector<Eigen::Index>& perm) {
   const Eigen::Index n = a.rows();
   std::vector<char> done(static_cast<std::size_t>(n), 0);
   Eigen::VectorXf tmp(n);

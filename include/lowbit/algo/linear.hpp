@@ -66,7 +66,8 @@ struct LinearRecipe {
 
 namespace detail {
 // The smoothing search of `recipe` for weights named `name` (quantizers for the objective).
-inline SmoothOptions smooth_options(const LinearRecipe& recipe, const std::string& name) {
+template <class Deferred = void>  // see "Compile time" in docs/design.md
+SmoothOptions smooth_options(const LinearRecipe& recipe, const std::string& name) {
   SmoothOptions so;
   if (recipe.smoothing == smoothing_mode::fixed) so.alpha = recipe.alpha;
   so.alpha_step = recipe.alpha_step;

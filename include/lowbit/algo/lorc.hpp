@@ -70,7 +70,8 @@ truncated_svd randomized_svd(const Eigen::MatrixXf& e, int rank, int oversamplin
 }
 
 // Per-row symmetric int8 of a factor: code = round(x / s), s = amax / 127.
-inline void quantize_rows_int8(RowMatrixXf& f, RowMatrixXi8& codes, std::vector<float>& scales) {
+template <class Deferred = void>  // see "Compile time" in docs/design.md
+void quantize_rows_int8(RowMatrixXf& f, RowMatrixXi8& codes, std::vector<float>& scales) {
   codes.resize(f.rows(), f.cols());
   scales.assign(static_cast<std::size_t>(f.rows()), 0.0f);
   for (Eigen::Index r = 0; r < f.rows(); ++r) {
@@ -85,7 +86,8 @@ inline void quantize_rows_int8(RowMatrixXf& f, RowMatrixXi8& codes, std::vector<
   }
 }
 
-inline void round_to_half(RowMatrixXf& f) {
+template <class Deferred = void>  // see "Compile time" in docs/design.md
+void round_to_half(RowMatrixXf& f) {
   f = f.cast<Eigen::half>().cast<float>();
 }
 

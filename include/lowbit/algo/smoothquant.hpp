@@ -48,13 +48,15 @@ struct SmoothingResult {
 };
 
 // max_r |W(r, j)| per input column j.
-inline Eigen::VectorXf weight_column_absmax(ConstRowMatrixRef w) {
+template <class Deferred = void>  // see "Compile time" in docs/design.md
+Eigen::VectorXf weight_column_absmax(ConstRowMatrixRef w) {
   return w.cwiseAbs().colwise().maxCoeff().transpose();
 }
 
 // s_j = a_j^alpha / w_j^(1 - alpha). A channel that never fires (a_j = 0) or whose weights
 // are all zero (w_j = 0) carries no information to balance, so its factor is 1.
-inline Eigen::VectorXf smoothing_factors(const Eigen::VectorXf& act_absmax,
+template <class Deferred = void>  // see "Compile time" in docs/design.md
+Eigen::VectorXf smoothing_factors(const Eigen::VectorXf& act_absmax,
                                          const Eigen::VectorXf& weight_absmax, float alpha,
                                          float min_scale = 1e-5f) {
   if (act_absmax.size() != weight_absmax.size())
@@ -82,7 +84,8 @@ inline Eigen::VectorXf smoothing_factors(const Eigen::VectorXf& act_absmax,
 
 // Folds 1/s into the preceding normalization: norm(x) * gamma (+ beta) becomes
 // norm(x) * gamma / s (+ beta / s), so the layer reads X / s with no extra work.
-inline void fold_smoothing_into_norm(Eigen::Ref<Eigen::VectorXf> norm_weight,
+template <class Deferred = void>  // see "Compile time" in docs/design.md
+void fold_smoothing_into_norm(Eigen::Ref<Eigen::VectorXf> norm_weight,
                                      const Eigen::VectorXf& s,
                                      Eigen::VectorXf* norm_bias = nullptr) {
   if (norm_weight.size() != s.size())
@@ -221,7 +224,8 @@ struct AlphaChoice {
   std::vector<AlphaPoint> curve;
 };
 
-inline AlphaChoice choose_alpha(const std::function<double(float)>& objective,
+template <class Deferred = void>  // see "Compile time" in docs/design.md
+AlphaChoice choose_alpha(const std::function<double(float)>& objective,
                                 float alpha_step = 0.05f) {
   if (!objective) detail::fail("smoothing: choose_alpha needs an objective");
   AlphaChoice choice;
