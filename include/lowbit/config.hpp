@@ -21,4 +21,18 @@ using RowMatrixXbf16 = Eigen::Matrix<Eigen::bfloat16, Eigen::Dynamic, Eigen::Dyn
 using ConstRowMatrixHRef = Eigen::Ref<const RowMatrixXh, 0, Eigen::OuterStride<>>;
 using ConstRowMatrixBf16Ref = Eigen::Ref<const RowMatrixXbf16, 0, Eigen::OuterStride<>>;
 
+
+namespace detail {
+template <class Deferred, class T>
+struct deferred_type {
+  using type = T;
+};
+}  // namespace detail
+// T, spelled so that it depends on a deferred template's parameter ("Compile time" in
+// docs/design.md): a deferred body whose matrices have this type is only parsed where it is
+// defined, and overload resolution, Eigen's expression types and the templates they use are
+// left to the translation units that call it. A parameter of this type is not deduced, so
+// call syntax and implicit conversions are unchanged.
+template <class Deferred, class T>
+using deferred_t = typename detail::deferred_type<Deferred, T>::type;
 }  // namespace lowbit

@@ -31,10 +31,13 @@ struct CalibrationOptions {
                                       // objectives that quantize activations
 };
 
-class ActivationStats {
+// A class template only so that its members compile where they are used ("Compile time" in
+// docs/design.md): ActivationStats below is the one instantiation.
+template <class Deferred = void>
+class BasicActivationStats {
  public:
-  ActivationStats() = default;
-  explicit ActivationStats(std::int64_t channels, CalibrationOptions options = {},
+  BasicActivationStats() = default;
+  explicit BasicActivationStats(std::int64_t channels, CalibrationOptions options = {},
                            std::string name = "activations")
       : name_(std::move(name)), options_(options), channels_(channels) {
     if (channels <= 0) detail::fail(name_ + ": calibration needs at least one channel");
@@ -80,7 +83,7 @@ class ActivationStats {
   }
 
   // Merges stats of other batches (another worker): the result equals one stream over both.
-  void merge(const ActivationStats& other) {
+  void merge(const BasicActivationStats& other) {
     if (other.channels_ != channels_)
       detail::fail(name_ + ": cannot merge calibration stats with " +
                    std::to_string(other.channels_) + " channels into " +
@@ -175,8 +178,11 @@ class ActivationStats {
   bool hessian_taken_ = false;
 };
 
+using ActivationStats = BasicActivationStats<void>;
+
 // Convenience: stats of one matrix in one pass.
-inline ActivationStats collect_stats(ConstRowMatrixRef x, CalibrationOptions options = {},
+template <class Deferred = void>  // see "Compile time" in docs/design.md
+ActivationStats collect_stats(ConstRowMatrixRef x, CalibrationOptions options = {},
                                      std::string name = "activations") {
   ActivationStats s(x.cols(), options, std::move(name));
   s.add(x);

@@ -26,7 +26,8 @@ struct ActivationQuant {
 };
 
 // Q(W) through quantize/dequantize with `spec`.
-inline FakeQuantizer weight_fake_quantizer(const QuantSpec& spec, std::string name = "weight") {
+template <class Deferred = void>  // see "Compile time" in docs/design.md
+FakeQuantizer weight_fake_quantizer(const QuantSpec& spec, std::string name = "weight") {
   return [spec, name](ConstRowMatrixRef w) { return dequantize(quantize(w, spec, name)); };
 }
 

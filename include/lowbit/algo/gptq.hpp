@@ -63,10 +63,11 @@ inline constexpr Eigen::Index gptq_row_chunk = 64;
 
 // Symmetric permutation in place: a(i, j) <- a(perm[i], perm[j]), by cycles of column and then
 // row moves (values are moved, never recomputed, so the result equals the gathered copy).
-inline void permute_symmetric_in_place(Eigen::MatrixXf& a, const std::vector<Eigen::Index>& perm) {
+template <class Deferred = void>  // see "Compile time" in docs/design.md
+void permute_symmetric_in_place(deferred_t<Deferred, Eigen::MatrixXf>& a, const std::vector<Eigen::Index>& perm) {
   const Eigen::Index n = a.rows();
   std::vector<char> done(static_cast<std::size_t>(n), 0);
-  Eigen::VectorXf tmp(n);
+  deferred_t<Deferred, Eigen::VectorXf> tmp(n);
   for (int pass = 0; pass < 2; ++pass) {
     std::fill(done.begin(), done.end(), 0);
     for (Eigen::Index s = 0; s < n; ++s) {
@@ -104,18 +105,18 @@ inline void permute_symmetric_in_place(Eigen::MatrixXf& a, const std::vector<Eig
 //      L^-1) restores the lower triangle from the upper copy and retries with more damping;
 //   4. a <- reverse(a): U = P L^-1 P is upper; the lower part is zeroed.
 template <class Deferred = void>  // see "Compile time" in docs/design.md
-int inverse_hessian_factor_in_place(Eigen::MatrixXf& a, float& lambda, int max_escalations,
+int inverse_hessian_factor_in_place(deferred_t<Deferred, Eigen::MatrixXf>& a, float& lambda, int max_escalations,
                                     std::int64_t panel) {
   const Eigen::Index n = a.rows();
   a.reverseInPlace();
-  const Eigen::VectorXf diag = a.diagonal();
+  const deferred_t<Deferred, Eigen::VectorXf> diag = a.diagonal();
   for (Eigen::Index j = 0; j < n; ++j)
     for (Eigen::Index i = 0; i < j; ++i) a(i, j) = a(j, i);
   const auto restore_lower = [&] {
     for (Eigen::Index j = 0; j < n; ++j)
       for (Eigen::Index i = j + 1; i < n; ++i) a(i, j) = a(j, i);
   };
-  Eigen::MatrixXf block;
+  deferred_t<Deferred, Eigen::MatrixXf> block;
   for (int attempt = 0; attempt <= max_escalations; ++attempt) {
     if (attempt > 0) {
       lambda *= 10.0f;
@@ -124,7 +125,7 @@ int inverse_hessian_factor_in_place(Eigen::MatrixXf& a, float& lambda, int max_e
     a.diagonal() = diag.array() + lambda;
     bool ok = false;
     {
-      Eigen::LLT<Eigen::Ref<Eigen::MatrixXf>> llt(a);  // factors a's lower triangle in place
+      Eigen::LLT<Eigen::Ref<deferred_t<Deferred, Eigen::MatrixXf>>> llt(a);  // factors a's lower triangle in place
       ok = llt.info() == Eigen::Success;
     }
     for (Eigen::Index i = 0; ok && i < n; ++i)
@@ -133,7 +134,7 @@ int inverse_hessian_factor_in_place(Eigen::MatrixXf& a, float& lambda, int max_e
       const Eigen::Index w = std::min<Eigen::Index>(panel, n - p);
       block.setZero(n - p, w);
       block.topRows(w).setIdentity();
-      a.bottomRightCorner(n - p, n - p).triangularView<Eigen::Lower>().solveInPlace(block);
+      a.bottomRightCorner(n - p, n - p).template triangularView<Eigen::Lower>().solveInPlace(block);
       if (!block.allFinite()) {
         ok = false;
         break;
@@ -157,7 +158,7 @@ int inverse_hessian_factor_in_place(Eigen::MatrixXf& a, float& lambda, int max_e
 // `hessian` is taken by value: pass it with std::move() and GPTQ works in that buffer (the
 // n x n matrix is the memory peak of calibrating a large layer); pass an lvalue and it copies.
 template <class Deferred = void>  // see "Compile time" in docs/design.md
-GptqResult gptq(ConstRowMatrixRef w, Eigen::MatrixXf hessian, const QuantSpec& spec,
+GptqResult gptq(deferred_t<Deferred, ConstRowMatrixRef> w, deferred_t<Deferred, Eigen::MatrixXf> hessian, const QuantSpec& spec,
                 const GptqOptions& options = {}, std::string_view name = "weight") {
   const std::string tname(name);
   const Eigen::Index m = w.rows(), n = w.cols();
@@ -176,9 +177,9 @@ GptqResult gptq(ConstRowMatrixRef w, Eigen::MatrixXf hessian, const QuantSpec& s
                      ", column " + std::to_string(c));
 
   GptqResult result;
-  Eigen::MatrixXf& h = hessian;  // becomes the permuted Hessian, then U, in place
+  deferred_t<Deferred, Eigen::MatrixXf>& h = hessian;  // becomes the permuted Hessian, then U, in place
   // The weight with dead columns zeroed: a copy only when there are dead columns.
-  RowMatrixXf w_dead;
+  deferred_t<Deferred, RowMatrixXf> w_dead;
   for (Eigen::Index i = 0; i < n; ++i) {
     if (h(i, i) == 0.0f) {
       h(i, i) = 1.0f;
@@ -186,7 +187,8 @@ GptqResult gptq(ConstRowMatrixRef w, Eigen::MatrixXf hessian, const QuantSpec& s
       w_dead.col(i).setZero();
     }
   }
-  const ConstRowMatrixRef w0 = result.dead_columns > 0 ? ConstRowMatrixRef(w_dead) : w;
+  using Ref = deferred_t<Deferred, ConstRowMatrixRef>;
+  const Ref w0 = result.dead_columns > 0 ? Ref(w_dead) : w;
 
   // Column order.
   std::vector<Eigen::Index> perm(static_cast<std::size_t>(n));
@@ -194,7 +196,7 @@ GptqResult gptq(ConstRowMatrixRef w, Eigen::MatrixXf hessian, const QuantSpec& s
   if (options.act_order) {
     std::stable_sort(perm.begin(), perm.end(),
                      [&](Eigen::Index a, Eigen::Index b) { return h(a, a) > h(b, b); });
-    detail::permute_symmetric_in_place(h, perm);
+    detail::permute_symmetric_in_place<Deferred>(h, perm);
   }
   std::vector<Eigen::Index> position(perm.size());
   for (std::size_t p = 0; p < perm.size(); ++p) position[static_cast<std::size_t>(perm[p])] = Eigen::Index(p);
@@ -203,19 +205,19 @@ GptqResult gptq(ConstRowMatrixRef w, Eigen::MatrixXf hessian, const QuantSpec& s
   const float mean_diag = h.diagonal().mean();
   float lambda = options.damp_percent * mean_diag;
   const int escalations =
-      detail::inverse_hessian_factor_in_place(h, lambda, options.max_damp_escalations, options.block_size);
+      detail::inverse_hessian_factor_in_place<Deferred>(h, lambda, options.max_damp_escalations, options.block_size);
   if (escalations < 0) {
     result.fell_back_to_rtn = true;
     result.damp_escalations = options.max_damp_escalations;
     result.warning = "gptq '" + tname + "': Hessian not positive definite even with damping " +
                      std::to_string(lambda) + "; used round-to-nearest for this matrix";
-    hessian = Eigen::MatrixXf();
+    hessian = deferred_t<Deferred, Eigen::MatrixXf>();
     result.matrix = quantize(w, spec, name);
     return result;
   }
   result.damping = lambda;
   result.damp_escalations = escalations;
-  const Eigen::MatrixXf& u = h;
+  const deferred_t<Deferred, Eigen::MatrixXf>& u = h;
   if (result.damp_escalations > 0)
     result.warning = "gptq '" + tname + "': damping raised " +
                      std::to_string(result.damp_escalations) + " time(s) to " +
@@ -228,12 +230,13 @@ GptqResult gptq(ConstRowMatrixRef w, Eigen::MatrixXf hessian, const QuantSpec& s
   if (!dynamic_groups) fit_group_scales(q, w0, 0, q.groups_per_row);
 
   // Working copy, column-major and permuted, so that each column is contiguous.
-  Eigen::MatrixXf work(m, n);
+  deferred_t<Deferred, Eigen::MatrixXf> work(m, n);
   for (Eigen::Index p = 0; p < n; ++p) work.col(p) = w0.col(perm[std::size_t(p)]);
-  RowMatrixXf scratch = dynamic_groups ? RowMatrixXf(w0) : RowMatrixXf();  // current values, original order
+  using Row = deferred_t<Deferred, RowMatrixXf>;
+  Row scratch = dynamic_groups ? Row(w0) : Row();  // current values, original order
   const Eigen::Index bs = static_cast<Eigen::Index>(options.block_size);
-  Eigen::MatrixXf err(m, std::min<Eigen::Index>(bs, n));
-  Eigen::VectorXf dq(m);
+  deferred_t<Deferred, Eigen::MatrixXf> err(m, std::min<Eigen::Index>(bs, n));
+  deferred_t<Deferred, Eigen::VectorXf> dq(m);
 
   // Rows are independent in GPTQ (each row's error moves only along that row; group scales
   // are per row), so the loop runs on the lowbit pool over fixed chunks of rows. The chunks do

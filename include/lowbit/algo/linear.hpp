@@ -66,7 +66,8 @@ struct LinearRecipe {
 
 namespace detail {
 // The smoothing search of `recipe` for weights named `name` (quantizers for the objective).
-inline SmoothOptions smooth_options(const LinearRecipe& recipe, const std::string& name) {
+template <class Deferred = void>  // see "Compile time" in docs/design.md
+SmoothOptions smooth_options(const LinearRecipe& recipe, const std::string& name) {
   SmoothOptions so;
   if (recipe.smoothing == smoothing_mode::fixed) so.alpha = recipe.alpha;
   so.alpha_step = recipe.alpha_step;
@@ -85,10 +86,11 @@ inline SmoothOptions smooth_options(const LinearRecipe& recipe, const std::strin
 // `consume`: take the Hessian out of the statistics (they must be `calibration`) instead of
 // copying it.
 template <class Deferred = void>  // see "Compile time" in docs/design.md
-QuantizedLinear quantize_linear_impl(ConstRowMatrixRef w, const Eigen::VectorXf* bias,
-                                     const LinearRecipe& recipe, const ActivationStats* calibration,
-                                     ActivationStats* consume, std::string_view name,
+QuantizedLinear quantize_linear_impl(deferred_t<Deferred, ConstRowMatrixRef> w, const Eigen::VectorXf* bias,
+                                     const LinearRecipe& recipe, const deferred_t<Deferred, ActivationStats>* calibration,
+                                     deferred_t<Deferred, ActivationStats>* consume, std::string_view name,
                                      const SmoothingResult* preset = nullptr) {
+  using Ref = deferred_t<Deferred, ConstRowMatrixRef>;
   const std::string tname(name);
   if (w.rows() == 0 || w.cols() == 0) detail::fail("quantize_linear '" + tname + "': empty weight");
   if (bias && bias->size() != w.rows())
@@ -108,20 +110,20 @@ QuantizedLinear quantize_linear_impl(ConstRowMatrixRef w, const Eigen::VectorXf*
   if (bias) layer.bias = *bias;
 
   // 1. Smoothing.
-  RowMatrixXf smoothed;
+  deferred_t<Deferred, RowMatrixXf> smoothed;
   if (recipe.smoothing != smoothing_mode::none) {
     // A vector chosen for several layers at once (smooth_shared) or this layer's own.
     if (preset && preset->scales.size() != w.cols())
       detail::fail("quantize_linear '" + tname + "': the given smoothing vector has " +
                    std::to_string(preset->scales.size()) + " values, the weight has " + std::to_string(w.cols()) +
                    " inputs");
-    const SmoothingResult sr = preset ? *preset : smooth(*calibration, w, smooth_options(recipe, tname));
+    const SmoothingResult sr = preset ? *preset : smooth<Deferred>(*calibration, w, smooth_options<Deferred>(recipe, tname));
     layer.smoothing = sr.scales;
     layer.smoothing_alpha = sr.alpha;
     smoothed = smoothed_weight(w, sr.scales);
   }
   // The weight to quantize: W diag(s) when smoothed, else w itself (no copy).
-  const ConstRowMatrixRef ws = layer.smoothing ? ConstRowMatrixRef(smoothed) : w;
+  const Ref ws = layer.smoothing ? Ref(smoothed) : w;
 
   // 2. Weights: GPTQ (on the Hessian of the smoothed inputs X / s) or round-to-nearest.
   if (recipe.method == weight_method::gptq) {
@@ -131,26 +133,26 @@ QuantizedLinear quantize_linear_impl(ConstRowMatrixRef w, const Eigen::VectorXf*
     // that no path reads through a null pointer (GCC 12 at -O3 warns that one does, through
     // hessian(), once this is inlined into a caller passing nullptr).
     if (calibration == nullptr) detail::fail("quantize_linear '" + tname + "': GPTQ needs calibration data");
-    Eigen::MatrixXf h = consume ? consume->take_hessian() : calibration->hessian();
+    deferred_t<Deferred, Eigen::MatrixXf> h = consume ? consume->take_hessian() : calibration->hessian();
     if (layer.smoothing) {
       // diag(1/s) H diag(1/s), element by element in the order the diagonal products compute
       // it, (h_ij / s_i) / s_j with 1/s precomputed.
-      const Eigen::VectorXf inv = layer.smoothing->cwiseInverse();
+      const deferred_t<Deferred, Eigen::VectorXf> inv = layer.smoothing->cwiseInverse();
       for (Eigen::Index j = 0; j < h.cols(); ++j) {
         h.col(j).array() *= inv.array();
         h.col(j) *= inv(j);
       }
     }
-    GptqResult g = gptq(ws, std::move(h), recipe.weight, recipe.gptq, tname);
+    GptqResult g = gptq<Deferred>(ws, std::move(h), recipe.weight, recipe.gptq, tname);
     layer.weight = std::move(g.matrix);
     layer.warning = std::move(g.warning);
   } else {
-    layer.weight = quantize(ws, recipe.weight, tname);
+    layer.weight = quantize<Deferred>(ws, recipe.weight, tname);
   }
 
   // 3. LoRC of what is left.
   if (recipe.lorc_rank > 0) {
-    layer.lorc = lorc(ws, layer.weight, recipe.lorc_rank, recipe.lorc);
+    layer.lorc = lorc<Deferred>(ws, layer.weight, recipe.lorc_rank, recipe.lorc);
     // The rank cannot exceed min(out, in); say so rather than store a smaller one silently.
     if (layer.lorc->rank() < recipe.lorc_rank)
       layer.warning += std::string(layer.warning.empty() ? "" : "; ") + "LoRC rank " + std::to_string(recipe.lorc_rank) +

@@ -36,41 +36,43 @@ struct truncated_svd {
 };
 
 template <class Deferred = void>  // see "Compile time" in docs/design.md
-truncated_svd exact_svd(const Eigen::MatrixXf& e, int rank) {
-  Eigen::BDCSVD<Eigen::MatrixXf> svd(e, Eigen::ComputeThinU | Eigen::ComputeThinV);
+truncated_svd exact_svd(const deferred_t<Deferred, Eigen::MatrixXf>& e, int rank) {
+  Eigen::BDCSVD<deferred_t<Deferred, Eigen::MatrixXf>> svd(e, Eigen::ComputeThinU | Eigen::ComputeThinV);
   return {svd.matrixU().leftCols(rank), svd.singularValues().head(rank),
           svd.matrixV().leftCols(rank)};
 }
 
 // Randomized SVD: Y = (E E^T)^q E Omega, Q = orth(Y), B = Q^T E, SVD(B).
 template <class Deferred = void>  // see "Compile time" in docs/design.md
-truncated_svd randomized_svd(const Eigen::MatrixXf& e, int rank, int oversampling,
+truncated_svd randomized_svd(const deferred_t<Deferred, Eigen::MatrixXf>& e, int rank, int oversampling,
                              int power_iterations, std::uint64_t seed) {
+  using Matrix = deferred_t<Deferred, Eigen::MatrixXf>;
   const Eigen::Index m = e.rows(), n = e.cols();
   const Eigen::Index k = std::min<Eigen::Index>(rank + oversampling, std::min(m, n));
   std::mt19937_64 rng(seed);
   std::normal_distribution<float> gauss(0.0f, 1.0f);
-  Eigen::MatrixXf omega(n, k);
+  Matrix omega(n, k);
   for (Eigen::Index i = 0; i < omega.size(); ++i) omega.data()[i] = gauss(rng);
-  auto orthonormal = [](const Eigen::MatrixXf& y) {
-    Eigen::HouseholderQR<Eigen::MatrixXf> qr(y);
-    return Eigen::MatrixXf(qr.householderQ() * Eigen::MatrixXf::Identity(y.rows(), y.cols()));
+  auto orthonormal = [](const Matrix& y) {
+    Eigen::HouseholderQR<Matrix> qr(y);
+    return Matrix(qr.householderQ() * Matrix::Identity(y.rows(), y.cols()));
   };
-  Eigen::MatrixXf q = orthonormal(e * omega);
+  Matrix q = orthonormal(e * omega);
   for (int it = 0; it < power_iterations; ++it) {
     // Re-orthonormalizing between the two products keeps the small singular directions
     // from drowning in rounding (fp32).
-    Eigen::MatrixXf z = orthonormal(e.transpose() * q);
+    Matrix z = orthonormal(e.transpose() * q);
     q = orthonormal(e * z);
   }
-  const Eigen::MatrixXf b = q.transpose() * e;  // [k, n]
-  Eigen::JacobiSVD<Eigen::MatrixXf> svd(b, Eigen::ComputeThinU | Eigen::ComputeThinV);
+  const Matrix b = q.transpose() * e;  // [k, n]
+  Eigen::JacobiSVD<Matrix> svd(b, Eigen::ComputeThinU | Eigen::ComputeThinV);
   return {q * svd.matrixU().leftCols(rank), svd.singularValues().head(rank),
           svd.matrixV().leftCols(rank)};
 }
 
 // Per-row symmetric int8 of a factor: code = round(x / s), s = amax / 127.
-inline void quantize_rows_int8(RowMatrixXf& f, RowMatrixXi8& codes, std::vector<float>& scales) {
+template <class Deferred = void>  // see "Compile time" in docs/design.md
+void quantize_rows_int8(deferred_t<Deferred, RowMatrixXf>& f, RowMatrixXi8& codes, std::vector<float>& scales) {
   codes.resize(f.rows(), f.cols());
   scales.assign(static_cast<std::size_t>(f.rows()), 0.0f);
   for (Eigen::Index r = 0; r < f.rows(); ++r) {
@@ -85,15 +87,16 @@ inline void quantize_rows_int8(RowMatrixXf& f, RowMatrixXi8& codes, std::vector<
   }
 }
 
-inline void round_to_half(RowMatrixXf& f) {
-  f = f.cast<Eigen::half>().cast<float>();
+template <class Deferred = void>  // see "Compile time" in docs/design.md
+void round_to_half(deferred_t<Deferred, RowMatrixXf>& f) {
+  f = f.template cast<Eigen::half>().template cast<float>();
 }
 
 }  // namespace detail
 
 // LoRC of the error between w and its quantized approximation w_hat ([out, in] both).
 template <class Deferred = void>  // see "Compile time" in docs/design.md
-LowRank lorc_from_error(const Eigen::MatrixXf& error, int rank, const LorcOptions& options = {}) {
+LowRank lorc_from_error(const deferred_t<Deferred, Eigen::MatrixXf>& error, int rank, const LorcOptions& options = {}) {
   const Eigen::Index m = error.rows(), n = error.cols();
   if (m == 0 || n == 0) detail::fail("lorc: empty error matrix");
   if (rank <= 0) detail::fail("lorc: rank must be positive, got " + std::to_string(rank));
@@ -104,10 +107,10 @@ LowRank lorc_from_error(const Eigen::MatrixXf& error, int rank, const LorcOption
     exact = std::min(m, n) <= options.exact_max_dim ||
             r + options.oversampling >= std::min(m, n) / 2;
   const detail::truncated_svd svd =
-      exact ? detail::exact_svd(error, r)
-            : detail::randomized_svd(error, r, options.oversampling, options.power_iterations,
+      exact ? detail::exact_svd<Deferred>(error, r)
+            : detail::randomized_svd<Deferred>(error, r, options.oversampling, options.power_iterations,
                                      options.seed);
-  const Eigen::VectorXf root = svd.sigma.cwiseSqrt();
+  const deferred_t<Deferred, Eigen::VectorXf> root = svd.sigma.cwiseSqrt();
   LowRank lr;
   lr.storage = options.storage;
   lr.u = svd.u * root.asDiagonal();
@@ -115,36 +118,36 @@ LowRank lorc_from_error(const Eigen::MatrixXf& error, int rank, const LorcOption
   switch (options.storage) {
     case lorc_storage::f32: break;
     case lorc_storage::f16:
-      detail::round_to_half(lr.u);
-      detail::round_to_half(lr.v);
+      detail::round_to_half<Deferred>(lr.u);
+      detail::round_to_half<Deferred>(lr.v);
       break;
     case lorc_storage::int8:
-      detail::quantize_rows_int8(lr.u, lr.u_codes, lr.u_scales);
-      detail::quantize_rows_int8(lr.v, lr.v_codes, lr.v_scales);
+      detail::quantize_rows_int8<Deferred>(lr.u, lr.u_codes, lr.u_scales);
+      detail::quantize_rows_int8<Deferred>(lr.v, lr.v_codes, lr.v_scales);
       break;
   }
   return lr;
 }
 
 template <class Deferred = void>  // see "Compile time" in docs/design.md
-LowRank lorc(ConstRowMatrixRef w, ConstRowMatrixRef w_hat, int rank,
+LowRank lorc(deferred_t<Deferred, ConstRowMatrixRef> w, deferred_t<Deferred, ConstRowMatrixRef> w_hat, int rank,
              const LorcOptions& options = {}) {
   if (w.rows() != w_hat.rows() || w.cols() != w_hat.cols())
     detail::fail("lorc: weight is " + std::to_string(w.rows()) + "x" + std::to_string(w.cols()) +
                  " but its quantized form is " + std::to_string(w_hat.rows()) + "x" +
                  std::to_string(w_hat.cols()));
-  return lorc_from_error(Eigen::MatrixXf(w - w_hat), rank, options);
+  return lorc_from_error<Deferred>(deferred_t<Deferred, Eigen::MatrixXf>(w - w_hat), rank, options);
 }
 
 // LoRC of a weight and its QuantizedMatrix.
 template <class Deferred = void>  // see "Compile time" in docs/design.md
-LowRank lorc(ConstRowMatrixRef w, const QuantizedMatrix& q, int rank,
+LowRank lorc(deferred_t<Deferred, ConstRowMatrixRef> w, const QuantizedMatrix& q, int rank,
              const LorcOptions& options = {}) {
   if (w.rows() != q.rows || w.cols() != q.cols)
     detail::fail("lorc: weight is " + std::to_string(w.rows()) + "x" + std::to_string(w.cols()) +
                  " but quantized matrix '" + q.name + "' is " + std::to_string(q.rows) + "x" +
                  std::to_string(q.cols));
-  return lorc_from_error(Eigen::MatrixXf(w - dequantize(q)), rank, options);
+  return lorc_from_error<Deferred>(deferred_t<Deferred, Eigen::MatrixXf>(w - dequantize<Deferred>(q)), rank, options);
 }
 
 }  // namespace lowbit

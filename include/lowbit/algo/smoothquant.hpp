@@ -48,14 +48,16 @@ struct SmoothingResult {
 };
 
 // max_r |W(r, j)| per input column j.
-inline Eigen::VectorXf weight_column_absmax(ConstRowMatrixRef w) {
+template <class Deferred = void>  // see "Compile time" in docs/design.md
+Eigen::VectorXf weight_column_absmax(deferred_t<Deferred, ConstRowMatrixRef> w) {
   return w.cwiseAbs().colwise().maxCoeff().transpose();
 }
 
 // s_j = a_j^alpha / w_j^(1 - alpha). A channel that never fires (a_j = 0) or whose weights
 // are all zero (w_j = 0) carries no information to balance, so its factor is 1.
-inline Eigen::VectorXf smoothing_factors(const Eigen::VectorXf& act_absmax,
-                                         const Eigen::VectorXf& weight_absmax, float alpha,
+template <class Deferred = void>  // see "Compile time" in docs/design.md
+Eigen::VectorXf smoothing_factors(const deferred_t<Deferred, Eigen::VectorXf>& act_absmax,
+                                         const deferred_t<Deferred, Eigen::VectorXf>& weight_absmax, float alpha,
                                          float min_scale = 1e-5f) {
   if (act_absmax.size() != weight_absmax.size())
     detail::fail("smoothing: activation stats have " + std::to_string(act_absmax.size()) +
@@ -65,7 +67,7 @@ inline Eigen::VectorXf smoothing_factors(const Eigen::VectorXf& act_absmax,
     detail::fail("smoothing: alpha " + std::to_string(alpha) + " is outside [0, 1]");
   if (!(min_scale > 0.0f && min_scale < 1.0f))
     detail::fail("smoothing: min_scale must lie in (0, 1)");
-  Eigen::VectorXf s(act_absmax.size());
+  deferred_t<Deferred, Eigen::VectorXf> s(act_absmax.size());
   for (Eigen::Index j = 0; j < s.size(); ++j) {
     const float a = act_absmax[j], w = weight_absmax[j];
     if (!std::isfinite(a) || !std::isfinite(w))
@@ -82,8 +84,9 @@ inline Eigen::VectorXf smoothing_factors(const Eigen::VectorXf& act_absmax,
 
 // Folds 1/s into the preceding normalization: norm(x) * gamma (+ beta) becomes
 // norm(x) * gamma / s (+ beta / s), so the layer reads X / s with no extra work.
-inline void fold_smoothing_into_norm(Eigen::Ref<Eigen::VectorXf> norm_weight,
-                                     const Eigen::VectorXf& s,
+template <class Deferred = void>  // see "Compile time" in docs/design.md
+void fold_smoothing_into_norm(Eigen::Ref<deferred_t<Deferred, Eigen::VectorXf>> norm_weight,
+                                     const deferred_t<Deferred, Eigen::VectorXf>& s,
                                      Eigen::VectorXf* norm_bias = nullptr) {
   if (norm_weight.size() != s.size())
     detail::fail("smoothing: norm weight has " + std::to_string(norm_weight.size()) +
@@ -101,9 +104,10 @@ namespace detail {
 // sample of X or (weight-only) from X^T X:  ||X D^T||^2 = tr(D X^T X D^T).
 template <class Deferred = void>  // see "Compile time" in docs/design.md
 struct smoothing_objective {
-  const ActivationStats& stats;
-  const std::vector<ConstRowMatrixRef>& weights;
-  const SmoothOptions& options;
+  const deferred_t<Deferred, ActivationStats>& stats;
+  const std::vector<deferred_t<Deferred, ConstRowMatrixRef>>& weights;
+  const deferred_t<Deferred, SmoothOptions>& options;
+  using Row = deferred_t<Deferred, RowMatrixXf>;
 
   bool use_sample() const {
     return options.activation_quantizer || !stats.has_hessian() ||
@@ -122,20 +126,20 @@ struct smoothing_objective {
     return e;
   }
 
-  double error_energy(const Eigen::VectorXf& s) const {
+  double error_energy(const deferred_t<Deferred, Eigen::VectorXf>& s) const {
     const bool sample = use_sample();
-    RowMatrixXf xq;
+    Row xq;
     if (sample) {
       xq = smoothed_activations(stats.sample(), s);
       if (options.activation_quantizer) xq = options.activation_quantizer(xq);
     }
     double e = 0.0;
     for (const auto& w : weights) {
-      const RowMatrixXf wq = options.weight_quantizer(smoothed_weight(w, s));
+      const Row wq = options.weight_quantizer(smoothed_weight(w, s));
       if (sample) {
         e += (stats.sample() * w.transpose() - xq * wq.transpose()).squaredNorm();
       } else {
-        const RowMatrixXf d = w - wq * s.cwiseInverse().asDiagonal();
+        const Row d = w - wq * s.cwiseInverse().asDiagonal();
         e += (d * stats.xtx()).cwiseProduct(d).sum();
       }
     }
@@ -155,11 +159,12 @@ inline std::vector<float> alpha_grid(float step) {
 
 // Chooses the factors shared by every weight in `weights` (layers reading the same input).
 template <class Deferred = void>  // see "Compile time" in docs/design.md
-SmoothingResult smooth_shared(const ActivationStats& stats,
-                              const std::vector<ConstRowMatrixRef>& weights,
+SmoothingResult smooth_shared(const deferred_t<Deferred, ActivationStats>& stats,
+                              const std::vector<deferred_t<Deferred, ConstRowMatrixRef>>& weights,
                               const SmoothOptions& options) {
+  using Vector = deferred_t<Deferred, Eigen::VectorXf>;
   if (weights.empty()) detail::fail("smoothing: no weights given");
-  Eigen::VectorXf wmax = Eigen::VectorXf::Zero(stats.channels());
+  Vector wmax = Vector::Zero(stats.channels());
   for (const auto& w : weights) {
     if (w.cols() != stats.channels())
       detail::fail("smoothing: a weight has " + std::to_string(w.cols()) +
@@ -185,15 +190,15 @@ SmoothingResult smooth_shared(const ActivationStats& stats,
 
   const detail::smoothing_objective<Deferred> objective{stats, weights, options};
   const double ref = std::max(objective.reference_energy(), 1e-30);
-  auto relative = [&](const Eigen::VectorXf& s) {
+  auto relative = [&](const Vector& s) {
     return std::sqrt(std::max(objective.error_energy(s), 0.0) / ref);
   };
-  result.error_unsmoothed = relative(Eigen::VectorXf::Ones(stats.channels()));
+  result.error_unsmoothed = relative(Vector::Ones(stats.channels()));
   const std::vector<float> grid =
       options.alpha ? std::vector<float>{*options.alpha} : detail::alpha_grid(options.alpha_step);
   double best = std::numeric_limits<double>::infinity();
   for (float a : grid) {
-    Eigen::VectorXf s = smoothing_factors(stats.absmax(), wmax, a, options.min_scale);
+    Vector s = smoothing_factors(stats.absmax(), wmax, a, options.min_scale);
     const double err = relative(s);
     result.curve.push_back({a, err});
     if (err < best) {  // strict: ties keep the smaller alpha
@@ -208,9 +213,9 @@ SmoothingResult smooth_shared(const ActivationStats& stats,
 
 // One layer.
 template <class Deferred = void>  // see "Compile time" in docs/design.md
-SmoothingResult smooth(const ActivationStats& stats, ConstRowMatrixRef w,
+SmoothingResult smooth(const deferred_t<Deferred, ActivationStats>& stats, deferred_t<Deferred, ConstRowMatrixRef> w,
                        const SmoothOptions& options) {
-  return smooth_shared(stats, std::vector<ConstRowMatrixRef>{w}, options);
+  return smooth_shared<Deferred>(stats, std::vector<deferred_t<Deferred, ConstRowMatrixRef>>{w}, options);
 }
 
 // Model-level alpha: evaluates the caller's objective (lower is better) on the grid and
@@ -221,7 +226,8 @@ struct AlphaChoice {
   std::vector<AlphaPoint> curve;
 };
 
-inline AlphaChoice choose_alpha(const std::function<double(float)>& objective,
+template <class Deferred = void>  // see "Compile time" in docs/design.md
+AlphaChoice choose_alpha(const std::function<double(float)>& objective,
                                 float alpha_step = 0.05f) {
   if (!objective) detail::fail("smoothing: choose_alpha needs an objective");
   AlphaChoice choice;

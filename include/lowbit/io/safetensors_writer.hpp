@@ -39,9 +39,12 @@ struct SafetensorsWriterOptions {
   std::function<void(const std::string& tensor, std::uint64_t data_bytes)> on_tensor_written;
 };
 
-class SafetensorsWriter {
+// A class template only so that its members compile where they are used ("Compile time" in
+// docs/design.md); SafetensorsWriter below is its one instantiation.
+template <class DeferredClass = void>
+class BasicSafetensorsWriter {
  public:
-  explicit SafetensorsWriter(const std::string& path, SafetensorsWriterOptions options = {})
+  explicit BasicSafetensorsWriter(const std::string& path, SafetensorsWriterOptions options = {})
       : options_(std::move(options)), file_(std::make_unique<detail::atomic_output_file>(path)) {
     reserve_ = (options_.header_reserve + 7) / 8 * 8;
     if (reserve_ < 8) reserve_ = 8;
@@ -198,5 +201,6 @@ class SafetensorsWriter {
   std::function<void(const SafetensorsFile&)> validator_;
   bool finished_ = false;
 };
+using SafetensorsWriter = BasicSafetensorsWriter<void>;
 
 }  // namespace lowbit

@@ -20,9 +20,12 @@
 
 namespace lowbit::model {
 
-class CalibrationRecorder final : public LinearInputObserver {
+// A class template only so that its members compile where they are used ("Compile time" in
+// docs/design.md); CalibrationRecorder below is its one instantiation.
+template <class Deferred = void>
+class BasicCalibrationRecorder final : public LinearInputObserver {
  public:
-  explicit CalibrationRecorder(CalibrationOptions options = {}) : options_(options) {}
+  explicit BasicCalibrationRecorder(CalibrationOptions options = {}) : options_(options) {}
 
   void observe(const std::string& layer_name, ConstRowMatrixRef input) override {
     auto it = stats_.find(layer_name);
@@ -54,6 +57,7 @@ class CalibrationRecorder final : public LinearInputObserver {
   std::string first_name_;
   std::int64_t rows_ = 0;
 };
+using CalibrationRecorder = BasicCalibrationRecorder<void>;
 
 struct CalibrationRun {
   long max_docs = 64;           // documents taken from the start of the stream (< 0: all)

@@ -94,7 +94,8 @@ void for_row_ranges(Eigen::Index rows, Eigen::Index cols, const Body& body) {
 // rmsnorm(x) * weight per row, rows split over the pool (each row is computed by the same
 // code whichever thread takes it, so the result does not depend on the thread count).
 template <class Deferred = void>  // see "Compile time" in docs/design.md
-void rmsnorm(const RowMatrixXf& x, const Eigen::VectorXf& weight, float eps, RowMatrixXf& out) {
+void rmsnorm(const deferred_t<Deferred, RowMatrixXf>& x, const deferred_t<Deferred, Eigen::VectorXf>& weight, float eps,
+             deferred_t<Deferred, RowMatrixXf>& out) {
   out.resize(x.rows(), x.cols());
   for_row_ranges(x.rows(), x.cols(), [&](Eigen::Index r0, Eigen::Index r1) {
     for (Eigen::Index t = r0; t < r1; ++t) {
@@ -107,7 +108,7 @@ void rmsnorm(const RowMatrixXf& x, const Eigen::VectorXf& weight, float eps, Row
 
 // x += y (same shape), rows split over the pool (an add is exact on any path).
 template <class Deferred = void>  // see "Compile time" in docs/design.md
-void add_in_place(RowMatrixXf& x, const RowMatrixXf& y) {
+void add_in_place(deferred_t<Deferred, RowMatrixXf>& x, const deferred_t<Deferred, RowMatrixXf>& y) {
   for_row_ranges(x.rows(), x.cols(), [&](Eigen::Index r0, Eigen::Index r1) {
     x.middleRows(r0, r1 - r0) += y.middleRows(r0, r1 - r0);
   });
@@ -125,13 +126,14 @@ constexpr std::int64_t silu_chunk = 16384;
 // the last one ends where the whole array does, so each element takes the path it takes in
 // one whole-array pass `gate = gate / (1 + exp(-gate)) * up` (what this replaced).
 template <class Deferred = void>  // see "Compile time" in docs/design.md
-void silu_mul(RowMatrixXf& gate, const RowMatrixXf& up) {
+void silu_mul(deferred_t<Deferred, RowMatrixXf>& gate, const deferred_t<Deferred, RowMatrixXf>& up) {
   const std::int64_t size = gate.size();
   const std::int64_t chunks = (size + silu_chunk - 1) / silu_chunk;
   const auto run_chunk = [&](std::int64_t c) {
     const std::int64_t off = c * silu_chunk, len = std::min(silu_chunk, size - off);
-    Eigen::Map<Eigen::ArrayXf> g(gate.data() + off, static_cast<Eigen::Index>(len));
-    const Eigen::Map<const Eigen::ArrayXf> u(up.data() + off, static_cast<Eigen::Index>(len));
+    using Array = deferred_t<Deferred, Eigen::ArrayXf>;
+    Eigen::Map<Array> g(gate.data() + off, static_cast<Eigen::Index>(len));
+    const Eigen::Map<const Array> u(up.data() + off, static_cast<Eigen::Index>(len));
     g = g / (1.0f + (-g).exp()) * u;
   };
   const int threads = lowbit::default_num_threads();
@@ -146,7 +148,7 @@ void silu_mul(RowMatrixXf& gate, const RowMatrixXf& up) {
 }
 // RMSNorm of every head_dim-wide slice of m's rows, in place (qwen3's q_norm / k_norm).
 template <class Deferred = void>  // see "Compile time" in docs/design.md
-void rmsnorm_heads(RowMatrixXf& m, const Eigen::VectorXf& weight, float eps) {
+void rmsnorm_heads(deferred_t<Deferred, RowMatrixXf>& m, const deferred_t<Deferred, Eigen::VectorXf>& weight, float eps) {
   const Eigen::Index hd = weight.size();
   for (Eigen::Index t = 0; t < m.rows(); ++t)
     for (Eigen::Index h = 0; h + hd <= m.cols(); h += hd) {

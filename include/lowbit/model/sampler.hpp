@@ -38,9 +38,12 @@ struct SamplerOptions {
   }
 };
 
-class Sampler {
+// A class template only so that its members compile where they are used ("Compile time" in
+// docs/design.md); Sampler below is its one instantiation.
+template <class Deferred = void>
+class BasicSampler {
  public:
-  explicit Sampler(const SamplerOptions& o) : o_(o), rng_(o.seed) { o_.validate(); }
+  explicit BasicSampler(const SamplerOptions& o) : o_(o), rng_(o.seed) { o_.validate(); }
 
   // Index of the chosen token in logits[0, n). Non-finite logits are an error.
   int sample(const float* logits, int n) {
@@ -104,5 +107,6 @@ class Sampler {
   std::vector<int> idx_;
   std::vector<double> prob_;
 };
+using Sampler = BasicSampler<void>;
 
 }  // namespace lowbit::model

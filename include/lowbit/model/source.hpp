@@ -61,9 +61,12 @@ class ModelSource {
 };
 
 // A source over weights already in memory (tests, generated models). Validates them.
-class WeightsSource final : public ModelSource {
+// A class template only so that its members compile where they are used ("Compile time" in
+// docs/design.md); WeightsSource below is its one instantiation.
+template <class Deferred = void>
+class BasicWeightsSource final : public ModelSource {
  public:
-  explicit WeightsSource(LlamaWeights w, std::string name = "<memory>") : w_(std::move(w)) {
+  explicit BasicWeightsSource(LlamaWeights w, std::string name = "<memory>") : w_(std::move(w)) {
     w_.validate(name);
     config_ = w_.config;
     naming_ = w_.naming;
@@ -86,13 +89,16 @@ class WeightsSource final : public ModelSource {
  private:
   LlamaWeights w_;
 };
+using WeightsSource = BasicWeightsSource<void>;
 
-inline std::shared_ptr<const ModelSource> model_source_from_weights(LlamaWeights w, std::string name = "<memory>") {
+template <class Deferred = void>  // see "Compile time" in docs/design.md
+std::shared_ptr<const ModelSource> model_source_from_weights(LlamaWeights w, std::string name = "<memory>") {
   return std::make_shared<WeightsSource>(std::move(w), std::move(name));
 }
 
 // Reads a whole model into memory (every layer in fp32): for small models and tests.
-inline LlamaWeights read_all_weights(const ModelSource& s) {
+template <class Deferred = void>  // see "Compile time" in docs/design.md
+LlamaWeights read_all_weights(const ModelSource& s) {
   LlamaWeights w;
   w.config = s.config();
   w.naming = s.naming();

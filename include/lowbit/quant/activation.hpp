@@ -95,7 +95,8 @@ inline float quantize_activation_group(act_format f, const float* x, std::int64_
 }  // namespace detail
 
 // Quantizes x ([tokens, in]) per row, or per group of group_size columns (0 = whole row).
-inline QuantizedActivations quantize_activations(ConstRowMatrixRef x, act_format f, std::int64_t group_size = 0,
+template <class Deferred = void>  // see "Compile time" in docs/design.md
+QuantizedActivations quantize_activations(ConstRowMatrixRef x, act_format f, std::int64_t group_size = 0,
                                                  std::string_view name = "activations") {
   const std::string who = "quantize_activations '" + std::string(name) + "': ";
   if (x.rows() == 0 || x.cols() == 0)
@@ -134,7 +135,8 @@ inline QuantizedActivations quantize_activations(ConstRowMatrixRef x, act_format
 }
 
 // decode(code) * scale for every element.
-inline RowMatrixXf dequantize(const QuantizedActivations& a) {
+template <class Deferred = void>  // see "Compile time" in docs/design.md
+RowMatrixXf dequantize(const QuantizedActivations& a) {
   if (a.rows <= 0 || a.cols <= 0 || a.group_size < 1 || a.groups_per_row != (a.cols + a.group_size - 1) / a.group_size ||
       a.codes.size() != static_cast<std::size_t>(a.rows * a.cols) ||
       a.scales.size() != static_cast<std::size_t>(a.rows * a.groups_per_row))

@@ -64,7 +64,8 @@ struct SquaredErrorSums {
   double sqnr_db() const noexcept { return lowbit::sqnr_db(ref2, err2); }
 };
 
-inline ErrorStats error_stats(ConstRowMatrixRef reference, ConstRowMatrixRef approximation) {
+template <class Deferred = void>  // see "Compile time" in docs/design.md
+ErrorStats error_stats(ConstRowMatrixRef reference, ConstRowMatrixRef approximation) {
   if (reference.rows() != approximation.rows() || reference.cols() != approximation.cols())
     detail::fail("error_stats: reference is " + std::to_string(reference.rows()) + "x" +
                  std::to_string(reference.cols()) + " but approximation is " +
@@ -95,7 +96,8 @@ inline ErrorStats error_stats(ConstRowMatrixRef reference, ConstRowMatrixRef app
 }
 
 // Error of x W_hat^T against x W^T. x: [tokens, in], w: [out, in], q: w quantized.
-inline ErrorStats output_error(ConstRowMatrixRef x, ConstRowMatrixRef w, const QuantizedMatrix& q) {
+template <class Deferred = void>  // see "Compile time" in docs/design.md
+ErrorStats output_error(ConstRowMatrixRef x, ConstRowMatrixRef w, const QuantizedMatrix& q) {
   if (x.cols() != w.cols())
     detail::fail("output_error '" + q.name + "': activations have " + std::to_string(x.cols()) +
                  " columns but the weight has " + std::to_string(w.cols()) + " inputs");

@@ -42,7 +42,8 @@ namespace lowbit {
 
 // An empty QuantizedMatrix of this shape and spec: shape fields set, code and scale arrays
 // sized (zero-filled), the spec normalized and validated.
-inline QuantizedMatrix make_quantized_matrix(std::int64_t rows, std::int64_t cols, const QuantSpec& spec,
+template <class Deferred = void>  // see "Compile time" in docs/design.md
+QuantizedMatrix make_quantized_matrix(std::int64_t rows, std::int64_t cols, const QuantSpec& spec,
                                              std::string_view name = "weight") {
   QuantizedMatrix q;
   q.name = std::string(name);
@@ -75,7 +76,8 @@ inline QuantizedMatrix make_quantized_matrix(std::int64_t rows, std::int64_t col
 //  - pow2_m2: row_scales[r] = max_g S_g (raw group scales) in the storage precision;
 //  - nvfp4: tensor_scale g = 448 * 6 / amax_tensor.
 // Throws on NaN/Inf (naming row and column) and on a shape mismatch.
-inline void fit_matrix_scales(QuantizedMatrix& q, ConstRowMatrixRef w) {
+template <class Deferred = void>  // see "Compile time" in docs/design.md
+void fit_matrix_scales(QuantizedMatrix& q, ConstRowMatrixRef w) {
   detail::check_shape(q, w, "fit_matrix_scales");
   const detail::scale_context c0 = detail::context_of(q);
   if (q.spec.gran == granularity::per_tensor) {
@@ -128,7 +130,8 @@ namespace detail {
 // The row-range forms of fit_group_scales (one group) and quantize_column, for callers that
 // split rows over threads (GPTQ): rows [r0, r1) only, arguments already checked. Rows touch
 // disjoint parameters and code bytes, so ranges may run concurrently.
-inline void fit_group_scales_rows(QuantizedMatrix& q, ConstRowMatrixRef w, std::int64_t g, std::int64_t r0,
+template <class Deferred = void>  // see "Compile time" in docs/design.md
+void fit_group_scales_rows(QuantizedMatrix& q, ConstRowMatrixRef w, std::int64_t g, std::int64_t r0,
                                   std::int64_t r1) {
   if (q.spec.gran == granularity::per_tensor) return;
   const scale_context c = context_of(q);
@@ -147,7 +150,8 @@ inline void fit_group_scales_rows(QuantizedMatrix& q, ConstRowMatrixRef w, std::
 }
 
 // values and dequantized: indexed from row r0 (values[0] is row r0).
-inline void quantize_column_rows(QuantizedMatrix& q, std::int64_t col, const float* values, float* dequantized,
+template <class Deferred = void>  // see "Compile time" in docs/design.md
+void quantize_column_rows(QuantizedMatrix& q, std::int64_t col, const float* values, float* dequantized,
                                  std::int64_t r0, std::int64_t r1) {
   const scale_context c = context_of(q);
   const std::int64_t g = col / q.group_size;
@@ -171,7 +175,8 @@ inline void quantize_column_rows(QuantizedMatrix& q, std::int64_t col, const flo
 }
 }  // namespace detail
 
-inline void fit_group_scales(QuantizedMatrix& q, ConstRowMatrixRef w, std::int64_t first_group, std::int64_t count) {
+template <class Deferred = void>  // see "Compile time" in docs/design.md
+void fit_group_scales(QuantizedMatrix& q, ConstRowMatrixRef w, std::int64_t first_group, std::int64_t count) {
   detail::check_shape(q, w, "fit_group_scales");
   if (first_group < 0 || count < 0 || first_group + count > q.groups_per_row)
     detail::fail("fit_group_scales '" + q.name + "': groups [" + std::to_string(first_group) + ", " +
@@ -181,7 +186,8 @@ inline void fit_group_scales(QuantizedMatrix& q, ConstRowMatrixRef w, std::int64
 
 // Quantizes column `col` of every row with q's current parameters: writes the codes into
 // q.codes and the dequantized values to dequantized[0..rows). values: rows floats.
-inline void quantize_column(QuantizedMatrix& q, std::int64_t col, const float* values, float* dequantized) {
+template <class Deferred = void>  // see "Compile time" in docs/design.md
+void quantize_column(QuantizedMatrix& q, std::int64_t col, const float* values, float* dequantized) {
   if (col < 0 || col >= q.cols)
     detail::fail("quantize_column '" + q.name + "': column " + std::to_string(col) + " outside [0, " +
                  std::to_string(q.cols) + ")");
@@ -190,7 +196,8 @@ inline void quantize_column(QuantizedMatrix& q, std::int64_t col, const float* v
 
 // The float matrix q stands for: w_hat(r, c) = (value(code) - zero) * scale, or
 // fma(value(code), scale, offset) for float-offset groups.
-inline RowMatrixXf dequantize(const QuantizedMatrix& q) {
+template <class Deferred = void>  // see "Compile time" in docs/design.md
+RowMatrixXf dequantize(const QuantizedMatrix& q) {
   detail::check_layout(q);
   RowMatrixXf out(q.rows, q.cols);
   detail::dequantize_rows(q, 0, q.rows, out.data(), q.cols);
@@ -213,7 +220,8 @@ QuantizedMatrix quantize_as(ConstRowMatrixRef w, const QuantSpec& spec, std::str
 }  // namespace detail
 
 // Quantizes w ([out, in] row-major) as spec says. `name` goes into error messages.
-inline QuantizedMatrix quantize(ConstRowMatrixRef w, const QuantSpec& spec, std::string_view name = "weight") {
+template <class Deferred = void>  // see "Compile time" in docs/design.md
+QuantizedMatrix quantize(ConstRowMatrixRef w, const QuantSpec& spec, std::string_view name = "weight") {
   if (w.rows() == 0 || w.cols() == 0)
     detail::fail("quantize '" + std::string(name) + "': empty matrix (" + std::to_string(w.rows()) + "x" +
                  std::to_string(w.cols()) + ")");

@@ -153,7 +153,8 @@ inline QuantSpec nvfp4_spec() { return group_spec(element_format::float4_e2m1fn,
 // The spec as quantize() uses it: MX forces per-group 32 and NVFP4 per-group 16 (whatever
 // granularity/group_size say), and every combination that has no meaning is rejected with a
 // message naming `name`. Called by every quantizer entry point.
-inline QuantSpec normalized_spec(QuantSpec s, std::string_view name = "weight") {
+template <class Deferred = void>  // see "Compile time" in docs/design.md
+QuantSpec normalized_spec(QuantSpec s, std::string_view name = "weight") {
   const std::string who = "quantize '" + std::string(name) + "': ";
   const bool is_int = is_integer_format(s.format);
   if (s.constraint == scale_constraint::mx) {

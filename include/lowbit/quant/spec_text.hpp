@@ -63,7 +63,8 @@ constexpr std::string_view to_string(act_format f) noexcept {
   return f == act_format::int8 ? "int8" : f == act_format::float8_e4m3fn ? "float8_e4m3fn" : "float8_e5m2";
 }
 
-inline std::string to_string(const QuantSpec& s) {
+template <class Deferred = void>  // see "Compile time" in docs/design.md
+std::string to_string(const QuantSpec& s) {
   std::string out(to_string(s.format));
   out += s.gran == granularity::per_tensor ? ":tensor"
          : s.gran == granularity::per_channel ? ":channel"
@@ -144,7 +145,8 @@ inline scale_dtype parse_scale_dtype(std::string_view t) {
 }
 
 // Parses the canonical form (or a preset); the result is validated with normalized_spec.
-inline QuantSpec parse_quant_spec(std::string_view text) {
+template <class Deferred = void>  // see "Compile time" in docs/design.md
+QuantSpec parse_quant_spec(std::string_view text) {
   std::vector<std::string> f;
   std::size_t start = 0;
   while (start <= text.size()) {
