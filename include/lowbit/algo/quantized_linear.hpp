@@ -93,14 +93,17 @@ struct QuantizedLinear {
                    std::to_string(w_hat.cols()) + " and the output " + std::to_string(y.rows()) + "x" +
                    std::to_string(y.cols()) + "; the layer is " + std::to_string(out_features()) + "x" +
                    std::to_string(in_features()) + " and the input has " + std::to_string(x.rows()) + " rows");
-    const RowMatrixXf xs = smoothing ? smoothed_activations(x, *smoothing) : RowMatrixXf(x);
+    // xs and out are spelled dependent (deferred_t): the products are checked where this runs.
+    using Matrix = deferred_t<Deferred, RowMatrixXf>;
+    const Matrix xs = smoothing ? smoothed_activations(x, *smoothing) : Matrix(x);
+    deferred_t<Deferred, RowMatrixRef>& out = y;
     if (activations)
-      y.noalias() = dequantize(quantize_activations(xs, activations->format, activations->group, weight.name)) *
-                    w_hat.transpose();
+      out.noalias() = dequantize(quantize_activations(xs, activations->format, activations->group, weight.name)) *
+                      w_hat.transpose();
     else
-      y.noalias() = xs * w_hat.transpose();
-    if (lorc) y.noalias() += (xs * lorc->v.transpose()) * lorc->u.transpose();
-    if (bias) y.rowwise() += bias->transpose();
+      out.noalias() = xs * w_hat.transpose();
+    if (lorc) out.noalias() += (xs * lorc->v.transpose()) * lorc->u.transpose();
+    if (bias) out.rowwise() += bias->transpose();
   }
 
   template <class Deferred = void>

@@ -73,11 +73,12 @@ inline ct_tensor ct_f32_tensor(std::string name, std::vector<std::int64_t> shape
 template <class Deferred = void>  // see "Compile time" in docs/design.md
 inline nlohmann::json ct_args(int bits, const char* type, bool symmetric, const char* strategy,
                               std::optional<std::int64_t> group, bool dynamic) {
-  nlohmann::json a = {{"num_bits", bits},         {"type", type},       {"symmetric", symmetric},
+  using json_t = deferred_t<Deferred, nlohmann::json>;
+  json_t a = {{"num_bits", bits},         {"type", type},       {"symmetric", symmetric},
                       {"strategy", strategy},     {"dynamic", dynamic}, {"actorder", nullptr},
-                      {"block_structure", nullptr}, {"observer", dynamic ? nlohmann::json(nullptr) : nlohmann::json("minmax")},
-                      {"observer_kwargs", nlohmann::json::object()}};
-  a["group_size"] = group ? nlohmann::json(*group) : nlohmann::json(nullptr);
+                      {"block_structure", nullptr}, {"observer", dynamic ? json_t(nullptr) : json_t("minmax")},
+                      {"observer_kwargs", json_t::object()}};
+  a["group_size"] = group ? json_t(*group) : json_t(nullptr);
   return a;
 }
 
@@ -124,7 +125,7 @@ inline std::string ct_layer_refusal(const QuantSpec& s, std::int64_t cols, std::
 // lowbit layer -> compressed-tensors tensors named `module`.weight_*; `who` names the layer
 // in refusals ("<in>: compressed-tensors export: layer X: ..."). Row order as stored.
 template <class Deferred = void>  // see "Compile time" in docs/design.md
-inline ct_layer ct_encode_layer(const QuantizedLinear& ql, const std::string& module, const std::string& who) {
+inline ct_layer ct_encode_layer(const deferred_t<Deferred, QuantizedLinear>& ql, const std::string& module, const std::string& who) {
   auto refuse = [&](const std::string& what) -> void { lowbit::detail::fail(who + what); };
   const QuantizedMatrix& q = ql.weight;
   const QuantSpec& s = q.spec;
@@ -135,12 +136,12 @@ inline ct_layer ct_encode_layer(const QuantizedLinear& ql, const std::string& mo
     refuse(why);
   // Past the rule, only the data can refuse (a non-finite scale); the defaults below are not reached.
   const auto unreachable = [&] { refuse("not exported (the export rule let this layer through)"); };
-  ct_layer out;
+  deferred_t<Deferred, ct_layer> out;
   // Activations: dynamic per-token only.
   if (ql.activations) {
     switch (ql.activations->format) {
-      case act_format::int8: out.input_activations = ct_args(8, "int", true, "token", std::nullopt, true); break;
-      case act_format::float8_e4m3fn: out.input_activations = ct_args(8, "float", true, "token", std::nullopt, true); break;
+      case act_format::int8: out.input_activations = ct_args<Deferred>(8, "int", true, "token", std::nullopt, true); break;
+      case act_format::float8_e4m3fn: out.input_activations = ct_args<Deferred>(8, "float", true, "token", std::nullopt, true); break;
       default: unreachable();
     }
   }
@@ -166,12 +167,12 @@ inline ct_layer ct_encode_layer(const QuantizedLinear& ql, const std::string& mo
   const std::string& m = module;
   if (s.format == element_format::float8_e4m3fn) {
     out.format = "float-quantized";
-    out.weights = ct_args(8, "float", true, strategy, group, false);
+    out.weights = ct_args<Deferred>(8, "float", true, strategy, group, false);
     out.tensors.push_back({m + ".weight", tensor_dtype::f8_e4m3, {q.rows, q.cols}, q.codes});
     out.tensors.push_back(ct_f32_tensor(m + ".weight_scale", sshape, scales));
   } else if (s.format == element_format::int8) {
     out.format = "int-quantized";
-    out.weights = ct_args(8, "int", s.symmetric, strategy, group, false);
+    out.weights = ct_args<Deferred>(8, "int", s.symmetric, strategy, group, false);
     ct_tensor w{m + ".weight", tensor_dtype::i8, {q.rows, q.cols}, q.codes};
     if (!s.symmetric)  // unsigned code u -> signed u - 128 (same two's complement byte as u ^ 0x80)
       for (auto& b : w.bytes) b = static_cast<std::uint8_t>(b ^ 0x80u);
@@ -184,7 +185,7 @@ inline ct_layer ct_encode_layer(const QuantizedLinear& ql, const std::string& mo
     }
   } else if (s.format == element_format::int4) {
     out.format = "pack-quantized";
-    out.weights = ct_args(4, "int", s.symmetric, strategy, group, false);
+    out.weights = ct_args<Deferred>(4, "int", s.symmetric, strategy, group, false);
     const std::int64_t words = (q.cols + 7) / 8;
     std::vector<std::uint32_t> packed(static_cast<std::size_t>(q.rows * words), 0);
     // lowbit symmetric int4 is two's complement (v & 15); stored is v + 8 = that ^ 8.
@@ -218,7 +219,7 @@ inline ct_layer ct_encode_layer(const QuantizedLinear& ql, const std::string& mo
     }
   } else if (nvfp4) {
     out.format = "nvfp4-pack-quantized";
-    out.weights = ct_args(4, "float", true, "tensor_group", 16, false);
+    out.weights = ct_args<Deferred>(4, "float", true, "tensor_group", 16, false);
     out.tensors.push_back({m + ".weight_packed", tensor_dtype::u8, {q.rows, q.cols / 2}, q.codes});
     out.tensors.push_back({m + ".weight_scale", tensor_dtype::f8_e4m3, {q.rows, q.groups_per_row}, q.scale_codes});
     out.tensors.push_back(ct_f32_tensor(m + ".weight_global_scale", {1}, {q.tensor_scale}));
@@ -226,7 +227,7 @@ inline ct_layer ct_encode_layer(const QuantizedLinear& ql, const std::string& mo
     // E2M1 codes as NVFP4 (low nibble first); the scale is the E8M0 byte itself (vLLM reads
     // weight_scale U8 as 2^(e - 127), lowbit's E8M0 code); no global scale.
     out.format = "mxfp4-pack-quantized";
-    out.weights = ct_args(4, "float", true, "group", 32, false);
+    out.weights = ct_args<Deferred>(4, "float", true, "group", 32, false);
     out.tensors.push_back({m + ".weight_packed", tensor_dtype::u8, {q.rows, q.cols / 2}, q.codes});
     out.tensors.push_back({m + ".weight_scale", tensor_dtype::u8, {q.rows, q.groups_per_row}, q.scale_codes});
   } else {
@@ -272,43 +273,44 @@ inline std::vector<float> ct_scales(const TensorView& t, const std::vector<std::
 }
 
 template <class Deferred = void>  // see "Compile time" in docs/design.md
-inline std::string ct_json_str(const nlohmann::json& a, const char* key, const std::string& def = "") {
+inline std::string ct_json_str(const deferred_t<Deferred, nlohmann::json>& a, const char* key, const std::string& def = "") {
   const auto it = a.find(key);
   if (it == a.end() || it->is_null()) return def;
   if (!it->is_string()) lowbit::detail::fail(std::string("'") + key + "' is not a string");
-  return it->get<std::string>();
+  return it->template get<std::string>();
 }
 
 // compressed-tensors tensors of `module` -> lowbit layer of shape [rows, cols]. `weights` and
 // `acts` are the module's config-group args (acts null: none), `format` its format.
 template <class Deferred = void>  // see "Compile time" in docs/design.md
 inline QuantizedLinear ct_decode_layer(const SafetensorsModel& st, const std::string& module, std::int64_t rows,
-                                       std::int64_t cols, const std::string& format, const nlohmann::json& weights,
-                                       const nlohmann::json& acts, const std::string& who_in) {
+                                       std::int64_t cols, const std::string& format,
+                                       const deferred_t<Deferred, nlohmann::json>& weights,
+                                       const deferred_t<Deferred, nlohmann::json>& acts, const std::string& who_in) {
   const std::string who = who_in + "layer " + module + ": ";
   auto bad = [&](const std::string& what) -> void { lowbit::detail::fail(who + what); };
   if (!weights.is_object()) bad("its config group has no \"weights\" args");
-  const auto num = [&](const nlohmann::json& a, const char* key, std::int64_t def) -> std::int64_t {
+  const auto num = [&](const deferred_t<Deferred, nlohmann::json>& a, const char* key, std::int64_t def) -> std::int64_t {
     const auto it = a.find(key);
     if (it == a.end() || it->is_null()) return def;
     if (!it->is_number_integer()) bad(std::string("quantization args '") + key + "' is not an integer");
-    return it->get<std::int64_t>();
+    return it->template get<std::int64_t>();
   };
   std::string type, strategy;
   try {
-    type = ct_json_str(weights, "type", "int");
-    strategy = ct_json_str(weights, "strategy", "");
+    type = ct_json_str<Deferred>(weights, "type", "int");
+    strategy = ct_json_str<Deferred>(weights, "strategy", "");
   } catch (const lowbit::error& e) {
     bad(std::string("weights args: ") + e.what());
   }
   const std::int64_t bits = num(weights, "num_bits", 8);
   const bool symmetric = weights.value("symmetric", true);
-  if (weights.contains("dynamic") && !(weights["dynamic"].is_boolean() && !weights["dynamic"].get<bool>()))
+  if (weights.contains("dynamic") && !(weights["dynamic"].is_boolean() && !weights["dynamic"].template get<bool>()))
     bad("dynamic weight quantization is not supported");
   if (weights.contains("actorder") && !weights["actorder"].is_null() && weights["actorder"] != false)
     bad("activation ordering (actorder / weight_g_idx) is not supported");
   if (st.find(module + ".weight_g_idx") != nullptr) bad("weight_g_idx (activation ordering) is not supported");
-  QuantizedLinear ql;
+  deferred_t<Deferred, QuantizedLinear> ql;
   QuantizedMatrix& q = ql.weight;
   q.name = module;
   q.rows = rows;
@@ -466,8 +468,8 @@ inline QuantizedLinear ct_decode_layer(const SafetensorsModel& st, const std::st
     if (!acts.is_object()) bad("input_activations is not an object");
     std::string at, as;
     try {
-      at = ct_json_str(acts, "type", "int");
-      as = ct_json_str(acts, "strategy", "");
+      at = ct_json_str<Deferred>(acts, "type", "int");
+      as = ct_json_str<Deferred>(acts, "strategy", "");
     } catch (const lowbit::error& e) {
       bad(std::string("input_activations: ") + e.what());
     }

@@ -42,8 +42,8 @@ bool ct_target_matches(const std::string& t, const std::string& m) {
   if (t == "Linear") return true;
   if (t.compare(0, 3, "re:") == 0) {
     try {
-      return std::regex_search(m, std::regex(t.substr(3)), std::regex_constants::match_continuous);
-    } catch (const std::regex_error& e) {
+      return std::regex_search(m, deferred_t<Deferred, std::regex>(t.substr(3)), std::regex_constants::match_continuous);
+    } catch (const deferred_t<Deferred, std::regex_error>& e) {
       lowbit::detail::fail("target pattern '" + t + "' is not a valid regular expression: " + e.what());
     }
   }

@@ -271,7 +271,10 @@ class BasicDecoderLayer {
     return layer;
   }
 
-  void run(linear_slot s, const RowMatrixXf& in, RowMatrixXf& out, LinearInputObserver* observer) const {
+  // `out` is spelled dependent (deferred_t) so that the bias broadcast is checked where the
+  // layer runs, not where the class is defined.
+  void run(linear_slot s, const RowMatrixXf& in, deferred_t<Deferred, RowMatrixXf>& out,
+           LinearInputObserver* observer) const {
     const int i = static_cast<int>(s);
     const LinearLayer& layer = *linears_[i];
     if (observer) observer->observe(names_[i], in);
@@ -306,12 +309,14 @@ class BasicDecoderLayer {
   }
 
   // k_buf / v_buf: this task's own buffers for a non-fp32 cache's decoded keys and values.
-  void attention_kv_head(const KvCache& cache, int p0, int n, int g, RowMatrixXf& scores, RowMatrixXf& k_buf,
-                         RowMatrixXf& v_buf, ForwardWorkspace& ws) const {
+  // scores, K and V are spelled dependent (deferred_t): the Eigen products are checked where
+  // the layer runs.
+  void attention_kv_head(const KvCache& cache, int p0, int n, int g, deferred_t<Deferred, RowMatrixXf>& scores,
+                         RowMatrixXf& k_buf, RowMatrixXf& v_buf, ForwardWorkspace& ws) const {
     const int hd = c_.head_dim(), len = p0 + n, group = c_.n_heads / c_.n_kv_heads;
     const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
-    const KvHeadView K = cache.keys(index_, g, len, k_buf);
-    const KvHeadView V = cache.values(index_, g, len, v_buf);
+    const deferred_t<Deferred, KvHeadView> K = cache.keys(index_, g, len, k_buf);
+    const deferred_t<Deferred, KvHeadView> V = cache.values(index_, g, len, v_buf);
     for (int h = g * group; h < (g + 1) * group; ++h) {
       scores.noalias() = ws.q.middleCols(h * hd, hd) * K.transpose();
       for (int t = 0; t < n; ++t) {

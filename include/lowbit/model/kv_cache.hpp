@@ -86,7 +86,9 @@ class BasicKvCache {
   int capacity() const noexcept { return capacity_; }
 
   // Stores k and v ([n, kv_dim] each) at positions p0 .. p0+n-1 of `layer`.
-  void store(int layer, int p0, const RowMatrixXf& k, const RowMatrixXf& v) {
+  // k, v (here) and out (read) are spelled dependent (deferred_t): the casts are checked
+  // where a cache is used.
+  void store(int layer, int p0, const deferred_t<Deferred, RowMatrixXf>& k, const deferred_t<Deferred, RowMatrixXf>& v) {
     const int n = static_cast<int>(k.rows());
     if (layer < 0 || layer >= static_cast<int>(layers_.size()) || p0 < 0 || p0 + n > max_len_ ||
         k.cols() != kv_dim_ || v.cols() != kv_dim_ || v.rows() != n)
@@ -100,12 +102,12 @@ class BasicKvCache {
         L.v32.middleRows(p0, n) = v;
         break;
       case kv_cache_type::f16:
-        L.k16.middleRows(p0, n) = k.cast<Eigen::half>();
-        L.v16.middleRows(p0, n) = v.cast<Eigen::half>();
+        L.k16.middleRows(p0, n) = k.template cast<Eigen::half>();
+        L.v16.middleRows(p0, n) = v.template cast<Eigen::half>();
         break;
       case kv_cache_type::bf16:
-        L.kb16.middleRows(p0, n) = k.cast<Eigen::bfloat16>();
-        L.vb16.middleRows(p0, n) = v.cast<Eigen::bfloat16>();
+        L.kb16.middleRows(p0, n) = k.template cast<Eigen::bfloat16>();
+        L.vb16.middleRows(p0, n) = v.template cast<Eigen::bfloat16>();
         break;
       case kv_cache_type::fp8:
         encode_fp8(k, p0, L.k8, L.ks);
@@ -170,7 +172,7 @@ class BasicKvCache {
       }
   }
 
-  KvHeadView read(int layer, int g, int len, bool key, RowMatrixXf& out) const {
+  KvHeadView read(int layer, int g, int len, bool key, deferred_t<Deferred, RowMatrixXf>& out) const {
     if (layer < 0 || layer >= static_cast<int>(layers_.size()) || g < 0 || g >= n_kv_heads_ || len < 0 ||
         len > capacity_)
       lowbit::detail::fail("KvCache: read of layer " + std::to_string(layer) + ", head " + std::to_string(g) +

@@ -46,7 +46,10 @@ class BasicFp32Linear final : public LinearLayer {
       : owner_(std::move(owner)), data_(data), rows_(rows), cols_(cols) {}
   void forward(ConstRowMatrixRef x, RowMatrixRef y) const override {
     check_shapes(x, y);
-    y.noalias() = x * weight().transpose();
+    // Spelled dependent (deferred_t): the product is checked where a layer is built.
+    const deferred_t<Deferred, ConstRowMatrixRef>& in = x;
+    deferred_t<Deferred, RowMatrixRef>& out = y;
+    out.noalias() = in * weight().transpose();
   }
   std::int64_t in_features() const override { return cols_; }
   std::int64_t out_features() const override { return rows_; }

@@ -73,12 +73,12 @@ inline SafetensorsSource::external_map stored_quantized_layers(const Safetensors
   for (const auto& shard : st.shards()) {
     if (!is_lowbit_checkpoint(*shard)) continue;
     for (const std::string& base : checkpoint_layers(*shard)) {
-      const nlohmann::json info = checkpoint_layer_info(*shard, base);
+      const deferred_t<Deferred, nlohmann::json> info = checkpoint_layer_info(*shard, base);
       const auto it = info.find("shape");
       if (it == info.end() || !it->is_array() || it->size() != 2 || !(*it)[0].is_number_integer() ||
-          !(*it)[1].is_number_integer() || (*it)[0].get<std::int64_t>() <= 0 || (*it)[1].get<std::int64_t>() <= 0)
+          !(*it)[1].is_number_integer() || (*it)[0].template get<std::int64_t>() <= 0 || (*it)[1].template get<std::int64_t>() <= 0)
         lowbit::detail::fail(path + ": quantized layer " + base + " has no valid \"shape\" in its metadata");
-      if (!out.emplace(base, std::make_pair((*it)[0].get<std::int64_t>(), (*it)[1].get<std::int64_t>())).second)
+      if (!out.emplace(base, std::make_pair((*it)[0].template get<std::int64_t>(), (*it)[1].template get<std::int64_t>())).second)
         lowbit::detail::fail(path + ": quantized layer " + base + " is stored twice");
     }
   }
@@ -97,17 +97,18 @@ std::shared_ptr<const ModelSource> open_hf(SafetensorsModel st, const std::strin
   const std::string tok = file_exists(dir + "/tokenizer.json") ? dir + "/tokenizer.json" : std::string();
   // A quantization_config of quant_method compressed-tensors (parse_hf_config already checked
   // the JSON). lowbit's own checkpoints carry one too (quant_method "lowbit"): read as before.
-  const nlohmann::json j = nlohmann::json::parse(config_text);
+  using json_t = deferred_t<Deferred, nlohmann::json>;
+  const json_t j = json_t::parse(config_text);
   const auto qc = j.find("quantization_config");
-  if (qc != j.end() && qc->is_object() && qc->value("quant_method", nlohmann::json()) == "compressed-tensors") {
+  if (qc != j.end() && qc->is_object() && qc->value("quant_method", json_t()) == "compressed-tensors") {
     CtPlan plan = ct_plan(*qc, hc.config, config_path);
     SafetensorsSource::external_map ext;
     for (const auto& [m, s] : plan) ext.emplace(m, std::make_pair(s.rows, s.cols));
-    auto inner = std::make_shared<const SafetensorsSource>(std::move(st), hc.config, hc.architecture, path, tok, std::move(ext));
-    return std::make_shared<CompressedTensorsSource>(std::move(inner), std::move(plan));
+    auto inner = std::make_shared<const deferred_t<Deferred, SafetensorsSource>>(std::move(st), hc.config, hc.architecture, path, tok, std::move(ext));
+    return std::make_shared<deferred_t<Deferred, CompressedTensorsSource>>(std::move(inner), std::move(plan));
   }
   auto external = stored_quantized_layers(st, path);
-  return std::make_shared<SafetensorsSource>(std::move(st), hc.config, hc.architecture, path, tok, std::move(external));
+  return std::make_shared<deferred_t<Deferred, SafetensorsSource>>(std::move(st), hc.config, hc.architecture, path, tok, std::move(external));
 }
 }  // namespace detail
 
@@ -122,7 +123,7 @@ std::shared_ptr<const ModelSource> open_model(const std::string& path) {
     if (st.find("model.embed_tokens.weight") == nullptr && st.find("tok_embeddings.weight") != nullptr) {
       const std::string file = st.shards().size() == 1 ? st.shards()[0]->source() : dir + "/model.safetensors";
       auto external = detail::stored_quantized_layers(st, path);
-      return std::make_shared<SafetensorsSource>(std::move(st), config_hints_beside(file), path, std::move(external));
+      return std::make_shared<deferred_t<Deferred, SafetensorsSource>>(std::move(st), config_hints_beside(file), path, std::move(external));
     }
     return detail::open_hf(std::move(st), dir, path);
   }
@@ -131,22 +132,22 @@ std::shared_ptr<const ModelSource> open_model(const std::string& path) {
     SafetensorsModel st = open_safetensors_model(path);
     if (st.find("model.embed_tokens.weight") != nullptr) return detail::open_hf(std::move(st), detail::directory_of(path), path);
     auto external = detail::stored_quantized_layers(st, path);
-    return std::make_shared<SafetensorsSource>(std::move(st), config_hints_beside(path), path, std::move(external));
+    return std::make_shared<deferred_t<Deferred, SafetensorsSource>>(std::move(st), config_hints_beside(path), path, std::move(external));
   }
   if (detail::ends_with(path, ".bin")) {
-    auto src = std::make_shared<Llama2cSource>(path);
+    auto src = std::make_shared<deferred_t<Deferred, Llama2cSource>>(path);
     LlamaConfig c = src->config();
     detail::apply_hints_to_header_config(c, config_hints_beside(path), path);
     src->set_config(c);
     return src;
   }
-  if (detail::ends_with(path, ".gguf")) return std::make_shared<GgufSource>(path);
+  if (detail::ends_with(path, ".gguf")) return std::make_shared<deferred_t<Deferred, GgufSource>>(path);
   lowbit::detail::fail(path + ": unknown model file type (expected a Hugging Face model directory, a .safetensors "
                               "file, a llama2.c .bin or a .gguf)");
 }
 
 // The whole model in fp32, validated (every layer read now).
 template <class Deferred = void>  // see "Compile time" in docs/design.md
-LlamaWeights load_llama_weights(const std::string& path) { return read_all_weights(*open_model(path)); }
+LlamaWeights load_llama_weights(const std::string& path) { return read_all_weights<Deferred>(*open_model<Deferred>(path)); }
 
 }  // namespace lowbit::model

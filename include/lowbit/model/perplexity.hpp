@@ -97,7 +97,7 @@ struct NllSum {
 // -log p(tokens[t+1] | tokens[0..t]) for t = first .. n-2, from logits [n, vocab]: sum and
 // sum of squares.
 template <class Deferred = void>  // see "Compile time" in docs/design.md
-NllSum sequence_nll_sum(const RowMatrixXf& logits, const int* tokens, int n, int first = 0) {
+NllSum sequence_nll_sum(const deferred_t<Deferred, RowMatrixXf>& logits, const int* tokens, int n, int first = 0) {
   NllSum s;
   for (int t = first; t + 1 < n; ++t) {
     auto row = logits.row(t);
@@ -110,8 +110,8 @@ NllSum sequence_nll_sum(const RowMatrixXf& logits, const int* tokens, int n, int
   return s;
 }
 template <class Deferred = void>  // see "Compile time" in docs/design.md
-double sequence_nll(const RowMatrixXf& logits, const int* tokens, int n) {
-  return sequence_nll_sum(logits, tokens, n).sum;
+double sequence_nll(const deferred_t<Deferred, RowMatrixXf>& logits, const int* tokens, int n) {
+  return sequence_nll_sum<Deferred>(logits, tokens, n).sum;
 }
 
 // One scored sequence of the stream: tokens [begin, begin + length) run from position 0,
@@ -126,7 +126,7 @@ struct ScoredSpan {
 // Evaluates the spans (each causal from position 0, at most max_seq_len long) on `threads`
 // workers; sums are added in span order, so the result does not depend on the thread count.
 template <class Deferred = void>  // see "Compile time" in docs/design.md
-PerplexityResult evaluate_spans(const LlamaModel& model, const std::vector<int>& tokens,
+PerplexityResult evaluate_spans(const deferred_t<Deferred, LlamaModel>& model, const std::vector<int>& tokens,
                                        const std::vector<ScoredSpan>& spans, const PerplexityOptions& opt = {}) {
   PerplexityResult r;
   for (const ScoredSpan& s : spans) {
@@ -150,9 +150,9 @@ PerplexityResult evaluate_spans(const LlamaModel& model, const std::vector<int>&
   std::int64_t done = 0;
   auto worker = [&](int w) {
     try {
-      KvCache cache(model.config(), opt.kv_cache);
-      ForwardWorkspace ws;
-      RowMatrixXf logits;
+      deferred_t<Deferred, KvCache> cache(model.config(), opt.kv_cache);
+      deferred_t<Deferred, ForwardWorkspace> ws;
+      deferred_t<Deferred, RowMatrixXf> logits;
       std::vector<int> seq;
       for (std::size_t i = static_cast<std::size_t>(w); i < spans.size(); i += static_cast<std::size_t>(threads)) {
         const ScoredSpan& s = spans[i];
@@ -162,7 +162,7 @@ PerplexityResult evaluate_spans(const LlamaModel& model, const std::vector<int>&
         const int n = static_cast<int>(s.length);
         cache.clear();
         model.forward(seq.data(), n, cache, logits, ws);
-        nll[i] = sequence_nll_sum(logits, seq.data(), n, s.score_from);
+        nll[i] = sequence_nll_sum<Deferred>(logits, seq.data(), n, s.score_from);
         if (opt.progress) {
           std::lock_guard<std::mutex> lock(progress_mutex);
           opt.progress(++done, static_cast<std::int64_t>(spans.size()));
@@ -192,7 +192,7 @@ PerplexityResult evaluate_spans(const LlamaModel& model, const std::vector<int>&
 // Per-document perplexity of given documents: each (cut at max_seq_len, counted in
 // truncated_documents) runs from position 0 and every token after its first is scored.
 template <class Deferred = void>  // see "Compile time" in docs/design.md
-PerplexityResult evaluate_documents(const LlamaModel& model, const std::vector<int>& tokens,
+PerplexityResult evaluate_documents(const deferred_t<Deferred, LlamaModel>& model, const std::vector<int>& tokens,
                                            std::vector<DocumentSpan> docs, const PerplexityOptions& opt = {}) {
   if (opt.max_docs >= 0 && static_cast<std::size_t>(opt.max_docs) < docs.size())
     docs.resize(static_cast<std::size_t>(opt.max_docs));
@@ -204,16 +204,16 @@ PerplexityResult evaluate_documents(const LlamaModel& model, const std::vector<i
     if (d.length > max_len) ++truncated;
     spans.push_back({d.begin, std::min(d.length, max_len), 0, -1});
   }
-  PerplexityResult r = evaluate_spans(model, tokens, spans, opt);
+  PerplexityResult r = evaluate_spans<Deferred>(model, tokens, spans, opt);
   r.truncated_documents = truncated;
   return r;
 }
 
 // Per-document perplexity of a stream split at every opt.bos.
 template <class Deferred = void>  // see "Compile time" in docs/design.md
-PerplexityResult evaluate_perplexity(const LlamaModel& model, const std::vector<int>& tokens,
+PerplexityResult evaluate_perplexity(const deferred_t<Deferred, LlamaModel>& model, const std::vector<int>& tokens,
                                             const PerplexityOptions& opt = {}) {
-  return evaluate_documents(model, tokens, split_documents(tokens, opt.bos), opt);
+  return evaluate_documents<Deferred>(model, tokens, split_documents(tokens, opt.bos), opt);
 }
 
 // Fixed-context perplexity of the concatenated stream, as llama.cpp's perplexity tool does
@@ -223,7 +223,7 @@ PerplexityResult evaluate_perplexity(const LlamaModel& model, const std::vector<
 // BOS in place of each window's first token (first_token = bos; -1 keeps the stream's token).
 // opt.max_docs limits the number of windows.
 template <class Deferred = void>  // see "Compile time" in docs/design.md
-PerplexityResult evaluate_perplexity_windows(const LlamaModel& model, const std::vector<int>& tokens, int ctx,
+PerplexityResult evaluate_perplexity_windows(const deferred_t<Deferred, LlamaModel>& model, const std::vector<int>& tokens, int ctx,
                                                     int score_from = 0, int first_token = -1,
                                                     const PerplexityOptions& opt = {}) {
   if (ctx < 2 || ctx > model.config().max_seq_len)
@@ -238,7 +238,7 @@ PerplexityResult evaluate_perplexity_windows(const LlamaModel& model, const std:
                          " tokens, fewer than one window of --ctx " + std::to_string(ctx));
   std::vector<ScoredSpan> spans;
   for (std::size_t w = 0; w < windows; ++w) spans.push_back({w * static_cast<std::size_t>(ctx), static_cast<std::size_t>(ctx), score_from, first_token});
-  return evaluate_spans(model, tokens, spans, opt);
+  return evaluate_spans<Deferred>(model, tokens, spans, opt);
 }
 
 }  // namespace lowbit::model

@@ -78,14 +78,17 @@ class BasicFakeQuantLinear final : public LinearLayer {
     if (x.cols() != weight_.cols() || y.cols() != weight_.rows() || y.rows() != x.rows())
       lowbit::detail::fail("FakeQuantLinear: input has " + std::to_string(x.cols()) +
                            " columns, weight expects " + std::to_string(weight_.cols()));
+    // Spelled dependent (deferred_t): the products are checked where a layer is built.
+    const deferred_t<Deferred, ConstRowMatrixRef>& in = x;
+    deferred_t<Deferred, RowMatrixRef>& out = y;
     if (act_) {
-      y.noalias() = dequantize(quantize_activations(x, *act_, 0, name_)) * weight_.transpose();
+      out.noalias() = dequantize(quantize_activations(in, *act_, 0, name_)) * weight_.transpose();
     } else if (input_ == activation_dtype::f16) {
-      y.noalias() = x.cast<Eigen::half>().cast<float>() * weight_.transpose();
+      out.noalias() = in.template cast<Eigen::half>().template cast<float>() * weight_.transpose();
     } else if (input_ == activation_dtype::bf16) {
-      y.noalias() = x.cast<Eigen::bfloat16>().cast<float>() * weight_.transpose();
+      out.noalias() = in.template cast<Eigen::bfloat16>().template cast<float>() * weight_.transpose();
     } else {
-      y.noalias() = x * weight_.transpose();
+      out.noalias() = in * weight_.transpose();
     }
   }
   std::int64_t in_features() const override { return weight_.cols(); }
