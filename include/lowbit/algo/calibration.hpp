@@ -49,7 +49,7 @@ class BasicActivationStats {
   }
 
   // Streams one batch x [tokens, channels].
-  void add(ConstRowMatrixRef x) {
+  void add(deferred_t<Deferred, ConstRowMatrixRef> x) {
     if (channels_ == 0) detail::fail(name_ + ": ActivationStats used before construction");
     if (x.cols() != channels_)
       detail::fail(name_ + ": calibration batch has " + std::to_string(x.cols()) +
@@ -62,7 +62,7 @@ class BasicActivationStats {
       absmax_ = absmax_.cwiseMax(row.cwiseAbs().transpose());
       min_ = min_.cwiseMin(row.transpose());
       max_ = max_.cwiseMax(row.transpose());
-      sum_abs_ += row.cwiseAbs().transpose().cast<double>();
+      sum_abs_ += row.cwiseAbs().transpose().template cast<double>();
     }
     // Each batch's product is summed on its own (in registers) and then added, so the running
     // sum is exactly a sum of per-batch products (merge relies on it), with no n x n temporary.
@@ -120,7 +120,7 @@ class BasicActivationStats {
   const Eigen::VectorXf& max() const noexcept { return max_; }
   Eigen::VectorXf mean_abs() const {
     require_data("mean |x|");
-    return (sum_abs_ / static_cast<double>(count_)).cast<float>();
+    return (sum_abs_ / static_cast<double>(count_)).template cast<float>();
   }
   // The GPTQ Hessian H = 2 X^T X / n (fp32).
   Eigen::MatrixXf hessian() const {
@@ -170,9 +170,11 @@ class BasicActivationStats {
   CalibrationOptions options_{};
   std::int64_t channels_ = 0;
   std::int64_t count_ = 0;
-  Eigen::VectorXf absmax_, min_, max_;
-  Eigen::VectorXd sum_abs_;
-  mutable Eigen::MatrixXf xtx_;      // lower triangle exact; upper valid unless upper_stale_
+  // Spelled dependent (deferred_t): the statistics' Eigen expressions are checked where
+  // the class is used, not where it is defined ("Compile time" in docs/design.md).
+  deferred_t<Deferred, Eigen::VectorXf> absmax_, min_, max_;
+  deferred_t<Deferred, Eigen::VectorXd> sum_abs_;
+  mutable deferred_t<Deferred, Eigen::MatrixXf> xtx_;      // lower triangle exact; upper valid unless upper_stale_
   mutable bool upper_stale_ = false;
   RowMatrixXf sample_;
   bool hessian_taken_ = false;

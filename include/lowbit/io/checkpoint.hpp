@@ -200,7 +200,8 @@ inline void begin_checkpoint(SafetensorsWriter& w) {
 // format, the recipe, the error measured while quantizing).
 template <class Deferred = void>  // see "Compile time" in docs/design.md
 inline void write_quantized_matrix(SafetensorsWriter& w, const std::string& weight_name, const QuantizedMatrix& q,
-                                   const nlohmann::json& extra = nlohmann::json::object()) {
+                                   const deferred_t<Deferred, nlohmann::json>& extra = nlohmann::json::object()) {
+  using json_t = deferred_t<Deferred, nlohmann::json>;
   const std::string base = checkpoint_base_name(weight_name);
   const auto bad = [&](const std::string& what) { detail::fail("checkpoint layer '" + weight_name + "': " + what); };
   const std::size_t n = static_cast<std::size_t>(q.rows * q.groups_per_row);
@@ -238,7 +239,7 @@ inline void write_quantized_matrix(SafetensorsWriter& w, const std::string& weig
     w.add(base + ".tensor_scale", tensor_dtype::f32, {1}, &q.tensor_scale, sizeof(float));
   }
 
-  nlohmann::json layer = extra.is_object() ? extra : nlohmann::json::object();
+  json_t layer = extra.is_object() ? extra : json_t::object();
   layer["weight"] = weight_name;
   layer["spec"] = detail::spec_to_json(q.spec);
   layer["shape"] = {q.rows, q.cols};
@@ -273,9 +274,10 @@ inline std::vector<std::string> checkpoint_layers(const SafetensorsFile& f) {
 // The layer's metadata entry, parsed.
 template <class Deferred = void>  // see "Compile time" in docs/design.md
 inline nlohmann::json checkpoint_layer_info(const SafetensorsFile& f, const std::string& base) {
+  using json_t = deferred_t<Deferred, nlohmann::json>;
   const auto it = f.metadata().find(checkpoint_layer_prefix + base);
   if (it == f.metadata().end()) detail::fail(f.source() + ": no quantized layer '" + base + "'");
-  nlohmann::json j = nlohmann::json::parse(it->second, nullptr, /*allow_exceptions=*/false);
+  json_t j = json_t::parse(it->second, nullptr, /*allow_exceptions=*/false);
   if (!j.is_object()) detail::fail(f.source() + ": layer '" + base + "': scheme metadata is not a JSON object");
   return j;
 }
@@ -286,7 +288,8 @@ namespace detail {
 template <class Deferred = void>  // see "Compile time" in docs/design.md
 inline QuantizedMatrix load_quantized_matrix_impl(const SafetensorsFile& f, const std::string& base,
                                                   const std::uint8_t** codes_in_file) {
-  const nlohmann::json info = checkpoint_layer_info(f, base);
+  using json_t = deferred_t<Deferred, nlohmann::json>;
+  const json_t info = checkpoint_layer_info(f, base);
   const auto bad = [&](const std::string& what) { detail::fail(f.source() + ": layer '" + base + "': " + what); };
   QuantizedMatrix q;
   q.spec = detail::spec_from_json(detail::json_field(info, "spec", base), base);
@@ -294,8 +297,8 @@ inline QuantizedMatrix load_quantized_matrix_impl(const SafetensorsFile& f, cons
   const auto& shape = detail::json_field(info, "shape", base);
   if (!shape.is_array() || shape.size() != 2 || !shape[0].is_number_integer() || !shape[1].is_number_integer())
     bad("shape is not a pair of integers");
-  q.rows = shape[0].get<std::int64_t>();
-  q.cols = shape[1].get<std::int64_t>();
+  q.rows = shape[0].template get<std::int64_t>();
+  q.cols = shape[1].template get<std::int64_t>();
   if (q.rows <= 0 || q.cols <= 0 || q.rows > (1ll << 31) || q.cols > (1ll << 31)) bad("shape out of range");
   q.spec = normalized_spec(q.spec, base);  // rejects combinations that have no meaning
   q.group_size = q.spec.gran == granularity::per_group ? q.spec.group_size : q.cols;
@@ -397,10 +400,10 @@ struct layer_parts {
   bool bias = false, smooth = false;
 };
 template <class Deferred = void>  // see "Compile time" in docs/design.md
-inline layer_parts declared_layer_parts(const SafetensorsFile& f, const std::string& base, const nlohmann::json& info) {
+inline layer_parts declared_layer_parts(const SafetensorsFile& f, const std::string& base, const deferred_t<Deferred, nlohmann::json>& info) {
   const auto bad = [&](const std::string& what) { fail(f.source() + ": layer '" + base + "': " + what); };
   const auto it = info.find("linear");
-  const bool linear = it != info.end() && it->is_boolean() && it->get<bool>();
+  const bool linear = it != info.end() && it->is_boolean() && it->template get<bool>();
   layer_parts p;
   p.bias = linear && json_bool(info, "bias", base);
   p.smooth = linear && info.contains("smoothing_alpha");

@@ -31,7 +31,8 @@ namespace lowbit {
 // `extra` there).
 template <class Deferred = void>  // see "Compile time" in docs/design.md
 inline nlohmann::json quantized_linear_metadata(const QuantizedLinear& layer) {
-  nlohmann::json j = nlohmann::json::object();
+  using json_t = deferred_t<Deferred, nlohmann::json>;
+  json_t j = json_t::object();
   j["linear"] = true;
   j["recipe"] = layer.recipe;
   if (layer.activations) {
@@ -49,7 +50,8 @@ inline nlohmann::json quantized_linear_metadata(const QuantizedLinear& layer) {
 // layer's weight name ("a.b.weight") or base name ("a.b"); the base names the tensors.
 template <class Deferred = void>  // see "Compile time" in docs/design.md
 inline void write_quantized_linear(SafetensorsWriter& w, const std::string& name, const QuantizedLinear& layer,
-                                   const nlohmann::json& extra = nlohmann::json::object()) {
+                                   const deferred_t<Deferred, nlohmann::json>& extra = nlohmann::json::object()) {
+  using json_t = deferred_t<Deferred, nlohmann::json>;
   const std::string base = checkpoint_base_name(name);
   const auto bad = [&](const std::string& what) { detail::fail("checkpoint layer '" + name + "': " + what); };
   if (layer.bias && layer.bias->size() != layer.out_features())
@@ -66,7 +68,7 @@ inline void write_quantized_linear(SafetensorsWriter& w, const std::string& name
   if (layer.bias) detail::check_layer_vector(layer.bias->data(), layer.bias->size(), false, base + ".bias", bad);
   if (layer.smoothing) detail::check_layer_vector(layer.smoothing->data(), layer.smoothing->size(), true, base + ".smooth", bad);
 
-  nlohmann::json meta = extra.is_object() ? extra : nlohmann::json::object();
+  json_t meta = extra.is_object() ? extra : json_t::object();
   meta.update(quantized_linear_metadata(layer));
   // The tensors are named by `base`; the matrix's own name (what its errors quote) is kept.
   meta["matrix_name"] = layer.weight.name;
@@ -97,9 +99,10 @@ inline void save_quantized_linears(const std::string& path,
 // Whether layer `base` was stored as a whole QuantizedLinear (not a bare QuantizedMatrix).
 template <class Deferred = void>  // see "Compile time" in docs/design.md
 inline bool is_quantized_linear(const SafetensorsFile& f, const std::string& base) {
-  const nlohmann::json info = checkpoint_layer_info(f, checkpoint_base_name(base));
+  using json_t = deferred_t<Deferred, nlohmann::json>;
+  const json_t info = checkpoint_layer_info(f, checkpoint_base_name(base));
   const auto it = info.find("linear");
-  return it != info.end() && it->is_boolean() && it->get<bool>();
+  return it != info.end() && it->is_boolean() && it->template get<bool>();
 }
 
 // Rebuilds layer `name` (weight or base name). A bare QuantizedMatrix layer (format version 1,
@@ -109,14 +112,15 @@ namespace detail {
 template <class Deferred = void>  // see "Compile time" in docs/design.md
 inline QuantizedLinear load_quantized_linear_impl(const SafetensorsFile& f, const std::string& name,
                                                   const std::uint8_t** codes_in_file) {
+  using json_t = deferred_t<Deferred, nlohmann::json>;
   if (!is_lowbit_checkpoint(f)) detail::fail(f.source() + ": not a lowbit checkpoint (no " +
                                              std::string(checkpoint_format_key) + " in __metadata__)");
   const std::string base = checkpoint_base_name(name);
-  const nlohmann::json info = checkpoint_layer_info(f, base);
+  const json_t info = checkpoint_layer_info(f, base);
   const auto bad = [&](const std::string& what) { detail::fail(f.source() + ": layer '" + base + "': " + what); };
   QuantizedLinear layer;
   layer.weight = load_quantized_matrix_impl(f, base, codes_in_file);
-  if (const auto it = info.find("matrix_name"); it != info.end() && it->is_string()) layer.weight.name = it->get<std::string>();
+  if (const auto it = info.find("matrix_name"); it != info.end() && it->is_string()) layer.weight.name = it->template get<std::string>();
   const LowRank lr = load_lorc(f, base);
   if (lr.rank() > 0) {
     if (lr.u.rows() != layer.out_features() || lr.v.cols() != layer.in_features())
@@ -126,7 +130,7 @@ inline QuantizedLinear load_quantized_linear_impl(const SafetensorsFile& f, cons
   if (const auto it = info.find("activations"); it != info.end() && !it->is_null()) {
     if (!it->is_string()) bad("\"activations\" is not a string");
     ActivationQuant aq;
-    aq.format = detail::act_format_names().parse(it->get<std::string>(), "activation format", base);
+    aq.format = detail::act_format_names().parse(it->template get<std::string>(), "activation format", base);
     if (info.contains("activation_group")) {
       const std::int64_t g = detail::json_int(info, "activation_group", base);
       if (g < 0 || g > (1 << 30)) bad("activation_group out of range");
@@ -136,9 +140,9 @@ inline QuantizedLinear load_quantized_linear_impl(const SafetensorsFile& f, cons
   }
   if (const auto it = info.find("recipe"); it != info.end()) {
     if (!it->is_string()) bad("\"recipe\" is not a string");
-    layer.recipe = it->get<std::string>();
+    layer.recipe = it->template get<std::string>();
   }
-  if (const auto it = info.find("warning"); it != info.end() && it->is_string()) layer.warning = it->get<std::string>();
+  if (const auto it = info.find("warning"); it != info.end() && it->is_string()) layer.warning = it->template get<std::string>();
 
   const detail::layer_parts parts = detail::declared_layer_parts(f, base, info);
   const auto vector = [&](const char* suffix, std::int64_t n, bool positive) {
@@ -149,7 +153,7 @@ inline QuantizedLinear load_quantized_linear_impl(const SafetensorsFile& f, cons
   if (parts.smooth) {
     const auto& a = info["smoothing_alpha"];
     if (!a.is_number()) bad("\"smoothing_alpha\" is not a number");
-    layer.smoothing_alpha = a.get<float>();
+    layer.smoothing_alpha = a.template get<float>();
     layer.smoothing = vector(".smooth", layer.in_features(), true);
   }
   return layer;

@@ -50,7 +50,8 @@ inline void write_lorc(SafetensorsWriter& w, const std::string& weight_name, con
 // The LoRC factors of layer `base`, or an empty LowRank (rank 0) when it has none.
 template <class Deferred = void>  // see "Compile time" in docs/design.md
 inline LowRank load_lorc(const SafetensorsFile& f, const std::string& base) {
-  const nlohmann::json info = checkpoint_layer_info(f, base);
+  using json_t = deferred_t<Deferred, nlohmann::json>;
+  const json_t info = checkpoint_layer_info(f, base);
   LowRank lr;
   const auto it = info.find("lorc");
   if (it == info.end()) return lr;

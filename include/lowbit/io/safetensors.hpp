@@ -143,31 +143,33 @@ class SafetensorsFile {
     header_size_ = static_cast<std::size_t>(n);
     const char* json_begin = reinterpret_cast<const char*>(bytes + 8);
     const std::byte* data = bytes + 8 + n;
+    // Spelled dependent (deferred_t): ordered_json is only instantiated where a file is read.
+    using ojson = deferred_t<Deferred, nlohmann::ordered_json>;
     const std::uint64_t data_size = size - 8 - n;
 
-    nlohmann::ordered_json header;
+    ojson header;
     std::string duplicate;
     bool duplicate_is_tensor = false;
     {
       // nlohmann keeps the last of two equal keys; the callback sees every key, so
       // duplicates (a sign of a corrupt or malicious header) are caught here.
       std::vector<std::set<std::string>> open_objects;
-      auto on_event = [&](int, nlohmann::ordered_json::parse_event_t ev, nlohmann::ordered_json& value) {
-        using ev_t = nlohmann::ordered_json::parse_event_t;
+      auto on_event = [&](int, typename ojson::parse_event_t ev, ojson& value) {
+        using ev_t = typename ojson::parse_event_t;
         if (ev == ev_t::object_start) {
           open_objects.emplace_back();
         } else if (ev == ev_t::object_end) {
           if (!open_objects.empty()) open_objects.pop_back();
         } else if (ev == ev_t::key && !open_objects.empty() && value.is_string()) {
-          if (!open_objects.back().insert(value.get_ref<const std::string&>()).second && duplicate.empty()) {
-            duplicate = value.get<std::string>();
+          if (!open_objects.back().insert(value.template get_ref<const std::string&>()).second && duplicate.empty()) {
+            duplicate = value.template get<std::string>();
             duplicate_is_tensor = open_objects.size() == 1;
           }
         }
         return true;
       };
       try {
-        header = nlohmann::ordered_json::parse(json_begin, json_begin + n, on_event);
+        header = ojson::parse(json_begin, json_begin + n, on_event);
       } catch (const nlohmann::json::exception& e) {
         fail_at("", std::string("header is not valid JSON: ") + e.what());
       }
@@ -187,7 +189,7 @@ class SafetensorsFile {
         }
         continue;
       }
-      tensors_.push_back(parse_entry(name, entry, data, data_size));
+      tensors_.push_back(parse_entry<Deferred>(name, entry, data, data_size));
     }
 
     // The tensors must tile [0, data_size) exactly: sorted by begin, each starting where the
@@ -218,7 +220,7 @@ class SafetensorsFile {
   }
 
   template <class Deferred = void>  // see "Compile time" in docs/design.md
-  TensorView parse_entry(const std::string& name, const nlohmann::ordered_json& entry, const std::byte* data,
+  TensorView parse_entry(const std::string& name, const deferred_t<Deferred, nlohmann::ordered_json>& entry, const std::byte* data,
                          std::uint64_t data_size) const {
     if (!entry.is_object()) fail_at(name, "header entry is not an object");
     const auto dt = entry.find("dtype");
@@ -227,8 +229,8 @@ class SafetensorsFile {
     if (dt == entry.end() || sh == entry.end() || off == entry.end())
       fail_at(name, "header entry needs dtype, shape and data_offsets");
     if (!dt->is_string()) fail_at(name, "dtype is not a string");
-    const auto dtype = dtype_from_name(dt->get_ref<const std::string&>());
-    if (!dtype) fail_at(name, "unknown dtype '" + dt->get<std::string>() + "'");
+    const auto dtype = dtype_from_name(dt->template get_ref<const std::string&>());
+    if (!dtype) fail_at(name, "unknown dtype '" + dt->template get<std::string>() + "'");
     if (!sh->is_array()) fail_at(name, "shape is not an array");
     TensorView t;
     t.name = name;
@@ -236,15 +238,15 @@ class SafetensorsFile {
     std::uint64_t numel = 1;
     for (const auto& d : *sh) {
       if (!d.is_number_unsigned()) fail_at(name, "shape has an entry that is not a non-negative integer");
-      const auto v = d.get<std::uint64_t>();
+      const auto v = d.template get<std::uint64_t>();
       if (v > static_cast<std::uint64_t>(INT64_MAX) || !detail::checked_mul(numel, v, numel))
         fail_at(name, "shape product overflows");
       t.shape.push_back(static_cast<std::int64_t>(v));
     }
     if (!off->is_array() || off->size() != 2 || !(*off)[0].is_number_unsigned() || !(*off)[1].is_number_unsigned())
       fail_at(name, "data_offsets is not a pair of non-negative integers");
-    const auto begin = (*off)[0].get<std::uint64_t>();
-    const auto end = (*off)[1].get<std::uint64_t>();
+    const auto begin = (*off)[0].template get<std::uint64_t>();
+    const auto end = (*off)[1].template get<std::uint64_t>();
     if (begin > end)
       fail_at(name, "data_offsets are not ordered: begin " + std::to_string(begin) + " > end " + std::to_string(end));
     if (end > data_size)

@@ -167,14 +167,16 @@ class BasicSafetensorsWriter {
 
   template <class Deferred = void>  // see "Compile time" in docs/design.md
   std::string header_json() const {
-    nlohmann::ordered_json h = nlohmann::ordered_json::object();
+    // Spelled dependent (deferred_t): ordered_json is only instantiated where a writer finishes.
+    using ojson = deferred_t<Deferred, nlohmann::ordered_json>;
+    ojson h = ojson::object();
     if (!metadata_.empty()) {
       auto& m = h["__metadata__"];
-      m = nlohmann::ordered_json::object();
+      m = ojson::object();
       for (const auto& [k, v] : metadata_) m[k] = v;
     }
     for (const auto& e : entries_) {
-      nlohmann::ordered_json t;
+      ojson t;
       t["dtype"] = std::string(dtype_name(e.dtype));
       t["shape"] = e.shape;
       t["data_offsets"] = {e.begin, e.end};

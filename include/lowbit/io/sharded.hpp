@@ -106,6 +106,7 @@ class SafetensorsModel {
 
   template <class Deferred = void>  // see "Compile time" in docs/design.md
   void load_index(const std::string& index_path) {
+  using json_t = deferred_t<Deferred, nlohmann::json>;
     source_ = index_path;
     index_path_ = index_path;
     detail::require_regular_input(index_path, "index");
@@ -113,7 +114,7 @@ class SafetensorsModel {
     if (!in) detail::fail("cannot open '" + index_path + "'");
     std::stringstream ss;
     ss << in.rdbuf();
-    const nlohmann::json j = nlohmann::json::parse(ss.str(), nullptr, /*allow_exceptions=*/false);
+    const json_t j = json_t::parse(ss.str(), nullptr, /*allow_exceptions=*/false);
     if (j.is_discarded() || !j.is_object()) detail::fail(index_path + ": not a JSON object");
     const auto wm = j.find("weight_map");
     if (wm == j.end() || !wm->is_object()) detail::fail(index_path + ": no \"weight_map\" object");

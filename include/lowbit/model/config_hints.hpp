@@ -27,9 +27,10 @@ struct LlamaConfigHints {
 
 template <class Deferred = void>  // see "Compile time" in docs/design.md
 inline LlamaConfigHints parse_config_hints(const std::string& json_text, const std::string& source) {
-  nlohmann::json j;
+  using json_t = deferred_t<Deferred, nlohmann::json>;
+  json_t j;
   try {
-    j = nlohmann::json::parse(json_text);
+    j = json_t::parse(json_text);
   } catch (const nlohmann::json::exception& e) {
     lowbit::detail::fail(source + ": not valid JSON: " + e.what());
   }
@@ -40,7 +41,7 @@ inline LlamaConfigHints parse_config_hints(const std::string& json_text, const s
       if (j.contains(k)) {
         if (!j[k].is_number_integer())
           lowbit::detail::fail(source + ": \"" + k + "\" must be an integer");
-        dst = j[k].get<int>();
+        dst = j[k].template get<int>();
         return;
       }
   };
@@ -48,7 +49,7 @@ inline LlamaConfigHints parse_config_hints(const std::string& json_text, const s
     for (const char* k : keys)
       if (j.contains(k)) {
         if (!j[k].is_number()) lowbit::detail::fail(source + ": \"" + k + "\" must be a number");
-        dst = j[k].get<float>();
+        dst = j[k].template get<float>();
         return;
       }
   };
@@ -65,7 +66,7 @@ inline LlamaConfigHints parse_config_hints(const std::string& json_text, const s
   if (j.contains("tie_word_embeddings")) {
     if (!j["tie_word_embeddings"].is_boolean())
       lowbit::detail::fail(source + ": \"tie_word_embeddings\" must be true or false");
-    h.tied_classifier = j["tie_word_embeddings"].get<bool>();
+    h.tied_classifier = j["tie_word_embeddings"].template get<bool>();
   }
   return h;
 }

@@ -52,7 +52,8 @@ bool ct_target_matches(const std::string& t, const std::string& m) {
 
 // The quantized modules of a model with config `c` and config.json's `quantization_config`.
 template <class Deferred = void>  // see "Compile time" in docs/design.md
-CtPlan ct_plan(const nlohmann::json& qc, const LlamaConfig& c, const std::string& source) {
+CtPlan ct_plan(const deferred_t<Deferred, nlohmann::json>& qc, const LlamaConfig& c, const std::string& source) {
+  using json_t = deferred_t<Deferred, nlohmann::json>;
   const std::string who = source + ": quantization_config: ";
   auto bad = [&](const std::string& what) -> void { lowbit::detail::fail(who + what); };
   CtPlan plan;
@@ -75,7 +76,7 @@ CtPlan ct_plan(const nlohmann::json& qc, const LlamaConfig& c, const std::string
       if (!qc["ignore"].is_array()) bad("ignore is not a list");
       for (const auto& i : qc["ignore"]) {
         if (!i.is_string()) bad("ignore holds a non-string");
-        ignore.push_back(i.get<std::string>());
+        ignore.push_back(i.template get<std::string>());
       }
     }
     // Every linear module of the model, with its [out, in] shape.
@@ -102,7 +103,7 @@ CtPlan ct_plan(const nlohmann::json& qc, const LlamaConfig& c, const std::string
         bool ignored = false;
         for (const std::string& i : ignore) ignored = ignored || ct_target_matches(i, m);
         if (ignored) continue;
-        CtModuleScheme s{format, g["weights"], g.value("input_activations", nlohmann::json()), shape.first, shape.second};
+        CtModuleScheme s{format, g["weights"], g.value("input_activations", json_t()), shape.first, shape.second};
         if (!plan.emplace(m, std::move(s)).second) bad("module " + m + " is targeted by two config groups");
       }
     }

@@ -31,22 +31,23 @@ struct HfConfig {
 
 template <class Deferred = void>  // see "Compile time" in docs/design.md
 inline HfConfig parse_hf_config(const std::string& json_text, const std::string& source) {
+  using json_t = deferred_t<Deferred, nlohmann::json>;
   auto fail = [&](const std::string& what) -> void { lowbit::detail::fail(source + ": " + what); };
-  nlohmann::json j;
+  json_t j;
   try {
-    j = nlohmann::json::parse(json_text);
+    j = json_t::parse(json_text);
   } catch (const nlohmann::json::exception& e) {
     lowbit::detail::fail(source + ": not valid JSON: " + e.what());
   }
   if (!j.is_object()) fail("expected a JSON object");
   auto has = [&](const char* k) { return j.contains(k) && !j[k].is_null(); };
-  auto get_int = [&](const nlohmann::json& o, const std::string& k, const std::string& where) -> long long {
+  auto get_int = [&](const json_t& o, const std::string& k, const std::string& where) -> long long {
     if (!o[k].is_number_integer()) fail("\"" + where + k + "\" must be an integer");
-    return o[k].get<long long>();
+    return o[k].template get<long long>();
   };
-  auto get_num = [&](const nlohmann::json& o, const std::string& k, const std::string& where) -> double {
+  auto get_num = [&](const json_t& o, const std::string& k, const std::string& where) -> double {
     if (!o[k].is_number()) fail("\"" + where + k + "\" must be a number");
-    return o[k].get<double>();
+    return o[k].template get<double>();
   };
   auto req_int = [&](const char* k) -> int {
     if (!has(k)) fail("config.json has no \"" + std::string(k) + "\"");
@@ -57,7 +58,7 @@ inline HfConfig parse_hf_config(const std::string& json_text, const std::string&
   auto opt_bool = [&](const char* k, bool def) -> bool {
     if (!has(k)) return def;
     if (!j[k].is_boolean()) fail("\"" + std::string(k) + "\" must be true or false");
-    return j[k].get<bool>();
+    return j[k].template get<bool>();
   };
 
   HfConfig out;
@@ -67,9 +68,9 @@ inline HfConfig parse_hf_config(const std::string& json_text, const std::string&
     const auto& a = j["architectures"];
     if (!a.is_array() || a.empty() || !a[0].is_string()) fail("\"architectures\" must be a non-empty list of names");
     if (a.size() > 1) fail("\"architectures\" lists " + std::to_string(a.size()) + " architectures; expected one");
-    arch = a[0].get<std::string>();
+    arch = a[0].template get<std::string>();
   } else if (j.contains("model_type") && j["model_type"].is_string()) {
-    const std::string mt = j["model_type"].get<std::string>();
+    const std::string mt = j["model_type"].template get<std::string>();
     arch = mt == "llama" ? "LlamaForCausalLM" : mt == "mistral" ? "MistralForCausalLM"
          : mt == "qwen2" ? "Qwen2ForCausalLM" : mt == "qwen3" ? "Qwen3ForCausalLM" : "model_type " + mt;
   } else {
@@ -97,7 +98,7 @@ inline HfConfig parse_hf_config(const std::string& json_text, const std::string&
   c.rope_theta = has("rope_theta") ? static_cast<float>(get_num(j, "rope_theta", "")) : 10000.0f;
   c.tied_classifier = opt_bool("tie_word_embeddings", false);
   if (has("hidden_act")) {
-    if (!j["hidden_act"].is_string() || j["hidden_act"].get<std::string>() != "silu")
+    if (!j["hidden_act"].is_string() || j["hidden_act"].template get<std::string>() != "silu")
       fail("\"hidden_act\" " + j["hidden_act"].dump() + " is not supported (only silu)");
   }
   if (has("partial_rotary_factor") && get_num(j, "partial_rotary_factor", "") != 1.0)
@@ -134,9 +135,9 @@ inline HfConfig parse_hf_config(const std::string& json_text, const std::string&
   auto ids = [&](const char* k, std::vector<int>& dst) {
     if (!has(k)) return;
     const auto& v = j[k];
-    auto one = [&](const nlohmann::json& x) {
+    auto one = [&](const json_t& x) {
       if (!x.is_number_integer()) fail("\"" + std::string(k) + "\" must be an integer or a list of integers");
-      dst.push_back(x.get<int>());
+      dst.push_back(x.template get<int>());
     };
     if (v.is_array()) {
       for (const auto& x : v) one(x);
@@ -153,7 +154,7 @@ inline HfConfig parse_hf_config(const std::string& json_text, const std::string&
     std::string type;
     for (const char* k : {"rope_type", "type"})
       if (r.contains(k) && r[k].is_string()) {
-        type = r[k].get<std::string>();
+        type = r[k].template get<std::string>();
         break;
       }
     if (type.empty()) fail("\"rope_scaling\" has no \"rope_type\" (or \"type\")");
@@ -188,7 +189,7 @@ inline HfConfig parse_hf_config(const std::string& json_text, const std::string&
       num("mscale_all_dim", s.mscale_all_dim, false);
       if (r.contains("truncate") && !r["truncate"].is_null()) {
         if (!r["truncate"].is_boolean()) fail("\"rope_scaling.truncate\" must be true or false");
-        s.truncate = r["truncate"].get<bool>();
+        s.truncate = r["truncate"].template get<bool>();
       }
     } else {
       fail("rope_scaling type " + type + " is not supported (supported: linear, dynamic, llama3, yarn)");

@@ -51,12 +51,14 @@ class BasicPackedLinear final : public LinearLayer {
   void forward(ConstRowMatrixRef x, RowMatrixRef y) const override {
     GemmOptions o;
     o.num_threads = 1;  // the evaluation already runs one document per thread
+    // Spelled dependent (deferred_t): the casts and the kernel call are checked where a layer is built.
+    const deferred_t<Deferred, ConstRowMatrixRef>& in = x;
     if (input_ == activation_dtype::f16) {
-      gemm(RowMatrixXh(x.cast<Eigen::half>()), packed_, y, o);
+      gemm(RowMatrixXh(in.template cast<Eigen::half>()), packed_, y, o);
     } else if (input_ == activation_dtype::bf16) {
-      gemm(RowMatrixXbf16(x.cast<Eigen::bfloat16>()), packed_, y, o);
+      gemm(RowMatrixXbf16(in.template cast<Eigen::bfloat16>()), packed_, y, o);
     } else {
-      gemm(x, packed_, y, o);
+      gemm(in, packed_, y, o);
     }
   }
   std::int64_t in_features() const override { return packed_.cols(); }

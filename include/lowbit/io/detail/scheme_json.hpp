@@ -14,6 +14,7 @@
 #include <nlohmann/json.hpp>
 #include <string>
 
+#include "lowbit/config.hpp"
 #include "lowbit/error.hpp"
 #include "lowbit/quant/scheme.hpp"
 #include "lowbit/quant/spec_text.hpp"
@@ -108,38 +109,44 @@ inline nlohmann::json structured_spec_json(const QuantSpec& s) {
 // per-channel spec, take the parser's defaults). `s` must be valid (normalized_spec).
 template <class Deferred = void>  // see "Compile time" in docs/design.md
 inline nlohmann::json spec_to_json(const QuantSpec& s) {
+  using json_t = deferred_t<Deferred, nlohmann::json>;
   const std::string text = to_string(s);
-  nlohmann::json j = structured_spec_json(parse_quant_spec(text));
+  json_t j = structured_spec_json(parse_quant_spec(text));
   j["text"] = text;
   return j;
 }
 
-// Typed field access that turns a missing or mistyped field into a lowbit::error.
-inline const nlohmann::json& json_field(const nlohmann::json& j, const char* key, const std::string& layer) {
+// Typed field access that turns a missing or mistyped field into a lowbit::error. Deferred
+// templates with dependent bodies (deferred_t; "Compile time" in docs/design.md).
+template <class Deferred = void>
+inline const deferred_t<Deferred, nlohmann::json>& json_field(const deferred_t<Deferred, nlohmann::json>& j, const char* key, const std::string& layer) {
   if (!j.is_object()) fail("layer '" + layer + "': scheme is not a JSON object");
   const auto it = j.find(key);
   if (it == j.end()) fail("layer '" + layer + "': scheme has no field '" + key + "'");
   return *it;
 }
-inline std::string json_string(const nlohmann::json& j, const char* key, const std::string& layer) {
-  const auto& v = json_field(j, key, layer);
+template <class Deferred = void>
+inline std::string json_string(const deferred_t<Deferred, nlohmann::json>& j, const char* key, const std::string& layer) {
+  const auto& v = json_field<Deferred>(j, key, layer);
   if (!v.is_string()) fail("layer '" + layer + "': field '" + key + "' is not a string");
-  return v.get<std::string>();
+  return v.template get<std::string>();
 }
-inline std::int64_t json_int(const nlohmann::json& j, const char* key, const std::string& layer) {
-  const auto& v = json_field(j, key, layer);
+template <class Deferred = void>
+inline std::int64_t json_int(const deferred_t<Deferred, nlohmann::json>& j, const char* key, const std::string& layer) {
+  const auto& v = json_field<Deferred>(j, key, layer);
   if (!v.is_number_integer()) fail("layer '" + layer + "': field '" + key + "' is not an integer");
-  return v.get<std::int64_t>();
+  return v.template get<std::int64_t>();
 }
-inline bool json_bool(const nlohmann::json& j, const char* key, const std::string& layer) {
-  const auto& v = json_field(j, key, layer);
+template <class Deferred = void>
+inline bool json_bool(const deferred_t<Deferred, nlohmann::json>& j, const char* key, const std::string& layer) {
+  const auto& v = json_field<Deferred>(j, key, layer);
   if (!v.is_boolean()) fail("layer '" + layer + "': field '" + key + "' is not a boolean");
-  return v.get<bool>();
+  return v.template get<bool>();
 }
 
 // The structured fields alone (every record before "text", and the check of newer ones).
 template <class Deferred = void>  // see "Compile time" in docs/design.md
-inline QuantSpec spec_from_structured_json(const nlohmann::json& j, const std::string& layer) {
+inline QuantSpec spec_from_structured_json(const deferred_t<Deferred, nlohmann::json>& j, const std::string& layer) {
   QuantSpec s;
   s.format = element_format_names().parse(json_string(j, "format", layer), "element format", layer);
   s.gran = granularity_names().parse(json_string(j, "granularity", layer), "granularity", layer);
@@ -155,7 +162,7 @@ inline QuantSpec spec_from_structured_json(const nlohmann::json& j, const std::s
   s.clip.enabled = json_bool(clip, "enabled", layer);
   const auto& ratio = json_field(clip, "min_ratio", layer);
   if (!ratio.is_number()) fail("layer '" + layer + "': clip.min_ratio is not a number");
-  s.clip.min_ratio = ratio.get<float>();
+  s.clip.min_ratio = ratio.template get<float>();
   const auto steps = json_int(clip, "steps", layer);
   if (steps < 0 || steps > 1000000) fail("layer '" + layer + "': clip.steps out of range");
   s.clip.steps = static_cast<int>(steps);
@@ -166,7 +173,7 @@ inline QuantSpec spec_from_structured_json(const nlohmann::json& j, const std::s
 // must name the same spec: a record whose two spellings disagree is refused, not resolved in
 // favour of either), else the structured fields of a record written before the text.
 template <class Deferred = void>  // see "Compile time" in docs/design.md
-inline QuantSpec spec_from_json(const nlohmann::json& j, const std::string& layer) {
+inline QuantSpec spec_from_json(const deferred_t<Deferred, nlohmann::json>& j, const std::string& layer) {
   if (!j.is_object()) fail("layer '" + layer + "': scheme is not a JSON object");
   if (!j.contains("text")) return spec_from_structured_json(j, layer);
   const std::string text = json_string(j, "text", layer);
