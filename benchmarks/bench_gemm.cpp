@@ -1,7 +1,8 @@
 // GEMM benchmarks: gemm/<scheme>/<tokens>/<N>/<K> (weights hot in cache), gemm_cold/<scheme>/1/
 // 4096/4096 (weights rotated over >= 512 MiB of packed copies, so they stream from DRAM as in
-// decoding), and .../threads:{1,2}/real_time variants at 128 tokens (timed by the wall clock;
-// LOWBIT_BENCH_THREADS=1,2,4,8,16 registers other counts, for scaling runs on larger hosts).
+// decoding), and .../threads:{1,2}/real_time variants of the 128-token and the cold rows (timed
+// by the wall clock; LOWBIT_BENCH_THREADS=1,2,4,8,16 registers other counts, for scaling runs
+// on larger hosts; a cold row on N threads is read against roofline/dram_read_threads).
 // Single-threaded unless the name says; those are timed by CPU time, robust on a shared machine.
 // Counters: GOPS = 2 * tokens * N * K per second / 1e9; weight_GBps = packed bytes (scales
 // included) per second / 1e9. f32_eigen is Eigen's fp32 product on the same shapes.
@@ -17,6 +18,7 @@
 
 #include "lowbit/formats/nibbles.hpp"
 #include "lowbit/gemm.hpp"
+#include "bench_threads.hpp"
 
 // One namespace per benchmark file, so that the files can be compiled as one unity
 // translation unit (benchmarks/CMakeLists.txt) without their file-local names clashing.
@@ -155,7 +157,7 @@ void bench_eigen(benchmark::State& st, std::int64_t m, std::int64_t n, std::int6
 
 constexpr std::size_t kColdBytes = std::size_t{1} << 30;  // >= 512 MiB, and well past the 260 MiB L3
 
-void bench_lowbit_cold(benchmark::State& st, scheme_info s) {
+void bench_lowbit_cold(benchmark::State& st, scheme_info s, int threads) {
   const std::int64_t n = 4096, k = 4096;
   PackOptions po;
   po.activations = s.act;
@@ -167,7 +169,7 @@ void bench_lowbit_cold(benchmark::State& st, scheme_info s) {
   const activations x(s.input, 1, k);
   RowMatrixXf y(1, n);
   GemmOptions o;
-  o.num_threads = 1;
+  o.num_threads = threads;
   std::size_t i = 0;
   for (auto _ : st) {
     x.gemm(s.input, copies[i], y, o);
@@ -194,22 +196,6 @@ void bench_eigen_cold(benchmark::State& st) {
   set_counters(st, 1, n, k, static_cast<double>(n * k * sizeof(float)));
 }
 
-// Thread counts of the /threads:N rows: LOWBIT_BENCH_THREADS (comma-separated), else 1 and 2.
-std::vector<int> thread_counts() {
-  std::vector<int> counts;
-  if (const char* env = std::getenv("LOWBIT_BENCH_THREADS")) {
-    for (const char* p = env; *p != '\0';) {
-      char* end = nullptr;
-      const long v = std::strtol(p, &end, 10);
-      if (end == p) break;
-      if (v > 0 && v <= 1024) counts.push_back(static_cast<int>(v));
-      p = (*end == ',') ? end + 1 : end;
-    }
-  }
-  if (counts.empty()) counts = {1, 2};
-  return counts;
-}
-
 bool scheme_available(const scheme_info& s) {
   try {
     PackOptions po;
@@ -225,7 +211,7 @@ const int kRegistered = [] {
   const std::int64_t tokens[] = {1, 8, 32, 128, 512};
   const std::int64_t ns[] = {4096, 11008};
   const std::int64_t k = 4096;
-  const std::vector<int> threads_list = thread_counts();
+  const std::vector<int> threads_list = lowbit_bench::thread_counts();
   for (std::int64_t n : ns)
     for (std::int64_t m : tokens) {
       const std::string shape = "/" + std::to_string(m) + "/" + std::to_string(n) + "/" + std::to_string(k);
@@ -246,9 +232,16 @@ const int kRegistered = [] {
   benchmark::RegisterBenchmark("gemm_cold/f32_eigen/1/4096/4096", bench_eigen_cold)
       ->Unit(benchmark::kMicrosecond);
   for (const scheme_info& s : kSchemes)
-    if (scheme_available(s))
-      benchmark::RegisterBenchmark((std::string("gemm_cold/") + s.name + "/1/4096/4096").c_str(), bench_lowbit_cold, s)
-          ->Unit(benchmark::kMicrosecond);
+    if (scheme_available(s)) {
+      const std::string name = std::string("gemm_cold/") + s.name + "/1/4096/4096";
+      benchmark::RegisterBenchmark(name.c_str(), bench_lowbit_cold, s, 1)->Unit(benchmark::kMicrosecond);
+      // Decode split over N threads: read against roofline/dram_read_threads/threads:N.
+      for (int threads : threads_list)
+        benchmark::RegisterBenchmark((name + "/threads:" + std::to_string(threads)).c_str(), bench_lowbit_cold, s,
+                                     threads)
+            ->Unit(benchmark::kMicrosecond)
+            ->UseRealTime();
+    }
   return 0;
 }();
 

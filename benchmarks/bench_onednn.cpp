@@ -18,6 +18,8 @@
 #include <string>
 #include <vector>
 
+#include "bench_threads.hpp"
+
 namespace {
 
 // libdnnl's OpenMP runtime, found at run time (lowbit_bench does not link OpenMP itself).
@@ -64,21 +66,6 @@ void bench_onednn(benchmark::State& st, bool bf16, std::int64_t m, std::int64_t 
   set_onednn_threads(1);
 }
 
-std::vector<int> onednn_thread_counts() {
-  std::vector<int> counts;
-  if (const char* env = std::getenv("LOWBIT_BENCH_THREADS")) {
-    for (const char* p = env; *p != '\0';) {
-      char* end = nullptr;
-      const long v = std::strtol(p, &end, 10);
-      if (end == p) break;
-      if (v > 0 && v <= 1024) counts.push_back(static_cast<int>(v));
-      p = (*end == ',') ? end + 1 : end;
-    }
-  }
-  if (counts.empty()) counts = {1, 2};
-  return counts;
-}
-
 const int kRegistered = [] {
   const std::int64_t tokens[] = {1, 8, 32, 128, 512};
   const std::int64_t n = 4096, k = 4096;
@@ -88,7 +75,7 @@ const int kRegistered = [] {
                                "/" + std::to_string(n) + "/" + std::to_string(k);
       benchmark::RegisterBenchmark(name.c_str(), bench_onednn, bf16, m, n, k, 1)->Unit(benchmark::kMicrosecond);
       if (m == 128)
-        for (int threads : onednn_thread_counts())
+        for (int threads : lowbit_bench::thread_counts())
           benchmark::RegisterBenchmark((name + "/threads:" + std::to_string(threads)).c_str(), bench_onednn, bf16, m, n,
                                        k, threads)
               ->Unit(benchmark::kMicrosecond)

@@ -13,6 +13,12 @@
 //                       bound of the "hot" gemm rows (gemm/<scheme>/1/4096/4096 reads one
 //                       8.4 MiB packed int4 copy each call), i.e. L2 (1 MiB) or the
 //                       last-level cache (8, 32 MiB) on most servers; GBps
+//   roofline/<peak>_threads/threads:N  the same loop on N threads of lowbit's pool at once
+//                       (vnni, fma, amx_int8, amx_bf16; N from LOWBIT_BENCH_THREADS, else 1,
+//                       2); GOPS/GFLOPS of all threads, wall time. Its N-thread / (N x 1-thread)
+//                       ratio is the machine's own scaling ceiling for compute-bound kernels
+//                       (all-core clocks are below one-core turbo): a kernel's N-thread
+//                       efficiency is read against it, not against 1.0
 //   roofline/dram_read_threads/threads:N  the same 1 GiB read by N threads of lowbit's pool,
 //                       one contiguous slice each (what a decode split over N threads can
 //                       reach; issue 12 reads its 2-thread tg against threads:2); GBps, wall time
@@ -26,6 +32,7 @@
 #include "lowbit/detail/target.hpp"
 #include "lowbit/dispatch/cpu_features.hpp"
 #include "lowbit/kernels/x86/amx_int.hpp"
+#include "bench_threads.hpp"
 
 #if LOWBIT_HAVE_X86_SIMD
 #include <immintrin.h>
@@ -170,6 +177,42 @@ void bench_amx_peak(benchmark::State& st, bool bf16) {
 #endif
 }
 
+// The peak loops above on `threads` pool threads at once (one loop each, the same length):
+// kind 0 vnni, 1 fma, 2 amx_int8, 3 amx_bf16. Each thread configures its own tiles (AMX
+// state is per thread; the permission is per process and was asked for at startup).
+void bench_peak_threads(benchmark::State& st, int kind) {
+#if LOWBIT_HAVE_X86_SIMD
+  const lowbit::cpu_features& f = lowbit::host_cpu_features();
+  const bool ok = kind == 0   ? f.avx512vnni
+                  : kind == 1 ? lowbit::detail::tier_supported(lowbit::isa_tier::avx512, f)
+                  : kind == 2 ? f.amx_permitted && f.amx_int8
+                              : f.amx_permitted && f.amx_bf16;
+  if (!ok) {
+    st.SkipWithError("this CPU/OS lacks the instructions of this loop");
+    return;
+  }
+  const int threads = static_cast<int>(st.range(0));
+  lowbit::detail::aligned_buffer<std::uint8_t> zeros(1024);
+  for (auto _ : st) {
+    lowbit::parallel_for(threads, threads, lowbit::executor(), [&](std::int64_t) {
+      if (kind == 0) vnni_loop(kSteps);
+      else if (kind == 1) fma_loop(kSteps);
+      else if (kind == 2) amx_int8_loop(kTileSteps, zeros.data());
+      else amx_bf16_loop(kTileSteps, zeros.data());
+    });
+  }
+  const double per_thread = kind == 0   ? static_cast<double>(kSteps) * kChains * 128
+                            : kind == 1 ? static_cast<double>(kSteps) * kChains * 32
+                            : kind == 2 ? static_cast<double>(kTileSteps) * 4 * 2.0 * 16 * 16 * 64
+                                        : static_cast<double>(kTileSteps) * 4 * 2.0 * 16 * 16 * 32;
+  st.counters[kind == 1 || kind == 3 ? "GFLOPS" : "GOPS"] =
+      benchmark::Counter(per_thread * threads / 1e9, benchmark::Counter::kIsIterationInvariantRate);
+#else
+  (void)kind;
+  st.SkipWithError("x86 only");
+#endif
+}
+
 void bench_dram_read(benchmark::State& st) {
 #if LOWBIT_HAVE_X86_SIMD
   const std::size_t bytes = std::size_t{1} << 30;
@@ -221,6 +264,16 @@ BENCHMARK(bench_vnni_peak)->Name("roofline/vnni_peak");
 BENCHMARK(bench_fma_peak)->Name("roofline/fma_peak");
 BENCHMARK_CAPTURE(bench_amx_peak, int8, false)->Name("roofline/amx_int8_peak");
 BENCHMARK_CAPTURE(bench_amx_peak, bf16, true)->Name("roofline/amx_bf16_peak");
+const int kPeakThreadsRegistered = [] {
+  const char* names[] = {"roofline/vnni_peak_threads", "roofline/fma_peak_threads", "roofline/amx_int8_peak_threads",
+                         "roofline/amx_bf16_peak_threads"};
+  for (int kind = 0; kind < 4; ++kind) {
+    auto* b = benchmark::RegisterBenchmark(names[kind], bench_peak_threads, kind);
+    b->ArgName("threads")->UseRealTime();
+    for (int t : lowbit_bench::thread_counts()) b->Arg(t);
+  }
+  return 0;
+}();
 BENCHMARK(bench_dram_read)->Name("roofline/dram_read")->Unit(benchmark::kMillisecond);
 BENCHMARK(bench_cache_read)->Name("roofline/cache_read")->ArgName("MiB")->Arg(1)->Arg(8)->Arg(32);
 BENCHMARK(bench_dram_read_threads)
