@@ -231,6 +231,37 @@ TEST_CASE("automatic selection prefers I8MM, then SDOT, on AArch64 feature sets"
   CHECK_FALSE(detail::subtier_supported(isa_subtier::neoni8mm, f));
 }
 
+TEST_CASE("automatic selection on x86 feature sets: VNNI over VPMADDUBSW, AMX only with the OS's permission",
+          "[pack][dispatch]") {
+  cpu_features f;  // made-up x86 CPUs: the choice is a pure function of the features
+  CHECK(detail::best_subtier(f) == isa_subtier::scalar);
+  f.avx2 = f.fma = f.f16c = true;
+  CHECK(detail::best_subtier(f) == isa_subtier::avx2);
+  f.avxvnni = true;
+  CHECK(detail::best_subtier(f) == isa_subtier::avx2vnni);
+  f.avx512f = f.avx512bw = f.avx512vl = f.avx512dq = true;
+  CHECK(detail::best_subtier(f) == isa_subtier::avx512bw);
+  f.avx512dq = false;  // every one of the tier's features is needed
+  CHECK(detail::best_subtier(f) == isa_subtier::avx2vnni);
+  f.avx512dq = true;
+  f.avx512vnni = true;
+  CHECK(detail::best_subtier(f) == isa_subtier::avx512vnni);
+  f.amx_tile = f.amx_int8 = f.amx_bf16 = true;  // tiles in the CPU, but the kernel has not granted them
+  CHECK_FALSE(detail::subtier_supported(isa_subtier::amx, f));
+  CHECK(detail::best_subtier(f) == isa_subtier::avx512vnni);
+  f.amx_permitted = true;
+  CHECK(detail::subtier_supported(isa_subtier::amx, f));
+  CHECK(detail::best_subtier(f) == isa_subtier::amx);
+  CHECK(detail::best_vector_subtier(isa_tier::avx512, f) == isa_subtier::avx512vnni);  // LOWBIT_ISA=avx512: never tiles
+  f.avx512vnni = false;  // AMX's few-token path runs on VPDPBUSD
+  CHECK_FALSE(detail::subtier_supported(isa_subtier::amx, f));
+  CHECK(detail::best_subtier(f) == isa_subtier::avx512bw);
+  // Names and tiers come from one table; values outside it are never supported.
+  for (isa_subtier s : all_isa_subtiers) CHECK(to_string(s) != "unknown");
+  CHECK(to_string(static_cast<isa_subtier>(99)) == "unknown");
+  CHECK_FALSE(detail::subtier_supported(static_cast<isa_subtier>(99), f));
+}
+
 // The documented byte order of the I8MM (`mmla`) layout, checked on every CPU: pack_int itself
 // does not need the CPU to run the kernel. Group 12 (not a multiple of the k step) takes the
 // element path, group 32 the word path; 45 rows leave padding columns in the last tile.

@@ -7,6 +7,7 @@
 // those finer choices where a family implements more than one per tier (the integer kernels:
 // VPMADDUBSW or VPDPBUSD, AMX tiles); LOWBIT_ISA and PackOptions::subtier force any of them,
 // so every implemented path runs in the tests of a CPU that can execute it.
+#include <array>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -60,49 +61,106 @@ struct cpu_features {
   bool neon = false, dotprod = false, i8mm = false;
 };
 
+namespace detail {
+
+// Requirements as bit masks (kernels/registry.hpp's records carry them): one bit per
+// cpu_features flag.
+enum class cpu_feature : unsigned {
+  avx2, fma, f16c, bmi2, avxvnni, avx512f, avx512bw, avx512vl, avx512dq, avx512vnni, avx512bf16, avx512fp16,
+  amx_tile, amx_int8, amx_bf16, amx_permitted, neon, dotprod, i8mm
+};
+using feature_mask = std::uint32_t;
+constexpr feature_mask feature_bit(cpu_feature c) noexcept { return feature_mask{1} << static_cast<unsigned>(c); }
+
+// One row per tier and one per sub-tier: the name (LOWBIT_ISA's value and the end of
+// selected_kernel()'s), the tier, and the instructions its code needs. Every function below
+// reads these tables, so a new sub-tier is an enum value and one row here (plus its kernel
+// records in kernels/registry.hpp), not an edit of switches.
+struct tier_row {
+  isa_tier id;
+  std::string_view name;
+  feature_mask needs;  // what the tier's code needs (the scalar tier: nothing)
+};
+constexpr feature_mask avx2_tier_needs =
+    feature_bit(cpu_feature::avx2) | feature_bit(cpu_feature::fma) | feature_bit(cpu_feature::f16c);
+inline constexpr tier_row tier_rows[] = {
+    {isa_tier::scalar, "scalar", 0},
+    {isa_tier::avx2, "avx2", avx2_tier_needs},
+    {isa_tier::avx512, "avx512",
+     avx2_tier_needs | feature_bit(cpu_feature::avx512f) | feature_bit(cpu_feature::avx512bw) |
+         feature_bit(cpu_feature::avx512vl) | feature_bit(cpu_feature::avx512dq)},
+    {isa_tier::neon, "neon", feature_bit(cpu_feature::neon)},
+};
+
+struct subtier_row {
+  isa_subtier id;
+  std::string_view name;
+  isa_tier tier;
+  feature_mask own_needs;  // beyond its tier's
+  bool vector;             // a vector sub-tier (LOWBIT_ISA=<tier> may pick it); false: tiles
+};
+// In enum order; within a tier from weakest to strongest (the last one the CPU supports is
+// the tier's best).
+inline constexpr subtier_row subtier_rows[] = {
+    {isa_subtier::scalar, "scalar", isa_tier::scalar, 0, true},
+    {isa_subtier::avx2, "avx2", isa_tier::avx2, 0, true},  // VPMADDUBSW ymm
+    {isa_subtier::avx2vnni, "avx2vnni", isa_tier::avx2, feature_bit(cpu_feature::avxvnni), true},
+    {isa_subtier::avx512bw, "avx512bw", isa_tier::avx512, 0, true},  // VPMADDUBSW zmm
+    {isa_subtier::avx512vnni, "avx512vnni", isa_tier::avx512, feature_bit(cpu_feature::avx512vnni), true},
+    // Tiles; VNNI too, for its few-token path, and the OS's permission for tile data.
+    {isa_subtier::amx, "amx", isa_tier::avx512,
+     feature_bit(cpu_feature::avx512vnni) | feature_bit(cpu_feature::amx_tile) | feature_bit(cpu_feature::amx_int8) |
+         feature_bit(cpu_feature::amx_permitted),
+     false},
+    {isa_subtier::neon, "neon", isa_tier::neon, 0, true},  // AArch64 without SDOT
+    {isa_subtier::neondot, "neondot", isa_tier::neon, feature_bit(cpu_feature::dotprod), true},
+    {isa_subtier::neoni8mm, "neoni8mm", isa_tier::neon, feature_bit(cpu_feature::i8mm), true},
+};
+
+constexpr bool rows_in_enum_order() noexcept {
+  for (std::size_t i = 0; i < std::size(tier_rows); ++i)
+    if (static_cast<std::size_t>(tier_rows[i].id) != i) return false;
+  for (std::size_t i = 0; i < std::size(subtier_rows); ++i)
+    if (static_cast<std::size_t>(subtier_rows[i].id) != i) return false;
+  return true;
+}
+static_assert(rows_in_enum_order(), "tier_rows / subtier_rows must list every tier and sub-tier in enum order");
+
+}  // namespace detail
+
+namespace detail {
+// The row of s / t; nullptr for a value outside the tables (a corrupt or future enum value).
+constexpr const subtier_row* subtier_row_of(isa_subtier s) noexcept {
+  const auto i = static_cast<std::size_t>(s);
+  return i < std::size(subtier_rows) ? &subtier_rows[i] : nullptr;
+}
+constexpr const tier_row* tier_row_of(isa_tier t) noexcept {
+  const auto i = static_cast<std::size_t>(t);
+  return i < std::size(tier_rows) ? &tier_rows[i] : nullptr;
+}
+}  // namespace detail
+
 constexpr isa_tier tier_of(isa_subtier s) noexcept {
-  switch (s) {
-    case isa_subtier::scalar: return isa_tier::scalar;
-    case isa_subtier::avx2:
-    case isa_subtier::avx2vnni: return isa_tier::avx2;
-    case isa_subtier::avx512bw:
-    case isa_subtier::avx512vnni:
-    case isa_subtier::amx: return isa_tier::avx512;
-    case isa_subtier::neon:
-    case isa_subtier::neondot:
-    case isa_subtier::neoni8mm: return isa_tier::neon;
-  }
-  return isa_tier::scalar;
+  const detail::subtier_row* r = detail::subtier_row_of(s);
+  return r ? r->tier : isa_tier::scalar;
 }
 
 constexpr std::string_view to_string(isa_subtier s) noexcept {
-  switch (s) {
-    case isa_subtier::scalar: return "scalar";
-    case isa_subtier::avx2: return "avx2";
-    case isa_subtier::avx2vnni: return "avx2vnni";
-    case isa_subtier::avx512bw: return "avx512bw";
-    case isa_subtier::avx512vnni: return "avx512vnni";
-    case isa_subtier::amx: return "amx";
-    case isa_subtier::neon: return "neon";
-    case isa_subtier::neondot: return "neondot";
-    case isa_subtier::neoni8mm: return "neoni8mm";
-  }
-  return "unknown";
+  const detail::subtier_row* r = detail::subtier_row_of(s);
+  return r ? r->name : "unknown";
 }
-
-constexpr isa_subtier all_isa_subtiers[] = {isa_subtier::scalar,   isa_subtier::avx2,       isa_subtier::avx2vnni,
-                                            isa_subtier::avx512bw, isa_subtier::avx512vnni, isa_subtier::amx,
-                                            isa_subtier::neon,     isa_subtier::neondot,    isa_subtier::neoni8mm};
 
 constexpr std::string_view to_string(isa_tier t) noexcept {
-  switch (t) {
-    case isa_tier::scalar: return "scalar";
-    case isa_tier::avx2: return "avx2";
-    case isa_tier::avx512: return "avx512";
-    case isa_tier::neon: return "neon";
-  }
-  return "unknown";
+  const detail::tier_row* r = detail::tier_row_of(t);
+  return r ? r->name : "unknown";
 }
+
+// Every sub-tier, in enum order (scalar first).
+inline constexpr auto all_isa_subtiers = [] {
+  std::array<isa_subtier, std::size(detail::subtier_rows)> out{};
+  for (std::size_t i = 0; i < out.size(); ++i) out[i] = detail::subtier_rows[i].id;
+  return out;
+}();
 
 namespace detail {
 
@@ -194,15 +252,6 @@ inline bool request_amx_permission(const cpu_features& f) noexcept {
 #endif
 }
 
-// Requirements as bit masks (kernels/registry.hpp's records carry them): one bit per
-// cpu_features flag.
-enum class cpu_feature : unsigned {
-  avx2, fma, f16c, bmi2, avxvnni, avx512f, avx512bw, avx512vl, avx512dq, avx512vnni, avx512bf16, avx512fp16,
-  amx_tile, amx_int8, amx_bf16, amx_permitted, neon, dotprod, i8mm
-};
-using feature_mask = std::uint32_t;
-constexpr feature_mask feature_bit(cpu_feature c) noexcept { return feature_mask{1} << static_cast<unsigned>(c); }
-
 inline feature_mask features_of(const cpu_features& f) noexcept {
   const std::pair<bool, cpu_feature> flags[] = {
       {f.avx2, cpu_feature::avx2},         {f.fma, cpu_feature::fma},
@@ -221,36 +270,15 @@ inline feature_mask features_of(const cpu_features& f) noexcept {
   return m;
 }
 
-// What a tier's code needs (the scalar tier: nothing).
+// What a tier's / sub-tier's code needs (a sub-tier: its tier's features and its own
+// instructions). A value outside the tables needs what no CPU has, so it is never supported.
 constexpr feature_mask tier_needs(isa_tier t) noexcept {
-  using c = cpu_feature;
-  const feature_mask avx2 = feature_bit(c::avx2) | feature_bit(c::fma) | feature_bit(c::f16c);
-  switch (t) {
-    case isa_tier::scalar: return 0;
-    case isa_tier::avx2: return avx2;
-    case isa_tier::avx512:
-      return avx2 | feature_bit(c::avx512f) | feature_bit(c::avx512bw) | feature_bit(c::avx512vl) |
-             feature_bit(c::avx512dq);
-    case isa_tier::neon: return feature_bit(c::neon);
-  }
-  return 0;
+  const tier_row* r = tier_row_of(t);
+  return r ? r->needs : ~feature_mask{0};
 }
-
-// What a sub-tier's code needs: its tier's features and its own instructions (AMX: VNNI for
-// its few-token path, and the OS's permission for tile data).
 constexpr feature_mask subtier_needs(isa_subtier s) noexcept {
-  using c = cpu_feature;
-  const feature_mask base = tier_needs(tier_of(s));
-  switch (s) {
-    case isa_subtier::avx2vnni: return base | feature_bit(c::avxvnni);
-    case isa_subtier::avx512vnni: return base | feature_bit(c::avx512vnni);
-    case isa_subtier::amx:
-      return base | feature_bit(c::avx512vnni) | feature_bit(c::amx_tile) | feature_bit(c::amx_int8) |
-             feature_bit(c::amx_permitted);
-    case isa_subtier::neondot: return base | feature_bit(c::dotprod);
-    case isa_subtier::neoni8mm: return base | feature_bit(c::i8mm);
-    default: return base;
-  }
+  const subtier_row* r = subtier_row_of(s);
+  return r ? tier_needs(r->tier) | r->own_needs : ~feature_mask{0};
 }
 
 constexpr bool features_cover(feature_mask have, feature_mask needs) noexcept { return (needs & ~have) == 0; }
@@ -264,15 +292,13 @@ inline bool subtier_supported(isa_subtier s, const cpu_features& f) noexcept {
 }
 
 // The best vector (non-tile) sub-tier of tier t: what LOWBIT_ISA=avx512 and PackOptions::tier
-// alone mean.
+// alone mean. The last row of tier t that is a vector sub-tier and that f supports (rows go
+// from weakest to strongest); scalar when none is.
 inline isa_subtier best_vector_subtier(isa_tier t, const cpu_features& f) noexcept {
-  switch (t) {
-    case isa_tier::avx2: return f.avxvnni ? isa_subtier::avx2vnni : isa_subtier::avx2;
-    case isa_tier::avx512: return f.avx512vnni ? isa_subtier::avx512vnni : isa_subtier::avx512bw;
-    case isa_tier::neon:
-      return f.i8mm ? isa_subtier::neoni8mm : f.dotprod ? isa_subtier::neondot : isa_subtier::neon;
-    default: return isa_subtier::scalar;
-  }
+  isa_subtier best = isa_subtier::scalar;
+  for (const subtier_row& r : subtier_rows)
+    if (r.tier == t && r.vector && subtier_supported(r.id, f)) best = r.id;
+  return best;
 }
 
 inline isa_tier best_tier(const cpu_features& f) noexcept {
@@ -281,9 +307,14 @@ inline isa_tier best_tier(const cpu_features& f) noexcept {
   return isa_tier::scalar;
 }
 
+// The strongest sub-tier of the best tier that f supports, tiles included (AMX where the CPU
+// has it and the OS granted tile data).
 inline isa_subtier best_subtier(const cpu_features& f) noexcept {
-  if (subtier_supported(isa_subtier::amx, f)) return isa_subtier::amx;
-  return best_vector_subtier(best_tier(f), f);
+  const isa_tier t = best_tier(f);
+  isa_subtier best = best_vector_subtier(t, f);
+  for (const subtier_row& r : subtier_rows)
+    if (r.tier == t && subtier_supported(r.id, f)) best = r.id;
+  return best;
 }
 
 // Parses LOWBIT_ISA: a sub-tier name, `avx512` (the best AVX-512 vector sub-tier, never AMX),
@@ -304,9 +335,10 @@ inline isa_subtier subtier_from_env(const cpu_features& f) {
       return s;
     }
   }
-  throw error("LOWBIT_ISA=" + std::string(env) +
-              ": unknown tier (expected scalar, avx2, avx2vnni, avx512, avx512bw, avx512vnni, amx, neon, "
-              "neondot, neoni8mm or best)");
+  std::string names;
+  for (const subtier_row& r : subtier_rows) names += (names.empty() ? "" : ", ") + std::string(r.name);
+  throw error("LOWBIT_ISA=" + std::string(env) + ": unknown tier (expected a sub-tier: " + names +
+              "; avx512: its best vector sub-tier; or best)");
 }
 
 }  // namespace detail
