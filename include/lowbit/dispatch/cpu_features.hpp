@@ -100,7 +100,7 @@ struct subtier_row {
   bool vector;             // a vector sub-tier (LOWBIT_ISA=<tier> may pick it); false: tiles
 };
 // In enum order; within a tier from weakest to strongest (the last one the CPU supports is
-// the tier's best).
+// the tier's best). tier_rows likewise go from weakest to strongest.
 inline constexpr subtier_row subtier_rows[] = {
     {isa_subtier::scalar, "scalar", isa_tier::scalar, 0, true},
     {isa_subtier::avx2, "avx2", isa_tier::avx2, 0, true},  // VPMADDUBSW ymm
@@ -301,10 +301,13 @@ inline isa_subtier best_vector_subtier(isa_tier t, const cpu_features& f) noexce
   return best;
 }
 
+// The last tier row f supports (rows go from weakest to strongest; x86 and AArch64 tiers
+// never both).
 inline isa_tier best_tier(const cpu_features& f) noexcept {
-  for (isa_tier t : {isa_tier::avx512, isa_tier::avx2, isa_tier::neon})
-    if (tier_supported(t, f)) return t;
-  return isa_tier::scalar;
+  isa_tier best = isa_tier::scalar;
+  for (const tier_row& r : tier_rows)
+    if (tier_supported(r.id, f)) best = r.id;
+  return best;
 }
 
 // The strongest sub-tier of the best tier that f supports, tiles included (AMX where the CPU
@@ -368,8 +371,8 @@ inline isa_tier selected_isa_tier() { return tier_of(selected_isa_subtier()); }
 // the scalar reference.
 inline std::vector<isa_tier> supported_isa_tiers() {
   std::vector<isa_tier> out;
-  for (isa_tier t : {isa_tier::scalar, isa_tier::avx2, isa_tier::avx512, isa_tier::neon})
-    if (detail::tier_supported(t, host_cpu_features())) out.push_back(t);
+  for (const detail::tier_row& r : detail::tier_rows)
+    if (detail::tier_supported(r.id, host_cpu_features())) out.push_back(r.id);
   return out;
 }
 
