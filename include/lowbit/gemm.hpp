@@ -87,6 +87,10 @@ class PackedWeights {
     detail::fail("PackedWeights: the weights were not packed for the integer kernels");
   }
   const detail::float_packed& float_weights() const { return family_weights<detail::float_packed>(); }
+  detail::float_packed& float_weights_mutable() {  // tests: forge a layout field
+    if (auto* p = std::get_if<detail::float_packed>(&packed_)) return *p;
+    detail::fail("PackedWeights: the weights were not packed for the float kernels");
+  }
   // Output columns that one task's range must be a multiple of.
   std::int64_t column_granule() const noexcept { return kernel_ ? kernel_->col_block : 1; }
 
