@@ -216,10 +216,13 @@ LOWBIT_TARGET_AVX512 void amx_float_stage(const std::uint8_t* codes, std::int64_
 
 // K-blocks [0, nb) for one token-block pair (Pair) or one token block: C starts from zero
 // (first) or from `csave` (row stride 32 fp32: sub-block v at + 16 v, the second token block at
-// + 512) and ends in `cdst` (same shape; may equal csave). A rows are `a_stride` bytes apart.
-template <bool Pair>
-LOWBIT_TARGET_AMX void amx_bf16_chunk(const std::uint16_t* a, std::int64_t a_stride, const std::uint16_t* b,
-                                      std::int64_t nb, bool first, const float* csave, float* cdst) {
+// + 512) and ends in `cdst` (same shape; may equal csave). A rows are `a_stride` bytes apart;
+// with Lo, the lo parts (`alo`) go into the same C tiles right after the hi parts, against the
+// same B tiles: one set of C tiles, stores and epilogue for both passes.
+template <bool Pair, bool Lo>
+LOWBIT_TARGET_AMX void amx_bf16_chunk(const std::uint16_t* a, const std::uint16_t* alo, std::int64_t a_stride,
+                                      const std::uint16_t* b, std::int64_t nb, bool first, const float* csave,
+                                      float* cdst) {
   constexpr std::int64_t cstride = 128;
   constexpr std::int64_t blk = amx_float_tile_elems;
   if (first) {
@@ -237,7 +240,7 @@ LOWBIT_TARGET_AMX void amx_bf16_chunk(const std::uint16_t* a, std::int64_t a_str
       _tile_loadd(3, csave + blk + 16, cstride);
     }
   }
-  const std::uint16_t* a1 = a + 16 * (a_stride / 2);
+  const std::int64_t next = 16 * (a_stride / 2);  // the second token block's rows
   for (std::int64_t kb = 0; kb < nb; ++kb) {
     _tile_loadd(4, a + kb * amx_float_k_block, a_stride);
     _tile_loadd(6, b + (2 * kb) * blk, 64);
@@ -245,9 +248,21 @@ LOWBIT_TARGET_AMX void amx_bf16_chunk(const std::uint16_t* a, std::int64_t a_str
     _tile_dpbf16ps(0, 4, 6);
     _tile_dpbf16ps(1, 4, 7);
     if constexpr (Pair) {
-      _tile_loadd(5, a1 + kb * amx_float_k_block, a_stride);
+      _tile_loadd(5, a + next + kb * amx_float_k_block, a_stride);
       _tile_dpbf16ps(2, 5, 6);
       _tile_dpbf16ps(3, 5, 7);
+    }
+    if constexpr (Lo) {
+      _tile_loadd(4, alo + kb * amx_float_k_block, a_stride);
+      _tile_dpbf16ps(0, 4, 6);
+      _tile_dpbf16ps(1, 4, 7);
+      if constexpr (Pair) {
+        _tile_loadd(5, alo + next + kb * amx_float_k_block, a_stride);
+        _tile_dpbf16ps(2, 5, 6);
+        _tile_dpbf16ps(3, 5, 7);
+      }
+    } else {
+      (void)alo;
     }
   }
   _tile_stored(0, cdst, cstride);
@@ -264,18 +279,25 @@ LOWBIT_TARGET_AMX inline void amx_release_tiles() { _tile_release(); }
 struct amx_bf16_hardware {
   static void begin() { amx_configure_16x64(); }
   static void end() { amx_release_tiles(); }
-  static void chunk(bool pair, const std::uint16_t* a, std::int64_t a_stride, const std::uint16_t* b, std::int64_t nb,
-                    bool first, const float* csave, float* cdst) {
-    if (pair)
-      amx_bf16_chunk<true>(a, a_stride, b, nb, first, csave, cdst);
-    else
-      amx_bf16_chunk<false>(a, a_stride, b, nb, first, csave, cdst);
+  static void chunk(bool pair, const std::uint16_t* a, const std::uint16_t* alo, std::int64_t a_stride,
+                    const std::uint16_t* b, std::int64_t nb, bool first, const float* csave, float* cdst) {
+    if (alo != nullptr) {
+      if (pair)
+        amx_bf16_chunk<true, true>(a, alo, a_stride, b, nb, first, csave, cdst);
+      else
+        amx_bf16_chunk<false, true>(a, alo, a_stride, b, nb, first, csave, cdst);
+    } else if (pair) {
+      amx_bf16_chunk<true, false>(a, alo, a_stride, b, nb, first, csave, cdst);
+    } else {
+      amx_bf16_chunk<false, false>(a, alo, a_stride, b, nb, first, csave, cdst);
+    }
   }
 };
 
 // TDPBF16PS as its pseudocode states it (per C element, the k pairs in order, each pair's two
-// exact products added one after the other in fp32), in plain C++: lets the staging, the
-// bf16 parts and the epilogue run, and be tested, on CPUs without AMX. Not a fast path.
+// exact products added one after the other in fp32), in plain C++, in amx_bf16_chunk's order
+// (per k-block the hi part, then the lo part): lets the staging, the bf16 parts and the
+// epilogue run, and be tested, on CPUs without AMX. Not a fast path.
 struct amx_bf16_model {
   static void begin() {}
   static void end() {}
@@ -285,8 +307,8 @@ struct amx_bf16_model {
     std::memcpy(&v, &u, 4);
     return (u & 0x7F800000u) == 0 ? 0.0f * v : v;  // bf16 subnormals read as zero, as the tiles do
   }
-  static void chunk(bool pair, const std::uint16_t* a, std::int64_t a_stride, const std::uint16_t* b, std::int64_t nb,
-                    bool first, const float* csave, float* cdst) {
+  static void chunk(bool pair, const std::uint16_t* a, const std::uint16_t* alo, std::int64_t a_stride,
+                    const std::uint16_t* b, std::int64_t nb, bool first, const float* csave, float* cdst) {
     const std::int64_t as = a_stride / 2;
     for (int tb = 0; tb < (pair ? 2 : 1); ++tb)
       for (int v = 0; v < 2; ++v) {
@@ -296,13 +318,16 @@ struct amx_bf16_model {
             c[m][n] = first ? 0.0f : csave[tb * amx_float_tile_elems + m * 32 + v * 16 + n];
         for (std::int64_t kb = 0; kb < nb; ++kb) {
           const std::uint16_t* bt = b + (2 * kb + v) * amx_float_tile_elems;
-          for (int m = 0; m < 16; ++m) {
-            const std::uint16_t* ar = a + (tb * 16 + m) * as + kb * amx_float_k_block;
-            for (int kp = 0; kp < 16; ++kp)
-              for (int n = 0; n < 16; ++n) {
-                c[m][n] += bf16_value(ar[2 * kp]) * bf16_value(bt[kp * 32 + 2 * n]);
-                c[m][n] += bf16_value(ar[2 * kp + 1]) * bf16_value(bt[kp * 32 + 2 * n + 1]);
-              }
+          for (const std::uint16_t* part : {a, alo}) {
+            if (part == nullptr) continue;
+            for (int m = 0; m < 16; ++m) {
+              const std::uint16_t* ar = part + (tb * 16 + m) * as + kb * amx_float_k_block;
+              for (int kp = 0; kp < 16; ++kp)
+                for (int n = 0; n < 16; ++n) {
+                  c[m][n] += bf16_value(ar[2 * kp]) * bf16_value(bt[kp * 32 + 2 * n]);
+                  c[m][n] += bf16_value(ar[2 * kp + 1]) * bf16_value(bt[kp * 32 + 2 * n + 1]);
+                }
+            }
           }
         }
         for (int m = 0; m < 16; ++m)
@@ -316,8 +341,8 @@ struct amx_bf16_model {
 // Scratch of one thread (kept between calls: the sizes depend only on K's groups and tokens).
 struct amx_float_scratch {
   aligned_buffer<std::uint16_t> b;  // B tiles of a chunk: [k-block][v] x 16 x 32 bf16
-  aligned_buffer<float> c;          // C tiles of a group longer than a chunk: [part][token][32]
-  aligned_buffer<float> cg;         // each group of a batch: [group][part][token][32]
+  aligned_buffer<float> c;          // C tiles of a group longer than a chunk: [token][32]
+  aligned_buffer<float> cg;         // each group of a batch: [group][token][32]
   aligned_buffer<float> acc;        // [token][32]: sum over groups of C * scale (+ group terms)
 };
 template <class T>
@@ -333,11 +358,11 @@ LOWBIT_TARGET_AVX512 void amx_float_tiles_t(const float_packed& w, const float_w
   const std::int64_t tokens = ws.tokens, k_in = w.cols, gsz = w.group_size, groups = w.groups;
   const std::int64_t bs = ws.bf16_stride, plane = ws.bf16_rows * bs;
   const std::int64_t sup = std::min(amx_float_super_tokens, round_up(tokens, 16));
-  const std::int64_t batch = std::max<std::int64_t>(1, amx_float_batch_bytes / (2 * sup * NB * 4));
+  const std::int64_t batch = std::max<std::int64_t>(1, amx_float_batch_bytes / (sup * NB * 4));
   thread_local amx_float_scratch scr;
   std::uint16_t* bt = amx_float_grow(scr.b, amx_float_chunk_blocks * 2 * amx_float_tile_elems);
-  float* csave_all = amx_float_grow(scr.c, 2 * sup * NB);
-  float* cg = amx_float_grow(scr.cg, batch * 2 * sup * NB);
+  float* csave_all = amx_float_grow(scr.c, sup * NB);
+  float* cg = amx_float_grow(scr.cg, batch * sup * NB);
   float* acc = amx_float_grow(scr.acc, sup * NB);
   alignas(64) std::uint16_t table_bits[32];
   amx_float_table(C, table_bits);
@@ -352,8 +377,8 @@ LOWBIT_TARGET_AVX512 void amx_float_tiles_t(const float_packed& w, const float_w
     for (std::int64_t s0 = 0; s0 < tokens; s0 += sup) {
       const std::int64_t cnt = std::min(sup, tokens - s0);
       const std::int64_t tblocks = (cnt + 15) / 16;
-      int parts = 1;
-      for (std::int64_t t = s0; t < s0 + cnt; ++t) parts = ws.bf16_two[static_cast<std::size_t>(t)] ? 2 : parts;
+      bool two = false;  // the second pass, where some token of the super-block has a lo part
+      for (std::int64_t t = s0; t < s0 + cnt; ++t) two = two || ws.bf16_two[static_cast<std::size_t>(t)] != 0;
       std::fill(acc, acc + cnt * NB, 0.0f);
       for (std::int64_t g0 = 0; g0 < groups; g0 += batch) {
         const std::int64_t g1 = std::min(groups, g0 + batch);
@@ -366,13 +391,12 @@ LOWBIT_TARGET_AVX512 void amx_float_tiles_t(const float_packed& w, const float_w
             const bool first = c0 == 0, last = c0 + nb == nkb;
             const std::int64_t kc0 = k0 + c0 * amx_float_k_block;
             amx_float_stage<C>(codes, kc0, std::min(k1, kc0 + nb * amx_float_k_block), nb, table, bt);
-            for (int p = 0; p < parts; ++p) {
-              const std::uint16_t* xa = ws.x_bf16.data() + p * plane + s0 * bs + kc0;
-              for (std::int64_t tb = 0; tb < tblocks; tb += 2) {
-                float* csave = csave_all + (p * sup + tb * 16) * NB;
-                float* cdst = last ? cg + (((g - g0) * 2 + p) * sup + tb * 16) * NB : csave;
-                Tiles::chunk(tb + 1 < tblocks, xa + tb * 16 * bs, bs * 2, bt, nb, first, csave, cdst);
-              }
+            const std::uint16_t* xa = ws.x_bf16.data() + s0 * bs + kc0;
+            for (std::int64_t tb = 0; tb < tblocks; tb += 2) {
+              float* csave = csave_all + tb * 16 * NB;
+              float* cdst = last ? cg + ((g - g0) * sup + tb * 16) * NB : csave;
+              const std::uint16_t* a = xa + tb * 16 * bs;
+              Tiles::chunk(tb + 1 < tblocks, a, two ? a + plane : nullptr, bs * 2, bt, nb, first, csave, cdst);
             }
           }
         }
@@ -382,12 +406,8 @@ LOWBIT_TARGET_AVX512 void amx_float_tiles_t(const float_packed& w, const float_w
           __m512 a0 = _mm512_loadu_ps(acc + i * NB), a1 = _mm512_loadu_ps(acc + i * NB + 16);
           const float xscale = ws.bf16_scale[static_cast<std::size_t>(t)];
           for (std::int64_t g = g0; g < g1; ++g) {
-            const float* cp = cg + ((g - g0) * 2 * sup + i) * NB;
-            __m512 c0 = _mm512_loadu_ps(cp), c1 = _mm512_loadu_ps(cp + 16);
-            if (parts == 2) {
-              c0 = _mm512_add_ps(c0, _mm512_loadu_ps(cp + sup * NB));
-              c1 = _mm512_add_ps(c1, _mm512_loadu_ps(cp + sup * NB + 16));
-            }
+            const float* cp = cg + ((g - g0) * sup + i) * NB;
+            const __m512 c0 = _mm512_loadu_ps(cp), c1 = _mm512_loadu_ps(cp + 16);
             const __m512 s0v = _mm512_loadu_ps(scales + g * NB), s1v = _mm512_loadu_ps(scales + g * NB + 16);
             a0 = _mm512_fmadd_ps(c0, s0v, a0);
             a1 = _mm512_fmadd_ps(c1, s1v, a1);
