@@ -214,6 +214,19 @@ LOWBIT_TARGET_AVX512 void amx_float_stage(const std::uint8_t* codes, std::int64_
 
 // ---- the tile chunk: real AMX, or a scalar model of it -----------------------------------------
 
+// Prefetches the 16 (Pair: 32) A rows, of both parts with Lo, of the k-block at `off`.
+template <bool Pair, bool Lo>
+inline void amx_prefetch_a(const std::uint16_t* a, const std::uint16_t* alo, std::int64_t a_stride,
+                           std::int64_t next, std::int64_t off) noexcept {
+  const char* pa = reinterpret_cast<const char*>(a + off);
+  const char* pl = Lo ? reinterpret_cast<const char*>(alo + off) : nullptr;
+  for (int r = 0; r < (Pair ? 32 : 16); ++r) {
+    const std::int64_t at = r < 16 ? r * a_stride : (r - 16) * a_stride + next * 2;
+    _mm_prefetch(pa + at, _MM_HINT_T0);
+    if constexpr (Lo) _mm_prefetch(pl + at, _MM_HINT_T0);
+  }
+}
+
 // K-blocks [0, nb) for one token-block pair (Pair) or one token block: C starts from zero
 // (first) or from `csave` (row stride 32 fp32: sub-block v at + 16 v, the second token block at
 // + 512) and ends in `cdst` (same shape; may equal csave). A rows are `a_stride` bytes apart;
@@ -242,6 +255,10 @@ LOWBIT_TARGET_AMX void amx_bf16_chunk(const std::uint16_t* a, const std::uint16_
   }
   const std::int64_t next = 16 * (a_stride / 2);  // the second token block's rows
   for (std::int64_t kb = 0; kb < nb; ++kb) {
+    // The A rows of the next k-block into L1 now: A comes from L2 (the token rows of a whole
+    // call), and a tile load may not start before the TDPBF16PS reading its register are done,
+    // so its L2 latency would stall every k-block.
+    if (kb + 1 < nb) amx_prefetch_a<Pair, Lo>(a, alo, a_stride, next, (kb + 1) * amx_float_k_block);
     _tile_loadd(4, a + kb * amx_float_k_block, a_stride);
     _tile_loadd(6, b + (2 * kb) * blk, 64);
     _tile_loadd(7, b + (2 * kb + 1) * blk, 64);
