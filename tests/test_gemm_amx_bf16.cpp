@@ -10,6 +10,7 @@
 #include <catch2/catch.hpp>
 
 #include <cmath>
+#include <cstring>
 #include <cstdlib>
 #include <random>
 #include <string>
@@ -231,6 +232,58 @@ TEST_CASE("AMX-BF16 float kernel on the scalar tile model matches the reference"
     }
   INFO("tile-model comparisons: " << runs);
   CHECK(runs > 0);
+}
+
+TEST_CASE("AMX-BF16 activation split: |x' - hi - lo| <= 2^-17 |x'|, exact for fp16 and bf16 values", "[gemm][amx_bf16]") {
+  // The bound amx_float.hpp states for the hi + lo split, element by element, over values
+  // across the exponent range (tokens whose largest value is near FLT_MAX or far below 1),
+  // and r = 0 for values that fp16 or bf16 hold (their calls lose nothing to the split).
+  if (!avx512_here()) return;
+  const scheme_case sc{gemm_scheme::w4a16_int4, element_format::int4, true};
+  const std::int64_t k = 301, tokens = 6;
+  const QuantizedMatrix q = random_matrix(sc, 32, k, 64, 5);
+  detail::float_packed w = detail::pack_float(q, sc.scheme, isa_tier::avx512);
+  w.amx_bf16 = true;
+  std::mt19937 rng(99);
+  std::uniform_real_distribution<float> mant(-1.0f, 1.0f);
+  std::uniform_int_distribution<int> expo(-40, 40);
+  RowMatrixXf x(tokens, k);
+  for (std::int64_t t = 0; t < tokens; ++t)
+    for (std::int64_t c = 0; c < k; ++c) x(t, c) = std::ldexp(mant(rng), expo(rng));
+  x.row(1) *= 1e-30f;                                                 // tiny token
+  x.row(2) = x.row(2) / x.row(2).cwiseAbs().maxCoeff() * 3.0e38f;     // near FLT_MAX
+  for (std::int64_t c = 0; c < k; ++c) x(3, c) = std::ldexp(mant(rng), expo(rng) / 3);  // fp16's range
+  x.row(3) = RowMatrixXf(x.row(3).cast<Eigen::half>().cast<float>()); // fp16 values
+  x.row(4) = RowMatrixXf(x.row(4).cast<Eigen::bfloat16>().cast<float>());
+  detail::float_workspace ws = detail::make_float_amx_workspace(w, tokens, k);
+  detail::prepare_float_amx_tokens(w, x, ws, 0, tokens);
+  const auto value = [](std::uint16_t h) {
+    const std::uint32_t u = static_cast<std::uint32_t>(h) << 16;
+    float v;
+    std::memcpy(&v, &u, 4);
+    return static_cast<double>(v);
+  };
+  double worst = 0.0;
+  for (std::int64_t t = 0; t < tokens; ++t) {
+    const double scale = ws.bf16_scale[static_cast<std::size_t>(t)];
+    CHECK(scale * ws.bf16_unscale[static_cast<std::size_t>(t)] == 1.0);
+    CHECK(x.row(t).cwiseAbs().maxCoeff() * scale < 4.0);
+    for (std::int64_t c = 0; c < k; ++c) {
+      const double xs = static_cast<double>(x(t, c)) * scale;
+      const std::uint16_t* hi = ws.x_bf16.data() + t * ws.bf16_stride;
+      const std::uint16_t* lo = hi + ws.bf16_rows * ws.bf16_stride;
+      const double r = xs - value(hi[c]) - value(lo[c]);
+      INFO("token " << t << " column " << c << " x " << x(t, c));
+      CHECK(std::fabs(r) <= std::ldexp(std::fabs(xs), -17));
+      if (t == 3 || t == 4) CHECK(r == 0.0);
+      if (t == 4) CHECK(lo[c] % 0x8000 == 0);  // bf16 values: no lo part at all
+      if (xs != 0.0) worst = std::max(worst, std::fabs(r) / std::fabs(xs));
+    }
+  }
+  CHECK(ws.bf16_two[4] == 0);
+  CHECK(ws.bf16_two[0] == 1);
+  INFO("worst |r| / |x'| = " << worst << " (bound 2^-17 = " << std::ldexp(1.0, -17) << ")");
+  CHECK(worst > std::ldexp(1.0, -19));  // the bound is not loose by orders of magnitude
 }
 
 TEST_CASE("AMX-BF16 float records: selection, refusal and AMX weights on a host without AMX", "[gemm][amx_bf16]") {
