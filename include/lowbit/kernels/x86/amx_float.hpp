@@ -31,11 +31,11 @@
 // subnormals; int8: through fp32) and reused by every token block of the super-block.
 // Groups: each group's k-blocks start at the group's first k-row (group sizes that are not
 // multiples of 32 waste part of their last tile; the staged rows past the group end are zero,
-// so the A values there are multiplied by 0). Each group's C tiles are stored raw; then, per
-// batch of groups (their C tiles in L2), the epilogue adds C * scale per column (and, for zero
-// points or float offsets, the group's term times sum_group(x), as the few-token path does),
-// in group order. Switching between tiles and the AVX-512 epilogue once per batch, not per
-// group, is amx_int.hpp's reason too.
+// so the A values there are multiplied by 0). Each group's C tiles are stored raw; the vector
+// epilogue adds C * scale per column (and, for zero points or float offsets, the group's term
+// times sum_group(x), as the few-token path does) into an fp32 accumulator, in group order.
+// It runs one group behind the tiles, between the tile chunks of the next group (see
+// amx_float_tiles_t), so that it overlaps the TMUL unit's work instead of adding to it.
 #include <cstdint>
 
 #include "lowbit/detail/target.hpp"
@@ -74,8 +74,7 @@ namespace lowbit::detail {
 
 constexpr std::int64_t amx_float_k_block = 32;        // k per A / B tile (bf16 pairs)
 constexpr std::int64_t amx_float_chunk_blocks = 8;    // k-blocks staged at once: 2 x 8 KiB of B
-constexpr std::int64_t amx_float_super_tokens = 128;  // tokens whose C tiles one batch keeps
-constexpr std::int64_t amx_float_batch_bytes = 256 * 1024;  // C tiles of one batch of groups (L2)
+constexpr std::int64_t amx_float_super_tokens = 128;  // tokens per pass over a block's K
 constexpr std::int64_t amx_float_tile_elems = 16 * 32;      // bf16 per B tile, fp32 per 16 x 32 C
 
 // ---- activations: bf16 parts ---------------------------------------------------------------
@@ -359,7 +358,7 @@ struct amx_bf16_model {
 struct amx_float_scratch {
   aligned_buffer<std::uint16_t> b;  // B tiles of a chunk: [k-block][v] x 16 x 32 bf16
   aligned_buffer<float> c;          // C tiles of a group longer than a chunk: [token][32]
-  aligned_buffer<float> cg;         // each group of a batch: [group][token][32]
+  aligned_buffer<float> cg;         // the last two groups' C: [2][token][32]
   aligned_buffer<float> acc;        // [token][32]: sum over groups of C * scale (+ group terms)
 };
 template <class T>
@@ -368,6 +367,51 @@ T* amx_float_grow(aligned_buffer<T>& buf, std::int64_t n) {
   return buf.data();
 }
 
+// One group's epilogue for tokens [i0, i1) of the super-block at s0: acc += C * scale, and
+// for zero points / offsets the group's term times sum_group(x) (in the units of x': an exact
+// power-of-two product), as the few-token path computes them.
+template <float_code C>
+LOWBIT_TARGET_AVX512 inline void amx_float_epilogue(const float_workspace& ws, const float* cslot, const float* scales,
+                                                    const float* zeros, std::int64_t g, std::int64_t s0,
+                                                    std::int64_t i0, std::int64_t i1, float* acc) {
+  constexpr std::int64_t NB = float_block_cols;
+  const __m512 s0v = _mm512_loadu_ps(scales + g * NB), s1v = _mm512_loadu_ps(scales + g * NB + 16);
+  __m512 t0 = _mm512_setzero_ps(), t1 = _mm512_setzero_ps();  // the group term's column factor
+  if constexpr (C == float_code::uint4_with_zero) {           // - scale * zero * sum_group(x)
+    t0 = _mm512_mul_ps(s0v, _mm512_loadu_ps(zeros + g * NB));
+    t1 = _mm512_mul_ps(s1v, _mm512_loadu_ps(zeros + g * NB + 16));
+  } else if constexpr (C == float_code::uint4_with_offset) {  // + offset * sum_group(x)
+    t0 = _mm512_loadu_ps(zeros + g * NB);
+    t1 = _mm512_loadu_ps(zeros + g * NB + 16);
+  } else {
+    (void)zeros, (void)s0;
+  }
+  for (std::int64_t i = i0; i < i1; ++i) {
+    __m512 a0 = _mm512_loadu_ps(acc + i * NB), a1 = _mm512_loadu_ps(acc + i * NB + 16);
+    a0 = _mm512_fmadd_ps(_mm512_loadu_ps(cslot + i * NB), s0v, a0);
+    a1 = _mm512_fmadd_ps(_mm512_loadu_ps(cslot + i * NB + 16), s1v, a1);
+    if constexpr (float_code_has_group_term(C)) {
+      const std::size_t t = static_cast<std::size_t>(s0 + i);
+      const __m512 gs = _mm512_set1_ps(ws.group_sums[t * static_cast<std::size_t>(ws.groups) + static_cast<std::size_t>(g)] *
+                                       ws.bf16_scale[t]);
+      if constexpr (C == float_code::uint4_with_zero) {
+        a0 = _mm512_fnmadd_ps(t0, gs, a0);
+        a1 = _mm512_fnmadd_ps(t1, gs, a1);
+      } else {
+        a0 = _mm512_fmadd_ps(t0, gs, a0);
+        a1 = _mm512_fmadd_ps(t1, gs, a1);
+      }
+    }
+    _mm512_storeu_ps(acc + i * NB, a0);
+    _mm512_storeu_ps(acc + i * NB + 16, a1);
+  }
+}
+
+// Per 32-column block and super-block of tokens: per group, per chunk of its k-blocks, stage
+// B, then per token-block pair issue the tiles (C to the group's slot) and, in the first
+// chunk, run the previous group's epilogue for the same tokens. The TMUL unit works through
+// the tile instructions while the core runs that vector epilogue, and the C rows it reads
+// were stored a whole group earlier; two C slots alternate between groups.
 template <class Tiles, float_code C>
 LOWBIT_TARGET_AVX512 void amx_float_tiles_t(const float_packed& w, const float_workspace& ws, RowMatrixRef y,
                                             std::int64_t n_begin, std::int64_t n_end) {
@@ -375,11 +419,10 @@ LOWBIT_TARGET_AVX512 void amx_float_tiles_t(const float_packed& w, const float_w
   const std::int64_t tokens = ws.tokens, k_in = w.cols, gsz = w.group_size, groups = w.groups;
   const std::int64_t bs = ws.bf16_stride, plane = ws.bf16_rows * bs;
   const std::int64_t sup = std::min(amx_float_super_tokens, round_up(tokens, 16));
-  const std::int64_t batch = std::max<std::int64_t>(1, amx_float_batch_bytes / (sup * NB * 4));
   thread_local amx_float_scratch scr;
   std::uint16_t* bt = amx_float_grow(scr.b, amx_float_chunk_blocks * 2 * amx_float_tile_elems);
   float* csave_all = amx_float_grow(scr.c, sup * NB);
-  float* cg = amx_float_grow(scr.cg, batch * sup * NB);
+  float* cg = amx_float_grow(scr.cg, 2 * sup * NB);
   float* acc = amx_float_grow(scr.acc, sup * NB);
   alignas(64) std::uint16_t table_bits[32];
   amx_float_table(C, table_bits);
@@ -397,56 +440,28 @@ LOWBIT_TARGET_AVX512 void amx_float_tiles_t(const float_packed& w, const float_w
       bool two = false;  // the second pass, where some token of the super-block has a lo part
       for (std::int64_t t = s0; t < s0 + cnt; ++t) two = two || ws.bf16_two[static_cast<std::size_t>(t)] != 0;
       std::fill(acc, acc + cnt * NB, 0.0f);
-      for (std::int64_t g0 = 0; g0 < groups; g0 += batch) {
-        const std::int64_t g1 = std::min(groups, g0 + batch);
-        // Phase 1: tiles only.
-        for (std::int64_t g = g0; g < g1; ++g) {
-          const std::int64_t k0 = g * gsz, k1 = std::min(k_in, k0 + gsz);
-          const std::int64_t nkb = (k1 - k0 + amx_float_k_block - 1) / amx_float_k_block;
-          for (std::int64_t c0 = 0; c0 < nkb; c0 += amx_float_chunk_blocks) {
-            const std::int64_t nb = std::min(amx_float_chunk_blocks, nkb - c0);
-            const bool first = c0 == 0, last = c0 + nb == nkb;
-            const std::int64_t kc0 = k0 + c0 * amx_float_k_block;
-            amx_float_stage<C>(codes, kc0, std::min(k1, kc0 + nb * amx_float_k_block), nb, table, bt);
-            const std::uint16_t* xa = ws.x_bf16.data() + s0 * bs + kc0;
-            for (std::int64_t tb = 0; tb < tblocks; tb += 2) {
-              float* csave = csave_all + tb * 16 * NB;
-              float* cdst = last ? cg + ((g - g0) * sup + tb * 16) * NB : csave;
-              const std::uint16_t* a = xa + tb * 16 * bs;
-              Tiles::chunk(tb + 1 < tblocks, a, two ? a + plane : nullptr, bs * 2, bt, nb, first, csave, cdst);
-            }
+      for (std::int64_t g = 0; g < groups; ++g) {
+        float* slot = cg + (g % 2) * sup * NB;
+        const float* prev = cg + ((g + 1) % 2) * sup * NB;
+        const std::int64_t k0 = g * gsz, k1 = std::min(k_in, k0 + gsz);
+        const std::int64_t nkb = (k1 - k0 + amx_float_k_block - 1) / amx_float_k_block;
+        for (std::int64_t c0 = 0; c0 < nkb; c0 += amx_float_chunk_blocks) {
+          const std::int64_t nb = std::min(amx_float_chunk_blocks, nkb - c0);
+          const bool first = c0 == 0, last = c0 + nb == nkb;
+          const std::int64_t kc0 = k0 + c0 * amx_float_k_block;
+          amx_float_stage<C>(codes, kc0, std::min(k1, kc0 + nb * amx_float_k_block), nb, table, bt);
+          const std::uint16_t* xa = ws.x_bf16.data() + s0 * bs + kc0;
+          for (std::int64_t tb = 0; tb < tblocks; tb += 2) {
+            float* csave = csave_all + tb * 16 * NB;
+            float* cdst = last ? slot + tb * 16 * NB : csave;
+            const std::uint16_t* a = xa + tb * 16 * bs;
+            Tiles::chunk(tb + 1 < tblocks, a, two ? a + plane : nullptr, bs * 2, bt, nb, first, csave, cdst);
+            if (first && g > 0)
+              amx_float_epilogue<C>(ws, prev, scales, zeros, g - 1, s0, tb * 16, std::min(cnt, tb * 16 + 32), acc);
           }
-        }
-        // Phase 2: per token, the batch's groups in order: acc += C * scale (+ group term).
-        for (std::int64_t i = 0; i < cnt; ++i) {
-          const std::int64_t t = s0 + i;
-          __m512 a0 = _mm512_loadu_ps(acc + i * NB), a1 = _mm512_loadu_ps(acc + i * NB + 16);
-          const float xscale = ws.bf16_scale[static_cast<std::size_t>(t)];
-          for (std::int64_t g = g0; g < g1; ++g) {
-            const float* cp = cg + ((g - g0) * sup + i) * NB;
-            const __m512 c0 = _mm512_loadu_ps(cp), c1 = _mm512_loadu_ps(cp + 16);
-            const __m512 s0v = _mm512_loadu_ps(scales + g * NB), s1v = _mm512_loadu_ps(scales + g * NB + 16);
-            a0 = _mm512_fmadd_ps(c0, s0v, a0);
-            a1 = _mm512_fmadd_ps(c1, s1v, a1);
-            if constexpr (float_code_has_group_term(C)) {
-              // sum_group(x), in the units of x' (an exact power-of-two product).
-              const __m512 gs = _mm512_set1_ps(ws.group_sums[static_cast<std::size_t>(t * groups + g)] * xscale);
-              const __m512 z0 = _mm512_loadu_ps(zeros + g * NB), z1 = _mm512_loadu_ps(zeros + g * NB + 16);
-              if constexpr (C == float_code::uint4_with_zero) {  // - scale * zero * sum_group(x)
-                a0 = _mm512_fnmadd_ps(_mm512_mul_ps(s0v, z0), gs, a0);
-                a1 = _mm512_fnmadd_ps(_mm512_mul_ps(s1v, z1), gs, a1);
-              } else {  // + offset * sum_group(x)
-                a0 = _mm512_fmadd_ps(z0, gs, a0);
-                a1 = _mm512_fmadd_ps(z1, gs, a1);
-              }
-            } else {
-              (void)zeros, (void)xscale;
-            }
-          }
-          _mm512_storeu_ps(acc + i * NB, a0);
-          _mm512_storeu_ps(acc + i * NB + 16, a1);
         }
       }
+      amx_float_epilogue<C>(ws, cg + ((groups - 1) % 2) * sup * NB, scales, zeros, groups - 1, s0, 0, cnt, acc);
       // y = acc * 2^-e(t) * token scale (A8 s_a, 1 otherwise), over the range's columns.
       const std::int64_t j0 = std::max<std::int64_t>(n_begin - n0, 0), j1 = std::min<std::int64_t>(n_end - n0, NB);
       for (std::int64_t i = 0; i < cnt; ++i) {
