@@ -234,6 +234,57 @@ TEST_CASE("AMX-BF16 float kernel on the scalar tile model matches the reference"
   CHECK(runs > 0);
 }
 
+TEST_CASE("AMX-BF16 opt-in: activations rounded to bf16 stay within (2^-8 + 2e-5) sum|x||w_hat|", "[gemm][amx_bf16]") {
+  // PackOptions::bf16_activations: one pass on hi = bf16(x') alone. The bound is checked on
+  // the tile model here and on the tiles where the CPU has them; and the rounding must really
+  // happen (some output outside the exact split's tolerance, no lo part in the workspace).
+  const float factor = (std::ldexp(1.0f, -8) + 2e-5f) / 2e-5f;
+  std::uint32_t seed = 700;
+  double worst_default = 0.0;
+  for (const scheme_case& sc : amx_cases) {
+    if (detail::scheme_quantizes_activations(sc.scheme)) continue;  // A8: exact in bf16 anyway
+    for (const shape_case& sh : {shape_case{300, 128}, shape_case{100, 48}}) {
+      const std::int64_t n = 45, m = 17;
+      const QuantizedMatrix q = random_matrix(sc, n, sh.k, sh.group, ++seed);
+      const RowMatrixXf x = random_x(m, sh.k, ++seed);
+      const RowMatrixXf ref = detail::float_reference_gemm(q, sc.scheme, x);
+      const RowMatrixXf tol = tolerance(q, sc.scheme, x);
+      INFO(to_string(sc.scheme) << " k=" << sh.k << " group=" << sh.group);
+      if (avx512_here()) {
+        detail::float_packed w = detail::pack_float(q, sc.scheme, isa_tier::avx512);
+        w.amx_bf16 = true;
+        w.bf16_round_activations = true;
+        detail::float_workspace ws = detail::make_float_amx_workspace(w, m, sh.k);
+        detail::prepare_float_amx_tokens(w, x, ws, 0, m);
+        for (std::uint8_t b : ws.bf16_two) CHECK(b == 0);
+        RowMatrixXf y(m, n);
+        detail::run_float_amx_model(w, ws, y, 0, n);
+        CHECK(worst_ratio(y, ref, tol * factor) <= 1.0);
+        worst_default = std::max(worst_default, worst_ratio(y, ref, tol));
+      }
+      if (detail::features_cover(detail::features_of(host_cpu_features()), detail::float_amx_needs()) &&
+          detail::subtier_supported(isa_subtier::amx, host_cpu_features())) {
+        PackOptions po;
+        po.subtier = isa_subtier::amx;
+        po.scheme = sc.scheme;
+        po.bf16_activations = true;
+        const PackedWeights w = pack(q, po);
+        CHECK(w.float_weights().bf16_round_activations);
+        RowMatrixXf y(m, n);
+        gemm(x, w, y);
+        CHECK(worst_ratio(y, ref, tol * factor) <= 1.0);
+      }
+    }
+  }
+  if (avx512_here()) CHECK(worst_default > 1.0);  // it rounded: the exact split's bound is missed
+  // Other kernels ignore the option.
+  PackOptions po;
+  po.tier = isa_tier::scalar;
+  po.bf16_activations = true;
+  po.activations = activation_quant::none;
+  CHECK_FALSE(pack(random_matrix(amx_cases[2], 8, 40, 32, 3), po).float_weights().bf16_round_activations);
+}
+
 TEST_CASE("AMX-BF16 activation split: |x' - hi - lo| <= 2^-17 |x'|, exact for fp16 and bf16 values", "[gemm][amx_bf16]") {
   // The bound amx_float.hpp states for the hi + lo split, element by element, over values
   // across the exponent range (tokens whose largest value is near FLT_MAX or far below 1),

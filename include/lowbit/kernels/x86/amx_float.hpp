@@ -20,7 +20,8 @@
 // 2^-17 = 7.6e-6, inside the family's tolerance 2e-5 * sum|x||w_hat| with room for the fp32
 // sums (which the other tiers have too). fp16 inputs have r = 0 (11 bits = hi's 8 + lo's 3).
 // A call runs a second tile pass only for token super-blocks where some lo is non-zero, so
-// A8 schemes and bf16 inputs take one pass.
+// A8 schemes and bf16 inputs take one pass. PackOptions::bf16_activations (opt-in) keeps hi
+// alone: one pass, each product off by up to 2^-8 relative (amx_float_split_tokens).
 //
 // Tiles (all 16 rows x 64 bytes, one configuration for the call): A = 16 tokens x 32 k of one
 // part (bf16, straight from the workspace rows), B = 32 k x 16 columns in pairs (row r holds
@@ -92,8 +93,12 @@ LOWBIT_TARGET_AVX512 inline __m512i amx_bf16_round(__m512 v, __m512& rounded) {
 
 // Tokens [t0, t1) of ws.x (fp32 rows: x, or the exact E4M3 values of A8 schemes) into
 // ws.x_bf16's hi and lo planes, with the per-token 2^e (ws.bf16_scale) and whether any lo is
-// non-zero (ws.bf16_two). Disjoint ranges may run on different threads.
-LOWBIT_TARGET_AVX512 inline void amx_float_split_tokens(float_workspace& ws, std::int64_t t0, std::int64_t t1) {
+// non-zero (ws.bf16_two). round_only (PackOptions::bf16_activations): hi alone, the lo plane
+// stays 0 and every call runs one pass; |x' - hi| <= 2^(q-8) <= 2^-8 |x'| (half an ulp of an
+// 8-bit significand), so each product errs by up to 2^-8 relative. Disjoint ranges may run on
+// different threads.
+LOWBIT_TARGET_AVX512 inline void amx_float_split_tokens(float_workspace& ws, std::int64_t t0, std::int64_t t1,
+                                                        bool round_only = false) {
   const std::int64_t k_in = ws.cols, xs = ws.x_stride, bs = ws.bf16_stride;
   const std::int64_t plane = ws.bf16_rows * bs;
   const __m512 abs_mask = _mm512_castsi512_ps(_mm512_set1_epi32(0x7FFFFFFF));
@@ -123,8 +128,9 @@ LOWBIT_TARGET_AVX512 inline void amx_float_split_tokens(float_workspace& ws, std
       __m512 hv, lv;
       const __m512i h = amx_bf16_round(v, hv);
       const __m512i l = amx_bf16_round(_mm512_sub_ps(v, hv), lv);  // v - hv: exact
-      any = _mm512_or_si512(any, _mm512_and_si512(l, _mm512_set1_epi32(0x7FFF)));  // -0 counts as 0
       _mm256_mask_storeu_epi16(hi + k, m, _mm512_cvtepi32_epi16(h));
+      if (round_only) continue;
+      any = _mm512_or_si512(any, _mm512_and_si512(l, _mm512_set1_epi32(0x7FFF)));  // -0 counts as 0
       _mm256_mask_storeu_epi16(lo + k, m, _mm512_cvtepi32_epi16(l));
     }
     ws.bf16_two[static_cast<std::size_t>(t)] = _mm512_test_epi32_mask(any, any) != 0 ? 1 : 0;
@@ -552,7 +558,7 @@ inline void prepare_float_amx_tokens(const float_packed& w, ConstRowMatrixRef x,
   prepare_float_tokens(w, x, ws, t0, t1);
   if (ws.x_bf16.empty()) return;
 #if LOWBIT_HAVE_X86_SIMD
-  amx_float_split_tokens(ws, t0, t1);
+  amx_float_split_tokens(ws, t0, t1, w.bf16_round_activations);
 #else
   fail("gemm: the AMX-BF16 kernels are x86 only");
 #endif
