@@ -19,7 +19,8 @@
 //                                    ranges that start on multiples of float_block_cols
 //                                    (32) waste no work. It runs the record of the tier
 //                                    (kernels/registry.hpp): run_float_scalar (here),
-//                                    run_float_avx2, run_float_avx512, run_float_neon
+//                                    run_float_avx2, run_float_avx512, run_float_neon,
+//                                    run_float_amx (AMX-BF16 tiles, x86/amx_float.hpp)
 // Each tier's run function holds its call paths (kernels/x86/avx512_float.hpp: fp16,
 // bf16 pairs, quad, direct, buffered), chosen per call; they share the tier's layout.
 #include <string>

@@ -11,7 +11,8 @@
 // Adding a tier means adding records here (and, for a new LOWBIT_ISA name, a sub-tier in
 // dispatch/cpu_features.hpp), not editing switches. Per-call variants of one layout (few
 // tokens on AMX, the float family's fp16 / bf16-pair / quad paths) are call paths inside a
-// record's run function, not records: a record is a layout.
+// record's run function, not records: a record is a layout. (The AMX-BF16 float records pack
+// the AVX-512 float records' bytes; float_packed::amx_bf16 records which one packed them.)
 //
 // Compile time: the table holds pointers to every kernel's instantiation, so it is a class
 // template (kernel_table<>) and is only instantiated where pack()/gemm() bodies are (see
