@@ -118,6 +118,9 @@ void check_menu(int& fp16_runs) {
                                      << tokens);
             PackOptions po;
             po.tier = tier;
+            // The AVX-512 vector sub-tier, so that the AVX512-FP16 path runs on AMX hosts too (their
+            // default sub-tier packs the AMX-BF16 records: tests/test_gemm_amx_bf16.cpp).
+            if (tier == isa_tier::avx512) po.subtier = detail::best_vector_subtier(tier, host_cpu_features());
             po.activations = activation_quant::none;
             const PackedWeights w = pack(q, po);
             REQUIRE(w.scheme() == c.scheme);
@@ -348,6 +351,9 @@ TEST_CASE("gemm with 16-bit activations: kernel names, threads", "[gemm_half_inp
   for (isa_tier tier : supported_isa_tiers()) {
     PackOptions po;
     po.tier = tier;
+    // The AVX-512 vector sub-tier, so that the AVX512-FP16 path runs on AMX hosts too (their
+    // default sub-tier packs the AMX-BF16 records: tests/test_gemm_amx_bf16.cpp).
+    if (tier == isa_tier::avx512) po.subtier = detail::best_vector_subtier(tier, host_cpu_features());
     po.activations = activation_quant::none;
     const PackedWeights w = pack(q, po), w_odd = pack(q_odd, po);
     REQUIRE(w.scheme() == gemm_scheme::w4a16_fp4);

@@ -78,7 +78,27 @@ TEST_CASE("kernel registry: every scheme has a record for every sub-tier this bu
       // would not guarantee a kernel).
       CHECK(detail::features_cover(detail::subtier_needs(s), r.needs));
       CHECK((r.ops->family == detail::kernel_family::int_act) == is_int_activation_scheme(scheme));
-      CHECK(detail::find_kernel(scheme, s) == &r);
+      // find_kernel ignores the host: the selected record, or one preferred to it that needs
+      // strictly more (the AMX-BF16 float records before the AVX-512 ones on sub-tier amx).
+      const kernel_record* first = detail::find_kernel(scheme, s);
+      REQUIRE(first != nullptr);
+      CHECK((first == &r || (detail::features_cover(first->needs, r.needs) && first->needs != r.needs)));
+    }
+  }
+  // The AMX-BF16 float records: a host with AMX-BF16 (and the AVX512-BF16 that comes with it)
+  // gets them on sub-tier amx, named "amx"; one without gets the AVX-512 float records there.
+  if (compiled & detail::subtier_bit(isa_subtier::amx)) {
+    cpu_features full = registry_host_for(isa_subtier::amx);
+    full.amx_bf16 = full.avx512bf16 = true;
+    for (gemm_scheme scheme : registry_schemes) {
+      if (is_int_activation_scheme(scheme)) continue;
+      INFO(to_string(scheme));
+      const kernel_record& amx = detail::select_kernel(scheme, isa_subtier::amx, full);
+      CHECK(detail::float_record_is_amx(amx));
+      CHECK(amx.suffix == "amx");
+      CHECK(amx.serves == detail::subtier_bit(isa_subtier::amx));
+      CHECK_FALSE(detail::float_record_is_amx(
+          detail::select_kernel(scheme, isa_subtier::amx, registry_host_for(isa_subtier::amx))));
     }
   }
   // Layouts exist in every build (pack_int and the layout tests read them on any CPU).
@@ -102,7 +122,15 @@ TEST_CASE("kernel registry: each record's layout is what its kernel reads", "[ke
       CHECK(r.col_block == detail::float_block_cols);
       CHECK(r.layout == detail::float_layout_colblock32);
       CHECK(r.k_align == 1);
-      CHECK(r.serves == detail::tier_subtiers(r.tier));
+      // A tier's records serve its every sub-tier; the AMX-BF16 ones (avx512 tier code) only amx.
+      if (detail::float_record_is_amx(r)) {
+        CHECK(r.tier == isa_tier::avx512);
+        CHECK(r.serves == detail::subtier_bit(isa_subtier::amx));
+        CHECK(r.suffix == "amx");
+      } else {
+        CHECK(r.serves == detail::tier_subtiers(r.tier));
+        CHECK(r.suffix == to_string(r.tier));
+      }
       continue;
     }
     // Integer kernels: whole k steps per group, 16-column sub-blocks (at most 32 columns: the

@@ -38,6 +38,11 @@ struct PackOptions {
   std::optional<isa_tier> tier;       // force a tier this CPU runs (default: selected_isa_tier())
   std::optional<isa_subtier> subtier; // force a sub-tier (e.g. avx512bw: VPMADDUBSW on a VNNI CPU;
                                       // amx); see detail::resolve_subtier
+  // Kernels that multiply in bf16 (the float schemes' AMX-BF16 kernels) round fp32 and fp16
+  // activations to bf16, one pass, instead of splitting them into two bf16 parts: faster, but
+  // each product then errs by up to 2^-8 relative, |y - y_ref| <= (2^-8 + 2e-5) * sum|x||w_hat|
+  // instead of the float family's 2e-5 (kernels/float_layout.hpp). Other kernels ignore it.
+  bool bf16_activations = false;
 };
 
 struct GemmOptions {
@@ -87,6 +92,10 @@ class PackedWeights {
     detail::fail("PackedWeights: the weights were not packed for the integer kernels");
   }
   const detail::float_packed& float_weights() const { return family_weights<detail::float_packed>(); }
+  detail::float_packed& float_weights_mutable() {  // tests: forge a layout field
+    if (auto* p = std::get_if<detail::float_packed>(&packed_)) return *p;
+    detail::fail("PackedWeights: the weights were not packed for the float kernels");
+  }
   // Output columns that one task's range must be a multiple of.
   std::int64_t column_granule() const noexcept { return kernel_ ? kernel_->col_block : 1; }
 
@@ -140,6 +149,7 @@ PackedWeights pack_codes(const QuantizedMatrix& q, const std::uint8_t* codes, co
   const kernel_record& kernel = select_kernel<Deferred>(scheme, subtier, host_cpu_features());
   PackedWeights w;
   w.packed_ = kernel.ops->pack(q, kernel, subtier, codes);
+  if (auto* f = std::get_if<float_packed>(&w.packed_)) f->bf16_round_activations = options.bf16_activations && f->amx_bf16;
   w.kernel_ = &kernel;
   w.name_ = kernel.ops->name(w.header(), activation_dtype::f32);
   return w;

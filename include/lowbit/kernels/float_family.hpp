@@ -19,13 +19,16 @@
 //                                    ranges that start on multiples of float_block_cols
 //                                    (32) waste no work. It runs the record of the tier
 //                                    (kernels/registry.hpp): run_float_scalar (here),
-//                                    run_float_avx2, run_float_avx512, run_float_neon
+//                                    run_float_avx2, run_float_avx512, run_float_neon,
+//                                    run_float_amx (AMX-BF16 tiles, x86/amx_float.hpp)
 // Each tier's run function holds its call paths (kernels/x86/avx512_float.hpp: fp16,
 // bf16 pairs, quad, direct, buffered), chosen per call; they share the tier's layout.
 #include <string>
+#include <string_view>
 
 #include "lowbit/kernels/float_layout.hpp"
 #include "lowbit/kernels/arm/neon_float.hpp"
+#include "lowbit/kernels/x86/amx_float.hpp"
 #include "lowbit/kernels/x86/avx2_float.hpp"
 #include "lowbit/kernels/x86/avx512_float.hpp"
 
@@ -52,7 +55,8 @@ inline void run_float_scalar(const float_packed& w, const float_workspace& ws, R
   run_float_buffered(w, ws, y, n_begin, n_end, decode_float_rows_scalar, float_accumulate_scalar);
 }
 
-// e.g. "w4a8_fp4_g128_avx512fp16", "w8a8_fp8_pc_avx2" (pc: one group spans K): the kernel
+// e.g. "w4a8_fp4_g128_avx512fp16", "w8a8_fp8_pc_avx2" (pc: one group spans K),
+// "w4a16_int4_g128_amx" (the AMX-BF16 records, whatever the activations): the kernel
 // that runs more than 4 tokens of `input` activations.
 inline std::string float_kernel_name(const float_packed& w, activation_dtype input = activation_dtype::f32) {
   std::string name(to_string(w.scheme));
@@ -60,7 +64,7 @@ inline std::string float_kernel_name(const float_packed& w, activation_dtype inp
   if (w.code == float_code::uint4_with_offset) name += "_offset";
   name += w.groups == 1 ? std::string("_pc") : "_g" + std::to_string(w.group_size);
   name += "_";
-  name += to_string(w.tier);
+  name += w.amx_bf16 ? std::string_view("amx") : to_string(w.tier);
   if (float_uses_fp16_path(w, 5, input)) name += "fp16";  // the many-token path
   return name;
 }

@@ -68,6 +68,14 @@ struct float_workspace : workspace_header {
   // The AVX-512 one-token path for 4-bit codes (float_uses_quad_path) reads x with every
   // element repeated 4 times: x_quad[j] = x[j / 4], made once per call in prepare.
   std::vector<float> x_quad;
+  // The AMX-BF16 tiles (x86/amx_float.hpp) read bf16 parts of x' = x * 2^e(t) instead:
+  // x_bf16[part][row][bf16_stride], part 0 = hi, 1 = lo, bf16_rows = tokens rounded up to 16
+  // (padding rows and columns 0); bf16_scale[t] = 2^e(t), bf16_unscale[t] = 2^-e(t);
+  // bf16_two[t] = 1 when some lo of token t is non-zero. Empty when the tiles do not run.
+  std::vector<std::uint16_t> x_bf16;
+  std::int64_t bf16_rows = 0, bf16_stride = 0;
+  std::vector<float> bf16_scale, bf16_unscale;
+  std::vector<std::uint8_t> bf16_two;
 };
 
 // 16-entry decode tables of the 4-bit codes, indexed by nibble.
@@ -134,7 +142,8 @@ inline bool float_uses_fp16_path(const float_packed& w, std::int64_t tokens,
   const bool scheme_ok = w.scheme == gemm_scheme::w4a8_fp4 ||
                          (is_w4a16_scheme(w.scheme) && input != activation_dtype::f32 &&
                           w.code != float_code::uint4_with_offset);
-  return scheme_ok && w.tier == isa_tier::avx512 && tokens > 4 &&
+  // Weights packed by the AMX-BF16 records run more than 4 tokens on tiles instead.
+  return scheme_ok && w.tier == isa_tier::avx512 && !w.amx_bf16 && tokens > 4 &&
          (w.groups == 1 || w.group_size % 2 == 0) && LOWBIT_HAVE_AVX512FP16 &&
          host_cpu_features().avx512fp16;
 }

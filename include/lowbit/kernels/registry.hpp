@@ -11,7 +11,8 @@
 // Adding a tier means adding records here (and, for a new LOWBIT_ISA name, a sub-tier in
 // dispatch/cpu_features.hpp), not editing switches. Per-call variants of one layout (few
 // tokens on AMX, the float family's fp16 / bf16-pair / quad paths) are call paths inside a
-// record's run function, not records: a record is a layout.
+// record's run function, not records: a record is a layout. (The AMX-BF16 float records pack
+// the AVX-512 float records' bytes; float_packed::amx_bf16 records which one packed them.)
 //
 // Compile time: the table holds pointers to every kernel's instantiation, so it is a class
 // template (kernel_table<>) and is only instantiated where pack()/gemm() bodies are (see
@@ -157,6 +158,11 @@ constexpr kernel_record int_kernel(isa_subtier s, int col_block, int_layout layo
 
 // ---- the float family's functions ------------------------------------------------------------
 
+// Whether r is an AMX-BF16 float record (packs float_packed::amx_bf16 weights).
+constexpr bool float_record_is_amx(const kernel_record& r) noexcept {
+  return (r.needs & feature_bit(cpu_feature::amx_bf16)) != 0;
+}
+
 inline void float_check(const packed_header& h, const kernel_record& r) {
   if (h.family != kernel_family::float_decode)
     fail("gemm: weights were not packed for the float kernels; pack them again");
@@ -165,7 +171,14 @@ inline void float_check(const packed_header& h, const kernel_record& r) {
   if (w.tier != r.tier || w.scheme != r.scheme || !(r.serves & subtier_bit(w.subtier)))
     fail("gemm: weights packed for the " + std::string(to_string(w.tier)) + " layout cannot run on the " +
          std::string(to_string(r.tier)) + " kernel; pack them again");
-  if (!features_cover(features_of(host_cpu_features()), r.needs))
+  if (w.amx_bf16 != float_record_is_amx(r))
+    fail(std::string("gemm: weights packed for the ") + (w.amx_bf16 ? "AMX-BF16" : "AVX-512") +
+         " float kernel cannot run on the " + (float_record_is_amx(r) ? "AMX-BF16" : "AVX-512") +
+         " one; pack them again");
+  // As for the integer family: weights that say they were packed for a sub-tier this host
+  // cannot run (AMX weights moved to a CPU without it) are refused, not run on other code.
+  if (!subtier_supported(w.subtier, host_cpu_features()) ||
+      !features_cover(features_of(host_cpu_features()), r.needs))
     fail("gemm: packed weights were made for ISA tier " + std::string(to_string(w.tier)) +
          ", which this CPU does not support; pack them again");
 }
@@ -175,16 +188,22 @@ packed_layout float_pack(const QuantizedMatrix& q, const kernel_record& r, isa_s
                          const std::uint8_t* codes) {
   float_packed w = pack_float(q, r.scheme, r.tier, codes);
   w.subtier = subtier;
+  w.amx_bf16 = float_record_is_amx(r);
   return w;
 }
 
 inline gemm_workspace float_make_workspace(const packed_header& w, std::int64_t tokens, std::int64_t k) {
-  return make_float_workspace(static_cast<const float_packed&>(w), tokens, k);
+  const float_packed& p = static_cast<const float_packed&>(w);
+  return p.amx_bf16 ? make_float_amx_workspace(p, tokens, k) : make_float_workspace(p, tokens, k);
 }
 
 inline void float_prepare_tokens(const packed_header& w, ConstRowMatrixRef x, workspace_header& ws, std::int64_t t0,
                                  std::int64_t t1) {
-  prepare_float_tokens(static_cast<const float_packed&>(w), x, static_cast<float_workspace&>(ws), t0, t1);
+  const float_packed& p = static_cast<const float_packed&>(w);
+  if (p.amx_bf16)
+    prepare_float_amx_tokens(p, x, static_cast<float_workspace&>(ws), t0, t1);
+  else
+    prepare_float_tokens(p, x, static_cast<float_workspace&>(ws), t0, t1);
 }
 
 inline std::string float_name(const packed_header& w, activation_dtype input) {
@@ -230,6 +249,21 @@ constexpr kernel_record float_kernel(gemm_scheme s, isa_tier t, kernel_run_fn ru
                        float_layout_colblock32, &float_family_ops<Deferred>::ops, run};
 }
 
+// An AMX-BF16 float record: scheme S on sub-tier amx only, the avx512 tier's layout and code
+// (its few-token path) plus the tiles: AVX512-BF16 comes with AMX-BF16 on every CPU that has
+// it, and is named so that the record states what its code runs.
+constexpr feature_mask float_amx_needs() noexcept {
+  using c = cpu_feature;
+  return tier_needs(isa_tier::avx512) | feature_bit(c::avx512bf16) | feature_bit(c::amx_tile) |
+         feature_bit(c::amx_bf16) | feature_bit(c::amx_permitted);
+}
+template <class Deferred>
+constexpr kernel_record float_amx_kernel(gemm_scheme s, kernel_run_fn run) {
+  return kernel_record{to_string(isa_subtier::amx), s, isa_tier::avx512, subtier_bit(isa_subtier::amx),
+                       float_amx_needs(), float_block_cols, 1, float_layout_colblock32,
+                       &float_family_ops<Deferred>::ops, run};
+}
+
 // ---- the table -------------------------------------------------------------------------------
 
 // The run function of a record in builds that compile its code, nullptr elsewhere: every
@@ -266,6 +300,12 @@ struct kernel_table {
       float_kernel<Deferred>(gemm_scheme::w4a16_int4, isa_tier::tier, RUN(&run_float_columns<&fn<Deferred>>)),   \
       float_kernel<Deferred>(gemm_scheme::w4a16_fp4, isa_tier::tier, RUN(&run_float_columns<&fn<Deferred>>)),    \
       float_kernel<Deferred>(gemm_scheme::w8a16_int8, isa_tier::tier, RUN(&run_float_columns<&fn<Deferred>>)),
+#define LOWBIT_FLOAT_AMX_RECORDS(RUN, fn)                                                                  \
+  float_amx_kernel<Deferred>(gemm_scheme::w8a8_fp8, RUN(&run_float_columns<&fn<Deferred>>)),                   \
+      float_amx_kernel<Deferred>(gemm_scheme::w4a8_fp4, RUN(&run_float_columns<&fn<Deferred>>)),               \
+      float_amx_kernel<Deferred>(gemm_scheme::w4a16_int4, RUN(&run_float_columns<&fn<Deferred>>)),             \
+      float_amx_kernel<Deferred>(gemm_scheme::w4a16_fp4, RUN(&run_float_columns<&fn<Deferred>>)),              \
+      float_amx_kernel<Deferred>(gemm_scheme::w8a16_int8, RUN(&run_float_columns<&fn<Deferred>>)),
   static constexpr kernel_record records[] = {
       //                 sub-tier   cols layout k steps k inputs  code     tile function
       LOWBIT_INT_RECORDS(amx,        32, dot4,  1,      64,       LOWBIT_RUN_X86, run_int_amx)         // TDPBSUD
@@ -279,6 +319,9 @@ struct kernel_table {
       LOWBIT_INT_RECORDS(neon,       16, dot4,  1,      0,        LOWBIT_RUN_NEON, run_int_scalar)
       LOWBIT_INT_RECORDS(scalar,     16, dot4,  1,      0,        LOWBIT_RUN_ANY, run_int_scalar)
       //                   tier    code             run function
+      // AMX-BF16 (TDPBF16PS) before the AVX-512 records, which stay the fallback on sub-tier amx
+      // for a host with AMX-INT8 but not AMX-BF16.
+      LOWBIT_FLOAT_AMX_RECORDS(LOWBIT_RUN_X86,      run_float_amx)
       LOWBIT_FLOAT_RECORDS(avx512, LOWBIT_RUN_X86,  run_float_avx512)
       LOWBIT_FLOAT_RECORDS(avx2,   LOWBIT_RUN_X86,  run_float_avx2)
       LOWBIT_FLOAT_RECORDS(neon,   LOWBIT_RUN_NEON, run_float_neon)
@@ -286,6 +329,7 @@ struct kernel_table {
   };
 #undef LOWBIT_INT_RECORDS
 #undef LOWBIT_FLOAT_RECORDS
+#undef LOWBIT_FLOAT_AMX_RECORDS
 };
 #undef LOWBIT_RUN_X86
 #undef LOWBIT_RUN_NEON
@@ -371,7 +415,13 @@ template <class Deferred = void>
 void run_float(const float_packed& w, const float_workspace& ws, RowMatrixRef y, std::int64_t n_begin,
                std::int64_t n_end) {
   if (w.layout != float_layout_colblock32) fail("gemm: packed weights: layout is not the float family's colblock32");
-  const kernel_record* r = find_kernel<Deferred>(w.scheme, w.subtier);
+  // The record that packed w: on sub-tier amx the AMX-BF16 one or its AVX-512 fallback.
+  const kernel_record* r = nullptr;
+  for (const kernel_record& k : kernel_table<Deferred>::records)
+    if (k.scheme == w.scheme && (k.serves & subtier_bit(w.subtier)) && float_record_is_amx(k) == w.amx_bf16) {
+      r = &k;
+      break;
+    }
   if (r == nullptr || r->tier != w.tier || r->run == nullptr)
     fail("gemm: no float kernel for ISA tier " + std::string(to_string(w.tier)) + " in this build");
   r->ops->check(w, *r);

@@ -49,6 +49,13 @@ struct float_packed : packed_header {  // family float_decode; rows = N, cols = 
   std::vector<float> scales;        // [block][group][32], 0 in padded columns
   std::vector<float> zeros;         // [block][group][32]: uint4_with_zero's zero points as
                                     // floats, or uint4_with_offset's offsets
+  // Packed by an AMX-BF16 record (kernels/x86/amx_float.hpp): the same bytes as the avx512
+  // tier's, but calls of more than 4 tokens run TDPBF16PS tiles. Checked against the record
+  // that runs them ("pack them again").
+  bool amx_bf16 = false;
+  // With amx_bf16: round fp32 / fp16 activations to bf16 instead of splitting them into hi + lo
+  // (PackOptions::bf16_activations; error bound there and in x86/amx_float.hpp).
+  bool bf16_round_activations = false;
 
   float_packed() {
     family = kernel_family::float_decode;

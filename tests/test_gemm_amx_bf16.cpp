@@ -1,0 +1,401 @@
+// The AMX-BF16 records of the float-decoding family (kernels/x86/amx_float.hpp) against the
+// scalar float reference (kernels/float_reference.hpp) within the family's tolerance
+// (float_layout.hpp), over the edge-case menu: tokens below, at and across the 16-row A tile
+// and the few-token cut (1..128), N not a multiple of the 32-column block, K below / not a
+// multiple of the 32-k tile, groups of 32, 128, 48 (not a tile multiple), ragged last groups and
+// per channel; every scheme and fp32 / fp16 / bf16 activations (fp32: the hi + lo split).
+// The same kernel with a scalar model of the tiles runs on any AVX-512 CPU, so the staging, the
+// bf16 parts and the epilogue are tested here too; the tiles themselves only where the CPU has
+// AMX-BF16 and the OS granted tile data: the log says that they ran, or why not.
+#include <catch2/catch.hpp>
+
+#include <cmath>
+#include <cstring>
+#include <cstdlib>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "lowbit/gemm.hpp"
+#include "lowbit/kernels/float_reference.hpp"
+#include "lowbit/kernels/registry.hpp"
+#include "test_gemm_support.hpp"
+
+// One namespace per test file, so that any set of test files can be compiled as one
+// unity translation unit (tests/CMakeLists.txt) without their file-local names clashing.
+namespace test_gemm_amx_bf16_cpp {
+
+using namespace lowbit;
+
+namespace {
+
+struct scheme_case {
+  gemm_scheme scheme;
+  element_format format;
+  bool symmetric;
+  bool offset = false;
+};
+
+const scheme_case amx_cases[] = {
+    {gemm_scheme::w8a8_fp8, element_format::float8_e4m3fn, true},
+    {gemm_scheme::w4a8_fp4, element_format::float4_e2m1fn, true},
+    {gemm_scheme::w4a16_int4, element_format::int4, true},
+    {gemm_scheme::w4a16_int4, element_format::int4, false},        // zero points
+    {gemm_scheme::w4a16_int4, element_format::int4, false, true},  // float offsets
+    {gemm_scheme::w4a16_fp4, element_format::float4_e2m1fn, true},
+    {gemm_scheme::w8a16_int8, element_format::int8, true},
+};
+
+bool amx_bf16_here() {
+  const cpu_features& f = host_cpu_features();
+  const bool ok = detail::subtier_supported(isa_subtier::amx, f) &&
+                  detail::features_cover(detail::features_of(f), detail::float_amx_needs());
+  if (!ok)
+    WARN("AMX-BF16 tests SKIPPED: they need AMX-BF16 and OS tile permission (cpu amx_bf16="
+         << f.amx_bf16 << ", amx_tile=" << f.amx_tile << ", permitted=" << f.amx_permitted << ")");
+  return ok;
+}
+
+bool avx512_here() {
+  const bool ok = detail::tier_supported(isa_tier::avx512, host_cpu_features());
+  if (!ok) WARN("AMX-BF16 tile-model tests SKIPPED: they need AVX-512");
+  return ok;
+}
+
+QuantizedMatrix random_matrix(const scheme_case& sc, std::int64_t rows, std::int64_t cols, std::int64_t group,
+                              std::uint32_t seed) {
+  return lowbit::test::random_float_family_matrix(sc.format, sc.symmetric, rows, cols, group, seed, true, sc.offset);
+}
+
+RowMatrixXf random_x(std::int64_t tokens, std::int64_t cols, std::uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> d(0.0f, 1.0f);
+  RowMatrixXf x(tokens, cols);
+  for (std::int64_t t = 0; t < tokens; ++t)
+    for (std::int64_t c = 0; c < cols; ++c) x(t, c) = d(rng) * (c % 17 == 3 ? 20.0f : 1.0f);
+  if (tokens > 2) x.row(1).setZero();  // amax 0: scale 0 (A8), 2^e = 1
+  if (tokens > 3) x.row(2) *= 1e-20f;  // tiny rows: the per-token 2^e keeps them off bf16 subnormals
+  return x;
+}
+
+// 2e-5 * s_a * sum_k |xq| |w_hat| (float_layout.hpp), |w_hat| read as the few-token path's
+// rounding sees it for zero points ((|v| + z) * s) and offsets (|v| * s + |o|).
+RowMatrixXf tolerance(const QuantizedMatrix& q, gemm_scheme scheme, const RowMatrixXf& x) {
+  RowMatrixXf w_abs(q.rows, q.cols);
+  for (std::int64_t r = 0; r < q.rows; ++r)
+    for (std::int64_t c = 0; c < q.cols; ++c) {
+      const std::size_t gi = static_cast<std::size_t>(r * q.groups_per_row + c / q.group_size);
+      const float v = std::fabs(detail::weight_code_value_reference(q, r, c));
+      w_abs(r, c) = !q.offsets.empty() ? v * q.scales[gi] + std::fabs(q.offsets[gi])
+                    : q.zeros.empty()  ? std::fabs(detail::weight_value_reference(q, r, c))
+                                       : (v + q.zeros[gi]) * q.scales[gi];
+    }
+  RowMatrixXf xa = x.cwiseAbs();
+  if (detail::scheme_quantizes_activations(scheme)) {
+    std::vector<std::uint8_t> codes(static_cast<std::size_t>(x.cols()));
+    for (std::int64_t t = 0; t < x.rows(); ++t) {
+      const RowMatrixXf row = x.row(t);
+      float s = 0.0f;
+      detail::quantize_token_e4m3_reference(row.data(), x.cols(), t, codes.data(), &s);
+      for (std::int64_t c = 0; c < x.cols(); ++c)
+        xa(t, c) = std::fabs(float8_e4m3fn::from_bits(codes[static_cast<std::size_t>(c)]).to_float()) * s;
+    }
+  }
+  RowMatrixXf tol = (xa * w_abs.transpose()) * 2e-5f;
+  tol.array() += 1e-37f;
+  return tol;
+}
+
+// max over outputs of |a - b| / tol (<= 1 passes); NaN counts as a failure.
+double worst_ratio(const RowMatrixXf& a, const RowMatrixXf& b, const RowMatrixXf& tol) {
+  double worst = 0.0;
+  for (Eigen::Index i = 0; i < a.rows(); ++i)
+    for (Eigen::Index j = 0; j < a.cols(); ++j) {
+      const double d = std::fabs(static_cast<double>(a(i, j)) - b(i, j));
+      if (!(d <= tol(i, j))) worst = std::max(worst, std::isnan(d) ? 1e30 : d / tol(i, j));
+    }
+  return worst;
+}
+
+// The menu: (K, group) pairs, 0 = per channel.
+struct shape_case {
+  std::int64_t k, group;
+};
+const shape_case amx_shapes[] = {
+    {31, 0},     // K below one tile, per channel
+    {33, 32},    // one full group, one group of 1
+    {100, 48},   // groups not a tile multiple; ragged last (4)
+    {300, 128},  // ragged last group (44)
+    {300, 0},    // per channel, K not a multiple of 32
+    {1024, 32},  // many groups: several epilogue batches
+    {1100, 0},   // a group longer than a chunk (C carried between chunks), ragged K
+};
+const std::int64_t amx_tokens[] = {1, 2, 4, 5, 15, 16, 17, 33, 128};
+
+enum class input_kind { f32, f16, bf16 };
+
+// x as the call sees it (fp16 / bf16 values widened exactly) and y from gemm().
+RowMatrixXf run_gemm(const PackedWeights& w, const RowMatrixXf& x, input_kind in, RowMatrixXf& seen, int threads) {
+  RowMatrixXf y(x.rows(), w.rows());
+  GemmOptions o;
+  o.num_threads = threads;
+  if (in == input_kind::f16) {
+    const RowMatrixXh xh = x.cast<Eigen::half>();
+    seen = xh.cast<float>();
+    gemm(xh, w, y, o);
+  } else if (in == input_kind::bf16) {
+    const RowMatrixXbf16 xb = x.cast<Eigen::bfloat16>();
+    seen = xb.cast<float>();
+    gemm(xb, w, y, o);
+  } else {
+    seen = x;
+    gemm(x, w, y, o);
+  }
+  return y;
+}
+
+const char* input_name(input_kind in) { return in == input_kind::f16 ? "f16" : in == input_kind::bf16 ? "bf16" : "f32"; }
+
+}  // namespace
+
+TEST_CASE("AMX-BF16 float kernels match the scalar float reference", "[gemm][amx_bf16]") {
+  if (!amx_bf16_here()) return;
+  std::uint32_t seed = 900;
+  std::int64_t runs = 0;
+  for (const scheme_case& sc : amx_cases)
+    for (const shape_case& sh : amx_shapes) {
+      const std::int64_t n = sh.k >= 1024 ? 70 : 45;  // ragged last 32-column block
+      const std::int64_t group = sh.group == 0 ? sh.k : sh.group;
+      const QuantizedMatrix q = random_matrix(sc, n, sh.k, group, ++seed);
+      PackOptions po;
+      po.subtier = isa_subtier::amx;
+      po.scheme = sc.scheme;
+      const PackedWeights w = pack(q, po);
+      REQUIRE(w.scheme() == sc.scheme);
+      const std::string name(selected_kernel(w));
+      INFO(name);
+      REQUIRE(name.size() > 4);
+      CHECK(name.substr(name.size() - 4) == "_amx");
+      CHECK(w.float_weights().amx_bf16);
+      for (std::int64_t m : amx_tokens) {
+        const RowMatrixXf x = random_x(m, sh.k, ++seed);
+        for (input_kind in : {input_kind::f32, input_kind::f16, input_kind::bf16}) {
+          RowMatrixXf seen;
+          const RowMatrixXf y = run_gemm(w, x, in, seen, 1 + static_cast<int>(m % 2));  // workers too
+          const RowMatrixXf ref = detail::float_reference_gemm(q, sc.scheme, seen);
+          INFO(name << " m=" << m << " n=" << n << " k=" << sh.k << " input=" << input_name(in));
+          CHECK(worst_ratio(y, ref, tolerance(q, sc.scheme, seen)) <= 1.0);
+          ++runs;
+        }
+      }
+    }
+  WARN("AMX-BF16 tests RAN: " << runs << " comparisons against the scalar float reference");
+}
+
+TEST_CASE("AMX-BF16 float kernel on the scalar tile model matches the reference", "[gemm][amx_bf16]") {
+  // The kernel's staging, bf16 parts and epilogue with amx_bf16_model in place of the tiles:
+  // runs on any AVX-512 CPU; column ranges that start and end inside blocks.
+  if (!avx512_here()) return;
+  std::uint32_t seed = 300;
+  std::int64_t runs = 0;
+  for (const scheme_case& sc : amx_cases)
+    for (const shape_case& sh : amx_shapes) {
+      const std::int64_t n = 45;
+      const std::int64_t group = sh.group == 0 ? sh.k : sh.group;
+      const QuantizedMatrix q = random_matrix(sc, n, sh.k, group, ++seed);
+      detail::float_packed w = detail::pack_float(q, sc.scheme, isa_tier::avx512);
+      w.amx_bf16 = true;  // what the AMX-BF16 record packs (the same bytes)
+      for (std::int64_t m : {5, 17, 33}) {
+        const RowMatrixXf x = random_x(m, sh.k, ++seed);
+        for (input_kind in : {input_kind::f32, input_kind::bf16}) {
+          const RowMatrixXf seen = in == input_kind::bf16 ? RowMatrixXf(x.cast<Eigen::bfloat16>().cast<float>()) : x;
+          detail::float_workspace ws = detail::make_float_amx_workspace(w, m, sh.k);
+          REQUIRE(!ws.x_bf16.empty());
+          detail::prepare_float_amx_tokens(w, seen, ws, 0, m / 2);
+          detail::prepare_float_amx_tokens(w, seen, ws, m / 2, m);
+          RowMatrixXf y = RowMatrixXf::Constant(m, n, 12345.0f);
+          detail::run_float_amx_model(w, ws, y, 0, 7);  // ranges as a thread pool might cut them
+          detail::run_float_amx_model(w, ws, y, 7, 40);
+          detail::run_float_amx_model(w, ws, y, 40, n);
+          const RowMatrixXf ref = detail::float_reference_gemm(q, sc.scheme, seen);
+          INFO(to_string(sc.scheme) << " code=" << static_cast<int>(w.code) << " m=" << m << " k=" << sh.k
+                                    << " group=" << group << " input=" << input_name(in));
+          CHECK(worst_ratio(y, ref, tolerance(q, sc.scheme, seen)) <= 1.0);
+          // bf16 inputs and E4M3 activations are exact in bf16: one pass, no lo part.
+          bool two = false;
+          for (std::uint8_t b : ws.bf16_two) two = two || b != 0;
+          if (in == input_kind::bf16 || detail::scheme_quantizes_activations(sc.scheme)) CHECK(!two);
+          if (in == input_kind::f32 && !detail::scheme_quantizes_activations(sc.scheme)) CHECK(two);
+          ++runs;
+        }
+      }
+    }
+  INFO("tile-model comparisons: " << runs);
+  CHECK(runs > 0);
+}
+
+TEST_CASE("AMX-BF16 opt-in: activations rounded to bf16 stay within (2^-8 + 2e-5) sum|x||w_hat|", "[gemm][amx_bf16]") {
+  // PackOptions::bf16_activations: one pass on hi = bf16(x') alone. The bound is checked on
+  // the tile model here and on the tiles where the CPU has them; and the rounding must really
+  // happen (some output outside the exact split's tolerance, no lo part in the workspace).
+  const float factor = (std::ldexp(1.0f, -8) + 2e-5f) / 2e-5f;
+  std::uint32_t seed = 700;
+  double worst_default = 0.0;
+  for (const scheme_case& sc : amx_cases) {
+    if (detail::scheme_quantizes_activations(sc.scheme)) continue;  // A8: exact in bf16 anyway
+    for (const shape_case& sh : {shape_case{300, 128}, shape_case{100, 48}}) {
+      const std::int64_t n = 45, m = 17;
+      const QuantizedMatrix q = random_matrix(sc, n, sh.k, sh.group, ++seed);
+      const RowMatrixXf x = random_x(m, sh.k, ++seed);
+      const RowMatrixXf ref = detail::float_reference_gemm(q, sc.scheme, x);
+      const RowMatrixXf tol = tolerance(q, sc.scheme, x);
+      INFO(to_string(sc.scheme) << " k=" << sh.k << " group=" << sh.group);
+      if (avx512_here()) {
+        detail::float_packed w = detail::pack_float(q, sc.scheme, isa_tier::avx512);
+        w.amx_bf16 = true;
+        w.bf16_round_activations = true;
+        detail::float_workspace ws = detail::make_float_amx_workspace(w, m, sh.k);
+        detail::prepare_float_amx_tokens(w, x, ws, 0, m);
+        for (std::uint8_t b : ws.bf16_two) CHECK(b == 0);
+        RowMatrixXf y(m, n);
+        detail::run_float_amx_model(w, ws, y, 0, n);
+        CHECK(worst_ratio(y, ref, tol * factor) <= 1.0);
+        worst_default = std::max(worst_default, worst_ratio(y, ref, tol));
+      }
+      if (detail::features_cover(detail::features_of(host_cpu_features()), detail::float_amx_needs()) &&
+          detail::subtier_supported(isa_subtier::amx, host_cpu_features())) {
+        PackOptions po;
+        po.subtier = isa_subtier::amx;
+        po.scheme = sc.scheme;
+        po.bf16_activations = true;
+        const PackedWeights w = pack(q, po);
+        CHECK(w.float_weights().bf16_round_activations);
+        RowMatrixXf y(m, n);
+        gemm(x, w, y);
+        CHECK(worst_ratio(y, ref, tol * factor) <= 1.0);
+      }
+    }
+  }
+  if (avx512_here()) CHECK(worst_default > 1.0);  // it rounded: the exact split's bound is missed
+  // Other kernels ignore the option.
+  PackOptions po;
+  po.tier = isa_tier::scalar;
+  po.bf16_activations = true;
+  po.activations = activation_quant::none;
+  CHECK_FALSE(pack(random_matrix(amx_cases[2], 8, 40, 32, 3), po).float_weights().bf16_round_activations);
+}
+
+TEST_CASE("AMX-BF16 activation split: |x' - hi - lo| <= 2^-17 |x'|, exact for fp16 and bf16 values", "[gemm][amx_bf16]") {
+  // The bound amx_float.hpp states for the hi + lo split, element by element, over values
+  // across the exponent range (tokens whose largest value is near FLT_MAX or far below 1),
+  // and r = 0 for values that fp16 or bf16 hold (their calls lose nothing to the split).
+  if (!avx512_here()) return;
+  const scheme_case sc{gemm_scheme::w4a16_int4, element_format::int4, true};
+  const std::int64_t k = 301, tokens = 6;
+  const QuantizedMatrix q = random_matrix(sc, 32, k, 64, 5);
+  detail::float_packed w = detail::pack_float(q, sc.scheme, isa_tier::avx512);
+  w.amx_bf16 = true;
+  std::mt19937 rng(99);
+  std::uniform_real_distribution<float> mant(-1.0f, 1.0f);
+  std::uniform_int_distribution<int> expo(-40, 40);
+  RowMatrixXf x(tokens, k);
+  for (std::int64_t t = 0; t < tokens; ++t)
+    for (std::int64_t c = 0; c < k; ++c) x(t, c) = std::ldexp(mant(rng), expo(rng));
+  x.row(1) *= 1e-30f;                                                 // tiny token
+  x.row(2) = x.row(2) / x.row(2).cwiseAbs().maxCoeff() * 3.0e38f;     // near FLT_MAX
+  for (std::int64_t c = 0; c < k; ++c) x(3, c) = std::ldexp(mant(rng), expo(rng) / 3);  // fp16's range
+  x.row(3) = RowMatrixXf(x.row(3).cast<Eigen::half>().cast<float>()); // fp16 values
+  x.row(4) = RowMatrixXf(x.row(4).cast<Eigen::bfloat16>().cast<float>());
+  detail::float_workspace ws = detail::make_float_amx_workspace(w, tokens, k);
+  detail::prepare_float_amx_tokens(w, x, ws, 0, tokens);
+  const auto value = [](std::uint16_t h) {
+    const std::uint32_t u = static_cast<std::uint32_t>(h) << 16;
+    float v;
+    std::memcpy(&v, &u, 4);
+    return static_cast<double>(v);
+  };
+  double worst = 0.0;
+  for (std::int64_t t = 0; t < tokens; ++t) {
+    const double scale = ws.bf16_scale[static_cast<std::size_t>(t)];
+    CHECK(scale * ws.bf16_unscale[static_cast<std::size_t>(t)] == 1.0);
+    CHECK(x.row(t).cwiseAbs().maxCoeff() * scale < 4.0);
+    for (std::int64_t c = 0; c < k; ++c) {
+      const double xs = static_cast<double>(x(t, c)) * scale;
+      const std::uint16_t* hi = ws.x_bf16.data() + t * ws.bf16_stride;
+      const std::uint16_t* lo = hi + ws.bf16_rows * ws.bf16_stride;
+      const double r = xs - value(hi[c]) - value(lo[c]);
+      INFO("token " << t << " column " << c << " x " << x(t, c));
+      CHECK(std::fabs(r) <= std::ldexp(std::fabs(xs), -17));
+      if (t == 3 || t == 4) CHECK(r == 0.0);
+      if (t == 4) CHECK(lo[c] % 0x8000 == 0);  // bf16 values: no lo part at all
+      if (xs != 0.0) worst = std::max(worst, std::fabs(r) / std::fabs(xs));
+    }
+  }
+  CHECK(ws.bf16_two[4] == 0);
+  CHECK(ws.bf16_two[0] == 1);
+  INFO("worst |r| / |x'| = " << worst << " (bound 2^-17 = " << std::ldexp(1.0, -17) << ")");
+  CHECK(worst > std::ldexp(1.0, -19));  // the bound is not loose by orders of magnitude
+}
+
+TEST_CASE("AMX-BF16 float records: selection, refusal and AMX weights on a host without AMX", "[gemm][amx_bf16]") {
+  // A host with everything: the AMX-BF16 record; without tile permission (a refusing kernel,
+  // simulated by LOWBIT_AMX_DENY) best_subtier() falls back to AVX-512 and its float record.
+  cpu_features f{};
+  f.avx2 = f.fma = f.f16c = f.bmi2 = true;
+  f.avx512f = f.avx512bw = f.avx512vl = f.avx512dq = f.avx512vnni = f.avx512bf16 = true;
+  f.amx_tile = f.amx_int8 = f.amx_bf16 = f.amx_permitted = true;
+  for (const scheme_case& sc : amx_cases) {
+    const detail::kernel_record& r = detail::select_kernel(sc.scheme, isa_subtier::amx, f);
+    CHECK(r.suffix == "amx");
+    CHECK(detail::float_record_is_amx(r));
+  }
+  cpu_features int8_only = f;  // AMX-INT8 without AMX-BF16: the AVX-512 float record serves amx
+  int8_only.amx_bf16 = false;
+  CHECK_FALSE(detail::float_record_is_amx(detail::select_kernel(gemm_scheme::w4a16_int4, isa_subtier::amx, int8_only)));
+  ::setenv("LOWBIT_AMX_DENY", "1", 1);
+  CHECK_FALSE(detail::request_amx_permission(f));
+  ::unsetenv("LOWBIT_AMX_DENY");
+  f.amx_permitted = false;
+  CHECK(detail::best_subtier(f) == isa_subtier::avx512vnni);
+  CHECK_FALSE(detail::float_record_is_amx(detail::select_kernel(gemm_scheme::w4a8_fp4, detail::best_subtier(f), f)));
+
+  // This process: where AMX was refused (LOWBIT_AMX_DENY set when it started) on an AMX-BF16
+  // CPU, pack() picks the AVX-512 float record and the results are still right.
+  const cpu_features& host = host_cpu_features();
+  const scheme_case sc{gemm_scheme::w4a16_int4, element_format::int4, true};
+  const QuantizedMatrix q = random_matrix(sc, 40, 96, 32, 11);
+  const RowMatrixXf x = random_x(20, 96, 12);
+  if (host.amx_bf16 && !host.amx_permitted) {
+    PackOptions po;
+    po.activations = activation_quant::none;
+    const PackedWeights w = pack(q, po);
+    const std::string name(selected_kernel(w));
+    INFO(name);
+    CHECK(name.find("_amx") == std::string::npos);
+    CHECK_FALSE(w.float_weights().amx_bf16);
+    RowMatrixXf y(20, 40);
+    gemm(x, w, y);
+    CHECK(worst_ratio(y, detail::float_reference_gemm(q, sc.scheme, x), tolerance(q, sc.scheme, x)) <= 1.0);
+    WARN("AMX-BF16 refused (LOWBIT_AMX_DENY): fell back to " << name);
+  }
+
+  // Weights recorded as AMX-BF16-packed on a host that cannot run them: "pack them again".
+  if (detail::subtier_supported(isa_subtier::amx, host)) return;
+  if (!detail::tier_supported(isa_tier::avx512, host)) return;
+  PackOptions po;
+  po.tier = isa_tier::avx512;
+  po.activations = activation_quant::none;
+  PackedWeights w = pack(q, po);
+  const isa_subtier packed_on = w.subtier();
+  w.float_weights_mutable().subtier = isa_subtier::amx;
+  w.float_weights_mutable().amx_bf16 = true;
+  RowMatrixXf y(20, 40);
+  CHECK_THROWS_WITH(gemm(x, w, y), Catch::Contains("pack them again"));
+  // The flag alone (AMX-BF16 weights run by the AVX-512 record) is refused too.
+  w.float_weights_mutable().subtier = packed_on;
+  CHECK_THROWS_WITH(gemm(x, w, y), Catch::Contains("pack them again"));
+  w.float_weights_mutable().amx_bf16 = false;
+  CHECK_NOTHROW(gemm(x, w, y));
+}
+
+}  // namespace test_gemm_amx_bf16_cpp
