@@ -109,9 +109,13 @@ inline RowMatrixXf float_reference_gemm(const QuantizedMatrix& q, gemm_scheme sc
     } else {
       for (std::int64_t c = 0; c < k_in; ++c) xv[static_cast<std::size_t>(c)] = x(t, c);
     }
+    // Raw pointers in the inner loop (same sums, same order): the tests also run this
+    // unoptimised under the sanitizers, where each element accessor is a call.
+    const double* xp = xv.data();
     for (std::int64_t r = 0; r < n_out; ++r) {
+      const float* wr = w_hat.data() + r * k_in;  // row-major, contiguous
       double acc = 0.0;
-      for (std::int64_t c = 0; c < k_in; ++c) acc += xv[static_cast<std::size_t>(c)] * w_hat(r, c);
+      for (std::int64_t c = 0; c < k_in; ++c) acc += xp[c] * wr[c];
       y(t, r) = static_cast<float>(token_scale * acc);
     }
   }

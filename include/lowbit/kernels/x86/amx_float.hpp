@@ -338,17 +338,26 @@ struct amx_bf16_model {
         for (int m = 0; m < 16; ++m)
           for (int n = 0; n < 16; ++n)
             c[m][n] = first ? 0.0f : csave[tb * amx_float_tile_elems + m * 32 + v * 16 + n];
+        // Tiles widened to fp32 once each (not per product: the tests run this model
+        // unoptimised under the sanitizers too), then the products in TDPBF16PS's order.
+        float bf[16 * 32], af[32];
         for (std::int64_t kb = 0; kb < nb; ++kb) {
           const std::uint16_t* bt = b + (2 * kb + v) * amx_float_tile_elems;
+          for (int i = 0; i < 16 * 32; ++i) bf[i] = bf16_value(bt[i]);
           for (const std::uint16_t* part : {a, alo}) {
             if (part == nullptr) continue;
             for (int m = 0; m < 16; ++m) {
               const std::uint16_t* ar = part + (tb * 16 + m) * as + kb * amx_float_k_block;
-              for (int kp = 0; kp < 16; ++kp)
+              for (int i = 0; i < 32; ++i) af[i] = bf16_value(ar[i]);
+              float* cm = c[m];
+              for (int kp = 0; kp < 16; ++kp) {
+                const float a0 = af[2 * kp], a1 = af[2 * kp + 1];
+                const float* br = bf + kp * 32;
                 for (int n = 0; n < 16; ++n) {
-                  c[m][n] += bf16_value(ar[2 * kp]) * bf16_value(bt[kp * 32 + 2 * n]);
-                  c[m][n] += bf16_value(ar[2 * kp + 1]) * bf16_value(bt[kp * 32 + 2 * n + 1]);
+                  cm[n] += a0 * br[2 * n];
+                  cm[n] += a1 * br[2 * n + 1];
                 }
+              }
             }
           }
         }
