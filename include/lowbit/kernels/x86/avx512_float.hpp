@@ -181,6 +181,34 @@ inline void avx512_accumulate(const float* x, std::int64_t xs, std::int64_t toke
 // up to a few KiB past the block's end is harmless: prefetches do not fault.
 constexpr std::int64_t avx512_prefetch_rows = 128;
 
+// Cold, the one-token paths need one demand load per 4 KiB page of codes, 16 KiB ahead of
+// the k-row being decoded (avx512_touch_bytes); software prefetch alone does not do it.
+// Measured on Zen 5 (2026-12-02, docs/performance.md), on a stand-alone copy of the bf16 pair
+// loop below: without the load it read its weights from DRAM at ~0.5-0.7 x dram_read
+// whatever the software prefetch did (none, T0/T1/T2/NTA, 1 to 32 KiB ahead, one or four
+// lines a step: all alike); hot from L3 it read ~44 GB/s, so decode and memory did not
+// overlap. The same loop decoding L1 data while prefetching the real stream 8 KiB ahead ran
+// at its L1 rate (~54 GB/s, above what DRAM delivers), i.e. those prefetches fetched next to
+// nothing (consistent with prefetches to pages without a TLB entry being dropped). The
+// demand load walks the page table and starts the hardware stream on that page early:
+// 0.76-0.89 x dram_read, 0.94 with the compact pairs below. 8 to 48 KiB ahead measured
+// alike; two loads a page measured worse.
+constexpr std::int64_t avx512_touch_bytes = 16384;
+
+// One demand load of the byte at p; the value is not used (see avx512_touch_bytes).
+inline void avx512_touch(const std::uint8_t* p) noexcept {
+  const std::uint8_t v = *static_cast<const volatile std::uint8_t*>(p);
+  static_cast<void>(v);
+}
+
+// The touch loads stay inside the codes (a load, unlike a prefetch, may fault): in block b,
+// k-rows below this bound have codes + k * krow_bytes + avx512_touch_bytes in the array
+// (negative: none).
+inline std::int64_t avx512_touch_end(const float_packed& w, std::int64_t b) noexcept {
+  const std::int64_t left = static_cast<std::int64_t>(w.codes.size()) - (w.block_codes(b) - w.codes.data());
+  return (left - avx512_touch_bytes) / w.krow_bytes;
+}
+
 // The group scales (and zero points) live apart from the codes, so the code prefetch does
 // not bring them: fetch those of a group two ahead (the next block's first ones at a block's
 // end, blocks being contiguous), or every group would start with a DRAM miss when cold.
@@ -205,6 +233,7 @@ LOWBIT_TARGET_AVX512 void avx512_direct_block(const float_packed& w, const float
   const float* scales = w.block_scales(b);
   const float* zeros = w.block_zeros(b);
   const std::int64_t k_in = w.cols, kb = w.krow_bytes;
+  const std::int64_t k_touch_end = avx512_touch_end(w, b);
   const float* x = ws.x.data();
   const std::int64_t xs = ws.x_stride;
   const __m512 lut = float_code_is_4bit(C) ? _mm512_loadu_ps(nibble_table(C)) : _mm512_setzero_ps();
@@ -221,6 +250,9 @@ LOWBIT_TARGET_AVX512 void avx512_direct_block(const float_packed& w, const float
     for (; k + 1 < k1; k += 2) {
       // Weights are read once: fetch ahead so that DRAM latency overlaps the arithmetic.
       _mm_prefetch(reinterpret_cast<const char*>(codes + (k + avx512_prefetch_rows) * kb), _MM_HINT_T0);
+      // Once per 4 KiB of codes (see avx512_touch_bytes). With groups of odd length k is odd
+      // in every other group, whose pages then go untouched: slower, not wrong.
+      if (((k * kb) & 4095) == 0 && k < k_touch_end) avx512_touch(codes + k * kb + avx512_touch_bytes);
       __m512 wa0, wa1, wb0, wb1;
       avx512_decode_raw<C>(codes + k * kb, lut, wa0, wa1);
       avx512_decode_raw<C>(codes + (k + 1) * kb, lut, wb0, wb1);
@@ -439,7 +471,8 @@ inline void avx512_direct_block_quad_any(const float_packed& w, const float_work
 //   s = 2: column j      of rows (k+4+L, k+12+L)     s = 3: column j + 16 of the same rows
 // and the activation operand is the matching pair, the same in every dword of lane L:
 // pattern 0 = (x'[k+L], x'[k+8+L]), pattern 1 = (x'[k+4+L], x'[k+12+L]), per part, for the
-// step k = 16m (built once per run call by avx512bf16_build_pairs). Per group the 16
+// step k = 16m (built once per run call by avx512bf16_build_pairs, stored once per lane: 32
+// bytes per step and part, spread over the lanes by VPERMD). Per group the 16
 // lane-layout sums are scaled by the group scales permuted into the same layout; the four
 // lanes L of each column are added, and 2^-e applied, once per block. Groups must start on
 // multiples of 16 k-rows (avx512bf16_pairs_ok); a group's last len % 16 k-rows take the
@@ -454,8 +487,13 @@ inline bool avx512bf16_pairs_ok(const float_packed& w, const float_workspace& ws
   return float_uses_bf16_pairs(w, ws.tokens) && !ws.x.empty();
 }
 
-// The activation pairs of one call (token 0): pairs[(m * parts + p) * 32 + 16 pattern + 4 L + i]
-// for the K / 16 full 16-row steps m; unscale = 2^-e.
+// The activation pairs of one call (token 0): words[(m * parts + p) * 8 + 4 pattern + L] for
+// the K / 16 full 16-row steps m; the kernel repeats each over the 4 dwords of lane L
+// (VPERMD). Stored once per lane, the table is 8 (one part) or 16 KiB (two) at K = 4096:
+// repeated 4 times in memory (earlier layout) it took 32 or 64 KiB of the 48 KiB L1 that the
+// streaming codes also pass through: cold (with the touch load) that read at ~0.83 (one
+// part) and ~0.59 (two parts) x dram_read, this table at 0.94 (same run, Zen 5); hot, from
+// L3, the one-token rows got faster too. unscale = 2^-e.
 struct avx512bf16_pairs {
   std::vector<std::uint32_t> words;
   int parts = 1;
@@ -495,16 +533,14 @@ inline void avx512bf16_build_pairs(const float_workspace& ws, avx512bf16_pairs& 
     two |= (l & 0x7FFFu) != 0;
   }
   out.parts = two ? 2 : 1;
-  out.words.resize(static_cast<std::size_t>(steps * out.parts * 32));
+  out.words.resize(static_cast<std::size_t>(steps * out.parts * 8));
   for (std::int64_t m = 0; m < steps; ++m)
     for (int p = 0; p < out.parts; ++p) {
       const std::uint16_t* src = (p == 0 ? hi.data() : lo.data()) + 16 * m;
-      std::uint32_t* dst = out.words.data() + (m * out.parts + p) * 32;
+      std::uint32_t* dst = out.words.data() + (m * out.parts + p) * 8;
       for (int pattern = 0; pattern < 2; ++pattern)
-        for (int l = 0; l < 4; ++l) {
-          const std::uint32_t v = src[4 * pattern + l] | (static_cast<std::uint32_t>(src[8 + 4 * pattern + l]) << 16);
-          for (int i = 0; i < 4; ++i) dst[16 * pattern + 4 * l + i] = v;
-        }
+        for (int l = 0; l < 4; ++l)
+          dst[4 * pattern + l] = src[4 * pattern + l] | (static_cast<std::uint32_t>(src[8 + 4 * pattern + l]) << 16);
     }
 }
 
@@ -522,6 +558,10 @@ LOWBIT_TARGET_AVX512_BF16 void avx512bf16_direct_block_pairs(const float_packed&
   const float* zeros = w.block_zeros(b);
   const std::int64_t k_in = w.cols;
   const float* x = ws.x.data();
+  const std::int64_t k_touch_end = avx512_touch_end(w, b);
+  // Lane L of the expanded activation operand: dword L (pattern 0) or 4 + L (pattern 1).
+  const __m512i sel0 = _mm512_set_epi32(3, 3, 3, 3, 2, 2, 2, 2, 1, 1, 1, 1, 0, 0, 0, 0);
+  const __m512i sel1 = _mm512_add_epi32(sel0, _mm512_set1_epi32(4));
   const __m512 lut_ps = _mm512_loadu_ps(nibble_table(C));
   // bf16 bits of the 16 code values, repeated: VPERMW reads 5 index bits.
   alignas(64) std::uint16_t table[32];
@@ -546,20 +586,24 @@ LOWBIT_TARGET_AVX512_BF16 void avx512bf16_direct_block_pairs(const float_packed&
     for (; k + 16 <= k1; k += 16) {
       const std::uint8_t* c = codes + k * 16;
       // 8 KiB ahead: measured against 2 and 4 KiB (T0) and 4-16 KiB (T1) on Zen 5, about 15%
-      // more cold bandwidth than 2 KiB; this path consumes a line every ~4 ns.
+      // more cold bandwidth than 2 KiB; this path consumes a line every ~4 ns. With the touch
+      // load below it measured neither better nor worse (2026-12-02); kept for the CPUs where
+      // it was not measured (Zen 4).
       for (int l = 0; l < 4; ++l)
         _mm_prefetch(reinterpret_cast<const char*>(c + avx512bf16_prefetch_bytes + 64 * l), _MM_HINT_T0);
+      if ((k & 255) == 0 && k < k_touch_end) avx512_touch(c + avx512_touch_bytes);  // once per 4 KiB
       const __m512i va = _mm512_loadu_si512(c), vb = _mm512_loadu_si512(c + 64);
       const __m512i vc = _mm512_loadu_si512(c + 128), vd = _mm512_loadu_si512(c + 192);
       const __m512i abl = _mm512_unpacklo_epi8(va, vb), abh = _mm512_unpackhi_epi8(va, vb);
       const __m512i cdl = _mm512_unpacklo_epi8(vc, vd), cdh = _mm512_unpackhi_epi8(vc, vd);
       const __m512i t[4] = {_mm512_unpacklo_epi16(abl, cdl), _mm512_unpackhi_epi16(abl, cdl),
                             _mm512_unpacklo_epi16(abh, cdh), _mm512_unpackhi_epi16(abh, cdh)};
-      const std::uint32_t* pk = xp.words.data() + (k / 16) * P * 32;
+      const std::uint32_t* pk = xp.words.data() + (k / 16) * P * 8;
       __m512i x0[P], x1[P];
       for (int p = 0; p < P; ++p) {
-        x0[p] = _mm512_loadu_si512(pk + 32 * p);
-        x1[p] = _mm512_loadu_si512(pk + 32 * p + 16);
+        const __m512i v = _mm512_zextsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(pk + 8 * p)));
+        x0[p] = _mm512_permutexvar_epi32(sel0, v);
+        x1[p] = _mm512_permutexvar_epi32(sel1, v);
       }
 #pragma GCC unroll 4
       for (int q = 0; q < 4; ++q) {
