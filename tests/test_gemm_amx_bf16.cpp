@@ -192,6 +192,9 @@ TEST_CASE("AMX-BF16 float kernels match the scalar float reference", "[gemm][amx
   WARN("AMX-BF16 tests RAN: " << runs << " comparisons against the scalar float reference");
 }
 
+// The tile model is x86 code (the kernel's staging and epilogue are AVX-512): AArch64 builds
+// compile neither it nor these two cases.
+#if LOWBIT_HAVE_X86_SIMD
 TEST_CASE("AMX-BF16 float kernel on the scalar tile model matches the reference", "[gemm][amx_bf16]") {
   // The kernel's staging, bf16 parts and epilogue with amx_bf16_model in place of the tiles:
   // runs on any AVX-512 CPU; column ranges that start and end inside blocks.
@@ -205,7 +208,7 @@ TEST_CASE("AMX-BF16 float kernel on the scalar tile model matches the reference"
       const QuantizedMatrix q = random_matrix(sc, n, sh.k, group, ++seed);
       detail::float_packed w = detail::pack_float(q, sc.scheme, isa_tier::avx512);
       w.amx_bf16 = true;  // what the AMX-BF16 record packs (the same bytes)
-      for (std::int64_t m : {5, 17, 33}) {
+      for (std::int64_t m : {5, 17, 33, 200}) {  // 200: a second 128-token super-block
         const RowMatrixXf x = random_x(m, sh.k, ++seed);
         for (input_kind in : {input_kind::f32, input_kind::bf16}) {
           const RowMatrixXf seen = in == input_kind::bf16 ? RowMatrixXf(x.cast<Eigen::bfloat16>().cast<float>()) : x;
@@ -284,6 +287,7 @@ TEST_CASE("AMX-BF16 opt-in: activations rounded to bf16 stay within (2^-8 + 2e-5
   po.activations = activation_quant::none;
   CHECK_FALSE(pack(random_matrix(amx_cases[2], 8, 40, 32, 3), po).float_weights().bf16_round_activations);
 }
+#endif  // LOWBIT_HAVE_X86_SIMD
 
 TEST_CASE("AMX-BF16 activation split: |x' - hi - lo| <= 2^-17 |x'|, exact for fp16 and bf16 values", "[gemm][amx_bf16]") {
   // The bound amx_float.hpp states for the hi + lo split, element by element, over values
