@@ -341,6 +341,8 @@ TEST_CASE("AMX-BF16 activation split: |x' - hi - lo| <= 2^-17 |x'|, exact for fp
   CHECK(worst > std::ldexp(1.0, -19));  // the bound is not loose by orders of magnitude
 }
 
+// x86 builds only: the records it selects have code only there.
+#if LOWBIT_HAVE_X86_SIMD
 TEST_CASE("AMX-BF16 float records: selection, refusal and AMX weights on a host without AMX", "[gemm][amx_bf16]") {
   // A host with everything: the AMX-BF16 record; without tile permission (a refusing kernel,
   // simulated by LOWBIT_AMX_DENY) best_subtier() falls back to AVX-512 and its float record.
@@ -401,5 +403,6 @@ TEST_CASE("AMX-BF16 float records: selection, refusal and AMX weights on a host 
   w.float_weights_mutable().amx_bf16 = false;
   CHECK_NOTHROW(gemm(x, w, y));
 }
+#endif  // LOWBIT_HAVE_X86_SIMD
 
 }  // namespace test_gemm_amx_bf16_cpp

@@ -301,13 +301,12 @@ inline isa_subtier best_vector_subtier(isa_tier t, const cpu_features& f) noexce
   return best;
 }
 
-// The last tier row f supports (rows go from weakest to strongest; x86 and AArch64 tiers
-// never both).
+// The preferred tier f supports: AVX-512, AVX2, NEON, scalar (a real CPU never has both x86
+// and AArch64 tiers, but a made-up feature set in a test may, and x86 comes first).
 inline isa_tier best_tier(const cpu_features& f) noexcept {
-  isa_tier best = isa_tier::scalar;
-  for (const tier_row& r : tier_rows)
-    if (tier_supported(r.id, f)) best = r.id;
-  return best;
+  for (isa_tier t : {isa_tier::avx512, isa_tier::avx2, isa_tier::neon})
+    if (tier_supported(t, f)) return t;
+  return isa_tier::scalar;
 }
 
 // The strongest sub-tier of the best tier that f supports, tiles included (AMX where the CPU
