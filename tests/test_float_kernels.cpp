@@ -58,47 +58,13 @@ RowMatrixXf random_activations(std::int64_t tokens, std::int64_t cols, std::uint
   return x;
 }
 
-// The stated tolerance: 2e-5 * s_a * sum_k |xq * w_hat| per output (float_layout.hpp).
-constexpr float float_tolerance = 2e-5f;
-constexpr float fp16_path_tolerance = 1.0f / 64;  // AVX512-FP16 w4a8_fp4 (x86/avx512fp16_float.hpp)
+// The stated tolerance (test_gemm_support.hpp) and the AVX512-FP16 w4a8_fp4 path's
+// (x86/avx512fp16_float.hpp).
+constexpr float float_tolerance = lowbit::test::float_family_tolerance;
+constexpr float fp16_path_tolerance = 1.0f / 64;
+using lowbit::test::worst_ratio;
 RowMatrixXf tolerance(const QuantizedMatrix& q, gemm_scheme scheme, const RowMatrixXf& x) {
-  RowMatrixXf w_abs(q.rows, q.cols);
-  for (std::int64_t r = 0; r < q.rows; ++r)
-    for (std::int64_t c = 0; c < q.cols; ++c) {
-      // Zero points: the few-token path computes s * (sum x*v - z * sum x), so its rounding
-      // is relative to (|v| + z) * s rather than |v - z| * s.
-      // Offsets likewise: s * sum x*v + o * sum x, relative to |v| * s + |o|.
-      const std::size_t gi = static_cast<std::size_t>(r * q.groups_per_row + c / q.group_size);
-      w_abs(r, c) = !q.offsets.empty()
-                        ? std::fabs(weight_code_value_reference(q, r, c)) * q.scales[gi] + std::fabs(q.offsets[gi])
-                    : q.zeros.empty() ? std::fabs(weight_value_reference(q, r, c))
-                                      : (std::fabs(weight_code_value_reference(q, r, c)) + q.zeros[gi]) * q.scales[gi];
-    }
-  RowMatrixXf xa = x.cwiseAbs();
-  if (scheme_quantizes_activations(scheme)) {
-    std::vector<std::uint8_t> codes(static_cast<std::size_t>(x.cols()));
-    for (std::int64_t t = 0; t < x.rows(); ++t) {
-      const RowMatrixXf row = x.row(t);
-      float s = 0.0f;
-      quantize_token_e4m3_reference(row.data(), x.cols(), t, codes.data(), &s);
-      for (std::int64_t c = 0; c < x.cols(); ++c)
-        xa(t, c) = std::fabs(float8_e4m3fn::from_bits(codes[static_cast<std::size_t>(c)]).to_float()) * s;
-    }
-  }
-  RowMatrixXf tol = (xa * w_abs.transpose()) * float_tolerance;
-  tol.array() += 1e-30f;
-  return tol;
-}
-
-// max over outputs of |a - b| / tol (<= 1 passes).
-double worst_ratio(const RowMatrixXf& a, const RowMatrixXf& b, const RowMatrixXf& tol) {
-  double worst = 0.0;
-  for (Eigen::Index i = 0; i < a.rows(); ++i)
-    for (Eigen::Index j = 0; j < a.cols(); ++j) {
-      const double d = std::fabs(static_cast<double>(a(i, j)) - b(i, j));
-      if (!(d <= tol(i, j))) worst = std::max(worst, std::isnan(d) ? 1e30 : d / tol(i, j));
-    }
-  return worst;
+  return lowbit::test::float_family_tolerances(q, scheme, x);
 }
 
 std::int64_t group_for(std::int64_t k, int variant) {

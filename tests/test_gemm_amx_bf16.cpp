@@ -78,43 +78,9 @@ RowMatrixXf random_x(std::int64_t tokens, std::int64_t cols, std::uint32_t seed)
   return x;
 }
 
-// 2e-5 * s_a * sum_k |xq| |w_hat| (float_layout.hpp), |w_hat| read as the few-token path's
-// rounding sees it for zero points ((|v| + z) * s) and offsets (|v| * s + |o|).
+using lowbit::test::worst_ratio;
 RowMatrixXf tolerance(const QuantizedMatrix& q, gemm_scheme scheme, const RowMatrixXf& x) {
-  RowMatrixXf w_abs(q.rows, q.cols);
-  for (std::int64_t r = 0; r < q.rows; ++r)
-    for (std::int64_t c = 0; c < q.cols; ++c) {
-      const std::size_t gi = static_cast<std::size_t>(r * q.groups_per_row + c / q.group_size);
-      const float v = std::fabs(detail::weight_code_value_reference(q, r, c));
-      w_abs(r, c) = !q.offsets.empty() ? v * q.scales[gi] + std::fabs(q.offsets[gi])
-                    : q.zeros.empty()  ? std::fabs(detail::weight_value_reference(q, r, c))
-                                       : (v + q.zeros[gi]) * q.scales[gi];
-    }
-  RowMatrixXf xa = x.cwiseAbs();
-  if (detail::scheme_quantizes_activations(scheme)) {
-    std::vector<std::uint8_t> codes(static_cast<std::size_t>(x.cols()));
-    for (std::int64_t t = 0; t < x.rows(); ++t) {
-      const RowMatrixXf row = x.row(t);
-      float s = 0.0f;
-      detail::quantize_token_e4m3_reference(row.data(), x.cols(), t, codes.data(), &s);
-      for (std::int64_t c = 0; c < x.cols(); ++c)
-        xa(t, c) = std::fabs(float8_e4m3fn::from_bits(codes[static_cast<std::size_t>(c)]).to_float()) * s;
-    }
-  }
-  RowMatrixXf tol = (xa * w_abs.transpose()) * 2e-5f;
-  tol.array() += 1e-37f;
-  return tol;
-}
-
-// max over outputs of |a - b| / tol (<= 1 passes); NaN counts as a failure.
-double worst_ratio(const RowMatrixXf& a, const RowMatrixXf& b, const RowMatrixXf& tol) {
-  double worst = 0.0;
-  for (Eigen::Index i = 0; i < a.rows(); ++i)
-    for (Eigen::Index j = 0; j < a.cols(); ++j) {
-      const double d = std::fabs(static_cast<double>(a(i, j)) - b(i, j));
-      if (!(d <= tol(i, j))) worst = std::max(worst, std::isnan(d) ? 1e30 : d / tol(i, j));
-    }
-  return worst;
+  return lowbit::test::float_family_tolerances(q, scheme, x);
 }
 
 // The menu: (K, group) pairs, 0 = per channel.

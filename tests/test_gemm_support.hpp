@@ -1,13 +1,17 @@
 #pragma once
 // Shared helpers for the GEMM tests: integer QuantizedMatrix values built by hand (every code
-// reachable, ragged groups, M2 shifts), their exact dequantization and a random x.
+// reachable, ragged groups, M2 shifts), their exact dequantization, a random x, and the float
+// family's tolerance.
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <random>
+#include <vector>
 
 #include "lowbit/config.hpp"
+#include "lowbit/formats/float8.hpp"
 #include "lowbit/formats/nibbles.hpp"
+#include "lowbit/kernels/float_reference.hpp"
 #include "lowbit/quant/quantized_matrix.hpp"
 
 namespace lowbit::test {
@@ -145,6 +149,48 @@ inline RowMatrixXf random_activations(std::int64_t m, std::int64_t k, std::uint3
   for (std::int64_t i = 0; i < m; ++i)
     for (std::int64_t c = 0; c < k; ++c) x(i, c) = nd(rng) * (c % 17 == 3 ? 8.0f : 1.0f);  // outlier channels
   return x;
+}
+
+// The float family's stated tolerance per output (float_layout.hpp): 2e-5 * s_a * sum_k
+// |xq| |w_hat|, with xq the E4M3 activations of A8 schemes (x itself otherwise) and |w_hat|
+// read as the few-token path's rounding sees it: (|v| + z) * s for zero points, |v| * s + |o|
+// for float offsets (that path computes s * (sum x v - z sum x) and s * sum x v + o sum x).
+constexpr float float_family_tolerance = 2e-5f;
+inline RowMatrixXf float_family_tolerances(const QuantizedMatrix& q, gemm_scheme scheme, const RowMatrixXf& x) {
+  RowMatrixXf w_abs(q.rows, q.cols);
+  for (std::int64_t r = 0; r < q.rows; ++r)
+    for (std::int64_t c = 0; c < q.cols; ++c) {
+      const std::size_t gi = static_cast<std::size_t>(r * q.groups_per_row + c / q.group_size);
+      const float v = std::fabs(detail::weight_code_value_reference(q, r, c));
+      w_abs(r, c) = !q.offsets.empty() ? v * q.scales[gi] + std::fabs(q.offsets[gi])
+                    : q.zeros.empty()  ? std::fabs(detail::weight_value_reference(q, r, c))
+                                       : (v + q.zeros[gi]) * q.scales[gi];
+    }
+  RowMatrixXf xa = x.cwiseAbs();
+  if (detail::scheme_quantizes_activations(scheme)) {
+    std::vector<std::uint8_t> codes(static_cast<std::size_t>(x.cols()));
+    for (std::int64_t t = 0; t < x.rows(); ++t) {
+      const RowMatrixXf row = x.row(t);
+      float s = 0.0f;
+      detail::quantize_token_e4m3_reference(row.data(), x.cols(), t, codes.data(), &s);
+      for (std::int64_t c = 0; c < x.cols(); ++c)
+        xa(t, c) = std::fabs(float8_e4m3fn::from_bits(codes[static_cast<std::size_t>(c)]).to_float()) * s;
+    }
+  }
+  RowMatrixXf tol = (xa * w_abs.transpose()) * float_family_tolerance;
+  tol.array() += 1e-37f;  // a zero tolerance (zero row) still demands an exact 0
+  return tol;
+}
+
+// max over outputs of |a - b| / tol (<= 1 passes); NaN counts as a failure.
+inline double worst_ratio(const RowMatrixXf& a, const RowMatrixXf& b, const RowMatrixXf& tol) {
+  double worst = 0.0;
+  for (Eigen::Index i = 0; i < a.rows(); ++i)
+    for (Eigen::Index j = 0; j < a.cols(); ++j) {
+      const double d = std::fabs(static_cast<double>(a(i, j)) - b(i, j));
+      if (!(d <= tol(i, j))) worst = std::max(worst, std::isnan(d) ? 1e30 : d / tol(i, j));
+    }
+  return worst;
 }
 
 }  // namespace lowbit::test

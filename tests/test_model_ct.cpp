@@ -255,12 +255,15 @@ TEST_CASE("compressed-tensors: every mapping exports and imports exactly", "[mod
         CHECK(ct_same_bits(a.forward(probe), b.forward(probe)));
         CHECK(pa == pb);
       } else {
-        // Rounding differences reach the activation quantizer of the w8a8 mappings and can
-        // move a code there: 5e-4 was seen for w8a8-fp8 on aarch64 (its FMA contraction
-        // depends on inlining, so on the build's optimisation level). A mapping error moves
-        // perplexity by far more than either tolerance.
+        // Rounding differences reach the activation quantizer of the w8a8 mappings and move
+        // codes there, and this 64-wide model's perplexity is that sensitive: multiplying
+        // two thirds of the w8a8_fp8 kernel's outputs by 1 -/+ 1.2e-7 (one ulp) moved it from
+        // 3.9151 to 3.8840 (0.8%); the AMX-BF16 tiles (fp32 sums in another order) give 3.8867
+        // (Meta order) and 3.8784 (Hugging Face order), aarch64 moved it by 5e-4. A mapping
+        // error moves it by far more than either tolerance (the Meta checkpoint read with the
+        // Hugging Face RoPE pairing: 53; docs/performance.md, "AMX-BF16 float kernels").
         const bool act_quantized = std::string(mp.what).rfind("w8a8", 0) == 0;
-        CHECK(pb == Approx(pa).epsilon(act_quantized ? 2e-3 : 1e-5));
+        CHECK(pb == Approx(pa).epsilon(act_quantized ? 2e-2 : 1e-5));
       }
       CHECK(pa > 1.0);
       CHECK(pa < 20.0);

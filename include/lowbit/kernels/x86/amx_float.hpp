@@ -515,15 +515,10 @@ void amx_float_tiles(const float_packed& w, const float_workspace& ws, RowMatrix
 // The entry point of the AMX-BF16 records (kernels/registry.hpp). Calls of at most
 // amx_float_min_tokens tokens (no bf16 parts in the workspace) run the AVX-512 float code on
 // the same weights and workspace: a call path of this record, not another record.
-// The schemes with E4M3 activations (w8a8_fp8, w4a8_fp4) also run the AVX-512 code for now:
-// on the tiles, stories260K's compressed-tensors w8a8-fp8 model read perplexity 3.878 / 3.887
-// (Meta / Hugging Face order) against 3.915 on every other path, on the device Xeon's AMX and
-// on the tile model alike, although every kernel-level comparison passes; until that is found,
-// those calls take the path that agrees (docs/performance.md, "AMX-BF16 float kernels").
 template <class Deferred = void>  // see "Compile time" in docs/design.md
 inline void run_float_amx(const float_packed& w, const float_workspace& ws, RowMatrixRef y, std::int64_t n_begin,
                           std::int64_t n_end) {
-  if (ws.x_bf16.empty() || scheme_quantizes_activations(w.scheme)) {
+  if (ws.x_bf16.empty()) {
     run_float_avx512<Deferred>(w, ws, y, n_begin, n_end);
     return;
   }
