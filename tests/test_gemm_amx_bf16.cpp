@@ -161,6 +161,72 @@ TEST_CASE("AMX-BF16 float kernels match the scalar float reference", "[gemm][amx
 // The tile model is x86 code (the kernel's staging and epilogue are AVX-512): AArch64 builds
 // compile neither it nor these two cases.
 #if LOWBIT_HAVE_X86_SIMD
+namespace {
+
+// A scalar model of the tiles (the policy of detail::amx_float_tiles_t): TDPBF16PS as its
+// pseudocode states it (per C element, the k pairs in order, each pair's two exact products
+// added one after the other in fp32), in plain C++, in amx_bf16_chunk's order (per k-block
+// the hi part, then the lo part): lets the staging, the bf16 parts and the epilogue run, and
+// be tested, on CPUs without AMX. Not a fast path.
+struct amx_bf16_model {
+  static void begin() {}
+  static void end() {}
+  static float bf16_value(std::uint16_t h) noexcept {
+    const std::uint32_t u = static_cast<std::uint32_t>(h) << 16;
+    float v;
+    std::memcpy(&v, &u, 4);
+    return (u & 0x7F800000u) == 0 ? 0.0f * v : v;  // bf16 subnormals read as zero, as the tiles do
+  }
+  static void chunk(bool pair, const std::uint16_t* a, const std::uint16_t* alo, std::int64_t a_stride,
+                    const std::uint16_t* b, std::int64_t nb, bool first, const float* csave, float* cdst) {
+    const std::int64_t as = a_stride / 2;
+    for (int tb = 0; tb < (pair ? 2 : 1); ++tb)
+      for (int v = 0; v < 2; ++v) {
+        float c[16][16];
+        for (int m = 0; m < 16; ++m)
+          for (int n = 0; n < 16; ++n)
+            c[m][n] = first ? 0.0f : csave[tb * detail::amx_float_tile_elems + m * 32 + v * 16 + n];
+        // Tiles widened to fp32 once each (not per product: the tests run this model
+        // unoptimised under the sanitizers too), then the products in TDPBF16PS's order.
+        float bf[16 * 32], af[32];
+        for (std::int64_t kb = 0; kb < nb; ++kb) {
+          const std::uint16_t* bt = b + (2 * kb + v) * detail::amx_float_tile_elems;
+          for (int i = 0; i < 16 * 32; ++i) bf[i] = bf16_value(bt[i]);
+          for (const std::uint16_t* part : {a, alo}) {
+            if (part == nullptr) continue;
+            for (int m = 0; m < 16; ++m) {
+              const std::uint16_t* ar = part + (tb * 16 + m) * as + kb * detail::amx_float_k_block;
+              for (int i = 0; i < 32; ++i) af[i] = bf16_value(ar[i]);
+              float* cm = c[m];
+              for (int kp = 0; kp < 16; ++kp) {
+                const float a0 = af[2 * kp], a1 = af[2 * kp + 1];
+                const float* br = bf + kp * 32;
+                for (int n = 0; n < 16; ++n) {
+                  cm[n] += a0 * br[2 * n];
+                  cm[n] += a1 * br[2 * n + 1];
+                }
+              }
+            }
+          }
+        }
+        for (int m = 0; m < 16; ++m)
+          for (int n = 0; n < 16; ++n) cdst[tb * detail::amx_float_tile_elems + m * 32 + v * 16 + n] = c[m][n];
+      }
+  }
+};
+
+// detail::run_float_amx with amx_bf16_model for the tiles (any AVX-512 CPU).
+void run_float_amx_model(const detail::float_packed& w, const detail::float_workspace& ws, RowMatrixRef y,
+                         std::int64_t n_begin, std::int64_t n_end) {
+  if (ws.x_bf16.empty()) {
+    detail::run_float_avx512(w, ws, y, n_begin, n_end);
+    return;
+  }
+  detail::amx_float_tiles<amx_bf16_model>(w, ws, y, n_begin, n_end);
+}
+
+}  // namespace
+
 TEST_CASE("AMX-BF16 float kernel on the scalar tile model matches the reference", "[gemm][amx_bf16]") {
   // The kernel's staging, bf16 parts and epilogue with amx_bf16_model in place of the tiles:
   // runs on any AVX-512 CPU; column ranges that start and end inside blocks.
@@ -183,9 +249,9 @@ TEST_CASE("AMX-BF16 float kernel on the scalar tile model matches the reference"
           detail::prepare_float_amx_tokens(w, seen, ws, 0, m / 2);
           detail::prepare_float_amx_tokens(w, seen, ws, m / 2, m);
           RowMatrixXf y = RowMatrixXf::Constant(m, n, 12345.0f);
-          detail::run_float_amx_model(w, ws, y, 0, 7);  // ranges as a thread pool might cut them
-          detail::run_float_amx_model(w, ws, y, 7, 40);
-          detail::run_float_amx_model(w, ws, y, 40, n);
+          run_float_amx_model(w, ws, y, 0, 7);  // ranges as a thread pool might cut them
+          run_float_amx_model(w, ws, y, 7, 40);
+          run_float_amx_model(w, ws, y, 40, n);
           const RowMatrixXf ref = detail::float_reference_gemm(q, sc.scheme, seen);
           INFO(to_string(sc.scheme) << " code=" << static_cast<int>(w.code) << " m=" << m << " k=" << sh.k
                                     << " group=" << group << " input=" << input_name(in));
@@ -227,7 +293,7 @@ TEST_CASE("AMX-BF16 opt-in: activations rounded to bf16 stay within (2^-8 + 2e-5
         detail::prepare_float_amx_tokens(w, x, ws, 0, m);
         for (std::uint8_t b : ws.bf16_two) CHECK(b == 0);
         RowMatrixXf y(m, n);
-        detail::run_float_amx_model(w, ws, y, 0, n);
+        run_float_amx_model(w, ws, y, 0, n);
         CHECK(worst_ratio(y, ref, tol * factor) <= 1.0);
         worst_default = std::max(worst_default, worst_ratio(y, ref, tol));
       }

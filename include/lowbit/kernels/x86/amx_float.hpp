@@ -298,6 +298,9 @@ LOWBIT_TARGET_AMX void amx_bf16_chunk(const std::uint16_t* a, const std::uint16_
 LOWBIT_TARGET_AMX inline void amx_release_tiles() { _tile_release(); }
 
 // The tiles on the CPU (its only AMX instructions: the configuration, the chunk, the release).
+// amx_float_tiles_t takes the tiles as this policy (begin, chunk, end), so that a test can put
+// a scalar model of TDPBF16PS in their place and run the staging, the bf16 parts and the
+// epilogue on CPUs without AMX (tests/test_gemm_amx_bf16.cpp).
 struct amx_bf16_hardware {
   static void begin() { amx_configure_16x64(); }
   static void end() { amx_release_tiles(); }
@@ -313,57 +316,6 @@ struct amx_bf16_hardware {
     } else {
       amx_bf16_chunk<false, false>(a, alo, a_stride, b, nb, first, csave, cdst);
     }
-  }
-};
-
-// TDPBF16PS as its pseudocode states it (per C element, the k pairs in order, each pair's two
-// exact products added one after the other in fp32), in plain C++, in amx_bf16_chunk's order
-// (per k-block the hi part, then the lo part): lets the staging, the bf16 parts and the
-// epilogue run, and be tested, on CPUs without AMX. Not a fast path.
-struct amx_bf16_model {
-  static void begin() {}
-  static void end() {}
-  static float bf16_value(std::uint16_t h) noexcept {
-    const std::uint32_t u = static_cast<std::uint32_t>(h) << 16;
-    float v;
-    std::memcpy(&v, &u, 4);
-    return (u & 0x7F800000u) == 0 ? 0.0f * v : v;  // bf16 subnormals read as zero, as the tiles do
-  }
-  static void chunk(bool pair, const std::uint16_t* a, const std::uint16_t* alo, std::int64_t a_stride,
-                    const std::uint16_t* b, std::int64_t nb, bool first, const float* csave, float* cdst) {
-    const std::int64_t as = a_stride / 2;
-    for (int tb = 0; tb < (pair ? 2 : 1); ++tb)
-      for (int v = 0; v < 2; ++v) {
-        float c[16][16];
-        for (int m = 0; m < 16; ++m)
-          for (int n = 0; n < 16; ++n)
-            c[m][n] = first ? 0.0f : csave[tb * amx_float_tile_elems + m * 32 + v * 16 + n];
-        // Tiles widened to fp32 once each (not per product: the tests run this model
-        // unoptimised under the sanitizers too), then the products in TDPBF16PS's order.
-        float bf[16 * 32], af[32];
-        for (std::int64_t kb = 0; kb < nb; ++kb) {
-          const std::uint16_t* bt = b + (2 * kb + v) * amx_float_tile_elems;
-          for (int i = 0; i < 16 * 32; ++i) bf[i] = bf16_value(bt[i]);
-          for (const std::uint16_t* part : {a, alo}) {
-            if (part == nullptr) continue;
-            for (int m = 0; m < 16; ++m) {
-              const std::uint16_t* ar = part + (tb * 16 + m) * as + kb * amx_float_k_block;
-              for (int i = 0; i < 32; ++i) af[i] = bf16_value(ar[i]);
-              float* cm = c[m];
-              for (int kp = 0; kp < 16; ++kp) {
-                const float a0 = af[2 * kp], a1 = af[2 * kp + 1];
-                const float* br = bf + kp * 32;
-                for (int n = 0; n < 16; ++n) {
-                  cm[n] += a0 * br[2 * n];
-                  cm[n] += a1 * br[2 * n + 1];
-                }
-              }
-            }
-          }
-        }
-        for (int m = 0; m < 16; ++m)
-          for (int n = 0; n < 16; ++n) cdst[tb * amx_float_tile_elems + m * 32 + v * 16 + n] = c[m][n];
-      }
   }
 };
 
@@ -523,17 +475,6 @@ inline void run_float_amx(const float_packed& w, const float_workspace& ws, RowM
     return;
   }
   amx_float_tiles<amx_bf16_hardware>(w, ws, y, n_begin, n_end);
-}
-
-// The same with amx_bf16_model for the tiles (tests on CPUs without AMX; needs AVX-512).
-template <class Deferred = void>
-inline void run_float_amx_model(const float_packed& w, const float_workspace& ws, RowMatrixRef y,
-                                std::int64_t n_begin, std::int64_t n_end) {
-  if (ws.x_bf16.empty()) {
-    run_float_avx512<Deferred>(w, ws, y, n_begin, n_end);
-    return;
-  }
-  amx_float_tiles<amx_bf16_model>(w, ws, y, n_begin, n_end);
 }
 
 }  // namespace lowbit::detail
