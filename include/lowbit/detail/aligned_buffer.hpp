@@ -1,7 +1,8 @@
 #pragma once
 // aligned_buffer<T>: a heap array of trivially copyable T on a 64-byte boundary (one cache
-// line, one AVX-512 register), zero-initialised, movable, not copyable by accident (clone()).
-// Packed weights and kernel workspaces use it so SIMD loads never split cache lines.
+// line, one AVX-512 register), zero-initialised (or, on request, not initialised at all),
+// movable, not copyable by accident (clone()). Packed weights and kernel workspaces use it so
+// SIMD loads never split cache lines.
 #include <cstddef>
 #include <cstdlib>
 #include <cstring>
@@ -35,12 +36,19 @@ class aligned_buffer {
 
   // Discards the contents; the new elements are zero.
   void resize(std::size_t n) {
+    resize_uninitialized(n);
+    if (data_ != nullptr) std::memset(static_cast<void*>(data_), 0, bytes_of(n));
+  }
+
+  // Discards the contents; the new elements are indeterminate: the owner writes every element
+  // before it reads one. For per-call workspaces whose rows are filled on the thread pool: a
+  // serial zero fill of them (and its page faults) took a quarter of a 16-thread AMX-BF16
+  // call (docs/performance.md, "Where a 16-thread call's time went").
+  void resize_uninitialized(std::size_t n) {
     release();
     if (n == 0) return;
-    const std::size_t bytes = (n * sizeof(T) + alignment - 1) / alignment * alignment;
-    data_ = static_cast<T*>(std::aligned_alloc(alignment, bytes));
+    data_ = static_cast<T*>(std::aligned_alloc(alignment, bytes_of(n)));
     if (data_ == nullptr) throw std::bad_alloc();
-    std::memset(static_cast<void*>(data_), 0, bytes);
     size_ = n;
   }
 
@@ -53,10 +61,12 @@ class aligned_buffer {
   T* data() noexcept { return data_; }
   const T* data() const noexcept { return data_; }
   std::size_t size() const noexcept { return size_; }
+  bool empty() const noexcept { return size_ == 0; }
   T& operator[](std::size_t i) noexcept { return data_[i]; }
   const T& operator[](std::size_t i) const noexcept { return data_[i]; }
 
  private:
+  static std::size_t bytes_of(std::size_t n) noexcept { return (n * sizeof(T) + alignment - 1) / alignment * alignment; }
   void release() noexcept {
     std::free(data_);
     data_ = nullptr;

@@ -32,6 +32,7 @@
 #include <vector>
 
 #include "lowbit/config.hpp"
+#include "lowbit/detail/aligned_buffer.hpp"
 #include "lowbit/dispatch/cpu_features.hpp"
 #include "lowbit/error.hpp"
 #include "lowbit/formats/convert.hpp"
@@ -54,7 +55,9 @@ struct float_workspace : workspace_header {
   // a register block reads together do not all fall into one L1 set (a stride that is a
   // multiple of 4 KiB would make 12-16 rows fight over 12 ways).
   std::int64_t x_stride = 0;
-  std::vector<float> x;              // [tokens][x_stride]: exact E4M3 values (A8) or x (A16)
+  // [tokens][x_stride]: exact E4M3 values (A8) or x (A16), columns K.. zero; not initialised
+  // when made: prepare_float_tokens writes every element of its rows (on the pool).
+  aligned_buffer<float> x;
   std::vector<float> token_scales;   // [tokens]: s_a (A8), 1 (A16)
   std::vector<std::uint8_t> codes;   // [tokens][K]: the E4M3 codes (A8 only)
   std::vector<float> group_sums;     // [tokens][groups]: sum of x over each group (zero points)
@@ -72,7 +75,7 @@ struct float_workspace : workspace_header {
   // x_bf16[part][row][bf16_stride], part 0 = hi, 1 = lo, bf16_rows = tokens rounded up to 16
   // (padding rows and columns 0); bf16_scale[t] = 2^e(t), bf16_unscale[t] = 2^-e(t);
   // bf16_two[t] = 1 when some lo of token t is non-zero. Empty when the tiles do not run.
-  std::vector<std::uint16_t> x_bf16;
+  aligned_buffer<std::uint16_t> x_bf16;  // not initialised when made: prepare writes all of it
   std::int64_t bf16_rows = 0, bf16_stride = 0;
   std::vector<float> bf16_scale, bf16_unscale;
   std::vector<std::uint8_t> bf16_two;
@@ -229,7 +232,7 @@ inline float_workspace make_float_workspace(const float_packed& w, std::int64_t 
     ws.x_half.assign(static_cast<std::size_t>(tokens * ws.x_stride), 0);
     ws.half_factor = 2.0f;
   } else {
-    ws.x.assign(static_cast<std::size_t>(tokens * ws.x_stride), 0.0f);
+    ws.x.resize_uninitialized(static_cast<std::size_t>(tokens * ws.x_stride));
   }
   ws.token_scales.assign(static_cast<std::size_t>(tokens), 1.0f);
   if (scheme_quantizes_activations(w.scheme)) ws.codes.resize(static_cast<std::size_t>(tokens * w.cols));
@@ -281,6 +284,7 @@ inline void prepare_float_tokens(const float_packed& w, ConstRowMatrixRef x, flo
       } else {
         float* xv = ws.x.data() + t * xs;
         for (std::int64_t k = 0; k < k_in; ++k) xv[k] = e4m3_table[codes[k]];
+        std::fill(xv + k_in, xv + xs, 0.0f);
       }
     }
   } else {
@@ -292,6 +296,7 @@ inline void prepare_float_tokens(const float_packed& w, ConstRowMatrixRef x, flo
         if (!std::isfinite(row[k]))
           fail("activations: non-finite value at token " + std::to_string(t) + ", column " + std::to_string(k));
       std::memcpy(ws.x.data() + t * xs, row, static_cast<std::size_t>(k_in) * sizeof(float));
+      std::fill(ws.x.data() + t * xs + k_in, ws.x.data() + (t + 1) * xs, 0.0f);
     }
   }
   if (float_code_has_group_term(w.code)) {

@@ -133,6 +133,13 @@ LOWBIT_TARGET_AVX512 inline void amx_float_split_tokens(float_workspace& ws, std
       any = _mm512_or_si512(any, _mm512_and_si512(l, _mm512_set1_epi32(0x7FFF)));  // -0 counts as 0
       _mm256_mask_storeu_epi16(lo + k, m, _mm512_cvtepi32_epi16(l));
     }
+    // The rest of the row is zero (the workspace is not initialised when made): a group's
+    // last A tile reads up to 31 values past K, met by zero B rows (and 0 * NaN is NaN).
+    std::fill(hi + k_in, hi + bs, std::uint16_t{0});
+    if (round_only)
+      std::fill(lo, lo + bs, std::uint16_t{0});
+    else
+      std::fill(lo + k_in, lo + bs, std::uint16_t{0});
     ws.bf16_two[static_cast<std::size_t>(t)] = _mm512_test_epi32_mask(any, any) != 0 ? 1 : 0;
   }
 }
@@ -490,12 +497,14 @@ namespace lowbit::detail {
 inline float_workspace make_float_amx_workspace(const float_packed& w, std::int64_t tokens, std::int64_t k) {
   float_workspace ws = make_float_workspace(w, tokens, k);
   if (!float_amx_uses_tiles(w, tokens)) return ws;
-  ws.bf16_rows = (tokens + 15) / 16 * 16;  // whole A tiles: the padding rows stay 0
+  ws.bf16_rows = (tokens + 15) / 16 * 16;  // whole A tiles; prepare zeroes the padding rows
   // K rounded up to the k-block, plus one k-block: a group's last A tile may read up to 31
   // values past K (met by zero B rows), and the extra 64 bytes keep the 16 rows of an A tile
   // off one L1 set when K is a multiple of 2048.
   ws.bf16_stride = (w.cols + 31) / 32 * 32 + 32;
-  ws.x_bf16.assign(static_cast<std::size_t>(2 * ws.bf16_rows * ws.bf16_stride), 0);
+  // Not initialised here: prepare_float_amx_tokens writes every row of its tokens, and the
+  // call that prepares the last token the padding rows, on the pool.
+  ws.x_bf16.resize_uninitialized(static_cast<std::size_t>(2 * ws.bf16_rows * ws.bf16_stride));
   ws.bf16_scale.assign(static_cast<std::size_t>(tokens), 1.0f);
   ws.bf16_unscale.assign(static_cast<std::size_t>(tokens), 1.0f);
   ws.bf16_two.assign(static_cast<std::size_t>(tokens), 0);
@@ -509,6 +518,11 @@ inline void prepare_float_amx_tokens(const float_packed& w, ConstRowMatrixRef x,
   if (ws.x_bf16.empty()) return;
 #if LOWBIT_HAVE_X86_SIMD
   amx_float_split_tokens(ws, t0, t1, w.bf16_round_activations);
+  if (t1 == ws.tokens)  // the padding rows of the last A tile: zero in both parts
+    for (std::int64_t part = 0; part < 2; ++part) {
+      std::uint16_t* base = ws.x_bf16.data() + (part * ws.bf16_rows + ws.tokens) * ws.bf16_stride;
+      std::fill(base, base + (ws.bf16_rows - ws.tokens) * ws.bf16_stride, std::uint16_t{0});
+    }
 #else
   fail("gemm: the AMX-BF16 kernels are x86 only");
 #endif
