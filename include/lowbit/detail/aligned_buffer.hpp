@@ -66,7 +66,9 @@ class aligned_buffer {
   const T& operator[](std::size_t i) const noexcept { return data_[i]; }
 
  private:
-  static std::size_t bytes_of(std::size_t n) noexcept { return (n * sizeof(T) + alignment - 1) / alignment * alignment; }
+  static std::size_t bytes_of(std::size_t n) noexcept {
+    return (n * sizeof(T) + alignment - 1) / alignment * alignment;
+  }
   void release() noexcept {
     std::free(data_);
     data_ = nullptr;

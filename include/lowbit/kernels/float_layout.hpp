@@ -156,8 +156,9 @@ inline bool float_uses_fp16_path(const float_packed& w, std::int64_t tokens,
 // touch load and compact table it reads cold weights at 1.03-1.23 x dram_read there), but
 // 0.6-0.9x on the device machine's Sapphire Rapids-class Xeon (there VDPBF16PS shares one port
 // with the shifts; the quad path reads at 0.62-0.76 x dram_read, with or without the touch
-// load: docs/performance.md, "One-token kernels at DRAM speed"). CPUs with AVX512-FP16 (Intel's) keep the quad path; AVX512-BF16 without
-// it means AMD Zen 4/5 (or Cooper Lake, not measured).
+// load: docs/performance.md, "One-token kernels at DRAM speed"). CPUs with AVX512-FP16
+// (Intel's) keep the quad path; AVX512-BF16 without it means AMD Zen 4/5 (or Cooper Lake, not
+// measured).
 inline bool avx512bf16_pairs_cpu(const cpu_features& f) noexcept { return f.avx512bf16 && !f.avx512fp16; }
 
 // Whether a one-token call takes that bf16-pair path: 4-bit codes whose groups start on
