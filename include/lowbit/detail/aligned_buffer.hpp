@@ -44,12 +44,18 @@ class aligned_buffer {
   // before it reads one. For per-call workspaces whose rows are filled on the thread pool: a
   // serial zero fill of them (and its page faults) took a quarter of a 16-thread AMX-BF16
   // call (docs/performance.md, "Where a 16-thread call's time went").
+  // Fresh pages from the system are zero, so a missed write would pass unnoticed in most
+  // tests: the test binary defines LOWBIT_POISON_UNINITIALIZED, and the new elements are then
+  // all-ones bytes (NaN as fp32 or bf16, -1 as an integer).
   void resize_uninitialized(std::size_t n) {
     release();
     if (n == 0) return;
     data_ = static_cast<T*>(std::aligned_alloc(alignment, bytes_of(n)));
     if (data_ == nullptr) throw std::bad_alloc();
     size_ = n;
+#ifdef LOWBIT_POISON_UNINITIALIZED
+    std::memset(static_cast<void*>(data_), 0xFF, bytes_of(n));
+#endif
   }
 
   aligned_buffer clone() const {

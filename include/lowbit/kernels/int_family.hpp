@@ -63,14 +63,39 @@ inline std::int32_t scalar_quantize_codes(const float* x, std::int64_t n, float 
   return sum;
 }
 
+// Not initialised here (a serial zero fill of a 16-thread call's workspace, page faults
+// included, was a sixth of the call on the device Xeon): the codes and the corrections are
+// written by prepare on the pool, which also zeroes each row's padding
+// (finish_int_token_row) and, with the last token, the AMX padding rows
+// (zero_int_padding_rows).
 inline void allocate_int_workspace(const int_packed& p, std::int64_t m, int_workspace& ws) {
   ws.m = m;
   ws.a_stride = round_up(p.k_padded + 8, 64);  // +8: room for the last step's second broadcast
-  // AMX loads 16 token rows per tile: the rows past m exist and stay zero (resize zeroes).
-  const std::int64_t rows = p.subtier == isa_subtier::amx ? round_up(m, amx_token_rows) : m;
-  ws.a.resize(static_cast<std::size_t>(rows * ws.a_stride));
+  // AMX loads 16 token rows per tile: the rows past m exist and must be zero.
+  ws.a_rows = p.subtier == isa_subtier::amx ? round_up(m, amx_token_rows) : m;
+  ws.a.resize_uninitialized(static_cast<std::size_t>(ws.a_rows * ws.a_stride));
   ws.a_scale.assign(static_cast<std::size_t>(m), 0.0f);
-  ws.comp.resize(static_cast<std::size_t>(m * p.groups));
+  ws.comp.resize_uninitialized(static_cast<std::size_t>(m * p.groups));
+}
+
+// Zeroes what the codes of one token row leave unwritten: each group's padding up to the
+// kernel's k step (read by every kernel, and it must add nothing) and the row's tail up to
+// a_stride (read past K by the last step's second broadcast).
+inline void zero_int_row_padding(const int_packed& p, const int_workspace& ws, std::int8_t* dst) noexcept {
+  std::int64_t off = 0;
+  for (std::int64_t g = 0; g < p.groups; ++g) {
+    const std::int64_t len = p.group_len(g), padded = p.padded_len(g);
+    if (padded > len) std::memset(dst + off + len, 0, static_cast<std::size_t>(padded - len));
+    off += padded;
+  }
+  std::memset(dst + off, 0, static_cast<std::size_t>(ws.a_stride - off));
+}
+
+// The rows past the last token (AMX tiles load 16 rows): zero, written by whichever call
+// prepares the last token.
+inline void zero_int_padding_rows(int_workspace& ws) noexcept {
+  if (ws.a_rows > ws.m)
+    std::memset(ws.a.data() + ws.m * ws.a_stride, 0, static_cast<std::size_t>((ws.a_rows - ws.m) * ws.a_stride));
 }
 
 // int32 arithmetic that wraps modulo 2^32, as VPDPBUSD / VPADDD / SDOT do. The biased sums
@@ -106,7 +131,8 @@ inline int_workspace make_int_workspace(const int_packed& p, std::int64_t m, std
 }
 
 // Quantizes tokens [t0, t1) of x (m x K fp32) into the padded group layout of `p`, on tier
-// `tier`. Each token writes only its own rows of the workspace.
+// `tier`. Each token writes only its own row of the workspace, padding included; the range
+// that ends with the last token also zeroes the AMX padding rows.
 inline void prepare_int_tokens(const int_packed& p, ConstRowMatrixRef x, isa_tier tier, int_workspace& ws,
                                std::int64_t t0, std::int64_t t1) {
   (void)tier;  // only the x86 builds have a SIMD quantizer
@@ -141,7 +167,9 @@ inline void prepare_int_tokens(const int_packed& p, ConstRowMatrixRef x, isa_tie
       ws.comp[static_cast<std::size_t>(t * p.groups + g)] = wrapping_mul(sum, p.weight_bias);
       off += p.padded_len(g);
     }
+    zero_int_row_padding(p, ws, dst);
   }
+  if (t1 == ws.m) zero_int_padding_rows(ws);
 }
 
 // Quantizes every token of x, on the calling thread.
@@ -173,8 +201,10 @@ inline int_workspace prepare_int_quantized(const int_packed& p, const std::int8_
       std::memcpy(dst + off, src, static_cast<std::size_t>(p.group_len(g)));
       off += p.padded_len(g);
     }
+    zero_int_row_padding(p, ws, dst);
     compute_int_corrections(p, ws, t);
   }
+  zero_int_padding_rows(ws);
   return ws;
 }
 

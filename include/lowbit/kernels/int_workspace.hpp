@@ -14,6 +14,7 @@ namespace lowbit::detail {
 struct int_workspace : workspace_header {  // family int_act
   std::int64_t m = 0;         // tokens
   std::int64_t a_stride = 0;  // bytes per token row, a multiple of 64
+  std::int64_t a_rows = 0;    // rows of a: m, or m rounded up to whole AMX tiles
   aligned_buffer<std::int8_t> a;
   std::vector<float> a_scale;       // per token
   aligned_buffer<std::int32_t> comp;  // m x groups

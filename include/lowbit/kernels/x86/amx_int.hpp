@@ -16,8 +16,9 @@
 // both are staged per chunk into L1 (int8 copied), since tile loads of 16 lines straight from
 // L3 ran the int8 kernel below the VNNI one.
 // Tiles: C 2 token blocks x 2 sub-blocks (tmm0-3), A (tmm4-5), B (tmm6-7): 32 tokens x 32
-// columns per 4 TDPBSUD. Token rows past m are zero in the workspace (allocated to a multiple
-// of 16), so every tile is 16 x 64 bytes and one configuration serves the whole call.
+// columns per 4 TDPBSUD. Token rows past m are zero in the workspace (it has whole 16-row
+// blocks, and prepare zeroes the rows past m: kernels/int_family.hpp), so every tile is
+// 16 x 64 bytes and one configuration serves the whole call.
 // Each group's C tiles are stored as raw int32 sums; afterwards, per token and column, the
 // correction is subtracted and the groups' contributions added in group order by the same
 // FMA as the other tiers (or, for M2, the same shift-and-add in int32), so the results are
