@@ -2,7 +2,7 @@
 // $TMPDIR (default /tmp): random weights quantized round-to-nearest in the stored format of
 // the named recipe (w4a8-int: int4 g128 + int8 activations, w4a16-int4: int4 g128; GPTQ
 // would change the codes, not the format or the loading work), laid out as `lowbit quantize`
-// writes it (QuantizedLinear layers + F32 embedding and norms + config.json).
+// writes it (QuantizedLinear layers, the tied embedding in BF16, F32 norms, config.json).
 //   model_load/<scheme>     load_quantized_llama() on one thread: mmap, validate, build the
 //                           layers and pack them for this CPU; bytes_per_second = checkpoint
 //                           bytes / time (page cache warm). Counters: read_GBps = a plain
@@ -93,8 +93,12 @@ const std::string& bench_checkpoint(const std::string& scheme) {
   const LinearRecipe recipe = bench_scheme(scheme);
   SafetensorsWriter out(dir + "/model.safetensors");
   begin_checkpoint(out);
+  // The tied embedding in BF16, as Llama-3.2-1B (and `lowbit synth`) store it: the classifier
+  // then runs as stored (Wide16Linear), as it does for the real model.
   const RowMatrixXf emb = random(c.vocab_size, c.dim);
-  out.add("tok_embeddings.weight", tensor_dtype::f32, {c.vocab_size, c.dim}, emb.data(), std::size_t(emb.size()) * 4);
+  std::vector<std::uint16_t> emb16(static_cast<std::size_t>(emb.size()));
+  for (std::size_t i = 0; i < emb16.size(); ++i) emb16[i] = lowbit::detail::float_to_bf16(emb.data()[i]);
+  out.add("tok_embeddings.weight", tensor_dtype::bf16, {c.vocab_size, c.dim}, emb16.data(), emb16.size() * 2);
   const std::vector<float> ones(static_cast<std::size_t>(c.dim), 1.0f);
   out.add("norm.weight", tensor_dtype::f32, {c.dim}, ones.data(), ones.size() * 4);
   const std::int64_t D = c.dim, H = c.hidden_dim, KV = c.kv_dim();

@@ -5,6 +5,7 @@
 //
 // On aarch64 with GCC 12, the target must be spelled "arch=armv8.2-a+dotprod": the bare
 // "+dotprod" form fails to inline the NEON intrinsics.
+#include <cstdint>
 
 #if defined(__x86_64__) || defined(_M_X64)
 #define LOWBIT_X86 1
@@ -66,3 +67,16 @@
 #else
 #define LOWBIT_HAVE_NEON 0
 #endif
+
+namespace lowbit::detail {
+
+// One demand load of the byte at p, its value unused: the kernels that stream cold weights
+// issue one per 4 KiB page some KiB ahead, because on Zen 5 a software prefetch into a page
+// without a TLB entry fetched nothing (the measurements: kernels/x86/avx512_float.hpp,
+// avx512_touch_bytes). Unlike a prefetch, a load can fault: p must be inside the array.
+inline void touch_load(const void* p) noexcept {
+  const std::uint8_t v = *static_cast<const volatile std::uint8_t*>(p);
+  static_cast<void>(v);
+}
+
+}  // namespace lowbit::detail

@@ -132,14 +132,19 @@ LOWBIT_TARGET_AVX512 inline __m512 wide16_widen_avx512(__m256i v) {
 // R * cols * 2 bytes (16 KiB for the 1B classifier) ahead: each row is about a 4 KiB page, so the
 // hardware's streams, which stop at page boundaries, restart cold on every row; at one token
 // this kernel is a pure DRAM read (the whole table per decoded token), and the prefetch keeps
-// the next rows' misses in flight.
+// the next rows' misses in flight. `touch`: the R rows after those (nullptr near the end), one
+// demand load each before the block starts (detail::touch_load): on Zen 5 the prefetches alone
+// left the 1-thread classifier at 0.71-0.87 x dram_read (prefetches into pages without a TLB
+// entry are dropped there); with the loads 0.87-0.96 (docs/performance.md, session 25).
 template <wide16_type Type, int R, int T>
 LOWBIT_TARGET_AVX512 inline void wide16_block_avx512(const std::uint16_t* w, std::int64_t cols, const float* x,
                                                      std::int64_t x_stride, float* y, std::int64_t y_stride,
-                                                     const std::uint16_t* next) {
+                                                     const std::uint16_t* next, const std::uint16_t* touch) {
   __m512 acc[R][T];
   for (int r = 0; r < R; ++r)
     for (int t = 0; t < T; ++t) acc[r][t] = _mm512_setzero_ps();
+  if (touch != nullptr)
+    for (int r = 0; r < R; ++r) touch_load(touch + r * cols);
   std::int64_t k = 0;
   for (; k + wide16_lanes <= cols; k += wide16_lanes) {
     if (next != nullptr && (k & 31) == 0)
@@ -187,7 +192,8 @@ inline void wide16_rows(const Wide16View& w, ConstRowMatrixRef x, RowMatrixRef y
 #if LOWBIT_HAVE_X86_SIMD
     if constexpr (Avx512) {
       const std::uint16_t* next = r + 2 * R <= w.rows ? wp + R * cols : nullptr;
-      wide16_block_avx512<Type, R, T>(wp, cols, xp, xs, yp, ys, next);
+      const std::uint16_t* touch = r + 3 * R <= w.rows ? wp + 2 * R * cols : nullptr;
+      wide16_block_avx512<Type, R, T>(wp, cols, xp, xs, yp, ys, next, touch);
       return;
     }
 #endif

@@ -195,11 +195,6 @@ constexpr std::int64_t avx512_prefetch_rows = 128;
 // alike; two loads a page measured worse.
 constexpr std::int64_t avx512_touch_bytes = 16384;
 
-// One demand load of the byte at p; the value is not used (see avx512_touch_bytes).
-inline void avx512_touch(const std::uint8_t* p) noexcept {
-  const std::uint8_t v = *static_cast<const volatile std::uint8_t*>(p);
-  static_cast<void>(v);
-}
 
 // The touch loads stay inside the codes (a load, unlike a prefetch, may fault): in block b,
 // k-rows below this bound have codes + k * krow_bytes + avx512_touch_bytes in the array
@@ -252,7 +247,7 @@ LOWBIT_TARGET_AVX512 void avx512_direct_block(const float_packed& w, const float
       _mm_prefetch(reinterpret_cast<const char*>(codes + (k + avx512_prefetch_rows) * kb), _MM_HINT_T0);
       // Once per 4 KiB of codes (see avx512_touch_bytes). With groups of odd length k is odd
       // in every other group, whose pages then go untouched: slower, not wrong.
-      if (((k * kb) & 4095) == 0 && k < k_touch_end) avx512_touch(codes + k * kb + avx512_touch_bytes);
+      if (((k * kb) & 4095) == 0 && k < k_touch_end) touch_load(codes + k * kb + avx512_touch_bytes);
       __m512 wa0, wa1, wb0, wb1;
       avx512_decode_raw<C>(codes + k * kb, lut, wa0, wa1);
       avx512_decode_raw<C>(codes + (k + 1) * kb, lut, wb0, wb1);
@@ -591,7 +586,7 @@ LOWBIT_TARGET_AVX512_BF16 void avx512bf16_direct_block_pairs(const float_packed&
       // it was not measured (Zen 4).
       for (int l = 0; l < 4; ++l)
         _mm_prefetch(reinterpret_cast<const char*>(c + avx512bf16_prefetch_bytes + 64 * l), _MM_HINT_T0);
-      if ((k & 255) == 0 && k < k_touch_end) avx512_touch(c + avx512_touch_bytes);  // once per 4 KiB
+      if ((k & 255) == 0 && k < k_touch_end) touch_load(c + avx512_touch_bytes);  // once per 4 KiB
       const __m512i va = _mm512_loadu_si512(c), vb = _mm512_loadu_si512(c + 64);
       const __m512i vc = _mm512_loadu_si512(c + 128), vd = _mm512_loadu_si512(c + 192);
       const __m512i abl = _mm512_unpacklo_epi8(va, vb), abh = _mm512_unpackhi_epi8(va, vb);
