@@ -71,7 +71,7 @@
 namespace lowbit::detail {
 
 // One demand load of the byte at p, its value unused: the kernels that stream cold weights
-// issue one per 4 KiB page some KiB ahead, because on Zen 5 a software prefetch into a page
+// issue one per 4 KiB page some KiB ahead, because on Zen 4/5 a software prefetch into a page
 // without a TLB entry fetched nothing (the measurements: kernels/x86/avx512_float.hpp,
 // avx512_touch_bytes). Unlike a prefetch, a load can fault: p must be inside the array.
 inline void touch_load(const void* p) noexcept {

@@ -133,9 +133,9 @@ LOWBIT_TARGET_AVX512 inline __m512 wide16_widen_avx512(__m256i v) {
 // hardware's streams, which stop at page boundaries, restart cold on every row; at one token
 // this kernel is a pure DRAM read (the whole table per decoded token), and the prefetch keeps
 // the next rows' misses in flight. `touch`: the R rows after those (nullptr near the end), one
-// demand load each before the block starts (detail::touch_load): on Zen 5 the prefetches alone
-// left the 1-thread classifier at 0.71-0.87 x dram_read (prefetches into pages without a TLB
-// entry are dropped there); with the loads 0.87-0.96 (docs/performance.md, session 25).
+// demand load each before the block starts (detail::touch_load): on AMD Zen 4 the prefetches
+// alone left the 1-thread classifier at 0.71-0.87 x dram_read (prefetches into pages without a
+// TLB entry are dropped there); with the loads 0.87-0.96 (docs/performance.md, session 25).
 template <wide16_type Type, int R, int T>
 LOWBIT_TARGET_AVX512 inline void wide16_block_avx512(const std::uint16_t* w, std::int64_t cols, const float* x,
                                                      std::int64_t x_stride, float* y, std::int64_t y_stride,
