@@ -223,8 +223,8 @@ void BM_model_prefill(benchmark::State& state, const std::string& scheme) {
 
 // The classifier of a decode step alone: [1, 2048] x [128256, 2048]^T, Llama-3.2-1B's tied
 // embedding, BF16 through wide16_gemm (kernels/wide16.hpp) against the fp32 copy through
-// Eigen (what the model ran before); weight_GBps = weight bytes / time, comparable with
-// roofline/dram_read. Arg: threads (wide16 only; Eigen's product is single-threaded here).
+// Fp32Linear (an fp32 table, as stored by F32 checkpoints); weight_GBps = weight bytes / time,
+// comparable with roofline/dram_read. Arg: threads.
 void BM_classifier_bf16(benchmark::State& state) {
   const std::int64_t rows = 128256, cols = 2048;
   std::vector<std::uint16_t> w(static_cast<std::size_t>(rows * cols));
@@ -241,14 +241,18 @@ void BM_classifier_bf16(benchmark::State& state) {
       benchmark::Counter(static_cast<double>(state.iterations()) * 2.0 * rows * cols / 1e9, benchmark::Counter::kIsRate);
 }
 
+// The same classifier stored fp32, as Fp32Linear runs it (64-row chunks of Eigen products on
+// the pool for a decode step). Arg: threads.
 void BM_classifier_fp32(benchmark::State& state) {
   const std::int64_t rows = 128256, cols = 2048;
-  const RowMatrixXf w = RowMatrixXf::Random(rows, cols);
+  const Fp32Linear layer(RowMatrixXf::Random(rows, cols));
   RowMatrixXf x = RowMatrixXf::Random(1, cols), y(1, rows);
+  set_num_threads(static_cast<int>(state.range(0)));
   for (auto _ : state) {
-    y.noalias() = x * w.transpose();
+    layer.forward(x, y);
     benchmark::DoNotOptimize(y.data());
   }
+  set_num_threads(0);
   state.counters["weight_GBps"] =
       benchmark::Counter(static_cast<double>(state.iterations()) * 4.0 * rows * cols / 1e9, benchmark::Counter::kIsRate);
 }
@@ -256,7 +260,8 @@ void BM_classifier_fp32(benchmark::State& state) {
 const int bench_model_registered = [] {
   benchmark::RegisterBenchmark("classifier/bf16/1/128256/2048", BM_classifier_bf16)
       ->Arg(1)->Arg(2)->Unit(benchmark::kMillisecond)->UseRealTime();
-  benchmark::RegisterBenchmark("classifier/fp32/1/128256/2048", BM_classifier_fp32)->Unit(benchmark::kMillisecond)->UseRealTime();
+  benchmark::RegisterBenchmark("classifier/fp32/1/128256/2048", BM_classifier_fp32)
+      ->Arg(1)->Arg(2)->Unit(benchmark::kMillisecond)->UseRealTime();
   for (const std::string scheme : {"w4a8-int", "w4a16-int4"}) {
     benchmark::RegisterBenchmark(("model_load/" + scheme).c_str(), BM_model_load, scheme)->Unit(benchmark::kMillisecond)->UseRealTime();
     benchmark::RegisterBenchmark(("model_decode/" + scheme).c_str(), BM_model_decode, scheme)

@@ -5,6 +5,7 @@
 // quantized kernel, without the forward pass knowing which. Which one is built for each
 // weight is decided in exactly one place: the LinearFactory handed to LlamaModel
 // (model/quantized_layers.hpp has the factory for quantization schemes and recipes).
+#include <algorithm>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -12,6 +13,7 @@
 #include <utility>
 
 #include "lowbit/config.hpp"
+#include "lowbit/detail/threads.hpp"
 #include "lowbit/kernels/wide16.hpp"
 
 namespace lowbit::model {
@@ -44,12 +46,38 @@ class BasicFp32Linear final : public LinearLayer {
   }
   BasicFp32Linear(std::shared_ptr<const void> owner, const float* data, std::int64_t rows, std::int64_t cols)
       : owner_(std::move(owner)), data_(data), rows_(rows), cols_(cols) {}
+  // A few tokens (a decode step) read all of W for little arithmetic: a memory stream that one
+  // core cannot saturate DRAM with. Those products run in fixed chunks of fp32_chunk_rows rows
+  // of W on the pool; the chunks do not depend on the thread count, so neither do the results.
+  // Prompts (more tokens) stay one Eigen product.
+  static constexpr std::int64_t fp32_few_tokens = 4, fp32_chunk_rows = 64;
+  static constexpr std::int64_t fp32_min_task_bytes = std::int64_t{1} << 20;  // smaller: inline
+
   void forward(ConstRowMatrixRef x, RowMatrixRef y) const override {
     check_shapes(x, y);
     // Spelled dependent (deferred_t): the product is checked where a layer is built.
     const deferred_t<Deferred, ConstRowMatrixRef>& in = x;
     deferred_t<Deferred, RowMatrixRef>& out = y;
-    out.noalias() = in * weight().transpose();
+    if (x.rows() > fp32_few_tokens) {
+      out.noalias() = in * weight().transpose();
+      return;
+    }
+    const std::int64_t chunks = (rows_ + fp32_chunk_rows - 1) / fp32_chunk_rows;
+    const int threads = default_num_threads();
+    const std::int64_t tasks = std::max<std::int64_t>(
+        1, std::min({static_cast<std::int64_t>(threads), chunks, rows_ * cols_ * 4 / fp32_min_task_bytes}));
+    const std::int64_t per = (chunks + tasks - 1) / tasks;
+    const auto run = [&](std::int64_t i) {
+      for (std::int64_t c = i * per; c < std::min(chunks, (i + 1) * per); ++c) {
+        const std::int64_t r0 = c * fp32_chunk_rows, len = std::min(fp32_chunk_rows, rows_ - r0);
+        out.middleCols(r0, len).noalias() = in * weight().middleRows(r0, len).transpose();
+      }
+    };
+    if (tasks == 1) {
+      run(0);
+      return;
+    }
+    parallel_for(tasks, threads, executor(), run);
   }
   std::int64_t in_features() const override { return cols_; }
   std::int64_t out_features() const override { return rows_; }
