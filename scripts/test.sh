@@ -35,7 +35,9 @@ for s in "${stages[@]}"; do
 done
 wants() { [[ ",${LOWBIT_TEST_STAGES:-native,asan,arm,fuzz}," == *",$1,"* ]]; }
 
-packages=("${LOWBIT_BASE_PACKAGES[@]}")
+# Ninja schedules every object of every target at once (Make goes target by target): the
+# native build's big unity objects then keep both cores busy to the end.
+packages=("${LOWBIT_BASE_PACKAGES[@]}" ninja-build)
 if wants asan; then packages+=("${LOWBIT_CLANG_PACKAGES[@]}"); fi
 if wants arm; then packages+=("${LOWBIT_ARM_PACKAGES[@]}"); fi
 if wants fuzz; then packages+=("${LOWBIT_FUZZ_PACKAGES[@]}"); fi
@@ -90,7 +92,7 @@ run_ctest() {
 if wants native; then
   lowbit_stage_begin "native: configure + build"
   dir="$build_root/native"
-  step "cmake configure" cmake -S . -B "$dir" -DCMAKE_BUILD_TYPE=Release -DLOWBIT_WERROR=ON \
+  step "cmake configure" cmake -G Ninja -S . -B "$dir" -DCMAKE_BUILD_TYPE=Release -DLOWBIT_WERROR=ON \
     -DLOWBIT_BUILD_TESTS=ON -DLOWBIT_BUILD_EXAMPLES=ON -DLOWBIT_BUILD_BENCHMARKS=ON \
     ${extra_cmake_args[@]+"${extra_cmake_args[@]}"}
   step "build with -Werror" cmake --build "$dir" -j "$jobs"
@@ -114,7 +116,7 @@ if wants asan; then
   # every frame, and full debug information of Eigen's and Catch2's templates was a quarter
   # of the compile.
   sanitize="-fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer"
-  step "cmake configure" cmake -S . -B "$dir" -DCMAKE_BUILD_TYPE= \
+  step "cmake configure" cmake -G Ninja -S . -B "$dir" -DCMAKE_BUILD_TYPE= \
     -DCMAKE_CXX_COMPILER=clang++ \
     "-DCMAKE_CXX_FLAGS=-O0 -g1 $sanitize" \
     "-DCMAKE_EXE_LINKER_FLAGS=$sanitize" \
@@ -132,7 +134,7 @@ fi
 if wants arm; then
   lowbit_stage_begin "aarch64: configure + cross-build"
   dir="$build_root/aarch64"
-  step "cmake configure (aarch64 toolchain)" cmake -S . -B "$dir" \
+  step "cmake configure (aarch64 toolchain)" cmake -G Ninja -S . -B "$dir" \
     -DCMAKE_TOOLCHAIN_FILE="$root/cmake/toolchains/aarch64-linux-gnu.cmake" \
     "-DCMAKE_CROSSCOMPILING_EMULATOR=qemu-aarch64-static;-L;/usr/aarch64-linux-gnu" \
     -DCMAKE_BUILD_TYPE=Release -DLOWBIT_WERROR=ON \

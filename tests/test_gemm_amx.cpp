@@ -64,7 +64,7 @@ TEST_CASE("AMX-INT8 matches the scalar reference bit for bit", "[gemm][amx]") {
       {element_format::int4, 48, true, gemm_scheme::w4a8_int4_m2},  // odd group, M2
       {element_format::int4, 128, true, gemm_scheme::w4a8_int4_m2},
   };
-  const std::int64_t tokens[] = {1, 2, 3, 7, 16, 33, 65, 150};  // 150: two 128-token super-blocks, the second ragged
+  const std::int64_t tokens[] = {1, 2, 3, 7, 16, 33, 65, 150};  // 65: a ragged tile row in one super-block; 150: two 128-token super-blocks, the second ragged
   const std::int64_t ks[] = {1, 2, 31, 32, 33, 172, 4096};
   std::uint32_t seed = 500;
   std::int64_t runs = 0;

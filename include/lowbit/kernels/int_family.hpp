@@ -66,7 +66,7 @@ inline std::int32_t scalar_quantize_codes(const float* x, std::int64_t n, float 
 // Not initialised here (a serial zero fill of a 16-thread call's workspace, page faults
 // included, was a sixth of the call on the device Xeon): the codes and the corrections are
 // written by prepare on the pool, which also zeroes each row's padding
-// (finish_int_token_row) and, with the last token, the AMX padding rows
+// (zero_int_row_padding) and, with the last token, the AMX padding rows
 // (zero_int_padding_rows).
 inline void allocate_int_workspace(const int_packed& p, std::int64_t m, int_workspace& ws) {
   ws.m = m;

@@ -195,7 +195,6 @@ constexpr std::int64_t avx512_prefetch_rows = 128;
 // alike; two loads a page measured worse.
 constexpr std::int64_t avx512_touch_bytes = 16384;
 
-
 // The touch loads stay inside the codes (a load, unlike a prefetch, may fault): in block b,
 // k-rows below this bound have codes + k * krow_bytes + avx512_touch_bytes in the array
 // (negative: none).
