@@ -46,30 +46,33 @@ class BasicFp32Linear final : public LinearLayer {
   }
   BasicFp32Linear(std::shared_ptr<const void> owner, const float* data, std::int64_t rows, std::int64_t cols)
       : owner_(std::move(owner)), data_(data), rows_(rows), cols_(cols) {}
-  // A few tokens (a decode step) read all of W for little arithmetic: a memory stream that one
-  // core cannot saturate DRAM with. Those products run in fixed chunks of fp32_chunk_rows rows
-  // of W on the pool; the chunks do not depend on the thread count, so neither do the results.
-  // Prompts (more tokens) stay one Eigen product.
-  static constexpr std::int64_t fp32_few_tokens = 4, fp32_chunk_rows = 64;
-  static constexpr std::int64_t fp32_min_task_bytes = std::int64_t{1} << 20;  // smaller: inline
+  // Every product runs in fixed chunks of rows of W on the pool, so that neither an F32
+  // classifier's decode read (a memory stream one core cannot saturate DRAM with) nor an fp32
+  // model's prompt (one Eigen GEMM on one core before) is left to the calling thread. The
+  // chunks depend on the token count only, never on the thread count, so neither do the
+  // results: a decode step (<= fp32_few_tokens tokens) takes fp32_chunk_rows rows a chunk, a
+  // prompt fp32_prompt_chunk_rows (wide enough that each chunk is an efficient Eigen GEMM).
+  // A task gets at least fp32_min_task_bytes of weights (times the token count in decode
+  // steps, for prompts): smaller layers run inline.
+  static constexpr std::int64_t fp32_few_tokens = 4, fp32_chunk_rows = 64, fp32_prompt_chunk_rows = 256;
+  static constexpr std::int64_t fp32_min_task_bytes = std::int64_t{1} << 20;
 
   void forward(ConstRowMatrixRef x, RowMatrixRef y) const override {
     check_shapes(x, y);
     // Spelled dependent (deferred_t): the product is checked where a layer is built.
     const deferred_t<Deferred, ConstRowMatrixRef>& in = x;
     deferred_t<Deferred, RowMatrixRef>& out = y;
-    if (x.rows() > fp32_few_tokens) {
-      out.noalias() = in * weight().transpose();
-      return;
-    }
-    const std::int64_t chunks = (rows_ + fp32_chunk_rows - 1) / fp32_chunk_rows;
+    const std::int64_t tokens = x.rows();
+    const std::int64_t chunk_rows = tokens > fp32_few_tokens ? fp32_prompt_chunk_rows : fp32_chunk_rows;
+    const std::int64_t chunks = (rows_ + chunk_rows - 1) / chunk_rows;
+    const std::int64_t work = rows_ * cols_ * 4 * ((tokens + fp32_few_tokens - 1) / fp32_few_tokens);
     const int threads = default_num_threads();
-    const std::int64_t tasks = std::max<std::int64_t>(
-        1, std::min({static_cast<std::int64_t>(threads), chunks, rows_ * cols_ * 4 / fp32_min_task_bytes}));
+    const std::int64_t tasks =
+        std::max<std::int64_t>(1, std::min({static_cast<std::int64_t>(threads), chunks, work / fp32_min_task_bytes}));
     const std::int64_t per = (chunks + tasks - 1) / tasks;
     const auto run = [&](std::int64_t i) {
       for (std::int64_t c = i * per; c < std::min(chunks, (i + 1) * per); ++c) {
-        const std::int64_t r0 = c * fp32_chunk_rows, len = std::min(fp32_chunk_rows, rows_ - r0);
+        const std::int64_t r0 = c * chunk_rows, len = std::min(chunk_rows, rows_ - r0);
         out.middleCols(r0, len).noalias() = in * weight().middleRows(r0, len).transpose();
       }
     };
