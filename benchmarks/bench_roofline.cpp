@@ -61,7 +61,7 @@ constexpr std::int64_t kTileSteps = 1 << 14;
       "xmm13", "xmm14", "xmm15", "xmm16", "xmm17", "xmm18", "xmm19", "xmm20", "xmm21", "xmm22", "xmm23",      \
       "xmm30", "xmm31"
 
-LOWBIT_TARGET_AVX512_VNNI void vnni_loop(std::int64_t steps) {
+LOWBIT_TARGET_AVX512 void vnni_loop(std::int64_t steps) {
   __asm__ volatile(LOWBIT_REP24(LOWBIT_ZERO) "vpternlogd $0xff, %%zmm30, %%zmm30, %%zmm30\n\t"
                    "vpabsb %%zmm30, %%zmm31\n\t"
                    :

@@ -17,16 +17,21 @@
 
 namespace lowbit::detail {
 
-LOWBIT_TARGET_AVX2_VNNI inline __m256i avx2_bcast32(const std::int8_t* p) {
+LOWBIT_TARGET_AVX2 inline __m256i avx2_bcast32(const std::int8_t* p) {
   std::int32_t v;
   std::memcpy(&v, p, 4);
   return _mm256_set1_epi32(v);
 }
 
 template <bool Vnni, bool Int8>
-LOWBIT_TARGET_AVX2_VNNI inline __m256i avx2_dot(__m256i acc, __m256i w, __m256i a) {
+LOWBIT_TARGET_AVX2 inline __m256i avx2_dot(__m256i acc, __m256i w, __m256i a) {
   if constexpr (Vnni) {
-    return _mm256_dpbusd_avx_epi32(acc, w, a);
+    // Inline asm, so that the kernels compile for plain AVX2: with the avxvnni target on
+    // them, clang (-O1 and up) turned the VPMADDWD + VPADDD of the avx2 sub-tier below into
+    // VPDPWSSD, an AVX-VNNI instruction that CPUs with AVX2 alone (Haswell to Zen 4) fault
+    // on. tests/isa.cmake checks the non-VNNI sub-tiers' code for any VNNI instruction.
+    __asm__("%{vex%} vpdpbusd %2, %1, %0" : "+x"(acc) : "x"(w), "x"(a));
+    return acc;
   } else if constexpr (!Int8) {
     const __m256i p16 = _mm256_maddubs_epi16(w, a);
     return _mm256_add_epi32(acc, _mm256_madd_epi16(p16, _mm256_set1_epi16(1)));
@@ -38,7 +43,7 @@ LOWBIT_TARGET_AVX2_VNNI inline __m256i avx2_dot(__m256i acc, __m256i w, __m256i 
 }
 
 template <int MR, bool Int4, bool M2, bool Vnni>
-LOWBIT_TARGET_AVX2_VNNI void avx2_int_tile(const int_packed& p, const int_workspace& ws, const std::uint8_t* w,
+LOWBIT_TARGET_AVX2 void avx2_int_tile(const int_packed& p, const int_workspace& ws, const std::uint8_t* w,
                                            std::int64_t t0, float* y, std::int64_t ldy, int ncols) {
   constexpr int NV = 2;
   constexpr bool unbiased = !Vnni && !Int4;
@@ -127,7 +132,7 @@ LOWBIT_TARGET_AVX2_VNNI void avx2_int_tile(const int_packed& p, const int_worksp
 }
 
 template <bool Int4, bool M2, bool Vnni>
-LOWBIT_TARGET_AVX2_VNNI void avx2_int_tiles(const int_packed& p, const int_workspace& ws, float* y, std::int64_t ldy,
+LOWBIT_TARGET_AVX2 void avx2_int_tiles(const int_packed& p, const int_workspace& ws, float* y, std::int64_t ldy,
                                             std::int64_t tile_begin, std::int64_t tile_end) {
   for (std::int64_t t = tile_begin; t < tile_end; ++t) {
     const std::uint8_t* w = p.tile(t);

@@ -28,7 +28,7 @@ LOWBIT_IGNORE_GCC_MAYBE_UNINITIALIZED
 
 namespace lowbit::detail {
 
-LOWBIT_TARGET_AVX512_VNNI inline __m512i avx512_bcast32(const std::int8_t* p) {
+LOWBIT_TARGET_AVX512 inline __m512i avx512_bcast32(const std::int8_t* p) {
   std::int32_t v;
   std::memcpy(&v, p, 4);
   return _mm512_set1_epi32(v);
@@ -39,10 +39,13 @@ LOWBIT_TARGET_AVX512_VNNI inline __m512i avx512_bcast32(const std::int8_t* p) {
 // signed values and multiplied with the sign trick (|w| * sign(a, w) <= 127 * 127 per byte,
 // pairs <= 32,258), which gives the unbiased product (Unbiased = true).
 template <bool Vnni, bool Int8>
-LOWBIT_TARGET_AVX512_VNNI inline __m512i avx512_dot(__m512i acc, __m512i w, __m512i a) {
+LOWBIT_TARGET_AVX512 inline __m512i avx512_dot(__m512i acc, __m512i w, __m512i a) {
   if constexpr (Vnni) {
     // Inline asm ties the accumulator to one register: with the intrinsic, GCC 12 copies the
     // 16 accumulators between two register sets every step (and spills), halving throughput.
+    // It also lets every kernel here compile for AVX-512 without VNNI (LOWBIT_TARGET_AVX512):
+    // with avx512vnni on them, clang turned the avx512bw sub-tier's VPMADDWD + VPADDD into
+    // VPDPWSSD, which Skylake-SP faults on (tests/isa.cmake).
     __asm__("vpdpbusd %2, %1, %0" : "+v"(acc) : "v"(w), "v"(a));
     return acc;
   } else if constexpr (!Int8) {
@@ -64,7 +67,7 @@ LOWBIT_TARGET_AVX512_VNNI inline __m512i avx512_dot(__m512i acc, __m512i w, __m5
 // (biased weights 0..15), each multiplied with the token's 4 int8 activations of that half;
 // int8: one load per vector, 4 inputs. acc[i][v] += the step's dot products.
 template <int MR, bool Int4, bool Vnni>
-LOWBIT_TARGET_AVX512_VNNI inline void avx512_int_step(__m512i (&acc)[MR][2], const std::uint8_t* w,
+LOWBIT_TARGET_AVX512 inline void avx512_int_step(__m512i (&acc)[MR][2], const std::uint8_t* w,
                                                       const std::int8_t* const* arow, std::int64_t s) {
   constexpr int NV = 2;
   if constexpr (MR <= 2) {  // few tokens: the weights stream from L3/DRAM, fetch ahead
@@ -109,7 +112,7 @@ struct avx512_int_scratch {
 // contribution to the total. Weights of a chunk (<= 16 KiB) stay in L1 while every token
 // block of the call passes over them.
 template <int MR, bool Int4, bool M2, bool Vnni>
-LOWBIT_TARGET_AVX512_VNNI void avx512_int_chunk(const int_packed& p, const int_workspace& ws, const std::uint8_t* w,
+LOWBIT_TARGET_AVX512 void avx512_int_chunk(const int_packed& p, const int_workspace& ws, const std::uint8_t* w,
                                                 std::int64_t steps, std::int64_t koff, std::int64_t t0, std::int64_t g,
                                                 bool group_start, const std::uint8_t* group_end_params,
                                                 avx512_int_scratch& scr) {
@@ -151,7 +154,7 @@ LOWBIT_TARGET_AVX512_VNNI void avx512_int_chunk(const int_packed& p, const int_w
 }
 
 template <bool Int4, bool M2, bool Vnni>
-LOWBIT_TARGET_AVX512_VNNI void avx512_int_chunk_rows(const int_packed& p, const int_workspace& ws, const std::uint8_t* w,
+LOWBIT_TARGET_AVX512 void avx512_int_chunk_rows(const int_packed& p, const int_workspace& ws, const std::uint8_t* w,
                                                      std::int64_t steps, std::int64_t koff, std::int64_t g,
                                                      bool group_start, const std::uint8_t* params,
                                                      avx512_int_scratch& scr) {
@@ -175,7 +178,7 @@ LOWBIT_TARGET_AVX512_VNNI void avx512_int_chunk_rows(const int_packed& p, const 
 // accumulators, all its k steps, then its correction and contribution to the totals. One call
 // covers several groups so the per-call setup is paid once per ~512 inputs.
 template <int MR, bool Int4, bool M2, bool Vnni>
-LOWBIT_TARGET_AVX512_VNNI void avx512_int_groups(const int_packed& p, const int_workspace& ws, const std::uint8_t* w,
+LOWBIT_TARGET_AVX512 void avx512_int_groups(const int_packed& p, const int_workspace& ws, const std::uint8_t* w,
                                                  std::int64_t koff, std::int64_t t0, std::int64_t g0, std::int64_t g1,
                                                  avx512_int_scratch& scr) {
   constexpr int NV = 2;
@@ -214,7 +217,7 @@ LOWBIT_TARGET_AVX512_VNNI void avx512_int_groups(const int_packed& p, const int_
 }
 
 template <bool Int4, bool M2, bool Vnni>
-LOWBIT_TARGET_AVX512_VNNI void avx512_int_groups_rows(const int_packed& p, const int_workspace& ws, const std::uint8_t* w,
+LOWBIT_TARGET_AVX512 void avx512_int_groups_rows(const int_packed& p, const int_workspace& ws, const std::uint8_t* w,
                                                       std::int64_t koff, std::int64_t g0, std::int64_t g1,
                                                       avx512_int_scratch& scr) {
   constexpr int MR = 8;
@@ -235,7 +238,7 @@ LOWBIT_TARGET_AVX512_VNNI void avx512_int_groups_rows(const int_packed& p, const
 // Tile loop: batches of whole groups up to 512 inputs (a longer group in chunks of 512
 // inputs with its int32 sums carried in scratch), every token block per batch, then the store: y = total * s_a, or float(total) * row factor * s_a for M2.
 template <bool Int4, bool M2, bool Vnni>
-LOWBIT_TARGET_AVX512_VNNI void avx512_int_tiles(const int_packed& p, const int_workspace& ws, float* y,
+LOWBIT_TARGET_AVX512 void avx512_int_tiles(const int_packed& p, const int_workspace& ws, float* y,
                                                 std::int64_t ldy, std::int64_t tile_begin, std::int64_t tile_end) {
   constexpr std::int64_t chunk_k = 512;
   constexpr std::int64_t NT = 32;
