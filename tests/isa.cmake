@@ -19,6 +19,7 @@ if(CMAKE_SYSTEM_PROCESSOR MATCHES "x86_64|AMD64|amd64" AND NOT CMAKE_CROSSCOMPIL
                      -DSOURCE=${CMAKE_CURRENT_SOURCE_DIR}/isa/non_vnni_subtiers.cpp
                      "-DFLAGS=-I${PROJECT_SOURCE_DIR}/include|-isystem|${EIGEN3_INCLUDE_DIR}"
                      -DOBJDUMP=${LOWBIT_OBJDUMP} -DWORK=${_isa_dir} "-DFORBIDDEN=vpdp"
+                     "-DREQUIRED=vpmaddubsw"
                      -P ${CMAKE_CURRENT_SOURCE_DIR}/scripts/isa_check.cmake)
   else()
     message(STATUS "lowbit: no objdump, so the test isa_non_vnni_subtiers is not registered")

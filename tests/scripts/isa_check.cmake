@@ -1,7 +1,9 @@
 # cmake -DCOMPILERS=<c++|clang++> -DSOURCE=<file.cpp> -DFLAGS=<-I...|-isystem|...> -DOBJDUMP=<objdump>
-#       -DWORK=<dir> -DFORBIDDEN=<regex> -P isa_check.cmake
+#       -DWORK=<dir> -DFORBIDDEN=<regex> -DREQUIRED=<regex> -P isa_check.cmake
 # Compiles SOURCE at -O1, -O2 and -O3 with every compiler given, disassembles the object and
-# fails if an instruction matches FORBIDDEN, naming the compiler, the level and the function.
+# fails if an instruction matches FORBIDDEN, naming the compiler, the level and the function,
+# or if none matches REQUIRED (the sub-tiers' own instruction: proof that their code was
+# compiled and read, not an empty object).
 string(REPLACE "|" ";" COMPILERS "${COMPILERS}")
 string(REPLACE "|" ";" FLAGS "${FLAGS}")
 foreach(cxx ${COMPILERS})
@@ -20,7 +22,11 @@ foreach(cxx ${COMPILERS})
     string(REPLACE "\n" ";" lines "${asm}")
     set(fn "")
     set(count 0)
+    set(required 0)
     foreach(line ${lines})
+      if(line MATCHES "${REQUIRED}")
+        math(EXPR required "${required} + 1")
+      endif()
       if(line MATCHES ">:$")
         set(fn "${line}")
       elseif(line MATCHES "${FORBIDDEN}")
@@ -33,6 +39,9 @@ foreach(cxx ${COMPILERS})
     if(count GREATER 0)
       message(FATAL_ERROR "${cname} ${level}: ${count} forbidden instructions (${FORBIDDEN}) in code for CPUs without them")
     endif()
-    message(STATUS "${cname} ${level}: no instruction matching ${FORBIDDEN}")
+    if(required EQUAL 0)
+      message(FATAL_ERROR "${cname} ${level}: no instruction matching ${REQUIRED}: the sub-tiers' code is not in ${obj}")
+    endif()
+    message(STATUS "${cname} ${level}: ${required} instructions matching ${REQUIRED}, none matching ${FORBIDDEN}")
   endforeach()
 endforeach()

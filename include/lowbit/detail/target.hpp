@@ -24,9 +24,8 @@
 #define LOWBIT_TARGET_AVX2 __attribute__((target("avx2,fma,f16c,bmi2")))
 #define LOWBIT_TARGET_AVX512 \
   __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512cd,fma,f16c,avx2,bmi2")))
-// No VNNI target: the int kernels issue VPDPBUSD through inline asm, so that no function
-// carries avx512vnni / avxvnni and the compiler cannot put a VNNI instruction into a sub-tier
-// meant for CPUs without it (kernels/x86/avx512_int.hpp, tests/isa.cmake).
+// No VNNI target: the int kernels issue VPDPBUSD through inline asm (docs/design.md, "A
+// sub-tier's code holds only its sub-tier's instructions").
 #define LOWBIT_TARGET_AVX512_FP16                                                          \
   __attribute__((target(                                                                   \
       "avx512f,avx512bw,avx512vl,avx512dq,avx512cd,avx512vnni,avx512bf16,avx512fp16,fma,f16c,avx2,bmi2")))

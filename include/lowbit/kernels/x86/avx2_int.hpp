@@ -26,10 +26,9 @@ LOWBIT_TARGET_AVX2 inline __m256i avx2_bcast32(const std::int8_t* p) {
 template <bool Vnni, bool Int8>
 LOWBIT_TARGET_AVX2 inline __m256i avx2_dot(__m256i acc, __m256i w, __m256i a) {
   if constexpr (Vnni) {
-    // Inline asm, so that the kernels compile for plain AVX2: with the avxvnni target on
-    // them, clang (-O1 and up) turned the VPMADDWD + VPADDD of the avx2 sub-tier below into
-    // VPDPWSSD, an AVX-VNNI instruction that CPUs with AVX2 alone (Haswell to Zen 4) fault
-    // on. tests/isa.cmake checks the non-VNNI sub-tiers' code for any VNNI instruction.
+    // Inline asm, so that the kernels carry no avxvnni target and the compiler cannot put a
+    // VNNI instruction into the plain avx2 sub-tier (docs/design.md, "A sub-tier's code holds
+    // only its sub-tier's instructions").
     __asm__("%{vex%} vpdpbusd %2, %1, %0" : "+x"(acc) : "x"(w), "x"(a));
     return acc;
   } else if constexpr (!Int8) {

@@ -43,9 +43,9 @@ LOWBIT_TARGET_AVX512 inline __m512i avx512_dot(__m512i acc, __m512i w, __m512i a
   if constexpr (Vnni) {
     // Inline asm ties the accumulator to one register: with the intrinsic, GCC 12 copies the
     // 16 accumulators between two register sets every step (and spills), halving throughput.
-    // It also lets every kernel here compile for AVX-512 without VNNI (LOWBIT_TARGET_AVX512):
-    // with avx512vnni on them, clang turned the avx512bw sub-tier's VPMADDWD + VPADDD into
-    // VPDPWSSD, which Skylake-SP faults on (tests/isa.cmake).
+    // It also keeps the avx512vnni target off these kernels, so the avx512bw sub-tier holds
+    // no VNNI instruction (docs/design.md, "A sub-tier's code holds only its sub-tier's
+    // instructions").
     __asm__("vpdpbusd %2, %1, %0" : "+v"(acc) : "v"(w), "v"(a));
     return acc;
   } else if constexpr (!Int8) {
