@@ -1,15 +1,25 @@
 # cmake -DCOMPILERS=<c++|clang++> -DSOURCE=<file.cpp> -DFLAGS=<-I...|-isystem|...> -DOBJDUMP=<objdump>
-#       -DWORK=<dir> -DFORBIDDEN=<regex> -DREQUIRED=<regex> -P isa_check.cmake
-# Compiles SOURCE at -O1, -O2 and -O3 with every compiler given, disassembles the object and
-# fails if an instruction matches FORBIDDEN, naming the compiler, the level and the function,
-# or if none matches REQUIRED (the sub-tiers' own instruction: proof that their code was
-# compiled and read, not an empty object).
+#       -DWORK=<dir> -DREQUIRED=<regex> [-DFORBIDDEN=<regex>] [-DLEVELS=-O1|-O2|-O3]
+#       [-DFUNCTION=<regex> -DMIN_IN_FUNCTION=<n>] -P isa_check.cmake
+# Compiles SOURCE at every level of LEVELS (default -O1, -O2, -O3) with every compiler given,
+# disassembles the object and fails, naming the compiler and the level:
+# - if an instruction matches FORBIDDEN (naming the function);
+# - if none matches REQUIRED (proof that the code under test was compiled and read, not an
+#   empty object);
+# - with FUNCTION and MIN_IN_FUNCTION: unless one function whose name matches FUNCTION holds
+#   at least MIN_IN_FUNCTION instructions matching REQUIRED (a register block unrolled into
+#   registers, not a loop over an array in memory).
 string(REPLACE "|" ";" COMPILERS "${COMPILERS}")
 string(REPLACE "|" ";" FLAGS "${FLAGS}")
+if(NOT DEFINED LEVELS)
+  set(LEVELS "-O1|-O2|-O3")
+endif()
+string(REPLACE "|" ";" LEVELS "${LEVELS}")
 foreach(cxx ${COMPILERS})
   get_filename_component(cname ${cxx} NAME)
-  foreach(level -O1 -O2 -O3)
-    set(obj ${WORK}/${cname}${level}.o)
+  foreach(level ${LEVELS})
+    get_filename_component(sname ${SOURCE} NAME_WE)
+    set(obj ${WORK}/${sname}-${cname}${level}.o)
     execute_process(COMMAND ${cxx} -std=c++17 ${level} ${FLAGS} -c ${SOURCE} -o ${obj}
                     RESULT_VARIABLE rc ERROR_VARIABLE err)
     if(NOT rc EQUAL 0)
@@ -23,13 +33,26 @@ foreach(cxx ${COMPILERS})
     set(fn "")
     set(count 0)
     set(required 0)
+    set(in_fn 0)       # REQUIRED matches in the current function, when its name matches FUNCTION
+    set(best 0)        # the most of them in one such function
+    set(best_fn "")
     foreach(line ${lines})
-      if(line MATCHES "${REQUIRED}")
-        math(EXPR required "${required} + 1")
-      endif()
       if(line MATCHES ">:$")
         set(fn "${line}")
-      elseif(line MATCHES "${FORBIDDEN}")
+        set(in_fn 0)
+        continue()
+      endif()
+      if(line MATCHES "${REQUIRED}")
+        math(EXPR required "${required} + 1")
+        if(DEFINED FUNCTION AND fn MATCHES "${FUNCTION}")
+          math(EXPR in_fn "${in_fn} + 1")
+          if(in_fn GREATER best)
+            set(best ${in_fn})
+            set(best_fn "${fn}")
+          endif()
+        endif()
+      endif()
+      if(DEFINED FORBIDDEN AND line MATCHES "${FORBIDDEN}")
         math(EXPR count "${count} + 1")
         if(count LESS 4)
           message(STATUS "${cname} ${level}: ${line}\n    in ${fn}")
@@ -40,8 +63,17 @@ foreach(cxx ${COMPILERS})
       message(FATAL_ERROR "${cname} ${level}: ${count} forbidden instructions (${FORBIDDEN}) in code for CPUs without them")
     endif()
     if(required EQUAL 0)
-      message(FATAL_ERROR "${cname} ${level}: no instruction matching ${REQUIRED}: the sub-tiers' code is not in ${obj}")
+      message(FATAL_ERROR "${cname} ${level}: no instruction matching ${REQUIRED}: the code under test is not in ${obj}")
     endif()
-    message(STATUS "${cname} ${level}: ${required} instructions matching ${REQUIRED}, none matching ${FORBIDDEN}")
+    if(DEFINED MIN_IN_FUNCTION)
+      if(best LESS MIN_IN_FUNCTION)
+        message(FATAL_ERROR "${cname} ${level}: at most ${best} instructions matching ${REQUIRED} in one function "
+                            "matching ${FUNCTION}, fewer than the ${MIN_IN_FUNCTION} of one unrolled register block "
+                            "(its loop over the block was left rolled, with the accumulators in memory)")
+      endif()
+      message(STATUS "${cname} ${level}: ${best} instructions matching ${REQUIRED} in ${best_fn}")
+    else()
+      message(STATUS "${cname} ${level}: ${required} instructions matching ${REQUIRED}, none matching ${FORBIDDEN}")
+    endif()
   endforeach()
 endforeach()

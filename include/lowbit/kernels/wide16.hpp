@@ -20,6 +20,8 @@
 //
 // The weights are read, never copied; non-finite weights are the caller's to refuse (the
 // model's loader checks them once, wide16_all_finite()).
+// Loops over a register block carry `#pragma GCC unroll 16` (docs/design.md, "Register blocks
+// are unrolled by pragma").
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -95,18 +97,27 @@ inline void wide16_block_generic(const std::uint16_t* w, std::int64_t cols, cons
   std::int64_t k = 0;
   for (; k + wide16_lanes <= cols; k += wide16_lanes) {
     float wv[R][wide16_lanes];
+#pragma GCC unroll 16
     for (int r = 0; r < R; ++r)
+#pragma GCC unroll 16
       for (int j = 0; j < wide16_lanes; ++j) wv[r][j] = wide16_to_float(w[r * cols + k + j], Type);
+#pragma GCC unroll 16
     for (int t = 0; t < T; ++t)
+#pragma GCC unroll 16
       for (int r = 0; r < R; ++r)
+#pragma GCC unroll 16
         for (int j = 0; j < wide16_lanes; ++j) acc[r][t][j] += wv[r][j] * x[t * x_stride + k + j];
   }
   const int rest = static_cast<int>(cols - k);  // the tail sums into lanes 0 .. rest-1
+#pragma GCC unroll 16
   for (int r = 0; r < R; ++r)
+#pragma GCC unroll 16
     for (int t = 0; t < T; ++t)
       for (int j = 0; j < rest; ++j) acc[r][t][j] += wide16_to_float(w[r * cols + k + j], Type) * x[t * x_stride + k + j];
   // Lane reduction in a fixed tree: pairs 8 apart, then 4, 2, 1.
+#pragma GCC unroll 16
   for (int r = 0; r < R; ++r)
+#pragma GCC unroll 16
     for (int t = 0; t < T; ++t) {
       float* a = acc[r][t];
       for (int half = wide16_lanes / 2; half >= 1; half /= 2)
@@ -141,32 +152,44 @@ LOWBIT_TARGET_AVX512 inline void wide16_block_avx512(const std::uint16_t* w, std
                                                      std::int64_t x_stride, float* y, std::int64_t y_stride,
                                                      const std::uint16_t* next, const std::uint16_t* touch) {
   __m512 acc[R][T];
+#pragma GCC unroll 16
   for (int r = 0; r < R; ++r)
+#pragma GCC unroll 16
     for (int t = 0; t < T; ++t) acc[r][t] = _mm512_setzero_ps();
   if (touch != nullptr)
+#pragma GCC unroll 16
     for (int r = 0; r < R; ++r) touch_load(touch + r * cols);
   std::int64_t k = 0;
   for (; k + wide16_lanes <= cols; k += wide16_lanes) {
     if (next != nullptr && (k & 31) == 0)
+#pragma GCC unroll 16
       for (int r = 0; r < R; ++r) _mm_prefetch(reinterpret_cast<const char*>(next + r * cols + k), _MM_HINT_T1);
     __m512 wv[R];
+#pragma GCC unroll 16
     for (int r = 0; r < R; ++r)
       wv[r] = wide16_widen_avx512<Type>(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + r * cols + k)));
+#pragma GCC unroll 16
     for (int t = 0; t < T; ++t) {
       const __m512 xv = _mm512_loadu_ps(x + t * x_stride + k);
+#pragma GCC unroll 16
       for (int r = 0; r < R; ++r) acc[r][t] = _mm512_fmadd_ps(wv[r], xv, acc[r][t]);
     }
   }
   if (k < cols) {  // masked tail: lanes 0 .. cols-k-1, the others add 0 * 0
     const __mmask16 m = static_cast<__mmask16>((1u << (cols - k)) - 1u);
     __m512 wv[R];
+#pragma GCC unroll 16
     for (int r = 0; r < R; ++r) wv[r] = wide16_widen_avx512<Type>(_mm256_maskz_loadu_epi16(m, w + r * cols + k));
+#pragma GCC unroll 16
     for (int t = 0; t < T; ++t) {
       const __m512 xv = _mm512_maskz_loadu_ps(m, x + t * x_stride + k);
+#pragma GCC unroll 16
       for (int r = 0; r < R; ++r) acc[r][t] = _mm512_fmadd_ps(wv[r], xv, acc[r][t]);
     }
   }
+#pragma GCC unroll 16
   for (int r = 0; r < R; ++r)
+#pragma GCC unroll 16
     for (int t = 0; t < T; ++t) {
       // The generic tier's tree (lanes j + 8, then j + 4, 2, 1), in memory: GCC 12's
       // 512 -> 256-bit extracts warn (-Wuninitialized) inside its own headers.

@@ -15,6 +15,8 @@
 // An odd last token is paired with itself (the activation load reads its row twice) and the
 // second half of its results is discarded.
 // Tile: 16 output columns (eight accumulators) x 2 tokens.
+// Loops over a register block carry `#pragma GCC unroll 16` (docs/design.md, "Register blocks
+// are unrolled by pragma").
 #include "lowbit/detail/target.hpp"
 
 #if LOWBIT_HAVE_NEON
@@ -49,6 +51,7 @@ LOWBIT_TARGET_NEON_I8MM void neon_i8mm_tile(const int_packed& p, const int_works
   const std::int8_t* a1 = ws.a.data() + t1 * ws.a_stride;
   float32x4_t totf[NP];
   int32x4_t toti[NP];
+#pragma GCC unroll 16
   for (int q = 0; q < NP; ++q) {
     totf[q] = vdupq_n_f32(0.0f);
     toti[q] = vdupq_n_s32(0);
@@ -58,6 +61,7 @@ LOWBIT_TARGET_NEON_I8MM void neon_i8mm_tile(const int_packed& p, const int_works
   for (std::int64_t g = 0; g < p.groups; ++g) {
     const std::int64_t plen = p.padded_len(g);  // a multiple of 2 * kstep
     int32x4_t acc[NP];
+#pragma GCC unroll 16
     for (int q = 0; q < NP; ++q) acc[q] = vdupq_n_s32(0);
     if constexpr (Int4) {
       for (std::int64_t s = 0; s < plen; s += 16, w += 128) {
@@ -65,6 +69,7 @@ LOWBIT_TARGET_NEON_I8MM void neon_i8mm_tile(const int_packed& p, const int_works
         const std::int8_t* x1 = a1 + koff + s;
         const int8x16_t alo = vcombine_s8(vld1_s8(x0), vld1_s8(x1));          // inputs s .. s+7
         const int8x16_t ahi = vcombine_s8(vld1_s8(x0 + 8), vld1_s8(x1 + 8));  // s+8 .. s+15
+#pragma GCC unroll 16
         for (int q = 0; q < NP; ++q) {
           const uint8x16_t raw = vld1q_u8(w + q * 16);
           acc[q] = vusmmlaq_s32(acc[q], vandq_u8(raw, low4), alo);
@@ -74,6 +79,7 @@ LOWBIT_TARGET_NEON_I8MM void neon_i8mm_tile(const int_packed& p, const int_works
     } else {
       for (std::int64_t s = 0; s < plen; s += 8, w += 128) {
         const int8x16_t a = vcombine_s8(vld1_s8(a0 + koff + s), vld1_s8(a1 + koff + s));
+#pragma GCC unroll 16
         for (int q = 0; q < NP; ++q) acc[q] = vusmmlaq_s32(acc[q], vld1q_u8(w + q * 16), a);
       }
     }
@@ -81,6 +87,7 @@ LOWBIT_TARGET_NEON_I8MM void neon_i8mm_tile(const int_packed& p, const int_works
     const std::int32_t c1 = ws.comp[static_cast<std::size_t>(t1 * p.groups + g)];
     const std::int32_t cc[4] = {c0, c1, c0, c1};
     const int32x4_t corr = vld1q_s32(cc);
+#pragma GCC unroll 16
     for (int q = 0; q < NP; ++q) acc[q] = vsubq_s32(acc[q], corr);
     for (int v = 0; v < NP / 2; ++v) {  // columns 4v .. 4v+3: pairs 2v and 2v+1
       if constexpr (M2) {

@@ -10,6 +10,8 @@
 //    with DRAM.
 //  - more tokens: a 128 x 32 tile of w_hat is decoded once per block and chunk and reused by
 //    every token; a 12-token x 32-column register block of fp32 FMAs runs over it.
+// Loops over a register block carry `#pragma GCC unroll 16` (docs/design.md, "Register blocks
+// are unrolled by pragma").
 #include "lowbit/detail/target.hpp"
 #include "lowbit/kernels/float_layout.hpp"
 #include "lowbit/kernels/x86/avx512fp16_float.hpp"
@@ -594,6 +596,7 @@ LOWBIT_TARGET_AVX512_BF16 void avx512bf16_direct_block_pairs(const float_packed&
                             _mm512_unpacklo_epi16(abh, cdh), _mm512_unpackhi_epi16(abh, cdh)};
       const std::uint32_t* pk = xp.words.data() + (k / 16) * P * 8;
       __m512i x0[P], x1[P];
+#pragma GCC unroll 16
       for (int p = 0; p < P; ++p) {
         const __m512i v = _mm512_zextsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(pk + 8 * p)));
         x0[p] = _mm512_permutexvar_epi32(sel0, v);
@@ -605,6 +608,7 @@ LOWBIT_TARGET_AVX512_BF16 void avx512bf16_direct_block_pairs(const float_packed&
         const __m512i w1 = _mm512_permutexvar_epi16(_mm512_srli_epi16(t[q], 4), lut);
         const __m512i w2 = _mm512_permutexvar_epi16(_mm512_srli_epi16(t[q], 8), lut);
         const __m512i w3 = _mm512_permutexvar_epi16(_mm512_srli_epi16(t[q], 12), lut);
+#pragma GCC unroll 16
         for (int p = 0; p < P; ++p) {  // both parts into one accumulator: 16 chains suffice
           acc[q][0] = avx512bf16_dot(acc[q][0], w0, x0[p]);
           acc[q][1] = avx512bf16_dot(acc[q][1], w1, x0[p]);

@@ -9,6 +9,8 @@
 // activations broadcast from memory. Group epilogue: subtract the bias correction, then
 // either fp32 (cvt + FMA with the group scale) or, for M2, int32 (shift left by the group's
 // shift and add), so M2 keeps all of K in one int32 accumulator.
+// Loops over a register block carry `#pragma GCC unroll 16` (docs/design.md, "Register blocks
+// are unrolled by pragma").
 #include "lowbit/detail/target.hpp"
 
 #if LOWBIT_HAVE_X86_SIMD
@@ -77,14 +79,17 @@ LOWBIT_TARGET_AVX512 inline void avx512_int_step(__m512i (&acc)[MR][2], const st
   if constexpr (Int4) {
     const __m512i low4 = _mm512_set1_epi8(0x0F);
     __m512i lo[NV], hi[NV];
+#pragma GCC unroll 16
     for (int v = 0; v < NV; ++v) {
       const __m512i raw = _mm512_load_si512(reinterpret_cast<const void*>(w + v * 64));
       lo[v] = _mm512_and_si512(raw, low4);
       hi[v] = _mm512_and_si512(_mm512_srli_epi16(raw, 4), low4);
     }
+#pragma GCC unroll 16
     for (int i = 0; i < MR; ++i) {
       const __m512i alo = avx512_bcast32(arow[i] + s * 8);
       const __m512i ahi = avx512_bcast32(arow[i] + s * 8 + 4);
+#pragma GCC unroll 16
       for (int v = 0; v < NV; ++v) {
         acc[i][v] = avx512_dot<Vnni, false>(acc[i][v], lo[v], alo);
         acc[i][v] = avx512_dot<Vnni, false>(acc[i][v], hi[v], ahi);
@@ -92,9 +97,12 @@ LOWBIT_TARGET_AVX512 inline void avx512_int_step(__m512i (&acc)[MR][2], const st
     }
   } else {
     __m512i wv[NV];
+#pragma GCC unroll 16
     for (int v = 0; v < NV; ++v) wv[v] = _mm512_load_si512(reinterpret_cast<const void*>(w + v * 64));
+#pragma GCC unroll 16
     for (int i = 0; i < MR; ++i) {
       const __m512i a4 = avx512_bcast32(arow[i] + s * 4);
+#pragma GCC unroll 16
       for (int v = 0; v < NV; ++v) acc[i][v] = avx512_dot<Vnni, true>(acc[i][v], wv[v], a4);
     }
   }
@@ -120,24 +128,32 @@ LOWBIT_TARGET_AVX512 void avx512_int_chunk(const int_packed& p, const int_worksp
   constexpr int NT = 32;
   constexpr bool unbiased = !Vnni && !Int4;
   const std::int8_t* arow[MR];
+#pragma GCC unroll 16
   for (int i = 0; i < MR; ++i) arow[i] = ws.a.data() + (t0 + i) * ws.a_stride + koff;
   std::int32_t* accp = scr.acc.data() + t0 * NT;
   __m512i acc[MR][NV];
+#pragma GCC unroll 16
   for (int i = 0; i < MR; ++i)
+#pragma GCC unroll 16
     for (int v = 0; v < NV; ++v)
       acc[i][v] = group_start ? _mm512_setzero_si512() : _mm512_load_si512(accp + i * NT + v * 16);
   for (std::int64_t s = 0; s < steps; ++s, w += NV * 64) avx512_int_step<MR, Int4, Vnni>(acc, w, arow, s);
   if (group_end_params == nullptr) {
+#pragma GCC unroll 16
     for (int i = 0; i < MR; ++i)
+#pragma GCC unroll 16
       for (int v = 0; v < NV; ++v) _mm512_store_si512(accp + i * NT + v * 16, acc[i][v]);
     return;
   }
   std::int32_t* totp = scr.total.data() + t0 * NT;
+#pragma GCC unroll 16
   for (int i = 0; i < MR; ++i) {
     if constexpr (!unbiased) {
       const __m512i c = _mm512_set1_epi32(ws.comp[static_cast<std::size_t>((t0 + i) * p.groups + g)]);
+#pragma GCC unroll 16
       for (int v = 0; v < NV; ++v) acc[i][v] = _mm512_sub_epi32(acc[i][v], c);
     }
+#pragma GCC unroll 16
     for (int v = 0; v < NV; ++v) {
       std::int32_t* tp = totp + i * NT + v * 16;
       const void* param = group_end_params + v * 64;
@@ -185,21 +201,27 @@ LOWBIT_TARGET_AVX512 void avx512_int_groups(const int_packed& p, const int_works
   constexpr int NT = 32;
   constexpr bool unbiased = !Vnni && !Int4;
   const std::int8_t* arow[MR];
+#pragma GCC unroll 16
   for (int i = 0; i < MR; ++i) arow[i] = ws.a.data() + (t0 + i) * ws.a_stride + koff;
   std::int32_t* totp = scr.total.data() + t0 * NT;
   const std::int32_t* comp = ws.comp.data() + t0 * p.groups;
   for (std::int64_t g = g0; g < g1; ++g) {
     const std::int64_t steps = p.padded_len(g) / p.kstep;
     __m512i acc[MR][NV];
+#pragma GCC unroll 16
     for (int i = 0; i < MR; ++i)
+#pragma GCC unroll 16
       for (int v = 0; v < NV; ++v) acc[i][v] = _mm512_setzero_si512();
     for (std::int64_t s = 0; s < steps; ++s, w += NV * 64) avx512_int_step<MR, Int4, Vnni>(acc, w, arow, s);
+#pragma GCC unroll 16
     for (int i = 0; i < MR; ++i) {
       arow[i] += steps * p.kstep;
       if constexpr (!unbiased) {
         const __m512i c = _mm512_set1_epi32(comp[i * p.groups + g]);
+#pragma GCC unroll 16
         for (int v = 0; v < NV; ++v) acc[i][v] = _mm512_sub_epi32(acc[i][v], c);
       }
+#pragma GCC unroll 16
       for (int v = 0; v < NV; ++v) {
         std::int32_t* tp = totp + i * NT + v * 16;
         if constexpr (M2) {

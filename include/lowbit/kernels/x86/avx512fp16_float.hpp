@@ -23,6 +23,8 @@
 // Range: |x_half| < 128 (A16, by the choice of e(t)) and |w| <= 15 give |lane| <= 32 * 128 *
 // 15 = 61440 < 65504; for w4a8_fp4, 32 * 224 * 6 = 43008. A16 inputs lose bits only where
 // x * 2^e(t) is an fp16 subnormal, i.e. |x| < 2^-20 * max_k |x(t, k)|.
+// Loops over a register block carry `#pragma GCC unroll 16` (docs/design.md, "Register blocks
+// are unrolled by pragma").
 #include "lowbit/detail/target.hpp"
 #include "lowbit/kernels/float_layout.hpp"
 
@@ -117,6 +119,7 @@ LOWBIT_TARGET_AVX512_FP16 void fp16_pair_accumulate_tile(const std::uint16_t* x,
                                                          const float* scales, float factor, float* acc,
                                                          bool first) {
   if (first)
+#pragma GCC unroll 16
     for (int t = 0; t < TB; ++t) std::fill(acc + t * fp16_pair_halves, acc + (t + 1) * fp16_pair_halves, 0.0f);
   // fp32 lane i of a widened half covers column i / 2 (+ 8 for the upper half).
   const __m512i dup0 = _mm512_srli_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0), 1);
