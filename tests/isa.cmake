@@ -6,7 +6,8 @@
 #   instruction (clang fused their VPMADDWD + VPADDD into VPDPWSSD while the kernels carried a
 #   VNNI target; kernels/x86/avx512_int.hpp), at -O1 to -O3.
 # - isa_register_blocks_*: at -O2 and -O3, one function holds a whole unrolled register block
-#   of the kernel's inner step (docs/design.md, "Register blocks are unrolled by pragma").
+#   of the kernel's inner step, or (float) no array of vectors stays on the stack
+#   (docs/design.md, "Register blocks are unrolled by pragma").
 function(lowbit_isa_test name probe compilers objdump)
   lowbit_test_dir(dir isa)
   # Lists travel to the script joined by '|' (a ';' would split the -D argument).
@@ -35,6 +36,11 @@ if(CMAKE_SYSTEM_PROCESSOR MATCHES "x86_64|AMD64|amd64" AND NOT CMAKE_CROSSCOMPIL
     # The 16-bit classifier: 4 rows x 4 tokens of FMAs.
     lowbit_isa_test(isa_register_blocks_wide16 register_blocks_x86.cpp "${_isa_compilers}" ${LOWBIT_OBJDUMP}
                     "-DLEVELS=-O2|-O3" "-DREQUIRED=vfmadd...ps.*zmm" "-DFUNCTION=wide16" -DMIN_IN_FUNCTION=16)
+    # The float family's one-token quad path (acc[8], p[8]) and the AVX2 tier's decode (v[4]):
+    # 4-6 vector stack references with the pragmas, 96 and 20 (g++ -O2) without.
+    lowbit_isa_test(isa_register_blocks_float register_blocks_float.cpp "${_isa_compilers}" ${LOWBIT_OBJDUMP}
+                    "-DLEVELS=-O2|-O3" "-DREQUIRED=vpermps" "-DFUNCTION=direct_block_quad<|avx2_decode_rows"
+                    -DMAX_STACK_IN_FUNCTION=12)
   else()
     message(STATUS "lowbit: no objdump, so the tests isa_* are not registered")
   endif()

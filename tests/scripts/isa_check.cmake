@@ -1,6 +1,6 @@
 # cmake -DCOMPILERS=<c++|clang++> -DSOURCE=<file.cpp> -DFLAGS=<-I...|-isystem|...> -DOBJDUMP=<objdump>
 #       -DWORK=<dir> -DREQUIRED=<regex> [-DFORBIDDEN=<regex>] [-DLEVELS=-O1|-O2|-O3]
-#       [-DFUNCTION=<regex> -DMIN_IN_FUNCTION=<n>] -P isa_check.cmake
+#       [-DFUNCTION=<regex> (-DMIN_IN_FUNCTION=<n> | -DMAX_STACK_IN_FUNCTION=<n>)] -P isa_check.cmake
 # Compiles SOURCE at every level of LEVELS (default -O1, -O2, -O3) with every compiler given,
 # disassembles the object and fails, naming the compiler and the level:
 # - if an instruction matches FORBIDDEN (naming the function);
@@ -8,7 +8,10 @@
 #   empty object);
 # - with FUNCTION and MIN_IN_FUNCTION: unless one function whose name matches FUNCTION holds
 #   at least MIN_IN_FUNCTION instructions matching REQUIRED (a register block unrolled into
-#   registers, not a loop over an array in memory).
+#   registers, not a loop over an array in memory);
+# - with FUNCTION and MAX_STACK_IN_FUNCTION: if a function whose name matches FUNCTION holds
+#   more than MAX_STACK_IN_FUNCTION vector loads or stores on the stack (%rsp or %rbp: an
+#   array of vector registers left in memory).
 string(REPLACE "|" ";" COMPILERS "${COMPILERS}")
 string(REPLACE "|" ";" FLAGS "${FLAGS}")
 if(NOT DEFINED LEVELS)
@@ -36,11 +39,23 @@ foreach(cxx ${COMPILERS})
     set(in_fn 0)       # REQUIRED matches in the current function, when its name matches FUNCTION
     set(best 0)        # the most of them in one such function
     set(best_fn "")
+    set(stack_fn 0)    # vector stack references in the current function matching FUNCTION
+    set(stack_worst 0)
+    set(stack_worst_fn "")
     foreach(line ${lines})
       if(line MATCHES ">:$")
         set(fn "${line}")
         set(in_fn 0)
+        set(stack_fn 0)
         continue()
+      endif()
+      if(DEFINED MAX_STACK_IN_FUNCTION AND fn MATCHES "${FUNCTION}" AND line MATCHES "[xyz]mm"
+         AND line MATCHES "\\(%r[sb]p\\)")
+        math(EXPR stack_fn "${stack_fn} + 1")
+        if(stack_fn GREATER stack_worst)
+          set(stack_worst ${stack_fn})
+          set(stack_worst_fn "${fn}")
+        endif()
       endif()
       if(line MATCHES "${REQUIRED}")
         math(EXPR required "${required} + 1")
@@ -72,6 +87,12 @@ foreach(cxx ${COMPILERS})
                             "(its loop over the block was left rolled, with the accumulators in memory)")
       endif()
       message(STATUS "${cname} ${level}: ${best} instructions matching ${REQUIRED} in ${best_fn}")
+    elseif(DEFINED MAX_STACK_IN_FUNCTION)
+      if(stack_worst GREATER MAX_STACK_IN_FUNCTION)
+        message(FATAL_ERROR "${cname} ${level}: ${stack_worst} vector loads or stores on the stack in ${stack_worst_fn}, "
+                            "more than ${MAX_STACK_IN_FUNCTION} (a register block left in memory)")
+      endif()
+      message(STATUS "${cname} ${level}: at most ${stack_worst} vector stack references in one function matching ${FUNCTION}")
     else()
       message(STATUS "${cname} ${level}: ${required} instructions matching ${REQUIRED}, none matching ${FORBIDDEN}")
     endif()

@@ -36,9 +36,11 @@ LOWBIT_TARGET_AVX2 void avx2_decode_rows_t(const float_packed& w, std::int64_t b
     const std::uint8_t* krow = codes + k * w.krow_bytes;
     __m256 v[4];  // columns 0-7, 8-15, 16-23, 24-31
     if constexpr (C == float_code::int8_signed) {
+#pragma GCC unroll 4
       for (int h = 0; h < 4; ++h)  // sign-extend 8 bytes to dwords: exact int -> fp32
         v[h] = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(krow + 8 * h))));
     } else if constexpr (C == float_code::e4m3) {
+#pragma GCC unroll 2
       for (int h = 0; h < 2; ++h) {
         const __m256i c = _mm256_cvtepu8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(krow + 16 * h)));
         const __m256i f16 = _mm256_or_si256(_mm256_slli_epi16(_mm256_and_si256(c, mask7f), 7),
@@ -48,6 +50,7 @@ LOWBIT_TARGET_AVX2 void avx2_decode_rows_t(const float_packed& w, std::int64_t b
         v[2 * h + 1] = _mm256_mul_ps(_mm256_cvtph_ps(_mm256_extracti128_si256(f16, 1)), two8);
       }
     } else {
+#pragma GCC unroll 2
       for (int h = 0; h < 2; ++h) {
         const __m256i bytes = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(krow + 8 * h)));
         v[h] = avx2_lookup16(bytes, lut_lo, lut_hi);                              // low nibbles
@@ -55,6 +58,7 @@ LOWBIT_TARGET_AVX2 void avx2_decode_rows_t(const float_packed& w, std::int64_t b
       }
     }
     float* out = dst + kk * float_block_cols;
+#pragma GCC unroll 4
     for (int h = 0; h < 4; ++h) {
       __m256 x = v[h];
       if constexpr (C == float_code::uint4_with_offset) {  // fma(code, s, offset): one rounding

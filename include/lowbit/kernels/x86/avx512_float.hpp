@@ -387,6 +387,7 @@ LOWBIT_TARGET_AVX512 void avx512_direct_block_quad(const float_packed& w, const 
   // from the second 16-column half).
   const __m512i lane_col = _mm512_set_epi32(12, 8, 4, 0, 12, 8, 4, 0, 12, 8, 4, 0, 12, 8, 4, 0);
   __m512 acc[8];
+#pragma GCC unroll 8
   for (int s = 0; s < 8; ++s) acc[s] = _mm512_setzero_ps();
   __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps();  // per-row path, natural order
   for (std::int64_t g = 0; g < w.groups; ++g) {
@@ -394,6 +395,7 @@ LOWBIT_TARGET_AVX512 void avx512_direct_block_quad(const float_packed& w, const 
     std::int64_t k = g * w.group_size;
     prefetch_group_params(scales, zeros, g);
     __m512 p[8];
+#pragma GCC unroll 8
     for (int s = 0; s < 8; ++s) p[s] = _mm512_setzero_ps();
     for (; k + 4 <= k1; k += 4) {
       _mm_prefetch(reinterpret_cast<const char*>(codes + (k + avx512_prefetch_rows) * 16), _MM_HINT_T0);
@@ -411,6 +413,7 @@ LOWBIT_TARGET_AVX512 void avx512_direct_block_quad(const float_packed& w, const 
     const __m512 s0 = _mm512_loadu_ps(scales + g * float_block_cols);
     const __m512 s1 = _mm512_loadu_ps(scales + g * float_block_cols + 16);
     avx512_finish_group<C>(ws, g, codes, x, k, k1, lut, s0, s1, zeros, a0, a1);
+#pragma GCC unroll 8
     for (int s = 0; s < 8; ++s) {
       const __m512i idx = _mm512_add_epi32(lane_col, _mm512_set1_epi32(s / 2));
       acc[s] = _mm512_fmadd_ps(p[s], _mm512_permutexvar_ps(idx, (s % 2) ? s1 : s0), acc[s]);
@@ -418,10 +421,13 @@ LOWBIT_TARGET_AVX512 void avx512_direct_block_quad(const float_packed& w, const 
   }
   // Columns from the lane layout: out[c(i, s)] += acc[s][i] over the 4 k-row quarters.
   alignas(64) float lanes[8][16];
+#pragma GCC unroll 8
   for (int s = 0; s < 8; ++s) _mm512_store_ps(lanes[s], acc[s]);
   _mm512_storeu_ps(out, a0);
   _mm512_storeu_ps(out + 16, a1);
+#pragma GCC unroll 8
   for (int s = 0; s < 8; ++s)
+#pragma GCC unroll 4
     for (int r = 0; r < 4; ++r)
       out[4 * r + s / 2 + 16 * (s % 2)] += (lanes[s][r] + lanes[s][4 + r]) + (lanes[s][8 + r] + lanes[s][12 + r]);
 }
@@ -534,7 +540,9 @@ inline void avx512bf16_build_pairs(const float_workspace& ws, avx512bf16_pairs& 
     for (int p = 0; p < out.parts; ++p) {
       const std::uint16_t* src = (p == 0 ? hi.data() : lo.data()) + 16 * m;
       std::uint32_t* dst = out.words.data() + (m * out.parts + p) * 8;
+#pragma GCC unroll 2
       for (int pattern = 0; pattern < 2; ++pattern)
+#pragma GCC unroll 4
         for (int l = 0; l < 4; ++l)
           dst[4 * pattern + l] = src[4 * pattern + l] | (static_cast<std::uint32_t>(src[8 + 4 * pattern + l]) << 16);
     }
@@ -577,7 +585,9 @@ LOWBIT_TARGET_AVX512_BF16 void avx512bf16_direct_block_pairs(const float_packed&
     std::int64_t k = g * w.group_size;
     prefetch_group_params(scales, zeros, g);
     __m512 acc[4][4];
+#pragma GCC unroll 4
     for (int q = 0; q < 4; ++q)
+#pragma GCC unroll 4
       for (int s = 0; s < 4; ++s) acc[q][s] = _mm512_setzero_ps();
     for (; k + 16 <= k1; k += 16) {
       const std::uint8_t* c = codes + k * 16;
@@ -585,6 +595,7 @@ LOWBIT_TARGET_AVX512_BF16 void avx512bf16_direct_block_pairs(const float_packed&
       // more cold bandwidth than 2 KiB; this path consumes a line every ~4 ns. With the touch
       // load below it measured neither better nor worse (2026-12-02); kept for the CPUs where
       // it was not measured (Zen 4).
+#pragma GCC unroll 4
       for (int l = 0; l < 4; ++l)
         _mm_prefetch(reinterpret_cast<const char*>(c + avx512bf16_prefetch_bytes + 64 * l), _MM_HINT_T0);
       if ((k & 255) == 0 && k < k_touch_end) touch_load(c + avx512_touch_bytes);  // once per 4 KiB
@@ -634,8 +645,11 @@ LOWBIT_TARGET_AVX512_BF16 void avx512bf16_direct_block_pairs(const float_packed&
   // Columns from the lane layout: out[4q + i (+ 16)] += 2^-e * the four lanes L of (L, i).
   _mm512_storeu_ps(out, a0);
   _mm512_storeu_ps(out + 16, a1);
+#pragma GCC unroll 4
   for (int q = 0; q < 4; ++q)
+#pragma GCC unroll 2
     for (int h = 0; h < 2; ++h)
+#pragma GCC unroll 4
       for (int i = 0; i < 4; ++i) {
         const float* tv = total[2 * q + h];
         out[4 * q + i + 16 * h] += ((tv[i] + tv[4 + i]) + (tv[8 + i] + tv[12 + i])) * xp.unscale;
