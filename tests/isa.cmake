@@ -37,7 +37,7 @@ if(CMAKE_SYSTEM_PROCESSOR MATCHES "x86_64|AMD64|amd64" AND NOT CMAKE_CROSSCOMPIL
     lowbit_isa_test(isa_register_blocks_wide16 register_blocks_x86.cpp "${_isa_compilers}" ${LOWBIT_OBJDUMP}
                     "-DLEVELS=-O2|-O3" "-DREQUIRED=vfmadd...ps.*zmm" "-DFUNCTION=wide16" -DMIN_IN_FUNCTION=16)
     # The float family's one-token quad path (acc[8], p[8]) and the AVX2 tier's decode (v[4]):
-    # 4-6 vector stack references with the pragmas, 96 and 20 (g++ -O2) without.
+    # at most 3 vector stack references in one of them with the pragmas, 24 (g++ -O2) without.
     lowbit_isa_test(isa_register_blocks_float register_blocks_float.cpp "${_isa_compilers}" ${LOWBIT_OBJDUMP}
                     "-DLEVELS=-O2|-O3" "-DREQUIRED=vpermps" "-DFUNCTION=direct_block_quad<|avx2_decode_rows"
                     -DMAX_STACK_IN_FUNCTION=12)

@@ -20,8 +20,9 @@
 //
 // The weights are read, never copied; non-finite weights are the caller's to refuse (the
 // model's loader checks them once, wide16_all_finite()).
-// Loops over a register block carry `#pragma GCC unroll 16` (docs/design.md, "Register blocks
-// are unrolled by pragma").
+// The AVX-512 tier's loops over a register block carry `#pragma GCC unroll 16` (docs/design.md,
+// "Register blocks are unrolled by pragma"); the generic tier's, which the compiler vectorizes
+// over the lanes, are left to it (not measured on a CPU that runs that tier).
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -97,27 +98,18 @@ inline void wide16_block_generic(const std::uint16_t* w, std::int64_t cols, cons
   std::int64_t k = 0;
   for (; k + wide16_lanes <= cols; k += wide16_lanes) {
     float wv[R][wide16_lanes];
-#pragma GCC unroll 16
     for (int r = 0; r < R; ++r)
-#pragma GCC unroll 16
       for (int j = 0; j < wide16_lanes; ++j) wv[r][j] = wide16_to_float(w[r * cols + k + j], Type);
-#pragma GCC unroll 16
     for (int t = 0; t < T; ++t)
-#pragma GCC unroll 16
       for (int r = 0; r < R; ++r)
-#pragma GCC unroll 16
         for (int j = 0; j < wide16_lanes; ++j) acc[r][t][j] += wv[r][j] * x[t * x_stride + k + j];
   }
   const int rest = static_cast<int>(cols - k);  // the tail sums into lanes 0 .. rest-1
-#pragma GCC unroll 16
   for (int r = 0; r < R; ++r)
-#pragma GCC unroll 16
     for (int t = 0; t < T; ++t)
       for (int j = 0; j < rest; ++j) acc[r][t][j] += wide16_to_float(w[r * cols + k + j], Type) * x[t * x_stride + k + j];
   // Lane reduction in a fixed tree: pairs 8 apart, then 4, 2, 1.
-#pragma GCC unroll 16
   for (int r = 0; r < R; ++r)
-#pragma GCC unroll 16
     for (int t = 0; t < T; ++t) {
       float* a = acc[r][t];
       for (int half = wide16_lanes / 2; half >= 1; half /= 2)
