@@ -41,9 +41,9 @@ RowMatrixXf threading_random(Eigen::Index rows, Eigen::Index cols, unsigned seed
   return m;
 }
 
-// A random model big enough that the SiLU step of a 90-token prompt crosses
-// detail::parallel_min_elements (90 x 392 values), with a hidden width that is not a multiple
-// of any SIMD width (so rows start at every alignment).
+// A random model whose 90-token prompt's SiLU step spans three SiLU chunks (90 x 392
+// values; the test binary splits every step, small or not: catch_main.cpp), with a hidden
+// width that is not a multiple of any SIMD width (so rows start at every alignment).
 LlamaWeights threading_model_weights() {
   LlamaWeights w = lowbit_test::random_llama_weights(lowbit_test::random_llama_config(256, 392, 2, 4, 2, 50, 128), 3, 0.08f);
   w.tok_embeddings *= 10.0f;
@@ -54,8 +54,11 @@ LlamaWeights threading_model_weights() {
 
 TEST_CASE("rmsnorm, SiLU and the residual add give the same bits on 1, 2 and 3 threads", "[model][threads]") {
   threading_restore_threads restore;
+  // These cases compare thread splits: the test binary must split small work (catch_main.cpp).
+  REQUIRE(lowbit::detail::split_small_work().load());
   // 301 x 392 = 117992 values: several SiLU chunks, a partial last one ending in a partial
-  // vector, and rows that do not start on a vector boundary; above parallel_min_elements.
+  // vector, and rows that do not start on a vector boundary; three tasks' worth of
+  // detail::min_task_elements.
   const RowMatrixXf x = threading_random(301, 392, 1), y = threading_random(301, 392, 2);
   const Eigen::VectorXf weight = threading_random(392, 1, 3, 0.5f).col(0).array() + 1.0f;
   REQUIRE(x.size() > 2 * lowbit::model::detail::silu_chunk);
@@ -125,7 +128,7 @@ TEST_CASE("an fp32 layer splits its products over threads without changing a bit
   const std::int64_t n = 3001, k = 300;
   const RowMatrixXf w = threading_random(n, k, 7, 0.05f);
   const Fp32Linear layer(w);
-  REQUIRE(n * k * 4 / Fp32Linear::fp32_min_task_bytes >= 3);
+  REQUIRE(n * k / lowbit::detail::min_task_macs >= 3);
   REQUIRE(n % Fp32Linear::fp32_prompt_chunk_rows != 0);
   for (std::int64_t tokens : {1, 3, 5, 37}) {
     INFO("tokens " << tokens);

@@ -3,9 +3,11 @@
 // thread count.
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdlib>
+#include <functional>
 #include <stdexcept>
 #include <thread>
 #include <vector>
@@ -126,5 +128,66 @@ TEST_CASE("gemm gives identical results on 1, 2, 3 threads and on a caller execu
   gemm(x, w, y, with_exec);
   CHECK(seen.load() > 1);
   CHECK((y.array() == y1.array()).all());
+}
+
+TEST_CASE("work too small for a hand-off runs inline; larger work splits by its size", "[threads][gemm]") {
+  // The test binary splits everything (catch_main.cpp); this case tests the default rule.
+  struct restore_split {
+    bool was = detail::split_small_work().load();
+    ~restore_split() {
+      detail::split_small_work().store(was);
+      set_spin_time_us(-1);
+    }
+  } restore;
+  detail::split_small_work().store(false);
+  using detail::min_task_macs;
+  set_spin_time_us(0);  // parked workers: the whole minimum
+  CHECK(detail::tasks_for_work(0, min_task_macs, 8, 2) == 1);
+  CHECK(detail::tasks_for_work(min_task_macs - 1, min_task_macs, 8, 2) == 1);
+  CHECK(detail::tasks_for_work(2 * min_task_macs - 1, min_task_macs, 8, 2) == 1);
+  CHECK(detail::tasks_for_work(3 * min_task_macs, min_task_macs, 8, 2) == 3);
+  CHECK(detail::tasks_for_work(100 * min_task_macs, min_task_macs, 8, 2) == 8);
+  CHECK(detail::tasks_for_work(100 * min_task_macs, min_task_macs, 0, 2) == 1);
+  set_spin_time_us(50);  // polling workers: a sixteenth of it
+  CHECK(detail::tasks_for_work(min_task_macs / 16 - 1, min_task_macs, 8, 2) == 1);
+  CHECK(detail::tasks_for_work(3 * min_task_macs / 16, min_task_macs, 8, 2) == 3);
+  set_spin_time_us(-1);  // the default: calls on 2 threads park, on 4+ poll
+  if (std::getenv("LOWBIT_SPIN_US") == nullptr) {
+    CHECK(detail::tasks_for_work(min_task_macs, min_task_macs, 8, 2) == 1);
+    CHECK(detail::tasks_for_work(min_task_macs, min_task_macs, 8, 4) == 8);
+  }
+
+  // gemm's column phase on a caller executor (2 threads, workers parking): a 64 x 64 product
+  // of one token is one task; a 1024 x 1024 one (4 tasks' worth) is 4 of the 8 that 2
+  // threads would take.
+  set_spin_time_us(0);
+  std::int64_t most = 0;
+  GemmOptions o;
+  o.num_threads = 2;
+  o.exec = [&](std::int64_t tasks, const std::function<void(std::int64_t)>& body) {
+    most = std::max(most, tasks);
+    for (std::int64_t i = 0; i < tasks; ++i) body(i);
+  };
+  auto tasks_of = [&](std::int64_t n, std::int64_t k) {
+    lowbit::test::int_matrix_recipe r;
+    r.rows = n;
+    r.cols = k;
+    r.group = 64;
+    const PackedWeights w = pack(lowbit::test::make_int_matrix(r));
+    const RowMatrixXf x = lowbit::test::random_activations(1, k, 5);
+    RowMatrixXf y(1, n), y1(1, n);
+    most = 0;
+    gemm(x, w, y, o);
+    GemmOptions one;
+    one.num_threads = 1;
+    gemm(x, w, y1, one);
+    CHECK((y.array() == y1.array()).all());
+    return most;
+  };
+  CHECK(tasks_of(64, 64) == 1);
+  CHECK(tasks_of(1024, 1024) == 4);
+  detail::split_small_work().store(true);
+  CHECK(tasks_of(64, 64) > 1);  // one task per 16- or 32-column tile
+  set_spin_time_us(-1);
 }
 }  // namespace test_threads_cpp

@@ -196,13 +196,16 @@ inline void check_gemm_shapes(std::int64_t m, std::int64_t k, const PackedWeight
 
 // Runs prepare(t0, t1) over token ranges on the pool: the per-token activation work is
 // O(tokens * K), small next to the product but serial otherwise (with 2 threads, 5% of a
-// call's time is 10% of its wall time). Few tokens run inline.
+// call's time is 10% of its wall time). Few tokens, or few elements (detail/threads.hpp),
+// run inline.
 template <class PrepareTokens>
-void prepare_tokens_parallel(std::int64_t m, const GemmOptions& o, PrepareTokens&& prepare) {
+void prepare_tokens_parallel(std::int64_t m, std::int64_t k, const GemmOptions& o, PrepareTokens&& prepare) {
   const int threads = o.num_threads > 0 ? o.num_threads : default_num_threads();
   constexpr std::int64_t min_tokens_per_task = 8;
   const std::int64_t tasks =
-      (threads <= 1 && !o.exec) ? 1 : std::max<std::int64_t>(1, std::min<std::int64_t>(threads, m / min_tokens_per_task));
+      (threads <= 1 && !o.exec)
+          ? 1
+          : tasks_for_work(m * k, min_task_elements, std::min<std::int64_t>(threads, m / min_tokens_per_task), threads);
   if (tasks == 1) {
     prepare(std::int64_t{0}, m);
     return;
@@ -221,8 +224,11 @@ void gemm_columns(const PackedWeights& w, std::int64_t m, RowMatrixRef y, const 
   const std::int64_t nt = w.column_granule();
   const std::int64_t tiles = (w.rows() + nt - 1) / nt;
   const int threads = o.num_threads > 0 ? o.num_threads : default_num_threads();
-  // Few chunks per thread: enough to balance, few enough that each streams whole tiles.
-  const std::int64_t chunks = (threads <= 1 && !o.exec) ? 1 : std::min<std::int64_t>(tiles, 4 * std::max(threads, 1));
+  // Few chunks per thread: enough to balance, few enough that each streams whole tiles; a
+  // product too small to pay for a hand-off (detail/threads.hpp) runs in fewer, or inline.
+  const std::int64_t most = std::min<std::int64_t>(tiles, 4 * std::max(threads, 1));
+  const std::int64_t chunks =
+      (threads <= 1 && !o.exec) ? 1 : tasks_for_work(m * w.rows() * w.cols(), min_task_macs, most, threads);
   const std::int64_t per = (tiles + chunks - 1) / chunks;
   const std::int64_t tasks = (tiles + per - 1) / per;
   parallel_for(tasks, threads, o.exec, [&](std::int64_t i) {
@@ -257,7 +263,7 @@ void gemm(ConstRowMatrixRef x, const PackedWeights& w, RowMatrixRef y, const Gem
   kernel.ops->check(w.header(), kernel);
   detail::gemm_workspace ws = kernel.ops->make_workspace(w.header(), xs.rows(), xs.cols());
   detail::workspace_header& wsh = detail::workspace_of(ws);
-  detail::prepare_tokens_parallel(xs.rows(), o, [&](std::int64_t t0, std::int64_t t1) {
+  detail::prepare_tokens_parallel(xs.rows(), xs.cols(), o, [&](std::int64_t t0, std::int64_t t1) {
     kernel.ops->prepare_tokens(w.header(), xs, wsh, t0, t1);
   });
   detail::gemm_columns(w, x.rows(), y, o, o.lorc_v ? &lorc_t : nullptr,
@@ -274,7 +280,7 @@ RowMatrixXf widen_activations(const Eigen::Ref<const Eigen::Matrix<Half, Eigen::
                                                 0, Eigen::OuterStride<>>& x,
                               const GemmOptions& o) {
   RowMatrixXf xf(x.rows(), x.cols());
-  prepare_tokens_parallel(x.rows(), o, [&](std::int64_t t0, std::int64_t t1) {
+  prepare_tokens_parallel(x.rows(), x.cols(), o, [&](std::int64_t t0, std::int64_t t1) {
     auto dst = xf.middleRows(t0, t1 - t0);
     dst = x.middleRows(t0, t1 - t0).template cast<float>();
     if (!dst.allFinite())
@@ -301,7 +307,7 @@ void gemm_16bit(const Eigen::Ref<const Eigen::Matrix<Half, Eigen::Dynamic, Eigen
   const kernel_record& kernel = *w.kernel();
   kernel.ops->check(w.header(), kernel);
   float_workspace fws = make_float_half_workspace(w.float_weights(), x.rows(), x.cols(), input);
-  prepare_tokens_parallel(x.rows(), o, [&](std::int64_t t0, std::int64_t t1) {
+  prepare_tokens_parallel(x.rows(), x.cols(), o, [&](std::int64_t t0, std::int64_t t1) {
     prepare_float_half_tokens(reinterpret_cast<const std::uint16_t*>(x.data()), x.outerStride(), input, fws, t0, t1);
   });
   RowMatrixXf lorc_t;

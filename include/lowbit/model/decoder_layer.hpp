@@ -65,9 +65,9 @@ struct ForwardWorkspace {
 namespace detail {
 // The element-wise steps between the linear layers (norms, SiLU, residual adds) run on the
 // pool too: at 2 threads a step left on the calling thread costs twice its share of the
-// wall time. Below this many elements a step stays on the calling thread, where waking the
-// pool (tens of microseconds) would cost more than the step (a decode token's vectors).
-constexpr std::int64_t parallel_min_elements = std::int64_t{1} << 15;
+// wall time. Each task gets at least min_task_elements elements (detail/threads.hpp), so a
+// decode token's vectors stay on the calling thread, where waking the pool would cost more
+// than the step.
 
 // Runs body(r0, r1) over contiguous row ranges covering [0, rows) of a [rows, cols] step, on
 // up to default_num_threads() threads (inline inside an outer parallel_for). The ranges
@@ -77,9 +77,11 @@ constexpr std::int64_t parallel_min_elements = std::int64_t{1} << 15;
 template <class Body>
 void for_row_ranges(Eigen::Index rows, Eigen::Index cols, const Body& body) {
   const int threads = lowbit::default_num_threads();
-  const std::int64_t tasks = (threads <= 1 || static_cast<std::int64_t>(rows) * cols < parallel_min_elements)
-                                 ? 1
-                                 : std::min<std::int64_t>(threads, rows);
+  const std::int64_t elements = static_cast<std::int64_t>(rows) * cols;
+  const std::int64_t tasks =
+      threads <= 1 ? 1
+                   : lowbit::detail::tasks_for_work(elements, lowbit::detail::min_task_elements,
+                                                    std::min<std::int64_t>(threads, rows), threads);
   if (tasks <= 1) {
     if (rows > 0) body(Eigen::Index{0}, rows);
     return;
@@ -137,11 +139,15 @@ void silu_mul(deferred_t<Deferred, RowMatrixXf>& gate, const deferred_t<Deferred
     g = g / (1.0f + (-g).exp()) * u;
   };
   const int threads = lowbit::default_num_threads();
-  if (threads <= 1 || chunks <= 1 || size < parallel_min_elements) {
+  const std::int64_t tasks =
+      threads <= 1 ? 1
+                   : lowbit::detail::tasks_for_work(size, lowbit::detail::min_task_elements,
+                                                    std::min<std::int64_t>(threads, chunks), threads);
+  if (tasks <= 1) {
     for (std::int64_t c = 0; c < chunks; ++c) run_chunk(c);
     return;
   }
-  const std::int64_t per = (chunks + threads - 1) / threads;
+  const std::int64_t per = (chunks + tasks - 1) / tasks;
   lowbit::parallel_for((chunks + per - 1) / per, threads, lowbit::executor(), [&](std::int64_t i) {
     for (std::int64_t c = i * per; c < std::min(chunks, (i + 1) * per); ++c) run_chunk(c);
   });
@@ -293,8 +299,13 @@ class BasicDecoderLayer {
     const int len = p0 + n;
     ws.attn.resize(n, c_.q_dim());
     const int threads = std::max(1, std::min(lowbit::default_num_threads(), c_.n_kv_heads));
-    // Tasks of contiguous kv heads, one scores buffer each ([n, len] per task).
-    const int per = (c_.n_kv_heads + threads - 1) / threads;
+    // Tasks of contiguous kv heads, one scores buffer each ([n, len] per task); a short
+    // context's attention (QK^T and PV: 2 n len head_dim multiply-adds a head) runs in fewer
+    // tasks, or inline (detail/threads.hpp).
+    const std::int64_t macs = std::int64_t{2} * n * len * c_.head_dim() * c_.n_heads;
+    const int max_tasks =
+        static_cast<int>(lowbit::detail::tasks_for_work(macs, lowbit::detail::min_task_macs, threads, threads));
+    const int per = (c_.n_kv_heads + max_tasks - 1) / max_tasks;
     const int tasks = (c_.n_kv_heads + per - 1) / per;
     if (static_cast<int>(ws.scores_per_task.size()) < tasks) ws.scores_per_task.resize(static_cast<std::size_t>(tasks));
     if (static_cast<int>(ws.kv_per_task.size()) < 2 * tasks) ws.kv_per_task.resize(static_cast<std::size_t>(2 * tasks));

@@ -52,10 +52,9 @@ class BasicFp32Linear final : public LinearLayer {
   // chunks depend on the token count only, never on the thread count, so neither do the
   // results: a decode step (<= fp32_few_tokens tokens) takes fp32_chunk_rows rows a chunk, a
   // prompt fp32_prompt_chunk_rows (wide enough that each chunk is an efficient Eigen GEMM).
-  // A task gets at least fp32_min_task_bytes of weights (times the token count in decode
-  // steps, for prompts): smaller layers run inline.
+  // A task gets at least lowbit::detail::min_task_macs weights times the number of decode-sized
+  // token groups (detail/threads.hpp): smaller layers run inline.
   static constexpr std::int64_t fp32_few_tokens = 4, fp32_chunk_rows = 64, fp32_prompt_chunk_rows = 256;
-  static constexpr std::int64_t fp32_min_task_bytes = std::int64_t{1} << 20;
 
   void forward(ConstRowMatrixRef x, RowMatrixRef y) const override {
     check_shapes(x, y);
@@ -65,10 +64,11 @@ class BasicFp32Linear final : public LinearLayer {
     const std::int64_t tokens = x.rows();
     const std::int64_t chunk_rows = tokens > fp32_few_tokens ? fp32_prompt_chunk_rows : fp32_chunk_rows;
     const std::int64_t chunks = (rows_ + chunk_rows - 1) / chunk_rows;
-    const std::int64_t work = rows_ * cols_ * 4 * ((tokens + fp32_few_tokens - 1) / fp32_few_tokens);
+    const std::int64_t work = rows_ * cols_ * ((tokens + fp32_few_tokens - 1) / fp32_few_tokens);
     const int threads = default_num_threads();
-    const std::int64_t tasks =
-        std::max<std::int64_t>(1, std::min({static_cast<std::int64_t>(threads), chunks, work / fp32_min_task_bytes}));
+    const std::int64_t tasks = threads <= 1 ? 1
+                                            : lowbit::detail::tasks_for_work(work, lowbit::detail::min_task_macs,
+                                                                     std::min<std::int64_t>(threads, chunks), threads);
     const std::int64_t per = (chunks + tasks - 1) / tasks;
     const auto run = [&](std::int64_t i) {
       for (std::int64_t c = i * per; c < std::min(chunks, (i + 1) * per); ++c) {
