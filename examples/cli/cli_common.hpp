@@ -221,8 +221,8 @@ inline resolved_scheme resolve(const scheme_flags& f, bool calibrated) {
     const std::string what = !f.recipe.empty() && lowbit::recipe_from_name(f.recipe).needs_calibration()
                                  ? "--recipe " + f.recipe
                                  : std::string(f.gptq ? "--gptq" : "--smooth");
-    lowbit_cli::fail(what + " needs calibration (GPTQ or smoothing): give --calib TOKENS_FILE (u16 token ids) "
-                                "with a Llama-architecture input, or use a round-to-nearest scheme "
+    lowbit_cli::fail(what + " needs calibration (GPTQ or smoothing): give --calib FILE (.txt or .jsonl "
+                                "text, or .u16 token ids) with a Llama-architecture input, or use a round-to-nearest scheme "
                                 "(w8a8-fp8, mxfp4, nvfp4, or --weights/--group/--scale)");
   }
   return r;

@@ -75,8 +75,8 @@ int run_compare(const compare_options& o) {
     lowbit_cli::fail("--calib and --probe-tokens are alternatives (recorded or synthetic activations); give one");
   for (const auto& r : rows)
     if (r.recipe.needs_calibration() && !o.calib.enabled() && o.probe_tokens == 0)
-      lowbit_cli::fail("recipe " + r.name + " needs calibration (GPTQ or smoothing): give --calib TOKENS_FILE "
-                           "(Llama-architecture input) or --probe-tokens N (synthetic activations)");
+      lowbit_cli::fail("recipe " + r.name + " needs calibration (GPTQ or smoothing): give --calib FILE "
+                           "(.txt, .jsonl or .u16; Llama-architecture input) or --probe-tokens N (synthetic activations)");
   const auto model = lowbit::open_safetensors_model(o.input);
   // A lowbit checkpoint's layers are codes and scales, not *.weight matrices: comparing
   // schemes on it would quantize already-quantized weights (or silently find none).
