@@ -14,6 +14,11 @@ if(TARGET lowbit_cli)
              --temperature 0.9 --top-k 20 --top-p 0.9 --seed 3 --max-new-tokens 8 --kv-cache fp8 --json)
     set_tests_properties(cli_generate_json PROPERTIES PASS_REGULAR_EXPRESSION
       "(^|\n){\"prompt_ids\":\\[1,[0-9,]+\\],\"generated_ids\":\\[[0-9,]*\\],\"text\":\"[^\"]*\",\"prefill_tokens_per_second\":[0-9.e+-]+,\"decode_tokens_per_second\":[0-9.e+-]+}\n")
+    # quantize reads safetensors: a llama2.c file is named as such, not parsed as safetensors.
+    add_test(NAME cli_quantize_llama2c_refused COMMAND ${LOWBIT_CLI} quantize ${LOWBIT_STORIES}/stories260K.bin
+             -o ${_run_dir}/from_bin.safetensors --weights int4 --quiet)
+    set_tests_properties(cli_quantize_llama2c_refused PROPERTIES PASS_REGULAR_EXPRESSION
+                         "stories260K.bin: a llama2.c checkpoint; `lowbit quantize` reads safetensors")
     add_test(NAME cli_generate_bad_top_p COMMAND ${LOWBIT_CLI} generate ${LOWBIT_STORIES}/stories260K.bin --prompt "Hi" --top-p 1.5)
     set_tests_properties(cli_generate_bad_top_p PROPERTIES PASS_REGULAR_EXPRESSION "top-p must be in \\(0, 1\\]")
     add_test(NAME cli_generate_bad_top_k COMMAND ${LOWBIT_CLI} generate ${LOWBIT_STORIES}/stories260K.bin --prompt "Hi" --top-k -1)

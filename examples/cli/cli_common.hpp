@@ -106,6 +106,21 @@ inline calibration_data record_calibration(const std::string& model_path, const 
   return d;
 }
 
+// The safetensors model at `path` for `lowbit <command>` (quantize, compare and inspect read
+// safetensors only). A llama2.c .bin or a GGUF given to them would otherwise be parsed as
+// safetensors and fail on a meaningless header length.
+inline lowbit::SafetensorsModel open_safetensors_input(const std::string& path, const std::string& command) {
+  auto ends = [&](const std::string& tail) {
+    return path.size() >= tail.size() && path.compare(path.size() - tail.size(), tail.size(), tail) == 0;
+  };
+  const std::string reads = "; `lowbit " + command +
+                            "` reads safetensors (a .safetensors file, a model.safetensors.index.json or a Hugging "
+                            "Face model directory), while eval, generate and bench read ";
+  if (ends(".bin")) lowbit_cli::fail(path + ": a llama2.c checkpoint" + reads + ".bin files as they are");
+  if (ends(".gguf")) lowbit_cli::fail(path + ": a GGUF file" + reads + "GGUF files as they are");
+  return lowbit::open_safetensors_model(path);
+}
+
 // Every file a command reads for `model` opened from `model_path` (index, shards, the
 // config.json beside them, which --calib reads) plus `extra` (e.g. the --calib file): what
 // lowbit::check_outputs() compares the outputs against, before any work starts.

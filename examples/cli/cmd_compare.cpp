@@ -77,7 +77,7 @@ int run_compare(const compare_options& o) {
     if (r.recipe.needs_calibration() && !o.calib.enabled() && o.probe_tokens == 0)
       lowbit_cli::fail("recipe " + r.name + " needs calibration (GPTQ or smoothing): give --calib FILE "
                            "(.txt, .jsonl or .u16; Llama-architecture input) or --probe-tokens N (synthetic activations)");
-  const auto model = lowbit::open_safetensors_model(o.input);
+  const auto model = lowbit_cli::open_safetensors_input(o.input, "compare");
   // A lowbit checkpoint's layers are codes and scales, not *.weight matrices: comparing
   // schemes on it would quantize already-quantized weights (or silently find none).
   for (const auto& shard : model.shards())

@@ -41,7 +41,7 @@ std::string extras_text(const lowbit::QuantizedLinear& l) {
 }
 
 int run_inspect(const inspect_options& o) {
-  const auto model = lowbit::open_safetensors_model(o.file);
+  const auto model = lowbit_cli::open_safetensors_input(o.file, "inspect");
   // Quantized layers live in shards' metadata; map each of their tensors to the layer.
   std::map<std::string, std::string> layer_of;       // tensor -> layer base
   std::map<std::string, nlohmann::json> layers;      // base -> metadata entry

@@ -174,7 +174,7 @@ int run_quantize(const quantize_options& o) {
   const lowbit_cli::tensor_rules& rules = qr.rules;
   if (o.threads < 0) lowbit_cli::fail("--threads must be >= 0");
   const int threads = o.threads > 0 ? o.threads : lowbit::default_num_threads();
-  const auto model = lowbit::open_safetensors_model(o.input);
+  const auto model = lowbit_cli::open_safetensors_input(o.input, "quantize");
   const bool input_dir = is_directory(o.input);
   const bool out_dir = ends_with(o.output, "/") || is_directory(o.output) || (input_dir && !ends_with(o.output, ".safetensors"));
   for (const auto& shard : model.shards())
@@ -602,7 +602,7 @@ int run_quantize_format(const quantize_options& given) {
     if (!o.quiet) fmt::print(stderr, "--format compressed-tensors: smoothing vectors shared per norm (--smooth-scope norm)\n");
   }
   {
-    const auto model = lowbit::open_safetensors_model(o.input);
+    const auto model = lowbit_cli::open_safetensors_input(o.input, "quantize");
     const auto inputs = lowbit_cli::model_input_files(model, {o.calib.file, o.input});
     for (const std::string& in : inputs)
       if (!in.empty() && same_file(in, o.output)) lowbit_cli::fail("the output '" + o.output + "' is an input ('" + in + "')");
