@@ -44,6 +44,9 @@ inline std::string base_name(const std::string& path) {
   const auto slash = path.find_last_of('/');
   return slash == std::string::npos ? path : path.substr(slash + 1);
 }
+inline bool ends_with(const std::string& s, const std::string& suffix) {
+  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
 
 // ---- scheme flags ---------------------------------------------------------------------
 
@@ -110,14 +113,11 @@ inline calibration_data record_calibration(const std::string& model_path, const 
 // safetensors only). A llama2.c .bin or a GGUF given to them would otherwise be parsed as
 // safetensors and fail on a meaningless header length.
 inline lowbit::SafetensorsModel open_safetensors_input(const std::string& path, const std::string& command) {
-  auto ends = [&](const std::string& tail) {
-    return path.size() >= tail.size() && path.compare(path.size() - tail.size(), tail.size(), tail) == 0;
-  };
   const std::string reads = "; `lowbit " + command +
                             "` reads safetensors (a .safetensors file, a model.safetensors.index.json or a Hugging "
                             "Face model directory), while eval, generate and bench read ";
-  if (ends(".bin")) lowbit_cli::fail(path + ": a llama2.c checkpoint" + reads + ".bin files as they are");
-  if (ends(".gguf")) lowbit_cli::fail(path + ": a GGUF file" + reads + "GGUF files as they are");
+  if (ends_with(path, ".bin")) lowbit_cli::fail(path + ": a llama2.c checkpoint" + reads + ".bin files as they are");
+  if (ends_with(path, ".gguf")) lowbit_cli::fail(path + ": a GGUF file" + reads + "GGUF files as they are");
   return lowbit::open_safetensors_model(path);
 }
 

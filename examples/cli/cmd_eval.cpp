@@ -127,7 +127,7 @@ std::string describe_layers(const LlamaModel& m) {
 
 // Token ids of `text` with the tokenizer file `path`: llama2.c (.bin) or tokenizer.json.
 std::vector<int> encode_text(const std::string& path, const std::string& text, int vocab) {
-  if (path.size() >= 4 && path.compare(path.size() - 4, 4, ".bin") == 0)
+  if (lowbit_cli::ends_with(path, ".bin"))
     return Tokenizer::load(path, vocab).encode(text);
 #ifdef LOWBIT_EVAL_HF_TOKENIZER
   static std::string cached_path;

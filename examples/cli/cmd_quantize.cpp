@@ -139,9 +139,6 @@ bool is_directory(const std::string& p) {
   struct stat st {};
   return ::stat(p.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
 }
-bool ends_with(const std::string& s, const std::string& suffix) {
-  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
-}
 std::optional<std::string> read_text_file(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in) return std::nullopt;
@@ -176,7 +173,8 @@ int run_quantize(const quantize_options& o) {
   const int threads = o.threads > 0 ? o.threads : lowbit::default_num_threads();
   const auto model = lowbit_cli::open_safetensors_input(o.input, "quantize");
   const bool input_dir = is_directory(o.input);
-  const bool out_dir = ends_with(o.output, "/") || is_directory(o.output) || (input_dir && !ends_with(o.output, ".safetensors"));
+  const bool out_dir = lowbit_cli::ends_with(o.output, "/") || is_directory(o.output) ||
+                       (input_dir && !lowbit_cli::ends_with(o.output, ".safetensors"));
   for (const auto& shard : model.shards())
     if (same_file(shard->source(), o.output)) lowbit_cli::fail("the output '" + o.output + "' is an input file");
   if (out_dir && same_file(o.output, lowbit_cli::parent_directory(model.shards()[0]->source())))
@@ -607,7 +605,7 @@ int run_quantize_format(const quantize_options& given) {
     for (const std::string& in : inputs)
       if (!in.empty() && same_file(in, o.output)) lowbit_cli::fail("the output '" + o.output + "' is an input ('" + in + "')");
     if (o.format == "gguf") {
-      if (ends_with(o.output, "/") || is_directory(o.output))
+      if (lowbit_cli::ends_with(o.output, "/") || is_directory(o.output))
         lowbit_cli::fail("--format gguf writes a file: '" + o.output + "' is a directory");
       lowbit::check_outputs({o.output, o.json_out}, inputs);  // writable, not an input, not the --json-out
     } else {

@@ -298,11 +298,11 @@ inline void wide16_gemm(ConstRowMatrixRef x, const Wide16View& w, RowMatrixRef y
   const std::int64_t chunks = (w.rows + detail::wide16_chunk_rows - 1) / detail::wide16_chunk_rows;
   // A small classifier (a few multiply-adds a task) runs in fewer tasks, or inline
   // (detail/threads.hpp).
-  const std::int64_t max_tasks =
-      n <= 1 ? 1 : detail::tasks_for_work(x.rows() * w.rows * w.cols, detail::min_task_macs, chunks, n);
-  const std::int64_t per_task =
-      std::max((chunks + max_tasks - 1) / max_tasks,
-               n <= 1 ? chunks : std::max<std::int64_t>(1, chunks / (8 * static_cast<std::int64_t>(n))));
+  std::int64_t per_task = chunks;
+  if (n > 1) {
+    const std::int64_t max_tasks = detail::tasks_for_work(x.rows() * w.rows * w.cols, detail::min_task_macs, chunks, n);
+    per_task = std::max({std::int64_t{1}, chunks / (8 * static_cast<std::int64_t>(n)), (chunks + max_tasks - 1) / max_tasks});
+  }
   const std::int64_t tasks = (chunks + per_task - 1) / per_task;
   parallel_for(tasks, n, executor(), [&](std::int64_t i) {
     const std::int64_t r0 = i * per_task * detail::wide16_chunk_rows;
