@@ -20,6 +20,7 @@
 
 #include "lowbit/detail/threads.hpp"
 #include "lowbit/error.hpp"
+#include "lowbit/model/decode_stream.hpp"
 #include "lowbit/model/generate.hpp"
 #include "lowbit/model/quantized_model.hpp"
 #include "lowbit/model/text_tokenizer.hpp"
@@ -59,22 +60,17 @@ int run_generate(const generate_options& o) {
   g.stop_ids = tok.stop_ids(eos_ids_beside(o.model));
   check_prompt(model.config(), prompt);
 
-  // Streaming: print what decoding the generated ids adds to the text printed so far. A
-  // text ending in U+FFFD is a multi-byte character still incomplete: wait for the rest.
-  std::vector<int> ids;
-  std::string printed;
+  // Streaming: each token's text as soon as it is complete (DecodeStream decodes a short
+  // window, not the whole generation again per token).
+  DecodeStream<TextTokenizer> stream(tok);
   if (!o.json) {
     std::fputs(o.prompt.c_str(), stdout);
     std::fflush(stdout);
     g.on_token = [&](int id) {
-      ids.push_back(id);
-      const std::string text = tok.decode(ids);
-      if (text.size() >= 3 && text.compare(text.size() - 3, 3, "\xEF\xBF\xBD") == 0) return;
-      if (text.compare(0, printed.size(), printed) == 0) {
-        std::fputs(text.c_str() + printed.size(), stdout);
-        std::fflush(stdout);
-      }
-      printed = text;
+      const std::string piece = stream.push(id);
+      if (piece.empty()) return;
+      std::fputs(piece.c_str(), stdout);
+      std::fflush(stdout);
     };
   }
   generate_interrupted = 0;
@@ -88,18 +84,16 @@ int run_generate(const generate_options& o) {
     throw;
   }
   std::signal(SIGINT, previous);
-  const std::string text = tok.decode(r.generated_ids);
   if (o.json) {
     nlohmann::ordered_json j;
     j["prompt_ids"] = r.prompt_ids;
     j["generated_ids"] = r.generated_ids;
-    j["text"] = text;
+    j["text"] = tok.decode(r.generated_ids);
     j["prefill_tokens_per_second"] = r.prefill_tokens_per_second();
     j["decode_tokens_per_second"] = r.decode_tokens_per_second();
     fmt::print("{}\n", j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
   } else {
-    if (text.size() > printed.size() && text.compare(0, printed.size(), printed) == 0)
-      std::fputs(text.c_str() + printed.size(), stdout);  // a held-back tail
+    std::fputs(stream.finish().c_str(), stdout);  // a held-back incomplete character
     std::fputs("\n", stdout);
     std::fflush(stdout);
   }
