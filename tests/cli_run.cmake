@@ -20,7 +20,7 @@ if(TARGET lowbit_cli)
     set_tests_properties(cli_quantize_llama2c_refused PROPERTIES PASS_REGULAR_EXPRESSION
                          "stories260K.bin: a llama2.c checkpoint; `lowbit quantize` reads safetensors")
     add_test(NAME cli_generate_bad_top_p COMMAND ${LOWBIT_CLI} generate ${LOWBIT_STORIES}/stories260K.bin --prompt "Hi" --top-p 1.5)
-    set_tests_properties(cli_generate_bad_top_p PROPERTIES PASS_REGULAR_EXPRESSION "top-p must be in \\(0, 1\\]")
+    set_tests_properties(cli_generate_bad_top_p PROPERTIES PASS_REGULAR_EXPRESSION "top-p must be in \\(0, 1\\], got 1\\.5\n")
     add_test(NAME cli_generate_bad_top_k COMMAND ${LOWBIT_CLI} generate ${LOWBIT_STORIES}/stories260K.bin --prompt "Hi" --top-k -1)
     set_tests_properties(cli_generate_bad_top_k PROPERTIES PASS_REGULAR_EXPRESSION "top-k must be >= 0")
     add_test(NAME cli_generate_bad_temperature COMMAND ${LOWBIT_CLI} generate ${LOWBIT_STORIES}/stories260K.bin --prompt "Hi"
@@ -40,12 +40,19 @@ if(TARGET lowbit_cli)
   # quantize -> eval: the checkpoint, loaded as stored, evaluates exactly like eval --recipe on
   # the source model with the same 4 calibration documents (GPTQ recipes: the calibration's
   # activation sample sizes, which differ between the two commands, do not enter them).
+  # The Meta-name source has its head count only in the config.json beside it, and quantize
+  # carries it: w4a8-int is written as a directory (config.json and tok512.bin copied in),
+  # w4a8-fp as a single file alone in its directory (the config.json text in its metadata).
   if(EXISTS ${LOWBIT_STORIES_ST} AND EXISTS ${LOWBIT_STORIES_TOK})
     foreach(recipe w4a8-int w4a8-fp)
       set(_q ${_run_dir}/${recipe})
-      file(MAKE_DIRECTORY ${_q})
-      file(COPY ${LOWBIT_STORIES}/config.json ${LOWBIT_STORIES}/tok512.bin DESTINATION ${_q})
-      add_test(NAME cli_run_quantize_${recipe} COMMAND ${LOWBIT_CLI} quantize ${LOWBIT_STORIES_ST} -o ${_q}/model.safetensors
+      if(recipe STREQUAL "w4a8-int")
+        set(_q_out ${_q}/)
+      else()
+        file(MAKE_DIRECTORY ${_q})
+        set(_q_out ${_q}/model.safetensors)
+      endif()
+      add_test(NAME cli_run_quantize_${recipe} COMMAND ${LOWBIT_CLI} quantize ${LOWBIT_STORIES_ST} -o ${_q_out}
                --recipe ${recipe} --calib ${LOWBIT_STORIES_TOK} --calib-samples 4 --calib-inputs fp32 --quiet)
       set_tests_properties(cli_run_quantize_${recipe} PROPERTIES FIXTURES_SETUP cli_run_q_${recipe})
       lowbit_add_eval_equal(cli_run_eval_equal_${recipe} cli_run_q_${recipe}
@@ -75,6 +82,12 @@ if(TARGET lowbit_cli)
     add_test(NAME cli_run_generate_checkpoint COMMAND ${LOWBIT_CLI} generate ${_run_dir}/w4a8-int --prompt "Once upon a time"
              --temperature 0 --max-new-tokens 16 --kv-cache f16)
     set_tests_properties(cli_run_generate_checkpoint PROPERTIES FIXTURES_REQUIRED cli_run_q_w4a8-int
+                         PASS_REGULAR_EXPRESSION "^Once upon a time[^\n]+\n")
+    # A single-file checkpoint with nothing beside it: the config from its metadata, the
+    # tokenizer named.
+    add_test(NAME cli_run_generate_single_file COMMAND ${LOWBIT_CLI} generate ${_run_dir}/w4a8-fp/model.safetensors
+             --tokenizer ${LOWBIT_STORIES}/tok512.bin --prompt "Once upon a time" --temperature 0 --max-new-tokens 16)
+    set_tests_properties(cli_run_generate_single_file PROPERTIES FIXTURES_REQUIRED cli_run_q_w4a8-fp
                          PASS_REGULAR_EXPRESSION "^Once upon a time[^\n]+\n")
     add_test(NAME cli_run_bench_checkpoint COMMAND ${LOWBIT_CLI} bench ${_run_dir}/w4a8-int/model.safetensors -p 16 -n 8 --reps 1)
     set_tests_properties(cli_run_bench_checkpoint PROPERTIES FIXTURES_REQUIRED cli_run_q_w4a8-int

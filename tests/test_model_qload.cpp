@@ -36,6 +36,8 @@ struct ckpt_tweaks {
   bool nan_norm = false;
   std::vector<std::string> extra_layers;                     // written in addition
   std::vector<std::string> plain_layers;                     // written as fp32 tensors
+  std::string metadata_config;                               // stored as checkpoint_config_key
+  bool no_config_file = false;                               // no config.json beside the file
 };
 
 // Writes `dir`/model.safetensors as `lowbit quantize` lays it out: every linear layer of the
@@ -83,7 +85,9 @@ void write_checkpoint(const std::string& dir, const LlamaModel& fp32, const lowb
   }
   for (const std::string& name : tw.extra_layers)
     lowbit::write_quantized_linear(out, name, lowbit::quantize_linear(w.layers[0].wq, recipe, nullptr, name));
+  if (!tw.metadata_config.empty()) out.set_metadata(lowbit::checkpoint_config_key, tw.metadata_config);
   out.finish();
+  if (tw.no_config_file) return;
   std::ifstream in(kStoriesDir + "/config.json");
   const std::string cfg((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   std::ofstream(dir + "/config.json") << (tw.config_json.empty() ? cfg : tw.config_json);
@@ -133,6 +137,43 @@ TEST_CASE("quantized checkpoint: loads bit-identical to quantizing in memory", "
   }
   CHECK_FALSE(is_lowbit_checkpoint_path(kStoriesDir + "/stories260K.safetensors"));
   CHECK_FALSE(is_lowbit_checkpoint_path(kStoriesDir + "/stories260K.bin"));
+}
+
+TEST_CASE("quantized checkpoint: a single file loads alone with the config.json in its metadata", "[model]") {
+  // `lowbit quantize` stores the source's config.json text in a single-file output; a
+  // Meta-name checkpoint needs it for its head count. One beside the file wins.
+  LOWBIT_REQUIRE_STORIES();
+  const LlamaModel& fp32 = lowbit_test::stories_model();
+  const lowbit::LinearRecipe r = lowbit::recipe_from_name("mxfp4");
+  std::ifstream in(kStoriesDir + "/config.json");
+  const std::string cfg((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  lowbit_test::scratch_dir with_file, alone, both, neither, bad;
+  write_checkpoint(with_file.path, fp32, r, nullptr);
+  ckpt_tweaks tw;
+  tw.metadata_config = cfg;
+  tw.no_config_file = true;
+  write_checkpoint(alone.path, fp32, r, nullptr, tw);
+  const LlamaModel ref = load_llama_model(with_file.file("model.safetensors"));
+  const LlamaModel m = load_llama_model(alone.file("model.safetensors"));
+  CHECK(m.config().n_heads == 8);
+  CHECK(m.config().n_kv_heads == 4);
+  CHECK(ref.forward(probe_ids()).cwiseEqual(m.forward(probe_ids())).all());
+  // Beside the file wins: the metadata's n_heads 16 would give another head_dim.
+  tw.metadata_config = R"({"n_heads": 16})";
+  tw.no_config_file = false;
+  write_checkpoint(both.path, fp32, r, nullptr, tw);
+  CHECK(load_llama_model(both.file("model.safetensors")).config().n_heads == 8);
+  // The stored text is checked like a file, and errors say where it came from.
+  tw.metadata_config = R"({"n_heads": 8, "hidden_dim": 176})";
+  tw.no_config_file = true;
+  write_checkpoint(bad.path, fp32, r, nullptr, tw);
+  CHECK_THROWS_WITH(load_llama_model(bad.file("model.safetensors")), Catch::Contains("hidden_dim 176"));
+  tw.metadata_config = "not json";
+  write_checkpoint(bad.path, fp32, r, nullptr, tw);
+  CHECK_THROWS_WITH(load_llama_model(bad.file("model.safetensors")), Catch::Contains("lowbit.config"));
+  tw.metadata_config.clear();
+  write_checkpoint(neither.path, fp32, r, nullptr, tw);
+  CHECK_THROWS_WITH(load_llama_model(neither.file("model.safetensors")), Catch::Contains("the head count is not in the file"));
 }
 
 TEST_CASE("quantized checkpoint: plain layers, stored dtypes, required kernels", "[model]") {

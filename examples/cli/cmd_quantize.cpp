@@ -7,7 +7,9 @@
 // Output: a single .safetensors file, or (OUT ending in '/', an existing directory, or a
 // directory input with OUT not ending in .safetensors) a directory of shards of at most
 // --max-shard-size with model.safetensors.index.json, the input's config.json (with a
-// "quantization_config" record) and tokenizer files. Everything appears atomically at the end.
+// "quantization_config" record) and tokenizer files. A single file keeps the input's
+// config.json text in its metadata ("lowbit.config"), so it loads alone. Everything appears
+// atomically at the end.
 //
 // With --calib FILE (.txt, .jsonl or .u16; see model/calibration_set.hpp) each linear layer
 // is quantized with statistics of its own inputs (GPTQ Hessian, smoothing), recorded by running
@@ -70,8 +72,8 @@ struct quantize_options {
   std::string format;  // --format: export the checkpoint as this (empty: the lowbit checkpoint is the output)
   bool allow_lossy = false;  // --format: requantize what the format has no exact form for
   // Set by --format for the quantization step: the output is the temporary checkpoint
-  // directory, which also receives the config.json and tokenizer beside a single-file input
-  // (the exporters read them from the checkpoint's directory); the summary names it so.
+  // directory (receiving, like every output directory, the input's config.json and
+  // tokenizer, which the exporters read from there); the summary names it so.
   bool staged = false;
   std::string export_output;  // staged: the final output (OUT), for the JSON report
 };
@@ -255,17 +257,30 @@ int run_quantize(const quantize_options& o) {
   if (s.recipe.activations)
     out.set_metadata("lowbit.activations", std::string(lowbit::to_string(s.recipe.activations->format)));
   if (calib) out.set_metadata("lowbit.calibration", calib->note);
-  if (out_dir && (input_dir || o.staged)) {
-    const std::string side = input_dir ? o.input : lowbit_cli::parent_directory(o.input);
-    if (auto cfg = read_text_file(side + "/config.json")) {
-      nlohmann::ordered_json c = nlohmann::ordered_json::parse(*cfg, nullptr, false);
-      if (c.is_discarded() || !c.is_object()) lowbit_cli::fail(side + "/config.json: not a JSON object");
+  // The files that make the output loadable on its own: the input's config.json (beside a
+  // single-file input, or in an input directory) and tokenizer. A directory gets them as
+  // files; a single file stores the config.json text in its metadata (checkpoint_config_key;
+  // open_model reads it when no config.json is beside the file), and passes it on when
+  // requantized.
+  const std::string side = input_dir ? o.input : lowbit_cli::parent_directory(o.input);
+  std::optional<std::string> cfg = read_text_file(side + "/config.json");
+  if (const auto it = model.metadata().find(lowbit::checkpoint_config_key); !cfg && it != model.metadata().end())
+    cfg = it->second;  // --requantize of a single-file checkpoint
+  if (cfg) {
+    nlohmann::ordered_json c = nlohmann::ordered_json::parse(*cfg, nullptr, false);
+    if (c.is_discarded() || !c.is_object()) lowbit_cli::fail(side + "/config.json: not a JSON object");
+    if (out_dir) {
       c["quantization_config"] = nlohmann::ordered_json::parse(record.dump());
       out.add_file("config.json", c.dump(2) + "\n");
+    } else {
+      c.erase("quantization_config");  // the source's: this file's record is lowbit.quantization
+      out.set_metadata(lowbit::checkpoint_config_key, c.dump());
     }
-    for (const char* f : {"tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "generation_config.json"})
-      if (auto text = read_text_file(side + "/" + f)) out.add_file(f, *text);
   }
+  if (out_dir)
+    for (const char* f : {"tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "generation_config.json",
+                          "tok512.bin", "tokenizer.bin"})
+      if (auto text = read_text_file(side + "/" + f)) out.add_file(f, *text);
 
   std::uint64_t total_bytes = 0, done_bytes = 0;
   for (const auto* t : all) total_bytes += t->nbytes;

@@ -64,7 +64,7 @@ Eigen::VectorXf smoothing_factors(const deferred_t<Deferred, Eigen::VectorXf>& a
                  " channels but the weight has " + std::to_string(weight_absmax.size()) +
                  " input columns");
   if (!(alpha >= 0.0f && alpha <= 1.0f))
-    detail::fail("smoothing: alpha " + std::to_string(alpha) + " is outside [0, 1]");
+    detail::fail("smoothing: alpha " + detail::show_number(alpha) + " is outside [0, 1]");
   if (!(min_scale > 0.0f && min_scale < 1.0f))
     detail::fail("smoothing: min_scale must lie in (0, 1)");
   deferred_t<Deferred, Eigen::VectorXf> s(act_absmax.size());

@@ -33,6 +33,9 @@ constexpr int checkpoint_format_version = 2;
 constexpr int checkpoint_oldest_readable_version = 1;
 constexpr const char* checkpoint_format_key = "lowbit.format_version";
 constexpr const char* checkpoint_layer_prefix = "lowbit.layer.";
+// A single-file checkpoint carries its source model's config.json text under this key, so it
+// loads with nothing beside it (a directory checkpoint has the config.json file instead).
+constexpr const char* checkpoint_config_key = "lowbit.config";
 
 // "a.b.weight" -> "a.b": the prefix of a quantized layer's tensors.
 inline std::string checkpoint_base_name(const std::string& weight_name) {

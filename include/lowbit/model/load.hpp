@@ -6,6 +6,8 @@
 //    beside it, treated like the directory;
 //  - a .safetensors file with Meta names, combined with the config.json beside it when there
 //    is one (model/config_hints.hpp);
+//  - a single-file lowbit checkpoint with nothing beside it: the config.json text it stores
+//    (checkpoint_config_key) stands in for the file, for either naming;
 //  - a llama2.c .bin (model/llama2c.hpp), with a config.json beside it for eps / theta;
 //  - a llama.cpp .gguf file, architectures llama and qwen2 (model/gguf_source.hpp);
 //  - a compressed-tensors directory (config.json with a quantization_config of quant_method
@@ -17,6 +19,7 @@
 
 #include <fstream>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "lowbit/io/checkpoint.hpp"
@@ -85,15 +88,35 @@ inline SafetensorsSource::external_map stored_quantized_layers(const Safetensors
   return out;
 }
 
+// The model's config.json: the file in `dir`, else the copy a single-file lowbit checkpoint
+// carries (checkpoint_config_key). `source` names where it came from, for errors.
+struct ConfigText {
+  std::string text, source;
+};
+inline std::optional<ConfigText> model_config_text(const SafetensorsModel& st, const std::string& dir,
+                                                   const std::string& path) {
+  const std::string config_path = dir + "/config.json";
+  if (file_exists(config_path)) return ConfigText{read_text(config_path), config_path};
+  const auto it = st.metadata().find(checkpoint_config_key);
+  if (it != st.metadata().end())
+    return ConfigText{it->second, path + " (the config.json stored in its metadata, " + checkpoint_config_key + ")"};
+  return std::nullopt;
+}
+template <class Deferred = void>  // see "Compile time" in docs/design.md
+inline LlamaConfigHints config_hints_for(const SafetensorsModel& st, const std::string& dir, const std::string& path) {
+  const auto c = model_config_text(st, dir, path);
+  return c ? parse_config_hints<Deferred>(c->text, c->source) : LlamaConfigHints{};
+}
+
 // Hugging Face weights (`st`) with the config.json and tokenizer.json of directory `dir`.
 template <class Deferred = void>  // see "Compile time" in docs/design.md
 std::shared_ptr<const ModelSource> open_hf(SafetensorsModel st, const std::string& dir, const std::string& path) {
-  const std::string config_path = dir + "/config.json";
-  if (!file_exists(config_path))
-    lowbit::detail::fail(path + ": Hugging Face weights need the config.json of their directory (" + config_path +
-                         " is missing)");
-  const std::string config_text = read_text(config_path);
-  const HfConfig hc = parse_hf_config(config_text, config_path);
+  const auto config = model_config_text(st, dir, path);
+  if (!config)
+    lowbit::detail::fail(path + ": Hugging Face weights need the config.json of their directory (" + dir +
+                         "/config.json is missing)");
+  const std::string& config_text = config->text;
+  const HfConfig hc = parse_hf_config(config_text, config->source);
   const std::string tok = file_exists(dir + "/tokenizer.json") ? dir + "/tokenizer.json" : std::string();
   // A quantization_config of quant_method compressed-tensors (parse_hf_config already checked
   // the JSON). lowbit's own checkpoints carry one too (quant_method "lowbit"): read as before.
@@ -101,7 +124,7 @@ std::shared_ptr<const ModelSource> open_hf(SafetensorsModel st, const std::strin
   const json_t j = json_t::parse(config_text);
   const auto qc = j.find("quantization_config");
   if (qc != j.end() && qc->is_object() && qc->value("quant_method", json_t()) == "compressed-tensors") {
-    CtPlan plan = ct_plan(*qc, hc.config, config_path);
+    CtPlan plan = ct_plan(*qc, hc.config, config->source);
     SafetensorsSource::external_map ext;
     for (const auto& [m, s] : plan) ext.emplace(m, std::make_pair(s.rows, s.cols));
     auto inner = std::make_shared<const deferred_t<Deferred, SafetensorsSource>>(std::move(st), hc.config, hc.architecture, path, tok, std::move(ext));
@@ -121,9 +144,9 @@ std::shared_ptr<const ModelSource> open_model(const std::string& path) {
     // A directory of Meta-name weights (e.g. a lowbit checkpoint of a Meta/llama2.c model with
     // its config.json and tokenizer beside it) reads like the file inside it.
     if (st.find("model.embed_tokens.weight") == nullptr && st.find("tok_embeddings.weight") != nullptr) {
-      const std::string file = st.shards().size() == 1 ? st.shards()[0]->source() : dir + "/model.safetensors";
       auto external = detail::stored_quantized_layers(st, path);
-      return std::make_shared<deferred_t<Deferred, SafetensorsSource>>(std::move(st), config_hints_beside(file), path, std::move(external));
+      auto hints = detail::config_hints_for<Deferred>(st, dir, path);
+      return std::make_shared<deferred_t<Deferred, SafetensorsSource>>(std::move(st), std::move(hints), path, std::move(external));
     }
     return detail::open_hf(std::move(st), dir, path);
   }
@@ -132,7 +155,8 @@ std::shared_ptr<const ModelSource> open_model(const std::string& path) {
     SafetensorsModel st = open_safetensors_model(path);
     if (st.find("model.embed_tokens.weight") != nullptr) return detail::open_hf(std::move(st), detail::directory_of(path), path);
     auto external = detail::stored_quantized_layers(st, path);
-    return std::make_shared<deferred_t<Deferred, SafetensorsSource>>(std::move(st), config_hints_beside(path), path, std::move(external));
+    auto hints = detail::config_hints_for<Deferred>(st, detail::directory_of(path), path);
+    return std::make_shared<deferred_t<Deferred, SafetensorsSource>>(std::move(st), std::move(hints), path, std::move(external));
   }
   if (detail::ends_with(path, ".bin")) {
     auto src = std::make_shared<deferred_t<Deferred, Llama2cSource>>(path);

@@ -31,10 +31,10 @@ struct SamplerOptions {
   // Out-of-range values are errors (never silently clamped).
   void validate() const {
     if (!std::isfinite(temperature) || temperature < 0.0f)
-      lowbit::detail::fail("temperature must be a finite number >= 0 (0 = greedy), got " + std::to_string(temperature));
+      lowbit::detail::fail("temperature must be a finite number >= 0 (0 = greedy), got " + lowbit::detail::show_number(temperature));
     if (top_k < 0) lowbit::detail::fail("top-k must be >= 0 (0 = no limit), got " + std::to_string(top_k));
     if (!(top_p > 0.0f && top_p <= 1.0f))
-      lowbit::detail::fail("top-p must be in (0, 1], got " + std::to_string(top_p));
+      lowbit::detail::fail("top-p must be in (0, 1], got " + lowbit::detail::show_number(top_p));
   }
 };
 
@@ -50,7 +50,7 @@ class BasicSampler {
     if (n <= 0) lowbit::detail::fail("Sampler: empty logits");
     for (int i = 0; i < n; ++i)
       if (!std::isfinite(logits[i]))
-        lowbit::detail::fail("Sampler: logit " + std::to_string(i) + " is " + std::to_string(logits[i]) +
+        lowbit::detail::fail("Sampler: logit " + std::to_string(i) + " is " + lowbit::detail::show_number(logits[i]) +
                              " (the model produced a non-finite value)");
     if (o_.temperature == 0.0f) return argmax(logits, n);
 
