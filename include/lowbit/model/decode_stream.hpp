@@ -6,8 +6,9 @@
 //   at the end:             std::fputs(stream.finish().c_str(), stdout);
 //
 // Why not print decode(all ids) minus what was printed: that decodes the whole generation
-// again for every token, so a long generation costs time quadratic in its length (at 400
-// tokens of stories260K it halved the decode rate). Decoding one token alone is wrong too:
+// again for every token, so a long generation costs time quadratic in its length (400
+// tokens of stories260K, 1 thread: 11.8k tokens/s streamed that way, 13.0k with this class,
+// 14.2k not streamed; the rest is writing each piece). Decoding one token alone is wrong too:
 // decoders look at neighbours (SentencePiece strips the first token's leading space,
 // byte-fallback and byte-level tokens carry parts of one UTF-8 character).
 //
