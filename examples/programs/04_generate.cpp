@@ -3,7 +3,8 @@
 //   04_generate CHECKPOINT [PROMPT]
 // CHECKPOINT is what `lowbit quantize` writes (a .safetensors file or an output directory)
 // or an fp32 model; load_llama_model() builds the model from the stored quantized layers
-// without quantizing again, packed for this CPU. The tokenizer is found beside it.
+// without quantizing again, packed for this CPU. The tokenizer is found beside it. The text
+// streams to stdout as it is generated.
 #include <lowbit/model.hpp>
 #include <lowbit/model/text_tokenizer.hpp>
 
@@ -26,9 +27,16 @@ int main(int argc, char** argv) {
     o.sampling.temperature = 0.0f;  // greedy: the same text every run
     o.stop_ids = tok.stop_ids(eos_ids_beside(argv[1]));
     o.kv_cache = kv_cache_type::fp8;  // keys and values stored as E4M3 with per-head scales
+    // Print each token's text as it is generated. DecodeStream holds back a character split
+    // over several tokens until it is complete, and decodes only a short window per token.
+    DecodeStream stream(tok);
+    std::printf("%s", prompt.c_str());
+    o.on_token = [&](int id) {
+      std::fputs(stream.push(id).c_str(), stdout);
+      std::fflush(stdout);
+    };
     const GenerateResult r = generate(model, tok.encode(prompt), o);
-
-    std::printf("%s%s\n", prompt.c_str(), tok.decode(r.generated_ids).c_str());
+    std::printf("%s\n", stream.finish().c_str());
     std::printf("[%zu prompt tokens at %.0f tokens/s, %zu generated at %.0f tokens/s; layers: %s]\n",
                 r.prompt_ids.size(), r.prefill_tokens_per_second(), r.generated_ids.size(),
                 r.decode_tokens_per_second(), model.linear(0, linear_slot::wq).describe().c_str());
