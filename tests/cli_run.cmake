@@ -71,6 +71,16 @@ if(TARGET lowbit_cli)
       lowbit_add_eval_equal(cli_run_eval_equal_hf cli_run_q_hf
                             "${_qhf}|--tokens|${LOWBIT_STORIES_TOK}|--max-docs|40"
                             "${LOWBIT_STORIES_HF}|--recipe|w4a8-int|--calib|${LOWBIT_STORIES_TOK}|--calib-docs|4|--tokens|${LOWBIT_STORIES_TOK}|--max-docs|40")
+      # A single file of Hugging Face names, alone in its directory: config.json from its
+      # metadata (RoPE style, heads, everything).
+      set(_qhf1 ${_run_dir}/hf-single)
+      file(MAKE_DIRECTORY ${_qhf1})
+      add_test(NAME cli_run_quantize_hf_single COMMAND ${LOWBIT_CLI} quantize ${LOWBIT_STORIES_HF}
+               -o ${_qhf1}/model.safetensors --recipe w8a8-fp8 --quiet)
+      set_tests_properties(cli_run_quantize_hf_single PROPERTIES FIXTURES_SETUP cli_run_q_hf_single)
+      lowbit_add_eval_equal(cli_run_eval_equal_hf_single cli_run_q_hf_single
+                            "${_qhf1}/model.safetensors|--tokens|${LOWBIT_STORIES_TOK}|--max-docs|40"
+                            "${LOWBIT_STORIES_HF}|--recipe|w8a8-fp8|--tokens|${LOWBIT_STORIES_TOK}|--max-docs|40")
       add_test(NAME cli_run_generate_hf COMMAND ${LOWBIT_CLI} generate ${_qhf} --prompt "Once upon a time"
                --temperature 0 --max-new-tokens 16)
       set_tests_properties(cli_run_generate_hf PROPERTIES FIXTURES_REQUIRED cli_run_q_hf

@@ -263,12 +263,15 @@ int run_quantize(const quantize_options& o) {
   // open_model reads it when no config.json is beside the file), and passes it on when
   // requantized.
   const std::string side = input_dir ? o.input : lowbit_cli::parent_directory(o.input);
-  std::optional<std::string> cfg = read_text_file(side + "/config.json");
-  if (const auto it = model.metadata().find(lowbit::checkpoint_config_key); !cfg && it != model.metadata().end())
+  std::string cfg_source = side + "/config.json";
+  std::optional<std::string> cfg = read_text_file(cfg_source);
+  if (const auto it = model.metadata().find(lowbit::checkpoint_config_key); !cfg && it != model.metadata().end()) {
     cfg = it->second;  // --requantize of a single-file checkpoint
+    cfg_source = o.input + " (metadata " + lowbit::checkpoint_config_key + ")";
+  }
   if (cfg) {
     nlohmann::ordered_json c = nlohmann::ordered_json::parse(*cfg, nullptr, false);
-    if (c.is_discarded() || !c.is_object()) lowbit_cli::fail(side + "/config.json: not a JSON object");
+    if (c.is_discarded() || !c.is_object()) lowbit_cli::fail(cfg_source + ": not a JSON object");
     if (out_dir) {
       c["quantization_config"] = nlohmann::ordered_json::parse(record.dump());
       out.add_file("config.json", c.dump(2) + "\n");

@@ -1,8 +1,8 @@
 #pragma once
 // Llama-family model evaluation: model sources (Hugging Face directories, Meta-name
 // safetensors, llama2.c .bin, lowbit checkpoints), the batched fp32/quantized forward pass and
-// its per-layer API, the KV cache, sampling and generation (with streamed decoding), the llama2.c and tokenizer.json
-// tokenizers and perplexity.
+// its per-layer API, the KV cache, sampling and generation, streamed decoding (DecodeStream),
+// the llama2.c and tokenizer.json tokenizers and perplexity.
 #include "lowbit/model/calibration.hpp"
 #include "lowbit/model/decode_stream.hpp"
 #include "lowbit/model/decoder_layer.hpp"
