@@ -6,6 +6,7 @@
 
 #include <fstream>
 #include <functional>
+#include <iterator>
 #include <string>
 
 #include "lowbit/io/linear_checkpoint.hpp"
@@ -21,8 +22,11 @@ using checkpoint_layer_fn =
 
 // `dir` as a lowbit checkpoint of stories260K: Meta names (from stories260K.bin, config.json
 // copied) or Hugging Face names (from stories260k-hf, config.json and tokenizer.json copied);
-// embeddings and norms as f32 tensors.
-inline void write_stories_checkpoint(const std::string& dir, bool hf, const checkpoint_layer_fn& make) {
+// embeddings and norms as f32 tensors. With `config_to_metadata` the config.json is not
+// copied: its text, passed through the function, is stored in the file's metadata
+// (checkpoint_config_key), as `lowbit quantize` writes a single file.
+inline void write_stories_checkpoint(const std::string& dir, bool hf, const checkpoint_layer_fn& make,
+                                     const std::function<std::string(const std::string&)>& config_to_metadata = {}) {
   namespace m = lowbit::model;
   const std::string hf_dir = std::string(LOWBIT_SHARED_DATA_DIR) + "/stories260k-hf";
   const m::LlamaWeights w = m::read_all_weights(*m::open_model(hf ? hf_dir : kStoriesDir + "/stories260K.bin"));
@@ -51,10 +55,12 @@ inline void write_stories_checkpoint(const std::string& dir, bool hf, const chec
         lowbit::write_quantized_linear(out, name, q);
     }
   }
-  out.finish();
   const std::string cdir = hf ? hf_dir : kStoriesDir;
   std::ifstream in(cdir + "/config.json");
-  std::ofstream(dir + "/config.json") << in.rdbuf();
+  const std::string config((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  if (config_to_metadata) out.set_metadata(lowbit::checkpoint_config_key, config_to_metadata(config));
+  out.finish();
+  if (!config_to_metadata) std::ofstream(dir + "/config.json") << config;
   if (hf) {
     std::ifstream t(hf_dir + "/tokenizer.json");
     std::ofstream(dir + "/tokenizer.json") << t.rdbuf();

@@ -271,6 +271,28 @@ TEST_CASE("compressed-tensors: every mapping exports and imports exactly", "[mod
   }
 }
 
+TEST_CASE("compressed-tensors: a single file's stored config.json is the one exported", "[model][ct]") {
+  // Hugging Face names with no config.json beside the file: the export takes the config.json
+  // text the checkpoint stores (what `lowbit quantize` writes for a single-file output), not
+  // one made up from the model's shapes (which would say Llama for a Qwen2 model).
+  LOWBIT_REQUIRE_STORIES();
+  lowbit_test::scratch_dir dir;
+  const std::string ck = dir.file("ck"), out = dir.file("ct");
+  REQUIRE(::mkdir(ck.c_str(), 0755) == 0);
+  write_stories_checkpoint(ck, true, ct_recipe("w8a8-fp8"), [](const std::string& text) {
+    nlohmann::json j = nlohmann::json::parse(text);
+    j["lowbit_test_marker"] = "from the metadata";
+    return j.dump();
+  });
+  REQUIRE(!lowbit_test::file_exists(ck + "/config.json"));
+  export_compressed_tensors(ck + "/model.safetensors", out);
+  std::ifstream in(out + "/config.json");
+  const nlohmann::json cfg = nlohmann::json::parse(in);
+  CHECK(cfg.value("lowbit_test_marker", "") == "from the metadata");
+  CHECK(cfg["quantization_config"]["quant_method"] == "compressed-tensors");
+  CHECK(open_model(out)->config().n_heads == 8);
+}
+
 TEST_CASE("compressed-tensors: SmoothQuant vectors fold into the norms", "[model][ct]") {
   LOWBIT_REQUIRE_STORIES();
   // A smoothed layer as lowbit stores it: Q(W diag(s)) with s; q/k/v share s1, gate/up s2.

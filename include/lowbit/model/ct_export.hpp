@@ -40,6 +40,7 @@
 #include <cstring>
 #include <map>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -132,7 +133,7 @@ inline nlohmann::json ct_hf_config(const LlamaConfig& c, const std::string& who)
 namespace detail {
 template <class Deferred = void>
 CtExportReport ct_export_into(const ModelSource& src, const std::string& in,
-                                     const std::string& out_dir, const std::string& tok, const std::string& src_config,
+                                     const std::string& out_dir, const std::string& tok, const std::optional<ConfigText>& src_config,
                                      const std::vector<std::string>& inputs, const CtExportOptions& opt);
 
 // --allow-lossy's target for a layer of scheme `src` with rows of `cols`: the format of the
@@ -175,8 +176,10 @@ CtExportReport export_compressed_tensors(const std::string& in, const std::strin
   const std::string in_dir = detail::is_directory(in) ? in : detail::directory_of(in);
   std::string tok = src->tokenizer_path();
   if (tok.empty() && detail::file_exists(in_dir + "/tokenizer.json")) tok = in_dir + "/tokenizer.json";
-  const std::string src_config = in_dir + "/config.json";
-  inputs.push_back(src_config);
+  // The source's config.json: beside it, or the copy a single-file lowbit checkpoint stores.
+  const std::optional<detail::ConfigText> src_config =
+      st != nullptr ? detail::model_config_text(st->tensors(), in_dir, in) : std::nullopt;
+  inputs.push_back(in_dir + "/config.json");
   if (!tok.empty()) inputs.push_back(tok);
   struct stat out_st {};
   if (::stat(out_dir.c_str(), &out_st) == 0 && !S_ISDIR(out_st.st_mode)) refuse("the output '" + out_dir + "' is not a directory");
@@ -193,7 +196,7 @@ namespace detail {
 
 template <class Deferred>
 CtExportReport ct_export_into(const ModelSource& srcref, const std::string& in,
-                                     const std::string& out_dir, const std::string& tok, const std::string& src_config,
+                                     const std::string& out_dir, const std::string& tok, const std::optional<ConfigText>& src_config,
                                      const std::vector<std::string>& inputs, const CtExportOptions& opt) {
   const ModelSource* src = &srcref;
   const std::string who = in + ": compressed-tensors export: ";
@@ -378,11 +381,11 @@ CtExportReport ct_export_into(const ModelSource& srcref, const std::string& in,
 
   // config.json: the source's (Hugging Face) or one made from the config (Meta names).
   nlohmann::json cfg;
-  if (src->naming() == weight_naming::hf && detail::file_exists(src_config)) {
+  if (src->naming() == weight_naming::hf && src_config) {
     try {
-      cfg = nlohmann::json::parse(detail::read_text(src_config));
+      cfg = nlohmann::json::parse(src_config->text);
     } catch (const nlohmann::json::exception& e) {
-      refuse(src_config + " is not JSON: " + e.what());
+      refuse(src_config->source + " is not JSON: " + e.what());
     }
   } else {
     cfg = detail::ct_hf_config(c, who);
