@@ -45,14 +45,8 @@ using nlohmann::json;
 
 const std::string kData = LOWBIT_SHARED_DATA_DIR;
 
-std::string slurp(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
-
-bool have_file(const std::string& path) { return std::ifstream(path).good(); }
+using lowbit_test::have_file;
+using lowbit_test::slurp;
 
 struct FixtureCase {
   const char* name;

@@ -9,13 +9,12 @@
 //    `lowbit generate`, made a generation's cost quadratic in its length).
 #include <catch2/catch.hpp>
 
-#include <fstream>
-#include <sstream>
 #include <string>
 #include <vector>
 
 #include "lowbit/model/decode_stream.hpp"
 #include "lowbit/model/tokenizer.hpp"
+#include "test_tokenizer_support.hpp"
 #if __has_include("lowbit/model/hf_tokenizer.hpp")
 #include "lowbit/model/hf_tokenizer.hpp"
 #endif
@@ -29,13 +28,8 @@ using lowbit::model::DecodeStream;
 
 const std::string kData = LOWBIT_SHARED_DATA_DIR;
 
-std::string slurp(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
-bool have_file(const std::string& path) { return std::ifstream(path).good(); }
+using lowbit_test::have_file;
+using lowbit_test::slurp;
 
 // Texts whose characters need several bytes: byte-fallback tokenizers split them over
 // several tokens, so the stream must hold incomplete characters back.

@@ -1,12 +1,23 @@
 #pragma once
-// Shared by the tokenizer tests: the stories260K evaluation stream (eval_tinystories_val_tok512.u16
-// in the shared data) rebuilt from its text, the way it was made, so a tokenizer can be held
-// to it document by document.
+// Shared by the tokenizer tests: reading the shared data files, and the stories260K
+// evaluation stream (eval_tinystories_val_tok512.u16 in the shared data) rebuilt from its
+// text, the way it was made, so a tokenizer can be held to it document by document.
 #include <cstddef>
+#include <fstream>
+#include <sstream>
 #include <string>
 #include <vector>
 
 namespace lowbit_test {
+
+// A file's bytes (empty when it cannot be read), and whether it can be opened.
+inline std::string slurp(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+inline bool have_file(const std::string& path) { return std::ifstream(path).good(); }
 
 // Little-endian uint16 token ids, as the .u16 files store them.
 inline std::vector<int> u16_token_ids(const std::string& raw) {

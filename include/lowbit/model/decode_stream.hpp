@@ -40,20 +40,17 @@ class DecodeStream {
   // Text that `id` completes; empty while a character is still incomplete.
   std::string push(int id) {
     ids_.push_back(id);
-    const std::string prefix = decode(prefix_at_, read_at_);
     const std::string text = decode(prefix_at_, ids_.size());
-    const bool wait = text.size() <= prefix.size() || ends_incomplete(text) ||
-                      text.compare(0, prefix.size(), prefix) != 0;
+    const bool wait = text.size() <= prefix_text_.size() || ends_incomplete(text) ||
+                      text.compare(0, prefix_text_.size(), prefix_text_) != 0;
     if (wait && ids_.size() - read_at_ < kMaxPending) return {};
-    return advance(prefix, text);
+    return advance(text);
   }
 
   // Whatever is still held back (an incomplete character at the end, as U+FFFD).
   std::string finish() {
     if (read_at_ == ids_.size()) return {};
-    const std::string prefix = decode(prefix_at_, read_at_);
-    const std::string text = decode(prefix_at_, ids_.size());
-    return advance(prefix, text);
+    return advance(decode(prefix_at_, ids_.size()));
   }
 
   const std::vector<int>& ids() const noexcept { return ids_; }
@@ -67,11 +64,14 @@ class DecodeStream {
   static bool ends_incomplete(const std::string& s) {
     return s.size() >= 3 && s.compare(s.size() - 3, 3, "\xEF\xBF\xBD") == 0;
   }
-  // The text after `prefix`. A decoder whose output for the window does not begin with the
-  // prefix's text (none that lowbit reads) gets the part after the common beginning.
-  std::string advance(const std::string& prefix, const std::string& text) {
+  // The text of the window after the prefix's text; the ids just printed become the prefix
+  // (their text decoded once here, not again on every push). A decoder whose output for the
+  // window does not begin with the prefix's text (none that lowbit reads) gets the part
+  // after the common beginning.
+  std::string advance(const std::string& text) {
     std::size_t common = 0;
-    while (common < prefix.size() && common < text.size() && prefix[common] == text[common]) ++common;
+    while (common < prefix_text_.size() && common < text.size() && prefix_text_[common] == text[common]) ++common;
+    prefix_text_ = decode(read_at_, ids_.size());
     prefix_at_ = read_at_;
     read_at_ = ids_.size();
     return text.substr(common);
@@ -79,7 +79,8 @@ class DecodeStream {
 
   const Tokenizer* tok_;
   std::vector<int> ids_;
-  std::size_t prefix_at_ = 0, read_at_ = 0;
+  std::size_t prefix_at_ = 0, read_at_ = 0;  // window [prefix_at_, end); prefix [prefix_at_, read_at_)
+  std::string prefix_text_;                   // decode(prefix ids)
 };
 
 }  // namespace lowbit::model
