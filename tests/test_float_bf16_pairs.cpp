@@ -160,12 +160,16 @@ TEST_CASE("float bf16 pairs: gemm of one token agrees with the many-token path",
   x.row(4).setZero();
   RowMatrixXf y_all(6, 70);
   gemm(x, w, y_all);
+  // On AVX512-FP16 hosts with the AVX-512 tier (LOWBIT_ISA=avx512 on an Intel Xeon), six
+  // tokens of w4a8_fp4 run the fp16 path, whose stated bound is 2^-6 instead of 2e-5
+  // (x86/avx512fp16_float.hpp); the one-token call keeps the fp32 bound.
+  const float many = float_uses_fp16_path(w.float_weights(), 6) ? (1.0f / 64) / 2e-5f : 1.0f;
   for (Eigen::Index t = 0; t < 6; ++t) {
     RowMatrixXf y1(1, 70);
     gemm(RowMatrixXf(x.row(t)), w, y1);
     const RowMatrixXf tol = bf16_pairs_tolerance(q, gemm_scheme::w4a8_fp4, RowMatrixXf(x.row(t)));
-    // Both within the stated tolerance of the exact result, so within twice it of each other.
-    for (Eigen::Index j = 0; j < 70; ++j) CHECK(std::fabs(y1(0, j) - y_all(t, j)) <= 2 * tol(0, j));
+    // Both within their stated tolerance of the exact result, so within the sum of each other.
+    for (Eigen::Index j = 0; j < 70; ++j) CHECK(std::fabs(y1(0, j) - y_all(t, j)) <= (1 + many) * tol(0, j));
   }
   RowMatrixXf y0(1, 70);
   gemm(RowMatrixXf(x.row(4)), w, y0);

@@ -2,7 +2,7 @@
 // scalar float reference (kernels/float_reference.hpp) within the family's tolerance
 // (float_layout.hpp), over the edge-case menu: tokens below, at and across the 16-row A tile
 // and the few-token cut (1..128), N not a multiple of the 32-column block, K below / not a
-// multiple of the 32-k tile, groups of 32, 128, 48 (not a tile multiple), ragged last groups and
+// multiple of the 32-k tile, groups of 32, 128, 48 (not a tile multiple), 17 (odd), ragged last groups and
 // per channel; every scheme and fp32 / fp16 / bf16 activations (fp32: the hi + lo split).
 // The same kernel with a scalar model of the tiles runs on any AVX-512 CPU, so the staging, the
 // bf16 parts and the epilogue are tested here too; the tiles themselves only where the CPU has
@@ -91,6 +91,8 @@ const shape_case amx_shapes[] = {
     {31, 0},     // K below one tile, per channel
     {33, 32},    // one full group, one group of 1
     {100, 48},   // groups not a tile multiple; ragged last (4)
+    {70, 17},    // odd groups: a group ends inside a 4-k-row decode step (its other rows are
+                 // the next group's and must stage as zeros); ragged last (2)
     {300, 128},  // ragged last group (44)
     {300, 0},    // per channel, K not a multiple of 32
     {1024, 32},  // many groups: several epilogue batches

@@ -66,6 +66,7 @@ inline bool float_amx_uses_tiles(const float_packed& w, std::int64_t tokens) noe
 #include "lowbit/detail/aligned_buffer.hpp"
 #include "lowbit/kernels/x86/amx_int.hpp"
 #include "lowbit/kernels/x86/avx512_float.hpp"
+#include "lowbit/kernels/x86/nibble_pairs.hpp"
 
 #pragma GCC diagnostic push
 LOWBIT_IGNORE_GCC_MAYBE_UNINITIALIZED
@@ -186,24 +187,24 @@ LOWBIT_TARGET_AVX512 inline __m512i amx_bf16_from_int8(__m256i codes) {
 template <float_code C>
 LOWBIT_TARGET_AVX512 void amx_float_stage(const std::uint8_t* codes, std::int64_t k0, std::int64_t k1,
                                           std::int64_t nb, __m512i table, std::uint16_t* out) {
-  for (std::int64_t blk = 0; blk < nb; ++blk)
-    for (std::int64_t r = 0; r < 16; ++r) {
-      const std::int64_t ka = k0 + blk * amx_float_k_block + 2 * r;
-      std::uint16_t* t0 = out + (2 * blk) * amx_float_tile_elems + r * 32;
-      std::uint16_t* t1 = t0 + amx_float_tile_elems;
-      if constexpr (float_code_is_4bit(C)) {
-        // Byte j of a k-row: column j (low nibble), column j + 16 (high). Interleaving the two
-        // k-rows byte by byte gives words [a_j, b_j] in column order.
-        const __m128i a = ka < k1 ? _mm_loadu_si128(reinterpret_cast<const __m128i*>(codes + ka * 16))
-                                  : _mm_setzero_si128();
-        const __m128i b = ka + 1 < k1 ? _mm_loadu_si128(reinterpret_cast<const __m128i*>(codes + (ka + 1) * 16))
-                                      : _mm_setzero_si128();
-        const __m256i ab = _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_unpacklo_epi8(a, b)),
-                                                   _mm_unpackhi_epi8(a, b), 1);
-        const __m512i wv = _mm512_cvtepu8_epi16(ab);
-        _mm512_storeu_si512(t0, _mm512_permutexvar_epi16(wv, table));  // index bit 4: the table repeats
-        _mm512_storeu_si512(t1, _mm512_permutexvar_epi16(_mm512_srli_epi16(wv, 4), table));
-      } else {
+  for (std::int64_t blk = 0; blk < nb; ++blk) {
+    std::uint16_t* t0 = out + (2 * blk) * amx_float_tile_elems;  // columns 0..15
+    std::uint16_t* t1 = t0 + amx_float_tile_elems;                // columns 16..31
+    const std::int64_t kb = k0 + blk * amx_float_k_block;
+    if constexpr (float_code_is_4bit(C)) {
+      // Four k-rows (two tile rows) a step; a k-row's byte j holds columns j and j + 16.
+      for (std::int64_t r = 0; r < 16; r += 2) {
+        const std::int64_t ka = kb + 2 * r, rows = std::clamp<std::int64_t>(k1 - ka, 0, 4);
+        __m512i p01, p23;
+        nibble_row_pairs(rows > 0 ? codes + ka * 16 : codes, rows, p01, p23);
+        _mm512_storeu_si512(t0 + r * 32, _mm512_permutexvar_epi16(p01, table));  // the table repeats
+        _mm512_storeu_si512(t1 + r * 32, _mm512_permutexvar_epi16(_mm512_srli_epi16(p01, 4), table));
+        _mm512_storeu_si512(t0 + r * 32 + 32, _mm512_permutexvar_epi16(p23, table));
+        _mm512_storeu_si512(t1 + r * 32 + 32, _mm512_permutexvar_epi16(_mm512_srli_epi16(p23, 4), table));
+      }
+    } else {
+      for (std::int64_t r = 0; r < 16; ++r) {
+        const std::int64_t ka = kb + 2 * r;
         const __m256i a = ka < k1 ? _mm256_loadu_si256(reinterpret_cast<const __m256i*>(codes + ka * 32))
                                   : _mm256_setzero_si256();
         const __m256i b = ka + 1 < k1 ? _mm256_loadu_si256(reinterpret_cast<const __m256i*>(codes + (ka + 1) * 32))
@@ -213,15 +214,16 @@ LOWBIT_TARGET_AVX512 void amx_float_stage(const std::uint8_t* codes, std::int64_
         const __m256i p0 = _mm256_permute2x128_si256(lo, hi, 0x20);  // columns 0..15
         const __m256i p1 = _mm256_permute2x128_si256(lo, hi, 0x31);  // columns 16..31
         if constexpr (C == float_code::e4m3) {
-          _mm512_storeu_si512(t0, amx_bf16_from_e4m3(p0, table));
-          _mm512_storeu_si512(t1, amx_bf16_from_e4m3(p1, table));
+          _mm512_storeu_si512(t0 + r * 32, amx_bf16_from_e4m3(p0, table));
+          _mm512_storeu_si512(t1 + r * 32, amx_bf16_from_e4m3(p1, table));
         } else {
           (void)table;
-          _mm512_storeu_si512(t0, amx_bf16_from_int8(p0));
-          _mm512_storeu_si512(t1, amx_bf16_from_int8(p1));
+          _mm512_storeu_si512(t0 + r * 32, amx_bf16_from_int8(p0));
+          _mm512_storeu_si512(t1 + r * 32, amx_bf16_from_int8(p1));
         }
       }
     }
+  }
 }
 
 // ---- the tile chunk: real AMX, or a scalar model of it -----------------------------------------

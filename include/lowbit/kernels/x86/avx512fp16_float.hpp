@@ -27,6 +27,7 @@
 // are unrolled by pragma").
 #include "lowbit/detail/target.hpp"
 #include "lowbit/kernels/float_layout.hpp"
+#include "lowbit/kernels/x86/nibble_pairs.hpp"
 
 #if LOWBIT_HAVE_X86_SIMD && LOWBIT_HAVE_AVX512FP16
 #include <immintrin.h>
@@ -72,40 +73,38 @@ LOWBIT_TARGET_AVX512_FP16 void fp16_pair_decode_rows(const float_packed& w, std:
   const __m512i lut = _mm512_loadu_si512(fp16_decode_tables().nibbles(C));
   __m512h z0 = _mm512_setzero_ph(), z1 = _mm512_setzero_ph();
   std::int64_t zero_group = -1;
-  for (std::int64_t kk = 0; kk < kc; kk += 2) {
-    const std::int64_t k = k0 + kk;
-    const bool pair = kk + 1 < kc;
-    const __m128i a = _mm_loadu_si128(reinterpret_cast<const __m128i*>(codes + k * w.krow_bytes));
-    const __m128i c = pair ? _mm_loadu_si128(reinterpret_cast<const __m128i*>(codes + (k + 1) * w.krow_bytes))
-                           : _mm_setzero_si128();
-    // Bytes a0 c0 a1 c1 ... a15 c15, widened to words: word 2j + h holds row h's byte j,
-    // whose low nibble is column j and high nibble column 16 + j.
-    const __m512i v = _mm512_cvtepu8_epi16(_mm256_set_m128i(_mm_unpackhi_epi8(a, c), _mm_unpacklo_epi8(a, c)));
-    __m512i w0 = _mm512_permutexvar_epi16(v, lut);  // VPERMW reads 5 index bits: lut repeats
-    __m512i w1 = _mm512_permutexvar_epi16(_mm512_srli_epi16(v, 4), lut);
-    if constexpr (C == float_code::uint4_with_zero) {
-      const std::int64_t g = k / w.group_size;  // both rows lie in group g (even group size)
-      if (g != zero_group) {
-        zero_group = g;
-        const __m256i zl = _mm512_cvtps_ph(_mm512_loadu_ps(zeros + g * float_block_cols), _MM_FROUND_TO_NEAREST_INT);
-        const __m256i zh = _mm512_cvtps_ph(_mm512_loadu_ps(zeros + g * float_block_cols + 16), _MM_FROUND_TO_NEAREST_INT);
-        const __m512i z = _mm512_inserti64x4(_mm512_castsi256_si512(zl), zh, 1);
-        const fp16_pair_indices& ix = fp16_pair_index_table();
-        z0 = _mm512_castsi512_ph(_mm512_permutexvar_epi16(_mm512_loadu_si512(ix.dup_lo), z));
-        z1 = _mm512_castsi512_ph(_mm512_permutexvar_epi16(_mm512_loadu_si512(ix.dup_hi), z));
+  for (std::int64_t kk = 0; kk < kc; kk += 4) {  // two k-row pairs a step
+    const std::int64_t rows = std::min<std::int64_t>(4, kc - kk);
+    __m512i pairs[2];
+    nibble_row_pairs(codes + (k0 + kk) * w.krow_bytes, rows, pairs[0], pairs[1]);
+    for (std::int64_t h = 0; h < 2 && 2 * h < rows; ++h) {
+      const std::int64_t k = k0 + kk + 2 * h;
+      __m512i w0 = _mm512_permutexvar_epi16(pairs[h], lut);  // VPERMW reads 5 index bits: lut repeats
+      __m512i w1 = _mm512_permutexvar_epi16(_mm512_srli_epi16(pairs[h], 4), lut);
+      if constexpr (C == float_code::uint4_with_zero) {
+        const std::int64_t g = k / w.group_size;  // both rows lie in group g (even group size)
+        if (g != zero_group) {
+          zero_group = g;
+          const __m256i zl = _mm512_cvtps_ph(_mm512_loadu_ps(zeros + g * float_block_cols), _MM_FROUND_TO_NEAREST_INT);
+          const __m256i zh = _mm512_cvtps_ph(_mm512_loadu_ps(zeros + g * float_block_cols + 16), _MM_FROUND_TO_NEAREST_INT);
+          const __m512i z = _mm512_inserti64x4(_mm512_castsi256_si512(zl), zh, 1);
+          const fp16_pair_indices& ix = fp16_pair_index_table();
+          z0 = _mm512_castsi512_ph(_mm512_permutexvar_epi16(_mm512_loadu_si512(ix.dup_lo), z));
+          z1 = _mm512_castsi512_ph(_mm512_permutexvar_epi16(_mm512_loadu_si512(ix.dup_hi), z));
+        }
+        w0 = _mm512_castph_si512(_mm512_sub_ph(_mm512_castsi512_ph(w0), z0));  // exact: -15..15
+        w1 = _mm512_castph_si512(_mm512_sub_ph(_mm512_castsi512_ph(w1), z1));
+      } else {
+        (void)zeros;
       }
-      w0 = _mm512_castph_si512(_mm512_sub_ph(_mm512_castsi512_ph(w0), z0));  // exact: -15..15
-      w1 = _mm512_castph_si512(_mm512_sub_ph(_mm512_castsi512_ph(w1), z1));
-    } else {
-      (void)zeros;
+      if (2 * h + 1 == rows) {  // an odd last row pairs with zeros
+        w0 = _mm512_maskz_mov_epi16(0x55555555u, w0);
+        w1 = _mm512_maskz_mov_epi16(0x55555555u, w1);
+      }
+      std::uint16_t* out = dst + ((kk + 2 * h) / 2) * fp16_pair_halves;
+      _mm512_storeu_si512(out, w0);
+      _mm512_storeu_si512(out + float_block_cols, w1);
     }
-    if (!pair) {
-      w0 = _mm512_maskz_mov_epi16(0x55555555u, w0);
-      w1 = _mm512_maskz_mov_epi16(0x55555555u, w1);
-    }
-    std::uint16_t* out = dst + (kk / 2) * fp16_pair_halves;
-    _mm512_storeu_si512(out, w0);
-    _mm512_storeu_si512(out + float_block_cols, w1);
   }
 }
 
