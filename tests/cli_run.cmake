@@ -49,12 +49,17 @@ if(TARGET lowbit_cli)
       if(recipe STREQUAL "w4a8-int")
         set(_q_out ${_q}/)
       else()
-        file(MAKE_DIRECTORY ${_q})
         set(_q_out ${_q}/model.safetensors)
       endif()
+      # An empty directory first: "alone in its directory" must not lean on files an earlier
+      # run left there (a stale tok512.bin made a missing-tokenizer test generate text).
+      add_test(NAME cli_run_fresh_${recipe} COMMAND ${CMAKE_COMMAND} -DDIR=${_q}
+               -P ${CMAKE_CURRENT_SOURCE_DIR}/scripts/fresh_dir.cmake)
+      set_tests_properties(cli_run_fresh_${recipe} PROPERTIES FIXTURES_SETUP cli_run_fresh_${recipe})
       add_test(NAME cli_run_quantize_${recipe} COMMAND ${LOWBIT_CLI} quantize ${LOWBIT_STORIES_ST} -o ${_q_out}
                --recipe ${recipe} --calib ${LOWBIT_STORIES_TOK} --calib-samples 4 --calib-inputs fp32 --quiet)
-      set_tests_properties(cli_run_quantize_${recipe} PROPERTIES FIXTURES_SETUP cli_run_q_${recipe})
+      set_tests_properties(cli_run_quantize_${recipe} PROPERTIES FIXTURES_SETUP cli_run_q_${recipe}
+                           FIXTURES_REQUIRED cli_run_fresh_${recipe})
       lowbit_add_eval_equal(cli_run_eval_equal_${recipe} cli_run_q_${recipe}
                             "${_q}/model.safetensors|--tokens|${LOWBIT_STORIES_TOK}|--max-docs|40"
                             "${LOWBIT_STORIES_ST}|--recipe|${recipe}|--calib|${LOWBIT_STORIES_TOK}|--calib-docs|4|--tokens|${LOWBIT_STORIES_TOK}|--max-docs|40")
@@ -74,10 +79,13 @@ if(TARGET lowbit_cli)
       # A single file of Hugging Face names, alone in its directory: config.json from its
       # metadata (RoPE style, heads, everything).
       set(_qhf1 ${_run_dir}/hf-single)
-      file(MAKE_DIRECTORY ${_qhf1})
+      add_test(NAME cli_run_fresh_hf_single COMMAND ${CMAKE_COMMAND} -DDIR=${_qhf1}
+               -P ${CMAKE_CURRENT_SOURCE_DIR}/scripts/fresh_dir.cmake)
+      set_tests_properties(cli_run_fresh_hf_single PROPERTIES FIXTURES_SETUP cli_run_fresh_hf_single)
       add_test(NAME cli_run_quantize_hf_single COMMAND ${LOWBIT_CLI} quantize ${LOWBIT_STORIES_HF}
                -o ${_qhf1}/model.safetensors --recipe w8a8-fp8 --quiet)
-      set_tests_properties(cli_run_quantize_hf_single PROPERTIES FIXTURES_SETUP cli_run_q_hf_single)
+      set_tests_properties(cli_run_quantize_hf_single PROPERTIES FIXTURES_SETUP cli_run_q_hf_single
+                           FIXTURES_REQUIRED cli_run_fresh_hf_single)
       lowbit_add_eval_equal(cli_run_eval_equal_hf_single cli_run_q_hf_single
                             "${_qhf1}/model.safetensors|--tokens|${LOWBIT_STORIES_TOK}|--max-docs|40"
                             "${LOWBIT_STORIES_HF}|--recipe|w8a8-fp8|--tokens|${LOWBIT_STORIES_TOK}|--max-docs|40")
@@ -99,6 +107,11 @@ if(TARGET lowbit_cli)
              --tokenizer ${LOWBIT_STORIES}/tok512.bin --prompt "Once upon a time" --temperature 0 --max-new-tokens 16)
     set_tests_properties(cli_run_generate_single_file PROPERTIES FIXTURES_REQUIRED cli_run_q_w4a8-fp
                          PASS_REGULAR_EXPRESSION "^Once upon a time[^\n]+\n")
+    # Without --tokenizer: the library's message, and the flag that names one.
+    add_test(NAME cli_run_generate_single_file_no_tokenizer COMMAND ${LOWBIT_CLI} generate
+             ${_run_dir}/w4a8-fp/model.safetensors --prompt "Once upon a time")
+    set_tests_properties(cli_run_generate_single_file_no_tokenizer PROPERTIES FIXTURES_REQUIRED cli_run_q_w4a8-fp
+                         PASS_REGULAR_EXPRESSION "no tokenizer beside [^\n]*: name the tokenizer file with --tokenizer")
     add_test(NAME cli_run_bench_checkpoint COMMAND ${LOWBIT_CLI} bench ${_run_dir}/w4a8-int/model.safetensors -p 16 -n 8 --reps 1)
     set_tests_properties(cli_run_bench_checkpoint PROPERTIES FIXTURES_REQUIRED cli_run_q_w4a8-int
                          PASS_REGULAR_EXPRESSION "tg8")
@@ -121,6 +134,13 @@ endforeach()
 if(TARGET example_04_generate AND TARGET lowbit_cli AND EXISTS ${LOWBIT_STORIES_ST})
   add_test(NAME example_04_generate COMMAND example_04_generate ${CMAKE_CURRENT_BINARY_DIR}/cli_run/w4a8-int "Once upon a time")
   set_tests_properties(example_04_generate PROPERTIES FIXTURES_REQUIRED cli_run_q_w4a8-int
+                       PASS_REGULAR_EXPRESSION "^Once upon a time[^\n]+\n\\[[0-9]+ prompt tokens")
+endif()
+if(TARGET example_04_generate AND TARGET lowbit_cli AND EXISTS ${LOWBIT_STORIES_ST} AND EXISTS ${LOWBIT_STORIES_TOK})
+  # A lone single file carries no tokenizer: the third argument names it.
+  add_test(NAME example_04_generate_single_file COMMAND example_04_generate
+           ${CMAKE_CURRENT_BINARY_DIR}/cli_run/w4a8-fp/model.safetensors "Once upon a time" ${LOWBIT_STORIES}/tok512.bin)
+  set_tests_properties(example_04_generate_single_file PROPERTIES FIXTURES_REQUIRED cli_run_q_w4a8-fp
                        PASS_REGULAR_EXPRESSION "^Once upon a time[^\n]+\n\\[[0-9]+ prompt tokens")
 endif()
 if(TARGET lowbit_cli AND EXISTS ${LOWBIT_STORIES_ST})

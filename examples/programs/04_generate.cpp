@@ -1,10 +1,11 @@
 // Example 4: load a quantized checkpoint and generate text.
 //
-//   04_generate CHECKPOINT [PROMPT]
+//   04_generate CHECKPOINT [PROMPT [TOKENIZER]]
 // CHECKPOINT is what `lowbit quantize` writes (a .safetensors file or an output directory)
 // or an fp32 model; load_llama_model() builds the model from the stored quantized layers
-// without quantizing again, packed for this CPU. The tokenizer is found beside it. The text
-// streams to stdout as it is generated.
+// without quantizing again, packed for this CPU. The tokenizer is found beside it unless
+// TOKENIZER names one (a lone .safetensors file carries none). The text streams to stdout as
+// it is generated.
 #include <lowbit/model.hpp>
 #include <lowbit/model/text_tokenizer.hpp>
 
@@ -14,12 +15,13 @@
 int main(int argc, char** argv) {
   using namespace lowbit::model;
   if (argc < 2) {
-    std::fprintf(stderr, "usage: %s CHECKPOINT [PROMPT]\n", argv[0]);
+    std::fprintf(stderr, "usage: %s CHECKPOINT [PROMPT [TOKENIZER]]\n", argv[0]);
     return 2;
   }
   try {
     const LlamaModel model = load_llama_model(argv[1]);
-    const TextTokenizer tok = TextTokenizer::for_model(argv[1], model.config().vocab_size);
+    const int vocab = model.config().vocab_size;
+    const TextTokenizer tok = argc > 3 ? TextTokenizer::load(argv[3], vocab) : TextTokenizer::for_model(argv[1], vocab);
     const std::string prompt = argc > 2 ? argv[2] : "Once upon a time";
 
     GenerateOptions o;

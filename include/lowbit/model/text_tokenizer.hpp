@@ -37,7 +37,7 @@ class TextTokenizer {
         lowbit::detail::fail(path + ": the GGUF file has no tokenizer (no key 'tokenizer.ggml.model')");
       t.from_gguf(f, vocab_size);
 #else
-      lowbit::detail::fail(path + ": this build reads no GGUF tokenizer (give a llama2.c tokenizer with --tokenizer)");
+      lowbit::detail::fail(path + ": this build reads no GGUF tokenizer (built without PCRE2 / utf8proc; a llama2.c tokenizer file works)");
 #endif
     } else if (detail::ends_with(path, ".json")) {
 #ifdef LOWBIT_TEXT_TOKENIZER_HF
@@ -46,7 +46,7 @@ class TextTokenizer {
         lowbit::detail::fail(path + ": the tokenizer has " + std::to_string(t.hf_->vocab_size()) +
                              " tokens, the model's vocabulary " + std::to_string(vocab_size));
 #else
-      lowbit::detail::fail(path + ": this build reads no tokenizer.json (give a llama2.c tokenizer with --tokenizer)");
+      lowbit::detail::fail(path + ": this build reads no tokenizer.json (built without PCRE2 / utf8proc; a llama2.c tokenizer file works)");
 #endif
     } else {
       t.llama2c_ = std::make_shared<Tokenizer>(Tokenizer::load(path, vocab_size));
@@ -75,8 +75,10 @@ class TextTokenizer {
       const std::string p = d + "/" + name;
       if (::stat(p.c_str(), &st) == 0) return load(p, vocab_size);
     }
+    // The message names no flag: the library has none. Programs add theirs (lowbit generate:
+    // "--tokenizer").
     lowbit::detail::fail("no tokenizer beside " + model_path + " (looked for tokenizer.json, tok512.bin, tokenizer.bin in " +
-                         d + "); give one with --tokenizer");
+                         d + "): name the tokenizer file");
   }
 
   // Token ids of `text`, with the tokenizer's BOS first (llama2.c: BOS and the dummy-prefix
