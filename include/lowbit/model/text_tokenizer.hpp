@@ -37,7 +37,7 @@ class TextTokenizer {
         lowbit::detail::fail(path + ": the GGUF file has no tokenizer (no key 'tokenizer.ggml.model')");
       t.from_gguf(f, vocab_size);
 #else
-      lowbit::detail::fail(path + ": this build reads no GGUF tokenizer (built without PCRE2 / utf8proc; a llama2.c tokenizer file works)");
+      lowbit::detail::fail(path + ": this build reads no GGUF tokenizer (lowbit/model/hf_tokenizer.hpp is not on the include path; a llama2.c tokenizer file works)");
 #endif
     } else if (detail::ends_with(path, ".json")) {
 #ifdef LOWBIT_TEXT_TOKENIZER_HF
@@ -46,7 +46,7 @@ class TextTokenizer {
         lowbit::detail::fail(path + ": the tokenizer has " + std::to_string(t.hf_->vocab_size()) +
                              " tokens, the model's vocabulary " + std::to_string(vocab_size));
 #else
-      lowbit::detail::fail(path + ": this build reads no tokenizer.json (built without PCRE2 / utf8proc; a llama2.c tokenizer file works)");
+      lowbit::detail::fail(path + ": this build reads no tokenizer.json (lowbit/model/hf_tokenizer.hpp is not on the include path; a llama2.c tokenizer file works)");
 #endif
     } else {
       t.llama2c_ = std::make_shared<Tokenizer>(Tokenizer::load(path, vocab_size));

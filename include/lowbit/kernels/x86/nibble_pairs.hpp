@@ -17,7 +17,7 @@
 // k-rows (one per 128-bit lane), a VPERMD transposes their dwords so that lane L holds bytes
 // 4L..4L+3 of every row, and one in-lane VPSHUFB per pair puts each byte in both halves of its
 // word: 3 shuffle uops per 128 weights, 7 with the lookups (counted from the code; what it
-// changed on the device Xeon is in docs/performance.md, "Tried in session 32").
+// changed on the device Xeon is in docs/performance.md, "Session 32 (device Xeon)").
 #include "lowbit/detail/target.hpp"
 
 #if LOWBIT_HAVE_X86_SIMD
