@@ -51,11 +51,7 @@ if(TARGET lowbit_cli)
       else()
         set(_q_out ${_q}/model.safetensors)
       endif()
-      # An empty directory first: "alone in its directory" must not lean on files an earlier
-      # run left there (a stale tok512.bin made a missing-tokenizer test generate text).
-      add_test(NAME cli_run_fresh_${recipe} COMMAND ${CMAKE_COMMAND} -DDIR=${_q}
-               -P ${CMAKE_CURRENT_SOURCE_DIR}/scripts/fresh_dir.cmake)
-      set_tests_properties(cli_run_fresh_${recipe} PROPERTIES FIXTURES_SETUP cli_run_fresh_${recipe})
+      lowbit_add_fresh_dir(cli_run_fresh_${recipe} ${_q})
       add_test(NAME cli_run_quantize_${recipe} COMMAND ${LOWBIT_CLI} quantize ${LOWBIT_STORIES_ST} -o ${_q_out}
                --recipe ${recipe} --calib ${LOWBIT_STORIES_TOK} --calib-samples 4 --calib-inputs fp32 --quiet)
       set_tests_properties(cli_run_quantize_${recipe} PROPERTIES FIXTURES_SETUP cli_run_q_${recipe}
@@ -79,9 +75,7 @@ if(TARGET lowbit_cli)
       # A single file of Hugging Face names, alone in its directory: config.json from its
       # metadata (RoPE style, heads, everything).
       set(_qhf1 ${_run_dir}/hf-single)
-      add_test(NAME cli_run_fresh_hf_single COMMAND ${CMAKE_COMMAND} -DDIR=${_qhf1}
-               -P ${CMAKE_CURRENT_SOURCE_DIR}/scripts/fresh_dir.cmake)
-      set_tests_properties(cli_run_fresh_hf_single PROPERTIES FIXTURES_SETUP cli_run_fresh_hf_single)
+      lowbit_add_fresh_dir(cli_run_fresh_hf_single ${_qhf1})
       add_test(NAME cli_run_quantize_hf_single COMMAND ${LOWBIT_CLI} quantize ${LOWBIT_STORIES_HF}
                -o ${_qhf1}/model.safetensors --recipe w8a8-fp8 --quiet)
       set_tests_properties(cli_run_quantize_hf_single PROPERTIES FIXTURES_SETUP cli_run_q_hf_single

@@ -54,14 +54,10 @@ int run_generate(const generate_options& o) {
   if (o.threads > 0) lowbit::set_num_threads(o.threads);
 
   const LlamaModel model = load_llama_model(o.model);
-  const TextTokenizer tok = [&] {
-    if (!o.tokenizer.empty()) return TextTokenizer::load(o.tokenizer, model.config().vocab_size);
-    try {
-      return TextTokenizer::for_model(o.model, model.config().vocab_size);
-    } catch (const lowbit::error& e) {  // say how to name it here
-      throw lowbit::error(std::string(e.what()) + " with --tokenizer");
-    }
-  }();
+  const TextTokenizer tok =
+      o.tokenizer.empty()
+          ? TextTokenizer::for_model(o.model, model.config().vocab_size, "name the tokenizer file with --tokenizer")
+          : TextTokenizer::load(o.tokenizer, model.config().vocab_size);
   const std::vector<int> prompt = tok.encode(o.prompt);
   g.stop_ids = tok.stop_ids(eos_ids_beside(o.model));
   check_prompt(model.config(), prompt);

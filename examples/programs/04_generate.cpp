@@ -21,7 +21,8 @@ int main(int argc, char** argv) {
   try {
     const LlamaModel model = load_llama_model(argv[1]);
     const int vocab = model.config().vocab_size;
-    const TextTokenizer tok = argc > 3 ? TextTokenizer::load(argv[3], vocab) : TextTokenizer::for_model(argv[1], vocab);
+    const TextTokenizer tok = argc > 3 ? TextTokenizer::load(argv[3], vocab)
+                                       : TextTokenizer::for_model(argv[1], vocab, "give it as the third argument");
     const std::string prompt = argc > 2 ? argv[2] : "Once upon a time";
 
     GenerateOptions o;

@@ -54,8 +54,11 @@ class TextTokenizer {
     return t;
   }
 
-  // The tokenizer beside `model_path` (a file or a directory).
-  static TextTokenizer for_model(const std::string& model_path, int vocab_size) {
+  // The tokenizer beside `model_path` (a file or a directory). When there is none, the error
+  // ends with `when_missing`: the library has no flags, so a program says how to name one
+  // (lowbit generate: "name the tokenizer file with --tokenizer").
+  static TextTokenizer for_model(const std::string& model_path, int vocab_size,
+                                 const std::string& when_missing = "name the tokenizer file") {
     struct stat st {};
     const bool dir = ::stat(model_path.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
     const std::string d = dir ? model_path : detail::directory_of(model_path);
@@ -75,10 +78,8 @@ class TextTokenizer {
       const std::string p = d + "/" + name;
       if (::stat(p.c_str(), &st) == 0) return load(p, vocab_size);
     }
-    // The message names no flag: the library has none. Programs add theirs (lowbit generate:
-    // "--tokenizer").
     lowbit::detail::fail("no tokenizer beside " + model_path + " (looked for tokenizer.json, tok512.bin, tokenizer.bin in " +
-                         d + "): name the tokenizer file");
+                         d + "): " + when_missing);
   }
 
   // Token ids of `text`, with the tokenizer's BOS first (llama2.c: BOS and the dummy-prefix
