@@ -12,6 +12,8 @@
 #include <cmath>
 #include <cstring>
 #include <cstdlib>
+#include <iterator>
+#include <limits>
 #include <random>
 #include <string>
 #include <vector>
@@ -373,6 +375,119 @@ TEST_CASE("AMX-BF16 activation split: |x' - hi - lo| <= 2^-17 |x'|, exact for fp
   CHECK(ws.bf16_two[0] == 1);
   INFO("worst |r| / |x'| = " << worst << " (bound 2^-17 = " << std::ldexp(1.0, -17) << ")");
   CHECK(worst > std::ldexp(1.0, -19));  // the bound is not loose by orders of magnitude
+}
+
+TEST_CASE("AMX-BF16 parts from 16-bit rows equal the parts of the widened rows, bit for bit", "[gemm][amx_bf16]") {
+  // gemm() hands fp16 / bf16 activations to a weight-only tile call without widening them
+  // (prepare_float_amx_rows): the bf16 parts, 2^e, the lo flags and the group sums (zero
+  // points, offsets) must be exactly those of the fp32 call on the widened values.
+  if (!avx512_here()) return;
+  std::uint32_t seed = 700;
+  std::int64_t compared = 0;
+  for (const scheme_case& sc : amx_cases) {
+    if (detail::scheme_quantizes_activations(sc.scheme)) continue;
+    for (const shape_case& sh : amx_shapes) {
+      const std::int64_t group = sh.group == 0 ? sh.k : sh.group;
+      const QuantizedMatrix q = random_matrix(sc, 32, sh.k, group, ++seed);
+      detail::float_packed w = detail::pack_float(q, sc.scheme, isa_tier::avx512);
+      w.amx_bf16 = true;
+      const std::int64_t m = 21;
+      const RowMatrixXf x0 = random_x(m, sh.k, ++seed);
+      for (input_kind in : {input_kind::f16, input_kind::bf16}) {
+        RowMatrixXf x = x0;
+        if (in == input_kind::bf16) x.row(5) *= 1e30f;  // far beyond fp16's range
+        const RowMatrixXh xh = x.cast<Eigen::half>();
+        const RowMatrixXbf16 xb = x.cast<Eigen::bfloat16>();
+        const RowMatrixXf widened = in == input_kind::f16 ? RowMatrixXf(xh.cast<float>()) : RowMatrixXf(xb.cast<float>());
+        const void* rows = in == input_kind::f16 ? static_cast<const void*>(xh.data()) : static_cast<const void*>(xb.data());
+        const activation_dtype dt = in == input_kind::f16 ? activation_dtype::f16 : activation_dtype::bf16;
+        detail::float_workspace a = detail::make_float_amx_workspace(w, m, sh.k);
+        detail::float_workspace b = detail::make_float_amx_workspace(w, m, sh.k);
+        REQUIRE(detail::float_amx_reads_rows(w, m));
+        CHECK(a.x.empty());  // the tiles never read x: not even made
+        detail::prepare_float_amx_tokens(w, widened, a, 0, m);
+        detail::prepare_float_amx_rows(w, rows, sh.k, dt, b, 0, 8);
+        detail::prepare_float_amx_rows(w, rows, sh.k, dt, b, 8, m);
+        INFO(to_string(sc.scheme) << " k=" << sh.k << " group=" << group << " input=" << input_name(in));
+        REQUIRE(a.x_bf16.size() == b.x_bf16.size());
+        CHECK(std::memcmp(a.x_bf16.data(), b.x_bf16.data(), a.x_bf16.size() * 2) == 0);
+        CHECK(a.bf16_scale == b.bf16_scale);
+        CHECK(a.bf16_unscale == b.bf16_unscale);
+        CHECK(a.bf16_two == b.bf16_two);
+        CHECK(a.group_sums == b.group_sums);
+        if (sc.symmetric) CHECK(a.group_sums.empty());
+        else CHECK(!a.group_sums.empty());
+        ++compared;
+      }
+    }
+  }
+  CHECK(compared == 5 * 2 * static_cast<std::int64_t>(std::size(amx_shapes)));  // five weight-only cases
+}
+
+TEST_CASE("AMX-BF16 parts of E4M3 activations: each code's value times 2^e, lo zero", "[gemm][amx_bf16]") {
+  // A8 tile calls move the E4M3 codes straight into the hi part (amx_float_e4m3_rows). Each
+  // element must be bf16(decode(code) * 2^e(t)) with 2^e(t) putting the token's largest value
+  // in [1, 2), computed here in scalar code from the codes prepare wrote.
+  if (!avx512_here()) return;
+  std::uint32_t seed = 800;
+  for (const scheme_case& sc : amx_cases) {
+    if (!detail::scheme_quantizes_activations(sc.scheme)) continue;
+    for (std::int64_t k : {31, 64, 100, 1100}) {
+      const QuantizedMatrix q = random_matrix(sc, 32, k, k, ++seed);
+      detail::float_packed w = detail::pack_float(q, sc.scheme, isa_tier::avx512);
+      w.amx_bf16 = true;
+      const std::int64_t m = 19;
+      RowMatrixXf x = random_x(m, k, ++seed);
+      x.row(4) *= 1e-3f;                      // E4M3 subnormals among the codes
+      x(6, k - 1) = -x.row(6).cwiseAbs().maxCoeff() * 2.0f;  // the largest value is negative, last
+      detail::float_workspace ws = detail::make_float_amx_workspace(w, m, k);
+      CHECK(ws.x.empty());
+      detail::prepare_float_amx_tokens(w, x, ws, 0, m);
+      INFO(to_string(sc.scheme) << " k=" << k);
+      for (std::int64_t t = 0; t < m; ++t) {
+        float amax = 0.0f;
+        for (std::int64_t c = 0; c < k; ++c)
+          amax = std::max(amax, std::fabs(float8_e4m3fn::decode_table[ws.codes[static_cast<std::size_t>(t * k + c)]]));
+        const float scale = amax > 0.0f ? std::ldexp(1.0f, -std::ilogb(amax)) : 1.0f;  // amax * scale in [1, 2)
+        INFO("token " << t << " amax " << amax);
+        CHECK(ws.bf16_scale[static_cast<std::size_t>(t)] == scale);
+        CHECK(ws.bf16_unscale[static_cast<std::size_t>(t)] == 1.0f / scale);
+        CHECK(ws.bf16_two[static_cast<std::size_t>(t)] == 0);
+        const std::uint16_t* hi = ws.x_bf16.data() + t * ws.bf16_stride;
+        std::int64_t wrong = 0;
+        for (std::int64_t c = 0; c < ws.bf16_stride; ++c) {
+          const float v = c < k ? float8_e4m3fn::decode_table[ws.codes[static_cast<std::size_t>(t * k + c)]] * scale : 0.0f;
+          std::uint32_t u;
+          std::memcpy(&u, &v, 4);
+          REQUIRE((u & 0xFFFFu) == 0);  // exact in bf16
+          wrong += hi[c] != static_cast<std::uint16_t>(u >> 16);
+        }
+        CHECK(wrong == 0);
+      }
+      for (std::int64_t r = m; r < ws.bf16_rows; ++r)  // padding rows
+        for (std::int64_t c = 0; c < ws.bf16_stride; ++c) REQUIRE(ws.x_bf16[static_cast<std::size_t>(r * ws.bf16_stride + c)] == 0);
+    }
+  }
+}
+
+TEST_CASE("AMX-BF16 parts: a non-finite activation is an error naming token and column", "[gemm][amx_bf16]") {
+  if (!avx512_here()) return;
+  const scheme_case sc{gemm_scheme::w4a16_int4, element_format::int4, true};
+  const QuantizedMatrix q = random_matrix(sc, 32, 100, 32, 3);
+  detail::float_packed w = detail::pack_float(q, sc.scheme, isa_tier::avx512);
+  w.amx_bf16 = true;
+  RowMatrixXf x = random_x(9, 100, 4);
+  for (const float bad : {std::numeric_limits<float>::quiet_NaN(), std::numeric_limits<float>::infinity()}) {
+    x(6, 97) = bad;
+    const RowMatrixXbf16 xb = x.cast<Eigen::bfloat16>();
+    const RowMatrixXh xh = x.cast<Eigen::half>();
+    detail::float_workspace ws = detail::make_float_amx_workspace(w, 9, 100);
+    const std::string msg = "activations: non-finite value at token 6, column 97";
+    CHECK_THROWS_WITH(detail::prepare_float_amx_tokens(w, x, ws, 0, 9), msg);
+    CHECK_THROWS_WITH(detail::prepare_float_amx_rows(w, xb.data(), 100, activation_dtype::bf16, ws, 0, 9), msg);
+    CHECK_THROWS_WITH(detail::prepare_float_amx_rows(w, xh.data(), 100, activation_dtype::f16, ws, 4, 9), msg);
+    x(6, 97) = 1.0f;
+  }
 }
 
 // x86 builds only: the records it selects have code only there.

@@ -298,17 +298,26 @@ void gemm_16bit(const Eigen::Ref<const Eigen::Matrix<Half, Eigen::Dynamic, Eigen
                 activation_dtype input, const PackedWeights& w, RowMatrixRef y, const GemmOptions& o) {
   check_gemm_shapes(x.rows(), x.cols(), w, y, o);
   if (x.rows() == 0) return;
-  // Smoothing divides x in fp32, so it takes the fp32 path; so does everything that is not
-  // W4A16 on an AVX512-FP16 CPU with more than 4 tokens.
-  if (o.smoothing || !is_w4a16_scheme(w.scheme()) || !float_uses_fp16_path(w.float_weights(), x.rows(), input)) {
+  // Two kernels read 16-bit activations as they are: the AVX512-FP16 one (W4A16, more than 4
+  // tokens) and the AMX-BF16 tiles (weight-only schemes, more than 4 tokens). Everything else,
+  // and smoothing (which divides x in fp32), widens them and takes the fp32 path.
+  const bool fp16_path =
+      !o.smoothing && is_w4a16_scheme(w.scheme()) && float_uses_fp16_path(w.float_weights(), x.rows(), input);
+  const bool amx_rows = !o.smoothing && w.is_float_family() && float_amx_reads_rows(w.float_weights(), x.rows());
+  if (!fp16_path && !amx_rows) {
     lowbit::gemm(widen_activations<Half>(x, o), w, y, o);
     return;
   }
   const kernel_record& kernel = *w.kernel();
   kernel.ops->check(w.header(), kernel);
-  float_workspace fws = make_float_half_workspace(w.float_weights(), x.rows(), x.cols(), input);
+  const float_packed& fw = w.float_weights();
+  float_workspace fws = fp16_path ? make_float_half_workspace(fw, x.rows(), x.cols(), input)
+                                  : make_float_amx_workspace(fw, x.rows(), x.cols());
   prepare_tokens_parallel(x.rows(), x.cols(), o, [&](std::int64_t t0, std::int64_t t1) {
-    prepare_float_half_tokens(reinterpret_cast<const std::uint16_t*>(x.data()), x.outerStride(), input, fws, t0, t1);
+    if (fp16_path)
+      prepare_float_half_tokens(reinterpret_cast<const std::uint16_t*>(x.data()), x.outerStride(), input, fws, t0, t1);
+    else
+      prepare_float_amx_rows(fw, x.data(), x.outerStride(), input, fws, t0, t1);
   });
   RowMatrixXf lorc_t;
   if (o.lorc_v) lorc_t.noalias() = x.template cast<float>() * o.lorc_v->transpose();
@@ -321,8 +330,9 @@ void gemm_16bit(const Eigen::Ref<const Eigen::Matrix<Half, Eigen::Dynamic, Eigen
 // The same with fp16 or bf16 activations [tokens, K]. W4A16 weights run them on the
 // AVX512-FP16 kernel where the CPU has it and the call has more than 4 tokens (fp16
 // arithmetic in short runs, fp32 across them: the tolerance is in
-// kernels/x86/avx512fp16_float.hpp); every other case widens x to fp32 (exactly) and runs
-// the fp32 gemm above. Non-finite activations are an error.
+// kernels/x86/avx512fp16_float.hpp); weight-only schemes on AMX-BF16 tiles read them as they
+// are (kernels/x86/amx_float.hpp); every other case widens x to fp32 (exactly) and runs the
+// fp32 gemm above. Non-finite activations are an error.
 template <class Deferred = void>  // see "Compile time" in docs/design.md
 void gemm(ConstRowMatrixHRef x, const PackedWeights& w, RowMatrixRef y, const GemmOptions& o = {}) {
   detail::gemm_16bit<Eigen::half>(x, activation_dtype::f16, w, y, o);

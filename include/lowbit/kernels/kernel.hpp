@@ -35,8 +35,9 @@ enum class gemm_scheme : std::uint8_t {
 };
 
 // The element type of the activations a gemm() call passes in. W4A16 schemes run fp16 and
-// bf16 activations on the AVX512-FP16 kernel where the CPU has it; everything else widens
-// them to fp32 first (exactly: every fp16 and bf16 value is an fp32 value).
+// bf16 activations on the AVX512-FP16 kernel where the CPU has it, weight-only schemes on
+// AMX-BF16 tiles read them as they are; everything else widens them to fp32 first (exactly:
+// every fp16 and bf16 value is an fp32 value).
 enum class activation_dtype : std::uint8_t { f32, f16, bf16 };
 
 constexpr std::string_view to_string(activation_dtype d) noexcept {

@@ -21,7 +21,7 @@
 // sums (which the other tiers have too). fp16 inputs have r = 0 (11 bits = hi's 8 + lo's 3).
 // A call runs a second tile pass only for token super-blocks where some lo is non-zero, so
 // A8 schemes and bf16 inputs take one pass. PackOptions::bf16_activations (opt-in) keeps hi
-// alone: one pass, each product off by up to 2^-8 relative (amx_float_split_tokens).
+// alone: one pass, each product off by up to 2^-8 relative (amx_float_split_rows).
 //
 // Tiles (all 16 rows x 64 bytes, one configuration for the call): A = 16 tokens x 32 k of one
 // part (bf16, straight from the workspace rows), B = 32 k x 16 columns in pairs (row r holds
@@ -52,6 +52,13 @@ constexpr std::int64_t amx_float_min_tokens = 4;
 // Whether a call with `tokens` rows runs the tiles (the workspace then holds the bf16 parts).
 inline bool float_amx_uses_tiles(const float_packed& w, std::int64_t tokens) noexcept {
   return w.amx_bf16 && tokens > amx_float_min_tokens;
+}
+
+// Whether a call of `tokens` rows on these weights reads them straight
+// into the bf16 parts (prepare_float_amx_rows): the tiles run and no activation quantization
+// needs them as fp32 first. gemm() then hands fp16 / bf16 activations over without widening.
+inline bool float_amx_reads_rows(const float_packed& w, std::int64_t tokens) noexcept {
+  return float_amx_uses_tiles(w, tokens) && !scheme_quantizes_activations(w.scheme);
 }
 
 }  // namespace lowbit::detail
@@ -92,25 +99,69 @@ LOWBIT_TARGET_AVX512 inline __m512i amx_bf16_round(__m512 v, __m512& rounded) {
   return _mm512_srli_epi32(r, 16);
 }
 
-// Tokens [t0, t1) of ws.x (fp32 rows: x, or the exact E4M3 values of A8 schemes) into
-// ws.x_bf16's hi and lo planes, with the per-token 2^e (ws.bf16_scale) and whether any lo is
-// non-zero (ws.bf16_two). round_only (PackOptions::bf16_activations): hi alone, the lo plane
-// stays 0 and every call runs one pass; |x' - hi| <= 2^(q-8) <= 2^-8 |x'| (half an ulp of an
-// 8-bit significand), so each product errs by up to 2^-8 relative. Disjoint ranges may run on
-// different threads.
-LOWBIT_TARGET_AVX512 inline void amx_float_split_tokens(float_workspace& ws, std::int64_t t0, std::int64_t t1,
-                                                        bool round_only = false) {
-  const std::int64_t k_in = ws.cols, xs = ws.x_stride, bs = ws.bf16_stride;
+// 16 activations k.. of a row as exact fp32 values, past the mask zero: fp32, bf16 (its bits
+// are the top half of an fp32's) or fp16 rows.
+template <activation_dtype In>
+LOWBIT_TARGET_AVX512 inline __m512 amx_load_activations(const void* row, std::int64_t k, __mmask16 m) {
+  if constexpr (In == activation_dtype::f32) {
+    return _mm512_maskz_loadu_ps(m, static_cast<const float*>(row) + k);
+  } else {
+    const __m256i h = _mm256_maskz_loadu_epi16(m, static_cast<const std::uint16_t*>(row) + k);
+    if constexpr (In == activation_dtype::bf16)
+      return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+    else
+      return _mm512_cvtph_ps(h);
+  }
+}
+
+// Tokens [t0, t1) of a weight-only call, read from the caller's rows (`src` + t * `stride`
+// elements of In: the fp32 call's x, or the fp16 / bf16 activations gemm() was given), straight
+// into ws.x_bf16's hi and lo planes, with the per-token 2^e (ws.bf16_scale), whether any lo
+// is non-zero (ws.bf16_two) and, for zero points and float offsets, the group sums: every
+// thing the tiles read, in one pass over the row besides the max. The tiles never read
+// ws.x, so it is not written (a copy, and for 16-bit inputs a widened copy made before the
+// call, were a fifth of a 16-thread call's time: docs/performance.md, "Session 33").
+// round_only (PackOptions::bf16_activations): hi alone, the lo plane stays 0 and every call
+// runs one pass; |x' - hi| <= 2^(q-8) <= 2^-8 |x'| (half an ulp of an 8-bit significand), so
+// each product errs by up to 2^-8 relative. A non-finite value is an error, as on every other
+// path. Disjoint ranges may run on different threads.
+template <activation_dtype In>
+LOWBIT_TARGET_AVX512 void amx_float_split_rows(const float_packed& w, const void* src, std::int64_t stride,
+                                               float_workspace& ws, std::int64_t t0, std::int64_t t1,
+                                               bool round_only = false) {
+  constexpr std::size_t elem = In == activation_dtype::f32 ? 4 : 2;
+  const std::int64_t k_in = ws.cols, bs = ws.bf16_stride;
   const std::int64_t plane = ws.bf16_rows * bs;
-  const __m512 abs_mask = _mm512_castsi512_ps(_mm512_set1_epi32(0x7FFFFFFF));
+  const bool sums = float_code_has_group_term(w.code);
+  std::vector<float> widened(sums ? static_cast<std::size_t>(k_in) : 0);  // the row as fp32, for the sums
   for (std::int64_t t = t0; t < t1; ++t) {
-    const float* xr = ws.x.data() + t * xs;
-    __m512 mx = _mm512_setzero_ps();
+    const void* xr = static_cast<const char*>(src) + t * stride * static_cast<std::int64_t>(elem);
+    // max |x| as the largest magnitude's bits: finite floats order as their bits do, and Inf
+    // or NaN compare above every finite value.
+    __m512i mx = _mm512_setzero_si512();
     for (std::int64_t k = 0; k < k_in; k += 16) {
       const __mmask16 m = k + 16 <= k_in ? __mmask16(0xFFFF) : __mmask16((1u << (k_in - k)) - 1u);
-      mx = _mm512_max_ps(mx, _mm512_and_ps(_mm512_maskz_loadu_ps(m, xr + k), abs_mask));
+      const __m512 v = amx_load_activations<In>(xr, k, m);
+      mx = _mm512_max_epu32(mx, _mm512_and_si512(_mm512_castps_si512(v), _mm512_set1_epi32(0x7FFFFFFF)));
+      if (sums) _mm512_mask_storeu_ps(widened.data() + k, m, v);
     }
-    const float amax = _mm512_reduce_max_ps(mx);
+    const std::uint32_t max_bits = static_cast<std::uint32_t>(_mm512_reduce_max_epu32(mx));
+    if (max_bits >= 0x7F800000u)  // find the culprit for the message
+      for (std::int64_t k = 0; k < k_in; ++k) {
+        alignas(64) float v[16];
+        _mm512_store_ps(v, amx_load_activations<In>(xr, k, 1));
+        if (!std::isfinite(v[0]))
+          fail("activations: non-finite value at token " + std::to_string(t) + ", column " + std::to_string(k));
+      }
+    float amax;
+    std::memcpy(&amax, &max_bits, 4);
+    if (sums)  // in k order, as prepare_float_tokens sums x for the other tiers
+      for (std::int64_t g = 0; g < ws.groups; ++g) {
+        const std::int64_t k0 = g * ws.group_size, k1 = std::min(k_in, k0 + ws.group_size);
+        float s = 0.0f;
+        for (std::int64_t k = k0; k < k1; ++k) s += widened[static_cast<std::size_t>(k)];
+        ws.group_sums[static_cast<std::size_t>(t * ws.groups + g)] = s;
+      }
     int e = 0;
     if (amax > 0.0f) {
       (void)std::frexp(amax, &e);             // amax in [2^(e-1), 2^e)
@@ -125,7 +176,7 @@ LOWBIT_TARGET_AVX512 inline void amx_float_split_tokens(float_workspace& ws, std
     __m512i any = _mm512_setzero_si512();
     for (std::int64_t k = 0; k < k_in; k += 16) {
       const __mmask16 m = k + 16 <= k_in ? __mmask16(0xFFFF) : __mmask16((1u << (k_in - k)) - 1u);
-      const __m512 v = _mm512_mul_ps(_mm512_maskz_loadu_ps(m, xr + k), sv);
+      const __m512 v = _mm512_mul_ps(amx_load_activations<In>(xr, k, m), sv);
       __m512 hv, lv;
       const __m512i h = amx_bf16_round(v, hv);
       const __m512i l = amx_bf16_round(_mm512_sub_ps(v, hv), lv);  // v - hv: exact
@@ -179,6 +230,51 @@ LOWBIT_TARGET_AVX512 inline __m512i amx_bf16_from_int8(__m256i codes) {
   const __m512i b = _mm512_srli_epi32(
       _mm512_castps_si512(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm256_extracti128_si256(codes, 1)))), 16);
   return _mm512_inserti64x4(_mm512_castsi256_si512(_mm512_cvtepi32_epi16(a)), _mm512_cvtepi32_epi16(b), 1);
+}
+
+// Tokens [t0, t1) of an A8 call (E4M3 activations): ws.codes, which prepare_float_tokens
+// wrote, straight into the hi plane. A code's value is a bf16 number (4 significant bits,
+// 2^-9..448), and x' = value * 2^e(t) only moves its exponent (|x'| stays in [2^-18, 2): no
+// bf16 subnormal), so hi is that value with e added to its exponent, lo is 0 (never read:
+// bf16_two = 0), and the planes are the bits amx_float_split_rows makes from the decoded
+// values, without decoding them to fp32 first.
+LOWBIT_TARGET_AVX512 inline void amx_float_e4m3_rows(float_workspace& ws, std::int64_t t0, std::int64_t t1) {
+  const std::int64_t k_in = ws.cols, bs = ws.bf16_stride;
+  alignas(64) std::uint16_t sub_bits[32];
+  amx_float_table(float_code::e4m3, sub_bits);
+  const __m512i sub_table = _mm512_load_si512(sub_bits);
+  for (std::int64_t t = t0; t < t1; ++t) {
+    const std::uint8_t* codes = ws.codes.data() + t * k_in;
+    // The largest magnitude code is the largest value (E4M3 orders as its bits; prepare
+    // saturates to finite codes, so no NaN code 0x7F).
+    __m512i mx = _mm512_setzero_si512();
+    for (std::int64_t k = 0; k < k_in; k += 64) {
+      const __mmask64 m = k + 64 <= k_in ? ~__mmask64(0) : (__mmask64(1) << (k_in - k)) - 1u;
+      mx = _mm512_max_epu8(mx, _mm512_and_si512(_mm512_maskz_loadu_epi8(m, codes + k), _mm512_set1_epi8(0x7F)));
+    }
+    const __m256i m32 = _mm256_max_epu8(_mm512_castsi512_si256(mx), _mm512_extracti64x4_epi64(mx, 1));
+    alignas(32) std::uint8_t lanes[32];
+    _mm256_store_si256(reinterpret_cast<__m256i*>(lanes), m32);
+    const std::uint8_t top = *std::max_element(lanes, lanes + 32);
+    const float amax = float8_e4m3fn::decode_table[top];
+    int e = 0;  // the rule of amx_float_split_rows
+    if (amax > 0.0f) {
+      (void)std::frexp(amax, &e);
+      e = std::clamp(1 - e, -126, 126);
+    }
+    ws.bf16_scale[static_cast<std::size_t>(t)] = std::ldexp(1.0f, e);
+    ws.bf16_unscale[static_cast<std::size_t>(t)] = std::ldexp(1.0f, -e);
+    const __m512i shift = _mm512_set1_epi16(static_cast<short>(e * 128));  // e in the exponent field
+    std::uint16_t* hi = ws.x_bf16.data() + t * bs;
+    for (std::int64_t k = 0; k < k_in; k += 32) {
+      const __mmask32 m = k + 32 <= k_in ? ~__mmask32(0) : (__mmask32(1) << (k_in - k)) - 1u;
+      const __m512i b = amx_bf16_from_e4m3(_mm256_maskz_loadu_epi8(m, codes + k), sub_table);
+      const __mmask32 nonzero = _mm512_test_epi16_mask(b, _mm512_set1_epi16(0x7FFF));
+      _mm512_mask_storeu_epi16(hi + k, m, _mm512_mask_add_epi16(b, nonzero, b, shift));
+    }
+    std::fill(hi + k_in, hi + bs, std::uint16_t{0});  // as amx_float_split_rows
+    ws.bf16_two[static_cast<std::size_t>(t)] = 0;
+  }
 }
 
 // K-rows [k0, k1) of a block (k1 - k0 <= nb * 32) as nb k-blocks of two B tiles each:
@@ -510,21 +606,58 @@ inline float_workspace make_float_amx_workspace(const float_packed& w, std::int6
   ws.bf16_scale.assign(static_cast<std::size_t>(tokens), 1.0f);
   ws.bf16_unscale.assign(static_cast<std::size_t>(tokens), 1.0f);
   ws.bf16_two.assign(static_cast<std::size_t>(tokens), 0);
+  // The tiles read the bf16 parts, the codes and the group sums, never x: weight-only calls
+  // go from the caller's rows to the parts, A8 calls from the codes (prepare_float_amx_tokens).
+  // Only an A8 code with a group term would still sum the decoded x (no scheme has one).
+  if (float_amx_reads_rows(w, tokens) || !float_code_has_group_term(w.code)) ws.x = aligned_buffer<float>{};
   return ws;
 }
 
-// prepare_float_tokens, then (tile calls) the bf16 parts of the same tokens.
+// The padding rows of the last A tile, zero in both parts; by the call that prepares the
+// last token.
+inline void amx_float_zero_padding(float_workspace& ws, std::int64_t t1) {
+  if (t1 != ws.tokens) return;
+  for (std::int64_t part = 0; part < 2; ++part) {
+    std::uint16_t* base = ws.x_bf16.data() + (part * ws.bf16_rows + ws.tokens) * ws.bf16_stride;
+    std::fill(base, base + (ws.bf16_rows - ws.tokens) * ws.bf16_stride, std::uint16_t{0});
+  }
+}
+
+// Tokens [t0, t1) of a call whose tiles read its activations straight (float_amx_reads_rows):
+// `x` rows of `input` (fp32, fp16 or bf16), `stride` elements apart.
+inline void prepare_float_amx_rows(const float_packed& w, const void* x, std::int64_t stride, activation_dtype input,
+                                   float_workspace& ws, std::int64_t t0, std::int64_t t1) {
+#if LOWBIT_HAVE_X86_SIMD
+  const bool round = w.bf16_round_activations;
+  switch (input) {
+    case activation_dtype::f32: amx_float_split_rows<activation_dtype::f32>(w, x, stride, ws, t0, t1, round); break;
+    case activation_dtype::f16: amx_float_split_rows<activation_dtype::f16>(w, x, stride, ws, t0, t1, round); break;
+    case activation_dtype::bf16: amx_float_split_rows<activation_dtype::bf16>(w, x, stride, ws, t0, t1, round); break;
+  }
+  amx_float_zero_padding(ws, t1);
+#else
+  (void)w, (void)x, (void)stride, (void)input, (void)ws, (void)t0, (void)t1;
+  fail("gemm: the AMX-BF16 kernels are x86 only");
+#endif
+}
+
+// The record's prepare: few-token calls as the AVX-512 tier; tile calls of weight-only
+// schemes read x straight into the bf16 parts; A8 calls quantize x to E4M3 codes
+// (prepare_float_tokens, the one rule) and move the codes into the hi part.
 inline void prepare_float_amx_tokens(const float_packed& w, ConstRowMatrixRef x, float_workspace& ws, std::int64_t t0,
                                      std::int64_t t1) {
+  if (ws.x_bf16.empty()) {
+    prepare_float_tokens(w, x, ws, t0, t1);
+    return;
+  }
+  if (float_amx_reads_rows(w, ws.tokens)) {
+    prepare_float_amx_rows(w, x.data(), x.outerStride(), activation_dtype::f32, ws, t0, t1);
+    return;
+  }
   prepare_float_tokens(w, x, ws, t0, t1);
-  if (ws.x_bf16.empty()) return;
 #if LOWBIT_HAVE_X86_SIMD
-  amx_float_split_tokens(ws, t0, t1, w.bf16_round_activations);
-  if (t1 == ws.tokens)  // the padding rows of the last A tile: zero in both parts
-    for (std::int64_t part = 0; part < 2; ++part) {
-      std::uint16_t* base = ws.x_bf16.data() + (part * ws.bf16_rows + ws.tokens) * ws.bf16_stride;
-      std::fill(base, base + (ws.bf16_rows - ws.tokens) * ws.bf16_stride, std::uint16_t{0});
-    }
+  amx_float_e4m3_rows(ws, t0, t1);
+  amx_float_zero_padding(ws, t1);
 #else
   fail("gemm: the AMX-BF16 kernels are x86 only");
 #endif
