@@ -433,11 +433,6 @@ struct amx_float_scratch {
   aligned_buffer<float> cg;         // the last two groups' C: [2][token][32]
   aligned_buffer<float> acc;        // [token][32]: sum over groups of C * scale (+ group terms)
 };
-template <class T>
-T* amx_float_grow(aligned_buffer<T>& buf, std::int64_t n) {
-  if (buf.size() < static_cast<std::size_t>(n)) buf.resize(static_cast<std::size_t>(n));
-  return buf.data();
-}
 
 // One group's epilogue for tokens [i0, i1) of the super-block at s0: acc += C * scale, and
 // for zero points / offsets the group's term times sum_group(x) (in the units of x': an exact
@@ -492,10 +487,10 @@ LOWBIT_TARGET_AVX512 void amx_float_tiles_t(const float_packed& w, const float_w
   const std::int64_t bs = ws.bf16_stride, plane = ws.bf16_rows * bs;
   const std::int64_t sup = std::min(amx_float_super_tokens, round_up(tokens, 16));
   thread_local amx_float_scratch scr;
-  std::uint16_t* bt = amx_float_grow(scr.b, amx_float_chunk_blocks * 2 * amx_float_tile_elems);
-  float* csave_all = amx_float_grow(scr.c, sup * NB);
-  float* cg = amx_float_grow(scr.cg, 2 * sup * NB);
-  float* acc = amx_float_grow(scr.acc, sup * NB);
+  std::uint16_t* bt = amx_scratch_grow(scr.b, amx_float_chunk_blocks * 2 * amx_float_tile_elems);
+  float* csave_all = amx_scratch_grow(scr.c, sup * NB);
+  float* cg = amx_scratch_grow(scr.cg, 2 * sup * NB);
+  float* acc = amx_scratch_grow(scr.acc, sup * NB);
   alignas(64) std::uint16_t table_bits[32];
   amx_float_table(C, table_bits);
   const __m512i table = _mm512_load_si512(table_bits);

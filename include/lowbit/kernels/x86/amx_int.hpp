@@ -76,12 +76,23 @@ LOWBIT_TARGET_AMX inline void amx_configure_16x64() {
   __asm__ volatile("ldtilecfg %0" : : "m"(cfg));
 }
 
-// Scratch of one run() call (per thread).
+// Scratch of one thread, kept between calls (its sizes depend only on the groups and the
+// tokens). It was made and zero-filled by every run() call before: with g128 that is 512 KiB
+// per call and column chunk (4 chunks a thread), which a 16-thread call paid on every thread.
 struct amx_int_scratch {
   aligned_buffer<std::uint8_t> b;      // B tiles of a chunk in L1: [block][sub-block] x 1 KiB
   aligned_buffer<std::int32_t> c;      // C tiles of a long group between chunks: tokens x 32
   aligned_buffer<std::int32_t> acc;    // per group, token and column: the raw int32 group sum
 };
+
+// A scratch buffer of at least n elements, grown but never cleared: the kernels read only
+// what the same call wrote there (B staged before its tiles load it, C saved before it is
+// reloaded, every group's sums stored before the epilogue reads them).
+template <class T>
+T* amx_scratch_grow(aligned_buffer<T>& buf, std::int64_t n) {
+  if (buf.size() < static_cast<std::size_t>(n)) buf.resize_uninitialized(static_cast<std::size_t>(n));
+  return buf.data();
+}
 
 // K blocks [0, nb) of a group into L1 as contiguous B tiles. int4: the 8 steps of a block
 // unpack (AND / SHIFT+AND) to two tiles; int8: the 16 steps of a block are copied, so the
@@ -166,10 +177,10 @@ LOWBIT_TARGET_AMX void amx_int_tiles(const int_packed& p, const int_workspace& w
   const std::int64_t lane_bytes = NT * 4;
   const std::int64_t group_bytes = (p.group_padded / p.kstep + 1) * lane_bytes;  // every group but the last
   const std::int64_t sup = std::min(amx_super_tokens, round_up(ws.m, amx_token_rows));
-  amx_int_scratch scr;
-  scr.b.resize(static_cast<std::size_t>(amx_chunk_blocks * 2 * 1024));
-  scr.c.resize(static_cast<std::size_t>(sup * NT));
-  scr.acc.resize(static_cast<std::size_t>(p.groups * sup * NT));
+  thread_local amx_int_scratch scr;
+  std::uint8_t* const bt = amx_scratch_grow(scr.b, amx_chunk_blocks * 2 * 1024);
+  std::int32_t* const csave_all = amx_scratch_grow(scr.c, sup * NT);
+  std::int32_t* const acc_all = amx_scratch_grow(scr.acc, p.groups * sup * NT);
   amx_configure_16x64();
   for (std::int64_t t = tile_begin; t < tile_end; ++t) {
     const std::uint8_t* tile = p.tile(t);
@@ -182,19 +193,19 @@ LOWBIT_TARGET_AMX void amx_int_tiles(const int_packed& p, const int_workspace& w
       for (std::int64_t g = 0; g < p.groups; ++g) {
         const std::int64_t plen = p.padded_len(g);
         const std::int64_t nkb = plen / 64;
-        std::int32_t* accg = scr.acc.data() + g * sup * NT;
+        std::int32_t* accg = acc_all + g * sup * NT;
         for (std::int64_t c0 = 0; c0 < nkb; c0 += amx_chunk_blocks) {
           const std::int64_t nb = std::min(amx_chunk_blocks, nkb - c0);
           const bool first = c0 == 0, last = c0 + nb == nkb;
-          amx_stage_b<Int4>(w + c0 * (Int4 ? 8 : 16) * lane_bytes, nb, scr.b.data());
+          amx_stage_b<Int4>(w + c0 * (Int4 ? 8 : 16) * lane_bytes, nb, bt);
           for (std::int64_t b = 0; b < blocks; b += 2) {
             const std::int8_t* a = ws.a.data() + (s0 + b * amx_token_rows) * ws.a_stride + koff + c0 * 64;
-            std::int32_t* csave = scr.c.data() + b * amx_token_rows * NT;
+            std::int32_t* csave = csave_all + b * amx_token_rows * NT;
             std::int32_t* cdst = last ? accg + b * amx_token_rows * NT : csave;
             if (b + 1 < blocks)
-              amx_chunk<true>(a, ws.a_stride, scr.b.data(), nb, first, csave, cdst);
+              amx_chunk<true>(a, ws.a_stride, bt, nb, first, csave, cdst);
             else
-              amx_chunk<false>(a, ws.a_stride, scr.b.data(), nb, first, csave, cdst);
+              amx_chunk<false>(a, ws.a_stride, bt, nb, first, csave, cdst);
           }
         }
         w += (plen / p.kstep + 1) * lane_bytes;
@@ -210,7 +221,7 @@ LOWBIT_TARGET_AMX void amx_int_tiles(const int_packed& p, const int_workspace& w
         for (int v = 0; v < 2; ++v) {
           const int left = ncols - v * 16;
           if (left <= 0) break;
-          const std::int32_t* accp = scr.acc.data() + (i - s0) * NT + v * 16;
+          const std::int32_t* accp = acc_all + (i - s0) * NT + v * 16;
           const std::uint8_t* params = tile + (p.group_padded / p.kstep) * lane_bytes + v * 64;
           auto group_params = [&](std::int64_t g) {
             return g + 1 < p.groups ? params + g * group_bytes : last_params + v * 64;
