@@ -44,7 +44,7 @@ enum class isa_tier : int {
 // The implementations inside a tier, named as selected_kernel() ends (w8a8_int8_pc_avx512vnni):
 //   avx2 / avx2vnni          AVX2 with VPMADDUBSW, or AVX-VNNI's VPDPBUSD on ymm
 //   avx512bw / avx512vnni    AVX-512 with VPMADDUBSW, or VPDPBUSD on zmm
-//   amx                      AMX-INT8 tiles (TDPBSUD) inside the AVX-512 tier
+//   amx                      AMX-INT8 tiles (TDPBSSD) inside the AVX-512 tier
 //   neon / neondot           AArch64 without / with SDOT
 //   neoni8mm                 AArch64 with I8MM (USMMLA, ARMv8.6+: Graviton 3/4, Apple M2+)
 // Families with one implementation per tier (the float kernels, bulk conversion) run their

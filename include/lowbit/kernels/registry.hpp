@@ -308,7 +308,7 @@ struct kernel_table {
       float_amx_kernel<Deferred>(gemm_scheme::w8a16_int8, RUN(&run_float_columns<&fn<Deferred>>)),
   static constexpr kernel_record records[] = {
       //                 sub-tier   cols layout k steps k inputs  code     tile function
-      LOWBIT_INT_RECORDS(amx,        32, dot4,  1,      64,       LOWBIT_RUN_X86, run_int_amx)         // TDPBSUD
+      LOWBIT_INT_RECORDS(amx,        32, dot4,  1,      64,       LOWBIT_RUN_X86, run_int_amx)         // TDPBSSD
       LOWBIT_INT_RECORDS(avx512vnni, 32, dot4,  1,      0,        LOWBIT_RUN_X86, run_int_avx512vnni)  // VPDPBUSD zmm
       LOWBIT_INT_RECORDS(avx512bw,   32, dot4,  1,      0,        LOWBIT_RUN_X86, run_int_avx512bw)    // VPMADDUBSW zmm
       LOWBIT_INT_RECORDS(avx2vnni,   16, dot4,  1,      0,        LOWBIT_RUN_X86, run_int_avx2vnni)    // AVX-VNNI ymm

@@ -27,7 +27,7 @@
 // int8 B tile loads straight from the packed weights with a 128-byte row stride, and an int4
 // K block (8 steps) unpacks into two B tiles (low nibbles: even rows, high nibbles: odd rows).
 // The only difference is the padding: every group is padded to a multiple of 64 inputs (one
-// TDPBSUD's K, `k_align`), with weights at the bias and activations zero, so no tile ever
+// TDPBSSD's K, `k_align`), with weights at the bias and activations zero, so no tile ever
 // reads across a group boundary. The sub-tier and k_align are recorded with the tier.
 //
 // NEON I8MM (sub-tier neoni8mm, layout `mmla`) reorders the bytes inside each PAIR of k steps,

@@ -119,8 +119,9 @@ LOWBIT_TARGET_AVX512 inline __m512 amx_load_activations(const void* row, std::in
 // into ws.x_bf16's hi and lo planes, with the per-token 2^e (ws.bf16_scale), whether any lo
 // is non-zero (ws.bf16_two) and, for zero points and float offsets, the group sums: every
 // thing the tiles read, in one pass over the row besides the max. The tiles never read
-// ws.x, so it is not written (a copy, and for 16-bit inputs a widened copy made before the
-// call, were a fifth of a 16-thread call's time: docs/performance.md, "Session 33").
+// ws.x, so it is not written: that copy, the widened copy of 16-bit inputs made before it and
+// the split's second read were 4-15% of a 16-thread bf16-input call on the device Xeon
+// (docs/performance.md, "Session 33").
 // round_only (PackOptions::bf16_activations): hi alone, the lo plane stays 0 and every call
 // runs one pass; |x' - hi| <= 2^(q-8) <= 2^-8 |x'| (half an ulp of an 8-bit significand), so
 // each product errs by up to 2^-8 relative. A non-finite value is an error, as on every other

@@ -2,12 +2,13 @@
 // AMX-INT8 sub-tier of the integer-activation family (x86-64 with AMX-TILE + AMX-INT8, on
 // Linux after arch_prctl granted tile data: dispatch/cpu_features.hpp).
 //
-// Operands: TDPBSUD multiplies SIGNED bytes of A (M x K) by UNSIGNED bytes of B (K x N). The
+// Operands: TDPBSSD multiplies SIGNED bytes of A (M x K) by SIGNED bytes of B (K x N). The
 // activations (int8 codes) are A, one 16-token x 64-input tile loaded straight from the
-// workspace rows; the weights are B, stored biased and unsigned as for VPDPBUSD (int8: w + 128,
-// int4: w + 8), so the same per-(token, group) correction B * sum(a) made in prepare removes
-// the bias, and every int32 group sum equals the vector tiers' (and the scalar reference's).
-// TDPBSUD accumulates in int32 without saturation, wrapping like VPDPBUSD.
+// workspace rows; the weights are B. They are stored biased and unsigned for VPDPBUSD (int8:
+// w + 128, int4: w + 8), and staging into L1 takes the bias off again (int8: XOR 0x80, int4:
+// minus 8), so the tiles sum a * w itself and the epilogue has no correction B * sum(a) to
+// subtract: modulo 2^32 the int32 group sums are the vector tiers' (and the scalar
+// reference's) bits. TDPBSSD accumulates in int32 without saturation, wrapping.
 //
 // Layout: the avx512 tier's (32-column tiles of two 16-column sub-blocks) with every group
 // padded to 64 inputs (pack/int_packing.hpp), so one K block never spans two groups:
@@ -16,11 +17,11 @@
 // both are staged per chunk into L1 (int8 copied), since tile loads of 16 lines straight from
 // L3 ran the int8 kernel below the VNNI one.
 // Tiles: C 2 token blocks x 2 sub-blocks (tmm0-3), A (tmm4-5), B (tmm6-7): 32 tokens x 32
-// columns per 4 TDPBSUD. Token rows past m are zero in the workspace (it has whole 16-row
+// columns per 4 TDPBSSD. Token rows past m are zero in the workspace (it has whole 16-row
 // blocks, and prepare zeroes the rows past m: kernels/int_family.hpp), so every tile is
 // 16 x 64 bytes and one configuration serves the whole call.
-// Each group's C tiles are stored as raw int32 sums; afterwards, per token and column, the
-// correction is subtracted and the groups' contributions added in group order by the same
+// Each group's C tiles are stored as int32 sums of a * w; afterwards, per token and column,
+// the groups' contributions are added in group order by the same
 // FMA as the other tiers (or, for M2, the same shift-and-add in int32), so the results are
 // bit-identical to the scalar reference. Groups longer than `amx_chunk_blocks` K blocks carry
 // their C tiles through scratch.
@@ -94,27 +95,29 @@ T* amx_scratch_grow(aligned_buffer<T>& buf, std::int64_t n) {
   return buf.data();
 }
 
-// K blocks [0, nb) of a group into L1 as contiguous B tiles. int4: the 8 steps of a block
-// unpack (AND / SHIFT+AND) to two tiles; int8: the 16 steps of a block are copied, so the
-// tile loads never wait on 16 scattered lines from L3 (the vector loads here prefetch well).
+// K blocks [0, nb) of a group into L1 as contiguous B tiles of signed weights. int4: the 8
+// steps of a block unpack (AND / SHIFT+AND, minus the bias 8) to two tiles; int8: the 16 steps
+// of a block are copied with the bias 128 flipped off, so the tile loads never wait on 16
+// scattered lines from L3 (the vector loads here prefetch well).
 template <bool Int4>
 LOWBIT_TARGET_AMX inline void amx_stage_b(const std::uint8_t* w, std::int64_t nb, std::uint8_t* out) {
-  const __m512i low4 = _mm512_set1_epi8(0x0F);
+  const __m512i low4 = _mm512_set1_epi8(0x0F), bias4 = _mm512_set1_epi8(8), bias8 = _mm512_set1_epi8(-128);
   for (std::int64_t b = 0; b < nb; ++b) {
     if constexpr (Int4) {
       for (int s = 0; s < 8; ++s)
         for (int v = 0; v < 2; ++v) {
           const __m512i raw = _mm512_load_si512(reinterpret_cast<const void*>(w + (b * 8 + s) * 128 + v * 64));
           std::uint8_t* tile = out + (b * 2 + v) * 1024;
-          _mm512_store_si512(reinterpret_cast<void*>(tile + (2 * s) * 64), _mm512_and_si512(raw, low4));
+          _mm512_store_si512(reinterpret_cast<void*>(tile + (2 * s) * 64),
+                             _mm512_sub_epi8(_mm512_and_si512(raw, low4), bias4));
           _mm512_store_si512(reinterpret_cast<void*>(tile + (2 * s + 1) * 64),
-                             _mm512_and_si512(_mm512_srli_epi16(raw, 4), low4));
+                             _mm512_sub_epi8(_mm512_and_si512(_mm512_srli_epi16(raw, 4), low4), bias4));
         }
     } else {
       for (int s = 0; s < 16; ++s)
         for (int v = 0; v < 2; ++v)
           _mm512_store_si512(reinterpret_cast<void*>(out + (b * 2 + v) * 1024 + s * 64),
-                             _mm512_load_si512(reinterpret_cast<const void*>(w + (b * 16 + s) * 128 + v * 64)));
+                             _mm512_xor_si512(_mm512_load_si512(reinterpret_cast<const void*>(w + (b * 16 + s) * 128 + v * 64)), bias8));
     }
   }
 }
@@ -147,12 +150,12 @@ LOWBIT_TARGET_AMX void amx_chunk(const std::int8_t* a, std::int64_t a_stride, co
     _tile_loadd(4, a + b * 64, a_stride);
     _tile_loadd(6, bsrc + (b * 2) * 1024, 64);
     _tile_loadd(7, bsrc + (b * 2 + 1) * 1024, 64);
-    _tile_dpbsud(0, 4, 6);
-    _tile_dpbsud(1, 4, 7);
+    _tile_dpbssd(0, 4, 6);
+    _tile_dpbssd(1, 4, 7);
     if constexpr (Pair) {
       _tile_loadd(5, a1 + b * 64, a_stride);
-      _tile_dpbsud(2, 5, 6);
-      _tile_dpbsud(3, 5, 7);
+      _tile_dpbssd(2, 5, 6);
+      _tile_dpbssd(3, 5, 7);
     }
   }
   _tile_stored(0, cdst, cstride);
@@ -165,7 +168,7 @@ LOWBIT_TARGET_AMX void amx_chunk(const std::int8_t* a, std::int64_t a_stride, co
 
 // Tokens are taken in super-blocks of amx_super_tokens so the raw group sums of one column
 // tile (groups x tokens x 32 int32) stay in L2. Per super-block: phase 1 runs only tile code
-// (stage B, TDPBSUD, store C) for every group; phase 2 runs the vector epilogue of every
+// (stage B, TDPBSSD, store C) for every group; phase 2 runs the vector epilogue of every
 // group in group order. Keeping the two apart avoids switching between AMX and the AVX-512
 // epilogue every group, and the int32 sums phase 2 reads were stored long before.
 constexpr std::int64_t amx_super_tokens = 128;
@@ -216,7 +219,6 @@ LOWBIT_TARGET_AMX void amx_int_tiles(const int_packed& p, const int_workspace& w
       const std::uint8_t* last_params = w - lane_bytes;
       for (std::int64_t i = s0; i < std::min(ws.m, s0 + sup); ++i) {
         const __m512 sa = _mm512_set1_ps(ws.a_scale[static_cast<std::size_t>(i)]);
-        const std::int32_t* comp = ws.comp.data() + i * p.groups;
         float* yrow = y + i * ldy + t * NT;
         for (int v = 0; v < 2; ++v) {
           const int left = ncols - v * 16;
@@ -230,7 +232,7 @@ LOWBIT_TARGET_AMX void amx_int_tiles(const int_packed& p, const int_workspace& w
           if constexpr (M2) {
             __m512i tot = _mm512_setzero_si512();
             for (std::int64_t g = 0; g < p.groups; ++g) {
-              const __m512i acc = _mm512_sub_epi32(_mm512_load_si512(accp + g * sup * NT), _mm512_set1_epi32(comp[g]));
+              const __m512i acc = _mm512_load_si512(accp + g * sup * NT);
               tot = _mm512_add_epi32(
                   tot, _mm512_sllv_epi32(acc, _mm512_load_si512(reinterpret_cast<const void*>(group_params(g)))));
             }
@@ -238,7 +240,7 @@ LOWBIT_TARGET_AMX void amx_int_tiles(const int_packed& p, const int_workspace& w
           } else {
             __m512 tot = _mm512_setzero_ps();
             for (std::int64_t g = 0; g < p.groups; ++g) {
-              const __m512i acc = _mm512_sub_epi32(_mm512_load_si512(accp + g * sup * NT), _mm512_set1_epi32(comp[g]));
+              const __m512i acc = _mm512_load_si512(accp + g * sup * NT);
               tot = _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc), _mm512_load_ps(reinterpret_cast<const float*>(group_params(g))),
                                     tot);
             }
