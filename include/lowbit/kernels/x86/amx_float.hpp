@@ -99,18 +99,15 @@ LOWBIT_TARGET_AVX512 inline __m512i amx_bf16_round(__m512 v, __m512& rounded) {
   return _mm512_srli_epi32(r, 16);
 }
 
-// 16 activations k.. of a row as exact fp32 values, past the mask zero: fp32, bf16 (its bits
-// are the top half of an fp32's) or fp16 rows.
+// 16 activations k.. of a row as exact fp32 values, past the mask zero: fp32, bf16 or fp16
+// rows.
 template <activation_dtype In>
 LOWBIT_TARGET_AVX512 inline __m512 amx_load_activations(const void* row, std::int64_t k, __mmask16 m) {
   if constexpr (In == activation_dtype::f32) {
     return _mm512_maskz_loadu_ps(m, static_cast<const float*>(row) + k);
   } else {
-    const __m256i h = _mm256_maskz_loadu_epi16(m, static_cast<const std::uint16_t*>(row) + k);
-    if constexpr (In == activation_dtype::bf16)
-      return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
-    else
-      return _mm512_cvtph_ps(h);
+    return fp16_widen_16bit(_mm256_maskz_loadu_epi16(m, static_cast<const std::uint16_t*>(row) + k),
+                            In == activation_dtype::bf16);
   }
 }
 

@@ -117,7 +117,9 @@ LOWBIT_TARGET_AMX inline void amx_stage_b(const std::uint8_t* w, std::int64_t nb
       for (int s = 0; s < 16; ++s)
         for (int v = 0; v < 2; ++v)
           _mm512_store_si512(reinterpret_cast<void*>(out + (b * 2 + v) * 1024 + s * 64),
-                             _mm512_xor_si512(_mm512_load_si512(reinterpret_cast<const void*>(w + (b * 16 + s) * 128 + v * 64)), bias8));
+                             _mm512_xor_si512(
+                                 _mm512_load_si512(reinterpret_cast<const void*>(w + (b * 16 + s) * 128 + v * 64)),
+                                 bias8));
     }
   }
 }

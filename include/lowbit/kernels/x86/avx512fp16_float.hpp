@@ -29,6 +29,20 @@
 #include "lowbit/kernels/float_layout.hpp"
 #include "lowbit/kernels/x86/nibble_pairs.hpp"
 
+#if LOWBIT_HAVE_X86_SIMD
+#include <immintrin.h>
+
+namespace lowbit::detail {
+
+// 16 fp16 or bf16 values to fp32 (exact). AVX-512F alone: the AMX-BF16 tiles' activation
+// split (x86/amx_float.hpp) reads 16-bit rows with it too.
+LOWBIT_TARGET_AVX512 inline __m512 fp16_widen_16bit(__m256i h, bool bf16) {
+  return bf16 ? _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16)) : _mm512_cvtph_ps(h);
+}
+
+}  // namespace lowbit::detail
+#endif
+
 #if LOWBIT_HAVE_X86_SIMD && LOWBIT_HAVE_AVX512FP16
 #include <immintrin.h>
 
@@ -244,11 +258,6 @@ inline void run_float_avx512fp16(const float_packed& w, const float_workspace& w
     }
     fp16_store_block(ws, acc, b * float_block_cols, n_begin, n_end, y);
   }
-}
-
-// 16 fp16 or bf16 values to fp32 (exact).
-LOWBIT_TARGET_AVX512_FP16 inline __m512 fp16_widen_16bit(__m256i h, bool bf16) {
-  return bf16 ? _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16)) : _mm512_cvtph_ps(h);
 }
 
 // The A16 activations of this path: for each token, e(t) with max_k |x(t, k)| * 2^e(t) in
