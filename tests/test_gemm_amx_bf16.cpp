@@ -149,6 +149,10 @@ TEST_CASE("AMX-BF16 float kernels match the scalar float reference", "[gemm][amx
       CHECK(w.float_weights().amx_bf16);
       for (std::int64_t m : amx_tokens) {
         const RowMatrixXf x = random_x(m, sh.k, ++seed);
+        // gemm() hands 16-bit rows to the tiles as they are exactly when the family rule says
+        // so: weight-only schemes on more than 4 tokens (the A8 ones quantize fp32 rows).
+        CHECK(w.kernel()->ops->reads_16bit(w.header(), m, activation_dtype::bf16) ==
+              (m > detail::amx_float_min_tokens && !detail::scheme_quantizes_activations(sc.scheme)));
         for (input_kind in : {input_kind::f32, input_kind::f16, input_kind::bf16}) {
           RowMatrixXf seen;
           const RowMatrixXf y = run_gemm(w, x, in, seen, 1 + static_cast<int>(m % 2));  // workers too

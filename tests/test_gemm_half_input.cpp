@@ -314,6 +314,11 @@ TEST_CASE("gemm with 16-bit activations: other schemes and smoothing widen to fp
       gemm(xbf, w, y32);
       CHECK((y16.array() == y32.array()).all());
       CHECK(selected_kernel(w, activation_dtype::f16) == std::string(selected_kernel(w)));
+      // The record's family rule says so (gemm() asks it), and its workspace refuses them.
+      for (activation_dtype dt : {activation_dtype::f16, activation_dtype::bf16}) {
+        CHECK_FALSE(w.kernel()->ops->reads_16bit(w.header(), tokens, dt));
+        CHECK_THROWS_AS(w.kernel()->ops->make_workspace(w.header(), tokens, k, dt), lowbit::error);
+      }
       // The widening runs over token ranges on the pool: same bits with 2 threads, and a
       // non-finite value in a worker's range (token 33 of 40) reaches the caller.
       RowMatrixXh xh40 = random_x(40, k, 11).cast<Eigen::half>();
@@ -363,6 +368,12 @@ TEST_CASE("gemm with 16-bit activations: kernel names, threads", "[gemm_half_inp
     CHECK(selected_kernel(w, activation_dtype::f16) == (fp16 ? base + "fp16" : base));
     CHECK(selected_kernel(w, activation_dtype::bf16) == (fp16 ? base + "fp16" : base));
     CHECK(selected_kernel(w_odd, activation_dtype::f16) == std::string(selected_kernel(w_odd)));  // odd groups
+    // The family rule gemm() asks: fp16 path for more than 4 tokens, never for odd groups.
+    CHECK(w.kernel()->ops->reads_16bit(w.header(), 5, activation_dtype::f16) == fp16);
+    CHECK(w.kernel()->ops->reads_16bit(w.header(), 5, activation_dtype::bf16) == fp16);
+    CHECK_FALSE(w.kernel()->ops->reads_16bit(w.header(), 4, activation_dtype::f16));
+    CHECK_FALSE(w.kernel()->ops->reads_16bit(w.header(), 5, activation_dtype::f32));
+    CHECK_FALSE(w_odd.kernel()->ops->reads_16bit(w_odd.header(), 5, activation_dtype::f16));
 
     // Column ranges split over threads give the same bits as one thread.
     const RowMatrixXh xh = random_x(21, 256, 13).cast<Eigen::half>();

@@ -261,7 +261,7 @@ void gemm(ConstRowMatrixRef x, const PackedWeights& w, RowMatrixRef y, const Gem
   // The packed weights' record: its checks once per call, then its prepare and run.
   const detail::kernel_record& kernel = *w.kernel();
   kernel.ops->check(w.header(), kernel);
-  detail::gemm_workspace ws = kernel.ops->make_workspace(w.header(), xs.rows(), xs.cols());
+  detail::gemm_workspace ws = kernel.ops->make_workspace(w.header(), xs.rows(), xs.cols(), activation_dtype::f32);
   detail::workspace_header& wsh = detail::workspace_of(ws);
   detail::prepare_tokens_parallel(xs.rows(), xs.cols(), o, [&](std::int64_t t0, std::int64_t t1) {
     kernel.ops->prepare_tokens(w.header(), xs, wsh, t0, t1);
@@ -298,31 +298,24 @@ void gemm_16bit(const Eigen::Ref<const Eigen::Matrix<Half, Eigen::Dynamic, Eigen
                 activation_dtype input, const PackedWeights& w, RowMatrixRef y, const GemmOptions& o) {
   check_gemm_shapes(x.rows(), x.cols(), w, y, o);
   if (x.rows() == 0) return;
-  // Two kernels read 16-bit activations as they are: the AVX512-FP16 one (W4A16, more than 4
-  // tokens) and the AMX-BF16 tiles (weight-only schemes, more than 4 tokens). Everything else,
-  // and smoothing (which divides x in fp32), widens them and takes the fp32 path.
-  const bool fp16_path =
-      !o.smoothing && is_w4a16_scheme(w.scheme()) && float_uses_fp16_path(w.float_weights(), x.rows(), input);
-  const bool amx_rows = !o.smoothing && w.is_float_family() && float_amx_reads_rows(w.float_weights(), x.rows());
-  if (!fp16_path && !amx_rows) {
+  // The record's family says whether its kernel reads 16-bit rows as they are for this call;
+  // otherwise, and always with smoothing (which divides x in fp32), x is widened to fp32.
+  const kernel_record& kernel = *w.kernel();
+  if (o.smoothing || !kernel.ops->reads_16bit(w.header(), x.rows(), input)) {
     lowbit::gemm(widen_activations<Half>(x, o), w, y, o);
     return;
   }
-  const kernel_record& kernel = *w.kernel();
   kernel.ops->check(w.header(), kernel);
-  const float_packed& fw = w.float_weights();
-  float_workspace fws = fp16_path ? make_float_half_workspace(fw, x.rows(), x.cols(), input)
-                                  : make_float_amx_workspace(fw, x.rows(), x.cols());
+  gemm_workspace ws = kernel.ops->make_workspace(w.header(), x.rows(), x.cols(), input);
+  workspace_header& wsh = workspace_of(ws);
   prepare_tokens_parallel(x.rows(), x.cols(), o, [&](std::int64_t t0, std::int64_t t1) {
-    if (fp16_path)
-      prepare_float_half_tokens(reinterpret_cast<const std::uint16_t*>(x.data()), x.outerStride(), input, fws, t0, t1);
-    else
-      prepare_float_amx_rows(fw, x.data(), x.outerStride(), input, fws, t0, t1);
+    kernel.ops->prepare_16bit_tokens(w.header(), reinterpret_cast<const std::uint16_t*>(x.data()), x.outerStride(),
+                                     input, wsh, t0, t1);
   });
   RowMatrixXf lorc_t;
   if (o.lorc_v) lorc_t.noalias() = x.template cast<float>() * o.lorc_v->transpose();
   gemm_columns(w, x.rows(), y, o, o.lorc_v ? &lorc_t : nullptr,
-               [&](std::int64_t n0, std::int64_t n1) { kernel.run(w.header(), fws, y, n0, n1); });
+               [&](std::int64_t n0, std::int64_t n1) { kernel.run(w.header(), wsh, y, n0, n1); });
 }
 
 }  // namespace detail

@@ -64,10 +64,20 @@ struct family_ops {
                         const std::uint8_t* codes);
   // Throws "...; pack them again" when w is not what r packs or the host cannot run r.
   void (*check)(const packed_header& w, const kernel_record& r);
-  gemm_workspace (*make_workspace)(const packed_header& w, std::int64_t tokens, std::int64_t k);
+  // The workspace of a call of `tokens` rows of `input` activations (f16 / bf16 only where
+  // reads_16bit said so).
+  gemm_workspace (*make_workspace)(const packed_header& w, std::int64_t tokens, std::int64_t k,
+                                   activation_dtype input);
   // Fills tokens [t0, t1) of ws from x (disjoint ranges may run on different threads).
   void (*prepare_tokens)(const packed_header& w, ConstRowMatrixRef x, workspace_header& ws, std::int64_t t0,
                          std::int64_t t1);
+  // Whether a call of `tokens` rows of fp16 / bf16 activations reads them as they are (the
+  // AVX512-FP16 path, the AMX-BF16 tiles); false: gemm() widens them to fp32, exactly, and
+  // calls prepare_tokens. One rule per family, so a tier that reads 16-bit rows says so here.
+  bool (*reads_16bit)(const packed_header& w, std::int64_t tokens, activation_dtype input);
+  // prepare_tokens for those calls: 16-bit rows `stride` elements apart.
+  void (*prepare_16bit_tokens)(const packed_header& w, const std::uint16_t* x, std::int64_t stride,
+                               activation_dtype input, workspace_header& ws, std::int64_t t0, std::int64_t t1);
   // selected_kernel(): the kernel that runs more than 4 tokens of `input` activations.
   std::string (*name)(const packed_header& w, activation_dtype input);
   std::size_t (*bytes)(const packed_header& w);
@@ -107,13 +117,24 @@ packed_layout int_pack(const QuantizedMatrix& q, const kernel_record& r, isa_sub
   return pack_int_layout(q, r.scheme, subtier, r.col_block, r.k_align, static_cast<int_layout>(r.layout), codes);
 }
 
-inline gemm_workspace int_make_workspace(const packed_header& w, std::int64_t tokens, std::int64_t k) {
+inline gemm_workspace int_make_workspace(const packed_header& w, std::int64_t tokens, std::int64_t k,
+                                         activation_dtype input) {
+  if (input != activation_dtype::f32)
+    fail("gemm: the integer kernels quantize fp32 activations, not " + std::string(to_string(input)));
   return make_int_workspace(static_cast<const int_packed&>(w), tokens, k);
 }
 
 inline void int_prepare_tokens(const packed_header& w, ConstRowMatrixRef x, workspace_header& ws, std::int64_t t0,
                                std::int64_t t1) {
   prepare_int_tokens(static_cast<const int_packed&>(w), x, w.tier, static_cast<int_workspace&>(ws), t0, t1);
+}
+
+// The integer kernels quantize fp32 rows: 16-bit activations are widened first.
+inline bool int_reads_16bit(const packed_header&, std::int64_t, activation_dtype) { return false; }
+
+inline void int_prepare_16bit_tokens(const packed_header&, const std::uint16_t*, std::int64_t, activation_dtype input,
+                                     workspace_header&, std::int64_t, std::int64_t) {
+  fail("gemm: the integer kernels quantize fp32 activations, not " + std::string(to_string(input)));
 }
 
 inline std::string int_name(const packed_header& w, activation_dtype) {
@@ -140,8 +161,15 @@ void run_int_columns(const packed_header& w, const workspace_header& wsh, RowMat
 
 template <class Deferred = void>
 struct int_family_ops {
-  static constexpr family_ops ops = {kernel_family::int_act, &int_pack<Deferred>, &int_check, &int_make_workspace,
-                                     &int_prepare_tokens,     &int_name,          &int_bytes};
+  static constexpr family_ops ops = {kernel_family::int_act,
+                                     &int_pack<Deferred>,
+                                     &int_check,
+                                     &int_make_workspace,
+                                     &int_prepare_tokens,
+                                     &int_reads_16bit,
+                                     &int_prepare_16bit_tokens,
+                                     &int_name,
+                                     &int_bytes};
 };
 
 // An integer record: scheme S on sub-tier s, with `col_block`-column tiles, the `layout` byte
@@ -192,9 +220,24 @@ packed_layout float_pack(const QuantizedMatrix& q, const kernel_record& r, isa_s
   return w;
 }
 
-inline gemm_workspace float_make_workspace(const packed_header& w, std::int64_t tokens, std::int64_t k) {
+// The float family reads 16-bit rows on two paths: W4A16 weights on the AVX512-FP16 kernel
+// (float_uses_fp16_path; not w4a8_fp4, whose fp16 path takes fp32 x to quantize it), and
+// weight-only schemes on the AMX-BF16 tiles (float_amx_reads_rows).
+inline bool float_reads_16bit(const packed_header& w, std::int64_t tokens, activation_dtype input) {
   const float_packed& p = static_cast<const float_packed&>(w);
-  return p.amx_bf16 ? make_float_amx_workspace(p, tokens, k) : make_float_workspace(p, tokens, k);
+  if (input == activation_dtype::f32) return false;
+  return p.amx_bf16 ? float_amx_reads_rows(p, tokens)
+                    : is_w4a16_scheme(p.scheme) && float_uses_fp16_path(p, tokens, input);
+}
+
+inline gemm_workspace float_make_workspace(const packed_header& w, std::int64_t tokens, std::int64_t k,
+                                           activation_dtype input) {
+  const float_packed& p = static_cast<const float_packed&>(w);
+  if (input != activation_dtype::f32 && !float_reads_16bit(w, tokens, input))
+    fail("gemm: " + std::string(to_string(input)) + " activations are widened to fp32 for " + float_kernel_name(p));
+  if (p.amx_bf16) return make_float_amx_workspace(p, tokens, k);
+  return input == activation_dtype::f32 ? make_float_workspace(p, tokens, k)
+                                        : make_float_half_workspace(p, tokens, k, input);
 }
 
 inline void float_prepare_tokens(const packed_header& w, ConstRowMatrixRef x, workspace_header& ws, std::int64_t t0,
@@ -204,6 +247,16 @@ inline void float_prepare_tokens(const packed_header& w, ConstRowMatrixRef x, wo
     prepare_float_amx_tokens(p, x, static_cast<float_workspace&>(ws), t0, t1);
   else
     prepare_float_tokens(p, x, static_cast<float_workspace&>(ws), t0, t1);
+}
+
+inline void float_prepare_16bit_tokens(const packed_header& w, const std::uint16_t* x, std::int64_t stride,
+                                       activation_dtype input, workspace_header& ws, std::int64_t t0, std::int64_t t1) {
+  const float_packed& p = static_cast<const float_packed&>(w);
+  float_workspace& fws = static_cast<float_workspace&>(ws);
+  if (p.amx_bf16)
+    prepare_float_amx_rows(p, x, stride, input, fws, t0, t1);
+  else
+    prepare_float_half_tokens(x, stride, input, fws, t0, t1);
 }
 
 inline std::string float_name(const packed_header& w, activation_dtype input) {
@@ -237,8 +290,14 @@ void run_float_columns(const packed_header& h, const workspace_header& wsh, RowM
 
 template <class Deferred = void>
 struct float_family_ops {
-  static constexpr family_ops ops = {kernel_family::float_decode, &float_pack<Deferred>, &float_check,
-                                     &float_make_workspace,       &float_prepare_tokens, &float_name,
+  static constexpr family_ops ops = {kernel_family::float_decode,
+                                     &float_pack<Deferred>,
+                                     &float_check,
+                                     &float_make_workspace,
+                                     &float_prepare_tokens,
+                                     &float_reads_16bit,
+                                     &float_prepare_16bit_tokens,
+                                     &float_name,
                                      &float_bytes};
 };
 
