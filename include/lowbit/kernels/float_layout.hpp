@@ -252,7 +252,6 @@ inline void prepare_float_tokens(const float_packed& w, ConstRowMatrixRef x, flo
   if (scheme_quantizes_activations(w.scheme)) {
     const bool half_path = !ws.x_half.empty();
     const std::uint16_t* half_table = fp16_decode_tables().e4m3_half;
-    const auto& e4m3_table = float8_e4m3fn::decode_table;
     std::vector<float> scaled(static_cast<std::size_t>(k_in));
     for (std::int64_t t = t0; t < t1; ++t) {
       const float* row = x.data() + t * x.outerStride();
@@ -273,7 +272,9 @@ inline void prepare_float_tokens(const float_packed& w, ConstRowMatrixRef x, flo
       const float inv = rule.inv;
       ws.token_scales[static_cast<std::size_t>(t)] = rule.scale;
       std::uint8_t* codes = ws.codes.data() + t * k_in;
-      for (std::int64_t k = 0; k < k_in; ++k) scaled[static_cast<std::size_t>(k)] = row[k] * inv;
+      // Through Eigen so that it is a vector loop at -O2 too (GCC 12 left the plain loop
+      // scalar there: 302 against 134 us for 128 x 4096 at -O3); the same fp32 multiplies.
+      Eigen::Map<Eigen::ArrayXf>(scaled.data(), k_in) = Eigen::Map<const Eigen::ArrayXf>(row, k_in) * inv;
       // The bulk encoder of this tier: bit-exact with convert<float8_e4m3fn> (and so with
       // e4m3_code_fast and the reference rule).
       convert_n_tier(w.tier, scaled.data(), reinterpret_cast<float8_e4m3fn*>(codes), static_cast<std::size_t>(k_in),
@@ -283,7 +284,8 @@ inline void prepare_float_tokens(const float_packed& w, ConstRowMatrixRef x, flo
         for (std::int64_t k = 0; k < k_in; ++k) xh[k] = half_table[codes[k]];
       } else if (!ws.x.empty()) {  // (the AMX-BF16 tiles' workspace has no x: they read the codes)
         float* xv = ws.x.data() + t * xs;
-        for (std::int64_t k = 0; k < k_in; ++k) xv[k] = e4m3_table[codes[k]];
+        // The tier's bulk decoder: exact, as the table is (tests/test_convert*).
+        to_float_n_tier(w.tier, reinterpret_cast<const float8_e4m3fn*>(codes), xv, static_cast<std::size_t>(k_in));
         std::fill(xv + k_in, xv + xs, 0.0f);
       }
     }
