@@ -71,7 +71,7 @@ TEST_CASE("set_num_threads and LOWBIT_NUM_THREADS parsing", "[threads]") {
   CHECK_THROWS_AS(detail::parse_thread_count("0"), lowbit::error);
 }
 
-TEST_CASE("polling rule: calls on 4+ threads poll 200 us, fewer park at once; an override applies to all", "[threads]") {
+TEST_CASE("polling rule: 4+ threads poll 200 us, 2-3 threads 50 us after calls under 1 ms; an override applies to all", "[threads]") {
   using us = std::chrono::microseconds;
   using pool = detail::thread_pool;
   if (std::getenv("LOWBIT_SPIN_US") == nullptr) {
@@ -81,13 +81,24 @@ TEST_CASE("polling rule: calls on 4+ threads poll 200 us, fewer park at once; an
     CHECK(pool::spin_time(3) == us(0));
     CHECK(pool::spin_time(4) == us(200));
     CHECK(pool::spin_time(16) == us(200));
+    // After a call: 2-3 threads poll briefly after short calls (a decode step's), not after
+    // long ones; 4+ threads always poll; one thread never waits for anyone.
+    using std::chrono::milliseconds;
+    CHECK(pool::idle_spin_time(2, us(300)) == us(pool::short_spin_us));
+    CHECK(pool::idle_spin_time(3, us(999)) == us(pool::short_spin_us));
+    CHECK(pool::idle_spin_time(2, milliseconds(1)) == us(0));
+    CHECK(pool::idle_spin_time(2, milliseconds(20)) == us(0));
+    CHECK(pool::idle_spin_time(4, milliseconds(20)) == us(200));
+    CHECK(pool::idle_spin_time(1, us(10)) == us(0));
   } else {
     WARN("LOWBIT_SPIN_US is set: the default rule is not checked");
   }
   set_spin_time_us(0);  // never poll, whatever the thread count
   CHECK(pool::spin_time(16) == us(0));
+  CHECK(pool::idle_spin_time(2, us(10)) == us(0));  // short calls too
   set_spin_time_us(50);  // one time for every call, 2 threads included
   CHECK(pool::spin_time(2) == us(50));
+  CHECK(pool::idle_spin_time(2, std::chrono::milliseconds(20)) == us(50));  // long calls too
   CHECK(pool::spin_time(8) == us(50));
   set_spin_time_us(-1);
   // A 4-thread call that polls still runs every task once and returns after all of them.

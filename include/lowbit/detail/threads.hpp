@@ -19,8 +19,10 @@
 //   virtual machine an IPI to a halted vCPU, possibly tens of microseconds), a visible part
 //   of a 0.1-0.3 ms product split over threads. So a worker that finishes a call polls for
 //   the next one for a while before it parks, and the caller polls for the workers to finish
-//   before it sleeps. The rule (spin_time()): calls on 4 or more threads poll 200 us, calls
-//   on 2-3 threads park at once; LOWBIT_SPIN_US or set_spin_time_us() replace it with one
+//   before it sleeps. The rule (spin_time(), idle_spin_time()): calls on 4 or more threads
+//   poll 200 us; calls on 2-3 threads poll 50 us after a call shorter than 1 ms (a decode
+//   step's products) and park at once after longer ones; LOWBIT_SPIN_US or
+//   set_spin_time_us() replace it with one
 //   time for every call (0 = never poll). Measured on the 16-core Xeon (docs/performance.md,
 //   "Model level: lowbit bench"): polling 200 us gained 8-26% decode and up to 30% prefill
 //   from 4 threads up, and lost 11-22% of 2-thread prefill in three runs of four,
@@ -145,6 +147,10 @@ class thread_pool {
   // poll for default_spin_us.
   static constexpr int spin_min_threads = 4;
   static constexpr long default_spin_us = 200;
+  // Calls on 2-3 threads poll short_spin_us after a call that ended within short_call_us (see
+  // idle_spin_time()).
+  static constexpr long short_spin_us = 50;
+  static constexpr long short_call_us = 1000;
 
   // How long an idle worker (and a caller waiting for its workers) polls before sleeping on
   // the condition variable after a call on `threads` threads (the caller included):
@@ -155,6 +161,19 @@ class thread_pool {
     const long e = env_spin_time().count();
     if (e >= 0) return std::chrono::microseconds(e);
     return std::chrono::microseconds(threads >= spin_min_threads ? default_spin_us : 0);
+  }
+  // How long a worker polls after a call on `threads` threads that ran for `call` (and the
+  // caller polls for its workers, `call` after it started): spin_time(), except that without
+  // an override calls on 2-3 threads that ran under short_call_us poll short_spin_us. Such
+  // calls are a decode step's products, 0.05-0.5 ms each, back to back: on the 2-vCPU Zen 5
+  // build machine polling 50 us raised the 1B shape's 2-thread tg by 12-16% (docs/
+  // performance.md), while the 2-thread prefill, whose calls run for milliseconds, lost on
+  // the device Xeon when its workers polled; those calls still park at once.
+  static std::chrono::microseconds idle_spin_time(int threads, std::chrono::nanoseconds call) {
+    if (spin_time_override().load(std::memory_order_relaxed) >= 0 || env_spin_time().count() >= 0 ||
+        threads >= spin_min_threads || threads < 2)
+      return spin_time(threads);
+    return std::chrono::microseconds(call < std::chrono::microseconds(short_call_us) ? short_spin_us : 0);
   }
   // LOWBIT_SPIN_US (read once), or -1 when it is not set.
   static std::chrono::microseconds env_spin_time() {
@@ -201,8 +220,10 @@ class thread_pool {
       for (std::int64_t i = 0; i < tasks; ++i) body(i);
       return;
     }
+    const auto start = std::chrono::steady_clock::now();
     {
       std::lock_guard<std::mutex> lock(mu_);
+      call_start_.store(start.time_since_epoch().count(), std::memory_order_relaxed);
       body_ = &body;
       tasks_ = tasks;
       next_.store(0, std::memory_order_relaxed);
@@ -216,7 +237,7 @@ class thread_pool {
     cv_work_.notify_all();
     drain();
     const auto done = [&] { return pending_.load(std::memory_order_acquire) == 0; };
-    if (!spin_until(done, spin_time(available + 1))) {
+    if (!spin_until(done, idle_spin_time(available + 1, std::chrono::steady_clock::now() - start))) {
       std::unique_lock<std::mutex> lock(mu_);
       cv_done_.wait(lock, done);
     }
@@ -266,12 +287,15 @@ class thread_pool {
   void worker_loop(int index) {
     std::uint64_t seen = 0;
     for (;;) {
-      // Poll for a new call first (see spin_time(); the last call's thread count decides),
-      // then park. A generation this worker does not take part in (index >= participants_)
-      // is only marked seen.
+      // Poll for a new call first (see idle_spin_time(); the last call's thread count and
+      // duration decide), then park. A generation this worker does not take part in
+      // (index >= participants_) is only marked seen.
       const auto called = [&] { return generation_.load(std::memory_order_acquire) != seen; };
+      const std::chrono::steady_clock::duration last_call =
+          std::chrono::steady_clock::now().time_since_epoch() -
+          std::chrono::steady_clock::duration(call_start_.load(std::memory_order_relaxed));
       bool take = false;
-      if (spin_until(called, spin_time(last_threads_.load(std::memory_order_relaxed)))) {
+      if (spin_until(called, idle_spin_time(last_threads_.load(std::memory_order_relaxed), last_call))) {
         std::lock_guard<std::mutex> lock(mu_);
         if (stop_) return;
         seen = generation_.load(std::memory_order_relaxed);
@@ -303,6 +327,7 @@ class thread_pool {
   int participants_ = 0;
   std::atomic<int> pending_{0};
   std::atomic<int> last_threads_{0};  // threads of the latest call (its polling rule)
+  std::atomic<std::chrono::steady_clock::rep> call_start_{0};  // when the latest call began
   std::atomic<std::uint64_t> generation_{0};
   bool stop_ = false;
   std::exception_ptr error_;
@@ -337,7 +362,8 @@ inline void set_num_threads(int n) {
 
 // Sets how long the pool's idle workers (and a caller waiting for them) poll before they
 // park, in microseconds, for calls on any thread count (0 = park at once; -1 restores
-// LOWBIT_SPIN_US, else the default rule: 200 us for calls on 4 or more threads, none below).
+// LOWBIT_SPIN_US, else the default rule: 200 us for calls on 4 or more threads, 50 us after
+// calls on 2-3 threads shorter than 1 ms, none otherwise).
 // Polling trades CPU time for the wake-up latency of back-to-back calls; results do not
 // change.
 inline void set_spin_time_us(long us) {
