@@ -28,7 +28,7 @@
 #include <cstring>
 
 #include "lowbit/detail/aligned_buffer.hpp"
-#include "lowbit/detail/threads.hpp"
+#include "lowbit/threads.hpp"
 #include "lowbit/detail/target.hpp"
 #include "lowbit/dispatch/cpu_features.hpp"
 #include "lowbit/kernels/x86/amx_int.hpp"

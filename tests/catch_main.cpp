@@ -3,7 +3,7 @@
 #define CATCH_CONFIG_MAIN
 #include <catch2/catch.hpp>
 
-#include "lowbit/detail/threads.hpp"
+#include "lowbit/threads.hpp"
 
 // Every parallel call of the tests splits as if its work were large (detail/threads.hpp
 // runs small work inline by default), so that the tests' small shapes exercise the thread

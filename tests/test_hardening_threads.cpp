@@ -6,7 +6,7 @@
 #include <system_error>
 #include <vector>
 
-#include "lowbit/detail/threads.hpp"
+#include "lowbit/threads.hpp"
 
 // One namespace per test file, so that any set of test files can be compiled as one
 // unity translation unit (tests/CMakeLists.txt) without their file-local names clashing.

@@ -15,7 +15,7 @@
 #include <thread>
 #include <vector>
 
-#include "lowbit/detail/threads.hpp"
+#include "lowbit/threads.hpp"
 #include "lowbit/model/llama.hpp"
 #include "test_random_llama.hpp"
 

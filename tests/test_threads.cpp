@@ -12,7 +12,7 @@
 #include <thread>
 #include <vector>
 
-#include "lowbit/detail/threads.hpp"
+#include "lowbit/threads.hpp"
 #include "lowbit/gemm.hpp"
 #include "test_gemm_support.hpp"
 

@@ -24,7 +24,7 @@
 #include <string>
 #include <vector>
 
-#include "lowbit/detail/threads.hpp"
+#include "lowbit/threads.hpp"
 #include "lowbit/error.hpp"
 #include "lowbit/model/kv_cache.hpp"
 #include "lowbit/model/quantized_model.hpp"

@@ -30,7 +30,7 @@
 #include <vector>
 
 #include "lowbit/algo/recipes.hpp"
-#include "lowbit/detail/threads.hpp"
+#include "lowbit/threads.hpp"
 #include "lowbit/error.hpp"
 #include "cli_common.hpp"
 #include "lowbit/model.hpp"

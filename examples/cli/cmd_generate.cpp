@@ -18,7 +18,7 @@
 #include <string>
 #include <vector>
 
-#include "lowbit/detail/threads.hpp"
+#include "lowbit/threads.hpp"
 #include "lowbit/error.hpp"
 #include "lowbit/model/decode_stream.hpp"
 #include "lowbit/model/generate.hpp"

@@ -44,7 +44,7 @@
 
 #include "cli_common.hpp"
 #include "export_formats.hpp"
-#include "lowbit/detail/threads.hpp"
+#include "lowbit/threads.hpp"
 #include "lowbit/io/checkpoint.hpp"
 #include "lowbit/io/linear_checkpoint.hpp"
 #include "lowbit/io/sharded.hpp"

@@ -19,7 +19,7 @@
 #include <variant>
 
 #include "lowbit/config.hpp"
-#include "lowbit/detail/threads.hpp"
+#include "lowbit/threads.hpp"
 #include "lowbit/dispatch/cpu_features.hpp"
 #include "lowbit/dispatch/select.hpp"
 #include "lowbit/kernels/float_family.hpp"

@@ -10,4 +10,5 @@
 #include "lowbit/formats.hpp"
 #include "lowbit/gemm.hpp"
 #include "lowbit/quant.hpp"
+#include "lowbit/threads.hpp"
 #include "lowbit/version.hpp"

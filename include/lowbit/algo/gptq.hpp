@@ -34,7 +34,7 @@
 #include <vector>
 
 #include "lowbit/config.hpp"
-#include "lowbit/detail/threads.hpp"
+#include "lowbit/threads.hpp"
 #include "lowbit/quant/quantizer.hpp"
 
 namespace lowbit {

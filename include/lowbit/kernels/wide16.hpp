@@ -33,7 +33,7 @@
 
 #include "lowbit/config.hpp"
 #include "lowbit/detail/target.hpp"
-#include "lowbit/detail/threads.hpp"
+#include "lowbit/threads.hpp"
 #include "lowbit/dispatch/cpu_features.hpp"
 #include "lowbit/error.hpp"
 

@@ -39,7 +39,7 @@
 #include <string>
 #include <vector>
 
-#include "lowbit/detail/threads.hpp"
+#include "lowbit/threads.hpp"
 #include "lowbit/model/kv_cache.hpp"
 #include "lowbit/model/linear_layer.hpp"
 #include "lowbit/model/rope.hpp"

@@ -13,7 +13,7 @@
 #include <utility>
 
 #include "lowbit/config.hpp"
-#include "lowbit/detail/threads.hpp"
+#include "lowbit/threads.hpp"
 #include "lowbit/kernels/wide16.hpp"
 
 namespace lowbit::model {

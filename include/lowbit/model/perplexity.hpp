@@ -20,7 +20,7 @@
 #include <thread>
 #include <vector>
 
-#include "lowbit/detail/threads.hpp"
+#include "lowbit/threads.hpp"
 #include "lowbit/model/detail/read_file.hpp"
 #include "lowbit/model/llama.hpp"
 

@@ -17,7 +17,7 @@
 #include <cstdint>
 
 #include "lowbit/detail/target.hpp"
-#include "lowbit/detail/threads.hpp"
+#include "lowbit/threads.hpp"
 #include "lowbit/dispatch/cpu_features.hpp"
 
 #if LOWBIT_HAVE_X86_SIMD
