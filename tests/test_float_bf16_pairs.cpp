@@ -91,57 +91,70 @@ TEST_CASE("float bf16 pairs: one token matches the reference over its tails", "[
     WARN("no AVX-512 on this CPU: the bf16 pair path is not built here");
     return;
   }
-  const bool bf16 = avx512bf16_pairs_cpu(host_cpu_features());
-  if (!bf16) WARN("no AVX512-BF16 (or AVX512-FP16 present): only the fallback (quad) path runs");
-  std::uint32_t seed = 100;
-  struct shape {
-    std::int64_t n, k, group;
-  };
-  const shape shapes[] = {
-      {45, 16, 16},   {45, 17, 16},    {33, 48, 16},     {45, 160, 32},   {45, 172, 32},  {64, 172, 172},
-      {97, 300, 300}, {31, 4104, 128}, {45, 4096, 128},  {45, 4099, 4099}, {45, 40, 24},  {1, 520, 64},
-  };
-  for (const bf16_pairs_scheme& sc : bf16_pairs_schemes)
-    for (const shape& sh : shapes)
-      for (int variant = 0; variant < 4; ++variant) {
-        // 0: plain; 1, 2: the whole row scaled by 1e-33 / 1e33; 3: bf16-exact values (one part).
-        if (variant > 0 && sh.k != 172 && sh.k != 4099) continue;
-        const float magnitude = variant == 1 ? 1e-33f : variant == 2 ? 1e33f : 1.0f;
-        INFO("scheme " << to_string(sc.scheme) << (sc.symmetric ? "" : " asym") << " N " << sh.n << " K " << sh.k
-                       << " group " << sh.group << " variant " << variant);
-        const QuantizedMatrix q = bf16_pairs_random(sc, sh.n, sh.k, sh.group, seed++);
-        const float_packed w = pack_float(q, sc.scheme, isa_tier::avx512);
-        RowMatrixXf x = bf16_pairs_activations(sh.k, seed++, magnitude);
-        if (variant == 3)
-          for (Eigen::Index c = 0; c < x.cols(); ++c) x(0, c) = static_cast<float>(Eigen::bfloat16(x(0, c)));
-        const float_workspace ws = prepare_float(w, x);
-        // The path is taken exactly when groups start on multiples of 16 k-rows.
-        CHECK(avx512bf16_pairs_ok(w, ws) == (bf16 && (q.groups_per_row == 1 || sh.group % 16 == 0)));
-        if (avx512bf16_pairs_ok(w, ws)) {  // one part exactly when the scaled x is bf16
-          avx512bf16_pairs pairs;
-          avx512bf16_build_pairs(ws, pairs);
-          const bool one = sc.scheme == gemm_scheme::w4a8_fp4 || variant == 3;
-          CHECK(pairs.parts == (one || sh.k < 16 ? 1 : 2));
+  // Both one-token paths on every shape where the CPU can run them (one_token_path_override):
+  // the quad path always, the pairs with AVX512-BF16 (a Zen 5 takes them by default, an
+  // Intel CPU with AVX512-FP16 only when forced).
+  std::vector<one_token_path> paths = {one_token_path::quad};
+  if (host_cpu_features().avx512bf16) paths.push_back(one_token_path::bf16_pairs);
+  else WARN("no AVX512-BF16: only the quad path runs");
+  struct restore_path {
+    ~restore_path() { one_token_path_override().store(one_token_path::automatic); }
+  } restore;
+  for (one_token_path path : paths) {
+    one_token_path_override().store(path);
+    const bool bf16 = path == one_token_path::bf16_pairs;
+    std::uint32_t seed = 100;
+    struct shape {
+      std::int64_t n, k, group;
+    };
+    const shape shapes[] = {
+        {45, 16, 16},   {45, 17, 16},    {33, 48, 16},     {45, 160, 32},   {45, 172, 32},  {64, 172, 172},
+        {97, 300, 300}, {31, 4104, 128}, {45, 4096, 128},  {45, 4099, 4099}, {45, 40, 24},  {1, 520, 64},
+    };
+    for (const bf16_pairs_scheme& sc : bf16_pairs_schemes)
+      for (const shape& sh : shapes)
+        for (int variant = 0; variant < 4; ++variant) {
+          // 0: plain; 1, 2: the whole row scaled by 1e-33 / 1e33; 3: bf16-exact values (one part).
+          if (variant > 0 && sh.k != 172 && sh.k != 4099) continue;
+          const float magnitude = variant == 1 ? 1e-33f : variant == 2 ? 1e33f : 1.0f;
+          INFO((bf16 ? "bf16 pairs" : "quad") << " scheme " << to_string(sc.scheme) << (sc.symmetric ? "" : " asym")
+                                              << " N " << sh.n << " K " << sh.k
+                         << " group " << sh.group << " variant " << variant);
+          const QuantizedMatrix q = bf16_pairs_random(sc, sh.n, sh.k, sh.group, seed++);
+          const float_packed w = pack_float(q, sc.scheme, isa_tier::avx512);
+          RowMatrixXf x = bf16_pairs_activations(sh.k, seed++, magnitude);
+          if (variant == 3)
+            for (Eigen::Index c = 0; c < x.cols(); ++c) x(0, c) = static_cast<float>(Eigen::bfloat16(x(0, c)));
+          const float_workspace ws = prepare_float(w, x);
+          // The path is taken exactly when groups start on multiples of 16 k-rows.
+          CHECK(avx512bf16_pairs_ok(w, ws) == (bf16 && (q.groups_per_row == 1 || sh.group % 16 == 0)));
+          CHECK(ws.x_quad.empty() == avx512bf16_pairs_ok(w, ws));  // otherwise the quad path runs
+          if (avx512bf16_pairs_ok(w, ws)) {  // one part exactly when the scaled x is bf16
+            avx512bf16_pairs pairs;
+            avx512bf16_build_pairs(ws, pairs);
+            const bool one = sc.scheme == gemm_scheme::w4a8_fp4 || variant == 3;
+            CHECK(pairs.parts == (one || sh.k < 16 ? 1 : 2));
+          }
+          const RowMatrixXf ref = float_reference_gemm(q, sc.scheme, x);
+          const RowMatrixXf tol = bf16_pairs_tolerance(q, sc.scheme, x);
+          RowMatrixXf big = RowMatrixXf::Constant(3, sh.n + 5, 777.0f);
+          RowMatrixRef y = big.block(1, 2, 1, sh.n);
+          // Ranges that split blocks: each run builds its pairs and starts mid-block.
+          const std::int64_t mid = std::min<std::int64_t>(sh.n, 37);
+          run_float(w, ws, y, 0, mid);
+          run_float(w, ws, y, mid, sh.n);
+          double worst = 0.0;
+          for (std::int64_t j = 0; j < sh.n; ++j) {
+            const double d = std::fabs(static_cast<double>(y(0, j)) - ref(0, j));
+            if (!(d <= tol(0, j))) worst = std::max(worst, std::isnan(d) ? 1e30 : d / tol(0, j));
+          }
+          CHECK(worst <= 1.0);
+          CHECK((big.row(0).array() == 777.0f).all());
+          CHECK((big.row(2).array() == 777.0f).all());
+          CHECK((big.leftCols(2).array() == 777.0f).all());
+          CHECK((big.rightCols(3).array() == 777.0f).all());
         }
-        const RowMatrixXf ref = float_reference_gemm(q, sc.scheme, x);
-        const RowMatrixXf tol = bf16_pairs_tolerance(q, sc.scheme, x);
-        RowMatrixXf big = RowMatrixXf::Constant(3, sh.n + 5, 777.0f);
-        RowMatrixRef y = big.block(1, 2, 1, sh.n);
-        // Ranges that split blocks: each run builds its pairs and starts mid-block.
-        const std::int64_t mid = std::min<std::int64_t>(sh.n, 37);
-        run_float(w, ws, y, 0, mid);
-        run_float(w, ws, y, mid, sh.n);
-        double worst = 0.0;
-        for (std::int64_t j = 0; j < sh.n; ++j) {
-          const double d = std::fabs(static_cast<double>(y(0, j)) - ref(0, j));
-          if (!(d <= tol(0, j))) worst = std::max(worst, std::isnan(d) ? 1e30 : d / tol(0, j));
-        }
-        CHECK(worst <= 1.0);
-        CHECK((big.row(0).array() == 777.0f).all());
-        CHECK((big.row(2).array() == 777.0f).all());
-        CHECK((big.leftCols(2).array() == 777.0f).all());
-        CHECK((big.rightCols(3).array() == 777.0f).all());
-      }
+  }
 }
 
 #endif  // LOWBIT_HAVE_X86_SIMD

@@ -24,6 +24,7 @@
 // subtracts zero * sum_group(x) once per group instead of per element), and as
 // |value| * scale + |offset| for float offsets (added as offset * sum_group(x) likewise).
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -163,11 +164,29 @@ inline bool float_uses_fp16_path(const float_packed& w, std::int64_t tokens,
 // measured).
 inline bool avx512bf16_pairs_cpu(const cpu_features& f) noexcept { return f.avx512bf16 && !f.avx512fp16; }
 
+// Which of the two one-token paths 4-bit codes take where both could run: the CPU rule above
+// (automatic), or one of them forced. A test hook: without it a Zen 5 runs the quad path only
+// for groups the pairs cannot take, and an Intel CPU never runs the pairs; with it the tests
+// run both paths over every shape on every CPU with AVX512-BF16.
+enum class one_token_path : std::uint8_t { automatic, quad, bf16_pairs };
+inline std::atomic<one_token_path>& one_token_path_override() noexcept {
+  static std::atomic<one_token_path> path{one_token_path::automatic};
+  return path;
+}
+
 // Whether a one-token call takes that bf16-pair path: 4-bit codes whose groups start on
-// multiples of 16 k-rows, on such a CPU.
+// multiples of 16 k-rows, on such a CPU (or forced, where the CPU has AVX512-BF16).
 inline bool float_uses_bf16_pairs(const float_packed& w, std::int64_t tokens) {
-  return tokens == 1 && w.tier == isa_tier::avx512 && float_code_is_4bit(w.code) &&
-         (w.groups == 1 || w.group_size % 16 == 0) && avx512bf16_pairs_cpu(host_cpu_features());
+  if (!(tokens == 1 && w.tier == isa_tier::avx512 && float_code_is_4bit(w.code) &&
+        (w.groups == 1 || w.group_size % 16 == 0)))
+    return false;
+  const cpu_features& f = host_cpu_features();
+  switch (one_token_path_override().load(std::memory_order_relaxed)) {
+    case one_token_path::quad: return false;
+    case one_token_path::bf16_pairs: return f.avx512bf16;
+    case one_token_path::automatic: break;
+  }
+  return avx512bf16_pairs_cpu(f);
 }
 
 // Whether a one-token call takes the AVX-512 path that decodes 4 k-rows of 4-bit codes per
