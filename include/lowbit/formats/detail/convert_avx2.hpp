@@ -56,10 +56,13 @@ LOWBIT_TARGET_AVX2 inline __m256i encode_e8m0(__m256 x, __m256i overflow_code) {
   const __m256i round = _mm256_blendv_epi8(set1(K::normal_round), set1(K::subnormal_round), float_subnormal);
   __m256i code = _mm256_srli_epi32(_mm256_add_epi32(u, round), 23);
   code = _mm256_blendv_epi8(code, overflow_code, _mm256_cmpgt_epi32(code, set1(K::max_code)));
-  // u == 0, negative, or NaN  <=>  u - 1 >= 0x7f800000 as unsigned.
-  const __m256i is_nan = _mm256_xor_si256(cmplt_epu32(_mm256_sub_epi32(u, set1(1)), set1(0x7f800000)),
-                                          set1(-1));
-  return _mm256_blendv_epi8(code, set1(K::nan_code), is_nan);
+  // u == 0, negative, or NaN  <=>  u - 1 >= 0x7f800000 as unsigned: keep the code where
+  // u - 1 < 0x7f800000. (Blending on that mask rather than on its complement: GCC 12 with
+  // AVX-512 enabled, -O1, folded the complement into the blend the wrong way round, and every
+  // lane's NaN test came out inverted; tests/test_formats_bulk.cpp caught it in an
+  // -march=x86-64-v4 build.)
+  const __m256i finite = cmplt_epu32(_mm256_sub_epi32(u, set1(1)), set1(0x7f800000));
+  return _mm256_blendv_epi8(set1(K::nan_code), code, finite);
 }
 
 template <class T>
