@@ -3,7 +3,8 @@
 // quantize_linear give the same codes and scales, bit for bit, as the plain GPTQ they
 // replaced: that implementation (before the rework, copies of the Hessian at every step) is
 // kept below as the reference. Both perform the same floating-point operations in the same
-// order (moves replace copies), so exact equality is the claim, on every platform.
+// order (moves replace copies; the reference's products take the same 64-row chunks), so
+// exact equality is the claim, on every platform and instruction set.
 #include <catch2/catch.hpp>
 #include <Eigen/Cholesky>
 #include <Eigen/QR>
@@ -130,6 +131,13 @@ inline GptqResult gptq_inplace_reference(ConstRowMatrixRef w, const Eigen::Matri
   const Eigen::Index bs = static_cast<Eigen::Index>(options.block_size);
   Eigen::MatrixXf err(m, std::min<Eigen::Index>(bs, n));
   Eigen::VectorXf dq(m);
+  // Rows are independent; the products run over the library's fixed row chunks, because
+  // Eigen's AVX-512 product kernels round a 64-row block differently from a whole matrix
+  // (a remainder packet gets its own accumulators), so only equal shapes give equal bits
+  // in -march=x86-64-v4 builds. Default and AVX2 builds gave equal bits either way.
+  const auto for_row_chunks = [&](const auto& f) {
+    for (Eigen::Index r0 = 0; r0 < m; r0 += detail::gptq_row_chunk) f(r0, std::min(detail::gptq_row_chunk, m - r0));
+  };
 
   for (Eigen::Index i1 = 0; i1 < n; i1 += bs) {
     const Eigen::Index i2 = std::min<Eigen::Index>(i1 + bs, n), count = i2 - i1;
@@ -146,7 +154,10 @@ inline GptqResult gptq_inplace_reference(ConstRowMatrixRef w, const Eigen::Matri
             if (p < i2 || i == i1) {
               scratch.col(c) = work.col(p);
             } else {
-              scratch.col(c) = work.col(p) - err.leftCols(i - i1) * u.block(i1, p, i - i1, 1);
+              for_row_chunks([&](Eigen::Index r0, Eigen::Index nr) {
+                scratch.col(c).segment(r0, nr) =
+                    work.col(p).segment(r0, nr) - err.block(r0, 0, nr, i - i1) * u.block(i1, p, i - i1, 1);
+              });
             }
           }
           fit_group_scales(q, scratch, g, 1);
@@ -158,11 +169,14 @@ inline GptqResult gptq_inplace_reference(ConstRowMatrixRef w, const Eigen::Matri
       err.col(i - i1) = (work.col(i) - dq) / d;
       const Eigen::Index rest = i2 - i - 1;
       if (rest > 0)
-        work.middleCols(i + 1, rest).noalias() -=
-            err.col(i - i1) * u.row(i).segment(i + 1, rest);
+        for_row_chunks([&](Eigen::Index r0, Eigen::Index nr) {
+          work.block(r0, i + 1, nr, rest).noalias() -= err.col(i - i1).segment(r0, nr) * u.row(i).segment(i + 1, rest);
+        });
     }
     if (i2 < n)
-      work.rightCols(n - i2).noalias() -= err.leftCols(count) * u.block(i1, i2, count, n - i2);
+      for_row_chunks([&](Eigen::Index r0, Eigen::Index nr) {
+        work.block(r0, i2, nr, n - i2).noalias() -= err.block(r0, 0, nr, count) * u.block(i1, i2, count, n - i2);
+      });
   }
   result.matrix = std::move(q);
   return result;
