@@ -58,9 +58,9 @@ LOWBIT_TARGET_AVX2 inline __m256i encode_e8m0(__m256 x, __m256i overflow_code) {
   code = _mm256_blendv_epi8(code, overflow_code, _mm256_cmpgt_epi32(code, set1(K::max_code)));
   // u == 0, negative, or NaN  <=>  u - 1 >= 0x7f800000 as unsigned: keep the code where
   // u - 1 < 0x7f800000. (Blending on that mask rather than on its complement: GCC 12 with
-  // AVX-512 enabled, -O1, folded the complement into the blend the wrong way round, and every
-  // lane's NaN test came out inverted; tests/test_formats_bulk.cpp caught it in an
-  // -march=x86-64-v4 build.)
+  // AVX-512 enabled folded the complement into the blend the wrong way round, and every
+  // lane's NaN test came out inverted; tests/test_formats_bulk.cpp caught it in a Release
+  // -march=x86-64-v4 build, and a small program reproduced it at -O1 with -mavx512bw.)
   const __m256i finite = cmplt_epu32(_mm256_sub_epi32(u, set1(1)), set1(0x7f800000));
   return _mm256_blendv_epi8(set1(K::nan_code), code, finite);
 }
