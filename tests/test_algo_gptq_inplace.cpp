@@ -133,7 +133,7 @@ inline GptqResult gptq_inplace_reference(ConstRowMatrixRef w, const Eigen::Matri
   Eigen::VectorXf dq(m);
   // Rows are independent; the products run over the library's fixed row chunks, because
   // Eigen's AVX-512 product kernels round a 64-row block differently from a whole matrix
-  // (a remainder packet gets its own accumulators), so only equal shapes give equal bits
+  // (measured; why inside Eigen was not traced), so only equal shapes give equal bits
   // in -march=x86-64-v4 builds. Default and AVX2 builds gave equal bits either way.
   const auto for_row_chunks = [&](const auto& f) {
     for (Eigen::Index r0 = 0; r0 < m; r0 += detail::gptq_row_chunk) f(r0, std::min(detail::gptq_row_chunk, m - r0));

@@ -162,10 +162,11 @@ class thread_pool {
   // How long a worker polls after a call on `threads` threads that ran for `call` (and the
   // caller polls for its workers, `call` after it started): spin_time(), except that without
   // an override calls on 2-3 threads that ran under short_call_us poll short_spin_us. Such
-  // calls are a decode step's products, 0.05-0.5 ms each, back to back: on the 2-vCPU Zen 5
-  // build machine polling 50 us after them raised the 1B shape's 2-thread tg by 4-34% in four
-  // rounds (docs/performance.md, session 34), while the 2-thread prefill, whose calls run for milliseconds, lost on
-  // the device Xeon when its workers polled; those calls still park at once.
+  // calls are a decode step's products, back to back (the 1B shape: ~24 ms a token over ~110
+  // calls). On the 2-vCPU Zen 5 build machine polling 50 us after them raised the 1B shape's
+  // 2-thread tg by 4-34% in four rounds (docs/performance.md, session 34), while the 2-thread
+  // prefill, whose calls run for milliseconds, lost on the device Xeon when its workers
+  // polled; those calls still park at once.
   static std::chrono::microseconds idle_spin_time(int threads, std::chrono::nanoseconds call) {
     if (spin_time_override().load(std::memory_order_relaxed) >= 0 || env_spin_time().count() >= 0 ||
         threads >= spin_min_threads || threads < 2)
