@@ -5,7 +5,9 @@
 #
 # Stages, in order (LOWBIT_TEST_STAGES=native,asan,arm,fuzz selects some; default all):
 #   native  Release, -Wall -Wextra -Werror, tests + CLI + benchmarks, every test through CTest
-#           (including the find_package / add_subdirectory consumer projects)
+#           (including the find_package / add_subdirectory consumer projects, and on x86-64
+#           the kernel/format/algorithm tests built again with -march=x86-64-v4, run where the
+#           CPU has AVX-512)
 #   asan    the tests again, built by clang, under AddressSanitizer + UndefinedBehaviorSanitizer
 #           (-O0 -g1)
 #   arm     the tests cross-built for aarch64 and run under qemu-user, so NEON code really runs
@@ -94,7 +96,7 @@ if wants native; then
   dir="$build_root/native"
   step "cmake configure" cmake -G Ninja -S . -B "$dir" -DCMAKE_BUILD_TYPE=Release -DLOWBIT_WERROR=ON \
     -DLOWBIT_BUILD_TESTS=ON -DLOWBIT_BUILD_EXAMPLES=ON -DLOWBIT_BUILD_BENCHMARKS=ON \
-    ${extra_cmake_args[@]+"${extra_cmake_args[@]}"}
+    -DLOWBIT_TEST_X86_64_V4=ON ${extra_cmake_args[@]+"${extra_cmake_args[@]}"}
   step "build with -Werror" cmake --build "$dir" -j "$jobs"
   lowbit_stage_end
   lowbit_stage_begin "native: ctest"
@@ -234,7 +236,7 @@ for entry in "${ctest_logs[@]}"; do
   full_log="$(dirname "${entry#*:}")/Testing/Temporary/LastTest.log"
   if [[ -f "$full_log" ]]; then
     # (Catch2 wraps a warning over indented lines: join them.)
-    awk '/^ *(SKIPPED: |AMX-INT8 tests RAN: |integer-kernel sub-tiers this CPU runs)/ {
+    awk '/^ *(SKIPPED: |AMX-INT8 tests RAN: |integer-kernel sub-tiers this CPU runs|the -march=x86-64-v4 test build passed)/ {
            if (grab) print msg; msg = $0; sub(/^ +/, "", msg); grab = 1; next }
          grab && /^  +[^ ]/ { l = $0; sub(/^ +/, "", l); msg = msg " " l; next }
          grab { print msg; grab = 0 }
