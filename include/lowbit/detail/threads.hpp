@@ -153,10 +153,8 @@ class thread_pool {
   // the condition variable after a call on `threads` threads (the caller included):
   // spin_time_override() when set, else LOWBIT_SPIN_US when set, else the rule above.
   static std::chrono::microseconds spin_time(int threads) {
-    const long o = spin_time_override().load(std::memory_order_relaxed);
-    if (o >= 0) return std::chrono::microseconds(o);
-    const long e = env_spin_time().count();
-    if (e >= 0) return std::chrono::microseconds(e);
+    const std::chrono::microseconds set = configured_spin_time();
+    if (set.count() >= 0) return set;
     return std::chrono::microseconds(threads >= spin_min_threads ? default_spin_us : 0);
   }
   // How long a worker polls after a call on `threads` threads that ran for `call` (and the
@@ -168,10 +166,13 @@ class thread_pool {
   // prefill, whose calls run for milliseconds, lost on the device Xeon when its workers
   // polled; those calls still park at once.
   static std::chrono::microseconds idle_spin_time(int threads, std::chrono::nanoseconds call) {
-    if (spin_time_override().load(std::memory_order_relaxed) >= 0 || env_spin_time().count() >= 0 ||
-        threads >= spin_min_threads || threads < 2)
-      return spin_time(threads);
+    if (configured_spin_time().count() >= 0 || threads >= spin_min_threads || threads < 2) return spin_time(threads);
     return std::chrono::microseconds(call < std::chrono::microseconds(short_call_us) ? short_spin_us : 0);
+  }
+  // What the user set: spin_time_override() when set, else LOWBIT_SPIN_US; -1 when neither is.
+  static std::chrono::microseconds configured_spin_time() {
+    const long o = spin_time_override().load(std::memory_order_relaxed);
+    return o >= 0 ? std::chrono::microseconds(o) : env_spin_time();
   }
   // LOWBIT_SPIN_US (read once), or -1 when it is not set.
   static std::chrono::microseconds env_spin_time() {
