@@ -6,6 +6,13 @@ if(TARGET lowbit_cli AND EXISTS ${LOWBIT_STORIES}/tok512.bin)
                    --text "One day, a clever fox found a shiny key under the old oak tree."
                    --tokenizer ${LOWBIT_STORIES}/tok512.bin)
   set_tests_properties(cli_eval_check_sentence PROPERTIES PASS_REGULAR_EXPRESSION "4\\.95[34]")
+  # A file's path given to --text is still evaluated as text, with a note naming the options
+  # that read files.
+  add_test(NAME cli_eval_text_names_file
+           COMMAND ${LOWBIT_CLI} eval ${LOWBIT_STORIES}/stories260K.bin
+                   --text ${LOWBIT_STORIES}/tok512.bin --tokenizer ${LOWBIT_STORIES}/tok512.bin)
+  set_tests_properties(cli_eval_text_names_file PROPERTIES
+                       PASS_REGULAR_EXPRESSION "note: --text evaluates the text .* use --text-file")
 endif()
 
 # W4A16 with 16-bit activations on stories260K (200 documents): the fp16/bf16 kernel input

@@ -20,6 +20,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <filesystem>
 #include <fstream>
 #include <iterator>
 #include <nlohmann/json.hpp>
@@ -210,6 +211,14 @@ int run_eval(const eval_options& o) {
       tokens.insert(tokens.end(), ids.begin(), ids.end());
     }
   } else {
+    // --text is the text itself; a path there is almost always meant for one of the file
+    // options, and its perplexity would be of the path's characters, so say so.
+    std::error_code ec;
+    if (std::filesystem::is_regular_file(o.text, ec))
+      fmt::print(stderr,
+                 "note: --text evaluates the text \"{}\" itself, and a file of that name exists: use --text-file "
+                 "for its text or --tokens for uint16 token ids\n",
+                 lowbit_cli::printable(o.text));
     tokens = encode_text(tokenizer, o.text, cfg.vocab_size);
     if (tokens.size() < 2) lowbit_cli::fail("--text: the text encodes to fewer than 2 tokens");
     if (tokens.size() > static_cast<std::size_t>(cfg.max_seq_len))
