@@ -34,11 +34,13 @@ if(TARGET lowbit_cli)
     # folds into input_layernorm / post_attention_layernorm. The
     # folded model computes norm(x)·(γ/s) where lowbit computes (norm(x)·γ)/s, so perplexity
     # agrees to rounding, not digit for digit (lowbit_add_eval_close, tests/scripts/cli_equal.cmake): within 1e-6
-    # relative for the weight-only sqplus (measured 2.4e-8); within 1e-4 for w8a8-int8 (measured
-    # 5.5e-5), whose per-token int8 activation codes flip where x/s differs by one rounding.
+    # relative for the weight-only sqplus (measured 2.4e-8); within 2e-3 for w8a8-int8, whose
+    # per-token int8 activation codes flip where x/s differs by one rounding: which ones flip
+    # is chance, measured 5.5e-5 to 4.1e-4 over two builds' forward passes and the checkpoints
+    # their sequential calibrations wrote (session 36), where unfolded norms give 40x.
     set(_smooth
         "sqplus|--recipe,w4a16-sqplus,--smooth-scope,norm,--exclude,down_proj|30 pack-quantized|1000000"
-        "w8a8-int8|--recipe,w8a8-int8|35 int-quantized|10000")
+        "w8a8-int8|--recipe,w8a8-int8|35 int-quantized|500")
     foreach(m ${_smooth})
       string(REPLACE "|" ";" m "${m}")
       list(GET m 0 name)

@@ -326,7 +326,10 @@ TEST_CASE("compressed-tensors: SmoothQuant vectors fold into the norms", "[model
     CHECK(b.ffn_norm.isApprox(Eigen::VectorXf(a.ffn_norm.array() / s2.array()), 0.0f));
   }
   const LlamaModel a = load_llama_model(ck), b = load_llama_model(out);
-  CHECK(ct_ppl(b) == Approx(ct_ppl(a)).epsilon(1e-5));
+  // The folded norms change activations by a rounding, which moves w8a8 activation codes (see
+  // "every mapping exports and imports exactly" above for how sensitive this model's
+  // perplexity is): measured 7e-4 relative. Leaving the norms unfolded gives 165, not 3.9.
+  CHECK(ct_ppl(b) == Approx(ct_ppl(a)).epsilon(2e-2));
 
   // Smoothing that cannot fold: on o_proj; q/k/v with different vectors.
   for (const char* which : {"wo", "wk"}) {

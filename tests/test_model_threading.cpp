@@ -1,6 +1,6 @@
 // The forward pass's threaded steps outside the linear layers (RMSNorm, SiLU, residual adds:
-// model/decoder_layer.hpp) give the same bits on 1, 2 and 3 threads, and the same bits as the
-// one-pass expressions they replaced; and the thread pool's spin-then-park hand-off
+// model/decoder_layer.hpp) give the same bits on 1, 2 and 3 threads, and the same bits as
+// one unsplit pass; and the thread pool's spin-then-park hand-off
 // (detail/threads.hpp) runs every task exactly once, whether its workers are still polling
 // (back-to-back calls with set_spin_time_us), parked (calls far apart), never poll, or follow
 // the default rule (calls on 4+ threads poll, fewer park), with the thread count changing
@@ -41,7 +41,7 @@ RowMatrixXf threading_random(Eigen::Index rows, Eigen::Index cols, unsigned seed
   return m;
 }
 
-// A random model whose 90-token prompt's SiLU step spans three SiLU chunks (90 x 392
+// A random model whose 90-token prompt's SiLU step is split over the threads (90 x 392
 // values; the test binary splits every step, small or not: catch_main.cpp), with a hidden
 // width that is not a multiple of any SIMD width (so rows start at every alignment).
 LlamaWeights threading_model_weights() {
@@ -56,17 +56,15 @@ TEST_CASE("rmsnorm, SiLU and the residual add give the same bits on 1, 2 and 3 t
   threading_restore_threads restore;
   // These cases compare thread splits: the test binary must split small work (catch_main.cpp).
   REQUIRE(lowbit::detail::split_small_work().load());
-  // 301 x 392 = 117992 values: several SiLU chunks, a partial last one ending in a partial
-  // vector, and rows that do not start on a vector boundary; three tasks' worth of
-  // detail::min_task_elements.
+  // 301 x 392 = 117992 values: rows that do not start on a vector boundary, split at rows
+  // that do not either; three tasks' worth of detail::min_task_elements.
   const RowMatrixXf x = threading_random(301, 392, 1), y = threading_random(301, 392, 2);
   const Eigen::VectorXf weight = threading_random(392, 1, 3, 0.5f).col(0).array() + 1.0f;
-  REQUIRE(x.size() > 2 * lowbit::model::detail::silu_chunk);
-  REQUIRE(x.size() % lowbit::model::detail::silu_chunk % 16 != 0);
 
-  // The one-pass expression silu_mul replaced, evaluated by the same Eigen code paths.
+  // SiLU over the whole array in one call of the scalar code (forward_ops.hpp), which every
+  // tier matches bit for bit (test_float_forward_ops.cpp).
   RowMatrixXf silu_whole = x;
-  silu_whole.array() = silu_whole.array() / (1.0f + (-silu_whole.array()).exp()) * y.array();
+  lowbit::model::detail::silu_mul_scalar(silu_whole.data(), y.data(), static_cast<std::size_t>(silu_whole.size()));
 
   std::vector<RowMatrixXf> norms, silus, sums;
   for (int threads : {1, 2, 3}) {
@@ -86,8 +84,8 @@ TEST_CASE("rmsnorm, SiLU and the residual add give the same bits on 1, 2 and 3 t
     CHECK(silus[i] == silus[0]);
     CHECK(sums[i] == sums[0]);
   }
-  // Unchanged results: the chunked SiLU is the one-pass expression bit for bit (each element
-  // takes the same vector or scalar exp), the add is exact, the norm row by row as before.
+  // The split SiLU is the one-call scalar SiLU bit for bit, the add is exact, the norm row by
+  // row as before.
   CHECK(silus[0] == silu_whole);
   CHECK(sums[0] == x + y);
   for (Eigen::Index t = 0; t < x.rows(); t += 37) {

@@ -356,6 +356,16 @@ inline const cpu_features& host_cpu_features() noexcept {
   return f;
 }
 
+namespace detail {
+// Running a tier the CPU lacks would crash on an illegal instruction: the tier-explicit entry
+// points (convert_n, the forward pass's float steps) refuse it instead.
+inline void check_tier_runs_here(isa_tier tier, const char* what) {
+  if (!tier_supported(tier, host_cpu_features()))
+    throw error(std::string(what) + ": ISA tier '" + std::string(to_string(tier)) +
+                "' is not supported by this CPU");
+}
+}  // namespace detail
+
 // The sub-tier the integer kernels use: the best this CPU supports, or LOWBIT_ISA's choice.
 // Read once per process.
 inline isa_subtier selected_isa_subtier() {

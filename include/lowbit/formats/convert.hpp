@@ -38,13 +38,6 @@ void to_float_n_scalar(const T* in, float* out, std::size_t n) noexcept {
   for (std::size_t i = 0; i < n; ++i) out[i] = in[i].to_float();
 }
 
-// Running a tier the CPU lacks would crash on an illegal instruction: refuse it instead.
-inline void check_tier_runs_here(isa_tier tier, const char* what) {
-  if (!tier_supported(tier, host_cpu_features()))
-    throw error(std::string(what) + ": ISA tier '" + std::string(to_string(tier)) +
-                "' is not supported by this CPU");
-}
-
 // Tier-explicit entry points (tests compare every tier with scalar through these). A tier
 // that this build has no code for (NEON on x86, AVX on ARM) is never supported at run time,
 // so the check above rejects it before the switch.

@@ -40,6 +40,7 @@
 #include <vector>
 
 #include "lowbit/threads.hpp"
+#include "lowbit/model/detail/forward_ops.hpp"
 #include "lowbit/model/kv_cache.hpp"
 #include "lowbit/model/linear_layer.hpp"
 #include "lowbit/model/rope.hpp"
@@ -57,8 +58,8 @@ class LinearInputObserver {
 // Scratch matrices reused across calls so steady-state evaluation does not allocate.
 struct ForwardWorkspace {
   RowMatrixXf x, xn, q, k, v, attn, proj, gate, up;
-  std::vector<RowMatrixXf> scores_per_task;  // attention: one [n, len] buffer per kv-head task
-  std::vector<RowMatrixXf> kv_per_task;      // attention: decoded keys and values (2 per task)
+  std::vector<RowMatrixXf> scores_per_task;  // attention: one [block, len] buffer per kv-head task
+  std::vector<RowMatrixXf> kv_per_task;      // attention: decoded keys and values, keys transposed (3 per task)
   RowMatrixXf rope_cos, rope_sin;  // [n, head_dim / 2] for the call's positions
 };
 
@@ -73,7 +74,7 @@ namespace detail {
 // up to default_num_threads() threads (inline inside an outer parallel_for). The ranges
 // depend on the thread count, so body must compute every row the same way whichever range
 // holds it (true of row-wise norms and of element-wise arithmetic without exp/SIMD paths
-// that depend on the position: see silu_mul for one that does).
+// that depend on the position).
 template <class Body>
 void for_row_ranges(Eigen::Index rows, Eigen::Index cols, const Body& body) {
   const int threads = lowbit::default_num_threads();
@@ -116,40 +117,13 @@ void add_in_place(deferred_t<Deferred, RowMatrixXf>& x, const deferred_t<Deferre
   });
 }
 
-// Elements per SiLU chunk: a multiple of every SIMD width (and of 64 bytes), so that a chunk
-// starts where a whole-array pass would start a vector, at the same alignment.
-constexpr std::int64_t silu_chunk = 16384;
-
-// gate = silu(gate) * up, in place, element-wise over the flat arrays. Eigen's vectorized
-// exp and its scalar exp (the tail past the last whole vector) can differ in the last bit,
-// so the split must not move any element between the two: the arrays are cut into fixed
-// chunks of silu_chunk elements (independent of the thread count), each evaluated as its
-// own array expression. Every chunk but the last is whole vectors from an aligned start, and
-// the last one ends where the whole array does, so each element takes the path it takes in
-// one whole-array pass `gate = gate / (1 + exp(-gate)) * up` (what this replaced).
+// gate = silu(gate) * up, in place, rows split over the pool. silu_mul_n gives the same
+// bits on every tier and for any split (model/detail/forward_ops.hpp).
 template <class Deferred = void>  // see "Compile time" in docs/design.md
 void silu_mul(deferred_t<Deferred, RowMatrixXf>& gate, const deferred_t<Deferred, RowMatrixXf>& up) {
-  const std::int64_t size = gate.size();
-  const std::int64_t chunks = (size + silu_chunk - 1) / silu_chunk;
-  const auto run_chunk = [&](std::int64_t c) {
-    const std::int64_t off = c * silu_chunk, len = std::min(silu_chunk, size - off);
-    using Array = deferred_t<Deferred, Eigen::ArrayXf>;
-    Eigen::Map<Array> g(gate.data() + off, static_cast<Eigen::Index>(len));
-    const Eigen::Map<const Array> u(up.data() + off, static_cast<Eigen::Index>(len));
-    g = g / (1.0f + (-g).exp()) * u;
-  };
-  const int threads = lowbit::default_num_threads();
-  const std::int64_t tasks =
-      threads <= 1 ? 1
-                   : lowbit::detail::tasks_for_work(size, lowbit::detail::min_task_elements,
-                                                    std::min<std::int64_t>(threads, chunks), threads);
-  if (tasks <= 1) {
-    for (std::int64_t c = 0; c < chunks; ++c) run_chunk(c);
-    return;
-  }
-  const std::int64_t per = (chunks + tasks - 1) / tasks;
-  lowbit::parallel_for((chunks + per - 1) / per, threads, lowbit::executor(), [&](std::int64_t i) {
-    for (std::int64_t c = i * per; c < std::min(chunks, (i + 1) * per); ++c) run_chunk(c);
+  const Eigen::Index cols = gate.cols();
+  for_row_ranges(gate.rows(), cols, [&](Eigen::Index r0, Eigen::Index r1) {
+    silu_mul_n(gate.data() + r0 * cols, up.data() + r0 * cols, static_cast<std::size_t>((r1 - r0) * cols));
   });
 }
 // RMSNorm of every head_dim-wide slice of m's rows, in place (qwen3's q_norm / k_norm).
@@ -293,57 +267,74 @@ class BasicDecoderLayer {
   // Keys and values are read per kv head (dequantized once for the heads sharing it when the
   // cache is not fp32). The kv heads are split over the pool's threads (default_num_threads();
   // inline inside an outer parallel_for such as the perplexity's documents): each head writes
-  // only its own columns of ws.attn and uses its own scores buffer, and runs exactly the same
+  // only its own columns of ws.attn and uses its own buffers, and runs exactly the same
   // arithmetic whichever thread takes it, so the result does not depend on the thread count.
   void attention(const KvCache& cache, int p0, int n, ForwardWorkspace& ws) const {
     const int len = p0 + n;
     ws.attn.resize(n, c_.q_dim());
     const int threads = std::max(1, std::min(lowbit::default_num_threads(), c_.n_kv_heads));
-    // Tasks of contiguous kv heads, one scores buffer each ([n, len] per task); a short
-    // context's attention (QK^T and PV: 2 n len head_dim multiply-adds a head) runs in fewer
-    // tasks, or inline (detail/threads.hpp).
+    // Tasks of contiguous kv heads; a short context's attention (QK^T and PV: 2 n len
+    // head_dim multiply-adds a head) runs in fewer tasks, or inline (detail/threads.hpp).
     const std::int64_t macs = std::int64_t{2} * n * len * c_.head_dim() * c_.n_heads;
     const int max_tasks =
         static_cast<int>(lowbit::detail::tasks_for_work(macs, lowbit::detail::min_task_macs, threads, threads));
     const int per = (c_.n_kv_heads + max_tasks - 1) / max_tasks;
     const int tasks = (c_.n_kv_heads + per - 1) / per;
     if (static_cast<int>(ws.scores_per_task.size()) < tasks) ws.scores_per_task.resize(static_cast<std::size_t>(tasks));
-    if (static_cast<int>(ws.kv_per_task.size()) < 2 * tasks) ws.kv_per_task.resize(static_cast<std::size_t>(2 * tasks));
+    if (static_cast<int>(ws.kv_per_task.size()) < 3 * tasks) ws.kv_per_task.resize(static_cast<std::size_t>(3 * tasks));
     lowbit::parallel_for(tasks, threads, lowbit::executor(), [&](std::int64_t i) {
+      const auto buf = [&](std::int64_t j) -> RowMatrixXf& { return ws.kv_per_task[static_cast<std::size_t>(j)]; };
       RowMatrixXf& scores = ws.scores_per_task[static_cast<std::size_t>(i)];
-      scores.resize(n, len);
       const int g1 = std::min(c_.n_kv_heads, static_cast<int>(i + 1) * per);
-      RowMatrixXf& k_buf = ws.kv_per_task[static_cast<std::size_t>(2 * i)];
-      RowMatrixXf& v_buf = ws.kv_per_task[static_cast<std::size_t>(2 * i + 1)];
-      for (int g = static_cast<int>(i) * per; g < g1; ++g) attention_kv_head(cache, p0, n, g, scores, k_buf, v_buf, ws);
+      for (int g = static_cast<int>(i) * per; g < g1; ++g)
+        attention_kv_head(cache, p0, n, g, scores, buf(3 * i), buf(3 * i + 1), buf(3 * i + 2), ws);
     });
   }
 
-  // k_buf / v_buf: this task's own buffers for a non-fp32 cache's decoded keys and values.
-  // scores, K and V are spelled dependent (deferred_t): the Eigen products are checked where
-  // the layer runs.
-  void attention_kv_head(const KvCache& cache, int p0, int n, int g, deferred_t<Deferred, RowMatrixXf>& scores,
-                         RowMatrixXf& k_buf, RowMatrixXf& v_buf, ForwardWorkspace& ws) const {
+  // Queries per block of attention_kv_head: a block computes scores only for the keys its
+  // last query sees (from its first query's window start), so a causal prefill computes
+  // about half of QK^T and PV. A constant, not a tier's tile: which keys each query's row
+  // spans, and so every sum, is the same on every tier.
+  static constexpr int attention_block = 16;
+
+  // The first key a query at position `visible - 1` sees (mistral's sliding window: keys j
+  // with position - j < window).
+  int first_key(int visible) const { return c_.sliding_window > 0 ? std::max(0, visible - c_.sliding_window) : 0; }
+
+  // One kv head's query heads: per block of queries, scores = Q K^T over the block's keys,
+  // each row's softmax over its own keys (zeros elsewhere in the block's span), then P V.
+  // k_buf / v_buf: this task's buffers for a non-fp32 cache's decoded keys and values; kt its
+  // keys transposed ([head_dim, len], the B operand of gemm_f32). The float steps run on the
+  // dispatched tiers, with the same bits on each (model/detail/forward_ops.hpp).
+  void attention_kv_head(const KvCache& cache, int p0, int n, int g, RowMatrixXf& scores, RowMatrixXf& k_buf,
+                         RowMatrixXf& v_buf, RowMatrixXf& kt, ForwardWorkspace& ws) const {
     const int hd = c_.head_dim(), len = p0 + n, group = c_.n_heads / c_.n_kv_heads;
     const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
-    const deferred_t<Deferred, KvHeadView> K = cache.keys(index_, g, len, k_buf);
-    const deferred_t<Deferred, KvHeadView> V = cache.values(index_, g, len, v_buf);
-    for (int h = g * group; h < (g + 1) * group; ++h) {
-      scores.noalias() = ws.q.middleCols(h * hd, hd) * K.transpose();
-      for (int t = 0; t < n; ++t) {
-        const int visible = p0 + t + 1;  // query t sees keys 0 .. p0+t
-        // Sliding window (mistral): only keys j with (p0 + t) - j < window.
-        const int first = c_.sliding_window > 0 ? std::max(0, visible - c_.sliding_window) : 0;
-        auto row = scores.row(t);
-        auto seen = row.segment(first, visible - first);
-        const float mx = seen.maxCoeff();
-        seen = ((seen.array() - mx) * scale).exp();
-        seen /= seen.sum();
-        row.head(first).setZero();
-        row.tail(len - visible).setZero();
-      }
-      ws.attn.middleCols(h * hd, hd).noalias() = scores * V;
+    const KvHeadView K = cache.keys(index_, g, len, k_buf);
+    const KvHeadView V = cache.values(index_, g, len, v_buf);
+    kt.resize(hd, len);
+    for (int j = 0; j < len; ++j) {
+      const float* kj = K.data() + static_cast<std::ptrdiff_t>(j) * K.outerStride();
+      for (int d = 0; d < hd; ++d) kt.data()[static_cast<std::ptrdiff_t>(d) * len + j] = kj[d];
     }
+    scores.resize(attention_block, len);
+    const std::ptrdiff_t q_ld = ws.q.cols(), out_ld = ws.attn.cols(), v_ld = V.outerStride();
+    for (int h = g * group; h < (g + 1) * group; ++h)
+      for (int t0 = 0; t0 < n; t0 += attention_block) {
+        const int rows = std::min(attention_block, n - t0);
+        const int lo = first_key(p0 + t0 + 1), hi = p0 + t0 + rows;  // the block's keys [lo, hi)
+        float* s = scores.data();  // s[r * len + c]: query t0 + r, key lo + c
+        detail::gemm_f32(rows, hi - lo, hd, ws.q.data() + t0 * q_ld + h * hd, q_ld, kt.data() + lo, len, s, len);
+        for (int r = 0; r < rows; ++r) {
+          const int visible = p0 + t0 + r + 1, first = first_key(visible);
+          float* row = s + static_cast<std::ptrdiff_t>(r) * len;
+          std::fill(row, row + (first - lo), 0.0f);
+          detail::softmax_n(row + (first - lo), static_cast<std::size_t>(visible - first), scale);
+          std::fill(row + (visible - lo), row + (hi - lo), 0.0f);
+        }
+        detail::gemm_f32(rows, hd, hi - lo, s, len, V.data() + lo * v_ld, v_ld, ws.attn.data() + t0 * out_ld + h * hd,
+                         out_ld);
+      }
   }
 
   LlamaConfig c_;
