@@ -161,12 +161,15 @@ LOWBIT_TARGET_AVX512 inline void exp_split(__m512 x, __m512& y, __m512& s) {
   const __m512i bias = _mm512_set1_epi32(127);
   y = _mm512_mul_ps(y, _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_add_epi32(e1, bias), 23)));
   s = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_add_epi32(e2, bias), 23));
-  // Out of range or NaN (xc != x, unordered included): y the result, s one.
+  // Out of range or NaN (xc != x, unordered included): y the result, s one. Rare: skipped
+  // when no lane is.
+  const __mmask16 special = _mm512_cmp_ps_mask(xc, x, _CMP_NEQ_UQ);
+  if (special == 0) return;
   y = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(x, _mm512_set1_ps(K::hi), _CMP_GT_OQ), y,
                            _mm512_set1_ps(HUGE_VALF));
   y = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(x, _mm512_set1_ps(K::lo), _CMP_LT_OQ), y, _mm512_setzero_ps());
   y = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(x, x, _CMP_UNORD_Q), y, x);
-  s = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(xc, x, _CMP_NEQ_UQ), s, _mm512_set1_ps(1.0f));
+  s = _mm512_mask_blend_ps(special, s, _mm512_set1_ps(1.0f));
 }
 
 LOWBIT_TARGET_AVX512 inline __mmask16 tail_mask(std::size_t count) {
@@ -289,11 +292,14 @@ LOWBIT_TARGET_AVX2 inline void exp_split(__m256 x, __m256& y, __m256& s) {
   const __m256i bias = _mm256_set1_epi32(127);
   y = _mm256_mul_ps(y, _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(e1, bias), 23)));
   s = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(e2, bias), 23));
-  // Out of range or NaN (xc != x, unordered included): y the result, s one.
+  // Out of range or NaN (xc != x, unordered included): y the result, s one. Rare: skipped
+  // when no lane is.
+  const __m256 special = _mm256_cmp_ps(xc, x, _CMP_NEQ_UQ);
+  if (_mm256_movemask_ps(special) == 0) return;
   y = _mm256_blendv_ps(y, _mm256_set1_ps(HUGE_VALF), _mm256_cmp_ps(x, _mm256_set1_ps(K::hi), _CMP_GT_OQ));
   y = _mm256_blendv_ps(y, _mm256_setzero_ps(), _mm256_cmp_ps(x, _mm256_set1_ps(K::lo), _CMP_LT_OQ));
   y = _mm256_blendv_ps(y, x, _mm256_cmp_ps(x, x, _CMP_UNORD_Q));
-  s = _mm256_blendv_ps(s, _mm256_set1_ps(1.0f), _mm256_cmp_ps(xc, x, _CMP_NEQ_UQ));
+  s = _mm256_blendv_ps(s, _mm256_set1_ps(1.0f), special);
 }
 
 // Lanes [0, count) set (count clamped to 8), for maskload / maskstore.
@@ -302,14 +308,28 @@ LOWBIT_TARGET_AVX2 inline __m256i tail_mask(std::size_t count) {
   return _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(std::min<std::size_t>(count, 8))), lane);
 }
 
+// The first min(count, 8) lanes (the rest zero).
+LOWBIT_TARGET_AVX2 inline __m256 load_lanes(const float* p, std::size_t count) {
+  return count >= 8 ? _mm256_loadu_ps(p) : _mm256_maskload_ps(p, tail_mask(count));
+}
+
+// Stores the first min(count, 8) lanes. VMASKMOVPS stores are microcoded and slow on AMD
+// (a masked-store SiLU ran at half the scalar code's speed on Zen 5): whole vectors are
+// stored plainly, a tail through a copy on the stack.
+LOWBIT_TARGET_AVX2 inline void store_lanes(float* p, __m256 v, std::size_t count) {
+  if (count >= 8) return _mm256_storeu_ps(p, v);
+  alignas(32) float t[8];
+  _mm256_store_ps(t, v);
+  std::memcpy(p, t, count * sizeof(float));
+}
+
 LOWBIT_TARGET_AVX2 inline void silu_mul(float* g, const float* u, std::size_t n) {
   const __m256 one = _mm256_set1_ps(1.0f);
   for (std::size_t i = 0; i < n; i += 8) {
-    const __m256i m = tail_mask(n - i);
-    const __m256 gv = _mm256_maskload_ps(g + i, m), uv = _mm256_maskload_ps(u + i, m);
+    const __m256 gv = load_lanes(g + i, n - i), uv = load_lanes(u + i, n - i);
     __m256 y, s;
     exp_split(_mm256_xor_ps(gv, _mm256_set1_ps(-0.0f)), y, s);  // -g, as the scalar minus
-    _mm256_maskstore_ps(g + i, m, _mm256_mul_ps(_mm256_div_ps(gv, _mm256_fmadd_ps(y, s, one)), uv));
+    store_lanes(g + i, _mm256_mul_ps(_mm256_div_ps(gv, _mm256_fmadd_ps(y, s, one)), uv), n - i);
   }
 }
 
@@ -319,7 +339,7 @@ LOWBIT_TARGET_AVX2 inline void softmax(float* x, std::size_t n, float scale) {
   __m256 mv = first;
   for (std::size_t i = 0; i < n; i += 8) {
     const __m256i m = tail_mask(n - i);
-    const __m256 v = _mm256_blendv_ps(first, _mm256_maskload_ps(x + i, m), _mm256_castsi256_ps(m));
+    const __m256 v = _mm256_blendv_ps(first, load_lanes(x + i, n - i), _mm256_castsi256_ps(m));
     mv = _mm256_blendv_ps(mv, v, _mm256_cmp_ps(v, mv, _CMP_GT_OQ));
   }
   float lanes[8];
@@ -332,8 +352,8 @@ LOWBIT_TARGET_AVX2 inline void softmax(float* x, std::size_t n, float scale) {
   for (std::size_t i = 0; i < n; i += 8) {
     const __m256i m = tail_mask(n - i);
     __m256 y, s;
-    exp_split(_mm256_mul_ps(_mm256_sub_ps(_mm256_maskload_ps(x + i, m), mxv), sv), y, s);
-    _mm256_maskstore_ps(x + i, m, _mm256_mul_ps(y, s));
+    exp_split(_mm256_mul_ps(_mm256_sub_ps(load_lanes(x + i, n - i), mxv), sv), y, s);
+    store_lanes(x + i, _mm256_mul_ps(y, s), n - i);
     const __m256 ym = _mm256_and_ps(y, _mm256_castsi256_ps(m));  // masked-off lanes add +0
     if ((i / 8) % 2 == 0)
       lo = _mm256_fmadd_ps(ym, s, lo);
@@ -346,22 +366,24 @@ LOWBIT_TARGET_AVX2 inline void softmax(float* x, std::size_t n, float scale) {
   const float total = _mm_cvtss_f32(_mm_add_ss(s2, _mm_movehdup_ps(s2)));
   const __m256 tv = _mm256_set1_ps(total);
   for (std::size_t i = 0; i < n; i += 8) {
-    const __m256i m = tail_mask(n - i);
-    _mm256_maskstore_ps(x + i, m, _mm256_div_ps(_mm256_maskload_ps(x + i, m), tv));
+    store_lanes(x + i, _mm256_div_ps(load_lanes(x + i, n - i), tv), n - i);
   }
 }
 
-// R rows x 16 columns of c (masks m0, m1 for the two 8-column halves).
-template <int R>
+// R rows x 16 columns of c, of which the first `left` (all 16 when Full) are stored.
+template <int R, bool Full>
 LOWBIT_TARGET_AVX2 inline void gemm_tile(int k, const float* a, std::ptrdiff_t lda, const float* b, std::ptrdiff_t ldb,
-                                         float* c, std::ptrdiff_t ldc, __m256i m0, __m256i m1) {
+                                         float* c, std::ptrdiff_t ldc, std::size_t left) {
+  const std::size_t left1 = left > 8 ? left - 8 : 0;
   __m256 c0[R], c1[R];
 #pragma GCC unroll 16
   for (int r = 0; r < R; ++r) c0[r] = c1[r] = _mm256_setzero_ps();
   for (int p = 0; p < k; ++p) {
-    const __m256 b0 = _mm256_maskload_ps(b + p * ldb, m0), b1 = _mm256_maskload_ps(b + p * ldb + 8, m1);
+    const float* bp = b + p * ldb;
+    const __m256 b0 = Full ? _mm256_loadu_ps(bp) : load_lanes(bp, left);
+    const __m256 b1 = Full ? _mm256_loadu_ps(bp + 8) : load_lanes(bp + 8, left1);
 #pragma GCC unroll 16
-  for (int r = 0; r < R; ++r) {
+    for (int r = 0; r < R; ++r) {
       const __m256 av = _mm256_broadcast_ss(a + r * lda + p);
       c0[r] = _mm256_fmadd_ps(av, b0, c0[r]);
       c1[r] = _mm256_fmadd_ps(av, b1, c1[r]);
@@ -369,9 +391,23 @@ LOWBIT_TARGET_AVX2 inline void gemm_tile(int k, const float* a, std::ptrdiff_t l
   }
 #pragma GCC unroll 16
   for (int r = 0; r < R; ++r) {
-    _mm256_maskstore_ps(c + r * ldc, m0, c0[r]);
-    _mm256_maskstore_ps(c + r * ldc + 8, m1, c1[r]);
+    if (Full) {
+      _mm256_storeu_ps(c + r * ldc, c0[r]);
+      _mm256_storeu_ps(c + r * ldc + 8, c1[r]);
+    } else {
+      store_lanes(c + r * ldc, c0[r], left);
+      store_lanes(c + r * ldc + 8, c1[r], left1);
+    }
   }
+}
+
+template <int R>
+LOWBIT_TARGET_AVX2 inline void gemm_tile_any(int k, const float* a, std::ptrdiff_t lda, const float* b,
+                                             std::ptrdiff_t ldb, float* c, std::ptrdiff_t ldc, std::size_t left) {
+  if (left >= 16)
+    gemm_tile<R, true>(k, a, lda, b, ldb, c, ldc, left);
+  else
+    gemm_tile<R, false>(k, a, lda, b, ldb, c, ldc, left);
 }
 
 LOWBIT_TARGET_AVX2 inline void gemm_f32(int m, int n, int k, const float* a, std::ptrdiff_t lda, const float* b,
@@ -379,17 +415,16 @@ LOWBIT_TARGET_AVX2 inline void gemm_f32(int m, int n, int k, const float* a, std
   constexpr int mr = 6;  // 12 accumulators, 2 B vectors and a broadcast in 16 registers
   for (int j = 0; j < n; j += 16) {
     const std::size_t left = static_cast<std::size_t>(n - j);
-    const __m256i m0 = tail_mask(left), m1 = left > 8 ? tail_mask(left - 8) : _mm256_setzero_si256();
     for (int i = 0; i < m; i += mr) {
       const float* ai = a + i * lda;
       float* ci = c + i * ldc + j;
       switch (std::min(mr, m - i)) {
-        case 6: gemm_tile<6>(k, ai, lda, b + j, ldb, ci, ldc, m0, m1); break;
-        case 5: gemm_tile<5>(k, ai, lda, b + j, ldb, ci, ldc, m0, m1); break;
-        case 4: gemm_tile<4>(k, ai, lda, b + j, ldb, ci, ldc, m0, m1); break;
-        case 3: gemm_tile<3>(k, ai, lda, b + j, ldb, ci, ldc, m0, m1); break;
-        case 2: gemm_tile<2>(k, ai, lda, b + j, ldb, ci, ldc, m0, m1); break;
-        default: gemm_tile<1>(k, ai, lda, b + j, ldb, ci, ldc, m0, m1); break;
+        case 6: gemm_tile_any<6>(k, ai, lda, b + j, ldb, ci, ldc, left); break;
+        case 5: gemm_tile_any<5>(k, ai, lda, b + j, ldb, ci, ldc, left); break;
+        case 4: gemm_tile_any<4>(k, ai, lda, b + j, ldb, ci, ldc, left); break;
+        case 3: gemm_tile_any<3>(k, ai, lda, b + j, ldb, ci, ldc, left); break;
+        case 2: gemm_tile_any<2>(k, ai, lda, b + j, ldb, ci, ldc, left); break;
+        default: gemm_tile_any<1>(k, ai, lda, b + j, ldb, ci, ldc, left); break;
       }
     }
   }
@@ -400,43 +435,59 @@ LOWBIT_TARGET_AVX2 inline void gemm_f32(int m, int n, int k, const float* a, std
 #pragma GCC diagnostic pop
 #endif  // LOWBIT_HAVE_X86_SIMD
 
-// Tier-explicit entry points (the tests compare each tier with scalar through these; a tier
-// the CPU lacks is an error). The NEON tier runs the portable code.
-inline void silu_mul_n(isa_tier tier, float* g, const float* u, std::size_t n) {
-  lowbit::detail::check_tier_runs_here(tier, "silu_mul_n");
+// Runs `tier`'s code, which the caller has checked this CPU runs.
+inline void silu_mul_on(isa_tier tier, float* g, const float* u, std::size_t n) {
 #if LOWBIT_HAVE_X86_SIMD
   if (tier == isa_tier::avx512) return avx512::silu_mul(g, u, n);
   if (tier == isa_tier::avx2) return avx2::silu_mul(g, u, n);
 #endif
+  static_cast<void>(tier);
   silu_mul_scalar(g, u, n);
 }
 
-inline void softmax_n(isa_tier tier, float* x, std::size_t n, float scale) {
-  lowbit::detail::check_tier_runs_here(tier, "softmax_n");
+inline void softmax_on(isa_tier tier, float* x, std::size_t n, float scale) {
 #if LOWBIT_HAVE_X86_SIMD
   if (tier == isa_tier::avx512) return avx512::softmax(x, n, scale);
   if (tier == isa_tier::avx2) return avx2::softmax(x, n, scale);
 #endif
+  static_cast<void>(tier);
   softmax_scalar(x, n, scale);
 }
 
-inline void gemm_f32(isa_tier tier, int m, int n, int k, const float* a, std::ptrdiff_t lda, const float* b,
-                     std::ptrdiff_t ldb, float* c, std::ptrdiff_t ldc) {
-  lowbit::detail::check_tier_runs_here(tier, "gemm_f32");
+inline void gemm_f32_on(isa_tier tier, int m, int n, int k, const float* a, std::ptrdiff_t lda, const float* b,
+                        std::ptrdiff_t ldb, float* c, std::ptrdiff_t ldc) {
   if (m <= 0 || n <= 0) return;
 #if LOWBIT_HAVE_X86_SIMD
   if (tier == isa_tier::avx512) return avx512::gemm_f32(m, n, k, a, lda, b, ldb, c, ldc);
   if (tier == isa_tier::avx2) return avx2::gemm_f32(m, n, k, a, lda, b, ldb, c, ldc);
 #endif
+  static_cast<void>(tier);
   gemm_f32_scalar(m, n, k, a, lda, b, ldb, c, ldc);
 }
 
-// The same on the process's tier (selected_isa_tier(), LOWBIT_ISA).
-inline void silu_mul_n(float* g, const float* u, std::size_t n) { silu_mul_n(selected_isa_tier(), g, u, n); }
-inline void softmax_n(float* x, std::size_t n, float scale) { softmax_n(selected_isa_tier(), x, n, scale); }
+// Tier-explicit entry points (the tests and benchmarks compare the tiers through these; a
+// tier the CPU lacks is an error). The NEON tier runs the portable code.
+inline void silu_mul_n(isa_tier tier, float* g, const float* u, std::size_t n) {
+  lowbit::detail::check_tier_runs_here(tier, "silu_mul_n");
+  silu_mul_on(tier, g, u, n);
+}
+inline void softmax_n(isa_tier tier, float* x, std::size_t n, float scale) {
+  lowbit::detail::check_tier_runs_here(tier, "softmax_n");
+  softmax_on(tier, x, n, scale);
+}
+inline void gemm_f32(isa_tier tier, int m, int n, int k, const float* a, std::ptrdiff_t lda, const float* b,
+                     std::ptrdiff_t ldb, float* c, std::ptrdiff_t ldc) {
+  lowbit::detail::check_tier_runs_here(tier, "gemm_f32");
+  gemm_f32_on(tier, m, n, k, a, lda, b, ldb, c, ldc);
+}
+
+// The same on the process's tier (selected_isa_tier(), LOWBIT_ISA; supported by construction,
+// so not checked per call: attention calls softmax_n once per row).
+inline void silu_mul_n(float* g, const float* u, std::size_t n) { silu_mul_on(selected_isa_tier(), g, u, n); }
+inline void softmax_n(float* x, std::size_t n, float scale) { softmax_on(selected_isa_tier(), x, n, scale); }
 inline void gemm_f32(int m, int n, int k, const float* a, std::ptrdiff_t lda, const float* b, std::ptrdiff_t ldb,
                      float* c, std::ptrdiff_t ldc) {
-  gemm_f32(selected_isa_tier(), m, n, k, a, lda, b, ldb, c, ldc);
+  gemm_f32_on(selected_isa_tier(), m, n, k, a, lda, b, ldb, c, ldc);
 }
 
 }  // namespace lowbit::model::detail
