@@ -41,6 +41,11 @@ if(CMAKE_SYSTEM_PROCESSOR MATCHES "x86_64|AMD64|amd64" AND NOT CMAKE_CROSSCOMPIL
     lowbit_isa_test(isa_register_blocks_float register_blocks_float.cpp "${_isa_compilers}" ${LOWBIT_OBJDUMP}
                     "-DLEVELS=-O2|-O3" "-DREQUIRED=vpermps" "-DFUNCTION=direct_block_quad<|avx2_decode_rows"
                     -DMAX_STACK_IN_FUNCTION=12)
+    # The forward pass's fp32 product (attention's QK^T and PV): tiles of 8 (AVX-512) and 6
+    # (AVX2) rows x 2 vectors.
+    lowbit_isa_test(isa_register_blocks_forward register_blocks_forward.cpp "${_isa_compilers}" ${LOWBIT_OBJDUMP}
+                    "-DLEVELS=-O2|-O3" "-DREQUIRED=vfmadd...ps" "-DFUNCTION=gemm_tile<"
+                    -DMAX_STACK_IN_FUNCTION=12)
   else()
     message(STATUS "lowbit: no objdump, so the tests isa_* are not registered")
   endif()

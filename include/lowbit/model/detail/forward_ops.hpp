@@ -11,18 +11,19 @@
 // add, mul, div) in an order that does not depend on the vector width:
 //  - exp_ref: Cody-Waite reduction by ln 2 and cephes' degree-5 expf polynomial in fma,
 //    scaled by 2^n in two exact steps. +inf above ln(FLT_MAX), 0 below -104, NaN kept.
-//    Within 1 ulp of exp over the normal range (tests/test_model_forward_ops.cpp).
-//  - silu_mul_n: g = g / (1 + exp(-g)) * u, element by element.
+//    Within 1 ulp of exp over the normal range (tests/test_float_forward_ops.cpp).
+//  - silu_mul_n: g = g / fma(exp's two factors, 1) * u, element by element.
 //  - softmax_n: x = exp((x - max) * scale) / sum, the sum taken in 16 interleaved partial
 //    sums (element i goes to sum i % 16) folded 8, 4, 2, 1: what one 16-lane accumulator
 //    does, and what two 8-lane accumulators do.
 //  - gemm_f32: c[i][j] = one fma chain over p = 0 .. k-1 starting from 0 (a vector lane
 //    holds one output; k is never split).
-// Loops over a register block carry `#pragma GCC unroll 16` (docs/design.md, "Register blocks
-// are unrolled by pragma").
 // So the model's outputs depend neither on the thread count nor on LOWBIT_ISA. On AArch64
 // the scalar code is the implementation (its loops are written so that the compiler can
 // vectorize them with the baseline's NEON and fused multiply-adds).
+//
+// Loops over a register block carry `#pragma GCC unroll 16` (docs/design.md, "Register blocks
+// are unrolled by pragma").
 #include <algorithm>
 #include <cmath>
 #include <cstddef>
@@ -221,17 +222,21 @@ LOWBIT_TARGET_AVX512 inline void softmax(float* x, std::size_t n, float scale) {
   }
 }
 
-// R rows x 32 columns of c (masks m0, m1 for the two 16-column halves).
+// R rows x 32 columns of c (masks m0, m1 for the two 16-column halves). Not inlined (nor its
+// AVX2 twin): a tile is its own function, whose registers hold its block alone (clang -O3,
+// inlining every tile into gemm_f32, spilled the tail masks around them), and that
+// tests/isa.cmake can check for a block left on the stack.
 template <int R>
-LOWBIT_TARGET_AVX512 inline void gemm_tile(int k, const float* a, std::ptrdiff_t lda, const float* b, std::ptrdiff_t ldb,
-                                           float* c, std::ptrdiff_t ldc, __mmask16 m0, __mmask16 m1) {
+__attribute__((noinline)) LOWBIT_TARGET_AVX512 void gemm_tile(int k, const float* a, std::ptrdiff_t lda, const float* b,
+                                                              std::ptrdiff_t ldb, float* c, std::ptrdiff_t ldc,
+                                                              __mmask16 m0, __mmask16 m1) {
   __m512 c0[R], c1[R];
 #pragma GCC unroll 16
   for (int r = 0; r < R; ++r) c0[r] = c1[r] = _mm512_setzero_ps();
   for (int p = 0; p < k; ++p) {
     const __m512 b0 = _mm512_maskz_loadu_ps(m0, b + p * ldb), b1 = _mm512_maskz_loadu_ps(m1, b + p * ldb + 16);
 #pragma GCC unroll 16
-  for (int r = 0; r < R; ++r) {
+    for (int r = 0; r < R; ++r) {
       const __m512 av = _mm512_set1_ps(a[r * lda + p]);
       c0[r] = _mm512_fmadd_ps(av, b0, c0[r]);
       c1[r] = _mm512_fmadd_ps(av, b1, c1[r]);
@@ -314,13 +319,13 @@ LOWBIT_TARGET_AVX2 inline __m256 load_lanes(const float* p, std::size_t count) {
 }
 
 // Stores the first min(count, 8) lanes. VMASKMOVPS stores are microcoded and slow on AMD
-// (a masked-store SiLU ran at half the scalar code's speed on Zen 5): whole vectors are
-// stored plainly, a tail through a copy on the stack.
+// (masked stores on every vector ran SiLU at half the scalar code's speed on Zen 5), so only
+// a tail takes one; whole vectors are stored plainly.
 LOWBIT_TARGET_AVX2 inline void store_lanes(float* p, __m256 v, std::size_t count) {
-  if (count >= 8) return _mm256_storeu_ps(p, v);
-  alignas(32) float t[8];
-  _mm256_store_ps(t, v);
-  std::memcpy(p, t, count * sizeof(float));
+  if (count >= 8)
+    _mm256_storeu_ps(p, v);
+  else
+    _mm256_maskstore_ps(p, tail_mask(count), v);
 }
 
 LOWBIT_TARGET_AVX2 inline void silu_mul(float* g, const float* u, std::size_t n) {
@@ -372,8 +377,9 @@ LOWBIT_TARGET_AVX2 inline void softmax(float* x, std::size_t n, float scale) {
 
 // R rows x 16 columns of c, of which the first `left` (all 16 when Full) are stored.
 template <int R, bool Full>
-LOWBIT_TARGET_AVX2 inline void gemm_tile(int k, const float* a, std::ptrdiff_t lda, const float* b, std::ptrdiff_t ldb,
-                                         float* c, std::ptrdiff_t ldc, std::size_t left) {
+__attribute__((noinline)) LOWBIT_TARGET_AVX2 void gemm_tile(int k, const float* a, std::ptrdiff_t lda, const float* b,
+                                                            std::ptrdiff_t ldb, float* c, std::ptrdiff_t ldc,
+                                                            std::size_t left) {
   const std::size_t left1 = left > 8 ? left - 8 : 0;
   __m256 c0[R], c1[R];
 #pragma GCC unroll 16
