@@ -141,6 +141,19 @@ TEST_CASE("wide16_gemm: an element's sum does not depend on its register block",
 #else
     CHECK(part.isApprox(same, 1e-5f));
 #endif
+    // One token at a time runs 2-row blocks (wide16_stream_block_rows) where the first 4
+    // tokens ran 4-row blocks, and the last 3 tokens 2-row blocks of 3 tokens.
+    for (std::int64_t t = 0; t < tokens; ++t) {
+      INFO("token " << t << " tier " << lowbit::to_string(tier));
+      RowMatrixXf one(1, rows);
+      const RowMatrixXf xt = x.row(t);
+      lowbit::wide16_gemm(xt, Wide16View{wd.data(), rows, cols, wide16_type::bf16}, one, 1, tier);
+#if LOWBIT_X86
+      CHECK(one == full.row(t));
+#else
+      CHECK(one.isApprox(full.row(t), 1e-5f));
+#endif
+    }
   }
 }
 

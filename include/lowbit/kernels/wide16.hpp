@@ -84,8 +84,14 @@ inline float wide16_to_float(std::uint16_t v, wide16_type t) noexcept {
 
 // Lanes of the accumulation: element k of a row is summed into lane k % 16 (both tiers).
 constexpr int wide16_lanes = 16;
-// Register block: rows of W x tokens of x sharing one pass over k.
-constexpr int wide16_block_rows = 4, wide16_block_tokens = 4;
+// Register block: rows of W x tokens of x sharing one pass over k. A block of fewer than 4
+// tokens (decoding: one) is memory-bound, and there the rows a block reads at once are 4 KiB
+// pages whose hardware streams start cold (see wide16_block_avx512): 2 rows read the 1B
+// classifier at 0.88-0.97 x a plain sequential read on a Zen 5 core where 4 rows read at
+// 0.78-0.87, and 62.7 against 55.0 GB/s on 2 threads (1 row, 8 rows and other prefetch
+// distances were slower; docs/performance.md, session 37). Every element's sum is the same
+// in any block, so the choice never changes a result.
+constexpr int wide16_block_rows = 4, wide16_block_tokens = 4, wide16_stream_block_rows = 2;
 // Rows of W per cache block: their 16-bit values stay in L1/L2 while every token block
 // passes over them.
 constexpr std::int64_t wide16_chunk_rows = 16;
@@ -132,8 +138,9 @@ LOWBIT_TARGET_AVX512 inline __m512 wide16_widen_avx512(__m256i v) {
 
 // `next`: the R rows the caller reads after these (the next register block; nullptr at the end
 // of W). Their lines are prefetched into L2 one 64-byte line per row every other step, about
-// R * cols * 2 bytes (16 KiB for the 1B classifier) ahead: each row is about a 4 KiB page, so the
-// hardware's streams, which stop at page boundaries, restart cold on every row; at one token
+// R * cols * 2 bytes (8 KiB for the 1B classifier at one token) ahead: each row is about a
+// 4 KiB page, so the hardware's streams, which stop at page boundaries, restart cold on every
+// row; at one token
 // this kernel is a pure DRAM read (the whole table per decoded token), and the prefetch keeps
 // the next rows' misses in flight. `touch`: the R rows after those (nullptr near the end), one
 // demand load each before the block starts (detail::touch_load): on AMD Zen 4 the prefetches
@@ -214,7 +221,6 @@ inline void wide16_rows(const Wide16View& w, ConstRowMatrixRef x, RowMatrixRef y
 #endif
     wide16_block_generic<Type, R, T>(wp, cols, xp, xs, yp, ys);
   };
-  using R4 = std::integral_constant<int, wide16_block_rows>;
   using R1 = std::integral_constant<int, 1>;
   for (std::int64_t c0 = r0; c0 < r1; c0 += wide16_chunk_rows) {
     const std::int64_t c1 = std::min(r1, c0 + wide16_chunk_rows);
@@ -222,8 +228,9 @@ inline void wide16_rows(const Wide16View& w, ConstRowMatrixRef x, RowMatrixRef y
     // passes over the chunk's rows (a few KiB each, in L1/L2 after the first token block).
     std::int64_t t = 0;
     const auto rows_of = [&](auto tokens_c) {
+      constexpr int R = decltype(tokens_c)::value == wide16_block_tokens ? wide16_block_rows : wide16_stream_block_rows;
       std::int64_t r = c0;
-      for (; r + wide16_block_rows <= c1; r += wide16_block_rows) block(R4{}, tokens_c, r, t);
+      for (; r + R <= c1; r += R) block(std::integral_constant<int, R>{}, tokens_c, r, t);
       for (; r < c1; ++r) block(R1{}, tokens_c, r, t);
     };
     for (; t + wide16_block_tokens <= tokens; t += wide16_block_tokens)
