@@ -508,7 +508,11 @@ inline std::uint32_t avx512bf16_round(float v) noexcept {  // fp32 -> bf16 bits,
   return (u + 0x7FFFu + ((u >> 16) & 1u)) >> 16;
 }
 
-inline void avx512bf16_build_pairs(const float_workspace& ws, avx512bf16_pairs& out) {
+// The table, one activation at a time: the reference avx512bf16_build_pairs is tested
+// against. The scaling is two exact multiplies (t = x * 2^a, v = t * 2^b); lo is rounded from
+// fma(t, 2^b, -hi), the exact v - hi even where v itself was rounded (v subnormal), and the
+// explicit fma keeps that the same in both versions whatever the compiler contracts.
+inline void avx512bf16_build_pairs_scalar(const float_workspace& ws, avx512bf16_pairs& out) {
   const std::int64_t steps = ws.cols / 16, k_in = ws.cols;
   const float* x = ws.x.data();
   float amax = 0.0f;
@@ -524,12 +528,13 @@ inline void avx512bf16_build_pairs(const float_workspace& ws, avx512bf16_pairs& 
   std::vector<std::uint16_t> hi(static_cast<std::size_t>(steps * 16)), lo(hi.size());
   bool two = false;
   for (std::size_t k = 0; k < hi.size(); ++k) {
-    const float v = (x[k] * up_a) * up_b;
+    const float t = x[k] * up_a;
+    const float v = t * up_b;
     const std::uint32_t h = avx512bf16_round(v);
     const std::uint32_t hbits = h << 16;
     float hv;
     std::memcpy(&hv, &hbits, 4);
-    const std::uint32_t l = avx512bf16_round(v - hv);  // v - hv is exact
+    const std::uint32_t l = avx512bf16_round(std::fma(t, up_b, -hv));
     hi[k] = static_cast<std::uint16_t>(h);
     lo[k] = static_cast<std::uint16_t>(l);
     two |= (l & 0x7FFFu) != 0;
@@ -546,6 +551,60 @@ inline void avx512bf16_build_pairs(const float_workspace& ws, avx512bf16_pairs& 
         for (int l = 0; l < 4; ++l)
           dst[4 * pattern + l] = src[4 * pattern + l] | (static_cast<std::uint32_t>(src[8 + 4 * pattern + l]) << 16);
     }
+}
+
+// The same table 16 activations at a time, with the same operations per activation. The
+// scalar loop cost ~3 ns an activation, 25 us for a K = 8192 call on Zen 5, against ~230 us
+// for the call's 8.9 MB of codes from DRAM; the table is built on every call and thread.
+// Both parts are written as if two were needed, and compacted when no lo is nonzero.
+LOWBIT_TARGET_AVX512 inline __m512i avx512bf16_round16(__m512i u) {  // avx512bf16_round, 16 lanes
+  const __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1));
+  return _mm512_srli_epi32(_mm512_add_epi32(_mm512_add_epi32(u, _mm512_set1_epi32(0x7FFF)), lsb), 16);
+}
+
+LOWBIT_TARGET_AVX512 inline __m256i avx512bf16_pair_words(__m512i h) {  // word i = h[i] | h[i + 8] << 16
+  return _mm256_or_si256(_mm512_castsi512_si256(h), _mm256_slli_epi32(_mm512_extracti64x4_epi64(h, 1), 16));
+}
+
+LOWBIT_TARGET_AVX512 inline void avx512bf16_build_pairs(const float_workspace& ws, avx512bf16_pairs& out) {
+  const std::int64_t steps = ws.cols / 16, k_in = ws.cols;
+  const float* x = ws.x.data();
+  __m512 vmax = _mm512_setzero_ps();  // a maximum is exact in any order
+  std::int64_t k = 0;
+  for (; k + 16 <= k_in; k += 16) vmax = _mm512_max_ps(vmax, _mm512_abs_ps(_mm512_loadu_ps(x + k)));
+  if (k < k_in)
+    vmax = _mm512_max_ps(vmax, _mm512_abs_ps(_mm512_maskz_loadu_ps(static_cast<__mmask16>((1u << (k_in - k)) - 1u), x + k)));
+  alignas(64) float lanes[16];
+  _mm512_store_ps(lanes, vmax);
+  float amax = 0.0f;
+  for (float v : lanes) amax = std::max(amax, v);
+  int e = 0;
+  if (amax > 0.0f) {
+    (void)std::frexp(amax, &e);
+    e = 1 - e;
+  }
+  const __m512 up_a = _mm512_set1_ps(std::ldexp(1.0f, e / 2)), up_b = _mm512_set1_ps(std::ldexp(1.0f, e - e / 2));
+  out.unscale = std::ldexp(1.0f, -e);
+  out.words.resize(static_cast<std::size_t>(steps * 16));
+  std::uint32_t* const words = out.words.data();
+  __m512i lo_bits = _mm512_setzero_si512();
+  for (std::int64_t m = 0; m < steps; ++m) {
+    const __m512 t = _mm512_mul_ps(_mm512_loadu_ps(x + 16 * m), up_a);
+    const __m512i h = avx512bf16_round16(_mm512_castps_si512(_mm512_mul_ps(t, up_b)));
+    const __m512 hv = _mm512_castsi512_ps(_mm512_slli_epi32(h, 16));
+    const __m512i l = avx512bf16_round16(_mm512_castps_si512(_mm512_fmsub_ps(t, up_b, hv)));
+    lo_bits = _mm512_or_si512(lo_bits, l);
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(words + m * 16), avx512bf16_pair_words(h));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(words + m * 16 + 8), avx512bf16_pair_words(l));
+  }
+  const bool two = _mm512_test_epi32_mask(lo_bits, _mm512_set1_epi32(0x7FFF)) != 0;
+  out.parts = two ? 2 : 1;
+  if (!two) {  // step m's hi words move from 16 m to 8 m: never over a step not yet moved
+    for (std::int64_t m = 1; m < steps; ++m)
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(words + m * 8),
+                          _mm256_loadu_si256(reinterpret_cast<const __m256i*>(words + m * 16)));
+    out.words.resize(static_cast<std::size_t>(steps * 8));
+  }
 }
 
 LOWBIT_TARGET_AVX512_BF16 inline __m512 avx512bf16_dot(__m512 acc, __m512i w, __m512i x) {
