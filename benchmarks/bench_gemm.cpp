@@ -7,6 +7,9 @@
 // Counters: GOPS = 2 * tokens * N * K per second / 1e9; weight_GBps = packed bytes (scales
 // included) per second / 1e9. f32_eigen is Eigen's fp32 product on the same shapes.
 // w4a16_{int4,fp4}_{f16,bf16} are the W4A16 weights given fp16 / bf16 activations.
+// LOWBIT_BENCH_MANY_TOKEN_PATH=fp32|bf16_tiles forces the AVX-512 float records' many-token
+// path (detail::many_token_path_override), so the fp32 tile and the VDPBF16PS tiles can be
+// compared in one session on a CPU with AVX512-BF16; the row's label names the kernel.
 #include <benchmark/benchmark.h>
 
 #include <cstdint>
@@ -27,6 +30,17 @@ namespace bench_gemm_cpp {
 namespace {
 
 using namespace lowbit;
+
+// LOWBIT_BENCH_MANY_TOKEN_PATH, applied before any benchmark runs.
+[[maybe_unused]] const bool many_token_path_set = [] {
+  if (const char* e = std::getenv("LOWBIT_BENCH_MANY_TOKEN_PATH")) {
+    const std::string v(e);
+    if (v == "fp32") detail::many_token_path_override() = detail::many_token_path::fp32;
+    if (v == "bf16_tiles") detail::many_token_path_override() = detail::many_token_path::bf16_tiles;
+    return true;
+  }
+  return false;
+}();
 
 struct scheme_info {
   const char* name;

@@ -6,7 +6,9 @@
 // per channel; every scheme and fp32 / fp16 / bf16 activations (fp32: the hi + lo split).
 // The same kernel with a scalar model of the tiles runs on any AVX-512 CPU, so the staging, the
 // bf16 parts and the epilogue are tested here too; the tiles themselves only where the CPU has
-// AMX-BF16 and the OS granted tile data: the log says that they ran, or why not.
+// AMX-BF16 and the OS granted tile data: the log says that they ran, or why not. The AVX-512
+// records' VDPBF16PS engine of the same tiles runs wherever the CPU has AVX512-BF16 (forced on
+// where it would not be chosen), with the same report.
 #include <catch2/catch.hpp>
 
 #include <cmath>
@@ -252,10 +254,10 @@ TEST_CASE("AMX-BF16 float kernel on the scalar tile model matches the reference"
         const RowMatrixXf x = random_x(m, sh.k, ++seed);
         for (input_kind in : {input_kind::f32, input_kind::bf16}) {
           const RowMatrixXf seen = in == input_kind::bf16 ? RowMatrixXf(x.cast<Eigen::bfloat16>().cast<float>()) : x;
-          detail::float_workspace ws = detail::make_float_amx_workspace(w, m, sh.k);
+          detail::float_workspace ws = detail::make_float_bf16_tiles_workspace(w, m, sh.k);
           REQUIRE(!ws.x_bf16.empty());
-          detail::prepare_float_amx_tokens(w, seen, ws, 0, m / 2);
-          detail::prepare_float_amx_tokens(w, seen, ws, m / 2, m);
+          detail::prepare_float_bf16_tiles_tokens(w, seen, ws, 0, m / 2);
+          detail::prepare_float_bf16_tiles_tokens(w, seen, ws, m / 2, m);
           RowMatrixXf y = RowMatrixXf::Constant(m, n, 12345.0f);
           run_float_amx_model(w, ws, y, 0, 7);  // ranges as a thread pool might cut them
           run_float_amx_model(w, ws, y, 7, 40);
@@ -264,6 +266,14 @@ TEST_CASE("AMX-BF16 float kernel on the scalar tile model matches the reference"
           INFO(to_string(sc.scheme) << " code=" << static_cast<int>(w.code) << " m=" << m << " k=" << sh.k
                                     << " group=" << group << " input=" << input_name(in));
           CHECK(worst_ratio(y, ref, tolerance(q, sc.scheme, seen)) <= 1.0);
+          // The VDPBF16PS engine on the same workspace: with fp32 inputs, two parts (the lo
+          // pass, which its calls through gemm() never need).
+          if (host_cpu_features().avx512bf16) {
+            RowMatrixXf y2 = RowMatrixXf::Constant(m, n, 12345.0f);
+            detail::amx_float_tiles<detail::avx512bf16_tiles>(w, ws, y2, 0, 7);
+            detail::amx_float_tiles<detail::avx512bf16_tiles>(w, ws, y2, 7, n);
+            CHECK(worst_ratio(y2, ref, tolerance(q, sc.scheme, seen)) <= 1.0);
+          }
           // bf16 inputs and E4M3 activations are exact in bf16: one pass, no lo part.
           bool two = false;
           for (std::uint8_t b : ws.bf16_two) two = two || b != 0;
@@ -297,8 +307,8 @@ TEST_CASE("AMX-BF16 opt-in: activations rounded to bf16 stay within (2^-8 + 2e-5
         detail::float_packed w = detail::pack_float(q, sc.scheme, isa_tier::avx512);
         w.amx_bf16 = true;
         w.bf16_round_activations = true;
-        detail::float_workspace ws = detail::make_float_amx_workspace(w, m, sh.k);
-        detail::prepare_float_amx_tokens(w, x, ws, 0, m);
+        detail::float_workspace ws = detail::make_float_bf16_tiles_workspace(w, m, sh.k);
+        detail::prepare_float_bf16_tiles_tokens(w, x, ws, 0, m);
         for (std::uint8_t b : ws.bf16_two) CHECK(b == 0);
         RowMatrixXf y(m, n);
         run_float_amx_model(w, ws, y, 0, n);
@@ -329,6 +339,109 @@ TEST_CASE("AMX-BF16 opt-in: activations rounded to bf16 stay within (2^-8 + 2e-5
 }
 #endif  // LOWBIT_HAVE_X86_SIMD
 
+namespace {
+
+// Forces the AVX-512 float records' many-token path for one scope.
+struct many_token_path_guard {
+  explicit many_token_path_guard(detail::many_token_path p) { detail::many_token_path_override() = p; }
+  ~many_token_path_guard() { detail::many_token_path_override() = detail::many_token_path::automatic; }
+  many_token_path_guard(const many_token_path_guard&) = delete;
+  many_token_path_guard& operator=(const many_token_path_guard&) = delete;
+};
+
+bool avx512bf16_here() {
+  const cpu_features& f = host_cpu_features();
+  const bool ok = detail::tier_supported(isa_tier::avx512, f) && f.avx512bf16;
+  if (!ok) WARN("AVX512-BF16 tile tests SKIPPED: they need AVX-512 with AVX512-BF16 (avx512bf16=" << f.avx512bf16 << ")");
+  return ok;
+}
+
+bool ends_with(const std::string& s, const std::string& tail) {
+  return s.size() >= tail.size() && s.compare(s.size() - tail.size(), tail.size(), tail) == 0;
+}
+
+}  // namespace
+
+TEST_CASE("AVX512-BF16 tiles (VDPBF16PS) match the scalar float reference", "[gemm][avx512bf16]") {
+  // The AVX-512 records' many-token path on VDPBF16PS, forced on (a CPU where it does not pay
+  // runs it too), through pack() and gemm(): which calls take it (one bf16 pass: A8 schemes,
+  // bf16 inputs), that they read 16-bit rows as they are, and the family's tolerance over the
+  // edge-case menu, on 1 and 2 threads.
+  if (!avx512bf16_here()) return;
+  many_token_path_guard forced(detail::many_token_path::bf16_tiles);
+  std::uint32_t seed = 1900;
+  std::int64_t runs = 0, tile_runs = 0;
+  for (const scheme_case& sc : amx_cases)
+    for (const shape_case& sh : amx_shapes) {
+      const std::int64_t n = sh.k >= 1024 ? 70 : 45;
+      const std::int64_t group = sh.group == 0 ? sh.k : sh.group;
+      const QuantizedMatrix q = random_matrix(sc, n, sh.k, group, ++seed);
+      PackOptions po;
+      po.tier = isa_tier::avx512;
+      po.scheme = sc.scheme;
+      const PackedWeights w = pack(q, po);
+      REQUIRE_FALSE(w.float_weights().amx_bf16);
+      const bool a8 = detail::scheme_quantizes_activations(sc.scheme);
+      for (std::int64_t m : amx_tokens) {
+        const RowMatrixXf x = random_x(m, sh.k, ++seed);
+        for (input_kind in : {input_kind::f32, input_kind::bf16}) {
+          const activation_dtype dt = in == input_kind::bf16 ? activation_dtype::bf16 : activation_dtype::f32;
+          const bool tiles = m > 4 && (a8 || in == input_kind::bf16);
+          const std::string name(selected_kernel(w, dt));
+          INFO(name << " m=" << m << " n=" << n << " k=" << sh.k << " group=" << group << " input=" << input_name(in));
+          CHECK(ends_with(name, "_avx512bf16") == (a8 || in == input_kind::bf16));
+          CHECK(detail::float_uses_avx512bf16_tiles(w.float_weights(), m, dt) == tiles);
+          if (in == input_kind::bf16)
+            CHECK(w.kernel()->ops->reads_16bit(w.header(), m, dt) == (tiles && !a8));
+          RowMatrixXf seen;
+          const RowMatrixXf y = run_gemm(w, x, in, seen, 1 + static_cast<int>(m % 2));
+          const RowMatrixXf ref = detail::float_reference_gemm(q, sc.scheme, seen);
+          CHECK(worst_ratio(y, ref, tolerance(q, sc.scheme, seen)) <= 1.0);
+          ++runs;
+          tile_runs += tiles ? 1 : 0;
+        }
+      }
+    }
+  WARN("AVX512-BF16 tile tests RAN: " << runs << " comparisons against the scalar float reference, " << tile_runs
+                                      << " of them on the tiles");
+  CHECK(tile_runs > 0);
+}
+
+TEST_CASE("AVX512-BF16 tiles: the CPU rule, the fp32 override, and the bf16 opt-in for fp32 inputs", "[gemm][avx512bf16]") {
+  if (!avx512bf16_here()) return;
+  const scheme_case fp8{gemm_scheme::w8a8_fp8, element_format::float8_e4m3fn, true};
+  const scheme_case int4{gemm_scheme::w4a16_int4, element_format::int4, true};
+  const std::int64_t n = 45, k = 300, m = 17;
+  PackOptions po;
+  po.tier = isa_tier::avx512;
+  const PackedWeights w8 = pack(random_matrix(fp8, n, k, k, 11), po);
+  // Automatic: where VDPBF16PS pays (AVX512-BF16 without AVX512-FP16); forced off: never.
+  CHECK(detail::float_uses_avx512bf16_tiles(w8.float_weights(), m) == detail::avx512bf16_pays(host_cpu_features()));
+  {
+    many_token_path_guard off(detail::many_token_path::fp32);
+    CHECK_FALSE(detail::float_uses_avx512bf16_tiles(w8.float_weights(), m));
+    CHECK_FALSE(ends_with(detail::float_kernel_name(w8.float_weights()), "bf16"));
+  }
+  // PackOptions::bf16_activations sends fp32 inputs of weight-only schemes to the tiles, one
+  // pass on hi = bf16(x'): within (2^-8 + 2e-5) sum|x||w_hat|, and really rounded (some
+  // output misses the exact bound).
+  many_token_path_guard forced(detail::many_token_path::bf16_tiles);
+  const QuantizedMatrix q = random_matrix(int4, n, k, 128, 12);
+  po.bf16_activations = true;
+  po.activations = activation_quant::none;
+  const PackedWeights w = pack(q, po);
+  REQUIRE(w.float_weights().bf16_round_activations);
+  CHECK(detail::float_uses_avx512bf16_tiles(w.float_weights(), m));
+  CHECK(ends_with(std::string(selected_kernel(w)), "_avx512bf16"));
+  const RowMatrixXf x = random_x(m, k, 13);
+  RowMatrixXf y(m, n);
+  gemm(x, w, y);
+  const RowMatrixXf ref = detail::float_reference_gemm(q, int4.scheme, x);
+  const RowMatrixXf tol = tolerance(q, int4.scheme, x);
+  CHECK(worst_ratio(y, ref, tol * ((std::ldexp(1.0f, -8) + 2e-5f) / 2e-5f)) <= 1.0);
+  CHECK(worst_ratio(y, ref, tol) > 1.0);
+}
+
 TEST_CASE("AMX-BF16 activation split: |x' - hi - lo| <= 2^-17 |x'|, exact for fp16 and bf16 values", "[gemm][amx_bf16]") {
   // The bound amx_float.hpp states for the hi + lo split, element by element, over values
   // across the exponent range (tokens whose largest value is near FLT_MAX or far below 1),
@@ -350,8 +463,8 @@ TEST_CASE("AMX-BF16 activation split: |x' - hi - lo| <= 2^-17 |x'|, exact for fp
   for (std::int64_t c = 0; c < k; ++c) x(3, c) = std::ldexp(mant(rng), expo(rng) / 3);  // fp16's range
   x.row(3) = RowMatrixXf(x.row(3).cast<Eigen::half>().cast<float>()); // fp16 values
   x.row(4) = RowMatrixXf(x.row(4).cast<Eigen::bfloat16>().cast<float>());
-  detail::float_workspace ws = detail::make_float_amx_workspace(w, tokens, k);
-  detail::prepare_float_amx_tokens(w, x, ws, 0, tokens);
+  detail::float_workspace ws = detail::make_float_bf16_tiles_workspace(w, tokens, k);
+  detail::prepare_float_bf16_tiles_tokens(w, x, ws, 0, tokens);
   const auto value = [](std::uint16_t h) {
     const std::uint32_t u = static_cast<std::uint32_t>(h) << 16;
     float v;
@@ -383,7 +496,7 @@ TEST_CASE("AMX-BF16 activation split: |x' - hi - lo| <= 2^-17 |x'|, exact for fp
 
 TEST_CASE("AMX-BF16 parts from 16-bit rows equal the parts of the widened rows, bit for bit", "[gemm][amx_bf16]") {
   // gemm() hands fp16 / bf16 activations to a weight-only tile call without widening them
-  // (prepare_float_amx_rows): the bf16 parts, 2^e, the lo flags and the group sums (zero
+  // (prepare_float_bf16_tiles_rows): the bf16 parts, 2^e, the lo flags and the group sums (zero
   // points, offsets) must be exactly those of the fp32 call on the widened values.
   if (!avx512_here()) return;
   std::uint32_t seed = 700;
@@ -405,13 +518,13 @@ TEST_CASE("AMX-BF16 parts from 16-bit rows equal the parts of the widened rows, 
         const RowMatrixXf widened = in == input_kind::f16 ? RowMatrixXf(xh.cast<float>()) : RowMatrixXf(xb.cast<float>());
         const void* rows = in == input_kind::f16 ? static_cast<const void*>(xh.data()) : static_cast<const void*>(xb.data());
         const activation_dtype dt = in == input_kind::f16 ? activation_dtype::f16 : activation_dtype::bf16;
-        detail::float_workspace a = detail::make_float_amx_workspace(w, m, sh.k);
-        detail::float_workspace b = detail::make_float_amx_workspace(w, m, sh.k);
-        REQUIRE(detail::float_amx_reads_rows(w, m));
+        detail::float_workspace a = detail::make_float_bf16_tiles_workspace(w, m, sh.k);
+        detail::float_workspace b = detail::make_float_bf16_tiles_workspace(w, m, sh.k);
+        REQUIRE(detail::float_bf16_tiles_read_rows(w, m));
         CHECK(a.x.empty());  // the tiles never read x: not even made
-        detail::prepare_float_amx_tokens(w, widened, a, 0, m);
-        detail::prepare_float_amx_rows(w, rows, sh.k, dt, b, 0, 8);
-        detail::prepare_float_amx_rows(w, rows, sh.k, dt, b, 8, m);
+        detail::prepare_float_bf16_tiles_tokens(w, widened, a, 0, m);
+        detail::prepare_float_bf16_tiles_rows(w, rows, sh.k, dt, b, 0, 8);
+        detail::prepare_float_bf16_tiles_rows(w, rows, sh.k, dt, b, 8, m);
         INFO(to_string(sc.scheme) << " k=" << sh.k << " group=" << group << " input=" << input_name(in));
         REQUIRE(a.x_bf16.size() == b.x_bf16.size());
         CHECK(std::memcmp(a.x_bf16.data(), b.x_bf16.data(), a.x_bf16.size() * 2) == 0);
@@ -444,9 +557,9 @@ TEST_CASE("AMX-BF16 parts of E4M3 activations: each code's value times 2^e, lo z
       RowMatrixXf x = random_x(m, k, ++seed);
       x.row(4) *= 1e-3f;                      // E4M3 subnormals among the codes
       x(6, k - 1) = -x.row(6).cwiseAbs().maxCoeff() * 2.0f;  // the largest value is negative, last
-      detail::float_workspace ws = detail::make_float_amx_workspace(w, m, k);
+      detail::float_workspace ws = detail::make_float_bf16_tiles_workspace(w, m, k);
       CHECK(ws.x.empty());
-      detail::prepare_float_amx_tokens(w, x, ws, 0, m);
+      detail::prepare_float_bf16_tiles_tokens(w, x, ws, 0, m);
       INFO(to_string(sc.scheme) << " k=" << k);
       for (std::int64_t t = 0; t < m; ++t) {
         float amax = 0.0f;
@@ -485,11 +598,11 @@ TEST_CASE("AMX-BF16 parts: a non-finite activation is an error naming token and 
     x(6, 97) = bad;
     const RowMatrixXbf16 xb = x.cast<Eigen::bfloat16>();
     const RowMatrixXh xh = x.cast<Eigen::half>();
-    detail::float_workspace ws = detail::make_float_amx_workspace(w, 9, 100);
+    detail::float_workspace ws = detail::make_float_bf16_tiles_workspace(w, 9, 100);
     const std::string msg = "activations: non-finite value at token 6, column 97";
-    CHECK_THROWS_WITH(detail::prepare_float_amx_tokens(w, x, ws, 0, 9), msg);
-    CHECK_THROWS_WITH(detail::prepare_float_amx_rows(w, xb.data(), 100, activation_dtype::bf16, ws, 0, 9), msg);
-    CHECK_THROWS_WITH(detail::prepare_float_amx_rows(w, xh.data(), 100, activation_dtype::f16, ws, 4, 9), msg);
+    CHECK_THROWS_WITH(detail::prepare_float_bf16_tiles_tokens(w, x, ws, 0, 9), msg);
+    CHECK_THROWS_WITH(detail::prepare_float_bf16_tiles_rows(w, xb.data(), 100, activation_dtype::bf16, ws, 0, 9), msg);
+    CHECK_THROWS_WITH(detail::prepare_float_bf16_tiles_rows(w, xh.data(), 100, activation_dtype::f16, ws, 4, 9), msg);
     x(6, 97) = 1.0f;
   }
 }

@@ -134,6 +134,10 @@ void check_menu(int& fp16_runs) {
             if (fp16) {
               CHECK(worst_ratio(yv, ref, sum_abs, fp16_path_tolerance) <= 1.0);
               CHECK((yv - ref).norm() <= 2e-3 * ref.norm());
+            } else if (detail::float_uses_avx512bf16_tiles(w.float_weights(), tokens, dtype_of<Half>())) {
+              // bf16 rows on the VDPBF16PS tiles (AVX512-BF16 CPUs where it pays), as they are:
+              // the family's fp32 tolerance (tests/test_gemm_amx_bf16.cpp has the menu).
+              CHECK(worst_ratio(yv, ref, sum_abs, fp32_path_tolerance) <= 1.0);
             } else {
               // Every other path widens x and runs the fp32 kernel: bit-exact with gemm(xf).
               RowMatrixXf y32(tokens, n_out);
@@ -311,15 +315,31 @@ TEST_CASE("gemm with 16-bit activations: other schemes and smoothing widen to fp
       gemm(xhf, w, y32);
       CHECK((y16.array() == y32.array()).all());
       gemm(xb, w, y16);
-      gemm(xbf, w, y32);
+      if (w.is_float_family() && detail::float_uses_avx512bf16_tiles(w.float_weights(), tokens, activation_dtype::bf16) &&
+          !detail::scheme_quantizes_activations(w.scheme())) {
+        // bf16 rows on the VDPBF16PS tiles; the widened rows take the fp32 kernel unless the
+        // weights round fp32 inputs to bf16, which leaves bf16 values as they are: same bits.
+        PackOptions rounding = po;
+        rounding.bf16_activations = true;
+        gemm(xbf, pack(q, rounding), y32);
+      } else {
+        gemm(xbf, w, y32);
+      }
       CHECK((y16.array() == y32.array()).all());
       CHECK(selected_kernel(w, activation_dtype::f16) == std::string(selected_kernel(w)));
       // The record's family rule says which (gemm() asks it): none of these, except weight-only
-      // int8 packed for the AMX-BF16 tiles, which read the rows as they are (the same bits:
-      // checked above); a workspace for 16-bit rows is refused where the rule says no.
-      const bool tiles_read = w.is_float_family() && w.float_weights().amx_bf16 &&
-                              !detail::scheme_quantizes_activations(w.scheme());
+      // int8 on the bf16 tiles, which read the rows as they are (the same bits: checked above):
+      // packed for AMX-BF16 (both inputs), or on VDPBF16PS where it pays (bf16 inputs only: an
+      // fp16 row would need two bf16 parts); a workspace for 16-bit rows is refused where the
+      // rule says no.
       for (activation_dtype dt : {activation_dtype::f16, activation_dtype::bf16}) {
+        const bool tiles_read =
+            w.is_float_family() && !detail::scheme_quantizes_activations(w.scheme()) &&
+            (w.float_weights().amx_bf16 || detail::float_uses_avx512bf16_tiles(w.float_weights(), tokens, dt));
+        if (w.is_float_family() && w.float_weights().tier == isa_tier::avx512 && !w.float_weights().amx_bf16 &&
+            dt == activation_dtype::bf16 && !detail::scheme_quantizes_activations(w.scheme()))
+          CHECK(detail::float_uses_avx512bf16_tiles(w.float_weights(), tokens, dt) ==
+                detail::avx512bf16_pays(host_cpu_features()));
         CHECK(w.kernel()->ops->reads_16bit(w.header(), tokens, dt) == tiles_read);
         if (!tiles_read) CHECK_THROWS_AS(w.kernel()->ops->make_workspace(w.header(), tokens, k, dt), lowbit::error);
       }
@@ -367,14 +387,16 @@ TEST_CASE("gemm with 16-bit activations: kernel names, threads", "[gemm_half_inp
     const PackedWeights w = pack(q, po), w_odd = pack(q_odd, po);
     REQUIRE(w.scheme() == gemm_scheme::w4a16_fp4);
     const bool fp16 = tier == isa_tier::avx512 && LOWBIT_HAVE_AVX512FP16 && host_cpu_features().avx512fp16;
+    // bf16 rows on the VDPBF16PS tiles instead, where those pay (AVX512-BF16 without -FP16).
+    const bool bf16_tiles = tier == isa_tier::avx512 && detail::avx512bf16_pays(host_cpu_features());
     const std::string base(selected_kernel(w));
     CHECK(selected_kernel(w, activation_dtype::f32) == base);
     CHECK(selected_kernel(w, activation_dtype::f16) == (fp16 ? base + "fp16" : base));
-    CHECK(selected_kernel(w, activation_dtype::bf16) == (fp16 ? base + "fp16" : base));
+    CHECK(selected_kernel(w, activation_dtype::bf16) == (fp16 ? base + "fp16" : bf16_tiles ? base + "bf16" : base));
     CHECK(selected_kernel(w_odd, activation_dtype::f16) == std::string(selected_kernel(w_odd)));  // odd groups
     // The family rule gemm() asks: fp16 path for more than 4 tokens, never for odd groups.
     CHECK(w.kernel()->ops->reads_16bit(w.header(), 5, activation_dtype::f16) == fp16);
-    CHECK(w.kernel()->ops->reads_16bit(w.header(), 5, activation_dtype::bf16) == fp16);
+    CHECK(w.kernel()->ops->reads_16bit(w.header(), 5, activation_dtype::bf16) == (fp16 || bf16_tiles));
     CHECK_FALSE(w.kernel()->ops->reads_16bit(w.header(), 4, activation_dtype::f16));
     CHECK_FALSE(w.kernel()->ops->reads_16bit(w.header(), 5, activation_dtype::f32));
     CHECK_FALSE(w_odd.kernel()->ops->reads_16bit(w_odd.header(), 5, activation_dtype::f16));

@@ -38,10 +38,12 @@ struct PackOptions {
   std::optional<isa_tier> tier;       // force a tier this CPU runs (default: selected_isa_tier())
   std::optional<isa_subtier> subtier; // force a sub-tier (e.g. avx512bw: VPMADDUBSW on a VNNI CPU;
                                       // amx); see detail::resolve_subtier
-  // Kernels that multiply in bf16 (the float schemes' AMX-BF16 kernels) round fp32 and fp16
-  // activations to bf16, one pass, instead of splitting them into two bf16 parts: faster, but
-  // each product then errs by up to 2^-8 relative, |y - y_ref| <= (2^-8 + 2e-5) * sum|x||w_hat|
-  // instead of the float family's 2e-5 (kernels/float_layout.hpp). Other kernels ignore it.
+  // Kernels that multiply in bf16 (the float schemes' bf16 tiles: AMX-BF16, and VDPBF16PS on
+  // AVX512-BF16 CPUs where it pays, e.g. AMD Zen 4/5) round fp32 and fp16 activations to bf16,
+  // one pass, instead of splitting them into two bf16 parts (on AVX512-BF16, instead of the
+  // fp32 kernel): faster, but each product then errs by up to 2^-8 relative,
+  // |y - y_ref| <= (2^-8 + 2e-5) * sum|x||w_hat| instead of the float family's 2e-5
+  // (kernels/float_layout.hpp). Other kernels ignore it.
   bool bf16_activations = false;
 };
 
@@ -149,7 +151,10 @@ PackedWeights pack_codes(const QuantizedMatrix& q, const std::uint8_t* codes, co
   const kernel_record& kernel = select_kernel<Deferred>(scheme, subtier, host_cpu_features());
   PackedWeights w;
   w.packed_ = kernel.ops->pack(q, kernel, subtier, codes);
-  if (auto* f = std::get_if<float_packed>(&w.packed_)) f->bf16_round_activations = options.bf16_activations && f->amx_bf16;
+  // The option reaches the weights whose calls can run the bf16 tiles (AMX-BF16, or VDPBF16PS).
+  if (auto* f = std::get_if<float_packed>(&w.packed_))
+    f->bf16_round_activations = options.bf16_activations && (f->amx_bf16 || (f->tier == isa_tier::avx512 &&
+                                                                              host_cpu_features().avx512bf16));
   w.kernel_ = &kernel;
   w.name_ = kernel.ops->name(w.header(), activation_dtype::f32);
   return w;

@@ -55,7 +55,7 @@ inline void run_float_scalar(const float_packed& w, const float_workspace& ws, R
   run_float_buffered(w, ws, y, n_begin, n_end, decode_float_rows_scalar, float_accumulate_scalar);
 }
 
-// e.g. "w4a8_fp4_g128_avx512fp16", "w8a8_fp8_pc_avx2" (pc: one group spans K),
+// e.g. "w4a8_fp4_g128_avx512fp16", "w8a8_fp8_pc_avx512bf16", "w8a8_fp8_pc_avx2" (pc: one group spans K),
 // "w4a16_int4_g128_amx" (the AMX-BF16 records, whatever the activations): the kernel
 // that runs more than 4 tokens of `input` activations.
 inline std::string float_kernel_name(const float_packed& w, activation_dtype input = activation_dtype::f32) {
@@ -65,7 +65,8 @@ inline std::string float_kernel_name(const float_packed& w, activation_dtype inp
   name += w.groups == 1 ? std::string("_pc") : "_g" + std::to_string(w.group_size);
   name += "_";
   name += w.amx_bf16 ? std::string_view("amx") : to_string(w.tier);
-  if (float_uses_fp16_path(w, 5, input)) name += "fp16";  // the many-token path
+  if (float_uses_fp16_path(w, 5, input)) name += "fp16";  // the many-token paths
+  if (float_uses_avx512bf16_tiles(w, 5, input)) name += "bf16";
   return name;
 }
 

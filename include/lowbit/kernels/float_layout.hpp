@@ -34,6 +34,7 @@
 
 #include "lowbit/config.hpp"
 #include "lowbit/detail/aligned_buffer.hpp"
+#include "lowbit/detail/target.hpp"
 #include "lowbit/dispatch/cpu_features.hpp"
 #include "lowbit/error.hpp"
 #include "lowbit/formats/convert.hpp"
@@ -74,7 +75,7 @@ struct float_workspace : workspace_header {
   // The AVX-512 one-token path for 4-bit codes (float_uses_quad_path) reads x with every
   // element repeated 4 times: x_quad[j] = x[j / 4], made once per call in prepare.
   std::vector<float> x_quad;
-  // The AMX-BF16 tiles (x86/amx_float.hpp) read bf16 parts of x' = x * 2^e(t) instead:
+  // The bf16 tiles (x86/amx_float.hpp: AMX-BF16, or VDPBF16PS) read bf16 parts of x' = x * 2^e(t) instead:
   // x_bf16[part][row][bf16_stride], part 0 = hi, 1 = lo, bf16_rows = tokens rounded up to 16
   // (padding rows and columns 0); bf16_scale[t] = 2^e(t), bf16_unscale[t] = 2^-e(t);
   // bf16_two[t] = 1 when some lo of token t is non-zero. Empty when the tiles do not run.
@@ -137,6 +138,42 @@ inline const fp16_tables& fp16_decode_tables() noexcept {
   return t;
 }
 
+// Where VDPBF16PS pays (x86/avx512_float.hpp: avx512bf16_pairs_cpu has the measurements):
+// AVX512-BF16 without AVX512-FP16, i.e. AMD Zen 4/5 (or Cooper Lake, not measured). On Zen 5
+// it multiplies 32 bf16 pairs per instruction at about two a cycle, twice the fp32 FMA's rate
+// (405 against 215 GFLOPS on one core, docs/performance.md, "Session 38"); Intel's runs one
+// every two cycles.
+inline bool avx512bf16_pays(const cpu_features& f) noexcept { return f.avx512bf16 && !f.avx512fp16; }
+
+// Which many-token path the AVX-512 float records take where both could run: the CPU rule
+// (automatic), the fp32 (or AVX512-FP16) code, or the bf16 tiles on VDPBF16PS. A test hook:
+// with it the tests run both over every shape on every CPU with AVX512-BF16.
+enum class many_token_path : std::uint8_t { automatic, fp32, bf16_tiles };
+inline std::atomic<many_token_path>& many_token_path_override() noexcept {
+  static std::atomic<many_token_path> path{many_token_path::automatic};
+  return path;
+}
+
+// Whether a call of more than 4 tokens on weights packed by an AVX-512 float record runs the
+// bf16 tiles of x86/amx_float.hpp on VDPBF16PS instead of the fp32 tile: where the activations
+// need one bf16 pass (A8 schemes' E4M3 values and bf16 inputs are exact in bf16; fp32 and fp16
+// ones with PackOptions::bf16_activations), on a CPU where it pays. fp32 inputs split into two
+// bf16 parts would cost two VDPBF16PS per pair: the fp32 FMA's rate, no gain (measured alike on
+// Zen 5), so they stay on the fp32 tile.
+inline bool float_uses_avx512bf16_tiles(const float_packed& w, std::int64_t tokens,
+                                        activation_dtype input = activation_dtype::f32) {
+  if (!(LOWBIT_HAVE_X86_SIMD && w.tier == isa_tier::avx512 && !w.amx_bf16 && tokens > 4)) return false;
+  if (!(scheme_quantizes_activations(w.scheme) || input == activation_dtype::bf16 || w.bf16_round_activations))
+    return false;
+  const cpu_features& f = host_cpu_features();
+  switch (many_token_path_override().load(std::memory_order_relaxed)) {
+    case many_token_path::fp32: return false;
+    case many_token_path::bf16_tiles: return f.avx512bf16;
+    case many_token_path::automatic: break;
+  }
+  return avx512bf16_pays(f);
+}
+
 // Whether a call with `tokens` rows of `input` activations takes the AVX512-FP16 path
 // (x86/avx512fp16_float.hpp): w4a8_fp4 (its E4M3 activations are exact in fp16), or W4A16
 // given fp16/bf16 activations; more than 4 tokens (fewer stream the weights once on the
@@ -148,10 +185,11 @@ inline bool float_uses_fp16_path(const float_packed& w, std::int64_t tokens,
   const bool scheme_ok = w.scheme == gemm_scheme::w4a8_fp4 ||
                          (is_w4a16_scheme(w.scheme) && input != activation_dtype::f32 &&
                           w.code != float_code::uint4_with_offset);
-  // Weights packed by the AMX-BF16 records run more than 4 tokens on tiles instead.
+  // Weights packed by the AMX-BF16 records run more than 4 tokens on tiles instead, and so do
+  // calls that take the AVX512-BF16 tiles (only where a test forces them on such a CPU).
   return scheme_ok && w.tier == isa_tier::avx512 && !w.amx_bf16 && tokens > 4 &&
          (w.groups == 1 || w.group_size % 2 == 0) && LOWBIT_HAVE_AVX512FP16 &&
-         host_cpu_features().avx512fp16;
+         host_cpu_features().avx512fp16 && !float_uses_avx512bf16_tiles(w, tokens, input);
 }
 
 // Where the one-token path on bf16 pairs (VDPBF16PS, x86/avx512_float.hpp) pays: measured
@@ -162,7 +200,7 @@ inline bool float_uses_fp16_path(const float_packed& w, std::int64_t tokens,
 // load: docs/performance.md, "One-token kernels at DRAM speed"). CPUs with AVX512-FP16
 // (Intel's) keep the quad path; AVX512-BF16 without it means AMD Zen 4/5 (or Cooper Lake, not
 // measured).
-inline bool avx512bf16_pairs_cpu(const cpu_features& f) noexcept { return f.avx512bf16 && !f.avx512fp16; }
+inline bool avx512bf16_pairs_cpu(const cpu_features& f) noexcept { return avx512bf16_pays(f); }
 
 // Which of the two one-token paths 4-bit codes take where both could run: the CPU rule above
 // (automatic), or one of them forced. A test hook: without it a Zen 5 runs the quad path only

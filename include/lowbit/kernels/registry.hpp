@@ -222,12 +222,13 @@ packed_layout float_pack(const QuantizedMatrix& q, const kernel_record& r, isa_s
 
 // The float family reads 16-bit rows on two paths: W4A16 weights on the AVX512-FP16 kernel
 // (float_uses_fp16_path; not w4a8_fp4, whose fp16 path takes fp32 x to quantize it), and
-// weight-only schemes on the AMX-BF16 tiles (float_amx_reads_rows).
+// weight-only schemes on the bf16 tiles (float_bf16_tiles_read_rows: AMX-BF16, or VDPBF16PS
+// for bf16 inputs).
 inline bool float_reads_16bit(const packed_header& w, std::int64_t tokens, activation_dtype input) {
   const float_packed& p = static_cast<const float_packed&>(w);
   if (input == activation_dtype::f32) return false;
-  return p.amx_bf16 ? float_amx_reads_rows(p, tokens)
-                    : is_w4a16_scheme(p.scheme) && float_uses_fp16_path(p, tokens, input);
+  if (p.amx_bf16 || float_uses_bf16_tiles(p, tokens, input)) return float_bf16_tiles_read_rows(p, tokens, input);
+  return is_w4a16_scheme(p.scheme) && float_uses_fp16_path(p, tokens, input);
 }
 
 inline gemm_workspace float_make_workspace(const packed_header& w, std::int64_t tokens, std::int64_t k,
@@ -235,7 +236,7 @@ inline gemm_workspace float_make_workspace(const packed_header& w, std::int64_t 
   const float_packed& p = static_cast<const float_packed&>(w);
   if (input != activation_dtype::f32 && !float_reads_16bit(w, tokens, input))
     fail("gemm: " + std::string(to_string(input)) + " activations are widened to fp32 for " + float_kernel_name(p));
-  if (p.amx_bf16) return make_float_amx_workspace(p, tokens, k);
+  if (p.amx_bf16 || float_uses_bf16_tiles(p, tokens, input)) return make_float_bf16_tiles_workspace(p, tokens, k, input);
   return input == activation_dtype::f32 ? make_float_workspace(p, tokens, k)
                                         : make_float_half_workspace(p, tokens, k, input);
 }
@@ -243,8 +244,8 @@ inline gemm_workspace float_make_workspace(const packed_header& w, std::int64_t 
 inline void float_prepare_tokens(const packed_header& w, ConstRowMatrixRef x, workspace_header& ws, std::int64_t t0,
                                  std::int64_t t1) {
   const float_packed& p = static_cast<const float_packed&>(w);
-  if (p.amx_bf16)
-    prepare_float_amx_tokens(p, x, static_cast<float_workspace&>(ws), t0, t1);
+  if (p.amx_bf16 || !static_cast<const float_workspace&>(ws).x_bf16.empty())
+    prepare_float_bf16_tiles_tokens(p, x, static_cast<float_workspace&>(ws), t0, t1);
   else
     prepare_float_tokens(p, x, static_cast<float_workspace&>(ws), t0, t1);
 }
@@ -253,8 +254,8 @@ inline void float_prepare_16bit_tokens(const packed_header& w, const std::uint16
                                        activation_dtype input, workspace_header& ws, std::int64_t t0, std::int64_t t1) {
   const float_packed& p = static_cast<const float_packed&>(w);
   float_workspace& fws = static_cast<float_workspace&>(ws);
-  if (p.amx_bf16)
-    prepare_float_amx_rows(p, x, stride, input, fws, t0, t1);
+  if (p.amx_bf16 || !fws.x_bf16.empty())
+    prepare_float_bf16_tiles_rows(p, x, stride, input, fws, t0, t1);
   else
     prepare_float_half_tokens(x, stride, input, fws, t0, t1);
 }
@@ -381,7 +382,7 @@ struct kernel_table {
       // AMX-BF16 (TDPBF16PS) before the AVX-512 records, which stay the fallback on sub-tier amx
       // for a host with AMX-INT8 but not AMX-BF16.
       LOWBIT_FLOAT_AMX_RECORDS(LOWBIT_RUN_X86,      run_float_amx)
-      LOWBIT_FLOAT_RECORDS(avx512, LOWBIT_RUN_X86,  run_float_avx512)
+      LOWBIT_FLOAT_RECORDS(avx512, LOWBIT_RUN_X86,  run_float_avx512_tier)
       LOWBIT_FLOAT_RECORDS(avx2,   LOWBIT_RUN_X86,  run_float_avx2)
       LOWBIT_FLOAT_RECORDS(neon,   LOWBIT_RUN_NEON, run_float_neon)
       LOWBIT_FLOAT_RECORDS(scalar, LOWBIT_RUN_ANY,  run_float_scalar)

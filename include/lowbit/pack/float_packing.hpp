@@ -53,7 +53,7 @@ struct float_packed : packed_header {  // family float_decode; rows = N, cols = 
   // tier's, but calls of more than 4 tokens run TDPBF16PS tiles. Checked against the record
   // that runs them ("pack them again").
   bool amx_bf16 = false;
-  // With amx_bf16: round fp32 / fp16 activations to bf16 instead of splitting them into hi + lo
+  // Where the bf16 tiles run: round fp32 / fp16 activations to bf16 instead of splitting them into hi + lo
   // (PackOptions::bf16_activations; error bound there and in x86/amx_float.hpp).
   bool bf16_round_activations = false;
 

@@ -4,6 +4,9 @@
 // (dispatch/cpu_features.hpp). Its records (kernels/registry.hpp) come before the AVX-512 ones
 // on sub-tier amx and pack the same "colblock32" layout (float_layout.hpp): the compact codes
 // stay in memory, so the one-token path reads 4-bit codes as before.
+// The same "bf16 tiles" (staging, activation parts, epilogue) also run on VDPBF16PS instead of
+// the TMUL unit, as a many-token path of the AVX-512 records on CPUs where that pays
+// (avx512bf16_tiles below; float_uses_avx512bf16_tiles, float_layout.hpp, says when).
 //
 // Why bf16 tiles lose nothing but fp32 summation order: TDPBF16PS multiplies bf16 pairs into
 // fp32 (8 x 8 significant bits: exact) and sums in fp32. Every weight code of the family is a
@@ -49,16 +52,20 @@ namespace lowbit::detail {
 // paths read the 4-bit codes once).
 constexpr std::int64_t amx_float_min_tokens = 4;
 
-// Whether a call with `tokens` rows runs the tiles (the workspace then holds the bf16 parts).
-inline bool float_amx_uses_tiles(const float_packed& w, std::int64_t tokens) noexcept {
-  return w.amx_bf16 && tokens > amx_float_min_tokens;
+// Whether a call with `tokens` rows of `input` activations runs the bf16 tiles (the workspace
+// then holds the bf16 parts): on the AMX unit, for weights packed by the AMX-BF16 records, or
+// on VDPBF16PS, for the AVX-512 records' calls that float_uses_avx512bf16_tiles sends there.
+inline bool float_uses_bf16_tiles(const float_packed& w, std::int64_t tokens,
+                                  activation_dtype input = activation_dtype::f32) {
+  return (w.amx_bf16 && tokens > amx_float_min_tokens) || float_uses_avx512bf16_tiles(w, tokens, input);
 }
 
-// Whether a call of `tokens` rows on these weights reads them straight
-// into the bf16 parts (prepare_float_amx_rows): the tiles run and no activation quantization
-// needs them as fp32 first. gemm() then hands fp16 / bf16 activations over without widening.
-inline bool float_amx_reads_rows(const float_packed& w, std::int64_t tokens) noexcept {
-  return float_amx_uses_tiles(w, tokens) && !scheme_quantizes_activations(w.scheme);
+// Whether such a call reads the activation rows straight into the bf16 parts
+// (prepare_float_bf16_tiles_rows): no activation quantization needs them as fp32 first. gemm()
+// then hands fp16 / bf16 activations over without widening.
+inline bool float_bf16_tiles_read_rows(const float_packed& w, std::int64_t tokens,
+                                       activation_dtype input = activation_dtype::f32) {
+  return float_uses_bf16_tiles(w, tokens, input) && !scheme_quantizes_activations(w.scheme);
 }
 
 }  // namespace lowbit::detail
@@ -422,6 +429,77 @@ struct amx_bf16_hardware {
   }
 };
 
+// The same tiles on AVX512-BF16 (VDPBF16PS: per fp32 lane, two bf16 products added to the
+// lane in fp32), for the AVX-512 float records' many-token calls on CPUs where VDPBF16PS runs
+// at twice the fp32 FMA's multiply rate (float_uses_bf16_tiles). A staged B tile row (two
+// k-rows of 16 columns, paired per column) is exactly one VDPBF16PS operand, and an A row's
+// k pair one 32-bit broadcast, so the chunk is a register block over those: T tokens x 32
+// columns of fp32 accumulators (2T zmm), both B rows loaded once per k pair and shared by the
+// T tokens. With Lo the lo part's products follow the hi part's per k-block, as on the tiles.
+template <int T, bool Lo>
+LOWBIT_TARGET_AVX512_BF16 void avx512bf16_tile_rows(const std::uint16_t* a, const std::uint16_t* alo,
+                                                    std::int64_t as, const std::uint16_t* b, std::int64_t nb,
+                                                    bool first, const float* csave, float* cdst) {
+  constexpr std::int64_t blk = amx_float_tile_elems;
+  __m512 c0[T], c1[T];
+#pragma GCC unroll 16
+  for (int t = 0; t < T; ++t) {
+    c0[t] = first ? _mm512_setzero_ps() : _mm512_loadu_ps(csave + t * 32);
+    c1[t] = first ? _mm512_setzero_ps() : _mm512_loadu_ps(csave + t * 32 + 16);
+  }
+  for (std::int64_t kb = 0; kb < nb; ++kb) {
+    const std::uint16_t* b0 = b + (2 * kb) * blk;
+    const std::uint16_t* b1 = b0 + blk;
+    const std::uint16_t* ak = a + kb * amx_float_k_block;
+    const std::uint16_t* lk = Lo ? alo + kb * amx_float_k_block : nullptr;
+    for (int r = 0; r < 16; ++r) {
+      const __m512i w0 = _mm512_load_si512(b0 + r * 32), w1 = _mm512_load_si512(b1 + r * 32);
+#pragma GCC unroll 16
+      for (int t = 0; t < T; ++t) {
+        std::int32_t pair;
+        std::memcpy(&pair, ak + t * as + 2 * r, 4);
+        const __m512i x = _mm512_set1_epi32(pair);
+        c0[t] = avx512bf16_dot(c0[t], w0, x);
+        c1[t] = avx512bf16_dot(c1[t], w1, x);
+      }
+      if constexpr (Lo) {
+#pragma GCC unroll 16
+        for (int t = 0; t < T; ++t) {
+          std::int32_t pair;
+          std::memcpy(&pair, lk + t * as + 2 * r, 4);
+          const __m512i x = _mm512_set1_epi32(pair);
+          c0[t] = avx512bf16_dot(c0[t], w0, x);
+          c1[t] = avx512bf16_dot(c1[t], w1, x);
+        }
+      }
+    }
+  }
+#pragma GCC unroll 16
+  for (int t = 0; t < T; ++t) {
+    _mm512_storeu_ps(cdst + t * 32, c0[t]);
+    _mm512_storeu_ps(cdst + t * 32 + 16, c1[t]);
+  }
+}
+
+struct avx512bf16_tiles {
+  static void begin() {}
+  static void end() {}
+  // The chunk's 16 or 32 token rows as register blocks of 8 (C rows are 32 fp32 apart, the
+  // second token block's right after the first's: one [tokens][32] array).
+  static void chunk(bool pair, const std::uint16_t* a, const std::uint16_t* alo, std::int64_t a_stride,
+                    const std::uint16_t* b, std::int64_t nb, bool first, const float* csave, float* cdst) {
+    constexpr int T = 8;
+    const std::int64_t as = a_stride / 2;
+    for (int t0 = 0; t0 < (pair ? 32 : 16); t0 += T) {
+      const float* cs = first ? nullptr : csave + t0 * 32;
+      if (alo != nullptr)
+        avx512bf16_tile_rows<T, true>(a + t0 * as, alo + t0 * as, as, b, nb, first, cs, cdst + t0 * 32);
+      else
+        avx512bf16_tile_rows<T, false>(a + t0 * as, nullptr, as, b, nb, first, cs, cdst + t0 * 32);
+    }
+  }
+};
+
 // ---- the kernel ------------------------------------------------------------------------------
 
 // Scratch of one thread (kept between calls: the sizes depend only on K's groups and tokens).
@@ -575,6 +653,19 @@ inline void run_float_amx(const float_packed& w, const float_workspace& ws, RowM
   amx_float_tiles<amx_bf16_hardware>(w, ws, y, n_begin, n_end);
 }
 
+// The entry point of the AVX-512 float records (kernels/registry.hpp): calls whose workspace
+// holds the bf16 parts (float_uses_avx512bf16_tiles) run the bf16 tiles on VDPBF16PS, the
+// others the AVX-512 float code. Call paths of one record, as for the AMX-BF16 records.
+template <class Deferred = void>  // see "Compile time" in docs/design.md
+inline void run_float_avx512_tier(const float_packed& w, const float_workspace& ws, RowMatrixRef y,
+                                  std::int64_t n_begin, std::int64_t n_end) {
+  if (ws.x_bf16.empty()) {
+    run_float_avx512<Deferred>(w, ws, y, n_begin, n_end);
+    return;
+  }
+  amx_float_tiles<avx512bf16_tiles>(w, ws, y, n_begin, n_end);
+}
+
 }  // namespace lowbit::detail
 
 #pragma GCC diagnostic pop
@@ -583,26 +674,28 @@ inline void run_float_amx(const float_packed& w, const float_workspace& ws, RowM
 
 namespace lowbit::detail {
 
-// The workspace of an AMX-BF16 record's call: the AVX-512 tier's (its few-token paths read
-// it, and many-token calls take x from it), plus the bf16 parts when the tiles will run.
-inline float_workspace make_float_amx_workspace(const float_packed& w, std::int64_t tokens, std::int64_t k) {
+// The workspace of a call on weights whose many-token calls may run the bf16 tiles (the
+// AMX-BF16 records; the AVX-512 records on AVX512-BF16 CPUs): the AVX-512 tier's (its
+// few-token paths read it), plus the bf16 parts when the tiles will run.
+inline float_workspace make_float_bf16_tiles_workspace(const float_packed& w, std::int64_t tokens, std::int64_t k,
+                                                       activation_dtype input = activation_dtype::f32) {
   float_workspace ws = make_float_workspace(w, tokens, k);
-  if (!float_amx_uses_tiles(w, tokens)) return ws;
+  if (!float_uses_bf16_tiles(w, tokens, input)) return ws;
   ws.bf16_rows = (tokens + 15) / 16 * 16;  // whole A tiles; prepare zeroes the padding rows
   // K rounded up to the k-block, plus one k-block: a group's last A tile may read up to 31
   // values past K (met by zero B rows), and the extra 64 bytes keep the 16 rows of an A tile
   // off one L1 set when K is a multiple of 2048.
   ws.bf16_stride = (w.cols + 31) / 32 * 32 + 32;
-  // Not initialised here: prepare_float_amx_tokens writes every row of its tokens, and the
+  // Not initialised here: prepare_float_bf16_tiles_tokens writes every row of its tokens, and the
   // call that prepares the last token the padding rows, on the pool.
   ws.x_bf16.resize_uninitialized(static_cast<std::size_t>(2 * ws.bf16_rows * ws.bf16_stride));
   ws.bf16_scale.assign(static_cast<std::size_t>(tokens), 1.0f);
   ws.bf16_unscale.assign(static_cast<std::size_t>(tokens), 1.0f);
   ws.bf16_two.assign(static_cast<std::size_t>(tokens), 0);
   // The tiles read the bf16 parts, the codes and the group sums, never x: weight-only calls
-  // go from the caller's rows to the parts, A8 calls from the codes (prepare_float_amx_tokens).
+  // go from the caller's rows to the parts, A8 calls from the codes (prepare_float_bf16_tiles_tokens).
   // Only an A8 code with a group term would still sum the decoded x (no scheme has one).
-  if (float_amx_reads_rows(w, tokens) || !float_code_has_group_term(w.code)) ws.x = aligned_buffer<float>{};
+  if (float_bf16_tiles_read_rows(w, tokens, input) || !float_code_has_group_term(w.code)) ws.x = aligned_buffer<float>{};
   return ws;
 }
 
@@ -616,9 +709,9 @@ inline void amx_float_zero_padding(float_workspace& ws, std::int64_t t1) {
   }
 }
 
-// Tokens [t0, t1) of a call whose tiles read its activations straight (float_amx_reads_rows):
+// Tokens [t0, t1) of a call whose tiles read its activations straight (float_bf16_tiles_read_rows):
 // `x` rows of `input` (fp32, fp16 or bf16), `stride` elements apart.
-inline void prepare_float_amx_rows(const float_packed& w, const void* x, std::int64_t stride, activation_dtype input,
+inline void prepare_float_bf16_tiles_rows(const float_packed& w, const void* x, std::int64_t stride, activation_dtype input,
                                    float_workspace& ws, std::int64_t t0, std::int64_t t1) {
 #if LOWBIT_HAVE_X86_SIMD
   const bool round = w.bf16_round_activations;
@@ -630,21 +723,21 @@ inline void prepare_float_amx_rows(const float_packed& w, const void* x, std::in
   amx_float_zero_padding(ws, t1);
 #else
   (void)w, (void)x, (void)stride, (void)input, (void)ws, (void)t0, (void)t1;
-  fail("gemm: the AMX-BF16 kernels are x86 only");
+  fail("gemm: the bf16 tiles are x86 only");
 #endif
 }
 
-// The record's prepare: few-token calls as the AVX-512 tier; tile calls of weight-only
-// schemes read x straight into the bf16 parts; A8 calls quantize x to E4M3 codes
-// (prepare_float_tokens, the one rule) and move the codes into the hi part.
-inline void prepare_float_amx_tokens(const float_packed& w, ConstRowMatrixRef x, float_workspace& ws, std::int64_t t0,
+// The prepare of those weights' fp32 calls: calls without the bf16 parts as the AVX-512 tier;
+// tile calls of weight-only schemes read x straight into the bf16 parts; A8 calls quantize x
+// to E4M3 codes (prepare_float_tokens, the one rule) and move the codes into the hi part.
+inline void prepare_float_bf16_tiles_tokens(const float_packed& w, ConstRowMatrixRef x, float_workspace& ws, std::int64_t t0,
                                      std::int64_t t1) {
   if (ws.x_bf16.empty()) {
     prepare_float_tokens(w, x, ws, t0, t1);
     return;
   }
-  if (float_amx_reads_rows(w, ws.tokens)) {
-    prepare_float_amx_rows(w, x.data(), x.outerStride(), activation_dtype::f32, ws, t0, t1);
+  if (!scheme_quantizes_activations(w.scheme)) {
+    prepare_float_bf16_tiles_rows(w, x.data(), x.outerStride(), activation_dtype::f32, ws, t0, t1);
     return;
   }
   prepare_float_tokens(w, x, ws, t0, t1);
@@ -652,7 +745,7 @@ inline void prepare_float_amx_tokens(const float_packed& w, ConstRowMatrixRef x,
   amx_float_e4m3_rows(ws, t0, t1);
   amx_float_zero_padding(ws, t1);
 #else
-  fail("gemm: the AMX-BF16 kernels are x86 only");
+  fail("gemm: the bf16 tiles are x86 only");
 #endif
 }
 
