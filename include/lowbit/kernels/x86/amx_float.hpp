@@ -447,31 +447,23 @@ LOWBIT_TARGET_AVX512_BF16 void avx512bf16_tile_rows(const std::uint16_t* a, cons
     c0[t] = first ? _mm512_setzero_ps() : _mm512_loadu_ps(csave + t * 32);
     c1[t] = first ? _mm512_setzero_ps() : _mm512_loadu_ps(csave + t * 32 + 16);
   }
+  constexpr int parts = Lo ? 2 : 1;
   for (std::int64_t kb = 0; kb < nb; ++kb) {
     const std::uint16_t* b0 = b + (2 * kb) * blk;
     const std::uint16_t* b1 = b0 + blk;
-    const std::uint16_t* ak = a + kb * amx_float_k_block;
-    const std::uint16_t* lk = Lo ? alo + kb * amx_float_k_block : nullptr;
+    const std::uint16_t* ak[2] = {a + kb * amx_float_k_block, Lo ? alo + kb * amx_float_k_block : nullptr};
     for (int r = 0; r < 16; ++r) {
       const __m512i w0 = _mm512_load_si512(b0 + r * 32), w1 = _mm512_load_si512(b1 + r * 32);
-#pragma GCC unroll 16
-      for (int t = 0; t < T; ++t) {
-        std::int32_t pair;
-        std::memcpy(&pair, ak + t * as + 2 * r, 4);
-        const __m512i x = _mm512_set1_epi32(pair);
-        c0[t] = avx512bf16_dot(c0[t], w0, x);
-        c1[t] = avx512bf16_dot(c1[t], w1, x);
-      }
-      if constexpr (Lo) {
+#pragma GCC unroll 2
+      for (int p = 0; p < parts; ++p)
 #pragma GCC unroll 16
         for (int t = 0; t < T; ++t) {
           std::int32_t pair;
-          std::memcpy(&pair, lk + t * as + 2 * r, 4);
+          std::memcpy(&pair, ak[p] + t * as + 2 * r, 4);
           const __m512i x = _mm512_set1_epi32(pair);
           c0[t] = avx512bf16_dot(c0[t], w0, x);
           c1[t] = avx512bf16_dot(c1[t], w1, x);
         }
-      }
     }
   }
 #pragma GCC unroll 16
