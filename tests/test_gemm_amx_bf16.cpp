@@ -188,7 +188,8 @@ struct amx_bf16_model {
     return (u & 0x7F800000u) == 0 ? 0.0f * v : v;  // bf16 subnormals read as zero, as the tiles do
   }
   static void chunk(bool pair, const std::uint16_t* a, const std::uint16_t* alo, std::int64_t a_stride,
-                    const std::uint16_t* b, std::int64_t nb, bool first, const float* csave, float* cdst) {
+                    const std::uint16_t* b, std::int64_t nb, bool first, const float* csave, float* cdst,
+                    std::int64_t /*rows: all 16 or 32 are modelled*/) {
     const std::int64_t as = a_stride / 2;
     for (int tb = 0; tb < (pair ? 2 : 1); ++tb)
       for (int v = 0; v < 2; ++v) {
