@@ -227,8 +227,9 @@ packed_layout float_pack(const QuantizedMatrix& q, const kernel_record& r, isa_s
 inline bool float_reads_16bit(const packed_header& w, std::int64_t tokens, activation_dtype input) {
   const float_packed& p = static_cast<const float_packed&>(w);
   if (input == activation_dtype::f32) return false;
-  if (p.amx_bf16 || float_uses_bf16_tiles(p, tokens, input)) return float_bf16_tiles_read_rows(p, tokens, input);
-  return is_w4a16_scheme(p.scheme) && float_uses_fp16_path(p, tokens, input);
+  // (The two exclude each other: float_uses_fp16_path is false where the bf16 tiles run.)
+  return float_bf16_tiles_read_rows(p, tokens, input) ||
+         (is_w4a16_scheme(p.scheme) && float_uses_fp16_path(p, tokens, input));
 }
 
 inline gemm_workspace float_make_workspace(const packed_header& w, std::int64_t tokens, std::int64_t k,
@@ -236,15 +237,16 @@ inline gemm_workspace float_make_workspace(const packed_header& w, std::int64_t 
   const float_packed& p = static_cast<const float_packed&>(w);
   if (input != activation_dtype::f32 && !float_reads_16bit(w, tokens, input))
     fail("gemm: " + std::string(to_string(input)) + " activations are widened to fp32 for " + float_kernel_name(p));
-  if (p.amx_bf16 || float_uses_bf16_tiles(p, tokens, input)) return make_float_bf16_tiles_workspace(p, tokens, k, input);
+  if (float_uses_bf16_tiles(p, tokens, input)) return make_float_bf16_tiles_workspace(p, tokens, k, input);
   return input == activation_dtype::f32 ? make_float_workspace(p, tokens, k)
                                         : make_float_half_workspace(p, tokens, k, input);
 }
 
 inline void float_prepare_tokens(const packed_header& w, ConstRowMatrixRef x, workspace_header& ws, std::int64_t t0,
                                  std::int64_t t1) {
+  // The workspace says which path runs: the bf16 parts are there only for the bf16 tiles.
   const float_packed& p = static_cast<const float_packed&>(w);
-  if (p.amx_bf16 || !static_cast<const float_workspace&>(ws).x_bf16.empty())
+  if (!static_cast<const float_workspace&>(ws).x_bf16.empty())
     prepare_float_bf16_tiles_tokens(p, x, static_cast<float_workspace&>(ws), t0, t1);
   else
     prepare_float_tokens(p, x, static_cast<float_workspace&>(ws), t0, t1);
@@ -254,7 +256,7 @@ inline void float_prepare_16bit_tokens(const packed_header& w, const std::uint16
                                        activation_dtype input, workspace_header& ws, std::int64_t t0, std::int64_t t1) {
   const float_packed& p = static_cast<const float_packed&>(w);
   float_workspace& fws = static_cast<float_workspace&>(ws);
-  if (p.amx_bf16 || !fws.x_bf16.empty())
+  if (!fws.x_bf16.empty())
     prepare_float_bf16_tiles_rows(p, x, stride, input, fws, t0, t1);
   else
     prepare_float_half_tokens(x, stride, input, fws, t0, t1);
