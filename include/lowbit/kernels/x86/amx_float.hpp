@@ -512,6 +512,15 @@ struct avx512bf16_tiles {
 
 // ---- the kernel ------------------------------------------------------------------------------
 
+// Slice `part` of `parts` of the 64-byte lines in [p, p + bytes), into L1: the next chunk's codes,
+// fetched while this chunk's tiles run (see amx_float_tiles_t).
+inline void amx_float_prefetch_slice(const std::uint8_t* p, std::int64_t bytes, std::int64_t part,
+                                     std::int64_t parts) noexcept {
+  const std::int64_t lines = (bytes + 63) / 64;
+  for (std::int64_t l = part * lines / parts, e = (part + 1) * lines / parts; l < e; ++l)
+    _mm_prefetch(reinterpret_cast<const char*>(p + 64 * l), _MM_HINT_T0);
+}
+
 // Scratch of one thread (kept between calls: the sizes depend only on K's groups and tokens).
 struct amx_float_scratch {
   aligned_buffer<std::uint16_t> b;  // B tiles of a chunk: [k-block][v] x 16 x 32 bf16
@@ -602,9 +611,18 @@ LOWBIT_TARGET_AVX512 void amx_float_tiles_t(const float_packed& w, const float_w
           const std::int64_t nb = std::min(amx_float_chunk_blocks, nkb - c0);
           const bool first = c0 == 0, last = c0 + nb == nkb;
           const std::int64_t kc0 = k0 + c0 * amx_float_k_block;
-          amx_float_stage<C>(codes, kc0, std::min(k1, kc0 + nb * amx_float_k_block), nb, table, bt);
+          const std::int64_t kc1 = std::min(k1, kc0 + nb * amx_float_k_block);
+          amx_float_stage<C>(codes, kc0, kc1, nb, table, bt);
+          // The codes after this chunk's are the next chunk's (or the next block's: blocks are
+          // contiguous; a super-block's restart reads its block again from cache). Staged cold,
+          // they stalled the staging on DRAM. As many bytes as this chunk, clamped to the codes.
+          const std::uint8_t* pf = codes + kc1 * w.krow_bytes;
+          const std::int64_t pf_bytes = std::min<std::int64_t>(
+              (kc1 - kc0) * w.krow_bytes, static_cast<std::int64_t>(w.codes.size()) - (pf - w.codes.data()));
+          const std::int64_t pairs = (tblocks + 1) / 2;
           const std::uint16_t* xa = ws.x_bf16.data() + s0 * bs + kc0;
           for (std::int64_t tb = 0; tb < tblocks; tb += 2) {
+            amx_float_prefetch_slice(pf, pf_bytes, tb / 2, pairs);
             float* csave = csave_all + tb * 16 * NB;
             float* cdst = last ? slot + tb * 16 * NB : csave;
             const std::uint16_t* a = xa + tb * 16 * bs;
