@@ -109,6 +109,44 @@ if(TARGET lowbit_cli)
     add_test(NAME cli_run_bench_checkpoint COMMAND ${LOWBIT_CLI} bench ${_run_dir}/w4a8-int/model.safetensors -p 16 -n 8 --reps 1)
     set_tests_properties(cli_run_bench_checkpoint PROPERTIES FIXTURES_REQUIRED cli_run_q_w4a8-int
                          PASS_REGULAR_EXPRESSION "tg8")
+    # A weight-only checkpoint on bf16 activations (--activations bf16: every layer's input
+    # rounded to bf16, the kernels' 16-bit input) evaluates exactly like eval --recipe
+    # --activations bf16 on the source; generate and bench take the flag too. An fp32 model
+    # has no weight-only layers to round for, and a checkpoint's A8 layers keep their format.
+    set(_q16 ${_run_dir}/w4a16-int4)
+    lowbit_add_fresh_dir(cli_run_fresh_w4a16 ${_q16})
+    add_test(NAME cli_run_quantize_w4a16 COMMAND ${LOWBIT_CLI} quantize ${LOWBIT_STORIES_ST} -o ${_q16}/
+             --recipe w4a16-int4 --calib ${LOWBIT_STORIES_TOK} --calib-samples 4 --calib-inputs fp32 --quiet)
+    set_tests_properties(cli_run_quantize_w4a16 PROPERTIES FIXTURES_SETUP cli_run_q_w4a16
+                         FIXTURES_REQUIRED cli_run_fresh_w4a16)
+    lowbit_add_eval_equal(cli_run_eval_equal_w4a16_bf16 cli_run_q_w4a16
+                          "${_q16}|--activations|bf16|--tokens|${LOWBIT_STORIES_TOK}|--max-docs|40"
+                          "${LOWBIT_STORIES_ST}|--recipe|w4a16-int4|--activations|bf16|--calib|${LOWBIT_STORIES_TOK}|--calib-docs|4|--tokens|${LOWBIT_STORIES_TOK}|--max-docs|40")
+    add_test(NAME cli_run_eval_bf16_describes COMMAND ${LOWBIT_CLI} eval ${_q16} --activations bf16 --tokens ${LOWBIT_STORIES_TOK}
+             --max-docs 4 --quiet)
+    set_tests_properties(cli_run_eval_bf16_describes PROPERTIES FIXTURES_REQUIRED cli_run_q_w4a16 PASS_REGULAR_EXPRESSION
+                         "weight-only layers on bf16 activations\nlayers +1 x fp32, 35 x recipe w4a16-int4 \\+ bf16 activations")
+    add_test(NAME cli_run_generate_bf16 COMMAND ${LOWBIT_CLI} generate ${_q16} --prompt "Once upon a time"
+             --temperature 0 --max-new-tokens 16 --activations bf16)
+    set_tests_properties(cli_run_generate_bf16 PROPERTIES FIXTURES_REQUIRED cli_run_q_w4a16
+                         PASS_REGULAR_EXPRESSION "^Once upon a time[^\n]+\n")
+    add_test(NAME cli_run_bench_f16 COMMAND ${LOWBIT_CLI} bench ${_q16} -p 16 -n 4 --reps 1 --activations f16 --json)
+    set_tests_properties(cli_run_bench_f16 PROPERTIES FIXTURES_REQUIRED cli_run_q_w4a16 PASS_REGULAR_EXPRESSION "\"test\":\"tg4\"")
+    add_test(NAME cli_run_generate_bf16_fp32_model COMMAND ${LOWBIT_CLI} generate ${LOWBIT_STORIES}/stories260K.bin
+             --prompt "Hi" --activations bf16)
+    set_tests_properties(cli_run_generate_bf16_fp32_model PROPERTIES PASS_REGULAR_EXPRESSION
+                         "bf16 activations are for a quantized model's weight-only layers")
+    add_test(NAME cli_run_bench_bad_activations COMMAND ${LOWBIT_CLI} bench ${LOWBIT_STORIES}/stories260K.bin --activations int8)
+    set_tests_properties(cli_run_bench_bad_activations PROPERTIES PASS_REGULAR_EXPRESSION
+                         "--activations: unknown activation type 'int8' \\(f32, f16, bf16\\)")
+    add_test(NAME cli_run_eval_checkpoint_int8 COMMAND ${LOWBIT_CLI} eval ${_run_dir}/w4a8-int --tokens ${LOWBIT_STORIES_TOK}
+             --activations int8)
+    set_tests_properties(cli_run_eval_checkpoint_int8 PROPERTIES FIXTURES_REQUIRED cli_run_q_w4a8-int
+                         PASS_REGULAR_EXPRESSION "with --activations only f32, f16 or bf16")
+    add_test(NAME cli_run_eval_recipe_int8 COMMAND ${LOWBIT_CLI} eval ${LOWBIT_STORIES_ST} --tokens ${LOWBIT_STORIES_TOK}
+             --recipe w4a16-int4 --activations int8)
+    set_tests_properties(cli_run_eval_recipe_int8 PROPERTIES PASS_REGULAR_EXPRESSION
+                         "a recipe sets its own activation format; with --recipe, --activations takes f32, f16 or bf16")
     add_test(NAME cli_run_eval_requantize COMMAND ${LOWBIT_CLI} eval ${_run_dir}/w4a8-int --tokens ${LOWBIT_STORIES_TOK} --recipe w4a8-int)
     set_tests_properties(cli_run_eval_requantize PROPERTIES FIXTURES_REQUIRED cli_run_q_w4a8-int
                          PASS_REGULAR_EXPRESSION "is a lowbit checkpoint \\(already quantized\\)")

@@ -1,7 +1,11 @@
 // QuantizedLinear and the named recipes: composition, forward pass, kernels vs reference.
 #include <catch2/catch.hpp>
+#include <cstring>
+#include <iterator>
+#include <limits>
 #include <random>
 #include <string>
+#include <vector>
 
 #include "lowbit/algo.hpp"
 
@@ -151,3 +155,110 @@ TEST_CASE("quantize_linear: kernels agree with the reference path", "[algo][line
   CHECK(attached >= 1);
 }
 }  // namespace test_algo_linear_cpp
+
+namespace test_algo_linear_input_cpp {
+
+using namespace lowbit;
+using lowbit_test::gaussian;
+
+// QuantizedLinear::input: a weight-only layer rounds its operand x / s to bf16 or fp16 before
+// the products, in the reference formula and on the kernels alike; A8 layers ignore it.
+TEST_CASE("quantize_linear: 16-bit inputs round x / s, on the reference path and the kernels", "[algo][linear]") {
+  const RowMatrixXf w = gaussian(48, 256, 41, 0.05f);
+  const Eigen::VectorXf bias = Eigen::VectorXf::LinSpaced(48, -0.5f, 0.5f);
+  RowMatrixXf x = gaussian(24, 256, 42);  // 24 tokens: the many-token kernels
+  for (Eigen::Index j = 3; j < x.cols(); j += 29) x.col(j) *= 25.0f;
+  CalibrationOptions copt;
+  copt.max_sample_rows = 24;
+  const ActivationStats stats = collect_stats(x, copt);
+  // Weight-only without and with smoothing (and LoRC: its term reads the rounded operand too).
+  LinearRecipe smoothed = recipe_from_name("w4a16-sqplus");
+  smoothed.lorc_rank = 4;
+  for (const LinearRecipe& r : {recipe_from_name("w4a16-int4"), smoothed}) {
+    INFO(r.name << (r.lorc_rank ? " + LoRC" : ""));
+    const QuantizedLinear f32 = quantize_linear(w, &bias, r, &stats, "input.w");
+    REQUIRE_FALSE(f32.activations);
+    for (const activation_dtype in : {activation_dtype::bf16, activation_dtype::f16}) {
+      INFO(to_string(in));
+      QuantizedLinear q = f32;
+      q.input = in;
+      // The formula, spelled out here: xs = round(x / s), y = xs W_hat^T + (xs V^T) U^T + b.
+      RowMatrixXf xs = q.smoothing ? RowMatrixXf(x * q.smoothing->cwiseInverse().asDiagonal()) : x;
+      xs = in == activation_dtype::bf16 ? RowMatrixXf(xs.cast<Eigen::bfloat16>().cast<float>())
+                                        : RowMatrixXf(xs.cast<Eigen::half>().cast<float>());
+      RowMatrixXf expect = xs * dequantize(q.weight).transpose();
+      if (q.lorc) expect += (xs * q.lorc->v.transpose()) * q.lorc->u.transpose();
+      expect.rowwise() += bias.transpose();
+      const RowMatrixXf ref = q.reference_forward(x);
+      CHECK((ref - expect).norm() <= 1e-6f * expect.norm());
+      CHECK((ref - f32.reference_forward(x)).norm() > 1e-5f * expect.norm());  // really rounded
+      REQUIRE(attach_kernels(q));
+      const RowMatrixXf fast = q(x);
+      CHECK((fast - ref).norm() <= 1e-5f * ref.norm());  // the same operand, another sum order
+      QuantizedLinear k32 = f32;
+      REQUIRE(attach_kernels(k32));
+      CHECK((fast - k32(x)).norm() > 1e-5f * ref.norm());  // the kernel path rounds too
+      if (!q.smoothing && in == activation_dtype::bf16) {
+        // Unsmoothed: exactly gemm() on Eigen's bf16 cast of x (the layer's own rounding gives
+        // the same bits), with the bias.
+        PackOptions po;
+        po.activations = activation_quant::none;
+        const PackedWeights packed = pack(q.weight, po);
+        GemmOptions o;
+        o.bias = &bias;
+        if (q.lorc) {
+          o.lorc_u = &q.lorc->u;
+          o.lorc_v = &q.lorc->v;
+        }
+        RowMatrixXf y(x.rows(), w.rows());
+        gemm(RowMatrixXbf16(x.cast<Eigen::bfloat16>()), packed, y, o);
+        CHECK((y.array() == fast.array()).all());
+      }
+    }
+  }
+  // A8 layers quantize their fp32 input as stored: the same output with or without it.
+  QuantizedLinear a8 = quantize_linear(w, &bias, recipe_from_name("w4a8-int"), &stats, "input.a8");
+  QuantizedLinear a8_bf16 = a8;
+  a8_bf16.input = activation_dtype::bf16;
+  CHECK((a8.reference_forward(x).array() == a8_bf16.reference_forward(x).array()).all());
+  REQUIRE(attach_kernels(a8));
+  REQUIRE(attach_kernels(a8_bf16));
+  CHECK((a8(x).array() == a8_bf16(x).array()).all());
+}
+
+TEST_CASE("round_rows_to_bf16: Eigen's bf16 cast, bit for bit; NaN stays NaN", "[algo][linear]") {
+  RowMatrixXf x = gaussian(7, 301, 43);
+  x.row(1) *= 1e-39f;  // fp32 subnormals
+  x.row(2) *= 1e30f;
+  const float edge[] = {0.0f, -0.0f, 3.3895314e38f, std::numeric_limits<float>::max(), -std::numeric_limits<float>::max(),
+                        std::numeric_limits<float>::infinity(), -std::numeric_limits<float>::infinity(),
+                        1.00390625f, 1.01171875f, 1.0f + 0x1p-8f + 0x1p-20f, std::numeric_limits<float>::denorm_min()};
+  for (int i = 0; i < static_cast<int>(std::size(edge)); ++i) x(3, i) = edge[i];
+  // Ties to even and the half-way neighbours, around several exponents.
+  for (Eigen::Index k = 0; k < x.cols(); ++k) x(4, k) = std::ldexp(1.0f + static_cast<float>(k % 512) * 0x1p-16f, static_cast<int>(k % 40) - 20);
+  std::vector<std::uint16_t> bits(static_cast<std::size_t>(x.size()));
+  detail::round_rows_to_bf16(x.topRows(5), bits.data());
+  const RowMatrixXbf16 eig = x.topRows(5).cast<Eigen::bfloat16>();
+  for (Eigen::Index i = 0; i < eig.size(); ++i) {
+    INFO("element " << i << " = " << x.data()[i]);
+    std::uint16_t e;
+    std::memcpy(&e, &eig.data()[i], 2);
+    CHECK(bits[static_cast<std::size_t>(i)] == e);
+  }
+  // A strided view (the rows of a wider matrix) and NaNs whose rounding would carry into the sign.
+  RowMatrixXf wide(2, 40);
+  wide.setConstant(1.5f);
+  std::uint32_t nan_bits[] = {0x7FFFFFFFu, 0xFFFFFFFFu, 0x7F800001u, 0x7FC00000u};
+  for (int i = 0; i < 4; ++i) std::memcpy(&wide(1, i), &nan_bits[i], 4);
+  std::vector<std::uint16_t> out(2 * 30);
+  detail::round_rows_to_bf16(wide.leftCols(30), out.data());
+  for (int i = 0; i < 4; ++i) {
+    INFO("NaN " << i);
+    CHECK((out[static_cast<std::size_t>(30 + i)] & 0x7F80u) == 0x7F80u);
+    CHECK((out[static_cast<std::size_t>(30 + i)] & 0x007Fu) != 0);  // a NaN, not Inf or zero
+  }
+  CHECK(out[0] == 0x3FC0u);
+  CHECK(out[59] == 0x3FC0u);
+}
+
+}  // namespace test_algo_linear_input_cpp

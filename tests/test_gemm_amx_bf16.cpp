@@ -11,6 +11,7 @@
 // where it would not be chosen), with the same report.
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <cstdlib>
@@ -520,15 +521,22 @@ TEST_CASE("AMX-BF16 parts from 16-bit rows equal the parts of the widened rows, 
         const void* rows = in == input_kind::f16 ? static_cast<const void*>(xh.data()) : static_cast<const void*>(xb.data());
         const activation_dtype dt = in == input_kind::f16 ? activation_dtype::f16 : activation_dtype::bf16;
         detail::float_workspace a = detail::make_float_bf16_tiles_workspace(w, m, sh.k);
-        detail::float_workspace b = detail::make_float_bf16_tiles_workspace(w, m, sh.k);
+        detail::float_workspace b = detail::make_float_bf16_tiles_workspace(w, m, sh.k, dt);
         REQUIRE(detail::float_bf16_tiles_read_rows(w, m));
         CHECK(a.x.empty());  // the tiles never read x: not even made
         detail::prepare_float_bf16_tiles_tokens(w, widened, a, 0, m);
         detail::prepare_float_bf16_tiles_rows(w, rows, sh.k, dt, b, 0, 8);
         detail::prepare_float_bf16_tiles_rows(w, rows, sh.k, dt, b, 8, m);
         INFO(to_string(sc.scheme) << " k=" << sh.k << " group=" << group << " input=" << input_name(in));
-        REQUIRE(a.x_bf16.size() == b.x_bf16.size());
-        CHECK(std::memcmp(a.x_bf16.data(), b.x_bf16.data(), a.x_bf16.size() * 2) == 0);
+        // bf16 rows take one pass: no lo plane, and the widened call's lo plane is all zero
+        // (bf16 values split into themselves and 0), so nothing it would have held is lost.
+        const std::size_t plane = static_cast<std::size_t>(a.bf16_rows * a.bf16_stride);
+        CHECK(a.bf16_planes == 2);
+        CHECK(b.bf16_planes == (in == input_kind::bf16 ? 1 : 2));
+        REQUIRE(b.x_bf16.size() == plane * static_cast<std::size_t>(b.bf16_planes));
+        CHECK(std::memcmp(a.x_bf16.data(), b.x_bf16.data(), b.x_bf16.size() * 2) == 0);
+        if (in == input_kind::bf16)
+          CHECK(std::all_of(a.x_bf16.data() + plane, a.x_bf16.data() + 2 * plane, [](std::uint16_t v) { return v == 0; }));
         CHECK(a.bf16_scale == b.bf16_scale);
         CHECK(a.bf16_unscale == b.bf16_unscale);
         CHECK(a.bf16_two == b.bf16_two);
@@ -602,7 +610,11 @@ TEST_CASE("AMX-BF16 parts: a non-finite activation is an error naming token and 
     detail::float_workspace ws = detail::make_float_bf16_tiles_workspace(w, 9, 100);
     const std::string msg = "activations: non-finite value at token 6, column 97";
     CHECK_THROWS_WITH(detail::prepare_float_bf16_tiles_tokens(w, x, ws, 0, 9), msg);
-    CHECK_THROWS_WITH(detail::prepare_float_bf16_tiles_rows(w, xb.data(), 100, activation_dtype::bf16, ws, 0, 9), msg);
+    detail::float_workspace one = detail::make_float_bf16_tiles_workspace(w, 9, 100, activation_dtype::bf16);
+    CHECK_THROWS_WITH(detail::prepare_float_bf16_tiles_rows(w, xb.data(), 100, activation_dtype::bf16, one, 0, 9), msg);
+    // A workspace made for another input is refused (bf16 rows have no lo plane).
+    CHECK_THROWS_WITH(detail::prepare_float_bf16_tiles_rows(w, xb.data(), 100, activation_dtype::bf16, ws, 0, 9),
+                      Catch::Contains("planes do not match"));
     CHECK_THROWS_WITH(detail::prepare_float_bf16_tiles_rows(w, xh.data(), 100, activation_dtype::f16, ws, 4, 9), msg);
     x(6, 97) = 1.0f;
   }

@@ -139,6 +139,54 @@ TEST_CASE("quantized checkpoint: loads bit-identical to quantizing in memory", "
   CHECK_FALSE(is_lowbit_checkpoint_path(kStoriesDir + "/stories260K.bin"));
 }
 
+// QuantizedLoadOptions::input: a checkpoint's weight-only layers run on bf16 activations
+// exactly as the same recipe quantized in memory with EvalScheme::input (what `eval --recipe R
+// --activations bf16` builds), smoothing included; its A8 layers are unchanged.
+TEST_CASE("quantized checkpoint: 16-bit activations load bit-identical to quantizing in memory", "[model]") {
+  LOWBIT_REQUIRE_STORIES();
+  const LlamaModel& fp32 = lowbit_test::stories_model();
+  const std::vector<int> tokens = read_u16_tokens(kStoriesDir + "/eval_tinystories_val_tok512.u16");
+  lowbit::CalibrationOptions co;
+  co.max_sample_rows = 512;
+  CalibrationRun run;
+  run.max_docs = 4;
+  const CalibrationRecorder rec = calibrate(fp32, tokens, co, run);
+  for (const char* recipe : {"w4a16-sqplus", "w4a16-int4", "w4a8-int"}) {
+    lowbit_test::scratch_dir dir;
+    lowbit::LinearRecipe r = lowbit::recipe_from_name(recipe);
+    r.scope = lowbit::smoothing_scope::per_layer;
+    write_checkpoint(dir.path, fp32, r, &rec);
+    const bool weight_only = !r.activations;
+    for (const lowbit::activation_dtype in : {lowbit::activation_dtype::bf16, lowbit::activation_dtype::f16}) {
+      INFO(recipe << " on " << lowbit::to_string(in) << " activations");
+      LlamaModel ref(load_llama_weights(kStoriesDir + "/stories260K.bin"));
+      EvalScheme scheme;
+      scheme.recipe = r;
+      scheme.name = recipe;
+      scheme.input = in;
+      ref.set_linear_layers(scheme_linear_factory(scheme, &rec));
+      QuantizedLoadOptions opt;
+      opt.input = in;
+      const LlamaModel loaded = load_llama_model(dir.path, opt);
+      const LlamaModel as_stored = load_llama_model(dir.path);
+      const RowMatrixXf a = ref.forward(probe_ids()), b = loaded.forward(probe_ids());
+      CHECK(a.cwiseEqual(b).all());
+      const float moved = (b - as_stored.forward(probe_ids())).cwiseAbs().maxCoeff();
+      if (weight_only) CHECK(moved > 0.0f);  // the option is not ignored
+      else CHECK(moved == 0.0f);             // A8 layers quantize their fp32 input as stored
+      for (std::size_t i = 0; i < ref.linear_layers().size(); ++i)
+        CHECK(loaded.linear_layers()[i].second->describe() == ref.linear_layers()[i].second->describe());
+      const std::string d = loaded.linear_layers()[0].second->describe();
+      CHECK((d.find(std::string(" + ") + std::string(lowbit::to_string(in)) + " activations") != std::string::npos) == weight_only);
+    }
+  }
+  // An fp32 model has no weight-only layers to round the input of: an error, not a no-op.
+  QuantizedLoadOptions bf16;
+  bf16.input = lowbit::activation_dtype::bf16;
+  CHECK_THROWS_WITH(load_llama_model(kStoriesDir + "/stories260K.bin", bf16),
+                    Catch::Contains("bf16 activations are for a quantized model's weight-only layers"));
+}
+
 TEST_CASE("quantized checkpoint: a single file loads alone with the config.json in its metadata", "[model]") {
   // `lowbit quantize` stores the source's config.json text in a single-file output; a
   // Meta-name checkpoint needs it for its head count. One beside the file wins.

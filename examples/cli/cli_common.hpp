@@ -50,16 +50,6 @@ inline bool ends_with(const std::string& s, const std::string& suffix) {
 
 // ---- scheme flags ---------------------------------------------------------------------
 
-// A flag's value through the library's parser (quant/spec_text.hpp: the one table of names
-// per enum), its message prefixed with the flag: "--weights: unknown element format ...".
-template <class Parse>
-auto parse_flag(const char* flag, const std::string& value, Parse parse) {
-  try {
-    return parse(value);
-  } catch (const lowbit::error& e) {
-    fail(std::string(flag) + ": " + e.what());
-  }
-}
 
 
 // Calibration: the fp32 model's own forward pass over the first documents of a token file.

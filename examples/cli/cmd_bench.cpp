@@ -33,7 +33,7 @@
 namespace {
 
 struct bench_options {
-  std::string model, prompt = "128", gen = "64", threads = "1", kv_cache = "f32";
+  std::string model, prompt = "128", gen = "64", threads = "1", kv_cache = "f32", activations = "f32";
   int reps = 5;
   bool json = false;
 };
@@ -93,7 +93,9 @@ int run_bench(const bench_options& o) {
   // Loading (mmap, validate, build and pack the layers) on the calling thread.
   lowbit::set_num_threads(1);
   const auto t_load = std::chrono::steady_clock::now();
-  const LlamaModel model = load_llama_model(o.model);
+  QuantizedLoadOptions load;
+  load.input = lowbit_cli::parse_flag("--activations", o.activations, lowbit::parse_activation_dtype);
+  const LlamaModel model = load_llama_model(o.model, load);
   const double load_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_load).count();
   fmt::print(stderr, "loaded {} in {:.3f} s\n", o.model, load_s);
   const LlamaConfig& c = model.config();
@@ -187,6 +189,8 @@ lowbit_cli::registration bench_registration{
       sub.add_option("--threads", o->threads, "Thread counts, comma-separated")->capture_default_str();
       sub.add_option("--reps", o->reps, "Timed repetitions per test")->capture_default_str();
       sub.add_option("--kv-cache", o->kv_cache, "KV cache storage: f32, f16, bf16, fp8")->capture_default_str();
+      sub.add_option("--activations", o->activations, "Input of a quantized model's weight-only layers: f32, bf16 or f16 (rounded; see generate)")
+          ->capture_default_str();
       sub.add_flag("--json", o->json, "Print one JSON object");
       return [o]() { return run_bench(*o); };
     }};

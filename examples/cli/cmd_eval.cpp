@@ -69,12 +69,26 @@ struct eval_options {
   }
 };
 
+// --activations f32/f16/bf16: the input type of weight-only layers (EvalScheme::input,
+// QuantizedLoadOptions::input), for a raw scheme, a recipe or a checkpoint alike; empty for
+// the per-token formats (int8, fp8, e5m2) and no flag.
+std::optional<lowbit::activation_dtype> input_dtype_flag(const std::string& a) {
+  if (a.empty()) return std::nullopt;
+  try {
+    return lowbit::parse_activation_dtype(a);
+  } catch (const lowbit::error&) {
+    return std::nullopt;
+  }
+}
+
 // The explicit scheme flags as an EvalScheme (weights / group / scale / activations).
 EvalScheme scheme_from_flags(const eval_options& o) {
   EvalScheme s;
+  const std::optional<lowbit::activation_dtype> input = input_dtype_flag(o.activations);
   if (!o.recipe.empty()) {
     s.recipe = lowbit::recipe_from_name(o.recipe);
     s.name = o.recipe;
+    s.input = input.value_or(lowbit::activation_dtype::f32);
     s.quantize_classifier = o.quantize_classifier;
     s.backend = o.backend == "fake" ? linear_backend::fake_quant : linear_backend::automatic;
     return s;
@@ -83,8 +97,7 @@ EvalScheme scheme_from_flags(const eval_options& o) {
   s.name = "custom";
   // The flags compose spec text, validated by the library's parser (spec_flags.hpp).
   if (!o.weights.empty()) s.weights = lowbit_cli::spec_of(o.spec_flags());
-  if (o.activations == "f16" || o.activations == "fp16") s.input = lowbit::activation_dtype::f16;
-  else if (o.activations == "bf16") s.input = lowbit::activation_dtype::bf16;
+  if (input) s.input = *input;
   else if (!o.activations.empty())
     s.activations = lowbit_cli::parse_flag("--activations", o.activations, lowbit::parse_act_format);
   if (o.backend == "auto") s.backend = linear_backend::automatic;
@@ -95,9 +108,14 @@ EvalScheme scheme_from_flags(const eval_options& o) {
   return s;
 }
 
-std::string describe_scheme(const EvalScheme& s) {
+std::string describe_scheme(const EvalScheme& s, bool checkpoint) {
+  const std::string input = s.input == lowbit::activation_dtype::f32
+                                ? std::string()
+                                : fmt::format("; weight-only layers on {} activations", lowbit::to_string(s.input));
+  if (checkpoint) return "lowbit checkpoint, layers as stored" + input;
   if (s.is_fp32()) return "fp32";
-  if (s.recipe) return fmt::format("recipe {} (classifier {})", s.name, s.quantize_classifier ? "quantized" : "fp32");
+  if (s.recipe)
+    return fmt::format("recipe {} (classifier {}{})", s.name, s.quantize_classifier ? "quantized" : "fp32", input);
   // The schemes' own spellings: the canonical spec text and the activation format names.
   const std::string w = s.weights ? "weights " + lowbit::to_string(*s.weights) : std::string("fp32 weights");
   std::string a = "fp32 activations";
@@ -170,8 +188,12 @@ void validate(const eval_options& o) {
   if (inputs != 1) lowbit_cli::fail("give exactly one of --tokens FILE, --text-file FILE or --text \"...\"");
   const lowbit_cli::weight_spec_flags spec = o.spec_flags();
   const bool spec_details = spec.group || spec.scale || spec.asymmetric;  // the fields after --weights
-  if (!o.recipe.empty() && (spec.weights || spec_details || !o.activations.empty()))
-    lowbit_cli::fail("--recipe and --weights/--group/--scale/--asymmetric/--activations are alternatives; give one");
+  if (!o.recipe.empty() && (spec.weights || spec_details))
+    lowbit_cli::fail("--recipe and --weights/--group/--scale/--asymmetric are alternatives; give one");
+  if (!o.recipe.empty() && !o.activations.empty() && !input_dtype_flag(o.activations))
+    lowbit_cli::fail("--activations " + o.activations +
+                     ": a recipe sets its own activation format; with --recipe, --activations takes f32, f16 or bf16 "
+                     "(the input of its weight-only layers)");
   if (o.recipe.empty() && !spec.weights && spec_details)
     lowbit_cli::fail("--group/--scale/--asymmetric describe the weights: give --weights too");
   if (spec.weights) (void)lowbit_cli::spec_of(spec);  // scheme errors before the model is read
@@ -233,11 +255,14 @@ int run_eval(const eval_options& o) {
   // quantize it a second time, so they are refused for it.
   const bool checkpoint = is_lowbit_checkpoint(*source);
   EvalScheme scheme = scheme_from_flags(o);
-  if (checkpoint && !scheme.is_fp32())
-    lowbit_cli::fail(o.model + " is a lowbit checkpoint (already quantized): evaluate it without --recipe/--weights/--activations");
+  if (checkpoint && (scheme.recipe || scheme.weights || scheme.activations))
+    lowbit_cli::fail(o.model + " is a lowbit checkpoint (already quantized): evaluate it without --recipe/--weights, "
+                               "and with --activations only f32, f16 or bf16 (the input of its weight-only layers)");
   if (checkpoint) scheme.name = "checkpoint";
   const kv_cache_type kv = parse_kv_cache_type(o.kv_cache);
-  LlamaModel model = checkpoint ? load_quantized_llama(source) : LlamaModel(source);
+  QuantizedLoadOptions load;
+  load.input = scheme.input;
+  LlamaModel model = checkpoint ? load_quantized_llama(source, load) : LlamaModel(source);
   const int threads = o.threads > 0 ? o.threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   // Documents run in parallel, so each kernel call stays on its own thread.
   lowbit::set_num_threads(1);
@@ -255,7 +280,7 @@ int run_eval(const eval_options& o) {
     calib_note = fmt::format("{} tokens ({} documents) of {}{}", rec.tokens(), o.calib_docs, calib_file,
                              calib_file == o.tokens ? ", the start of the evaluation stream" : "");
     model.set_linear_layers(scheme_linear_factory(scheme, &rec, &model.source()));
-  } else if (!scheme.is_fp32()) {
+  } else if (!checkpoint && !scheme.is_fp32()) {
     model.set_linear_layers(scheme_linear_factory(scheme));
   }
   const double prepare_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_load).count();
@@ -288,7 +313,7 @@ int run_eval(const eval_options& o) {
   if (o.json) {
     nlohmann::json j = {{"model", o.model},
                         {"scheme", scheme.name},
-                        {"scheme_description", describe_scheme(scheme)},
+                        {"scheme_description", describe_scheme(scheme, checkpoint)},
                         {"perplexity", r.perplexity()},
                         {"perplexity_stderr", r.perplexity_stderr()},
                         {"stderr", r.perplexity_stderr()},
@@ -312,7 +337,7 @@ int run_eval(const eval_options& o) {
   fmt::print("model       {} ({} {}, dim {}, hidden {}, {} layers, {}/{} heads of {}, vocab {}, {} classifier)\n",
              o.model, model.source().architecture(), to_string(c.arch), c.dim, c.hidden_dim, c.n_layers, c.n_heads,
              c.n_kv_heads, c.head_dim(), c.vocab_size, c.tied_classifier ? "tied" : "separate");
-  fmt::print("scheme      {}{}\n", checkpoint ? "lowbit checkpoint, layers as stored" : describe_scheme(scheme),
+  fmt::print("scheme      {}{}\n", describe_scheme(scheme, checkpoint),
              kv == kv_cache_type::f32 ? "" : fmt::format(", {} KV cache", to_string(kv)));
   fmt::print("layers      {}\n", describe_layers(model));
   if (!calib_note.empty()) fmt::print("calibration {}\n", calib_note);
@@ -349,7 +374,7 @@ lowbit_cli::registration eval_registration{
       o->group_option = sub.add_option("--group", o->group, "Group size along K (0 = per channel, -1 = per tensor)")->capture_default_str();
       o->scale_option = sub.add_option("--scale", o->scale, "Scale rule: fp32, m1, m2, mx, nvfp4")->capture_default_str();
       sub.add_flag("--asymmetric", o->asymmetric, "Integer weights with zero points");
-      sub.add_option("--activations", o->activations, "Per-token activation format: int8, fp8/e4m3, e5m2; or f16/bf16 (weight-only schemes, 16-bit kernel input)");
+      sub.add_option("--activations", o->activations, "Per-token activation format: int8, fp8/e4m3, e5m2; or f32/f16/bf16, the input of weight-only layers (a scheme's, a recipe's or a checkpoint's; f16/bf16 round it)");
       sub.add_option("--backend", o->backend, "auto (kernels where they exist), packed (kernels only), fake (quantize-dequantize in fp32)")->capture_default_str();
       sub.add_flag("--quantize-classifier", o->quantize_classifier, "Quantize the classifier too (default fp32)");
       sub.add_option("--calib", o->calib, "Calibration tokens for recipes with smoothing/GPTQ (default: --tokens)");

@@ -32,7 +32,7 @@ volatile std::sig_atomic_t generate_interrupted = 0;
 extern "C" void generate_on_sigint(int) { generate_interrupted = 1; }
 
 struct generate_options {
-  std::string model, prompt, tokenizer, kv_cache = "f32";
+  std::string model, prompt, tokenizer, kv_cache = "f32", activations = "f32";
   int max_new_tokens = 128, top_k = 40, threads = 0;
   float temperature = 0.8f, top_p = 0.95f;
   std::uint64_t seed = 0;
@@ -52,8 +52,10 @@ int run_generate(const generate_options& o) {
   g.sampling.validate();  // before the model loads: bad flags fail fast
   g.kv_cache = parse_kv_cache_type(o.kv_cache);
   if (o.threads > 0) lowbit::set_num_threads(o.threads);
+  QuantizedLoadOptions load;
+  load.input = lowbit_cli::parse_flag("--activations", o.activations, lowbit::parse_activation_dtype);
 
-  const LlamaModel model = load_llama_model(o.model);
+  const LlamaModel model = load_llama_model(o.model, load);
   const TextTokenizer tok =
       o.tokenizer.empty()
           ? TextTokenizer::for_model(o.model, model.config().vocab_size, "name the tokenizer file with --tokenizer")
@@ -122,6 +124,8 @@ lowbit_cli::registration generate_registration{
       sub.add_option("--kv-cache", o->kv_cache, "KV cache storage: f32, f16, bf16, fp8 (E4M3, per-head scales)")
           ->capture_default_str();
       sub.add_option("--tokenizer", o->tokenizer, "Tokenizer file: tokenizer.json, tok512.bin, or a .gguf file's own (default: a GGUF model's own, else the one beside the model)");
+      sub.add_option("--activations", o->activations, "Input of a quantized model's weight-only layers: f32 (as computed), bf16 or f16 (rounded; faster prefill on CPUs with bf16 / fp16 arithmetic)")
+          ->capture_default_str();
       sub.add_flag("--json", o->json, "Print one JSON object instead of streaming text");
       return [o]() { return run_generate(*o); };
     }};

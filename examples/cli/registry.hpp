@@ -21,6 +21,17 @@ namespace lowbit_cli {
 // program's own shorthand, so the commands need nothing from lowbit::detail.
 [[noreturn]] inline void fail(const std::string& what) { throw lowbit::error(what); }
 
+// A flag's value through the library's parser (quant/spec_text.hpp: the one table of names
+// per enum), its message prefixed with the flag: "--weights: unknown element format ...".
+template <class Parse>
+auto parse_flag(const char* flag, const std::string& value, Parse parse) {
+  try {
+    return parse(value);
+  } catch (const lowbit::error& e) {
+    fail(std::string(flag) + ": " + e.what());
+  }
+}
+
 using run_fn = std::function<int()>;
 using setup_fn = std::function<run_fn(CLI::App&)>;
 

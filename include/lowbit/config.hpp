@@ -3,6 +3,8 @@
 // Weights are [out, in] row-major (nn.Linear), activations [tokens, in], y = x * W^T.
 #include <Eigen/Core>
 #include <cstdint>
+#include <string>
+#include <string_view>
 
 #include "lowbit/error.hpp"
 #include "lowbit/version.hpp"
@@ -20,6 +22,29 @@ using RowMatrixXh = Eigen::Matrix<Eigen::half, Eigen::Dynamic, Eigen::Dynamic, E
 using RowMatrixXbf16 = Eigen::Matrix<Eigen::bfloat16, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
 using ConstRowMatrixHRef = Eigen::Ref<const RowMatrixXh, 0, Eigen::OuterStride<>>;
 using ConstRowMatrixBf16Ref = Eigen::Ref<const RowMatrixXbf16, 0, Eigen::OuterStride<>>;
+
+// The element type of the activations a gemm() call passes in. W4A16 schemes run fp16 and
+// bf16 activations on the AVX512-FP16 kernel where the CPU has it, weight-only schemes on
+// AMX-BF16 tiles read them as they are; everything else widens them to fp32 first (exactly:
+// every fp16 and bf16 value is an fp32 value).
+enum class activation_dtype : std::uint8_t { f32, f16, bf16 };
+
+constexpr std::string_view to_string(activation_dtype d) noexcept {
+  switch (d) {
+    case activation_dtype::f32: return "f32";
+    case activation_dtype::f16: return "f16";
+    case activation_dtype::bf16: return "bf16";
+  }
+  return "unknown";
+}
+
+// "f32" (or "fp32"), "f16" ("fp16"), "bf16": the names to_string gives, as flags spell them.
+inline activation_dtype parse_activation_dtype(std::string_view s) {
+  if (s == "f32" || s == "fp32") return activation_dtype::f32;
+  if (s == "f16" || s == "fp16") return activation_dtype::f16;
+  if (s == "bf16") return activation_dtype::bf16;
+  throw error("unknown activation type '" + std::string(s) + "' (f32, f16, bf16)");
+}
 
 
 namespace detail {

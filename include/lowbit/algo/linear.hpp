@@ -5,7 +5,8 @@
 //     y = Qa(x / s) * W_hat^T + ((x / s) * V_hat^T) * U_hat^T + bias
 // where Qa is the recipe's dynamic activation quantization (identity for weight-only), s the
 // smoothing factors (absent = 1) and U_hat, V_hat the LoRC factors (absent = 0). The LoRC
-// term reads the fp32 (smoothed) activations, as the GEMM epilogue does.
+// term reads the fp32 (smoothed) activations, as the GEMM epilogue does; a weight-only layer
+// run on 16-bit activations (QuantizedLinear::input) rounds x / s first, for both terms.
 //
 // The struct is plain public data (the quantized matrix, optional bias, smoothing vector and
 // LoRC factors with their storage format, the activation format) so the checkpoint layer can

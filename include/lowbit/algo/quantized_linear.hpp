@@ -22,6 +22,12 @@ struct QuantizedLinear {
   std::optional<Eigen::VectorXf> smoothing;   // s [in]: the layer reads x / s
   std::optional<LowRank> lorc;                // U_hat [out, r], V_hat [r, in]
   std::optional<ActivationQuant> activations; // dynamic activation quantization
+  // How a weight-only layer (no `activations`) is run, not stored: f16/bf16 round the
+  // operand x / s to that type (round to nearest even) before the products, so that the
+  // kernels take 16-bit activations (bf16 tiles on AMX-BF16 and AVX512-BF16 CPUs, the fp16
+  // kernel on AVX512-FP16 ones); the LoRC term reads the same rounded operand. Layers that
+  // quantize their activations ignore it. Set it before attach_kernels().
+  activation_dtype input = activation_dtype::f32;
   std::string recipe;                         // the recipe's name
   float smoothing_alpha = 0.0f;               // chosen alpha (when smoothed)
   std::string warning;                        // e.g. GPTQ fell back to round-to-nearest
@@ -80,6 +86,7 @@ struct QuantizedLinear {
 
   // The layer formula, written once here and nowhere else:
   //     y = Qa(x / s) * W_hat^T + ((x / s) * V_hat^T) * U_hat^T + bias
+  // where a weight-only layer with a 16-bit `input` first rounds x / s to that type.
   // with W_hat = dequantize(weight) given by the caller, so that a caller running the
   // reference path on every call (model::RecipeLinear) dequantizes once and may then release
   // the codes. reference_forward(x) above is this with W_hat computed per call; both give the
@@ -95,7 +102,7 @@ struct QuantizedLinear {
                    std::to_string(in_features()) + " and the input has " + std::to_string(x.rows()) + " rows");
     // xs and out are spelled dependent (deferred_t): the products are checked where this runs.
     using Matrix = deferred_t<Deferred, RowMatrixXf>;
-    const Matrix xs = smoothing ? smoothed_activations(x, *smoothing) : Matrix(x);
+    const Matrix xs = rounded_input(smoothing ? smoothed_activations(x, *smoothing) : Matrix(x));
     deferred_t<Deferred, RowMatrixRef>& out = y;
     if (activations)
       out.noalias() = dequantize(quantize_activations(xs, activations->format, activations->group, weight.name)) *
@@ -116,6 +123,18 @@ struct QuantizedLinear {
   }
 
  private:
+  // x / s as the products read it: rounded to `input` for a weight-only layer (Eigen's casts
+  // round to nearest even; the kernel path casts with the same functions).
+  template <class Matrix>
+  Matrix rounded_input(Matrix xs) const {
+    if (activations) return xs;
+    switch (input) {
+      case activation_dtype::f32: break;
+      case activation_dtype::f16: return xs.template cast<Eigen::half>().template cast<float>();
+      case activation_dtype::bf16: return xs.template cast<Eigen::bfloat16>().template cast<float>();
+    }
+    return xs;
+  }
   void check_input(ConstRowMatrixRef x) const {
     if (x.cols() != in_features())
       detail::fail("linear '" + weight.name + "': input has " + std::to_string(x.cols()) +

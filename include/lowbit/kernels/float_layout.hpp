@@ -79,8 +79,11 @@ struct float_workspace : workspace_header {
   // x_bf16[part][row][bf16_stride], part 0 = hi, 1 = lo, bf16_rows = tokens rounded up to 16
   // (padding rows and columns 0); bf16_scale[t] = 2^e(t), bf16_unscale[t] = 2^-e(t);
   // bf16_two[t] = 1 when some lo of token t is non-zero. Empty when the tiles do not run.
+  // bf16_planes = 1 for calls whose activations take one bf16 pass (A8 codes, bf16 inputs,
+  // PackOptions::bf16_activations): every lo is 0, never read (bf16_two = 0), so the lo plane
+  // is neither made nor written; 2 for fp32 and fp16 inputs split in two.
   aligned_buffer<std::uint16_t> x_bf16;  // not initialised when made: prepare writes all of it
-  std::int64_t bf16_rows = 0, bf16_stride = 0;
+  std::int64_t bf16_rows = 0, bf16_stride = 0, bf16_planes = 0;
   std::vector<float> bf16_scale, bf16_unscale;
   std::vector<std::uint8_t> bf16_two;
 };

@@ -17,6 +17,7 @@
 #include <cstdint>
 #include <string_view>
 
+#include "lowbit/config.hpp"  // activation_dtype
 #include "lowbit/dispatch/cpu_features.hpp"
 
 namespace lowbit {
@@ -33,21 +34,6 @@ enum class gemm_scheme : std::uint8_t {
   w8a16_int8,    // symmetric int8 (per channel or group) x fp32 activations (weight-only int8:
                  // GGUF Q8_0/Q6_K imports); fp16/bf16 activations widen to fp32
 };
-
-// The element type of the activations a gemm() call passes in. W4A16 schemes run fp16 and
-// bf16 activations on the AVX512-FP16 kernel where the CPU has it, weight-only schemes on
-// AMX-BF16 tiles read them as they are; everything else widens them to fp32 first (exactly:
-// every fp16 and bf16 value is an fp32 value).
-enum class activation_dtype : std::uint8_t { f32, f16, bf16 };
-
-constexpr std::string_view to_string(activation_dtype d) noexcept {
-  switch (d) {
-    case activation_dtype::f32: return "f32";
-    case activation_dtype::f16: return "f16";
-    case activation_dtype::bf16: return "bf16";
-  }
-  return "unknown";
-}
 
 // The weight-only schemes that may run fp16/bf16 activations on the AVX512-FP16 path. Not
 // w8a16_int8: its decoded weights (|code| up to 128 times the scale) would not fit the fp16

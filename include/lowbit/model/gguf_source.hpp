@@ -357,14 +357,10 @@ using GgufSource = BasicGgufSource<void>;
 // The layers of a GGUF source: its quantized tensors as RecipeLinear (lowbit's kernels where
 // one runs the scheme; require_kernels refuses the reference path), the rest in fp32.
 template <class Deferred = void>  // see "Compile time" in docs/design.md
-LinearFactory gguf_linear_factory(const GgufSource& src, bool require_kernels = false) {
-  return [&src, require_kernels](const std::string& name, const RowMatrixXf& weight) -> std::unique_ptr<LinearLayer> {
+LinearFactory gguf_linear_factory(const GgufSource& src, const QuantizedLoadOptions& opt = {}) {
+  return [&src, opt](const std::string& name, const RowMatrixXf& weight) -> std::unique_ptr<LinearLayer> {
     if (!src.quantized_linears().count(name)) return std::make_unique<Fp32Linear>(weight);
-    auto layer = std::make_unique<RecipeLinear>(src.quantized_linear(name), /*use_kernels=*/true);
-    if (require_kernels && !layer->uses_kernels())
-      lowbit::detail::fail(src.path() + ": layer " + name + ": no kernel of this CPU runs its scheme (" +
-                           lowbit::to_string(layer->quantized().weight.spec) + ")");
-    return layer;
+    return stored_linear(src.quantized_linear(name), nullptr, opt, src.path(), name);
   };
 }
 

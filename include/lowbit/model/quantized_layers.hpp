@@ -41,8 +41,9 @@ struct EvalScheme {
   std::optional<LinearRecipe> recipe;   // a named recipe: replaces weights/activations
   std::optional<QuantSpec> weights;     // empty: fp32 weights
   std::optional<act_format> activations;  // empty: fp32 activations (weight-only, "A16")
-  // Weight-only schemes: activations are rounded to this type (fp16/bf16) and the kernel
-  // takes them so (gemm's 16-bit overloads); f32 keeps them as they are.
+  // Weight-only schemes and recipes: activations are rounded to this type (fp16/bf16) and the
+  // kernel takes them so (gemm's 16-bit overloads; a recipe's layers round x / s,
+  // QuantizedLinear::input); f32 keeps them as they are. A8 recipes ignore it.
   activation_dtype input = activation_dtype::f32;
   bool quantize_classifier = false;
   linear_backend backend = linear_backend::automatic;
@@ -149,11 +150,12 @@ LinearFactory scheme_linear_factory(const EvalScheme& scheme,
       const ActivationStats* stats = calibration ? calibration->find(name) : nullptr;
       const auto p = plan->find(name);
       const bool use_kernels = scheme.backend != linear_backend::fake_quant;
-      if (p != plan->end() && p->second.shared)
-        return std::make_unique<RecipeLinear>(
-            quantize_linear_smoothed(w, nullptr, p->second.recipe, *p->second.shared, stats, nullptr, name), use_kernels);
-      return std::make_unique<RecipeLinear>(
-          quantize_linear(w, p != plan->end() ? p->second.recipe : *scheme.recipe, stats, name), use_kernels);
+      QuantizedLinear q =
+          p != plan->end() && p->second.shared
+              ? quantize_linear_smoothed(w, nullptr, p->second.recipe, *p->second.shared, stats, nullptr, name)
+              : quantize_linear(w, p != plan->end() ? p->second.recipe : *scheme.recipe, stats, name);
+      q.input = scheme.input;  // weight-only layers only (QuantizedLinear::input)
+      return std::make_unique<RecipeLinear>(std::move(q), use_kernels);
     }
     if (!scheme.weights && scheme.backend == linear_backend::packed)
       lowbit::detail::fail(name + ": the packed backend needs quantized weights (no kernel runs fp32 weights)");

@@ -11,7 +11,8 @@
 //     its smoothing vector, LoRC factors, bias and activation format exactly as stored,
 //     packed once here for this CPU's kernels straight from the memory-mapped codes (one
 //     validating pass over them, no copy, no dequantized fp32 copy; the reference path
-//     where no kernel runs the scheme, or an error with require_kernels);
+//     where no kernel runs the scheme, or an error with require_kernels); weight-only
+//     layers may run on 16-bit activations (QuantizedLoadOptions::input);
 //   - a linear layer stored as a plain tensor (excluded from quantization) runs in fp32; an
 //     F32 classifier (or tied embedding table) runs in place in the memory map, uncopied.
 // Errors name the checkpoint and the layer.
@@ -30,12 +31,6 @@
 #include "lowbit/quant/spec_text.hpp"
 
 namespace lowbit::model {
-
-struct QuantizedLoadOptions {
-  // Refuse a layer whose scheme no kernel of this CPU runs (instead of the slower reference
-  // path that dequantizes it once and multiplies in fp32).
-  bool require_kernels = false;
-};
 
 // Whether a source (open_model) is a lowbit checkpoint, a GGUF file or a compressed-tensors
 // directory: it has stored quantized layers.
@@ -57,12 +52,12 @@ template <class Deferred = void>  // see "Compile time" in docs/design.md
 LlamaModel load_quantized_llama(std::shared_ptr<const ModelSource> src, const QuantizedLoadOptions& opt = {}) {
   // A GGUF file's quantized tensors (model/gguf_source.hpp).
   if (const auto* gg = dynamic_cast<const GgufSource*>(src.get()); gg != nullptr && gg->has_stored_quantized_layers()) {
-    const LinearFactory factory = gguf_linear_factory(*gg, opt.require_kernels);
+    const LinearFactory factory = gguf_linear_factory(*gg, opt);
     return LlamaModel(std::move(src), factory);
   }
   // A compressed-tensors directory's quantized modules (model/ct_source.hpp).
   if (const auto* ct = dynamic_cast<const CompressedTensorsSource*>(src.get()); ct != nullptr) {
-    const LinearFactory factory = ct_linear_factory(*ct, opt.require_kernels);
+    const LinearFactory factory = ct_linear_factory(*ct, opt);
     LlamaBuildOptions build;
     build.classifier_in_place = true;  // an unquantized classifier runs from the map
     return LlamaModel(std::move(src), factory, build);
@@ -80,24 +75,16 @@ LlamaModel load_quantized_llama(std::shared_ptr<const ModelSource> src, const Qu
   const LinearFactory factory = [&](const std::string& name, const RowMatrixXf& weight) -> std::unique_ptr<LinearLayer> {
     const auto it = layer_shard.find(name);
     if (it == layer_shard.end()) return std::make_unique<Fp32Linear>(weight);  // kept in its input dtype
-    std::unique_ptr<RecipeLinear> layer;
+    // Validated in place and packed straight from the memory map: the codes are read once
+    // and never copied.
+    const std::uint8_t* codes = nullptr;
+    QuantizedLinear stored;
     try {
-      // Validated in place and packed straight from the memory map: the codes are read
-      // once and never copied.
-      const std::uint8_t* codes = nullptr;
-      QuantizedLinear stored = load_quantized_linear_mapped(*it->second, name, codes);
-      layer = std::make_unique<RecipeLinear>(std::move(stored), codes, /*use_kernels=*/true);
+      stored = load_quantized_linear_mapped(*it->second, name, codes);
     } catch (const lowbit::error& e) {
       lowbit::detail::fail(path + ": layer " + name + ": " + e.what());
     }
-    if (opt.require_kernels && !layer->uses_kernels())
-      lowbit::detail::fail(path + ": layer " + name + ": no kernel of this CPU runs its scheme (" +
-                           lowbit::to_string(layer->quantized().weight.spec) +
-                           (layer->quantized().activations
-                                ? ", activations " + std::string(lowbit::to_string(layer->quantized().activations->format))
-                                : std::string()) +
-                           ")");
-    return layer;
+    return stored_linear(std::move(stored), codes, opt, path, name);
   };
   LlamaBuildOptions build;
   build.classifier_in_place = true;  // the factory keeps a plain classifier fp32 as stored
@@ -115,6 +102,10 @@ template <class Deferred = void>  // see "Compile time" in docs/design.md
 LlamaModel load_llama_model(const std::string& path, const QuantizedLoadOptions& opt = {}) {
   auto src = open_model(path);
   if (is_lowbit_checkpoint(*src)) return load_quantized_llama(std::move(src), opt);
+  if (opt.input != activation_dtype::f32)
+    lowbit::detail::fail(path + ": " + std::string(to_string(opt.input)) +
+                         " activations are for a quantized model's weight-only layers, and this model has no "
+                         "quantized layers");
   return LlamaModel(std::move(src));
 }
 

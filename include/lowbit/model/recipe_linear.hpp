@@ -5,6 +5,7 @@
 // formula (QuantizedLinear::reference_forward in algo/linear.hpp, its only home) with the
 // dequantized weight W_hat computed once here (not on every call).
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <utility>
 #include <vector>
@@ -50,7 +51,9 @@ class BasicRecipeLinear final : public LinearLayer {
   std::int64_t out_features() const override { return layer_.out_features(); }
   double storage_bits() const override { return static_cast<double>(layer_.storage_bits()); }
   std::string describe() const override {
-    return "recipe " + layer_.recipe + (packed_ ? " (packed kernels)" : " (reference path)");
+    const bool rounds = !layer_.activations && layer_.input != activation_dtype::f32;
+    return "recipe " + layer_.recipe + (rounds ? " + " + std::string(to_string(layer_.input)) + " activations" : "") +
+           (packed_ ? " (packed kernels)" : " (reference path)");
   }
   // The layer's scheme, shape and side parts (activations, bias, smoothing, LoRC, recipe).
   // Its weight's codes and scales are released once the kernels hold them packed (or the
@@ -77,5 +80,44 @@ class BasicRecipeLinear final : public LinearLayer {
 };
 
 using RecipeLinear = BasicRecipeLinear<void>;
+
+// How a loader builds the layers a checkpoint stores quantized (a lowbit checkpoint, a GGUF
+// file, a compressed-tensors directory: model/quantized_model.hpp).
+struct QuantizedLoadOptions {
+  // Refuse a layer whose scheme no kernel of this CPU runs (instead of the slower reference
+  // path that dequantizes it once and multiplies in fp32).
+  bool require_kernels = false;
+  // Weight-only layers round their (smoothed) input to this type and run the kernels on it
+  // (QuantizedLinear::input): bf16 takes the bf16 tiles of AMX-BF16 and AVX512-BF16 CPUs, f16
+  // the fp16 kernel of AVX512-FP16 ones, each about twice the fp32 path's prefill rate there.
+  // Layers that quantize their activations (A8) run as stored. The cost in perplexity is in
+  // docs/accuracy.md.
+  activation_dtype input = activation_dtype::f32;
+};
+
+// A stored layer as every loader builds it: `q` (its codes at `codes`, or in q.weight.codes
+// when null) run as `opt` says, packed for this CPU's kernels. `where` (the checkpoint's path)
+// and `name` (the layer's) head the errors.
+template <class Deferred = void>  // see "Compile time" in docs/design.md
+std::unique_ptr<RecipeLinear> stored_linear(QuantizedLinear q, const std::uint8_t* codes, const QuantizedLoadOptions& opt,
+                                            const std::string& where, const std::string& name) {
+  q.input = opt.input;
+  std::unique_ptr<RecipeLinear> layer;
+  try {
+    layer = codes ? std::make_unique<RecipeLinear>(std::move(q), codes, /*use_kernels=*/true)
+                  : std::make_unique<RecipeLinear>(std::move(q), /*use_kernels=*/true);
+  } catch (const lowbit::error& e) {
+    lowbit::detail::fail(where + ": layer " + name + ": " + e.what());
+  }
+  if (opt.require_kernels && !layer->uses_kernels()) {
+    const QuantizedLinear& s = layer->quantized();
+    lowbit::detail::fail(where + ": layer " + name + ": no kernel of this CPU runs its scheme (" +
+                         lowbit::to_string(s.weight.spec) +
+                         (s.activations ? ", activations " + std::string(lowbit::to_string(s.activations->format))
+                                        : std::string()) +
+                         ")");
+  }
+  return layer;
+}
 
 }  // namespace lowbit::model

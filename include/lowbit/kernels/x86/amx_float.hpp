@@ -127,10 +127,11 @@ LOWBIT_TARGET_AVX512 inline __m512 amx_load_activations(const void* row, std::in
 // ws.x, so it is not written: that copy, the widened copy of 16-bit inputs made before it and
 // the split's second read were 4-15% of a 16-thread bf16-input call on the device Xeon
 // (docs/performance.md, "Session 33").
-// round_only (PackOptions::bf16_activations): hi alone, the lo plane stays 0 and every call
-// runs one pass; |x' - hi| <= 2^(q-8) <= 2^-8 |x'| (half an ulp of an 8-bit significand), so
-// each product errs by up to 2^-8 relative. A non-finite value is an error, as on every other
-// path. Disjoint ranges may run on different threads.
+// round_only (PackOptions::bf16_activations): hi alone, and every call runs one pass;
+// |x' - hi| <= 2^(q-8) <= 2^-8 |x'| (half an ulp of an 8-bit significand), so each product
+// errs by up to 2^-8 relative. bf16 inputs are hi alone too (exactly). Such calls have no lo
+// plane (float_workspace::bf16_planes = 1): lo is neither stored nor read. A non-finite value
+// is an error, as on every other path. Disjoint ranges may run on different threads.
 template <activation_dtype In>
 LOWBIT_TARGET_AVX512 void amx_float_split_rows(const float_packed& w, const void* src, std::int64_t stride,
                                                float_workspace& ws, std::int64_t t0, std::int64_t t1,
@@ -138,6 +139,8 @@ LOWBIT_TARGET_AVX512 void amx_float_split_rows(const float_packed& w, const void
   constexpr std::size_t elem = In == activation_dtype::f32 ? 4 : 2;
   const std::int64_t k_in = ws.cols, bs = ws.bf16_stride;
   const std::int64_t plane = ws.bf16_rows * bs;
+  const bool hi_only = round_only || In == activation_dtype::bf16;  // every lo is 0
+  if (hi_only != (ws.bf16_planes == 1)) fail("gemm: the bf16 workspace's planes do not match the call's input");
   const bool sums = float_code_has_group_term(w.code);
   std::vector<float> widened(sums ? static_cast<std::size_t>(k_in) : 0);  // the row as fp32, for the sums
   for (std::int64_t t = t0; t < t1; ++t) {
@@ -187,17 +190,14 @@ LOWBIT_TARGET_AVX512 void amx_float_split_rows(const float_packed& w, const void
       const __m512i h = amx_bf16_round(v, hv);
       const __m512i l = amx_bf16_round(_mm512_sub_ps(v, hv), lv);  // v - hv: exact
       _mm256_mask_storeu_epi16(hi + k, m, _mm512_cvtepi32_epi16(h));
-      if (round_only) continue;
+      if (hi_only) continue;
       any = _mm512_or_si512(any, _mm512_and_si512(l, _mm512_set1_epi32(0x7FFF)));  // -0 counts as 0
       _mm256_mask_storeu_epi16(lo + k, m, _mm512_cvtepi32_epi16(l));
     }
     // The rest of the row is zero (the workspace is not initialised when made): a group's
     // last A tile reads up to 31 values past K, met by zero B rows (and 0 * NaN is NaN).
     std::fill(hi + k_in, hi + bs, std::uint16_t{0});
-    if (round_only)
-      std::fill(lo, lo + bs, std::uint16_t{0});
-    else
-      std::fill(lo + k_in, lo + bs, std::uint16_t{0});
+    if (!hi_only) std::fill(lo + k_in, lo + bs, std::uint16_t{0});
     ws.bf16_two[static_cast<std::size_t>(t)] = _mm512_test_epi32_mask(any, any) != 0 ? 1 : 0;
   }
 }
@@ -719,7 +719,10 @@ inline float_workspace make_float_bf16_tiles_workspace(const float_packed& w, st
   ws.bf16_stride = (w.cols + 31) / 32 * 32 + 32;
   // Not initialised here: prepare_float_bf16_tiles_tokens writes every row of its tokens, and the
   // call that prepares the last token the padding rows, on the pool.
-  ws.x_bf16.resize_uninitialized(static_cast<std::size_t>(2 * ws.bf16_rows * ws.bf16_stride));
+  const bool one_pass =
+      scheme_quantizes_activations(w.scheme) || input == activation_dtype::bf16 || w.bf16_round_activations;
+  ws.bf16_planes = one_pass ? 1 : 2;
+  ws.x_bf16.resize_uninitialized(static_cast<std::size_t>(ws.bf16_planes * ws.bf16_rows * ws.bf16_stride));
   ws.bf16_scale.assign(static_cast<std::size_t>(tokens), 1.0f);
   ws.bf16_unscale.assign(static_cast<std::size_t>(tokens), 1.0f);
   ws.bf16_two.assign(static_cast<std::size_t>(tokens), 0);
@@ -730,11 +733,11 @@ inline float_workspace make_float_bf16_tiles_workspace(const float_packed& w, st
   return ws;
 }
 
-// The padding rows of the last A tile, zero in both parts; by the call that prepares the
+// The padding rows of the last A tile, zero in every plane; by the call that prepares the
 // last token.
 inline void amx_float_zero_padding(float_workspace& ws, std::int64_t t1) {
   if (t1 != ws.tokens) return;
-  for (std::int64_t part = 0; part < 2; ++part) {
+  for (std::int64_t part = 0; part < ws.bf16_planes; ++part) {
     std::uint16_t* base = ws.x_bf16.data() + (part * ws.bf16_rows + ws.tokens) * ws.bf16_stride;
     std::fill(base, base + (ws.bf16_rows - ws.tokens) * ws.bf16_stride, std::uint16_t{0});
   }
