@@ -93,6 +93,19 @@ void write_checkpoint(const std::string& dir, const LlamaModel& fp32, const lowb
   std::ofstream(dir + "/config.json") << (tw.config_json.empty() ? cfg : tw.config_json);
 }
 
+// stories260K's calibration statistics over its first 4 documents (computed once).
+const CalibrationRecorder& stories_calibration() {
+  static const CalibrationRecorder rec = [] {
+    const std::vector<int> tokens = read_u16_tokens(kStoriesDir + "/eval_tinystories_val_tok512.u16");
+    lowbit::CalibrationOptions co;
+    co.max_sample_rows = 512;
+    CalibrationRun run;
+    run.max_docs = 4;
+    return calibrate(lowbit_test::stories_model(), tokens, co, run);
+  }();
+  return rec;
+}
+
 const std::vector<int>& probe_ids() {
   static const std::vector<int> ids = {1, 301, 427, 309, 426, 301, 427, 309, 394, 265, 40, 7, 403, 11};
   return ids;
@@ -103,12 +116,7 @@ const std::vector<int>& probe_ids() {
 TEST_CASE("quantized checkpoint: loads bit-identical to quantizing in memory", "[model]") {
   LOWBIT_REQUIRE_STORIES();
   const LlamaModel& fp32 = lowbit_test::stories_model();
-  const std::vector<int> tokens = read_u16_tokens(kStoriesDir + "/eval_tinystories_val_tok512.u16");
-  lowbit::CalibrationOptions co;
-  co.max_sample_rows = 512;
-  CalibrationRun run;
-  run.max_docs = 4;
-  const CalibrationRecorder rec = calibrate(fp32, tokens, co, run);
+  const CalibrationRecorder& rec = stories_calibration();
   // RTN int4 with packed kernels, GPTQ + int8 activations, smoothing search, FP4 + LoRC + FP8
   // activations, and MX scales (reference path: no kernel).
   for (const char* recipe : {"w4a16-int4", "w4a8-int", "w4a16-sqplus", "w4a8-fp", "mxfp4", "w8a8-int8"}) {
@@ -145,12 +153,7 @@ TEST_CASE("quantized checkpoint: loads bit-identical to quantizing in memory", "
 TEST_CASE("quantized checkpoint: 16-bit activations load bit-identical to quantizing in memory", "[model]") {
   LOWBIT_REQUIRE_STORIES();
   const LlamaModel& fp32 = lowbit_test::stories_model();
-  const std::vector<int> tokens = read_u16_tokens(kStoriesDir + "/eval_tinystories_val_tok512.u16");
-  lowbit::CalibrationOptions co;
-  co.max_sample_rows = 512;
-  CalibrationRun run;
-  run.max_docs = 4;
-  const CalibrationRecorder rec = calibrate(fp32, tokens, co, run);
+  const CalibrationRecorder& rec = stories_calibration();
   for (const char* recipe : {"w4a16-sqplus", "w4a16-int4", "w4a8-int"}) {
     lowbit_test::scratch_dir dir;
     lowbit::LinearRecipe r = lowbit::recipe_from_name(recipe);

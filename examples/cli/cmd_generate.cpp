@@ -124,7 +124,7 @@ lowbit_cli::registration generate_registration{
       sub.add_option("--kv-cache", o->kv_cache, "KV cache storage: f32, f16, bf16, fp8 (E4M3, per-head scales)")
           ->capture_default_str();
       sub.add_option("--tokenizer", o->tokenizer, "Tokenizer file: tokenizer.json, tok512.bin, or a .gguf file's own (default: a GGUF model's own, else the one beside the model)");
-      sub.add_option("--activations", o->activations, "Input of a quantized model's weight-only layers: f32 (as computed), bf16 or f16 (rounded; faster prefill on CPUs with bf16 / fp16 arithmetic)")
+      sub.add_option("--activations", o->activations, "Input of a quantized model's weight-only layers: f32 (as computed), bf16 (rounded; a faster prefill where bf16 tiles run: AMX-BF16, AVX512-BF16) or f16 (rounded to IEEE half)")
           ->capture_default_str();
       sub.add_flag("--json", o->json, "Print one JSON object instead of streaming text");
       return [o]() { return run_generate(*o); };

@@ -88,10 +88,11 @@ struct QuantizedLoadOptions {
   // path that dequantizes it once and multiplies in fp32).
   bool require_kernels = false;
   // Weight-only layers round their (smoothed) input to this type and run the kernels on it
-  // (QuantizedLinear::input): bf16 takes the bf16 tiles of AMX-BF16 and AVX512-BF16 CPUs, f16
-  // the fp16 kernel of AVX512-FP16 ones, each about twice the fp32 path's prefill rate there.
-  // Layers that quantize their activations (A8) run as stored. The cost in perplexity is in
-  // docs/accuracy.md.
+  // (QuantizedLinear::input): bf16 takes the bf16 tiles of AMX-BF16 and AVX512-BF16 CPUs in
+  // one pass (a 1B-shape W4A16 prefill 1.6x the fp32 path's on Zen 5, 1.2-1.8x on a Sapphire
+  // Rapids-class Xeon); f16 the fp16 kernel of AVX512-FP16 CPUs (no faster there). Layers that
+  // quantize their activations (A8) run as stored. The cost in perplexity is in
+  // docs/accuracy.md; the speeds in docs/performance.md, "Session 40".
   activation_dtype input = activation_dtype::f32;
 };
 
