@@ -86,8 +86,8 @@ struct QuantizedLinear {
 
   // The layer formula, written once here and nowhere else:
   //     y = Qa(x / s) * W_hat^T + ((x / s) * V_hat^T) * U_hat^T + bias
-  // where a weight-only layer with a 16-bit `input` first rounds x / s to that type.
-  // with W_hat = dequantize(weight) given by the caller, so that a caller running the
+  // (a weight-only layer with a 16-bit `input` first rounds x / s to that type), with
+  // W_hat = dequantize(weight) given by the caller, so that a caller running the
   // reference path on every call (model::RecipeLinear) dequantizes once and may then release
   // the codes. reference_forward(x) above is this with W_hat computed per call; both give the
   // same floats, operation for operation.
@@ -124,7 +124,8 @@ struct QuantizedLinear {
 
  private:
   // x / s as the products read it: rounded to `input` for a weight-only layer (Eigen's casts
-  // round to nearest even; the kernel path casts with the same functions).
+  // round to nearest even; the kernel path, attach_kernels(), casts to fp16 the same way and
+  // to bf16 with detail::round_rows_to_bf16, the same bits: tests/test_algo_linear.cpp).
   template <class Matrix>
   Matrix rounded_input(Matrix xs) const {
     if (activations) return xs;
