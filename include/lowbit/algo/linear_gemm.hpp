@@ -75,7 +75,7 @@ bool attach_kernels(QuantizedLinear& layer, const std::uint8_t* codes = nullptr)
   // A weight-only layer with a 16-bit input (QuantizedLinear::input) rounds x / s here and
   // runs gemm's 16-bit overload, which reads the rounded rows as they are where a kernel
   // takes them (and feeds the LoRC term the same rounded operand).
-  const activation_dtype input = layer.activations ? activation_dtype::f32 : layer.input;
+  const activation_dtype input = layer.effective_input();
   layer.kernel = [b, input, name = layer.weight.name](ConstRowMatrixRef x, RowMatrixRef y) {
     GemmOptions o;
     if (b->bias) o.bias = &*b->bias;

@@ -38,6 +38,12 @@ struct QuantizedLinear {
   std::int64_t in_features() const noexcept { return weight.cols; }
   std::int64_t out_features() const noexcept { return weight.rows; }
 
+  // The type the products read x / s in: `input` for a weight-only layer, f32 for a layer
+  // that quantizes its activations (its codes come from the fp32 operand). The one home of
+  // that rule: the reference formula, the kernel path (attach_kernels) and the descriptions
+  // all read it here.
+  activation_dtype effective_input() const noexcept { return activations ? activation_dtype::f32 : input; }
+
   // Bits of every stored part: weight (codes + scales), LoRC factors, smoothing vector and
   // bias at 32 bits each.
   std::int64_t storage_bits() const {
@@ -128,8 +134,7 @@ struct QuantizedLinear {
   // to bf16 with detail::round_rows_to_bf16, the same bits: tests/test_algo_linear.cpp).
   template <class Matrix>
   Matrix rounded_input(Matrix xs) const {
-    if (activations) return xs;
-    switch (input) {
+    switch (effective_input()) {
       case activation_dtype::f32: break;
       case activation_dtype::f16: return xs.template cast<Eigen::half>().template cast<float>();
       case activation_dtype::bf16: return xs.template cast<Eigen::bfloat16>().template cast<float>();

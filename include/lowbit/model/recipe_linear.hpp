@@ -51,8 +51,9 @@ class BasicRecipeLinear final : public LinearLayer {
   std::int64_t out_features() const override { return layer_.out_features(); }
   double storage_bits() const override { return static_cast<double>(layer_.storage_bits()); }
   std::string describe() const override {
-    const bool rounds = !layer_.activations && layer_.input != activation_dtype::f32;
-    return "recipe " + layer_.recipe + (rounds ? " + " + std::string(to_string(layer_.input)) + " activations" : "") +
+    const activation_dtype input = layer_.effective_input();
+    return "recipe " + layer_.recipe +
+           (input != activation_dtype::f32 ? " + " + std::string(to_string(input)) + " activations" : "") +
            (packed_ ? " (packed kernels)" : " (reference path)");
   }
   // The layer's scheme, shape and side parts (activations, bias, smoothing, LoRC, recipe).
