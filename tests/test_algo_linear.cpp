@@ -261,4 +261,24 @@ TEST_CASE("round_rows_to_bf16: Eigen's bf16 cast, bit for bit; NaN stays NaN", "
   CHECK(out[59] == 0x3FC0u);
 }
 
+TEST_CASE("activation_dtype names: what to_string gives parses back; other values are refused", "[algo][linear]") {
+  for (const activation_dtype t : {activation_dtype::f32, activation_dtype::f16, activation_dtype::bf16}) {
+    CHECK(try_parse_activation_dtype(to_string(t)) == t);
+    CHECK(parse_activation_dtype(to_string(t)) == t);
+  }
+  CHECK(try_parse_activation_dtype("fp32") == activation_dtype::f32);
+  CHECK(try_parse_activation_dtype("fp16") == activation_dtype::f16);
+  // The other values eval's --activations takes (per-token formats) and near misses.
+  for (const char* other : {"", "int8", "fp8", "e5m2", "BF16", "bf16 ", "f64"}) {
+    INFO("'" << other << "'");
+    CHECK_FALSE(try_parse_activation_dtype(other));
+    try {
+      (void)parse_activation_dtype(other);
+      FAIL("no error");
+    } catch (const error& e) {
+      CHECK(std::string(e.what()).find("(f32, f16, bf16)") != std::string::npos);
+    }
+  }
+}
+
 }  // namespace test_algo_linear_input_cpp

@@ -69,22 +69,13 @@ struct eval_options {
   }
 };
 
-// --activations f32/f16/bf16: the input type of weight-only layers (EvalScheme::input,
-// QuantizedLoadOptions::input), for a raw scheme, a recipe or a checkpoint alike; empty for
-// the per-token formats (int8, fp8, e5m2) and no flag.
-std::optional<lowbit::activation_dtype> input_dtype_flag(const std::string& a) {
-  if (a.empty()) return std::nullopt;
-  try {
-    return lowbit::parse_activation_dtype(a);
-  } catch (const lowbit::error&) {
-    return std::nullopt;
-  }
-}
-
 // The explicit scheme flags as an EvalScheme (weights / group / scale / activations).
 EvalScheme scheme_from_flags(const eval_options& o) {
   EvalScheme s;
-  const std::optional<lowbit::activation_dtype> input = input_dtype_flag(o.activations);
+  // --activations f32/f16/bf16 is the input type of weight-only layers (EvalScheme::input,
+  // QuantizedLoadOptions::input), for a raw scheme, a recipe or a checkpoint alike; nullopt
+  // for the per-token formats (int8, fp8, e5m2) and no flag.
+  const std::optional<lowbit::activation_dtype> input = lowbit::try_parse_activation_dtype(o.activations);
   if (!o.recipe.empty()) {
     s.recipe = lowbit::recipe_from_name(o.recipe);
     s.name = o.recipe;
@@ -190,7 +181,7 @@ void validate(const eval_options& o) {
   const bool spec_details = spec.group || spec.scale || spec.asymmetric;  // the fields after --weights
   if (!o.recipe.empty() && (spec.weights || spec_details))
     lowbit_cli::fail("--recipe and --weights/--group/--scale/--asymmetric are alternatives; give one");
-  if (!o.recipe.empty() && !o.activations.empty() && !input_dtype_flag(o.activations))
+  if (!o.recipe.empty() && !o.activations.empty() && !lowbit::try_parse_activation_dtype(o.activations))
     lowbit_cli::fail("--activations " + o.activations +
                      ": a recipe sets its own activation format; with --recipe, --activations takes f32, f16 or bf16 "
                      "(the input of its weight-only layers)");

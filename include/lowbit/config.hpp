@@ -3,6 +3,7 @@
 // Weights are [out, in] row-major (nn.Linear), activations [tokens, in], y = x * W^T.
 #include <Eigen/Core>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -38,11 +39,17 @@ constexpr std::string_view to_string(activation_dtype d) noexcept {
   return "unknown";
 }
 
-// "f32" (or "fp32"), "f16" ("fp16"), "bf16": the names to_string gives, as flags spell them.
-inline activation_dtype parse_activation_dtype(std::string_view s) {
+// "f32" (or "fp32"), "f16" ("fp16"), "bf16": the names to_string gives, as flags spell them;
+// nullopt for anything else (a flag that also takes other values asks this first).
+inline std::optional<activation_dtype> try_parse_activation_dtype(std::string_view s) {
   if (s == "f32" || s == "fp32") return activation_dtype::f32;
   if (s == "f16" || s == "fp16") return activation_dtype::f16;
   if (s == "bf16") return activation_dtype::bf16;
+  return std::nullopt;
+}
+// The same, with an error naming the accepted names.
+inline activation_dtype parse_activation_dtype(std::string_view s) {
+  if (const auto t = try_parse_activation_dtype(s)) return *t;
   throw error("unknown activation type '" + std::string(s) + "' (f32, f16, bf16)");
 }
 
