@@ -3,11 +3,15 @@
 // QuantizedLinear::reference_forward for every recipe (smoothing, activation quantization,
 // LoRC and bias included), so the two cannot drift apart again.
 #include <catch2/catch.hpp>
+#include <algorithm>
+#include <memory>
 #include <string>
+#include <vector>
 
 #include "lowbit/algo.hpp"
 #include "lowbit/error.hpp"
 #include "lowbit/model/recipe_linear.hpp"
+#include "lowbit/threads.hpp"
 
 #include "test_algo_support.hpp"
 
@@ -49,4 +53,50 @@ TEST_CASE("QuantizedLinear::reference_forward with a given W_hat checks the shap
   CHECK((y.array() == q.reference_forward(x).array()).all());
 }
 
+// forward_together (a decode step's q, k and v in one hand-off) gives each layer's forward()
+// bits: packed layers of every recipe, split into tasks run together, next to an fp32 layer
+// that does not split, on 1 and 2 threads.
+TEST_CASE("forward_together gives the bits of each layer's forward()", "[model][linear]") {
+  struct restore {
+    ~restore() { set_num_threads(0); }
+  } restore_threads;
+  RowMatrixXf x = lowbit_test::gaussian(5, 128, 42);
+  for (Eigen::Index j = 3; j < x.cols(); j += 17) x.col(j) *= 20.0f;
+  CalibrationOptions copt;
+  copt.max_sample_rows = 5;
+  const ActivationStats stats = collect_stats(x, copt);
+  const Eigen::VectorXf bias = Eigen::VectorXf::LinSpaced(40, -0.25f, 0.25f);
+  std::vector<std::unique_ptr<model::LinearLayer>> layers;
+  for (const std::string& name : recipe_names()) {
+    const RowMatrixXf w = lowbit_test::gaussian(40 + 8 * static_cast<Eigen::Index>(layers.size() % 3), 128,
+                                                50 + static_cast<unsigned>(layers.size()), 0.05f);
+    auto layer = std::make_unique<model::RecipeLinear>(
+        quantize_linear(w, w.rows() == 40 ? &bias : nullptr, recipe_from_name(name), &stats, "together." + name),
+        /*use_kernels=*/true);
+    if (layer->uses_kernels()) layers.push_back(std::move(layer));
+  }
+  REQUIRE(layers.size() >= 3);
+  layers.push_back(std::make_unique<model::Fp32Linear>(lowbit_test::gaussian(24, 128, 60, 0.05f)));
+  std::rotate(layers.begin(), layers.end() - 1, layers.end());  // the fp32 layer first
+  for (int threads : {1, 2}) {
+    set_num_threads(threads);
+    for (std::size_t first = 0; first + 3 <= layers.size(); first += 2) {
+      const model::LinearLayer* group[3] = {layers[first].get(), layers[first + 1].get(), layers[first + 2].get()};
+      std::vector<RowMatrixXf> expected, got;
+      for (const model::LinearLayer* l : group) {
+        expected.emplace_back(x.rows(), l->out_features());
+        got.push_back(RowMatrixXf::Constant(x.rows(), l->out_features(), -3.0f));
+        l->forward(x, expected.back());
+      }
+      const RowMatrixRef ys[3] = {got[0], got[1], got[2]};
+      model::forward_together(group, ys, 3, x);
+      for (std::size_t i = 0; i < 3; ++i) {
+        INFO("threads " << threads << ", " << group[i]->describe());
+        CHECK((got[i].array() == expected[i].array()).all());
+      }
+    }
+  }
+  const model::LinearLayer* nine[9] = {};
+  CHECK_THROWS_AS(model::forward_together(nine, nullptr, 9, x), lowbit::error);
+}
 }  // namespace test_model_recipe_linear_cpp

@@ -201,4 +201,89 @@ TEST_CASE("work too small for a hand-off runs inline; larger work splits by its 
   CHECK(tasks_of(64, 64) > 1);  // one task per 16- or 32-column tile
   set_spin_time_us(-1);
 }
+// run_split_work hands every work's tasks to one parallel_for: each (work, task) runs exactly
+// once, empty and null works are skipped, and an executor sees a single call.
+TEST_CASE("run_split_work runs every task of every work once, in one hand-off", "[threads]") {
+  struct counting final : SplitWork {
+    explicit counting(std::int64_t n) : hits(static_cast<std::size_t>(n)) {}
+    std::int64_t tasks() const override { return static_cast<std::int64_t>(hits.size()); }
+    void run(std::int64_t i) const override { hits[static_cast<std::size_t>(i)]++; }
+    mutable std::vector<std::atomic<int>> hits;
+  };
+  for (int threads : {1, 2, 3}) {
+    counting a(3), empty(0), b(5), c(1);
+    const SplitWork* works[] = {&a, nullptr, &empty, &b, &c};
+    run_split_work(works, 5, threads);
+    for (const counting* w : {&a, &b, &c})
+      for (const auto& h : w->hits) CHECK(h.load() == 1);
+  }
+  counting a(4), b(7);
+  const SplitWork* works[] = {&a, &b};
+  int calls = 0;
+  std::int64_t handed = 0;
+  run_split_work(works, 2, 0, [&](std::int64_t tasks, const std::function<void(std::int64_t)>& body) {
+    ++calls;
+    handed = tasks;
+    for (std::int64_t i = tasks - 1; i >= 0; --i) body(i);  // any order
+  });
+  CHECK(calls == 1);
+  CHECK(handed == 11);
+  for (const counting* w : {&a, &b})
+    for (const auto& h : w->hits) CHECK(h.load() == 1);
+}
+
+// prepare_gemm + the call's tasks is gemm(): the same bits, whichever order and threads run the
+// tasks, with x gone once prepared (the call holds what it read), for the integer and float
+// families, with smoothing, bias and LoRC, on fp32 and bf16 activations.
+TEST_CASE("prepare_gemm's tasks give gemm()'s bits in any order, after x is gone", "[threads][gemm]") {
+  lowbit::test::int_matrix_recipe r;
+  r.rows = 300;
+  r.cols = 256;
+  r.group = 64;
+  const QuantizedMatrix qi = lowbit::test::make_int_matrix(r);
+  const QuantizedMatrix qf = lowbit::test::random_float_family_matrix(element_format::int4, true, 300, 256, 64, 5);
+  const Eigen::VectorXf bias = Eigen::VectorXf::LinSpaced(300, -1.0f, 1.0f);
+  const Eigen::VectorXf smoothing = Eigen::VectorXf::LinSpaced(256, 0.5f, 2.0f);
+  const RowMatrixXf u = lowbit::test::random_activations(300, 4, 6), v = lowbit::test::random_activations(4, 256, 7);
+  PackOptions int_act, weight_only;
+  int_act.activations = activation_quant::int8;
+  weight_only.activations = activation_quant::none;
+  const PackedWeights packed[] = {pack(qi, int_act), pack(qf, weight_only)};
+  for (const PackedWeights& w : packed) {
+    INFO(w.kernel_name());
+    for (int terms = 0; terms < 2; ++terms) {
+      GemmOptions o;
+      o.num_threads = 3;
+      if (terms) {
+        o.bias = &bias;
+        o.smoothing = &smoothing;
+        o.lorc_u = &u;
+        o.lorc_v = &v;
+      }
+      const RowMatrixXf x0 = lowbit::test::random_activations(9, 256, 2);
+      RowMatrixXf expected(9, 300), y = RowMatrixXf::Constant(9, 300, -7.0f);
+      gemm(x0, w, expected, o);
+      GemmCall call;
+      {
+        RowMatrixXf x = x0;
+        call = prepare_gemm(x, w, y, o);
+        x.setConstant(1e30f);  // what the tasks read was taken before
+      }
+      REQUIRE(call.tasks() > 1);
+      for (std::int64_t i = call.tasks() - 1; i >= 0; --i) call.run(i);
+      CHECK((y.array() == expected.array()).all());
+
+      // bf16 activations: prepare_gemm's 16-bit overload against gemm's.
+      const RowMatrixXbf16 xb = x0.cast<Eigen::bfloat16>();
+      RowMatrixXf eb(9, 300), yb = RowMatrixXf::Zero(9, 300);
+      gemm(xb, w, eb, o);
+      run_split_work(prepare_gemm(xb, w, yb, o), 2);
+      CHECK((yb.array() == eb.array()).all());
+    }
+  }
+  RowMatrixXf x_none(0, 256), y_none(0, 300);
+  CHECK(prepare_gemm(x_none, packed[0], y_none).tasks() == 0);
+  RowMatrixXf y_wrong(9, 299);
+  CHECK_THROWS_AS(prepare_gemm(lowbit::test::random_activations(9, 256, 2), packed[0], y_wrong), lowbit::error);
+}
 }  // namespace test_threads_cpp

@@ -222,37 +222,92 @@ void prepare_tokens_parallel(std::int64_t m, std::int64_t k, const GemmOptions& 
   });
 }
 
-// Runs the kernel and the epilogue terms over column chunks on the pool.
-template <class RunColumns>
-void gemm_columns(const PackedWeights& w, std::int64_t m, RowMatrixRef y, const GemmOptions& o,
-                  const RowMatrixXf* lorc_t, RunColumns&& run_columns) {
-  const std::int64_t nt = w.column_granule();
-  const std::int64_t tiles = (w.rows() + nt - 1) / nt;
-  const int threads = o.num_threads > 0 ? o.num_threads : default_num_threads();
-  // Few chunks per thread: enough to balance, few enough that each streams whole tiles; a
-  // product too small to pay for a hand-off (detail/threads.hpp) runs in fewer, or inline.
-  const std::int64_t most = std::min<std::int64_t>(tiles, 4 * std::max(threads, 1));
-  const std::int64_t chunks =
-      (threads <= 1 && !o.exec) ? 1 : tasks_for_work(m * w.rows() * w.cols(), min_task_macs, most, threads);
-  const std::int64_t per = (tiles + chunks - 1) / chunks;
-  const std::int64_t tasks = (tiles + per - 1) / per;
-  parallel_for(tasks, threads, o.exec, [&](std::int64_t i) {
-    const std::int64_t n0 = i * per * nt, n1 = std::min(w.rows(), (i + 1) * per * nt);
-    run_columns(n0, n1);
-    auto block = y.block(0, n0, m, n1 - n0);
-    if (o.bias) block.rowwise() += o.bias->segment(n0, n1 - n0).transpose();
-    if (lorc_t) block.noalias() += *lorc_t * o.lorc_u->middleRows(n0, n1 - n0).transpose();
-  });
-}
+}  // namespace detail
+
+template <class Deferred>
+class BasicGemmCall;
+// A gemm call prepared and split into its tasks (see BasicGemmCall below).
+using GemmCall = BasicGemmCall<void>;
+
+namespace detail {
+// Builds GemmCalls for the prepare_gemm() overloads (the constructor is theirs only).
+struct gemm_call_builder;
+}  // namespace detail
+
+// gemm() in two steps, for callers that hand several products to the pool at once
+// (run_split_work, threads.hpp; a decode step's q, k and v share one hand-off:
+// model/decoder_layer.hpp). prepare_gemm() checks the shapes and prepares what the tasks read,
+// as gemm() does: the smoothing prologue, the activations as the kernel takes them
+// (per-token quantization, once) and the LoRC term's x V_hat^T. Each task then computes one
+// chunk of output columns (the kernel, then bias and LoRC for those columns), so the tasks
+// give gemm()'s bits whichever threads run them. The call holds what it read of x; w, y and
+// the options' bias and LoRC factors must outlive it. gemm() is prepare_gemm() followed by
+// run_split_work() on the options' threads.
+// A class template (the alias above) so that run()'s Eigen code is compiled where a call is
+// made ("Compile time" in docs/design.md). Deferred is never named.
+template <class Deferred>
+class BasicGemmCall final : public SplitWork {
+ public:
+  BasicGemmCall() = default;  // no tasks
+  std::int64_t tasks() const override { return tasks_; }
+  void run(std::int64_t task) const override {
+    const std::int64_t n0 = task * per_ * granule_, n1 = std::min(w_->rows(), (task + 1) * per_ * granule_);
+    Eigen::Map<RowMatrixXf, 0, Eigen::OuterStride<>> ymap(y_, m_, w_->rows(), Eigen::OuterStride<>(y_stride_));
+    RowMatrixRef y(ymap);
+    w_->kernel()->run(w_->header(), detail::workspace_of(ws_), y, n0, n1);
+    auto block = y.block(0, n0, m_, n1 - n0);
+    if (bias_) block.rowwise() += bias_->segment(n0, n1 - n0).transpose();
+    if (lorc_u_) block.noalias() += lorc_t_ * lorc_u_->middleRows(n0, n1 - n0).transpose();
+  }
+
+ private:
+  friend struct detail::gemm_call_builder;
+  const PackedWeights* w_ = nullptr;
+  float* y_ = nullptr;
+  std::int64_t m_ = 0, y_stride_ = 0;
+  const Eigen::VectorXf* bias_ = nullptr;
+  const RowMatrixXf* lorc_u_ = nullptr;
+  RowMatrixXf lorc_t_;  // x V_hat^T [tokens, r] (with lorc_u_)
+  detail::gemm_workspace ws_;
+  std::int64_t tasks_ = 0, per_ = 0, granule_ = 1;  // tasks of per_ column tiles of granule_
+};
+
+namespace detail {
+
+struct gemm_call_builder {
+  // The call's column chunks: few per thread, enough to balance, few enough that each streams
+  // whole tiles; a product too small to pay for a hand-off (detail/threads.hpp) gets fewer,
+  // or one. `lorc_t`: x V_hat^T when o has LoRC factors.
+  static GemmCall make(const PackedWeights& w, std::int64_t m, RowMatrixRef y, const GemmOptions& o,
+                       gemm_workspace ws, RowMatrixXf lorc_t) {
+    GemmCall c;
+    c.w_ = &w;
+    c.y_ = y.data();
+    c.m_ = m;
+    c.y_stride_ = y.outerStride();
+    c.bias_ = o.bias;
+    c.lorc_u_ = o.lorc_u;
+    c.lorc_t_ = std::move(lorc_t);
+    c.ws_ = std::move(ws);
+    c.granule_ = w.column_granule();
+    const std::int64_t tiles = (w.rows() + c.granule_ - 1) / c.granule_;
+    const int threads = o.num_threads > 0 ? o.num_threads : default_num_threads();
+    const std::int64_t most = std::min<std::int64_t>(tiles, 4 * std::max(threads, 1));
+    const std::int64_t chunks =
+        (threads <= 1 && !o.exec) ? 1 : tasks_for_work(m * w.rows() * w.cols(), min_task_macs, most, threads);
+    c.per_ = (tiles + chunks - 1) / chunks;
+    c.tasks_ = m == 0 ? 0 : (tiles + c.per_ - 1) / c.per_;
+    return c;
+  }
+};
 
 }  // namespace detail
 
-// y = x * W_hat^T (+ bias, + LoRC); x [tokens, K] fp32, y [tokens, N] (any outer stride).
-// fp16/bf16 activations: the overloads below.
+// gemm()'s first step (GemmCall above): x [tokens, K] fp32.
 template <class Deferred = void>  // see "Compile time" in docs/design.md
-void gemm(ConstRowMatrixRef x, const PackedWeights& w, RowMatrixRef y, const GemmOptions& o = {}) {
+GemmCall prepare_gemm(ConstRowMatrixRef x, const PackedWeights& w, RowMatrixRef y, const GemmOptions& o = {}) {
   detail::check_gemm_shapes(x.rows(), x.cols(), w, y, o);
-  if (x.rows() == 0) return;
+  if (x.rows() == 0) return GemmCall();
   RowMatrixXf smoothed;
   if (o.smoothing) {
     for (std::int64_t j = 0; j < x.cols(); ++j)
@@ -263,7 +318,7 @@ void gemm(ConstRowMatrixRef x, const PackedWeights& w, RowMatrixRef y, const Gem
   const ConstRowMatrixRef xs = o.smoothing ? ConstRowMatrixRef(smoothed) : x;
   RowMatrixXf lorc_t;
   if (o.lorc_v) lorc_t.noalias() = xs * o.lorc_v->transpose();
-  // The packed weights' record: its checks once per call, then its prepare and run.
+  // The packed weights' record: its checks once per call, then its prepare.
   const detail::kernel_record& kernel = *w.kernel();
   kernel.ops->check(w.header(), kernel);
   detail::gemm_workspace ws = kernel.ops->make_workspace(w.header(), xs.rows(), xs.cols(), activation_dtype::f32);
@@ -271,8 +326,14 @@ void gemm(ConstRowMatrixRef x, const PackedWeights& w, RowMatrixRef y, const Gem
   detail::prepare_tokens_parallel(xs.rows(), xs.cols(), o, [&](std::int64_t t0, std::int64_t t1) {
     kernel.ops->prepare_tokens(w.header(), xs, wsh, t0, t1);
   });
-  detail::gemm_columns(w, x.rows(), y, o, o.lorc_v ? &lorc_t : nullptr,
-                       [&](std::int64_t n0, std::int64_t n1) { kernel.run(w.header(), wsh, y, n0, n1); });
+  return detail::gemm_call_builder::make(w, x.rows(), y, o, std::move(ws), std::move(lorc_t));
+}
+
+// y = x * W_hat^T (+ bias, + LoRC); x [tokens, K] fp32, y [tokens, N] (any outer stride).
+// fp16/bf16 activations: the overloads below.
+template <class Deferred = void>  // see "Compile time" in docs/design.md
+void gemm(ConstRowMatrixRef x, const PackedWeights& w, RowMatrixRef y, const GemmOptions& o = {}) {
+  run_split_work(prepare_gemm(x, w, y, o), o.num_threads, o.exec);
 }
 
 namespace detail {
@@ -298,18 +359,16 @@ RowMatrixXf widen_activations(const Eigen::Ref<const Eigen::Matrix<Half, Eigen::
 }
 
 template <class Half>
-void gemm_16bit(const Eigen::Ref<const Eigen::Matrix<Half, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>, 0,
-                                 Eigen::OuterStride<>>& x,
-                activation_dtype input, const PackedWeights& w, RowMatrixRef y, const GemmOptions& o) {
+GemmCall prepare_gemm_16bit(const Eigen::Ref<const Eigen::Matrix<Half, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>,
+                                             0, Eigen::OuterStride<>>& x,
+                            activation_dtype input, const PackedWeights& w, RowMatrixRef y, const GemmOptions& o) {
   check_gemm_shapes(x.rows(), x.cols(), w, y, o);
-  if (x.rows() == 0) return;
+  if (x.rows() == 0) return GemmCall();
   // The record's family says whether its kernel reads 16-bit rows as they are for this call;
   // otherwise, and always with smoothing (which divides x in fp32), x is widened to fp32.
   const kernel_record& kernel = *w.kernel();
-  if (o.smoothing || !kernel.ops->reads_16bit(w.header(), x.rows(), input)) {
-    lowbit::gemm(widen_activations<Half>(x, o), w, y, o);
-    return;
-  }
+  if (o.smoothing || !kernel.ops->reads_16bit(w.header(), x.rows(), input))
+    return lowbit::prepare_gemm(widen_activations<Half>(x, o), w, y, o);
   kernel.ops->check(w.header(), kernel);
   gemm_workspace ws = kernel.ops->make_workspace(w.header(), x.rows(), x.cols(), input);
   workspace_header& wsh = workspace_of(ws);
@@ -319,11 +378,20 @@ void gemm_16bit(const Eigen::Ref<const Eigen::Matrix<Half, Eigen::Dynamic, Eigen
   });
   RowMatrixXf lorc_t;
   if (o.lorc_v) lorc_t.noalias() = x.template cast<float>() * o.lorc_v->transpose();
-  gemm_columns(w, x.rows(), y, o, o.lorc_v ? &lorc_t : nullptr,
-               [&](std::int64_t n0, std::int64_t n1) { kernel.run(w.header(), wsh, y, n0, n1); });
+  return gemm_call_builder::make(w, x.rows(), y, o, std::move(ws), std::move(lorc_t));
 }
 
 }  // namespace detail
+
+// gemm()'s first step with fp16 or bf16 activations [tokens, K] (the overloads below).
+template <class Deferred = void>  // see "Compile time" in docs/design.md
+GemmCall prepare_gemm(ConstRowMatrixHRef x, const PackedWeights& w, RowMatrixRef y, const GemmOptions& o = {}) {
+  return detail::prepare_gemm_16bit<Eigen::half>(x, activation_dtype::f16, w, y, o);
+}
+template <class Deferred = void>  // see "Compile time" in docs/design.md
+GemmCall prepare_gemm(ConstRowMatrixBf16Ref x, const PackedWeights& w, RowMatrixRef y, const GemmOptions& o = {}) {
+  return detail::prepare_gemm_16bit<Eigen::bfloat16>(x, activation_dtype::bf16, w, y, o);
+}
 
 // The same with fp16 or bf16 activations [tokens, K]. W4A16 weights run them on the
 // AVX512-FP16 kernel where the CPU has it and the call has more than 4 tokens (fp16
@@ -333,11 +401,11 @@ void gemm_16bit(const Eigen::Ref<const Eigen::Matrix<Half, Eigen::Dynamic, Eigen
 // fp32 gemm above. Non-finite activations are an error.
 template <class Deferred = void>  // see "Compile time" in docs/design.md
 void gemm(ConstRowMatrixHRef x, const PackedWeights& w, RowMatrixRef y, const GemmOptions& o = {}) {
-  detail::gemm_16bit<Eigen::half>(x, activation_dtype::f16, w, y, o);
+  run_split_work(prepare_gemm(x, w, y, o), o.num_threads, o.exec);
 }
 template <class Deferred = void>  // see "Compile time" in docs/design.md
 void gemm(ConstRowMatrixBf16Ref x, const PackedWeights& w, RowMatrixRef y, const GemmOptions& o = {}) {
-  detail::gemm_16bit<Eigen::bfloat16>(x, activation_dtype::bf16, w, y, o);
+  run_split_work(prepare_gemm(x, w, y, o), o.num_threads, o.exec);
 }
 
 namespace detail {
@@ -353,7 +421,7 @@ void gemm_int8_codes(const std::int8_t* codes, std::int64_t m, std::int64_t k, c
   if (m == 0) return;
   const kernel_record& kernel = *w.kernel();
   kernel.ops->check(w.header(), kernel);
-  const int_workspace ws = prepare_int_quantized(w.int_weights(), codes, m, k, scales);
+  gemm_workspace ws = prepare_int_quantized(w.int_weights(), codes, m, k, scales);
   RowMatrixXf lorc_t;
   if (o.lorc_v) {
     RowMatrixXf xd(m, k);
@@ -361,8 +429,7 @@ void gemm_int8_codes(const std::int8_t* codes, std::int64_t m, std::int64_t k, c
       for (std::int64_t c = 0; c < k; ++c) xd(t, c) = static_cast<float>(codes[t * k + c]) * scales[t];
     lorc_t.noalias() = xd * o.lorc_v->transpose();
   }
-  gemm_columns(w, m, y, o, o.lorc_v ? &lorc_t : nullptr,
-               [&](std::int64_t n0, std::int64_t n1) { kernel.run(w.header(), ws, y, n0, n1); });
+  run_split_work(gemm_call_builder::make(w, m, y, o, std::move(ws), std::move(lorc_t)), o.num_threads, o.exec);
 }
 
 }  // namespace detail

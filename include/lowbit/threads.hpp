@@ -59,4 +59,43 @@ inline void parallel_for(std::int64_t tasks, int threads, const executor& exec,
   detail::thread_pool::instance().parallel_for(tasks, n, body);
 }
 
+// Work already prepared and split into independent tasks (a gemm call whose activations are
+// quantized: lowbit::GemmCall, gemm.hpp): run(i) must be called exactly once for every i in
+// [0, tasks()), on any threads, in any order. Splitting the preparation from the tasks lets
+// run_split_work() hand several products that read one input (a decode step's q, k and v)
+// to the pool at once: one hand-off and one wait instead of one each, and no thread idle
+// at the end of the short ones.
+class SplitWork {
+ public:
+  virtual ~SplitWork() = default;
+  virtual std::int64_t tasks() const = 0;
+  virtual void run(std::int64_t task) const = 0;
+};
+
+// Runs every task of `count` works (in order: the first's tasks, then the second's, ...) in
+// one parallel_for on `exec`, or on the pool with `threads` (0 = default_num_threads()).
+// Null entries are skipped.
+inline void run_split_work(const SplitWork* const* works, std::size_t count, int threads = 0,
+                           const executor& exec = {}) {
+  std::int64_t total = 0;
+  for (std::size_t i = 0; i < count; ++i)
+    if (works[i]) total += works[i]->tasks();
+  if (total == 0) return;
+  parallel_for(total, threads, exec, [&](std::int64_t t) {
+    for (std::size_t i = 0;; ++i) {
+      if (!works[i]) continue;
+      const std::int64_t n = works[i]->tasks();
+      if (t < n) {
+        works[i]->run(t);
+        return;
+      }
+      t -= n;
+    }
+  });
+}
+inline void run_split_work(const SplitWork& work, int threads = 0, const executor& exec = {}) {
+  const SplitWork* one = &work;
+  run_split_work(&one, 1, threads, exec);
+}
+
 }  // namespace lowbit

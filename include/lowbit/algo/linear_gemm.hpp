@@ -73,10 +73,19 @@ bool attach_kernels(QuantizedLinear& layer, const std::uint8_t* codes = nullptr)
     b->v = layer.lorc->v;
   }
   // A weight-only layer with a 16-bit input (QuantizedLinear::input) rounds x / s here and
-  // runs gemm's 16-bit overload, which reads the rounded rows as they are where a kernel
-  // takes them (and feeds the LoRC term the same rounded operand).
+  // prepares gemm's 16-bit overload, which reads the rounded rows as they are where a kernel
+  // takes them (and feeds the LoRC term the same rounded operand). The prepared call holds
+  // what it read of x (the rounded rows and x / s die here); it keeps `b` alive itself.
+  struct bound_call final : SplitWork {
+    std::shared_ptr<const bound> keep;
+    GemmCall call;
+    std::int64_t tasks() const override { return call.tasks(); }
+    void run(std::int64_t task) const override { call.run(task); }
+  };
   const activation_dtype input = layer.effective_input();
-  layer.kernel = [b, input, name = layer.weight.name](ConstRowMatrixRef x, RowMatrixRef y) {
+  layer.kernel = [b, input, name = layer.weight.name](ConstRowMatrixRef x, RowMatrixRef y) -> std::unique_ptr<SplitWork> {
+    auto c = std::make_unique<bound_call>();
+    c->keep = b;
     GemmOptions o;
     if (b->bias) o.bias = &*b->bias;
     if (b->u) {
@@ -85,8 +94,8 @@ bool attach_kernels(QuantizedLinear& layer, const std::uint8_t* codes = nullptr)
     }
     if (input == activation_dtype::f32) {
       if (b->smoothing) o.smoothing = &*b->smoothing;
-      gemm(x, b->packed, y, o);
-      return;
+      c->call = prepare_gemm(x, b->packed, y, o);
+      return c;
     }
     RowMatrixXf smoothed;
     if (b->smoothing) smoothed = smoothed_activations(x, *b->smoothing);
@@ -97,15 +106,16 @@ bool attach_kernels(QuantizedLinear& layer, const std::uint8_t* codes = nullptr)
         detail::aligned_buffer<std::uint16_t> bits;
         bits.resize_uninitialized(static_cast<std::size_t>(xs.rows() * xs.cols()));
         detail::round_rows_to_bf16(xs, bits.data());
-        gemm(Eigen::Map<const RowMatrixXbf16>(reinterpret_cast<const Eigen::bfloat16*>(bits.data()), xs.rows(),
-                                              xs.cols()),
-             b->packed, y, o);
+        c->call = prepare_gemm(Eigen::Map<const RowMatrixXbf16>(reinterpret_cast<const Eigen::bfloat16*>(bits.data()),
+                                                                xs.rows(), xs.cols()),
+                               b->packed, y, o);
       } else {
-        gemm(RowMatrixXh(xs.template cast<Eigen::half>()), b->packed, y, o);
+        c->call = prepare_gemm(RowMatrixXh(xs.template cast<Eigen::half>()), b->packed, y, o);
       }
     } catch (const error& e) {
       detail::fail("linear '" + name + "' (" + std::string(to_string(input)) + " activations): " + e.what());
     }
+    return c;
   };
   return true;
 }

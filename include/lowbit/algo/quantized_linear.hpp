@@ -4,6 +4,7 @@
 // (GPTQ, LoRC's SVDs, the smoothing search). The checkpoint layer (io/linear_checkpoint.hpp)
 // includes only this ("Compile time" in docs/design.md).
 #include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 
@@ -11,6 +12,7 @@
 #include "lowbit/algo/low_rank.hpp"
 #include "lowbit/algo/smoothed.hpp"
 #include "lowbit/config.hpp"
+#include "lowbit/threads.hpp"
 #include "lowbit/quant/activation.hpp"
 #include "lowbit/quant/quantizer.hpp"
 
@@ -33,7 +35,10 @@ struct QuantizedLinear {
   std::string warning;                        // e.g. GPTQ fell back to round-to-nearest
 
   // The fast path, set by attach_kernels() (algo/linear_gemm.hpp); empty: reference path.
-  std::function<void(ConstRowMatrixRef x, RowMatrixRef y)> kernel;
+  // kernel(x, y) prepares the call (the activations as the kernels take them) and returns
+  // its tasks, which compute y when run (run_split_work, threads.hpp), alone or together
+  // with other layers' tasks (model/decoder_layer.hpp runs q, k and v so).
+  std::function<std::unique_ptr<SplitWork>(ConstRowMatrixRef x, RowMatrixRef y)> kernel;
 
   std::int64_t in_features() const noexcept { return weight.cols; }
   std::int64_t out_features() const noexcept { return weight.rows; }
@@ -124,7 +129,7 @@ struct QuantizedLinear {
     if (!kernel) return reference_forward(x);
     check_input(x);
     RowMatrixXf y(x.rows(), out_features());
-    kernel(x, y);
+    run_split_work(*kernel(x, y));
     return y;
   }
 

@@ -423,6 +423,10 @@ inline workspace_header& workspace_of(gemm_workspace& ws) {
   if (auto* i = std::get_if<int_workspace>(&ws)) return *i;
   return std::get<float_workspace>(ws);
 }
+inline const workspace_header& workspace_of(const gemm_workspace& ws) {
+  if (const auto* i = std::get_if<int_workspace>(&ws)) return *i;
+  return std::get<float_workspace>(ws);
+}
 
 // ---- the families' entry points for tests and benchmarks (they read the table) ---------------
 

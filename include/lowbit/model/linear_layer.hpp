@@ -23,6 +23,11 @@ class LinearLayer {
   virtual ~LinearLayer() = default;
   // y = x * W^T; x is [tokens, in_features()], y is [tokens, out_features()] (preallocated).
   virtual void forward(ConstRowMatrixRef x, RowMatrixRef y) const = 0;
+  // forward() in two steps, for a caller that hands several layers' products to the pool at
+  // once (forward_together below): the call prepared for x, whose tasks compute y when run,
+  // the same values as forward(). nullptr (the default): the layer does not split; the caller
+  // runs forward().
+  virtual std::unique_ptr<SplitWork> begin(ConstRowMatrixRef /*x*/, RowMatrixRef /*y*/) const { return nullptr; }
   virtual std::int64_t in_features() const = 0;
   virtual std::int64_t out_features() const = 0;
   // Bits of weight storage (codes + scales + any side data), for bits/weight reports.
@@ -128,6 +133,27 @@ class BasicWide16Linear final : public LinearLayer {
 };
 
 using Wide16Linear = BasicWide16Linear<void>;
+
+// y[i] = x * W_i^T for layers[i], i < count, on one input x (each y[i] preallocated): the
+// layers that split (LinearLayer::begin) hand their tasks to the pool together, one
+// hand-off and one wait for all (a decode step's q, k and v are three small products,
+// 0.5-2 MiB each on the 1B shape, each shorter than a few waits); the others run forward()
+// first, each on the pool as usual. The results are those of calling forward() on each.
+inline void forward_together(const LinearLayer* const* layers, RowMatrixRef const* ys, std::size_t count,
+                             ConstRowMatrixRef x) {
+  constexpr std::size_t most = 8;
+  if (count > most) lowbit::detail::fail("forward_together: at most 8 layers, got " + std::to_string(count));
+  std::unique_ptr<SplitWork> calls[most];
+  const SplitWork* works[most] = {};
+  for (std::size_t i = 0; i < count; ++i) {
+    calls[i] = layers[i]->begin(x, ys[i]);
+    if (calls[i])
+      works[i] = calls[i].get();
+    else
+      layers[i]->forward(x, ys[i]);
+  }
+  run_split_work(works, count);
+}
 
 // Builds the layer for the weight called `name` (Meta naming without ".weight", for
 // example "layers.0.attention.wq" or "output" for the classifier).

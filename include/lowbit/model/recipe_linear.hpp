@@ -42,10 +42,17 @@ class BasicRecipeLinear final : public LinearLayer {
     if (x.cols() != in_features() || y.cols() != out_features() || y.rows() != x.rows())
       lowbit::detail::fail("RecipeLinear '" + layer_.weight.name + "': shape mismatch");
     if (packed_) {
-      layer_.kernel(x, y);
+      run_split_work(*begin(x, y));
       return;
     }
     layer_.reference_forward(x, w_hat_, y);  // the formula's one home: algo/linear.hpp
+  }
+  // The kernels' call, prepared; the reference path does not split (nullptr).
+  std::unique_ptr<SplitWork> begin(ConstRowMatrixRef x, RowMatrixRef y) const override {
+    if (!packed_) return nullptr;
+    if (x.cols() != in_features() || y.cols() != out_features() || y.rows() != x.rows())
+      lowbit::detail::fail("RecipeLinear '" + layer_.weight.name + "': shape mismatch");
+    return layer_.kernel(x, y);
   }
   std::int64_t in_features() const override { return layer_.in_features(); }
   std::int64_t out_features() const override { return layer_.out_features(); }
