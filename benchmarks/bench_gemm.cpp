@@ -42,6 +42,18 @@ using namespace lowbit;
   return false;
 }();
 
+// LOWBIT_BENCH_ONE_TOKEN_PATH=quad|bf16_pairs: which one-token path 4-bit codes take on a CPU
+// with AVX512-BF16 (float_layout.hpp's CPU rule otherwise), applied before any benchmark runs.
+[[maybe_unused]] const bool one_token_path_set = [] {
+  if (const char* e = std::getenv("LOWBIT_BENCH_ONE_TOKEN_PATH")) {
+    const std::string v(e);
+    if (v == "quad") detail::one_token_path_override() = detail::one_token_path::quad;
+    if (v == "bf16_pairs") detail::one_token_path_override() = detail::one_token_path::bf16_pairs;
+    return true;
+  }
+  return false;
+}();
+
 struct scheme_info {
   const char* name;
   element_format format;

@@ -380,6 +380,7 @@ TEST_CASE("AVX512-BF16 tiles (VDPBF16PS) match the scalar float reference", "[ge
       const QuantizedMatrix q = random_matrix(sc, n, sh.k, group, ++seed);
       PackOptions po;
       po.tier = isa_tier::avx512;
+      po.subtier = isa_subtier::avx512bw;  // not the AMX sub-tier, which an AMX host would resolve to
       po.scheme = sc.scheme;
       const PackedWeights w = pack(q, po);
       REQUIRE_FALSE(w.float_weights().amx_bf16);
@@ -416,6 +417,7 @@ TEST_CASE("AVX512-BF16 tiles: the CPU rule, the fp32 override, and the bf16 opt-
   const std::int64_t n = 45, k = 300, m = 17;
   PackOptions po;
   po.tier = isa_tier::avx512;
+  po.subtier = isa_subtier::avx512bw;  // not the AMX sub-tier, which an AMX host would resolve to
   const PackedWeights w8 = pack(random_matrix(fp8, n, k, k, 11), po);
   // Automatic: where VDPBF16PS pays (AVX512-BF16 without AVX512-FP16); forced off: never.
   CHECK(detail::float_uses_avx512bf16_tiles(w8.float_weights(), m) == detail::avx512bf16_pays(host_cpu_features()));

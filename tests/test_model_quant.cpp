@@ -64,6 +64,17 @@ TEST_CASE("fake-quant linear: weights as dequantize(quantize(w)), activations pe
 
   RowMatrixXf wrong(5, 23);
   CHECK_THROWS_AS(a8.forward(x, wrong), lowbit::error);
+
+  // A 16-bit input is a weight-only layer's: an A8 layer given one refuses (as PackedLinear
+  // does) instead of describing a rounding it would not do.
+  CHECK_THROWS_WITH(FakeQuantLinear(w, spec, lowbit::act_format::int8, "w", lowbit::activation_dtype::bf16),
+                    Catch::Contains("'w'") && Catch::Contains("weight-only"));
+  const FakeQuantLinear bf16_in(w, spec, std::nullopt, "w", lowbit::activation_dtype::bf16);
+  CHECK(bf16_in.describe() == "fake-quant weights + bf16 activations");
+  bf16_in.forward(x, y);
+  const RowMatrixXf xb = x.cast<Eigen::bfloat16>().cast<float>();
+  CHECK((y - xb * w_hat.transpose()).cwiseAbs().maxCoeff() < 1e-5f);
+  CHECK((xb - x).cwiseAbs().maxCoeff() > 0.0f);  // the input really was rounded
 }
 
 TEST_CASE("scheme factory: fp32, quantized blocks, classifier only on request", "[model]") {

@@ -4,36 +4,13 @@
 // activation quantization, bias and LoRC epilogue included). Kept out of linear.hpp so the
 // algorithms do not depend on the kernels; the umbrella lowbit/algo.hpp includes it.
 #include <cstdint>
-#include <cstring>
 #include <memory>
 #include <optional>
 
 #include "lowbit/algo/linear.hpp"
-#include "lowbit/detail/aligned_buffer.hpp"
 #include "lowbit/gemm.hpp"
 
 namespace lowbit {
-
-namespace detail {
-// x rounded to bf16 bits, row after row into `out` ([rows][cols]): to nearest even, the bits
-// Eigen's cast to Eigen::bfloat16 gives for every finite value (an overflow becomes Inf), a
-// NaN stays a NaN (gemm refuses both), in a loop the compiler vectorizes. Eigen's cast is a
-// scalar call per element: 6% of a 1B model's bf16 prefill on Zen 5.
-inline void round_rows_to_bf16(ConstRowMatrixRef x, std::uint16_t* out) noexcept {
-  const Eigen::Index cols = x.cols();
-  for (Eigen::Index t = 0; t < x.rows(); ++t) {
-    const float* row = x.data() + t * x.outerStride();
-    std::uint16_t* o = out + t * cols;
-    for (Eigen::Index k = 0; k < cols; ++k) {
-      std::uint32_t u;
-      std::memcpy(&u, row + k, 4);
-      const std::uint32_t rounded = (u + 0x7FFFu + ((u >> 16) & 1u)) >> 16;
-      const bool nan = (u & 0x7FFFFFFFu) > 0x7F800000u;  // rounding could carry it into the sign
-      o[k] = static_cast<std::uint16_t>(nan ? (u >> 16) | 0x40u : rounded);
-    }
-  }
-}
-}  // namespace detail
 
 // Returns true when a kernel runs this layer's scheme (and sets layer.kernel); false leaves
 // the layer on the reference path (e.g. MX/NVFP4 weights, E5M2 or group-wise activations).
@@ -102,13 +79,7 @@ bool attach_kernels(QuantizedLinear& layer, const std::uint8_t* codes = nullptr)
     const ConstRowMatrixRef xs = b->smoothing ? ConstRowMatrixRef(smoothed) : x;
     try {
       if (input == activation_dtype::bf16) {
-        // A workspace-like block (recycled per thread: no page faults per call).
-        detail::aligned_buffer<std::uint16_t> bits;
-        bits.resize_uninitialized(static_cast<std::size_t>(xs.rows() * xs.cols()));
-        detail::round_rows_to_bf16(xs, bits.data());
-        c->call = prepare_gemm(Eigen::Map<const RowMatrixXbf16>(reinterpret_cast<const Eigen::bfloat16*>(bits.data()),
-                                                                xs.rows(), xs.cols()),
-                               b->packed, y, o);
+        c->call = prepare_gemm(detail::bf16_rows(xs).view(), b->packed, y, o);
       } else {
         c->call = prepare_gemm(RowMatrixXh(xs.template cast<Eigen::half>()), b->packed, y, o);
       }

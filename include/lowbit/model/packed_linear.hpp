@@ -56,7 +56,7 @@ class BasicPackedLinear final : public LinearLayer {
     if (input_ == activation_dtype::f16) {
       gemm(RowMatrixXh(in.template cast<Eigen::half>()), packed_, y, o);
     } else if (input_ == activation_dtype::bf16) {
-      gemm(RowMatrixXbf16(in.template cast<Eigen::bfloat16>()), packed_, y, o);
+      gemm(lowbit::detail::bf16_rows(in).view(), packed_, y, o);
     } else {
       gemm(in, packed_, y, o);
     }

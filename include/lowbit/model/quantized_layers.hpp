@@ -62,6 +62,9 @@ class BasicFakeQuantLinear final : public LinearLayer {
                        std::optional<act_format> act, const std::string& name,
                        activation_dtype input = activation_dtype::f32)
       : act_(act), input_(input), name_(name) {
+    // As PackedLinear: an A8 layer quantizes the fp32 rows (QuantizedLinear::effective_input).
+    if (act && input != activation_dtype::f32)
+      lowbit::detail::fail("FakeQuantLinear '" + name + "': 16-bit inputs are for weight-only schemes");
     if (spec) {
       const QuantizedMatrix q = quantize(weight, *spec, name);
       storage_bits_ = static_cast<double>(q.storage_bits());
@@ -73,7 +76,7 @@ class BasicFakeQuantLinear final : public LinearLayer {
       what_ = "fp32 weights";
     }
     if (act_) what_ += " + per-token activations";
-    if (input_ != activation_dtype::f32) what_ += " + " + std::string(to_string(input_)) + " activations";
+    if (input_ != activation_dtype::f32) what_ += " + " + std::string(to_string(input_)) + " activations";  // A16 only
   }
   void forward(ConstRowMatrixRef x, RowMatrixRef y) const override {
     if (x.cols() != weight_.cols() || y.cols() != weight_.rows() || y.rows() != x.rows())
