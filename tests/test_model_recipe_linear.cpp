@@ -4,12 +4,15 @@
 // LoRC and bias included), so the two cannot drift apart again.
 #include <catch2/catch.hpp>
 #include <algorithm>
+#include <cstdint>
+#include <cstring>
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "lowbit/algo.hpp"
 #include "lowbit/error.hpp"
+#include "lowbit/model/linear_layer.hpp"
 #include "lowbit/model/recipe_linear.hpp"
 #include "lowbit/threads.hpp"
 
@@ -54,8 +57,8 @@ TEST_CASE("QuantizedLinear::reference_forward with a given W_hat checks the shap
 }
 
 // forward_together (a decode step's q, k and v in one hand-off) gives each layer's forward()
-// bits: packed layers of every recipe, split into tasks run together, next to an fp32 layer
-// that does not split, on 1 and 2 threads.
+// bits: packed layers of every recipe, an fp32 and a bf16 layer, split into tasks run
+// together, on 1 and 2 threads.
 TEST_CASE("forward_together gives the bits of each layer's forward()", "[model][linear]") {
   struct restore {
     ~restore() { set_num_threads(0); }
@@ -76,11 +79,24 @@ TEST_CASE("forward_together gives the bits of each layer's forward()", "[model][
     if (layer->uses_kernels()) layers.push_back(std::move(layer));
   }
   REQUIRE(layers.size() >= 3);
-  layers.push_back(std::make_unique<model::Fp32Linear>(lowbit_test::gaussian(24, 128, 60, 0.05f)));
-  std::rotate(layers.begin(), layers.end() - 1, layers.end());  // the fp32 layer first
+  // An fp32 and a bf16 layer (the layers of unquantized models split too), placed first.
+  layers.push_back(std::make_unique<model::Fp32Linear>(lowbit_test::gaussian(300, 128, 60, 0.05f)));
+  auto bits = std::make_shared<std::vector<std::uint16_t>>();
+  const RowMatrixXf w16 = lowbit_test::gaussian(200, 128, 61, 0.05f);
+  for (Eigen::Index i = 0; i < w16.size(); ++i) {
+    std::uint32_t u;
+    std::memcpy(&u, w16.data() + i, 4);
+    bits->push_back(static_cast<std::uint16_t>(u >> 16));
+  }
+  layers.push_back(std::make_unique<model::Wide16Linear>(bits, Wide16View{bits->data(), 200, 128, wide16_type::bf16}));
+  std::rotate(layers.begin(), layers.end() - 2, layers.end());
+  for (const auto& l : layers) {  // every layer here splits
+    RowMatrixXf y(x.rows(), l->out_features());
+    CHECK(l->begin(x, y) != nullptr);
+  }
   for (int threads : {1, 2}) {
     set_num_threads(threads);
-    for (std::size_t first = 0; first + 3 <= layers.size(); first += 2) {
+    for (std::size_t first = 0; first + 3 <= layers.size(); ++first) {
       const model::LinearLayer* group[3] = {layers[first].get(), layers[first + 1].get(), layers[first + 2].get()};
       std::vector<RowMatrixXf> expected, got;
       for (const model::LinearLayer* l : group) {

@@ -279,43 +279,67 @@ inline isa_tier wide16_tier() {
   return selected_isa_tier() == isa_tier::avx512 ? isa_tier::avx512 : isa_tier::scalar;
 }
 
+// wide16_gemm in two steps (SplitWork, lowbit/threads.hpp), for a caller that hands several
+// products to the pool at once (model::forward_together): tasks of whole row chunks of W,
+// which read x and write y when run (both must outlive the call). A class template (the alias
+// below) so that the row functions are instantiated where a call is made ("Compile time" in
+// docs/design.md). Deferred is never named.
+template <class Deferred>
+class BasicWide16Call final : public SplitWork {
+ public:
+  // `threads`: the count the tasks are sized for (0 = default_num_threads()); `tier` as below.
+  BasicWide16Call(ConstRowMatrixRef x, const Wide16View& w, RowMatrixRef y, int threads, isa_tier tier)
+      : x_(x), y_(y), w_(w) {
+    detail::wide16_check(w, x, y, "wide16_gemm");
+    if (x.rows() == 0 || w.rows == 0) return;
+    bool avx512 = false;
+#if LOWBIT_HAVE_X86_SIMD
+    avx512 = tier == isa_tier::avx512 && detail::tier_supported(isa_tier::avx512, host_cpu_features());
+#else
+    (void)tier;
+#endif
+    if (w.type == wide16_type::bf16)
+      rows_fn_ = avx512 ? &detail::wide16_rows<wide16_type::bf16, true> : &detail::wide16_rows<wide16_type::bf16, false>;
+    else
+      rows_fn_ = avx512 ? &detail::wide16_rows<wide16_type::f16, true> : &detail::wide16_rows<wide16_type::f16, false>;
+    // Tasks of whole row chunks; a few per thread so uneven progress (another process on a
+    // core) evens out. The split never changes a result (see the header comment).
+    const int n = threads > 0 ? threads : default_num_threads();
+    const std::int64_t chunks = (w.rows + detail::wide16_chunk_rows - 1) / detail::wide16_chunk_rows;
+    // A small classifier (a few multiply-adds a task) runs in fewer tasks, or inline
+    // (detail/threads.hpp).
+    per_task_ = chunks;
+    if (n > 1) {
+      const std::int64_t max_tasks = detail::tasks_for_work(x.rows() * w.rows * w.cols, detail::min_task_macs, chunks, n);
+      per_task_ = std::max({std::int64_t{1}, chunks / (8 * static_cast<std::int64_t>(n)), (chunks + max_tasks - 1) / max_tasks});
+    }
+    tasks_ = (chunks + per_task_ - 1) / per_task_;
+  }
+  std::int64_t tasks() const override { return tasks_; }
+  void run(std::int64_t i) const override {
+    const std::int64_t r0 = i * per_task_ * detail::wide16_chunk_rows;
+    const std::int64_t r1 = std::min(w_.rows, r0 + per_task_ * detail::wide16_chunk_rows);
+    RowMatrixRef y = y_;
+    rows_fn_(w_, x_, y, r0, r1);
+  }
+
+ private:
+  using rows_fn = void (*)(const Wide16View&, ConstRowMatrixRef, RowMatrixRef, std::int64_t, std::int64_t);
+  ConstRowMatrixRef x_;
+  RowMatrixRef y_;
+  Wide16View w_;
+  rows_fn rows_fn_ = nullptr;
+  std::int64_t per_task_ = 1, tasks_ = 0;
+};
+using Wide16Call = BasicWide16Call<void>;
+
 // y = x * W^T, rows of W split over `threads` threads of the pool (0 = default_num_threads()).
 // `tier`: isa_tier::avx512 (where supported) or anything else for the generic path; tests
 // pass each one.
 template <class Deferred = void>  // see "Compile time" in docs/design.md
 inline void wide16_gemm(ConstRowMatrixRef x, const Wide16View& w, RowMatrixRef y, int threads = 0,
                         isa_tier tier = wide16_tier()) {
-  detail::wide16_check(w, x, y, "wide16_gemm");
-  if (x.rows() == 0 || w.rows == 0) return;
-  bool avx512 = false;
-#if LOWBIT_HAVE_X86_SIMD
-  avx512 = tier == isa_tier::avx512 && detail::tier_supported(isa_tier::avx512, host_cpu_features());
-#else
-  (void)tier;
-#endif
-  using fn = void (*)(const Wide16View&, ConstRowMatrixRef, RowMatrixRef, std::int64_t, std::int64_t);
-  fn rows_fn = nullptr;
-  if (w.type == wide16_type::bf16)
-    rows_fn = avx512 ? &detail::wide16_rows<wide16_type::bf16, true> : &detail::wide16_rows<wide16_type::bf16, false>;
-  else
-    rows_fn = avx512 ? &detail::wide16_rows<wide16_type::f16, true> : &detail::wide16_rows<wide16_type::f16, false>;
-  // Tasks of whole row chunks; a few per thread so uneven progress (another process on a
-  // core) evens out. The split never changes a result (see the header comment).
-  const int n = threads > 0 ? threads : default_num_threads();
-  const std::int64_t chunks = (w.rows + detail::wide16_chunk_rows - 1) / detail::wide16_chunk_rows;
-  // A small classifier (a few multiply-adds a task) runs in fewer tasks, or inline
-  // (detail/threads.hpp).
-  std::int64_t per_task = chunks;
-  if (n > 1) {
-    const std::int64_t max_tasks = detail::tasks_for_work(x.rows() * w.rows * w.cols, detail::min_task_macs, chunks, n);
-    per_task = std::max({std::int64_t{1}, chunks / (8 * static_cast<std::int64_t>(n)), (chunks + max_tasks - 1) / max_tasks});
-  }
-  const std::int64_t tasks = (chunks + per_task - 1) / per_task;
-  parallel_for(tasks, n, executor(), [&](std::int64_t i) {
-    const std::int64_t r0 = i * per_task * detail::wide16_chunk_rows;
-    const std::int64_t r1 = std::min(w.rows, r0 + per_task * detail::wide16_chunk_rows);
-    rows_fn(w, x, y, r0, r1);
-  });
+  run_split_work(Wide16Call(x, w, y, threads, tier), threads);
 }
 
 // Whether every value of a 16-bit matrix is finite (exponent field not all ones).

@@ -61,31 +61,9 @@ class BasicFp32Linear final : public LinearLayer {
   // token groups (detail/threads.hpp): smaller layers run inline.
   static constexpr std::int64_t fp32_few_tokens = 4, fp32_chunk_rows = 64, fp32_prompt_chunk_rows = 256;
 
-  void forward(ConstRowMatrixRef x, RowMatrixRef y) const override {
-    check_shapes(x, y);
-    // Spelled dependent (deferred_t): the product is checked where a layer is built.
-    const deferred_t<Deferred, ConstRowMatrixRef>& in = x;
-    deferred_t<Deferred, RowMatrixRef>& out = y;
-    const std::int64_t tokens = x.rows();
-    const std::int64_t chunk_rows = tokens > fp32_few_tokens ? fp32_prompt_chunk_rows : fp32_chunk_rows;
-    const std::int64_t chunks = (rows_ + chunk_rows - 1) / chunk_rows;
-    const std::int64_t work = rows_ * cols_ * ((tokens + fp32_few_tokens - 1) / fp32_few_tokens);
-    const int threads = default_num_threads();
-    const std::int64_t tasks = threads <= 1 ? 1
-                                            : lowbit::detail::tasks_for_work(work, lowbit::detail::min_task_macs,
-                                                                     std::min<std::int64_t>(threads, chunks), threads);
-    const std::int64_t per = (chunks + tasks - 1) / tasks;
-    const auto run = [&](std::int64_t i) {
-      for (std::int64_t c = i * per; c < std::min(chunks, (i + 1) * per); ++c) {
-        const std::int64_t r0 = c * chunk_rows, len = std::min(chunk_rows, rows_ - r0);
-        out.middleCols(r0, len).noalias() = in * weight().middleRows(r0, len).transpose();
-      }
-    };
-    if (tasks == 1) {
-      run(0);
-      return;
-    }
-    parallel_for(tasks, threads, executor(), run);
+  void forward(ConstRowMatrixRef x, RowMatrixRef y) const override { run_split_work(chunks(x, y)); }
+  std::unique_ptr<SplitWork> begin(ConstRowMatrixRef x, RowMatrixRef y) const override {
+    return std::make_unique<chunked>(chunks(x, y));
   }
   std::int64_t in_features() const override { return cols_; }
   std::int64_t out_features() const override { return rows_; }
@@ -94,6 +72,41 @@ class BasicFp32Linear final : public LinearLayer {
   Eigen::Map<const RowMatrixXf> weight() const { return Eigen::Map<const RowMatrixXf>(data_, rows_, cols_); }
 
  private:
+  // The product's row chunks of W (the rule above), run as tasks; x and y outlive them.
+  struct chunked final : SplitWork {
+    chunked(const BasicFp32Linear& l, ConstRowMatrixRef in, RowMatrixRef out) : layer(&l), x(in), y(out) {}
+    const BasicFp32Linear* layer;
+    ConstRowMatrixRef x;
+    RowMatrixRef y;
+    std::int64_t chunk_rows = 0, chunks = 0, per = 1, count = 0;
+    std::int64_t tasks() const override { return count; }
+    void run(std::int64_t i) const override {
+      // Spelled dependent (deferred_t): the product is checked where a layer is built.
+      const deferred_t<Deferred, ConstRowMatrixRef>& in = x;
+      RowMatrixRef dst = y;
+      deferred_t<Deferred, RowMatrixRef>& out = dst;
+      for (std::int64_t c = i * per; c < std::min(chunks, (i + 1) * per); ++c) {
+        const std::int64_t r0 = c * chunk_rows, len = std::min(chunk_rows, layer->rows_ - r0);
+        out.middleCols(r0, len).noalias() = in * layer->weight().middleRows(r0, len).transpose();
+      }
+    }
+  };
+  chunked chunks(ConstRowMatrixRef x, RowMatrixRef y) const {
+    check_shapes(x, y);
+    chunked c(*this, x, y);
+    const std::int64_t tokens = x.rows();
+    c.chunk_rows = tokens > fp32_few_tokens ? fp32_prompt_chunk_rows : fp32_chunk_rows;
+    c.chunks = (rows_ + c.chunk_rows - 1) / c.chunk_rows;
+    const std::int64_t work = rows_ * cols_ * ((tokens + fp32_few_tokens - 1) / fp32_few_tokens);
+    const int threads = default_num_threads();
+    const std::int64_t tasks =
+        threads <= 1 ? 1
+                     : lowbit::detail::tasks_for_work(work, lowbit::detail::min_task_macs,
+                                                      std::min<std::int64_t>(threads, c.chunks), threads);
+    c.per = (c.chunks + tasks - 1) / tasks;
+    c.count = tokens == 0 ? 0 : (c.chunks + c.per - 1) / c.per;
+    return c;
+  }
   void check_shapes(ConstRowMatrixRef x, RowMatrixRef y) const {
     if (x.cols() != cols_ || y.cols() != rows_ || y.rows() != x.rows())
       lowbit::detail::fail("Fp32Linear: shape mismatch: x [" + std::to_string(x.rows()) + ", " +
@@ -121,6 +134,9 @@ class BasicWide16Linear final : public LinearLayer {
     if (w_.data == nullptr || w_.rows <= 0 || w_.cols <= 0) lowbit::detail::fail("Wide16Linear: no weights");
   }
   void forward(ConstRowMatrixRef x, RowMatrixRef y) const override { wide16_gemm(x, w_, y); }
+  std::unique_ptr<SplitWork> begin(ConstRowMatrixRef x, RowMatrixRef y) const override {
+    return std::make_unique<deferred_t<Deferred, Wide16Call>>(x, w_, y, 0, wide16_tier());
+  }
   std::int64_t in_features() const override { return w_.cols; }
   std::int64_t out_features() const override { return w_.rows; }
   double storage_bits() const override { return 16.0 * static_cast<double>(w_.rows * w_.cols); }
