@@ -37,6 +37,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "lowbit/threads.hpp"
@@ -195,7 +196,7 @@ class BasicDecoderLayer {
                LinearInputObserver* observer = nullptr) const {
     const int n = static_cast<int>(x.rows());
     detail::rmsnorm(x, attention_norm_, c_.norm_eps, ws.xn);
-    run_together({linear_slot::wq, linear_slot::wk, linear_slot::wv}, ws.xn, {&ws.q, &ws.k, &ws.v}, observer);
+    run({linear_slot::wq, linear_slot::wk, linear_slot::wv}, ws.xn, {&ws.q, &ws.k, &ws.v}, observer);
     if (c_.qk_norm) {
       detail::rmsnorm_heads(ws.q, q_norm_, c_.norm_eps);
       detail::rmsnorm_heads(ws.k, k_norm_, c_.norm_eps);
@@ -204,13 +205,13 @@ class BasicDecoderLayer {
     apply_rope(ws.k, c_.head_dim(), c_.rope, ws.rope_cos, ws.rope_sin);
     cache.store(index_, p0, ws.k, ws.v);
     attention(cache, p0, n, ws);
-    run(linear_slot::wo, ws.attn, ws.proj, observer);
+    run({linear_slot::wo}, ws.attn, {&ws.proj}, observer);
     detail::add_in_place(x, ws.proj);
 
     detail::rmsnorm(x, ffn_norm_, c_.norm_eps, ws.xn);
-    run_together({linear_slot::w1, linear_slot::w3}, ws.xn, {&ws.gate, &ws.up}, observer);
+    run({linear_slot::w1, linear_slot::w3}, ws.xn, {&ws.gate, &ws.up}, observer);
     detail::silu_mul(ws.gate, ws.up);  // silu(g) * u, computed in place in `gate`
-    run(linear_slot::w2, ws.gate, ws.proj, observer);
+    run({linear_slot::w2}, ws.gate, {&ws.proj}, observer);
     detail::add_in_place(x, ws.proj);
   }
 
@@ -248,23 +249,14 @@ class BasicDecoderLayer {
     return layer;
   }
 
-  // `out` is spelled dependent (deferred_t) so that the bias broadcast is checked where the
-  // layer runs, not where the class is defined.
-  void run(linear_slot s, const RowMatrixXf& in, deferred_t<Deferred, RowMatrixXf>& out,
-           LinearInputObserver* observer) const {
-    const int i = static_cast<int>(s);
-    const LinearLayer& layer = *linears_[i];
-    if (observer) observer->observe(names_[i], in);
-    out.resize(in.rows(), layer.out_features());
-    layer.forward(in, out);
-    if (bias_[i].size() != 0) out.rowwise() += bias_[i].transpose();
-  }
-
-  // run() of the slots that read one input `in`, their products handed to the pool together
-  // (forward_together, model/linear_layer.hpp): the same results, fewer hand-offs.
+  // The linear layers of `slots`, which all read `in`, into `outs` (resized here), biases
+  // added: the observer sees each input, then the products go to the pool together
+  // (forward_together, model/linear_layer.hpp; q/k/v and gate/up in one hand-off each), with
+  // the results of running them one by one. `outs` is spelled dependent (deferred_t) so that
+  // the bias broadcast is checked where the layer runs, not where the class is defined.
   template <std::size_t N>
-  void run_together(const linear_slot (&slots)[N], const RowMatrixXf& in,
-                    deferred_t<Deferred, RowMatrixXf>* const (&outs)[N], LinearInputObserver* observer) const {
+  void run(const linear_slot (&slots)[N], const RowMatrixXf& in, deferred_t<Deferred, RowMatrixXf>* const (&outs)[N],
+           LinearInputObserver* observer) const {
     const LinearLayer* layers[N];
     for (std::size_t j = 0; j < N; ++j) {
       const int i = static_cast<int>(slots[j]);
@@ -272,19 +264,17 @@ class BasicDecoderLayer {
       if (observer) observer->observe(names_[i], in);
       outs[j]->resize(in.rows(), layers[j]->out_features());
     }
-    const auto ref = [&](std::size_t j) { return RowMatrixRef(*outs[j]); };
-    if constexpr (N == 2) {
-      const RowMatrixRef ys[N] = {ref(0), ref(1)};
-      forward_together(layers, ys, N, in);
-    } else {
-      static_assert(N == 3, "run_together: q/k/v or gate/up");
-      const RowMatrixRef ys[N] = {ref(0), ref(1), ref(2)};
-      forward_together(layers, ys, N, in);
-    }
+    forward_into(layers, in, outs, std::make_index_sequence<N>{});
     for (std::size_t j = 0; j < N; ++j) {
       const int i = static_cast<int>(slots[j]);
       if (bias_[i].size() != 0) outs[j]->rowwise() += bias_[i].transpose();
     }
+  }
+  template <std::size_t N, std::size_t... J>
+  static void forward_into(const LinearLayer* const (&layers)[N], const RowMatrixXf& in,
+                           deferred_t<Deferred, RowMatrixXf>* const (&outs)[N], std::index_sequence<J...>) {
+    const RowMatrixRef ys[N] = {RowMatrixRef(*outs[J])...};  // Eigen::Ref has no default constructor
+    forward_together(layers, ys, N, in);
   }
 
   // Causal grouped-query attention of the n new queries (ws.q) over cache rows [0, p0+n).

@@ -39,19 +39,17 @@ class BasicRecipeLinear final : public LinearLayer {
     finish();
   }
   void forward(ConstRowMatrixRef x, RowMatrixRef y) const override {
-    if (x.cols() != in_features() || y.cols() != out_features() || y.rows() != x.rows())
-      lowbit::detail::fail("RecipeLinear '" + layer_.weight.name + "': shape mismatch");
     if (packed_) {
       run_split_work(*begin(x, y));
       return;
     }
+    check_shapes(x, y);
     layer_.reference_forward(x, w_hat_, y);  // the formula's one home: algo/linear.hpp
   }
   // The kernels' call, prepared; the reference path does not split (nullptr).
   std::unique_ptr<SplitWork> begin(ConstRowMatrixRef x, RowMatrixRef y) const override {
     if (!packed_) return nullptr;
-    if (x.cols() != in_features() || y.cols() != out_features() || y.rows() != x.rows())
-      lowbit::detail::fail("RecipeLinear '" + layer_.weight.name + "': shape mismatch");
+    check_shapes(x, y);
     return layer_.kernel(x, y);
   }
   std::int64_t in_features() const override { return layer_.in_features(); }
@@ -70,6 +68,10 @@ class BasicRecipeLinear final : public LinearLayer {
   bool uses_kernels() const { return packed_; }
 
  private:
+  void check_shapes(ConstRowMatrixRef x, RowMatrixRef y) const {
+    if (x.cols() != in_features() || y.cols() != out_features() || y.rows() != x.rows())
+      lowbit::detail::fail("RecipeLinear '" + layer_.weight.name + "': shape mismatch");
+  }
   // The reference path needs W_hat (dequantized once: it is what every call multiplies by);
   // the packed path needs nothing more. Either way the codes and scales are not needed again.
   void finish() {
