@@ -42,13 +42,15 @@ using namespace lowbit;
   return false;
 }();
 
-// LOWBIT_BENCH_ONE_TOKEN_PATH=quad|bf16_pairs: which one-token path 4-bit codes take on a CPU
-// with AVX512-BF16 (float_layout.hpp's CPU rule otherwise), applied before any benchmark runs.
+// LOWBIT_BENCH_ONE_TOKEN_PATH=quad|bf16_pairs|int_planes: which one-token path 4-bit codes take
+// on a CPU with AVX512-BF16 or VNNI (float_layout.hpp's CPU rules otherwise; int_planes is
+// w4a8_fp4's only), applied before any benchmark runs.
 [[maybe_unused]] const bool one_token_path_set = [] {
   if (const char* e = std::getenv("LOWBIT_BENCH_ONE_TOKEN_PATH")) {
     const std::string v(e);
     if (v == "quad") detail::one_token_path_override() = detail::one_token_path::quad;
     if (v == "bf16_pairs") detail::one_token_path_override() = detail::one_token_path::bf16_pairs;
+    if (v == "int_planes") detail::one_token_path_override() = detail::one_token_path::int_planes;
     return true;
   }
   return false;

@@ -131,18 +131,21 @@ TEST_CASE("float bf16 pairs: one token matches the reference over its tails", "[
     WARN("no AVX-512 on this CPU: the bf16 pair path is not built here");
     return;
   }
-  // Both one-token paths on every shape where the CPU can run them (one_token_path_override):
+  // Every one-token path on every shape where the CPU can run it (one_token_path_override):
   // the quad path always, the pairs with AVX512-BF16 (a Zen 5 takes them by default, an
-  // Intel CPU with AVX512-FP16 only when forced).
+  // Intel CPU with AVX512-FP16 only when forced), w4a8_fp4's integer planes with VNNI (the
+  // other schemes take the quad path then).
   std::vector<one_token_path> paths = {one_token_path::quad};
   if (host_cpu_features().avx512bf16) paths.push_back(one_token_path::bf16_pairs);
-  else WARN("no AVX512-BF16: only the quad path runs");
+  else WARN("no AVX512-BF16: the bf16 pairs do not run");
+  if (host_cpu_features().avx512vnni) paths.push_back(one_token_path::int_planes);
+  else WARN("no AVX512-VNNI: the integer planes do not run");
   struct restore_path {
     ~restore_path() { one_token_path_override().store(one_token_path::automatic); }
   } restore;
   for (one_token_path path : paths) {
     one_token_path_override().store(path);
-    const bool bf16 = path == one_token_path::bf16_pairs;
+    const bool bf16 = path == one_token_path::bf16_pairs, planes = path == one_token_path::int_planes;
     std::uint32_t seed = 100;
     struct shape {
       std::int64_t n, k, group;
@@ -150,6 +153,7 @@ TEST_CASE("float bf16 pairs: one token matches the reference over its tails", "[
     const shape shapes[] = {
         {45, 16, 16},   {45, 17, 16},    {33, 48, 16},     {45, 160, 32},   {45, 172, 32},  {64, 172, 172},
         {97, 300, 300}, {31, 4104, 128}, {45, 4096, 128},  {45, 4099, 4099}, {45, 40, 24},  {1, 520, 64},
+        {45, 60, 6},    {45, 3, 3},      {33, 4, 4},
     };
     for (const bf16_pairs_scheme& sc : bf16_pairs_schemes)
       for (const shape& sh : shapes)
@@ -157,7 +161,7 @@ TEST_CASE("float bf16 pairs: one token matches the reference over its tails", "[
           // 0: plain; 1, 2: the whole row scaled by 1e-33 / 1e33; 3: bf16-exact values (one part).
           if (variant > 0 && sh.k != 172 && sh.k != 4099) continue;
           const float magnitude = variant == 1 ? 1e-33f : variant == 2 ? 1e33f : 1.0f;
-          INFO((bf16 ? "bf16 pairs" : "quad") << " scheme " << to_string(sc.scheme) << (sc.symmetric ? "" : " asym")
+          INFO((bf16 ? "bf16 pairs" : planes ? "int planes" : "quad") << " scheme " << to_string(sc.scheme) << (sc.symmetric ? "" : " asym")
                                               << " N " << sh.n << " K " << sh.k
                          << " group " << sh.group << " variant " << variant);
           const QuantizedMatrix q = bf16_pairs_random(sc, sh.n, sh.k, sh.group, seed++);
@@ -166,9 +170,13 @@ TEST_CASE("float bf16 pairs: one token matches the reference over its tails", "[
           if (variant == 3)
             for (Eigen::Index c = 0; c < x.cols(); ++c) x(0, c) = static_cast<float>(Eigen::bfloat16(x(0, c)));
           const float_workspace ws = prepare_float(w, x);
-          // The path is taken exactly when groups start on multiples of 16 k-rows.
+          // The pairs are taken exactly when groups start on multiples of 16 k-rows; the
+          // integer planes for w4a8_fp4 in groups of whole 4-row steps.
           CHECK(avx512bf16_pairs_ok(w, ws) == (bf16 && (q.groups_per_row == 1 || sh.group % 16 == 0)));
-          CHECK(ws.x_quad.empty() == avx512bf16_pairs_ok(w, ws));  // otherwise the quad path runs
+          const bool int_planes = planes && sc.scheme == gemm_scheme::w4a8_fp4 && sh.k >= 4 &&
+                                  (q.groups_per_row == 1 || sh.group % 4 == 0);
+          CHECK(!ws.x_planes.empty() == int_planes);
+          CHECK(ws.x_quad.empty() == (avx512bf16_pairs_ok(w, ws) || int_planes));  // or the quad path runs
           if (avx512bf16_pairs_ok(w, ws)) {  // one part exactly when the scaled x is bf16
             avx512bf16_pairs pairs;
             avx512bf16_build_pairs(ws, pairs);

@@ -18,7 +18,8 @@
 //
 // Accuracy (every tier, tested against kernels/float_reference.hpp): weights are decoded to
 // exactly the fp32 w_hat that dequantize() gives (or the exact code value with the scale
-// applied per group), products and sums are fp32. Documented tolerance:
+// applied per group), products and sums are fp32 (w4a8_fp4's one-token integer path sums
+// spans of a group exactly in int32, then in fp32: inside the same bound). Documented tolerance:
 //   |y - y_ref| <= 2e-5 * s_a(t) * sum_k |xq(t, k)| * |w_hat(n, k)|   (K up to 4096 tested),
 // with |w_hat| read as (|value| + zero) * scale for zero-point int4 (the few-token path
 // subtracts zero * sum_group(x) once per group instead of per element), and as
@@ -75,6 +76,19 @@ struct float_workspace : workspace_header {
   // The AVX-512 one-token path for 4-bit codes (float_uses_quad_path) reads x with every
   // element repeated 4 times: x_quad[j] = x[j / 4], made once per call in prepare.
   std::vector<float> x_quad;
+  // The one-token integer path of w4a8_fp4 (float_uses_int_planes, x86/avx512_float.hpp)
+  // reads token 0's E4M3 values times 2^9 instead: integers v with |v| <= 448 * 2^9 < 2^18
+  // (the smallest subnormal, 2^-9, becomes 1), split into three signed-byte planes
+  // v = q0 + 2^8 q1 + 2^16 q2, q0 and q1 in [-128, 127], q2 in [-4, 4] (int_plane_digits).
+  // x_planes[p * 4 (K / 4) + k] is digit p of k-row k (dword i of a plane: k-rows 4i..4i+3,
+  // a VPDPBUSD operand; the last K % 4 k-rows take the per-row fp32 path). The kernel sums
+  // each group in spans of up to float_int_planes_span k-rows (int_plane_span_of); per span s,
+  // plane_sums[3 s + p] = 12 * (sum of plane p over the span), the correction for the weights'
+  // bias (2 w + 12), and plane_count[s] = 2 when q2 is 0 over the span (its plane is skipped).
+  std::vector<std::int8_t> x_planes;
+  std::vector<std::int32_t> plane_sums;
+  std::vector<std::uint8_t> plane_count;
+  std::int64_t spans_per_group = 0;
   // The bf16 tiles (x86/amx_float.hpp: AMX-BF16, or VDPBF16PS) read bf16 parts of x' = x * 2^e(t) instead:
   // x_bf16[part][row][bf16_stride], part 0 = hi, 1 = lo, bf16_rows = tokens rounded up to 16
   // (padding rows and columns 0); bf16_scale[t] = 2^e(t), bf16_unscale[t] = 2^-e(t);
@@ -205,29 +219,62 @@ inline bool float_uses_fp16_path(const float_packed& w, std::int64_t tokens,
 // measured).
 inline bool avx512bf16_pairs_cpu(const cpu_features& f) noexcept { return avx512bf16_pays(f); }
 
-// Which of the two one-token paths 4-bit codes take where both could run: the CPU rule above
+// Which of the one-token paths 4-bit codes take where several could run: the CPU rules
 // (automatic), or one of them forced. A test hook: without it a Zen 5 runs the quad path only
 // for groups the pairs cannot take, and an Intel CPU never runs the pairs; with it the tests
-// run both paths over every shape on every CPU with AVX512-BF16.
-enum class one_token_path : std::uint8_t { automatic, quad, bf16_pairs };
+// run every path over every shape on every CPU that has its instructions.
+enum class one_token_path : std::uint8_t { automatic, quad, bf16_pairs, int_planes };
 inline std::atomic<one_token_path>& one_token_path_override() noexcept {
   static std::atomic<one_token_path> path{one_token_path::automatic};
   return path;
 }
 
+// The integer path sums a group in spans of at most this many k-rows, each exact in int32:
+// per span |sum (2w) v| <= 12 * 448 * 2^9 * 512 < 2^31, and so is every partial sum of its
+// three planes (x86/avx512_float.hpp has the bound).
+constexpr std::int64_t float_int_planes_span = 512;
+
+// Where the one-token integer path of w4a8_fp4 pays: CPUs with VNNI whose one-token float
+// paths are bound by their decode uops (docs/performance.md, "Session 43"). Where VDPBF16PS
+// pays (Zen 4/5) the bf16 pairs take E4M3 activations in one part and stay.
+inline bool avx512_int_planes_cpu(const cpu_features& f) noexcept {
+  return f.avx512vnni && !avx512bf16_pays(f);
+}
+
+// Whether a one-token call takes the integer path (x86/avx512_float.hpp,
+// avx512_direct_block_int_planes): w4a8_fp4 weights (E2M1 times 2 is an integer in
+// [-12, 12], an E4M3 activation times 2^9 one below 2^18, so every product and span sum is
+// an exact integer) whose groups hold whole 4-k-row steps, on a CPU with AVX512-VNNI where it
+// pays (or forced there).
+inline bool float_uses_int_planes(const float_packed& w, std::int64_t tokens) {
+  if (!(tokens == 1 && w.tier == isa_tier::avx512 && w.scheme == gemm_scheme::w4a8_fp4 &&
+        w.code == float_code::e2m1 && w.cols >= 4 && (w.groups == 1 || w.group_size % 4 == 0)))
+    return false;
+  const cpu_features& f = host_cpu_features();
+  switch (one_token_path_override().load(std::memory_order_relaxed)) {
+    case one_token_path::quad:
+    case one_token_path::bf16_pairs: return false;
+    case one_token_path::int_planes: return f.avx512vnni;
+    case one_token_path::automatic: break;
+  }
+  return avx512_int_planes_cpu(f);
+}
+
 // Whether a one-token call takes that bf16-pair path: 4-bit codes whose groups start on
-// multiples of 16 k-rows, on such a CPU (or forced, where the CPU has AVX512-BF16).
+// multiples of 16 k-rows, on such a CPU (or forced, where the CPU has AVX512-BF16), unless
+// the integer path takes it.
 inline bool float_uses_bf16_pairs(const float_packed& w, std::int64_t tokens) {
   if (!(tokens == 1 && w.tier == isa_tier::avx512 && float_code_is_4bit(w.code) &&
         (w.groups == 1 || w.group_size % 16 == 0)))
     return false;
   const cpu_features& f = host_cpu_features();
   switch (one_token_path_override().load(std::memory_order_relaxed)) {
-    case one_token_path::quad: return false;
+    case one_token_path::quad:
+    case one_token_path::int_planes: return false;
     case one_token_path::bf16_pairs: return f.avx512bf16;
     case one_token_path::automatic: break;
   }
-  return avx512bf16_pairs_cpu(f);
+  return avx512bf16_pairs_cpu(f) && !float_uses_int_planes(w, tokens);
 }
 
 // Whether a one-token call takes the AVX-512 path that decodes 4 k-rows of 4-bit codes per
@@ -235,7 +282,59 @@ inline bool float_uses_bf16_pairs(const float_packed& w, std::int64_t tokens) {
 // only then, not when the bf16-pair path will run).
 inline bool float_uses_quad_path(const float_packed& w, std::int64_t tokens) {
   return tokens == 1 && w.tier == isa_tier::avx512 && float_code_is_4bit(w.code) &&
-         !float_uses_bf16_pairs(w, tokens);
+         !float_uses_bf16_pairs(w, tokens) && !float_uses_int_planes(w, tokens);
+}
+
+// The balanced base-256 digits of v (|v| < 2^18): v = d[0] + 2^8 d[1] + 2^16 d[2], d[0] and
+// d[1] in [-128, 127], d[2] in [-4, 4].
+inline void int_plane_digits(std::int32_t v, std::int32_t d[3]) noexcept {
+  d[0] = ((v + 128) & 255) - 128;
+  const std::int32_t r = (v - d[0]) / 256;  // exact
+  d[1] = ((r + 128) & 255) - 128;
+  d[2] = (r - d[1]) / 256;
+}
+
+// The span of k-row k (a multiple of 4 below 4 (K / 4)): spans_per_group per group, the
+// group's k-rows cut every float_int_planes_span from its start.
+inline std::int64_t int_plane_span_of(const float_workspace& ws, std::int64_t k) noexcept {
+  const std::int64_t g = k / ws.group_size;
+  return g * ws.spans_per_group + (k - g * ws.group_size) / float_int_planes_span;
+}
+
+// Token 0's planes and their span sums (float_workspace::x_planes) from its E4M3 values x
+// (exact in fp32, so x * 2^9 converts to the integer exactly). Plain loops over arrays, which
+// the compiler vectorizes: this runs on every one-token call.
+inline void prepare_int_planes(const float* x, float_workspace& ws) {
+  const std::int64_t n = ws.cols / 4 * 4;
+  std::int8_t* q0 = ws.x_planes.data();
+  std::int8_t* q1 = q0 + n;
+  std::int8_t* q2 = q1 + n;
+  for (std::int64_t k = 0; k < n; ++k) {
+    std::int32_t d[3];
+    int_plane_digits(static_cast<std::int32_t>(x[k] * 512.0f), d);
+    q0[k] = static_cast<std::int8_t>(d[0]);
+    q1[k] = static_cast<std::int8_t>(d[1]);
+    q2[k] = static_cast<std::int8_t>(d[2]);
+  }
+  // Spans without a whole 4-row step (a last group of K % 4 k-rows) are never read.
+  std::fill(ws.plane_sums.begin(), ws.plane_sums.end(), 0);
+  std::fill(ws.plane_count.begin(), ws.plane_count.end(), std::uint8_t{2});
+  for (std::int64_t g0 = 0; g0 < n; g0 += ws.group_size)
+    for (std::int64_t k0 = g0; k0 < std::min(n, g0 + ws.group_size); k0 += float_int_planes_span) {
+      const std::int64_t k1 = std::min({n, g0 + ws.group_size, k0 + float_int_planes_span});
+      std::int32_t s0 = 0, s1 = 0, s2 = 0, any2 = 0;
+      for (std::int64_t k = k0; k < k1; ++k) {
+        s0 += q0[k];
+        s1 += q1[k];
+        s2 += q2[k];
+        any2 |= q2[k];
+      }
+      const std::size_t span = static_cast<std::size_t>(int_plane_span_of(ws, k0));
+      ws.plane_sums[3 * span] = 12 * s0;
+      ws.plane_sums[3 * span + 1] = 12 * s1;
+      ws.plane_sums[3 * span + 2] = 12 * s2;
+      ws.plane_count[span] = any2 != 0 ? 3 : 2;
+    }
 }
 
 inline gemm_scheme choose_float_scheme(const QuantSpec& weights, std::optional<act_format> activations) {
@@ -301,6 +400,12 @@ inline float_workspace make_float_workspace(const float_packed& w, std::int64_t 
   if (scheme_quantizes_activations(w.scheme)) ws.codes.resize_uninitialized(static_cast<std::size_t>(tokens * w.cols));
   if (float_code_has_group_term(w.code)) ws.group_sums.assign(static_cast<std::size_t>(tokens * w.groups), 0.0f);
   if (float_uses_quad_path(w, tokens)) ws.x_quad.assign(static_cast<std::size_t>(4 * w.cols), 0.0f);
+  if (float_uses_int_planes(w, tokens)) {
+    ws.x_planes.assign(static_cast<std::size_t>(3 * (w.cols / 4 * 4)), 0);
+    ws.spans_per_group = (w.group_size + float_int_planes_span - 1) / float_int_planes_span;
+    ws.plane_sums.assign(static_cast<std::size_t>(3 * w.groups * ws.spans_per_group), 0);
+    ws.plane_count.assign(static_cast<std::size_t>(w.groups * ws.spans_per_group), 3);
+  }
   return ws;
 }
 
@@ -370,6 +475,7 @@ inline void prepare_float_tokens(const float_packed& w, ConstRowMatrixRef x, flo
         ws.group_sums[static_cast<std::size_t>(t * ws.groups + g)] = s;
       }
   }
+  if (!ws.x_planes.empty() && t0 == 0 && t1 > 0) prepare_int_planes(ws.x.data(), ws);  // one token: row 0
   if (!ws.x_quad.empty() && t0 == 0 && t1 > 0)  // one token: row 0
     for (std::int64_t k = 0; k < k_in; ++k)
       for (int r = 0; r < 4; ++r) ws.x_quad[static_cast<std::size_t>(4 * k + r)] = ws.x[static_cast<std::size_t>(k)];

@@ -15,6 +15,8 @@
 #include "lowbit/detail/target.hpp"
 #include "lowbit/kernels/float_layout.hpp"
 #include "lowbit/kernels/x86/avx512fp16_float.hpp"
+#include "lowbit/kernels/x86/dpbusd.hpp"
+#include "lowbit/kernels/x86/nibble_pairs.hpp"
 
 #if LOWBIT_HAVE_X86_SIMD
 #include <immintrin.h>
@@ -737,6 +739,103 @@ inline void avx512bf16_direct_block_pairs_any(const float_packed& w, const float
   }
 }
 
+// One token of w4a8_fp4 on VPDPBUSD (float_uses_int_planes): exact integer products in
+// place of the quad path's fp32 decode. An E2M1 weight times 2 is an integer in [-12, 12];
+// biased by 12 it is an unsigned byte u = 2w + 12 (one in-lane VPSHUFB lookup a nibble). An
+// E4M3 activation times 2^9 is an integer v below 2^18, given as three signed-byte planes
+// v = q0 + 2^8 q1 + 2^16 q2 (float_workspace::x_planes). Per span of up to 512 k-rows of a
+// group and per plane, VPDPBUSD sums u * q exactly in int32; minus 12 * (the plane's span sum)
+// that is D_p = sum (2w) q_p, and D0 + 2^8 D1 + 2^16 D2 = sum (2w) v exactly, in int32 too:
+// |D0 + 2^8 D1| <= 12 * 512 * (128 + 2^15) < 2.1e8, |2^16 D2| <= 2^16 * 12 * 4 * 512 < 1.7e9,
+// together below 2^31. So a span's sum of a * w, 2^-10 times that, is exact until its one
+// conversion to fp32; the spans of a group (more than one only past 512 k-rows) and the groups
+// (times their scales) are summed in fp32, as on every fp32 path. One 64-byte load holds 4
+// k-rows; a dword transpose and a byte transpose (nibble_row_quads) make dword j hold column j
+// (low nibbles) and 16 + j (high) of the 4 rows, so the lanes are the columns in their natural
+// order. Per 128 weights: 6 shuffle/logic uops and 4 or 6 VPDPBUSD (plane 2 is skipped in
+// spans where it is 0: activations below 64 in E4M3 units), against the quad path's 23 uops.
+// Two sets of accumulators on alternate steps hide VPDPBUSD's latency. A group's trailing
+// K % 4 k-rows (the last group's only) take the per-row fp32 path.
+LOWBIT_TARGET_AVX512 inline void avx512_int_planes_step(const std::uint8_t* c, const std::int8_t* planes,
+                                                        std::int64_t plane_len, std::int64_t k, int plane_count,
+                                                        __m512i lut, __m512i (&acc)[3][2]) {
+  const __m512i t = nibble_row_quads(c);
+  const __m512i low4 = _mm512_set1_epi8(0x0F);
+  const __m512i u0 = _mm512_shuffle_epi8(lut, _mm512_and_si512(t, low4));
+  const __m512i u1 = _mm512_shuffle_epi8(lut, _mm512_and_si512(_mm512_srli_epi16(t, 4), low4));
+#pragma GCC unroll 3
+  for (int p = 0; p < 3; ++p) {
+    if (p == 2 && plane_count < 3) break;
+    const __m512i a = avx512_bcast32(planes + p * plane_len + k);
+    acc[p][0] = avx512_dpbusd(acc[p][0], u0, a);
+    acc[p][1] = avx512_dpbusd(acc[p][1], u1, a);
+  }
+}
+
+LOWBIT_TARGET_AVX512 void avx512_direct_block_int_planes(const float_packed& w, const float_workspace& ws,
+                                                         std::int64_t b, float* out) {
+  const std::uint8_t* codes = w.block_codes(b);
+  const float* scales = w.block_scales(b);
+  const std::int64_t k_in = w.cols, whole = k_in / 4 * 4;  // whole: the planes' length
+  const std::int8_t* planes = ws.x_planes.data();
+  const std::int64_t k_touch_end = avx512_touch_end(w, b);
+  const __m512 lut_ps = _mm512_loadu_ps(nibble_table(float_code::e2m1));
+  alignas(64) std::uint8_t table[64];
+  for (int i = 0; i < 64; ++i)
+    table[i] = static_cast<std::uint8_t>(2.0f * nibble_table(float_code::e2m1)[i & 15] + 12.0f);  // exact
+  const __m512i lut = _mm512_load_si512(table);
+  const __m512 unit = _mm512_set1_ps(1.0f / 1024);  // (2w)(2^9 a) = 2^10 a w
+  __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps();
+  for (std::int64_t g = 0; g < w.groups; ++g) {
+    const std::int64_t k1 = std::min(k_in, (g + 1) * w.group_size);
+    const std::int64_t q1 = std::min(k1, whole);  // the group's k-rows in whole steps
+    std::int64_t k = g * w.group_size;
+    prefetch_group_params(scales, nullptr, g);
+    __m512 r0 = _mm512_setzero_ps(), r1 = _mm512_setzero_ps();
+    for (std::int64_t span = g * ws.spans_per_group; k < q1; ++span) {
+      const std::int64_t span_end = std::min(q1, k + float_int_planes_span);
+      const int plane_count = ws.plane_count[static_cast<std::size_t>(span)];
+      __m512i acc[2][3][2];
+#pragma GCC unroll 2
+      for (int s = 0; s < 2; ++s)
+#pragma GCC unroll 3
+        for (int p = 0; p < 3; ++p) acc[s][p][0] = acc[s][p][1] = _mm512_setzero_si512();
+      for (; k + 8 <= span_end; k += 8) {
+        const std::uint8_t* c = codes + k * 16;
+        _mm_prefetch(reinterpret_cast<const char*>(c + avx512bf16_prefetch_bytes), _MM_HINT_T0);
+        _mm_prefetch(reinterpret_cast<const char*>(c + avx512bf16_prefetch_bytes + 64), _MM_HINT_T0);
+        // Once per 4 KiB (k steps by 8 from a multiple of 4).
+        if ((k & 255) < 8 && k < k_touch_end) touch_load(c + avx512_touch_bytes);
+        avx512_int_planes_step(c, planes, whole, k, plane_count, lut, acc[0]);
+        avx512_int_planes_step(c + 64, planes, whole, k + 4, plane_count, lut, acc[1]);
+      }
+      if (k < span_end) {  // one 4-row step left
+        avx512_int_planes_step(codes + k * 16, planes, whole, k, plane_count, lut, acc[0]);
+        k += 4;
+      }
+      const std::int32_t* sums = ws.plane_sums.data() + 3 * span;
+      __m512i d[3][2];
+#pragma GCC unroll 3
+      for (int p = 0; p < 3; ++p)
+#pragma GCC unroll 2
+        for (int h = 0; h < 2; ++h)
+          d[p][h] = _mm512_sub_epi32(_mm512_add_epi32(acc[0][p][h], acc[1][p][h]), _mm512_set1_epi32(sums[p]));
+      // D0 + 2^8 D1 + 2^16 D2 (shifts of negative values multiply too), exact (above).
+      const __m512i v0 = _mm512_add_epi32(d[0][0], _mm512_add_epi32(_mm512_slli_epi32(d[1][0], 8), _mm512_slli_epi32(d[2][0], 16)));
+      const __m512i v1 = _mm512_add_epi32(d[0][1], _mm512_add_epi32(_mm512_slli_epi32(d[1][1], 8), _mm512_slli_epi32(d[2][1], 16)));
+      r0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(v0), unit, r0);
+      r1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(v1), unit, r1);
+    }
+    const __m512 s0 = _mm512_loadu_ps(scales + g * float_block_cols);
+    const __m512 s1 = _mm512_loadu_ps(scales + g * float_block_cols + 16);
+    a0 = _mm512_fmadd_ps(r0, s0, a0);
+    a1 = _mm512_fmadd_ps(r1, s1, a1);
+    avx512_finish_group<float_code::e2m1>(ws, g, codes, ws.x.data(), k, k1, lut_ps, s0, s1, nullptr, a0, a1);
+  }
+  _mm512_storeu_ps(out, a0);
+  _mm512_storeu_ps(out + 16, a1);
+}
+
 constexpr std::int64_t avx512_direct_max_tokens = 4;
 
 template <class Deferred = void>  // see "Compile time" in docs/design.md
@@ -753,6 +852,13 @@ inline void run_float_avx512(const float_packed& w, const float_workspace& ws, R
   thread_local std::vector<float> acc_buf;
   float* acc = float_scratch(acc_buf, static_cast<std::size_t>(ws.tokens * float_block_cols));
   const std::int64_t b_end = (n_end + float_block_cols - 1) / float_block_cols;
+  if (!ws.x_planes.empty()) {  // prepare chose the integer path (float_uses_int_planes)
+    for (std::int64_t b = n_begin / float_block_cols; b < b_end; ++b) {
+      avx512_direct_block_int_planes(w, ws, b, acc);
+      store_float_block(ws, acc, b * float_block_cols, n_begin, n_end, y);
+    }
+    return;
+  }
   if (avx512bf16_pairs_ok(w, ws)) {
     thread_local avx512bf16_pairs pairs;
     avx512bf16_build_pairs(ws, pairs);

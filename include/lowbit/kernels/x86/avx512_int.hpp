@@ -20,6 +20,7 @@
 #include <cstring>
 
 #include "lowbit/kernels/int_workspace.hpp"
+#include "lowbit/kernels/x86/dpbusd.hpp"
 #include "lowbit/pack/int_packing.hpp"
 
 // GCC 12 reports the intrinsics' internal _mm512_undefined_*() operands as uninitialized once
@@ -30,12 +31,6 @@ LOWBIT_IGNORE_GCC_MAYBE_UNINITIALIZED
 
 namespace lowbit::detail {
 
-LOWBIT_TARGET_AVX512 inline __m512i avx512_bcast32(const std::int8_t* p) {
-  std::int32_t v;
-  std::memcpy(&v, p, 4);
-  return _mm512_set1_epi32(v);
-}
-
 // acc += sum over 4 bytes of (unsigned w) * (signed a). Without VNNI: the int4 weights are
 // small (<= 15) so VPMADDUBSW cannot saturate; int8 weights are first turned back into
 // signed values and multiplied with the sign trick (|w| * sign(a, w) <= 127 * 127 per byte,
@@ -43,13 +38,7 @@ LOWBIT_TARGET_AVX512 inline __m512i avx512_bcast32(const std::int8_t* p) {
 template <bool Vnni, bool Int8>
 LOWBIT_TARGET_AVX512 inline __m512i avx512_dot(__m512i acc, __m512i w, __m512i a) {
   if constexpr (Vnni) {
-    // Inline asm ties the accumulator to one register: with the intrinsic, GCC 12 copies the
-    // 16 accumulators between two register sets every step (and spills), halving throughput.
-    // It also keeps the avx512vnni target off these kernels, so the avx512bw sub-tier holds
-    // no VNNI instruction (docs/design.md, "A sub-tier's code holds only its sub-tier's
-    // instructions").
-    __asm__("vpdpbusd %2, %1, %0" : "+v"(acc) : "v"(w), "v"(a));
-    return acc;
+    return avx512_dpbusd(acc, w, a);  // inline asm: why in x86/dpbusd.hpp
   } else if constexpr (!Int8) {
     const __m512i p16 = _mm512_maddubs_epi16(w, a);
     return _mm512_add_epi32(acc, _mm512_madd_epi16(p16, _mm512_set1_epi16(1)));

@@ -1,7 +1,8 @@
 #pragma once
 // k-row pairs of 4-bit codes as VPERMW indices: the one decode step shared by the kernels that
 // turn colblock32 nibbles into 16-bit weight pairs (the AMX-BF16 B tiles, x86/amx_float.hpp,
-// and the AVX512-FP16 pair tiles, x86/avx512fp16_float.hpp). Include through
+// and the AVX512-FP16 pair tiles, x86/avx512fp16_float.hpp); and k-row quads as VPDPBUSD
+// operands (the one-token integer path of x86/avx512_float.hpp). Include through
 // kernels/float_family.hpp.
 //
 // Layout in (float_layout.hpp): a k-row is 16 bytes, byte j holding column j in its low nibble
@@ -31,15 +32,31 @@ LOWBIT_IGNORE_GCC_MAYBE_UNINITIALIZED
 
 namespace lowbit::detail {
 
+// Four k-rows (one per 128-bit lane) -> lane L holds bytes 4L..4L+3 of row i in its dword i:
+// dword i of lane L <- dword L of lane i (a 4 x 4 transpose of the rows' dwords).
+LOWBIT_TARGET_AVX512 inline __m512i nibble_rows_by_lane(__m512i v) {
+  return _mm512_permutexvar_epi32(_mm512_set_epi32(15, 11, 7, 3, 14, 10, 6, 2, 13, 9, 5, 1, 12, 8, 4, 0), v);
+}
+
+// Four consecutive 16-byte k-rows at p as VPDPBUSD operands: dword j (j = 0..15) holds byte j
+// of rows 0, 1, 2, 3 (its low nibbles are column j of the four rows, its high ones column
+// 16 + j). The dword transpose above, then one in-lane VPSHUFB (a 4 x 4 byte transpose).
+LOWBIT_TARGET_AVX512 inline __m512i nibble_row_quads(const std::uint8_t* p) {
+  // Byte 4c + r of a lane <- byte 4r + c (row r's byte c). _mm512_set_epi8 lists bytes 63..0.
+  const __m512i s = _mm512_set_epi8(15, 11, 7, 3, 14, 10, 6, 2, 13, 9, 5, 1, 12, 8, 4, 0,  //
+                                    15, 11, 7, 3, 14, 10, 6, 2, 13, 9, 5, 1, 12, 8, 4, 0,  //
+                                    15, 11, 7, 3, 14, 10, 6, 2, 13, 9, 5, 1, 12, 8, 4, 0,  //
+                                    15, 11, 7, 3, 14, 10, 6, 2, 13, 9, 5, 1, 12, 8, 4, 0);
+  return _mm512_shuffle_epi8(nibble_rows_by_lane(_mm512_loadu_si512(p)), s);
+}
+
 // `rows` (0..4) consecutive 16-byte k-rows from p, the rest read as zero codes (a masked load:
 // nothing past the last row is touched), as the words of pairs (row 0, row 1) and (row 2, row 3).
 LOWBIT_TARGET_AVX512 inline void nibble_row_pairs(const std::uint8_t* p, std::int64_t rows, __m512i& pair01,
                                                   __m512i& pair23) {
   const __m512i v = rows >= 4 ? _mm512_loadu_si512(p)
                               : _mm512_maskz_loadu_epi8(rows <= 0 ? __mmask64{0} : ~__mmask64{0} >> (64 - 16 * rows), p);
-  // Dword i of lane L <- dword L of lane i (a 4 x 4 transpose of the rows' dwords).
-  const __m512i t = _mm512_permutexvar_epi32(
-      _mm512_set_epi32(15, 11, 7, 3, 14, 10, 6, 2, 13, 9, 5, 1, 12, 8, 4, 0), v);
+  const __m512i t = nibble_rows_by_lane(v);
   // Within a lane: byte c of row a is byte c, of row b byte 4 + c (c = 0..3); word 2c + h of
   // the pair repeats row h's byte c. _mm512_set_epi8 lists bytes from 63 down to 0.
   const __m512i s01 = _mm512_set_epi8(7, 7, 3, 3, 6, 6, 2, 2, 5, 5, 1, 1, 4, 4, 0, 0,   //

@@ -1,0 +1,182 @@
+// The one-token integer path of w4a8_fp4 (float_uses_int_planes; x86/avx512_float.hpp,
+// avx512_direct_block_int_planes): E4M3 activations times 2^9 as three signed-byte planes,
+// E2M1 weights times 2 biased to unsigned bytes, VPDPBUSD per group. Its parts are checked
+// exactly: the digits, the planes and their group sums against a plain recomputation, and the
+// kernel's output bit for bit against the exact sum where every group total is exact in fp32
+// (power-of-two scales). The tolerance checks over the shape menu are in
+// test_float_bf16_pairs.cpp, with the other one-token paths.
+#include <catch2/catch.hpp>
+#include <cmath>
+#include <algorithm>
+#include <cstdint>
+#include <random>
+#include <tuple>
+#include <vector>
+
+#include "lowbit/formats/nibbles.hpp"
+#include "lowbit/gemm.hpp"
+#include "lowbit/kernels/float_family.hpp"
+#include "test_gemm_support.hpp"
+
+namespace test_float_int_planes_cpp {
+
+using namespace lowbit;
+using namespace lowbit::detail;
+
+namespace {
+
+struct restore_one_token_path {
+  ~restore_one_token_path() { one_token_path_override().store(one_token_path::automatic); }
+};
+
+}  // namespace
+
+TEST_CASE("float int planes: balanced digits rebuild every E4M3 value times 2^9", "[float_kernels]") {
+  // Every integer of the range, not only the E4M3 ones: the digit rule is plain arithmetic.
+  const std::int32_t top = 448 * 512;
+  for (std::int32_t v = -top; v <= top; ++v) {
+    std::int32_t d[3];
+    int_plane_digits(v, d);
+    if (!(d[0] + 256 * d[1] + 65536 * d[2] == v && d[0] >= -128 && d[0] <= 127 && d[1] >= -128 && d[1] <= 127 &&
+          d[2] >= -4 && d[2] <= 4))
+      FAIL("v " << v << " -> " << d[0] << ", " << d[1] << ", " << d[2]);
+  }
+  // Every finite E4M3 value times 2^9 is an integer of that range (the planes' input).
+  for (int c = 0; c < 256; ++c) {
+    if ((c & 0x7F) == 0x7F) continue;
+    const double v = static_cast<double>(float8_e4m3fn::decode_table[static_cast<std::size_t>(c)]) * 512.0;
+    CHECK(v == std::trunc(v));
+    CHECK(std::fabs(v) <= top);
+  }
+  CHECK(float8_e4m3fn::decode_table[0x01] * 512.0f == 1.0f);  // the smallest subnormal, 2^-9
+}
+
+TEST_CASE("float int planes: the planes and their group sums", "[float_kernels]") {
+  std::mt19937 rng(3);
+  std::uniform_int_distribution<int> byte(0, 255);
+  for (const auto& [k, group] : std::vector<std::pair<std::int64_t, std::int64_t>>{
+           {4, 4}, {40, 8}, {172, 172}, {4099, 4099}, {4099, 128}, {300, 12}, {2060, 1028}}) {
+    INFO("K " << k << " group " << group);
+    float_workspace ws;
+    ws.cols = k;
+    ws.group_size = group;
+    ws.groups = (k + group - 1) / group;
+    const std::int64_t quads = k / 4;
+    ws.spans_per_group = (group + float_int_planes_span - 1) / float_int_planes_span;
+    const std::int64_t spans = ws.groups * ws.spans_per_group;
+    // Spans: each group cut every float_int_planes_span k-rows from its start.
+    const auto span_of = [&](std::int64_t i) { return i / group * ws.spans_per_group + i % group / float_int_planes_span; };
+    ws.x_planes.assign(static_cast<std::size_t>(3 * 4 * quads), std::int8_t{99});
+    ws.plane_sums.assign(static_cast<std::size_t>(3 * spans), 12345);
+    ws.plane_count.assign(static_cast<std::size_t>(spans), 9);
+    std::vector<std::uint8_t> codes(static_cast<std::size_t>(k));
+    std::vector<float> x(static_cast<std::size_t>(k));
+    for (std::int64_t i = 0; i < k; ++i) {
+      int v = byte(rng);
+      if ((v & 0x7F) == 0x7F) v ^= 1;
+      // Every third span has small values only (plane 2 all zero).
+      if (span_of(i) % 3 == 1) v &= 0xB7;  // exponent field below 8: |a| < 2
+      codes[static_cast<std::size_t>(i)] = static_cast<std::uint8_t>(v);
+      x[static_cast<std::size_t>(i)] = float8_e4m3fn::decode_table[static_cast<std::size_t>(v)];
+    }
+    prepare_int_planes(x.data(), ws);
+    std::vector<std::int64_t> sums(static_cast<std::size_t>(3 * spans), 0);
+    std::vector<int> count(static_cast<std::size_t>(spans), 2);
+    for (std::int64_t i = 0; i < 4 * quads; ++i) {
+      const std::int64_t g = span_of(i);
+      std::int64_t v = 0;
+      for (int p = 0; p < 3; ++p) {
+        const std::int32_t d = ws.x_planes[static_cast<std::size_t>(p * 4 * quads + i)];
+        v += d * (p == 0 ? 1 : p == 1 ? 256 : 65536);
+        sums[static_cast<std::size_t>(3 * g + p)] += 12 * d;
+        if (p == 2 && d != 0) count[static_cast<std::size_t>(g)] = 3;
+      }
+      if (static_cast<double>(v) != static_cast<double>(x[static_cast<std::size_t>(i)]) * 512.0)
+        FAIL("k-row " << i << " code " << int{codes[static_cast<std::size_t>(i)]});
+    }
+    for (std::size_t j = 0; j < sums.size(); ++j) CHECK(ws.plane_sums[j] == sums[j]);
+    for (std::size_t g = 0; g < count.size(); ++g) CHECK(int{ws.plane_count[g]} == count[g]);
+    // Both plane counts occur in the groups above (all groups have 3 when there is only one).
+    if (spans >= 3) {
+      CHECK(std::count(count.begin(), count.end(), 2) > 0);
+      CHECK(std::count(count.begin(), count.end(), 3) > 0);
+    }
+  }
+}
+
+#if LOWBIT_HAVE_X86_SIMD
+TEST_CASE("float int planes: one token is the exact sum where fp32 can hold it", "[float_kernels]") {
+  if (!(tier_supported(isa_tier::avx512, host_cpu_features()) && host_cpu_features().avx512vnni)) {
+    WARN("no AVX-512 VNNI on this CPU: the integer planes are not run here");
+    return;
+  }
+  restore_one_token_path restore;
+  one_token_path_override().store(one_token_path::int_planes);
+  // Power-of-two group scales: then every step of the kernel after its exact integer span
+  // sums is an fp32 operation on dyadic values, exact while the result fits in 24 bits. The
+  // test follows the kernel's steps in double (span sums converted to fp32 and summed per
+  // group, times the scale, summed over the groups; per channel with K % 4 = 3 the last
+  // k-rows through the fp32 per-row step) and, where every step is exact, requires the output
+  // to be fp32(total) * s_a bit for bit. The fp32 paths need not give that: they round their
+  // running sums inside a group.
+  std::mt19937 rng(11);
+  std::normal_distribution<float> d(0.0f, 1.0f);
+  std::uniform_int_distribution<int> pow2(-3, 2);
+  const auto exact_in_float = [](double v) { return static_cast<double>(static_cast<float>(v)) == v; };
+  int checked = 0, columns = 0;
+  for (const auto& [n, k, group] : std::vector<std::tuple<std::int64_t, std::int64_t, std::int64_t>>{
+           {45, 64, 64}, {70, 256, 128}, {33, 4099, 4099}, {64, 2048, 1024}, {32, 40, 20}, {40, 4096, 128}}) {
+    INFO("N " << n << " K " << k << " group " << group);
+    QuantizedMatrix q = lowbit::test::random_float_family_matrix(element_format::float4_e2m1fn, true, n, k, group,
+                                                                 static_cast<std::uint32_t>(k + n));
+    for (float& s : q.scales) s = std::ldexp(1.0f, pow2(rng));
+    const float_packed w = pack_float(q, gemm_scheme::w4a8_fp4, isa_tier::avx512);
+    RowMatrixXf x(1, k);
+    for (std::int64_t c = 0; c < k; ++c) x(0, c) = d(rng) * (c % 29 == 3 ? 40.0f : 1.0f);
+    const float_workspace ws = prepare_float(w, x);
+    REQUIRE(!ws.x_planes.empty());
+    RowMatrixXf y(1, n);
+    run_float(w, ws, y, 0, n);
+    const float s_a = ws.token_scales[0];
+    const std::uint8_t* codes = ws.codes.data();
+    const std::int64_t whole = k / 4 * 4;
+    for (std::int64_t j = 0; j < n; ++j) {
+      ++columns;
+      const auto term = [&](std::int64_t c) {  // a * w, exact in double
+        return static_cast<double>(float8_e4m3fn::decode_table[codes[c]]) *
+               static_cast<double>(weight_code_value_reference(q, j, c));
+      };
+      double total = 0.0;
+      bool exact = true;
+      for (std::int64_t g0 = 0; g0 < k; g0 += group) {
+        const std::int64_t g1 = std::min(k, g0 + group), q1 = std::min(g1, whole);
+        const double s = q.scales[static_cast<std::size_t>(j * q.groups_per_row + g0 / group)];
+        double r = 0.0;
+        for (std::int64_t s0 = g0; s0 < q1; s0 += float_int_planes_span) {
+          double span = 0.0;
+          for (std::int64_t c = s0; c < std::min(q1, s0 + float_int_planes_span); ++c) span += term(c);
+          r += span;
+          exact = exact && exact_in_float(span) && exact_in_float(r);
+        }
+        total += r * s;
+        exact = exact && exact_in_float(total);
+        double rest = 0.0;
+        for (std::int64_t c = q1; c < g1; ++c) {
+          rest += term(c);
+          exact = exact && exact_in_float(rest);
+        }
+        total += rest * s;
+        exact = exact && exact_in_float(total);
+      }
+      if (!exact) continue;
+      const float expect = static_cast<float>(total) * s_a;
+      if (y(0, j) != expect) FAIL("column " << j << ": " << y(0, j) << " against " << expect);
+      ++checked;
+    }
+  }
+  INFO(checked << " of " << columns << " columns had exact partial sums");
+  CHECK(checked >= columns * 3 / 4);
+}
+#endif  // LOWBIT_HAVE_X86_SIMD
+
+}  // namespace test_float_int_planes_cpp
