@@ -100,10 +100,17 @@ TEST_CASE("float kernels: e4m3_code_fast equals convert<float8_e4m3fn>", "[float
 
 TEST_CASE("float kernels: prepare quantizes activations with the reference rule", "[float_kernels]") {
   const scheme_case sc = all_cases[1];
+  // Every one-token path's workspace (the CPU rule, then each one forced where it can run).
+  struct restore_path {
+    ~restore_path() { one_token_path_override().store(one_token_path::automatic); }
+  } restore;
+  for (one_token_path path : {one_token_path::automatic, one_token_path::quad, one_token_path::bf16_pairs,
+                              one_token_path::int_planes})
   for (std::int64_t k : {1, 7, 300})
     for (isa_tier tier : supported_isa_tiers())
       for (std::int64_t tokens : {1, 4, 6}) {  // 1: AVX-512's x_quad; 6: AVX512-FP16's x_half
-        INFO("K " << k << " tier " << to_string(tier) << " tokens " << tokens);
+        one_token_path_override().store(path);
+        INFO("K " << k << " tier " << to_string(tier) << " tokens " << tokens << " path " << static_cast<int>(path));
         const QuantizedMatrix q = random_matrix(sc, 5, k, 16, 3);
         const float_packed w = pack_float(q, sc.scheme, tier);
         RowMatrixXf big = random_activations(tokens, k + 3, 11);
@@ -115,8 +122,13 @@ TEST_CASE("float kernels: prepare quantizes activations with the reference rule"
         REQUIRE(ws.x_half.empty() != half);
         const bool quad = float_uses_quad_path(w, tokens);
         REQUIRE(ws.x_quad.empty() != quad);
-        // The bf16-pair path replaces it where that pays, and then x_quad is not made.
-        CHECK(quad == (tokens == 1 && tier == isa_tier::avx512 && !float_uses_bf16_pairs(w, tokens)));
+        // The bf16-pair and integer-plane paths replace it where they pay, and then x_quad is
+        // not made; the planes (w4a8_fp4, groups of 16 here) are made exactly for the latter.
+        const bool planes = float_uses_int_planes(w, tokens);
+        REQUIRE(ws.x_planes.empty() != planes);
+        CHECK(quad == (tokens == 1 && tier == isa_tier::avx512 && !float_uses_bf16_pairs(w, tokens) && !planes));
+        if (path == one_token_path::int_planes)
+          CHECK(planes == (tokens == 1 && tier == isa_tier::avx512 && k >= 4 && host_cpu_features().avx512vnni));
         std::vector<std::uint8_t> codes(static_cast<std::size_t>(k));
         for (std::int64_t t = 0; t < tokens; ++t) {
           const RowMatrixXf row = x.row(t);
@@ -133,6 +145,11 @@ TEST_CASE("float kernels: prepare quantizes activations with the reference rule"
               REQUIRE(value == ws.x[at]);
             if (quad)
               for (std::size_t r = 0; r < 4; ++r) REQUIRE(value == ws.x_quad[4 * static_cast<std::size_t>(c) + r]);
+            if (planes && c < k / 4 * 4) {  // the digits of value * 2^9
+              const std::size_t n = static_cast<std::size_t>(k / 4 * 4), cc = static_cast<std::size_t>(c);
+              REQUIRE(static_cast<double>(value) * 512.0 ==
+                      ws.x_planes[cc] + 256.0 * ws.x_planes[n + cc] + 65536.0 * ws.x_planes[2 * n + cc]);
+            }
           }
         }
       }
