@@ -235,8 +235,11 @@ inline std::atomic<one_token_path>& one_token_path_override() noexcept {
 constexpr std::int64_t float_int_planes_span = 512;
 
 // Where the one-token integer path of w4a8_fp4 pays: CPUs with VNNI whose one-token float
-// paths are bound by their decode uops (docs/performance.md, "Session 43"). Where VDPBF16PS
-// pays (Zen 4/5) the bf16 pairs take E4M3 activations in one part and stay.
+// path is the quad path, bound by its decode uops. On the device Xeon it read 1.65-1.73x the
+// quad path's rate hot and 0.89-0.90 x dram_read cold (0.75-0.77 before), and decode of a
+// 1B-shape W4A8-FP model ran 16-18% faster (docs/performance.md, "Session 43"). Where
+// VDPBF16PS pays (Zen 4/5) the bf16 pairs take E4M3 activations in one part and stay: on
+// Zen 4 they read 23.4 GB/s cold against the planes' 19.8 (three planes to their one part).
 inline bool avx512_int_planes_cpu(const cpu_features& f) noexcept {
   return f.avx512vnni && !avx512bf16_pays(f);
 }
