@@ -215,13 +215,14 @@ inline bool float_uses_fp16_path(const float_packed& w, std::int64_t tokens,
 // 0.6-0.9x on the device machine's Sapphire Rapids-class Xeon (there VDPBF16PS shares one port
 // with the shifts; the quad path reads at 0.62-0.76 x dram_read, with or without the touch
 // load: docs/performance.md, "One-token kernels at DRAM speed"). CPUs with AVX512-FP16
-// (Intel's) keep the quad path; AVX512-BF16 without it means AMD Zen 4/5 (or Cooper Lake, not
-// measured).
+// (Intel's) keep the quad path (w4a8_fp4: the integer planes); AVX512-BF16 without it means
+// AMD Zen 4/5 (or Cooper Lake, not measured).
 inline bool avx512bf16_pairs_cpu(const cpu_features& f) noexcept { return avx512bf16_pays(f); }
 
 // Which of the one-token paths 4-bit codes take where several could run: the CPU rules
 // (automatic), or one of them forced. A test hook: without it a Zen 5 runs the quad path only
-// for groups the pairs cannot take, and an Intel CPU never runs the pairs; with it the tests
+// for groups the pairs cannot take, an Intel CPU never runs the pairs, and only Intel CPUs run
+// the integer planes (w4a8_fp4); with it the tests
 // run every path over every shape on every CPU that has its instructions.
 enum class one_token_path : std::uint8_t { automatic, quad, bf16_pairs, int_planes };
 inline std::atomic<one_token_path>& one_token_path_override() noexcept {
@@ -244,48 +245,43 @@ inline bool avx512_int_planes_cpu(const cpu_features& f) noexcept {
   return f.avx512vnni && !avx512bf16_pays(f);
 }
 
-// Whether a one-token call takes the integer path (x86/avx512_float.hpp,
-// avx512_direct_block_int_planes): w4a8_fp4 weights (E2M1 times 2 is an integer in
-// [-12, 12], an E4M3 activation times 2^9 one below 2^18, so every product and span sum is
-// an exact integer) whose groups hold whole 4-k-row steps, on a CPU with AVX512-VNNI where it
-// pays (or forced there).
+// The one-token path a call takes: nullopt unless it is one token of 4-bit codes on the
+// AVX-512 tier; else the CPU rules (or the override, falling back to the quad path where the
+// forced path cannot run). The one rule behind the three float_uses_* below.
+//   - integer planes (x86/avx512_float.hpp, avx512_direct_block_int_planes): w4a8_fp4 weights
+//     (E2M1 times 2 is an integer in [-12, 12], an E4M3 activation times 2^9 one below 2^18,
+//     so every product and span sum is an exact integer) whose groups hold whole 4-k-row
+//     steps, on a CPU with AVX512-VNNI where it pays;
+//   - bf16 pairs: groups that start on multiples of 16 k-rows, on a CPU where they pay (or
+//     forced, where the CPU has AVX512-BF16);
+//   - the quad path otherwise.
+inline std::optional<one_token_path> float_one_token_path(const float_packed& w, std::int64_t tokens) {
+  if (!(tokens == 1 && w.tier == isa_tier::avx512 && float_code_is_4bit(w.code))) return std::nullopt;
+  const bool planes_fit = w.scheme == gemm_scheme::w4a8_fp4 && w.code == float_code::e2m1 && w.cols >= 4 &&
+                          (w.groups == 1 || w.group_size % 4 == 0);
+  const bool pairs_fit = w.groups == 1 || w.group_size % 16 == 0;
+  const cpu_features& f = host_cpu_features();
+  switch (one_token_path_override().load(std::memory_order_relaxed)) {
+    case one_token_path::quad: return one_token_path::quad;
+    case one_token_path::bf16_pairs: return pairs_fit && f.avx512bf16 ? one_token_path::bf16_pairs : one_token_path::quad;
+    case one_token_path::int_planes: return planes_fit && f.avx512vnni ? one_token_path::int_planes : one_token_path::quad;
+    case one_token_path::automatic: break;
+  }
+  if (planes_fit && avx512_int_planes_cpu(f)) return one_token_path::int_planes;
+  if (pairs_fit && avx512bf16_pairs_cpu(f)) return one_token_path::bf16_pairs;
+  return one_token_path::quad;
+}
+
 inline bool float_uses_int_planes(const float_packed& w, std::int64_t tokens) {
-  if (!(tokens == 1 && w.tier == isa_tier::avx512 && w.scheme == gemm_scheme::w4a8_fp4 &&
-        w.code == float_code::e2m1 && w.cols >= 4 && (w.groups == 1 || w.group_size % 4 == 0)))
-    return false;
-  const cpu_features& f = host_cpu_features();
-  switch (one_token_path_override().load(std::memory_order_relaxed)) {
-    case one_token_path::quad:
-    case one_token_path::bf16_pairs: return false;
-    case one_token_path::int_planes: return f.avx512vnni;
-    case one_token_path::automatic: break;
-  }
-  return avx512_int_planes_cpu(f);
+  return float_one_token_path(w, tokens) == one_token_path::int_planes;
 }
-
-// Whether a one-token call takes that bf16-pair path: 4-bit codes whose groups start on
-// multiples of 16 k-rows, on such a CPU (or forced, where the CPU has AVX512-BF16), unless
-// the integer path takes it.
 inline bool float_uses_bf16_pairs(const float_packed& w, std::int64_t tokens) {
-  if (!(tokens == 1 && w.tier == isa_tier::avx512 && float_code_is_4bit(w.code) &&
-        (w.groups == 1 || w.group_size % 16 == 0)))
-    return false;
-  const cpu_features& f = host_cpu_features();
-  switch (one_token_path_override().load(std::memory_order_relaxed)) {
-    case one_token_path::quad:
-    case one_token_path::int_planes: return false;
-    case one_token_path::bf16_pairs: return f.avx512bf16;
-    case one_token_path::automatic: break;
-  }
-  return avx512bf16_pairs_cpu(f) && !float_uses_int_planes(w, tokens);
+  return float_one_token_path(w, tokens) == one_token_path::bf16_pairs;
 }
-
-// Whether a one-token call takes the AVX-512 path that decodes 4 k-rows of 4-bit codes per
-// load (x86/avx512_float.hpp), which needs the workspace's x_quad (so prepare makes x_quad
-// only then, not when the bf16-pair path will run).
+// The path that decodes 4 k-rows of 4-bit codes per load (x86/avx512_float.hpp) needs the
+// workspace's x_quad, so prepare makes x_quad only for it.
 inline bool float_uses_quad_path(const float_packed& w, std::int64_t tokens) {
-  return tokens == 1 && w.tier == isa_tier::avx512 && float_code_is_4bit(w.code) &&
-         !float_uses_bf16_pairs(w, tokens) && !float_uses_int_planes(w, tokens);
+  return float_one_token_path(w, tokens) == one_token_path::quad;
 }
 
 // The balanced base-256 digits of v (|v| < 2^18): v = d[0] + 2^8 d[1] + 2^16 d[2], d[0] and
