@@ -746,8 +746,8 @@ inline void avx512bf16_direct_block_pairs_any(const float_packed& w, const float
 // v = q0 + 2^8 q1 + 2^16 q2 (float_workspace::x_planes). Per span of up to 512 k-rows of a
 // group and per plane, VPDPBUSD sums u * q exactly in int32; minus 12 * (the plane's span sum)
 // that is D_p = sum (2w) q_p, and D0 + 2^8 D1 + 2^16 D2 = sum (2w) v exactly, in int32 too:
-// |D0 + 2^8 D1| <= 12 * 512 * (128 + 2^15) < 2.1e8, |2^16 D2| <= 2^16 * 12 * 4 * 512 < 1.7e9,
-// together below 2^31. So a span's sum of a * w, 2^-10 times that, is exact until its one
+// |D0| <= 12 * 128 * 512, |2^8 D1| <= 12 * 2^15 * 512 and |2^16 D2| <= 12 * 2^18 * 512, so
+// every partial sum stays below 1.82e9 < 2^31. So a span's sum of a * w, 2^-10 times that, is exact until its one
 // conversion to fp32; the spans of a group (more than one only past 512 k-rows) and the groups
 // (times their scales) are summed in fp32, as on every fp32 path. One 64-byte load holds 4
 // k-rows; a dword transpose and a byte transpose (nibble_row_quads) make dword j hold column j
