@@ -263,8 +263,10 @@ inline std::optional<one_token_path> float_one_token_path(const float_packed& w,
   const cpu_features& f = host_cpu_features();
   switch (one_token_path_override().load(std::memory_order_relaxed)) {
     case one_token_path::quad: return one_token_path::quad;
-    case one_token_path::bf16_pairs: return pairs_fit && f.avx512bf16 ? one_token_path::bf16_pairs : one_token_path::quad;
-    case one_token_path::int_planes: return planes_fit && f.avx512vnni ? one_token_path::int_planes : one_token_path::quad;
+    case one_token_path::bf16_pairs:
+      return pairs_fit && f.avx512bf16 ? one_token_path::bf16_pairs : one_token_path::quad;
+    case one_token_path::int_planes:
+      return planes_fit && f.avx512vnni ? one_token_path::int_planes : one_token_path::quad;
     case one_token_path::automatic: break;
   }
   if (planes_fit && avx512_int_planes_cpu(f)) return one_token_path::int_planes;

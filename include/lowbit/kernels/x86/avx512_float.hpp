@@ -752,8 +752,9 @@ inline void avx512bf16_direct_block_pairs_any(const float_packed& w, const float
 // (times their scales) are summed in fp32, as on every fp32 path. One 64-byte load holds 4
 // k-rows; a dword transpose and a byte transpose (nibble_row_quads) make dword j hold column j
 // (low nibbles) and 16 + j (high) of the 4 rows, so the lanes are the columns in their natural
-// order. Per 128 weights: 6 shuffle/logic uops and 4 or 6 VPDPBUSD (plane 2 is skipped in
-// spans where it is 0: activations below 64 in E4M3 units), against the quad path's 23 uops.
+// order. Per 128 weights: 7 shuffle/logic uops (VPERMD, three VPSHUFB, two ANDs, a shift)
+// and 4 or 6 VPDPBUSD (plane 2 is skipped in spans where it is 0: activations below 64 in
+// E4M3 units), against the quad path's 23 uops.
 // Two sets of accumulators on alternate steps hide VPDPBUSD's latency. A group's trailing
 // K % 4 k-rows (the last group's only) take the per-row fp32 path.
 LOWBIT_TARGET_AVX512 inline void avx512_int_planes_step(const std::uint8_t* c, const std::int8_t* planes,
@@ -821,10 +822,12 @@ LOWBIT_TARGET_AVX512 void avx512_direct_block_int_planes(const float_packed& w, 
         for (int h = 0; h < 2; ++h)
           d[p][h] = _mm512_sub_epi32(_mm512_add_epi32(acc[0][p][h], acc[1][p][h]), _mm512_set1_epi32(sums[p]));
       // D0 + 2^8 D1 + 2^16 D2 (shifts of negative values multiply too), exact (above).
-      const __m512i v0 = _mm512_add_epi32(d[0][0], _mm512_add_epi32(_mm512_slli_epi32(d[1][0], 8), _mm512_slli_epi32(d[2][0], 16)));
-      const __m512i v1 = _mm512_add_epi32(d[0][1], _mm512_add_epi32(_mm512_slli_epi32(d[1][1], 8), _mm512_slli_epi32(d[2][1], 16)));
-      r0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(v0), unit, r0);
-      r1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(v1), unit, r1);
+      __m512i v[2];
+#pragma GCC unroll 2
+      for (int h = 0; h < 2; ++h)
+        v[h] = _mm512_add_epi32(d[0][h], _mm512_add_epi32(_mm512_slli_epi32(d[1][h], 8), _mm512_slli_epi32(d[2][h], 16)));
+      r0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(v[0]), unit, r0);
+      r1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(v[1]), unit, r1);
     }
     const __m512 s0 = _mm512_loadu_ps(scales + g * float_block_cols);
     const __m512 s1 = _mm512_loadu_ps(scales + g * float_block_cols + 16);
