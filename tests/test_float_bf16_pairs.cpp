@@ -30,17 +30,20 @@ struct bf16_pairs_scheme {
   gemm_scheme scheme;
   element_format format;
   bool symmetric;
+  bool float_offset = false;
 };
 const bf16_pairs_scheme bf16_pairs_schemes[] = {
     {gemm_scheme::w4a8_fp4, element_format::float4_e2m1fn, true},
     {gemm_scheme::w4a16_fp4, element_format::float4_e2m1fn, true},
     {gemm_scheme::w4a16_int4, element_format::int4, true},
     {gemm_scheme::w4a16_int4, element_format::int4, false},
+    {gemm_scheme::w4a16_int4, element_format::int4, false, true},
 };
 
 QuantizedMatrix bf16_pairs_random(const bf16_pairs_scheme& sc, std::int64_t rows, std::int64_t cols,
                                   std::int64_t group, std::uint32_t seed) {
-  return lowbit::test::random_float_family_matrix(sc.format, sc.symmetric, rows, cols, group, seed);
+  return lowbit::test::random_float_family_matrix(sc.format, sc.symmetric, rows, cols, group, seed, true,
+                                                  sc.float_offset);
 }
 
 #if LOWBIT_HAVE_X86_SIMD  // used by the x86-only test below
@@ -59,14 +62,16 @@ RowMatrixXf bf16_pairs_activations(std::int64_t cols, std::uint32_t seed, float 
 #endif
 
 // 2e-5 * s_a * sum_k |xq(k)| * |w_hat(n, k)|, as test_float_kernels.cpp computes it.
-// Zero points: |w_hat| read as (|v| + z) * s, as float_layout.hpp states.
+// Zero points: |w_hat| read as (|v| + z) * s, float offsets as |v| * s + |offset|, as
+// float_layout.hpp states.
 RowMatrixXf bf16_pairs_tolerance(const QuantizedMatrix& q, gemm_scheme scheme, const RowMatrixXf& x) {
   RowMatrixXf w_abs(q.rows, q.cols);
   for (std::int64_t r = 0; r < q.rows; ++r)
     for (std::int64_t c = 0; c < q.cols; ++c) {
       const std::size_t gi = static_cast<std::size_t>(r * q.groups_per_row + c / q.group_size);
-      w_abs(r, c) = q.zeros.empty() ? std::fabs(weight_value_reference(q, r, c))
-                                    : (std::fabs(weight_code_value_reference(q, r, c)) + q.zeros[gi]) * q.scales[gi];
+      w_abs(r, c) = !q.offsets.empty() ? std::fabs(weight_code_value_reference(q, r, c)) * q.scales[gi] + std::fabs(q.offsets[gi])
+                    : q.zeros.empty()    ? std::fabs(weight_value_reference(q, r, c))
+                                         : (std::fabs(weight_code_value_reference(q, r, c)) + q.zeros[gi]) * q.scales[gi];
     }
   RowMatrixXf xa = x.cwiseAbs();
   if (scheme_quantizes_activations(scheme)) {
@@ -133,8 +138,7 @@ TEST_CASE("float bf16 pairs: one token matches the reference over its tails", "[
   }
   // Every one-token path on every shape where the CPU can run it (one_token_path_override):
   // the quad path always, the pairs with AVX512-BF16 (a Zen 5 takes them by default, an
-  // Intel CPU with AVX512-FP16 only when forced), w4a8_fp4's integer planes with VNNI (the
-  // other schemes take the quad path then).
+  // Intel CPU with AVX512-FP16 only when forced), the integer planes with VNNI.
   std::vector<one_token_path> paths = {one_token_path::quad};
   if (host_cpu_features().avx512bf16) paths.push_back(one_token_path::bf16_pairs);
   else WARN("no AVX512-BF16: the bf16 pairs do not run");
@@ -161,7 +165,7 @@ TEST_CASE("float bf16 pairs: one token matches the reference over its tails", "[
           // 0: plain; 1, 2: the whole row scaled by 1e-33 / 1e33; 3: bf16-exact values (one part).
           if (variant > 0 && sh.k != 172 && sh.k != 4099) continue;
           const float magnitude = variant == 1 ? 1e-33f : variant == 2 ? 1e33f : 1.0f;
-          INFO((bf16 ? "bf16 pairs" : planes ? "int planes" : "quad") << " scheme " << to_string(sc.scheme) << (sc.symmetric ? "" : " asym")
+          INFO((bf16 ? "bf16 pairs" : planes ? "int planes" : "quad") << " scheme " << to_string(sc.scheme) << (sc.symmetric ? "" : " asym") << (sc.float_offset ? " offset" : "")
                                               << " N " << sh.n << " K " << sh.k
                          << " group " << sh.group << " variant " << variant);
           const QuantizedMatrix q = bf16_pairs_random(sc, sh.n, sh.k, sh.group, seed++);
@@ -171,10 +175,9 @@ TEST_CASE("float bf16 pairs: one token matches the reference over its tails", "[
             for (Eigen::Index c = 0; c < x.cols(); ++c) x(0, c) = static_cast<float>(Eigen::bfloat16(x(0, c)));
           const float_workspace ws = prepare_float(w, x);
           // The pairs are taken exactly when groups start on multiples of 16 k-rows; the
-          // integer planes for w4a8_fp4 in groups of whole 4-row steps.
+          // integer planes in groups of whole 4-row steps.
           CHECK(avx512bf16_pairs_ok(w, ws) == (bf16 && (q.groups_per_row == 1 || sh.group % 16 == 0)));
-          const bool int_planes = planes && sc.scheme == gemm_scheme::w4a8_fp4 && sh.k >= 4 &&
-                                  (q.groups_per_row == 1 || sh.group % 4 == 0);
+          const bool int_planes = planes && sh.k >= 4 && (q.groups_per_row == 1 || sh.group % 4 == 0);
           CHECK(!ws.x_planes.empty() == int_planes);
           CHECK(ws.x_quad.empty() == (avx512bf16_pairs_ok(w, ws) || int_planes));  // or the quad path runs
           if (avx512bf16_pairs_ok(w, ws)) {  // one part exactly when the scaled x is bf16

@@ -35,11 +35,23 @@ TEST_CASE("float int planes: balanced digits rebuild every E4M3 value times 2^9"
   // Every integer of the range, not only the E4M3 ones: the digit rule is plain arithmetic.
   const std::int32_t top = 448 * 512;
   for (std::int32_t v = -top; v <= top; ++v) {
-    std::int32_t d[3];
+    std::int32_t d[4];
     int_plane_digits(v, d);
     if (!(d[0] + 256 * d[1] + 65536 * d[2] == v && d[0] >= -128 && d[0] <= 127 && d[1] >= -128 && d[1] <= 127 &&
-          d[2] >= -4 && d[2] <= 4))
-      FAIL("v " << v << " -> " << d[0] << ", " << d[1] << ", " << d[2]);
+          d[2] >= -4 && d[2] <= 4 && d[3] == 0))
+      FAIL("v " << v << " -> " << d[0] << ", " << d[1] << ", " << d[2] << ", " << d[3]);
+  }
+  // Up to 2^30 (W4A16's fixed point): four digits, the top one in [-64, 64].
+  std::mt19937 rng(1);
+  std::uniform_int_distribution<std::int32_t> any(-(1 << 30), 1 << 30);
+  for (int i = 0; i < 200000; ++i) {
+    const std::int32_t v = i < 2 ? (i ? 1 << 30 : -(1 << 30)) : any(rng);
+    std::int32_t d[4];
+    int_plane_digits(v, d);
+    const std::int64_t back = d[0] + 256LL * d[1] + 65536LL * d[2] + 16777216LL * d[3];
+    if (!(back == v && d[0] >= -128 && d[0] <= 127 && d[1] >= -128 && d[1] <= 127 && d[2] >= -128 && d[2] <= 127 &&
+          d[3] >= -64 && d[3] <= 64))
+      FAIL("v " << v << " -> " << d[0] << ", " << d[1] << ", " << d[2] << ", " << d[3]);
   }
   // Every finite E4M3 value times 2^9 is an integer of that range (the planes' input).
   for (int c = 0; c < 256; ++c) {
@@ -62,13 +74,13 @@ TEST_CASE("float int planes: the planes and their group sums", "[float_kernels]"
     ws.group_size = group;
     ws.groups = (k + group - 1) / group;
     const std::int64_t quads = k / 4;
-    ws.spans_per_group = (group + float_int_planes_span - 1) / float_int_planes_span;
+    make_int_planes(ws, float_code::e2m1, true);
     const std::int64_t spans = ws.groups * ws.spans_per_group;
     // Spans: each group cut every float_int_planes_span k-rows from its start.
     const auto span_of = [&](std::int64_t i) { return i / group * ws.spans_per_group + i % group / float_int_planes_span; };
-    ws.x_planes.assign(static_cast<std::size_t>(3 * 4 * quads), std::int8_t{99});
-    ws.plane_sums.assign(static_cast<std::size_t>(3 * spans), 12345);
-    ws.plane_count.assign(static_cast<std::size_t>(spans), 9);
+    std::fill(ws.x_planes.begin(), ws.x_planes.end(), std::int8_t{99});  // left from another call
+    std::fill(ws.plane_sums.begin(), ws.plane_sums.end(), 12345);
+    std::fill(ws.plane_count.begin(), ws.plane_count.end(), std::uint8_t{9});
     std::vector<std::uint8_t> codes(static_cast<std::size_t>(k));
     std::vector<float> x(static_cast<std::size_t>(k));
     for (std::int64_t i = 0; i < k; ++i) {
@@ -80,21 +92,24 @@ TEST_CASE("float int planes: the planes and their group sums", "[float_kernels]"
       x[static_cast<std::size_t>(i)] = float8_e4m3fn::decode_table[static_cast<std::size_t>(v)];
     }
     prepare_int_planes(x.data(), ws);
-    std::vector<std::int64_t> sums(static_cast<std::size_t>(3 * spans), 0);
-    std::vector<int> count(static_cast<std::size_t>(spans), 2);
+    std::vector<std::int64_t> sums(static_cast<std::size_t>(4 * spans), 0);
+    std::vector<int> count(static_cast<std::size_t>(spans), 1);  // 1 + the highest non-zero plane
     for (std::int64_t i = 0; i < 4 * quads; ++i) {
       const std::int64_t g = span_of(i);
       std::int64_t v = 0;
-      for (int p = 0; p < 3; ++p) {
+      for (int p = 0; p < 4; ++p) {
         const std::int32_t d = ws.x_planes[static_cast<std::size_t>(p * 4 * quads + i)];
-        v += d * (p == 0 ? 1 : p == 1 ? 256 : 65536);
-        sums[static_cast<std::size_t>(3 * g + p)] += 12 * d;
-        if (p == 2 && d != 0) count[static_cast<std::size_t>(g)] = 3;
+        v += d * (std::int64_t{1} << (8 * p));
+        sums[static_cast<std::size_t>(4 * g + p)] += 12 * d;
+        if (d != 0) count[static_cast<std::size_t>(g)] = std::max(count[static_cast<std::size_t>(g)], p + 1);
+        if (p == 3) REQUIRE(d == 0);
       }
       if (static_cast<double>(v) != static_cast<double>(x[static_cast<std::size_t>(i)]) * 512.0)
         FAIL("k-row " << i << " code " << int{codes[static_cast<std::size_t>(i)]});
     }
     for (std::size_t j = 0; j < sums.size(); ++j) CHECK(ws.plane_sums[j] == sums[j]);
+    CHECK(ws.fix_k.empty());  // E4M3 values are exact
+    for (float u : ws.plane_unit) CHECK(u == (u == 0.0f ? 0.0f : 1.0f / 1024));  // 0: a span with no step
     for (std::size_t g = 0; g < count.size(); ++g) CHECK(int{ws.plane_count[g]} == count[g]);
     // Both plane counts occur in the groups above (all groups have 3 when there is only one).
     if (spans >= 3) {
@@ -102,6 +117,73 @@ TEST_CASE("float int planes: the planes and their group sums", "[float_kernels]"
       CHECK(std::count(count.begin(), count.end(), 3) > 0);
     }
   }
+}
+
+TEST_CASE("float int planes: fp32 activations as fixed point per span, plus exact fixes", "[float_kernels]") {
+  // Normal values with outliers, zeros, a span of tiny values (1e-30: the exponent clamp),
+  // one of huge ones (1e30), an all-zero span, and values spread over 40 binades.
+  std::mt19937 rng(17);
+  std::normal_distribution<float> d(0.0f, 1.0f);
+  std::uniform_int_distribution<int> binade(-20, 20);
+  int fixes = 0, rows = 0;
+  for (const auto& [k, group] : std::vector<std::pair<std::int64_t, std::int64_t>>{
+           {4, 4}, {300, 12}, {2060, 1028}, {4099, 128}, {4099, 4099}}) {
+    INFO("K " << k << " group " << group);
+    float_workspace ws;
+    ws.cols = k;
+    ws.group_size = group;
+    ws.groups = (k + group - 1) / group;
+    make_int_planes(ws, float_code::int4_signed, false);
+    const std::int64_t n = k / 4 * 4;
+    const auto span_of = [&](std::int64_t i) { return i / group * ws.spans_per_group + i % group / float_int_planes_span; };
+    std::vector<float> x(static_cast<std::size_t>(k));
+    for (std::int64_t i = 0; i < k; ++i) {
+      float v = d(rng) * (i % 23 == 4 ? 30.0f : 1.0f);
+      const std::int64_t s = span_of(i) % 6;
+      if (s == 1) v *= 1e-30f;
+      if (s == 2) v *= 1e30f;
+      if (s == 3) v = 0.0f;
+      if (s == 4) v = std::ldexp(v, binade(rng));
+      if (i % 11 == 7) v = 0.0f;
+      x[static_cast<std::size_t>(i)] = v;
+    }
+    prepare_int_planes(x.data(), ws);
+    std::vector<double> fix(static_cast<std::size_t>(k), 0.0);
+    std::vector<bool> fixed(static_cast<std::size_t>(k), false);
+    for (std::size_t span = 0; span + 1 < ws.fix_begin.size(); ++span)
+      for (std::int32_t i = ws.fix_begin[span]; i < ws.fix_begin[span + 1]; ++i) {
+        const std::int64_t kk = ws.fix_k[static_cast<std::size_t>(i)];
+        REQUIRE(span_of(kk) == static_cast<std::int64_t>(span));  // listed under its span
+        REQUIRE(!fixed[static_cast<std::size_t>(kk)]);
+        fixed[static_cast<std::size_t>(kk)] = true;
+        fix[static_cast<std::size_t>(kk)] = ws.fix_r[static_cast<std::size_t>(i)];
+      }
+    REQUIRE(ws.fix_begin.back() == static_cast<std::int32_t>(ws.fix_k.size()));
+    for (std::int64_t i = 0; i < n; ++i) {
+      const std::size_t at = static_cast<std::size_t>(i);
+      const std::int64_t span = span_of(i);
+      double v = 0.0;
+      for (int p = 0; p < 4; ++p) v += std::ldexp(static_cast<double>(ws.x_planes[static_cast<std::size_t>(p * n) + at]), 8 * p);
+      REQUIRE(std::fabs(v) <= std::ldexp(1.0, 30));
+      // unit = 2^-e here (m = 1): the planes' value, exact in double.
+      const double held = v * static_cast<double>(ws.plane_unit[static_cast<std::size_t>(span)]);
+      const double xi = x[at];
+      if (fixed[at]) {
+        if (held + fix[at] != xi) FAIL("k-row " << i << ": " << held << " + " << fix[at] << " != " << xi);
+      } else if (!(std::fabs(held - xi) <= std::ldexp(std::fabs(xi), -17))) {
+        FAIL("k-row " << i << ": " << held << " for " << xi);
+      }
+      if (span % 6 == 0 || span % 6 == 5) {  // the plain spans
+        fixes += fixed[at] ? 1 : 0;
+        ++rows;
+      }
+    }
+  }
+  // In the plain spans (normal values with 30x outliers) only activations below 2^-14 of the
+  // span's largest need a fix: well under 1% (the tiny spans, clamped, fix nearly all).
+  INFO(fixes << " fixes in " << rows << " plain k-rows");
+  CHECK(fixes > 0);
+  CHECK(fixes < rows / 100);
 }
 
 #if LOWBIT_HAVE_X86_SIMD

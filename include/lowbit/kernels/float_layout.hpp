@@ -18,8 +18,9 @@
 //
 // Accuracy (every tier, tested against kernels/float_reference.hpp): weights are decoded to
 // exactly the fp32 w_hat that dequantize() gives (or the exact code value with the scale
-// applied per group), products and sums are fp32 (w4a8_fp4's one-token integer path sums
-// spans of a group exactly in int32, then in fp32: inside the same bound). Documented tolerance:
+// applied per group), products and sums are fp32 (the one-token integer path sums spans of a
+// group exactly in int32 over activations held exactly (w4a8_fp4) or within 2^-17 (W4A16),
+// then in fp32: inside the same bound). Documented tolerance:
 //   |y - y_ref| <= 2e-5 * s_a(t) * sum_k |xq(t, k)| * |w_hat(n, k)|   (K up to 4096 tested),
 // with |w_hat| read as (|value| + zero) * scale for zero-point int4 (the few-token path
 // subtracts zero * sum_group(x) once per group instead of per element), and as
@@ -76,19 +77,32 @@ struct float_workspace : workspace_header {
   // The AVX-512 one-token path for 4-bit codes (float_uses_quad_path) reads x with every
   // element repeated 4 times: x_quad[j] = x[j / 4], made once per call in prepare.
   std::vector<float> x_quad;
-  // The one-token integer path of w4a8_fp4 (float_uses_int_planes, x86/avx512_float.hpp)
-  // reads token 0's E4M3 values times 2^9 instead: integers v with |v| <= 448 * 2^9 < 2^18
-  // (the smallest subnormal, 2^-9, becomes 1), split into three signed-byte planes
-  // v = q0 + 2^8 q1 + 2^16 q2, q0 and q1 in [-128, 127], q2 in [-4, 4] (int_plane_digits).
+  // The one-token integer path (float_uses_int_planes, x86/avx512_float.hpp) reads token 0
+  // as integers v = round(x * 2^e(s)), one exponent a span s (the kernel sums each group in
+  // spans of up to float_int_planes_span k-rows, int_plane_span_of), split into signed-byte
+  // planes v = q0 + 2^8 q1 + 2^16 q2 + 2^24 q3 (balanced digits, int_plane_digits):
+  //   - w4a8_fp4 (planes_exact): e = 9, so every E4M3 value is such an integer, below 2^18
+  //     (q3 = 0, and q2 in [-4, 4]);
+  //   - W4A16: e(s) puts the span's largest |x| in [2^29, 2^30). An x with |x| 2^e below 2^16
+  //     whose v is not exact is listed as a fix (k, r = x - v 2^-e, exact), which the kernel
+  //     adds as r * w in fp32; every other x is off by at most 2^-e / 2 <= 2^-17 |x|.
   // x_planes[p * 4 (K / 4) + k] is digit p of k-row k (dword i of a plane: k-rows 4i..4i+3,
-  // a VPDPBUSD operand; the last K % 4 k-rows take the per-row fp32 path). The kernel sums
-  // each group in spans of up to float_int_planes_span k-rows (int_plane_span_of); per span s,
-  // plane_sums[3 s + p] = 12 * (sum of plane p over the span), the correction for the weights'
-  // bias (2 w + 12), and plane_count[s] = 2 when q2 is 0 over the span (its plane is skipped).
+  // a VPDPBUSD operand; the last K % 4 k-rows take the per-row fp32 path). Per span s:
+  // plane_sums[4 s + p] = plane_bias * (sum of plane p over the span), the correction for the
+  // weights' bias (the kernel's unsigned weight bytes are m w + plane_bias, m = 2 for E2M1,
+  // 1 for the integer codes); plane_count[s] = 1 + the highest plane with a non-zero digit in
+  // the span (the planes above are skipped); plane_unit[s] = 2^-e(s) / m, from the span's
+  // integer sum to code-value units; its fixes are fix_k / fix_r [fix_begin[s], fix_begin[s + 1]).
   std::vector<std::int8_t> x_planes;
   std::vector<std::int32_t> plane_sums;
   std::vector<std::uint8_t> plane_count;
+  std::vector<float> plane_unit;
+  std::vector<std::int32_t> fix_begin, fix_k;
+  std::vector<float> fix_r;
   std::int64_t spans_per_group = 0;
+  std::int32_t plane_bias = 12;
+  float plane_m = 2.0f;
+  bool planes_exact = true;
   // The bf16 tiles (x86/amx_float.hpp: AMX-BF16, or VDPBF16PS) read bf16 parts of x' = x * 2^e(t) instead:
   // x_bf16[part][row][bf16_stride], part 0 = hi, 1 = lo, bf16_rows = tokens rounded up to 16
   // (padding rows and columns 0); bf16_scale[t] = 2^e(t), bf16_unscale[t] = 2^-e(t);
@@ -235,12 +249,13 @@ inline std::atomic<one_token_path>& one_token_path_override() noexcept {
 // three planes (x86/avx512_float.hpp has the bound).
 constexpr std::int64_t float_int_planes_span = 512;
 
-// Where the one-token integer path of w4a8_fp4 pays: CPUs with VNNI whose one-token float
-// path is the quad path, bound by its decode uops. On the device Xeon it read 1.65-1.73x the
-// quad path's rate hot and 0.89-0.90 x dram_read cold (0.75-0.77 before), and decode of a
-// 1B-shape W4A8-FP model ran 16-18% faster (docs/performance.md, "Session 43"). Where
-// VDPBF16PS pays (Zen 4/5) the bf16 pairs take E4M3 activations in one part and stay: on
-// Zen 4 they read 23.4 GB/s cold against the planes' 19.8 (three planes to their one part).
+// Where the one-token integer path pays: CPUs with VNNI whose one-token float path is the quad
+// path, bound by its decode uops. On the device Xeon (docs/performance.md, "Session 43") it
+// read 1.65-1.73x the quad path's rate hot for w4a8_fp4 (cold 0.89-0.90 x dram_read, from
+// 0.75-0.77; 1B-shape W4A8-FP decode 16-18% faster) and 1.43-1.53x for W4A16 (cold
+// 0.82-0.87, from 0.76-0.81). Where VDPBF16PS pays (Zen 4/5) the bf16 pairs stay: on Zen 4
+// they read w4a8_fp4 at 23.4 GB/s cold against the planes' 19.8 (one part against three
+// planes), and W4A16 alike (16.9-17.5 against 16.8-17.0).
 inline bool avx512_int_planes_cpu(const cpu_features& f) noexcept {
   return f.avx512vnni && !avx512bf16_pays(f);
 }
@@ -248,16 +263,17 @@ inline bool avx512_int_planes_cpu(const cpu_features& f) noexcept {
 // The one-token path a call takes: nullopt unless it is one token of 4-bit codes on the
 // AVX-512 tier; else the CPU rules (or the override, falling back to the quad path where the
 // forced path cannot run). The one rule behind the three float_uses_* below.
-//   - integer planes (x86/avx512_float.hpp, avx512_direct_block_int_planes): w4a8_fp4 weights
-//     (E2M1 times 2 is an integer in [-12, 12], an E4M3 activation times 2^9 one below 2^18,
-//     so every product and span sum is an exact integer) whose groups hold whole 4-k-row
-//     steps, on a CPU with AVX512-VNNI where it pays;
+//   - integer planes (x86/avx512_float.hpp, avx512_direct_block_int_planes): w4a8_fp4 (E2M1
+//     times 2 is an integer in [-12, 12], an E4M3 activation times 2^9 one below 2^18, so
+//     every product and span sum is an exact integer) and the W4A16 schemes (their fp32
+//     activations as per-span fixed point, float_workspace::x_planes), in groups of whole
+//     4-k-row steps, on a CPU with AVX512-VNNI where it pays;
 //   - bf16 pairs: groups that start on multiples of 16 k-rows, on a CPU where they pay (or
 //     forced, where the CPU has AVX512-BF16);
 //   - the quad path otherwise.
 inline std::optional<one_token_path> float_one_token_path(const float_packed& w, std::int64_t tokens) {
   if (!(tokens == 1 && w.tier == isa_tier::avx512 && float_code_is_4bit(w.code))) return std::nullopt;
-  const bool planes_fit = w.scheme == gemm_scheme::w4a8_fp4 && w.code == float_code::e2m1 && w.cols >= 4 &&
+  const bool planes_fit = (w.scheme == gemm_scheme::w4a8_fp4 || is_w4a16_scheme(w.scheme)) && w.cols >= 4 &&
                           (w.groups == 1 || w.group_size % 4 == 0);
   const bool pairs_fit = w.groups == 1 || w.group_size % 16 == 0;
   const cpu_features& f = host_cpu_features();
@@ -286,13 +302,14 @@ inline bool float_uses_quad_path(const float_packed& w, std::int64_t tokens) {
   return float_one_token_path(w, tokens) == one_token_path::quad;
 }
 
-// The balanced base-256 digits of v (|v| < 2^18): v = d[0] + 2^8 d[1] + 2^16 d[2], d[0] and
-// d[1] in [-128, 127], d[2] in [-4, 4].
-inline void int_plane_digits(std::int32_t v, std::int32_t d[3]) noexcept {
-  d[0] = ((v + 128) & 255) - 128;
-  const std::int32_t r = (v - d[0]) / 256;  // exact
-  d[1] = ((r + 128) & 255) - 128;
-  d[2] = (r - d[1]) / 256;
+// The balanced base-256 digits of v (|v| <= 2^30): v = d[0] + 2^8 d[1] + 2^16 d[2] + 2^24 d[3],
+// d[0..2] in [-128, 127], d[3] in [-64, 64] (below 2^18: d[2] in [-4, 4], d[3] = 0).
+inline void int_plane_digits(std::int32_t v, std::int32_t d[4]) noexcept {
+  for (int p = 0; p < 3; ++p) {
+    d[p] = ((v + 128) & 255) - 128;
+    v = (v - d[p]) / 256;  // exact
+  }
+  d[3] = v;
 }
 
 // The span of k-row k (a multiple of 4 below 4 (K / 4)): spans_per_group per group, the
@@ -302,40 +319,89 @@ inline std::int64_t int_plane_span_of(const float_workspace& ws, std::int64_t k)
   return g * ws.spans_per_group + (k - g * ws.group_size) / float_int_planes_span;
 }
 
-// Token 0's planes and their span sums (float_workspace::x_planes) from its E4M3 values x
-// (exact in fp32, so x * 2^9 converts to the integer exactly). Plain loops over arrays, which
-// the compiler vectorizes: this runs on every one-token call.
+// The integer path's arrays in ws (cols, group_size and groups set) for weights of `code`,
+// with E4M3 activations (exact) or fp32 ones.
+inline void make_int_planes(float_workspace& ws, float_code code, bool exact) {
+  ws.x_planes.assign(static_cast<std::size_t>(4 * (ws.cols / 4 * 4)), 0);
+  ws.spans_per_group = (ws.group_size + float_int_planes_span - 1) / float_int_planes_span;
+  const std::size_t spans = static_cast<std::size_t>(ws.groups * ws.spans_per_group);
+  ws.plane_sums.assign(4 * spans, 0);
+  ws.plane_count.assign(spans, 3);
+  ws.plane_unit.assign(spans, 0.0f);
+  ws.fix_begin.assign(spans + 1, 0);
+  ws.planes_exact = exact;
+  ws.plane_m = code == float_code::e2m1 ? 2.0f : 1.0f;
+  ws.plane_bias = code == float_code::e2m1 ? 12 : code == float_code::int4_signed ? 8 : 0;
+}
+
+// Token 0's planes, span sums, units and fixes (float_workspace::x_planes) from its x: the
+// exact E4M3 values (planes_exact) or the fp32 activations. The digit loop is a plain loop
+// over arrays, which the compiler vectorizes: this runs on every one-token call.
 inline void prepare_int_planes(const float* x, float_workspace& ws) {
   const std::int64_t n = ws.cols / 4 * 4;
-  std::int8_t* q0 = ws.x_planes.data();
-  std::int8_t* q1 = q0 + n;
-  std::int8_t* q2 = q1 + n;
-  for (std::int64_t k = 0; k < n; ++k) {
-    std::int32_t d[3];
-    int_plane_digits(static_cast<std::int32_t>(x[k] * 512.0f), d);
-    q0[k] = static_cast<std::int8_t>(d[0]);
-    q1[k] = static_cast<std::int8_t>(d[1]);
-    q2[k] = static_cast<std::int8_t>(d[2]);
-  }
+  std::int8_t* const q = ws.x_planes.data();  // plane p at q + p n
   // Spans without a whole 4-row step (a last group of K % 4 k-rows) are never read.
   std::fill(ws.plane_sums.begin(), ws.plane_sums.end(), 0);
-  std::fill(ws.plane_count.begin(), ws.plane_count.end(), std::uint8_t{2});
+  std::fill(ws.plane_count.begin(), ws.plane_count.end(), std::uint8_t{1});
+  std::fill(ws.plane_unit.begin(), ws.plane_unit.end(), 0.0f);
+  ws.fix_k.clear();
+  ws.fix_r.clear();
+  std::fill(ws.fix_begin.begin(), ws.fix_begin.end(), 0);
   for (std::int64_t g0 = 0; g0 < n; g0 += ws.group_size)
     for (std::int64_t k0 = g0; k0 < std::min(n, g0 + ws.group_size); k0 += float_int_planes_span) {
       const std::int64_t k1 = std::min({n, g0 + ws.group_size, k0 + float_int_planes_span});
-      std::int32_t s0 = 0, s1 = 0, s2 = 0, any2 = 0;
-      for (std::int64_t k = k0; k < k1; ++k) {
-        s0 += q0[k];
-        s1 += q1[k];
-        s2 += q2[k];
-        any2 |= q2[k];
-      }
       const std::size_t span = static_cast<std::size_t>(int_plane_span_of(ws, k0));
-      ws.plane_sums[3 * span] = 12 * s0;
-      ws.plane_sums[3 * span + 1] = 12 * s1;
-      ws.plane_sums[3 * span + 2] = 12 * s2;
-      ws.plane_count[span] = any2 != 0 ? 3 : 2;
+      const std::size_t fixes_before = ws.fix_k.size();
+      int e = 9;  // E4M3 values * 2^9 are integers
+      if (!ws.planes_exact) {
+        float amax = 0.0f;
+        for (std::int64_t k = k0; k < k1; ++k) amax = std::max(amax, std::fabs(x[k]));
+        int ex = 0;
+        if (amax > 0.0f) (void)std::frexp(amax, &ex);  // amax in [2^(ex-1), 2^ex)
+        // amax * 2^e in [2^29, 2^30); at most 2^100 so that 2^e and 2^-e are normal floats
+        // (a tinier span uses fewer digits and lists more fixes, still exact).
+        e = amax > 0.0f ? std::min(30 - ex, 100) : 0;
+      }
+      const float up = std::ldexp(1.0f, e), down = std::ldexp(1.0f, -e);
+      // y = x 2^e (exact) rounded to the nearest integer, ties to even: for |y| < 2^23 by
+      // adding and subtracting +-2^23, plain fp32 arithmetic that vectorizes on every x86
+      // (no SSE4.1 round); from 2^23 up y is an integer already. E4M3 values times 2^9 are
+      // integers and pass through unchanged.
+      const auto rounded = [up](float xv) {
+        const float y = xv * up;
+        const float c = std::copysign(8388608.0f, y);
+        return std::fabs(y) < 8388608.0f ? (y + c) - c : y;
+      };
+      for (std::int64_t k = k0; k < k1; ++k) {
+        std::int32_t d[4];
+        int_plane_digits(static_cast<std::int32_t>(rounded(x[k])), d);
+        for (int p = 0; p < 4; ++p) q[p * n + k] = static_cast<std::int8_t>(d[p]);
+      }
+      if (!ws.planes_exact)  // the fixes: below 2^16 after scaling, and not exact
+        for (std::int64_t k = k0; k < k1; ++k) {
+          if (!(std::fabs(x[k] * up) < 65536.0f)) continue;
+          const float r = x[k] - rounded(x[k]) * down;  // exact: x minus x rounded to a multiple of 2^-e
+          if (r != 0.0f) {
+            ws.fix_k.push_back(static_cast<std::int32_t>(k));
+            ws.fix_r.push_back(r);
+          }
+        }
+      int count = 1;
+      for (int p = 0; p < 4; ++p) {
+        std::int32_t sum = 0, any = 0;
+        for (std::int64_t k = k0; k < k1; ++k) {
+          sum += q[p * n + k];
+          any |= q[p * n + k];
+        }
+        ws.plane_sums[4 * span + static_cast<std::size_t>(p)] = ws.plane_bias * sum;
+        if (any != 0) count = p + 1;
+      }
+      ws.plane_count[span] = static_cast<std::uint8_t>(count);
+      ws.plane_unit[span] = down / ws.plane_m;
+      ws.fix_begin[span + 1] = static_cast<std::int32_t>(ws.fix_k.size() - fixes_before);  // a count, for now
     }
+  // The spans were visited in order, so their fixes lie in order: counts to offsets.
+  for (std::size_t span = 0; span + 1 < ws.fix_begin.size(); ++span) ws.fix_begin[span + 1] += ws.fix_begin[span];
 }
 
 inline gemm_scheme choose_float_scheme(const QuantSpec& weights, std::optional<act_format> activations) {
@@ -401,12 +467,7 @@ inline float_workspace make_float_workspace(const float_packed& w, std::int64_t 
   if (scheme_quantizes_activations(w.scheme)) ws.codes.resize_uninitialized(static_cast<std::size_t>(tokens * w.cols));
   if (float_code_has_group_term(w.code)) ws.group_sums.assign(static_cast<std::size_t>(tokens * w.groups), 0.0f);
   if (float_uses_quad_path(w, tokens)) ws.x_quad.assign(static_cast<std::size_t>(4 * w.cols), 0.0f);
-  if (float_uses_int_planes(w, tokens)) {
-    ws.x_planes.assign(static_cast<std::size_t>(3 * (w.cols / 4 * 4)), 0);
-    ws.spans_per_group = (w.group_size + float_int_planes_span - 1) / float_int_planes_span;
-    ws.plane_sums.assign(static_cast<std::size_t>(3 * w.groups * ws.spans_per_group), 0);
-    ws.plane_count.assign(static_cast<std::size_t>(w.groups * ws.spans_per_group), 3);
-  }
+  if (float_uses_int_planes(w, tokens)) make_int_planes(ws, w.code, scheme_quantizes_activations(w.scheme));
   return ws;
 }
 

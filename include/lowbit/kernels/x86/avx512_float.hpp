@@ -329,10 +329,11 @@ inline void avx512_direct_block_any(const float_packed& w, const float_workspace
   }
 }
 
-// The end of a group in both one-token loops (avx512_direct_block_quad,
-// avx512bf16_direct_block_pairs), which take k-rows 4 or 16 at a time: the leftover k-rows
-// [k, k1), row by row in natural column order, scaled once into a0/a1 (columns 0..15 and
-// 16..31), then the group's zero-point term. One home, so the two loops cannot drift apart.
+// The end of a group in the one-token loops (avx512_direct_block_quad,
+// avx512bf16_direct_block_pairs, avx512_direct_block_int_planes), which take k-rows 4 or 16
+// at a time: the leftover k-rows [k, k1), row by row in natural column order, scaled once
+// into a0/a1 (columns 0..15 and 16..31), then the group's zero-point term. One home, so the
+// loops cannot drift apart.
 template <float_code C>
 LOWBIT_TARGET_AVX512 inline void avx512_finish_group(const float_workspace& ws, std::int64_t g,
                                                      const std::uint8_t* codes, const float* x,
@@ -739,68 +740,75 @@ inline void avx512bf16_direct_block_pairs_any(const float_packed& w, const float
   }
 }
 
-// One token of w4a8_fp4 on VPDPBUSD (float_uses_int_planes): exact integer products in
-// place of the quad path's fp32 decode. An E2M1 weight times 2 is an integer in [-12, 12];
-// biased by 12 it is an unsigned byte u = 2w + 12 (one in-lane VPSHUFB lookup a nibble). An
-// E4M3 activation times 2^9 is an integer v below 2^18, given as three signed-byte planes
-// v = q0 + 2^8 q1 + 2^16 q2 (float_workspace::x_planes). Per span of up to 512 k-rows of a
-// group and per plane, VPDPBUSD sums u * q exactly in int32; minus 12 * (the plane's span sum)
-// that is D_p = sum (2w) q_p, and D0 + 2^8 D1 + 2^16 D2 = sum (2w) v exactly, in int32 too:
-// |D0| <= 12 * 128 * 512, |2^8 D1| <= 12 * 2^15 * 512 and |2^16 D2| <= 12 * 2^18 * 512, so
-// every partial sum stays below 1.82e9 < 2^31. So a span's sum of a * w, 2^-10 times that, is exact until its one
-// conversion to fp32; the spans of a group (more than one only past 512 k-rows) and the groups
-// (times their scales) are summed in fp32, as on every fp32 path. One 64-byte load holds 4
-// k-rows; a dword transpose and a byte transpose (nibble_row_quads) make dword j hold column j
-// (low nibbles) and 16 + j (high) of the 4 rows, so the lanes are the columns in their natural
-// order. Per 128 weights: 7 shuffle/logic uops (VPERMD, three VPSHUFB, two ANDs, a shift)
-// and 4 or 6 VPDPBUSD (plane 2 is skipped in spans where it is 0: activations below 64 in
-// E4M3 units), against the quad path's 23 uops.
-// Two sets of accumulators on alternate steps hide VPDPBUSD's latency. A group's trailing
-// K % 4 k-rows (the last group's only) take the per-row fp32 path.
+// One token of 4-bit codes on VPDPBUSD (float_uses_int_planes): integer products in place of
+// the quad path's fp32 decode. Each code becomes an unsigned byte u = m w + bias by one
+// in-lane VPSHUFB lookup a nibble (E2M1: 2w + 12, m = 2; int4: w + 8; uint4 codes: w, their
+// zero point or offset added per group through sum_group(x) as on the other paths). The token
+// is integers in signed-byte planes, one exponent a span (float_workspace::x_planes).
+// Per span of up to 512 k-rows of a group and per plane, VPDPBUSD sums u * q exactly in
+// int32; minus bias * (the plane's span sum) that is D_p = sum (m w) q_p, |D_p| <= 15 * 128 *
+// 512 < 2^24, so each converts to fp32 exactly.
+//   - w4a8_fp4 (planes_exact: E4M3 values times 2^9, below 2^18): D0 + 2^8 D1 + 2^16 D2 =
+//     sum (2w) v is formed in int32, exact: |D0| <= 12 * 128 * 512, |2^8 D1| <= 12 * 2^15 * 512
+//     and |2^16 D2| <= 12 * 2^18 * 512, so every partial sum stays below 1.82e9 < 2^31. A
+//     span's sum of a * w is then exact until its one conversion to fp32.
+//   - W4A16 (|v| up to 2^30, four planes): the D_p are combined in fp32 (three roundings),
+//     and the span's fixes (activations too small for its fixed point) add r * w in fp32.
+// The spans of a group and the groups (times their scales) are summed in fp32, as on every
+// fp32 path. One 64-byte load holds 4 k-rows; a dword transpose and a byte transpose
+// (nibble_row_quads) make dword j hold column j (low nibbles) and 16 + j (high) of the 4
+// rows, so the lanes are the columns in their natural order. Per 128 weights: 7
+// shuffle/logic uops (VPERMD, three VPSHUFB, two ANDs, a shift) and two VPDPBUSD a plane
+// (w4a8_fp4: 4 or 6, its plane 2 skipped in spans where it is 0; W4A16: 8), against the quad
+// path's 23 uops. Two sets of
+// accumulators on alternate steps hide VPDPBUSD's latency. A group's trailing K % 4 k-rows
+// (the last group's only) take the per-row fp32 path.
 LOWBIT_TARGET_AVX512 inline void avx512_int_planes_step(const std::uint8_t* c, const std::int8_t* planes,
                                                         std::int64_t plane_len, std::int64_t k, int plane_count,
-                                                        __m512i lut, __m512i (&acc)[3][2]) {
+                                                        __m512i lut, __m512i (&acc)[4][2]) {
   const __m512i t = nibble_row_quads(c);
   const __m512i low4 = _mm512_set1_epi8(0x0F);
   const __m512i u0 = _mm512_shuffle_epi8(lut, _mm512_and_si512(t, low4));
   const __m512i u1 = _mm512_shuffle_epi8(lut, _mm512_and_si512(_mm512_srli_epi16(t, 4), low4));
-#pragma GCC unroll 3
-  for (int p = 0; p < 3; ++p) {
-    if (p == 2 && plane_count < 3) break;
+#pragma GCC unroll 4
+  for (int p = 0; p < 4; ++p) {
+    if (p >= plane_count) break;
     const __m512i a = avx512_bcast32(planes + p * plane_len + k);
     acc[p][0] = avx512_dpbusd(acc[p][0], u0, a);
     acc[p][1] = avx512_dpbusd(acc[p][1], u1, a);
   }
 }
 
+template <float_code C>
 LOWBIT_TARGET_AVX512 void avx512_direct_block_int_planes(const float_packed& w, const float_workspace& ws,
                                                          std::int64_t b, float* out) {
+  static_assert(float_code_is_4bit(C), "4-bit codes only");
   const std::uint8_t* codes = w.block_codes(b);
   const float* scales = w.block_scales(b);
+  const float* zeros = w.block_zeros(b);
   const std::int64_t k_in = w.cols, whole = k_in / 4 * 4;  // whole: the planes' length
   const std::int8_t* planes = ws.x_planes.data();
   const std::int64_t k_touch_end = avx512_touch_end(w, b);
-  const __m512 lut_ps = _mm512_loadu_ps(nibble_table(float_code::e2m1));
+  const __m512 lut_ps = _mm512_loadu_ps(nibble_table(C));
   alignas(64) std::uint8_t table[64];
-  for (int i = 0; i < 64; ++i)
-    table[i] = static_cast<std::uint8_t>(2.0f * nibble_table(float_code::e2m1)[i & 15] + 12.0f);  // exact
+  for (int i = 0; i < 64; ++i)  // exact: small integers
+    table[i] = static_cast<std::uint8_t>(ws.plane_m * nibble_table(C)[i & 15] + static_cast<float>(ws.plane_bias));
   const __m512i lut = _mm512_load_si512(table);
-  const __m512 unit = _mm512_set1_ps(1.0f / 1024);  // (2w)(2^9 a) = 2^10 a w
   __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps();
   for (std::int64_t g = 0; g < w.groups; ++g) {
     const std::int64_t k1 = std::min(k_in, (g + 1) * w.group_size);
     const std::int64_t q1 = std::min(k1, whole);  // the group's k-rows in whole steps
     std::int64_t k = g * w.group_size;
-    prefetch_group_params(scales, nullptr, g);
+    prefetch_group_params(scales, zeros, g);
     __m512 r0 = _mm512_setzero_ps(), r1 = _mm512_setzero_ps();
     for (std::int64_t span = g * ws.spans_per_group; k < q1; ++span) {
       const std::int64_t span_end = std::min(q1, k + float_int_planes_span);
       const int plane_count = ws.plane_count[static_cast<std::size_t>(span)];
-      __m512i acc[2][3][2];
+      __m512i acc[2][4][2];
 #pragma GCC unroll 2
       for (int s = 0; s < 2; ++s)
-#pragma GCC unroll 3
-        for (int p = 0; p < 3; ++p) acc[s][p][0] = acc[s][p][1] = _mm512_setzero_si512();
+#pragma GCC unroll 4
+        for (int p = 0; p < 4; ++p) acc[s][p][0] = acc[s][p][1] = _mm512_setzero_si512();
       for (; k + 8 <= span_end; k += 8) {
         const std::uint8_t* c = codes + k * 16;
         _mm_prefetch(reinterpret_cast<const char*>(c + avx512bf16_prefetch_bytes), _MM_HINT_T0);
@@ -814,29 +822,62 @@ LOWBIT_TARGET_AVX512 void avx512_direct_block_int_planes(const float_packed& w, 
         avx512_int_planes_step(codes + k * 16, planes, whole, k, plane_count, lut, acc[0]);
         k += 4;
       }
-      const std::int32_t* sums = ws.plane_sums.data() + 3 * span;
-      __m512i d[3][2];
-#pragma GCC unroll 3
-      for (int p = 0; p < 3; ++p)
+      const std::int32_t* sums = ws.plane_sums.data() + 4 * span;
+      __m512i d[4][2];
+#pragma GCC unroll 4
+      for (int p = 0; p < 4; ++p)
 #pragma GCC unroll 2
         for (int h = 0; h < 2; ++h)
           d[p][h] = _mm512_sub_epi32(_mm512_add_epi32(acc[0][p][h], acc[1][p][h]), _mm512_set1_epi32(sums[p]));
-      // D0 + 2^8 D1 + 2^16 D2 (shifts of negative values multiply too), exact (above).
-      __m512i v[2];
+      const __m512 unit = _mm512_set1_ps(ws.plane_unit[static_cast<std::size_t>(span)]);
+      __m512 f[2];
 #pragma GCC unroll 2
-      for (int h = 0; h < 2; ++h)
-        v[h] = _mm512_add_epi32(d[0][h], _mm512_add_epi32(_mm512_slli_epi32(d[1][h], 8), _mm512_slli_epi32(d[2][h], 16)));
-      r0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(v[0]), unit, r0);
-      r1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(v[1]), unit, r1);
+      for (int h = 0; h < 2; ++h) {
+        if (ws.planes_exact) {  // D0 + 2^8 D1 + 2^16 D2 in int32 (shifts of negatives multiply too)
+          f[h] = _mm512_cvtepi32_ps(
+              _mm512_add_epi32(d[0][h], _mm512_add_epi32(_mm512_slli_epi32(d[1][h], 8), _mm512_slli_epi32(d[2][h], 16))));
+        } else {  // each D_p exactly, combined in fp32
+          f[h] = _mm512_cvtepi32_ps(d[0][h]);
+#pragma GCC unroll 3
+          for (int p = 1; p < 4; ++p)
+            f[h] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d[p][h]), _mm512_set1_ps(static_cast<float>(1 << (8 * p))), f[h]);
+        }
+      }
+      r0 = _mm512_fmadd_ps(f[0], unit, r0);
+      r1 = _mm512_fmadd_ps(f[1], unit, r1);
+      // The span's fixes: r * w(k, :) for the activations its fixed point does not hold.
+      const std::size_t fix_end = static_cast<std::size_t>(ws.fix_begin[static_cast<std::size_t>(span) + 1]);
+      for (std::size_t i = static_cast<std::size_t>(ws.fix_begin[static_cast<std::size_t>(span)]); i < fix_end; ++i) {
+        __m512 lo, hi;
+        avx512_decode_nibbles(codes + ws.fix_k[i] * std::int64_t{16}, lut_ps, lo, hi);
+        const __m512 rv = _mm512_set1_ps(ws.fix_r[i]);
+        r0 = _mm512_fmadd_ps(rv, lo, r0);
+        r1 = _mm512_fmadd_ps(rv, hi, r1);
+      }
     }
     const __m512 s0 = _mm512_loadu_ps(scales + g * float_block_cols);
     const __m512 s1 = _mm512_loadu_ps(scales + g * float_block_cols + 16);
     a0 = _mm512_fmadd_ps(r0, s0, a0);
     a1 = _mm512_fmadd_ps(r1, s1, a1);
-    avx512_finish_group<float_code::e2m1>(ws, g, codes, ws.x.data(), k, k1, lut_ps, s0, s1, nullptr, a0, a1);
+    avx512_finish_group<C>(ws, g, codes, ws.x.data(), k, k1, lut_ps, s0, s1, zeros, a0, a1);
   }
   _mm512_storeu_ps(out, a0);
   _mm512_storeu_ps(out + 16, a1);
+}
+
+template <class Deferred = void>  // see "Compile time" in docs/design.md
+inline void avx512_direct_block_int_planes_any(const float_packed& w, const float_workspace& ws, std::int64_t b,
+                                               float* out) {
+  switch (w.code) {
+    case float_code::e2m1: return avx512_direct_block_int_planes<float_code::e2m1>(w, ws, b, out);
+    case float_code::int4_signed: return avx512_direct_block_int_planes<float_code::int4_signed>(w, ws, b, out);
+    case float_code::uint4_with_zero:
+      return avx512_direct_block_int_planes<float_code::uint4_with_zero>(w, ws, b, out);
+    case float_code::uint4_with_offset:
+      return avx512_direct_block_int_planes<float_code::uint4_with_offset>(w, ws, b, out);
+    case float_code::e4m3:
+    case float_code::int8_signed: break;  // 4-bit codes only (float_one_token_path)
+  }
 }
 
 constexpr std::int64_t avx512_direct_max_tokens = 4;
@@ -857,7 +898,7 @@ inline void run_float_avx512(const float_packed& w, const float_workspace& ws, R
   const std::int64_t b_end = (n_end + float_block_cols - 1) / float_block_cols;
   if (!ws.x_planes.empty()) {  // prepare chose the integer path (float_uses_int_planes)
     for (std::int64_t b = n_begin / float_block_cols; b < b_end; ++b) {
-      avx512_direct_block_int_planes(w, ws, b, acc);
+      avx512_direct_block_int_planes_any(w, ws, b, acc);
       store_float_block(ws, acc, b * float_block_cols, n_begin, n_end, y);
     }
     return;
