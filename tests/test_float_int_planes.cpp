@@ -77,7 +77,8 @@ TEST_CASE("float int planes: the planes and their group sums", "[float_kernels]"
     make_int_planes(ws, float_code::e2m1, true);
     const std::int64_t spans = ws.groups * ws.spans_per_group;
     // Spans: each group cut every float_int_planes_span k-rows from its start.
-    const auto span_of = [&](std::int64_t i) { return i / group * ws.spans_per_group + i % group / float_int_planes_span; };
+    const std::int64_t gs = group;  // (a lambda may not capture a structured binding in C++17)
+    const auto span_of = [&](std::int64_t i) { return i / gs * ws.spans_per_group + i % gs / float_int_planes_span; };
     std::fill(ws.x_planes.begin(), ws.x_planes.end(), std::int8_t{99});  // left from another call
     std::fill(ws.plane_sums.begin(), ws.plane_sums.end(), 12345);
     std::fill(ws.plane_count.begin(), ws.plane_count.end(), std::uint8_t{9});
@@ -135,7 +136,8 @@ TEST_CASE("float int planes: fp32 activations as fixed point per span, plus exac
     ws.groups = (k + group - 1) / group;
     make_int_planes(ws, float_code::int4_signed, false);
     const std::int64_t n = k / 4 * 4;
-    const auto span_of = [&](std::int64_t i) { return i / group * ws.spans_per_group + i % group / float_int_planes_span; };
+    const std::int64_t gs = group;  // (a lambda may not capture a structured binding in C++17)
+    const auto span_of = [&](std::int64_t i) { return i / gs * ws.spans_per_group + i % gs / float_int_planes_span; };
     std::vector<float> x(static_cast<std::size_t>(k));
     for (std::int64_t i = 0; i < k; ++i) {
       float v = d(rng) * (i % 23 == 4 ? 30.0f : 1.0f);

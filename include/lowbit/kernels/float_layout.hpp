@@ -229,14 +229,14 @@ inline bool float_uses_fp16_path(const float_packed& w, std::int64_t tokens,
 // 0.6-0.9x on the device machine's Sapphire Rapids-class Xeon (there VDPBF16PS shares one port
 // with the shifts; the quad path reads at 0.62-0.76 x dram_read, with or without the touch
 // load: docs/performance.md, "One-token kernels at DRAM speed"). CPUs with AVX512-FP16
-// (Intel's) keep the quad path (w4a8_fp4: the integer planes); AVX512-BF16 without it means
-// AMD Zen 4/5 (or Cooper Lake, not measured).
+// (Intel's) do not take the pairs (the integer planes, or the quad path); AVX512-BF16 without
+// it means AMD Zen 4/5 (or Cooper Lake, not measured).
 inline bool avx512bf16_pairs_cpu(const cpu_features& f) noexcept { return avx512bf16_pays(f); }
 
 // Which of the one-token paths 4-bit codes take where several could run: the CPU rules
 // (automatic), or one of them forced. A test hook: without it a Zen 5 runs the quad path only
 // for groups the pairs cannot take, an Intel CPU never runs the pairs, and only Intel CPUs run
-// the integer planes (w4a8_fp4); with it the tests
+// the integer planes; with it the tests
 // run every path over every shape on every CPU that has its instructions.
 enum class one_token_path : std::uint8_t { automatic, quad, bf16_pairs, int_planes };
 inline std::atomic<one_token_path>& one_token_path_override() noexcept {
@@ -244,9 +244,9 @@ inline std::atomic<one_token_path>& one_token_path_override() noexcept {
   return path;
 }
 
-// The integer path sums a group in spans of at most this many k-rows, each exact in int32:
-// per span |sum (2w) v| <= 12 * 448 * 2^9 * 512 < 2^31, and so is every partial sum of its
-// three planes (x86/avx512_float.hpp has the bound).
+// The integer path sums a group in spans of at most this many k-rows: each plane's span sum
+// stays below 15 * 128 * 512 < 2^24, so it converts to fp32 exactly, and for w4a8_fp4 the
+// planes' int32 combination stays below 2^31 (x86/avx512_float.hpp has the bounds).
 constexpr std::int64_t float_int_planes_span = 512;
 
 // Where the one-token integer path pays: CPUs with VNNI whose one-token float path is the quad
