@@ -43,8 +43,8 @@ using namespace lowbit;
 }();
 
 // LOWBIT_BENCH_ONE_TOKEN_PATH=quad|bf16_pairs|int_planes: which one-token path 4-bit codes take
-// on a CPU with AVX512-BF16 or VNNI (float_layout.hpp's CPU rules otherwise; int_planes is
-// w4a8_fp4's only), applied before any benchmark runs.
+// on a CPU with AVX512-BF16 or VNNI (float_layout.hpp's CPU rules otherwise; int_planes takes
+// w4a8_fp4 and the W4A16 schemes), applied before any benchmark runs.
 [[maybe_unused]] const bool one_token_path_set = [] {
   if (const char* e = std::getenv("LOWBIT_BENCH_ONE_TOKEN_PATH")) {
     const std::string v(e);
