@@ -5,6 +5,10 @@
 //   float_family/<scheme>/<tokens>/<N>/<K>      hot weights (they stay in cache when they fit)
 //   float_family_cold/<scheme>/1/4096/4096      weights rotated over >= 512 MiB of copies
 //   float_family/dram_read                      one core streaming 1 GiB (counter GBps)
+//   float_family/prepare/<scheme>/1/<K>         prepare_float alone for one token (the part
+//                                               of a one-token call that is not the weights;
+//                                               the path is the CPU rule's, or
+//                                               LOWBIT_BENCH_ONE_TOKEN_PATH's in lowbit_bench)
 // Counters: GOPS = 2 * tokens * N * K / s / 1e9; weight_GBps = packed bytes (scales
 // included) / s. The kernel tier is selected_isa_tier() (LOWBIT_ISA forces one).
 #include <benchmark/benchmark.h>
@@ -113,6 +117,18 @@ void bench_float(benchmark::State& st, const bench_scheme& s, std::int64_t token
   st.SetLabel(float_kernel_name(one));
 }
 
+void bench_prepare(benchmark::State& st, const bench_scheme& s, std::int64_t k) {
+  const float_packed p = pack_float(random_weights(s, 64, k), s.scheme, selected_isa_tier());
+  const RowMatrixXf x = random_x(1, k);
+  for (auto _ : st) {
+    const float_workspace ws = prepare_float(p, x);
+    benchmark::DoNotOptimize(&ws);
+  }
+  st.counters["activations_per_s"] =
+      benchmark::Counter(static_cast<double>(k), benchmark::Counter::kIsIterationInvariantRate);
+  st.SetLabel(float_kernel_name(p));
+}
+
 void bench_dram_read(benchmark::State& st) {
   std::vector<std::uint64_t> buf(std::size_t{1} << 27, 1);  // 1 GiB
   for (auto _ : st) {
@@ -196,6 +212,12 @@ int register_all() {
                                  [&s, copies](benchmark::State& st) { bench_float(st, s, 1, 4096, 4096, copies); })
         ->Unit(benchmark::kMillisecond);
   }
+  for (const bench_scheme& s : bench_schemes)
+    for (std::int64_t kp : {2048, 4096, 8192})
+      benchmark::RegisterBenchmark(
+          ("float_family/prepare/" + std::string(s.name) + "/1/" + std::to_string(kp)).c_str(),
+          [&s, kp](benchmark::State& st) { bench_prepare(st, s, kp); })
+          ->Unit(benchmark::kMicrosecond);
   benchmark::RegisterBenchmark("float_family/dram_read", bench_dram_read)->Unit(benchmark::kMillisecond);
   return 0;
 }

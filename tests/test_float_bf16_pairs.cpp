@@ -142,7 +142,7 @@ TEST_CASE("float bf16 pairs: one token matches the reference over its tails", "[
   std::vector<one_token_path> paths = {one_token_path::quad};
   if (host_cpu_features().avx512bf16) paths.push_back(one_token_path::bf16_pairs);
   else WARN("no AVX512-BF16: the bf16 pairs do not run");
-  if (host_cpu_features().avx512vnni) paths.push_back(one_token_path::int_planes);
+  if (avx512_int_planes_runs(host_cpu_features())) paths.push_back(one_token_path::int_planes);
   else WARN("no AVX512-VNNI: the integer planes do not run");
   struct restore_path {
     ~restore_path() { one_token_path_override().store(one_token_path::automatic); }

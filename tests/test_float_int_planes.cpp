@@ -190,8 +190,8 @@ TEST_CASE("float int planes: fp32 activations as fixed point per span, plus exac
 
 #if LOWBIT_HAVE_X86_SIMD
 TEST_CASE("float int planes: one token is the exact sum where fp32 can hold it", "[float_kernels]") {
-  if (!(tier_supported(isa_tier::avx512, host_cpu_features()) && host_cpu_features().avx512vnni)) {
-    WARN("no AVX-512 VNNI on this CPU: the integer planes are not run here");
+  if (!(tier_supported(isa_tier::avx512, host_cpu_features()) && avx512_int_planes_runs(host_cpu_features()))) {
+    WARN("no AVX512-VNNI and -VBMI on this CPU: the integer planes are not run here");
     return;
   }
   restore_one_token_path restore;

@@ -128,7 +128,8 @@ TEST_CASE("float kernels: prepare quantizes activations with the reference rule"
         REQUIRE(ws.x_planes.empty() != planes);
         CHECK(quad == (tokens == 1 && tier == isa_tier::avx512 && !float_uses_bf16_pairs(w, tokens) && !planes));
         if (path == one_token_path::int_planes)
-          CHECK(planes == (tokens == 1 && tier == isa_tier::avx512 && k >= 4 && host_cpu_features().avx512vnni));
+          CHECK(planes == (tokens == 1 && tier == isa_tier::avx512 && k >= 4 &&
+                           avx512_int_planes_runs(host_cpu_features())));
         std::vector<std::uint8_t> codes(static_cast<std::size_t>(k));
         for (std::int64_t t = 0; t < tokens; ++t) {
           const RowMatrixXf row = x.row(t);

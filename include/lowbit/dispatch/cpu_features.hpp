@@ -55,6 +55,7 @@ struct cpu_features {
   bool avx2 = false, fma = false, f16c = false, bmi2 = false, avxvnni = false;
   bool avx512f = false, avx512bw = false, avx512vl = false, avx512dq = false;
   bool avx512vnni = false, avx512bf16 = false, avx512fp16 = false;
+  bool avx512vbmi = false;  // VPERMB (full 64-byte permutes): the one-token integer planes
   // AMX: CPUID and XCR0 say the CPU and the OS support tiles; amx_permitted says the kernel
   // granted this process the tile data state (arch_prctl(ARCH_REQ_XCOMP_PERM), Linux 5.16+).
   bool amx_tile = false, amx_int8 = false, amx_bf16 = false, amx_permitted = false;
@@ -66,7 +67,7 @@ namespace detail {
 // Requirements as bit masks (kernels/registry.hpp's records carry them): one bit per
 // cpu_features flag.
 enum class cpu_feature : unsigned {
-  avx2, fma, f16c, bmi2, avxvnni, avx512f, avx512bw, avx512vl, avx512dq, avx512vnni, avx512bf16, avx512fp16,
+  avx2, fma, f16c, bmi2, avxvnni, avx512f, avx512bw, avx512vl, avx512dq, avx512vnni, avx512bf16, avx512fp16, avx512vbmi,
   amx_tile, amx_int8, amx_bf16, amx_permitted, neon, dotprod, i8mm
 };
 using feature_mask = std::uint32_t;
@@ -200,6 +201,7 @@ inline cpu_features detect_cpu_features() noexcept {
     f.avx512vnni = (c7 >> 11) & 1;
     f.avx512bf16 = (a71 >> 5) & 1;
     f.avx512fp16 = (d7 >> 23) & 1;
+    f.avx512vbmi = (c7 >> 1) & 1;
   }
   if (os_amx) {
     f.amx_bf16 = (d7 >> 22) & 1;
@@ -260,6 +262,7 @@ inline feature_mask features_of(const cpu_features& f) noexcept {
       {f.avx512bw, cpu_feature::avx512bw}, {f.avx512vl, cpu_feature::avx512vl},
       {f.avx512dq, cpu_feature::avx512dq}, {f.avx512vnni, cpu_feature::avx512vnni},
       {f.avx512bf16, cpu_feature::avx512bf16}, {f.avx512fp16, cpu_feature::avx512fp16},
+      {f.avx512vbmi, cpu_feature::avx512vbmi},
       {f.amx_tile, cpu_feature::amx_tile}, {f.amx_int8, cpu_feature::amx_int8},
       {f.amx_bf16, cpu_feature::amx_bf16}, {f.amx_permitted, cpu_feature::amx_permitted},
       {f.neon, cpu_feature::neon},         {f.dotprod, cpu_feature::dotprod},

@@ -256,8 +256,11 @@ constexpr std::int64_t float_int_planes_span = 512;
 // 0.82-0.87, from 0.76-0.81). Where VDPBF16PS pays (Zen 4/5) the bf16 pairs stay: on Zen 4
 // they read w4a8_fp4 at 23.4 GB/s cold against the planes' 19.8 (one part against three
 // planes), and W4A16 alike (16.9-17.5 against 16.8-17.0).
+inline bool avx512_int_planes_runs(const cpu_features& f) noexcept {  // its instructions
+  return f.avx512vnni && f.avx512vbmi;  // VPDPBUSD, VPERMB
+}
 inline bool avx512_int_planes_cpu(const cpu_features& f) noexcept {
-  return f.avx512vnni && !avx512bf16_pays(f);
+  return avx512_int_planes_runs(f) && !avx512bf16_pays(f);
 }
 
 // The one-token path a call takes: nullopt unless it is one token of 4-bit codes on the
@@ -267,7 +270,7 @@ inline bool avx512_int_planes_cpu(const cpu_features& f) noexcept {
 //     times 2 is an integer in [-12, 12], an E4M3 activation times 2^9 one below 2^18, so
 //     every product and span sum is an exact integer) and the W4A16 schemes (their fp32
 //     activations as per-span fixed point, float_workspace::x_planes), in groups of whole
-//     4-k-row steps, on a CPU with AVX512-VNNI where it pays;
+//     4-k-row steps, on a CPU with AVX512-VNNI and -VBMI where it pays;
 //   - bf16 pairs: groups that start on multiples of 16 k-rows, on a CPU where they pay (or
 //     forced, where the CPU has AVX512-BF16);
 //   - the quad path otherwise.
@@ -282,7 +285,7 @@ inline std::optional<one_token_path> float_one_token_path(const float_packed& w,
     case one_token_path::bf16_pairs:
       return pairs_fit && f.avx512bf16 ? one_token_path::bf16_pairs : one_token_path::quad;
     case one_token_path::int_planes:
-      return planes_fit && f.avx512vnni ? one_token_path::int_planes : one_token_path::quad;
+      return planes_fit && avx512_int_planes_runs(f) ? one_token_path::int_planes : one_token_path::quad;
     case one_token_path::automatic: break;
   }
   if (planes_fit && avx512_int_planes_cpu(f)) return one_token_path::int_planes;

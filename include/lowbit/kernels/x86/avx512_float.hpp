@@ -755,21 +755,22 @@ inline void avx512bf16_direct_block_pairs_any(const float_packed& w, const float
 //   - W4A16 (|v| up to 2^30, four planes): the D_p are combined in fp32 (three roundings),
 //     and the span's fixes (activations too small for its fixed point) add r * w in fp32.
 // The spans of a group and the groups (times their scales) are summed in fp32, as on every
-// fp32 path. One 64-byte load holds 4 k-rows; a dword transpose and a byte transpose
-// (nibble_row_quads) make dword j hold column j (low nibbles) and 16 + j (high) of the 4
-// rows, so the lanes are the columns in their natural order. Per 128 weights: 7
-// shuffle/logic uops (VPERMD, three VPSHUFB, two ANDs, a shift) and two VPDPBUSD a plane
-// (w4a8_fp4: 4 or 6, its plane 2 skipped in spans where it is 0; W4A16: 8), against the quad
-// path's 23 uops. Two sets of
+// fp32 path. One 64-byte load holds 4 k-rows; one VPERMB (nibble_row_quads) makes dword j
+// hold column j (low nibbles) and 16 + j (high) of the 4 rows, so the lanes are the columns
+// in their natural order, and a VPERMB lookup a nibble gives the bytes. Per 128 weights: 4
+// shuffle/shift uops (three VPERMB, a shift; 7 before, with a VPERMD, three VPSHUFB and two
+// ANDs) and two VPDPBUSD a plane (w4a8_fp4: 4 or 6, its plane 2 skipped in spans where it is
+// 0; W4A16: 8), against the quad path's 23 uops. Two sets of
 // accumulators on alternate steps hide VPDPBUSD's latency. A group's trailing K % 4 k-rows
 // (the last group's only) take the per-row fp32 path.
 LOWBIT_TARGET_AVX512 inline void avx512_int_planes_step(const std::uint8_t* c, const std::int8_t* planes,
                                                         std::int64_t plane_len, std::int64_t k, int plane_count,
                                                         __m512i lut, __m512i (&acc)[4][2]) {
   const __m512i t = nibble_row_quads(c);
-  const __m512i low4 = _mm512_set1_epi8(0x0F);
-  const __m512i u0 = _mm512_shuffle_epi8(lut, _mm512_and_si512(t, low4));
-  const __m512i u1 = _mm512_shuffle_epi8(lut, _mm512_and_si512(_mm512_srli_epi16(t, 4), low4));
+  // lut repeats its 16 bytes four times, so VPERMB reads a nibble from the low 4 bits of any
+  // byte: the shift's bits from the next byte (and bits 6-7, which VPERMB ignores) do not count.
+  const __m512i u0 = avx512_permb(t, lut);
+  const __m512i u1 = avx512_permb(_mm512_srli_epi16(t, 4), lut);
 #pragma GCC unroll 4
   for (int p = 0; p < 4; ++p) {
     if (p >= plane_count) break;

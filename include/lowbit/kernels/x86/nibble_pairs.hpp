@@ -26,6 +26,8 @@
 
 #include <cstdint>
 
+#include "lowbit/kernels/x86/dpbusd.hpp"
+
 // GCC 12 warns (-Wmaybe-uninitialized) inside its own AVX-512 intrinsics (GCC bug 105593).
 #pragma GCC diagnostic push
 LOWBIT_IGNORE_GCC_MAYBE_UNINITIALIZED
@@ -40,14 +42,15 @@ LOWBIT_TARGET_AVX512 inline __m512i nibble_rows_by_lane(__m512i v) {
 
 // Four consecutive 16-byte k-rows at p as VPDPBUSD operands: dword j (j = 0..15) holds byte j
 // of rows 0, 1, 2, 3 (its low nibbles are column j of the four rows, its high ones column
-// 16 + j). The dword transpose above, then one in-lane VPSHUFB (a 4 x 4 byte transpose).
+// 16 + j). One VPERMB (AVX512-VBMI: callers check it), where the dword transpose above and an
+// in-lane byte transpose took a VPERMD and a VPSHUFB.
 LOWBIT_TARGET_AVX512 inline __m512i nibble_row_quads(const std::uint8_t* p) {
-  // Byte 4c + r of a lane <- byte 4r + c (row r's byte c). _mm512_set_epi8 lists bytes 63..0.
-  const __m512i s = _mm512_set_epi8(15, 11, 7, 3, 14, 10, 6, 2, 13, 9, 5, 1, 12, 8, 4, 0,  //
-                                    15, 11, 7, 3, 14, 10, 6, 2, 13, 9, 5, 1, 12, 8, 4, 0,  //
-                                    15, 11, 7, 3, 14, 10, 6, 2, 13, 9, 5, 1, 12, 8, 4, 0,  //
-                                    15, 11, 7, 3, 14, 10, 6, 2, 13, 9, 5, 1, 12, 8, 4, 0);
-  return _mm512_shuffle_epi8(nibble_rows_by_lane(_mm512_loadu_si512(p)), s);
+  // Byte 4j + r <- byte 16r + j (row r's byte j). _mm512_set_epi8 lists bytes 63..0.
+  const __m512i s = _mm512_set_epi8(63, 47, 31, 15, 62, 46, 30, 14, 61, 45, 29, 13, 60, 44, 28, 12,  //
+                                    59, 43, 27, 11, 58, 42, 26, 10, 57, 41, 25, 9, 56, 40, 24, 8,    //
+                                    55, 39, 23, 7, 54, 38, 22, 6, 53, 37, 21, 5, 52, 36, 20, 4,      //
+                                    51, 35, 19, 3, 50, 34, 18, 2, 49, 33, 17, 1, 48, 32, 16, 0);
+  return avx512_permb(s, _mm512_loadu_si512(p));
 }
 
 // `rows` (0..4) consecutive 16-byte k-rows from p, the rest read as zero codes (a masked load:
