@@ -189,6 +189,60 @@ TEST_CASE("float int planes: fp32 activations as fixed point per span, plus exac
 }
 
 #if LOWBIT_HAVE_X86_SIMD
+TEST_CASE("float int planes: prepare's AVX-512 span loop is the scalar one, bit for bit", "[float_kernels]") {
+  if (!tier_supported(isa_tier::avx512, host_cpu_features())) {
+    WARN("no AVX-512 on this CPU: the vector prepare is not run here");
+    return;
+  }
+  // fp32 activations (fixes included) and E4M3 values; spans of 4 to 512 k-rows, tails of
+  // every length mod 16, tiny, huge and zero spans, ties at .5 after scaling.
+  std::mt19937 rng(29);
+  std::normal_distribution<float> d(0.0f, 1.0f);
+  std::uniform_int_distribution<int> binade(-30, 30), byte(0, 255);
+  int fixes = 0;
+  for (const bool exact : {false, true})
+    for (const auto& [k, group] : std::vector<std::pair<std::int64_t, std::int64_t>>{
+             {4, 4}, {20, 20}, {300, 12}, {2060, 1028}, {4099, 128}, {4099, 4099}, {1000, 44}, {777, 36}}) {
+      INFO("K " << k << " group " << group << (exact ? " E4M3" : " fp32"));
+      std::vector<float> x(static_cast<std::size_t>(k));
+      for (std::int64_t i = 0; i < k; ++i) {
+        float v;
+        if (exact) {
+          int c = byte(rng);
+          if ((c & 0x7F) == 0x7F) c ^= 1;
+          v = float8_e4m3fn::decode_table[static_cast<std::size_t>(c)];
+        } else {
+          v = std::ldexp(d(rng), binade(rng) / 3);
+          const std::int64_t s = i / 40 % 7;
+          if (s == 1) v *= 1e-30f;
+          if (s == 2) v *= 1e30f;
+          if (s == 3) v = 0.0f;
+          if (s == 4) v = std::ldexp(std::round(v * 8.0f) + 0.5f, -3);  // ties once scaled
+          if (i % 13 == 5) v = -v;
+        }
+        x[static_cast<std::size_t>(i)] = v;
+      }
+      float_workspace a, b;
+      for (float_workspace* ws : {&a, &b}) {
+        ws->cols = k;
+        ws->group_size = group;
+        ws->groups = (k + group - 1) / group;
+        make_int_planes(*ws, exact ? float_code::e2m1 : float_code::int4_signed, exact);
+      }
+      prepare_int_planes(x.data(), a, false);
+      prepare_int_planes(x.data(), b, true);
+      CHECK(a.x_planes == b.x_planes);
+      CHECK(a.plane_sums == b.plane_sums);
+      CHECK(a.plane_count == b.plane_count);
+      CHECK(a.plane_unit == b.plane_unit);
+      CHECK(a.fix_begin == b.fix_begin);
+      CHECK(a.fix_k == b.fix_k);
+      CHECK(a.fix_r == b.fix_r);
+      fixes += static_cast<int>(a.fix_k.size());
+    }
+  CHECK(fixes > 0);  // the fix lists were compared, not only found empty
+}
+
 TEST_CASE("float int planes: one token is the exact sum where fp32 can hold it", "[float_kernels]") {
   if (!(tier_supported(isa_tier::avx512, host_cpu_features()) && avx512_int_planes_runs(host_cpu_features()))) {
     WARN("no AVX512-VNNI and -VBMI on this CPU: the integer planes are not run here");

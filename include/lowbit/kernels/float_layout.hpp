@@ -49,6 +49,10 @@
 #include "lowbit/quant/group_kernels.hpp"
 #include "lowbit/quant/quantized_matrix.hpp"
 
+#if LOWBIT_HAVE_X86_SIMD
+#include <immintrin.h>  // int_planes_span_avx512
+#endif
+
 namespace lowbit::detail {
 
 struct float_workspace : workspace_header {
@@ -337,10 +341,121 @@ inline void make_int_planes(float_workspace& ws, float_code code, bool exact) {
   ws.plane_bias = code == float_code::e2m1 ? 12 : code == float_code::int4_signed ? 8 : 0;
 }
 
+// One span's share of prepare_int_planes, k-rows [k0, k1) of x scaled by up = 2^e: the digits
+// of v = round(x 2^e) (ties to even) into the planes (q + p n + k), and per plane the span's
+// digit sum and whether a digit is non-zero; with `fixes`, the k-rows whose |x 2^e| < 2^16 and
+// whose v 2^-e (down = 2^-e) is not x, as (k, r = x - v 2^-e) appended. The scalar reference;
+// x86/int_planes_prepare.hpp has the AVX-512 twin, bit-identical (tests/test_float_int_planes.cpp).
+struct int_plane_span_sums {
+  std::int32_t sum[4] = {0, 0, 0, 0};
+  bool nonzero[4] = {false, false, false, false};
+};
+inline void int_planes_span_scalar(const float* x, std::int64_t k0, std::int64_t k1, float up, float down,
+                                   bool fixes, std::int8_t* q, std::int64_t n, int_plane_span_sums& out,
+                                   std::vector<std::int32_t>& fix_k, std::vector<float>& fix_r) {
+  // y = x 2^e (exact) rounded to the nearest integer, ties to even: for |y| < 2^23 by adding
+  // and subtracting +-2^23; from 2^23 up y is an integer already. E4M3 values times 2^9 are
+  // integers and pass through unchanged.
+  const auto rounded = [up](float xv) {
+    const float y = xv * up;
+    const float c = std::copysign(8388608.0f, y);
+    return std::fabs(y) < 8388608.0f ? (y + c) - c : y;
+  };
+  for (std::int64_t k = k0; k < k1; ++k) {
+    const float v = rounded(x[k]);
+    std::int32_t d[4];
+    int_plane_digits(static_cast<std::int32_t>(v), d);
+    for (int p = 0; p < 4; ++p) {
+      q[p * n + k] = static_cast<std::int8_t>(d[p]);
+      out.sum[p] += d[p];
+      out.nonzero[p] = out.nonzero[p] || d[p] != 0;
+    }
+    if (fixes && std::fabs(x[k] * up) < 65536.0f) {
+      const float r = x[k] - v * down;  // exact: x minus x rounded to a multiple of 2^-e
+      if (r != 0.0f) {
+        fix_k.push_back(static_cast<std::int32_t>(k));
+        fix_r.push_back(r);
+      }
+    }
+  }
+}
+
+#if LOWBIT_HAVE_X86_SIMD
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic push
+LOWBIT_IGNORE_GCC_MAYBE_UNINITIALIZED  // GCC bug 105593, in the intrinsics
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#endif
+// The AVX-512 twin of int_planes_span_scalar: the same operations in fp32 and int32 on 16
+// k-rows at once (masked at the span's end), the digits narrowed by VPMOVDB. The fixes are rare
+// (well under 1% of the k-rows of normal activations), so their mask is walked bit by bit.
+LOWBIT_TARGET_AVX512 inline void int_planes_span_avx512(const float* x, std::int64_t k0, std::int64_t k1, float up,
+                                                        float down, bool fixes, std::int8_t* q, std::int64_t n,
+                                                        int_plane_span_sums& out, std::vector<std::int32_t>& fix_k,
+                                                        std::vector<float>& fix_r) {
+  const __m512 vup = _mm512_set1_ps(up), vdown = _mm512_set1_ps(down);
+  const __m512 two23 = _mm512_set1_ps(8388608.0f), two16 = _mm512_set1_ps(65536.0f);
+  const __m512i sign = _mm512_set1_epi32(INT32_MIN), c128 = _mm512_set1_epi32(128), c255 = _mm512_set1_epi32(255);
+  __m512i sum[4], any[4];
+  for (int p = 0; p < 4; ++p) sum[p] = any[p] = _mm512_setzero_si512();
+  for (std::int64_t k = k0; k < k1; k += 16) {
+    const __mmask16 m = k1 - k >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (k1 - k)) - 1);
+    const __m512 xv = _mm512_maskz_loadu_ps(m, x + k);
+    const __m512 y = _mm512_mul_ps(xv, vup);
+    const __m512 ay = _mm512_abs_ps(y);
+    const __m512 c = _mm512_castsi512_ps(
+        _mm512_or_si512(_mm512_and_si512(_mm512_castps_si512(y), sign), _mm512_castps_si512(two23)));
+    const __mmask16 small = _mm512_cmp_ps_mask(ay, two23, _CMP_LT_OQ);
+    const __m512 v = _mm512_mask_sub_ps(y, small, _mm512_add_ps(y, c), c);
+    __m512i r = _mm512_cvtps_epi32(v);  // an integer already: exact
+    for (int p = 0; p < 3; ++p) {
+      const __m512i d = _mm512_sub_epi32(_mm512_and_si512(_mm512_add_epi32(r, c128), c255), c128);
+      _mm_mask_storeu_epi8(q + p * n + k, m, _mm512_cvtepi32_epi8(d));
+      sum[p] = _mm512_add_epi32(sum[p], d);
+      any[p] = _mm512_or_si512(any[p], d);
+      r = _mm512_srai_epi32(_mm512_sub_epi32(r, d), 8);  // exact: a multiple of 256
+    }
+    _mm_mask_storeu_epi8(q + 3 * n + k, m, _mm512_cvtepi32_epi8(r));
+    sum[3] = _mm512_add_epi32(sum[3], r);
+    any[3] = _mm512_or_si512(any[3], r);
+    if (fixes) {
+      const __m512 rem = _mm512_sub_ps(xv, _mm512_mul_ps(v, vdown));  // exact, as in the scalar loop
+      __mmask16 f = _mm512_mask_cmp_ps_mask(_mm512_mask_cmp_ps_mask(m, ay, two16, _CMP_LT_OQ), rem,
+                                            _mm512_setzero_ps(), _CMP_NEQ_UQ);
+      if (f != 0) {
+        alignas(64) float rs[16];
+        _mm512_store_ps(rs, rem);
+        for (; f != 0; f = static_cast<__mmask16>(f & (f - 1))) {
+          const int i = __builtin_ctz(f);
+          fix_k.push_back(static_cast<std::int32_t>(k + i));
+          fix_r.push_back(rs[i]);
+        }
+      }
+    }
+  }
+  for (int p = 0; p < 4; ++p) {
+    out.sum[p] += _mm512_reduce_add_epi32(sum[p]);
+    out.nonzero[p] = out.nonzero[p] || _mm512_test_epi32_mask(any[p], any[p]) != 0;
+  }
+}
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic pop
+#endif
+#endif  // LOWBIT_HAVE_X86_SIMD
+
+// Whether prepare_int_planes runs the AVX-512 twin: on the AVX-512 tier, the only one whose
+// kernels read the planes.
+inline bool int_planes_prepare_vector() noexcept {
+  return LOWBIT_HAVE_X86_SIMD && selected_isa_tier() == isa_tier::avx512;
+}
+
 // Token 0's planes, span sums, units and fixes (float_workspace::x_planes) from its x: the
-// exact E4M3 values (planes_exact) or the fp32 activations. The digit loop is a plain loop
-// over arrays, which the compiler vectorizes: this runs on every one-token call.
-inline void prepare_int_planes(const float* x, float_workspace& ws) {
+// exact E4M3 values (planes_exact) or the fp32 activations. This runs on every one-token call,
+// so on AVX-512 CPUs (`vector`, where the planes run) the span loop is the AVX-512 twin: the
+// scalar one took 16.8 us at K = 4096 on the device Xeon, 2.5% of a 4096 x 4096 call's time
+// at DRAM speed (docs/performance.md, "Session 44").
+inline void prepare_int_planes(const float* x, float_workspace& ws, bool vector = int_planes_prepare_vector()) {
+  (void)vector;  // (no twin without x86 SIMD)
   const std::int64_t n = ws.cols / 4 * 4;
   std::int8_t* const q = ws.x_planes.data();  // plane p at q + p n
   // Spans without a whole 4-row step (a last group of K % 4 k-rows) are never read.
@@ -357,8 +472,10 @@ inline void prepare_int_planes(const float* x, float_workspace& ws) {
       const std::size_t fixes_before = ws.fix_k.size();
       int e = 9;  // E4M3 values * 2^9 are integers
       if (!ws.planes_exact) {
-        float amax = 0.0f;
-        for (std::int64_t k = k0; k < k1; ++k) amax = std::max(amax, std::fabs(x[k]));
+        // |x| as bits (x is finite: prepare checked it), the vector loop on AVX-512 CPUs.
+        const std::uint32_t amax_bits = abs_max_bits(x + k0, k1 - k0);
+        float amax;
+        std::memcpy(&amax, &amax_bits, 4);
         int ex = 0;
         if (amax > 0.0f) (void)std::frexp(amax, &ex);  // amax in [2^(ex-1), 2^ex)
         // amax * 2^e in [2^29, 2^30); at most 2^100 so that 2^e and 2^-e are normal floats
@@ -366,38 +483,17 @@ inline void prepare_int_planes(const float* x, float_workspace& ws) {
         e = amax > 0.0f ? std::min(30 - ex, 100) : 0;
       }
       const float up = std::ldexp(1.0f, e), down = std::ldexp(1.0f, -e);
-      // y = x 2^e (exact) rounded to the nearest integer, ties to even: for |y| < 2^23 by
-      // adding and subtracting +-2^23, plain fp32 arithmetic that vectorizes on every x86
-      // (no SSE4.1 round); from 2^23 up y is an integer already. E4M3 values times 2^9 are
-      // integers and pass through unchanged.
-      const auto rounded = [up](float xv) {
-        const float y = xv * up;
-        const float c = std::copysign(8388608.0f, y);
-        return std::fabs(y) < 8388608.0f ? (y + c) - c : y;
-      };
-      for (std::int64_t k = k0; k < k1; ++k) {
-        std::int32_t d[4];
-        int_plane_digits(static_cast<std::int32_t>(rounded(x[k])), d);
-        for (int p = 0; p < 4; ++p) q[p * n + k] = static_cast<std::int8_t>(d[p]);
-      }
-      if (!ws.planes_exact)  // the fixes: below 2^16 after scaling, and not exact
-        for (std::int64_t k = k0; k < k1; ++k) {
-          if (!(std::fabs(x[k] * up) < 65536.0f)) continue;
-          const float r = x[k] - rounded(x[k]) * down;  // exact: x minus x rounded to a multiple of 2^-e
-          if (r != 0.0f) {
-            ws.fix_k.push_back(static_cast<std::int32_t>(k));
-            ws.fix_r.push_back(r);
-          }
-        }
+      int_plane_span_sums sums;
+#if LOWBIT_HAVE_X86_SIMD
+      if (vector)
+        int_planes_span_avx512(x, k0, k1, up, down, !ws.planes_exact, q, n, sums, ws.fix_k, ws.fix_r);
+      else
+#endif
+        int_planes_span_scalar(x, k0, k1, up, down, !ws.planes_exact, q, n, sums, ws.fix_k, ws.fix_r);
       int count = 1;
       for (int p = 0; p < 4; ++p) {
-        std::int32_t sum = 0, any = 0;
-        for (std::int64_t k = k0; k < k1; ++k) {
-          sum += q[p * n + k];
-          any |= q[p * n + k];
-        }
-        ws.plane_sums[4 * span + static_cast<std::size_t>(p)] = ws.plane_bias * sum;
-        if (any != 0) count = p + 1;
+        ws.plane_sums[4 * span + static_cast<std::size_t>(p)] = ws.plane_bias * sums.sum[p];
+        if (sums.nonzero[p]) count = p + 1;
       }
       ws.plane_count[span] = static_cast<std::uint8_t>(count);
       ws.plane_unit[span] = down / ws.plane_m;
@@ -523,10 +619,12 @@ inline void prepare_float_tokens(const float_packed& w, ConstRowMatrixRef x, flo
     for (std::int64_t t = t0; t < t1; ++t) {
       const float* row = x.data() + t * x.outerStride();
       // Weight-only schemes (W4A16): a non-finite fp32 activation is an error here too, as on
-      // every other path (issue 15, item 10), instead of a silent NaN row.
-      for (std::int64_t k = 0; k < k_in; ++k)
-        if (!std::isfinite(row[k]))
-          fail("activations: non-finite value at token " + std::to_string(t) + ", column " + std::to_string(k));
+      // every other path (issue 15, item 10), instead of a silent NaN row. Checked by the
+      // amax's vector loop (bits >= Inf's), the culprit looked for only then.
+      if (abs_max_bits(row, k_in) >= 0x7f800000u)
+        for (std::int64_t k = 0; k < k_in; ++k)
+          if (!std::isfinite(row[k]))
+            fail("activations: non-finite value at token " + std::to_string(t) + ", column " + std::to_string(k));
       std::memcpy(ws.x.data() + t * xs, row, static_cast<std::size_t>(k_in) * sizeof(float));
       std::fill(ws.x.data() + t * xs + k_in, ws.x.data() + (t + 1) * xs, 0.0f);
     }
