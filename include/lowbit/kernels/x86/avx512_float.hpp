@@ -789,7 +789,6 @@ LOWBIT_TARGET_AVX512 void avx512_direct_block_int_planes(const float_packed& w, 
   const float* zeros = w.block_zeros(b);
   const std::int64_t k_in = w.cols, whole = k_in / 4 * 4;  // whole: the planes' length
   const std::int8_t* planes = ws.x_planes.data();
-  const std::int64_t k_touch_end = avx512_touch_end(w, b);
   const __m512 lut_ps = _mm512_loadu_ps(nibble_table(C));
   alignas(64) std::uint8_t table[64];
   for (int i = 0; i < 64; ++i)  // exact: small integers
@@ -812,10 +811,11 @@ LOWBIT_TARGET_AVX512 void avx512_direct_block_int_planes(const float_packed& w, 
         for (int p = 0; p < 4; ++p) acc[s][p][0] = acc[s][p][1] = _mm512_setzero_si512();
       for (; k + 8 <= span_end; k += 8) {
         const std::uint8_t* c = codes + k * 16;
+        // Prefetch only: the other one-token paths' touch loads (avx512_touch_bytes, needed on
+        // Zen 5) cost this path 7-10% cold on the device Xeon, where the rule runs it (3
+        // alternated rounds: 0.87-0.89 x dram_read with them, 0.94-0.96 without; session 44).
         _mm_prefetch(reinterpret_cast<const char*>(c + avx512bf16_prefetch_bytes), _MM_HINT_T0);
         _mm_prefetch(reinterpret_cast<const char*>(c + avx512bf16_prefetch_bytes + 64), _MM_HINT_T0);
-        // Once per 4 KiB (k steps by 8 from a multiple of 4).
-        if ((k & 255) < 8 && k < k_touch_end) touch_load(c + avx512_touch_bytes);
         avx512_int_planes_step(c, planes, whole, k, plane_count, lut, acc[0]);
         avx512_int_planes_step(c + 64, planes, whole, k + 4, plane_count, lut, acc[1]);
       }
