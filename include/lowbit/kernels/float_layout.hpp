@@ -253,13 +253,13 @@ inline std::atomic<one_token_path>& one_token_path_override() noexcept {
 // planes' int32 combination stays below 2^31 (x86/avx512_float.hpp has the bounds).
 constexpr std::int64_t float_int_planes_span = 512;
 
-// Where the one-token integer path pays: CPUs with VNNI whose one-token float path is the quad
-// path, bound by its decode uops. On the device Xeon (docs/performance.md, "Session 43") it
-// read 1.65-1.73x the quad path's rate hot for w4a8_fp4 (cold 0.89-0.90 x dram_read, from
-// 0.75-0.77; 1B-shape W4A8-FP decode 16-18% faster) and 1.43-1.53x for W4A16 (cold
-// 0.82-0.87, from 0.76-0.81). Where VDPBF16PS pays (Zen 4/5) the bf16 pairs stay: on Zen 4
-// they read w4a8_fp4 at 23.4 GB/s cold against the planes' 19.8 (one part against three
-// planes), and W4A16 alike (16.9-17.5 against 16.8-17.0).
+// Where the one-token integer path pays: CPUs with VNNI (and VBMI, for its VPERMB) whose
+// one-token float path is the quad path, bound by its decode uops. On the device Xeon
+// (docs/performance.md, "Session 43", "Session 44") it reads w4a8_fp4 at 0.98-0.99 x
+// dram_read cold and W4A16 at 0.94-0.96 (the quad path: 0.75-0.81); 1B-shape W4A16 decode
+// within 5% of DRAM at 1 and 2 threads. Where VDPBF16PS pays (Zen 4/5) the bf16 pairs stay:
+// on Zen 5 they read 1.03-1.21 of DRAM; on Zen 4 the planes (forced) now match or pass them
+// by up to 8% (session 44), not measured on Zen 5.
 inline bool avx512_int_planes_runs(const cpu_features& f) noexcept {  // its instructions
   return f.avx512vnni && f.avx512vbmi;  // VPDPBUSD, VPERMB
 }
