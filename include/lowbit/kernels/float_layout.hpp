@@ -255,9 +255,10 @@ constexpr std::int64_t float_int_planes_span = 512;
 
 // Where the one-token integer path pays: CPUs with VNNI (and VBMI, for its VPERMB) whose
 // one-token float path is the quad path, bound by its decode uops. On the device Xeon
-// (docs/performance.md, "Session 43", "Session 44") it reads w4a8_fp4 at 0.98-0.99 x
-// dram_read cold and W4A16 at 0.94-0.96 (the quad path: 0.75-0.81); 1B-shape W4A16 decode
-// within 5% of DRAM at 1 and 2 threads. Where VDPBF16PS pays (Zen 4/5) the bf16 pairs stay:
+// (docs/performance.md, "Session 43", "Session 44") it reads w4a8_fp4 at 0.86-0.99 x
+// dram_read cold and W4A16 at 0.69-0.96 depending on the host (the quad path: 0.75-0.81 on
+// the same hosts as the upper figures); 1B-shape W4A16 decode within 5% of DRAM at 1 and 2
+// threads. Where VDPBF16PS pays (Zen 4/5) the bf16 pairs stay:
 // on Zen 5 they read 1.03-1.21 of DRAM; on Zen 4 the planes (forced) now match or pass them
 // by up to 8% (session 44), not measured on Zen 5.
 inline bool avx512_int_planes_runs(const cpu_features& f) noexcept {  // its instructions
