@@ -345,8 +345,8 @@ inline void make_int_planes(float_workspace& ws, float_code code, bool exact) {
 // One span's share of prepare_int_planes, k-rows [k0, k1) of x scaled by up = 2^e: the digits
 // of v = round(x 2^e) (ties to even) into the planes (q + p n + k), and per plane the span's
 // digit sum and whether a digit is non-zero; with `fixes`, the k-rows whose |x 2^e| < 2^16 and
-// whose v 2^-e (down = 2^-e) is not x, as (k, r = x - v 2^-e) appended. The scalar reference;
-// x86/int_planes_prepare.hpp has the AVX-512 twin, bit-identical (tests/test_float_int_planes.cpp).
+// whose v 2^-e (down = 2^-e) is not x, as (k, r = x - v 2^-e) appended. The scalar reference
+// of int_planes_span_avx512 below, which is bit-identical (tests/test_float_int_planes.cpp).
 struct int_plane_span_sums {
   std::int32_t sum[4] = {0, 0, 0, 0};
   bool nonzero[4] = {false, false, false, false};
