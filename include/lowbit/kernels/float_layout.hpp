@@ -382,11 +382,9 @@ inline void int_planes_span_scalar(const float* x, std::int64_t k0, std::int64_t
 }
 
 #if LOWBIT_HAVE_X86_SIMD
-#if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic push
-LOWBIT_IGNORE_GCC_MAYBE_UNINITIALIZED  // GCC bug 105593, in the intrinsics
+LOWBIT_IGNORE_GCC_MAYBE_UNINITIALIZED  // GCC bug 105593, in the intrinsics (the reductions)
 #pragma GCC diagnostic ignored "-Wuninitialized"
-#endif
 // The AVX-512 twin of int_planes_span_scalar: the same operations in fp32 and int32 on 16
 // k-rows at once (masked at the span's end), the digits narrowed by VPMOVDB. The fixes are rare
 // (well under 1% of the k-rows of normal activations), so their mask is walked bit by bit.
@@ -439,9 +437,7 @@ LOWBIT_TARGET_AVX512 inline void int_planes_span_avx512(const float* x, std::int
     out.nonzero[p] = out.nonzero[p] || _mm512_test_epi32_mask(any[p], any[p]) != 0;
   }
 }
-#if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic pop
-#endif
 #endif  // LOWBIT_HAVE_X86_SIMD
 
 // Whether prepare_int_planes runs the AVX-512 twin: on the AVX-512 tier, the only one whose
