@@ -334,7 +334,7 @@ inline void make_int_planes(float_workspace& ws, float_code code, bool exact) {
   ws.spans_per_group = (ws.group_size + float_int_planes_span - 1) / float_int_planes_span;
   const std::size_t spans = static_cast<std::size_t>(ws.groups * ws.spans_per_group);
   ws.plane_sums.assign(4 * spans, 0);
-  ws.plane_count.assign(spans, 3);
+  ws.plane_count.assign(spans, 1);  // (prepare_int_planes sets every span's)
   ws.plane_unit.assign(spans, 0.0f);
   ws.fix_begin.assign(spans + 1, 0);
   ws.planes_exact = exact;

@@ -742,7 +742,7 @@ inline void avx512bf16_direct_block_pairs_any(const float_packed& w, const float
 
 // One token of 4-bit codes on VPDPBUSD (float_uses_int_planes): integer products in place of
 // the quad path's fp32 decode. Each code becomes an unsigned byte u = m w + bias by one
-// in-lane VPSHUFB lookup a nibble (E2M1: 2w + 12, m = 2; int4: w + 8; uint4 codes: w, their
+// VPERMB lookup a nibble (E2M1: 2w + 12, m = 2; int4: w + 8; uint4 codes: w, their
 // zero point or offset added per group through sum_group(x) as on the other paths). The token
 // is integers in signed-byte planes, one exponent a span (float_workspace::x_planes).
 // Per span of up to 512 k-rows of a group and per plane, VPDPBUSD sums u * q exactly in
