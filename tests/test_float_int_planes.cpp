@@ -194,15 +194,17 @@ TEST_CASE("float int planes: prepare's AVX-512 span loop is the scalar one, bit 
     WARN("no AVX-512 on this CPU: the vector prepare is not run here");
     return;
   }
-  // fp32 activations (fixes included) and E4M3 values; spans of 4 to 512 k-rows, tails of
-  // every length mod 16, tiny, huge and zero spans, ties at .5 after scaling.
+  // fp32 activations (fixes included) and E4M3 values; spans of 4 to 512 k-rows whose length
+  // mod 16 (the vector loop's masked tail) is each of 0, 4, 8 and 12 (spans hold whole 4-row
+  // steps), tiny, huge and zero spans, ties at .5 after scaling.
   std::mt19937 rng(29);
   std::normal_distribution<float> d(0.0f, 1.0f);
   std::uniform_int_distribution<int> binade(-30, 30), byte(0, 255);
   int fixes = 0;
   for (const bool exact : {false, true})
     for (const auto& [k, group] : std::vector<std::pair<std::int64_t, std::int64_t>>{
-             {4, 4}, {20, 20}, {300, 12}, {2060, 1028}, {4099, 128}, {4099, 4099}, {1000, 44}, {777, 36}}) {
+             {4, 4}, {20, 20}, {300, 12}, {2060, 1028}, {4099, 128}, {4099, 4099}, {1000, 44}, {777, 36},
+             {240, 24}}) {
       INFO("K " << k << " group " << group << (exact ? " E4M3" : " fp32"));
       std::vector<float> x(static_cast<std::size_t>(k));
       for (std::int64_t i = 0; i < k; ++i) {
