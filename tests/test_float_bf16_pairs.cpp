@@ -161,9 +161,11 @@ TEST_CASE("float bf16 pairs: one token matches the reference over its tails", "[
     };
     for (const bf16_pairs_scheme& sc : bf16_pairs_schemes)
       for (const shape& sh : shapes)
-        for (int variant = 0; variant < 4; ++variant) {
-          // 0: plain; 1, 2: the whole row scaled by 1e-33 / 1e33; 3: bf16-exact values (one part).
-          if (variant > 0 && sh.k != 172 && sh.k != 4099) continue;
+        for (int variant = 0; variant < 5; ++variant) {
+          // 0: plain; 1, 2: the whole row scaled by 1e-33 / 1e33; 3: bf16-exact values (one part);
+          // 4: bf16-exact values without the tiny ones but one in 64 (W4A16's spans on the
+          // integer planes take three planes, with a few fixes).
+          if (variant > 0 && sh.k != 172 && sh.k != 4099 && !(variant == 4 && sh.k == 4096)) continue;
           const float magnitude = variant == 1 ? 1e-33f : variant == 2 ? 1e33f : 1.0f;
           INFO((bf16 ? "bf16 pairs" : planes ? "int planes" : "quad") << " scheme " << to_string(sc.scheme) << (sc.symmetric ? "" : " asym") << (sc.float_offset ? " offset" : "")
                                               << " N " << sh.n << " K " << sh.k
@@ -171,7 +173,10 @@ TEST_CASE("float bf16 pairs: one token matches the reference over its tails", "[
           const QuantizedMatrix q = bf16_pairs_random(sc, sh.n, sh.k, sh.group, seed++);
           const float_packed w = pack_float(q, sc.scheme, isa_tier::avx512);
           RowMatrixXf x = bf16_pairs_activations(sh.k, seed++, magnitude);
-          if (variant == 3)
+          if (variant == 4)
+            for (Eigen::Index c = 1; c < x.cols(); c += 7)
+              if (c % 64 != 1) x(0, c) = 0.5f;
+          if (variant >= 3)
             for (Eigen::Index c = 0; c < x.cols(); ++c) x(0, c) = static_cast<float>(Eigen::bfloat16(x(0, c)));
           const float_workspace ws = prepare_float(w, x);
           // The pairs are taken exactly when groups start on multiples of 16 k-rows; the
@@ -180,10 +185,23 @@ TEST_CASE("float bf16 pairs: one token matches the reference over its tails", "[
           const bool int_planes = planes && sh.k >= 4 && (q.groups_per_row == 1 || sh.group % 4 == 0);
           CHECK(!ws.x_planes.empty() == int_planes);
           CHECK(ws.x_quad.empty() == (avx512bf16_pairs_ok(w, ws) || int_planes));  // or the quad path runs
+          if (int_planes && variant == 4 && sc.scheme != gemm_scheme::w4a8_fp4) {
+            // Every span of 128 k-rows or more (it may hold four fixes) takes three planes.
+            int long_spans = 0;
+            for (std::int64_t s = 0; s < static_cast<std::int64_t>(ws.plane_count.size()); ++s) {
+              const std::int64_t g0 = s / ws.spans_per_group * ws.group_size;
+              const std::int64_t k0 = g0 + s % ws.spans_per_group * float_int_planes_span;
+              const std::int64_t k1 = std::min({sh.k / 4 * 4, g0 + ws.group_size, k0 + float_int_planes_span});
+              if (k1 - k0 < 128) continue;
+              ++long_spans;
+              CHECK(int{ws.plane_count[static_cast<std::size_t>(s)]} == 3);
+            }
+            CHECK((long_spans > 0) == (std::min(sh.k / 4 * 4, ws.group_size) >= 128));
+          }
           if (avx512bf16_pairs_ok(w, ws)) {  // one part exactly when the scaled x is bf16
             avx512bf16_pairs pairs;
             avx512bf16_build_pairs(ws, pairs);
-            const bool one = sc.scheme == gemm_scheme::w4a8_fp4 || variant == 3;
+            const bool one = sc.scheme == gemm_scheme::w4a8_fp4 || variant >= 3;
             CHECK(pairs.parts == (one || sh.k < 16 ? 1 : 2));
           }
           const RowMatrixXf ref = float_reference_gemm(q, sc.scheme, x);

@@ -188,6 +188,80 @@ TEST_CASE("float int planes: fp32 activations as fixed point per span, plus exac
   CHECK(fixes < rows / 100);
 }
 
+TEST_CASE("float int planes: 16-bit activations take three planes, fp32 ones four", "[float_kernels]") {
+  // Spans of bf16 values, of fp16 values, of fp32 values, and bf16 spans holding one, then
+  // five (in their first 128 k-rows), values of 2^-20 of their largest (bf16 values that small
+  // are no integers three planes down: fixes), cut into spans of 128 and, per channel, of 512
+  // k-rows.
+  std::mt19937 rng(41);
+  std::normal_distribution<float> d(0.0f, 1.0f);
+  int fp32_spans = 0, fp32_narrow = 0;
+  for (const std::int64_t group : {std::int64_t{128}, std::int64_t{4096}}) {
+    INFO("group " << group);
+    const std::int64_t k = 4096;
+    float_workspace ws;
+    ws.cols = k;
+    ws.group_size = group;
+    ws.groups = k / group;
+    make_int_planes(ws, float_code::int4_signed, false);
+    const std::int64_t span_len = std::min<std::int64_t>(group, float_int_planes_span);
+    const auto kind_of = [&](std::int64_t span) { return span % 5; };  // 0 bf16, 1 fp16, 2 fp32, 3/4 bf16 + tiny
+    std::vector<float> x(static_cast<std::size_t>(k));
+    for (std::int64_t i = 0; i < k; ++i) {
+      const std::int64_t span = i / span_len, at = i % span_len;
+      float v = d(rng) * (at == 9 ? 8.0f : 1.0f);
+      switch (kind_of(span)) {
+        case 1: v = static_cast<float>(Eigen::half(v)); break;
+        case 2: break;
+        case 3: v = static_cast<float>(Eigen::bfloat16(at == 20 ? std::ldexp(v, -20) : v)); break;
+        case 4: v = static_cast<float>(Eigen::bfloat16(at < 128 && at % 24 == 20 ? std::ldexp(v, -20) : v)); break;
+        default: v = static_cast<float>(Eigen::bfloat16(v)); break;
+      }
+      x[static_cast<std::size_t>(i)] = v;
+    }
+    for (const bool vector : {false, true}) {
+#if LOWBIT_HAVE_X86_SIMD
+      if (vector && !tier_supported(isa_tier::avx512, host_cpu_features())) continue;
+#else
+      if (vector) continue;
+#endif
+      INFO((vector ? "AVX-512" : "scalar") << " prepare");
+      prepare_int_planes(x.data(), ws, vector);
+      for (std::int64_t span = 0; span < k / span_len; ++span) {
+        INFO("span " << span << " kind " << kind_of(span));
+        const std::int64_t fixes = ws.fix_begin[static_cast<std::size_t>(span) + 1] - ws.fix_begin[static_cast<std::size_t>(span)];
+        // Three planes where they list at most one fix per 32 k-rows: the bf16 and fp16 spans,
+        // and the bf16 one with one tiny value; not five tiny values in 128 k-rows (a span of
+        // 512 holds them: three planes), and seldom fp32 values (a fix every few rows).
+        const int count = ws.plane_count[static_cast<std::size_t>(span)];
+        const std::int64_t tiny = kind_of(span) == 3 ? 1 : kind_of(span) == 4 ? 5 : 0;
+        if (kind_of(span) == 2) {
+          fp32_spans += 1;
+          fp32_narrow += count == 3;
+        } else {
+          CHECK(count == (kind_of(span) != 4 || span_len == 512 ? 3 : 4));
+        }
+        if (count == 3) {
+          CHECK(fixes >= tiny);
+          CHECK(fixes <= span_len / 32);
+        }
+        // Every k-row held within 2^-17 of itself, or exactly with its fix, either way.
+        for (std::int64_t i = span * span_len; i < (span + 1) * span_len; ++i) {
+          double v = 0.0;
+          for (int p = 0; p < 4; ++p) v += std::ldexp(static_cast<double>(ws.x_planes[static_cast<std::size_t>(p * k + i)]), 8 * p);
+          double held = v * static_cast<double>(ws.plane_unit[static_cast<std::size_t>(span)]);
+          for (std::int32_t f = ws.fix_begin[static_cast<std::size_t>(span)]; f < ws.fix_begin[static_cast<std::size_t>(span) + 1]; ++f)
+            if (ws.fix_k[static_cast<std::size_t>(f)] == i) held += ws.fix_r[static_cast<std::size_t>(f)];
+          const double xi = x[static_cast<std::size_t>(i)];
+          if (!(std::fabs(held - xi) <= std::ldexp(std::fabs(xi), -17))) FAIL("k-row " << i << ": " << held << " for " << xi);
+        }
+      }
+    }
+  }
+  INFO(fp32_narrow << " of " << fp32_spans << " fp32 spans on three planes");
+  CHECK(fp32_narrow * 5 < fp32_spans);
+}
+
 #if LOWBIT_HAVE_X86_SIMD
 TEST_CASE("float int planes: prepare's AVX-512 span loop is the scalar one, bit for bit", "[float_kernels]") {
   if (!tier_supported(isa_tier::avx512, host_cpu_features())) {
@@ -200,7 +274,7 @@ TEST_CASE("float int planes: prepare's AVX-512 span loop is the scalar one, bit 
   std::mt19937 rng(29);
   std::normal_distribution<float> d(0.0f, 1.0f);
   std::uniform_int_distribution<int> binade(-30, 30), byte(0, 255);
-  int fixes = 0;
+  int fixes = 0, narrow = 0;
   for (const bool exact : {false, true})
     for (const auto& [k, group] : std::vector<std::pair<std::int64_t, std::int64_t>>{
              {4, 4}, {20, 20}, {300, 12}, {2060, 1028}, {4099, 128}, {4099, 4099}, {1000, 44}, {777, 36},
@@ -220,6 +294,7 @@ TEST_CASE("float int planes: prepare's AVX-512 span loop is the scalar one, bit 
           if (s == 2) v *= 1e30f;
           if (s == 3) v = 0.0f;
           if (s == 4) v = std::ldexp(std::round(v * 8.0f) + 0.5f, -3);  // ties once scaled
+          if (s == 5) v = static_cast<float>(Eigen::bfloat16(d(rng)));  // spans on three planes
           if (i % 13 == 5) v = -v;
         }
         x[static_cast<std::size_t>(i)] = v;
@@ -241,8 +316,10 @@ TEST_CASE("float int planes: prepare's AVX-512 span loop is the scalar one, bit 
       CHECK(a.fix_k == b.fix_k);
       CHECK(a.fix_r == b.fix_r);
       fixes += static_cast<int>(a.fix_k.size());
+      if (!exact) narrow += static_cast<int>(std::count(a.plane_count.begin(), a.plane_count.end(), 3));
     }
   CHECK(fixes > 0);  // the fix lists were compared, not only found empty
+  CHECK(narrow > 0);  // and fp32-path spans on three planes (the narrowing test's count) too
 }
 
 TEST_CASE("float int planes: one token is the exact sum where fp32 can hold it", "[float_kernels]") {

@@ -87,9 +87,11 @@ struct float_workspace : workspace_header {
   // planes v = q0 + 2^8 q1 + 2^16 q2 + 2^24 q3 (balanced digits, int_plane_digits):
   //   - w4a8_fp4 (planes_exact): e = 9, so every E4M3 value is such an integer, below 2^18
   //     (q3 = 0, and q2 in [-4, 4]);
-  //   - W4A16: e(s) puts the span's largest |x| in [2^29, 2^30). An x with |x| 2^e below 2^16
-  //     whose v is not exact is listed as a fix (k, r = x - v 2^-e, exact), which the kernel
-  //     adds as r * w in fp32; every other x is off by at most 2^-e / 2 <= 2^-17 |x|.
+  //   - W4A16: e(s) puts the span's largest |x| in [2^29, 2^30), or in [2^21, 2^22) where
+  //     that lists at most one fix per 32 k-rows (16-bit inputs: three planes, q3 = 0; see
+  //     prepare_int_planes). An x with |x| 2^e below 2^16 whose v is not exact is listed as
+  //     a fix (k, r = x - v 2^-e, exact), which the kernel adds as r * w in fp32; every
+  //     other x is off by at most 2^-e / 2 <= 2^-17 |x|.
   // x_planes[p * 4 (K / 4) + k] is digit p of k-row k (dword i of a plane: k-rows 4i..4i+3,
   // a VPDPBUSD operand; the last K % 4 k-rows take the per-row fp32 path). Per span s:
   // plane_sums[4 s + p] = plane_bias * (sum of plane p over the span), the correction for the
@@ -342,6 +344,21 @@ inline void make_int_planes(float_workspace& ws, float_code code, bool exact) {
   ws.plane_bias = code == float_code::e2m1 ? 12 : code == float_code::int4_signed ? 8 : 0;
 }
 
+// y = x 2^e (exact) rounded to the nearest integer, ties to even: for |y| < 2^23 by adding
+// and subtracting +-2^23; from 2^23 up y is an integer already. E4M3 values times 2^9 are
+// integers and pass through unchanged.
+inline float int_plane_rounded(float y) noexcept {
+  const float c = std::copysign(8388608.0f, y);
+  return std::fabs(y) < 8388608.0f ? (y + c) - c : y;
+}
+
+// Whether x, held as v = int_plane_rounded(x up) at up = 2^e (down = 2^-e), is listed as a
+// fix: |x up| < 2^16 and v down is not x. The one rule of int_planes_span_scalar and
+// int_planes_fix_count_scalar (their AVX-512 twins test the same in vector form).
+inline bool int_plane_needs_fix(float x, float v, float up, float down) noexcept {
+  return std::fabs(x * up) < 65536.0f && x - v * down != 0.0f;
+}
+
 // One span's share of prepare_int_planes, k-rows [k0, k1) of x scaled by up = 2^e: the digits
 // of v = round(x 2^e) (ties to even) into the planes (q + p n + k), and per plane the span's
 // digit sum and whether a digit is non-zero; with `fixes`, the k-rows whose |x 2^e| < 2^16 and
@@ -354,16 +371,8 @@ struct int_plane_span_sums {
 inline void int_planes_span_scalar(const float* x, std::int64_t k0, std::int64_t k1, float up, float down,
                                    bool fixes, std::int8_t* q, std::int64_t n, int_plane_span_sums& out,
                                    std::vector<std::int32_t>& fix_k, std::vector<float>& fix_r) {
-  // y = x 2^e (exact) rounded to the nearest integer, ties to even: for |y| < 2^23 by adding
-  // and subtracting +-2^23; from 2^23 up y is an integer already. E4M3 values times 2^9 are
-  // integers and pass through unchanged.
-  const auto rounded = [up](float xv) {
-    const float y = xv * up;
-    const float c = std::copysign(8388608.0f, y);
-    return std::fabs(y) < 8388608.0f ? (y + c) - c : y;
-  };
   for (std::int64_t k = k0; k < k1; ++k) {
-    const float v = rounded(x[k]);
+    const float v = int_plane_rounded(x[k] * up);
     std::int32_t d[4];
     int_plane_digits(static_cast<std::int32_t>(v), d);
     for (int p = 0; p < 4; ++p) {
@@ -371,20 +380,56 @@ inline void int_planes_span_scalar(const float* x, std::int64_t k0, std::int64_t
       out.sum[p] += d[p];
       out.nonzero[p] = out.nonzero[p] || d[p] != 0;
     }
-    if (fixes && std::fabs(x[k] * up) < 65536.0f) {
-      const float r = x[k] - v * down;  // exact: x minus x rounded to a multiple of 2^-e
-      if (r != 0.0f) {
-        fix_k.push_back(static_cast<std::int32_t>(k));
-        fix_r.push_back(r);
-      }
+    if (fixes && int_plane_needs_fix(x[k], v, up, down)) {
+      fix_k.push_back(static_cast<std::int32_t>(k));
+      fix_r.push_back(x[k] - v * down);  // exact: x minus x rounded to a multiple of 2^-e
     }
   }
+}
+
+// How many k-rows of [k0, k1) would be fixes at up = 2^e: prepare_int_planes' test of a
+// span's narrower fixed point. The scalar reference of int_planes_fix_count_avx512.
+inline std::int64_t int_planes_fix_count_scalar(const float* x, std::int64_t k0, std::int64_t k1, float up,
+                                                float down) noexcept {
+  std::int64_t count = 0;
+  for (std::int64_t k = k0; k < k1; ++k) count += int_plane_needs_fix(x[k], int_plane_rounded(x[k] * up), up, down);
+  return count;
 }
 
 #if LOWBIT_HAVE_X86_SIMD
 #pragma GCC diagnostic push
 LOWBIT_IGNORE_GCC_MAYBE_UNINITIALIZED  // GCC bug 105593, in the intrinsics (the reductions)
 #pragma GCC diagnostic ignored "-Wuninitialized"
+// int_plane_rounded of 16 values y (ay = |y|).
+LOWBIT_TARGET_AVX512 inline __m512 int_plane_rounded_avx512(__m512 y, __m512 ay) {
+  const __m512 c = _mm512_castsi512_ps(_mm512_or_si512(_mm512_and_si512(_mm512_castps_si512(y), _mm512_set1_epi32(INT32_MIN)),
+                                                       _mm512_castps_si512(_mm512_set1_ps(8388608.0f))));
+  const __mmask16 small = _mm512_cmp_ps_mask(ay, _mm512_set1_ps(8388608.0f), _CMP_LT_OQ);
+  return _mm512_mask_sub_ps(y, small, _mm512_add_ps(y, c), c);
+}
+
+// int_plane_needs_fix of the lanes in m (ay = |x up|, rem = x - v down).
+LOWBIT_TARGET_AVX512 inline __mmask16 int_plane_fix_mask_avx512(__mmask16 m, __m512 ay, __m512 rem) {
+  return _mm512_mask_cmp_ps_mask(_mm512_mask_cmp_ps_mask(m, ay, _mm512_set1_ps(65536.0f), _CMP_LT_OQ), rem,
+                                 _mm512_setzero_ps(), _CMP_NEQ_UQ);
+}
+
+// The AVX-512 twin of int_planes_fix_count_scalar.
+LOWBIT_TARGET_AVX512 inline std::int64_t int_planes_fix_count_avx512(const float* x, std::int64_t k0, std::int64_t k1,
+                                                                     float up, float down) {
+  const __m512 vup = _mm512_set1_ps(up), vdown = _mm512_set1_ps(down);
+  std::int64_t count = 0;
+  for (std::int64_t k = k0; k < k1; k += 16) {
+    const __mmask16 m = k1 - k >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (k1 - k)) - 1);
+    const __m512 xv = _mm512_maskz_loadu_ps(m, x + k);
+    const __m512 y = _mm512_mul_ps(xv, vup);
+    const __m512 ay = _mm512_abs_ps(y);
+    const __m512 rem = _mm512_sub_ps(xv, _mm512_mul_ps(int_plane_rounded_avx512(y, ay), vdown));
+    count += __builtin_popcount(int_plane_fix_mask_avx512(m, ay, rem));
+  }
+  return count;
+}
+
 // The AVX-512 twin of int_planes_span_scalar: the same operations in fp32 and int32 on 16
 // k-rows at once (masked at the span's end), the digits narrowed by VPMOVDB. The fixes are rare
 // (well under 1% of the k-rows of normal activations), so their mask is walked bit by bit.
@@ -393,8 +438,7 @@ LOWBIT_TARGET_AVX512 inline void int_planes_span_avx512(const float* x, std::int
                                                         int_plane_span_sums& out, std::vector<std::int32_t>& fix_k,
                                                         std::vector<float>& fix_r) {
   const __m512 vup = _mm512_set1_ps(up), vdown = _mm512_set1_ps(down);
-  const __m512 two23 = _mm512_set1_ps(8388608.0f), two16 = _mm512_set1_ps(65536.0f);
-  const __m512i sign = _mm512_set1_epi32(INT32_MIN), c128 = _mm512_set1_epi32(128), c255 = _mm512_set1_epi32(255);
+  const __m512i c128 = _mm512_set1_epi32(128), c255 = _mm512_set1_epi32(255);
   __m512i sum[4], any[4];
   for (int p = 0; p < 4; ++p) sum[p] = any[p] = _mm512_setzero_si512();
   for (std::int64_t k = k0; k < k1; k += 16) {
@@ -402,10 +446,7 @@ LOWBIT_TARGET_AVX512 inline void int_planes_span_avx512(const float* x, std::int
     const __m512 xv = _mm512_maskz_loadu_ps(m, x + k);
     const __m512 y = _mm512_mul_ps(xv, vup);
     const __m512 ay = _mm512_abs_ps(y);
-    const __m512 c = _mm512_castsi512_ps(
-        _mm512_or_si512(_mm512_and_si512(_mm512_castps_si512(y), sign), _mm512_castps_si512(two23)));
-    const __mmask16 small = _mm512_cmp_ps_mask(ay, two23, _CMP_LT_OQ);
-    const __m512 v = _mm512_mask_sub_ps(y, small, _mm512_add_ps(y, c), c);
+    const __m512 v = int_plane_rounded_avx512(y, ay);
     __m512i r = _mm512_cvtps_epi32(v);  // an integer already: exact
     for (int p = 0; p < 3; ++p) {
       const __m512i d = _mm512_sub_epi32(_mm512_and_si512(_mm512_add_epi32(r, c128), c255), c128);
@@ -419,8 +460,7 @@ LOWBIT_TARGET_AVX512 inline void int_planes_span_avx512(const float* x, std::int
     any[3] = _mm512_or_si512(any[3], r);
     if (fixes) {
       const __m512 rem = _mm512_sub_ps(xv, _mm512_mul_ps(v, vdown));  // exact, as in the scalar loop
-      __mmask16 f = _mm512_mask_cmp_ps_mask(_mm512_mask_cmp_ps_mask(m, ay, two16, _CMP_LT_OQ), rem,
-                                            _mm512_setzero_ps(), _CMP_NEQ_UQ);
+      __mmask16 f = int_plane_fix_mask_avx512(m, ay, rem);
       if (f != 0) {
         alignas(64) float rs[16];
         _mm512_store_ps(rs, rem);
@@ -478,6 +518,21 @@ inline void prepare_int_planes(const float* x, float_workspace& ws, bool vector 
         // amax * 2^e in [2^29, 2^30); at most 2^100 so that 2^e and 2^-e are normal floats
         // (a tinier span uses fewer digits and lists more fixes, still exact).
         e = amax > 0.0f ? std::min(30 - ex, 100) : 0;
+        // Three planes (largest |x| 2^e in [2^21, 2^22)) where they hold the span as well as
+        // four but for at most one more fix per 32 k-rows: 16-bit inputs (bf16 values are
+        // integers there down to 2^-14 of the largest, fp16 ones to 2^-11), while fp32 ones
+        // would fix about every tenth k-row. The fourth plane costs two VPDPBUSD per 4-row
+        // step of 32 columns, a fix one decode and two FMAs: 16 VPDPBUSD against one fix.
+        if (amax > 0.0f) {
+          const float up3 = std::ldexp(1.0f, e - 8), down3 = std::ldexp(1.0f, 8 - e);
+#if LOWBIT_HAVE_X86_SIMD
+          const std::int64_t narrow = vector ? int_planes_fix_count_avx512(x, k0, k1, up3, down3)
+                                             : int_planes_fix_count_scalar(x, k0, k1, up3, down3);
+#else
+          const std::int64_t narrow = int_planes_fix_count_scalar(x, k0, k1, up3, down3);
+#endif
+          if (narrow <= (k1 - k0) / 32) e -= 8;
+        }
       }
       const float up = std::ldexp(1.0f, e), down = std::ldexp(1.0f, -e);
       int_plane_span_sums sums;

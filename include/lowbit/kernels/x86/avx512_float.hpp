@@ -752,7 +752,8 @@ inline void avx512bf16_direct_block_pairs_any(const float_packed& w, const float
 //     sum (2w) v is formed in int32, exact: |D0| <= 12 * 128 * 512, |2^8 D1| <= 12 * 2^15 * 512
 //     and |2^16 D2| <= 12 * 2^18 * 512, so every partial sum stays below 1.82e9 < 2^31. A
 //     span's sum of a * w is then exact until its one conversion to fp32.
-//   - W4A16 (|v| up to 2^30, four planes): the D_p are combined in fp32 (three roundings),
+//   - W4A16 (|v| up to 2^30, four planes; below 2^22, three, in spans of 16-bit values):
+//     the D_p are combined in fp32 (three roundings),
 //     and the span's fixes (activations too small for its fixed point) add r * w in fp32.
 // The spans of a group and the groups (times their scales) are summed in fp32, as on every
 // fp32 path. One 64-byte load holds 4 k-rows; one VPERMB (nibble_row_quads) makes dword j
@@ -760,24 +761,49 @@ inline void avx512bf16_direct_block_pairs_any(const float_packed& w, const float
 // in their natural order, and a VPERMB lookup a nibble gives the bytes. Per 128 weights: 4
 // shuffle/shift uops (three VPERMB, a shift; 7 before, with a VPERMD, three VPSHUFB and two
 // ANDs) and two VPDPBUSD a plane (w4a8_fp4: 4 or 6, its plane 2 skipped in spans where it is
-// 0; W4A16: 8), against the quad path's 23 uops. Two sets of
+// 0; W4A16: 8, or 6 in spans of 16-bit values), against the quad path's 23 uops. Two sets of
 // accumulators on alternate steps hide VPDPBUSD's latency. A group's trailing K % 4 k-rows
 // (the last group's only) take the per-row fp32 path.
+template <int P>  // planes 0..P-1 (the span's plane_count)
 LOWBIT_TARGET_AVX512 inline void avx512_int_planes_step(const std::uint8_t* c, const std::int8_t* planes,
-                                                        std::int64_t plane_len, std::int64_t k, int plane_count,
-                                                        __m512i lut, __m512i (&acc)[4][2]) {
+                                                        std::int64_t plane_len, std::int64_t k, __m512i lut,
+                                                        __m512i (&acc)[4][2]) {
   const __m512i t = nibble_row_quads(c);
   // lut repeats its 16 bytes four times, so VPERMB reads a nibble from the low 4 bits of any
   // byte: the shift's bits from the next byte (and bits 6-7, which VPERMB ignores) do not count.
   const __m512i u0 = avx512_permb(t, lut);
   const __m512i u1 = avx512_permb(_mm512_srli_epi16(t, 4), lut);
 #pragma GCC unroll 4
-  for (int p = 0; p < 4; ++p) {
-    if (p >= plane_count) break;
+  for (int p = 0; p < P; ++p) {
     const __m512i a = avx512_bcast32(planes + p * plane_len + k);
     acc[p][0] = avx512_dpbusd(acc[p][0], u0, a);
     acc[p][1] = avx512_dpbusd(acc[p][1], u1, a);
   }
+}
+
+// A span's steps from k-row k to span_end on P planes: 8 k-rows a step, alternating the two
+// accumulator sets, then a last 4-row step if left; returns span_end. P is a template
+// argument so that the step has no branch per plane (the count is the span's, one switch).
+template <int P>
+LOWBIT_TARGET_AVX512 inline std::int64_t avx512_int_planes_span(const std::uint8_t* codes, const std::int8_t* planes,
+                                                                std::int64_t plane_len, std::int64_t k,
+                                                                std::int64_t span_end, __m512i lut,
+                                                                __m512i (&acc)[2][4][2]) {
+  for (; k + 8 <= span_end; k += 8) {
+    const std::uint8_t* c = codes + k * 16;
+    // Prefetch only: the other one-token paths' touch loads (avx512_touch_bytes, needed on
+    // Zen 5) cost this path 7-10% cold on the device Xeon, where the rule runs it (3
+    // alternated rounds: 0.87-0.89 x dram_read with them, 0.94-0.96 without; session 44).
+    _mm_prefetch(reinterpret_cast<const char*>(c + avx512bf16_prefetch_bytes), _MM_HINT_T0);
+    _mm_prefetch(reinterpret_cast<const char*>(c + avx512bf16_prefetch_bytes + 64), _MM_HINT_T0);
+    avx512_int_planes_step<P>(c, planes, plane_len, k, lut, acc[0]);
+    avx512_int_planes_step<P>(c + 64, planes, plane_len, k + 4, lut, acc[1]);
+  }
+  if (k < span_end) {  // one 4-row step left
+    avx512_int_planes_step<P>(codes + k * 16, planes, plane_len, k, lut, acc[0]);
+    k += 4;
+  }
+  return k;
 }
 
 template <float_code C>
@@ -809,19 +835,11 @@ LOWBIT_TARGET_AVX512 void avx512_direct_block_int_planes(const float_packed& w, 
       for (int s = 0; s < 2; ++s)
 #pragma GCC unroll 4
         for (int p = 0; p < 4; ++p) acc[s][p][0] = acc[s][p][1] = _mm512_setzero_si512();
-      for (; k + 8 <= span_end; k += 8) {
-        const std::uint8_t* c = codes + k * 16;
-        // Prefetch only: the other one-token paths' touch loads (avx512_touch_bytes, needed on
-        // Zen 5) cost this path 7-10% cold on the device Xeon, where the rule runs it (3
-        // alternated rounds: 0.87-0.89 x dram_read with them, 0.94-0.96 without; session 44).
-        _mm_prefetch(reinterpret_cast<const char*>(c + avx512bf16_prefetch_bytes), _MM_HINT_T0);
-        _mm_prefetch(reinterpret_cast<const char*>(c + avx512bf16_prefetch_bytes + 64), _MM_HINT_T0);
-        avx512_int_planes_step(c, planes, whole, k, plane_count, lut, acc[0]);
-        avx512_int_planes_step(c + 64, planes, whole, k + 4, plane_count, lut, acc[1]);
-      }
-      if (k < span_end) {  // one 4-row step left
-        avx512_int_planes_step(codes + k * 16, planes, whole, k, plane_count, lut, acc[0]);
-        k += 4;
+      switch (plane_count) {
+        case 1: k = avx512_int_planes_span<1>(codes, planes, whole, k, span_end, lut, acc); break;
+        case 2: k = avx512_int_planes_span<2>(codes, planes, whole, k, span_end, lut, acc); break;
+        case 3: k = avx512_int_planes_span<3>(codes, planes, whole, k, span_end, lut, acc); break;
+        default: k = avx512_int_planes_span<4>(codes, planes, whole, k, span_end, lut, acc); break;
       }
       const std::int32_t* sums = ws.plane_sums.data() + 4 * span;
       __m512i d[4][2];
