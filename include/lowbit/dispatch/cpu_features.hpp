@@ -56,6 +56,10 @@ struct cpu_features {
   bool avx512f = false, avx512bw = false, avx512vl = false, avx512dq = false;
   bool avx512vnni = false, avx512bf16 = false, avx512fp16 = false;
   bool avx512vbmi = false;  // VPERMB (full 64-byte permutes): the one-token integer planes
+  // Not an instruction set: 512-bit operations run as two 256-bit halves (AMD family 19h with
+  // AVX-512, i.e. Zen 4), so a path's cost is its count of vector uops (float_layout.hpp's
+  // one-token rule reads it).
+  bool avx512_halves = false;
   // AMX: CPUID and XCR0 say the CPU and the OS support tiles; amx_permitted says the kernel
   // granted this process the tile data state (arch_prctl(ARCH_REQ_XCOMP_PERM), Linux 5.16+).
   bool amx_tile = false, amx_int8 = false, amx_bf16 = false, amx_permitted = false;
@@ -202,6 +206,12 @@ inline cpu_features detect_cpu_features() noexcept {
     f.avx512bf16 = (a71 >> 5) & 1;
     f.avx512fp16 = (d7 >> 23) & 1;
     f.avx512vbmi = (c7 >> 1) & 1;
+    unsigned vendor[3] = {0, 0, 0};
+    __cpuid(0, a, vendor[0], vendor[2], vendor[1]);  // "AuthenticAMD" in EBX, EDX, ECX
+    unsigned sig = 0;
+    __cpuid(1, sig, b, c, d);
+    const unsigned base = (sig >> 8) & 0xF, family = base == 0xF ? base + ((sig >> 20) & 0xFF) : base;
+    f.avx512_halves = f.avx512f && std::memcmp(vendor, "AuthenticAMD", 12) == 0 && family == 0x19;
   }
   if (os_amx) {
     f.amx_bf16 = (d7 >> 22) & 1;

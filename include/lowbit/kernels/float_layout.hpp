@@ -241,8 +241,8 @@ inline bool avx512bf16_pairs_cpu(const cpu_features& f) noexcept { return avx512
 
 // Which of the one-token paths 4-bit codes take where several could run: the CPU rules
 // (automatic), or one of them forced. A test hook: without it a Zen 5 runs the quad path only
-// for groups the pairs cannot take, an Intel CPU never runs the pairs, and only Intel CPUs run
-// the integer planes; with it the tests
+// for groups the pairs cannot take, an Intel CPU never runs the pairs, and only Intel CPUs and
+// Zen 4 run the integer planes; with it the tests
 // run every path over every shape on every CPU that has its instructions.
 enum class one_token_path : std::uint8_t { automatic, quad, bf16_pairs, int_planes };
 inline std::atomic<one_token_path>& one_token_path_override() noexcept {
@@ -258,17 +258,24 @@ constexpr std::int64_t float_int_planes_span = 512;
 // Where the one-token integer path pays: CPUs with VNNI (and VBMI, for its VPERMB) whose
 // one-token float path is the quad path, bound by its decode uops. On the device Xeon
 // (docs/performance.md, "Session 43", "Session 44") it reads w4a8_fp4 at 0.86-0.99 x
-// dram_read cold and W4A16 at 0.69-0.96 depending on the host (the quad path: 0.75-0.81 on
+// dram_read cold and W4A16 at 0.69-0.99 depending on the host (the quad path: 0.75-0.81 on
 // the same hosts as the upper figures); 1B-shape W4A16 decode within 5% of DRAM at 1 and 2
-// threads. Where VDPBF16PS pays (Zen 4/5) the bf16 pairs stay:
-// on Zen 5 they read 1.03-1.21 of DRAM; on Zen 4 the planes (forced) now match or pass them
-// by up to 8% (session 44), not measured on Zen 5.
+// threads. Where VDPBF16PS pays (Zen 4/5) the bf16 pairs stay on Zen 5 (1.03-1.21 of DRAM;
+// the planes not measured there). Zen 4 (avx512_halves) takes the planes: with their
+// prefetch into L2 (avx512_int_planes_prefetch_l2) they read cold W4A16 weights 20-30%
+// faster than the pairs, and hot 25-45% (session 45).
 inline bool avx512_int_planes_runs(const cpu_features& f) noexcept {  // its instructions
   return f.avx512vnni && f.avx512vbmi;  // VPDPBUSD, VPERMB
 }
 inline bool avx512_int_planes_cpu(const cpu_features& f) noexcept {
-  return avx512_int_planes_runs(f) && !avx512bf16_pays(f);
+  return avx512_int_planes_runs(f) && (!avx512bf16_pays(f) || f.avx512_halves);
 }
+// Where the planes kernel prefetches its codes into L2 (PREFETCHT2, 16 KiB ahead) rather than
+// L1 (PREFETCHT0, 8 KiB ahead): Zen 4, where that read cold W4A16 at 0.90-0.95 x dram_read
+// against 0.77-0.85 (a copy of the kernel, two rounds); on the device Xeon the L2 hint
+// measured no better (0.92-0.95 against 0.93-0.99, four rounds), nor in the integer kernel
+// on either CPU (Zen 4: 0.7 against 1.05-1.14). docs/performance.md, "Session 45".
+inline bool avx512_int_planes_prefetch_l2(const cpu_features& f) noexcept { return f.avx512_halves; }
 
 // The one-token path a call takes: nullopt unless it is one token of 4-bit codes on the
 // AVX-512 tier; else the CPU rules (or the override, falling back to the quad path where the

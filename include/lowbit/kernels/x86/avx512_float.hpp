@@ -784,18 +784,28 @@ LOWBIT_TARGET_AVX512 inline void avx512_int_planes_step(const std::uint8_t* c, c
 // A span's steps from k-row k to span_end on P planes: 8 k-rows a step, alternating the two
 // accumulator sets, then a last 4-row step if left; returns span_end. P is a template
 // argument so that the step has no branch per plane (the count is the span's, one switch).
+// Always inlined: four copies called from one switch tempt GCC to call them, and then the
+// accumulators live in memory (2.5x slower, seen with a variant that took two more
+// arguments).
 template <int P>
-LOWBIT_TARGET_AVX512 inline std::int64_t avx512_int_planes_span(const std::uint8_t* codes, const std::int8_t* planes,
+LOWBIT_TARGET_AVX512 __attribute__((always_inline)) inline std::int64_t avx512_int_planes_span(const std::uint8_t* codes, const std::int8_t* planes,
                                                                 std::int64_t plane_len, std::int64_t k,
                                                                 std::int64_t span_end, __m512i lut,
-                                                                __m512i (&acc)[2][4][2]) {
+                                                                __m512i (&acc)[2][4][2], bool prefetch_l2) {
   for (; k + 8 <= span_end; k += 8) {
     const std::uint8_t* c = codes + k * 16;
     // Prefetch only: the other one-token paths' touch loads (avx512_touch_bytes, needed on
-    // Zen 5) cost this path 7-10% cold on the device Xeon, where the rule runs it (3
-    // alternated rounds: 0.87-0.89 x dram_read with them, 0.94-0.96 without; session 44).
-    _mm_prefetch(reinterpret_cast<const char*>(c + avx512bf16_prefetch_bytes), _MM_HINT_T0);
-    _mm_prefetch(reinterpret_cast<const char*>(c + avx512bf16_prefetch_bytes + 64), _MM_HINT_T0);
+    // Zen 5) cost this path 7-10% cold on the device Xeon (3 alternated rounds: 0.87-0.89 x
+    // dram_read with them, 0.94-0.96 without; session 44). Into L1 8 KiB ahead, or on Zen 4
+    // into L2 16 KiB ahead (avx512_int_planes_prefetch_l2; a branch taken the same way
+    // throughout: no measurable cost hot).
+    if (prefetch_l2) {
+      _mm_prefetch(reinterpret_cast<const char*>(c + 2 * avx512bf16_prefetch_bytes), _MM_HINT_T2);
+      _mm_prefetch(reinterpret_cast<const char*>(c + 2 * avx512bf16_prefetch_bytes + 64), _MM_HINT_T2);
+    } else {
+      _mm_prefetch(reinterpret_cast<const char*>(c + avx512bf16_prefetch_bytes), _MM_HINT_T0);
+      _mm_prefetch(reinterpret_cast<const char*>(c + avx512bf16_prefetch_bytes + 64), _MM_HINT_T0);
+    }
     avx512_int_planes_step<P>(c, planes, plane_len, k, lut, acc[0]);
     avx512_int_planes_step<P>(c + 64, planes, plane_len, k + 4, lut, acc[1]);
   }
@@ -815,6 +825,7 @@ LOWBIT_TARGET_AVX512 void avx512_direct_block_int_planes(const float_packed& w, 
   const float* zeros = w.block_zeros(b);
   const std::int64_t k_in = w.cols, whole = k_in / 4 * 4;  // whole: the planes' length
   const std::int8_t* planes = ws.x_planes.data();
+  const bool l2 = avx512_int_planes_prefetch_l2(host_cpu_features());
   const __m512 lut_ps = _mm512_loadu_ps(nibble_table(C));
   alignas(64) std::uint8_t table[64];
   for (int i = 0; i < 64; ++i)  // exact: small integers
@@ -836,10 +847,10 @@ LOWBIT_TARGET_AVX512 void avx512_direct_block_int_planes(const float_packed& w, 
 #pragma GCC unroll 4
         for (int p = 0; p < 4; ++p) acc[s][p][0] = acc[s][p][1] = _mm512_setzero_si512();
       switch (plane_count) {
-        case 1: k = avx512_int_planes_span<1>(codes, planes, whole, k, span_end, lut, acc); break;
-        case 2: k = avx512_int_planes_span<2>(codes, planes, whole, k, span_end, lut, acc); break;
-        case 3: k = avx512_int_planes_span<3>(codes, planes, whole, k, span_end, lut, acc); break;
-        default: k = avx512_int_planes_span<4>(codes, planes, whole, k, span_end, lut, acc); break;
+        case 1: k = avx512_int_planes_span<1>(codes, planes, whole, k, span_end, lut, acc, l2); break;
+        case 2: k = avx512_int_planes_span<2>(codes, planes, whole, k, span_end, lut, acc, l2); break;
+        case 3: k = avx512_int_planes_span<3>(codes, planes, whole, k, span_end, lut, acc, l2); break;
+        default: k = avx512_int_planes_span<4>(codes, planes, whole, k, span_end, lut, acc, l2); break;
       }
       const std::int32_t* sums = ws.plane_sums.data() + 4 * span;
       __m512i d[4][2];
