@@ -262,8 +262,8 @@ constexpr std::int64_t float_int_planes_span = 512;
 // the same hosts as the upper figures); 1B-shape W4A16 decode within 5% of DRAM at 1 and 2
 // threads. Where VDPBF16PS pays (Zen 4/5) the bf16 pairs stay on Zen 5 (1.03-1.21 of DRAM;
 // the planes not measured there). Zen 4 (avx512_halves) takes the planes: with their
-// prefetch into L2 (avx512_int_planes_prefetch_l2) they read cold W4A16 weights 20-30%
-// faster than the pairs, and hot 25-45% (session 45).
+// prefetch into L2 (avx512_int_planes_prefetch_l2) they read cold weights 8-36% faster
+// than the pairs did, and hot 12-45% (docs/performance.md, "Session 45").
 inline bool avx512_int_planes_runs(const cpu_features& f) noexcept {  // its instructions
   return f.avx512vnni && f.avx512vbmi;  // VPDPBUSD, VPERMB
 }
