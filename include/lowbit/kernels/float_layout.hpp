@@ -525,11 +525,11 @@ inline void prepare_int_planes(const float* x, float_workspace& ws, bool vector 
         // amax * 2^e in [2^29, 2^30); at most 2^100 so that 2^e and 2^-e are normal floats
         // (a tinier span uses fewer digits and lists more fixes, still exact).
         e = amax > 0.0f ? std::min(30 - ex, 100) : 0;
-        // Three planes (largest |x| 2^e in [2^21, 2^22)) where they hold the span as well as
-        // four but for at most one more fix per 32 k-rows: 16-bit inputs (bf16 values are
-        // integers there down to 2^-14 of the largest, fp16 ones to 2^-11), while fp32 ones
-        // would fix about every tenth k-row. The fourth plane costs two VPDPBUSD per 4-row
-        // step of 32 columns, a fix one decode and two FMAs: 16 VPDPBUSD against one fix.
+        // Three planes (largest |x| 2^e in [2^21, 2^22)) where they list at most one fix per
+        // 32 k-rows: 16-bit inputs (bf16 values are integers there down to 2^-14 of the
+        // largest, fp16 ones to 2^-11), while normal fp32 ones would list one every 7 to 30
+        // k-rows. The fourth plane costs two VPDPBUSD per 4-row step of 32 columns, a fix one
+        // decode and two FMAs: 32 k-rows on four planes cost 16 VPDPBUSD more than on three.
         if (amax > 0.0f) {
           const float up3 = std::ldexp(1.0f, e - 8), down3 = std::ldexp(1.0f, 8 - e);
 #if LOWBIT_HAVE_X86_SIMD

@@ -788,10 +788,9 @@ LOWBIT_TARGET_AVX512 inline void avx512_int_planes_step(const std::uint8_t* c, c
 // accumulators live in memory (2.5x slower, seen with a variant that took two more
 // arguments).
 template <int P>
-LOWBIT_TARGET_AVX512 __attribute__((always_inline)) inline std::int64_t avx512_int_planes_span(const std::uint8_t* codes, const std::int8_t* planes,
-                                                                std::int64_t plane_len, std::int64_t k,
-                                                                std::int64_t span_end, __m512i lut,
-                                                                __m512i (&acc)[2][4][2], bool prefetch_l2) {
+LOWBIT_TARGET_AVX512 __attribute__((always_inline)) inline std::int64_t avx512_int_planes_span(
+    const std::uint8_t* codes, const std::int8_t* planes, std::int64_t plane_len, std::int64_t k,
+    std::int64_t span_end, __m512i lut, __m512i (&acc)[2][4][2], bool prefetch_l2) {
   for (; k + 8 <= span_end; k += 8) {
     const std::uint8_t* c = codes + k * 16;
     // Prefetch only: the other one-token paths' touch loads (avx512_touch_bytes, needed on
