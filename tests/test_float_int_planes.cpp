@@ -232,7 +232,7 @@ TEST_CASE("float int planes: 16-bit activations take three planes, fp32 ones fou
         const std::int64_t fixes = ws.fix_begin[static_cast<std::size_t>(span) + 1] - ws.fix_begin[static_cast<std::size_t>(span)];
         // Three planes where they list at most one fix per 32 k-rows: the bf16 and fp16 spans,
         // and the bf16 one with one tiny value; not five tiny values in 128 k-rows (a span of
-        // 512 holds them: three planes), and seldom fp32 values (a fix every few rows).
+        // 512 holds them: three planes), and seldom fp32 values (a fix in about 20 rows).
         const int count = ws.plane_count[static_cast<std::size_t>(span)];
         const std::int64_t tiny = kind_of(span) == 3 ? 1 : kind_of(span) == 4 ? 5 : 0;
         if (kind_of(span) == 2) {

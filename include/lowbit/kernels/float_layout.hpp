@@ -361,7 +361,7 @@ inline float int_plane_rounded(float y) noexcept {
 
 // Whether x, held as v = int_plane_rounded(x up) at up = 2^e (down = 2^-e), is listed as a
 // fix: |x up| < 2^16 and v down is not x. The one rule of int_planes_span_scalar and
-// int_planes_fix_count_scalar (their AVX-512 twins test the same in vector form).
+// int_planes_fixes_within_scalar (their AVX-512 twins test the same in vector form).
 inline bool int_plane_needs_fix(float x, float v, float up, float down) noexcept {
   return std::fabs(x * up) < 65536.0f && x - v * down != 0.0f;
 }
@@ -394,13 +394,16 @@ inline void int_planes_span_scalar(const float* x, std::int64_t k0, std::int64_t
   }
 }
 
-// How many k-rows of [k0, k1) would be fixes at up = 2^e: prepare_int_planes' test of a
-// span's narrower fixed point. The scalar reference of int_planes_fix_count_avx512.
-inline std::int64_t int_planes_fix_count_scalar(const float* x, std::int64_t k0, std::int64_t k1, float up,
-                                                float down) noexcept {
+// Whether at most `limit` k-rows of [k0, k1) would be fixes at up = 2^e: prepare_int_planes'
+// test of a span's narrower fixed point. It stops at the first fix past the limit (most fp32
+// spans reach it within a few dozen k-rows). The scalar reference of
+// int_planes_fixes_within_avx512.
+inline bool int_planes_fixes_within_scalar(const float* x, std::int64_t k0, std::int64_t k1, float up, float down,
+                                           std::int64_t limit) noexcept {
   std::int64_t count = 0;
-  for (std::int64_t k = k0; k < k1; ++k) count += int_plane_needs_fix(x[k], int_plane_rounded(x[k] * up), up, down);
-  return count;
+  for (std::int64_t k = k0; k < k1 && count <= limit; ++k)
+    count += int_plane_needs_fix(x[k], int_plane_rounded(x[k] * up), up, down);
+  return count <= limit;
 }
 
 #if LOWBIT_HAVE_X86_SIMD
@@ -421,12 +424,13 @@ LOWBIT_TARGET_AVX512 inline __mmask16 int_plane_fix_mask_avx512(__mmask16 m, __m
                                  _mm512_setzero_ps(), _CMP_NEQ_UQ);
 }
 
-// The AVX-512 twin of int_planes_fix_count_scalar.
-LOWBIT_TARGET_AVX512 inline std::int64_t int_planes_fix_count_avx512(const float* x, std::int64_t k0, std::int64_t k1,
-                                                                     float up, float down) {
+// The AVX-512 twin of int_planes_fixes_within_scalar (16 k-rows a step; the answer is the
+// same wherever either stops).
+LOWBIT_TARGET_AVX512 inline bool int_planes_fixes_within_avx512(const float* x, std::int64_t k0, std::int64_t k1,
+                                                                float up, float down, std::int64_t limit) {
   const __m512 vup = _mm512_set1_ps(up), vdown = _mm512_set1_ps(down);
   std::int64_t count = 0;
-  for (std::int64_t k = k0; k < k1; k += 16) {
+  for (std::int64_t k = k0; k < k1 && count <= limit; k += 16) {
     const __mmask16 m = k1 - k >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (k1 - k)) - 1);
     const __m512 xv = _mm512_maskz_loadu_ps(m, x + k);
     const __m512 y = _mm512_mul_ps(xv, vup);
@@ -434,7 +438,7 @@ LOWBIT_TARGET_AVX512 inline std::int64_t int_planes_fix_count_avx512(const float
     const __m512 rem = _mm512_sub_ps(xv, _mm512_mul_ps(int_plane_rounded_avx512(y, ay), vdown));
     count += __builtin_popcount(int_plane_fix_mask_avx512(m, ay, rem));
   }
-  return count;
+  return count <= limit;
 }
 
 // The AVX-512 twin of int_planes_span_scalar: the same operations in fp32 and int32 on 16
@@ -527,18 +531,20 @@ inline void prepare_int_planes(const float* x, float_workspace& ws, bool vector 
         e = amax > 0.0f ? std::min(30 - ex, 100) : 0;
         // Three planes (largest |x| 2^e in [2^21, 2^22)) where they list at most one fix per
         // 32 k-rows: 16-bit inputs (bf16 values are integers there down to 2^-14 of the
-        // largest, fp16 ones to 2^-11), while normal fp32 ones would list one every 7 to 30
-        // k-rows. The fourth plane costs two VPDPBUSD per 4-row step of 32 columns, a fix one
-        // decode and two FMAs: 32 k-rows on four planes cost 16 VPDPBUSD more than on three.
+        // largest, fp16 ones to 2^-11), while normal fp32 ones list one in about 20 k-rows
+        // (about a quarter of their 128-row spans still narrow). The fourth plane costs two
+        // VPDPBUSD per 4-row step of 32 columns, a fix one decode and two FMAs: 32 k-rows on
+        // four planes cost 16 VPDPBUSD more than on three.
         if (amax > 0.0f) {
           const float up3 = std::ldexp(1.0f, e - 8), down3 = std::ldexp(1.0f, 8 - e);
+          const std::int64_t limit = (k1 - k0) / 32;
 #if LOWBIT_HAVE_X86_SIMD
-          const std::int64_t narrow = vector ? int_planes_fix_count_avx512(x, k0, k1, up3, down3)
-                                             : int_planes_fix_count_scalar(x, k0, k1, up3, down3);
+          const bool narrow = vector ? int_planes_fixes_within_avx512(x, k0, k1, up3, down3, limit)
+                                     : int_planes_fixes_within_scalar(x, k0, k1, up3, down3, limit);
 #else
-          const std::int64_t narrow = int_planes_fix_count_scalar(x, k0, k1, up3, down3);
+          const bool narrow = int_planes_fixes_within_scalar(x, k0, k1, up3, down3, limit);
 #endif
-          if (narrow <= (k1 - k0) / 32) e -= 8;
+          if (narrow) e -= 8;
         }
       }
       const float up = std::ldexp(1.0f, e), down = std::ldexp(1.0f, -e);
