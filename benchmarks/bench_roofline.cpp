@@ -13,6 +13,8 @@
 //                       bound of the "hot" gemm rows (gemm/<scheme>/1/4096/4096 reads one
 //                       8.4 MiB packed int4 copy each call), i.e. L2 (1 MiB) or the
 //                       last-level cache (8, 32 MiB) on most servers; GBps
+//   roofline/cache_read_prefetched/MiB:N  the same with a PREFETCHT0 4 KiB ahead, as the
+//                       one-token integer kernel reads (faster from L3 on some CPUs); GBps
 //   roofline/<peak>_threads/threads:N  the same loop on N threads of lowbit's pool at once
 //                       (vnni, fma, amx_int8, amx_bf16; N from LOWBIT_BENCH_THREADS, else 1,
 //                       2); GOPS/GFLOPS of all threads, wall time. Its N-thread / (N x 1-thread)
@@ -126,6 +128,27 @@ LOWBIT_TARGET_AVX512 std::uint64_t stream_read(const std::uint8_t* p, std::size_
   const __m512i x = _mm512_xor_si512(_mm512_xor_si512(x0, x1), _mm512_xor_si512(x2, x3));
   return static_cast<std::uint64_t>(_mm512_reduce_add_epi64(x));
 }
+
+// stream_read with a PREFETCHT0 4 KiB ahead of each line, the pattern of the one-token
+// integer kernel (avx512_int_step), so the hot one-token rows can be read against a loop that
+// reads as they do. On the device Xeon no way of reading an 8 MiB buffer from L3 was faster
+// than the spread between runs (24 variants: T0/T1/T2 at 1-64 KiB ahead, 1-8 interleaved
+// streams; performance.md, "Session 46"). Prefetches past the end do not fault.
+LOWBIT_TARGET_AVX512 std::uint64_t stream_read_prefetched(const std::uint8_t* p, std::size_t bytes) {
+  __m512i x0 = _mm512_setzero_si512(), x1 = x0, x2 = x0, x3 = x0;
+  for (std::size_t i = 0; i < bytes; i += 256) {
+    _mm_prefetch(reinterpret_cast<const char*>(p + i + 4096), _MM_HINT_T0);
+    _mm_prefetch(reinterpret_cast<const char*>(p + i + 4096 + 64), _MM_HINT_T0);
+    _mm_prefetch(reinterpret_cast<const char*>(p + i + 4096 + 128), _MM_HINT_T0);
+    _mm_prefetch(reinterpret_cast<const char*>(p + i + 4096 + 192), _MM_HINT_T0);
+    x0 = _mm512_xor_si512(x0, _mm512_load_si512(reinterpret_cast<const void*>(p + i)));
+    x1 = _mm512_xor_si512(x1, _mm512_load_si512(reinterpret_cast<const void*>(p + i + 64)));
+    x2 = _mm512_xor_si512(x2, _mm512_load_si512(reinterpret_cast<const void*>(p + i + 128)));
+    x3 = _mm512_xor_si512(x3, _mm512_load_si512(reinterpret_cast<const void*>(p + i + 192)));
+  }
+  const __m512i x = _mm512_xor_si512(_mm512_xor_si512(x0, x1), _mm512_xor_si512(x2, x3));
+  return static_cast<std::uint64_t>(_mm512_reduce_add_epi64(x));
+}
 #endif
 
 void bench_vnni_peak(benchmark::State& st) {
@@ -225,15 +248,17 @@ void bench_dram_read(benchmark::State& st) {
 #endif
 }
 
-void bench_cache_read(benchmark::State& st) {
+void bench_cache_read(benchmark::State& st, bool prefetched) {
 #if LOWBIT_HAVE_X86_SIMD
   const std::size_t bytes = static_cast<std::size_t>(st.range(0)) << 20;
   lowbit::detail::aligned_buffer<std::uint8_t> buf(bytes);
   std::memset(buf.data(), 1, bytes);
-  benchmark::DoNotOptimize(stream_read(buf.data(), bytes));  // warm: the first pass fills the caches
-  for (auto _ : st) benchmark::DoNotOptimize(stream_read(buf.data(), bytes));
+  const auto read = prefetched ? stream_read_prefetched : stream_read;
+  benchmark::DoNotOptimize(read(buf.data(), bytes));  // warm: the first pass fills the caches
+  for (auto _ : st) benchmark::DoNotOptimize(read(buf.data(), bytes));
   st.counters["GBps"] = benchmark::Counter(static_cast<double>(bytes) / 1e9, benchmark::Counter::kIsIterationInvariantRate);
 #else
+  (void)prefetched;
   st.SkipWithError("x86 only");
 #endif
 }
@@ -275,7 +300,11 @@ const int kPeakThreadsRegistered = [] {
   return 0;
 }();
 BENCHMARK(bench_dram_read)->Name("roofline/dram_read")->Unit(benchmark::kMillisecond);
-BENCHMARK(bench_cache_read)->Name("roofline/cache_read")->ArgName("MiB")->Arg(1)->Arg(8)->Arg(32);
+BENCHMARK_CAPTURE(bench_cache_read, plain, false)->Name("roofline/cache_read")->ArgName("MiB")->Arg(1)->Arg(8)->Arg(32);
+BENCHMARK_CAPTURE(bench_cache_read, prefetched, true)
+    ->Name("roofline/cache_read_prefetched")
+    ->ArgName("MiB")
+    ->Arg(1)->Arg(8)->Arg(32);
 BENCHMARK(bench_dram_read_threads)
     ->Name("roofline/dram_read_threads")
     ->ArgName("threads")
