@@ -117,9 +117,18 @@ LOWBIT_TARGET_AMX void amx_bf16_loop(std::int64_t steps, const void* zeros) {
   _tile_release();
 }
 
-LOWBIT_TARGET_AVX512 std::uint64_t stream_read(const std::uint8_t* p, std::size_t bytes) {
+// Reads `bytes` (a multiple of 256) with 512-bit loads into four independent XOR chains.
+// Prefetch = true adds a PREFETCHT0 4 KiB ahead of each line, the pattern of the one-token
+// integer kernel (avx512_int_step), so the hot one-token rows can be read against a loop that
+// reads as they do. On the device Xeon no way of reading an 8 MiB buffer from L3 was faster
+// than the spread between runs (24 variants: T0/T1/T2 at 1-64 KiB ahead, 1-8 interleaved
+// streams; performance.md, "Session 46"). Prefetches past the end do not fault.
+template <bool Prefetch>
+LOWBIT_TARGET_AVX512 std::uint64_t stream_read_loop(const std::uint8_t* p, std::size_t bytes) {
   __m512i x0 = _mm512_setzero_si512(), x1 = x0, x2 = x0, x3 = x0;
   for (std::size_t i = 0; i < bytes; i += 256) {
+    if constexpr (Prefetch)
+      for (int l = 0; l < 4; ++l) _mm_prefetch(reinterpret_cast<const char*>(p + i + 4096 + 64 * l), _MM_HINT_T0);
     x0 = _mm512_xor_si512(x0, _mm512_load_si512(reinterpret_cast<const void*>(p + i)));
     x1 = _mm512_xor_si512(x1, _mm512_load_si512(reinterpret_cast<const void*>(p + i + 64)));
     x2 = _mm512_xor_si512(x2, _mm512_load_si512(reinterpret_cast<const void*>(p + i + 128)));
@@ -129,25 +138,11 @@ LOWBIT_TARGET_AVX512 std::uint64_t stream_read(const std::uint8_t* p, std::size_
   return static_cast<std::uint64_t>(_mm512_reduce_add_epi64(x));
 }
 
-// stream_read with a PREFETCHT0 4 KiB ahead of each line, the pattern of the one-token
-// integer kernel (avx512_int_step), so the hot one-token rows can be read against a loop that
-// reads as they do. On the device Xeon no way of reading an 8 MiB buffer from L3 was faster
-// than the spread between runs (24 variants: T0/T1/T2 at 1-64 KiB ahead, 1-8 interleaved
-// streams; performance.md, "Session 46"). Prefetches past the end do not fault.
+LOWBIT_TARGET_AVX512 std::uint64_t stream_read(const std::uint8_t* p, std::size_t bytes) {
+  return stream_read_loop<false>(p, bytes);
+}
 LOWBIT_TARGET_AVX512 std::uint64_t stream_read_prefetched(const std::uint8_t* p, std::size_t bytes) {
-  __m512i x0 = _mm512_setzero_si512(), x1 = x0, x2 = x0, x3 = x0;
-  for (std::size_t i = 0; i < bytes; i += 256) {
-    _mm_prefetch(reinterpret_cast<const char*>(p + i + 4096), _MM_HINT_T0);
-    _mm_prefetch(reinterpret_cast<const char*>(p + i + 4096 + 64), _MM_HINT_T0);
-    _mm_prefetch(reinterpret_cast<const char*>(p + i + 4096 + 128), _MM_HINT_T0);
-    _mm_prefetch(reinterpret_cast<const char*>(p + i + 4096 + 192), _MM_HINT_T0);
-    x0 = _mm512_xor_si512(x0, _mm512_load_si512(reinterpret_cast<const void*>(p + i)));
-    x1 = _mm512_xor_si512(x1, _mm512_load_si512(reinterpret_cast<const void*>(p + i + 64)));
-    x2 = _mm512_xor_si512(x2, _mm512_load_si512(reinterpret_cast<const void*>(p + i + 128)));
-    x3 = _mm512_xor_si512(x3, _mm512_load_si512(reinterpret_cast<const void*>(p + i + 192)));
-  }
-  const __m512i x = _mm512_xor_si512(_mm512_xor_si512(x0, x1), _mm512_xor_si512(x2, x3));
-  return static_cast<std::uint64_t>(_mm512_reduce_add_epi64(x));
+  return stream_read_loop<true>(p, bytes);
 }
 #endif
 
