@@ -175,6 +175,7 @@ inline cpu_features detect_cpu_features() noexcept {
   unsigned a = 0, b = 0, c = 0, d = 0;
   if (__get_cpuid_max(0, nullptr) < 7) return f;
   __cpuid_count(1, 0, a, b, c, d);
+  const unsigned sig = a;  // family, model, stepping
   const bool osxsave = (c >> 27) & 1;
   const bool has_fma = (c >> 12) & 1, has_f16c = (c >> 29) & 1, has_avx = (c >> 28) & 1;
   unsigned long long xcr0 = 0;
@@ -208,8 +209,6 @@ inline cpu_features detect_cpu_features() noexcept {
     f.avx512vbmi = (c7 >> 1) & 1;
     unsigned vendor[3] = {0, 0, 0};
     __cpuid(0, a, vendor[0], vendor[2], vendor[1]);  // "AuthenticAMD" in EBX, EDX, ECX
-    unsigned sig = 0;
-    __cpuid(1, sig, b, c, d);
     const unsigned base = (sig >> 8) & 0xF, family = base == 0xF ? base + ((sig >> 20) & 0xFF) : base;
     f.avx512_halves = f.avx512f && std::memcmp(vendor, "AuthenticAMD", 12) == 0 && family == 0x19;
   }
